@@ -1,0 +1,127 @@
+// data stats, data synth and tokenize: the data layer from the command line.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "app/commands.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "data/datasets.h"
+#include "data/pairs.h"
+#include "data/split.h"
+#include "data/synth.h"
+#include "data/text.h"
+#include "data/tokenizer.h"
+
+namespace sx::app {
+namespace {
+
+struct LengthStats {
+  std::vector<size_t> lengths;
+  size_t toxic = 0;
+};
+
+std::string quantiles(std::vector<size_t>& v) {
+  if (v.empty()) return "-";
+  std::sort(v.begin(), v.end());
+  auto q = [&](double f) { return v[static_cast<size_t>(f * (v.size() - 1))]; };
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "min %zu  p10 %zu  p50 %zu  p90 %zu  p99 %zu  max %zu", v.front(),
+                q(0.1), q(0.5), q(0.9), q(0.99), v.back());
+  return buf;
+}
+
+void print_labeled(const char* title, const data::LabeledCorpus& corpus) {
+  std::map<std::string, LengthStats> per_lang;
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    auto& s = per_lang[corpus.langs[i]];
+    s.lengths.push_back(data::count_code_points(corpus.texts[i]));
+    s.toxic += corpus.labels[i];
+  }
+  std::printf("%s: %zu rows, %zu languages\n", title, corpus.size(), per_lang.size());
+  for (auto& [lang, s] : per_lang)
+    std::printf("  %-4s rows %8zu  toxic %7zu (%5.1f%%)  chars: %s\n", lang.c_str(),
+                s.lengths.size(), s.toxic, 100.0 * s.toxic / s.lengths.size(),
+                quantiles(s.lengths).c_str());
+}
+
+}  // namespace
+
+int cmd_data_stats(const ConfigArgs& args) {
+  Config config = load_config(args.config_path, args.overrides);
+  check_inputs(config, {"data"});
+  init_logging({0, 1, config.run.log_level, config.run.other_ranks_log_level, ""});
+  auto loaded = data::load_datasets(config, /*with_test=*/true);
+  print_labeled("english (data.train_csv)", loaded.english);
+  print_labeled("multilingual (data.multilingual_csv)", loaded.multilingual);
+  if (loaded.test) {
+    std::map<std::string, std::vector<size_t>> per_lang;
+    for (size_t i = 0; i < loaded.test->size(); ++i)
+      per_lang[loaded.test->langs[i]].push_back(data::count_code_points(loaded.test->texts[i]));
+    std::printf("test (data.test_csv): %zu rows, %zu languages\n", loaded.test->size(),
+                per_lang.size());
+    for (auto& [lang, v] : per_lang)
+      std::printf("  %-4s rows %8zu  chars: %s\n", lang.c_str(), v.size(), quantiles(v).c_str());
+  }
+  data::CorpusSplit split = data::split_corpus(loaded.english, loaded.multilingual,
+                                               config.run.seed, config.data.val_fraction);
+  std::printf("split (run.seed %lld): largest other language '%s' with %zu rows\n",
+              static_cast<long long>(config.run.seed), split.largest_language.c_str(),
+              split.max_size);
+  std::printf("  multilingual set %zu rows (with %zu English), validation %zu, training %zu\n",
+              split.multilingual.size(), split.max_size, split.validation.size(),
+              split.train.size());
+  for (const char* name : {"training", "validation"}) {
+    data::PairReport report;
+    if (name[0] == 't')
+      data::training_pairs(config, split, &report);
+    else
+      data::validation_pairs(config, split, &report);
+    for (const auto& c : report.per_language_pair)
+      std::printf("  %s pairs %s-%s: toxic-toxic %llu, normal-normal %llu, normal-toxic %llu\n",
+                  name, c.left_lang.c_str(), c.right_lang.c_str(),
+                  static_cast<unsigned long long>(c.toxic_toxic),
+                  static_cast<unsigned long long>(c.normal_normal),
+                  static_cast<unsigned long long>(c.normal_toxic));
+  }
+  return 0;
+}
+
+int cmd_data_synth(const std::string& out_dir, long long rows, long long seed) {
+  auto summary = data::write_synthetic_jigsaw(out_dir, static_cast<size_t>(rows),
+                                              static_cast<uint64_t>(seed));
+  std::printf("%s: %zu rows\n%s: %zu rows\n%s: %zu rows\n", summary.train_csv.c_str(),
+              summary.train_rows, summary.multilingual_csv.c_str(), summary.multilingual_rows,
+              summary.test_csv.c_str(), summary.test_rows);
+  return 0;
+}
+
+int cmd_tokenize(const ConfigArgs& args) {
+  Config config = load_config(args.config_path, args.overrides);
+  check_inputs(config, {"tokenizer"});
+  data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
+  std::ios::sync_with_stdio(false);
+  std::string line;
+  std::vector<int32_t> ids(tokenizer.max_len());
+  std::string out;
+  while (std::getline(std::cin, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    data::sanitize_utf8(line);
+    tokenizer.encode_into(line, ids.data());
+    out.clear();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i) out += ' ';
+      out += std::to_string(ids[i]);
+    }
+    out += '\n';
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  }
+  return 0;
+}
+
+}  // namespace sx::app

@@ -1,0 +1,24 @@
+// The CLI's subcommands. main.cpp parses the command line with CLI11 and calls one of
+// these; each loads and validates the configuration sections it uses and returns an exit
+// code. UserError escapes to main, which prints its one line.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sx::app {
+
+// What every config-taking subcommand receives: --config FILE and dotted.key=value overrides.
+struct ConfigArgs {
+  std::string config_path;
+  std::vector<std::string> overrides;
+};
+
+int cmd_config(const ConfigArgs& args, bool docs);
+int cmd_tokenize(const ConfigArgs& args);
+int cmd_data_stats(const ConfigArgs& args);
+int cmd_data_synth(const std::string& out_dir, long long rows, long long seed);
+int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
+int cmd_version();
+
+}  // namespace sx::app

@@ -1,0 +1,114 @@
+// siamese-xlmr: one binary, one subcommand per stage of the pipeline.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <functional>
+
+#include "app/commands.h"
+#include "core/error.h"
+
+namespace {
+
+using sx::app::ConfigArgs;
+
+// --config FILE plus trailing dotted.key=value overrides, as every stage takes them.
+void add_config_args(CLI::App* cmd, ConfigArgs& args) {
+  cmd->add_option("--config,-c", args.config_path, "YAML configuration file");
+  cmd->add_option("overrides", args.overrides,
+                  "dotted.key=value overrides applied after the file (Hydra style)");
+}
+
+int not_yet(const char* what, const char* issue) {
+  std::fprintf(stderr, "siamese-xlmr: error: '%s' is not implemented yet (%s)\n", what, issue);
+  return sx::kExitNotImplemented;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"siamese-xlmr: distributed Siamese XLM-RoBERTa fine-tuning for cross-lingual "
+               "toxic-comment classification"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+
+  std::function<int()> action;
+  ConfigArgs cfg;
+
+  auto* train = app.add_subcommand("train", "Train the Siamese model (MPI ranks, one per GPU)");
+  std::string resume;
+  add_config_args(train, cfg);
+  train->add_option("--resume", resume, "auto (newest valid checkpoint in run.dir) or a PATH");
+  train->callback([&] { action = [] { return not_yet("train", "issue #5"); }; });
+
+  auto* exp = app.add_subcommand("export", "Export embeddings of the labeled and test sets (HDF5)");
+  std::string checkpoint;
+  add_config_args(exp, cfg);
+  exp->add_option("--checkpoint", checkpoint, "checkpoint to load (default: best in run.dir)");
+  exp->callback([&] { action = [] { return not_yet("export", "issue #6"); }; });
+
+  auto* evaluate = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
+  std::vector<std::string> feature_files;
+  evaluate->add_option("features", feature_files, "features.h5 [features_before.h5]");
+  evaluate->callback([&] { action = [] { return not_yet("evaluate", "issue #6"); }; });
+
+  auto* embed = app.add_subcommand("embed", "Embed texts from stdin, one per line");
+  add_config_args(embed, cfg);
+  embed->add_option("--checkpoint", checkpoint, "training checkpoint instead of model.pretrained");
+  embed->callback([&] { action = [&] { return sx::app::cmd_embed(cfg, checkpoint); }; });
+
+  auto* tokenize = app.add_subcommand("tokenize", "Token ids of texts from stdin, one per line");
+  add_config_args(tokenize, cfg);
+  tokenize->callback([&] { action = [&] { return sx::app::cmd_tokenize(cfg); }; });
+
+  auto* data = app.add_subcommand("data", "Inspect or synthesize Jigsaw-shaped data");
+  data->require_subcommand(1);
+  auto* stats = data->add_subcommand("stats", "Rows, languages, labels, lengths, split and pairs");
+  add_config_args(stats, cfg);
+  stats->callback([&] { action = [&] { return sx::app::cmd_data_stats(cfg); }; });
+  auto* synth = data->add_subcommand("synth", "Write synthetic Jigsaw-shaped CSV files");
+  std::string synth_out;
+  long long synth_rows = 0, synth_seed = 42;
+  synth->add_option("--out", synth_out, "output directory")->required();
+  synth->add_option("--rows", synth_rows, "rows of the English training file")
+      ->required()
+      ->check(CLI::Range(1LL, 100000000LL));
+  synth->add_option("--seed", synth_seed, "random seed")->check(CLI::NonNegativeNumber);
+  synth->callback([&] {
+    action = [&] { return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed); };
+  });
+
+  auto* bench = app.add_subcommand("bench", "Benchmarks (data loading, tokenization, steps)");
+  add_config_args(bench, cfg);
+  bench->callback([&] { action = [] { return not_yet("bench", "issues #3, #5"); }; });
+
+  auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");
+  bool docs = false;
+  add_config_args(config, cfg);
+  config->add_flag("--docs", docs, "print the reference of every key (Markdown)");
+  config->callback([&] { action = [&] { return sx::app::cmd_config(cfg, docs); }; });
+
+  auto* version = app.add_subcommand("version", "Versions of siamese-xlmr and its libraries");
+  version->callback([&] { action = [] { return sx::app::cmd_version(); }; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return sx::kExitUserError;
+  }
+
+  try {
+    return action();
+  } catch (const sx::UserError& e) {
+    std::fprintf(stderr, "siamese-xlmr: error: %s\n", e.what());
+    return sx::kExitUserError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "siamese-xlmr: internal error: %s\n", e.what());
+    return sx::kExitInternal;
+  }
+}

@@ -1,0 +1,649 @@
+#include "core/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <variant>
+
+#include "core/error.h"
+#include "core/strings.h"
+
+namespace sx {
+namespace {
+
+namespace fs = std::filesystem;
+using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>>;
+
+enum class Kind { kInt, kFloat, kBool, kString, kEnum, kDuration, kFile, kDir, kStringList };
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct Field {
+  std::string key;
+  Kind kind;
+  std::string default_yaml;
+  std::string doc;
+  double min = -kInf;
+  double max = kInf;
+  std::vector<std::string> choices;
+  bool affects_results = false;
+  std::function<void(Config&, const Value&)> set;
+  std::function<Value(const Config&)> get;
+
+  std::string section() const { return key.substr(0, key.find('.')); }
+};
+
+// Binds a schema entry to a member of one Config section.
+template <class Section, class T>
+Field entry(Section Config::*section, T Section::*member, std::string key, Kind kind,
+           std::string default_yaml, std::string doc) {
+  Field f;
+  f.key = std::move(key);
+  f.kind = kind;
+  f.default_yaml = std::move(default_yaml);
+  f.doc = std::move(doc);
+  f.set = [section, member](Config& c, const Value& v) { (c.*section).*member = std::get<T>(v); };
+  f.get = [section, member](const Config& c) { return Value((c.*section).*member); };
+  return f;
+}
+
+Field range(Field f, double min, double max = kInf) {
+  f.min = min;
+  f.max = max;
+  return f;
+}
+Field choices(Field f, std::vector<std::string> allowed) {
+  f.choices = std::move(allowed);
+  return f;
+}
+Field results(Field f) {
+  f.affects_results = true;
+  return f;
+}
+
+// The schema: every key, its type, the notebook's default and what it means.
+const std::vector<Field>& schema() {
+  static const std::vector<Field> fields = [] {
+    using C = Config;
+    std::vector<Field> s;
+    // run
+    s.push_back(entry(&C::run, &RunConfig::dir, "run.dir", Kind::kString, "runs/default",
+                     "Run directory: resolved config, logs, checkpoints, metrics, features."));
+    s.push_back(results(range(entry(&C::run, &RunConfig::seed, "run.seed", Kind::kInt, "42",
+                                   "Seed of every random choice (split, pairs, init, dropout)."),
+                              0)));
+    s.push_back(entry(&C::run, &RunConfig::max_duration, "run.max_duration", Kind::kDuration, "0",
+                     "Training time budget (seconds, or 90m, 2h, 1h30m); checked every step. "
+                     "0 = no limit."));
+    s.push_back(choices(entry(&C::run, &RunConfig::log_level, "run.log_level", Kind::kEnum, "info",
+                             "Log level of rank 0."),
+                        {"trace", "debug", "info", "warn", "error"}));
+    s.push_back(choices(entry(&C::run, &RunConfig::other_ranks_log_level,
+                             "run.other_ranks_log_level", Kind::kEnum, "warn",
+                             "Log level of ranks other than 0."),
+                        {"trace", "debug", "info", "warn", "error"}));
+    s.push_back(range(entry(&C::run, &RunConfig::progress_interval, "run.progress_interval",
+                           Kind::kDuration, "30s",
+                           "Interval of progress lines when stderr is not a terminal."),
+                      0.1));
+    // data
+    s.push_back(entry(&C::data, &DataConfig::train_csv, "data.train_csv", Kind::kFile,
+                     "data/jigsaw-unintended-bias-train.csv",
+                     "English training corpus (Jigsaw unintended-bias train CSV)."));
+    s.push_back(entry(&C::data, &DataConfig::multilingual_csv, "data.multilingual_csv",
+                     Kind::kFile, "data/validation.csv",
+                     "Labeled non-English texts (Jigsaw multilingual validation.csv)."));
+    s.push_back(entry(&C::data, &DataConfig::test_csv, "data.test_csv", Kind::kFile,
+                     "data/test.csv", "Unlabeled texts to embed (id, content, lang). Empty: none."));
+    s.push_back(choices(entry(&C::data, &DataConfig::bad_rows, "data.bad_rows", Kind::kEnum,
+                             "fail", "What a malformed CSV row does: stop the run, or skip it "
+                             "(counted and logged per reason)."),
+                        {"fail", "skip"}));
+    s.push_back(results(range(entry(&C::data, &DataConfig::train_pairs, "data.train_pairs",
+                                   Kind::kInt, "500000", "Number of training pairs."),
+                              1)));
+    s.push_back(results(range(entry(&C::data, &DataConfig::val_pairs, "data.val_pairs",
+                                   Kind::kInt, "1000", "Number of validation pairs."),
+                              1)));
+    s.push_back(results(entry(&C::data, &DataConfig::text_field, "data.text_field", Kind::kString,
+                             "comment_text", "Text column of the labeled CSV files.")));
+    s.push_back(results(entry(
+        &C::data, &DataConfig::train_label_fields, "data.train_label_fields", Kind::kStringList,
+        "[toxic, severe_toxicity, obscene, identity_attack, insult, threat]",
+        "Label columns of the English file; label = max >= data.label_threshold.")));
+    s.push_back(results(entry(&C::data, &DataConfig::multilingual_label_fields,
+                             "data.multilingual_label_fields", Kind::kStringList, "[toxic]",
+                             "Label columns of the multilingual file.")));
+    s.push_back(results(entry(&C::data, &DataConfig::lang_field, "data.lang_field", Kind::kString,
+                             "lang", "Language column; a file without it is English.")));
+    s.push_back(entry(&C::data, &DataConfig::test_id_field, "data.test_id_field", Kind::kString,
+                     "id", "Id column of the test file."));
+    s.push_back(entry(&C::data, &DataConfig::test_text_field, "data.test_text_field",
+                     Kind::kString, "content", "Text column of the test file."));
+    s.push_back(entry(&C::data, &DataConfig::test_lang_field, "data.test_lang_field",
+                     Kind::kString, "lang", "Language column of the test file."));
+    s.push_back(results(range(entry(&C::data, &DataConfig::label_threshold,
+                                   "data.label_threshold", Kind::kFloat, "0.5",
+                                   "A text is toxic when its largest label field is >= this."),
+                              0, 1)));
+    s.push_back(results(range(entry(&C::data, &DataConfig::val_fraction, "data.val_fraction",
+                                   Kind::kFloat, "0.1",
+                                   "Share of the remaining English corpus kept for validation."),
+                              0.001, 0.9)));
+    s.push_back(results(range(entry(&C::data, &DataConfig::min_sample_chars,
+                                   "data.min_sample_chars", Kind::kInt, "10",
+                                   "Texts of this many characters or fewer are never sampled."),
+                              0)));
+    // tokenizer
+    s.push_back(entry(&C::tokenizer, &TokenizerConfig::model, "tokenizer.model", Kind::kFile,
+                     "models/sentencepiece.bpe.model",
+                     "XLM-R sentencepiece model (sentencepiece.bpe.model)."));
+    s.push_back(results(range(entry(&C::tokenizer, &TokenizerConfig::max_len, "tokenizer.max_len",
+                                   Kind::kInt, "128", "Token ids per text (cut and padded)."),
+                              2, 4096)));
+    s.push_back(results(
+        choices(entry(&C::tokenizer, &TokenizerConfig::pretokenize, "tokenizer.pretokenize",
+                     Kind::kEnum, "wordpunct",
+                     "wordpunct: split as NLTK's wordpunct_tokenize and encode each word (the "
+                     "notebook); none: encode the whole text (HF)."),
+                {"wordpunct", "none"})));
+    s.push_back(results(entry(&C::tokenizer, &TokenizerConfig::keep_eos, "tokenizer.keep_eos",
+                             Kind::kBool, "true",
+                             "A cut sequence still ends with </s> (the notebook drops it).")));
+    s.push_back(range(entry(&C::tokenizer, &TokenizerConfig::threads, "tokenizer.threads",
+                           Kind::kInt, "0", "Tokenizer threads; 0 = all cores."),
+                      0, 1024));
+    // model
+    s.push_back(entry(&C::model, &ModelConfig::pretrained, "model.pretrained", Kind::kDir, "",
+                     "HF model directory (config.json + model.safetensors). Empty: random "
+                     "initialisation from model.config."));
+    s.push_back(entry(&C::model, &ModelConfig::config, "model.config", Kind::kFile, "",
+                     "HF config.json used for random initialisation when model.pretrained is "
+                     "empty."));
+    s.push_back(choices(entry(&C::model, &ModelConfig::device, "model.device", Kind::kEnum, "auto",
+                             "Where the replica runs: auto = the rank's GPU if any, else CPU."),
+                        {"auto", "cpu", "cuda"}));
+    s.push_back(choices(entry(&C::model, &ModelConfig::attention, "model.attention", Kind::kEnum,
+                             "math",
+                             "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."),
+                        {"math", "sdpa"}));
+    s.push_back(entry(&C::model, &ModelConfig::autocast_bf16, "model.autocast_bf16", Kind::kBool,
+                     "false", "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
+    s.push_back(results(range(entry(&C::model, &ModelConfig::pool_ln_eps, "model.pool_ln_eps",
+                                   Kind::kFloat, "1e-3",
+                                   "Epsilon of the pooling LayerNorm (Keras' default)."),
+                              0, 1)));
+    // train
+    s.push_back(results(range(entry(&C::train, &TrainConfig::pairs_per_rank,
+                                   "train.pairs_per_rank", Kind::kInt, "32",
+                                   "Pairs per replica per step; global batch = this x ranks."),
+                              1, 1 << 20)));
+    s.push_back(range(entry(&C::train, &TrainConfig::max_steps, "train.max_steps", Kind::kInt, "0",
+                           "Cap on global steps (smoke runs, tests); 0 = no limit."),
+                      0));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::steps_per_epoch,
+                                   "train.steps_per_epoch", Kind::kInt, "0",
+                                   "Steps per epoch; 0 = the notebook's rule min(20 x validation "
+                                   "batches, training batches)."),
+                              0)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::max_epochs, "train.max_epochs",
+                                   Kind::kInt, "0",
+                                   "Epoch cap; 0 = the notebook's rule max(30, round(10 x "
+                                   "training batches / steps per epoch))."),
+                              0)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::patience, "train.patience",
+                                   Kind::kInt, "9",
+                                   "Early stopping: epochs without a strictly lower validation "
+                                   "loss before training stops."),
+                              1)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_min, "train.lr_min", Kind::kFloat,
+                                   "1e-6", "Triangular2 cyclical learning rate: lower bound."),
+                              0)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_max, "train.lr_max", Kind::kFloat,
+                                   "5e-5", "Triangular2 cyclical learning rate: upper bound."),
+                              0)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_step_epochs,
+                                   "train.lr_step_epochs", Kind::kFloat, "3",
+                                   "Triangular2 half-cycle length, in epochs."),
+                              1e-9)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::adam_beta1, "train.adam_beta1",
+                                   Kind::kFloat, "0.9", "Adam beta1."),
+                              0, 0.999999)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::adam_beta2, "train.adam_beta2",
+                                   Kind::kFloat, "0.999", "Adam beta2."),
+                              0, 0.99999999)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::adam_epsilon, "train.adam_epsilon",
+                                   Kind::kFloat, "1e-7", "Adam epsilon (Keras' epsilon hat)."),
+                              0, 1)));
+    s.push_back(results(range(entry(&C::train, &TrainConfig::margin, "train.margin", Kind::kFloat,
+                                   "1.0", "Margin m of the DBL loss."),
+                              0)));
+    s.push_back(range(entry(&C::train, &TrainConfig::keep_checkpoints, "train.keep_checkpoints",
+                           Kind::kInt, "3", "Step checkpoints kept besides the best one."),
+                      1, 1000));
+    s.push_back(range(entry(&C::train, &TrainConfig::bucket_mb, "train.bucket_mb", Kind::kFloat,
+                           "25", "Gradient all-reduce bucket size in MiB."),
+                      0.001, 1 << 16));
+    s.push_back(range(entry(&C::train, &TrainConfig::log_every, "train.log_every", Kind::kInt, "50",
+                           "Log a training line every this many steps."),
+                      1));
+    s.push_back(range(entry(&C::train, &TrainConfig::max_bad_steps, "train.max_bad_steps",
+                           Kind::kInt, "10",
+                           "Consecutive non-finite steps (skipped) before training stops."),
+                      1));
+    // dist
+    s.push_back(choices(entry(&C::dist, &DistConfig::backend, "dist.backend", Kind::kEnum, "auto",
+                             "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
+                             "replica is on a GPU."),
+                        {"auto", "nccl", "mpi"}));
+    s.push_back(range(entry(&C::dist, &DistConfig::collective_timeout, "dist.collective_timeout",
+                           Kind::kDuration, "10m",
+                           "Deadline of one collective before the job is aborted."),
+                      1));
+    s.push_back(choices(entry(&C::dist, &DistConfig::stop_signal, "dist.stop_signal", Kind::kEnum,
+                             "USR1",
+                             "Signal that asks for a checkpoint and a requeueable stop "
+                             "(SIGTERM always does too)."),
+                        {"USR1", "USR2", "TERM"}));
+    // export
+    s.push_back(range(entry(&C::export_, &ExportConfig::batch_size, "export.batch_size",
+                           Kind::kInt, "128", "Texts per forward pass when exporting features."),
+                      1, 1 << 20));
+    s.push_back(entry(&C::export_, &ExportConfig::before_training, "export.before_training",
+                     Kind::kBool, "true",
+                     "train also writes features_before.h5 with the untrained encoder."));
+    return s;
+  }();
+  return fields;
+}
+
+const Field* find_field(const std::string& key) {
+  for (const auto& f : schema())
+    if (f.key == key) return &f;
+  return nullptr;
+}
+
+std::vector<std::string> all_keys() {
+  std::vector<std::string> keys;
+  for (const auto& f : schema()) keys.push_back(f.key);
+  return keys;
+}
+
+bool is_section_prefix(const std::string& path) {
+  for (const auto& f : schema())
+    if (starts_with(f.key, path + ".")) return true;
+  return false;
+}
+
+std::string fmt_number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+std::string type_description(const Field& f) {
+  auto bounds = [&](const char* noun) {
+    std::string s = noun;
+    bool has_min = f.min != -kInf, has_max = f.max != kInf;
+    if (has_min && has_max)
+      s += " in [" + fmt_number(f.min) + ", " + fmt_number(f.max) + "]";
+    else if (has_min)
+      s += " >= " + fmt_number(f.min);
+    else if (has_max)
+      s += " <= " + fmt_number(f.max);
+    return s;
+  };
+  switch (f.kind) {
+    case Kind::kInt: return bounds("an integer");
+    case Kind::kFloat: return bounds("a number");
+    case Kind::kBool: return "true or false";
+    case Kind::kString: return "a string";
+    case Kind::kEnum: return "one of " + join(f.choices, "|");
+    case Kind::kDuration: return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m)");
+    case Kind::kFile: return "a file path";
+    case Kind::kDir: return "a directory path";
+    case Kind::kStringList: return "a list of strings";
+  }
+  return "?";
+}
+
+// Where a value came from, for error messages: "cfg.yaml:12" or "override 'a.b=c'".
+struct Origin {
+  std::string where;
+};
+
+[[noreturn]] void fail(const Origin& origin, const std::string& message) {
+  throw UserError(origin.where + ": " + message);
+}
+
+[[noreturn]] void fail_value(const Origin& origin, const Field& f, const std::string& found) {
+  fail(origin, f.key + " expects " + type_description(f) + ", found " + quote_value(found));
+}
+
+bool parse_int(const std::string& s, int64_t& out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno || *end) return false;
+  out = v;
+  return true;
+}
+
+bool parse_float(const std::string& s, double& out) {
+  if (s.empty()) return false;
+  errno = 0;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (errno || *end || !std::isfinite(v)) return false;
+  out = v;
+  return true;
+}
+
+Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) {
+  if (f.kind == Kind::kStringList) {
+    std::vector<std::string> items;
+    if (node.IsSequence()) {
+      for (const auto& item : node) {
+        if (!item.IsScalar()) fail_value(origin, f, "a nested structure");
+        items.push_back(item.Scalar());
+      }
+    } else if (node.IsScalar()) {
+      for (const auto& part : split(node.Scalar(), ','))
+        if (!trim(part).empty()) items.push_back(trim(part));
+    } else {
+      fail_value(origin, f, node.IsMap() ? "a mapping" : "nothing");
+    }
+    if (items.empty()) fail_value(origin, f, "an empty list");
+    return items;
+  }
+  if (node.IsNull()) {
+    if (f.kind == Kind::kFile || f.kind == Kind::kDir) return std::string();
+    fail_value(origin, f, "nothing");
+  }
+  if (!node.IsScalar()) fail_value(origin, f, node.IsMap() ? "a mapping" : "a list");
+  const std::string text = node.Scalar();
+  auto check_range = [&](double v) {
+    if (v < f.min || v > f.max) fail_value(origin, f, text);
+  };
+  switch (f.kind) {
+    case Kind::kInt: {
+      int64_t v;
+      if (!parse_int(text, v)) fail_value(origin, f, text);
+      check_range(static_cast<double>(v));
+      return v;
+    }
+    case Kind::kFloat: {
+      double v;
+      if (!parse_float(text, v)) fail_value(origin, f, text);
+      check_range(v);
+      return v;
+    }
+    case Kind::kBool: {
+      static const std::map<std::string, bool> words = {
+          {"true", true},   {"True", true},   {"TRUE", true},  {"yes", true},  {"on", true},
+          {"false", false}, {"False", false}, {"FALSE", false}, {"no", false}, {"off", false}};
+      auto it = words.find(text);
+      if (it == words.end()) fail_value(origin, f, text);
+      return it->second;
+    }
+    case Kind::kEnum: {
+      for (const auto& c : f.choices)
+        if (c == text) return text;
+      fail_value(origin, f, text);
+    }
+    case Kind::kDuration: {
+      double v;
+      try {
+        v = parse_duration(text);
+      } catch (const std::exception&) {
+        fail_value(origin, f, text);
+      }
+      check_range(v);
+      return v;
+    }
+    case Kind::kString:
+    case Kind::kFile:
+    case Kind::kDir:
+      return text;
+    case Kind::kStringList:
+      break;
+  }
+  fail_value(origin, f, text);
+}
+
+void apply(Config& config, const Field& f, const YAML::Node& node, const Origin& origin) {
+  f.set(config, parse_value(f, node, origin));
+}
+
+[[noreturn]] void unknown_key(const Origin& origin, const std::string& key) {
+  std::string hint = closest_match(key, all_keys());
+  if (hint.empty()) {
+    // A section name typo ("trian.patience") is still worth a hint.
+    std::vector<std::string> sections;
+    for (const auto& f : schema())
+      if (sections.empty() || sections.back() != f.section()) sections.push_back(f.section());
+    std::string first = key.substr(0, key.find('.'));
+    std::string section = closest_match(first, sections);
+    if (!section.empty() && key.find('.') != std::string::npos)
+      hint = closest_match(section + key.substr(key.find('.')), all_keys());
+  }
+  fail(origin, "unknown key '" + key + "'" +
+                   (hint.empty() ? std::string(" (see `siamese-xlmr config --docs`)")
+                                 : " (did you mean '" + hint + "'?)"));
+}
+
+Origin origin_of(const std::string& file, const YAML::Node& node) {
+  const auto mark = node.Mark();
+  return {file + (mark.line >= 0 ? ":" + std::to_string(mark.line + 1) : "")};
+}
+
+void apply_map(Config& config, const YAML::Node& map, const std::string& prefix,
+               const std::string& file) {
+  for (const auto& item : map) {
+    const YAML::Node& key_node = item.first;
+    const YAML::Node& value = item.second;
+    if (!key_node.IsScalar()) fail(origin_of(file, key_node), "keys must be plain names");
+    std::string key = prefix.empty() ? key_node.Scalar() : prefix + "." + key_node.Scalar();
+    Origin origin = origin_of(file, key_node);
+    if (const Field* f = find_field(key)) {
+      apply(config, *f, value, origin);
+    } else if (is_section_prefix(key)) {
+      if (value.IsNull()) continue;  // an empty section keeps its defaults
+      if (!value.IsMap()) fail(origin, "'" + key + "' is a section and expects a mapping of keys");
+      apply_map(config, value, key, file);
+    } else {
+      unknown_key(origin, key);
+    }
+  }
+}
+
+void validate_cross_keys(const Config& c, const std::string& where) {
+  if (c.train.lr_min > c.train.lr_max)
+    throw UserError(where + ": train.lr_min (" + fmt_number(c.train.lr_min) +
+                    ") must not exceed train.lr_max (" + fmt_number(c.train.lr_max) + ")");
+  if (c.run.dir.empty()) throw UserError(where + ": run.dir must not be empty");
+}
+
+std::string value_to_yaml(const Value& v) {
+  YAML::Emitter out;
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          out << YAML::Flow << YAML::BeginSeq;
+          for (const auto& s : x) out << s;
+          out << YAML::EndSeq;
+        } else if constexpr (std::is_same_v<T, double>) {
+          out << fmt_number(x);
+        } else {
+          out << x;
+        }
+      },
+      v);
+  return out.c_str();
+}
+
+}  // namespace
+
+std::vector<ConfigFieldInfo> config_fields() {
+  std::vector<ConfigFieldInfo> out;
+  for (const auto& f : schema())
+    out.push_back({f.key, type_description(f), f.default_yaml, f.doc, f.affects_results});
+  return out;
+}
+
+Config default_config() {
+  static const Config defaults = [] {
+    Config c{};
+    for (const auto& f : schema()) {
+      YAML::Node node = YAML::Load(f.default_yaml.empty() ? "~" : f.default_yaml);
+      if (f.kind == Kind::kString && node.IsNull()) node = YAML::Node(std::string());
+      f.set(c, parse_value(f, node, Origin{"schema default"}));
+    }
+    return c;
+  }();
+  return defaults;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Config config = default_config();
+  if (!path.empty()) {
+    if (!fs::exists(path)) throw UserError("--config: file not found: " + path);
+    if (fs::is_directory(path)) throw UserError("--config: " + path + " is a directory, expected a YAML file");
+    YAML::Node root;
+    try {
+      root = YAML::LoadFile(path);
+    } catch (const YAML::ParserException& e) {
+      throw UserError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+    } catch (const YAML::BadFile&) {
+      throw UserError("--config: cannot read " + path);
+    }
+    if (root.IsMap()) {
+      apply_map(config, root, "", path);
+    } else if (!root.IsNull()) {
+      throw UserError(path + ": expected a mapping of sections (run:, data:, ...) at the top level");
+    }
+  }
+  for (const auto& ov : overrides) {
+    Origin origin{"override " + quote_value(ov)};
+    auto eq = ov.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail(origin, "expected dotted.key=value (for example train.patience=5)");
+    std::string key = trim(ov.substr(0, eq));
+    const Field* f = find_field(key);
+    if (!f) {
+      if (is_section_prefix(key))
+        fail(origin, "'" + key + "' is a section; override one of its keys (" + key + ".<name>=value)");
+      unknown_key(origin, key);
+    }
+    YAML::Node node;
+    std::string text = ov.substr(eq + 1);
+    try {
+      node = YAML::Load(text);
+    } catch (const YAML::ParserException&) {
+      node = YAML::Node(text);  // not YAML: take it as a plain string
+    }
+    if (node.IsNull() && f->kind == Kind::kString) node = YAML::Node(std::string());
+    apply(config, *f, node, origin);
+  }
+  validate_cross_keys(config, path.empty() ? "config" : path);
+  return config;
+}
+
+void check_inputs(const Config& config, const std::vector<std::string>& sections) {
+  for (const auto& f : schema()) {
+    if (std::find(sections.begin(), sections.end(), f.section()) == sections.end()) continue;
+    if (f.kind != Kind::kFile && f.kind != Kind::kDir) continue;
+    const std::string path = std::get<std::string>(f.get(config));
+    if (path.empty()) continue;
+    if (!fs::exists(path))
+      throw UserError(f.key + ": " + (f.kind == Kind::kDir ? "directory" : "file") +
+                      " not found: " + path);
+    if (f.kind == Kind::kFile && fs::is_directory(path))
+      throw UserError(f.key + ": " + path + " is a directory, expected a file");
+    if (f.kind == Kind::kDir && !fs::is_directory(path))
+      throw UserError(f.key + ": " + path + " is a file, expected a directory");
+  }
+  auto uses = [&](const char* s) {
+    return std::find(sections.begin(), sections.end(), s) != sections.end();
+  };
+  if (uses("data")) {
+    if (config.data.train_csv.empty()) throw UserError("data.train_csv: must name a file");
+    if (config.data.multilingual_csv.empty())
+      throw UserError("data.multilingual_csv: must name a file");
+  }
+  if (uses("tokenizer") && config.tokenizer.model.empty())
+    throw UserError("tokenizer.model: must name a sentencepiece model file");
+  if (uses("model") && config.model.pretrained.empty() && config.model.config.empty())
+    throw UserError(
+        "model.pretrained and model.config are both empty: name an HF model directory, or a "
+        "config.json to initialise from");
+}
+
+std::string config_to_yaml(const Config& config) {
+  std::string out = "# Resolved siamese-xlmr configuration: every key, defaults included.\n";
+  std::string section;
+  for (const auto& f : schema()) {
+    if (f.section() != section) {
+      section = f.section();
+      out += section + ":\n";
+    }
+    out += "  " + f.key.substr(section.size() + 1) + ": " + value_to_yaml(f.get(config)) + "\n";
+  }
+  return out;
+}
+
+std::string write_resolved_config(const Config& config) {
+  fs::create_directories(config.run.dir);
+  std::string path = (fs::path(config.run.dir) / "config.resolved.yaml").string();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) throw UserError("run.dir: cannot write " + tmp);
+    out << config_to_yaml(config);
+    if (!out) throw UserError("run.dir: cannot write " + tmp);
+  }
+  fs::rename(tmp, path);
+  return path;
+}
+
+std::string config_result_hash(const Config& config) {
+  // FNV-1a over "key=value" lines of the keys that change results.
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& f : schema()) {
+    if (!f.affects_results) continue;
+    std::string line = f.key + "=" + value_to_yaml(f.get(config)) + "\n";
+    for (unsigned char ch : line) {
+      h ^= ch;
+      h *= 1099511628211ull;
+    }
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string config_reference_markdown() {
+  std::string out = "| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
+  for (const auto& f : schema()) {
+    std::string def = f.default_yaml.empty() ? "(empty)" : f.default_yaml;
+    std::string type = type_description(f);
+    for (size_t pos = 0; (pos = type.find('|', pos)) != std::string::npos; pos += 2)
+      type.replace(pos, 1, "\\|");  // a bare | would end the table cell
+    out += "| `" + f.key + "` | " + type + " | `" + def + "` | " + f.doc +
+           (f.affects_results ? " *(affects results)*" : "") + " |\n";
+  }
+  return out;
+}
+
+}  // namespace sx

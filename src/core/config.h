@@ -1,0 +1,128 @@
+// The run configuration: one schema (config.cpp) with the notebook's values as defaults,
+// loaded from YAML plus Hydra-style `dotted.key=value` overrides and validated before any
+// work starts. Every mistake is reported as a UserError naming the file/line or key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sx {
+
+struct RunConfig {
+  std::string dir;
+  int64_t seed;
+  double max_duration;  // seconds; 0 = no limit
+  std::string log_level;
+  std::string other_ranks_log_level;
+  double progress_interval;  // seconds between progress lines when stderr is not a TTY
+};
+
+struct DataConfig {
+  std::string train_csv;
+  std::string multilingual_csv;
+  std::string test_csv;
+  std::string bad_rows;  // fail | skip
+  int64_t train_pairs;
+  int64_t val_pairs;
+  std::string text_field;
+  std::vector<std::string> train_label_fields;
+  std::vector<std::string> multilingual_label_fields;
+  std::string lang_field;
+  std::string test_id_field;
+  std::string test_text_field;
+  std::string test_lang_field;
+  double label_threshold;
+  double val_fraction;
+  int64_t min_sample_chars;
+};
+
+struct TokenizerConfig {
+  std::string model;
+  int64_t max_len;
+  std::string pretokenize;  // wordpunct | none
+  bool keep_eos;
+  int64_t threads;  // 0 = all cores
+};
+
+struct ModelConfig {
+  std::string pretrained;  // HF model directory; "" = random initialisation from model.config
+  std::string config;      // HF config.json for random initialisation
+  std::string device;      // auto | cpu | cuda
+  std::string attention;   // math | sdpa
+  bool autocast_bf16;
+  double pool_ln_eps;
+};
+
+struct TrainConfig {
+  int64_t pairs_per_rank;
+  int64_t max_steps;
+  int64_t steps_per_epoch;
+  int64_t max_epochs;
+  int64_t patience;
+  double lr_min;
+  double lr_max;
+  double lr_step_epochs;
+  double adam_beta1;
+  double adam_beta2;
+  double adam_epsilon;
+  double margin;
+  int64_t keep_checkpoints;
+  double bucket_mb;
+  int64_t log_every;
+  int64_t max_bad_steps;
+};
+
+struct DistConfig {
+  std::string backend;  // auto | nccl | mpi
+  double collective_timeout;
+  std::string stop_signal;  // USR1 | USR2 | TERM
+};
+
+struct ExportConfig {
+  int64_t batch_size;
+  bool before_training;
+};
+
+struct Config {
+  RunConfig run;
+  DataConfig data;
+  TokenizerConfig tokenizer;
+  ModelConfig model;
+  TrainConfig train;
+  DistConfig dist;
+  ExportConfig export_;
+};
+
+// One schema entry, as documentation sees it.
+struct ConfigFieldInfo {
+  std::string key;
+  std::string type;  // human description: "integer >= 1", "one of fail|skip", ...
+  std::string default_yaml;
+  std::string doc;
+  bool affects_results;
+};
+
+// All keys with their types, defaults and docs, in schema order.
+std::vector<ConfigFieldInfo> config_fields();
+// The configuration with every default applied.
+Config default_config();
+
+// Load `path` (may be empty: defaults only) and then apply `overrides` ("a.b=value").
+// Unknown keys, wrong types and out-of-range values throw UserError.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// Checks that the input files named by `sections` ("data", "tokenizer", "model", ...) exist,
+// and cross-key rules of those sections. Throws UserError naming the key and path.
+void check_inputs(const Config& config, const std::vector<std::string>& sections);
+
+// The configuration as YAML, every key present (what `config.resolved.yaml` holds).
+std::string config_to_yaml(const Config& config);
+// Writes run.dir/config.resolved.yaml (creating run.dir); returns its path.
+std::string write_resolved_config(const Config& config);
+// A stable hash of the keys that change results (checkpoints refuse to mix runs).
+std::string config_result_hash(const Config& config);
+// Markdown table of every key (docs/configuration.md is checked against it).
+std::string config_reference_markdown();
+
+}  // namespace sx

@@ -1,0 +1,24 @@
+// Logging set-up: spdlog's default logger, one line format carrying rank/world, rank 0 at
+// its level and the other ranks quieter, and one log file per rank in the run directory.
+// Code logs with spdlog::info(...) and friends.
+#pragma once
+
+#include <string>
+
+namespace sx {
+
+struct LogOptions {
+  int rank = 0;
+  int world = 1;
+  std::string level = "info";        // level of rank 0
+  std::string other_level = "warn";  // level of the other ranks (terminal)
+  std::string file;                  // "" = no log file
+};
+
+void init_logging(const LogOptions& options);
+// Adds run_dir/log/rank-<r>.log to the current logger (every level of `level` and above).
+std::string add_rank_log_file(const std::string& run_dir, int rank, int world,
+                              const std::string& level);
+void flush_logs();
+
+}  // namespace sx

@@ -1,0 +1,34 @@
+// The data layer driven by the configuration's `data` and `tokenizer` sections: what the
+// CLI and the trainer call, so both read files and seed pair streams the same way.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "core/config.h"
+#include "data/corpus.h"
+#include "data/pairs.h"
+#include "data/split.h"
+#include "data/tokenizer.h"
+
+namespace sx::data {
+
+struct Datasets {
+  LabeledCorpus english;
+  LabeledCorpus multilingual;
+  std::optional<TestCorpus> test;
+};
+
+// Loads data.train_csv, data.multilingual_csv and (with_test and set) data.test_csv,
+// logging each file's report. `progress`: show loading progress (rank 0).
+Datasets load_datasets(const Config& config, bool with_test, bool progress = true);
+
+TokenizerOptions tokenizer_options(const Config& config);
+
+// The training and validation pair sequences of a split (independent seeded streams).
+std::vector<Pair> training_pairs(const Config& config, const CorpusSplit& split,
+                                 PairReport* report = nullptr);
+std::vector<Pair> validation_pairs(const Config& config, const CorpusSplit& split,
+                                   PairReport* report = nullptr);
+
+}  // namespace sx::data

@@ -1,0 +1,62 @@
+// Loading the Jigsaw CSV files as the notebook's load_train_set / load_test_set do, with
+// every malformed row reported (file, line, reason) and nothing dropped silently.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/corpus.h"
+#include "data/csv_reader.h"
+
+namespace sx::data {
+
+enum class BadRows { kFail, kSkip };
+BadRows parse_bad_rows(const std::string& name);
+
+struct LabeledColumns {
+  std::string text = "comment_text";
+  std::vector<std::string> labels = {"toxic"};
+  std::string lang = "lang";  // a file without this column is English
+};
+
+struct TestColumns {
+  std::string id = "id";
+  std::string text = "content";
+  std::string lang = "lang";
+};
+
+struct LoadOptions {
+  std::string key;  // config key naming the file, for messages ("data.train_csv")
+  BadRows bad_rows = BadRows::kFail;
+  double label_threshold = 0.5;
+  CsvLimits limits;
+  bool progress = false;
+  double progress_interval = 30;
+};
+
+struct BadRowStat {
+  uint64_t count = 0;
+  std::vector<uint64_t> first_lines;  // up to 5
+};
+
+struct LoadReport {
+  std::string path;
+  uint64_t rows_read = 0;
+  uint64_t rows_kept = 0;
+  uint64_t invalid_utf8_bytes = 0;
+  uint64_t texts_with_invalid_utf8 = 0;
+  std::map<std::string, BadRowStat> bad_rows;  // by reason
+
+  uint64_t bad_row_count() const;
+  // Logs the counts (info) and each skip reason (warn).
+  void log() const;
+};
+
+LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& columns,
+                               const LoadOptions& options, LoadReport* report = nullptr);
+TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
+                         const LoadOptions& options, LoadReport* report = nullptr);
+
+}  // namespace sx::data

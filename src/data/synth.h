@@ -1,0 +1,21 @@
+// Synthetic Jigsaw-shaped data (tests, benchmarks, the demo): the three files named and
+// laid out as Jigsaw's, with a realistic length distribution, several languages, toxic and
+// normal texts a model can learn to tell apart, and quoted fields holding commas, quotes
+// and newlines. Deterministic from the seed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace sx::data {
+
+struct SynthSummary {
+  std::string train_csv, multilingual_csv, test_csv;
+  size_t train_rows = 0, multilingual_rows = 0, test_rows = 0;
+};
+
+// `rows` English training rows; the multilingual file gets es/it/tr (about rows/100 each,
+// so the notebook's 10x split rule holds) and the test file six languages.
+SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed);
+
+}  // namespace sx::data

@@ -1,0 +1,127 @@
+#include "data/text.h"
+
+#include <utf8proc.h>
+
+namespace sx::data {
+namespace {
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 if the byte starts none.
+size_t valid_sequence_length(const unsigned char* s, size_t n, size_t i) {
+  unsigned char c = s[i];
+  if (c < 0x80) return 1;
+  auto cont = [&](size_t k) { return i + k < n && (s[i + k] & 0xC0) == 0x80; };
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    unsigned char c1 = s[i + 1];
+    if (c == 0xE0 && c1 < 0xA0) return 0;  // overlong
+    if (c == 0xED && c1 > 0x9F) return 0;  // surrogates
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    unsigned char c1 = s[i + 1];
+    if (c == 0xF0 && c1 < 0x90) return 0;  // overlong
+    if (c == 0xF4 && c1 > 0x8F) return 0;  // beyond U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+char32_t decode_at(const unsigned char* s, size_t len) {
+  switch (len) {
+    case 1: return s[0];
+    case 2: return ((s[0] & 0x1Fu) << 6) | (s[1] & 0x3Fu);
+    case 3: return ((s[0] & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
+    default:
+      return ((s[0] & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) |
+             (s[3] & 0x3Fu);
+  }
+}
+
+}  // namespace
+
+size_t sanitize_utf8(std::string& text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n && s[i] < 0x80) ++i;  // fast path: ASCII prefix
+  if (i == n) return 0;
+  size_t out = i, dropped = 0;
+  while (i < n) {
+    size_t len = valid_sequence_length(s, n, i);
+    if (len == 0) {
+      ++dropped;
+      ++i;
+      continue;
+    }
+    for (size_t k = 0; k < len; ++k) text[out++] = static_cast<char>(s[i + k]);
+    i += len;
+  }
+  text.resize(out);
+  return dropped;
+}
+
+size_t count_code_points(std::string_view text) {
+  size_t count = 0;
+  for (unsigned char c : text) count += (c & 0xC0) != 0x80;
+  return count;
+}
+
+bool is_python_space(char32_t cp) {
+  // str.isspace(): bidirectional class WS, B or S, or category Zs.
+  switch (cp) {
+    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D:
+    case 0x1C: case 0x1D: case 0x1E: case 0x1F: case 0x20:
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
+    case 0x202F: case 0x205F: case 0x3000:
+      return true;
+    default:
+      return cp >= 0x2000 && cp <= 0x200A;
+  }
+}
+
+bool is_python_word_char(char32_t cp) {
+  if (cp < 0x80)
+    return (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= '0' && cp <= '9') ||
+           cp == '_';
+  // str.isalnum(): letters (L*) and characters with a numeric value (N*).
+  switch (utf8proc_category(static_cast<utf8proc_int32_t>(cp))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::vector<std::string_view> wordpunct_tokenize(std::string_view text) {
+  enum Class { kSpace, kWord, kOther };
+  std::vector<std::string_view> words;
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0, start = 0;
+  Class run = kSpace;
+  while (i < n) {
+    size_t len = valid_sequence_length(s, n, i);
+    Class cls;
+    if (len == 0) {  // not valid UTF-8 (callers sanitize first): treat the byte as "other"
+      len = 1;
+      cls = kOther;
+    } else {
+      char32_t cp = decode_at(s + i, len);
+      cls = is_python_word_char(cp) ? kWord : is_python_space(cp) ? kSpace : kOther;
+    }
+    if (cls != run) {
+      if (run != kSpace) words.push_back(text.substr(start, i - start));
+      start = i;
+      run = cls;
+    }
+    i += len;
+  }
+  if (run != kSpace) words.push_back(text.substr(start, n - start));
+  return words;
+}
+
+}  // namespace sx::data

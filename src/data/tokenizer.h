@@ -1,0 +1,62 @@
+// XLM-R token ids from a sentencepiece model, with fairseq's id mapping:
+//   <s>=0 <pad>=1 </s>=2 <unk>=3, sentencepiece piece i -> i+1, <mask> = last id.
+// Pre-tokenization `wordpunct` encodes each NLTK wordpunct word on its own (the notebook's
+// tokenize_all); `none` encodes the whole text (HF's tokenizer). Every sequence is
+// <s> ... </s>, cut to max_len and padded with <pad>. The notebook's cut drops the final
+// </s>; keep_eos=true (the default) keeps it in the last position instead.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace sx::data {
+
+enum class Pretokenize { kWordpunct, kNone };
+
+struct TokenizerOptions {
+  std::string model_path;
+  size_t max_len = 128;
+  Pretokenize pretokenize = Pretokenize::kWordpunct;
+  bool keep_eos = true;
+};
+
+class XlmrTokenizer {
+ public:
+  static constexpr int32_t kBos = 0, kPad = 1, kEos = 2, kUnk = 3;
+
+  // Throws UserError naming tokenizer.model when the model cannot be loaded.
+  explicit XlmrTokenizer(const TokenizerOptions& options);
+  ~XlmrTokenizer();
+
+  size_t max_len() const { return options_.max_len; }
+  int32_t vocab_size() const;  // including <mask>
+  int32_t mask_id() const { return vocab_size() - 1; }
+
+  // <s> pieces </s> without cut or padding.
+  std::vector<int32_t> encode_unpadded(std::string_view text) const;
+  // Exactly max_len ids into out.
+  void encode_into(std::string_view text, int32_t* out) const;
+  std::vector<int32_t> encode(std::string_view text) const;
+  // Cuts/pads an unpadded sequence (from encode_unpadded) into max_len ids.
+  void finish(const int32_t* ids, size_t n, int32_t* out) const;
+  // texts.size() x max_len ids, on `threads` threads (0 = all cores).
+  void encode_many(const std::vector<std::string_view>& texts, int32_t* out,
+                   size_t threads) const;
+
+ private:
+  void append_pieces(std::string_view text, std::vector<int32_t>& ids) const;
+
+  TokenizerOptions options_;
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+};
+
+Pretokenize parse_pretokenize(const std::string& name);
+
+}  // namespace sx::data
