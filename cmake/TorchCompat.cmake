@@ -38,3 +38,4 @@ if(SX_WITH_CUDA)
   target_compile_definitions(sx_torch INTERFACE SX_WITH_CUDA=1 SX_WITH_NCCL=1)
 endif()
 message(STATUS "siamese-xlmr: libtorch ${Torch_VERSION} (CUDA: ${SX_WITH_CUDA})")
+

@@ -1,17 +1,86 @@
+// embed and version: the model layer from the command line.
+#include <mpi.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
 #include <cstdio>
+#include <iostream>
 
 #include "app/commands.h"
+#include "core/config.h"
 #include "core/error.h"
+#include "core/log.h"
+#include "data/datasets.h"
+#include "data/text.h"
+#include "data/tokenizer.h"
+#include "model/encoder_factory.h"
 
 namespace sx::app {
 
-int cmd_embed(const ConfigArgs&, const std::string&) {
-  std::fprintf(stderr, "siamese-xlmr: error: 'embed' is not implemented yet (issue #4)\n");
-  return kExitNotImplemented;
+int cmd_embed(const ConfigArgs& args, const std::string& checkpoint) {
+  Config config = load_config(args.config_path, args.overrides);
+  check_inputs(config, {"tokenizer", "model"});
+  init_logging({0, 1, "warn", "warn", ""});  // stdout carries the embeddings
+  if (!checkpoint.empty())
+    throw UserError("--checkpoint: training checkpoints are not supported yet (issue #5); use "
+                    "model.pretrained");
+  data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
+  model::BuiltEncoder built = model::build_encoder(config);
+  torch::Device device = model::resolve_device(config.model.device, 0);
+  model::SiameseEncoder encoder = built.encoder;
+  encoder->to(device);
+  encoder->set_compute(model::compute_options(config, device));
+  encoder->eval();
+  torch::NoGradGuard no_grad;
+
+  const size_t len = tokenizer.max_len();
+  const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
+  std::vector<int32_t> ids;
+  size_t rows = 0;
+  auto flush = [&] {
+    if (rows == 0) return;
+    torch::Tensor input = torch::from_blob(ids.data(), {static_cast<int64_t>(rows), static_cast<int64_t>(len)},
+                                           torch::kInt)
+                              .to(torch::kLong)
+                              .to(device);
+    torch::Tensor emb = encoder->forward(input).to(torch::kFloat).to(torch::kCPU).contiguous();
+    const float* e = emb.data_ptr<float>();
+    const int64_t h = emb.size(1);
+    std::string line;
+    char buf[32];
+    for (size_t r = 0; r < rows; ++r) {
+      line.clear();
+      for (int64_t j = 0; j < h; ++j) {
+        std::snprintf(buf, sizeof buf, j ? " %.9g" : "%.9g", static_cast<double>(e[r * h + j]));
+        line += buf;
+      }
+      line += '\n';
+      std::fwrite(line.data(), 1, line.size(), stdout);
+    }
+    rows = 0;
+    ids.clear();
+  };
+  std::string text;
+  while (std::getline(std::cin, text)) {
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    data::sanitize_utf8(text);
+    ids.resize((rows + 1) * len);
+    tokenizer.encode_into(text, ids.data() + rows * len);
+    if (++rows == batch_size) flush();
+  }
+  flush();
+  return 0;
 }
 
 int cmd_version() {
-  std::printf("siamese-xlmr %s\n", SX_VERSION);
+  char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  MPI_Get_library_version(mpi_version, &length);
+  std::string mpi(mpi_version, static_cast<size_t>(length));
+  if (auto nl = mpi.find('\n'); nl != std::string::npos) mpi.resize(nl);
+  std::printf("siamese-xlmr %s\nlibtorch %s (CUDA %s, sdpa %s)\nMPI %s\n", SX_VERSION,
+              TORCH_VERSION, torch::cuda::is_available() ? "available" : "not available",
+              model::sdpa_available() ? "yes" : "no", mpi.c_str());
   return 0;
 }
 

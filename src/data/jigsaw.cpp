@@ -102,6 +102,8 @@ class RowChecker {
   }
 
   void finish() {
+    progress_.advance(reader_.bytes_read() - shown_);
+    shown_ = reader_.bytes_read();
     progress_.finish();
     if (options_.bad_rows == BadRows::kFail && !problems_.empty()) {
       uint64_t n = report_.bad_row_count();

@@ -1,11 +1,10 @@
 #include "data/tokenizer.h"
 
-#include <sentencepiece_processor.h>
-
 #include <algorithm>
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "data/spm_plugin.h"
 #include "data/text.h"
 
 namespace sx::data {
@@ -17,24 +16,24 @@ Pretokenize parse_pretokenize(const std::string& name) {
 }
 
 XlmrTokenizer::XlmrTokenizer(const TokenizerOptions& options)
-    : options_(options), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+    : options_(options), sp_(make_sentencepiece_encoder()) {
   if (options_.max_len < 2)
     throw UserError("tokenizer.max_len expects an integer >= 2, found " +
                     std::to_string(options_.max_len));
-  auto status = sp_->Load(options_.model_path);
-  if (!status.ok())
+  std::string error = sp_->load(options_.model_path);
+  if (!error.empty())
     throw UserError("tokenizer.model: cannot load sentencepiece model " + options_.model_path +
-                    ": " + status.ToString());
+                    ": " + error);
 }
 
 XlmrTokenizer::~XlmrTokenizer() = default;
 
-int32_t XlmrTokenizer::vocab_size() const { return sp_->GetPieceSize() + 2; }
+int32_t XlmrTokenizer::vocab_size() const { return sp_->piece_size() + 2; }
 
 void XlmrTokenizer::append_pieces(std::string_view text, std::vector<int32_t>& ids) const {
   thread_local std::vector<int> pieces;
   pieces.clear();
-  sp_->Encode({text.data(), text.size()}, &pieces);  // a failure leaves no pieces
+  sp_->encode(text, &pieces);
   const int unk = sp_->unk_id();
   for (int p : pieces) ids.push_back(p == unk ? kUnk : p + 1);
 }

@@ -12,11 +12,9 @@
 #include <string_view>
 #include <vector>
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
-
 namespace sx::data {
+
+class SentencePieceEncoder;
 
 enum class Pretokenize { kWordpunct, kNone };
 
@@ -54,7 +52,7 @@ class XlmrTokenizer {
   void append_pieces(std::string_view text, std::vector<int32_t>& ids) const;
 
   TokenizerOptions options_;
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::unique_ptr<SentencePieceEncoder> sp_;
 };
 
 Pretokenize parse_pretokenize(const std::string& name);

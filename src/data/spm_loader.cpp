@@ -1,0 +1,55 @@
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "core/error.h"
+#include "data/spm_plugin.h"
+
+namespace sx::data {
+namespace {
+
+namespace fs = std::filesystem;
+using Create = SentencePieceEncoder* (*)();
+
+std::vector<std::string> candidates() {
+  std::vector<std::string> out;
+  if (const char* env = std::getenv("SX_SENTENCEPIECE_PLUGIN")) out.emplace_back(env);
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    out.push_back((exe.parent_path() / SX_SENTENCEPIECE_PLUGIN_NAME).string());
+    out.push_back((exe.parent_path().parent_path() / "lib" / SX_SENTENCEPIECE_PLUGIN_NAME).string());
+  }
+  out.emplace_back(SX_SENTENCEPIECE_PLUGIN_BUILD_PATH);
+  return out;
+}
+
+Create open_plugin() {
+  std::string tried;
+  for (const auto& path : candidates()) {
+    if (!fs::exists(path)) {
+      tried += (tried.empty() ? "" : ", ") + path;
+      continue;
+    }
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (!handle) throw UserError(std::string("cannot open the sentencepiece module: ") + dlerror());
+    auto create = reinterpret_cast<Create>(dlsym(handle, "sx_sentencepiece_create"));
+    if (!create) throw UserError(path + ": not a siamese-xlmr sentencepiece module");
+    return create;
+  }
+  throw UserError("cannot find the sentencepiece module " + std::string(SX_SENTENCEPIECE_PLUGIN_NAME) +
+                  " (looked in: " + tried + "); set SX_SENTENCEPIECE_PLUGIN to its path");
+}
+
+}  // namespace
+
+std::unique_ptr<SentencePieceEncoder> make_sentencepiece_encoder() {
+  static std::once_flag once;
+  static Create create = nullptr;
+  std::call_once(once, [] { create = open_plugin(); });
+  return std::unique_ptr<SentencePieceEncoder>(create());
+}
+
+}  // namespace sx::data

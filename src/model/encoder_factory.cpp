@@ -1,0 +1,56 @@
+#include "model/encoder_factory.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "model/weights.h"
+
+namespace sx::model {
+
+BuiltEncoder build_encoder(const Config& config) {
+  namespace fs = std::filesystem;
+  BuiltEncoder out;
+  if (!config.model.pretrained.empty()) {
+    const fs::path dir(config.model.pretrained);
+    XlmrConfig xc = read_xlmr_config((dir / "config.json").string());
+    out.encoder = SiameseEncoder(xc, config.model.pool_ln_eps);
+    LoadReport report = load_state(*out.encoder, read_hf_weights(dir.string()),
+                                   "model.pretrained: " + dir.string());
+    out.description = dir.string() + " (" + std::to_string(report.tensors_loaded) + " tensors" +
+                      (report.pool_ln_from_file ? "" : "; pooling LayerNorm starts at 1/0") + ")";
+  } else {
+    if (config.model.config.empty())
+      throw UserError("model.pretrained and model.config are both empty: name an HF model "
+                      "directory, or a config.json to initialise from");
+    XlmrConfig xc = read_xlmr_config(config.model.config);
+    out.encoder = SiameseEncoder(xc, config.model.pool_ln_eps);
+    init_weights(*out.encoder, static_cast<uint64_t>(config.run.seed));
+    out.description = "random initialisation from " + config.model.config;
+  }
+  return out;
+}
+
+torch::Device resolve_device(const std::string& device, int local_rank) {
+  if (device == "cpu") return torch::Device(torch::kCPU);
+  const bool cuda = torch::cuda::is_available();
+  if (device == "cuda" && !cuda)
+    throw UserError("model.device: cuda was asked for, but no CUDA device is visible (or this "
+                    "libtorch has no CUDA)");
+  if (!cuda) return torch::Device(torch::kCPU);
+  const int count = static_cast<int>(torch::cuda::device_count());
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+}
+
+ComputeOptions compute_options(const Config& config, const torch::Device& device) {
+  ComputeOptions compute;
+  compute.sdpa = config.model.attention == "sdpa";
+  compute.bf16 = config.model.autocast_bf16;
+  if (compute.sdpa && !sdpa_available())
+    throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
+                    std::string(TORCH_VERSION) + " (use math)");
+  if (compute.bf16 && !device.is_cuda())
+    throw UserError("model.autocast_bf16: true needs a CUDA device; this replica runs on CPU");
+  return compute;
+}
+
+}  // namespace sx::model

@@ -1,0 +1,28 @@
+// Builds the Siamese encoder the configuration asks for: an HF model directory
+// (model.pretrained) or a config.json with HF's random initialisation (model.config).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "core/config.h"
+#include "model/xlmr.h"
+
+namespace sx::model {
+
+struct BuiltEncoder {
+  SiameseEncoder encoder{nullptr};
+  std::string description;  // for the log: where the weights came from
+};
+
+BuiltEncoder build_encoder(const Config& config);
+
+// model.device: auto = CUDA device `local_rank % device_count` when CUDA is available.
+torch::Device resolve_device(const std::string& device, int local_rank);
+
+// model.attention / model.autocast_bf16 for `device`; throws UserError when the combination
+// needs what this libtorch or device lacks (sdpa on libtorch 1.x, bf16 on CPU).
+ComputeOptions compute_options(const Config& config, const torch::Device& device);
+
+}  // namespace sx::model
