@@ -32,7 +32,8 @@ class TempDir {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     path_ = std::filesystem::temp_directory_path() /
             ("sx-test-" + std::string(info ? info->test_suite_name() : "x") + "-" +
-             std::string(info ? info->name() : "y") + "-" + std::to_string(::getpid()));
+             std::string(info ? info->name() : "y") + "-" + std::to_string(::getpid()) + "-" +
+             std::to_string(counter()++));
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
@@ -47,6 +48,10 @@ class TempDir {
   }
 
  private:
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
   std::filesystem::path path_;
 };
 

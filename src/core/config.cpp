@@ -425,7 +425,13 @@ void apply(Config& config, const Field& f, const YAML::Node& node, const Origin&
 }
 
 [[noreturn]] void unknown_key(const Origin& origin, const std::string& key) {
-  std::string hint = closest_match(key, all_keys());
+  std::vector<std::string> candidates = all_keys();
+  if (key.find('.') == std::string::npos) {  // a top-level name: compare with the sections
+    candidates.clear();
+    for (const auto& f : schema())
+      if (candidates.empty() || candidates.back() != f.section()) candidates.push_back(f.section());
+  }
+  std::string hint = closest_match(key, candidates);
   if (hint.empty()) {
     // A section name typo ("trian.patience") is still worth a hint.
     std::vector<std::string> sections;

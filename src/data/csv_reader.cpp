@@ -22,7 +22,7 @@ CsvReader::CsvReader(const std::string& path, CsvLimits limits) : limits_(limits
   pos_ = end_ = storage_.data();
 }
 
-CsvReader::CsvReader(std::string_view buffer, CsvLimits limits)
+CsvReader::CsvReader(InMemory, std::string_view buffer, CsvLimits limits)
     : limits_(limits), pos_(buffer.data()), end_(buffer.data() + buffer.size()),
       total_(buffer.size()) {}
 

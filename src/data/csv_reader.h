@@ -31,7 +31,8 @@ class CsvReader {
   // Reads a file; throws UserError when it cannot be opened. `what` names it in messages.
   CsvReader(const std::string& path, CsvLimits limits = {});
   // Reads from memory (tests, fuzzing). The buffer must outlive the reader.
-  explicit CsvReader(std::string_view buffer, CsvLimits limits = {});
+  struct InMemory {};
+  CsvReader(InMemory, std::string_view buffer, CsvLimits limits = {});
   ~CsvReader();
   CsvReader(const CsvReader&) = delete;
   CsvReader& operator=(const CsvReader&) = delete;

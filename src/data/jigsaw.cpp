@@ -65,8 +65,9 @@ class RowChecker {
         continue;
       }
       if (record.field_count != header_.fields.size()) {
-        bad(record, "wrong number of fields (expected " + std::to_string(header_.fields.size()) +
-                        ", found " + std::to_string(record.field_count) + ")");
+        bad(record, "wrong number of fields",
+            "(expected " + std::to_string(header_.fields.size()) + ", found " +
+                std::to_string(record.field_count) + ")");
         continue;
       }
       return true;
@@ -84,7 +85,10 @@ class RowChecker {
     if (problems_.size() < kProblemsListed)
       problems_.push_back("line " + std::to_string(record.line) + ": " + reason +
                           (detail.empty() ? "" : " " + detail));
-    if (options_.bad_rows == BadRows::kFail && problems_.size() >= kProblemsListed) finish();
+    if (options_.bad_rows == BadRows::kFail && problems_.size() >= kProblemsListed) {
+      stopped_early_ = true;
+      finish();
+    }
   }
 
   // Text cleaned as the notebook reads it; empty -> reported.
@@ -107,9 +111,9 @@ class RowChecker {
     progress_.finish();
     if (options_.bad_rows == BadRows::kFail && !problems_.empty()) {
       uint64_t n = report_.bad_row_count();
-      throw UserError(where() + ": " + std::to_string(n) + " bad row" + (n == 1 ? "" : "s") +
-                      (n > problems_.size() ? " (first " + std::to_string(problems_.size()) + ")" : "") +
-                      ": " + join(problems_, "; ") +
+      std::string count = stopped_early_ ? "first " + std::to_string(n) + " bad rows (reading stopped there)"
+                                         : std::to_string(n) + (n == 1 ? " bad row" : " bad rows");
+      throw UserError(where() + ": " + count + ": " + join(problems_, "; ") +
                       ". Fix the file or set data.bad_rows=skip to drop such rows");
     }
   }
@@ -123,6 +127,7 @@ class RowChecker {
   Progress progress_;
   uint64_t shown_ = 0;
   int64_t data_row_ = -1;
+  bool stopped_early_ = false;
   std::vector<std::string> problems_;
 };
 
@@ -187,11 +192,12 @@ LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& co
   while (rows.next(record)) {
     double label = 0;
     bool ok = true;
-    for (size_t c : label_cols) {
+    for (size_t k = 0; k < label_cols.size(); ++k) {
+      const std::string& field = record.fields[label_cols[k]];
       double v;
-      if (!parse_label(record.fields[c], v)) {
+      if (!parse_label(field, v)) {
         rows.bad(record, "label is not a number in [0, 1]",
-                 "(" + columns.labels[&c - label_cols.data()] + " = " + quote_value(record.fields[c]) + ")");
+                 "(" + columns.labels[k] + " = " + quote_value(field) + ")");
         ok = false;
         break;
       }

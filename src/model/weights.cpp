@@ -89,7 +89,7 @@ LoadReport load_state(SiameseEncoderImpl& model, const std::map<std::string, tor
   torch::NoGradGuard no_grad;
   auto params = named_parameters(model);
   std::vector<std::string> unexpected, misshaped;
-  std::set<std::string> seen;
+  std::set<std::string> seen;  // loaded or reported: not missing
   LoadReport report;
   for (const auto& [file_name, tensor] : tensors) {
     std::string name = starts_with(file_name, "roberta.") ? file_name.substr(8) : file_name;
@@ -106,6 +106,7 @@ LoadReport load_state(SiameseEncoderImpl& model, const std::map<std::string, tor
     if (tensor.sizes() != it->second.sizes()) {
       misshaped.push_back(name + " (file " + shape_text(tensor.sizes()) + ", model " +
                           shape_text(it->second.sizes()) + ")");
+      seen.insert(name);
       continue;
     }
     it->second.copy_(tensor.to(it->second.dtype()));

@@ -1,0 +1,98 @@
+// The command line as users meet it: help, exit codes, one-line errors, tokenize.
+#include <nlohmann/json.hpp>
+
+#include "cli_util.h"
+
+namespace sx {
+namespace {
+
+using test::run_cli;
+
+TEST(Cli, HelpForEverySubcommand) {
+  for (const char* sub : {"train", "export", "evaluate", "embed", "tokenize", "data", "data stats",
+                          "data synth", "bench", "version", "config"}) {
+    auto r = run_cli(std::string(sub) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << sub << r.err;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
+  }
+}
+
+TEST(Cli, NoSubcommandIsAnError) {
+  auto r = run_cli("");
+  EXPECT_NE(r.exit_code, 0);
+}
+
+TEST(Cli, UnfinishedSubcommandsSaySoAndFail) {
+  for (const char* sub : {"train", "export", "evaluate", "bench"}) {
+    auto r = run_cli(sub);
+    EXPECT_EQ(r.exit_code, 3) << sub;
+    EXPECT_NE(r.err.find("not implemented yet"), std::string::npos) << sub << r.err;
+  }
+}
+
+TEST(Cli, ConfigMistakeIsOneLineAndExitTwo) {
+  auto r = run_cli("config train.patiense=3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("did you mean 'train.patience'"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("terminate"), std::string::npos);
+}
+
+TEST(Cli, MissingInputFileIsOneLine) {
+  auto r = run_cli("tokenize tokenizer.model=/nope/spm.model", "hi\n");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "siamese-xlmr: error: tokenizer.model: file not found: /nope/spm.model\n");
+}
+
+TEST(Cli, ConfigPrintsResolvedYamlAndDocs) {
+  auto r = run_cli("config run.seed=5");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("  seed: 5\n"), std::string::npos) << r.out;
+  auto docs = run_cli("config --docs");
+  EXPECT_NE(docs.out.find("| `train.patience` |"), std::string::npos);
+}
+
+TEST(Cli, DocsConfigurationMdMatchesTheSchema) {
+  // docs/configuration.md embeds `siamese-xlmr config --docs`; it must not drift.
+  std::string doc = test::read_file(std::string(SX_SOURCE_DIR) + "/docs/configuration.md");
+  auto docs = run_cli("config --docs");
+  EXPECT_NE(doc.find(docs.out), std::string::npos)
+      << "regenerate the table: siamese-xlmr config --docs";
+}
+
+TEST(Cli, TokenizeReproducesTheNotebookIds) {
+  auto ref = nlohmann::json::parse(test::read_file(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json"));
+  std::string input, expected;
+  for (const auto& c : ref["cases"]) {
+    std::string text = c["text"];
+    if (text.find('\n') != std::string::npos || text.find('\r') != std::string::npos) continue;
+    input += text + "\n";
+    std::string line;
+    for (const auto& id : c["seed_ids_128"]) line += (line.empty() ? "" : " ") + std::to_string(id.get<int>());
+    expected += line + "\n";
+  }
+  auto r = run_cli("tokenize tokenizer.model=" + test::fixtures_dir() +
+                   "/tokenizer/sentencepiece.bpe.model tokenizer.keep_eos=false", input);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, expected);
+}
+
+TEST(Cli, DataStatsOnSynthesizedData) {
+  test::TempDir dir;
+  auto synth = run_cli("data synth --out " + dir.path("d") + " --rows 3000 --seed 2");
+  ASSERT_EQ(synth.exit_code, 0) << synth.err;
+  auto r = run_cli("data stats data.train_csv=" + dir.path("d/jigsaw-unintended-bias-train.csv") +
+                   " data.multilingual_csv=" + dir.path("d/validation.csv") + " data.test_csv=" +
+                   dir.path("d/test.csv") + " data.train_pairs=2000 data.val_pairs=100");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("english (data.train_csv): 3000 rows"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("training pairs en-en: toxic-toxic 500, normal-normal 500, normal-toxic 1000"), std::string::npos) << r.out;
+}
+
+TEST(Cli, DataSynthRejectsBadArguments) {
+  auto r = run_cli("data synth --out /tmp/x --rows 0");
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace sx

@@ -1,0 +1,38 @@
+// Runs the siamese-xlmr binary as a user would and captures what it prints.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <string>
+
+#include "test_util.h"
+
+namespace sx::test {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+inline RunResult run_cli(const std::string& args, const std::string& input = "") {
+  TempDir dir;
+  std::string in = dir.write("stdin", input);
+  std::string cmd = std::string("'") + SX_BINARY + "' " + args + " <'" + in + "' >'" + dir.path("out") +
+                    "' 2>'" + dir.path("err") + "'";
+  int status = std::system(cmd.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(dir.path("out"));
+  r.err = read_file(dir.path("err"));
+  return r;
+}
+
+inline size_t count_lines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+}  // namespace sx::test

@@ -1,0 +1,161 @@
+// The configuration schema: defaults, file + overrides, and the one-line errors users get.
+#include <filesystem>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "test_util.h"
+
+namespace sx {
+namespace {
+
+// Loads and expects a UserError whose message contains every fragment.
+void expect_error(const std::string& yaml, const std::vector<std::string>& overrides,
+                  const std::vector<std::string>& fragments) {
+  test::TempDir dir;
+  std::string path = yaml.empty() ? "" : dir.write("config.yaml", yaml);
+  try {
+    load_config(path, overrides);
+    ADD_FAILURE() << "expected an error for:\n" << yaml;
+  } catch (const UserError& e) {
+    std::string msg = e.what();
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+    for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg << "\nmissing: " << f;
+  }
+}
+
+TEST(Config, DefaultsAreTheNotebooks) {
+  Config c = default_config();
+  EXPECT_EQ(c.run.seed, 42);
+  EXPECT_EQ(c.tokenizer.max_len, 128);
+  EXPECT_EQ(c.train.pairs_per_rank, 32);
+  EXPECT_EQ(c.data.train_pairs, 500000);
+  EXPECT_EQ(c.data.val_pairs, 1000);
+  EXPECT_DOUBLE_EQ(c.train.adam_epsilon, 1e-7);
+  EXPECT_DOUBLE_EQ(c.train.lr_min, 1e-6);
+  EXPECT_DOUBLE_EQ(c.train.lr_max, 5e-5);
+  EXPECT_DOUBLE_EQ(c.train.lr_step_epochs, 3);
+  EXPECT_EQ(c.train.patience, 9);
+  EXPECT_EQ(c.tokenizer.pretokenize, "wordpunct");
+  EXPECT_TRUE(c.tokenizer.keep_eos);
+  EXPECT_EQ(c.data.bad_rows, "fail");
+  EXPECT_EQ(c.dist.backend, "auto");
+  EXPECT_EQ(c.data.train_label_fields.size(), 6u);
+  EXPECT_DOUBLE_EQ(c.model.pool_ln_eps, 1e-3);
+}
+
+TEST(Config, FileThenOverrides) {
+  test::TempDir dir;
+  std::string path = dir.write("c.yaml",
+                               "run:\n  seed: 7\n  max_duration: 90m\ntrain:\n  patience: 3\n"
+                               "data:\n  train_label_fields: [a, b]\n");
+  Config c = load_config(path, {"train.patience=5", "run.max_duration=2h", "tokenizer.keep_eos=false",
+                                "data.multilingual_label_fields=x,y"});
+  EXPECT_EQ(c.run.seed, 7);
+  EXPECT_EQ(c.train.patience, 5);
+  EXPECT_DOUBLE_EQ(c.run.max_duration, 7200);
+  EXPECT_FALSE(c.tokenizer.keep_eos);
+  EXPECT_EQ(c.data.train_label_fields, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(c.data.multilingual_label_fields, (std::vector<std::string>{"x", "y"}));
+}
+
+TEST(Config, DurationsAcceptUnitsAndSeconds) {
+  EXPECT_DOUBLE_EQ(load_config("", {"run.max_duration=1h30m"}).run.max_duration, 5400);
+  EXPECT_DOUBLE_EQ(load_config("", {"run.max_duration=45"}).run.max_duration, 45);
+  EXPECT_DOUBLE_EQ(load_config("", {"run.max_duration=90s"}).run.max_duration, 90);
+}
+
+TEST(Config, ResolvedYamlRoundTrips) {
+  test::TempDir dir;
+  Config c = load_config("", {"run.dir=" + dir.path("run"), "train.patience=4", "run.seed=9"});
+  std::string written = write_resolved_config(c);
+  EXPECT_TRUE(std::filesystem::exists(written));
+  Config again = load_config(written, {});
+  EXPECT_EQ(config_to_yaml(again), config_to_yaml(c));
+  EXPECT_EQ(config_result_hash(again), config_result_hash(c));
+}
+
+TEST(Config, ResultHashFollowsResultKeysOnly) {
+  Config a = load_config("", {});
+  EXPECT_NE(config_result_hash(a), config_result_hash(load_config("", {"run.seed=1"})));
+  EXPECT_EQ(config_result_hash(a), config_result_hash(load_config("", {"run.dir=elsewhere"})));
+}
+
+// Ten-plus distinct mistakes, each with its one clear line.
+TEST(ConfigErrors, UnknownKeySuggestsClosest) {
+  expect_error("train:\n  patiense: 3\n", {}, {"config.yaml:2", "unknown key 'train.patiense'", "did you mean 'train.patience'"});
+}
+TEST(ConfigErrors, UnknownSectionSuggestsClosest) {
+  expect_error("trian:\n  patience: 3\n", {}, {"config.yaml:1", "unknown key 'trian'", "did you mean 'train'"});
+}
+TEST(ConfigErrors, WrongTypeNamesKeyValueAndExpectation) {
+  expect_error("train:\n  patience: many\n", {}, {"config.yaml:2", "train.patience expects an integer >= 1", "found 'many'"});
+}
+TEST(ConfigErrors, OutOfRange) {
+  expect_error("", {"data.label_threshold=1.5"}, {"data.label_threshold expects a number in [0, 1]", "found '1.5'"});
+}
+TEST(ConfigErrors, NegativeSeed) { expect_error("run:\n  seed: -1\n", {}, {"run.seed", "found '-1'"}); }
+TEST(ConfigErrors, BadEnumListsChoices) {
+  expect_error("", {"dist.backend=gloo"}, {"dist.backend expects one of auto|nccl|mpi", "found 'gloo'"});
+}
+TEST(ConfigErrors, BadBool) { expect_error("", {"tokenizer.keep_eos=maybe"}, {"tokenizer.keep_eos expects true or false"}); }
+TEST(ConfigErrors, BadDuration) { expect_error("", {"run.max_duration=ten minutes"}, {"run.max_duration expects a duration"}); }
+TEST(ConfigErrors, YamlSyntaxErrorGivesLine) {
+  expect_error("run:\n  seed: 1\n  dir: [unclosed\n", {}, {"config.yaml:", "YAML syntax error"});
+}
+TEST(ConfigErrors, SectionGivenAScalar) { expect_error("train: 5\n", {}, {"'train' is a section"}); }
+TEST(ConfigErrors, ScalarGivenAMapping) {
+  expect_error("train:\n  patience:\n    a: 1\n", {}, {"train.patience expects an integer", "found 'a mapping'"});
+}
+TEST(ConfigErrors, OverrideWithoutEquals) { expect_error("", {"train.patience"}, {"expected dotted.key=value"}); }
+TEST(ConfigErrors, OverrideUnknownKey) {
+  expect_error("", {"train.lr_mx=1"}, {"override 'train.lr_mx=1'", "did you mean 'train.lr_max'"});
+}
+TEST(ConfigErrors, OverrideOfASection) { expect_error("", {"train=3"}, {"'train' is a section"}); }
+TEST(ConfigErrors, CrossKeyRule) { expect_error("", {"train.lr_min=1", "train.lr_max=0.5"}, {"train.lr_min (1) must not exceed train.lr_max (0.5)"}); }
+TEST(ConfigErrors, TopLevelNotAMapping) { expect_error("- a\n- b\n", {}, {"expected a mapping of sections"}); }
+TEST(ConfigErrors, MissingConfigFile) {
+  try {
+    load_config("/nonexistent/config.yaml", {});
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("--config: file not found: /nonexistent/config.yaml"), std::string::npos);
+  }
+}
+TEST(ConfigErrors, EmptyListRejected) { expect_error("", {"data.train_label_fields=[]"}, {"data.train_label_fields expects a list of strings"}); }
+
+TEST(ConfigInputs, MissingInputFileNamesKeyAndPath) {
+  Config c = load_config("", {"data.train_csv=/nope/train.csv"});
+  try {
+    check_inputs(c, {"data"});
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_STREQ(e.what(), "data.train_csv: file not found: /nope/train.csv");
+  }
+}
+
+TEST(ConfigInputs, OnlyTheSectionsAskedForAreChecked) {
+  test::TempDir dir;
+  std::string model = dir.write("spm.model", "x");
+  Config c = load_config("", {"data.train_csv=/nope/train.csv", "tokenizer.model=" + model});
+  EXPECT_NO_THROW(check_inputs(c, {"tokenizer"}));
+  EXPECT_THROW(check_inputs(c, {"data"}), UserError);
+}
+
+TEST(ConfigInputs, DirectoryWhereFileExpected) {
+  test::TempDir dir;
+  Config c = load_config("", {"tokenizer.model=" + dir.path()});
+  try {
+    check_inputs(c, {"tokenizer"});
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a directory, expected a file"), std::string::npos);
+  }
+}
+
+TEST(ConfigDocs, ReferenceListsEveryKey) {
+  std::string md = config_reference_markdown();
+  for (const auto& f : config_fields()) EXPECT_NE(md.find("`" + f.key + "`"), std::string::npos) << f.key;
+}
+
+}  // namespace
+}  // namespace sx

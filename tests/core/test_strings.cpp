@@ -1,0 +1,41 @@
+#include "core/strings.h"
+
+#include <stdexcept>
+
+#include "test_util.h"
+
+namespace sx {
+namespace {
+
+TEST(Strings, Levenshtein) {
+  EXPECT_EQ(levenshtein("kitten", "sitting"), 3u);
+  EXPECT_EQ(levenshtein("", "abc"), 3u);
+  EXPECT_EQ(levenshtein("same", "same"), 0u);
+}
+
+TEST(Strings, ClosestMatchRejectsFarCandidates) {
+  EXPECT_EQ(closest_match("train.patiense", {"train.patience", "run.seed"}), "train.patience");
+  EXPECT_EQ(closest_match("zzzzzzzz", {"train.patience", "run.seed"}), "");
+}
+
+TEST(Strings, Durations) {
+  EXPECT_DOUBLE_EQ(parse_duration("90m"), 5400);
+  EXPECT_DOUBLE_EQ(parse_duration("2h"), 7200);
+  EXPECT_DOUBLE_EQ(parse_duration("1h30m"), 5400);
+  EXPECT_DOUBLE_EQ(parse_duration("3600"), 3600);
+  EXPECT_DOUBLE_EQ(parse_duration("1.5h"), 5400);
+  EXPECT_THROW(parse_duration("2x"), std::invalid_argument);
+  EXPECT_THROW(parse_duration("1h30"), std::invalid_argument);
+  EXPECT_THROW(parse_duration(""), std::invalid_argument);
+  EXPECT_EQ(format_duration(5400), "1h30m");
+  EXPECT_EQ(format_duration(0), "0s");
+}
+
+TEST(Strings, SplitJoinTrim) {
+  EXPECT_EQ(split("a,b,,c", ','), (std::vector<std::string>{"a", "b", "", "c"}));
+  EXPECT_EQ(join({"a", "b"}, ", "), "a, b");
+  EXPECT_EQ(trim("  x y \t"), "x y");
+}
+
+}  // namespace
+}  // namespace sx

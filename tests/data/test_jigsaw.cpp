@@ -1,0 +1,159 @@
+// Loading the Jigsaw files: labels, languages, and every bad-row reason in fail and skip.
+#include "core/error.h"
+#include "data/jigsaw.h"
+#include "test_util.h"
+
+namespace sx::data {
+namespace {
+
+const LabeledColumns kEnglish{"comment_text", {"toxic", "insult"}, "lang"};
+
+LoadOptions options(BadRows mode) {
+  LoadOptions o;
+  o.key = "data.train_csv";
+  o.bad_rows = mode;
+  return o;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Jigsaw, LabelIsMaxOfLabelFieldsAtThreshold) {
+  test::TempDir dir;
+  auto path = dir.write("t.csv", "id,comment_text,toxic,insult\n1,a text,0.2,0.5\n2,b text,0.49,0.1\n3,c,1,0\n");
+  auto c = load_labeled_csv(path, kEnglish, options(BadRows::kFail));
+  EXPECT_EQ(c.labels, (std::vector<uint8_t>{1, 0, 1}));
+  EXPECT_EQ(c.langs, (std::vector<std::string>{"en", "en", "en"}));  // no lang column: English
+  EXPECT_EQ(c.rows, (std::vector<int64_t>{0, 1, 2}));
+}
+
+TEST(Jigsaw, LanguageColumnIsRead) {
+  test::TempDir dir;
+  auto path = dir.write("v.csv", "id,comment_text,lang,toxic\n0,hola,es,1\n1,ciao,it,0\n");
+  auto c = load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail));
+  EXPECT_EQ(c.langs, (std::vector<std::string>{"es", "it"}));
+}
+
+TEST(Jigsaw, InvalidUtf8IsDroppedAndCounted) {
+  test::TempDir dir;
+  auto path = dir.write("t.csv", "comment_text,toxic,insult\nab\xff" "c\xc3,0,0\n");
+  LoadReport report;
+  auto c = load_labeled_csv(path, kEnglish, options(BadRows::kFail), &report);
+  EXPECT_EQ(c.texts[0], "abc");
+  EXPECT_EQ(report.invalid_utf8_bytes, 2u);
+}
+
+struct BadCase {
+  const char* name;
+  std::string csv;
+  std::string reason;
+};
+
+class JigsawBadRows : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(JigsawBadRows, FailNamesFileLineAndReasonSkipCountsIt) {
+  const BadCase& c = GetParam();
+  test::TempDir dir;
+  auto path = dir.write("t.csv", c.csv);
+  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("data.train_csv: " + path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("line 3: " + c.reason), std::string::npos) << msg;
+  EXPECT_NE(msg.find("data.bad_rows=skip"), std::string::npos) << msg;
+
+  LoadReport report;
+  auto corpus = load_labeled_csv(path, kEnglish, options(BadRows::kSkip), &report);
+  EXPECT_EQ(corpus.size(), 2u);  // the good rows survive
+  ASSERT_EQ(report.bad_rows.count(c.reason), 1u) << c.reason;
+  EXPECT_EQ(report.bad_rows.at(c.reason).count, 1u);
+  EXPECT_EQ(report.bad_rows.at(c.reason).first_lines, (std::vector<uint64_t>{3}));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Reasons, JigsawBadRows,
+    ::testing::Values(
+        BadCase{"FieldCount", "comment_text,toxic,insult\nok one,0,0\nshort,0\nok two,1,1\n", "wrong number of fields"},
+        BadCase{"EmptyText", "comment_text,toxic,insult\nok one,0,0\n  ,0,0\nok two,1,1\n", "empty text"},
+        BadCase{"LabelNotNumber", "comment_text,toxic,insult\nok one,0,0\nx,abc,0\nok two,1,1\n", "label is not a number in [0, 1]"},
+        BadCase{"LabelOutOfRange", "comment_text,toxic,insult\nok one,0,0\nx,0,1.5\nok two,1,1\n", "label is not a number in [0, 1]"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Jigsaw, UnterminatedQuoteReportsItsLine) {
+  test::TempDir dir;
+  auto path = dir.write("t.csv", "comment_text,toxic,insult\nok,0,0\n\"open,0,0\n");
+  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("line 3: quoted field not closed before the end of the file"), std::string::npos) << msg;
+}
+
+TEST(Jigsaw, EmptyLanguageIsABadRow) {
+  test::TempDir dir;
+  auto path = dir.write("v.csv", "comment_text,lang,toxic\nhola,es,1\nciao,,0\n");
+  std::string msg = error_of([&] { load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("line 3: empty language"), std::string::npos) << msg;
+}
+
+TEST(Jigsaw, MissingColumnNamesItAndTheHeader) {
+  test::TempDir dir;
+  auto path = dir.write("t.csv", "comment_text,toxic\nx,0\n");
+  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kSkip)); });
+  EXPECT_NE(msg.find(":1: missing column 'insult'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("the header has: comment_text, toxic"), std::string::npos) << msg;
+}
+
+TEST(Jigsaw, EmptyFileAndHeaderOnly) {
+  test::TempDir dir;
+  auto empty = dir.write("e.csv", "");
+  auto header = dir.write("h.csv", "comment_text,toxic,insult\n");
+  EXPECT_NE(error_of([&] { load_labeled_csv(empty, kEnglish, options(BadRows::kFail)); }).find("the file is empty"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_labeled_csv(header, kEnglish, options(BadRows::kFail)); }).find("no usable rows"), std::string::npos);
+}
+
+TEST(Jigsaw, MissingFileAndDirectory) {
+  test::TempDir dir;
+  EXPECT_NE(error_of([&] { load_labeled_csv(dir.path("none.csv"), kEnglish, options(BadRows::kFail)); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_labeled_csv(dir.path(), kEnglish, options(BadRows::kFail)); }).find("is a directory"), std::string::npos);
+}
+
+TEST(Jigsaw, FailListsOnlyTheFirstProblems) {
+  test::TempDir dir;
+  std::string csv = "comment_text,toxic,insult\n";
+  for (int i = 0; i < 20; ++i) csv += "x,bad,0\n";
+  auto path = dir.write("t.csv", csv);
+  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("first 5 bad rows (reading stopped there)"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("line 8"), std::string::npos) << msg;
+}
+
+TEST(Jigsaw, HugeFieldIsABadRowNotAnOutOfMemory) {
+  test::TempDir dir;
+  std::string csv = "comment_text,toxic,insult\nok,0,0\n\"" + std::string(20'000'000, 'y') + "\",0,0\nfine,1,1\n";
+  auto path = dir.write("t.csv", csv);
+  LoadOptions o = options(BadRows::kSkip);
+  o.limits.max_field_bytes = 1 << 20;
+  LoadReport report;
+  auto c = load_labeled_csv(path, kEnglish, o, &report);
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_EQ(report.bad_row_count(), 1u);
+}
+
+TEST(JigsawTest, IdsContentLanguageAndDuplicates) {
+  test::TempDir dir;
+  auto path = dir.write("test.csv", "id,content,lang\n0,uno,es\n1,due,it\n1,dup,it\n-4,neg,tr\n2,tres,tr\n");
+  LoadOptions o = options(BadRows::kSkip);
+  LoadReport report;
+  auto t = load_test_csv(path, {}, o, &report);
+  EXPECT_EQ(t.ids, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(t.rows, (std::vector<int64_t>{0, 1, 4}));
+  EXPECT_EQ(report.bad_rows.at("duplicate id").first_lines, (std::vector<uint64_t>{4}));
+  EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines, (std::vector<uint64_t>{5}));
+  std::string msg = error_of([&] { load_test_csv(path, {}, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("line 4: duplicate id (1, first on line 3)"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace sx::data

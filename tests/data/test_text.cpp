@@ -1,0 +1,61 @@
+// Python semantics of lengths, UTF-8 cleaning and the wordpunct split.
+#include "data/text.h"
+
+#include "test_util.h"
+
+namespace sx::data {
+namespace {
+
+std::vector<std::string> words(const std::string& text) {
+  std::vector<std::string> out;
+  for (auto w : wordpunct_tokenize(text)) out.emplace_back(w);
+  return out;
+}
+
+TEST(Text, SanitizeDropsInvalidBytesOnly) {
+  std::string s = "ok\xC3\xA9\xFF\xE2\x82 x\xED\xA0\x80y\xF4\x90\x80\x80z";
+  // é stays; 0xFF, a truncated 3-byte sequence, a surrogate, and > U+10FFFF go.
+  size_t dropped = sanitize_utf8(s);
+  EXPECT_EQ(s, "ok\xC3\xA9 xyz");
+  EXPECT_EQ(dropped, 1u + 2u + 3u + 4u);
+  std::string ascii = "plain";
+  EXPECT_EQ(sanitize_utf8(ascii), 0u);
+}
+
+TEST(Text, CodePointsAsPythonLen) {
+  EXPECT_EQ(count_code_points("abc"), 3u);
+  EXPECT_EQ(count_code_points("\xC3\xA9t\xC3\xA9"), 3u);   // été
+  EXPECT_EQ(count_code_points("\xF0\x9F\x98\x80"), 1u);    // an emoji
+}
+
+TEST(Text, WordpunctRunsOfWordAndOtherCharacters) {
+  EXPECT_EQ(words("Hello, world!!"), (std::vector<std::string>{"Hello", ",", "world", "!!"}));
+  EXPECT_EQ(words("a_b--c 4.5"), (std::vector<std::string>{"a_b", "--", "c", "4", ".", "5"}));
+  EXPECT_EQ(words("  "), std::vector<std::string>{});
+}
+
+TEST(Text, CombiningMarksAreNotWordCharacters) {
+  // Devanagari vowel sign and virama are Mc/Mn: Python's \w does not match them.
+  EXPECT_EQ(words("\xE0\xA4\xAA\xE0\xA4\xB0\xE0\xA5\x80"),  // पर + ी
+            (std::vector<std::string>{"\xE0\xA4\xAA\xE0\xA4\xB0", "\xE0\xA5\x80"}));
+}
+
+TEST(Text, PythonWhitespaceSeparatesAndOthersDoNot) {
+  // NBSP, ideographic space and U+0085 are whitespace to str.isspace; ZWSP (U+200B) is not.
+  EXPECT_EQ(words("a\xC2\xA0" "b\xE3\x80\x80" "c\xC2\x85" "d"), (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(words("a\xE2\x80\x8B" "b"), (std::vector<std::string>{"a", "\xE2\x80\x8B", "b"}));
+  EXPECT_TRUE(is_python_space(0x1C));
+  EXPECT_FALSE(is_python_space(0x180E));
+}
+
+TEST(Text, NumbersOfEveryScriptAreWordCharacters) {
+  EXPECT_TRUE(is_python_word_char(U'٣'));   // Arabic-Indic digit (Nd)
+  EXPECT_TRUE(is_python_word_char(U'Ⅻ'));   // Roman numeral (Nl)
+  EXPECT_TRUE(is_python_word_char(U'½'));   // vulgar fraction (No)
+  EXPECT_TRUE(is_python_word_char(U'中'));
+  EXPECT_FALSE(is_python_word_char(U'€'));
+  EXPECT_FALSE(is_python_word_char(0x0301));  // combining acute accent
+}
+
+}  // namespace
+}  // namespace sx::data

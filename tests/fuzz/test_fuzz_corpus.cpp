@@ -1,0 +1,21 @@
+// The fuzzers' regression corpus as ordinary tests.
+#include <filesystem>
+
+#include "fuzz/fuzz_bodies.h"
+#include "test_util.h"
+
+namespace sx {
+namespace {
+
+TEST(FuzzCorpus, CsvInputsRunClean) {
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(SX_TEST_DATA_DIR) + "/../fuzz/corpus/csv")) {
+    std::string bytes = test::read_file(entry.path().string());
+    fuzz::csv_one_input(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    ++n;
+  }
+  EXPECT_GE(n, 10u);
+}
+
+}  // namespace
+}  // namespace sx
