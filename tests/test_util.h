@@ -3,7 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
+#include "core/files.h"
+
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -30,18 +31,19 @@ class TempDir {
  public:
   TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() /
-            ("sx-test-" + std::string(info ? info->test_suite_name() : "x") + "-" +
-             std::string(info ? info->name() : "y") + "-" + std::to_string(::getpid()) + "-" +
-             std::to_string(counter()++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
+    std::string name = "sx-test-" + std::string(info ? info->test_suite_name() : "x") + "-" +
+                       std::string(info ? info->name() : "y") + "-" + std::to_string(::getpid()) +
+                       "-" + std::to_string(counter()++);
+    for (char& c : name)
+      if (c == '/') c = '_';  // parameterised test names hold slashes
+    path_ = files::join(files::temp_dir(), name);
+    files::remove_all(path_);
+    files::create_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
+  ~TempDir() { files::remove_all(path_); }
+  std::string path(const std::string& name = "") const {
+    return name.empty() ? path_ : files::join(path_, name);
   }
-  std::string path(const std::string& name = "") const { return (path_ / name).string(); }
   std::string write(const std::string& name, const std::string& content) const {
     write_file(path(name), content);
     return path(name);
@@ -52,7 +54,7 @@ class TempDir {
     static int n = 0;
     return n;
   }
-  std::filesystem::path path_;
+  std::string path_;
 };
 
 }  // namespace sx::test

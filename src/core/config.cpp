@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -14,12 +13,12 @@
 #include <variant>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/strings.h"
 
 namespace sx {
 namespace {
 
-namespace fs = std::filesystem;
 using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>>;
 
 enum class Kind { kInt, kFloat, kBool, kString, kEnum, kDuration, kFile, kDir, kStringList };
@@ -523,8 +522,8 @@ Config default_config() {
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   Config config = default_config();
   if (!path.empty()) {
-    if (!fs::exists(path)) throw UserError("--config: file not found: " + path);
-    if (fs::is_directory(path)) throw UserError("--config: " + path + " is a directory, expected a YAML file");
+    if (!files::exists(path)) throw UserError("--config: file not found: " + path);
+    if (files::is_directory(path)) throw UserError("--config: " + path + " is a directory, expected a YAML file");
     YAML::Node root;
     try {
       root = YAML::LoadFile(path);
@@ -572,12 +571,12 @@ void check_inputs(const Config& config, const std::vector<std::string>& sections
     if (f.kind != Kind::kFile && f.kind != Kind::kDir) continue;
     const std::string path = std::get<std::string>(f.get(config));
     if (path.empty()) continue;
-    if (!fs::exists(path))
+    if (!files::exists(path))
       throw UserError(f.key + ": " + (f.kind == Kind::kDir ? "directory" : "file") +
                       " not found: " + path);
-    if (f.kind == Kind::kFile && fs::is_directory(path))
+    if (f.kind == Kind::kFile && files::is_directory(path))
       throw UserError(f.key + ": " + path + " is a directory, expected a file");
-    if (f.kind == Kind::kDir && !fs::is_directory(path))
+    if (f.kind == Kind::kDir && !files::is_directory(path))
       throw UserError(f.key + ": " + path + " is a file, expected a directory");
   }
   auto uses = [&](const char* s) {
@@ -610,8 +609,12 @@ std::string config_to_yaml(const Config& config) {
 }
 
 std::string write_resolved_config(const Config& config) {
-  fs::create_directories(config.run.dir);
-  std::string path = (fs::path(config.run.dir) / "config.resolved.yaml").string();
+  try {
+    files::create_directories(config.run.dir);
+  } catch (const std::exception& e) {
+    throw UserError(std::string("run.dir: ") + e.what());
+  }
+  std::string path = files::join(config.run.dir, "config.resolved.yaml");
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
@@ -619,7 +622,7 @@ std::string write_resolved_config(const Config& config) {
     out << config_to_yaml(config);
     if (!out) throw UserError("run.dir: cannot write " + tmp);
   }
-  fs::rename(tmp, path);
+  files::rename(tmp, path);
   return path;
 }
 

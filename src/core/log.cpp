@@ -4,9 +4,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <filesystem>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace sx {
 namespace {
@@ -37,11 +37,13 @@ void init_logging(const LogOptions& options) {
 
 std::string add_rank_log_file(const std::string& run_dir, int rank, int world,
                               const std::string& level) {
-  namespace fs = std::filesystem;
-  fs::path dir = fs::path(run_dir) / "log";
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  std::string path = (dir / ("rank-" + std::to_string(rank) + ".log")).string();
+  const std::string dir = files::join(run_dir, "log");
+  try {
+    files::create_directories(dir);
+  } catch (const std::exception& e) {
+    throw UserError(std::string("run.dir: ") + e.what());
+  }
+  std::string path = files::join(dir, "rank-" + std::to_string(rank) + ".log");
   try {
     auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
     file->set_level(spdlog::level::from_str(level));

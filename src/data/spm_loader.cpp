@@ -1,26 +1,24 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <mutex>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "data/spm_plugin.h"
 
 namespace sx::data {
 namespace {
 
-namespace fs = std::filesystem;
 using Create = SentencePieceEncoder* (*)();
 
 std::vector<std::string> candidates() {
   std::vector<std::string> out;
   if (const char* env = std::getenv("SX_SENTENCEPIECE_PLUGIN")) out.emplace_back(env);
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    out.push_back((exe.parent_path() / SX_SENTENCEPIECE_PLUGIN_NAME).string());
-    out.push_back((exe.parent_path().parent_path() / "lib" / SX_SENTENCEPIECE_PLUGIN_NAME).string());
+  const std::string exe_dir = files::executable_dir();
+  if (!exe_dir.empty()) {
+    out.push_back(files::join(exe_dir, SX_SENTENCEPIECE_PLUGIN_NAME));
+    out.push_back(files::join(files::join(files::parent(exe_dir), "lib"), SX_SENTENCEPIECE_PLUGIN_NAME));
   }
   out.emplace_back(SX_SENTENCEPIECE_PLUGIN_BUILD_PATH);
   return out;
@@ -29,7 +27,7 @@ std::vector<std::string> candidates() {
 Create open_plugin() {
   std::string tried;
   for (const auto& path : candidates()) {
-    if (!fs::exists(path)) {
+    if (!files::exists(path)) {
       tried += (tried.empty() ? "" : ", ") + path;
       continue;
     }

@@ -1,19 +1,28 @@
 // libsx_sentencepiece.so: sentencepiece behind the SentencePieceEncoder interface.
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
 #include "data/spm_plugin.h"
 
 namespace {
 
 class Encoder final : public sx::data::SentencePieceEncoder {
  public:
-  std::string load(const std::string& model_path) override {
+  bool load(const char* model_path, char* error, size_t error_capacity) override {
     auto status = processor_.Load(model_path);
-    return status.ok() ? std::string() : status.ToString();
+    if (status.ok()) return true;
+    std::snprintf(error, error_capacity, "%s", status.ToString().c_str());
+    return false;
   }
-  void encode(std::string_view text, std::vector<int>* ids) const override {
-    ids->clear();
-    processor_.Encode({text.data(), text.size()}, ids);  // a failure leaves no ids
+  size_t encode(const char* text, size_t length, int* ids, size_t capacity) const override {
+    thread_local std::vector<int> pieces;  // allocated and freed on this side only
+    pieces.clear();
+    processor_.Encode({text, length}, &pieces);  // a failure leaves no pieces
+    std::copy_n(pieces.begin(), std::min(capacity, pieces.size()), ids);
+    return pieces.size();
   }
   int piece_size() const override { return processor_.GetPieceSize(); }
   int unk_id() const override { return processor_.unk_id(); }

@@ -6,22 +6,25 @@
 // sentencepiece's protobuf version check). So sentencepiece lives in a small module,
 // libsx_sentencepiece.so, that the tokenizer opens with RTLD_LOCAL | RTLD_DEEPBIND: the
 // module and sentencepiece bind to their own symbols first, and nothing of them reaches the
-// global scope where libtorch's protobuf lives. Only this interface crosses the boundary.
+// global scope where libtorch's protobuf lives. Only this interface crosses the boundary,
+// and no heap memory crosses it: with DEEPBIND the module may bind malloc to another
+// allocator than the program's (Ubuntu's sentencepiece links tcmalloc), so memory allocated
+// on one side and freed on the other would corrupt the heap. The interface passes plain
+// buffers only, and the module deletes its own objects (the virtual destructor runs there).
 #pragma once
 
+#include <cstddef>
 #include <memory>
-#include <string>
-#include <string_view>
-#include <vector>
 
 namespace sx::data {
 
 class SentencePieceEncoder {
  public:
   virtual ~SentencePieceEncoder() = default;
-  // Returns "" on success, else the reason.
-  virtual std::string load(const std::string& model_path) = 0;
-  virtual void encode(std::string_view text, std::vector<int>* ids) const = 0;
+  // True on success; else writes the reason (NUL-terminated, cut to capacity) into error.
+  virtual bool load(const char* model_path, char* error, size_t error_capacity) = 0;
+  // Writes up to `capacity` piece ids of the text; returns how many there are in all.
+  virtual size_t encode(const char* text, size_t length, int* ids, size_t capacity) const = 0;
   virtual int piece_size() const = 0;
   virtual int unk_id() const = 0;
 };

@@ -3,16 +3,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <map>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/rng.h"
 
 namespace sx::data {
 namespace {
 
-namespace fs = std::filesystem;
 
 // Per-language vocabularies. Toxic texts carry insults; some insults are shared across
 // languages (as loan words and symbols are in real comments), which is what lets a model
@@ -81,7 +80,7 @@ const std::map<std::string, Vocabulary>& vocabularies() {
 
 class CsvWriter {
  public:
-  explicit CsvWriter(const fs::path& path) : path_(path.string()) {
+  explicit CsvWriter(const std::string& path) : path_(path) {
     file_ = std::fopen(path_.c_str(), "wb");
     if (!file_) throw UserError("--out: cannot write " + path_ + ": " + std::strerror(errno));
     std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
@@ -163,13 +162,15 @@ std::string label_value(Rng& rng, bool toxic, double scale = 1.0) {
 }  // namespace
 
 SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed) {
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) throw UserError("--out: cannot create " + out_dir + ": " + ec.message());
+  try {
+    files::create_directories(out_dir);
+  } catch (const std::exception& e) {
+    throw UserError(std::string("--out: ") + e.what());
+  }
   SynthSummary summary;
-  summary.train_csv = (fs::path(out_dir) / "jigsaw-unintended-bias-train.csv").string();
-  summary.multilingual_csv = (fs::path(out_dir) / "validation.csv").string();
-  summary.test_csv = (fs::path(out_dir) / "test.csv").string();
+  summary.train_csv = files::join(out_dir, "jigsaw-unintended-bias-train.csv");
+  summary.multilingual_csv = files::join(out_dir, "validation.csv");
+  summary.test_csv = files::join(out_dir, "test.csv");
 
   Rng rng(mix_seed({seed, 0x5717}));
   {

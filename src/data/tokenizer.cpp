@@ -20,8 +20,8 @@ XlmrTokenizer::XlmrTokenizer(const TokenizerOptions& options)
   if (options_.max_len < 2)
     throw UserError("tokenizer.max_len expects an integer >= 2, found " +
                     std::to_string(options_.max_len));
-  std::string error = sp_->load(options_.model_path);
-  if (!error.empty())
+  char error[512] = "";
+  if (!sp_->load(options_.model_path.c_str(), error, sizeof error))
     throw UserError("tokenizer.model: cannot load sentencepiece model " + options_.model_path +
                     ": " + error);
 }
@@ -31,11 +31,14 @@ XlmrTokenizer::~XlmrTokenizer() = default;
 int32_t XlmrTokenizer::vocab_size() const { return sp_->piece_size() + 2; }
 
 void XlmrTokenizer::append_pieces(std::string_view text, std::vector<int32_t>& ids) const {
-  thread_local std::vector<int> pieces;
-  pieces.clear();
-  sp_->encode(text, &pieces);
+  thread_local std::vector<int> pieces(256);
+  size_t n = sp_->encode(text.data(), text.size(), pieces.data(), pieces.size());
+  if (n > pieces.size()) {  // rare: a text of more pieces than the buffer holds
+    pieces.resize(n);
+    n = sp_->encode(text.data(), text.size(), pieces.data(), pieces.size());
+  }
   const int unk = sp_->unk_id();
-  for (int p : pieces) ids.push_back(p == unk ? kUnk : p + 1);
+  for (size_t i = 0; i < n; ++i) ids.push_back(pieces[i] == unk ? kUnk : pieces[i] + 1);
 }
 
 std::vector<int32_t> XlmrTokenizer::encode_unpadded(std::string_view text) const {

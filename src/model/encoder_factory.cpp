@@ -1,22 +1,20 @@
 #include "model/encoder_factory.h"
 
-#include <filesystem>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "model/weights.h"
 
 namespace sx::model {
 
 BuiltEncoder build_encoder(const Config& config) {
-  namespace fs = std::filesystem;
   BuiltEncoder out;
   if (!config.model.pretrained.empty()) {
-    const fs::path dir(config.model.pretrained);
-    XlmrConfig xc = read_xlmr_config((dir / "config.json").string());
+    const std::string& dir = config.model.pretrained;
+    XlmrConfig xc = read_xlmr_config(files::join(dir, "config.json"));
     out.encoder = SiameseEncoder(xc, config.model.pool_ln_eps);
-    LoadReport report = load_state(*out.encoder, read_hf_weights(dir.string()),
-                                   "model.pretrained: " + dir.string());
-    out.description = dir.string() + " (" + std::to_string(report.tensors_loaded) + " tensors" +
+    LoadReport report = load_state(*out.encoder, read_hf_weights(dir), "model.pretrained: " + dir);
+    out.description = dir + " (" + std::to_string(report.tensors_loaded) + " tensors" +
                       (report.pool_ln_from_file ? "" : "; pooling LayerNorm starts at 1/0") + ")";
   } else {
     if (config.model.config.empty())

@@ -2,18 +2,17 @@
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/strings.h"
 #include "model/safetensors.h"
 
 namespace sx::model {
 namespace {
 
-namespace fs = std::filesystem;
 
 torch::Dtype torch_dtype(StDtype dtype, const std::string& what) {
   switch (dtype) {
@@ -140,11 +139,10 @@ LoadReport load_state(SiameseEncoderImpl& model, const std::map<std::string, tor
 }
 
 std::map<std::string, torch::Tensor> read_hf_weights(const std::string& model_dir) {
-  const fs::path dir(model_dir);
-  const fs::path single = dir / "model.safetensors";
-  const fs::path index = dir / "model.safetensors.index.json";
-  if (fs::exists(single)) return read_safetensors(single.string());
-  if (!fs::exists(index))
+  const std::string single = files::join(model_dir, "model.safetensors");
+  const std::string index = files::join(model_dir, "model.safetensors.index.json");
+  if (files::exists(single)) return read_safetensors(single);
+  if (!files::exists(index))
     throw UserError("model.pretrained: " + model_dir +
                     " holds neither model.safetensors nor model.safetensors.index.json");
   nlohmann::json j;
@@ -152,25 +150,25 @@ std::map<std::string, torch::Tensor> read_hf_weights(const std::string& model_di
     std::ifstream in(index);
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw UserError(index.string() + ": not valid JSON (" + e.what() + ")");
+    throw UserError(index + ": not valid JSON (" + e.what() + ")");
   }
   if (!j.contains("weight_map") || !j["weight_map"].is_object())
-    throw UserError(index.string() + ": missing the 'weight_map' object");
+    throw UserError(index + ": missing the 'weight_map' object");
   std::map<std::string, std::set<std::string>> by_file;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-    if (!it->is_string()) throw UserError(index.string() + ": weight_map['" + it.key() + "'] is not a file name");
+    if (!it->is_string()) throw UserError(index + ": weight_map['" + it.key() + "'] is not a file name");
     const std::string file = it->get<std::string>();
     if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
-      throw UserError(index.string() + ": shard name '" + file + "' must be a plain file name");
+      throw UserError(index + ": shard name '" + file + "' must be a plain file name");
     by_file[file].insert(it.key());
   }
   std::map<std::string, torch::Tensor> out;
   for (const auto& [file, names] : by_file) {
-    auto shard = read_safetensors((dir / file).string());
+    auto shard = read_safetensors(files::join(model_dir, file));
     for (const auto& name : names) {
       auto it = shard.find(name);
       if (it == shard.end())
-        throw UserError(index.string() + ": '" + name + "' is not in shard " + file);
+        throw UserError(index + ": '" + name + "' is not in shard " + file);
       out[name] = it->second;
     }
   }

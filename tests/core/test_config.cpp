@@ -1,6 +1,4 @@
 // The configuration schema: defaults, file + overrides, and the one-line errors users get.
-#include <filesystem>
-
 #include "core/config.h"
 #include "core/error.h"
 #include "test_util.h"
@@ -68,7 +66,7 @@ TEST(Config, ResolvedYamlRoundTrips) {
   test::TempDir dir;
   Config c = load_config("", {"run.dir=" + dir.path("run"), "train.patience=4", "run.seed=9"});
   std::string written = write_resolved_config(c);
-  EXPECT_TRUE(std::filesystem::exists(written));
+  EXPECT_TRUE(files::exists(written));
   Config again = load_config(written, {});
   EXPECT_EQ(config_to_yaml(again), config_to_yaml(c));
   EXPECT_EQ(config_result_hash(again), config_result_hash(c));

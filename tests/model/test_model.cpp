@@ -2,7 +2,6 @@
 // (../shared/fixtures/hf-tiny-xlmr), and the model layer's error handling.
 #include <torch/torch.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"

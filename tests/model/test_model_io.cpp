@@ -2,7 +2,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
-#include <filesystem>
 
 #include "core/error.h"
 #include "model/safetensors.h"
@@ -127,8 +126,9 @@ TEST(Safetensors, TruncatedFileIsRejectedOnOpen) {
 
 TEST(FuzzCorpus, SafetensorsInputsNeverReadOutOfBounds) {
   size_t n = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(SX_TEST_DATA_DIR) + "/../fuzz/corpus/safetensors")) {
-    std::string bytes = test::read_file(entry.path().string());
+  const std::string dir = std::string(SX_TEST_DATA_DIR) + "/../fuzz/corpus/safetensors";
+  for (const auto& name : files::list(dir)) {
+    std::string bytes = test::read_file(files::join(dir, name));
     uint64_t start = 0;
     try {
       auto t = parse_safetensors_header(bytes, bytes.size(), "corpus", start);
