@@ -20,5 +20,6 @@ int cmd_data_stats(const ConfigArgs& args);
 int cmd_data_synth(const std::string& out_dir, long long rows, long long seed);
 int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_version();
+int cmd_train(const ConfigArgs& args, const std::string& resume);
 
 }  // namespace sx::app

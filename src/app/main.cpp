@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
   std::string resume;
   add_config_args(train, cfg);
   train->add_option("--resume", resume, "auto (newest valid checkpoint in run.dir) or a PATH");
-  train->callback([&] { action = [] { return not_yet("train", "issue #5"); }; });
+  train->callback([&] { action = [&] { return sx::app::cmd_train(cfg, resume); }; });
 
   auto* exp = app.add_subcommand("export", "Export embeddings of the labeled and test sets (HDF5)");
   std::string checkpoint;

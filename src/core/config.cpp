@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/hash.h"
 #include "core/strings.h"
 
 namespace sx {
@@ -93,6 +94,9 @@ const std::vector<Field>& schema() {
                            Kind::kDuration, "30s",
                            "Interval of progress lines when stderr is not a terminal."),
                       0.1));
+    s.push_back(range(entry(&C::run, &RunConfig::threads, "run.threads", Kind::kInt, "0",
+                            "CPU threads per rank for torch; 0 = the node's cores / its ranks."),
+                      0, 4096));
     // data
     s.push_back(entry(&C::data, &DataConfig::train_csv, "data.train_csv", Kind::kFile,
                      "data/jigsaw-unintended-bias-train.csv",
@@ -627,19 +631,10 @@ std::string write_resolved_config(const Config& config) {
 }
 
 std::string config_result_hash(const Config& config) {
-  // FNV-1a over "key=value" lines of the keys that change results.
-  uint64_t h = 1469598103934665603ull;
-  for (const auto& f : schema()) {
-    if (!f.affects_results) continue;
-    std::string line = f.key + "=" + value_to_yaml(f.get(config)) + "\n";
-    for (unsigned char ch : line) {
-      h ^= ch;
-      h *= 1099511628211ull;
-    }
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  Fnv1a hash;  // over "key=value" lines of the keys that change results
+  for (const auto& f : schema())
+    if (f.affects_results) hash.update(f.key + "=" + value_to_yaml(f.get(config)) + "\n");
+  return hash.hex();
 }
 
 std::string config_reference_markdown() {

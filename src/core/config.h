@@ -16,6 +16,7 @@ struct RunConfig {
   std::string log_level;
   std::string other_ranks_log_level;
   double progress_interval;  // seconds between progress lines when stderr is not a TTY
+  int64_t threads;           // torch intra-op threads per rank; 0 = cores / ranks on the node
 };
 
 struct DataConfig {

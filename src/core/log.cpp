@@ -33,6 +33,7 @@ void init_logging(const LogOptions& options) {
     logger->sinks().push_back(file);
   }
   logger->flush_on(spdlog::level::warn);
+  spdlog::flush_every(std::chrono::seconds(5));  // log files of long runs stay current
 }
 
 std::string add_rank_log_file(const std::string& run_dir, int rank, int world,

@@ -1,3 +1,3 @@
-// Precompiled header of every torch translation unit (sx_model, the app, the model tests).
+// Precompiled header shared by every torch target (see cmake/TorchCompat.cmake).
 #pragma once
 #include <torch/torch.h>

@@ -1,0 +1,80 @@
+#include "dist/mpi_env.h"
+
+#include <mpi.h>
+
+#include <cstdlib>
+
+namespace sx::dist {
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    int provided = 0;
+    // Only the main thread calls MPI (NCCL's watchdog polls NCCL, not MPI).
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &env_.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &env_.world);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env_.rank, MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &env_.local_rank);
+  MPI_Comm_size(local, &env_.local_world);
+  MPI_Comm_free(&local);
+}
+
+MpiSession::~MpiSession() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void abort_job(int exit_code) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
+std::vector<int64_t> allreduce_max(std::vector<int64_t> values) {
+  MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MAX,
+                MPI_COMM_WORLD);
+  return values;
+}
+
+std::vector<double> allreduce_sum(std::vector<double> values) {
+  MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
+                MPI_COMM_WORLD);
+  return values;
+}
+
+void broadcast(std::vector<double>& values, int root) {
+  MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, root, MPI_COMM_WORLD);
+}
+
+void broadcast(std::vector<int64_t>& values, int root) {
+  MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_INT64_T, root, MPI_COMM_WORLD);
+}
+
+void broadcast(std::string& text, int root) {
+  int64_t size = static_cast<int64_t>(text.size());
+  MPI_Bcast(&size, 1, MPI_INT64_T, root, MPI_COMM_WORLD);
+  text.resize(static_cast<size_t>(size));
+  if (size) MPI_Bcast(text.data(), static_cast<int>(size), MPI_CHAR, root, MPI_COMM_WORLD);
+}
+
+void barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+
+bool all_succeeded(bool ok, std::string& message) {
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  int failing = ok ? world : rank;
+  MPI_Allreduce(MPI_IN_PLACE, &failing, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (failing == world) return true;
+  broadcast(message, failing);
+  if (failing != 0) message = "[rank " + std::to_string(failing) + "] " + message;
+  return false;
+}
+
+}  // namespace sx::dist

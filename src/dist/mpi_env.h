@@ -1,0 +1,50 @@
+// MPI bootstrap and the small control-plane collectives (CPU, MPI) that keep ranks in step:
+// agreeing on stop decisions, broadcasting rank 0's choices, reporting setup failures.
+// Rank, world size and local rank always come from MPI (Slurm's SLURM_PROCID is stale
+// under mpirun); the local rank is the rank within MPI_Comm_split_type(SHARED).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sx::dist {
+
+struct MpiEnv {
+  int rank = 0;
+  int world = 1;
+  int local_rank = 0;
+  int local_world = 1;
+};
+
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+  const MpiEnv& env() const { return env_; }
+
+ private:
+  MpiEnv env_;
+};
+
+// Ends every rank of the job now (MPI_Abort); use when a rank cannot go on and the others
+// may be waiting for it in a collective.
+[[noreturn]] void abort_job(int exit_code);
+
+// Element-wise max over ranks (stop flags, counters).
+std::vector<int64_t> allreduce_max(std::vector<int64_t> values);
+// Sum over ranks.
+std::vector<double> allreduce_sum(std::vector<double> values);
+// Rank `root`'s values on every rank.
+void broadcast(std::vector<double>& values, int root);
+void broadcast(std::vector<int64_t>& values, int root);
+void broadcast(std::string& text, int root);
+void barrier();
+
+// After a phase every rank runs (setup): true when all ranks succeeded. Otherwise the
+// lowest failing rank's message is returned in `message` on every rank.
+bool all_succeeded(bool ok, std::string& message);
+
+}  // namespace sx::dist

@@ -1,0 +1,242 @@
+#include "io/hdf5.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace sx::io {
+namespace {
+
+// HDF5 prints its error stack to stderr by default; our messages say what went wrong.
+struct SilenceHdf5 {
+  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+};
+const SilenceHdf5 silence;
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw UserError(path + ": " + what);
+}
+
+hid_t link_create_plist() {
+  hid_t plist = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(plist, 1);
+  return plist;
+}
+
+template <class T>
+void write_dataset(hid_t file, const std::string& path, const std::string& name, hid_t type,
+                   const T* data, const std::vector<uint64_t>& dims) {
+  std::vector<hsize_t> d(dims.begin(), dims.end());
+  hid_t space = H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr);
+  hid_t plist = link_create_plist();
+  hid_t set = H5Dcreate2(file, name.c_str(), type, space, plist, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(plist);
+  H5Sclose(space);
+  if (set < 0) fail(path, "cannot create dataset '" + name + "'");
+  herr_t status = H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  H5Dclose(set);
+  if (status < 0) fail(path, "cannot write dataset '" + name + "'");
+}
+
+template <class T>
+std::vector<T> read_dataset(hid_t file, const std::string& path, const std::string& name, hid_t type) {
+  hid_t set = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+  if (set < 0) fail(path, "missing dataset '" + name + "'");
+  hid_t space = H5Dget_space(set);
+  hssize_t n = H5Sget_simple_extent_npoints(space);
+  H5Sclose(space);
+  std::vector<T> out(n > 0 ? static_cast<size_t>(n) : 0);
+  herr_t status = out.empty() ? 0 : H5Dread(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data());
+  H5Dclose(set);
+  if (status < 0) fail(path, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
+  return out;
+}
+
+hid_t string_type() {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  return t;
+}
+
+}  // namespace
+
+H5File H5File::create(const std::string& path) {
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) fail(path, "cannot create HDF5 file");
+  return H5File(id, path);
+}
+
+H5File H5File::open(const std::string& path) {
+  if (access(path.c_str(), R_OK) != 0) fail(path, "cannot read: " + std::string(std::strerror(errno)));
+  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file (or truncated)");
+  hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) fail(path, "cannot open HDF5 file (truncated or corrupt?)");
+  return H5File(id, path);
+}
+
+H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)) { other.id_ = -1; }
+
+H5File::~H5File() {
+  if (id_ >= 0) H5Fclose(id_);
+}
+
+void H5File::close() {
+  if (id_ >= 0 && H5Fclose(id_) < 0) {
+    id_ = -1;
+    fail(path_, "cannot close (write error?)");
+  }
+  id_ = -1;
+}
+
+void H5File::flush() {
+  if (H5Fflush(id_, H5F_SCOPE_GLOBAL) < 0) fail(path_, "cannot flush");
+}
+
+void H5File::write(const std::string& name, const float* data, const std::vector<uint64_t>& dims) {
+  write_dataset(id_, path_, name, H5T_NATIVE_FLOAT, data, dims);
+}
+void H5File::write(const std::string& name, const double* data, const std::vector<uint64_t>& dims) {
+  write_dataset(id_, path_, name, H5T_NATIVE_DOUBLE, data, dims);
+}
+void H5File::write(const std::string& name, const int64_t* data, const std::vector<uint64_t>& dims) {
+  write_dataset(id_, path_, name, H5T_NATIVE_INT64, data, dims);
+}
+
+void H5File::write_strings(const std::string& name, const std::vector<std::string>& values) {
+  std::vector<const char*> ptrs;
+  for (const auto& v : values) ptrs.push_back(v.c_str());
+  hid_t type = string_type();
+  write_dataset(id_, path_, name, type, ptrs.data(), {values.size()});
+  H5Tclose(type);
+}
+
+std::vector<uint64_t> H5File::dims(const std::string& name) const {
+  hid_t set = H5Dopen2(id_, name.c_str(), H5P_DEFAULT);
+  if (set < 0) fail(path_, "missing dataset '" + name + "'");
+  hid_t space = H5Dget_space(set);
+  int rank = H5Sget_simple_extent_ndims(space);
+  std::vector<hsize_t> d(rank > 0 ? rank : 0);
+  if (rank > 0) H5Sget_simple_extent_dims(space, d.data(), nullptr);
+  H5Sclose(space);
+  H5Dclose(set);
+  return {d.begin(), d.end()};
+}
+
+std::vector<float> H5File::read_float(const std::string& name) const {
+  return read_dataset<float>(id_, path_, name, H5T_NATIVE_FLOAT);
+}
+std::vector<double> H5File::read_double(const std::string& name) const {
+  return read_dataset<double>(id_, path_, name, H5T_NATIVE_DOUBLE);
+}
+std::vector<int64_t> H5File::read_int64(const std::string& name) const {
+  return read_dataset<int64_t>(id_, path_, name, H5T_NATIVE_INT64);
+}
+
+std::vector<std::string> H5File::read_strings(const std::string& name) const {
+  hid_t type = string_type();
+  std::vector<char*> ptrs = read_dataset<char*>(id_, path_, name, type);
+  std::vector<std::string> out;
+  for (char* p : ptrs) out.emplace_back(p ? p : "");
+  hid_t set = H5Dopen2(id_, name.c_str(), H5P_DEFAULT);
+  hid_t space = H5Dget_space(set);
+  if (!ptrs.empty()) H5Dvlen_reclaim(type, space, H5P_DEFAULT, ptrs.data());
+  H5Sclose(space);
+  H5Dclose(set);
+  H5Tclose(type);
+  return out;
+}
+
+bool H5File::has(const std::string& name) const {
+  // Check each prefix: H5Lexists fails on a path whose parent is missing.
+  size_t pos = 0;
+  while (true) {
+    pos = name.find('/', pos + 1);
+    std::string prefix = name.substr(0, pos);
+    if (H5Lexists(id_, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (pos == std::string::npos) return true;
+  }
+}
+
+std::vector<std::string> H5File::members(const std::string& group) const {
+  std::vector<std::string> out;
+  hid_t g = H5Gopen2(id_, group.empty() ? "/" : group.c_str(), H5P_DEFAULT);
+  if (g < 0) fail(path_, "missing group '" + group + "'");
+  H5G_info_t info;
+  H5Gget_info(g, &info);
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    char name[1024];
+    ssize_t n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+    if (n > 0) out.emplace_back(name, static_cast<size_t>(std::min<ssize_t>(n, sizeof name - 1)));
+  }
+  H5Gclose(g);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+template <class T>
+void set_attr_impl(hid_t file, const std::string& path, const std::string& name, hid_t type, const T* value) {
+  if (H5Aexists(file, name.c_str()) > 0) H5Adelete(file, name.c_str());
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(file, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Sclose(space);
+  if (a < 0) fail(path, "cannot create attribute '" + name + "'");
+  herr_t s = H5Awrite(a, type, value);
+  H5Aclose(a);
+  if (s < 0) fail(path, "cannot write attribute '" + name + "'");
+}
+template <class T>
+T get_attr_impl(hid_t file, const std::string& path, const std::string& name, hid_t type) {
+  hid_t a = H5Aopen(file, name.c_str(), H5P_DEFAULT);
+  if (a < 0) fail(path, "missing attribute '" + name + "'");
+  T value{};
+  herr_t s = H5Aread(a, type, &value);
+  H5Aclose(a);
+  if (s < 0) fail(path, "cannot read attribute '" + name + "'");
+  return value;
+}
+}  // namespace
+
+void H5File::set_attr(const std::string& name, int64_t value) {
+  set_attr_impl(id_, path_, name, H5T_NATIVE_INT64, &value);
+}
+void H5File::set_attr(const std::string& name, double value) {
+  set_attr_impl(id_, path_, name, H5T_NATIVE_DOUBLE, &value);
+}
+void H5File::set_attr(const std::string& name, const std::string& value) {
+  hid_t type = string_type();
+  const char* p = value.c_str();
+  set_attr_impl(id_, path_, name, type, &p);
+  H5Tclose(type);
+}
+int64_t H5File::attr_int(const std::string& name) const {
+  return get_attr_impl<int64_t>(id_, path_, name, H5T_NATIVE_INT64);
+}
+double H5File::attr_double(const std::string& name) const {
+  return get_attr_impl<double>(id_, path_, name, H5T_NATIVE_DOUBLE);
+}
+std::string H5File::attr_string(const std::string& name) const {
+  hid_t type = string_type();
+  char* p = get_attr_impl<char*>(id_, path_, name, type);
+  std::string out = p ? p : "";
+  H5free_memory(p);
+  H5Tclose(type);
+  return out;
+}
+bool H5File::has_attr(const std::string& name) const { return H5Aexists(id_, name.c_str()) > 0; }
+
+void fsync_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail(path, "cannot open for fsync");
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) fail(path, "fsync failed");
+}
+
+}  // namespace sx::io

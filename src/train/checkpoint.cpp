@@ -1,0 +1,158 @@
+#include "train/checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/hash.h"
+#include "io/hdf5.h"
+
+namespace sx::train {
+namespace {
+
+constexpr int64_t kFormat = 1;
+
+std::vector<uint64_t> dims_of(const torch::Tensor& t) {
+  std::vector<uint64_t> d;
+  for (auto s : t.sizes()) d.push_back(static_cast<uint64_t>(s));
+  return d;
+}
+
+std::string state_text(const TrainState& s) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%lld %lld %lld %lld %.17g %lld %.17g %lld %lld %s %.17g",
+                static_cast<long long>(s.step), static_cast<long long>(s.epoch),
+                static_cast<long long>(s.pairs_consumed), static_cast<long long>(s.adam_iterations),
+                s.best_val_loss, static_cast<long long>(s.epochs_without_improvement), s.train_seconds,
+                static_cast<long long>(s.bad_steps), static_cast<long long>(s.world_size),
+                s.config_hash.c_str(), s.lr_step_size);
+  return buf;
+}
+
+std::string checksum(const Checkpoint& c) {
+  Fnv1a h;
+  h.update(state_text(c.state));
+  for (const auto& [name, t] : c.params) {
+    h.update(name);
+    h.update(t.data_ptr(), t.nbytes());
+  }
+  for (const torch::Tensor* t : {&c.adam_m, &c.adam_v})
+    if (t->defined()) h.update(t->data_ptr(), t->nbytes());
+  return h.hex();
+}
+
+Checkpoint to_cpu(const Checkpoint& c) {
+  Checkpoint out;
+  out.state = c.state;
+  for (const auto& [name, t] : c.params) out.params[name] = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  if (c.adam_m.defined()) out.adam_m = c.adam_m.detach().to(torch::kCPU).contiguous();
+  if (c.adam_v.defined()) out.adam_v = c.adam_v.detach().to(torch::kCPU).contiguous();
+  return out;
+}
+
+}  // namespace
+
+void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) {
+  Checkpoint c = to_cpu(checkpoint_in);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    io::H5File f = io::H5File::create(tmp);
+    for (const auto& [name, t] : c.params) f.write("params/" + name, t.data_ptr<float>(), dims_of(t));
+    if (c.adam_m.defined()) {
+      f.write("optimizer/m", c.adam_m.data_ptr<float>(), dims_of(c.adam_m));
+      f.write("optimizer/v", c.adam_v.data_ptr<float>(), dims_of(c.adam_v));
+    }
+    const TrainState& s = c.state;
+    f.set_attr("format", kFormat);
+    f.set_attr("step", s.step);
+    f.set_attr("epoch", s.epoch);
+    f.set_attr("pairs_consumed", s.pairs_consumed);
+    f.set_attr("adam_iterations", s.adam_iterations);
+    f.set_attr("best_val_loss", s.best_val_loss);
+    f.set_attr("epochs_without_improvement", s.epochs_without_improvement);
+    f.set_attr("train_seconds", s.train_seconds);
+    f.set_attr("bad_steps", s.bad_steps);
+    f.set_attr("world_size", s.world_size);
+    f.set_attr("config_hash", s.config_hash);
+    f.set_attr("lr_step_size", s.lr_step_size);
+    f.set_attr("checksum", checksum(c));
+    f.flush();
+    f.close();
+  }
+  io::fsync_file(tmp);
+  files::rename(tmp, path);
+}
+
+Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
+  try {
+    io::H5File f = io::H5File::open(path);
+    Checkpoint c;
+    if (!f.has_attr("format") || f.attr_int("format") != kFormat)
+      throw UserError(path + ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
+    TrainState& s = c.state;
+    s.step = f.attr_int("step");
+    s.epoch = f.attr_int("epoch");
+    s.pairs_consumed = f.attr_int("pairs_consumed");
+    s.adam_iterations = f.attr_int("adam_iterations");
+    s.best_val_loss = f.attr_double("best_val_loss");
+    s.epochs_without_improvement = f.attr_int("epochs_without_improvement");
+    s.train_seconds = f.attr_double("train_seconds");
+    s.bad_steps = f.attr_int("bad_steps");
+    s.world_size = f.attr_int("world_size");
+    s.config_hash = f.attr_string("config_hash");
+    s.lr_step_size = f.attr_double("lr_step_size");
+    for (const auto& name : f.members("params")) {
+      std::vector<float> data = f.read_float("params/" + name);
+      std::vector<int64_t> shape;
+      for (auto d : f.dims("params/" + name)) shape.push_back(static_cast<int64_t>(d));
+      c.params[name] = torch::from_blob(data.data(), shape, torch::kFloat).clone();
+    }
+    const bool has_optimizer = f.has("optimizer/m");
+    if (has_optimizer) {
+      std::vector<float> m = f.read_float("optimizer/m"), v = f.read_float("optimizer/v");
+      c.adam_m = torch::from_blob(m.data(), {static_cast<int64_t>(m.size())}, torch::kFloat).clone();
+      c.adam_v = torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
+    }
+    if (checksum(c) != f.attr_string("checksum"))
+      throw UserError(path + ": checksum mismatch (the file is corrupt)");
+    if (with_optimizer && !has_optimizer) throw UserError(path + ": holds no optimizer state");
+    return c;
+  } catch (const UserError& e) {
+    std::string msg = e.what();
+    if (msg.rfind(path, 0) == 0) msg = msg.substr(path.size() + 2);
+    throw UserError("checkpoint " + path + " is unusable: " + msg);
+  }
+}
+
+std::string checkpoint_dir(const std::string& run_dir) { return files::join(run_dir, "checkpoints"); }
+
+std::string step_checkpoint_path(const std::string& run_dir, int64_t step) {
+  char name[64];
+  std::snprintf(name, sizeof name, "step-%010lld.h5", static_cast<long long>(step));
+  return files::join(checkpoint_dir(run_dir), name);
+}
+
+std::string best_checkpoint_path(const std::string& run_dir) {
+  return files::join(checkpoint_dir(run_dir), "best.h5");
+}
+
+std::vector<std::string> list_step_checkpoints(const std::string& run_dir) {
+  std::vector<std::string> out;
+  for (const auto& name : files::list(checkpoint_dir(run_dir)))
+    if (name.rfind("step-", 0) == 0 && name.size() > 8 && name.substr(name.size() - 3) == ".h5")
+      out.push_back(files::join(checkpoint_dir(run_dir), name));
+  std::sort(out.rbegin(), out.rend());  // zero-padded step numbers sort as numbers
+  return out;
+}
+
+void prune_step_checkpoints(const std::string& run_dir, int64_t keep) {
+  auto all = list_step_checkpoints(run_dir);
+  for (size_t i = static_cast<size_t>(keep); i < all.size(); ++i) files::remove_all(all[i]);
+}
+
+}  // namespace sx::train

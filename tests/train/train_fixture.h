@@ -1,0 +1,120 @@
+// Shared set-up of the training tests: synthesized data, a YAML config on the fixture
+// tokenizer and the tiny model, and a way to run `siamese-xlmr train` under mpirun.
+#pragma once
+
+#include <csignal>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "cli_util.h"
+#include "core/files.h"
+
+namespace sx::test {
+
+// Synthetic data shared by all tests of a binary (written once).
+inline const std::string& synth_data_dir() {
+  struct Data {
+    std::string dir = files::join(files::temp_dir(), "sx-train-data-" + std::to_string(::getpid()));
+    Data() {
+      auto r = run_cli("data synth --out " + dir + " --rows 6000 --seed 5");
+      if (r.exit_code != 0) throw std::runtime_error("data synth failed: " + r.err);
+    }
+    ~Data() { files::remove_all(dir); }
+  };
+  static const Data data;
+  return data.dir;
+}
+
+// A tiny XLM-R config.json with dropout, for runs from random initialisation.
+inline std::string dropout_model_config(const std::string& dir) {
+  std::string path = files::join(dir, "config.json");
+  write_file(path, R"({"vocab_size": 4002, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "intermediate_size": 64, "max_position_embeddings": 70, "type_vocab_size": 1, "pad_token_id": 1,
+    "layer_norm_eps": 1e-5, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu"})");
+  return path;
+}
+
+inline std::string write_dir_file(const std::string& dir, const std::string& name, const std::string& text) {
+  std::string path = files::join(dir, name);
+  write_file(path, text);
+  return path;
+}
+
+inline std::string train_config(const std::string& dir, const std::string& extra_yaml = "") {
+  const std::string data = synth_data_dir();
+  std::string yaml = "run:\n  dir: " + files::join(dir, "run") +
+                     "\n  seed: 7\n  threads: 1\n  other_ranks_log_level: info\n"
+                     "data:\n  train_csv: " + files::join(data, "jigsaw-unintended-bias-train.csv") +
+                     "\n  multilingual_csv: " + files::join(data, "validation.csv") +
+                     "\n  test_csv: " + files::join(data, "test.csv") +
+                     "\n  train_pairs: 800\n  val_pairs: 64\n"
+                     "tokenizer:\n  model: " + fixtures_dir() + "/tokenizer/sentencepiece.bpe.model\n  max_len: 32\n"
+                     "model:\n  pretrained: " + fixtures_dir() + "/hf-tiny-xlmr\n"
+                     "train:\n  pairs_per_rank: 4\n  steps_per_epoch: 5\n  log_every: 1000\n" + extra_yaml;
+  return write_dir_file(dir, "config.yaml", yaml);
+}
+
+inline std::string mpirun(int ranks) {
+  // The timeout turns a hang (the bug these tests look for) into a failure, not a stuck CI.
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 10 240 mpirun -q "
+         "--oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " '" + SX_BINARY + "'";
+}
+
+// Runs train in the foreground; returns exit code and output.
+inline RunResult train(int ranks, const std::string& config, const std::string& args = "") {
+  TempDir dir;
+  std::string cmd = mpirun(ranks) + " train --config '" + config + "' " + args + " >'" + dir.path("out") + "' 2>'" +
+                    dir.path("err") + "' </dev/null";
+  int status = std::system(cmd.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(dir.path("out"));
+  r.err = read_file(dir.path("err"));
+  return r;
+}
+
+// A train run in the background: its exit code lands in `rc_file`.
+struct BackgroundRun {
+  std::string rc_file;
+  BackgroundRun(int ranks, const std::string& config, const std::string& work_dir, const std::string& args = "") {
+    rc_file = files::join(work_dir, "rc");
+    std::string cmd = "(" + mpirun(ranks) + " train --config '" + config + "' " + args + " >'" +
+                      files::join(work_dir, "out") + "' 2>&1 </dev/null; echo $? >'" + rc_file + ".tmp'; mv '" +
+                      rc_file + ".tmp' '" + rc_file + "') &";
+    std::system(cmd.c_str());
+  }
+  // Exit code, or -1 if it has not ended within `seconds`.
+  int wait(double seconds) const {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      if (files::exists(rc_file)) return std::stoi(read_file(rc_file));
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -1;
+  }
+};
+
+// The pid a rank logged ("pid N on host"), or -1 when it has not started yet.
+inline long rank_pid(const std::string& run_dir, int rank) {
+  std::string log = read_file(files::join(run_dir, "log/rank-" + std::to_string(rank) + ".log"));
+  auto pos = log.find(" pid ");
+  if (pos == std::string::npos) return -1;
+  return std::stol(log.substr(pos + 5));
+}
+
+// The step at which a rank's log says training stopped, or -1.
+inline long stopped_step(const std::string& run_dir, int rank) {
+  std::string log = read_file(files::join(run_dir, "log/rank-" + std::to_string(rank) + ".log"));
+  auto pos = log.find("training stopped at step ");
+  if (pos == std::string::npos) return -1;
+  return std::stol(log.substr(pos + 25));
+}
+
+inline size_t count_occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace sx::test
