@@ -14,6 +14,8 @@
 #include "data/text.h"
 #include "data/tokenizer.h"
 #include "model/encoder_factory.h"
+#include "model/weights.h"
+#include "train/checkpoint.h"
 
 namespace sx::app {
 
@@ -21,11 +23,10 @@ int cmd_embed(const ConfigArgs& args, const std::string& checkpoint) {
   Config config = load_config(args.config_path, args.overrides);
   check_inputs(config, {"tokenizer", "model"});
   init_logging({0, 1, "warn", "warn", ""});  // stdout carries the embeddings
-  if (!checkpoint.empty())
-    throw UserError("--checkpoint: training checkpoints are not supported yet (issue #5); use "
-                    "model.pretrained");
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   model::BuiltEncoder built = model::build_encoder(config);
+  if (!checkpoint.empty())  // a training checkpoint's weights over the configured model
+    model::load_state(*built.encoder, train::read_checkpoint(checkpoint, false).params, "checkpoint " + checkpoint);
   torch::Device device = model::resolve_device(config.model.device, 0);
   model::SiameseEncoder encoder = built.encoder;
   encoder->to(device);

@@ -21,5 +21,7 @@ int cmd_data_synth(const std::string& out_dir, long long rows, long long seed);
 int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_version();
 int cmd_train(const ConfigArgs& args, const std::string& resume);
+int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
+int cmd_evaluate(const std::vector<std::string>& features, const std::string& before);
 
 }  // namespace sx::app

@@ -45,12 +45,15 @@ int main(int argc, char** argv) {
   std::string checkpoint;
   add_config_args(exp, cfg);
   exp->add_option("--checkpoint", checkpoint, "checkpoint to load (default: best in run.dir)");
-  exp->callback([&] { action = [] { return not_yet("export", "issue #6"); }; });
+  exp->callback([&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint); }; });
 
   auto* evaluate = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
   std::vector<std::string> feature_files;
-  evaluate->add_option("features", feature_files, "features.h5 [features_before.h5]");
-  evaluate->callback([&] { action = [] { return not_yet("evaluate", "issue #6"); }; });
+  std::string before_file;
+  evaluate->add_option("features", feature_files, "features.h5 written by train or export")->required();
+  evaluate->add_option("--before", before_file,
+                       "features of the untrained encoder (default: features_before.h5 beside it)");
+  evaluate->callback([&] { action = [&] { return sx::app::cmd_evaluate(feature_files, before_file); }; });
 
   auto* embed = app.add_subcommand("embed", "Embed texts from stdin, one per line");
   add_config_args(embed, cfg);

@@ -65,6 +65,34 @@ void broadcast(std::string& text, int root) {
 
 void barrier() { MPI_Barrier(MPI_COMM_WORLD); }
 
+namespace {
+template <class T>
+std::vector<T> gather_impl(const std::vector<T>& local, MPI_Datatype type, int root) {
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  int count = static_cast<int>(local.size());
+  std::vector<int> counts(world), offsets(world);
+  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, MPI_COMM_WORLD);
+  std::vector<T> out;
+  if (rank == root) {
+    int total = 0;
+    for (int r = 0; r < world; ++r) offsets[r] = total, total += counts[r];
+    out.resize(static_cast<size_t>(total));
+  }
+  MPI_Gatherv(local.data(), count, type, out.data(), counts.data(), offsets.data(), type, root, MPI_COMM_WORLD);
+  return out;
+}
+}  // namespace
+
+std::vector<float> gather_rows(const std::vector<float>& local, int64_t, int root) {
+  return gather_impl(local, MPI_FLOAT, root);
+}
+
+std::vector<int64_t> gather(const std::vector<int64_t>& local, int root) {
+  return gather_impl(local, MPI_INT64_T, root);
+}
+
 bool all_succeeded(bool ok, std::string& message) {
   int rank = 0, world = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -18,6 +18,7 @@
 #include "data/batches.h"
 #include "data/datasets.h"
 #include "dist/communicator.h"
+#include "export/features.h"
 #include "model/encoder_factory.h"
 #include "model/keras_adam.h"
 #include "model/schedule.h"
@@ -63,7 +64,16 @@ struct Replica {
   std::unique_ptr<model::KerasAdam> adam;
   std::unique_ptr<dist::Communicator> comm;
   TrainState state;
+  std::string model_description;
 };
+
+void export_run_features(const Config& config, const dist::MpiEnv& env, Replica& r, const std::string& name) {
+  exporting::ExportInputs inputs;
+  inputs.multilingual = &r.split.multilingual;
+  inputs.test = r.datasets.test ? &*r.datasets.test : nullptr;
+  inputs.model_description = r.model_description;
+  exporting::export_features(config, env, r.model, *r.tokenizer, inputs, files::join(config.run.dir, name));
+}
 
 int64_t threads_for(const Config& config, const dist::MpiEnv& env) {
   if (config.run.threads > 0) return config.run.threads;
@@ -129,6 +139,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
 
   model::BuiltEncoder built = model::build_encoder(config);
   r.model = built.encoder;
+  r.model_description = built.description;
   if (lead) spdlog::info("model: {}", built.description);
   if (config.tokenizer.max_len + r.model->config().pad_token_id + 1 > r.model->config().max_position_embeddings)
     throw UserError("tokenizer.max_len " + std::to_string(config.tokenizer.max_len) +
@@ -292,6 +303,9 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
   try {
     connect(config, env, r, resume_path, checkpoint);
     checkpoint = {};  // its tensors are in the replica now
+    // The notebook projects the data before training too: the untrained encoder's features.
+    if (config.export_.before_training && resume_path.empty())
+      export_run_features(config, env, r, "features_before.h5");
     const int64_t world = env.world;
     const int64_t per_rank = config.train.pairs_per_rank;
     const EpochPlan plan = plan_epochs(static_cast<int64_t>(r.train_pairs.size()), static_cast<int64_t>(r.val_pairs.size()),
@@ -464,6 +478,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
       r.comm->broadcast(params, 0);
       if (lead) spdlog::info("reloaded the best weights (val_loss {:.5f}) from {}", r.state.best_val_loss, best);
     }
+    export_run_features(config, env, r, "features.h5");
     return kExitOk;
   } catch (const std::exception& e) {
     spdlog::critical("rank {}: {}", env.rank, e.what());

@@ -5,6 +5,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <set>
+
+#include "data/jigsaw.h"
+#include "io/hdf5.h"
 #include "train/checkpoint.h"
 #include "train/train_fixture.h"
 
@@ -193,6 +197,60 @@ TEST(TrainMpi, MetricsHaveStepAndEpochLines) {
   }
   EXPECT_EQ(steps, 10u);
   EXPECT_EQ(epochs, 2u);
+}
+
+}  // namespace
+}  // namespace sx::train
+
+namespace sx::train {
+namespace {
+
+// features.h5 against the CSV files it was made from (issue: export).
+TEST(TrainMpi, ExportedFeaturesMatchTheInputFiles) {
+  TempDir dir;
+  auto r = test::train(2, test::train_config(dir.path()), "train.max_steps=5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name : {"features.h5", "features_before.h5"}) {
+    io::H5File f = io::H5File::open(dir.path(std::string("run/") + name));
+    const int64_t hidden = f.attr_int("hidden_size");
+    EXPECT_EQ(hidden, 32);
+    auto dims = f.dims("train/embeddings");
+    const uint64_t n = dims[0];
+    EXPECT_EQ(dims[1], 32u);
+    auto langs = f.read_strings("train/langs");
+    auto labels = f.read_int64("train/labels");
+    auto rows = f.read_int64("train/rows");
+    ASSERT_EQ(langs.size(), n);
+    // Folds: one per language, disjoint, together covering every row, test = that language.
+    auto fold_langs = f.members("folds");
+    EXPECT_EQ(fold_langs, (std::vector<std::string>{"en", "es", "it", "tr"}));
+    for (const auto& lang : fold_langs) {
+      auto tr = f.read_int64("folds/" + lang + "/train_index"), te = f.read_int64("folds/" + lang + "/test_index");
+      EXPECT_EQ(tr.size() + te.size(), n) << lang;
+      std::set<int64_t> all(tr.begin(), tr.end());
+      for (auto i : te) {
+        EXPECT_TRUE(all.insert(i).second) << lang;  // disjoint
+        EXPECT_EQ(langs[i], lang);
+      }
+      for (auto i : tr) EXPECT_NE(langs[i], lang);
+      EXPECT_EQ(all.size(), n);
+      EXPECT_EQ(f.dims("languages/" + lang + "/embeddings")[0], te.size());
+    }
+    // Labels and row numbers point at the right rows of validation.csv.
+    data::LoadOptions o;
+    auto ml = data::load_labeled_csv(files::join(test::synth_data_dir(), "validation.csv"),
+                                     {"comment_text", {"toxic"}, "lang"}, o);
+    for (uint64_t k = 0; k < n; ++k) {
+      if (langs[k] == "en") continue;
+      EXPECT_EQ(ml.langs[rows[k]], langs[k]);
+      EXPECT_EQ(ml.labels[rows[k]], labels[k]);
+    }
+    // The test matrix carries the test file's ids in order.
+    auto test = data::load_test_csv(files::join(test::synth_data_dir(), "test.csv"), {}, o);
+    auto ids = f.read_int64("test/ids");
+    EXPECT_EQ(ids, test.ids);
+    EXPECT_EQ(f.dims("test/embeddings")[0], test.size());
+  }
 }
 
 }  // namespace

@@ -1,0 +1,212 @@
+#include "evaluate/evaluate.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include "core/error.h"
+#include "io/hdf5.h"
+
+namespace sx::evaluate {
+
+double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels) {
+  const size_t n = scores.size();
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  std::vector<double> rank(n);
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j + 1 < n && scores[order[j + 1]] == scores[order[i]]) ++j;
+    const double average = 0.5 * static_cast<double>(i + j) + 1.0;  // 1-based average rank of the tie group
+    for (size_t k = i; k <= j; ++k) rank[order[k]] = average;
+    i = j + 1;
+  }
+  double positives = 0, rank_sum = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (labels[i]) positives += 1, rank_sum += rank[i];
+  const double negatives = static_cast<double>(n) - positives;
+  if (positives == 0 || negatives == 0) throw std::invalid_argument("ROC-AUC needs both classes");
+  return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives);
+}
+
+std::vector<double> logistic_scores(const std::vector<float>& train, const std::vector<int>& train_labels,
+                                    const std::vector<float>& test, int64_t cols, double c) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = static_cast<int64_t>(train_labels.size());
+  const int64_t m = static_cast<int64_t>(test.size()) / cols;
+  torch::Tensor x = torch::from_blob(const_cast<float*>(train.data()), {n, cols}, torch::kFloat).to(torch::kDouble);
+  torch::Tensor xt = torch::from_blob(const_cast<float*>(test.data()), {m, cols}, torch::kFloat).to(torch::kDouble);
+  torch::Tensor y = torch::tensor(std::vector<double>(train_labels.begin(), train_labels.end()), torch::kDouble);
+  // Standardise with the training rows' statistics.
+  torch::Tensor mean = x.mean(0), std = x.std(0).clamp_min(1e-8);
+  x = (x - mean) / std;
+  xt = (xt - mean) / std;
+  x = torch::cat({x, torch::ones({n, 1}, torch::kDouble)}, 1);  // intercept (not penalised)
+  xt = torch::cat({xt, torch::ones({m, 1}, torch::kDouble)}, 1);
+  torch::Tensor w = torch::zeros({cols + 1}, torch::kDouble);
+  torch::Tensor penalty = torch::full({cols + 1}, 1.0 / c, torch::kDouble);
+  penalty[cols] = 0.0;
+  for (int iter = 0; iter < 50; ++iter) {
+    torch::Tensor p = torch::sigmoid(x.matmul(w));
+    torch::Tensor grad = x.t().matmul(p - y) + penalty * w;
+    torch::Tensor weights = (p * (1 - p)).clamp_min(1e-10);
+    torch::Tensor hessian = (x.t() * weights).matmul(x) + torch::diag(penalty + 1e-9);
+    torch::Tensor step = torch::linalg_solve(hessian, grad.unsqueeze(1)).squeeze(1);
+    w -= step;
+    if (step.abs().max().item<double>() < 1e-8) break;
+  }
+  torch::Tensor scores = xt.matmul(w).contiguous();
+  return std::vector<double>(scores.data_ptr<double>(), scores.data_ptr<double>() + m);
+}
+
+namespace {
+
+std::vector<float> rows_of(const std::vector<float>& matrix, const std::vector<int64_t>& index, int64_t cols) {
+  std::vector<float> out(index.size() * cols);
+  for (size_t k = 0; k < index.size(); ++k)
+    std::copy(matrix.begin() + index[k] * cols, matrix.begin() + (index[k] + 1) * cols, out.begin() + k * cols);
+  return out;
+}
+
+}  // namespace
+
+Evaluation evaluate_features(const std::string& path) {
+  io::H5File f = io::H5File::open(path);
+  Evaluation ev;
+  ev.path = path;
+  for (const char* name : {"train/embeddings", "train/labels", "folds"})
+    if (!f.has(name)) throw UserError(path + ": missing '" + name + "' (not a features file written by export?)");
+  auto dims = f.dims("train/embeddings");
+  if (dims.size() != 2) throw UserError(path + ": train/embeddings is not a matrix");
+  const int64_t rows = static_cast<int64_t>(dims[0]), cols = static_cast<int64_t>(dims[1]);
+  ev.hidden_size = cols;
+  std::vector<float> x = f.read_float("train/embeddings");
+  std::vector<int64_t> labels64 = f.read_int64("train/labels");
+  if (static_cast<int64_t>(labels64.size()) != rows)
+    throw UserError(path + ": train/labels has " + std::to_string(labels64.size()) + " rows, embeddings " +
+                    std::to_string(rows));
+  std::vector<int> labels(labels64.begin(), labels64.end());
+
+  double sum_lr = 0, sum_c = 0;
+  for (const auto& lang : f.members("folds")) {
+    FoldResult r;
+    r.language = lang;
+    std::vector<int64_t> train_index = f.read_int64("folds/" + lang + "/train_index");
+    std::vector<int64_t> test_index = f.read_int64("folds/" + lang + "/test_index");
+    for (auto i : train_index)
+      if (i < 0 || i >= rows) throw UserError(path + ": folds/" + lang + "/train_index points outside the matrix");
+    for (auto i : test_index)
+      if (i < 0 || i >= rows) throw UserError(path + ": folds/" + lang + "/test_index points outside the matrix");
+    r.train_rows = static_cast<int64_t>(train_index.size());
+    r.test_rows = static_cast<int64_t>(test_index.size());
+    std::vector<int> y_train, y_test;
+    for (auto i : train_index) y_train.push_back(labels[i]);
+    for (auto i : test_index) y_test.push_back(labels[i]);
+    r.test_toxic = std::count(y_test.begin(), y_test.end(), 1);
+    const int64_t train_toxic = std::count(y_train.begin(), y_train.end(), 1);
+    if (test_index.empty()) r.skipped = true, r.why = "no rows";
+    else if (r.test_toxic == 0 || r.test_toxic == r.test_rows) r.skipped = true, r.why = "held-out rows have one class";
+    else if (train_toxic == 0 || train_toxic == r.train_rows) r.skipped = true, r.why = "training rows have one class";
+    if (!r.skipped) {
+      std::vector<float> xtr = rows_of(x, train_index, cols), xte = rows_of(x, test_index, cols);
+      r.auc_logistic = roc_auc(logistic_scores(xtr, y_train, xte, cols), y_test);
+      // Training-free: closer to the toxic centroid than to the normal one.
+      std::vector<double> c0(cols, 0.0), c1(cols, 0.0);
+      double n0 = 0, n1 = 0;
+      for (size_t k = 0; k < train_index.size(); ++k) {
+        auto& c = y_train[k] ? c1 : c0;
+        (y_train[k] ? n1 : n0) += 1;
+        for (int64_t j = 0; j < cols; ++j) c[j] += xtr[k * cols + j];
+      }
+      for (int64_t j = 0; j < cols; ++j) c0[j] /= n0, c1[j] /= n1;
+      std::vector<double> score(test_index.size());
+      for (size_t k = 0; k < test_index.size(); ++k) {
+        double d0 = 0, d1 = 0;
+        for (int64_t j = 0; j < cols; ++j) {
+          double v = xte[k * cols + j];
+          d0 += (v - c0[j]) * (v - c0[j]);
+          d1 += (v - c1[j]) * (v - c1[j]);
+        }
+        score[k] = std::sqrt(d0) - std::sqrt(d1);
+      }
+      r.auc_centroid = roc_auc(score, y_test);
+      sum_lr += r.auc_logistic;
+      sum_c += r.auc_centroid;
+      ++ev.evaluated;
+    }
+    ev.folds.push_back(r);
+  }
+  if (ev.folds.empty()) throw UserError(path + ": no language folds");
+  if (ev.evaluated) ev.mean_logistic = sum_lr / ev.evaluated, ev.mean_centroid = sum_c / ev.evaluated;
+  return ev;
+}
+
+namespace {
+nlohmann::json json_of(const Evaluation& e) {
+  nlohmann::json folds = nlohmann::json::array();
+  for (const auto& f : e.folds) {
+    nlohmann::json j{{"language", f.language}, {"train_rows", f.train_rows}, {"test_rows", f.test_rows},
+                     {"test_toxic", f.test_toxic}, {"skipped", f.skipped}};
+    if (f.skipped) j["why"] = f.why;
+    else j["auc_logistic_regression"] = f.auc_logistic, j["auc_centroid"] = f.auc_centroid;
+    folds.push_back(j);
+  }
+  return {{"features", e.path}, {"hidden_size", e.hidden_size}, {"folds", folds},
+          {"mean_auc_logistic_regression", e.mean_logistic}, {"mean_auc_centroid", e.mean_centroid},
+          {"evaluated_folds", e.evaluated}};
+}
+}  // namespace
+
+std::string to_json(const Evaluation& after, const Evaluation* before) {
+  nlohmann::json j{{"after", json_of(after)}};
+  if (before) j["before"] = json_of(*before);
+  return j.dump(2) + "\n";
+}
+
+std::string to_table(const Evaluation& after, const Evaluation* before) {
+  char line[256];
+  std::string out;
+  if (before) {
+    out += "language   rows  toxic   AUC logreg before -> after   AUC centroid before -> after\n";
+    for (size_t i = 0; i < after.folds.size(); ++i) {
+      const auto& a = after.folds[i];
+      const FoldResult* b = nullptr;
+      for (const auto& f : before->folds)
+        if (f.language == a.language) b = &f;
+      if (a.skipped || !b || b->skipped) {
+        std::snprintf(line, sizeof line, "%-8s %6lld %6lld   skipped: %s\n", a.language.c_str(), (long long)a.test_rows,
+                      (long long)a.test_toxic, a.skipped ? a.why.c_str() : "missing before");
+      } else {
+        std::snprintf(line, sizeof line, "%-8s %6lld %6lld   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n",
+                      a.language.c_str(), (long long)a.test_rows, (long long)a.test_toxic, b->auc_logistic,
+                      a.auc_logistic, a.auc_logistic - b->auc_logistic, b->auc_centroid, a.auc_centroid,
+                      a.auc_centroid - b->auc_centroid);
+      }
+      out += line;
+    }
+    std::snprintf(line, sizeof line, "%-8s %6s %6s   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n", "mean", "", "",
+                  before->mean_logistic, after.mean_logistic, after.mean_logistic - before->mean_logistic,
+                  before->mean_centroid, after.mean_centroid, after.mean_centroid - before->mean_centroid);
+    return out + line;
+  }
+  out += "language   rows  toxic   AUC logreg   AUC centroid\n";
+  for (const auto& a : after.folds) {
+    if (a.skipped)
+      std::snprintf(line, sizeof line, "%-8s %6lld %6lld   skipped: %s\n", a.language.c_str(), (long long)a.test_rows,
+                    (long long)a.test_toxic, a.why.c_str());
+    else
+      std::snprintf(line, sizeof line, "%-8s %6lld %6lld   %10.4f   %12.4f\n", a.language.c_str(),
+                    (long long)a.test_rows, (long long)a.test_toxic, a.auc_logistic, a.auc_centroid);
+    out += line;
+  }
+  std::snprintf(line, sizeof line, "%-8s %6s %6s   %10.4f   %12.4f\n", "mean", "", "", after.mean_logistic,
+                after.mean_centroid);
+  return out + line;
+}
+
+}  // namespace sx::evaluate

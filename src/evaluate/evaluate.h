@@ -1,0 +1,43 @@
+// The final classifier stage on exported features: per language fold, a logistic regression
+// fitted on the other languages' embeddings and its ROC-AUC on the held-out language (the
+// Jigsaw competition's metric), and a training-free score (distance to the class centroids
+// of the other languages). Writes evaluation.json next to the features.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sx::evaluate {
+
+struct FoldResult {
+  std::string language;
+  bool skipped = false;
+  std::string why;  // when skipped
+  int64_t train_rows = 0, test_rows = 0, test_toxic = 0;
+  double auc_logistic = 0, auc_centroid = 0;
+};
+
+struct Evaluation {
+  std::string path;
+  int64_t hidden_size = 0;
+  std::vector<FoldResult> folds;
+  double mean_logistic = 0, mean_centroid = 0;  // over evaluated folds
+  int64_t evaluated = 0;
+};
+
+// ROC-AUC with ties counted half (Mann-Whitney U with average ranks). labels: 0/1.
+// Throws std::invalid_argument when only one class is present.
+double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels);
+
+// L2-regularised logistic regression (sklearn's default C = 1, on standardised features),
+// fitted by Newton's method; returns the decision scores of `test` rows.
+std::vector<double> logistic_scores(const std::vector<float>& train, const std::vector<int>& train_labels,
+                                    const std::vector<float>& test, int64_t cols, double c = 1.0);
+
+// Reads a features.h5 written by `export`; bad or missing content is a UserError.
+Evaluation evaluate_features(const std::string& path);
+std::string to_json(const Evaluation& after, const Evaluation* before);
+// A table; with `before`, before and after side by side.
+std::string to_table(const Evaluation& after, const Evaluation* before);
+
+}  // namespace sx::evaluate

@@ -1,0 +1,131 @@
+#include "export/features.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "core/files.h"
+#include "core/progress.h"
+#include "io/hdf5.h"
+
+namespace sx::exporting {
+
+std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
+                               const std::vector<std::string>& texts, size_t begin, size_t end, size_t batch_size,
+                               bool progress, const std::string& label) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model->is_training();
+  model->eval();
+  const auto device = model->parameters().front().device();
+  const size_t len = tokenizer.max_len();
+  const int64_t hidden = model->config().hidden_size;
+  std::vector<float> out((end - begin) * static_cast<size_t>(hidden));
+  Progress bar(label, end - begin, 30, progress);
+  std::vector<int32_t> ids;
+  for (size_t start = begin; start < end; start += batch_size) {
+    const size_t n = std::min(batch_size, end - start);
+    std::vector<std::string_view> views(texts.begin() + start, texts.begin() + start + n);
+    ids.resize(n * len);
+    tokenizer.encode_many(views, ids.data(), 0);
+    torch::Tensor input = torch::from_blob(ids.data(), {static_cast<int64_t>(n), static_cast<int64_t>(len)}, torch::kInt)
+                              .to(torch::kLong)
+                              .to(device);
+    torch::Tensor e = model->forward(input).to(torch::kFloat).to(torch::kCPU).contiguous();
+    std::copy(e.data_ptr<float>(), e.data_ptr<float>() + e.numel(), out.begin() + (start - begin) * hidden);
+    bar.advance(n);
+  }
+  bar.finish();
+  if (was_training) model->train();
+  return out;
+}
+
+namespace {
+
+// Every rank embeds its contiguous share; rank 0 receives all rows in order.
+std::vector<float> embed_distributed(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
+                                     const std::vector<std::string>& texts, const Config& config,
+                                     const dist::MpiEnv& env, const std::string& label) {
+  const size_t n = texts.size();
+  const size_t begin = n * env.rank / env.world, end = n * (env.rank + 1) / env.world;
+  std::vector<float> local = embed_texts(model, tokenizer, texts, begin, end,
+                                         static_cast<size_t>(config.export_.batch_size), env.rank == 0, label);
+  return dist::gather_rows(local, model->config().hidden_size, 0);
+}
+
+std::vector<uint64_t> shape(size_t rows, int64_t cols) { return {rows, static_cast<uint64_t>(cols)}; }
+
+}  // namespace
+
+void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
+                     const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs, const std::string& path) {
+  const data::LabeledCorpus& ml = *inputs.multilingual;
+  const int64_t hidden = model->config().hidden_size;
+  std::vector<float> ml_emb = embed_distributed(model, tokenizer, ml.texts, config, env, "embedding the labeled set");
+  std::vector<float> test_emb;
+  if (inputs.test) test_emb = embed_distributed(model, tokenizer, inputs.test->texts, config, env, "embedding the test set");
+  if (env.rank != 0) return;
+
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    io::H5File f = io::H5File::create(tmp);
+    f.set_attr("format", std::string("siamese-xlmr features 1"));
+    f.set_attr("hidden_size", hidden);
+    f.set_attr("model", inputs.model_description);
+    f.set_attr("config_hash", config_result_hash(config));
+    f.set_attr("max_len", config.tokenizer.max_len);
+
+    // The training matrix: every labeled row, grouped by language in order of appearance.
+    std::vector<std::string> languages = ml.languages();
+    std::vector<size_t> order;
+    for (const auto& lang : languages)
+      for (size_t i = 0; i < ml.size(); ++i)
+        if (ml.langs[i] == lang) order.push_back(i);
+    std::vector<float> train(order.size() * hidden);
+    std::vector<int64_t> labels, rows;
+    std::vector<std::string> langs;
+    for (size_t k = 0; k < order.size(); ++k) {
+      const size_t i = order[k];
+      std::copy(ml_emb.begin() + i * hidden, ml_emb.begin() + (i + 1) * hidden, train.begin() + k * hidden);
+      labels.push_back(ml.labels[i]);
+      rows.push_back(ml.rows[i]);
+      langs.push_back(ml.langs[i]);
+    }
+    f.write("train/embeddings", train.data(), shape(order.size(), hidden));
+    f.write("train/labels", labels.data(), {labels.size()});
+    f.write("train/rows", rows.data(), {rows.size()});
+    f.write_strings("train/langs", langs);
+
+    size_t start = 0;
+    for (const auto& lang : languages) {
+      size_t count = 0;
+      while (start + count < langs.size() && langs[start + count] == lang) ++count;
+      const std::string g = "languages/" + lang;
+      f.write(g + "/embeddings", train.data() + start * hidden, shape(count, hidden));
+      f.write(g + "/labels", labels.data() + start, {count});
+      f.write(g + "/rows", rows.data() + start, {count});
+      // Cross-validation as generate_featured_data: train on every other language, test on this one.
+      std::vector<int64_t> fold_train, fold_test;
+      for (size_t k = 0; k < langs.size(); ++k) (langs[k] == lang ? fold_test : fold_train).push_back(static_cast<int64_t>(k));
+      f.write("folds/" + lang + "/train_index", fold_train.data(), {fold_train.size()});
+      f.write("folds/" + lang + "/test_index", fold_test.data(), {fold_test.size()});
+      start += count;
+    }
+
+    if (inputs.test) {
+      const data::TestCorpus& t = *inputs.test;
+      f.write("test/embeddings", test_emb.data(), shape(t.size(), hidden));
+      f.write("test/ids", t.ids.data(), {t.size()});
+      f.write("test/rows", t.rows.data(), {t.size()});
+      f.write_strings("test/langs", t.langs);
+    }
+    f.flush();
+    f.close();
+  }
+  files::rename(tmp, path);
+  spdlog::info("features: {} ({} labeled rows in {} languages{})", path, ml.size(), ml.languages().size(),
+               inputs.test ? ", " + std::to_string(inputs.test->size()) + " test rows" : "");
+}
+
+}  // namespace sx::exporting

@@ -1,0 +1,32 @@
+// Feature export for the final classifier, as the notebook's generate_featured_data: the
+// embeddings of the multilingual labeled set (other languages plus the English share) and of
+// the test set, per language, with cross-validation folds by language. Every rank embeds a
+// share of the texts; rank 0 gathers them and writes one HDF5 file (layout: docs/formats.md).
+#pragma once
+
+#include <string>
+
+#include "core/config.h"
+#include "data/corpus.h"
+#include "data/tokenizer.h"
+#include "dist/mpi_env.h"
+#include "model/xlmr.h"
+
+namespace sx::exporting {
+
+struct ExportInputs {
+  const data::LabeledCorpus* multilingual = nullptr;  // split.multilingual
+  const data::TestCorpus* test = nullptr;             // may be null
+  std::string model_description;                      // stored as an attribute
+};
+
+// Writes `path` on rank 0 (temporary file + rename). Must be called on every rank.
+void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
+                     const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs, const std::string& path);
+
+// Embeddings of `texts` [n x hidden], row-major, in eval mode.
+std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
+                               const std::vector<std::string>& texts, size_t begin, size_t end, size_t batch_size,
+                               bool progress, const std::string& label);
+
+}  // namespace sx::exporting

@@ -1,0 +1,107 @@
+// ROC-AUC, the logistic regression and the evaluation of features files.
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "evaluate/evaluate.h"
+#include "io/hdf5.h"
+#include "test_util.h"
+
+namespace sx::evaluate {
+namespace {
+
+TEST(RocAuc, HandComputedExampleWithTies) {
+  // Positives score {0.8, 0.4, 0.4}, negatives {0.4, 0.1}. Pairs (pos, neg): 0.8 beats both
+  // (2); each 0.4 ties 0.4 (0.5) and beats 0.1 (1) -> 1.5 each. U = 5, AUC = 5 / 6.
+  std::vector<double> s{0.8, 0.4, 0.4, 0.4, 0.1};
+  std::vector<int> y{1, 1, 1, 0, 0};
+  EXPECT_NEAR(roc_auc(s, y), 5.0 / 6.0, 1e-15);
+  EXPECT_NEAR(roc_auc({1, 2, 3, 4}, {0, 0, 1, 1}), 1.0, 1e-15);
+  EXPECT_NEAR(roc_auc({1, 2, 3, 4}, {1, 1, 0, 0}), 0.0, 1e-15);
+  EXPECT_NEAR(roc_auc({5, 5, 5, 5}, {1, 0, 1, 0}), 0.5, 1e-15);
+  EXPECT_THROW(roc_auc({1, 2}, {1, 1}), std::invalid_argument);
+}
+
+TEST(LogisticRegression, SeparatesALearnableProblem) {
+  torch::manual_seed(0);
+  const int64_t n = 400, d = 5;
+  torch::Tensor x = torch::randn({n, d});
+  torch::Tensor y = (x.select(1, 0) + 0.5 * x.select(1, 2) > 0).to(torch::kInt);
+  std::vector<float> xs(x.data_ptr<float>(), x.data_ptr<float>() + n * d);
+  std::vector<int> ys(y.data_ptr<int>(), y.data_ptr<int>() + n);
+  auto scores = logistic_scores(xs, ys, xs, d);
+  std::vector<double> s(scores.begin(), scores.end());
+  EXPECT_GT(roc_auc(s, ys), 0.99);
+}
+
+// A features file with two languages; `hidden` columns; es fold single-class when asked.
+std::string write_features(const test::TempDir& dir, const std::string& name, int64_t hidden, bool single_class_es) {
+  io::H5File f = io::H5File::create(dir.path(name));
+  const int64_t n = 40;
+  std::vector<float> x(n * hidden);
+  std::vector<int64_t> labels(n);
+  std::vector<std::string> langs(n);
+  for (int64_t i = 0; i < n; ++i) {
+    langs[i] = i < 20 ? "en" : "es";
+    labels[i] = single_class_es && i >= 20 ? 0 : i % 2;
+    for (int64_t j = 0; j < hidden; ++j) x[i * hidden + j] = static_cast<float>(labels[i] * 2.0 + std::sin(i * 7.0 + j));
+  }
+  f.write("train/embeddings", x.data(), {static_cast<uint64_t>(n), static_cast<uint64_t>(hidden)});
+  f.write("train/labels", labels.data(), {static_cast<uint64_t>(n)});
+  f.write_strings("train/langs", langs);
+  std::vector<int64_t> first(20), second(20);
+  for (int i = 0; i < 20; ++i) first[i] = i, second[i] = 20 + i;
+  f.write("folds/en/train_index", second.data(), {20});
+  f.write("folds/en/test_index", first.data(), {20});
+  f.write("folds/es/train_index", first.data(), {20});
+  f.write("folds/es/test_index", second.data(), {20});
+  f.close();
+  return dir.path(name);
+}
+
+TEST(Evaluate, ScoresEveryFoldAndWritesJson) {
+  test::TempDir dir;
+  Evaluation e = evaluate_features(write_features(dir, "f.h5", 6, false));
+  ASSERT_EQ(e.folds.size(), 2u);
+  EXPECT_EQ(e.evaluated, 2);
+  EXPECT_GT(e.mean_logistic, 0.9);
+  EXPECT_GT(e.mean_centroid, 0.9);
+  std::string json = to_json(e, &e);
+  EXPECT_NE(json.find("\"before\""), std::string::npos);
+  EXPECT_NE(to_table(e, &e).find("->"), std::string::npos);
+}
+
+TEST(Evaluate, SingleClassFoldIsMarkedSkipped) {
+  test::TempDir dir;
+  Evaluation e = evaluate_features(write_features(dir, "f.h5", 6, true));
+  const FoldResult& es = e.folds[1];
+  EXPECT_EQ(es.language, "es");
+  EXPECT_TRUE(es.skipped);
+  EXPECT_EQ(es.why, "held-out rows have one class");
+  // ... and the en fold trains on es alone: a single class there too.
+  EXPECT_TRUE(e.folds[0].skipped);
+  EXPECT_EQ(e.folds[0].why, "training rows have one class");
+  EXPECT_EQ(e.evaluated, 0);
+  EXPECT_NE(to_table(e, nullptr).find("skipped: held-out rows have one class"), std::string::npos);
+}
+
+TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {
+  test::TempDir dir;
+  {
+    io::H5File f = io::H5File::create(dir.path("empty.h5"));
+    std::vector<float> x{1, 2};
+    f.write("something/else", x.data(), {2});
+  }
+  for (const char* name : {"empty.h5", "nope.h5"}) {
+    try {
+      evaluate_features(dir.path(name));
+      ADD_FAILURE() << name;
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(dir.path(name)), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sx::evaluate
