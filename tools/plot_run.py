@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Pictures of a siamese-xlmr run: t-SNE projections of the labeled embeddings before and
+after training (normal green, toxic red, as the notebook draws them) and the learning curves
+(loss, validation loss and learning rate by epoch, from metrics.jsonl).
+
+Usage: tools/plot_run.py RUN_DIR [--samples 1500] [--seed 42]
+Writes RUN_DIR/tsne_before.png, RUN_DIR/tsne_after.png (when the features exist) and
+RUN_DIR/learning_curves.png. Needs Debian's python3-matplotlib, python3-sklearn, python3-h5py
+(launch/install-deps.sh installs them).
+"""
+import argparse
+import json
+import os
+import sys
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+
+
+def stratified_sample(labels, langs, limit, rng):
+    """Up to `limit` rows, keeping each (language, label) group's share."""
+    n = len(labels)
+    if n <= limit:
+        return np.arange(n)
+    keys = [f"{l}:{y}" for l, y in zip(langs, labels)]
+    chosen = []
+    for key in sorted(set(keys)):
+        rows = np.array([i for i, k in enumerate(keys) if k == key])
+        take = max(1, int(round(limit * len(rows) / n)))
+        chosen.extend(rng.choice(rows, size=min(take, len(rows)), replace=False))
+    return np.array(sorted(chosen[:limit]))
+
+
+def plot_tsne(features_path, out_path, title, samples, seed):
+    with h5py.File(features_path, "r") as f:
+        x = f["train/embeddings"][()]
+        y = f["train/labels"][()]
+        langs = [s.decode() if isinstance(s, bytes) else s for s in f["train/langs"][()]]
+    rng = np.random.default_rng(seed)
+    idx = stratified_sample(y, langs, samples, rng)
+    perplexity = max(2.0, min(30.0, (len(idx) - 1) / 3.0))
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x[idx])
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for label, color, name in ((0, "green", "normal"), (1, "red", "toxic")):
+        m = y[idx] == label
+        ax.scatter(xy[m, 0], xy[m, 1], s=6, c=color, alpha=0.6, label=f"{name} ({m.sum()})")
+    ax.set_title(f"{title}: t-SNE of {len(idx)} labeled texts")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(metrics_path, out_path):
+    epochs, loss, val, lr_by_epoch = [], [], [], {}
+    with open(metrics_path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("type") == "step" and rec.get("lr") is not None:
+                lr_by_epoch.setdefault(rec["epoch"] + 1, []).append(rec["lr"])
+            elif rec.get("type") == "epoch":
+                epochs.append(rec["epoch"])
+                loss.append(rec.get("loss"))
+                val.append(rec.get("val_loss"))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    if epochs:
+        a.plot(epochs, [v if v is not None else np.nan for v in loss], "o-", label="loss")
+        a.plot(epochs, [v if v is not None else np.nan for v in val], "o-", label="val_loss")
+    a.set_xlabel("epoch")
+    a.set_ylabel("DBL loss")
+    a.legend()
+    a.set_title("learning curves")
+    lr_epochs = sorted(lr_by_epoch)
+    b.plot(lr_epochs, [np.mean(lr_by_epoch[e]) for e in lr_epochs], "o-", color="purple")
+    b.set_xlabel("epoch")
+    b.set_ylabel("mean learning rate")
+    b.set_title("Triangular2 cyclical learning rate")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("--samples", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=42)
+    a = p.parse_args()
+    written = []
+    for name, title in (("features_before.h5", "before training"), ("features.h5", "after training")):
+        path = os.path.join(a.run_dir, name)
+        if os.path.exists(path):
+            out = os.path.join(a.run_dir, "tsne_" + ("before" if "before" in name else "after") + ".png")
+            plot_tsne(path, out, title, a.samples, a.seed)
+            written.append(out)
+    metrics = os.path.join(a.run_dir, "metrics.jsonl")
+    if os.path.exists(metrics):
+        out = os.path.join(a.run_dir, "learning_curves.png")
+        plot_curves(metrics, out)
+        written.append(out)
+    if not written:
+        sys.exit(f"plot_run: nothing to draw in {a.run_dir} (no features*.h5, no metrics.jsonl)")
+    for w in written:
+        print(w)
+
+
+if __name__ == "__main__":
+    main()
