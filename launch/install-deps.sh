@@ -11,6 +11,8 @@ packages=(
   libhdf5-dev libgtest-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
   # the demo's tokenizer is trained with spm_train
   sentencepiece
+  # the Slurm test starts a real Slurm (22.05) on this machine
+  slurmctld slurmd slurm-client munge
   # benchmarks against the notebook's Python way, plots and feature checks
   python3 python3-sentencepiece python3-matplotlib python3-sklearn python3-h5py python3-numpy
 )
