@@ -21,6 +21,15 @@ int cmd_data_synth(const std::string& out_dir, long long rows, long long seed);
 int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_version();
 int cmd_train(const ConfigArgs& args, const std::string& resume);
+
+struct BenchDataArgs {
+  std::string dir = "runs/bench-data";
+  std::string tokenizer;
+  long long rows = 1900000;
+  long long texts = 200000;
+  long long threads = 2;
+};
+int cmd_bench_data(const BenchDataArgs& args);
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before);
 

@@ -19,11 +19,6 @@ void add_config_args(CLI::App* cmd, ConfigArgs& args) {
                   "dotted.key=value overrides applied after the file (Hydra style)");
 }
 
-int not_yet(const char* what, const char* issue) {
-  std::fprintf(stderr, "siamese-xlmr: error: '%s' is not implemented yet (%s)\n", what, issue);
-  return sx::kExitNotImplemented;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -81,9 +76,18 @@ int main(int argc, char** argv) {
     action = [&] { return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed); };
   });
 
-  auto* bench = app.add_subcommand("bench", "Benchmarks (data loading, tokenization, steps)");
-  add_config_args(bench, cfg);
-  bench->callback([&] { action = [] { return not_yet("bench", "issues #3, #5"); }; });
+  auto* bench = app.add_subcommand("bench", "Benchmarks (tools/ has the training and Python ones)");
+  bench->require_subcommand(1);
+  auto* bench_data = bench->add_subcommand("data", "CSV load and tokenization throughput on Jigsaw-sized data");
+  sx::app::BenchDataArgs bench_args;
+  bench_data->add_option("--tokenizer", bench_args.tokenizer, "sentencepiece model (XLM-R's)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  bench_data->add_option("--dir", bench_args.dir, "where the synthesized CSV is (written if missing)");
+  bench_data->add_option("--rows", bench_args.rows, "rows to synthesize")->check(CLI::Range(1LL, 100000000LL));
+  bench_data->add_option("--texts", bench_args.texts, "texts to tokenize")->check(CLI::Range(1LL, 100000000LL));
+  bench_data->add_option("--threads", bench_args.threads, "tokenizer threads")->check(CLI::Range(1LL, 1024LL));
+  bench_data->callback([&] { action = [&] { return sx::app::cmd_bench_data(bench_args); }; });
 
   auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");
   bool docs = false;

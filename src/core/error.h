@@ -11,7 +11,6 @@ namespace sx {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitInternal = 1;
 inline constexpr int kExitUserError = 2;
-inline constexpr int kExitNotImplemented = 3;
 
 class UserError : public std::runtime_error {
  public:

@@ -10,7 +10,7 @@ using test::run_cli;
 
 TEST(Cli, HelpForEverySubcommand) {
   for (const char* sub : {"train", "export", "evaluate", "embed", "tokenize", "data", "data stats",
-                          "data synth", "bench", "version", "config"}) {
+                          "data synth", "bench", "bench data", "version", "config"}) {
     auto r = run_cli(std::string(sub) + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
@@ -22,12 +22,18 @@ TEST(Cli, NoSubcommandIsAnError) {
   EXPECT_NE(r.exit_code, 0);
 }
 
-TEST(Cli, UnfinishedSubcommandsSaySoAndFail) {
-  for (const char* sub : {"export", "evaluate", "bench"}) {
+TEST(Cli, MissingRequiredArgumentsFailWithUsage) {
+  for (const char* sub : {"evaluate", "bench", "bench data", "data"}) {
     auto r = run_cli(sub);
-    EXPECT_EQ(r.exit_code, 3) << sub;
-    EXPECT_NE(r.err.find("not implemented yet"), std::string::npos) << sub << r.err;
+    EXPECT_EQ(r.exit_code, 2) << sub;
+    EXPECT_NE(r.err.find("required"), std::string::npos) << sub << r.err;
   }
+}
+
+TEST(Cli, EvaluateOfAMissingFileIsOneLine) {
+  auto r = run_cli("evaluate /nope/features.h5");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "siamese-xlmr: error: /nope/features.h5: cannot read: No such file or directory\n");
 }
 
 TEST(Cli, ConfigMistakeIsOneLineAndExitTwo) {

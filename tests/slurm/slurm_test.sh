@@ -25,6 +25,11 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "slurm test: $*"; }
+on_error() {
+  log "failed at line $1"
+  for f in job.out slurmctld.log slurmd.log; do [ -f "$work/$f" ] && { echo "--- $f"; tail -25 "$work/$f"; }; done
+}
+trap 'on_error $LINENO' ERR
 
 mkdir -p "$work/state" "$work/spool" "$work/munge" "$work/data"
 mem=$(awk '/MemTotal/ {print int($2/1024) - 1024}' /proc/meminfo)
@@ -107,25 +112,25 @@ for i in $(seq 120); do
   sleep 0.5
 done
 grep -q "requeueing" "$work/job.out" || { log "job did not requeue"; cat "$work/job.out"; exit 1; }
-for i in $(seq 20); do
+# Wait for the second start (squeue can briefly not list a job while it is requeued, so the
+# log, not squeue, says when it restarted), releasing the delay Slurm puts on requeued jobs.
+for i in $(seq 240); do
+  grep -q '^=== job .* start 1 ' "$work/job.out" 2>/dev/null && break
   scontrol update jobid="$job" StartTime=now >/dev/null 2>&1 || true
-  scontrol release "$job" >/dev/null 2>&1 || true
-  state=$(squeue -h -j "$job" -o %T 2>/dev/null || true)
-  [ "$state" = "RUNNING" ] && break
-  sleep 1
-done
-for i in $(seq 600); do
-  state=$(squeue -h -j "$job" -o %T 2>/dev/null || true)
-  [ -z "$state" ] && break
   sleep 0.5
 done
-[ -z "$state" ] || { log "job still $state"; cat "$work/job.out"; exit 1; }
-
+grep -q '^=== job .* start 1 ' "$work/job.out" || { log "the job did not start again after the requeue"; cat "$work/job.out"; exit 1; }
+# ... and for the restarted run's own exit line.
+for i in $(seq 600); do
+  awk '/^=== job .* start 1 /{s=1} s && /^=== .* exit /{f=1} END{exit !f}' "$work/job.out" && break
+  sleep 0.5
+done
 cat "$work/job.out" | grep '^===' || true
-starts=$(grep -c '^=== job .* start' "$work/job.out")
+starts=$(grep -c '^=== job .* start' "$work/job.out" || true)
 [ "$starts" -ge 2 ] || { log "expected a second start after the requeue"; cat "$work/job.out"; exit 1; }
 grep -q "resumed from" "$work/slurm/log/rank-0.log" || { log "the requeued job did not resume"; exit 1; }
-grep -q "exit 0" "$work/job.out" || { log "the resumed job did not finish cleanly"; cat "$work/job.out"; exit 1; }
+awk '/^=== job .* start 1 /{s=1} s && /^=== .* exit 0$/{f=1} END{exit !f}' "$work/job.out" \
+  || { log "the resumed job did not finish cleanly"; cat "$work/job.out"; exit 1; }
 
 python=/usr/bin/python3; [ -x $python ] || python=python3
 $python - "$work/reference/checkpoints/step-0000000160.h5" "$work/slurm/checkpoints/step-0000000160.h5" <<'PY'
