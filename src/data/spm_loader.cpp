@@ -31,7 +31,8 @@ Create open_plugin() {
       tried += (tried.empty() ? "" : ", ") + path;
       continue;
     }
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    const int isolate = SX_ISOLATE_SENTENCEPIECE ? RTLD_DEEPBIND : 0;  // see data/CMakeLists.txt
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | isolate);
     if (!handle) throw UserError(std::string("cannot open the sentencepiece module: ") + dlerror());
     auto create = reinterpret_cast<Create>(dlsym(handle, "sx_sentencepiece_create"));
     if (!create) throw UserError(path + ": not a siamese-xlmr sentencepiece module");

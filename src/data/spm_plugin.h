@@ -4,9 +4,10 @@
 // while Debian's libtorch links the system libprotobuf 3.21. Linked into one process, one
 // copy serves both and the process dies (a crash in protobuf's static initialisers, or
 // sentencepiece's protobuf version check). So sentencepiece lives in a small module,
-// libsx_sentencepiece.so, that the tokenizer opens with RTLD_LOCAL | RTLD_DEEPBIND: the
-// module and sentencepiece bind to their own symbols first, and nothing of them reaches the
-// global scope where libtorch's protobuf lives. Only this interface crosses the boundary,
+// libsx_sentencepiece.so, that the tokenizer opens with RTLD_LOCAL | RTLD_DEEPBIND (where
+// libtorch is Debian's; plain RTLD_LOCAL elsewhere, see data/CMakeLists.txt): the module and
+// sentencepiece bind to their own symbols first, and nothing of them reaches the global
+// scope where libtorch's protobuf lives. Only this interface crosses the boundary,
 // and no heap memory crosses it: with DEEPBIND the module may bind malloc to another
 // allocator than the program's (Ubuntu's sentencepiece links tcmalloc), so memory allocated
 // on one side and freed on the other would corrupt the heap. The interface passes plain
