@@ -16,17 +16,22 @@ struct RunResult {
   std::string err;
 };
 
-inline RunResult run_cli(const std::string& args, const std::string& input = "") {
+// Runs a shell command with `input` on stdin and captures stdout, stderr and the exit code.
+inline RunResult run_command(const std::string& command, const std::string& input = "") {
   TempDir dir;
   std::string in = dir.write("stdin", input);
-  std::string cmd = std::string("'") + SX_BINARY + "' " + args + " <'" + in + "' >'" + dir.path("out") +
-                    "' 2>'" + dir.path("err") + "'";
+  std::string cmd =
+      command + " <'" + in + "' >'" + dir.path("out") + "' 2>'" + dir.path("err") + "'";
   int status = std::system(cmd.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = read_file(dir.path("out"));
   r.err = read_file(dir.path("err"));
   return r;
+}
+
+inline RunResult run_cli(const std::string& args, const std::string& input = "") {
+  return run_command(std::string("'") + SX_BINARY + "' " + args, input);
 }
 
 inline size_t count_lines(const std::string& s) {

@@ -5,14 +5,16 @@
 
 #include "core/files.h"
 
+#include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 
 namespace sx::test {
 
-inline std::string fixtures_dir() { return SX_FIXTURES_DIR; }
+inline std::string fixtures_dir() {
+  return SX_FIXTURES_DIR;
+}
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

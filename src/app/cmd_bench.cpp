@@ -28,7 +28,10 @@ int cmd_bench_data(const BenchDataArgs& a) {
   data::LoadOptions options;
   options.key = "bench";
   data::LabeledCorpus corpus = data::load_labeled_csv(
-      csv, {"comment_text", {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"}, "lang"},
+      csv,
+      {"comment_text",
+       {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"},
+       "lang"},
       options);
   const double load_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
@@ -41,12 +44,16 @@ int cmd_bench_data(const BenchDataArgs& a) {
   });
   const double tok_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
-  std::printf("csv load: %zu rows, %.0f MiB in %.2f s = %.0f rows/s, %.0f MiB/s\n", corpus.size(), mb, load_s,
-              corpus.size() / load_s, mb / load_s);
-  std::printf("tokenize (wordpunct + sentencepiece, max_len 128, %lld threads): %zu texts in %.2f s = %.0f texts/s\n",
-              a.threads, n, tok_s, n / tok_s);
-  std::printf("{\"rows\": %zu, \"mib\": %.1f, \"load_s\": %.3f, \"texts\": %zu, \"threads\": %lld, \"tokenize_s\": %.3f}\n",
-              corpus.size(), mb, load_s, n, a.threads, tok_s);
+  std::printf("csv load: %zu rows, %.0f MiB in %.2f s = %.0f rows/s, %.0f MiB/s\n", corpus.size(),
+              mb, load_s, corpus.size() / load_s, mb / load_s);
+  std::printf(
+      "tokenize (wordpunct + sentencepiece, max_len 128, %lld threads): %zu texts in %.2f s = %.0f "
+      "texts/s\n",
+      a.threads, n, tok_s, n / tok_s);
+  std::printf(
+      "{\"rows\": %zu, \"mib\": %.1f, \"load_s\": %.3f, \"texts\": %zu, \"threads\": %lld, "
+      "\"tokenize_s\": %.3f}\n",
+      corpus.size(), mb, load_s, n, a.threads, tok_s);
   return 0;
 }
 

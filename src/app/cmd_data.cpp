@@ -68,8 +68,8 @@ int cmd_data_stats(const ConfigArgs& args) {
     for (auto& [lang, v] : per_lang)
       std::printf("  %-4s rows %8zu  chars: %s\n", lang.c_str(), v.size(), quantiles(v).c_str());
   }
-  data::CorpusSplit split = data::split_corpus(loaded.english, loaded.multilingual,
-                                               config.run.seed, config.data.val_fraction);
+  data::CorpusSplit split = data::split_corpus(loaded.english, loaded.multilingual, config.run.seed,
+                                               config.data.val_fraction);
   std::printf("split (run.seed %lld): largest other language '%s' with %zu rows\n",
               static_cast<long long>(config.run.seed), split.largest_language.c_str(),
               split.max_size);
@@ -93,8 +93,8 @@ int cmd_data_stats(const ConfigArgs& args) {
 }
 
 int cmd_data_synth(const std::string& out_dir, long long rows, long long seed) {
-  auto summary = data::write_synthetic_jigsaw(out_dir, static_cast<size_t>(rows),
-                                              static_cast<uint64_t>(seed));
+  auto summary =
+      data::write_synthetic_jigsaw(out_dir, static_cast<size_t>(rows), static_cast<uint64_t>(seed));
   std::printf("%s: %zu rows\n%s: %zu rows\n%s: %zu rows\n", summary.train_csv.c_str(),
               summary.train_rows, summary.multilingual_csv.c_str(), summary.multilingual_rows,
               summary.test_csv.c_str(), summary.test_rows);

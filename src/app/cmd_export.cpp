@@ -37,22 +37,19 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;
-  try {
-    config = load_config(args.config_path, args.overrides);
-    check_inputs(config, {"data", "tokenizer", "model"});
-  } catch (const UserError&) {
-    if (env.rank == 0) throw;
+  if (!load_config_on_every_rank(args, {"data", "tokenizer", "model"}, env.rank, config))
     return kExitUserError;
-  }
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   try {
     auto datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
-    auto split = data::split_corpus(datasets.english, datasets.multilingual, static_cast<uint64_t>(config.run.seed),
-                                    config.data.val_fraction);
+    auto split =
+        data::split_corpus(datasets.english, datasets.multilingual,
+                           static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
     data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
     model::BuiltEncoder built = model::build_encoder(config);
     const std::string path = choose_checkpoint(config, checkpoint);
-    model::load_state(*built.encoder, train::read_checkpoint(path, false).params, "checkpoint " + path);
+    model::load_state(*built.encoder, train::read_checkpoint(path, false).params,
+                      "checkpoint " + path);
     torch::Device device = model::resolve_device(config.model.device, env.local_rank);
     built.encoder->to(device);
     built.encoder->set_compute(model::compute_options(config, device));
@@ -70,25 +67,27 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
 }
 
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before_path) {
-  if (features.size() != 1) throw UserError("evaluate: give one features file (features.h5); --before for the other");
+  if (features.size() != 1)
+    throw UserError("evaluate: give one features file (features.h5); --before for the other");
   init_logging({0, 1, "warn", "warn", ""});
   const std::string& after_path = features.front();
   std::string before_file = before_path;
-  const std::string sibling = files::join(files::parent(after_path).empty() ? "." : files::parent(after_path),
-                                          "features_before.h5");
+  const std::string sibling = files::join(
+      files::parent(after_path).empty() ? "." : files::parent(after_path), "features_before.h5");
   if (before_file.empty() && files::exists(sibling) && sibling != after_path) before_file = sibling;
   evaluate::Evaluation after = evaluate::evaluate_features(after_path);
   std::unique_ptr<evaluate::Evaluation> before;
   if (!before_file.empty()) {
     before = std::make_unique<evaluate::Evaluation>(evaluate::evaluate_features(before_file));
     if (before->hidden_size != after.hidden_size)
-      throw UserError(before_file + " holds " + std::to_string(before->hidden_size) + "-dimensional embeddings but " +
-                      after_path + " holds " + std::to_string(after.hidden_size) + ": they come from different models");
+      throw UserError(before_file + " holds " + std::to_string(before->hidden_size) +
+                      "-dimensional embeddings but " + after_path + " holds " +
+                      std::to_string(after.hidden_size) + ": they come from different models");
   }
   if (before) std::printf("before: %s\nafter:  %s\n", before_file.c_str(), after_path.c_str());
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);
-  const std::string json_path = files::join(files::parent(after_path).empty() ? "." : files::parent(after_path),
-                                            "evaluation.json");
+  const std::string json_path = files::join(
+      files::parent(after_path).empty() ? "." : files::parent(after_path), "evaluation.json");
   std::ofstream out(json_path);
   out << evaluate::to_json(after, before.get());
   if (!out) throw UserError("cannot write " + json_path);

@@ -26,7 +26,8 @@ int cmd_embed(const ConfigArgs& args, const std::string& checkpoint) {
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   model::BuiltEncoder built = model::build_encoder(config);
   if (!checkpoint.empty())  // a training checkpoint's weights over the configured model
-    model::load_state(*built.encoder, train::read_checkpoint(checkpoint, false).params, "checkpoint " + checkpoint);
+    model::load_state(*built.encoder, train::read_checkpoint(checkpoint, false).params,
+                      "checkpoint " + checkpoint);
   torch::Device device = model::resolve_device(config.model.device, 0);
   model::SiameseEncoder encoder = built.encoder;
   encoder->to(device);
@@ -40,10 +41,11 @@ int cmd_embed(const ConfigArgs& args, const std::string& checkpoint) {
   size_t rows = 0;
   auto flush = [&] {
     if (rows == 0) return;
-    torch::Tensor input = torch::from_blob(ids.data(), {static_cast<int64_t>(rows), static_cast<int64_t>(len)},
-                                           torch::kInt)
-                              .to(torch::kLong)
-                              .to(device);
+    torch::Tensor input =
+        torch::from_blob(ids.data(), {static_cast<int64_t>(rows), static_cast<int64_t>(len)},
+                         torch::kInt)
+            .to(torch::kLong)
+            .to(device);
     torch::Tensor emb = encoder->forward(input).to(torch::kFloat).to(torch::kCPU).contiguous();
     const float* e = emb.data_ptr<float>();
     const int64_t h = emb.size(1);

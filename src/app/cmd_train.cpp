@@ -11,16 +11,10 @@ namespace sx::app {
 int cmd_train(const ConfigArgs& args, const std::string& resume) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
-  // Every rank validates alike and fails alike; only rank 0 reports the mistake (main prints
-  // it), so the user reads one line, not one per rank.
-  Config config;
-  try {
-    config = load_config(args.config_path, args.overrides);
-    check_inputs(config, {"run", "data", "tokenizer", "model", "train", "dist", "export"});
-  } catch (const UserError&) {
-    if (env.rank == 0) throw;
+  Config config;  // one line for a mistake, not one per rank
+  if (!load_config_on_every_rank(
+          args, {"run", "data", "tokenizer", "model", "train", "dist", "export"}, env.rank, config))
     return kExitUserError;
-  }
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   return train::run_training(config, env, {resume});
 }

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
+
 namespace sx::app {
 
 // What every config-taking subcommand receives: --config FILE and dotted.key=value overrides.
@@ -13,6 +15,12 @@ struct ConfigArgs {
   std::string config_path;
   std::vector<std::string> overrides;
 };
+
+// For the MPI subcommands (train, export): every rank loads and checks the configuration
+// alike and fails alike; only rank 0 lets the UserError through (main prints its one line),
+// the others return false and exit quietly with kExitUserError.
+bool load_config_on_every_rank(const ConfigArgs& args, const std::vector<std::string>& sections,
+                               int rank, Config& config);
 
 int cmd_config(const ConfigArgs& args, bool docs);
 int cmd_tokenize(const ConfigArgs& args);

@@ -1,6 +1,6 @@
 // siamese-xlmr: one binary, one subcommand per stage of the pipeline.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <functional>
@@ -22,8 +22,9 @@ void add_config_args(CLI::App* cmd, ConfigArgs& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"siamese-xlmr: distributed Siamese XLM-RoBERTa fine-tuning for cross-lingual "
-               "toxic-comment classification"};
+  CLI::App app{
+      "siamese-xlmr: distributed Siamese XLM-RoBERTa fine-tuning for cross-lingual "
+      "toxic-comment classification"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every subcommand");
 
@@ -45,10 +46,12 @@ int main(int argc, char** argv) {
   auto* evaluate = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
   std::vector<std::string> feature_files;
   std::string before_file;
-  evaluate->add_option("features", feature_files, "features.h5 written by train or export")->required();
+  evaluate->add_option("features", feature_files, "features.h5 written by train or export")
+      ->required();
   evaluate->add_option("--before", before_file,
                        "features of the untrained encoder (default: features_before.h5 beside it)");
-  evaluate->callback([&] { action = [&] { return sx::app::cmd_evaluate(feature_files, before_file); }; });
+  evaluate->callback(
+      [&] { action = [&] { return sx::app::cmd_evaluate(feature_files, before_file); }; });
 
   auto* embed = app.add_subcommand("embed", "Embed texts from stdin, one per line");
   add_config_args(embed, cfg);
@@ -72,21 +75,25 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::Range(1LL, 100000000LL));
   synth->add_option("--seed", synth_seed, "random seed")->check(CLI::NonNegativeNumber);
-  synth->callback([&] {
-    action = [&] { return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed); };
-  });
+  synth->callback(
+      [&] { action = [&] { return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed); }; });
 
   auto* bench = app.add_subcommand("bench", "Benchmarks (tools/ has the training and Python ones)");
   bench->require_subcommand(1);
-  auto* bench_data = bench->add_subcommand("data", "CSV load and tokenization throughput on Jigsaw-sized data");
+  auto* bench_data =
+      bench->add_subcommand("data", "CSV load and tokenization throughput on Jigsaw-sized data");
   sx::app::BenchDataArgs bench_args;
   bench_data->add_option("--tokenizer", bench_args.tokenizer, "sentencepiece model (XLM-R's)")
       ->required()
       ->check(CLI::ExistingFile);
-  bench_data->add_option("--dir", bench_args.dir, "where the synthesized CSV is (written if missing)");
-  bench_data->add_option("--rows", bench_args.rows, "rows to synthesize")->check(CLI::Range(1LL, 100000000LL));
-  bench_data->add_option("--texts", bench_args.texts, "texts to tokenize")->check(CLI::Range(1LL, 100000000LL));
-  bench_data->add_option("--threads", bench_args.threads, "tokenizer threads")->check(CLI::Range(1LL, 1024LL));
+  bench_data->add_option("--dir", bench_args.dir,
+                         "where the synthesized CSV is (written if missing)");
+  bench_data->add_option("--rows", bench_args.rows, "rows to synthesize")
+      ->check(CLI::Range(1LL, 100000000LL));
+  bench_data->add_option("--texts", bench_args.texts, "texts to tokenize")
+      ->check(CLI::Range(1LL, 100000000LL));
+  bench_data->add_option("--threads", bench_args.threads, "tokenizer threads")
+      ->check(CLI::Range(1LL, 1024LL));
   bench_data->callback([&] { action = [&] { return sx::app::cmd_bench_data(bench_args); }; });
 
   auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");

@@ -44,7 +44,7 @@ struct Field {
 // Binds a schema entry to a member of one Config section.
 template <class Section, class T>
 Field entry(Section Config::*section, T Section::*member, std::string key, Kind kind,
-           std::string default_yaml, std::string doc) {
+            std::string default_yaml, std::string doc) {
   Field f;
   f.key = std::move(key);
   f.kind = kind;
@@ -76,193 +76,193 @@ const std::vector<Field>& schema() {
     std::vector<Field> s;
     // run
     s.push_back(entry(&C::run, &RunConfig::dir, "run.dir", Kind::kString, "runs/default",
-                     "Run directory: resolved config, logs, checkpoints, metrics, features."));
+                      "Run directory: resolved config, logs, checkpoints, metrics, features."));
     s.push_back(results(range(entry(&C::run, &RunConfig::seed, "run.seed", Kind::kInt, "42",
-                                   "Seed of every random choice (split, pairs, init, dropout)."),
+                                    "Seed of every random choice (split, pairs, init, dropout)."),
                               0)));
     s.push_back(entry(&C::run, &RunConfig::max_duration, "run.max_duration", Kind::kDuration, "0",
-                     "Training time budget (seconds, or 90m, 2h, 1h30m); checked every step. "
-                     "0 = no limit."));
+                      "Training time budget (seconds, or 90m, 2h, 1h30m); checked every step. "
+                      "0 = no limit."));
     s.push_back(choices(entry(&C::run, &RunConfig::log_level, "run.log_level", Kind::kEnum, "info",
-                             "Log level of rank 0."),
+                              "Log level of rank 0."),
                         {"trace", "debug", "info", "warn", "error"}));
-    s.push_back(choices(entry(&C::run, &RunConfig::other_ranks_log_level,
-                             "run.other_ranks_log_level", Kind::kEnum, "warn",
-                             "Log level of ranks other than 0."),
-                        {"trace", "debug", "info", "warn", "error"}));
-    s.push_back(range(entry(&C::run, &RunConfig::progress_interval, "run.progress_interval",
-                           Kind::kDuration, "30s",
-                           "Interval of progress lines when stderr is not a terminal."),
-                      0.1));
+    s.push_back(
+        choices(entry(&C::run, &RunConfig::other_ranks_log_level, "run.other_ranks_log_level",
+                      Kind::kEnum, "warn", "Log level of ranks other than 0."),
+                {"trace", "debug", "info", "warn", "error"}));
+    s.push_back(range(
+        entry(&C::run, &RunConfig::progress_interval, "run.progress_interval", Kind::kDuration,
+              "30s", "Interval of progress lines when stderr is not a terminal."),
+        0.1));
     s.push_back(range(entry(&C::run, &RunConfig::threads, "run.threads", Kind::kInt, "0",
                             "CPU threads per rank for torch; 0 = the node's cores / its ranks."),
                       0, 4096));
     // data
     s.push_back(entry(&C::data, &DataConfig::train_csv, "data.train_csv", Kind::kFile,
-                     "data/jigsaw-unintended-bias-train.csv",
-                     "English training corpus (Jigsaw unintended-bias train CSV)."));
-    s.push_back(entry(&C::data, &DataConfig::multilingual_csv, "data.multilingual_csv",
-                     Kind::kFile, "data/validation.csv",
-                     "Labeled non-English texts (Jigsaw multilingual validation.csv)."));
+                      "data/jigsaw-unintended-bias-train.csv",
+                      "English training corpus (Jigsaw unintended-bias train CSV)."));
+    s.push_back(entry(&C::data, &DataConfig::multilingual_csv, "data.multilingual_csv", Kind::kFile,
+                      "data/validation.csv",
+                      "Labeled non-English texts (Jigsaw multilingual validation.csv)."));
     s.push_back(entry(&C::data, &DataConfig::test_csv, "data.test_csv", Kind::kFile,
-                     "data/test.csv", "Unlabeled texts to embed (id, content, lang). Empty: none."));
-    s.push_back(choices(entry(&C::data, &DataConfig::bad_rows, "data.bad_rows", Kind::kEnum,
-                             "fail", "What a malformed CSV row does: stop the run, or skip it "
-                             "(counted and logged per reason)."),
+                      "data/test.csv",
+                      "Unlabeled texts to embed (id, content, lang). Empty: none."));
+    s.push_back(choices(entry(&C::data, &DataConfig::bad_rows, "data.bad_rows", Kind::kEnum, "fail",
+                              "What a malformed CSV row does: stop the run, or skip it "
+                              "(counted and logged per reason)."),
                         {"fail", "skip"}));
     s.push_back(results(range(entry(&C::data, &DataConfig::train_pairs, "data.train_pairs",
-                                   Kind::kInt, "500000", "Number of training pairs."),
+                                    Kind::kInt, "500000", "Number of training pairs."),
                               1)));
-    s.push_back(results(range(entry(&C::data, &DataConfig::val_pairs, "data.val_pairs",
-                                   Kind::kInt, "1000", "Number of validation pairs."),
+    s.push_back(results(range(entry(&C::data, &DataConfig::val_pairs, "data.val_pairs", Kind::kInt,
+                                    "1000", "Number of validation pairs."),
                               1)));
     s.push_back(results(entry(&C::data, &DataConfig::text_field, "data.text_field", Kind::kString,
-                             "comment_text", "Text column of the labeled CSV files.")));
+                              "comment_text", "Text column of the labeled CSV files.")));
     s.push_back(results(entry(
         &C::data, &DataConfig::train_label_fields, "data.train_label_fields", Kind::kStringList,
         "[toxic, severe_toxicity, obscene, identity_attack, insult, threat]",
         "Label columns of the English file; label = max >= data.label_threshold.")));
     s.push_back(results(entry(&C::data, &DataConfig::multilingual_label_fields,
-                             "data.multilingual_label_fields", Kind::kStringList, "[toxic]",
-                             "Label columns of the multilingual file.")));
+                              "data.multilingual_label_fields", Kind::kStringList, "[toxic]",
+                              "Label columns of the multilingual file.")));
     s.push_back(results(entry(&C::data, &DataConfig::lang_field, "data.lang_field", Kind::kString,
-                             "lang", "Language column; a file without it is English.")));
+                              "lang", "Language column; a file without it is English.")));
     s.push_back(entry(&C::data, &DataConfig::test_id_field, "data.test_id_field", Kind::kString,
-                     "id", "Id column of the test file."));
-    s.push_back(entry(&C::data, &DataConfig::test_text_field, "data.test_text_field",
-                     Kind::kString, "content", "Text column of the test file."));
-    s.push_back(entry(&C::data, &DataConfig::test_lang_field, "data.test_lang_field",
-                     Kind::kString, "lang", "Language column of the test file."));
-    s.push_back(results(range(entry(&C::data, &DataConfig::label_threshold,
-                                   "data.label_threshold", Kind::kFloat, "0.5",
-                                   "A text is toxic when its largest label field is >= this."),
-                              0, 1)));
-    s.push_back(results(range(entry(&C::data, &DataConfig::val_fraction, "data.val_fraction",
-                                   Kind::kFloat, "0.1",
-                                   "Share of the remaining English corpus kept for validation."),
-                              0.001, 0.9)));
-    s.push_back(results(range(entry(&C::data, &DataConfig::min_sample_chars,
-                                   "data.min_sample_chars", Kind::kInt, "10",
-                                   "Texts of this many characters or fewer are never sampled."),
-                              0)));
+                      "id", "Id column of the test file."));
+    s.push_back(entry(&C::data, &DataConfig::test_text_field, "data.test_text_field", Kind::kString,
+                      "content", "Text column of the test file."));
+    s.push_back(entry(&C::data, &DataConfig::test_lang_field, "data.test_lang_field", Kind::kString,
+                      "lang", "Language column of the test file."));
+    s.push_back(results(
+        range(entry(&C::data, &DataConfig::label_threshold, "data.label_threshold", Kind::kFloat,
+                    "0.5", "A text is toxic when its largest label field is >= this."),
+              0, 1)));
+    s.push_back(
+        results(range(entry(&C::data, &DataConfig::val_fraction, "data.val_fraction", Kind::kFloat,
+                            "0.1", "Share of the remaining English corpus kept for validation."),
+                      0.001, 0.9)));
+    s.push_back(results(
+        range(entry(&C::data, &DataConfig::min_sample_chars, "data.min_sample_chars", Kind::kInt,
+                    "10", "Texts of this many characters or fewer are never sampled."),
+              0)));
     // tokenizer
     s.push_back(entry(&C::tokenizer, &TokenizerConfig::model, "tokenizer.model", Kind::kFile,
-                     "models/sentencepiece.bpe.model",
-                     "XLM-R sentencepiece model (sentencepiece.bpe.model)."));
+                      "models/sentencepiece.bpe.model",
+                      "XLM-R sentencepiece model (sentencepiece.bpe.model)."));
     s.push_back(results(range(entry(&C::tokenizer, &TokenizerConfig::max_len, "tokenizer.max_len",
-                                   Kind::kInt, "128", "Token ids per text (cut and padded)."),
+                                    Kind::kInt, "128", "Token ids per text (cut and padded)."),
                               2, 4096)));
     s.push_back(results(
         choices(entry(&C::tokenizer, &TokenizerConfig::pretokenize, "tokenizer.pretokenize",
-                     Kind::kEnum, "wordpunct",
-                     "wordpunct: split as NLTK's wordpunct_tokenize and encode each word (the "
-                     "notebook); none: encode the whole text (HF)."),
+                      Kind::kEnum, "wordpunct",
+                      "wordpunct: split as NLTK's wordpunct_tokenize and encode each word (the "
+                      "notebook); none: encode the whole text (HF)."),
                 {"wordpunct", "none"})));
-    s.push_back(results(entry(&C::tokenizer, &TokenizerConfig::keep_eos, "tokenizer.keep_eos",
-                             Kind::kBool, "true",
-                             "A cut sequence still ends with </s> (the notebook drops it).")));
+    s.push_back(
+        results(entry(&C::tokenizer, &TokenizerConfig::keep_eos, "tokenizer.keep_eos", Kind::kBool,
+                      "true", "A cut sequence still ends with </s> (the notebook drops it).")));
     s.push_back(range(entry(&C::tokenizer, &TokenizerConfig::threads, "tokenizer.threads",
-                           Kind::kInt, "0", "Tokenizer threads; 0 = all cores."),
+                            Kind::kInt, "0", "Tokenizer threads; 0 = all cores."),
                       0, 1024));
     // model
     s.push_back(entry(&C::model, &ModelConfig::pretrained, "model.pretrained", Kind::kDir, "",
-                     "HF model directory (config.json + model.safetensors). Empty: random "
-                     "initialisation from model.config."));
+                      "HF model directory (config.json + model.safetensors). Empty: random "
+                      "initialisation from model.config."));
     s.push_back(entry(&C::model, &ModelConfig::config, "model.config", Kind::kFile, "",
-                     "HF config.json used for random initialisation when model.pretrained is "
-                     "empty."));
+                      "HF config.json used for random initialisation when model.pretrained is "
+                      "empty."));
     s.push_back(choices(entry(&C::model, &ModelConfig::device, "model.device", Kind::kEnum, "auto",
-                             "Where the replica runs: auto = the rank's GPU if any, else CPU."),
+                              "Where the replica runs: auto = the rank's GPU if any, else CPU."),
                         {"auto", "cpu", "cuda"}));
-    s.push_back(choices(entry(&C::model, &ModelConfig::attention, "model.attention", Kind::kEnum,
-                             "math",
-                             "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."),
-                        {"math", "sdpa"}));
+    s.push_back(
+        choices(entry(&C::model, &ModelConfig::attention, "model.attention", Kind::kEnum, "math",
+                      "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."),
+                {"math", "sdpa"}));
     s.push_back(entry(&C::model, &ModelConfig::autocast_bf16, "model.autocast_bf16", Kind::kBool,
-                     "false", "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
-    s.push_back(results(range(entry(&C::model, &ModelConfig::pool_ln_eps, "model.pool_ln_eps",
-                                   Kind::kFloat, "1e-3",
-                                   "Epsilon of the pooling LayerNorm (Keras' default)."),
-                              0, 1)));
+                      "false", "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
+    s.push_back(
+        results(range(entry(&C::model, &ModelConfig::pool_ln_eps, "model.pool_ln_eps", Kind::kFloat,
+                            "1e-3", "Epsilon of the pooling LayerNorm (Keras' default)."),
+                      0, 1)));
     // train
-    s.push_back(results(range(entry(&C::train, &TrainConfig::pairs_per_rank,
-                                   "train.pairs_per_rank", Kind::kInt, "32",
-                                   "Pairs per replica per step; global batch = this x ranks."),
-                              1, 1 << 20)));
+    s.push_back(results(
+        range(entry(&C::train, &TrainConfig::pairs_per_rank, "train.pairs_per_rank", Kind::kInt,
+                    "32", "Pairs per replica per step; global batch = this x ranks."),
+              1, 1 << 20)));
     s.push_back(range(entry(&C::train, &TrainConfig::max_steps, "train.max_steps", Kind::kInt, "0",
-                           "Cap on global steps (smoke runs, tests); 0 = no limit."),
+                            "Cap on global steps (smoke runs, tests); 0 = no limit."),
                       0));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::steps_per_epoch,
-                                   "train.steps_per_epoch", Kind::kInt, "0",
-                                   "Steps per epoch; 0 = the notebook's rule min(20 x validation "
-                                   "batches, training batches)."),
-                              0)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::max_epochs, "train.max_epochs",
-                                   Kind::kInt, "0",
-                                   "Epoch cap; 0 = the notebook's rule max(30, round(10 x "
-                                   "training batches / steps per epoch))."),
-                              0)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::patience, "train.patience",
-                                   Kind::kInt, "9",
-                                   "Early stopping: epochs without a strictly lower validation "
-                                   "loss before training stops."),
-                              1)));
+    s.push_back(results(range(
+        entry(&C::train, &TrainConfig::steps_per_epoch, "train.steps_per_epoch", Kind::kInt, "0",
+              "Steps per epoch; 0 = the notebook's rule min(20 x validation "
+              "batches, training batches)."),
+        0)));
+    s.push_back(results(
+        range(entry(&C::train, &TrainConfig::max_epochs, "train.max_epochs", Kind::kInt, "0",
+                    "Epoch cap; 0 = the notebook's rule max(30, round(10 x "
+                    "training batches / steps per epoch))."),
+              0)));
+    s.push_back(
+        results(range(entry(&C::train, &TrainConfig::patience, "train.patience", Kind::kInt, "9",
+                            "Early stopping: epochs without a strictly lower validation "
+                            "loss before training stops."),
+                      1)));
     s.push_back(results(range(entry(&C::train, &TrainConfig::lr_min, "train.lr_min", Kind::kFloat,
-                                   "1e-6", "Triangular2 cyclical learning rate: lower bound."),
+                                    "1e-6", "Triangular2 cyclical learning rate: lower bound."),
                               0)));
     s.push_back(results(range(entry(&C::train, &TrainConfig::lr_max, "train.lr_max", Kind::kFloat,
-                                   "5e-5", "Triangular2 cyclical learning rate: upper bound."),
+                                    "5e-5", "Triangular2 cyclical learning rate: upper bound."),
                               0)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_step_epochs,
-                                   "train.lr_step_epochs", Kind::kFloat, "3",
-                                   "Triangular2 half-cycle length, in epochs."),
+    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_step_epochs, "train.lr_step_epochs",
+                                    Kind::kFloat, "3", "Triangular2 half-cycle length, in epochs."),
                               1e-9)));
     s.push_back(results(range(entry(&C::train, &TrainConfig::adam_beta1, "train.adam_beta1",
-                                   Kind::kFloat, "0.9", "Adam beta1."),
+                                    Kind::kFloat, "0.9", "Adam beta1."),
                               0, 0.999999)));
     s.push_back(results(range(entry(&C::train, &TrainConfig::adam_beta2, "train.adam_beta2",
-                                   Kind::kFloat, "0.999", "Adam beta2."),
+                                    Kind::kFloat, "0.999", "Adam beta2."),
                               0, 0.99999999)));
     s.push_back(results(range(entry(&C::train, &TrainConfig::adam_epsilon, "train.adam_epsilon",
-                                   Kind::kFloat, "1e-7", "Adam epsilon (Keras' epsilon hat)."),
+                                    Kind::kFloat, "1e-7", "Adam epsilon (Keras' epsilon hat)."),
                               0, 1)));
     s.push_back(results(range(entry(&C::train, &TrainConfig::margin, "train.margin", Kind::kFloat,
-                                   "1.0", "Margin m of the DBL loss."),
+                                    "1.0", "Margin m of the DBL loss."),
                               0)));
     s.push_back(range(entry(&C::train, &TrainConfig::keep_checkpoints, "train.keep_checkpoints",
-                           Kind::kInt, "3", "Step checkpoints kept besides the best one."),
+                            Kind::kInt, "3", "Step checkpoints kept besides the best one."),
                       1, 1000));
     s.push_back(range(entry(&C::train, &TrainConfig::bucket_mb, "train.bucket_mb", Kind::kFloat,
-                           "25", "Gradient all-reduce bucket size in MiB."),
+                            "25", "Gradient all-reduce bucket size in MiB."),
                       0.001, 1 << 16));
     s.push_back(range(entry(&C::train, &TrainConfig::log_every, "train.log_every", Kind::kInt, "50",
-                           "Log a training line every this many steps."),
+                            "Log a training line every this many steps."),
                       1));
-    s.push_back(range(entry(&C::train, &TrainConfig::max_bad_steps, "train.max_bad_steps",
-                           Kind::kInt, "10",
-                           "Consecutive non-finite steps (skipped) before training stops."),
-                      1));
+    s.push_back(
+        range(entry(&C::train, &TrainConfig::max_bad_steps, "train.max_bad_steps", Kind::kInt, "10",
+                    "Consecutive non-finite steps (skipped) before training stops."),
+              1));
     // dist
     s.push_back(choices(entry(&C::dist, &DistConfig::backend, "dist.backend", Kind::kEnum, "auto",
-                             "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
-                             "replica is on a GPU."),
+                              "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
+                              "replica is on a GPU."),
                         {"auto", "nccl", "mpi"}));
-    s.push_back(range(entry(&C::dist, &DistConfig::collective_timeout, "dist.collective_timeout",
-                           Kind::kDuration, "10m",
-                           "Deadline of one collective before the job is aborted."),
-                      1));
-    s.push_back(choices(entry(&C::dist, &DistConfig::stop_signal, "dist.stop_signal", Kind::kEnum,
-                             "USR1",
-                             "Signal that asks for a checkpoint and a requeueable stop "
-                             "(SIGTERM always does too)."),
-                        {"USR1", "USR2", "TERM"}));
+    s.push_back(range(
+        entry(&C::dist, &DistConfig::collective_timeout, "dist.collective_timeout", Kind::kDuration,
+              "10m", "Deadline of one collective before the job is aborted."),
+        1));
+    s.push_back(
+        choices(entry(&C::dist, &DistConfig::stop_signal, "dist.stop_signal", Kind::kEnum, "USR1",
+                      "Signal that asks for a checkpoint and a requeueable stop "
+                      "(SIGTERM always does too)."),
+                {"USR1", "USR2", "TERM"}));
     // export
-    s.push_back(range(entry(&C::export_, &ExportConfig::batch_size, "export.batch_size",
-                           Kind::kInt, "128", "Texts per forward pass when exporting features."),
+    s.push_back(range(entry(&C::export_, &ExportConfig::batch_size, "export.batch_size", Kind::kInt,
+                            "128", "Texts per forward pass when exporting features."),
                       1, 1 << 20));
     s.push_back(entry(&C::export_, &ExportConfig::before_training, "export.before_training",
-                     Kind::kBool, "true",
-                     "train also writes features_before.h5 with the untrained encoder."));
+                      Kind::kBool, "true",
+                      "train also writes features_before.h5 with the untrained encoder."));
     return s;
   }();
   return fields;
@@ -305,15 +305,24 @@ std::string type_description(const Field& f) {
     return s;
   };
   switch (f.kind) {
-    case Kind::kInt: return bounds("an integer");
-    case Kind::kFloat: return bounds("a number");
-    case Kind::kBool: return "true or false";
-    case Kind::kString: return "a string";
-    case Kind::kEnum: return "one of " + join(f.choices, "|");
-    case Kind::kDuration: return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m)");
-    case Kind::kFile: return "a file path";
-    case Kind::kDir: return "a directory path";
-    case Kind::kStringList: return "a list of strings";
+    case Kind::kInt:
+      return bounds("an integer");
+    case Kind::kFloat:
+      return bounds("a number");
+    case Kind::kBool:
+      return "true or false";
+    case Kind::kString:
+      return "a string";
+    case Kind::kEnum:
+      return "one of " + join(f.choices, "|");
+    case Kind::kDuration:
+      return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m)");
+    case Kind::kFile:
+      return "a file path";
+    case Kind::kDir:
+      return "a directory path";
+    case Kind::kStringList:
+      return "a list of strings";
   }
   return "?";
 }
@@ -392,7 +401,7 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
     }
     case Kind::kBool: {
       static const std::map<std::string, bool> words = {
-          {"true", true},   {"True", true},   {"TRUE", true},  {"yes", true},  {"on", true},
+          {"true", true},   {"True", true},   {"TRUE", true},   {"yes", true}, {"on", true},
           {"false", false}, {"False", false}, {"FALSE", false}, {"no", false}, {"off", false}};
       auto it = words.find(text);
       if (it == words.end()) fail_value(origin, f, text);
@@ -527,7 +536,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   Config config = default_config();
   if (!path.empty()) {
     if (!files::exists(path)) throw UserError("--config: file not found: " + path);
-    if (files::is_directory(path)) throw UserError("--config: " + path + " is a directory, expected a YAML file");
+    if (files::is_directory(path))
+      throw UserError("--config: " + path + " is a directory, expected a YAML file");
     YAML::Node root;
     try {
       root = YAML::LoadFile(path);
@@ -540,7 +550,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     if (root.IsMap()) {
       apply_map(config, root, "", path);
     } else if (!root.IsNull()) {
-      throw UserError(path + ": expected a mapping of sections (run:, data:, ...) at the top level");
+      throw UserError(path +
+                      ": expected a mapping of sections (run:, data:, ...) at the top level");
     }
   }
   for (const auto& ov : overrides) {
@@ -552,7 +563,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     const Field* f = find_field(key);
     if (!f) {
       if (is_section_prefix(key))
-        fail(origin, "'" + key + "' is a section; override one of its keys (" + key + ".<name>=value)");
+        fail(origin,
+             "'" + key + "' is a section; override one of its keys (" + key + ".<name>=value)");
       unknown_key(origin, key);
     }
     YAML::Node node;

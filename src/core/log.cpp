@@ -4,7 +4,6 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-
 #include "core/error.h"
 #include "core/files.h"
 
@@ -56,6 +55,8 @@ std::string add_rank_log_file(const std::string& run_dir, int rank, int world,
   return path;
 }
 
-void flush_logs() { spdlog::default_logger()->flush(); }
+void flush_logs() {
+  spdlog::default_logger()->flush();
+}
 
 }  // namespace sx

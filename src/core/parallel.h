@@ -8,6 +8,7 @@
 namespace sx {
 
 size_t resolve_threads(size_t threads);
-void parallel_for(size_t n, size_t threads, const std::function<void(size_t begin, size_t end)>& body);
+void parallel_for(size_t n, size_t threads,
+                  const std::function<void(size_t begin, size_t end)>& body);
 
 }  // namespace sx

@@ -11,8 +11,8 @@ std::vector<std::string> split(std::string_view text, char sep) {
   size_t start = 0;
   while (true) {
     size_t pos = text.find(sep, start);
-    out.emplace_back(text.substr(start, pos == std::string_view::npos ? text.size() - start
-                                                                      : pos - start));
+    out.emplace_back(
+        text.substr(start, pos == std::string_view::npos ? text.size() - start : pos - start));
     if (pos == std::string_view::npos) break;
     start = pos + 1;
   }
@@ -86,11 +86,20 @@ double parse_duration(std::string_view text) {
     double unit = 1;
     if (i < s.size()) {
       switch (s[i]) {
-        case 's': unit = 1; break;
-        case 'm': unit = 60; break;
-        case 'h': unit = 3600; break;
-        case 'd': unit = 86400; break;
-        default: throw std::invalid_argument("unknown unit");
+        case 's':
+          unit = 1;
+          break;
+        case 'm':
+          unit = 60;
+          break;
+        case 'h':
+          unit = 3600;
+          break;
+        case 'd':
+          unit = 86400;
+          break;
+        default:
+          throw std::invalid_argument("unknown unit");
       }
       ++i;
     } else if (any) {

@@ -8,7 +8,10 @@ namespace sx::data {
 
 TokenStore::TokenStore(const XlmrTokenizer& tokenizer, const std::vector<std::string>& texts,
                        size_t threads)
-    : tokenizer_(tokenizer), texts_(texts), threads_(threads), offset_(texts.size(), -1),
+    : tokenizer_(tokenizer),
+      texts_(texts),
+      threads_(threads),
+      offset_(texts.size(), -1),
       length_(texts.size(), 0) {}
 
 void TokenStore::ensure(const std::vector<uint32_t>& indices) {

@@ -13,8 +13,7 @@ namespace sx::data {
 
 class TokenStore {
  public:
-  TokenStore(const XlmrTokenizer& tokenizer, const std::vector<std::string>& texts,
-             size_t threads);
+  TokenStore(const XlmrTokenizer& tokenizer, const std::vector<std::string>& texts, size_t threads);
   // Tokenizes (in parallel) those of `indices` not yet tokenized.
   void ensure(const std::vector<uint32_t>& indices);
   // max_len ids of text i (ensure() first).
@@ -27,7 +26,7 @@ class TokenStore {
   size_t threads_;
   std::vector<int64_t> offset_;  // into arena_, -1 = not yet
   std::vector<uint32_t> length_;
-  std::vector<int32_t> arena_;   // unpadded ids, back to back
+  std::vector<int32_t> arena_;  // unpadded ids, back to back
   size_t tokenized_ = 0;
 };
 

@@ -1,8 +1,8 @@
 #include "data/csv_reader.h"
 
+#include <sys/stat.h>
 #include <cerrno>
 #include <cstring>
-#include <sys/stat.h>
 
 #include "core/error.h"
 
@@ -23,7 +23,9 @@ CsvReader::CsvReader(const std::string& path, CsvLimits limits) : limits_(limits
 }
 
 CsvReader::CsvReader(InMemory, std::string_view buffer, CsvLimits limits)
-    : limits_(limits), pos_(buffer.data()), end_(buffer.data() + buffer.size()),
+    : limits_(limits),
+      pos_(buffer.data()),
+      end_(buffer.data() + buffer.size()),
       total_(buffer.size()) {}
 
 CsvReader::~CsvReader() {

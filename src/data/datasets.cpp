@@ -21,9 +21,9 @@ Datasets load_datasets(const Config& config, bool with_test, bool progress) {
   report.log();
   report = {};
   options.key = "data.multilingual_csv";
-  out.multilingual = load_labeled_csv(
-      d.multilingual_csv, {d.text_field, d.multilingual_label_fields, d.lang_field}, options,
-      &report);
+  out.multilingual =
+      load_labeled_csv(d.multilingual_csv,
+                       {d.text_field, d.multilingual_label_fields, d.lang_field}, options, &report);
   report.log();
   if (with_test && !d.test_csv.empty()) {
     report = {};

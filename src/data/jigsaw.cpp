@@ -22,7 +22,9 @@ constexpr size_t kProblemsListed = 5;
 class RowChecker {
  public:
   RowChecker(const std::string& path, const LoadOptions& options, LoadReport& report)
-      : path_(path), options_(options), report_(report),
+      : path_(path),
+        options_(options),
+        report_(report),
         reader_(path, options.limits),
         progress_("loading " + path, reader_.total_bytes(), options.progress_interval,
                   options.progress) {
@@ -33,17 +35,15 @@ class RowChecker {
       throw UserError(where() + ":1: the header line is malformed");
   }
 
-  std::string where() const {
-    return (options_.key.empty() ? "" : options_.key + ": ") + path_;
-  }
+  std::string where() const { return (options_.key.empty() ? "" : options_.key + ": ") + path_; }
 
   // Index of a column; throws when it is missing unless optional.
   std::optional<size_t> column(const std::string& name, const std::string& key, bool optional) {
     for (size_t i = 0; i < header_.fields.size(); ++i)
       if (trim(header_.fields[i]) == name) return i;
     if (optional) return std::nullopt;
-    throw UserError(where() + ":1: missing column '" + name + "' (" + key + "); the header has: " +
-                    join(header_.fields, ", "));
+    throw UserError(where() + ":1: missing column '" + name + "' (" + key +
+                    "); the header has: " + join(header_.fields, ", "));
   }
 
   // Next structurally sound record; bad ones are reported and skipped (or fail).
@@ -60,8 +60,8 @@ class RowChecker {
         continue;
       }
       if (record.field_too_long) {
-        bad(record, "field longer than " + std::to_string(options_.limits.max_field_bytes) +
-                        " bytes");
+        bad(record,
+            "field longer than " + std::to_string(options_.limits.max_field_bytes) + " bytes");
         continue;
       }
       if (record.field_count != header_.fields.size()) {
@@ -111,8 +111,9 @@ class RowChecker {
     progress_.finish();
     if (options_.bad_rows == BadRows::kFail && !problems_.empty()) {
       uint64_t n = report_.bad_row_count();
-      std::string count = stopped_early_ ? "first " + std::to_string(n) + " bad rows (reading stopped there)"
-                                         : std::to_string(n) + (n == 1 ? " bad row" : " bad rows");
+      std::string count = stopped_early_
+                              ? "first " + std::to_string(n) + " bad rows (reading stopped there)"
+                              : std::to_string(n) + (n == 1 ? " bad row" : " bad rows");
       throw UserError(where() + ": " + count + ": " + join(problems_, "; ") +
                       ". Fix the file or set data.bad_rows=skip to drop such rows");
     }
@@ -237,13 +238,14 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
   while (rows.next(record)) {
     int64_t id;
     if (!parse_id(record.fields[id_col], id)) {
-      rows.bad(record, "id is not a non-negative integer", "(" + quote_value(record.fields[id_col]) + ")");
+      rows.bad(record, "id is not a non-negative integer",
+               "(" + quote_value(record.fields[id_col]) + ")");
       continue;
     }
     auto [it, inserted] = seen.emplace(id, record.line);
     if (!inserted) {
-      rows.bad(record, "duplicate id", "(" + std::to_string(id) + ", first on line " +
-                                            std::to_string(it->second) + ")");
+      rows.bad(record, "duplicate id",
+               "(" + std::to_string(id) + ", first on line " + std::to_string(it->second) + ")");
       continue;
     }
     std::string lang = lang_col ? trim(record.fields[*lang_col]) : std::string("en");

@@ -131,7 +131,8 @@ std::vector<Pair> build_pairs(const LabeledCorpus& corpus, size_t n_pairs, uint6
     // Normal-toxic: which language gives the normal text is random per pair when they differ.
     uint64_t nt_ab = la == lb ? nt : nt / 2 + (nt % 2);
     draw(pool_of(la, 0), pool_of(lb, 1), names + " normal-toxic", nt_ab, 0, true);
-    if (la != lb) draw(pool_of(la, 1), pool_of(lb, 0), names + " toxic-normal", nt - nt_ab, 0, true);
+    if (la != lb)
+      draw(pool_of(la, 1), pool_of(lb, 0), names + " toxic-normal", nt - nt_ab, 0, true);
     rep.per_language_pair.push_back(count);
   }
   rng.shuffle(pairs);

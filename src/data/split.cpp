@@ -18,8 +18,9 @@ CorpusSplit split_corpus(const LabeledCorpus& english, const LabeledCorpus& mult
     if (n > out.max_size) out.max_size = n, out.largest_language = lang;
   }
   if (out.max_size == 0)
-    throw UserError("data.multilingual_csv: no non-English rows; the split needs at least one "
-                    "other language");
+    throw UserError(
+        "data.multilingual_csv: no non-English rows; the split needs at least one "
+        "other language");
   if (english.size() < 10 * out.max_size)
     throw UserError("data.train_csv: " + std::to_string(english.size()) +
                     " usable English texts, but the split needs at least 10 x " +

@@ -18,7 +18,8 @@ std::vector<std::string> candidates() {
   const std::string exe_dir = files::executable_dir();
   if (!exe_dir.empty()) {
     out.push_back(files::join(exe_dir, SX_SENTENCEPIECE_PLUGIN_NAME));
-    out.push_back(files::join(files::join(files::parent(exe_dir), "lib"), SX_SENTENCEPIECE_PLUGIN_NAME));
+    out.push_back(
+        files::join(files::join(files::parent(exe_dir), "lib"), SX_SENTENCEPIECE_PLUGIN_NAME));
   }
   out.emplace_back(SX_SENTENCEPIECE_PLUGIN_BUILD_PATH);
   return out;
@@ -38,8 +39,9 @@ Create open_plugin() {
     if (!create) throw UserError(path + ": not a siamese-xlmr sentencepiece module");
     return create;
   }
-  throw UserError("cannot find the sentencepiece module " + std::string(SX_SENTENCEPIECE_PLUGIN_NAME) +
-                  " (looked in: " + tried + "); set SX_SENTENCEPIECE_PLUGIN to its path");
+  throw UserError("cannot find the sentencepiece module " +
+                  std::string(SX_SENTENCEPIECE_PLUGIN_NAME) + " (looked in: " + tried +
+                  "); set SX_SENTENCEPIECE_PLUGIN to its path");
 }
 
 }  // namespace

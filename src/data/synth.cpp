@@ -12,7 +12,6 @@
 namespace sx::data {
 namespace {
 
-
 // Per-language vocabularies. Toxic texts carry insults; some insults are shared across
 // languages (as loan words and symbols are in real comments), which is what lets a model
 // trained on English pairs tell toxic from normal in the other languages too.
@@ -22,56 +21,63 @@ struct Vocabulary {
 };
 
 const std::vector<const char*> kSharedToxic = {"idiot", "stupid", "loser", "moron", "f*ck",
-                                               "!!!", "trash", "clown", "dumb"};
+                                               "!!!",   "trash",  "clown", "dumb"};
 
 const std::map<std::string, Vocabulary>& vocabularies() {
   static const std::map<std::string, Vocabulary> v = {
       {"en",
-       {{"the", "article", "city", "council", "people", "think", "good", "policy", "vote",
-         "tax", "school", "water", "road", "thanks", "agree", "interesting", "point", "data",
-         "report", "family", "local", "money", "business", "history", "because", "should",
-         "would", "more", "time", "year", "government", "plan", "and", "with", "about",
-         "comment", "news", "story", "public", "support", "question", "answer", "read", "new",
-         "state", "law", "work", "community", "health", "election"},
-        {"idiot", "stupid", "moron", "pathetic", "loser", "disgusting", "scum", "hate",
-         "shut up", "garbage", "dumb", "clown", "ignorant", "trash"}}},
+       {{"the",     "article",     "city",       "council", "people",  "think",     "good",
+         "policy",  "vote",        "tax",        "school",  "water",   "road",      "thanks",
+         "agree",   "interesting", "point",      "data",    "report",  "family",    "local",
+         "money",   "business",    "history",    "because", "should",  "would",     "more",
+         "time",    "year",        "government", "plan",    "and",     "with",      "about",
+         "comment", "news",        "story",      "public",  "support", "question",  "answer",
+         "read",    "new",         "state",      "law",     "work",    "community", "health",
+         "election"},
+        {"idiot", "stupid", "moron", "pathetic", "loser", "disgusting", "scum", "hate", "shut up",
+         "garbage", "dumb", "clown", "ignorant", "trash"}}},
       {"es",
-       {{"el", "artículo", "ciudad", "gente", "pienso", "bueno", "política", "voto", "escuela",
-         "agua", "gracias", "acuerdo", "interesante", "punto", "familia", "dinero", "historia",
-         "porque", "tiempo", "año", "gobierno", "plan", "con", "sobre", "noticia", "página",
-         "usuario", "discusión", "fuente", "referencia", "enlace", "edición"},
+       {{"el",      "artículo",   "ciudad",   "gente",   "pienso",  "bueno",       "política",
+         "voto",    "escuela",    "agua",     "gracias", "acuerdo", "interesante", "punto",
+         "familia", "dinero",     "historia", "porque",  "tiempo",  "año",         "gobierno",
+         "plan",    "con",        "sobre",    "noticia", "página",  "usuario",     "discusión",
+         "fuente",  "referencia", "enlace",   "edición"},
         {"idiota", "estúpido", "imbécil", "basura", "asqueroso", "cállate", "payaso", "tonto",
          "patético"}}},
       {"it",
-       {{"il", "articolo", "città", "gente", "penso", "buono", "politica", "voto", "scuola",
-         "acqua", "grazie", "accordo", "interessante", "punto", "famiglia", "soldi", "storia",
-         "perché", "tempo", "anno", "governo", "piano", "con", "sulla", "notizia", "pagina",
-         "utente", "discussione", "fonte", "voce", "modifica"},
+       {{"il",       "articolo", "città",   "gente",   "penso",   "buono",        "politica",
+         "voto",     "scuola",   "acqua",   "grazie",  "accordo", "interessante", "punto",
+         "famiglia", "soldi",    "storia",  "perché",  "tempo",   "anno",         "governo",
+         "piano",    "con",      "sulla",   "notizia", "pagina",  "utente",       "discussione",
+         "fonte",    "voce",     "modifica"},
         {"idiota", "stupido", "cretino", "spazzatura", "schifoso", "stai zitto", "pagliaccio",
          "scemo", "patetico"}}},
       {"tr",
-       {{"bu", "makale", "şehir", "insanlar", "düşünüyorum", "iyi", "politika", "oy", "okul",
-         "su", "teşekkürler", "katılıyorum", "ilginç", "nokta", "aile", "para", "tarih",
-         "çünkü", "zaman", "yıl", "hükümet", "plan", "ile", "hakkında", "haber", "sayfa",
-         "kullanıcı", "tartışma", "kaynak", "düzenleme"},
+       {{"bu",       "makale", "şehir",     "insanlar", "düşünüyorum", "iyi",
+         "politika", "oy",     "okul",      "su",       "teşekkürler", "katılıyorum",
+         "ilginç",   "nokta",  "aile",      "para",     "tarih",       "çünkü",
+         "zaman",    "yıl",    "hükümet",   "plan",     "ile",         "hakkında",
+         "haber",    "sayfa",  "kullanıcı", "tartışma", "kaynak",      "düzenleme"},
         {"aptal", "salak", "gerizekalı", "çöp", "iğrenç", "kes sesini", "palyaço", "ahmak",
          "zavallı"}}},
       {"ru",
-       {{"эта", "статья", "город", "люди", "думаю", "хорошо", "политика", "голос", "школа",
-         "вода", "спасибо", "согласен", "интересно", "семья", "деньги", "история", "потому",
-         "время", "год", "правительство", "план", "страница", "источник", "правка"},
+       {{"эта",       "статья",        "город",  "люди",     "думаю",    "хорошо",
+         "политика",  "голос",         "школа",  "вода",     "спасибо",  "согласен",
+         "интересно", "семья",         "деньги", "история",  "потому",   "время",
+         "год",       "правительство", "план",   "страница", "источник", "правка"},
         {"идиот", "тупой", "дебил", "мусор", "мерзкий", "заткнись", "клоун", "дурак"}}},
       {"fr",
-       {{"le", "article", "ville", "gens", "pense", "bon", "politique", "vote", "école", "eau",
-         "merci", "accord", "intéressant", "point", "famille", "argent", "histoire", "parce",
-         "temps", "année", "gouvernement", "plan", "avec", "sur", "page", "source"},
+       {{"le",      "article", "ville",    "gens",  "pense",  "bon",         "politique",
+         "vote",    "école",   "eau",      "merci", "accord", "intéressant", "point",
+         "famille", "argent",  "histoire", "parce", "temps",  "année",       "gouvernement",
+         "plan",    "avec",    "sur",      "page",  "source"},
         {"idiot", "stupide", "crétin", "ordure", "dégoûtant", "tais-toi", "clown", "abruti",
          "pathétique"}}},
       {"pt",
-       {{"o", "artigo", "cidade", "pessoas", "penso", "bom", "política", "voto", "escola",
-         "água", "obrigado", "acordo", "interessante", "ponto", "família", "dinheiro",
-         "história", "porque", "tempo", "ano", "governo", "plano", "com", "sobre", "página",
-         "fonte"},
+       {{"o",       "artigo",   "cidade",   "pessoas",  "penso",  "bom",          "política",
+         "voto",    "escola",   "água",     "obrigado", "acordo", "interessante", "ponto",
+         "família", "dinheiro", "história", "porque",   "tempo",  "ano",          "governo",
+         "plano",   "com",      "sobre",    "página",   "fonte"},
         {"idiota", "estúpido", "imbecil", "lixo", "nojento", "cala a boca", "palhaço", "burro",
          "patético"}}},
   };
@@ -127,7 +133,8 @@ std::string make_comment(Rng& rng, const std::string& lang, bool toxic) {
   bool sentence_start = true;
   for (int w = 0; w < words; ++w) {
     std::string word;
-    if (insults > 0 && rng.below(static_cast<uint64_t>(words - w)) < static_cast<uint64_t>(insults)) {
+    if (insults > 0 &&
+        rng.below(static_cast<uint64_t>(words - w)) < static_cast<uint64_t>(insults)) {
       --insults;
       word = rng.below(3) == 0 ? kSharedToxic[rng.below(kSharedToxic.size())]
                                : vocab.toxic[rng.below(vocab.toxic.size())];
@@ -146,8 +153,10 @@ std::string make_comment(Rng& rng, const std::string& lang, bool toxic) {
   }
   text += toxic && rng.below(3) == 0 ? "!" : ".";
   uint64_t extra = rng.below(100);
-  if (extra < 4) text += "\n\n" + std::string(vocab.normal[rng.below(vocab.normal.size())]) + ".";
-  else if (extra < 7) text = "\"" + text + "\" " + vocab.normal[0];
+  if (extra < 4)
+    text += "\n\n" + std::string(vocab.normal[rng.below(vocab.normal.size())]) + ".";
+  else if (extra < 7)
+    text = "\"" + text + "\" " + vocab.normal[0];
   return text;
 }
 
@@ -175,23 +184,40 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
   Rng rng(mix_seed({seed, 0x5717}));
   {
     // The columns of the multilingual competition's jigsaw-unintended-bias-train.csv.
-    const std::vector<std::string> identity = {
-        "asian", "atheist", "bisexual", "black", "buddhist", "christian", "female",
-        "heterosexual", "hindu", "homosexual_gay_or_lesbian",
-        "intellectual_or_learning_disability", "jewish", "latino", "male", "muslim",
-        "other_disability", "other_gender", "other_race_or_ethnicity", "other_religion",
-        "other_sexual_orientation", "physical_disability", "psychiatric_or_mental_illness",
-        "transgender", "white"};
+    const std::vector<std::string> identity = {"asian",
+                                               "atheist",
+                                               "bisexual",
+                                               "black",
+                                               "buddhist",
+                                               "christian",
+                                               "female",
+                                               "heterosexual",
+                                               "hindu",
+                                               "homosexual_gay_or_lesbian",
+                                               "intellectual_or_learning_disability",
+                                               "jewish",
+                                               "latino",
+                                               "male",
+                                               "muslim",
+                                               "other_disability",
+                                               "other_gender",
+                                               "other_race_or_ethnicity",
+                                               "other_religion",
+                                               "other_sexual_orientation",
+                                               "physical_disability",
+                                               "psychiatric_or_mental_illness",
+                                               "transgender",
+                                               "white"};
     CsvWriter out(summary.train_csv);
     out.field("id");
     out.field("comment_text");
-    for (const char* f : {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult",
-                          "threat"})
+    for (const char* f :
+         {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"})
       out.field(f);
     for (const auto& f : identity) out.field(f);
-    for (const char* f : {"created_date", "publication_id", "parent_id", "article_id", "rating",
-                          "funny", "wow", "sad", "likes", "disagree", "sexual_explicit",
-                          "identity_annotator_count"})
+    for (const char* f :
+         {"created_date", "publication_id", "parent_id", "article_id", "rating", "funny", "wow",
+          "sad", "likes", "disagree", "sexual_explicit", "identity_annotator_count"})
       out.field(f);
     out.field("toxicity_annotator_count", true);
     for (size_t i = 0; i < rows; ++i) {

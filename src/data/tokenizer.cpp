@@ -28,7 +28,9 @@ XlmrTokenizer::XlmrTokenizer(const TokenizerOptions& options)
 
 XlmrTokenizer::~XlmrTokenizer() = default;
 
-int32_t XlmrTokenizer::vocab_size() const { return sp_->piece_size() + 2; }
+int32_t XlmrTokenizer::vocab_size() const {
+  return sp_->piece_size() + 2;
+}
 
 void XlmrTokenizer::append_pieces(std::string_view text, std::vector<int32_t>& ids) const {
   thread_local std::vector<int> pieces(256);

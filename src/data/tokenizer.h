@@ -45,8 +45,7 @@ class XlmrTokenizer {
   // Cuts/pads an unpadded sequence (from encode_unpadded) into max_len ids.
   void finish(const int32_t* ids, size_t n, int32_t* out) const;
   // texts.size() x max_len ids, on `threads` threads (0 = all cores).
-  void encode_many(const std::vector<std::string_view>& texts, int32_t* out,
-                   size_t threads) const;
+  void encode_many(const std::vector<std::string_view>& texts, int32_t* out, size_t threads) const;
 
  private:
   void append_pieces(std::string_view text, std::vector<int32_t>& ids) const;

@@ -28,7 +28,8 @@ class Communicator {
 
 // dist.backend (auto|nccl|mpi) for a replica on `device`; throws UserError for impossible
 // combinations (nccl on CPU, nccl without NCCL support in this build).
-std::unique_ptr<Communicator> make_communicator(const std::string& backend, const torch::Device& device,
-                                                const MpiEnv& env, double timeout_seconds);
+std::unique_ptr<Communicator> make_communicator(const std::string& backend,
+                                                const torch::Device& device, const MpiEnv& env,
+                                                double timeout_seconds);
 
 }  // namespace sx::dist

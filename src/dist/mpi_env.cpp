@@ -63,7 +63,9 @@ void broadcast(std::string& text, int root) {
   if (size) MPI_Bcast(text.data(), static_cast<int>(size), MPI_CHAR, root, MPI_COMM_WORLD);
 }
 
-void barrier() { MPI_Barrier(MPI_COMM_WORLD); }
+void barrier() {
+  MPI_Barrier(MPI_COMM_WORLD);
+}
 
 namespace {
 template <class T>
@@ -80,7 +82,8 @@ std::vector<T> gather_impl(const std::vector<T>& local, MPI_Datatype type, int r
     for (int r = 0; r < world; ++r) offsets[r] = total, total += counts[r];
     out.resize(static_cast<size_t>(total));
   }
-  MPI_Gatherv(local.data(), count, type, out.data(), counts.data(), offsets.data(), type, root, MPI_COMM_WORLD);
+  MPI_Gatherv(local.data(), count, type, out.data(), counts.data(), offsets.data(), type, root,
+              MPI_COMM_WORLD);
   return out;
 }
 }  // namespace

@@ -44,7 +44,8 @@ class NcclCommunicator final : public Communicator {
     check_cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "event create", env_.rank);
     int version = 0;
     ncclGetVersion(&version);
-    spdlog::info("NCCL {} communicator on {} (rank {}/{})", version, device_.str(), env_.rank, env_.world);
+    spdlog::info("NCCL {} communicator on {} (rank {}/{})", version, device_.str(), env_.rank,
+                 env_.world);
   }
 
   ~NcclCommunicator() override {
@@ -58,16 +59,19 @@ class NcclCommunicator final : public Communicator {
     TORCH_CHECK(tensor.is_cuda() && tensor.is_contiguous() && tensor.scalar_type() == torch::kFloat,
                 "NCCL all-reduce needs a contiguous float32 CUDA tensor");
     auto stream = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
-    check_nccl(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
-                             ncclFloat, ncclSum, comm_, stream),
-               "all-reduce", env_.rank);
+    check_nccl(
+        ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                      ncclFloat, ncclSum, comm_, stream),
+        "all-reduce", env_.rank);
     pending_ = true;
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
-    TORCH_CHECK(tensor.is_cuda() && tensor.is_contiguous(), "NCCL broadcast needs a contiguous CUDA tensor");
+    TORCH_CHECK(tensor.is_cuda() && tensor.is_contiguous(),
+                "NCCL broadcast needs a contiguous CUDA tensor");
     auto stream = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
-    check_nccl(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.nbytes(), ncclUint8, root, comm_, stream),
+    check_nccl(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.nbytes(), ncclUint8, root,
+                             comm_, stream),
                "broadcast", env_.rank);
     pending_ = true;
     wait("broadcast");
@@ -77,7 +81,8 @@ class NcclCommunicator final : public Communicator {
     if (!pending_) return;
     auto stream = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
     check_cuda(cudaEventRecord(done_, stream), "event record", env_.rank);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
     while (true) {
       cudaError_t state = cudaEventQuery(done_);
       if (state == cudaSuccess) break;
@@ -86,7 +91,8 @@ class NcclCommunicator final : public Communicator {
       ncclCommGetAsyncError(comm_, &async);
       const bool late = std::chrono::steady_clock::now() > deadline;
       if (async != ncclSuccess || late) {
-        spdlog::critical("rank {}: {} {}; aborting the NCCL communicator and the job", env_.rank, what,
+        spdlog::critical("rank {}: {} {}; aborting the NCCL communicator and the job", env_.rank,
+                         what,
                          late ? "did not complete within dist.collective_timeout"
                               : std::string("failed: ") + ncclGetErrorString(async));
         ncclCommAbort(comm_);

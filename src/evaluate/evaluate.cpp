@@ -1,7 +1,7 @@
 #include "evaluate/evaluate.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +22,8 @@ double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels
   for (size_t i = 0; i < n;) {
     size_t j = i;
     while (j + 1 < n && scores[order[j + 1]] == scores[order[i]]) ++j;
-    const double average = 0.5 * static_cast<double>(i + j) + 1.0;  // 1-based average rank of the tie group
+    const double average =
+        0.5 * static_cast<double>(i + j) + 1.0;  // 1-based average rank of the tie group
     for (size_t k = i; k <= j; ++k) rank[order[k]] = average;
     i = j + 1;
   }
@@ -34,14 +35,18 @@ double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels
   return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives);
 }
 
-std::vector<double> logistic_scores(const std::vector<float>& train, const std::vector<int>& train_labels,
+std::vector<double> logistic_scores(const std::vector<float>& train,
+                                    const std::vector<int>& train_labels,
                                     const std::vector<float>& test, int64_t cols, double c) {
   torch::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(train_labels.size());
   const int64_t m = static_cast<int64_t>(test.size()) / cols;
-  torch::Tensor x = torch::from_blob(const_cast<float*>(train.data()), {n, cols}, torch::kFloat).to(torch::kDouble);
-  torch::Tensor xt = torch::from_blob(const_cast<float*>(test.data()), {m, cols}, torch::kFloat).to(torch::kDouble);
-  torch::Tensor y = torch::tensor(std::vector<double>(train_labels.begin(), train_labels.end()), torch::kDouble);
+  torch::Tensor x = torch::from_blob(const_cast<float*>(train.data()), {n, cols}, torch::kFloat)
+                        .to(torch::kDouble);
+  torch::Tensor xt = torch::from_blob(const_cast<float*>(test.data()), {m, cols}, torch::kFloat)
+                         .to(torch::kDouble);
+  torch::Tensor y =
+      torch::tensor(std::vector<double>(train_labels.begin(), train_labels.end()), torch::kDouble);
   // Standardise with the training rows' statistics.
   torch::Tensor mean = x.mean(0), std = x.std(0).clamp_min(1e-8);
   x = (x - mean) / std;
@@ -66,10 +71,12 @@ std::vector<double> logistic_scores(const std::vector<float>& train, const std::
 
 namespace {
 
-std::vector<float> rows_of(const std::vector<float>& matrix, const std::vector<int64_t>& index, int64_t cols) {
+std::vector<float> rows_of(const std::vector<float>& matrix, const std::vector<int64_t>& index,
+                           int64_t cols) {
   std::vector<float> out(index.size() * cols);
   for (size_t k = 0; k < index.size(); ++k)
-    std::copy(matrix.begin() + index[k] * cols, matrix.begin() + (index[k] + 1) * cols, out.begin() + k * cols);
+    std::copy(matrix.begin() + index[k] * cols, matrix.begin() + (index[k] + 1) * cols,
+              out.begin() + k * cols);
   return out;
 }
 
@@ -80,7 +87,8 @@ Evaluation evaluate_features(const std::string& path) {
   Evaluation ev;
   ev.path = path;
   for (const char* name : {"train/embeddings", "train/labels", "folds"})
-    if (!f.has(name)) throw UserError(path + ": missing '" + name + "' (not a features file written by export?)");
+    if (!f.has(name))
+      throw UserError(path + ": missing '" + name + "' (not a features file written by export?)");
   auto dims = f.dims("train/embeddings");
   if (dims.size() != 2) throw UserError(path + ": train/embeddings is not a matrix");
   const int64_t rows = static_cast<int64_t>(dims[0]), cols = static_cast<int64_t>(dims[1]);
@@ -88,8 +96,8 @@ Evaluation evaluate_features(const std::string& path) {
   std::vector<float> x = f.read_float("train/embeddings");
   std::vector<int64_t> labels64 = f.read_int64("train/labels");
   if (static_cast<int64_t>(labels64.size()) != rows)
-    throw UserError(path + ": train/labels has " + std::to_string(labels64.size()) + " rows, embeddings " +
-                    std::to_string(rows));
+    throw UserError(path + ": train/labels has " + std::to_string(labels64.size()) +
+                    " rows, embeddings " + std::to_string(rows));
   std::vector<int> labels(labels64.begin(), labels64.end());
 
   double sum_lr = 0, sum_c = 0;
@@ -99,9 +107,11 @@ Evaluation evaluate_features(const std::string& path) {
     std::vector<int64_t> train_index = f.read_int64("folds/" + lang + "/train_index");
     std::vector<int64_t> test_index = f.read_int64("folds/" + lang + "/test_index");
     for (auto i : train_index)
-      if (i < 0 || i >= rows) throw UserError(path + ": folds/" + lang + "/train_index points outside the matrix");
+      if (i < 0 || i >= rows)
+        throw UserError(path + ": folds/" + lang + "/train_index points outside the matrix");
     for (auto i : test_index)
-      if (i < 0 || i >= rows) throw UserError(path + ": folds/" + lang + "/test_index points outside the matrix");
+      if (i < 0 || i >= rows)
+        throw UserError(path + ": folds/" + lang + "/test_index points outside the matrix");
     r.train_rows = static_cast<int64_t>(train_index.size());
     r.test_rows = static_cast<int64_t>(test_index.size());
     std::vector<int> y_train, y_test;
@@ -109,9 +119,12 @@ Evaluation evaluate_features(const std::string& path) {
     for (auto i : test_index) y_test.push_back(labels[i]);
     r.test_toxic = std::count(y_test.begin(), y_test.end(), 1);
     const int64_t train_toxic = std::count(y_train.begin(), y_train.end(), 1);
-    if (test_index.empty()) r.skipped = true, r.why = "no rows";
-    else if (r.test_toxic == 0 || r.test_toxic == r.test_rows) r.skipped = true, r.why = "held-out rows have one class";
-    else if (train_toxic == 0 || train_toxic == r.train_rows) r.skipped = true, r.why = "training rows have one class";
+    if (test_index.empty())
+      r.skipped = true, r.why = "no rows";
+    else if (r.test_toxic == 0 || r.test_toxic == r.test_rows)
+      r.skipped = true, r.why = "held-out rows have one class";
+    else if (train_toxic == 0 || train_toxic == r.train_rows)
+      r.skipped = true, r.why = "training rows have one class";
     if (!r.skipped) {
       std::vector<float> xtr = rows_of(x, train_index, cols), xte = rows_of(x, test_index, cols);
       r.auc_logistic = roc_auc(logistic_scores(xtr, y_train, xte, cols), y_test);
@@ -142,7 +155,8 @@ Evaluation evaluate_features(const std::string& path) {
     ev.folds.push_back(r);
   }
   if (ev.folds.empty()) throw UserError(path + ": no language folds");
-  if (ev.evaluated) ev.mean_logistic = sum_lr / ev.evaluated, ev.mean_centroid = sum_c / ev.evaluated;
+  if (ev.evaluated)
+    ev.mean_logistic = sum_lr / ev.evaluated, ev.mean_centroid = sum_c / ev.evaluated;
   return ev;
 }
 
@@ -150,14 +164,22 @@ namespace {
 nlohmann::json json_of(const Evaluation& e) {
   nlohmann::json folds = nlohmann::json::array();
   for (const auto& f : e.folds) {
-    nlohmann::json j{{"language", f.language}, {"train_rows", f.train_rows}, {"test_rows", f.test_rows},
-                     {"test_toxic", f.test_toxic}, {"skipped", f.skipped}};
-    if (f.skipped) j["why"] = f.why;
-    else j["auc_logistic_regression"] = f.auc_logistic, j["auc_centroid"] = f.auc_centroid;
+    nlohmann::json j{{"language", f.language},
+                     {"train_rows", f.train_rows},
+                     {"test_rows", f.test_rows},
+                     {"test_toxic", f.test_toxic},
+                     {"skipped", f.skipped}};
+    if (f.skipped)
+      j["why"] = f.why;
+    else
+      j["auc_logistic_regression"] = f.auc_logistic, j["auc_centroid"] = f.auc_centroid;
     folds.push_back(j);
   }
-  return {{"features", e.path}, {"hidden_size", e.hidden_size}, {"folds", folds},
-          {"mean_auc_logistic_regression", e.mean_logistic}, {"mean_auc_centroid", e.mean_centroid},
+  return {{"features", e.path},
+          {"hidden_size", e.hidden_size},
+          {"folds", folds},
+          {"mean_auc_logistic_regression", e.mean_logistic},
+          {"mean_auc_centroid", e.mean_centroid},
           {"evaluated_folds", e.evaluated}};
 }
 }  // namespace
@@ -179,33 +201,38 @@ std::string to_table(const Evaluation& after, const Evaluation* before) {
       for (const auto& f : before->folds)
         if (f.language == a.language) b = &f;
       if (a.skipped || !b || b->skipped) {
-        std::snprintf(line, sizeof line, "%-8s %6lld %6lld   skipped: %s\n", a.language.c_str(), (long long)a.test_rows,
-                      (long long)a.test_toxic, a.skipped ? a.why.c_str() : "missing before");
+        std::snprintf(line, sizeof line, "%-8s %6lld %6lld   skipped: %s\n", a.language.c_str(),
+                      (long long)a.test_rows, (long long)a.test_toxic,
+                      a.skipped ? a.why.c_str() : "missing before");
       } else {
-        std::snprintf(line, sizeof line, "%-8s %6lld %6lld   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n",
-                      a.language.c_str(), (long long)a.test_rows, (long long)a.test_toxic, b->auc_logistic,
-                      a.auc_logistic, a.auc_logistic - b->auc_logistic, b->auc_centroid, a.auc_centroid,
-                      a.auc_centroid - b->auc_centroid);
+        std::snprintf(line, sizeof line,
+                      "%-8s %6lld %6lld   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n",
+                      a.language.c_str(), (long long)a.test_rows, (long long)a.test_toxic,
+                      b->auc_logistic, a.auc_logistic, a.auc_logistic - b->auc_logistic,
+                      b->auc_centroid, a.auc_centroid, a.auc_centroid - b->auc_centroid);
       }
       out += line;
     }
-    std::snprintf(line, sizeof line, "%-8s %6s %6s   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n", "mean", "", "",
-                  before->mean_logistic, after.mean_logistic, after.mean_logistic - before->mean_logistic,
-                  before->mean_centroid, after.mean_centroid, after.mean_centroid - before->mean_centroid);
+    std::snprintf(line, sizeof line,
+                  "%-8s %6s %6s   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n", "mean", "",
+                  "", before->mean_logistic, after.mean_logistic,
+                  after.mean_logistic - before->mean_logistic, before->mean_centroid,
+                  after.mean_centroid, after.mean_centroid - before->mean_centroid);
     return out + line;
   }
   out += "language   rows  toxic   AUC logreg   AUC centroid\n";
   for (const auto& a : after.folds) {
     if (a.skipped)
-      std::snprintf(line, sizeof line, "%-8s %6lld %6lld   skipped: %s\n", a.language.c_str(), (long long)a.test_rows,
-                    (long long)a.test_toxic, a.why.c_str());
+      std::snprintf(line, sizeof line, "%-8s %6lld %6lld   skipped: %s\n", a.language.c_str(),
+                    (long long)a.test_rows, (long long)a.test_toxic, a.why.c_str());
     else
       std::snprintf(line, sizeof line, "%-8s %6lld %6lld   %10.4f   %12.4f\n", a.language.c_str(),
-                    (long long)a.test_rows, (long long)a.test_toxic, a.auc_logistic, a.auc_centroid);
+                    (long long)a.test_rows, (long long)a.test_toxic, a.auc_logistic,
+                    a.auc_centroid);
     out += line;
   }
-  std::snprintf(line, sizeof line, "%-8s %6s %6s   %10.4f   %12.4f\n", "mean", "", "", after.mean_logistic,
-                after.mean_centroid);
+  std::snprintf(line, sizeof line, "%-8s %6s %6s   %10.4f   %12.4f\n", "mean", "", "",
+                after.mean_logistic, after.mean_centroid);
   return out + line;
 }
 

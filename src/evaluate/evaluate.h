@@ -31,7 +31,8 @@ double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels
 
 // L2-regularised logistic regression (sklearn's default C = 1, on standardised features),
 // fitted by Newton's method; returns the decision scores of `test` rows.
-std::vector<double> logistic_scores(const std::vector<float>& train, const std::vector<int>& train_labels,
+std::vector<double> logistic_scores(const std::vector<float>& train,
+                                    const std::vector<int>& train_labels,
                                     const std::vector<float>& test, int64_t cols, double c = 1.0);
 
 // Reads a features.h5 written by `export`; bad or missing content is a UserError.

@@ -13,8 +13,8 @@
 namespace sx::exporting {
 
 std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
-                               const std::vector<std::string>& texts, size_t begin, size_t end, size_t batch_size,
-                               bool progress, const std::string& label) {
+                               const std::vector<std::string>& texts, size_t begin, size_t end,
+                               size_t batch_size, bool progress, const std::string& label) {
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
@@ -29,11 +29,14 @@ std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTok
     std::vector<std::string_view> views(texts.begin() + start, texts.begin() + start + n);
     ids.resize(n * len);
     tokenizer.encode_many(views, ids.data(), 0);
-    torch::Tensor input = torch::from_blob(ids.data(), {static_cast<int64_t>(n), static_cast<int64_t>(len)}, torch::kInt)
-                              .to(torch::kLong)
-                              .to(device);
+    torch::Tensor input =
+        torch::from_blob(ids.data(), {static_cast<int64_t>(n), static_cast<int64_t>(len)},
+                         torch::kInt)
+            .to(torch::kLong)
+            .to(device);
     torch::Tensor e = model->forward(input).to(torch::kFloat).to(torch::kCPU).contiguous();
-    std::copy(e.data_ptr<float>(), e.data_ptr<float>() + e.numel(), out.begin() + (start - begin) * hidden);
+    std::copy(e.data_ptr<float>(), e.data_ptr<float>() + e.numel(),
+              out.begin() + (start - begin) * hidden);
     bar.advance(n);
   }
   bar.finish();
@@ -44,27 +47,35 @@ std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTok
 namespace {
 
 // Every rank embeds its contiguous share; rank 0 receives all rows in order.
-std::vector<float> embed_distributed(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
+std::vector<float> embed_distributed(model::SiameseEncoder& model,
+                                     const data::XlmrTokenizer& tokenizer,
                                      const std::vector<std::string>& texts, const Config& config,
                                      const dist::MpiEnv& env, const std::string& label) {
   const size_t n = texts.size();
   const size_t begin = n * env.rank / env.world, end = n * (env.rank + 1) / env.world;
-  std::vector<float> local = embed_texts(model, tokenizer, texts, begin, end,
-                                         static_cast<size_t>(config.export_.batch_size), env.rank == 0, label);
+  std::vector<float> local =
+      embed_texts(model, tokenizer, texts, begin, end,
+                  static_cast<size_t>(config.export_.batch_size), env.rank == 0, label);
   return dist::gather_rows(local, model->config().hidden_size, 0);
 }
 
-std::vector<uint64_t> shape(size_t rows, int64_t cols) { return {rows, static_cast<uint64_t>(cols)}; }
+std::vector<uint64_t> shape(size_t rows, int64_t cols) {
+  return {rows, static_cast<uint64_t>(cols)};
+}
 
 }  // namespace
 
 void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
-                     const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs, const std::string& path) {
+                     const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs,
+                     const std::string& path) {
   const data::LabeledCorpus& ml = *inputs.multilingual;
   const int64_t hidden = model->config().hidden_size;
-  std::vector<float> ml_emb = embed_distributed(model, tokenizer, ml.texts, config, env, "embedding the labeled set");
+  std::vector<float> ml_emb =
+      embed_distributed(model, tokenizer, ml.texts, config, env, "embedding the labeled set");
   std::vector<float> test_emb;
-  if (inputs.test) test_emb = embed_distributed(model, tokenizer, inputs.test->texts, config, env, "embedding the test set");
+  if (inputs.test)
+    test_emb = embed_distributed(model, tokenizer, inputs.test->texts, config, env,
+                                 "embedding the test set");
   if (env.rank != 0) return;
 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -87,7 +98,8 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     std::vector<std::string> langs;
     for (size_t k = 0; k < order.size(); ++k) {
       const size_t i = order[k];
-      std::copy(ml_emb.begin() + i * hidden, ml_emb.begin() + (i + 1) * hidden, train.begin() + k * hidden);
+      std::copy(ml_emb.begin() + i * hidden, ml_emb.begin() + (i + 1) * hidden,
+                train.begin() + k * hidden);
       labels.push_back(ml.labels[i]);
       rows.push_back(ml.rows[i]);
       langs.push_back(ml.langs[i]);
@@ -105,9 +117,11 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
       f.write(g + "/embeddings", train.data() + start * hidden, shape(count, hidden));
       f.write(g + "/labels", labels.data() + start, {count});
       f.write(g + "/rows", rows.data() + start, {count});
-      // Cross-validation as generate_featured_data: train on every other language, test on this one.
+      // Cross-validation as generate_featured_data: train on every other language, test on this
+      // one.
       std::vector<int64_t> fold_train, fold_test;
-      for (size_t k = 0; k < langs.size(); ++k) (langs[k] == lang ? fold_test : fold_train).push_back(static_cast<int64_t>(k));
+      for (size_t k = 0; k < langs.size(); ++k)
+        (langs[k] == lang ? fold_test : fold_train).push_back(static_cast<int64_t>(k));
       f.write("folds/" + lang + "/train_index", fold_train.data(), {fold_train.size()});
       f.write("folds/" + lang + "/test_index", fold_test.data(), {fold_test.size()});
       start += count;
@@ -124,7 +138,8 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.close();
   }
   files::rename(tmp, path);
-  spdlog::info("features: {} ({} labeled rows in {} languages{})", path, ml.size(), ml.languages().size(),
+  spdlog::info("features: {} ({} labeled rows in {} languages{})", path, ml.size(),
+               ml.languages().size(),
                inputs.test ? ", " + std::to_string(inputs.test->size()) + " test rows" : "");
 }
 

@@ -22,11 +22,12 @@ struct ExportInputs {
 
 // Writes `path` on rank 0 (temporary file + rename). Must be called on every rank.
 void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
-                     const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs, const std::string& path);
+                     const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs,
+                     const std::string& path);
 
 // Embeddings of `texts` [n x hidden], row-major, in eval mode.
 std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
-                               const std::vector<std::string>& texts, size_t begin, size_t end, size_t batch_size,
-                               bool progress, const std::string& label);
+                               const std::vector<std::string>& texts, size_t begin, size_t end,
+                               size_t batch_size, bool progress, const std::string& label);
 
 }  // namespace sx::exporting

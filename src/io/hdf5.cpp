@@ -44,7 +44,8 @@ void write_dataset(hid_t file, const std::string& path, const std::string& name,
 }
 
 template <class T>
-std::vector<T> read_dataset(hid_t file, const std::string& path, const std::string& name, hid_t type) {
+std::vector<T> read_dataset(hid_t file, const std::string& path, const std::string& name,
+                            hid_t type) {
   hid_t set = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
   if (set < 0) fail(path, "missing dataset '" + name + "'");
   hid_t space = H5Dget_space(set);
@@ -73,14 +74,17 @@ H5File H5File::create(const std::string& path) {
 }
 
 H5File H5File::open(const std::string& path) {
-  if (access(path.c_str(), R_OK) != 0) fail(path, "cannot read: " + std::string(std::strerror(errno)));
+  if (access(path.c_str(), R_OK) != 0)
+    fail(path, "cannot read: " + std::string(std::strerror(errno)));
   if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file (or truncated)");
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) fail(path, "cannot open HDF5 file (truncated or corrupt?)");
   return H5File(id, path);
 }
 
-H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)) { other.id_ = -1; }
+H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)) {
+  other.id_ = -1;
+}
 
 H5File::~H5File() {
   if (id_ >= 0) H5Fclose(id_);
@@ -104,7 +108,8 @@ void H5File::write(const std::string& name, const float* data, const std::vector
 void H5File::write(const std::string& name, const double* data, const std::vector<uint64_t>& dims) {
   write_dataset(id_, path_, name, H5T_NATIVE_DOUBLE, data, dims);
 }
-void H5File::write(const std::string& name, const int64_t* data, const std::vector<uint64_t>& dims) {
+void H5File::write(const std::string& name, const int64_t* data,
+                   const std::vector<uint64_t>& dims) {
   write_dataset(id_, path_, name, H5T_NATIVE_INT64, data, dims);
 }
 
@@ -171,7 +176,8 @@ std::vector<std::string> H5File::members(const std::string& group) const {
   H5Gget_info(g, &info);
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     char name[1024];
-    ssize_t n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
+    ssize_t n =
+        H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT);
     if (n > 0) out.emplace_back(name, static_cast<size_t>(std::min<ssize_t>(n, sizeof name - 1)));
   }
   H5Gclose(g);
@@ -181,7 +187,8 @@ std::vector<std::string> H5File::members(const std::string& group) const {
 
 namespace {
 template <class T>
-void set_attr_impl(hid_t file, const std::string& path, const std::string& name, hid_t type, const T* value) {
+void set_attr_impl(hid_t file, const std::string& path, const std::string& name, hid_t type,
+                   const T* value) {
   if (H5Aexists(file, name.c_str()) > 0) H5Adelete(file, name.c_str());
   hid_t space = H5Screate(H5S_SCALAR);
   hid_t a = H5Acreate2(file, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
@@ -229,7 +236,9 @@ std::string H5File::attr_string(const std::string& name) const {
   H5Tclose(type);
   return out;
 }
-bool H5File::has_attr(const std::string& name) const { return H5Aexists(id_, name.c_str()) > 0; }
+bool H5File::has_attr(const std::string& name) const {
+  return H5Aexists(id_, name.c_str()) > 0;
+}
 
 void fsync_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);

@@ -1,6 +1,5 @@
 #include "model/encoder_factory.h"
 
-
 #include "core/error.h"
 #include "core/files.h"
 #include "model/weights.h"
@@ -18,8 +17,9 @@ BuiltEncoder build_encoder(const Config& config) {
                       (report.pool_ln_from_file ? "" : "; pooling LayerNorm starts at 1/0") + ")";
   } else {
     if (config.model.config.empty())
-      throw UserError("model.pretrained and model.config are both empty: name an HF model "
-                      "directory, or a config.json to initialise from");
+      throw UserError(
+          "model.pretrained and model.config are both empty: name an HF model "
+          "directory, or a config.json to initialise from");
     XlmrConfig xc = read_xlmr_config(config.model.config);
     out.encoder = SiameseEncoder(xc, config.model.pool_ln_eps);
     init_weights(*out.encoder, static_cast<uint64_t>(config.run.seed));
@@ -32,8 +32,9 @@ torch::Device resolve_device(const std::string& device, int local_rank) {
   if (device == "cpu") return torch::Device(torch::kCPU);
   const bool cuda = torch::cuda::is_available();
   if (device == "cuda" && !cuda)
-    throw UserError("model.device: cuda was asked for, but no CUDA device is visible (or this "
-                    "libtorch has no CUDA)");
+    throw UserError(
+        "model.device: cuda was asked for, but no CUDA device is visible (or this "
+        "libtorch has no CUDA)");
   if (!cuda) return torch::Device(torch::kCPU);
   const int count = static_cast<int>(torch::cuda::device_count());
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));

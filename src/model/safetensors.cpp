@@ -21,9 +21,9 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit
 
 bool parse_dtype(const std::string& s, StDtype& out) {
   static const std::map<std::string, StDtype> names = {
-      {"F64", StDtype::kF64}, {"F32", StDtype::kF32}, {"F16", StDtype::kF16},
+      {"F64", StDtype::kF64},   {"F32", StDtype::kF32}, {"F16", StDtype::kF16},
       {"BF16", StDtype::kBF16}, {"I64", StDtype::kI64}, {"I32", StDtype::kI32},
-      {"I16", StDtype::kI16}, {"I8", StDtype::kI8}, {"U8", StDtype::kU8},
+      {"I16", StDtype::kI16},   {"I8", StDtype::kI8},   {"U8", StDtype::kU8},
       {"BOOL", StDtype::kBool}};
   auto it = names.find(s);
   if (it == names.end()) return false;
@@ -35,26 +35,46 @@ bool parse_dtype(const std::string& s, StDtype& out) {
 
 size_t dtype_size(StDtype dtype) {
   switch (dtype) {
-    case StDtype::kF64: case StDtype::kI64: return 8;
-    case StDtype::kF32: case StDtype::kI32: return 4;
-    case StDtype::kF16: case StDtype::kBF16: case StDtype::kI16: return 2;
-    case StDtype::kI8: case StDtype::kU8: case StDtype::kBool: return 1;
+    case StDtype::kF64:
+    case StDtype::kI64:
+      return 8;
+    case StDtype::kF32:
+    case StDtype::kI32:
+      return 4;
+    case StDtype::kF16:
+    case StDtype::kBF16:
+    case StDtype::kI16:
+      return 2;
+    case StDtype::kI8:
+    case StDtype::kU8:
+    case StDtype::kBool:
+      return 1;
   }
   return 1;
 }
 
 const char* dtype_name(StDtype dtype) {
   switch (dtype) {
-    case StDtype::kF64: return "F64";
-    case StDtype::kF32: return "F32";
-    case StDtype::kF16: return "F16";
-    case StDtype::kBF16: return "BF16";
-    case StDtype::kI64: return "I64";
-    case StDtype::kI32: return "I32";
-    case StDtype::kI16: return "I16";
-    case StDtype::kI8: return "I8";
-    case StDtype::kU8: return "U8";
-    case StDtype::kBool: return "BOOL";
+    case StDtype::kF64:
+      return "F64";
+    case StDtype::kF32:
+      return "F32";
+    case StDtype::kF16:
+      return "F16";
+    case StDtype::kBF16:
+      return "BF16";
+    case StDtype::kI64:
+      return "I64";
+    case StDtype::kI32:
+      return "I32";
+    case StDtype::kI16:
+      return "I16";
+    case StDtype::kI8:
+      return "I8";
+    case StDtype::kU8:
+      return "U8";
+    case StDtype::kBool:
+      return "BOOL";
   }
   return "?";
 }
@@ -71,8 +91,10 @@ std::map<std::string, StTensorInfo> parse_safetensors_header(std::string_view pr
                                                              uint64_t& data_start) {
   if (file_size < 8 || prefix.size() < 8) bad(what, "shorter than the 8-byte header length");
   uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(prefix[i]);
-  if (header_len > kMaxHeaderBytes) bad(what, "header length " + std::to_string(header_len) + " exceeds 100 MiB");
+  for (int i = 7; i >= 0; --i)
+    header_len = (header_len << 8) | static_cast<unsigned char>(prefix[i]);
+  if (header_len > kMaxHeaderBytes)
+    bad(what, "header length " + std::to_string(header_len) + " exceeds 100 MiB");
   if (header_len > file_size - 8)
     bad(what, "header length " + std::to_string(header_len) + " exceeds the file size " +
                   std::to_string(file_size));
@@ -97,14 +119,16 @@ std::map<std::string, StTensorInfo> parse_safetensors_header(std::string_view pr
     if (!e.is_object()) bad(what, "entry '" + name + "' is not an object");
     StTensorInfo info;
     auto dtype = e.find("dtype");
-    if (dtype == e.end() || !dtype->is_string() || !parse_dtype(dtype->get<std::string>(), info.dtype))
+    if (dtype == e.end() || !dtype->is_string() ||
+        !parse_dtype(dtype->get<std::string>(), info.dtype))
       bad(what, "entry '" + name + "' has no known dtype");
     auto shape = e.find("shape");
     if (shape == e.end() || !shape->is_array() || shape->size() > 16)
       bad(what, "entry '" + name + "' has no valid shape");
     uint64_t numel = 1;
     for (const auto& d : *shape) {
-      if (!d.is_number_unsigned()) bad(what, "entry '" + name + "' has a negative or non-integer dimension");
+      if (!d.is_number_unsigned())
+        bad(what, "entry '" + name + "' has a negative or non-integer dimension");
       uint64_t v = d.get<uint64_t>();
       if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           (v && numel > std::numeric_limits<uint64_t>::max() / v))
@@ -145,7 +169,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   in.read(prefix.data(), static_cast<std::streamsize>(prefix.size()));
   if (size >= 8) {
     uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(prefix[i]);
+    for (int i = 7; i >= 0; --i)
+      header_len = (header_len << 8) | static_cast<unsigned char>(prefix[i]);
     if (header_len <= kMaxHeaderBytes && header_len <= size - 8) {
       prefix.resize(8 + header_len);
       in.read(prefix.data() + 8, static_cast<std::streamsize>(header_len));
@@ -165,13 +190,15 @@ std::vector<char> SafetensorsFile::read(const std::string& name) const {
   return bytes;
 }
 
-void write_safetensors(const std::string& path, const std::map<std::string, StTensorData>& tensors) {
+void write_safetensors(const std::string& path,
+                       const std::map<std::string, StTensorData>& tensors) {
   nlohmann::json header = nlohmann::json::object();
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     uint64_t n = dtype_size(t.dtype);
     for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-    header[name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    header[name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string h = header.dump();

@@ -21,8 +21,9 @@ torch::Tensor dbl_loss(const torch::Tensor& distance, const torch::Tensor& label
   torch::Tensor softplus = torch::nn::functional::softplus(d - margin);
   torch::Tensor log_p = log_c - softplus;
   // log(expm1(d)) without overflow: d + log1p(-e^-d) for large d.
-  torch::Tensor log_expm1 = torch::where(d < 20.0, torch::log(torch::expm1(torch::clamp_max(d, 20.0))),
-                                         d + torch::log1p(-torch::exp(-d)));
+  torch::Tensor log_expm1 =
+      torch::where(d < 20.0, torch::log(torch::expm1(torch::clamp_max(d, 20.0))),
+                   d + torch::log1p(-torch::exp(-d)));
   torch::Tensor log_1mp = -margin + log_expm1 - softplus;
   // Keras: p clipped to [eps, 1 - eps], then log(p + eps). Both in log space.
   const double log_lo = std::log(kEpsilon), log_hi = std::log1p(-kEpsilon);
@@ -38,7 +39,8 @@ torch::Tensor dbl_loss_keras(const torch::Tensor& distance, const torch::Tensor&
                              double margin) {
   torch::Tensor p = (1.0 + std::exp(-margin)) / (1.0 + torch::exp(distance - margin));
   p = torch::clamp(p, kEpsilon, 1.0 - kEpsilon);
-  torch::Tensor loss = -(labels * torch::log(p + kEpsilon) + (1.0 - labels) * torch::log(1.0 - p + kEpsilon));
+  torch::Tensor loss =
+      -(labels * torch::log(p + kEpsilon) + (1.0 - labels) * torch::log(1.0 - p + kEpsilon));
   return loss.mean();
 }
 

@@ -13,32 +13,48 @@
 namespace sx::model {
 namespace {
 
-
 torch::Dtype torch_dtype(StDtype dtype, const std::string& what) {
   switch (dtype) {
-    case StDtype::kF64: return torch::kDouble;
-    case StDtype::kF32: return torch::kFloat;
-    case StDtype::kF16: return torch::kHalf;
-    case StDtype::kBF16: return torch::kBFloat16;
-    case StDtype::kI64: return torch::kLong;
-    case StDtype::kI32: return torch::kInt;
-    case StDtype::kI16: return torch::kShort;
-    case StDtype::kI8: return torch::kChar;
-    case StDtype::kU8: return torch::kByte;
-    case StDtype::kBool: return torch::kBool;
+    case StDtype::kF64:
+      return torch::kDouble;
+    case StDtype::kF32:
+      return torch::kFloat;
+    case StDtype::kF16:
+      return torch::kHalf;
+    case StDtype::kBF16:
+      return torch::kBFloat16;
+    case StDtype::kI64:
+      return torch::kLong;
+    case StDtype::kI32:
+      return torch::kInt;
+    case StDtype::kI16:
+      return torch::kShort;
+    case StDtype::kI8:
+      return torch::kChar;
+    case StDtype::kU8:
+      return torch::kByte;
+    case StDtype::kBool:
+      return torch::kBool;
   }
   throw UserError(what + ": unsupported dtype");
 }
 
 StDtype st_dtype(torch::Dtype dtype) {
   switch (dtype) {
-    case torch::kDouble: return StDtype::kF64;
-    case torch::kFloat: return StDtype::kF32;
-    case torch::kHalf: return StDtype::kF16;
-    case torch::kBFloat16: return StDtype::kBF16;
-    case torch::kLong: return StDtype::kI64;
-    case torch::kInt: return StDtype::kI32;
-    default: throw std::invalid_argument("write_safetensors: unsupported dtype");
+    case torch::kDouble:
+      return StDtype::kF64;
+    case torch::kFloat:
+      return StDtype::kF32;
+    case torch::kHalf:
+      return StDtype::kF16;
+    case torch::kBFloat16:
+      return StDtype::kBF16;
+    case torch::kLong:
+      return StDtype::kI64;
+    case torch::kInt:
+      return StDtype::kI32;
+    default:
+      throw std::invalid_argument("write_safetensors: unsupported dtype");
   }
 }
 
@@ -59,14 +75,15 @@ std::map<std::string, torch::Tensor> read_safetensors(const std::string& path, t
   std::map<std::string, torch::Tensor> out;
   for (const auto& [name, info] : file.tensors()) {
     std::vector<char> bytes = file.read(name);
-    torch::Tensor raw = torch::from_blob(bytes.data(), info.shape,
-                                         torch::TensorOptions().dtype(torch_dtype(info.dtype, path)));
+    torch::Tensor raw = torch::from_blob(
+        bytes.data(), info.shape, torch::TensorOptions().dtype(torch_dtype(info.dtype, path)));
     out[name] = is_float(info.dtype) ? raw.to(dtype).clone() : raw.clone();
   }
   return out;
 }
 
-void write_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors) {
+void write_safetensors(const std::string& path,
+                       const std::map<std::string, torch::Tensor>& tensors) {
   std::map<std::string, torch::Tensor> contiguous;
   std::map<std::string, StTensorData> data;
   for (const auto& [name, t] : tensors) {
@@ -83,7 +100,8 @@ std::map<std::string, torch::Tensor> named_parameters(SiameseEncoderImpl& model)
   return out;
 }
 
-LoadReport load_state(SiameseEncoderImpl& model, const std::map<std::string, torch::Tensor>& tensors,
+LoadReport load_state(SiameseEncoderImpl& model,
+                      const std::map<std::string, torch::Tensor>& tensors,
                       const std::string& what) {
   torch::NoGradGuard no_grad;
   auto params = named_parameters(model);
@@ -128,12 +146,14 @@ LoadReport load_state(SiameseEncoderImpl& model, const std::map<std::string, tor
       return join(first, ", ") + (v.size() > 4 ? ", ..." : "");
     };
     std::vector<std::string> parts;
-    if (!missing.empty()) parts.push_back(std::to_string(missing.size()) + " missing (" + list(missing) + ")");
+    if (!missing.empty())
+      parts.push_back(std::to_string(missing.size()) + " missing (" + list(missing) + ")");
     if (!unexpected.empty())
       parts.push_back(std::to_string(unexpected.size()) + " unexpected (" + list(unexpected) + ")");
     if (!misshaped.empty())
       parts.push_back(std::to_string(misshaped.size()) + " mis-shaped (" + list(misshaped) + ")");
-    throw UserError(what + ": the weights do not fit the model of its config.json: " + join(parts, "; "));
+    throw UserError(what +
+                    ": the weights do not fit the model of its config.json: " + join(parts, "; "));
   }
   return report;
 }
@@ -156,7 +176,8 @@ std::map<std::string, torch::Tensor> read_hf_weights(const std::string& model_di
     throw UserError(index + ": missing the 'weight_map' object");
   std::map<std::string, std::set<std::string>> by_file;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-    if (!it->is_string()) throw UserError(index + ": weight_map['" + it.key() + "'] is not a file name");
+    if (!it->is_string())
+      throw UserError(index + ": weight_map['" + it.key() + "'] is not a file name");
     const std::string file = it->get<std::string>();
     if (file.find('/') != std::string::npos || file.find("..") != std::string::npos)
       throw UserError(index + ": shard name '" + file + "' must be a plain file name");
@@ -167,8 +188,7 @@ std::map<std::string, torch::Tensor> read_hf_weights(const std::string& model_di
     auto shard = read_safetensors(files::join(model_dir, file));
     for (const auto& name : names) {
       auto it = shard.find(name);
-      if (it == shard.end())
-        throw UserError(index + ": '" + name + "' is not in shard " + file);
+      if (it == shard.end()) throw UserError(index + ": '" + name + "' is not in shard " + file);
       out[name] = it->second;
     }
   }

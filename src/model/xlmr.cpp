@@ -51,7 +51,8 @@ XlmrLayerImpl::XlmrLayerImpl(const XlmrConfig& config) : config_(config) {
   value_ = self->register_module("value", torch::nn::Linear(h, h));
   auto attention_output = group(*attention, "output");
   attention_dense_ = attention_output->register_module("dense", torch::nn::Linear(h, h));
-  attention_norm_ = attention_output->register_module("LayerNorm", layer_norm(h, config.layer_norm_eps));
+  attention_norm_ =
+      attention_output->register_module("LayerNorm", layer_norm(h, config.layer_norm_eps));
   auto intermediate = group(*this, "intermediate");
   intermediate_dense_ = intermediate->register_module("dense", torch::nn::Linear(h, inner));
   auto output = group(*this, "output");
@@ -96,7 +97,8 @@ torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::T
   context = context.transpose(1, 2).reshape({batch, len, config_.hidden_size});
 
   torch::Tensor attended = linear(attention_dense_, context, bf16).to(torch::kFloat);
-  attended = F::dropout(attended, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
+  attended =
+      F::dropout(attended, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
   attended = attention_norm_->forward(attended + hidden);
 
   torch::Tensor inner = torch::gelu(linear(intermediate_dense_, attended, bf16));  // erf GELU
@@ -158,7 +160,8 @@ void init_weights(SiameseEncoderImpl& model, uint64_t seed) {
     torch::Tensor& p = item.value();
     auto ends_with = [&](const char* s) {
       std::string suffix(s);
-      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     torch::Tensor values;
     if (name.find("LayerNorm") != std::string::npos || name.find("pool_ln") != std::string::npos) {
@@ -168,7 +171,8 @@ void init_weights(SiameseEncoderImpl& model, uint64_t seed) {
     } else {
       values = torch::empty(p.sizes()).normal_(0.0, std, generator);
       // HF zeroes the padding row of the word and position embeddings.
-      if (name == "embeddings.word_embeddings.weight" || name == "embeddings.position_embeddings.weight")
+      if (name == "embeddings.word_embeddings.weight" ||
+          name == "embeddings.position_embeddings.weight")
         values[pad].zero_();
     }
     p.copy_(values);

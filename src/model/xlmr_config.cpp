@@ -34,8 +34,8 @@ XlmrConfig read_xlmr_config(const std::string& path) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return;
     if (!it->is_number() || it->get<double>() < min || it->get<double>() > max)
-      throw UserError(path + ": '" + key + "' expects a number in [" + std::to_string(min) +
-                      ", " + std::to_string(max) + "], found " + it->dump());
+      throw UserError(path + ": '" + key + "' expects a number in [" + std::to_string(min) + ", " +
+                      std::to_string(max) + "], found " + it->dump());
     out = it->get<double>();
   };
   integer("vocab_size", c.vocab_size, 1, true);

@@ -28,9 +28,9 @@ std::string state_text(const TrainState& s) {
   std::snprintf(buf, sizeof buf, "%lld %lld %lld %lld %.17g %lld %.17g %lld %lld %s %.17g",
                 static_cast<long long>(s.step), static_cast<long long>(s.epoch),
                 static_cast<long long>(s.pairs_consumed), static_cast<long long>(s.adam_iterations),
-                s.best_val_loss, static_cast<long long>(s.epochs_without_improvement), s.train_seconds,
-                static_cast<long long>(s.bad_steps), static_cast<long long>(s.world_size),
-                s.config_hash.c_str(), s.lr_step_size);
+                s.best_val_loss, static_cast<long long>(s.epochs_without_improvement),
+                s.train_seconds, static_cast<long long>(s.bad_steps),
+                static_cast<long long>(s.world_size), s.config_hash.c_str(), s.lr_step_size);
   return buf;
 }
 
@@ -49,7 +49,8 @@ std::string checksum(const Checkpoint& c) {
 Checkpoint to_cpu(const Checkpoint& c) {
   Checkpoint out;
   out.state = c.state;
-  for (const auto& [name, t] : c.params) out.params[name] = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  for (const auto& [name, t] : c.params)
+    out.params[name] = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   if (c.adam_m.defined()) out.adam_m = c.adam_m.detach().to(torch::kCPU).contiguous();
   if (c.adam_v.defined()) out.adam_v = c.adam_v.detach().to(torch::kCPU).contiguous();
   return out;
@@ -62,7 +63,8 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     io::H5File f = io::H5File::create(tmp);
-    for (const auto& [name, t] : c.params) f.write("params/" + name, t.data_ptr<float>(), dims_of(t));
+    for (const auto& [name, t] : c.params)
+      f.write("params/" + name, t.data_ptr<float>(), dims_of(t));
     if (c.adam_m.defined()) {
       f.write("optimizer/m", c.adam_m.data_ptr<float>(), dims_of(c.adam_m));
       f.write("optimizer/v", c.adam_v.data_ptr<float>(), dims_of(c.adam_v));
@@ -93,7 +95,8 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     io::H5File f = io::H5File::open(path);
     Checkpoint c;
     if (!f.has_attr("format") || f.attr_int("format") != kFormat)
-      throw UserError(path + ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
+      throw UserError(path +
+                      ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
     TrainState& s = c.state;
     s.step = f.attr_int("step");
     s.epoch = f.attr_int("epoch");
@@ -115,8 +118,10 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     const bool has_optimizer = f.has("optimizer/m");
     if (has_optimizer) {
       std::vector<float> m = f.read_float("optimizer/m"), v = f.read_float("optimizer/v");
-      c.adam_m = torch::from_blob(m.data(), {static_cast<int64_t>(m.size())}, torch::kFloat).clone();
-      c.adam_v = torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
+      c.adam_m =
+          torch::from_blob(m.data(), {static_cast<int64_t>(m.size())}, torch::kFloat).clone();
+      c.adam_v =
+          torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
     }
     if (checksum(c) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
@@ -129,7 +134,9 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
   }
 }
 
-std::string checkpoint_dir(const std::string& run_dir) { return files::join(run_dir, "checkpoints"); }
+std::string checkpoint_dir(const std::string& run_dir) {
+  return files::join(run_dir, "checkpoints");
+}
 
 std::string step_checkpoint_path(const std::string& run_dir, int64_t step) {
   char name[64];

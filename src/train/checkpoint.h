@@ -25,10 +25,10 @@ struct TrainState {
   int64_t epoch = 0;           // epochs completed
   int64_t pairs_consumed = 0;  // position in the global pair sequence
   int64_t adam_iterations = 0;
-  double best_val_loss = 0;    // +inf before the first validation
+  double best_val_loss = 0;  // +inf before the first validation
   int64_t epochs_without_improvement = 0;
   double train_seconds = 0;
-  int64_t bad_steps = 0;       // non-finite steps skipped so far
+  int64_t bad_steps = 0;  // non-finite steps skipped so far
   int64_t world_size = 1;
   std::string config_hash;
   double lr_step_size = 0;

@@ -4,7 +4,8 @@
 
 namespace sx::train {
 
-FlatParameters::FlatParameters(torch::nn::Module& module, double bucket_mb, int64_t extra) : extra_(extra) {
+FlatParameters::FlatParameters(torch::nn::Module& module, double bucket_mb, int64_t extra)
+    : extra_(extra) {
   torch::NoGradGuard no_grad;
   auto named = module.named_parameters();
   std::vector<std::pair<std::string, torch::Tensor>> ordered;
@@ -31,7 +32,9 @@ FlatParameters::FlatParameters(torch::nn::Module& module, double bucket_mb, int6
     buckets_.push_back(grads_.narrow(0, start, std::min(per_bucket, n_ + extra_ - start)));
 }
 
-void FlatParameters::zero_grads() { grads_.zero_(); }
+void FlatParameters::zero_grads() {
+  grads_.zero_();
+}
 
 void FlatParameters::collect_grads() {
   torch::NoGradGuard no_grad;

@@ -24,7 +24,7 @@ class FlatParameters {
 
   FlatParameters(torch::nn::Module& module, double bucket_mb, int64_t extra);
 
-  torch::Tensor params() const { return params_; }            // [N]
+  torch::Tensor params() const { return params_; }                 // [N]
   torch::Tensor grads() const { return grads_.narrow(0, 0, n_); }  // [N]
   torch::Tensor extra() const { return grads_.narrow(0, n_, extra_); }
   const std::vector<torch::Tensor>& buckets() const { return buckets_; }  // cover grads + extra

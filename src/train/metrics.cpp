@@ -9,7 +9,9 @@
 namespace sx::train {
 namespace {
 // JSON has no NaN/inf: write null for them.
-nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+nlohmann::json number(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
 }  // namespace
 
 MetricsLog::MetricsLog(const std::string& path) {
@@ -30,22 +32,35 @@ void MetricsLog::line(const std::string& json) {
 
 void MetricsLog::step(int64_t step, int64_t epoch, double loss, double lr, double pairs_per_s,
                       double tokens_per_s, bool skipped, double step_s, double allreduce_s) {
-  line(nlohmann::json{{"type", "step"}, {"step", step}, {"epoch", epoch}, {"loss", number(loss)}, {"lr", lr},
-                      {"pairs_per_s", number(pairs_per_s)}, {"tokens_per_s", number(tokens_per_s)},
-                      {"skipped", skipped}, {"step_s", step_s}, {"allreduce_s", allreduce_s}}
+  line(nlohmann::json{{"type", "step"},
+                      {"step", step},
+                      {"epoch", epoch},
+                      {"loss", number(loss)},
+                      {"lr", lr},
+                      {"pairs_per_s", number(pairs_per_s)},
+                      {"tokens_per_s", number(tokens_per_s)},
+                      {"skipped", skipped},
+                      {"step_s", step_s},
+                      {"allreduce_s", allreduce_s}}
            .dump());
 }
 
-void MetricsLog::epoch(int64_t epoch, int64_t step, double val_loss, double best_val_loss, bool improved,
-                       double elapsed_s, double train_loss) {
-  line(nlohmann::json{{"type", "epoch"}, {"epoch", epoch}, {"step", step}, {"val_loss", number(val_loss)},
-                      {"best_val_loss", number(best_val_loss)}, {"improved", improved},
-                      {"elapsed_s", elapsed_s}, {"loss", number(train_loss)}}
+void MetricsLog::epoch(int64_t epoch, int64_t step, double val_loss, double best_val_loss,
+                       bool improved, double elapsed_s, double train_loss) {
+  line(nlohmann::json{{"type", "epoch"},
+                      {"epoch", epoch},
+                      {"step", step},
+                      {"val_loss", number(val_loss)},
+                      {"best_val_loss", number(best_val_loss)},
+                      {"improved", improved},
+                      {"elapsed_s", elapsed_s},
+                      {"loss", number(train_loss)}}
            .dump());
 }
 
 void MetricsLog::event(const std::string& name, int64_t step, const std::string& detail) {
-  line(nlohmann::json{{"type", "event"}, {"event", name}, {"step", step}, {"detail", detail}}.dump());
+  line(nlohmann::json{{"type", "event"}, {"event", name}, {"step", step}, {"detail", detail}}
+           .dump());
 }
 
 }  // namespace sx::train

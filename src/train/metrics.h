@@ -14,8 +14,8 @@ class MetricsLog {
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
 
-  void step(int64_t step, int64_t epoch, double loss, double lr, double pairs_per_s, double tokens_per_s,
-            bool skipped, double step_s, double allreduce_s);
+  void step(int64_t step, int64_t epoch, double loss, double lr, double pairs_per_s,
+            double tokens_per_s, bool skipped, double step_s, double allreduce_s);
   void epoch(int64_t epoch, int64_t step, double val_loss, double best_val_loss, bool improved,
              double elapsed_s, double train_loss);
   void event(const std::string& name, int64_t step, const std::string& detail);

@@ -5,7 +5,9 @@
 namespace sx::train {
 namespace {
 volatile std::sig_atomic_t g_signal = 0;
-extern "C" void on_stop_signal(int sig) { g_signal = sig; }
+extern "C" void on_stop_signal(int sig) {
+  g_signal = sig;
+}
 }  // namespace
 
 void install_stop_handlers(const std::string& stop_signal) {
@@ -18,7 +20,11 @@ void install_stop_handlers(const std::string& stop_signal) {
   sigaction(extra, &action, nullptr);
 }
 
-bool stop_requested() { return g_signal != 0; }
-int stop_signal_number() { return g_signal; }
+bool stop_requested() {
+  return g_signal != 0;
+}
+int stop_signal_number() {
+  return g_signal;
+}
 
 }  // namespace sx::train

@@ -36,8 +36,9 @@ struct EpochPlan {
   int64_t max_epochs = 0;
 };
 
-inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t pairs_per_rank, int64_t world,
-                             int64_t steps_per_epoch_override, int64_t max_epochs_override) {
+inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t pairs_per_rank,
+                             int64_t world, int64_t steps_per_epoch_override,
+                             int64_t max_epochs_override) {
   EpochPlan p;
   p.global_batch = pairs_per_rank * world;
   p.train_batches = std::max<int64_t>(1, train_pairs / p.global_batch);
@@ -45,9 +46,10 @@ inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t pai
   p.steps_per_epoch = steps_per_epoch_override > 0 ? steps_per_epoch_override
                                                    : std::min(20 * p.val_batches, p.train_batches);
   p.steps_per_epoch = std::max<int64_t>(1, p.steps_per_epoch);
-  p.max_epochs = max_epochs_override > 0
-                     ? max_epochs_override
-                     : std::max<int64_t>(30, std::llround(10.0 * p.train_batches / p.steps_per_epoch));
+  p.max_epochs =
+      max_epochs_override > 0
+          ? max_epochs_override
+          : std::max<int64_t>(30, std::llround(10.0 * p.train_batches / p.steps_per_epoch));
   return p;
 }
 

@@ -33,7 +33,8 @@ TEST(Cli, MissingRequiredArgumentsFailWithUsage) {
 TEST(Cli, EvaluateOfAMissingFileIsOneLine) {
   auto r = run_cli("evaluate /nope/features.h5");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "siamese-xlmr: error: /nope/features.h5: cannot read: No such file or directory\n");
+  EXPECT_EQ(r.err,
+            "siamese-xlmr: error: /nope/features.h5: cannot read: No such file or directory\n");
 }
 
 TEST(Cli, ConfigMistakeIsOneLineAndExitTwo) {
@@ -67,18 +68,21 @@ TEST(Cli, DocsConfigurationMdMatchesTheSchema) {
 }
 
 TEST(Cli, TokenizeReproducesTheNotebookIds) {
-  auto ref = nlohmann::json::parse(test::read_file(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json"));
+  auto ref = nlohmann::json::parse(
+      test::read_file(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json"));
   std::string input, expected;
   for (const auto& c : ref["cases"]) {
     std::string text = c["text"];
     if (text.find('\n') != std::string::npos || text.find('\r') != std::string::npos) continue;
     input += text + "\n";
     std::string line;
-    for (const auto& id : c["seed_ids_128"]) line += (line.empty() ? "" : " ") + std::to_string(id.get<int>());
+    for (const auto& id : c["seed_ids_128"])
+      line += (line.empty() ? "" : " ") + std::to_string(id.get<int>());
     expected += line + "\n";
   }
   auto r = run_cli("tokenize tokenizer.model=" + test::fixtures_dir() +
-                   "/tokenizer/sentencepiece.bpe.model tokenizer.keep_eos=false", input);
+                       "/tokenizer/sentencepiece.bpe.model tokenizer.keep_eos=false",
+                   input);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, expected);
 }
@@ -92,7 +96,10 @@ TEST(Cli, DataStatsOnSynthesizedData) {
                    dir.path("d/test.csv") + " data.train_pairs=2000 data.val_pairs=100");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("english (data.train_csv): 3000 rows"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("training pairs en-en: toxic-toxic 500, normal-normal 500, normal-toxic 1000"), std::string::npos) << r.out;
+  EXPECT_NE(
+      r.out.find("training pairs en-en: toxic-toxic 500, normal-normal 500, normal-toxic 1000"),
+      std::string::npos)
+      << r.out;
 }
 
 TEST(Cli, DataSynthRejectsBadArguments) {

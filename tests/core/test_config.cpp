@@ -17,7 +17,8 @@ void expect_error(const std::string& yaml, const std::vector<std::string>& overr
   } catch (const UserError& e) {
     std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
-    for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << msg << "\nmissing: " << f;
+    for (const auto& f : fragments)
+      EXPECT_NE(msg.find(f), std::string::npos) << msg << "\nmissing: " << f;
   }
 }
 
@@ -46,8 +47,8 @@ TEST(Config, FileThenOverrides) {
   std::string path = dir.write("c.yaml",
                                "run:\n  seed: 7\n  max_duration: 90m\ntrain:\n  patience: 3\n"
                                "data:\n  train_label_fields: [a, b]\n");
-  Config c = load_config(path, {"train.patience=5", "run.max_duration=2h", "tokenizer.keep_eos=false",
-                                "data.multilingual_label_fields=x,y"});
+  Config c = load_config(path, {"train.patience=5", "run.max_duration=2h",
+                                "tokenizer.keep_eos=false", "data.multilingual_label_fields=x,y"});
   EXPECT_EQ(c.run.seed, 7);
   EXPECT_EQ(c.train.patience, 5);
   EXPECT_DOUBLE_EQ(c.run.max_duration, 7200);
@@ -80,46 +81,73 @@ TEST(Config, ResultHashFollowsResultKeysOnly) {
 
 // Ten-plus distinct mistakes, each with its one clear line.
 TEST(ConfigErrors, UnknownKeySuggestsClosest) {
-  expect_error("train:\n  patiense: 3\n", {}, {"config.yaml:2", "unknown key 'train.patiense'", "did you mean 'train.patience'"});
+  expect_error("train:\n  patiense: 3\n", {},
+               {"config.yaml:2", "unknown key 'train.patiense'", "did you mean 'train.patience'"});
 }
 TEST(ConfigErrors, UnknownSectionSuggestsClosest) {
-  expect_error("trian:\n  patience: 3\n", {}, {"config.yaml:1", "unknown key 'trian'", "did you mean 'train'"});
+  expect_error("trian:\n  patience: 3\n", {},
+               {"config.yaml:1", "unknown key 'trian'", "did you mean 'train'"});
 }
 TEST(ConfigErrors, WrongTypeNamesKeyValueAndExpectation) {
-  expect_error("train:\n  patience: many\n", {}, {"config.yaml:2", "train.patience expects an integer >= 1", "found 'many'"});
+  expect_error("train:\n  patience: many\n", {},
+               {"config.yaml:2", "train.patience expects an integer >= 1", "found 'many'"});
 }
 TEST(ConfigErrors, OutOfRange) {
-  expect_error("", {"data.label_threshold=1.5"}, {"data.label_threshold expects a number in [0, 1]", "found '1.5'"});
+  expect_error("", {"data.label_threshold=1.5"},
+               {"data.label_threshold expects a number in [0, 1]", "found '1.5'"});
 }
-TEST(ConfigErrors, NegativeSeed) { expect_error("run:\n  seed: -1\n", {}, {"run.seed", "found '-1'"}); }
+TEST(ConfigErrors, NegativeSeed) {
+  expect_error("run:\n  seed: -1\n", {}, {"run.seed", "found '-1'"});
+}
 TEST(ConfigErrors, BadEnumListsChoices) {
-  expect_error("", {"dist.backend=gloo"}, {"dist.backend expects one of auto|nccl|mpi", "found 'gloo'"});
+  expect_error("", {"dist.backend=gloo"},
+               {"dist.backend expects one of auto|nccl|mpi", "found 'gloo'"});
 }
-TEST(ConfigErrors, BadBool) { expect_error("", {"tokenizer.keep_eos=maybe"}, {"tokenizer.keep_eos expects true or false"}); }
-TEST(ConfigErrors, BadDuration) { expect_error("", {"run.max_duration=ten minutes"}, {"run.max_duration expects a duration"}); }
+TEST(ConfigErrors, BadBool) {
+  expect_error("", {"tokenizer.keep_eos=maybe"}, {"tokenizer.keep_eos expects true or false"});
+}
+TEST(ConfigErrors, BadDuration) {
+  expect_error("", {"run.max_duration=ten minutes"}, {"run.max_duration expects a duration"});
+}
 TEST(ConfigErrors, YamlSyntaxErrorGivesLine) {
   expect_error("run:\n  seed: 1\n  dir: [unclosed\n", {}, {"config.yaml:", "YAML syntax error"});
 }
-TEST(ConfigErrors, SectionGivenAScalar) { expect_error("train: 5\n", {}, {"'train' is a section"}); }
-TEST(ConfigErrors, ScalarGivenAMapping) {
-  expect_error("train:\n  patience:\n    a: 1\n", {}, {"train.patience expects an integer", "found 'a mapping'"});
+TEST(ConfigErrors, SectionGivenAScalar) {
+  expect_error("train: 5\n", {}, {"'train' is a section"});
 }
-TEST(ConfigErrors, OverrideWithoutEquals) { expect_error("", {"train.patience"}, {"expected dotted.key=value"}); }
+TEST(ConfigErrors, ScalarGivenAMapping) {
+  expect_error("train:\n  patience:\n    a: 1\n", {},
+               {"train.patience expects an integer", "found 'a mapping'"});
+}
+TEST(ConfigErrors, OverrideWithoutEquals) {
+  expect_error("", {"train.patience"}, {"expected dotted.key=value"});
+}
 TEST(ConfigErrors, OverrideUnknownKey) {
   expect_error("", {"train.lr_mx=1"}, {"override 'train.lr_mx=1'", "did you mean 'train.lr_max'"});
 }
-TEST(ConfigErrors, OverrideOfASection) { expect_error("", {"train=3"}, {"'train' is a section"}); }
-TEST(ConfigErrors, CrossKeyRule) { expect_error("", {"train.lr_min=1", "train.lr_max=0.5"}, {"train.lr_min (1) must not exceed train.lr_max (0.5)"}); }
-TEST(ConfigErrors, TopLevelNotAMapping) { expect_error("- a\n- b\n", {}, {"expected a mapping of sections"}); }
+TEST(ConfigErrors, OverrideOfASection) {
+  expect_error("", {"train=3"}, {"'train' is a section"});
+}
+TEST(ConfigErrors, CrossKeyRule) {
+  expect_error("", {"train.lr_min=1", "train.lr_max=0.5"},
+               {"train.lr_min (1) must not exceed train.lr_max (0.5)"});
+}
+TEST(ConfigErrors, TopLevelNotAMapping) {
+  expect_error("- a\n- b\n", {}, {"expected a mapping of sections"});
+}
 TEST(ConfigErrors, MissingConfigFile) {
   try {
     load_config("/nonexistent/config.yaml", {});
     FAIL();
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("--config: file not found: /nonexistent/config.yaml"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("--config: file not found: /nonexistent/config.yaml"),
+              std::string::npos);
   }
 }
-TEST(ConfigErrors, EmptyListRejected) { expect_error("", {"data.train_label_fields=[]"}, {"data.train_label_fields expects a list of strings"}); }
+TEST(ConfigErrors, EmptyListRejected) {
+  expect_error("", {"data.train_label_fields=[]"},
+               {"data.train_label_fields expects a list of strings"});
+}
 
 TEST(ConfigInputs, MissingInputFileNamesKeyAndPath) {
   Config c = load_config("", {"data.train_csv=/nope/train.csv"});
@@ -152,7 +180,8 @@ TEST(ConfigInputs, DirectoryWhereFileExpected) {
 
 TEST(ConfigDocs, ReferenceListsEveryKey) {
   std::string md = config_reference_markdown();
-  for (const auto& f : config_fields()) EXPECT_NE(md.find("`" + f.key + "`"), std::string::npos) << f.key;
+  for (const auto& f : config_fields())
+    EXPECT_NE(md.find("`" + f.key + "`"), std::string::npos) << f.key;
 }
 
 }  // namespace

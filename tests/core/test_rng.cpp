@@ -42,7 +42,9 @@ TEST(AliasTable, FollowsWeightsAndNeverDrawsZeroWeight) {
   EXPECT_NEAR(counts[2] / double(counts[1]), 3.0, 0.15);
 }
 
-TEST(AliasTable, RejectsAllZero) { EXPECT_THROW(AliasTable({0.0, 0.0}), std::invalid_argument); }
+TEST(AliasTable, RejectsAllZero) {
+  EXPECT_THROW(AliasTable({0.0, 0.0}), std::invalid_argument);
+}
 
 }  // namespace
 }  // namespace sx

@@ -73,7 +73,8 @@ TEST(Csv, FileLargerThanOneChunkReadsTheSameAsMemory) {
   test::TempDir dir;
   std::string text = "id,text\n";
   for (int i = 0; i < 30000; ++i)
-    text += std::to_string(i) + ",\"row " + std::to_string(i) + ", with \"\"quotes\"\"\nand a newline\"\n";
+    text += std::to_string(i) + ",\"row " + std::to_string(i) +
+            ", with \"\"quotes\"\"\nand a newline\"\n";
   std::string path = dir.write("big.csv", text);
   CsvReader file(path), memory(CsvReader::InMemory{}, text);
   CsvRecord a, b;

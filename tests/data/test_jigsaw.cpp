@@ -26,7 +26,8 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(Jigsaw, LabelIsMaxOfLabelFieldsAtThreshold) {
   test::TempDir dir;
-  auto path = dir.write("t.csv", "id,comment_text,toxic,insult\n1,a text,0.2,0.5\n2,b text,0.49,0.1\n3,c,1,0\n");
+  auto path = dir.write(
+      "t.csv", "id,comment_text,toxic,insult\n1,a text,0.2,0.5\n2,b text,0.49,0.1\n3,c,1,0\n");
   auto c = load_labeled_csv(path, kEnglish, options(BadRows::kFail));
   EXPECT_EQ(c.labels, (std::vector<uint8_t>{1, 0, 1}));
   EXPECT_EQ(c.langs, (std::vector<std::string>{"en", "en", "en"}));  // no lang column: English
@@ -42,7 +43,9 @@ TEST(Jigsaw, LanguageColumnIsRead) {
 
 TEST(Jigsaw, InvalidUtf8IsDroppedAndCounted) {
   test::TempDir dir;
-  auto path = dir.write("t.csv", "comment_text,toxic,insult\nab\xff" "c\xc3,0,0\n");
+  auto path = dir.write("t.csv",
+                        "comment_text,toxic,insult\nab\xff"
+                        "c\xc3,0,0\n");
   LoadReport report;
   auto c = load_labeled_csv(path, kEnglish, options(BadRows::kFail), &report);
   EXPECT_EQ(c.texts[0], "abc");
@@ -77,23 +80,31 @@ TEST_P(JigsawBadRows, FailNamesFileLineAndReasonSkipCountsIt) {
 INSTANTIATE_TEST_SUITE_P(
     Reasons, JigsawBadRows,
     ::testing::Values(
-        BadCase{"FieldCount", "comment_text,toxic,insult\nok one,0,0\nshort,0\nok two,1,1\n", "wrong number of fields"},
-        BadCase{"EmptyText", "comment_text,toxic,insult\nok one,0,0\n  ,0,0\nok two,1,1\n", "empty text"},
-        BadCase{"LabelNotNumber", "comment_text,toxic,insult\nok one,0,0\nx,abc,0\nok two,1,1\n", "label is not a number in [0, 1]"},
-        BadCase{"LabelOutOfRange", "comment_text,toxic,insult\nok one,0,0\nx,0,1.5\nok two,1,1\n", "label is not a number in [0, 1]"}),
+        BadCase{"FieldCount", "comment_text,toxic,insult\nok one,0,0\nshort,0\nok two,1,1\n",
+                "wrong number of fields"},
+        BadCase{"EmptyText", "comment_text,toxic,insult\nok one,0,0\n  ,0,0\nok two,1,1\n",
+                "empty text"},
+        BadCase{"LabelNotNumber", "comment_text,toxic,insult\nok one,0,0\nx,abc,0\nok two,1,1\n",
+                "label is not a number in [0, 1]"},
+        BadCase{"LabelOutOfRange", "comment_text,toxic,insult\nok one,0,0\nx,0,1.5\nok two,1,1\n",
+                "label is not a number in [0, 1]"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Jigsaw, UnterminatedQuoteReportsItsLine) {
   test::TempDir dir;
   auto path = dir.write("t.csv", "comment_text,toxic,insult\nok,0,0\n\"open,0,0\n");
   std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
-  EXPECT_NE(msg.find("line 3: quoted field not closed before the end of the file"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("line 3: quoted field not closed before the end of the file"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Jigsaw, EmptyLanguageIsABadRow) {
   test::TempDir dir;
   auto path = dir.write("v.csv", "comment_text,lang,toxic\nhola,es,1\nciao,,0\n");
-  std::string msg = error_of([&] { load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail)); });
+  std::string msg = error_of([&] {
+    load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail));
+  });
   EXPECT_NE(msg.find("line 3: empty language"), std::string::npos) << msg;
 }
 
@@ -109,14 +120,26 @@ TEST(Jigsaw, EmptyFileAndHeaderOnly) {
   test::TempDir dir;
   auto empty = dir.write("e.csv", "");
   auto header = dir.write("h.csv", "comment_text,toxic,insult\n");
-  EXPECT_NE(error_of([&] { load_labeled_csv(empty, kEnglish, options(BadRows::kFail)); }).find("the file is empty"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_labeled_csv(header, kEnglish, options(BadRows::kFail)); }).find("no usable rows"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              load_labeled_csv(empty, kEnglish, options(BadRows::kFail));
+            }).find("the file is empty"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              load_labeled_csv(header, kEnglish, options(BadRows::kFail));
+            }).find("no usable rows"),
+            std::string::npos);
 }
 
 TEST(Jigsaw, MissingFileAndDirectory) {
   test::TempDir dir;
-  EXPECT_NE(error_of([&] { load_labeled_csv(dir.path("none.csv"), kEnglish, options(BadRows::kFail)); }).find("cannot open"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_labeled_csv(dir.path(), kEnglish, options(BadRows::kFail)); }).find("is a directory"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              load_labeled_csv(dir.path("none.csv"), kEnglish, options(BadRows::kFail));
+            }).find("cannot open"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              load_labeled_csv(dir.path(), kEnglish, options(BadRows::kFail));
+            }).find("is a directory"),
+            std::string::npos);
 }
 
 TEST(Jigsaw, FailListsOnlyTheFirstProblems) {
@@ -131,7 +154,8 @@ TEST(Jigsaw, FailListsOnlyTheFirstProblems) {
 
 TEST(Jigsaw, HugeFieldIsABadRowNotAnOutOfMemory) {
   test::TempDir dir;
-  std::string csv = "comment_text,toxic,insult\nok,0,0\n\"" + std::string(20'000'000, 'y') + "\",0,0\nfine,1,1\n";
+  std::string csv =
+      "comment_text,toxic,insult\nok,0,0\n\"" + std::string(20'000'000, 'y') + "\",0,0\nfine,1,1\n";
   auto path = dir.write("t.csv", csv);
   LoadOptions o = options(BadRows::kSkip);
   o.limits.max_field_bytes = 1 << 20;
@@ -143,14 +167,16 @@ TEST(Jigsaw, HugeFieldIsABadRowNotAnOutOfMemory) {
 
 TEST(JigsawTest, IdsContentLanguageAndDuplicates) {
   test::TempDir dir;
-  auto path = dir.write("test.csv", "id,content,lang\n0,uno,es\n1,due,it\n1,dup,it\n-4,neg,tr\n2,tres,tr\n");
+  auto path = dir.write("test.csv",
+                        "id,content,lang\n0,uno,es\n1,due,it\n1,dup,it\n-4,neg,tr\n2,tres,tr\n");
   LoadOptions o = options(BadRows::kSkip);
   LoadReport report;
   auto t = load_test_csv(path, {}, o, &report);
   EXPECT_EQ(t.ids, (std::vector<int64_t>{0, 1, 2}));
   EXPECT_EQ(t.rows, (std::vector<int64_t>{0, 1, 4}));
   EXPECT_EQ(report.bad_rows.at("duplicate id").first_lines, (std::vector<uint64_t>{4}));
-  EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines, (std::vector<uint64_t>{5}));
+  EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines,
+            (std::vector<uint64_t>{5}));
   std::string msg = error_of([&] { load_test_csv(path, {}, options(BadRows::kFail)); });
   EXPECT_NE(msg.find("line 4: duplicate id (1, first on line 3)"), std::string::npos) << msg;
 }

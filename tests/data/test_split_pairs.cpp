@@ -37,7 +37,8 @@ TEST(Split, SizesAndDisjointPartsAsTheNotebook) {
   EXPECT_EQ(s.validation.size(), 95u);  // 10 % of the 950 left
   EXPECT_EQ(s.train.size(), 855u);
   std::set<int64_t> rows;
-  for (const auto* part : {&s.validation, &s.train}) rows.insert(part->rows.begin(), part->rows.end());
+  for (const auto* part : {&s.validation, &s.train})
+    rows.insert(part->rows.begin(), part->rows.end());
   for (size_t i = 80; i < s.multilingual.size(); ++i) {
     EXPECT_EQ(s.multilingual.langs[i], "en");
     rows.insert(s.multilingual.rows[i]);
@@ -47,8 +48,10 @@ TEST(Split, SizesAndDisjointPartsAsTheNotebook) {
 
 TEST(Split, DeterministicFromSeed) {
   LabeledCorpus en = corpus(1000, "en", 5);
-  EXPECT_EQ(split_corpus(en, multilingual(), 1, 0.1).train.rows, split_corpus(en, multilingual(), 1, 0.1).train.rows);
-  EXPECT_NE(split_corpus(en, multilingual(), 1, 0.1).train.rows, split_corpus(en, multilingual(), 2, 0.1).train.rows);
+  EXPECT_EQ(split_corpus(en, multilingual(), 1, 0.1).train.rows,
+            split_corpus(en, multilingual(), 1, 0.1).train.rows);
+  EXPECT_NE(split_corpus(en, multilingual(), 1, 0.1).train.rows,
+            split_corpus(en, multilingual(), 2, 0.1).train.rows);
 }
 
 TEST(Split, RefusesTooSmallEnglishCorpus) {
@@ -120,7 +123,8 @@ TEST(Pairs, EveryLanguagePairIncludingSameLanguage) {
 
 TEST(Pairs, DeterministicFromSeedAlone) {
   LabeledCorpus en = corpus(500, "en", 4);
-  auto a = build_pairs(en, 300, 3, 10), b = build_pairs(en, 300, 3, 10), c = build_pairs(en, 300, 4, 10);
+  auto a = build_pairs(en, 300, 3, 10), b = build_pairs(en, 300, 3, 10),
+       c = build_pairs(en, 300, 4, 10);
   ASSERT_EQ(a.size(), b.size());
   bool all_equal = true, any_diff = false;
   for (size_t i = 0; i < a.size(); ++i) {

@@ -16,7 +16,12 @@ TEST(Synth, FilesLoadWithoutBadRowsAndSplitWorks) {
   test::TempDir dir;
   auto s = write_synthetic_jigsaw(dir.path(), 3000, 11);
   LoadOptions o;  // bad_rows = fail: any malformed row would throw
-  auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"}, "lang"}, o);
+  auto en = load_labeled_csv(
+      s.train_csv,
+      {"comment_text",
+       {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"},
+       "lang"},
+      o);
   auto ml = load_labeled_csv(s.multilingual_csv, {"comment_text", {"toxic"}, "lang"}, o);
   auto test = load_test_csv(s.test_csv, {}, o);
   EXPECT_EQ(en.size(), 3000u);
@@ -28,8 +33,8 @@ TEST(Synth, FilesLoadWithoutBadRowsAndSplitWorks) {
   EXPECT_LT(toxic, 600u);
   EXPECT_NO_THROW(split_corpus(en, ml, 1, 0.1));
   std::string raw = test::read_file(s.train_csv);
-  EXPECT_NE(raw.find("\n\n"), std::string::npos);   // a quoted field holding newlines
-  EXPECT_NE(raw.find("\"\""), std::string::npos);   // a doubled quote
+  EXPECT_NE(raw.find("\n\n"), std::string::npos);  // a quoted field holding newlines
+  EXPECT_NE(raw.find("\"\""), std::string::npos);  // a doubled quote
   std::string header = raw.substr(0, raw.find('\n'));
   EXPECT_EQ(std::count(header.begin(), header.end(), ','), 44);  // Jigsaw's 45 columns
 }
@@ -49,15 +54,19 @@ TEST(Batches, TokenStoreTokenizesOnceAndMatchesDirectEncoding) {
   test::TempDir dir;
   auto s = write_synthetic_jigsaw(dir.path(), 400, 5);
   auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{});
-  XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", 24, Pretokenize::kWordpunct, true});
+  XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", 24,
+                     Pretokenize::kWordpunct, true});
   auto pairs = build_pairs(en, 100, 1, 10);
   TokenStore store(tok, en.texts, 2);
   PairBatch b = make_pair_batch(pairs, rank_range(8, 1, 4), store, 24);  // positions 12..15
   ASSERT_EQ(b.count, 4u);
   for (size_t k = 0; k < 4; ++k) {
     const Pair& p = pairs[12 + k];
-    EXPECT_EQ(std::vector<int32_t>(b.left_ids.begin() + k * 24, b.left_ids.begin() + (k + 1) * 24), tok.encode(en.texts[p.left]));
-    EXPECT_EQ(std::vector<int32_t>(b.right_ids.begin() + k * 24, b.right_ids.begin() + (k + 1) * 24), tok.encode(en.texts[p.right]));
+    EXPECT_EQ(std::vector<int32_t>(b.left_ids.begin() + k * 24, b.left_ids.begin() + (k + 1) * 24),
+              tok.encode(en.texts[p.left]));
+    EXPECT_EQ(
+        std::vector<int32_t>(b.right_ids.begin() + k * 24, b.right_ids.begin() + (k + 1) * 24),
+        tok.encode(en.texts[p.right]));
     EXPECT_EQ(b.labels[k], p.label);
   }
   size_t once = store.tokenized();

@@ -24,8 +24,8 @@ TEST(Text, SanitizeDropsInvalidBytesOnly) {
 
 TEST(Text, CodePointsAsPythonLen) {
   EXPECT_EQ(count_code_points("abc"), 3u);
-  EXPECT_EQ(count_code_points("\xC3\xA9t\xC3\xA9"), 3u);   // été
-  EXPECT_EQ(count_code_points("\xF0\x9F\x98\x80"), 1u);    // an emoji
+  EXPECT_EQ(count_code_points("\xC3\xA9t\xC3\xA9"), 3u);  // été
+  EXPECT_EQ(count_code_points("\xF0\x9F\x98\x80"), 1u);   // an emoji
 }
 
 TEST(Text, WordpunctRunsOfWordAndOtherCharacters) {
@@ -42,16 +42,22 @@ TEST(Text, CombiningMarksAreNotWordCharacters) {
 
 TEST(Text, PythonWhitespaceSeparatesAndOthersDoNot) {
   // NBSP, ideographic space and U+0085 are whitespace to str.isspace; ZWSP (U+200B) is not.
-  EXPECT_EQ(words("a\xC2\xA0" "b\xE3\x80\x80" "c\xC2\x85" "d"), (std::vector<std::string>{"a", "b", "c", "d"}));
-  EXPECT_EQ(words("a\xE2\x80\x8B" "b"), (std::vector<std::string>{"a", "\xE2\x80\x8B", "b"}));
+  EXPECT_EQ(words("a\xC2\xA0"
+                  "b\xE3\x80\x80"
+                  "c\xC2\x85"
+                  "d"),
+            (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(words("a\xE2\x80\x8B"
+                  "b"),
+            (std::vector<std::string>{"a", "\xE2\x80\x8B", "b"}));
   EXPECT_TRUE(is_python_space(0x1C));
   EXPECT_FALSE(is_python_space(0x180E));
 }
 
 TEST(Text, NumbersOfEveryScriptAreWordCharacters) {
-  EXPECT_TRUE(is_python_word_char(U'٣'));   // Arabic-Indic digit (Nd)
-  EXPECT_TRUE(is_python_word_char(U'Ⅻ'));   // Roman numeral (Nl)
-  EXPECT_TRUE(is_python_word_char(U'½'));   // vulgar fraction (No)
+  EXPECT_TRUE(is_python_word_char(U'٣'));  // Arabic-Indic digit (Nd)
+  EXPECT_TRUE(is_python_word_char(U'Ⅻ'));  // Roman numeral (Nl)
+  EXPECT_TRUE(is_python_word_char(U'½'));  // vulgar fraction (No)
   EXPECT_TRUE(is_python_word_char(U'中'));
   EXPECT_FALSE(is_python_word_char(U'€'));
   EXPECT_FALSE(is_python_word_char(0x0301));  // combining acute accent

@@ -2,8 +2,8 @@
 // the notebook's tokenize_all): every case must match exactly.
 #include <nlohmann/json.hpp>
 
-#include "data/text.h"
 #include "core/error.h"
+#include "data/text.h"
 #include "data/tokenizer.h"
 #include "test_util.h"
 
@@ -17,11 +17,13 @@ json reference() {
 }
 
 XlmrTokenizer make(size_t max_len, Pretokenize pre, bool keep_eos) {
-  return XlmrTokenizer({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len, pre,
-                        keep_eos});
+  return XlmrTokenizer(
+      {test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len, pre, keep_eos});
 }
 
-std::vector<int32_t> ids_of(const json& j) { return j.get<std::vector<int32_t>>(); }
+std::vector<int32_t> ids_of(const json& j) {
+  return j.get<std::vector<int32_t>>();
+}
 
 TEST(Tokenizer, SpecialIdsAndVocabularyMatchFixture) {
   json ref = reference();

@@ -36,7 +36,8 @@ TEST(LogisticRegression, SeparatesALearnableProblem) {
 }
 
 // A features file with two languages; `hidden` columns; es fold single-class when asked.
-std::string write_features(const test::TempDir& dir, const std::string& name, int64_t hidden, bool single_class_es) {
+std::string write_features(const test::TempDir& dir, const std::string& name, int64_t hidden,
+                           bool single_class_es) {
   io::H5File f = io::H5File::create(dir.path(name));
   const int64_t n = 40;
   std::vector<float> x(n * hidden);
@@ -45,7 +46,8 @@ std::string write_features(const test::TempDir& dir, const std::string& name, in
   for (int64_t i = 0; i < n; ++i) {
     langs[i] = i < 20 ? "en" : "es";
     labels[i] = single_class_es && i >= 20 ? 0 : i % 2;
-    for (int64_t j = 0; j < hidden; ++j) x[i * hidden + j] = static_cast<float>(labels[i] * 2.0 + std::sin(i * 7.0 + j));
+    for (int64_t j = 0; j < hidden; ++j)
+      x[i * hidden + j] = static_cast<float>(labels[i] * 2.0 + std::sin(i * 7.0 + j));
   }
   f.write("train/embeddings", x.data(), {static_cast<uint64_t>(n), static_cast<uint64_t>(hidden)});
   f.write("train/labels", labels.data(), {static_cast<uint64_t>(n)});

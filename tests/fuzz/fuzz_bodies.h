@@ -22,7 +22,8 @@ inline void csv_one_input(const uint8_t* data, size_t size) {
       if (field.size() > 4096) __builtin_trap();  // the bound must hold
       data::sanitize_utf8(field);
       for (auto word : data::wordpunct_tokenize(field))
-        if (word.empty() || word.data() < field.data() || word.data() + word.size() > field.data() + field.size())
+        if (word.empty() || word.data() < field.data() ||
+            word.data() + word.size() > field.data() + field.size())
           __builtin_trap();
     }
   }

@@ -13,7 +13,8 @@ namespace {
 
 TEST(EmbedCli, ReproducesTheForwardFixtureEmbeddings) {
   auto ref = read_safetensors(test::fixtures_dir() + "/hf-tiny-xlmr/forward_ref.safetensors");
-  auto tok = nlohmann::json::parse(test::read_file(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json"));
+  auto tok = nlohmann::json::parse(
+      test::read_file(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json"));
   std::string input;
   for (int i = 0; i < 12; ++i) input += tok["cases"][i]["text"].get<std::string>() + "\n";
 
@@ -21,8 +22,9 @@ TEST(EmbedCli, ReproducesTheForwardFixtureEmbeddings) {
   torch::Tensor mean = (ref["last_hidden_state"] * mask).sum(1) / mask.sum(1);
   torch::Tensor want = torch::layer_norm(mean, {mean.size(1)}, {}, {}, 1e-3);
 
-  auto r = test::run_cli("embed model.pretrained=" + test::fixtures_dir() + "/hf-tiny-xlmr tokenizer.model=" +
-                             test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model tokenizer.keep_eos=false",
+  auto r = test::run_cli("embed model.pretrained=" + test::fixtures_dir() +
+                             "/hf-tiny-xlmr tokenizer.model=" + test::fixtures_dir() +
+                             "/tokenizer/sentencepiece.bpe.model tokenizer.keep_eos=false",
                          input);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::istringstream out(r.out);

@@ -85,9 +85,13 @@ TEST_F(Gpu, Bf16TrainingStepGradientsFollowFp32) {
   torch::Tensor fp32 = grads({});
   EXPECT_LT((fp32 - torch::cat([&] {
                std::vector<torch::Tensor> v;
-               for (auto& [name, t] : named_parameters(*model_)) v.push_back(train.at("grad." + name).flatten().to(torch::kDouble));
+               for (auto& [name, t] : named_parameters(*model_))
+                 v.push_back(train.at("grad." + name).flatten().to(torch::kDouble));
                return v;
-             }())).norm().item<double>(), 1e-4 * fp32.norm().item<double>());
+             }()))
+                .norm()
+                .item<double>(),
+            1e-4 * fp32.norm().item<double>());
   torch::Tensor bf16 = grads({true, sdpa_available()});
   EXPECT_TRUE(torch::isfinite(bf16).all().item<bool>());
   EXPECT_GT(torch::cosine_similarity(bf16, fp32, 0).item<double>(), 0.99);

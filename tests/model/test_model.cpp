@@ -14,7 +14,9 @@
 namespace sx::model {
 namespace {
 
-std::string tiny_dir() { return test::fixtures_dir() + "/hf-tiny-xlmr"; }
+std::string tiny_dir() {
+  return test::fixtures_dir() + "/hf-tiny-xlmr";
+}
 
 std::map<std::string, torch::Tensor> forward_ref() {
   static auto ref = read_safetensors(tiny_dir() + "/forward_ref.safetensors");
@@ -48,13 +50,16 @@ TEST(XlmrParity, LastHiddenStateWithin1e5) {
   torch::Tensor mask = forward_ref()["attention_mask"].to(torch::kBool).unsqueeze(-1);
   // HF computes pad positions too; compare every position.
   EXPECT_LT(max_abs_diff(hidden, forward_ref()["last_hidden_state"]), 1e-5);
-  EXPECT_LT(max_abs_diff(hidden.masked_select(mask), forward_ref()["last_hidden_state"].masked_select(mask)), 1e-5);
+  EXPECT_LT(max_abs_diff(hidden.masked_select(mask),
+                         forward_ref()["last_hidden_state"].masked_select(mask)),
+            1e-5);
 }
 
 TEST(XlmrParity, EmbeddingWithin1e5) {
   auto model = fixture_model();
   torch::NoGradGuard no_grad;
-  EXPECT_LT(max_abs_diff(model->forward(forward_ref()["input_ids"]), forward_ref()["embedding"]), 1e-5);
+  EXPECT_LT(max_abs_diff(model->forward(forward_ref()["input_ids"]), forward_ref()["embedding"]),
+            1e-5);
 }
 
 TEST(XlmrParity, PositionIdsFollowRoberta) {
@@ -85,7 +90,9 @@ TEST(SiameseParity, DistanceAndLossWithinRelative1e6) {
   StepResult r = fixture_step();
   auto ref = train_ref();
   torch::Tensor want_d = ref["distance"].to(torch::kDouble);
-  EXPECT_LT(((r.distance.detach().to(torch::kDouble) - want_d).abs() / want_d.abs()).max().item<double>(), 1e-6);
+  EXPECT_LT(
+      ((r.distance.detach().to(torch::kDouble) - want_d).abs() / want_d.abs()).max().item<double>(),
+      1e-6);
   double want_loss = ref["loss"].item<double>();
   EXPECT_NEAR(r.loss.item<double>(), want_loss, 1e-6 * std::abs(want_loss));
 }
@@ -99,7 +106,8 @@ TEST(SiameseParity, EveryGradientWithinRelative1e4OfItsNorm) {
     ASSERT_NE(it, ref.end()) << name;
     ASSERT_TRUE(p.grad().defined()) << name;
     double norm = it->second.to(torch::kDouble).norm().item<double>();
-    double err = (p.grad().to(torch::kDouble) - it->second.to(torch::kDouble)).norm().item<double>();
+    double err =
+        (p.grad().to(torch::kDouble) - it->second.to(torch::kDouble)).norm().item<double>();
     // Two gradients are zero in exact arithmetic: attention key biases (softmax ignores a
     // shift shared by all keys of a query) and pool_ln.bias (it cancels in eL - eR). Both
     // sides are float32 rounding noise there (~1e-10..1e-8), so "relative to the norm" means
@@ -172,7 +180,8 @@ TEST(DblLoss, AgreesWithKerasFormWhereItIsFinite) {
       torch::Tensor di = d.narrow(0, i, 1), yi = labels.narrow(0, i, 1);
       double ours = dbl_loss(di, yi, 1.0).item<double>();
       double keras = dbl_loss_keras(di, yi, 1.0).item<double>();
-      ASSERT_NEAR(ours, keras, 1e-9 * std::max(1.0, std::abs(keras))) << "d " << di.item<double>() << " y " << y;
+      ASSERT_NEAR(ours, keras, 1e-9 * std::max(1.0, std::abs(keras)))
+          << "d " << di.item<double>() << " y " << y;
     }
   }
 }
@@ -206,7 +215,9 @@ TEST(Weights, MissingUnexpectedAndMisshapedInOneError) {
     std::string m = e.what();
     EXPECT_NE(m.find("1 missing (encoder.layer.1.output.dense.bias)"), std::string::npos) << m;
     EXPECT_NE(m.find("1 unexpected (encoder.layer.9.extra.weight)"), std::string::npos) << m;
-    EXPECT_NE(m.find("1 mis-shaped (embeddings.LayerNorm.bias (file [31], model [32]))"), std::string::npos) << m;
+    EXPECT_NE(m.find("1 mis-shaped (embeddings.LayerNorm.bias (file [31], model [32]))"),
+              std::string::npos)
+        << m;
   }
 }
 
@@ -232,7 +243,8 @@ TEST(Weights, ShardedIndexLoadsTheSameTensors) {
   for (auto& [name, t] : all) {
     bool to_a = name.find("layer.1") == std::string::npos;
     (to_a ? a : b)[name] = t;
-    index += std::string(first ? "" : ",") + "\"" + name + "\": \"" + (to_a ? "part-1.safetensors" : "part-2.safetensors") + "\"";
+    index += std::string(first ? "" : ",") + "\"" + name + "\": \"" +
+             (to_a ? "part-1.safetensors" : "part-2.safetensors") + "\"";
     first = false;
   }
   index += "}}";
@@ -247,7 +259,8 @@ TEST(Weights, ShardedIndexLoadsTheSameTensors) {
 TEST(Weights, Bf16AndF16ConvertToFloat) {
   test::TempDir dir;
   torch::Tensor x = torch::tensor({1.5f, -2.25f, 3.0f});
-  write_safetensors(dir.path("m.safetensors"), {{"h", x.to(torch::kHalf)}, {"b", x.to(torch::kBFloat16)}});
+  write_safetensors(dir.path("m.safetensors"),
+                    {{"h", x.to(torch::kHalf)}, {"b", x.to(torch::kBFloat16)}});
   auto back = read_safetensors(dir.path("m.safetensors"));
   EXPECT_TRUE(torch::equal(back.at("h"), x));
   EXPECT_TRUE(torch::equal(back.at("b"), x));
@@ -261,7 +274,8 @@ TEST(Init, AsHfDoesAndDeterministic) {
   SiameseEncoder a(c), b(c);
   init_weights(*a, 5);
   init_weights(*b, 5);
-  for (auto& [name, p] : named_parameters(*a)) EXPECT_TRUE(torch::equal(p, named_parameters(*b).at(name))) << name;
+  for (auto& [name, p] : named_parameters(*a))
+    EXPECT_TRUE(torch::equal(p, named_parameters(*b).at(name))) << name;
   auto p = named_parameters(*a);
   EXPECT_TRUE(torch::equal(p.at("embeddings.word_embeddings.weight")[1], torch::zeros({24})));
   EXPECT_TRUE(torch::equal(p.at("encoder.layer.2.output.LayerNorm.weight"), torch::ones({24})));

@@ -14,7 +14,8 @@ namespace {
 
 TEST(Triangular2, MatchesTensorFlowAddonsToRelative1e12) {
   auto ref = nlohmann::json::parse(test::read_file(test::fixtures_dir() + "/triangular2_ref.json"));
-  Triangular2 schedule{ref["initial"].get<double>(), ref["maximal"].get<double>(), ref["step_size"].get<double>()};
+  Triangular2 schedule{ref["initial"].get<double>(), ref["maximal"].get<double>(),
+                       ref["step_size"].get<double>()};
   const auto& lr = ref["lr"];
   ASSERT_EQ(lr.size(), 400u);
   for (size_t s = 0; s < lr.size(); ++s) {
@@ -57,12 +58,15 @@ TEST(XlmrConfig, ErrorsNameFileAndKey) {
   };
   expect("{", "not valid JSON");
   expect(R"({"vocab_size": 10})", "missing key 'hidden_size'");
-  expect(R"({"vocab_size":10,"hidden_size":30,"num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":8,"max_position_embeddings":20})",
-         "not a multiple of num_attention_heads");
-  expect(R"({"vocab_size":10,"hidden_size":"big","num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":8,"max_position_embeddings":20})",
-         "'hidden_size' expects an integer");
-  expect(R"({"vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":8,"max_position_embeddings":20,"hidden_act":"relu"})",
-         "hidden_act");
+  expect(
+      R"({"vocab_size":10,"hidden_size":30,"num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":8,"max_position_embeddings":20})",
+      "not a multiple of num_attention_heads");
+  expect(
+      R"({"vocab_size":10,"hidden_size":"big","num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":8,"max_position_embeddings":20})",
+      "'hidden_size' expects an integer");
+  expect(
+      R"({"vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":4,"intermediate_size":8,"max_position_embeddings":20,"hidden_act":"relu"})",
+      "hidden_act");
 }
 
 std::string image(const std::string& header, const std::string& data) {
@@ -83,8 +87,9 @@ void expect_rejected(const std::string& bytes, const std::string& fragment) {
 }
 
 TEST(Safetensors, ParsesAValidHeader) {
-  std::string bytes = image(R"({"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}})",
-                            std::string(12, '\0'));
+  std::string bytes = image(
+      R"({"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]}})",
+      std::string(12, '\0'));
   uint64_t start = 0;
   auto t = parse_safetensors_header(bytes, bytes.size(), "f", start);
   ASSERT_EQ(t.size(), 1u);
@@ -102,14 +107,27 @@ TEST(Safetensors, RejectsCorruptOrHostileFiles) {
   expect_rejected(long_len + "{}", "exceeds the file size");
   expect_rejected(image("{not json", ""), "header is not JSON");
   expect_rejected(image("[]", ""), "not a JSON object");
-  expect_rejected(image(R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,1]}})", "x"), "no known dtype");
-  expect_rejected(image(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "xxxx"), "negative or non-integer");
-  expect_rejected(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,800]}})", std::string(8, '\0')), "outside the data section");
-  expect_rejected(image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')), "need 12");
-  expect_rejected(image(R"({"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,0]}})", ""), "too large");
-  expect_rejected(image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                        std::string(8, '\0')), "overlap");
-  expect_rejected(image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", std::string(8, '\0')), "outside the data section");
+  expect_rejected(image(R"({"a":{"dtype":"Q8","shape":[1],"data_offsets":[0,1]}})", "x"),
+                  "no known dtype");
+  expect_rejected(image(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "xxxx"),
+                  "negative or non-integer");
+  expect_rejected(
+      image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,800]}})", std::string(8, '\0')),
+      "outside the data section");
+  expect_rejected(
+      image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
+      "need 12");
+  expect_rejected(
+      image(R"({"a":{"dtype":"F32","shape":[4611686018427387904,8],"data_offsets":[0,0]}})", ""),
+      "too large");
+  expect_rejected(
+      image(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+          std::string(8, '\0')),
+      "overlap");
+  expect_rejected(
+      image(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", std::string(8, '\0')),
+      "outside the data section");
 }
 
 TEST(Safetensors, TruncatedFileIsRejectedOnOpen) {
@@ -120,7 +138,8 @@ TEST(Safetensors, TruncatedFileIsRejectedOnOpen) {
     SafetensorsFile f(path);
     FAIL();
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("outside the data section"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("outside the data section"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -21,10 +21,12 @@ std::map<std::string, torch::Tensor> params_at(const std::string& run_dir, int64
   return read_checkpoint(step_checkpoint_path(run_dir, step)).params;
 }
 
-double max_param_diff(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+double max_param_diff(const std::map<std::string, torch::Tensor>& a,
+                      const std::map<std::string, torch::Tensor>& b) {
   EXPECT_EQ(a.size(), b.size());
   double worst = 0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  for (const auto& [name, t] : a)
+    worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
   return worst;
 }
 
@@ -38,9 +40,11 @@ bool bitwise_equal(const Checkpoint& a, const Checkpoint& b) {
 TEST(TrainMpi, TwoRanksOfFourEqualOneRankOfEight) {
   TempDir one, two;
   // The fixture model has no dropout.
-  auto r1 = test::train(1, test::train_config(one.path()), "train.pairs_per_rank=8 train.max_steps=5");
+  auto r1 =
+      test::train(1, test::train_config(one.path()), "train.pairs_per_rank=8 train.max_steps=5");
   ASSERT_EQ(r1.exit_code, 0) << r1.err;
-  auto r2 = test::train(2, test::train_config(two.path()), "train.pairs_per_rank=4 train.max_steps=5");
+  auto r2 =
+      test::train(2, test::train_config(two.path()), "train.pairs_per_rank=4 train.max_steps=5");
   ASSERT_EQ(r2.exit_code, 0) << r2.err;
   EXPECT_LT(max_param_diff(params_at(one.path("run"), 5), params_at(two.path("run"), 5)), 1e-6);
 }
@@ -53,8 +57,10 @@ TEST_P(Resume, StopAndResumeIsBitwiseEqualToAnUninterruptedRun) {
   // Random initialisation with dropout exercises the (seed, rank, step) randomness.
   auto with_dropout = [](const TempDir& dir) {
     std::string yaml = test::read_file(test::train_config(dir.path()));
-    std::string model = "model:\n  pretrained: \"\"\n  config: " + test::dropout_model_config(dir.path()) + "\n";
-    yaml = yaml.substr(0, yaml.find("\nmodel:") + 1) + model + yaml.substr(yaml.find("\ntrain:") + 1);
+    std::string model =
+        "model:\n  pretrained: \"\"\n  config: " + test::dropout_model_config(dir.path()) + "\n";
+    yaml =
+        yaml.substr(0, yaml.find("\nmodel:") + 1) + model + yaml.substr(yaml.find("\ntrain:") + 1);
     return test::write_dir_file(dir.path(), "dropout.yaml", yaml);
   };
   const std::string config_whole = with_dropout(whole), config_parts = with_dropout(parts);
@@ -64,7 +70,8 @@ TEST_P(Resume, StopAndResumeIsBitwiseEqualToAnUninterruptedRun) {
   ASSERT_EQ(p1.exit_code, 0) << p1.err;
   auto p2 = test::train(2, config_parts, "train.max_steps=14 --resume auto");
   ASSERT_EQ(p2.exit_code, 0) << p2.err;
-  EXPECT_NE(test::read_file(parts.path("run/log/rank-0.log")).find("resumed from"), std::string::npos);
+  EXPECT_NE(test::read_file(parts.path("run/log/rank-0.log")).find("resumed from"),
+            std::string::npos);
   Checkpoint a = read_checkpoint(step_checkpoint_path(whole.path("run"), 14));
   Checkpoint b = read_checkpoint(step_checkpoint_path(parts.path("run"), 14));
   EXPECT_TRUE(bitwise_equal(a, b)) << "max diff " << max_param_diff(a.params, b.params);
@@ -77,20 +84,23 @@ INSTANTIATE_TEST_SUITE_P(InsideAndAtEpochEnd, Resume, ::testing::Values(7, 10));
 
 TEST(TrainMpi, TimeBasedStopStopsBothRanksAtTheSameStepWithACheckpoint) {
   TempDir dir;
-  auto r = test::train(2, test::train_config(dir.path(), "  max_epochs: 100000\n"), "run.max_duration=3s");
+  auto r = test::train(2, test::train_config(dir.path(), "  max_epochs: 100000\n"),
+                       "run.max_duration=3s");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string run = dir.path("run");
   long s0 = test::stopped_step(run, 0), s1 = test::stopped_step(run, 1);
   EXPECT_GT(s0, 0);
   EXPECT_EQ(s0, s1);
-  EXPECT_NE(test::read_file(run + "/log/rank-0.log").find("time-based stopping"), std::string::npos);
+  EXPECT_NE(test::read_file(run + "/log/rank-0.log").find("time-based stopping"),
+            std::string::npos);
   EXPECT_EQ(read_checkpoint(step_checkpoint_path(run, s0)).state.step, s0);
 }
 
 TEST(TrainMpi, EarlyStoppingStopsBothRanksAtTheSameStep) {
   TempDir dir;
   // A zero learning rate never improves on the first epoch: patience 2 stops after epoch 3.
-  auto r = test::train(2, test::train_config(dir.path(), "  patience: 2\n  lr_min: 0\n  lr_max: 0\n"));
+  auto r =
+      test::train(2, test::train_config(dir.path(), "  patience: 2\n  lr_min: 0\n  lr_max: 0\n"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string run = dir.path("run");
   EXPECT_EQ(test::stopped_step(run, 0), 15);
@@ -110,7 +120,9 @@ TEST(TrainMpi, SigtermOnOneRankStopsBothWithACheckpointAndTheRequeueCode) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_GT(pid, 0) << test::read_file(dir.path("out"));
   // Let it train a few steps first.
-  for (int i = 0; i < 400 && test::count_occurrences(test::read_file(run_dir + "/metrics.jsonl"), "\"step\"") < 3; ++i)
+  for (int i = 0; i < 400 && test::count_occurrences(test::read_file(run_dir + "/metrics.jsonl"),
+                                                     "\"step\"") < 3;
+       ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ::kill(static_cast<pid_t>(pid), SIGTERM);
   int rc = run.wait(60);
@@ -133,7 +145,8 @@ TEST(TrainMpi, TruncatedCheckpointIsRefusedAndAutoFallsBack) {
 
   auto refused = test::train(2, config, "train.max_steps=12 --resume " + newest);
   EXPECT_EQ(refused.exit_code, 2);
-  EXPECT_NE(refused.err.find("checkpoint " + newest + " is unusable"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("checkpoint " + newest + " is unusable"), std::string::npos)
+      << refused.err;
 
   auto fallback = test::train(2, config, "train.max_steps=12 --resume auto");
   EXPECT_EQ(fallback.exit_code, 0) << fallback.err;
@@ -154,7 +167,8 @@ TEST(TrainMpi, AKilledRankEndsTheJobWithin30Seconds) {
   const auto start = std::chrono::steady_clock::now();
   ::kill(static_cast<pid_t>(pid), SIGKILL);
   int rc = run.wait(30);
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(rc, -1) << "job still running 30 s after a rank was killed";
   EXPECT_NE(rc, 0);
   EXPECT_LT(took, 30.0);
@@ -163,8 +177,9 @@ TEST(TrainMpi, AKilledRankEndsTheJobWithin30Seconds) {
 TEST(TrainMpi, NonFiniteStepsAreSkippedAndStopTraining) {
   TempDir dir;
   // An absurd learning rate drives the weights to inf/NaN within a few steps.
-  auto r = test::train(2, test::train_config(dir.path(), "  lr_min: 1e30\n  lr_max: 1e30\n  max_bad_steps: 3\n"),
-                       "train.max_steps=40");
+  auto r = test::train(
+      2, test::train_config(dir.path(), "  lr_min: 1e30\n  lr_max: 1e30\n  max_bad_steps: 3\n"),
+      "train.max_steps=40");
   EXPECT_EQ(r.exit_code, 4) << r.err;
   const std::string run = dir.path("run");
   std::string metrics = test::read_file(run + "/metrics.jsonl");
@@ -225,7 +240,8 @@ TEST(TrainMpi, ExportedFeaturesMatchTheInputFiles) {
     auto fold_langs = f.members("folds");
     EXPECT_EQ(fold_langs, (std::vector<std::string>{"en", "es", "it", "tr"}));
     for (const auto& lang : fold_langs) {
-      auto tr = f.read_int64("folds/" + lang + "/train_index"), te = f.read_int64("folds/" + lang + "/test_index");
+      auto tr = f.read_int64("folds/" + lang + "/train_index"),
+           te = f.read_int64("folds/" + lang + "/test_index");
       EXPECT_EQ(tr.size() + te.size(), n) << lang;
       std::set<int64_t> all(tr.begin(), tr.end());
       for (auto i : te) {

@@ -17,7 +17,7 @@ TEST(EarlyStopping, KerasSemanticsStrictImprovementAndReset) {
   EXPECT_TRUE(e.update(1.0));
   EXPECT_FALSE(e.update(1.0));  // equal is not an improvement (min_delta 0)
   EXPECT_FALSE(e.should_stop());
-  EXPECT_TRUE(e.update(0.9));   // resets the counter
+  EXPECT_TRUE(e.update(0.9));  // resets the counter
   EXPECT_EQ(e.epochs_without_improvement, 0);
   EXPECT_FALSE(e.update(0.95));
   EXPECT_FALSE(e.update(0.91));
@@ -92,7 +92,9 @@ TEST(Checkpoint, TruncatedOrCorruptedFilesAreRefusedClearly) {
       read_checkpoint(dir.path(name));
       ADD_FAILURE() << name << " was accepted";
     } catch (const UserError& e) {
-      EXPECT_NE(std::string(e.what()).find("checkpoint " + dir.path(name) + " is unusable"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("checkpoint " + dir.path(name) + " is unusable"),
+                std::string::npos)
+          << e.what();
     }
   }
 }
@@ -100,14 +102,16 @@ TEST(Checkpoint, TruncatedOrCorruptedFilesAreRefusedClearly) {
 TEST(Checkpoint, ListingIsNewestFirstAndPruningKeepsTheNewest) {
   test::TempDir dir;
   files::create_directories(checkpoint_dir(dir.path()));
-  for (int64_t step : {5, 10, 100, 20}) write_checkpoint(step_checkpoint_path(dir.path(), step), sample());
+  for (int64_t step : {5, 10, 100, 20})
+    write_checkpoint(step_checkpoint_path(dir.path(), step), sample());
   auto all = list_step_checkpoints(dir.path());
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(all[0], step_checkpoint_path(dir.path(), 100));
   EXPECT_EQ(all[3], step_checkpoint_path(dir.path(), 5));
   prune_step_checkpoints(dir.path(), 2);
-  EXPECT_EQ(list_step_checkpoints(dir.path()), (std::vector<std::string>{step_checkpoint_path(dir.path(), 100),
-                                                                          step_checkpoint_path(dir.path(), 20)}));
+  EXPECT_EQ(list_step_checkpoints(dir.path()),
+            (std::vector<std::string>{step_checkpoint_path(dir.path(), 100),
+                                      step_checkpoint_path(dir.path(), 20)}));
 }
 
 TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {
@@ -140,7 +144,8 @@ TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {
   EXPECT_NEAR(flat.grads().abs().sum().item<double>(), direct, 1e-6 * direct);
   EXPECT_GT(direct, 0);
   flat.zero_grads();
-  for (auto& [name, p] : model::named_parameters(*m)) EXPECT_EQ(p.grad().abs().sum().item<double>(), 0) << name;
+  for (auto& [name, p] : model::named_parameters(*m))
+    EXPECT_EQ(p.grad().abs().sum().item<double>(), 0) << name;
 }
 
 }  // namespace

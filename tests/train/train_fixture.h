@@ -2,8 +2,8 @@
 // tokenizer and the tiny model, and a way to run `siamese-xlmr train` under mpirun.
 #pragma once
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <thread>
 
@@ -29,13 +29,16 @@ inline const std::string& synth_data_dir() {
 // A tiny XLM-R config.json with dropout, for runs from random initialisation.
 inline std::string dropout_model_config(const std::string& dir) {
   std::string path = files::join(dir, "config.json");
-  write_file(path, R"({"vocab_size": 4002, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+  write_file(
+      path,
+      R"({"vocab_size": 4002, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
     "intermediate_size": 64, "max_position_embeddings": 70, "type_vocab_size": 1, "pad_token_id": 1,
     "layer_norm_eps": 1e-5, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu"})");
   return path;
 }
 
-inline std::string write_dir_file(const std::string& dir, const std::string& name, const std::string& text) {
+inline std::string write_dir_file(const std::string& dir, const std::string& name,
+                                  const std::string& text) {
   std::string path = files::join(dir, name);
   write_file(path, text);
   return path;
@@ -45,43 +48,43 @@ inline std::string train_config(const std::string& dir, const std::string& extra
   const std::string data = synth_data_dir();
   std::string yaml = "run:\n  dir: " + files::join(dir, "run") +
                      "\n  seed: 7\n  threads: 1\n  other_ranks_log_level: info\n"
-                     "data:\n  train_csv: " + files::join(data, "jigsaw-unintended-bias-train.csv") +
+                     "data:\n  train_csv: " +
+                     files::join(data, "jigsaw-unintended-bias-train.csv") +
                      "\n  multilingual_csv: " + files::join(data, "validation.csv") +
                      "\n  test_csv: " + files::join(data, "test.csv") +
                      "\n  train_pairs: 800\n  val_pairs: 64\n"
-                     "tokenizer:\n  model: " + fixtures_dir() + "/tokenizer/sentencepiece.bpe.model\n  max_len: 32\n"
-                     "model:\n  pretrained: " + fixtures_dir() + "/hf-tiny-xlmr\n"
-                     "train:\n  pairs_per_rank: 4\n  steps_per_epoch: 5\n  log_every: 1000\n" + extra_yaml;
+                     "tokenizer:\n  model: " +
+                     fixtures_dir() +
+                     "/tokenizer/sentencepiece.bpe.model\n  max_len: 32\n"
+                     "model:\n  pretrained: " +
+                     fixtures_dir() +
+                     "/hf-tiny-xlmr\n"
+                     "train:\n  pairs_per_rank: 4\n  steps_per_epoch: 5\n  log_every: 1000\n" +
+                     extra_yaml;
   return write_dir_file(dir, "config.yaml", yaml);
 }
 
 inline std::string mpirun(int ranks) {
   // The timeout turns a hang (the bug these tests look for) into a failure, not a stuck CI.
   return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 10 240 mpirun -q "
-         "--oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " '" + SX_BINARY + "'";
+         "--oversubscribe --allow-run-as-root -np " +
+         std::to_string(ranks) + " '" + SX_BINARY + "'";
 }
 
 // Runs train in the foreground; returns exit code and output.
 inline RunResult train(int ranks, const std::string& config, const std::string& args = "") {
-  TempDir dir;
-  std::string cmd = mpirun(ranks) + " train --config '" + config + "' " + args + " >'" + dir.path("out") + "' 2>'" +
-                    dir.path("err") + "' </dev/null";
-  int status = std::system(cmd.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_file(dir.path("out"));
-  r.err = read_file(dir.path("err"));
-  return r;
+  return run_command(mpirun(ranks) + " train --config '" + config + "' " + args);
 }
 
 // A train run in the background: its exit code lands in `rc_file`.
 struct BackgroundRun {
   std::string rc_file;
-  BackgroundRun(int ranks, const std::string& config, const std::string& work_dir, const std::string& args = "") {
+  BackgroundRun(int ranks, const std::string& config, const std::string& work_dir,
+                const std::string& args = "") {
     rc_file = files::join(work_dir, "rc");
     std::string cmd = "(" + mpirun(ranks) + " train --config '" + config + "' " + args + " >'" +
-                      files::join(work_dir, "out") + "' 2>&1 </dev/null; echo $? >'" + rc_file + ".tmp'; mv '" +
-                      rc_file + ".tmp' '" + rc_file + "') &";
+                      files::join(work_dir, "out") + "' 2>&1 </dev/null; echo $? >'" + rc_file +
+                      ".tmp'; mv '" + rc_file + ".tmp' '" + rc_file + "') &";
     std::system(cmd.c_str());
   }
   // Exit code, or -1 if it has not ended within `seconds`.
