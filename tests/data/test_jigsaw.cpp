@@ -58,6 +58,8 @@ struct BadCase {
   std::string reason;
 };
 
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }  // readable test output
+
 class JigsawBadRows : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(JigsawBadRows, FailNamesFileLineAndReasonSkipCountsIt) {
