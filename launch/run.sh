@@ -39,7 +39,9 @@ elif [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_NTASKS:-}" ]; then
 else
   args+=(-np "$per_node")
 fi
-for v in PATH LD_LIBRARY_PATH $(compgen -e | grep -E '^(NCCL_|OMP_|SX_|CUDA_|TORCH_)' || true); do args+=(-x "$v"); done
+for v in PATH LD_LIBRARY_PATH $(compgen -e | grep -E '^(NCCL_|OMP_|SX_|CUDA_|TORCH_)' || true); do
+  [ -n "${!v+set}" ] && args+=(-x "$v")   # mpirun warns about unset ones
+done
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi

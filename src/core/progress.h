@@ -20,7 +20,6 @@ class Progress {
   Progress& operator=(const Progress&) = delete;
 
   void advance(uint64_t n = 1);
-  void set_total(uint64_t total) { total_ = total; }
   // Final line: count, elapsed time and rate.
   void finish();
 

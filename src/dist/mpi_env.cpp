@@ -88,12 +88,8 @@ std::vector<T> gather_impl(const std::vector<T>& local, MPI_Datatype type, int r
 }
 }  // namespace
 
-std::vector<float> gather_rows(const std::vector<float>& local, int64_t, int root) {
+std::vector<float> gather(const std::vector<float>& local, int root) {
   return gather_impl(local, MPI_FLOAT, root);
-}
-
-std::vector<int64_t> gather(const std::vector<int64_t>& local, int root) {
-  return gather_impl(local, MPI_INT64_T, root);
 }
 
 bool all_succeeded(bool ok, std::string& message) {

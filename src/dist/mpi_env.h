@@ -42,9 +42,8 @@ void broadcast(std::vector<double>& values, int root);
 void broadcast(std::vector<int64_t>& values, int root);
 void broadcast(std::string& text, int root);
 void barrier();
-// Rows of `cols` floats from every rank, concatenated in rank order on `root` (others get {}).
-std::vector<float> gather_rows(const std::vector<float>& local, int64_t cols, int root);
-std::vector<int64_t> gather(const std::vector<int64_t>& local, int root);
+// Every rank's floats, concatenated in rank order on `root` (others get {}).
+std::vector<float> gather(const std::vector<float>& local, int root);
 
 // After a phase every rank runs (setup): true when all ranks succeeded. Otherwise the
 // lowest failing rank's message is returned in `message` on every rank.

@@ -51,7 +51,6 @@ class SiameseEncoderImpl : public torch::nn::Module {
 
   const XlmrConfig& config() const { return config_; }
   void set_compute(const ComputeOptions& compute) { compute_ = compute; }
-  const ComputeOptions& compute() const { return compute_; }
   torch::nn::LayerNorm pool_ln() const { return pool_ln_; }
 
  private:
