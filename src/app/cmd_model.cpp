@@ -13,6 +13,7 @@
 #include "data/datasets.h"
 #include "data/text.h"
 #include "data/tokenizer.h"
+#include "export/features.h"
 #include "model/encoder_factory.h"
 #include "model/weights.h"
 #include "train/checkpoint.h"
@@ -32,44 +33,36 @@ int cmd_embed(const ConfigArgs& args, const std::string& checkpoint) {
   model::SiameseEncoder encoder = built.encoder;
   encoder->to(device);
   encoder->set_compute(model::compute_options(config, device));
-  encoder->eval();
-  torch::NoGradGuard no_grad;
 
-  const size_t len = tokenizer.max_len();
+  // Streams: each batch of export.batch_size lines is embedded and printed before reading on.
   const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
-  std::vector<int32_t> ids;
-  size_t rows = 0;
+  const int64_t hidden = encoder->config().hidden_size;
+  std::vector<std::string> texts;
   auto flush = [&] {
-    if (rows == 0) return;
-    torch::Tensor input =
-        torch::from_blob(ids.data(), {static_cast<int64_t>(rows), static_cast<int64_t>(len)},
-                         torch::kInt)
-            .to(torch::kLong)
-            .to(device);
-    torch::Tensor emb = encoder->forward(input).to(torch::kFloat).to(torch::kCPU).contiguous();
-    const float* e = emb.data_ptr<float>();
-    const int64_t h = emb.size(1);
+    if (texts.empty()) return;
+    std::vector<float> e =
+        exporting::embed_texts(encoder, tokenizer, texts, 0, texts.size(), batch_size,
+                               /*progress=*/false, "embed");
     std::string line;
     char buf[32];
-    for (size_t r = 0; r < rows; ++r) {
+    for (size_t r = 0; r < texts.size(); ++r) {
       line.clear();
-      for (int64_t j = 0; j < h; ++j) {
-        std::snprintf(buf, sizeof buf, j ? " %.9g" : "%.9g", static_cast<double>(e[r * h + j]));
+      for (int64_t j = 0; j < hidden; ++j) {
+        std::snprintf(buf, sizeof buf, j ? " %.9g" : "%.9g",
+                      static_cast<double>(e[r * hidden + j]));
         line += buf;
       }
       line += '\n';
       std::fwrite(line.data(), 1, line.size(), stdout);
     }
-    rows = 0;
-    ids.clear();
+    texts.clear();
   };
   std::string text;
   while (std::getline(std::cin, text)) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
     data::sanitize_utf8(text);
-    ids.resize((rows + 1) * len);
-    tokenizer.encode_into(text, ids.data() + rows * len);
-    if (++rows == batch_size) flush();
+    texts.push_back(text);
+    if (texts.size() == batch_size) flush();
   }
   flush();
   return 0;
