@@ -12,7 +12,6 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
-#include "core/progress.h"
 #include "core/rng.h"
 #include "core/strings.h"
 #include "data/batches.h"

@@ -25,11 +25,13 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "slurm test: $*"; }
-on_error() {
-  log "failed at line $1"
+dump() {
+  scontrol show job "${job:-0}" 2>/dev/null | head -25 || true
+  sinfo 2>/dev/null || true
   for f in job.out slurmctld.log slurmd.log; do [ -f "$work/$f" ] && { echo "--- $f"; tail -25 "$work/$f"; }; done
 }
-trap 'on_error $LINENO' ERR
+fail() { log "$*"; dump; exit 1; }
+trap 'log "failed at line $LINENO"; dump' ERR
 
 mkdir -p "$work/state" "$work/spool" "$work/munge" "$work/data"
 mem=$(awk '/MemTotal/ {print int($2/1024) - 1024}' /proc/meminfo)
@@ -103,7 +105,7 @@ for i in $(seq 240); do
   [ "${steps:-0}" -ge 30 ] && break
   sleep 0.5
 done
-[ "${steps:-0}" -ge 30 ] || { log "job never trained"; cat "$work/job.out"; exit 1; }
+[ "${steps:-0}" -ge 30 ] || fail "job never trained"
 log "preempting job $job after $steps steps (warning signal to the batch shell)"
 scancel --signal=USR1 --batch "$job"
 # The script requeues itself; Slurm then delays the new start by ~2 minutes: release it now.
@@ -111,15 +113,20 @@ for i in $(seq 120); do
   grep -q "requeueing" "$work/job.out" 2>/dev/null && break
   sleep 0.5
 done
-grep -q "requeueing" "$work/job.out" || { log "job did not requeue"; cat "$work/job.out"; exit 1; }
+grep -q "requeueing" "$work/job.out" || fail "job did not requeue"
 # Wait for the second start (squeue can briefly not list a job while it is requeued, so the
 # log, not squeue, says when it restarted), releasing the delay Slurm puts on requeued jobs.
-for i in $(seq 240); do
+# Should the release not take, Slurm starts the job itself after its ~2-minute delay.
+# Release it only once it is pending and the node is idle again: started while the previous
+# instance is still completing, the new one can fail to launch (seen: FAILED, exit 1).
+for i in $(seq 600); do
   grep -q '^=== job .* start 1 ' "$work/job.out" 2>/dev/null && break
-  scontrol update jobid="$job" StartTime=now >/dev/null 2>&1 || true
+  if [ "$(squeue -h -j "$job" -o %T 2>/dev/null)" = "PENDING" ] && [ "$(sinfo -h -o %t | head -1)" = "idle" ]; then
+    scontrol update jobid="$job" StartTime=now >/dev/null 2>&1 || true
+  fi
   sleep 0.5
 done
-grep -q '^=== job .* start 1 ' "$work/job.out" || { log "the job did not start again after the requeue"; cat "$work/job.out"; exit 1; }
+grep -q '^=== job .* start 1 ' "$work/job.out" || fail "the job did not start again after the requeue"
 # ... and for the restarted run's own exit line.
 for i in $(seq 600); do
   awk '/^=== job .* start 1 /{s=1} s && /^=== .* exit /{f=1} END{exit !f}' "$work/job.out" && break
@@ -127,10 +134,10 @@ for i in $(seq 600); do
 done
 cat "$work/job.out" | grep '^===' || true
 starts=$(grep -c '^=== job .* start' "$work/job.out" || true)
-[ "$starts" -ge 2 ] || { log "expected a second start after the requeue"; cat "$work/job.out"; exit 1; }
+[ "$starts" -ge 2 ] || fail "expected a second start after the requeue"
 grep -q "resumed from" "$work/slurm/log/rank-0.log" || { log "the requeued job did not resume"; exit 1; }
 awk '/^=== job .* start 1 /{s=1} s && /^=== .* exit 0$/{f=1} END{exit !f}' "$work/job.out" \
-  || { log "the resumed job did not finish cleanly"; cat "$work/job.out"; exit 1; }
+  || fail "the resumed job did not finish cleanly"
 
 python=/usr/bin/python3; [ -x $python ] || python=python3
 $python - "$work/reference/checkpoints/step-0000000160.h5" "$work/slurm/checkpoints/step-0000000160.h5" <<'PY'
