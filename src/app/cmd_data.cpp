@@ -1,7 +1,8 @@
-// data stats, data synth and tokenize: the data layer from the command line.
+// data stats, data pairs, data synth and tokenize: the data layer from the command line.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -92,9 +93,46 @@ int cmd_data_stats(const ConfigArgs& args) {
   return 0;
 }
 
-int cmd_data_synth(const std::string& out_dir, long long rows, long long seed) {
-  auto summary =
-      data::write_synthetic_jigsaw(out_dir, static_cast<size_t>(rows), static_cast<uint64_t>(seed));
+int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
+                   const std::string& out_path) {
+  Config config = load_config(args.config_path, args.overrides);
+  check_inputs(config, {"data"});
+  init_logging({0, 1, config.run.log_level, config.run.other_ranks_log_level, ""});
+  auto loaded = data::load_datasets(config, /*with_test=*/false);
+  data::CorpusSplit split = data::split_corpus(loaded.english, loaded.multilingual, config.run.seed,
+                                               config.data.val_fraction);
+  const bool train = split_name == "train";
+  const data::LabeledCorpus& corpus = train ? split.train : split.validation;
+  data::PairReport report;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<data::Pair> pairs = train ? data::training_pairs(config, split, &report)
+                                        : data::validation_pairs(config, split, &report);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  data::write_pairs_csv(out_path, corpus, pairs);
+  const char* name = train ? "training" : "validation";
+  for (const auto& c : report.per_language_pair)
+    std::printf(
+        "%s pairs %s-%s: toxic-toxic %llu of %llu, normal-normal %llu of %llu, "
+        "normal-toxic %llu of %llu\n",
+        name, c.left_lang.c_str(), c.right_lang.c_str(),
+        static_cast<unsigned long long>(c.toxic_toxic),
+        static_cast<unsigned long long>(c.wanted_toxic_toxic),
+        static_cast<unsigned long long>(c.normal_normal),
+        static_cast<unsigned long long>(c.wanted_normal_normal),
+        static_cast<unsigned long long>(c.normal_toxic),
+        static_cast<unsigned long long>(c.wanted_normal_toxic));
+  std::printf("%s pairs: %llu (%llu same) from %zu texts, sampler %s, in %.3f s; fingerprint %s\n",
+              name, static_cast<unsigned long long>(report.total()),
+              static_cast<unsigned long long>(report.same()), corpus.size(),
+              config.data.pair_sampler.c_str(), seconds, report.fingerprint.c_str());
+  std::printf("wrote %s\n", out_path.c_str());
+  return 0;
+}
+
+int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent) {
+  auto summary = data::write_synthetic_jigsaw(out_dir, static_cast<size_t>(rows),
+                                              static_cast<uint64_t>(seed), toxic_percent);
   std::printf("%s: %zu rows\n%s: %zu rows\n%s: %zu rows\n", summary.train_csv.c_str(),
               summary.train_rows, summary.multilingual_csv.c_str(), summary.multilingual_rows,
               summary.test_csv.c_str(), summary.test_rows);

@@ -25,7 +25,10 @@ bool load_config_on_every_rank(const ConfigArgs& args, const std::vector<std::st
 int cmd_config(const ConfigArgs& args, bool docs);
 int cmd_tokenize(const ConfigArgs& args);
 int cmd_data_stats(const ConfigArgs& args);
-int cmd_data_synth(const std::string& out_dir, long long rows, long long seed);
+// Writes the training (split "train") or validation ("val") pair sequence as CSV.
+int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
+                   const std::string& out_path);
+int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent);
 int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_version();
 int cmd_train(const ConfigArgs& args, const std::string& resume);

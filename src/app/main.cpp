@@ -7,6 +7,7 @@
 
 #include "app/commands.h"
 #include "core/error.h"
+#include "core/program_clock.h"
 
 namespace {
 
@@ -22,6 +23,7 @@ void add_config_args(CLI::App* cmd, ConfigArgs& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sx::mark_program_start();  // run.max_duration counts from here
   CLI::App app{
       "siamese-xlmr: distributed Siamese XLM-RoBERTa fine-tuning for cross-lingual "
       "toxic-comment classification"};
@@ -67,6 +69,14 @@ int main(int argc, char** argv) {
   auto* stats = data->add_subcommand("stats", "Rows, languages, labels, lengths, split and pairs");
   add_config_args(stats, cfg);
   stats->callback([&] { action = [&] { return sx::app::cmd_data_stats(cfg); }; });
+  auto* pairs = data->add_subcommand(
+      "pairs", "Write the training or validation pair sequence the trainer consumes (CSV)");
+  std::string pairs_split = "train", pairs_out;
+  add_config_args(pairs, cfg);
+  pairs->add_option("--split", pairs_split, "train or val")->check(CLI::IsMember({"train", "val"}));
+  pairs->add_option("--out", pairs_out, "output CSV file")->required();
+  pairs->callback(
+      [&] { action = [&] { return sx::app::cmd_data_pairs(cfg, pairs_split, pairs_out); }; });
   auto* synth = data->add_subcommand("synth", "Write synthetic Jigsaw-shaped CSV files");
   std::string synth_out;
   long long synth_rows = 0, synth_seed = 42;
@@ -75,8 +85,16 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::Range(1LL, 100000000LL));
   synth->add_option("--seed", synth_seed, "random seed")->check(CLI::NonNegativeNumber);
-  synth->callback(
-      [&] { action = [&] { return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed); }; });
+  int synth_toxic_percent = 12;
+  synth
+      ->add_option("--toxic-percent", synth_toxic_percent,
+                   "percentage of toxic English rows (Jigsaw's: about 8)")
+      ->check(CLI::Range(0, 100));
+  synth->callback([&] {
+    action = [&] {
+      return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed, synth_toxic_percent);
+    };
+  });
 
   auto* bench = app.add_subcommand("bench", "Benchmarks (tools/ has the training and Python ones)");
   bench->require_subcommand(1);

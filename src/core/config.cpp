@@ -81,8 +81,9 @@ const std::vector<Field>& schema() {
                                     "Seed of every random choice (split, pairs, init, dropout)."),
                               0)));
     s.push_back(entry(&C::run, &RunConfig::max_duration, "run.max_duration", Kind::kDuration, "0",
-                      "Training time budget (seconds, or 90m, 2h, 1h30m); checked every step. "
-                      "0 = no limit."));
+                      "Time budget of the whole job from the program's start (seconds, or 90m, "
+                      "2h, 1h30m): training stops, checked every step, when set-up, training and "
+                      "the final export would not fit. 0 = no limit."));
     s.push_back(choices(entry(&C::run, &RunConfig::log_level, "run.log_level", Kind::kEnum, "info",
                               "Log level of rank 0."),
                         {"trace", "debug", "info", "warn", "error"}));
@@ -146,6 +147,13 @@ const std::vector<Field>& schema() {
         range(entry(&C::data, &DataConfig::min_sample_chars, "data.min_sample_chars", Kind::kInt,
                     "10", "Texts of this many characters or fewer are never sampled."),
               0)));
+    s.push_back(results(choices(
+        entry(
+            &C::data, &DataConfig::pair_sampler, "data.pair_sampler", Kind::kEnum, "notebook",
+            "notebook: each side of a category sampled without replacement, categories may end "
+            "short (build_siamese_dataset); balanced: exactly the requested pairs, a quarter "
+            "toxic-toxic, a quarter normal-normal, a half normal-toxic (drawn with replacement)."),
+        {"notebook", "balanced"})));
     // tokenizer
     s.push_back(entry(&C::tokenizer, &TokenizerConfig::model, "tokenizer.model", Kind::kFile,
                       "models/sentencepiece.bpe.model",

@@ -36,6 +36,7 @@ struct DataConfig {
   double label_threshold;
   double val_fraction;
   int64_t min_sample_chars;
+  std::string pair_sampler;  // notebook | balanced
 };
 
 struct TokenizerConfig {

@@ -44,18 +44,28 @@ TokenizerOptions tokenizer_options(const Config& config) {
   return o;
 }
 
+namespace {
+
+std::vector<Pair> config_pairs(const Config& config, const LabeledCorpus& corpus, int64_t n_pairs,
+                               uint64_t stream, PairReport* report) {
+  PairOptions o;
+  o.n_pairs = static_cast<size_t>(n_pairs);
+  o.seed = mix_seed({static_cast<uint64_t>(config.run.seed), stream});
+  o.min_chars = static_cast<size_t>(config.data.min_sample_chars);
+  o.sampler = parse_pair_sampler(config.data.pair_sampler);
+  return build_pairs(corpus, o, report);
+}
+
+}  // namespace
+
 std::vector<Pair> training_pairs(const Config& config, const CorpusSplit& split,
                                  PairReport* report) {
-  return build_pairs(split.train, static_cast<size_t>(config.data.train_pairs),
-                     mix_seed({static_cast<uint64_t>(config.run.seed), 1}),
-                     static_cast<size_t>(config.data.min_sample_chars), report);
+  return config_pairs(config, split.train, config.data.train_pairs, 1, report);
 }
 
 std::vector<Pair> validation_pairs(const Config& config, const CorpusSplit& split,
                                    PairReport* report) {
-  return build_pairs(split.validation, static_cast<size_t>(config.data.val_pairs),
-                     mix_seed({static_cast<uint64_t>(config.run.seed), 2}),
-                     static_cast<size_t>(config.data.min_sample_chars), report);
+  return config_pairs(config, split.validation, config.data.val_pairs, 2, report);
 }
 
 }  // namespace sx::data

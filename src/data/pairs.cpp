@@ -3,140 +3,360 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <unordered_set>
 
 #include "core/error.h"
+#include "core/hash.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 #include "data/text.h"
 
 namespace sx::data {
 
-std::vector<double> text_probabilities(const std::vector<size_t>& lengths, size_t min_chars) {
-  const size_t n = lengths.size();
-  std::vector<double> p(n, 0.0);
-  if (n == 0) return p;
-  const double max_chars = static_cast<double>(*std::max_element(lengths.begin(), lengths.end()));
-  double total = 0;
-  for (size_t i = 0; i < n; ++i) total += p[i] = 10.0 * max_chars - static_cast<double>(lengths[i]);
-  if (!(total > 0)) return p;
-  const double floor = 0.5 / static_cast<double>(n);
-  double sum = 0;
-  for (size_t i = 0; i < n; ++i) {
-    p[i] = lengths[i] <= min_chars ? 0.0 : std::max(p[i] / total, floor);
-    sum += p[i];
+PairSampler parse_pair_sampler(const std::string& name) {
+  if (name == "notebook") return PairSampler::kNotebook;
+  if (name == "balanced") return PairSampler::kBalanced;
+  throw UserError("data.pair_sampler: '" + name + "' is not a pair sampler; expected notebook or " +
+                  "balanced");
+}
+
+PairCategory category_of(const LabeledCorpus& corpus, const Pair& pair) {
+  const int toxic = corpus.labels[pair.left] + corpus.labels[pair.right];
+  return toxic == 2 ? PairCategory::kToxicToxic
+                    : (toxic == 0 ? PairCategory::kNormalNormal : PairCategory::kNormalToxic);
+}
+
+const char* category_name(PairCategory category) {
+  switch (category) {
+    case PairCategory::kToxicToxic:
+      return "toxic-toxic";
+    case PairCategory::kNormalNormal:
+      return "normal-normal";
+    case PairCategory::kNormalToxic:
+      return "normal-toxic";
   }
-  if (sum > 0)
-    for (double& x : p) x /= sum;
+  return "?";
+}
+
+std::vector<double> text_probabilities(const std::vector<size_t>& lengths, size_t min_chars) {
+  std::vector<double> p(lengths.size(), 0.0);
+  size_t kept = 0, max_chars = 0;
+  for (size_t len : lengths)
+    if (len > min_chars) ++kept, max_chars = std::max(max_chars, len);
+  if (kept == 0) return p;
+  double total = 0;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    if (lengths[i] > min_chars)
+      total += p[i] = 10.0 * static_cast<double>(max_chars) - static_cast<double>(lengths[i]);
+  const double floor = 0.5 / static_cast<double>(kept);
+  double sum = 0;
+  for (size_t i = 0; i < lengths.size(); ++i)
+    if (lengths[i] > min_chars) sum += p[i] = std::max(p[i] / total, floor);
+  for (double& x : p) x /= sum;
   return p;
+}
+
+std::vector<uint32_t> weighted_sample(const std::vector<double>& weights, size_t k, Rng& rng) {
+  const size_t n = weights.size();
+  k = std::min(k, n);
+  std::vector<std::pair<double, uint32_t>> keys(n);  // (key, position)
+  for (size_t i = 0; i < n; ++i) {
+    const double u = (static_cast<double>(rng.next() >> 11) + 0.5) * 0x1.0p-53;  // in (0, 1)
+    keys[i] = {std::log(u) / weights[i], static_cast<uint32_t>(i)};
+  }
+  auto larger = [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  std::nth_element(keys.begin(), keys.begin() + static_cast<ptrdiff_t>(k), keys.end(), larger);
+  std::vector<uint32_t> out(k);
+  for (size_t i = 0; i < k; ++i) out[i] = keys[i].second;
+  // Ascending positions: the result does not depend on how nth_element orders its output.
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+uint64_t PairReport::total() const {
+  uint64_t n = 0;
+  for (const auto& c : per_language_pair) n += c.toxic_toxic + c.normal_normal + c.normal_toxic;
+  return n;
+}
+
+uint64_t PairReport::same() const {
+  uint64_t n = 0;
+  for (const auto& c : per_language_pair) n += c.toxic_toxic + c.normal_normal;
+  return n;
+}
+
+void PairReport::log(const std::string& name) const {
+  for (const auto& c : per_language_pair)
+    spdlog::info(
+        "{} pairs {}-{}: toxic-toxic {} of {}, normal-normal {} of {}, normal-toxic {} of {}", name,
+        c.left_lang, c.right_lang, c.toxic_toxic, c.wanted_toxic_toxic, c.normal_normal,
+        c.wanted_normal_normal, c.normal_toxic, c.wanted_normal_toxic);
+  const uint64_t n = total();
+  spdlog::info("{} pairs: {} ({} same, {:.1f}%), fingerprint {}", name, n, same(),
+               n ? 100.0 * static_cast<double>(same()) / static_cast<double>(n) : 0.0, fingerprint);
 }
 
 namespace {
 
-// Texts of one (language, label) with their draw table.
+// The texts of one (language, label) that may be sampled (longer than min_chars), in corpus
+// order, with their generate_text_probabilities.
 struct Pool {
   std::vector<uint32_t> members;
   std::vector<double> probabilities;
-  size_t drawable = 0;  // members with non-zero probability
-  std::unique_ptr<AliasTable> table;
-
-  uint32_t draw(Rng& rng) const { return members[table->draw(rng)]; }
 };
 
-std::string pool_name(const std::string& lang, int label) {
-  return lang + (label ? " toxic" : " normal");
-}
+using PoolKey = std::pair<std::string, int>;
 
-}  // namespace
-
-void PairReport::log(const std::string& name) const {
-  for (const auto& c : per_language_pair)
-    spdlog::info("{} pairs {}-{}: toxic-toxic {}, normal-normal {}, normal-toxic {}", name,
-                 c.left_lang, c.right_lang, c.toxic_toxic, c.normal_normal, c.normal_toxic);
-}
-
-std::vector<Pair> build_pairs(const LabeledCorpus& corpus, size_t n_pairs, uint64_t seed,
-                              size_t min_chars, PairReport* report) {
-  if (corpus.size() >= UINT32_MAX) throw UserError("corpus too large for 32-bit pair indices");
-  const std::vector<std::string> langs = corpus.languages();
-  std::map<std::pair<std::string, int>, Pool> pools;
+std::map<PoolKey, Pool> make_pools(const LabeledCorpus& corpus, size_t min_chars, size_t threads) {
+  std::vector<size_t> lengths(corpus.size());
+  parallel_for(corpus.size(), threads, [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) lengths[i] = count_code_points(corpus.texts[i]);
+  });
+  std::map<PoolKey, std::vector<uint32_t>> all;
   for (size_t i = 0; i < corpus.size(); ++i)
-    pools[{corpus.langs[i], corpus.labels[i]}].members.push_back(static_cast<uint32_t>(i));
-  for (auto& [key, pool] : pools) {
-    std::vector<size_t> lengths;
-    lengths.reserve(pool.members.size());
-    for (uint32_t i : pool.members) lengths.push_back(count_code_points(corpus.texts[i]));
-    pool.probabilities = text_probabilities(lengths, min_chars);
-    pool.drawable = std::count_if(pool.probabilities.begin(), pool.probabilities.end(),
-                                  [](double p) { return p > 0; });
-    if (pool.drawable) pool.table = std::make_unique<AliasTable>(pool.probabilities);
+    all[{corpus.langs[i], corpus.labels[i]}].push_back(static_cast<uint32_t>(i));
+  std::map<PoolKey, Pool> pools;
+  for (const auto& [key, members] : all) {
+    std::vector<size_t> pool_lengths;
+    pool_lengths.reserve(members.size());
+    for (uint32_t i : members) pool_lengths.push_back(lengths[i]);
+    const std::vector<double> p = text_probabilities(pool_lengths, min_chars);
+    Pool& pool = pools[key];
+    for (size_t k = 0; k < members.size(); ++k)
+      if (p[k] > 0) pool.members.push_back(members[k]), pool.probabilities.push_back(p[k]);
   }
-  auto pool_of = [&](const std::string& lang, int label) -> const Pool& {
-    auto it = pools.find({lang, label});
-    static const Pool empty;
-    return it == pools.end() ? empty : it->second;
-  };
+  return pools;
+}
 
-  std::vector<std::pair<std::string, std::string>> lang_pairs;
+const Pool& pool_of(const std::map<PoolKey, Pool>& pools, const std::string& lang, int label) {
+  static const Pool empty;
+  auto it = pools.find({lang, label});
+  return it == pools.end() ? empty : it->second;
+}
+
+std::vector<std::pair<std::string, std::string>> language_pairs(const LabeledCorpus& corpus) {
+  std::vector<std::string> langs = corpus.languages();
+  std::sort(langs.begin(), langs.end());
+  std::vector<std::pair<std::string, std::string>> out;
   for (size_t a = 0; a < langs.size(); ++a)
-    for (size_t b = a; b < langs.size(); ++b) lang_pairs.emplace_back(langs[a], langs[b]);
+    for (size_t b = a; b < langs.size(); ++b) out.emplace_back(langs[a], langs[b]);
+  return out;
+}
 
-  Rng rng(mix_seed({seed, 0x9a125}));
+uint64_t unordered_key(uint32_t x, uint32_t y) {
+  return (uint64_t(std::min(x, y)) << 32) | std::max(x, y);
+}
+
+// ---- notebook -------------------------------------------------------------------------
+
+// One category of one language pair.
+struct Category {
+  const Pool* left;
+  const Pool* right;
+  uint64_t iterations;
+  uint8_t label;
+  bool random_order;  // normal-toxic: which side is normal is random per pair
+};
+
+// How many texts one side takes: min(2 x iterations, pool), or the whole pool when it is not
+// larger than `iterations`.
+uint64_t side_size(const Pool& pool, uint64_t iterations) {
+  const uint64_t size = pool.members.size();
+  return size > iterations ? std::min<uint64_t>(2 * iterations, size) : size;
+}
+
+// The first `m` texts of one side: of a weighted draw without replacement (np.random.choice
+// with replace=False, cut to m: weighted_sample's set has the same distribution), or of the
+// pool in its order when it is not larger than `iterations`. In pool order; the caller
+// shuffles.
+std::vector<uint32_t> draw_side(const Pool& pool, uint64_t iterations, uint64_t m, Rng& rng) {
+  if (pool.members.size() <= iterations)
+    return {pool.members.begin(), pool.members.begin() + static_cast<ptrdiff_t>(m)};
+  std::vector<uint32_t> out = weighted_sample(pool.probabilities, m, rng);
+  for (uint32_t& k : out) k = pool.members[k];
+  return out;
+}
+
+std::vector<Pair> notebook_category(const Category& c, uint64_t seed) {
+  Rng rng(seed);
+  const uint64_t m = std::min(side_size(*c.left, c.iterations), side_size(*c.right, c.iterations));
+  std::vector<uint32_t> left = draw_side(*c.left, c.iterations, m, rng);
+  std::vector<uint32_t> right = draw_side(*c.right, c.iterations, m, rng);
+  rng.shuffle(left);
+  rng.shuffle(right);
+  std::vector<Pair> out;
+  out.reserve(std::min(m, c.iterations));
+  std::unordered_set<uint64_t> used;
+  used.reserve(std::min(m, c.iterations));
+  for (uint64_t k = 0; k < m && out.size() < c.iterations; ++k) {
+    uint32_t x = left[k], y = right[k];
+    if (x == y || !used.insert(unordered_key(x, y)).second) continue;
+    if (c.random_order && (rng.next() & 1)) std::swap(x, y);
+    out.push_back({x, y, c.label});
+  }
+  return out;
+}
+
+std::vector<Pair> notebook_pairs(const LabeledCorpus& corpus, const PairOptions& o,
+                                 PairReport& report) {
+  const auto pools = make_pools(corpus, o.min_chars, o.threads);
+  const auto lang_pairs = language_pairs(corpus);
+  std::vector<Category> categories;
+  for (const auto& [la, lb] : lang_pairs) {
+    const uint64_t n = (o.n_pairs + lang_pairs.size() - 1) / lang_pairs.size();
+    const uint64_t tt = n / 4, nn = (2 * n) / 4 - n / 4, nt = n - (2 * n) / 4;
+    categories.push_back({&pool_of(pools, la, 1), &pool_of(pools, lb, 1), tt, 1, false});
+    categories.push_back({&pool_of(pools, la, 0), &pool_of(pools, lb, 0), nn, 1, false});
+    categories.push_back({&pool_of(pools, la, 0), &pool_of(pools, lb, 1), nt, 0, true});
+    report.per_language_pair.push_back({la, lb, 0, 0, 0, tt, nn, nt});
+  }
+  // Each category draws from its own stream, so threads change nothing.
+  std::vector<std::vector<Pair>> made(categories.size());
+  parallel_for(categories.size(), std::min<size_t>(resolve_threads(o.threads), 4),
+               [&](size_t begin, size_t end) {
+                 for (size_t k = begin; k < end; ++k)
+                   made[k] = notebook_category(categories[k], mix_seed({o.seed, 0xca7, k}));
+               });
   std::vector<Pair> pairs;
-  pairs.reserve(n_pairs);
-  std::unordered_set<uint64_t> seen;
-  seen.reserve(n_pairs * 2);
-  PairReport local;
-  PairReport& rep = report ? *report : local;
-  rep.per_language_pair.clear();
+  for (size_t k = 0; k < made.size(); ++k) {
+    auto& count = report.per_language_pair[k / 3];
+    (k % 3 == 0   ? count.toxic_toxic
+     : k % 3 == 1 ? count.normal_normal
+                  : count.normal_toxic) = made[k].size();
+    pairs.insert(pairs.end(), made[k].begin(), made[k].end());
+  }
+  Rng rng(mix_seed({o.seed, 0x5a1ff}));
+  rng.shuffle(pairs);
+  return pairs;
+}
 
-  // Draws `count` distinct pairs from two pools; `swap_sides` randomises left/right order.
+// ---- balanced -------------------------------------------------------------------------
+
+std::vector<Pair> balanced_pairs(const LabeledCorpus& corpus, const PairOptions& o,
+                                 PairReport& report) {
+  const auto pools = make_pools(corpus, o.min_chars, o.threads);
+  std::map<const Pool*, std::unique_ptr<AliasTable>> tables;
+  for (const auto& [key, pool] : pools)
+    if (!pool.members.empty()) tables[&pool] = std::make_unique<AliasTable>(pool.probabilities);
+  const auto lang_pairs = language_pairs(corpus);
+
+  Rng rng(mix_seed({o.seed, 0x9a125}));
+  std::vector<Pair> pairs;
+  pairs.reserve(o.n_pairs);
+  std::unordered_set<uint64_t> seen;
+  seen.reserve(o.n_pairs * 2);
+
+  // Draws `count` distinct pairs from two pools; `random_order` randomises left/right.
   auto draw = [&](const Pool& a, const Pool& b, const std::string& what, uint64_t count,
                   uint8_t label, bool random_order) {
     if (count == 0) return;
-    const bool same = &a == &b;
-    const double possible = same ? 0.5 * double(a.drawable) * double(a.drawable - (a.drawable > 0))
-                                 : double(a.drawable) * double(b.drawable);
+    const double na = double(a.members.size()), nb = double(b.members.size());
+    const double possible = &a == &b ? 0.5 * na * std::max(0.0, na - 1) : na * nb;
     if (possible < static_cast<double>(count))
       throw UserError("cannot build " + std::to_string(count) + " distinct " + what +
-                      " pairs: too few sampleable texts (longer than " + std::to_string(min_chars) +
+                      " pairs: too few sampleable texts (longer than " +
+                      std::to_string(o.min_chars) +
                       " characters); use more data or fewer pairs (data.train_pairs, "
-                      "data.val_pairs)");
+                      "data.val_pairs), or data.pair_sampler: notebook");
     uint64_t made = 0, attempts = 0;
     const uint64_t max_attempts = 50 * count + 1000;
     while (made < count) {
       if (++attempts > max_attempts)
         throw UserError("cannot build " + std::to_string(count) + " distinct " + what +
                         " pairs: the texts are too few for that many distinct pairs; use more "
-                        "data or fewer pairs (data.train_pairs, data.val_pairs)");
-      uint32_t x = a.draw(rng), y = b.draw(rng);
-      if (x == y) continue;
-      uint64_t key = (uint64_t(std::min(x, y)) << 32) | std::max(x, y);
-      if (!seen.insert(key).second) continue;
+                        "data or fewer pairs (data.train_pairs, data.val_pairs), or "
+                        "data.pair_sampler: notebook");
+      uint32_t x = a.members[tables.at(&a)->draw(rng)], y = b.members[tables.at(&b)->draw(rng)];
+      if (x == y || !seen.insert(unordered_key(x, y)).second) continue;
       if (random_order && (rng.next() & 1)) std::swap(x, y);
       pairs.push_back({x, y, label});
       ++made;
     }
   };
 
-  const uint64_t per_lang_pair = n_pairs / lang_pairs.size();
-  uint64_t remainder = n_pairs % lang_pairs.size();
+  const uint64_t per_lang_pair = o.n_pairs / lang_pairs.size();
+  uint64_t remainder = o.n_pairs % lang_pairs.size();
   for (const auto& [la, lb] : lang_pairs) {
     uint64_t n = per_lang_pair + (remainder ? (--remainder, 1) : 0);
     uint64_t tt = n / 4, nn = n / 4, nt = n - tt - nn;
-    PairCategoryCount count{la, lb, tt, nn, nt};
+    report.per_language_pair.push_back({la, lb, tt, nn, nt, tt, nn, nt});
     const std::string names = la + "-" + lb;
-    draw(pool_of(la, 1), pool_of(lb, 1), names + " toxic-toxic", tt, 1, la != lb);
-    draw(pool_of(la, 0), pool_of(lb, 0), names + " normal-normal", nn, 1, la != lb);
+    draw(pool_of(pools, la, 1), pool_of(pools, lb, 1), names + " toxic-toxic", tt, 1, la != lb);
+    draw(pool_of(pools, la, 0), pool_of(pools, lb, 0), names + " normal-normal", nn, 1, la != lb);
     // Normal-toxic: which language gives the normal text is random per pair when they differ.
     uint64_t nt_ab = la == lb ? nt : nt / 2 + (nt % 2);
-    draw(pool_of(la, 0), pool_of(lb, 1), names + " normal-toxic", nt_ab, 0, true);
+    draw(pool_of(pools, la, 0), pool_of(pools, lb, 1), names + " normal-toxic", nt_ab, 0, true);
     if (la != lb)
-      draw(pool_of(la, 1), pool_of(lb, 0), names + " toxic-normal", nt - nt_ab, 0, true);
-    rep.per_language_pair.push_back(count);
+      draw(pool_of(pools, la, 1), pool_of(pools, lb, 0), names + " toxic-normal", nt - nt_ab, 0,
+           true);
   }
   rng.shuffle(pairs);
   return pairs;
+}
+
+}  // namespace
+
+std::vector<Pair> build_pairs(const LabeledCorpus& corpus, const PairOptions& options,
+                              PairReport* report) {
+  if (corpus.size() >= UINT32_MAX) throw UserError("corpus too large for 32-bit pair indices");
+  PairReport local;
+  PairReport& rep = report ? *report : local;
+  rep.per_language_pair.clear();
+  std::vector<Pair> pairs = options.sampler == PairSampler::kNotebook
+                                ? notebook_pairs(corpus, options, rep)
+                                : balanced_pairs(corpus, options, rep);
+  if (pairs.empty() && options.n_pairs > 0)
+    throw UserError("no pairs could be built from " + std::to_string(corpus.size()) +
+                    " texts: each pair needs texts longer than " +
+                    std::to_string(options.min_chars) +
+                    " characters (data.min_sample_chars), of both labels for normal-toxic pairs");
+  rep.fingerprint = pairs_fingerprint(corpus, pairs);
+  return pairs;
+}
+
+namespace {
+
+std::string csv_field(const std::string& value) {
+  if (value.find_first_of(",\"\n\r") == std::string::npos) return value;
+  std::string out = "\"";
+  for (char c : value) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
+void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus,
+                     const std::vector<Pair>& pairs) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) throw UserError(path + ": cannot write the pairs file");
+  out << "index,left_row,right_row,left_lang,right_lang,label,category\n";
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const Pair& p = pairs[i];
+    out << i << ',' << corpus.rows[p.left] << ',' << corpus.rows[p.right] << ','
+        << csv_field(corpus.langs[p.left]) << ',' << csv_field(corpus.langs[p.right]) << ','
+        << int(p.label) << ',' << category_name(category_of(corpus, p)) << '\n';
+  }
+  out.flush();
+  if (!out) throw UserError(path + ": cannot write the pairs file");
+}
+
+std::string pairs_fingerprint(const LabeledCorpus& corpus, const std::vector<Pair>& pairs) {
+  Fnv1a hash;
+  char line[64];
+  for (const Pair& p : pairs) {
+    const int n = std::snprintf(line, sizeof line, "%lld,%lld,%d\n",
+                                static_cast<long long>(corpus.rows[p.left]),
+                                static_cast<long long>(corpus.rows[p.right]), int(p.label));
+    hash.update(line, static_cast<size_t>(n));
+  }
+  return hash.hex();
 }
 
 PairRange rank_range(uint64_t consumed, int rank, uint64_t per_rank) {

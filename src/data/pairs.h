@@ -1,19 +1,34 @@
-// Siamese pairs as the notebook's build_siamese_dataset: for every language pair (including
-// same-language), a quarter toxic-toxic (label 1), a quarter normal-normal (label 1) and a
-// half normal-toxic in random order (label 0); texts drawn with
-// generate_text_probabilities' weights; no text paired with itself, no unordered pair twice;
-// the whole list shuffled. Deterministic from the seed alone.
+// Siamese pairs, as the notebook's build_siamese_dataset builds them (the `notebook` sampler,
+// the default) or balanced to exactly the requested counts (the `balanced` sampler).
 //
-// The global pair sequence is defined once and is independent of the number of ranks:
-// position p (counting every pair consumed since the start, across epochs) is
-// pairs[p % pairs.size()]. A global batch at position `consumed` gives rank r of W the
-// positions [consumed + r * per_rank, consumed + (r + 1) * per_rank).
+// notebook: the languages sorted, every unordered language pair once (same-language
+// included), n = ceil(n_pairs / language pairs) each, in three categories with the
+// notebook's `iterations`: toxic-toxic n // 4, normal-normal (2n) // 4 - n // 4 and
+// normal-toxic n - (2n) // 4. For a category, each side draws min(2 x iterations, pool)
+// distinct texts without replacement, weighted by generate_text_probabilities (or takes its
+// whole pool, unweighted, when the pool is not larger than `iterations`); both sides are
+// cut to the same length, shuffled, zipped; a text paired with itself and a pair already
+// used (in either order) are skipped; the category stops at `iterations` or when the zipped
+// candidates run out. A category can therefore end short: on Jigsaw's English corpus the
+// normal-toxic pairs are capped by the number of toxic texts. Normal-toxic pairs of `a-b`
+// take the normal text from a, the toxic one from b, in random order (left normal or left
+// toxic); the whole list is shuffled once. Pools hold the texts longer than min_chars.
+//
+// balanced: draws with replacement (alias tables) until every category has exactly its share
+// (n_pairs / language pairs, a quarter toxic-toxic, a quarter normal-normal, a half
+// normal-toxic); no text paired with itself, no unordered pair twice.
+//
+// Both are deterministic from the seed alone and independent of threads and ranks. The
+// global pair sequence is defined once: position p (counting every pair consumed since the
+// start, across epochs) is pairs[p % pairs.size()]. A global batch at position `consumed`
+// gives rank r of W the positions [consumed + r * per_rank, consumed + (r + 1) * per_rank).
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
 #include "data/corpus.h"
 
 namespace sx::data {
@@ -24,23 +39,61 @@ struct Pair {
   uint8_t label;   // 1 = same class
 };
 
-// generate_text_probabilities: weight 10 x max_chars - chars (shorter texts likelier),
-// normalised, floored at 0.5 / n, texts of min_chars characters or fewer never drawn.
-// Lengths are in code points, as Python's len(). Returns probabilities (sum 1).
+enum class PairSampler { kNotebook, kBalanced };
+// "notebook" or "balanced" (data.pair_sampler); anything else is a UserError.
+PairSampler parse_pair_sampler(const std::string& name);
+
+enum class PairCategory { kToxicToxic, kNormalNormal, kNormalToxic };
+// The category of a pair from its texts' labels.
+PairCategory category_of(const LabeledCorpus& corpus, const Pair& pair);
+const char* category_name(PairCategory category);  // toxic-toxic, normal-normal, normal-toxic
+
+// generate_text_probabilities: texts of min_chars characters or fewer are removed (probability
+// 0); the others get weight 10 x max_chars - chars (shorter texts likelier), normalised,
+// floored at 0.5 / n where n counts the remaining texts, and normalised again. Lengths are
+// in code points of the stripped text, as Python's len(). Returns probabilities (sum 1, or
+// all 0 when no text remains).
 std::vector<double> text_probabilities(const std::vector<size_t>& lengths, size_t min_chars);
+
+// Weighted sampling without replacement (Efraimidis-Spirakis: each item gets the key
+// log(u) / w with u uniform in (0, 1), the k largest keys win): the positions of `k` of the
+// items with weights `weights` (all > 0), in ascending order. The chosen set is distributed
+// as the first k of successive weighted draws (np.random.choice(..., replace=False, p=w)).
+std::vector<uint32_t> weighted_sample(const std::vector<double>& weights, size_t k, Rng& rng);
 
 struct PairCategoryCount {
   std::string left_lang, right_lang;
-  uint64_t toxic_toxic = 0, normal_normal = 0, normal_toxic = 0;
+  uint64_t toxic_toxic = 0, normal_normal = 0, normal_toxic = 0;  // pairs made
+  // The notebook's `iterations` (pairs asked for) per category.
+  uint64_t wanted_toxic_toxic = 0, wanted_normal_normal = 0, wanted_normal_toxic = 0;
 };
 
 struct PairReport {
   std::vector<PairCategoryCount> per_language_pair;
+  std::string fingerprint;  // pairs_fingerprint of the sequence
+  uint64_t total() const;
+  uint64_t same() const;  // label 1 (toxic-toxic and normal-normal)
   void log(const std::string& name) const;
 };
 
-std::vector<Pair> build_pairs(const LabeledCorpus& corpus, size_t n_pairs, uint64_t seed,
-                              size_t min_chars, PairReport* report = nullptr);
+struct PairOptions {
+  size_t n_pairs = 0;
+  uint64_t seed = 0;
+  size_t min_chars = 10;
+  PairSampler sampler = PairSampler::kNotebook;
+  size_t threads = 0;  // 0 = all cores; the result does not depend on it
+};
+
+std::vector<Pair> build_pairs(const LabeledCorpus& corpus, const PairOptions& options,
+                              PairReport* report = nullptr);
+
+// The pair sequence as CSV: index, left_row, right_row (data-row numbers in the source file),
+// left_lang, right_lang, label, category. Throws UserError when the file cannot be written.
+void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus,
+                     const std::vector<Pair>& pairs);
+// FNV-1a (64 bit, hex) of the lines "left_row,right_row,label\n" of the sequence in order: the
+// trainer logs it, so a CSV written by `data pairs` can be checked against what it consumed.
+std::string pairs_fingerprint(const LabeledCorpus& corpus, const std::vector<Pair>& pairs);
 
 // Global positions a rank consumes in the batch that starts at `consumed`.
 struct PairRange {

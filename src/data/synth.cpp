@@ -170,7 +170,8 @@ std::string label_value(Rng& rng, bool toxic, double scale = 1.0) {
 
 }  // namespace
 
-SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed) {
+SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed,
+                                    int toxic_percent) {
   try {
     files::create_directories(out_dir);
   } catch (const std::exception& e) {
@@ -221,7 +222,7 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
       out.field(f);
     out.field("toxicity_annotator_count", true);
     for (size_t i = 0; i < rows; ++i) {
-      bool toxic = rng.below(100) < 12;
+      bool toxic = static_cast<int>(rng.below(100)) < toxic_percent;
       out.field(std::to_string(59848 + i));
       out.field(make_comment(rng, "en", toxic));
       // toxic carries the label; the sub-type scores are smaller, as in Jigsaw.

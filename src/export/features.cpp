@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 
 #include "core/files.h"
@@ -87,8 +88,11 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.set_attr("config_hash", config_result_hash(config));
     f.set_attr("max_len", config.tokenizer.max_len);
 
-    // The training matrix: every labeled row, grouped by language in order of appearance.
+    // The training matrix: every labeled row, grouped by language, the languages sorted as
+    // the notebook sorts them (so fold and row indices match its cv_splitting), rows of a
+    // language in their order in the multilingual set.
     std::vector<std::string> languages = ml.languages();
+    std::sort(languages.begin(), languages.end());
     std::vector<size_t> order;
     for (const auto& lang : languages)
       for (size_t i = 0; i < ml.size(); ++i)

@@ -1,9 +1,12 @@
 // Stop rules of the training loop, torch- and MPI-free so they are unit-testable.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
+#include <string>
 
 namespace sx::train {
 
@@ -27,7 +30,10 @@ struct EarlyStopping {
   bool should_stop() const { return epochs_without_improvement >= patience; }
 };
 
-// The notebook's epoch arithmetic.
+// The notebook's epoch arithmetic: training batches train_pairs // global_batch, validation
+// batches val_pairs // global_batch (both floor, as the notebook's steps), an epoch
+// min(20 x validation batches, training batches) steps, at most max(30, round(10 x training
+// batches / steps per epoch)) epochs.
 struct EpochPlan {
   int64_t global_batch = 0;
   int64_t train_batches = 0;
@@ -42,7 +48,7 @@ inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t pai
   EpochPlan p;
   p.global_batch = pairs_per_rank * world;
   p.train_batches = std::max<int64_t>(1, train_pairs / p.global_batch);
-  p.val_batches = (val_pairs + p.global_batch - 1) / p.global_batch;
+  p.val_batches = val_pairs / p.global_batch;
   p.steps_per_epoch = steps_per_epoch_override > 0 ? steps_per_epoch_override
                                                    : std::min(20 * p.val_batches, p.train_batches);
   p.steps_per_epoch = std::max<int64_t>(1, p.steps_per_epoch);
@@ -52,5 +58,76 @@ inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t pai
           : std::max<int64_t>(30, std::llround(10.0 * p.train_batches / p.steps_per_epoch));
   return p;
 }
+
+// The whole job's time budget (run.max_duration), counted from the program's start. The
+// notebook gives training 2.5 h - preparation - 3 x projection: after preparation and the
+// projection before training, it stops training with two projections' time left, one for the
+// final projection and one to spare. Here, likewise, training stops before a step when the
+// time used so far (set-up, the before-training export, training), one more step as long as
+// the last and twice the final export's expected duration would exceed the budget; the
+// second export's worth covers the wrap-up (last checkpoint, reloading the best weights) and
+// a slower export. The final export is expected to take as long as the before-training one;
+// without one (export.before_training false, or a resumed run) it is estimated from the
+// training steps' pace: a step embeds `step_texts` texts forward and backward, the export
+// `export_texts` per rank forward only, so the estimate errs long. All times are seconds
+// since the program's start; the class holds no clock, so tests drive it.
+class JobBudget {
+ public:
+  enum Phase { kSetUp, kExportBefore, kTraining, kWrapUp, kPhases };
+
+  JobBudget(double budget_seconds, double export_texts, double step_texts)
+      : budget_(budget_seconds), export_texts_(export_texts), step_texts_(step_texts) {}
+
+  bool limited() const { return budget_ > 0; }
+  double budget() const { return budget_; }
+
+  // Records that `phase` ended at `now`; a phase that did not happen is never marked.
+  void end_of(Phase phase, double now) {
+    ends_[phase] = now;
+    marked_[phase] = true;
+  }
+  double duration_of(Phase phase) const {
+    if (!marked_[phase]) return 0;
+    for (int p = phase - 1; p >= 0; --p)
+      if (marked_[p]) return ends_[phase] - ends_[p];
+    return ends_[phase];
+  }
+
+  double expected_export_seconds(double last_step_seconds) const {
+    if (marked_[kExportBefore]) return duration_of(kExportBefore);
+    return step_texts_ > 0 ? last_step_seconds * export_texts_ / step_texts_ : 0;
+  }
+  // Before a step at `now`: true when the step and the wrap-up would overrun the budget.
+  bool should_stop(double now, double last_step_seconds) const {
+    return limited() &&
+           now + last_step_seconds + 2 * expected_export_seconds(last_step_seconds) >= budget_;
+  }
+
+  // One line for the log: where the time went (after end_of(kWrapUp)).
+  std::string summary() const {
+    const double used =
+        std::max({ends_[kSetUp], ends_[kExportBefore], ends_[kTraining], ends_[kWrapUp]});
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "job time %.3f s%s: set-up %.3f s, export before training %.3f s, training "
+                  "%.3f s, wrap-up and final export %.3f s",
+                  used, limited() ? (" of the " + fmt(budget_) + " s budget").c_str() : "",
+                  duration_of(kSetUp), duration_of(kExportBefore), duration_of(kTraining),
+                  duration_of(kWrapUp));
+    return line;
+  }
+
+ private:
+  static std::string fmt(double seconds) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f", seconds);
+    return b;
+  }
+
+  double budget_;
+  double export_texts_, step_texts_;
+  double ends_[kPhases] = {0, 0, 0, 0};
+  bool marked_[kPhases] = {false, false, false, false};
+};
 
 }  // namespace sx::train

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/program_clock.h"
 #include "core/rng.h"
 #include "core/strings.h"
 #include "data/batches.h"
@@ -48,7 +49,7 @@ const char* describe(StopReason r) {
     case StopReason::kEarlyStopping:
       return "early stopping (validation loss stopped improving)";
     case StopReason::kTime:
-      return "run.max_duration reached (time-based stopping)";
+      return "run.max_duration: only the final export's time is left (time-based stopping)";
     case StopReason::kSignal:
       return "a stop signal";
     case StopReason::kNonFinite:
@@ -140,6 +141,10 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   data::PairReport train_report, val_report;
   r.train_pairs = data::training_pairs(config, r.split, &train_report);
   r.val_pairs = data::validation_pairs(config, r.split, &val_report);
+  // On every rank: the ranks (and `data pairs`) agree on the sequences.
+  spdlog::info("pair sequences: training {} fingerprint {}, validation {} fingerprint {}",
+               r.train_pairs.size(), train_report.fingerprint, r.val_pairs.size(),
+               val_report.fingerprint);
   if (lead) {
     spdlog::info(
         "split: multilingual set {} rows ({} English), validation corpus {}, training corpus {}",
@@ -335,11 +340,18 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
   try {
     connect(config, env, r, resume_path, checkpoint);
     checkpoint = {};  // its tensors are in the replica now
-    // The notebook projects the data before training too: the untrained encoder's features.
-    if (config.export_.before_training && resume_path.empty())
-      export_run_features(config, env, r, "features_before.h5");
     const int64_t world = env.world;
     const int64_t per_rank = config.train.pairs_per_rank;
+    const size_t export_texts =
+        r.split.multilingual.size() + (r.datasets.test ? r.datasets.test->size() : 0);
+    JobBudget budget(config.run.max_duration, static_cast<double>(export_texts) / world,
+                     2.0 * per_rank);
+    budget.end_of(JobBudget::kSetUp, program_seconds());
+    // The notebook projects the data before training too: the untrained encoder's features.
+    if (config.export_.before_training && resume_path.empty()) {
+      export_run_features(config, env, r, "features_before.h5");
+      budget.end_of(JobBudget::kExportBefore, program_seconds());
+    }
     const EpochPlan plan = plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
                                        static_cast<int64_t>(r.val_pairs.size()), per_rank, world,
                                        config.train.steps_per_epoch, config.train.max_epochs);
@@ -358,8 +370,9 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
           plan.global_batch, world, per_rank, plan.steps_per_epoch, plan.max_epochs,
           config.train.max_steps ? ", at most " + std::to_string(config.train.max_steps) + " steps"
                                  : "",
-          config.run.max_duration > 0 ? ", time budget " + format_duration(config.run.max_duration)
-                                      : "");
+          budget.limited() ? ", whole-job time budget " + format_duration(budget.budget()) +
+                                 " from the program's start"
+                           : "");
 
     StopReason reason = StopReason::kNone;
     int64_t consecutive_bad = 0, last_checkpoint_step = -1;
@@ -389,8 +402,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
         break;
       }
       // Step boundary: every rank learns of any signal, and of rank 0's time decision.
-      const bool out_of_time = lead && config.run.max_duration > 0 &&
-                               elapsed() + last_step_seconds >= config.run.max_duration;
+      const bool out_of_time = lead && budget.should_stop(program_seconds(), last_step_seconds);
       auto flags = dist::allreduce_max({stop_requested() ? 1 : 0, out_of_time ? 1 : 0});
       if (flags[0]) {
         reason = StopReason::kSignal;
@@ -502,6 +514,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
       }
     }
 
+    budget.end_of(JobBudget::kTraining, program_seconds());
     spdlog::info("training stopped at step {} (epoch {}): {}", r.state.step, r.state.epoch,
                  describe(reason));
     flush_logs();
@@ -540,6 +553,11 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
                      best);
     }
     export_run_features(config, env, r, "features.h5");
+    budget.end_of(JobBudget::kWrapUp, program_seconds());
+    if (lead) {
+      spdlog::info("{}", budget.summary());
+      metrics.event("job_time", r.state.step, budget.summary());
+    }
     return kExitOk;
   } catch (const std::exception& e) {
     spdlog::critical("rank {}: {}", env.rank, e.what());

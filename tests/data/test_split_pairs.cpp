@@ -1,4 +1,5 @@
 // The corpus split, the sampling weights, the pair generator and its rank slicing.
+#include <algorithm>
 #include <set>
 
 #include "core/error.h"
@@ -77,20 +78,273 @@ TEST(Probabilities, ShorterIsLikelierFloorAndShortTextsExcluded) {
   EXPECT_NEAR(p[2] / p[4], 9989.0 / 9000.0, 1e-12);
 }
 
-TEST(Probabilities, FloorLiftsTheLongest) {
-  // max 1000 -> weights 9999 (len 1) ... the floor 0.5/n binds for none of equal lengths;
-  // with one very long text among short ones its share stays >= 0.5/n before renormalising.
-  std::vector<size_t> lengths(100, 20);
-  lengths.push_back(100000);
+TEST(Probabilities, ShortTextsAreRemovedBeforeNormalising) {
+  // generate_text_probabilities drops texts of <= 10 characters first: the others' shares are
+  // their weights 10 x max - len over the kept texts' total. (Its floor 0.5 / n, n counting
+  // the kept texts, never binds for these weights: each is at least 9/10 of the largest, so
+  // each share is at least 0.9 / n.)
+  std::vector<size_t> lengths = {1, 2, 3, 4, 11, 1000};
   auto p = text_probabilities(lengths, 10);
-  EXPECT_GT(p.back(), 0.0);
-  EXPECT_GE(p.back() * 101, 0.45);
+  EXPECT_NEAR(p[4], 9989.0 / 18989.0, 1e-12);
+  EXPECT_NEAR(p[5], 9000.0 / 18989.0, 1e-12);
+
+  std::vector<size_t> mixed(900, 3);  // 900 removed texts, 100 kept of 20..119 characters
+  for (int i = 0; i < 100; ++i) mixed.push_back(20 + i);
+  auto q = text_probabilities(mixed, 10);
+  for (size_t i = 0; i < 900; ++i) EXPECT_EQ(q[i], 0.0);
+  double total = 0;
+  for (int i = 0; i < 100; ++i) total += 1190.0 - (20 + i);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_NEAR(q[900 + i], (1190.0 - (20 + i)) / total, 1e-12);
+    EXPECT_GE(q[900 + i], 0.5 / 100);
+  }
+  EXPECT_EQ(text_probabilities({3, 5}, 10), std::vector<double>({0.0, 0.0}));  // none kept
 }
 
-TEST(Pairs, CategoriesLabelsAndUniqueness) {
+TEST(WeightedSample, InclusionProbabilitiesAreThoseOfSuccessiveDraws) {
+  // Exact inclusion probabilities of drawing 2 of weights {1, 2, 3, 4} one after another
+  // without replacement, against the Efraimidis-Spirakis keys over many trials.
+  const std::vector<double> w = {1, 2, 3, 4};
+  double exact[4] = {0, 0, 0, 0};
+  for (int a = 0; a < 4; ++a)
+    for (int b = 0; b < 4; ++b)
+      if (a != b) {
+        const double p = w[a] / 10 * w[b] / (10 - w[a]);
+        exact[a] += p;
+        exact[b] += p;
+      }
+  Rng rng(99);
+  const int trials = 200000;
+  int hits[4] = {0, 0, 0, 0};
+  for (int t = 0; t < trials; ++t) {
+    auto s = weighted_sample(w, 2, rng);
+    ASSERT_EQ(s.size(), 2u);
+    ASSERT_LT(s[0], s[1]);  // distinct, ascending
+    for (uint32_t i : s) ++hits[i];
+  }
+  for (int i = 0; i < 4; ++i)  // binomial standard error < 0.0012: 5 sigma
+    EXPECT_NEAR(static_cast<double>(hits[i]) / trials, exact[i], 0.006) << i;
+  EXPECT_EQ(weighted_sample(w, 9, rng).size(), 4u);
+}
+
+// An English corpus: `normal` normal and `toxic` toxic texts longer than 10 characters, plus
+// `short_each` texts of 10 characters or fewer of each label (never sampled).
+LabeledCorpus english(size_t normal, size_t toxic, size_t short_each = 0) {
+  LabeledCorpus c;
+  auto add = [&](const std::string& text, int label) {
+    c.texts.push_back(text);
+    c.labels.push_back(static_cast<uint8_t>(label));
+    c.langs.push_back("en");
+    c.rows.push_back(static_cast<int64_t>(c.rows.size()));
+  };
+  for (size_t i = 0; i < normal; ++i)
+    add("normal text " + std::to_string(i) + std::string(i % 41, 'n'), 0);
+  for (size_t i = 0; i < toxic; ++i)
+    add("toxic text " + std::to_string(i) + std::string(i % 29, 't'), 1);
+  for (size_t i = 0; i < short_each; ++i) add("s" + std::to_string(i % 100), 0);
+  for (size_t i = 0; i < short_each; ++i) add("t" + std::to_string(i % 100), 1);
+  return c;
+}
+
+PairOptions notebook(size_t n, uint64_t seed = 7) {
+  PairOptions o;
+  o.n_pairs = n;
+  o.seed = seed;
+  o.min_chars = 10;
+  o.sampler = PairSampler::kNotebook;
+  return o;
+}
+
+struct Counts {
+  size_t tt = 0, nn = 0, nt = 0;
+};
+
+// Checks the invariants every notebook pair list holds and counts the categories: no text
+// with itself, no unordered pair twice, labels from the texts, no short text, and per
+// category and side no text twice (the sides of normal-toxic are its normal and toxic text).
+Counts check_notebook_pairs(const LabeledCorpus& c, const std::vector<Pair>& pairs) {
+  Counts n;
+  std::set<std::pair<uint32_t, uint32_t>> seen;
+  std::set<uint32_t> sides[3][2];
+  for (const auto& p : pairs) {
+    EXPECT_NE(p.left, p.right);
+    EXPECT_TRUE(seen.insert({std::min(p.left, p.right), std::max(p.left, p.right)}).second);
+    EXPECT_GT(c.texts[p.left].size(), 10u);
+    EXPECT_GT(c.texts[p.right].size(), 10u);
+    const int a = c.labels[p.left], b = c.labels[p.right];
+    EXPECT_EQ(p.label, a == b ? 1 : 0);
+    const PairCategory cat = category_of(c, p);
+    const int k = static_cast<int>(cat);
+    if (cat == PairCategory::kNormalToxic) {
+      EXPECT_TRUE(sides[k][0].insert(a ? p.right : p.left).second) << "normal text repeats";
+      EXPECT_TRUE(sides[k][1].insert(a ? p.left : p.right).second) << "toxic text repeats";
+      ++n.nt;
+    } else {
+      EXPECT_TRUE(sides[k][0].insert(p.left).second) << category_name(cat) << " left repeats";
+      EXPECT_TRUE(sides[k][1].insert(p.right).second) << category_name(cat) << " right repeats";
+      ++(cat == PairCategory::kToxicToxic ? n.tt : n.nn);
+    }
+  }
+  return n;
+}
+
+// The notebook's rules for one category: each side takes min(2 x it, pool), or the whole pool
+// when it is not larger than it; both are cut to the shorter; at most `it` pairs come out.
+uint64_t side(uint64_t pool, uint64_t it) {
+  return pool > it ? std::min(2 * it, pool) : pool;
+}
+uint64_t candidates(uint64_t left_pool, uint64_t right_pool, uint64_t it) {
+  return std::min(side(left_pool, it), side(right_pool, it));
+}
+
+TEST(NotebookPairs, CountsFollowTheNotebooksRulesWhenTheToxicTextsRunShort) {
+  // 4000 normal and 400 toxic sampleable texts, 1000 pairs wanted: iterations 250, 250, 500.
+  const uint64_t n = 1000, normal = 4000, toxic = 400;
+  LabeledCorpus en = english(normal, toxic, 300);
+  PairReport report;
+  auto pairs = build_pairs(en, notebook(n), &report);
+  Counts got = check_notebook_pairs(en, pairs);
+  const uint64_t it_tt = n / 4, it_nn = (2 * n) / 4 - n / 4, it_nt = n - (2 * n) / 4;
+  // toxic-toxic: 400 > 250, each side 400 texts; 250 pairs reached (the self-pairs and
+  // reversed repeats lost among 400 candidates are a handful).
+  EXPECT_EQ(got.tt, std::min(it_tt, candidates(toxic, toxic, it_tt)));
+  EXPECT_EQ(got.nn, std::min(it_nn, candidates(normal, normal, it_nn)));
+  // normal-toxic: the toxic side is its whole pool (400 <= 500), the cap bites: 400 pairs.
+  EXPECT_EQ(got.nt, std::min(it_nt, candidates(normal, toxic, it_nt)));
+  EXPECT_EQ(got.nt, 400u);
+  EXPECT_EQ(pairs.size(), 900u);
+  ASSERT_EQ(report.per_language_pair.size(), 1u);
+  const auto& r = report.per_language_pair[0];
+  EXPECT_EQ(r.toxic_toxic, got.tt);
+  EXPECT_EQ(r.normal_normal, got.nn);
+  EXPECT_EQ(r.normal_toxic, got.nt);
+  EXPECT_EQ(r.wanted_normal_toxic, it_nt);
+  EXPECT_EQ(report.total(), pairs.size());
+  EXPECT_EQ(report.same(), got.tt + got.nn);
+  // Normal-toxic pairs come in both orders.
+  size_t toxic_left = 0;
+  for (const auto& p : pairs) toxic_left += p.label == 0 && en.labels[p.left] == 1;
+  EXPECT_GT(toxic_left, 150u);
+  EXPECT_LT(toxic_left, 250u);
+}
+
+TEST(NotebookPairs, AWholeToxicPoolPairedWithItselfLosesOnlySelfPairsAndRepeats) {
+  // 150 toxic texts <= 250 iterations: toxic-toxic zips the whole pool with a shuffle of
+  // itself, so every toxic text is on each side once and pairs are lost only to a text met
+  // by itself or a pair met reversed; normal-toxic gets exactly 150.
+  const uint64_t n = 1000, toxic = 150;
+  LabeledCorpus en = english(3000, toxic, 50);
+  auto pairs = build_pairs(en, notebook(n, 3), nullptr);
+  Counts got = check_notebook_pairs(en, pairs);
+  EXPECT_LE(got.tt, toxic);
+  EXPECT_GE(got.tt, toxic - 10);
+  EXPECT_EQ(got.nn, 250u);
+  EXPECT_EQ(got.nt, toxic);
+}
+
+TEST(NotebookPairs, EveryLanguagePairSortedAndCeilOfTheShare) {
+  LabeledCorpus m = corpus(400, "it", 3);
+  LabeledCorpus es = corpus(400, "es", 3);
+  for (size_t i = 0; i < es.size(); ++i) m.push_back_from(es, i);
+  PairReport report;
+  auto pairs = build_pairs(m, notebook(601), &report);
+  ASSERT_EQ(report.per_language_pair.size(), 3u);  // es-es, es-it, it-it: sorted
+  EXPECT_EQ(report.per_language_pair[0].left_lang, "es");
+  EXPECT_EQ(report.per_language_pair[0].right_lang, "es");
+  EXPECT_EQ(report.per_language_pair[1].right_lang, "it");
+  EXPECT_EQ(report.per_language_pair[2].left_lang, "it");
+  for (const auto& c : report.per_language_pair) {  // n = ceil(601 / 3) = 201
+    EXPECT_EQ(c.wanted_toxic_toxic, 50u);
+    EXPECT_EQ(c.wanted_normal_normal, 50u);
+    EXPECT_EQ(c.wanted_normal_toxic, 101u);
+  }
+  size_t cross = 0;
+  for (const auto& p : pairs) cross += m.langs[p.left] != m.langs[p.right];
+  EXPECT_EQ(cross, report.per_language_pair[1].toxic_toxic +
+                       report.per_language_pair[1].normal_normal +
+                       report.per_language_pair[1].normal_toxic);
+  EXPECT_EQ(pairs.size(), report.total());
+}
+
+TEST(NotebookPairs, SameForAnyThreadCountAndRankCount) {
+  LabeledCorpus en = english(3000, 250, 20);
+  PairOptions one = notebook(1000, 11), many = notebook(1000, 11);
+  one.threads = 1;
+  many.threads = 3;
+  auto a = build_pairs(en, one), b = build_pairs(en, many);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_TRUE(a[i].left == b[i].left && a[i].right == b[i].right && a[i].label == b[i].label);
+  // Ranks slice one global sequence: 1, 2, 3 and 4 ranks consume the same pairs in order.
+  const uint64_t global_batch = 12, steps = a.size() / global_batch + 3;  // wraps around
+  for (int world : {1, 2, 3, 4}) {
+    const uint64_t per_rank = global_batch / world;
+    uint64_t k = 0;
+    for (uint64_t step = 0; step < steps; ++step)
+      for (int r = 0; r < world; ++r) {
+        PairRange range = rank_range(step * global_batch, r, per_rank);
+        for (uint64_t p = range.begin; p < range.begin + range.count; ++p, ++k) {
+          const Pair& x = pair_at(a, p);
+          const Pair& y = b[k % b.size()];
+          ASSERT_TRUE(x.left == y.left && x.right == y.right) << world << " " << k;
+        }
+      }
+  }
+}
+
+TEST(NotebookPairs, DeterministicFromSeedAlone) {
+  LabeledCorpus en = english(1000, 200);
+  auto a = build_pairs(en, notebook(300, 3)), b = build_pairs(en, notebook(300, 3)),
+       c = build_pairs(en, notebook(300, 4));
+  ASSERT_EQ(a.size(), b.size());
+  bool all_equal = true, any_diff = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    all_equal &= a[i].left == b[i].left && a[i].right == b[i].right;
+    any_diff |= i < c.size() && a[i].left != c[i].left;
+  }
+  EXPECT_TRUE(all_equal);
+  EXPECT_TRUE(any_diff);
+}
+
+TEST(NotebookPairs, NoSampleableTextIsAClearError) {
+  LabeledCorpus en = english(0, 0, 30);  // only texts of <= 10 characters
+  try {
+    build_pairs(en, notebook(100));
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("longer than 10"), std::string::npos) << e.what();
+  }
+}
+
+TEST(NotebookPairs, CsvAndFingerprint) {
+  LabeledCorpus en = english(200, 40);
+  PairReport report;
+  auto pairs = build_pairs(en, notebook(100), &report);
+  test::TempDir dir;
+  write_pairs_csv(dir.path("p.csv"), en, pairs);
+  const std::string csv = test::read_file(dir.path("p.csv"));
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "index,left_row,right_row,left_lang,right_lang,label,category");
+  EXPECT_EQ(static_cast<size_t>(std::count(csv.begin(), csv.end(), '\n')), pairs.size() + 1);
+  const Pair& p = pairs[0];
+  const std::string first =
+      "0," + std::to_string(en.rows[p.left]) + "," + std::to_string(en.rows[p.right]) + ",en,en," +
+      std::to_string(int(p.label)) + "," + category_name(category_of(en, p)) + "\n";
+  EXPECT_EQ(csv.substr(csv.find('\n') + 1, first.size()), first);
+  EXPECT_EQ(report.fingerprint, pairs_fingerprint(en, pairs));
+  EXPECT_EQ(report.fingerprint.size(), 16u);
+}
+
+PairOptions balanced(size_t n, uint64_t seed) {
+  PairOptions o = notebook(n, seed);
+  o.sampler = PairSampler::kBalanced;
+  return o;
+}
+
+TEST(BalancedPairs, CategoriesLabelsAndUniqueness) {
   LabeledCorpus en = corpus(2000, "en", 5);
   PairReport report;
-  auto pairs = build_pairs(en, 1000, 7, 10, &report);
+  auto pairs = build_pairs(en, balanced(1000, 7), &report);
   ASSERT_EQ(pairs.size(), 1000u);
   size_t tt = 0, nn = 0, nt = 0;
   std::set<std::pair<uint32_t, uint32_t>> seen;
@@ -109,22 +363,22 @@ TEST(Pairs, CategoriesLabelsAndUniqueness) {
   EXPECT_EQ(report.per_language_pair[0].normal_toxic, 500u);
 }
 
-TEST(Pairs, EveryLanguagePairIncludingSameLanguage) {
+TEST(BalancedPairs, EveryLanguagePairIncludingSameLanguage) {
   LabeledCorpus m = corpus(400, "es", 3);
   LabeledCorpus it = corpus(400, "it", 3);
   for (size_t i = 0; i < it.size(); ++i) m.push_back_from(it, i);
   PairReport report;
-  auto pairs = build_pairs(m, 600, 1, 10, &report);
+  auto pairs = build_pairs(m, balanced(600, 1), &report);
   ASSERT_EQ(report.per_language_pair.size(), 3u);  // es-es, es-it, it-it
   size_t cross = 0;
   for (const auto& p : pairs) cross += m.langs[p.left] != m.langs[p.right];
   EXPECT_EQ(cross, 200u);
 }
 
-TEST(Pairs, DeterministicFromSeedAlone) {
+TEST(BalancedPairs, DeterministicFromSeedAlone) {
   LabeledCorpus en = corpus(500, "en", 4);
-  auto a = build_pairs(en, 300, 3, 10), b = build_pairs(en, 300, 3, 10),
-       c = build_pairs(en, 300, 4, 10);
+  auto a = build_pairs(en, balanced(300, 3)), b = build_pairs(en, balanced(300, 3)),
+       c = build_pairs(en, balanced(300, 4));
   ASSERT_EQ(a.size(), b.size());
   bool all_equal = true, any_diff = false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -135,10 +389,10 @@ TEST(Pairs, DeterministicFromSeedAlone) {
   EXPECT_TRUE(any_diff);
 }
 
-TEST(Pairs, TooFewTextsIsAClearError) {
+TEST(BalancedPairs, TooFewTextsIsAClearError) {
   LabeledCorpus en = corpus(20, "en", 5);  // 4 toxic texts: at most 6 toxic-toxic pairs
   try {
-    build_pairs(en, 100, 1, 10);
+    build_pairs(en, balanced(100, 1));
     FAIL();
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("toxic-toxic"), std::string::npos) << e.what();
@@ -147,7 +401,7 @@ TEST(Pairs, TooFewTextsIsAClearError) {
 
 TEST(Pairs, RankSlicesConcatenateToTheGlobalSequenceForAnyWorldSize) {
   LabeledCorpus en = corpus(600, "en", 4);
-  auto pairs = build_pairs(en, 240, 5, 10);
+  auto pairs = build_pairs(en, balanced(240, 5));
   const uint64_t global_batch = 24, steps = 25;  // wraps around the 240 pairs
   for (int world : {1, 2, 3, 4}) {
     const uint64_t per_rank = global_batch / world;

@@ -56,7 +56,10 @@ TEST(Batches, TokenStoreTokenizesOnceAndMatchesDirectEncoding) {
   auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{});
   XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", 24,
                      Pretokenize::kWordpunct, true});
-  auto pairs = build_pairs(en, 100, 1, 10);
+  PairOptions options;
+  options.n_pairs = 100;
+  options.seed = 1;
+  auto pairs = build_pairs(en, options);
   TokenStore store(tok, en.texts, 2);
   PairBatch b = make_pair_batch(pairs, rank_range(8, 1, 4), store, 24);  // positions 12..15
   ASSERT_EQ(b.count, 4u);

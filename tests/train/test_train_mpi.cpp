@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include "data/jigsaw.h"
@@ -236,6 +237,7 @@ TEST(TrainMpi, ExportedFeaturesMatchTheInputFiles) {
     auto labels = f.read_int64("train/labels");
     auto rows = f.read_int64("train/rows");
     ASSERT_EQ(langs.size(), n);
+    EXPECT_TRUE(std::is_sorted(langs.begin(), langs.end()));  // grouped, sorted as the notebook
     // Folds: one per language, disjoint, together covering every row, test = that language.
     auto fold_langs = f.members("folds");
     EXPECT_EQ(fold_langs, (std::vector<std::string>{"en", "es", "it", "tr"}));

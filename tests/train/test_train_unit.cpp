@@ -26,17 +26,77 @@ TEST(EarlyStopping, KerasSemanticsStrictImprovementAndReset) {
 }
 
 TEST(EpochPlan, TheNotebooksRule) {
-  // 500000 pairs, 1000 validation pairs, 32 per step on one replica.
+  // 500000 pairs, 1000 validation pairs, 32 per step on one replica. The notebook's
+  // validation steps are val_pairs // batch (floor): 31, not 32.
   EpochPlan p = plan_epochs(500000, 1000, 32, 1, 0, 0);
   EXPECT_EQ(p.train_batches, 15625);
-  EXPECT_EQ(p.val_batches, 32);
-  EXPECT_EQ(p.steps_per_epoch, 640);
-  EXPECT_EQ(p.max_epochs, 244);  // max(30, round(10 * 15625 / 640))
+  EXPECT_EQ(p.val_batches, 31);
+  EXPECT_EQ(p.steps_per_epoch, 620);
+  EXPECT_EQ(p.max_epochs, 252);  // max(30, round(10 * 15625 / 620))
   EpochPlan small = plan_epochs(1000, 1000, 32, 2, 0, 0);
   EXPECT_EQ(small.steps_per_epoch, 15);  // training batches are fewer than 20 x validation batches
   EXPECT_EQ(small.max_epochs, 30);
   EXPECT_EQ(plan_epochs(1000, 100, 4, 1, 7, 3).steps_per_epoch, 7);
   EXPECT_EQ(plan_epochs(1000, 100, 4, 1, 7, 3).max_epochs, 3);
+  EXPECT_EQ(plan_epochs(1000, 10, 4, 4, 0, 0).val_batches, 0);  // fewer than one batch
+  EXPECT_EQ(plan_epochs(1000, 10, 4, 4, 0, 0).steps_per_epoch, 1);
+}
+
+// A simulated job: set-up, export, then steps of `step` seconds until the budget says stop,
+// then the wrap-up taking `wrap_up` seconds. Returns the job's end.
+double simulate(JobBudget& b, double set_up, double export_before, double step, double wrap_up,
+                int64_t* steps = nullptr) {
+  double now = set_up;
+  b.end_of(JobBudget::kSetUp, now);
+  if (export_before > 0) b.end_of(JobBudget::kExportBefore, now += export_before);
+  double last = 0;
+  int64_t n = 0;
+  while (!b.should_stop(now, last) && n < 1000000) now += last = step, ++n;
+  b.end_of(JobBudget::kTraining, now);
+  b.end_of(JobBudget::kWrapUp, now += wrap_up);
+  if (steps) *steps = n;
+  return now;
+}
+
+TEST(JobBudget, SetUpExportsAndTrainingFitTheWholeBudget) {
+  // 2.5 h budget, 10 min set-up, 5 min export, 2 s steps; the final export as long as the
+  // first: the job ends inside the budget, with the notebook's spare export's worth left.
+  JobBudget b(9000, 1e5, 64);
+  int64_t steps = 0;
+  const double end = simulate(b, 600, 300, 2.0, 300, &steps);
+  EXPECT_LE(end, 9000);
+  EXPECT_GE(end, 9000 - 300 - 2 - 1e-9);  // stopped no earlier than it had to
+  EXPECT_EQ(steps, (9000 - 600 - 300 - 2 * 300 - 2) / 2);  // the last step ends by 9000 - 2 x 300
+  EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kSetUp), 600);
+  EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kExportBefore), 300);
+  EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kWrapUp), 300);
+  EXPECT_NE(b.summary().find("job time 9"), std::string::npos) << b.summary();
+  EXPECT_NE(b.summary().find("of the 9000.000 s budget"), std::string::npos) << b.summary();
+  // Even a final export twice as slow as the first still fits.
+  JobBudget slow(9000, 1e5, 64);
+  EXPECT_LE(simulate(slow, 600, 300, 2.0, 600), 9000 + 1e-9);
+}
+
+TEST(JobBudget, WithoutAnExportBeforeTrainingItIsEstimatedFromTheStepsPace) {
+  // 6400 texts to export per rank, 64 texts per step of 1 s: estimate 100 s (forward only
+  // really takes about a third: the estimate errs long).
+  JobBudget b(1000, 6400, 64);
+  EXPECT_DOUBLE_EQ(b.expected_export_seconds(1.0), 100);
+  const double end = simulate(b, 50, 0, 1.0, 100);
+  EXPECT_LE(end, 1000);
+  EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kTraining), 1000 - 50 - 200 - 1);
+  EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kExportBefore), 0);
+}
+
+TEST(JobBudget, ASetUpLongerThanTheBudgetStopsBeforeTheFirstStepAndNoneNeverStops) {
+  JobBudget late(100, 10, 10);
+  int64_t steps = -1;
+  simulate(late, 120, 1, 0.5, 1, &steps);
+  EXPECT_EQ(steps, 0);
+  JobBudget none(0, 10, 10);
+  EXPECT_FALSE(none.limited());
+  EXPECT_FALSE(none.should_stop(1e9, 1e9));
+  EXPECT_EQ(none.summary().find("budget"), std::string::npos);
 }
 
 Checkpoint sample() {
