@@ -92,10 +92,13 @@ TEST(Cli, DataStatsOnSynthesizedData) {
   auto synth = run_cli("data synth --out " + dir.path("d") + " --rows 3000 --seed 2");
   ASSERT_EQ(synth.exit_code, 0) << synth.err;
   auto r = run_cli("data stats data.train_csv=" + dir.path("d/jigsaw-unintended-bias-train.csv") +
-                   " data.multilingual_csv=" + dir.path("d/validation.csv") + " data.test_csv=" +
-                   dir.path("d/test.csv") + " data.train_pairs=2000 data.val_pairs=100");
+                   " data.multilingual_csv=" + dir.path("d/validation.csv") +
+                   " data.test_csv=" + dir.path("d/test.csv") +
+                   " data.train_pairs=2000 data.val_pairs=100 data.pair_sampler=balanced");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("english (data.train_csv): 3000 rows"), std::string::npos) << r.out;
+  // The balanced sampler makes exactly the requested shares (the notebook's would stop
+  // normal-toxic pairs at the number of toxic texts).
   EXPECT_NE(
       r.out.find("training pairs en-en: toxic-toxic 500, normal-normal 500, normal-toxic 1000"),
       std::string::npos)
