@@ -22,7 +22,8 @@ struct ConfigArgs {
 bool load_config_on_every_rank(const ConfigArgs& args, const std::vector<std::string>& sections,
                                int rank, Config& config);
 
-int cmd_config(const ConfigArgs& args, bool docs);
+// Prints the resolved configuration (YAML), the key reference (--docs), or one key's value.
+int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key);
 int cmd_tokenize(const ConfigArgs& args);
 int cmd_data_stats(const ConfigArgs& args);
 int cmd_data_synth(const std::string& out_dir, long long rows, long long seed);
@@ -38,6 +39,8 @@ struct BenchDataArgs {
   long long threads = 2;
 };
 int cmd_bench_data(const BenchDataArgs& args);
+// Writes and reads an XLM-R-base-sized checkpoint in `dir`, timing the checksums too.
+int cmd_bench_checkpoint(const std::string& dir, long long params);
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before);
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/hash.h"
@@ -15,7 +16,10 @@
 namespace sx::train {
 namespace {
 
-constexpr int64_t kFormat = 1;
+// Format 2 checksums with XXH3 (memory speed on multi-GB files); format 1 (FNV-1a) files
+// from earlier releases are still read.
+constexpr int64_t kFormat = 2;
+constexpr int64_t kFormatFnv = 1;
 
 std::vector<uint64_t> dims_of(const torch::Tensor& t) {
   std::vector<uint64_t> d;
@@ -34,8 +38,9 @@ std::string state_text(const TrainState& s) {
   return buf;
 }
 
-std::string checksum(const Checkpoint& c) {
-  Fnv1a h;
+template <class Hash>
+std::string checksum_with(const Checkpoint& c) {
+  Hash h;
   h.update(state_text(c.state));
   for (const auto& [name, t] : c.params) {
     h.update(name);
@@ -44,6 +49,10 @@ std::string checksum(const Checkpoint& c) {
   for (const torch::Tensor* t : {&c.adam_m, &c.adam_v})
     if (t->defined()) h.update(t->data_ptr(), t->nbytes());
   return h.hex();
+}
+
+std::string checksum(const Checkpoint& c, int64_t format = kFormat) {
+  return format == kFormatFnv ? checksum_with<Fnv1a>(c) : checksum_with<Xxh3>(c);
 }
 
 Checkpoint to_cpu(const Checkpoint& c) {
@@ -94,7 +103,8 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
   try {
     io::H5File f = io::H5File::open(path);
     Checkpoint c;
-    if (!f.has_attr("format") || f.attr_int("format") != kFormat)
+    const int64_t format = f.has_attr("format") ? f.attr_int("format") : 0;
+    if (format != kFormat && format != kFormatFnv)
       throw UserError(path +
                       ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
     TrainState& s = c.state;
@@ -118,12 +128,18 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     const bool has_optimizer = f.has("optimizer/m");
     if (has_optimizer) {
       std::vector<float> m = f.read_float("optimizer/m"), v = f.read_float("optimizer/v");
+      int64_t n = 0;
+      for (const auto& item : c.params) n += item.second.numel();
+      if (static_cast<int64_t>(m.size()) != n || static_cast<int64_t>(v.size()) != n)
+        throw UserError(path + ": optimizer moments hold " + std::to_string(m.size()) + " and " +
+                        std::to_string(v.size()) + " values, expected one per parameter (" +
+                        std::to_string(n) + ")");
       c.adam_m =
           torch::from_blob(m.data(), {static_cast<int64_t>(m.size())}, torch::kFloat).clone();
       c.adam_v =
           torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
     }
-    if (checksum(c) != f.attr_string("checksum"))
+    if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
     if (with_optimizer && !has_optimizer) throw UserError(path + ": holds no optimizer state");
     return c;
@@ -149,11 +165,21 @@ std::string best_checkpoint_path(const std::string& run_dir) {
 }
 
 std::vector<std::string> list_step_checkpoints(const std::string& run_dir) {
+  // Only step-<digits>.h5 names count, ordered by their number: any other name (a copy, an
+  // editor's backup, "step-final.h5") is never taken for the newest.
+  std::vector<std::pair<uint64_t, std::string>> numbered;
+  for (const auto& name : files::list(checkpoint_dir(run_dir))) {
+    const size_t digits = name.size() >= 8 ? name.size() - 8 : 0;  // "step-" + digits + ".h5"
+    if (digits == 0 || digits > 18 || name.rfind("step-", 0) != 0 ||
+        name.compare(name.size() - 3, 3, ".h5") != 0)
+      continue;
+    const std::string number = name.substr(5, digits);
+    if (number.find_first_not_of("0123456789") != std::string::npos) continue;
+    numbered.emplace_back(std::stoull(number), files::join(checkpoint_dir(run_dir), name));
+  }
+  std::sort(numbered.rbegin(), numbered.rend());
   std::vector<std::string> out;
-  for (const auto& name : files::list(checkpoint_dir(run_dir)))
-    if (name.rfind("step-", 0) == 0 && name.size() > 8 && name.substr(name.size() - 3) == ".h5")
-      out.push_back(files::join(checkpoint_dir(run_dir), name));
-  std::sort(out.rbegin(), out.rend());  // zero-padded step numbers sort as numbers
+  for (auto& item : numbered) out.push_back(std::move(item.second));
   return out;
 }
 
