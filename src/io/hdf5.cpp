@@ -1,6 +1,5 @@
 #include "io/hdf5.h"
 
-#include <fcntl.h>
 #include <hdf5.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -209,6 +208,26 @@ std::vector<uint64_t> H5File::dims(const std::string& name) const {
 std::vector<float> H5File::read_float(const std::string& name) const {
   return read_dataset<float>(id_, path_, name, H5T_NATIVE_FLOAT, H5T_FLOAT);
 }
+void H5File::read_float_into(const std::string& name, float* out, uint64_t count) const {
+  hid_t set = H5Dopen2(id_, name.c_str(), H5P_DEFAULT);
+  if (set < 0) fail(path_, "missing dataset '" + name + "'");
+  uint64_t points = 0;
+  try {
+    points = checked_shape(set, path_, name, H5T_FLOAT).points;
+  } catch (...) {
+    H5Dclose(set);
+    throw;
+  }
+  herr_t status = points != count || count == 0
+                      ? 0
+                      : H5Dread(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  H5Dclose(set);
+  if (points != count)
+    fail(path_, "dataset '" + name + "' holds " + std::to_string(points) + " values, expected " +
+                    std::to_string(count));
+  if (status < 0) fail(path_, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
+}
+
 std::vector<double> H5File::read_double(const std::string& name) const {
   return read_dataset<double>(id_, path_, name, H5T_NATIVE_DOUBLE, H5T_FLOAT);
 }
@@ -336,14 +355,6 @@ std::string H5File::attr_string(const std::string& name) const {
 }
 bool H5File::has_attr(const std::string& name) const {
   return H5Aexists(id_, name.c_str()) > 0;
-}
-
-void fsync_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail(path, "cannot open for fsync");
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) fail(path, "fsync failed");
 }
 
 }  // namespace sx::io

@@ -1,7 +1,5 @@
 #include "train/checkpoint.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -69,8 +67,7 @@ Checkpoint to_cpu(const Checkpoint& c) {
 
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) {
   Checkpoint c = to_cpu(checkpoint_in);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
+  files::write_atomically(path, [&](const std::string& tmp) {
     io::H5File f = io::H5File::create(tmp);
     for (const auto& [name, t] : c.params)
       f.write("params/" + name, t.data_ptr<float>(), dims_of(t));
@@ -94,9 +91,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
     f.set_attr("checksum", checksum(c));
     f.flush();
     f.close();
-  }
-  io::fsync_file(tmp);
-  files::rename(tmp, path);
+  });
 }
 
 Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
@@ -119,25 +114,27 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     s.world_size = f.attr_int("world_size");
     s.config_hash = f.attr_string("config_hash");
     s.lr_step_size = f.attr_double("lr_step_size");
-    for (const auto& name : f.members("params")) {
-      std::vector<float> data = f.read_float("params/" + name);
+    // Straight into the tensors' memory: a multi-GB checkpoint is read once, not copied.
+    auto read_tensor = [&](const std::string& name) {
       std::vector<int64_t> shape;
-      for (auto d : f.dims("params/" + name)) shape.push_back(static_cast<int64_t>(d));
-      c.params[name] = torch::from_blob(data.data(), shape, torch::kFloat).clone();
+      for (auto d : f.dims(name)) shape.push_back(static_cast<int64_t>(d));
+      torch::Tensor t = torch::empty(shape, torch::kFloat);
+      f.read_float_into(name, t.data_ptr<float>(), static_cast<uint64_t>(t.numel()));
+      return t;
+    };
+    int64_t n = 0;
+    for (const auto& name : f.members("params")) {
+      c.params[name] = read_tensor("params/" + name);
+      n += c.params[name].numel();
     }
     const bool has_optimizer = f.has("optimizer/m");
     if (has_optimizer) {
-      std::vector<float> m = f.read_float("optimizer/m"), v = f.read_float("optimizer/v");
-      int64_t n = 0;
-      for (const auto& item : c.params) n += item.second.numel();
-      if (static_cast<int64_t>(m.size()) != n || static_cast<int64_t>(v.size()) != n)
-        throw UserError(path + ": optimizer moments hold " + std::to_string(m.size()) + " and " +
-                        std::to_string(v.size()) + " values, expected one per parameter (" +
-                        std::to_string(n) + ")");
-      c.adam_m =
-          torch::from_blob(m.data(), {static_cast<int64_t>(m.size())}, torch::kFloat).clone();
-      c.adam_v =
-          torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
+      c.adam_m = read_tensor("optimizer/m").reshape({-1});
+      c.adam_v = read_tensor("optimizer/v").reshape({-1});
+      if (c.adam_m.numel() != n || c.adam_v.numel() != n)
+        throw UserError(path + ": optimizer moments hold " + std::to_string(c.adam_m.numel()) +
+                        " and " + std::to_string(c.adam_v.numel()) +
+                        " values, expected one per parameter (" + std::to_string(n) + ")");
     }
     if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
