@@ -42,6 +42,14 @@ int cmd_bench_data(const BenchDataArgs& args);
 // Writes and reads an XLM-R-base-sized checkpoint in `dir`, timing the checksums too.
 int cmd_bench_checkpoint(const std::string& dir, long long params);
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
+struct HfExportArgs {
+  std::string checkpoint;  // "" = the run's best.h5 (else its newest step checkpoint)
+  std::string out;
+  std::string dtype = "fp32";
+  bool force = false;
+};
+// The trained encoder as an HF transformers / sentence-transformers model directory.
+int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf);
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before);
 
 }  // namespace sx::app

@@ -43,6 +43,18 @@ int main(int argc, char** argv) {
   exp->add_option("--checkpoint", checkpoint, "checkpoint to load (default: best in run.dir)");
   exp->callback([&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint); }; });
 
+  auto* export_hf = app.add_subcommand(
+      "export-hf", "The trained encoder as an HF transformers / sentence-transformers directory");
+  sx::app::HfExportArgs hf_args;
+  add_config_args(export_hf, cfg);
+  export_hf->add_option("--checkpoint", hf_args.checkpoint,
+                        "checkpoint to export (default: best.h5 in run.dir)");
+  export_hf->add_option("--out", hf_args.out, "output directory")->required();
+  export_hf->add_option("--dtype", hf_args.dtype, "weights in model.safetensors")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  export_hf->add_flag("--force", hf_args.force, "overwrite the files of a non-empty --out");
+  export_hf->callback([&] { action = [&] { return sx::app::cmd_export_hf(cfg, hf_args); }; });
+
   auto* evaluate = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
   std::vector<std::string> feature_files;
   std::string before_file;
