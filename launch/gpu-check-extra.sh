@@ -27,4 +27,8 @@ print(f"GPU throughput: {sum(s['pairs_per_s'] for s in steps) / len(steps):.0f} 
 PY
   "$bin" evaluate "$work/$name/features.h5" | tail -2
 done
+echo "--- export-hf of the fp32 run, loaded by HF transformers (and sentence-transformers if there)"
+"$bin" export-hf run.dir="$work/fp32" model.pretrained="$fixtures/hf-tiny-xlmr" \
+  tokenizer.model="$fixtures/tokenizer/sentencepiece.bpe.model" --out "$work/hf" | tail -1
+python3 tools/check_hf_export.py "$bin" "$work/hf"
 rm -rf "$work"

@@ -29,6 +29,7 @@ need nlohmann/json.hpp nlohmann-json3-dev
 need utf8proc.h libutf8proc-dev libutf8proc2
 need gtest/gtest.h libgtest-dev
 need sentencepiece_processor.h libsentencepiece-dev libsentencepiece0
+need xxhash.h libxxhash-dev
 # Debian's -dev symlinks point at absolute /usr paths; make them relative to the root.
 find "$deps_root" -type l | while read -r l; do
   t=$(readlink "$l"); case $t in /*) ln -sf "$deps_root$t" "$l";; esac

@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .gpu-deps/debs
 (cd .gpu-deps/debs && apt-get download -qq libcli11-dev nlohmann-json3-dev libutf8proc-dev libutf8proc2 \
-  libgtest-dev libsentencepiece-dev libsentencepiece0 2>/dev/null)
+  libgtest-dev libsentencepiece-dev libsentencepiece0 libxxhash-dev 2>/dev/null)
 rm -rf .fixtures && cp -r ../shared/fixtures .fixtures && chmod -R u+w .fixtures
 du -sh .gpu-deps .fixtures

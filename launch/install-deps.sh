@@ -8,7 +8,7 @@ packages=(
   g++ make cmake ninja-build pkg-config git
   # libraries (found by CMake, never vendored)
   libtorch-dev libopenmpi-dev openmpi-bin libsentencepiece-dev libyaml-cpp-dev libspdlog-dev
-  libhdf5-dev libgtest-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
+  libhdf5-dev libgtest-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev libxxhash-dev
   # the demo's tokenizer is trained with spm_train
   sentencepiece
   # the Slurm test starts a real Slurm (22.05) on this machine

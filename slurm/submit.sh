@@ -2,25 +2,58 @@
 # Submits slurm/train.sbatch with the time limit and run.max_duration kept in step: training
 # stops by itself 15 minutes before the limit (time-based stopping, then export), and the
 # warning signal 10 minutes before it is the safety net.
-# Usage: slurm/submit.sh CONFIG [--time HH:MM:SS] [--nodes N] [--gpus-per-node G] [key=value ...]
+# Usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--dry-run] [key=value ...]
+#   T in any of Slurm's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (default 08:30:00).
+#   --dry-run prints the sbatch command instead of running it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { echo "usage: slurm/submit.sh CONFIG [--time HH:MM:SS] [--nodes N] [--gpus-per-node G] [key=value ...]" >&2; exit 2; }
+usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--dry-run] [key=value ...]"
+[ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 config=$1
 shift
-time=08:30:00 nodes=1 gpus=8
+time=08:30:00 nodes=1 gpus=8 dry_run=0
 overrides=()
 while [ $# -gt 0 ]; do
   case $1 in
+    --time | --nodes | --gpus-per-node)
+      [ $# -ge 2 ] || { echo "submit: $1 needs a value" >&2; exit 2; } ;;&
     --time) time=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --gpus-per-node) gpus=$2; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
     *) overrides+=("$1"); shift ;;
   esac
 done
-IFS=: read -r h m s <<<"$time"
-limit=$(( 10#$h * 3600 + 10#$m * 60 + 10#${s:-0} ))
+
+# Seconds in a Slurm time limit: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S (sbatch(1), --time).
+slurm_seconds() {
+  local t=$1 days=0 rest
+  local num='[0-9]+'
+  if [[ $t =~ ^($num)-(.*)$ ]]; then
+    days=${BASH_REMATCH[1]} rest=${BASH_REMATCH[2]}
+    if [[ $rest =~ ^($num)$ ]]; then echo $((10#$days * 86400 + 10#${BASH_REMATCH[1]} * 3600))
+    elif [[ $rest =~ ^($num):($num)$ ]]; then
+      echo $((10#$days * 86400 + 10#${BASH_REMATCH[1]} * 3600 + 10#${BASH_REMATCH[2]} * 60))
+    elif [[ $rest =~ ^($num):($num):($num)$ ]]; then
+      echo $((10#$days * 86400 + 10#${BASH_REMATCH[1]} * 3600 + 10#${BASH_REMATCH[2]} * 60 + 10#${BASH_REMATCH[3]}))
+    else return 1; fi
+  elif [[ $t =~ ^($num)$ ]]; then echo $((10#${BASH_REMATCH[1]} * 60))
+  elif [[ $t =~ ^($num):($num)$ ]]; then echo $((10#${BASH_REMATCH[1]} * 60 + 10#${BASH_REMATCH[2]}))
+  elif [[ $t =~ ^($num):($num):($num)$ ]]; then
+    echo $((10#${BASH_REMATCH[1]} * 3600 + 10#${BASH_REMATCH[2]} * 60 + 10#${BASH_REMATCH[3]}))
+  else return 1; fi
+}
+
+limit=$(slurm_seconds "$time") || {
+  echo "submit: --time '$time' is not a Slurm time limit (expected M, M:S, H:M:S, D-H, D-H:M or D-H:M:S)" >&2
+  exit 2
+}
 budget=$(( limit - 900 ))
-[ "$budget" -gt 300 ] || { echo "submit: --time $time leaves no time to train" >&2; exit 2; }
-exec sbatch --time="$time" --nodes="$nodes" --ntasks-per-node="$gpus" --gpus-per-node="$gpus" \
-  slurm/train.sbatch "$config" run.max_duration="${budget}s" "${overrides[@]}"
+[ "$budget" -gt 300 ] || { echo "submit: --time $time ($limit s) leaves no time to train (at least 1201 s needed: training stops 900 s before the limit)" >&2; exit 2; }
+cmd=(sbatch --time="$time" --nodes="$nodes" --ntasks-per-node="$gpus" --gpus-per-node="$gpus"
+  slurm/train.sbatch "$config" run.max_duration="${budget}s" ${overrides[@]+"${overrides[@]}"})
+if [ "$dry_run" -eq 1 ]; then
+  printf '%q ' "${cmd[@]}"; echo
+  exit 0
+fi
+exec "${cmd[@]}"

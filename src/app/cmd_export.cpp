@@ -10,9 +10,11 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "data/datasets.h"
+#include "data/tokenizer.h"
 #include "dist/mpi_env.h"
 #include "evaluate/evaluate.h"
 #include "export/features.h"
+#include "export/hf_export.h"
 #include "model/encoder_factory.h"
 #include "model/weights.h"
 #include "train/checkpoint.h"
@@ -63,6 +65,35 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
     std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
     dist::abort_job(dynamic_cast<const UserError*>(&e) ? kExitUserError : kExitInternal);
   }
+  return 0;
+}
+
+int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
+  Config config = load_config(args.config_path, args.overrides);
+  check_inputs(config, {"tokenizer", "model"});
+  init_logging({0, 1, config.run.log_level, config.run.log_level, ""});
+  if (files::exists(hf.out) && !files::list(hf.out).empty() && !hf.force)
+    throw UserError("export-hf: " + hf.out +
+                    " exists and is not empty; choose another --out or pass --force to overwrite "
+                    "its files");
+  model::BuiltEncoder built = model::build_encoder(config);
+  const std::string path = choose_checkpoint(config, hf.checkpoint);
+  model::load_state(*built.encoder, train::read_checkpoint(path, false).params,
+                    "checkpoint " + path);
+  exporting::HfExportInputs in;
+  in.out_dir = hf.out;
+  in.dtype = hf.dtype;
+  in.tokenizer_model = data::tokenizer_options(config).model_path;
+  in.max_len = config.tokenizer.max_len;
+  in.pretokenize = config.tokenizer.pretokenize;
+  in.keep_eos = config.tokenizer.keep_eos;
+  in.pool_ln_eps = config.model.pool_ln_eps;
+  in.weights_description = "checkpoint " + path;
+  const std::string evaluation = files::join(config.run.dir, "evaluation.json");
+  if (files::exists(evaluation)) in.evaluation_json = evaluation;
+  exporting::export_hf(*built.encoder, in);
+  std::printf("written: %s (HF transformers + sentence-transformers; weights of %s)\n",
+              hf.out.c_str(), path.c_str());
   return 0;
 }
 

@@ -22,7 +22,8 @@ struct ConfigArgs {
 bool load_config_on_every_rank(const ConfigArgs& args, const std::vector<std::string>& sections,
                                int rank, Config& config);
 
-int cmd_config(const ConfigArgs& args, bool docs);
+// Prints the resolved configuration (YAML), the key reference (--docs), or one key's value.
+int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key);
 int cmd_tokenize(const ConfigArgs& args);
 int cmd_data_stats(const ConfigArgs& args);
 // Writes the training (split "train") or validation ("val") pair sequence as CSV.
@@ -41,7 +42,17 @@ struct BenchDataArgs {
   long long threads = 2;
 };
 int cmd_bench_data(const BenchDataArgs& args);
+// Writes and reads an XLM-R-base-sized checkpoint in `dir`, timing the checksums too.
+int cmd_bench_checkpoint(const std::string& dir, long long params);
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
+struct HfExportArgs {
+  std::string checkpoint;  // "" = the run's best.h5 (else its newest step checkpoint)
+  std::string out;
+  std::string dtype = "fp32";
+  bool force = false;
+};
+// The trained encoder as an HF transformers / sentence-transformers model directory.
+int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf);
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before);
 
 }  // namespace sx::app

@@ -45,6 +45,18 @@ int main(int argc, char** argv) {
   exp->add_option("--checkpoint", checkpoint, "checkpoint to load (default: best in run.dir)");
   exp->callback([&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint); }; });
 
+  auto* export_hf = app.add_subcommand(
+      "export-hf", "The trained encoder as an HF transformers / sentence-transformers directory");
+  sx::app::HfExportArgs hf_args;
+  add_config_args(export_hf, cfg);
+  export_hf->add_option("--checkpoint", hf_args.checkpoint,
+                        "checkpoint to export (default: best.h5 in run.dir)");
+  export_hf->add_option("--out", hf_args.out, "output directory")->required();
+  export_hf->add_option("--dtype", hf_args.dtype, "weights in model.safetensors")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  export_hf->add_flag("--force", hf_args.force, "overwrite the files of a non-empty --out");
+  export_hf->callback([&] { action = [&] { return sx::app::cmd_export_hf(cfg, hf_args); }; });
+
   auto* evaluate = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
   std::vector<std::string> feature_files;
   std::string before_file;
@@ -113,12 +125,26 @@ int main(int argc, char** argv) {
   bench_data->add_option("--threads", bench_args.threads, "tokenizer threads")
       ->check(CLI::Range(1LL, 1024LL));
   bench_data->callback([&] { action = [&] { return sx::app::cmd_bench_data(bench_args); }; });
+  auto* bench_checkpoint = bench->add_subcommand(
+      "checkpoint", "Write and read an XLM-R-base-sized checkpoint; checksum cost");
+  std::string bench_checkpoint_dir = "runs/bench-checkpoint";
+  long long bench_checkpoint_params = 277454592;  // XLM-R base encoder + pooling LayerNorm
+  bench_checkpoint->add_option("--dir", bench_checkpoint_dir, "where to write it (removed after)");
+  bench_checkpoint->add_option("--params", bench_checkpoint_params, "parameters")
+      ->check(CLI::Range(1LL, 4000000000LL));
+  bench_checkpoint->callback([&] {
+    action = [&] {
+      return sx::app::cmd_bench_checkpoint(bench_checkpoint_dir, bench_checkpoint_params);
+    };
+  });
 
   auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");
   bool docs = false;
   add_config_args(config, cfg);
   config->add_flag("--docs", docs, "print the reference of every key (Markdown)");
-  config->callback([&] { action = [&] { return sx::app::cmd_config(cfg, docs); }; });
+  std::string get_key;
+  config->add_option("--get", get_key, "print only the value of this key (e.g. run.dir)");
+  config->callback([&] { action = [&] { return sx::app::cmd_config(cfg, docs, get_key); }; });
 
   auto* version = app.add_subcommand("version", "Versions of siamese-xlmr and its libraries");
   version->callback([&] { action = [] { return sx::app::cmd_version(); }; });

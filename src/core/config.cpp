@@ -639,14 +639,16 @@ std::string write_resolved_config(const Config& config) {
     throw UserError(std::string("run.dir: ") + e.what());
   }
   std::string path = files::join(config.run.dir, "config.resolved.yaml");
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw UserError("run.dir: cannot write " + tmp);
-    out << config_to_yaml(config);
-    if (!out) throw UserError("run.dir: cannot write " + tmp);
+  try {
+    files::write_atomically(path, [&](const std::string& tmp) {
+      std::ofstream out(tmp);
+      out << config_to_yaml(config);
+      out.close();
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    });
+  } catch (const std::exception& e) {
+    throw UserError(std::string("run.dir: ") + e.what());
   }
-  files::rename(tmp, path);
   return path;
 }
 

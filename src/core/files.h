@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,14 @@ void create_directories(const std::string& path);
 void remove_all(const std::string& path);
 // Atomic within one file system; throws std::runtime_error on failure.
 void rename(const std::string& from, const std::string& to);
+// Writes `path` so that it is either the old file or the whole new one, even across a crash:
+// `write` fills a temporary file in the same directory, which is fsynced, renamed over `path`,
+// and the directory fsynced. If `write` (or any step) throws, the temporary is removed and the
+// exception passes on; `path` is untouched.
+void write_atomically(const std::string& path,
+                      const std::function<void(const std::string&)>& write);
+// fsync(2) of a file or a directory; throws std::runtime_error on failure.
+void fsync_path(const std::string& path);
 // Entries of a directory (names only, no "." or ".."), sorted.
 std::vector<std::string> list(const std::string& dir);
 

@@ -98,6 +98,18 @@ Evaluation evaluate_features(const std::string& path) {
   if (static_cast<int64_t>(labels64.size()) != rows)
     throw UserError(path + ": train/labels has " + std::to_string(labels64.size()) +
                     " rows, embeddings " + std::to_string(rows));
+  if (rows == 0 || cols == 0)
+    throw UserError(path + ": train/embeddings has " + std::to_string(cols) + " columns and " +
+                    std::to_string(rows) + " rows, expected at least one of each");
+  for (int64_t i = 0; i < rows; ++i) {
+    if (labels64[i] != 0 && labels64[i] != 1)
+      throw UserError(path + ": train/labels holds " + std::to_string(labels64[i]) + " at row " +
+                      std::to_string(i) + ", expected 0 or 1");
+    for (int64_t j = 0; j < cols; ++j)
+      if (!std::isfinite(x[i * cols + j]))
+        throw UserError(path + ": train/embeddings holds a non-finite value at row " +
+                        std::to_string(i) + ", column " + std::to_string(j));
+  }
   std::vector<int> labels(labels64.begin(), labels64.end());
 
   double sum_lr = 0, sum_c = 0;

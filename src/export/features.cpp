@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -79,8 +78,7 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
                                  "embedding the test set");
   if (env.rank != 0) return;
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
+  files::write_atomically(path, [&](const std::string& tmp) {
     io::H5File f = io::H5File::create(tmp);
     f.set_attr("format", std::string("siamese-xlmr features 1"));
     f.set_attr("hidden_size", hidden);
@@ -140,8 +138,7 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     }
     f.flush();
     f.close();
-  }
-  files::rename(tmp, path);
+  });
   spdlog::info("features: {} ({} labeled rows in {} languages{})", path, ml.size(),
                ml.languages().size(),
                inputs.test ? ", " + std::to_string(inputs.test->size()) + " test rows" : "");

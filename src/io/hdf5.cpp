@@ -1,7 +1,7 @@
 #include "io/hdf5.h"
 
-#include <fcntl.h>
 #include <hdf5.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,15 +43,82 @@ void write_dataset(hid_t file, const std::string& path, const std::string& name,
   if (status < 0) fail(path, "cannot write dataset '" + name + "'");
 }
 
+// Everything a reader is told by the file is checked before it is believed: the type class,
+// the dataspace (simple, not null or scalar), and the bytes the declared shape needs against
+// the file's size, so a crafted header cannot make us allocate or copy what is not there.
+struct Shape {
+  std::vector<hsize_t> dims;
+  uint64_t points = 0;
+};
+
+uint64_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+const char* class_name(H5T_class_t c) {
+  switch (c) {
+    case H5T_INTEGER:
+      return "integer";
+    case H5T_FLOAT:
+      return "float";
+    case H5T_STRING:
+      return "string";
+    default:
+      return "other";
+  }
+}
+
+// The dataset's shape after checking its class against `expected` and its size against the file.
+Shape checked_shape(hid_t set, const std::string& path, const std::string& name,
+                    H5T_class_t expected) {
+  hid_t type = H5Dget_type(set);
+  const H5T_class_t cls = H5Tget_class(type);
+  const size_t element = H5Tget_size(type);
+  const bool vlen = cls == H5T_STRING && H5Tis_variable_str(type) > 0;
+  H5Tclose(type);
+  if (cls != expected || (expected == H5T_STRING && !vlen))
+    fail(path, "dataset '" + name + "' holds " + class_name(cls) + " values, expected " +
+                   (expected == H5T_STRING ? "variable-length strings" : class_name(expected)));
+  hid_t space = H5Dget_space(set);
+  const H5S_class_t space_class = H5Sget_simple_extent_type(space);
+  Shape shape;
+  const int rank = space_class == H5S_SIMPLE ? H5Sget_simple_extent_ndims(space) : -1;
+  if (rank > 0 && rank <= 8) {
+    shape.dims.resize(static_cast<size_t>(rank));
+    H5Sget_simple_extent_dims(space, shape.dims.data(), nullptr);
+  }
+  H5Sclose(space);
+  if (rank <= 0 || rank > 8)
+    fail(path, "dataset '" + name + "' has no array shape (null, scalar or rank " +
+                   std::to_string(rank) + " dataspace), expected 1 to 8 dimensions");
+  const uint64_t limit = file_size(path);
+  uint64_t points = 1, bytes = 0;
+  bool overflow = false;
+  for (hsize_t d : shape.dims) overflow |= __builtin_mul_overflow(points, d, &points);
+  overflow |= __builtin_mul_overflow(points, element, &bytes);
+  if (overflow)
+    fail(path, "dataset '" + name + "' declares a size beyond 2^64 bytes (crafted file)");
+  if (element == 0 || bytes > limit)
+    fail(path, "dataset '" + name + "' declares " + std::to_string(points) + " elements of " +
+                   std::to_string(element) + " bytes but the file has " + std::to_string(limit) +
+                   " bytes (truncated or crafted file)");
+  shape.points = points;
+  return shape;
+}
+
 template <class T>
 std::vector<T> read_dataset(hid_t file, const std::string& path, const std::string& name,
-                            hid_t type) {
+                            hid_t type, H5T_class_t expected) {
   hid_t set = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
   if (set < 0) fail(path, "missing dataset '" + name + "'");
-  hid_t space = H5Dget_space(set);
-  hssize_t n = H5Sget_simple_extent_npoints(space);
-  H5Sclose(space);
-  std::vector<T> out(n > 0 ? static_cast<size_t>(n) : 0);
+  std::vector<T> out;
+  try {
+    out.resize(checked_shape(set, path, name, expected).points);
+  } catch (...) {
+    H5Dclose(set);
+    throw;
+  }
   herr_t status = out.empty() ? 0 : H5Dread(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data());
   H5Dclose(set);
   if (status < 0) fail(path, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
@@ -124,28 +191,59 @@ void H5File::write_strings(const std::string& name, const std::vector<std::strin
 std::vector<uint64_t> H5File::dims(const std::string& name) const {
   hid_t set = H5Dopen2(id_, name.c_str(), H5P_DEFAULT);
   if (set < 0) fail(path_, "missing dataset '" + name + "'");
-  hid_t space = H5Dget_space(set);
-  int rank = H5Sget_simple_extent_ndims(space);
-  std::vector<hsize_t> d(rank > 0 ? rank : 0);
-  if (rank > 0) H5Sget_simple_extent_dims(space, d.data(), nullptr);
-  H5Sclose(space);
+  hid_t type = H5Dget_type(set);
+  const H5T_class_t cls = H5Tget_class(type);
+  H5Tclose(type);
+  Shape shape;
+  try {
+    shape = checked_shape(set, path_, name, cls);
+  } catch (...) {
+    H5Dclose(set);
+    throw;
+  }
   H5Dclose(set);
-  return {d.begin(), d.end()};
+  return {shape.dims.begin(), shape.dims.end()};
 }
 
 std::vector<float> H5File::read_float(const std::string& name) const {
-  return read_dataset<float>(id_, path_, name, H5T_NATIVE_FLOAT);
+  return read_dataset<float>(id_, path_, name, H5T_NATIVE_FLOAT, H5T_FLOAT);
 }
+void H5File::read_float_into(const std::string& name, float* out, uint64_t count) const {
+  hid_t set = H5Dopen2(id_, name.c_str(), H5P_DEFAULT);
+  if (set < 0) fail(path_, "missing dataset '" + name + "'");
+  uint64_t points = 0;
+  try {
+    points = checked_shape(set, path_, name, H5T_FLOAT).points;
+  } catch (...) {
+    H5Dclose(set);
+    throw;
+  }
+  herr_t status = points != count || count == 0
+                      ? 0
+                      : H5Dread(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  H5Dclose(set);
+  if (points != count)
+    fail(path_, "dataset '" + name + "' holds " + std::to_string(points) + " values, expected " +
+                    std::to_string(count));
+  if (status < 0) fail(path_, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
+}
+
 std::vector<double> H5File::read_double(const std::string& name) const {
-  return read_dataset<double>(id_, path_, name, H5T_NATIVE_DOUBLE);
+  return read_dataset<double>(id_, path_, name, H5T_NATIVE_DOUBLE, H5T_FLOAT);
 }
 std::vector<int64_t> H5File::read_int64(const std::string& name) const {
-  return read_dataset<int64_t>(id_, path_, name, H5T_NATIVE_INT64);
+  return read_dataset<int64_t>(id_, path_, name, H5T_NATIVE_INT64, H5T_INTEGER);
 }
 
 std::vector<std::string> H5File::read_strings(const std::string& name) const {
   hid_t type = string_type();
-  std::vector<char*> ptrs = read_dataset<char*>(id_, path_, name, type);
+  std::vector<char*> ptrs;
+  try {
+    ptrs = read_dataset<char*>(id_, path_, name, type, H5T_STRING);
+  } catch (...) {
+    H5Tclose(type);
+    throw;
+  }
   std::vector<std::string> out;
   for (char* p : ptrs) out.emplace_back(p ? p : "");
   hid_t set = H5Dopen2(id_, name.c_str(), H5P_DEFAULT);
@@ -198,13 +296,32 @@ void set_attr_impl(hid_t file, const std::string& path, const std::string& name,
   H5Aclose(a);
   if (s < 0) fail(path, "cannot write attribute '" + name + "'");
 }
+// Reads a one-value attribute after checking that it holds exactly one value of the expected
+// class: an array attribute must never be copied into the single variable `value`.
 template <class T>
-T get_attr_impl(hid_t file, const std::string& path, const std::string& name, hid_t type) {
+T get_attr_impl(hid_t file, const std::string& path, const std::string& name, hid_t type,
+                H5T_class_t expected) {
   hid_t a = H5Aopen(file, name.c_str(), H5P_DEFAULT);
   if (a < 0) fail(path, "missing attribute '" + name + "'");
+  hid_t file_type = H5Aget_type(a);
+  const H5T_class_t cls = H5Tget_class(file_type);
+  const bool vlen = cls == H5T_STRING && H5Tis_variable_str(file_type) > 0;
+  H5Tclose(file_type);
+  hid_t space = H5Aget_space(a);
+  const H5S_class_t space_class = H5Sget_simple_extent_type(space);
+  const hssize_t points = H5Sget_simple_extent_npoints(space);
+  H5Sclose(space);
+  std::string problem;
+  if (cls != expected || (expected == H5T_STRING && !vlen))
+    problem = std::string("holds ") + class_name(cls) + " values, expected " +
+              (expected == H5T_STRING ? "a variable-length string" : class_name(expected));
+  else if (space_class == H5S_NULL || points != 1)
+    problem =
+        "holds " + std::to_string(space_class == H5S_NULL ? 0 : points) + " values, expected one";
   T value{};
-  herr_t s = H5Aread(a, type, &value);
+  herr_t s = problem.empty() ? H5Aread(a, type, &value) : -1;
   H5Aclose(a);
+  if (!problem.empty()) fail(path, "attribute '" + name + "' " + problem);
   if (s < 0) fail(path, "cannot read attribute '" + name + "'");
   return value;
 }
@@ -223,14 +340,14 @@ void H5File::set_attr(const std::string& name, const std::string& value) {
   H5Tclose(type);
 }
 int64_t H5File::attr_int(const std::string& name) const {
-  return get_attr_impl<int64_t>(id_, path_, name, H5T_NATIVE_INT64);
+  return get_attr_impl<int64_t>(id_, path_, name, H5T_NATIVE_INT64, H5T_INTEGER);
 }
 double H5File::attr_double(const std::string& name) const {
-  return get_attr_impl<double>(id_, path_, name, H5T_NATIVE_DOUBLE);
+  return get_attr_impl<double>(id_, path_, name, H5T_NATIVE_DOUBLE, H5T_FLOAT);
 }
 std::string H5File::attr_string(const std::string& name) const {
   hid_t type = string_type();
-  char* p = get_attr_impl<char*>(id_, path_, name, type);
+  char* p = get_attr_impl<char*>(id_, path_, name, type, H5T_STRING);
   std::string out = p ? p : "";
   H5free_memory(p);
   H5Tclose(type);
@@ -238,14 +355,6 @@ std::string H5File::attr_string(const std::string& name) const {
 }
 bool H5File::has_attr(const std::string& name) const {
   return H5Aexists(id_, name.c_str()) > 0;
-}
-
-void fsync_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail(path, "cannot open for fsync");
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) fail(path, "fsync failed");
 }
 
 }  // namespace sx::io

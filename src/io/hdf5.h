@@ -29,6 +29,8 @@ class H5File {
 
   std::vector<uint64_t> dims(const std::string& name) const;
   std::vector<float> read_float(const std::string& name) const;
+  // Reads a float dataset of exactly `count` elements into `out` (no intermediate copy).
+  void read_float_into(const std::string& name, float* out, uint64_t count) const;
   std::vector<double> read_double(const std::string& name) const;
   std::vector<int64_t> read_int64(const std::string& name) const;
   std::vector<std::string> read_strings(const std::string& name) const;
@@ -53,8 +55,5 @@ class H5File {
   int64_t id_ = -1;  // hid_t
   std::string path_;
 };
-
-// fsync(2) a closed file so a rename after it is durable.
-void fsync_file(const std::string& path);
 
 }  // namespace sx::io

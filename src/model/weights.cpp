@@ -158,7 +158,41 @@ LoadReport load_state(SiameseEncoderImpl& model,
   return report;
 }
 
-std::map<std::string, torch::Tensor> read_hf_weights(const std::string& model_dir) {
+namespace {
+
+// A sentence-transformers directory (modules.json) keeps the pooling LayerNorm in its own
+// module folder as norm.weight / norm.bias: returned as pool_ln.*, or empty when there is none.
+std::map<std::string, torch::Tensor> sentence_transformers_pool_ln(const std::string& model_dir) {
+  const std::string modules = files::join(model_dir, "modules.json");
+  if (!files::exists(modules)) return {};
+  nlohmann::json j;
+  try {
+    std::ifstream in(modules);
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw UserError(modules + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_array()) throw UserError(modules + ": expected a JSON array of modules");
+  for (const auto& m : j) {
+    if (!m.is_object() || m.value("type", "") != "sentence_transformers.models.LayerNorm") continue;
+    const std::string path = m.value("path", "");
+    if (path.empty() || path.find('/') != std::string::npos || path.find("..") != std::string::npos)
+      throw UserError(modules + ": the LayerNorm module's path '" + path +
+                      "' must be a plain folder name");
+    auto norm = read_safetensors(files::join(files::join(model_dir, path), "model.safetensors"));
+    std::map<std::string, torch::Tensor> out;
+    for (const char* part : {"weight", "bias"}) {
+      auto it = norm.find(std::string("norm.") + part);
+      if (it == norm.end())
+        throw UserError(files::join(model_dir, path) + "/model.safetensors: missing norm." + part);
+      out[std::string("pool_ln.") + part] = it->second;
+    }
+    return out;
+  }
+  return {};
+}
+
+std::map<std::string, torch::Tensor> read_encoder_weights(const std::string& model_dir) {
   const std::string single = files::join(model_dir, "model.safetensors");
   const std::string index = files::join(model_dir, "model.safetensors.index.json");
   if (files::exists(single)) return read_safetensors(single);
@@ -192,6 +226,14 @@ std::map<std::string, torch::Tensor> read_hf_weights(const std::string& model_di
       out[name] = it->second;
     }
   }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> read_hf_weights(const std::string& model_dir) {
+  auto out = read_encoder_weights(model_dir);
+  for (auto& [name, t] : sentence_transformers_pool_ln(model_dir)) out[name] = t;
   return out;
 }
 

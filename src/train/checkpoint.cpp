@@ -1,12 +1,11 @@
 #include "train/checkpoint.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/hash.h"
@@ -15,7 +14,10 @@
 namespace sx::train {
 namespace {
 
-constexpr int64_t kFormat = 1;
+// Format 2 checksums with XXH3 (memory speed on multi-GB files); format 1 (FNV-1a) files
+// from earlier releases are still read.
+constexpr int64_t kFormat = 2;
+constexpr int64_t kFormatFnv = 1;
 
 std::vector<uint64_t> dims_of(const torch::Tensor& t) {
   std::vector<uint64_t> d;
@@ -34,8 +36,9 @@ std::string state_text(const TrainState& s) {
   return buf;
 }
 
-std::string checksum(const Checkpoint& c) {
-  Fnv1a h;
+template <class Hash>
+std::string checksum_with(const Checkpoint& c) {
+  Hash h;
   h.update(state_text(c.state));
   for (const auto& [name, t] : c.params) {
     h.update(name);
@@ -44,6 +47,10 @@ std::string checksum(const Checkpoint& c) {
   for (const torch::Tensor* t : {&c.adam_m, &c.adam_v})
     if (t->defined()) h.update(t->data_ptr(), t->nbytes());
   return h.hex();
+}
+
+std::string checksum(const Checkpoint& c, int64_t format = kFormat) {
+  return format == kFormatFnv ? checksum_with<Fnv1a>(c) : checksum_with<Xxh3>(c);
 }
 
 Checkpoint to_cpu(const Checkpoint& c) {
@@ -60,8 +67,7 @@ Checkpoint to_cpu(const Checkpoint& c) {
 
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) {
   Checkpoint c = to_cpu(checkpoint_in);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
+  files::write_atomically(path, [&](const std::string& tmp) {
     io::H5File f = io::H5File::create(tmp);
     for (const auto& [name, t] : c.params)
       f.write("params/" + name, t.data_ptr<float>(), dims_of(t));
@@ -85,16 +91,15 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
     f.set_attr("checksum", checksum(c));
     f.flush();
     f.close();
-  }
-  io::fsync_file(tmp);
-  files::rename(tmp, path);
+  });
 }
 
 Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
   try {
     io::H5File f = io::H5File::open(path);
     Checkpoint c;
-    if (!f.has_attr("format") || f.attr_int("format") != kFormat)
+    const int64_t format = f.has_attr("format") ? f.attr_int("format") : 0;
+    if (format != kFormat && format != kFormatFnv)
       throw UserError(path +
                       ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
     TrainState& s = c.state;
@@ -109,21 +114,29 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     s.world_size = f.attr_int("world_size");
     s.config_hash = f.attr_string("config_hash");
     s.lr_step_size = f.attr_double("lr_step_size");
-    for (const auto& name : f.members("params")) {
-      std::vector<float> data = f.read_float("params/" + name);
+    // Straight into the tensors' memory: a multi-GB checkpoint is read once, not copied.
+    auto read_tensor = [&](const std::string& name) {
       std::vector<int64_t> shape;
-      for (auto d : f.dims("params/" + name)) shape.push_back(static_cast<int64_t>(d));
-      c.params[name] = torch::from_blob(data.data(), shape, torch::kFloat).clone();
+      for (auto d : f.dims(name)) shape.push_back(static_cast<int64_t>(d));
+      torch::Tensor t = torch::empty(shape, torch::kFloat);
+      f.read_float_into(name, t.data_ptr<float>(), static_cast<uint64_t>(t.numel()));
+      return t;
+    };
+    int64_t n = 0;
+    for (const auto& name : f.members("params")) {
+      c.params[name] = read_tensor("params/" + name);
+      n += c.params[name].numel();
     }
     const bool has_optimizer = f.has("optimizer/m");
     if (has_optimizer) {
-      std::vector<float> m = f.read_float("optimizer/m"), v = f.read_float("optimizer/v");
-      c.adam_m =
-          torch::from_blob(m.data(), {static_cast<int64_t>(m.size())}, torch::kFloat).clone();
-      c.adam_v =
-          torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
+      c.adam_m = read_tensor("optimizer/m").reshape({-1});
+      c.adam_v = read_tensor("optimizer/v").reshape({-1});
+      if (c.adam_m.numel() != n || c.adam_v.numel() != n)
+        throw UserError(path + ": optimizer moments hold " + std::to_string(c.adam_m.numel()) +
+                        " and " + std::to_string(c.adam_v.numel()) +
+                        " values, expected one per parameter (" + std::to_string(n) + ")");
     }
-    if (checksum(c) != f.attr_string("checksum"))
+    if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
     if (with_optimizer && !has_optimizer) throw UserError(path + ": holds no optimizer state");
     return c;
@@ -149,11 +162,21 @@ std::string best_checkpoint_path(const std::string& run_dir) {
 }
 
 std::vector<std::string> list_step_checkpoints(const std::string& run_dir) {
+  // Only step-<digits>.h5 names count, ordered by their number: any other name (a copy, an
+  // editor's backup, "step-final.h5") is never taken for the newest.
+  std::vector<std::pair<uint64_t, std::string>> numbered;
+  for (const auto& name : files::list(checkpoint_dir(run_dir))) {
+    const size_t digits = name.size() >= 8 ? name.size() - 8 : 0;  // "step-" + digits + ".h5"
+    if (digits == 0 || digits > 18 || name.rfind("step-", 0) != 0 ||
+        name.compare(name.size() - 3, 3, ".h5") != 0)
+      continue;
+    const std::string number = name.substr(5, digits);
+    if (number.find_first_not_of("0123456789") != std::string::npos) continue;
+    numbered.emplace_back(std::stoull(number), files::join(checkpoint_dir(run_dir), name));
+  }
+  std::sort(numbered.rbegin(), numbered.rend());
   std::vector<std::string> out;
-  for (const auto& name : files::list(checkpoint_dir(run_dir)))
-    if (name.rfind("step-", 0) == 0 && name.size() > 8 && name.substr(name.size() - 3) == ".h5")
-      out.push_back(files::join(checkpoint_dir(run_dir), name));
-  std::sort(out.rbegin(), out.rend());  // zero-padded step numbers sort as numbers
+  for (auto& item : numbered) out.push_back(std::move(item.second));
   return out;
 }
 

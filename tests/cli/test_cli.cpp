@@ -9,8 +9,9 @@ namespace {
 using test::run_cli;
 
 TEST(Cli, HelpForEverySubcommand) {
-  for (const char* sub : {"train", "export", "evaluate", "embed", "tokenize", "data", "data stats",
-                          "data synth", "bench", "bench data", "version", "config"}) {
+  for (const char* sub :
+       {"train", "export", "evaluate", "embed", "tokenize", "data", "data stats", "data synth",
+        "bench", "bench data", "bench checkpoint", "version", "config"}) {
     auto r = run_cli(std::string(sub) + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
@@ -35,6 +36,29 @@ TEST(Cli, EvaluateOfAMissingFileIsOneLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
             "siamese-xlmr: error: /nope/features.h5: cannot read: No such file or directory\n");
+}
+
+TEST(Cli, BenchCheckpointWritesReadsAndCleansUp) {
+  test::TempDir dir;
+  auto r = run_cli("bench checkpoint --params 100000 --dir " + dir.path("b"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| write (HDF5, XXH3 checksum, fsync, rename) |"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("FNV-1a checksum alone"), std::string::npos);
+  EXPECT_TRUE(files::list(dir.path("b")).empty());
+}
+
+TEST(Cli, ConfigGetPrintsOneValueForScripts) {
+  auto r = run_cli("config --get dist.stop_signal dist.stop_signal=USR2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "USR2\n");
+  r = run_cli("config --get run.dir run.dir=/tmp/some_run");
+  EXPECT_EQ(r.out, "/tmp/some_run\n");
+  r = run_cli("config --get train.pairs_per_rank train.pairs_per_rank=12");
+  EXPECT_EQ(r.out, "12\n");
+  r = run_cli("config --get run.nope");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no key 'run.nope'"), std::string::npos) << r.err;
 }
 
 TEST(Cli, ConfigMistakeIsOneLineAndExitTwo) {

@@ -35,9 +35,16 @@ TEST(LogisticRegression, SeparatesALearnableProblem) {
   EXPECT_GT(roc_auc(s, ys), 0.99);
 }
 
+// What a crafted features file may change in an otherwise valid one.
+struct Tweak {
+  int64_t label0 = -1;      // >= 0: the first row's label
+  bool nan = false;         // a NaN in the first row
+  int64_t fold_index = -1;  // >= 0: the first held-out index of en
+};
+
 // A features file with two languages; `hidden` columns; es fold single-class when asked.
 std::string write_features(const test::TempDir& dir, const std::string& name, int64_t hidden,
-                           bool single_class_es) {
+                           bool single_class_es, Tweak tweak = {}) {
   io::H5File f = io::H5File::create(dir.path(name));
   const int64_t n = 40;
   std::vector<float> x(n * hidden);
@@ -49,13 +56,17 @@ std::string write_features(const test::TempDir& dir, const std::string& name, in
     for (int64_t j = 0; j < hidden; ++j)
       x[i * hidden + j] = static_cast<float>(labels[i] * 2.0 + std::sin(i * 7.0 + j));
   }
+  if (tweak.label0 >= 0) labels[0] = tweak.label0;
+  if (tweak.nan && hidden > 0) x[0] = std::nanf("");
   f.write("train/embeddings", x.data(), {static_cast<uint64_t>(n), static_cast<uint64_t>(hidden)});
   f.write("train/labels", labels.data(), {static_cast<uint64_t>(n)});
   f.write_strings("train/langs", langs);
   std::vector<int64_t> first(20), second(20);
   for (int i = 0; i < 20; ++i) first[i] = i, second[i] = 20 + i;
   f.write("folds/en/train_index", second.data(), {20});
-  f.write("folds/en/test_index", first.data(), {20});
+  std::vector<int64_t> en_test = first;
+  if (tweak.fold_index >= 0) en_test[0] = tweak.fold_index;
+  f.write("folds/en/test_index", en_test.data(), {20});
   f.write("folds/es/train_index", first.data(), {20});
   f.write("folds/es/test_index", second.data(), {20});
   f.close();
@@ -101,6 +112,32 @@ TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {
       ADD_FAILURE() << name;
     } catch (const UserError& e) {
       EXPECT_NE(std::string(e.what()).find(dir.path(name)), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Evaluate, CraftedFeaturesAreRefusedWithOneLine) {
+  test::TempDir dir;
+  struct Case {
+    const char* name;
+    int64_t hidden;
+    Tweak tweak;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"zero_columns.h5", 0, {}, "train/embeddings has 0 columns"},
+      {"label_two.h5", 6, {2, false, -1}, "train/labels holds 2 at row 0, expected 0 or 1"},
+      {"nan.h5", 6, {-1, true, -1}, "train/embeddings holds a non-finite value at row 0"},
+      {"fold_outside.h5", 6, {-1, false, 40}, "folds/en/test_index points outside the matrix"},
+  };
+  for (const Case& c : cases) {
+    const std::string path = write_features(dir, c.name, c.hidden, false, c.tweak);
+    try {
+      evaluate_features(path);
+      ADD_FAILURE() << c.name << " was accepted";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(path + ": " + c.expected), std::string::npos)
+          << e.what();
     }
   }
 }

@@ -1,7 +1,11 @@
 // Training pieces without MPI: stop rules, the epoch plan, checkpoints, flat buffers.
 #include <torch/torch.h>
 
+#include <cstdio>
+
 #include "core/error.h"
+#include "core/hash.h"
+#include "io/hdf5.h"
 #include "model/weights.h"
 #include "model/xlmr.h"
 #include "test_util.h"
@@ -172,6 +176,89 @@ TEST(Checkpoint, ListingIsNewestFirstAndPruningKeepsTheNewest) {
   EXPECT_EQ(list_step_checkpoints(dir.path()),
             (std::vector<std::string>{step_checkpoint_path(dir.path(), 100),
                                       step_checkpoint_path(dir.path(), 20)}));
+}
+
+TEST(Checkpoint, NamesThatAreNotStepNumbersAreNeverTheNewest) {
+  test::TempDir dir;
+  files::create_directories(checkpoint_dir(dir.path()));
+  for (int64_t step : {7, 30}) write_checkpoint(step_checkpoint_path(dir.path(), step), sample());
+  for (const char* name : {"step-final.h5", "step-zzzzzzzzzz.h5", "step-.h5", "step-12.h5.bak",
+                           "step-0000000030 (copy).h5"})
+    test::write_file(checkpoint_dir(dir.path()) + "/" + name, "x");
+  // An unpadded number still sorts by its value.
+  write_checkpoint(checkpoint_dir(dir.path()) + "/step-9.h5", sample());
+  EXPECT_EQ(list_step_checkpoints(dir.path()),
+            (std::vector<std::string>{step_checkpoint_path(dir.path(), 30),
+                                      checkpoint_dir(dir.path()) + "/step-9.h5",
+                                      step_checkpoint_path(dir.path(), 7)}));
+}
+
+TEST(Checkpoint, OptimizerMomentsMustCoverEveryParameter) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  c.adam_m = torch::randn({14});
+  c.adam_v = torch::rand({14});
+  write_checkpoint(dir.path("short.h5"), c);
+  try {
+    read_checkpoint(dir.path("short.h5"));
+    FAIL() << "accepted moments for 14 of 15 parameters";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("expected one per parameter (15)"), std::string::npos)
+        << e.what();
+  }
+}
+
+// The first release's files: format 1, FNV-1a over the state line and the raw tensors.
+void write_format_one(const std::string& path, const Checkpoint& c) {
+  const TrainState& s = c.state;
+  char state[512];
+  std::snprintf(state, sizeof state, "%lld %lld %lld %lld %.17g %lld %.17g %lld %lld %s %.17g",
+                static_cast<long long>(s.step), static_cast<long long>(s.epoch),
+                static_cast<long long>(s.pairs_consumed), static_cast<long long>(s.adam_iterations),
+                s.best_val_loss, static_cast<long long>(s.epochs_without_improvement),
+                s.train_seconds, static_cast<long long>(s.bad_steps),
+                static_cast<long long>(s.world_size), s.config_hash.c_str(), s.lr_step_size);
+  Fnv1a h;
+  h.update(state);
+  io::H5File f = io::H5File::create(path);
+  for (const auto& [name, t] : c.params) {
+    h.update(name);
+    h.update(t.data_ptr(), t.nbytes());
+    std::vector<uint64_t> dims(t.sizes().begin(), t.sizes().end());
+    f.write("params/" + name, t.data_ptr<float>(), dims);
+  }
+  for (const torch::Tensor* t : {&c.adam_m, &c.adam_v}) h.update(t->data_ptr(), t->nbytes());
+  f.write("optimizer/m", c.adam_m.data_ptr<float>(), {uint64_t(c.adam_m.numel())});
+  f.write("optimizer/v", c.adam_v.data_ptr<float>(), {uint64_t(c.adam_v.numel())});
+  f.set_attr("format", int64_t{1});
+  const std::pair<const char*, int64_t> ints[] = {
+      {"step", s.step},
+      {"epoch", s.epoch},
+      {"pairs_consumed", s.pairs_consumed},
+      {"adam_iterations", s.adam_iterations},
+      {"epochs_without_improvement", s.epochs_without_improvement},
+      {"bad_steps", s.bad_steps},
+      {"world_size", s.world_size}};
+  for (const auto& [key, value] : ints) f.set_attr(key, value);
+  f.set_attr("best_val_loss", s.best_val_loss);
+  f.set_attr("train_seconds", s.train_seconds);
+  f.set_attr("lr_step_size", s.lr_step_size);
+  f.set_attr("config_hash", s.config_hash);
+  f.set_attr("checksum", h.hex());
+  f.close();
+}
+
+TEST(Checkpoint, FormatOneFilesWithFnvChecksumsStillLoad) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  write_format_one(dir.path("old.h5"), c);
+  Checkpoint back = read_checkpoint(dir.path("old.h5"));
+  EXPECT_EQ(back.state.step, 12);
+  EXPECT_EQ(back.state.adam_iterations, 11);
+  EXPECT_TRUE(torch::equal(c.adam_v, back.adam_v));
+  // The same bytes under today's format number fail the (XXH3) checksum.
+  write_checkpoint(dir.path("new.h5"), c);
+  EXPECT_NE(test::read_file(dir.path("new.h5")), test::read_file(dir.path("old.h5")));
 }
 
 TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {

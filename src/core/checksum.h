@@ -1,0 +1,29 @@
+// XXH3 (128-bit) over a stream of bytes: checksums of multi-GB checkpoints at memory speed.
+// The xxhash header stays in checksum.cpp (inlined there, nothing to link).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace sx {
+
+class Xxh3 {
+ public:
+  Xxh3();
+  ~Xxh3();
+  Xxh3(const Xxh3&) = delete;
+  Xxh3& operator=(const Xxh3&) = delete;
+
+  void update(const void* data, size_t size);
+  void update(std::string_view text) { update(text.data(), text.size()); }
+  // 32 lowercase hex digits.
+  std::string hex() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace sx

@@ -1,0 +1,219 @@
+#include "export/hf_export.h"
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "model/weights.h"
+
+namespace sx::exporting {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+// Writes `text` to dir/name atomically, creating dir/ and parents.
+void write_text(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = files::join(dir, name);
+  try {
+    files::create_directories(files::parent(path));
+    files::write_atomically(path, [&](const std::string& tmp) {
+      std::ofstream out(tmp, std::ios::binary);
+      out << text;
+      out.close();
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    });
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("export-hf: ") + e.what());
+  }
+}
+
+void write_tensors(const std::string& dir, const std::string& name,
+                   const std::map<std::string, torch::Tensor>& tensors) {
+  const std::string path = files::join(dir, name);
+  files::create_directories(files::parent(path));
+  files::write_atomically(path,
+                          [&](const std::string& tmp) { model::write_safetensors(tmp, tensors); });
+}
+
+std::string read_binary(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UserError("export-hf: cannot read the tokenizer model " + path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+json special_tokens() {
+  return {{"bos_token", "<s>"},    {"eos_token", "</s>"},  {"unk_token", "<unk>"},
+          {"sep_token", "</s>"},   {"pad_token", "<pad>"}, {"cls_token", "<s>"},
+          {"mask_token", "<mask>"}};
+}
+
+// sentence-transformers: Transformer -> mean Pooling -> LayerNorm, each a module directory.
+void write_sentence_transformers(const std::string& dir, int64_t hidden, int64_t max_len,
+                                 const std::map<std::string, torch::Tensor>& pool_ln) {
+  json modules = json::array();
+  modules.push_back({{"idx", 0},
+                     {"name", "0"},
+                     {"path", ""},
+                     {"type", "sentence_transformers.models.Transformer"}});
+  modules.push_back({{"idx", 1},
+                     {"name", "1"},
+                     {"path", "1_Pooling"},
+                     {"type", "sentence_transformers.models.Pooling"}});
+  modules.push_back({{"idx", 2},
+                     {"name", "2"},
+                     {"path", "2_LayerNorm"},
+                     {"type", "sentence_transformers.models.LayerNorm"}});
+  write_text(dir, "modules.json", modules.dump(2) + "\n");
+  write_text(dir, "sentence_bert_config.json",
+             json{{"max_seq_length", max_len}, {"do_lower_case", false}}.dump(2) + "\n");
+  json pooling{{"word_embedding_dimension", hidden},
+               {"pooling_mode_cls_token", false},
+               {"pooling_mode_mean_tokens", true},
+               {"pooling_mode_max_tokens", false},
+               {"pooling_mode_mean_sqrt_len_tokens", false},
+               {"pooling_mode_weightedmean_tokens", false},
+               {"pooling_mode_lasttoken", false},
+               {"include_prompt", true}};
+  write_text(dir, "1_Pooling/config.json", pooling.dump(2) + "\n");
+  write_text(dir, "2_LayerNorm/config.json", json{{"dimension", hidden}}.dump(2) + "\n");
+  write_tensors(
+      dir, "2_LayerNorm/model.safetensors",
+      {{"norm.weight", pool_ln.at("pool_ln.weight")}, {"norm.bias", pool_ln.at("pool_ln.bias")}});
+}
+
+// The run's evaluation (evaluation.json of `evaluate`) as a Markdown table, or a note.
+std::string evaluation_table(const std::string& path) {
+  if (path.empty() || !files::exists(path)) return "No evaluation was found next to the weights.\n";
+  json j;
+  try {
+    std::ifstream in(path);
+    j = json::parse(in);
+  } catch (const json::exception&) {
+    return "The run's evaluation.json could not be read.\n";
+  }
+  auto row = [](const json& fold, const char* key) {
+    if (!fold.contains(key)) return std::string("-");
+    char b[32];
+    std::snprintf(b, sizeof b, "%.4f", fold[key].get<double>());
+    return std::string(b);
+  };
+  std::string out =
+      "Per-language ROC-AUC of the final classifier on the exported embeddings (train on the other "
+      "languages, test on this one):\n\n| language | logistic regression | class centroids |"
+      " before training (logistic) |\n| --- | --- | --- | --- |\n";
+  const json& after = j.value("after", json::object());
+  const json& before = j.value("before", json::object());
+  for (const auto& fold : after.value("folds", json::array())) {
+    std::string prior = "-";
+    for (const auto& b : before.value("folds", json::array()))
+      if (b.value("language", "") == fold.value("language", ""))
+        prior = row(b, "auc_logistic_regression");
+    out += "| " + fold.value("language", std::string("?")) + " | " +
+           row(fold, "auc_logistic_regression") + " | " + row(fold, "auc_centroid") + " | " +
+           prior + " |\n";
+  }
+  return out;
+}
+
+std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config) {
+  char eps[32];
+  std::snprintf(eps, sizeof eps, "%g", in.pool_ln_eps);
+  std::ostringstream s;
+  s << "---\nlibrary_name: sentence-transformers\npipeline_tag: sentence-similarity\ntags:\n"
+       "- xlm-roberta\n- siamese-xlmr\n- toxicity\n---\n\n"
+       "# Siamese XLM-R encoder (siamese-xlmr)\n\n"
+       "An XLM-RoBERTa encoder fine-tuned as a Siamese network with a distance-based logistic loss "
+       "(the Jigsaw multilingual toxic-comment approach). Text embedding = LayerNorm(mean of the "
+       "last hidden states over the real tokens).\n\n"
+       "Weights: "
+    << in.weights_description << "; " << config.num_hidden_layers << " layers, hidden size "
+    << config.hidden_size << ", stored as " << in.dtype
+    << ".\n\n## Use\n\n```python\nfrom transformers import AutoModel, AutoTokenizer\n"
+       "model = AutoModel.from_pretrained(DIR)          # XLMRobertaModel\n"
+       "tokenizer = AutoTokenizer.from_pretrained(DIR)\n\n"
+       "from sentence_transformers import SentenceTransformer\n"
+       "st = SentenceTransformer(DIR)                  # Transformer -> mean Pooling -> LayerNorm\n"
+       "st[2].norm.eps = "
+    << eps
+    << "                         # see below\nembeddings = st.encode([\"a comment\"])\n```\n\n"
+       "`siamese-xlmr embed model.pretrained=DIR` reads this directory back (the pooling LayerNorm "
+       "from `2_LayerNorm/`).\n\n## What Python tools do not reproduce by themselves\n\n"
+       "- **Pooling LayerNorm epsilon**: training used "
+    << eps
+    << " (Keras' default); sentence-transformers' LayerNorm module is built with PyTorch's 1e-5. "
+       "Set `st[2].norm.eps` as above for identical embeddings.\n"
+       "- **Tokenization**: "
+    << (in.pretokenize == "wordpunct"
+            ? "the texts were split into words first as NLTK's `wordpunct_tokenize` does "
+              "(`\\w+|[^\\w\\s]+`) and each word encoded on its own; HF's tokenizer encodes the "
+              "whole text, which differs where sentencepiece would merge across a word "
+              "boundary. For identical ids, pre-split the same way."
+            : "the whole text is encoded with sentencepiece, as HF's tokenizer does.")
+    << "\n- **Length**: sequences were cut to " << in.max_len << " tokens"
+    << (in.keep_eos ? ", keeping `</s>` at the end of a cut sequence."
+                    : "; a cut sequence has no `</s>` (the notebook's `tokenize_all`).")
+    << "\n\n## Evaluation\n\n"
+    << evaluation_table(in.evaluation_json);
+  return s.str();
+}
+
+}  // namespace
+
+std::string hf_config_json(const model::XlmrConfig& c, const std::string& dtype) {
+  json j{{"architectures", {"XLMRobertaModel"}},
+         {"model_type", "xlm-roberta"},
+         {"vocab_size", c.vocab_size},
+         {"hidden_size", c.hidden_size},
+         {"num_hidden_layers", c.num_hidden_layers},
+         {"num_attention_heads", c.num_attention_heads},
+         {"intermediate_size", c.intermediate_size},
+         {"hidden_act", "gelu"},
+         {"hidden_dropout_prob", c.hidden_dropout_prob},
+         {"attention_probs_dropout_prob", c.attention_probs_dropout_prob},
+         {"max_position_embeddings", c.max_position_embeddings},
+         {"type_vocab_size", c.type_vocab_size},
+         {"initializer_range", c.initializer_range},
+         {"layer_norm_eps", c.layer_norm_eps},
+         {"pad_token_id", c.pad_token_id},
+         {"bos_token_id", 0},
+         {"eos_token_id", 2},
+         {"position_embedding_type", "absolute"},
+         {"torch_dtype", dtype == "bf16" ? "bfloat16" : "float32"}};
+  return j.dump(2) + "\n";
+}
+
+void export_hf(model::SiameseEncoderImpl& model, const HfExportInputs& in) {
+  if (in.dtype != "fp32" && in.dtype != "bf16")
+    throw UserError("export-hf: --dtype " + in.dtype + " (expected fp32 or bf16)");
+  const std::string tokenizer = read_binary(in.tokenizer_model);
+  std::map<std::string, torch::Tensor> encoder, pool_ln;
+  for (auto& [name, t] : model::named_parameters(model)) {
+    torch::Tensor cpu = t.detach().to(torch::kCPU);
+    if (name.rfind("pool_ln.", 0) == 0)
+      pool_ln[name] = cpu.to(torch::kFloat);  // tiny: always fp32
+    else
+      encoder[name] = cpu.to(in.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat);
+  }
+  const int64_t hidden = model.config().hidden_size;
+  write_text(in.out_dir, "config.json", hf_config_json(model.config(), in.dtype));
+  write_tensors(in.out_dir, "model.safetensors", encoder);
+  write_text(in.out_dir, "sentencepiece.bpe.model", tokenizer);
+  json tokenizer_config = special_tokens();
+  tokenizer_config["tokenizer_class"] = "XLMRobertaTokenizer";
+  tokenizer_config["model_max_length"] = in.max_len;
+  write_text(in.out_dir, "tokenizer_config.json", tokenizer_config.dump(2) + "\n");
+  write_text(in.out_dir, "special_tokens_map.json", special_tokens().dump(2) + "\n");
+  write_sentence_transformers(in.out_dir, hidden, in.max_len, pool_ln);
+  write_text(in.out_dir, "README.md", model_card(in, model.config()));
+  spdlog::info("export-hf: {} ({} tensors, {}; sentence-transformers modules; model card)",
+               in.out_dir, encoder.size(), in.dtype);
+}
+
+}  // namespace sx::exporting

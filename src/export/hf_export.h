@@ -1,0 +1,32 @@
+// The trained encoder as an HF transformers model directory that is also a sentence-transformers
+// model: config.json + model.safetensors (HF names) + the sentencepiece tokenizer files, and
+// modules.json with Transformer -> mean Pooling -> LayerNorm (the pooling LayerNorm's weights in
+// 2_LayerNorm/). `model.pretrained: DIR` reads such a directory back, pooling LayerNorm included.
+#pragma once
+
+#include <string>
+
+#include "model/xlmr.h"
+
+namespace sx::exporting {
+
+struct HfExportInputs {
+  std::string out_dir;
+  std::string dtype = "fp32";       // fp32 | bf16 (weights in model.safetensors)
+  std::string tokenizer_model;      // the sentencepiece model to ship (sentencepiece.bpe.model)
+  int64_t max_len = 128;            // tokenizer.max_len
+  std::string pretokenize;          // tokenizer.pretokenize (wordpunct | none)
+  bool keep_eos = false;            // tokenizer.keep_eos
+  double pool_ln_eps = 1e-3;        // model.pool_ln_eps
+  std::string weights_description;  // where the weights came from (checkpoint path)
+  std::string evaluation_json;      // run.dir/evaluation.json when there is one, else ""
+};
+
+// Writes the directory (created; files written atomically). Throws UserError when a file
+// cannot be written or the tokenizer model is missing.
+void export_hf(model::SiameseEncoderImpl& model, const HfExportInputs& inputs);
+
+// The HF config.json of `config` (XLMRobertaModel).
+std::string hf_config_json(const model::XlmrConfig& config, const std::string& dtype);
+
+}  // namespace sx::exporting

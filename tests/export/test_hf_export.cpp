@@ -1,0 +1,141 @@
+// export-hf: the directory reads back, by our safetensors reader and by `embed` with
+// model.pretrained=DIR, as the checkpoint it came from; its JSON files name the right classes.
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli_util.h"
+#include "model/safetensors.h"
+#include "model/weights.h"
+#include "model/xlmr_config.h"
+#include "train/checkpoint.h"
+
+namespace sx {
+namespace {
+
+const std::string kTokenizer = "/tokenizer/sentencepiece.bpe.model";
+
+// A checkpoint of the fixture model with every parameter moved, the pooling LayerNorm too.
+std::string write_trained_checkpoint(const test::TempDir& dir) {
+  model::XlmrConfig config =
+      model::read_xlmr_config(test::fixtures_dir() + "/hf-tiny-xlmr/config.json");
+  model::SiameseEncoder encoder(config, 1e-3);
+  model::load_state(*encoder, model::read_hf_weights(test::fixtures_dir() + "/hf-tiny-xlmr"),
+                    "fixture");
+  torch::manual_seed(3);
+  train::Checkpoint c;
+  for (auto& [name, t] : model::named_parameters(*encoder))
+    c.params[name] = (t.detach() + 0.05 * torch::randn(t.sizes())).contiguous();
+  const std::string path = dir.path("best.h5");
+  train::write_checkpoint(path, c);
+  return path;
+}
+
+std::vector<std::vector<double>> parse_rows(const std::string& out) {
+  std::vector<std::vector<double>> rows;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream values(line);
+    rows.emplace_back();
+    for (double v; values >> v;) rows.back().push_back(v);
+  }
+  return rows;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  return nlohmann::json::parse(test::read_file(path));
+}
+
+TEST(ExportHf, RoundTripGivesTheCheckpointsWeightsAndEmbeddings) {
+  test::TempDir dir;
+  const std::string checkpoint = write_trained_checkpoint(dir);
+  const std::string fixture = test::fixtures_dir() + "/hf-tiny-xlmr";
+  const std::string out = dir.path("hf");
+  auto r = test::run_cli(
+      "export-hf model.pretrained=" + fixture + " tokenizer.model=" + test::fixtures_dir() +
+      kTokenizer + " run.dir=" + dir.path("run") + " --checkpoint " + checkpoint + " --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  // Our reader: the same tensors under HF names, the pooling LayerNorm in its module folder.
+  auto params = train::read_checkpoint(checkpoint, false).params;
+  auto encoder = model::read_safetensors(out + "/model.safetensors");
+  auto norm = model::read_safetensors(out + "/2_LayerNorm/model.safetensors");
+  EXPECT_EQ(encoder.size() + 2, params.size());
+  for (const auto& [name, t] : params) {
+    if (name.rfind("pool_ln.", 0) == 0) {
+      EXPECT_TRUE(torch::equal(norm.at("norm." + name.substr(8)), t)) << name;
+    } else {
+      ASSERT_TRUE(encoder.count(name)) << name;
+      EXPECT_TRUE(torch::equal(encoder.at(name), t)) << name;
+    }
+  }
+
+  // embed with model.pretrained=DIR (its own tokenizer file) equals embed of the checkpoint.
+  std::string input = "You are a wonderful person\nThis is a stupid idea!!\nhola amigo\n";
+  auto from_dir = test::run_cli(
+      "embed model.pretrained=" + out + " tokenizer.model=" + out + "/sentencepiece.bpe.model",
+      input);
+  auto from_checkpoint = test::run_cli("embed model.pretrained=" + fixture +
+                                           " tokenizer.model=" + test::fixtures_dir() + kTokenizer +
+                                           " --checkpoint " + checkpoint,
+                                       input);
+  ASSERT_EQ(from_dir.exit_code, 0) << from_dir.err;
+  ASSERT_EQ(from_checkpoint.exit_code, 0) << from_checkpoint.err;
+  auto a = parse_rows(from_dir.out), b = parse_rows(from_checkpoint.out);
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), 32u);
+    for (size_t j = 0; j < a[i].size(); ++j) EXPECT_NEAR(a[i][j], b[i][j], 1e-6) << i << "," << j;
+  }
+
+  // The JSON files parse and name the classes HF and sentence-transformers load.
+  auto config = read_json(out + "/config.json");
+  EXPECT_EQ(config["model_type"], "xlm-roberta");
+  EXPECT_EQ(config["architectures"][0], "XLMRobertaModel");
+  EXPECT_EQ(config["hidden_size"], 32);
+  EXPECT_EQ(config["max_position_embeddings"], 130);
+  EXPECT_EQ(read_json(out + "/tokenizer_config.json")["tokenizer_class"], "XLMRobertaTokenizer");
+  EXPECT_EQ(read_json(out + "/special_tokens_map.json")["pad_token"], "<pad>");
+  auto modules = read_json(out + "/modules.json");
+  ASSERT_EQ(modules.size(), 3u);
+  EXPECT_EQ(modules[0]["type"], "sentence_transformers.models.Transformer");
+  EXPECT_EQ(modules[1]["type"], "sentence_transformers.models.Pooling");
+  EXPECT_EQ(modules[1]["path"], "1_Pooling");
+  EXPECT_EQ(modules[2]["type"], "sentence_transformers.models.LayerNorm");
+  EXPECT_EQ(read_json(out + "/1_Pooling/config.json")["pooling_mode_mean_tokens"], true);
+  EXPECT_EQ(read_json(out + "/2_LayerNorm/config.json")["dimension"], 32);
+  EXPECT_EQ(read_json(out + "/sentence_bert_config.json")["max_seq_length"], 128);
+  const std::string card = test::read_file(out + "/README.md");
+  EXPECT_NE(card.find("st[2].norm.eps = 0.001"), std::string::npos);
+  EXPECT_NE(card.find("wordpunct_tokenize"), std::string::npos);
+}
+
+TEST(ExportHf, Bf16WeightsAndARefusedOverwrite) {
+  test::TempDir dir;
+  const std::string checkpoint = write_trained_checkpoint(dir);
+  const std::string base = "export-hf model.pretrained=" + test::fixtures_dir() +
+                           "/hf-tiny-xlmr tokenizer.model=" + test::fixtures_dir() + kTokenizer +
+                           " run.dir=" + dir.path("run") + " --checkpoint " + checkpoint +
+                           " --out " + dir.path("hf");
+  auto r = test::run_cli(base + " --dtype bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  model::SafetensorsFile file(dir.path("hf") + "/model.safetensors");
+  const auto& info = file.tensors().at("embeddings.word_embeddings.weight");
+  EXPECT_EQ(info.dtype, model::StDtype::kBF16);
+  auto params = train::read_checkpoint(checkpoint, false).params;
+  auto back = model::read_safetensors(dir.path("hf") + "/model.safetensors");
+  const torch::Tensor& want = params.at("embeddings.word_embeddings.weight");
+  EXPECT_TRUE(torch::equal(back.at("embeddings.word_embeddings.weight"),
+                           want.to(torch::kBFloat16).to(torch::kFloat)));
+
+  auto again = test::run_cli(base);
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("exists and is not empty"), std::string::npos) << again.err;
+  EXPECT_EQ(test::run_cli(base + " --force").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace sx
