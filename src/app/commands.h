@@ -36,6 +36,9 @@ struct BenchDataArgs {
   long long rows = 1900000;
   long long texts = 200000;
   long long threads = 2;
+  long long pairs = 500000;    // --setup: data.train_pairs
+  bool setup = false;          // time the data set-up of `train` instead
+  bool no_word_cache = false;  // tokenize without the word cache (for comparison)
 };
 int cmd_bench_data(const BenchDataArgs& args);
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
