@@ -40,14 +40,16 @@ double proc_mib(const char* file, const char* key) {
 }
 
 // private: anonymous memory, this process's alone; file: mapped file pages, which every
-// process mapping the same file shares through the page cache.
+// process mapping the same file shares through the page cache; pss: this process's
+// proportional share of all its pages (summed over the ranks of a node: the node's total).
 struct Memory {
-  double peak_mib, rss_mib, private_mib, file_mib;
+  double peak_mib, rss_mib, private_mib, file_mib, pss_mib;
 };
 
 Memory memory_now() {
   return {proc_mib("/proc/self/status", "VmHWM"), proc_mib("/proc/self/status", "VmRSS"),
-          proc_mib("/proc/self/status", "RssAnon"), proc_mib("/proc/self/status", "RssFile")};
+          proc_mib("/proc/self/status", "RssAnon"), proc_mib("/proc/self/status", "RssFile"),
+          proc_mib("/proc/self/smaps_rollup", "Pss")};
 }
 
 void ensure_synthesized(const BenchDataArgs& a, const std::string& csv) {
@@ -70,6 +72,7 @@ int bench_setup(const BenchDataArgs& a) {
     Memory memory;
   };
   std::vector<Phase> phases;
+  phases.push_back({"(process before set-up)", 0, memory_now()});
   auto t0 = Clock::now();
   auto done = [&](const std::string& name) {
     phases.push_back({name, seconds_since(t0), memory_now()});
@@ -113,26 +116,28 @@ int bench_setup(const BenchDataArgs& a) {
   double total = 0;
   std::printf("set-up of a training run on %s (%lld tokenizer threads):\n", a.dir.c_str(),
               a.threads);
-  std::printf("  %-40s %8s %10s %10s %12s %14s\n", "phase", "seconds", "peak MiB", "RSS MiB",
-              "private MiB", "file-backed MiB");
+  std::printf("  %-38s %8s %9s %8s %12s %16s %8s\n", "phase", "seconds", "peak MiB", "RSS MiB",
+              "private MiB", "file-backed MiB", "PSS MiB");
   for (const Phase& p : phases) {
     total += p.seconds;
-    std::printf("  %-40s %8.2f %10.0f %10.0f %12.0f %14.0f\n", p.name.c_str(), p.seconds,
-                p.memory.peak_mib, p.memory.rss_mib, p.memory.private_mib, p.memory.file_mib);
+    std::printf("  %-38s %8.2f %9.0f %8.0f %12.0f %16.0f %8.0f\n", p.name.c_str(), p.seconds,
+                p.memory.peak_mib, p.memory.rss_mib, p.memory.private_mib, p.memory.file_mib,
+                p.memory.pss_mib);
   }
-  std::printf("  %-40s %8.2f\n", "total", total);
+  std::printf("  %-38s %8.2f\n", "total", total);
   const auto stats = tokenizer.word_cache_stats();
   std::printf("word cache: %.1f%% hits of %llu lookups, %llu words\n", 100 * stats.hit_rate(),
               static_cast<unsigned long long>(stats.lookups),
               static_cast<unsigned long long>(stats.words));
   std::printf("{\"setup\": {");
-  for (size_t i = 0; i < phases.size(); ++i)
-    std::printf("%s\"%s\": %.3f", i ? ", " : "",
+  for (size_t i = 1; i < phases.size(); ++i)
+    std::printf("%s\"%s\": %.3f", i > 1 ? ", " : "",
                 phases[i].name.substr(0, phases[i].name.find(' ')).c_str(), phases[i].seconds);
   std::printf(
-      ", \"tokenize_texts\": %zu, \"total_s\": %.3f, \"peak_mib\": %.0f, \"private_mib\": %.0f}}\n",
+      ", \"tokenize_texts\": %zu, \"total_s\": %.3f, \"peak_mib\": %.0f, \"private_mib\": %.0f, "
+      "\"pss_mib\": %.0f}}\n",
       train_tokens.tokenized() + val_tokens.tokenized(), total, phases.back().memory.peak_mib,
-      phases.back().memory.private_mib);
+      phases.back().memory.private_mib, phases.back().memory.pss_mib);
   return 0;
 }
 
