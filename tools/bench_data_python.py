@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """The notebook's way of loading and tokenizing, for comparison with `siamese-xlmr bench data`:
 a csv-module loop over the English file (label = max of the label fields >= 0.5, undecodable
-bytes ignored) and, per text, NLTK's wordpunct split (re.findall(r'\\w+|[^\\w\\s]+')) with each
-word encoded by sentencepiece (Debian's python3-sentencepiece), <s> ... </s>, cut to 128.
+bytes ignored, texts stripped) and, per text, NLTK's wordpunct split
+(re.findall(r'\\w+|[^\\w\\s]+')) with each word encoded by sentencepiece (Debian's
+python3-sentencepiece), <s> ... </s>, cut to 128.
 
-Usage: /usr/bin/python3 tools/bench_data_python.py CSV SPM_MODEL [--texts 200000]
+--setup: the phases of the data set-up that Python has (loading the three files next to CSV:
+validation.csv and test.csv; tokenizing as many texts as the C++ set-up's first epoch).
+--cpp FILE: the output of the matching `siamese-xlmr bench data` run; prints the ratios.
+
+Usage: /usr/bin/python3 tools/bench_data_python.py CSV SPM_MODEL [--texts 200000] [--setup]
+       [--cpp CPP_OUTPUT]
 """
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 import time
@@ -19,14 +26,18 @@ LABELS = ["toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "t
 WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
 
 
-def load(path):
+def load(path, text_field="comment_text", labels=LABELS):
     csv.field_size_limit(sys.maxsize)
-    texts, labels = [], []
+    texts, out_labels = [], []
     with open(path, encoding="utf-8", errors="ignore", newline="") as f:
         for row in csv.DictReader(f):
-            texts.append(row["comment_text"])
-            labels.append(1 if max(float(row[k]) for k in LABELS) >= 0.5 else 0)
-    return texts, labels
+            text = row[text_field].strip()
+            if not text:
+                continue
+            texts.append(text)
+            if labels:
+                out_labels.append(1 if max(float(row[k]) for k in labels) >= 0.5 else 0)
+    return texts, out_labels
 
 
 def tokenize(sp, text, maxlen=128):
@@ -39,16 +50,38 @@ def tokenize(sp, text, maxlen=128):
     return ids[:maxlen]
 
 
+def cpp_results(path):
+    """The JSON lines of a `siamese-xlmr bench data` output, merged."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                out.update(json.loads(line))
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("csv")
     p.add_argument("spm_model")
     p.add_argument("--texts", type=int, default=200000)
+    p.add_argument("--setup", action="store_true")
+    p.add_argument("--cpp")
     a = p.parse_args()
+    sp = spm.SentencePieceProcessor(model_file=a.spm_model)
+    result = {}
     t0 = time.perf_counter()
     texts, _ = load(a.csv)
     load_s = time.perf_counter() - t0
-    sp = spm.SentencePieceProcessor(model_file=a.spm_model)
+    if a.setup:
+        d = os.path.dirname(a.csv)
+        t1 = time.perf_counter()
+        load(os.path.join(d, "validation.csv"), labels=["toxic"])
+        load(os.path.join(d, "test.csv"), text_field="content", labels=[])
+        all_s = load_s + time.perf_counter() - t1
+        print(f"python set-up: load (3 files) {all_s:.2f} s")
+        result["setup_load_s"] = round(all_s, 3)
     n = min(a.texts, len(texts))
     t0 = time.perf_counter()
     for t in texts[:n]:
@@ -56,7 +89,20 @@ def main():
     tok_s = time.perf_counter() - t0
     print(f"python csv load: {len(texts)} rows in {load_s:.2f} s = {len(texts) / load_s:.0f} rows/s")
     print(f"python tokenize (1 thread): {n} texts in {tok_s:.2f} s = {n / tok_s:.0f} texts/s")
-    print(json.dumps({"rows": len(texts), "load_s": round(load_s, 3), "texts": n, "tokenize_s": round(tok_s, 3)}))
+    result.update({"rows": len(texts), "load_s": round(load_s, 3), "texts": n,
+                   "tokenize_s": round(tok_s, 3)})
+    print(json.dumps(result))
+    if a.cpp:
+        c = cpp_results(a.cpp)
+        if "load_s" in c:
+            print(f"ratio csv load: {load_s / c['load_s']:.1f}x")
+        if "tokenize_s" in c:
+            print(f"ratio tokenize (texts/s): {(c['texts'] / c['tokenize_s']) / (n / tok_s):.1f}x")
+        if "setup" in c and "setup_load_s" in result:
+            print(f"ratio set-up load (3 files): {result['setup_load_s'] / c['setup']['load']:.1f}x")
+            if "tokenize" in c["setup"] and "tokenize_texts" in c["setup"]:
+                cpp_rate = c["setup"]["tokenize_texts"] / c["setup"]["tokenize"]
+                print(f"ratio set-up tokenize (texts/s): {cpp_rate / (n / tok_s):.1f}x")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ struct BenchDataArgs {
   long long rows = 1900000;
   long long texts = 200000;
   long long threads = 2;
+  long long pairs = 500000;    // --setup: data.train_pairs
+  bool setup = false;          // time the data set-up of `train` instead
+  bool no_word_cache = false;  // tokenize without the word cache (for comparison)
 };
 int cmd_bench_data(const BenchDataArgs& args);
 // Writes and reads an XLM-R-base-sized checkpoint in `dir`, timing the checksums too.

@@ -122,8 +122,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1LL, 100000000LL));
   bench_data->add_option("--texts", bench_args.texts, "texts to tokenize")
       ->check(CLI::Range(1LL, 100000000LL));
-  bench_data->add_option("--threads", bench_args.threads, "tokenizer threads")
+  bench_data->add_option("--threads", bench_args.threads, "CSV parsing and tokenizer threads")
       ->check(CLI::Range(1LL, 1024LL));
+  bench_data->add_flag("--setup", bench_args.setup,
+                       "time the data set-up of `train` phase by phase (load the three files, "
+                       "split, pairs, tokenize the first epoch), with memory");
+  bench_data->add_option("--pairs", bench_args.pairs, "--setup: training pairs (data.train_pairs)")
+      ->check(CLI::Range(1LL, 100000000LL));
+  bench_data->add_flag("--no-word-cache", bench_args.no_word_cache,
+                       "tokenize without the word cache (for comparison)");
   bench_data->callback([&] { action = [&] { return sx::app::cmd_bench_data(bench_args); }; });
   auto* bench_checkpoint = bench->add_subcommand(
       "checkpoint", "Write and read an XLM-R-base-sized checkpoint; checksum cost");

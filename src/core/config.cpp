@@ -155,9 +155,9 @@ const std::vector<Field>& schema() {
             "toxic-toxic, a quarter normal-normal, a half normal-toxic (drawn with replacement)."),
         {"notebook", "balanced"})));
     // tokenizer
-    s.push_back(entry(&C::tokenizer, &TokenizerConfig::model, "tokenizer.model", Kind::kFile,
-                      "models/sentencepiece.bpe.model",
-                      "XLM-R sentencepiece model (sentencepiece.bpe.model)."));
+    s.push_back(entry(&C::tokenizer, &TokenizerConfig::model, "tokenizer.model", Kind::kFile, "",
+                      "XLM-R sentencepiece model (sentencepiece.bpe.model). Empty: the one in "
+                      "model.pretrained."));
     s.push_back(results(range(entry(&C::tokenizer, &TokenizerConfig::max_len, "tokenizer.max_len",
                                     Kind::kInt, "128", "Token ids per text (cut and padded)."),
                               2, 4096)));
@@ -611,8 +611,10 @@ void check_inputs(const Config& config, const std::vector<std::string>& sections
     if (config.data.multilingual_csv.empty())
       throw UserError("data.multilingual_csv: must name a file");
   }
-  if (uses("tokenizer") && config.tokenizer.model.empty())
-    throw UserError("tokenizer.model: must name a sentencepiece model file");
+  if (uses("tokenizer") && config.tokenizer.model.empty() && config.model.pretrained.empty())
+    throw UserError(
+        "tokenizer.model: must name a sentencepiece model file (or set model.pretrained to an HF "
+        "model directory that holds sentencepiece.bpe.model)");
   if (uses("model") && config.model.pretrained.empty() && config.model.config.empty())
     throw UserError(
         "model.pretrained and model.config are both empty: name an HF model directory, or a "

@@ -6,8 +6,7 @@
 
 namespace sx::data {
 
-TokenStore::TokenStore(const XlmrTokenizer& tokenizer, const std::vector<std::string>& texts,
-                       size_t threads)
+TokenStore::TokenStore(const XlmrTokenizer& tokenizer, const TextColumn& texts, size_t threads)
     : tokenizer_(tokenizer),
       texts_(texts),
       threads_(threads),

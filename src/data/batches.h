@@ -13,7 +13,7 @@ namespace sx::data {
 
 class TokenStore {
  public:
-  TokenStore(const XlmrTokenizer& tokenizer, const std::vector<std::string>& texts, size_t threads);
+  TokenStore(const XlmrTokenizer& tokenizer, const TextColumn& texts, size_t threads);
   // Tokenizes (in parallel) those of `indices` not yet tokenized.
   void ensure(const std::vector<uint32_t>& indices);
   // max_len ids of text i (ensure() first).
@@ -22,7 +22,7 @@ class TokenStore {
 
  private:
   const XlmrTokenizer& tokenizer_;
-  const std::vector<std::string>& texts_;
+  const TextColumn& texts_;
   size_t threads_;
   std::vector<int64_t> offset_;  // into arena_, -1 = not yet
   std::vector<uint32_t> length_;

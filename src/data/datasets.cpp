@@ -1,5 +1,9 @@
 #include "data/datasets.h"
 
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "core/files.h"
 #include "core/rng.h"
 #include "data/jigsaw.h"
 
@@ -35,9 +39,24 @@ Datasets load_datasets(const Config& config, bool with_test, bool progress) {
   return out;
 }
 
+std::string tokenizer_model_path(const Config& config) {
+  if (!config.tokenizer.model.empty()) return config.tokenizer.model;
+  if (config.model.pretrained.empty())
+    throw UserError(
+        "tokenizer.model: not set, and model.pretrained is empty: name the sentencepiece model "
+        "(sentencepiece.bpe.model) or an HF model directory that holds one");
+  const std::string path = files::join(config.model.pretrained, "sentencepiece.bpe.model");
+  if (!files::exists(path))
+    throw UserError("tokenizer.model: not set, and model.pretrained " + config.model.pretrained +
+                    " has no sentencepiece.bpe.model; set tokenizer.model");
+  return path;
+}
+
 TokenizerOptions tokenizer_options(const Config& config) {
   TokenizerOptions o;
-  o.model_path = config.tokenizer.model;
+  o.model_path = tokenizer_model_path(config);
+  if (config.tokenizer.model.empty())
+    spdlog::info("tokenizer.model not set: using {} from model.pretrained", o.model_path);
   o.max_len = static_cast<size_t>(config.tokenizer.max_len);
   o.pretokenize = parse_pretokenize(config.tokenizer.pretokenize);
   o.keep_eos = config.tokenizer.keep_eos;

@@ -23,7 +23,10 @@ struct Datasets {
 // logging each file's report. `progress`: show loading progress (rank 0).
 Datasets load_datasets(const Config& config, bool with_test, bool progress = true);
 
+// tokenizer.model, or when it is not set sentencepiece.bpe.model in model.pretrained (where HF
+// keeps it; the choice is logged). Throws UserError when neither gives a file.
 TokenizerOptions tokenizer_options(const Config& config);
+std::string tokenizer_model_path(const Config& config);
 
 // The training and validation pair sequences of a split (independent seeded streams).
 std::vector<Pair> training_pairs(const Config& config, const CorpusSplit& split,

@@ -2,15 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cerrno>
+#include <charconv>
 #include <cmath>
-#include <cstdlib>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/strings.h"
+#include "data/csv_parser.h"
 #include "data/text.h"
 
 namespace sx::data {
@@ -18,72 +19,196 @@ namespace {
 
 constexpr size_t kProblemsListed = 5;
 
-// Shared row-level machinery: header lookup, bad-row bookkeeping and the fail/skip policy.
-class RowChecker {
+// Why a row is bad, in the order the checks run (the first that applies is reported).
+enum class Problem : uint8_t {
+  kNone,
+  kUnterminated,
+  kTooLong,
+  kFieldCount,
+  kLabel,
+  kId,
+  kEmptyLang,
+  kEmptyText
+};
+
+// What a parsing thread makes of one record; the sequential pass does the bookkeeping.
+struct RowResult {
+  uint64_t line = 0;
+  std::string_view text;  // cleaned and stripped; for kLabel/kId the offending value
+  std::string_view lang;  // stripped
+  int64_t id = 0;
+  uint32_t field_count = 0;
+  uint32_t invalid_utf8 = 0;  // bytes dropped from the text
+  Problem problem = Problem::kNone;
+  uint8_t label = 0;      // 1 = toxic
+  uint8_t bad_label = 0;  // which label column failed (kLabel)
+};
+
+// Per-slot scratch, and storage for the values that could not stay views of the mapping.
+struct Slot {
+  std::shared_ptr<TextArena> arena = std::make_shared<TextArena>();
+  std::string text, value;
+};
+
+bool parse_label(std::string_view text, double& value) {
+  std::string t = trim(text);
+  const char* b = t.data();
+  const char* e = b + t.size();
+  if (b < e && *b == '+' && e - b > 1 && b[1] != '-') ++b;  // float() accepts a sign
+  if (b == e) return false;
+  auto [ptr, ec] = std::from_chars(b, e, value);
+  return ec == std::errc() && ptr == e && std::isfinite(value) && value >= 0.0 && value <= 1.0;
+}
+
+bool parse_id(std::string_view text, int64_t& value) {
+  std::string t = trim(text);
+  if (t.empty() || t.size() > 18) return false;
+  for (char c : t)
+    if (c < '0' || c > '9') return false;
+  std::from_chars(t.data(), t.data() + t.size(), value);
+  return true;
+}
+
+// A Jigsaw file: mapped, its header read, its rows parsed in parallel; bad rows reported
+// (file, line, reason) under the fail/skip policy, nothing dropped silently.
+class JigsawFile {
  public:
-  RowChecker(const std::string& path, const LoadOptions& options, LoadReport& report)
+  JigsawFile(const std::string& path, const LoadOptions& options, LoadReport& report)
       : path_(path),
         options_(options),
         report_(report),
-        reader_(path, options.limits),
-        progress_("loading " + path, reader_.total_bytes(), options.progress_interval,
+        mapping_(std::make_shared<MappedFile>(path)),
+        progress_("loading " + path, mapping_->bytes().size(), options.progress_interval,
                   options.progress) {
     report_.path = path;
-    if (!reader_.next(header_))
-      throw UserError(where() + ": the file is empty, expected a header line and rows");
-    if (header_.unterminated_quote || header_.field_too_long)
+    std::string_view bytes = mapping_->bytes();
+    if (bytes.substr(0, 3) == "\xEF\xBB\xBF") bytes.remove_prefix(3);  // a UTF-8 BOM
+    CsvRow header;
+    const char* body =
+        parse_csv_record(bytes.data(), bytes.data() + bytes.size(), options.limits, header, line_);
+    if (!body) throw UserError(where() + ": the file is empty, expected a header line and rows");
+    if (header.unterminated_quote || header.field_too_long)
       throw UserError(where() + ":1: the header line is malformed");
+    std::string scratch;
+    for (const CsvField& f : header.fields)
+      header_.emplace_back(csv_field_value(f, scratch, options.limits.max_field_bytes));
+    header_count_ = header_.size();
+    body_ = bytes.substr(size_t(body - bytes.data()));
+    slots_.resize(csv_chunk_count(body_.size(), parallel()) + 1);
   }
 
   std::string where() const { return (options_.key.empty() ? "" : options_.key + ": ") + path_; }
+  CsvParallel parallel() const { return options_.parallel; }
 
   // Index of a column; throws when it is missing unless optional.
   std::optional<size_t> column(const std::string& name, const std::string& key, bool optional) {
-    for (size_t i = 0; i < header_.fields.size(); ++i)
-      if (trim(header_.fields[i]) == name) return i;
+    for (size_t i = 0; i < header_.size(); ++i)
+      if (trim(header_[i]) == name) return i;
     if (optional) return std::nullopt;
     throw UserError(where() + ":1: missing column '" + name + "' (" + key +
-                    "); the header has: " + join(header_.fields, ", "));
+                    "); the header has: " + join(header_, ", "));
   }
 
-  // Next structurally sound record; bad ones are reported and skipped (or fail).
-  bool next(CsvRecord& record) {
-    while (reader_.next(record)) {
-      ++report_.rows_read;
-      ++data_row_;
-      if ((report_.rows_read & 0x3FFF) == 0) {  // progress in bytes, cheaply
-        progress_.advance(reader_.bytes_read() - shown_);
-        shown_ = reader_.bytes_read();
-      }
-      if (record.unterminated_quote) {
-        bad(record, "quoted field not closed before the end of the file");
-        continue;
-      }
-      if (record.field_too_long) {
-        bad(record,
+  // Parses every row with `convert(row, slot, result)` on all threads, after the checks of
+  // the record's structure.
+  template <class Convert>
+  std::vector<RowResult> parse(Convert&& convert) {
+    return parse_csv_rows<RowResult>(
+        body_, line_, options_.limits, parallel(), [&](const CsvRow& row, size_t slot) {
+          RowResult r;
+          r.line = row.line;
+          r.field_count = static_cast<uint32_t>(row.field_count);
+          if (row.unterminated_quote)
+            r.problem = Problem::kUnterminated;
+          else if (row.field_too_long)
+            r.problem = Problem::kTooLong;
+          else if (row.field_count != header_count_ || row.fields.size() != header_count_)
+            r.problem = Problem::kFieldCount;
+          else
+            convert(row, slots_[slot], r);
+          return r;
+        });
+  }
+
+  // A field's value, stripped; a view of the mapping unless it had to be decoded.
+  std::string_view stripped(const CsvField& field, Slot& slot) const {
+    std::string_view v =
+        strip_python(csv_field_value(field, slot.value, options_.limits.max_field_bytes));
+    return field.kind == CsvFieldKind::kEscaped ? slot.arena->copy(v) : v;
+  }
+  std::string_view copied(const CsvField& field, Slot& slot) const {
+    return slot.arena->copy(csv_field_value(field, slot.value, options_.limits.max_field_bytes));
+  }
+
+  // The text as the notebook reads it: undecodable bytes dropped (errors='ignore'), then
+  // str.strip(). A view of the mapping unless unescaping or cleaning needed a copy.
+  std::string_view text(const CsvField& field, Slot& slot, RowResult& r) const {
+    std::string_view v = csv_field_value(field, slot.text, options_.limits.max_field_bytes);
+    bool copy = field.kind == CsvFieldKind::kEscaped;
+    if (!is_valid_utf8(v)) {
+      if (!copy) slot.text.assign(v);
+      r.invalid_utf8 = static_cast<uint32_t>(sanitize_utf8(slot.text));
+      v = slot.text;
+      copy = true;
+    }
+    v = strip_python(v);
+    return copy ? slot.arena->copy(v) : v;
+  }
+
+  // The structural problems and those found by convert, in row order.
+  bool report_problem(const RowResult& r, const std::string& detail_of_label = "") {
+    switch (r.problem) {
+      case Problem::kNone:
+        return false;
+      case Problem::kUnterminated:
+        bad(r.line, "quoted field not closed before the end of the file");
+        return true;
+      case Problem::kTooLong:
+        bad(r.line,
             "field longer than " + std::to_string(options_.limits.max_field_bytes) + " bytes");
-        continue;
-      }
-      if (record.field_count != header_.fields.size()) {
-        bad(record, "wrong number of fields",
-            "(expected " + std::to_string(header_.fields.size()) + ", found " +
-                std::to_string(record.field_count) + ")");
-        continue;
-      }
-      return true;
+        return true;
+      case Problem::kFieldCount:
+        bad(r.line, "wrong number of fields",
+            "(expected " + std::to_string(header_count_) + ", found " +
+                std::to_string(r.field_count) + ")");
+        return true;
+      case Problem::kLabel:
+        bad(r.line, "label is not a number in [0, 1]",
+            "(" + detail_of_label + " = " + quote_value(r.text) + ")");
+        return true;
+      case Problem::kId:
+        bad(r.line, "id is not a non-negative integer", "(" + quote_value(r.text) + ")");
+        return true;
+      case Problem::kEmptyLang:
+        bad(r.line, "empty language");
+        return true;
+      case Problem::kEmptyText:
+        bad(r.line, "empty text");
+        return true;
     }
     return false;
   }
 
+  void count_row() {
+    ++report_.rows_read;
+    ++data_row_;
+  }
+  // The invalid UTF-8 dropped from a text that passed the checks before the text's own.
+  void count_text(const RowResult& r) {
+    if (r.invalid_utf8) {
+      report_.invalid_utf8_bytes += r.invalid_utf8;
+      ++report_.texts_with_invalid_utf8;
+    }
+  }
   int64_t data_row() const { return data_row_; }
 
   // Reports a bad row under `reason` (the detail text names the specific value).
-  void bad(const CsvRecord& record, const std::string& reason, const std::string& detail = "") {
+  void bad(uint64_t line, const std::string& reason, const std::string& detail = "") {
     auto& stat = report_.bad_rows[reason];
     ++stat.count;
-    if (stat.first_lines.size() < kProblemsListed) stat.first_lines.push_back(record.line);
+    if (stat.first_lines.size() < kProblemsListed) stat.first_lines.push_back(line);
     if (problems_.size() < kProblemsListed)
-      problems_.push_back("line " + std::to_string(record.line) + ": " + reason +
+      problems_.push_back("line " + std::to_string(line) + ": " + reason +
                           (detail.empty() ? "" : " " + detail));
     if (options_.bad_rows == BadRows::kFail && problems_.size() >= kProblemsListed) {
       stopped_early_ = true;
@@ -91,23 +216,15 @@ class RowChecker {
     }
   }
 
-  // Text cleaned as the notebook reads it; empty -> reported.
-  bool take_text(const CsvRecord& record, std::string& text) {
-    size_t dropped = sanitize_utf8(text);
-    if (dropped) {
-      report_.invalid_utf8_bytes += dropped;
-      ++report_.texts_with_invalid_utf8;
-    }
-    if (trim(text).empty()) {
-      bad(record, "empty text");
-      return false;
-    }
-    return true;
+  // The storage the kept texts point into.
+  void keep_storage(TextColumn& texts) const {
+    texts.keep(mapping_);
+    for (const Slot& s : slots_)
+      if (s.arena->bytes()) texts.keep(s.arena);
   }
 
   void finish() {
-    progress_.advance(reader_.bytes_read() - shown_);
-    shown_ = reader_.bytes_read();
+    progress_.advance(mapping_->bytes().size());
     progress_.finish();
     if (options_.bad_rows == BadRows::kFail && !problems_.empty()) {
       uint64_t n = report_.bad_row_count();
@@ -123,32 +240,17 @@ class RowChecker {
   std::string path_;
   const LoadOptions& options_;
   LoadReport& report_;
-  CsvReader reader_;
-  CsvRecord header_;
+  std::shared_ptr<MappedFile> mapping_;
   Progress progress_;
-  uint64_t shown_ = 0;
+  uint64_t line_ = 1;  // after the header: the body's first line
+  std::vector<std::string> header_;
+  size_t header_count_ = 0;
+  std::string_view body_;
+  std::vector<Slot> slots_;
   int64_t data_row_ = -1;
   bool stopped_early_ = false;
   std::vector<std::string> problems_;
 };
-
-bool parse_label(const std::string& text, double& value) {
-  std::string t = trim(text);
-  if (t.empty()) return false;
-  errno = 0;
-  char* end = nullptr;
-  value = std::strtod(t.c_str(), &end);
-  return !errno && *end == '\0' && std::isfinite(value) && value >= 0.0 && value <= 1.0;
-}
-
-bool parse_id(const std::string& text, int64_t& value) {
-  std::string t = trim(text);
-  if (t.empty() || t.size() > 18) return false;
-  for (char c : t)
-    if (c < '0' || c > '9') return false;
-  value = std::strtoll(t.c_str(), nullptr, 10);
-  return true;
-}
 
 }  // namespace
 
@@ -181,45 +283,55 @@ LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& co
                                const LoadOptions& options, LoadReport* report_out) {
   LoadReport local;
   LoadReport& report = report_out ? *report_out : local;
-  RowChecker rows(path, options, report);
-  const size_t text_col = *rows.column(columns.text, "data.text_field", false);
+  JigsawFile file(path, options, report);
+  const size_t text_col = *file.column(columns.text, "data.text_field", false);
   std::vector<size_t> label_cols;
   for (const auto& name : columns.labels)
-    label_cols.push_back(*rows.column(name, "label fields", false));
-  const std::optional<size_t> lang_col = rows.column(columns.lang, "data.lang_field", true);
+    label_cols.push_back(*file.column(name, "label fields", false));
+  const std::optional<size_t> lang_col = file.column(columns.lang, "data.lang_field", true);
 
-  LabeledCorpus corpus;
-  CsvRecord record;
-  while (rows.next(record)) {
+  std::vector<RowResult> rows = file.parse([&](const CsvRow& row, Slot& slot, RowResult& r) {
     double label = 0;
-    bool ok = true;
     for (size_t k = 0; k < label_cols.size(); ++k) {
-      const std::string& field = record.fields[label_cols[k]];
+      const CsvField& field = row.fields[label_cols[k]];
       double v;
-      if (!parse_label(field, v)) {
-        rows.bad(record, "label is not a number in [0, 1]",
-                 "(" + columns.labels[k] + " = " + quote_value(field) + ")");
-        ok = false;
-        break;
+      if (!parse_label(csv_field_value(field, slot.value, options.limits.max_field_bytes), v)) {
+        r.problem = Problem::kLabel;
+        r.bad_label = static_cast<uint8_t>(k);
+        r.text = file.copied(field, slot);
+        return;
       }
       label = std::max(label, v);
     }
-    if (!ok) continue;
-    std::string lang = lang_col ? trim(record.fields[*lang_col]) : std::string("en");
-    if (lang.empty()) {
-      rows.bad(record, "empty language");
-      continue;
+    r.label = label >= options.label_threshold ? 1 : 0;
+    r.lang = lang_col ? file.stripped(row.fields[*lang_col], slot) : std::string_view("en");
+    if (r.lang.empty()) {
+      r.problem = Problem::kEmptyLang;
+      return;
     }
-    if (!rows.take_text(record, record.fields[text_col])) continue;
-    corpus.texts.push_back(std::move(record.fields[text_col]));
-    corpus.labels.push_back(label >= options.label_threshold ? 1 : 0);
-    corpus.langs.push_back(std::move(lang));
-    corpus.rows.push_back(rows.data_row());
+    r.text = file.text(row.fields[text_col], slot, r);
+    if (r.text.empty()) r.problem = Problem::kEmptyText;
+  });
+
+  LabeledCorpus corpus;
+  corpus.reserve(rows.size());
+  for (const RowResult& r : rows) {
+    file.count_row();
+    if (r.problem != Problem::kEmptyText &&
+        file.report_problem(r, r.problem == Problem::kLabel ? columns.labels[r.bad_label] : ""))
+      continue;
+    file.count_text(r);
+    if (file.report_problem(r)) continue;
+    corpus.texts.push_back_view(r.text);
+    corpus.labels.push_back(r.label);
+    corpus.langs.emplace_back(r.lang);
+    corpus.rows.push_back(file.data_row());
   }
-  rows.finish();
+  file.keep_storage(corpus.texts);
+  file.finish();
   report.rows_kept = corpus.size();
   if (corpus.size() == 0)
-    throw UserError(rows.where() + ": no usable rows (header only, or every row is bad)");
+    throw UserError(file.where() + ": no usable rows (header only, or every row is bad)");
   return corpus;
 }
 
@@ -227,42 +339,52 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
                          const LoadOptions& options, LoadReport* report_out) {
   LoadReport local;
   LoadReport& report = report_out ? *report_out : local;
-  RowChecker rows(path, options, report);
-  const size_t id_col = *rows.column(columns.id, "data.test_id_field", false);
-  const size_t text_col = *rows.column(columns.text, "data.test_text_field", false);
-  const std::optional<size_t> lang_col = rows.column(columns.lang, "data.test_lang_field", true);
+  JigsawFile file(path, options, report);
+  const size_t id_col = *file.column(columns.id, "data.test_id_field", false);
+  const size_t text_col = *file.column(columns.text, "data.test_text_field", false);
+  const std::optional<size_t> lang_col = file.column(columns.lang, "data.test_lang_field", true);
+
+  std::vector<RowResult> rows = file.parse([&](const CsvRow& row, Slot& slot, RowResult& r) {
+    const CsvField& id = row.fields[id_col];
+    if (!parse_id(csv_field_value(id, slot.value, options.limits.max_field_bytes), r.id)) {
+      r.problem = Problem::kId;
+      r.text = file.copied(id, slot);
+      return;
+    }
+    r.lang = lang_col ? file.stripped(row.fields[*lang_col], slot) : std::string_view("en");
+    if (r.lang.empty()) {
+      r.problem = Problem::kEmptyLang;
+      return;
+    }
+    r.text = file.text(row.fields[text_col], slot, r);
+    if (r.text.empty()) r.problem = Problem::kEmptyText;
+  });
 
   TestCorpus corpus;
   std::unordered_map<int64_t, uint64_t> seen;  // id -> line
-  CsvRecord record;
-  while (rows.next(record)) {
-    int64_t id;
-    if (!parse_id(record.fields[id_col], id)) {
-      rows.bad(record, "id is not a non-negative integer",
-               "(" + quote_value(record.fields[id_col]) + ")");
-      continue;
-    }
-    auto [it, inserted] = seen.emplace(id, record.line);
+  for (const RowResult& r : rows) {
+    file.count_row();
+    // A duplicate id is checked after the id itself, before the language and the text.
+    if (r.problem <= Problem::kId && file.report_problem(r)) continue;
+    auto [it, inserted] = seen.emplace(r.id, r.line);
     if (!inserted) {
-      rows.bad(record, "duplicate id",
-               "(" + std::to_string(id) + ", first on line " + std::to_string(it->second) + ")");
+      file.bad(r.line, "duplicate id",
+               "(" + std::to_string(r.id) + ", first on line " + std::to_string(it->second) + ")");
       continue;
     }
-    std::string lang = lang_col ? trim(record.fields[*lang_col]) : std::string("en");
-    if (lang.empty()) {
-      rows.bad(record, "empty language");
-      continue;
-    }
-    if (!rows.take_text(record, record.fields[text_col])) continue;
-    corpus.ids.push_back(id);
-    corpus.texts.push_back(std::move(record.fields[text_col]));
-    corpus.langs.push_back(std::move(lang));
-    corpus.rows.push_back(rows.data_row());
+    if (r.problem == Problem::kEmptyLang && file.report_problem(r)) continue;
+    file.count_text(r);
+    if (file.report_problem(r)) continue;
+    corpus.ids.push_back(r.id);
+    corpus.texts.push_back_view(r.text);
+    corpus.langs.emplace_back(r.lang);
+    corpus.rows.push_back(file.data_row());
   }
-  rows.finish();
+  file.keep_storage(corpus.texts);
+  file.finish();
   report.rows_kept = corpus.size();
   if (corpus.size() == 0)
-    throw UserError(rows.where() + ": no usable rows (header only, or every row is bad)");
+    throw UserError(file.where() + ": no usable rows (header only, or every row is bad)");
   return corpus;
 }
 

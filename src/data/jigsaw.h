@@ -1,5 +1,8 @@
 // Loading the Jigsaw CSV files as the notebook's load_train_set / load_test_set do, with
-// every malformed row reported (file, line, reason) and nothing dropped silently.
+// every malformed row reported (file, line, reason) and nothing dropped silently. Texts and
+// languages are read as the notebook reads them: undecodable bytes dropped, then str.strip()
+// (a text or language that is only whitespace is empty). The file is mapped and parsed in
+// parallel (csv_parser.h); the texts stay views of the mapping where they can.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +11,7 @@
 #include <vector>
 
 #include "data/corpus.h"
-#include "data/csv_reader.h"
+#include "data/csv_parser.h"
 
 namespace sx::data {
 
@@ -32,6 +35,7 @@ struct LoadOptions {
   BadRows bad_rows = BadRows::kFail;
   double label_threshold = 0.5;
   CsvLimits limits;
+  CsvParallel parallel;  // parsing threads (0 = all cores) and chunk size
   bool progress = false;
   double progress_interval = 30;
 };

@@ -2,6 +2,9 @@
 
 #include <utf8proc.h>
 
+#include <cstdint>
+#include <cstring>
+
 namespace sx::data {
 namespace {
 
@@ -65,6 +68,53 @@ size_t sanitize_utf8(std::string& text) {
   return dropped;
 }
 
+bool is_valid_utf8(std::string_view text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (true) {
+    while (i + 8 <= n) {  // fast path: eight ASCII bytes at a time
+      uint64_t word;
+      std::memcpy(&word, s + i, 8);
+      if (word & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    while (i < n && s[i] < 0x80) ++i;
+    if (i == n) return true;
+    const size_t len = valid_sequence_length(s, n, i);
+    if (len == 0) return false;
+    i += len;
+  }
+}
+
+std::string_view strip_python(std::string_view text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  size_t b = 0, e = text.size();
+  while (b < e) {
+    if (s[b] < 0x80) {
+      if (!is_python_space(s[b])) break;
+      ++b;
+      continue;
+    }
+    const size_t len = valid_sequence_length(s, e, b);
+    if (len == 0 || !is_python_space(decode_at(s + b, len))) break;
+    b += len;
+  }
+  while (e > b) {
+    if (s[e - 1] < 0x80) {
+      if (!is_python_space(s[e - 1])) break;
+      --e;
+      continue;
+    }
+    size_t start = e - 1;  // back to the lead byte of the last code point
+    while (start > b && (s[start] & 0xC0) == 0x80 && e - start < 4) --start;
+    const size_t len = valid_sequence_length(s, e, start);
+    if (len != e - start || !is_python_space(decode_at(s + start, len))) break;
+    e = start;
+  }
+  return text.substr(b, e - b);
+}
+
 size_t count_code_points(std::string_view text) {
   size_t count = 0;
   for (unsigned char c : text) count += (c & 0xC0) != 0x80;
@@ -118,14 +168,39 @@ bool is_python_word_char(char32_t cp) {
   }
 }
 
+namespace {
+
+enum Class : uint8_t { kSpace, kWord, kOther };
+
+// The class of every ASCII byte, for the fast path.
+struct AsciiClasses {
+  Class of[128];
+  AsciiClasses() {
+    for (char32_t c = 0; c < 128; ++c)
+      of[c] = is_python_word_char(c) ? kWord : is_python_space(c) ? kSpace : kOther;
+  }
+};
+
+}  // namespace
+
 std::vector<std::string_view> wordpunct_tokenize(std::string_view text) {
-  enum Class { kSpace, kWord, kOther };
+  static const AsciiClasses ascii;
   std::vector<std::string_view> words;
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
   size_t i = 0, start = 0;
   Class run = kSpace;
   while (i < n) {
+    if (s[i] < 0x80) {  // ASCII fast path
+      const Class cls = ascii.of[s[i]];
+      if (cls != run) {
+        if (run != kSpace) words.push_back(text.substr(start, i - start));
+        start = i;
+        run = cls;
+      }
+      ++i;
+      continue;
+    }
     size_t len = valid_sequence_length(s, n, i);
     Class cls;
     if (len == 0) {  // not valid UTF-8 (callers sanitize first): treat the byte as "other"

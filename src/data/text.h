@@ -10,6 +10,11 @@ namespace sx::data {
 
 // Drops bytes that are not valid UTF-8 (Python's decode(errors='ignore')); returns how many.
 size_t sanitize_utf8(std::string& text);
+// Python's str.strip() on UTF-8 text: the view without leading and trailing whitespace
+// (str.isspace, Unicode spaces included). No copy: a narrower view of the same bytes.
+std::string_view strip_python(std::string_view text);
+// True when the bytes are valid UTF-8 (sanitize_utf8 would drop nothing).
+bool is_valid_utf8(std::string_view text);
 // len() of the text as a Python str: the number of code points (valid UTF-8 assumed).
 size_t count_code_points(std::string_view text);
 

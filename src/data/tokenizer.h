@@ -4,6 +4,11 @@
 // tokenize_all); `none` encodes the whole text (HF's tokenizer). Every sequence is
 // <s> ... </s>, cut to max_len and padded with <pad>. The notebook's cut drops the final
 // </s>; keep_eos=true (the default) keeps it in the last position instead.
+//
+// With wordpunct a word's ids depend on the word alone, so they are memoised in a word cache
+// (bounded, shared by all threads, sharded by hash so threads rarely wait on each other).
+// Words in natural text follow Zipf's law: most lookups hit, and sentencepiece runs once per
+// distinct word. The output is the same with or without the cache.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +28,18 @@ struct TokenizerOptions {
   size_t max_len = 128;
   Pretokenize pretokenize = Pretokenize::kWordpunct;
   bool keep_eos = true;
+  size_t word_cache_bytes = 64u << 20;  // bound of the word cache; 0 = no cache
 };
+
+struct WordCacheStats {
+  uint64_t lookups = 0;
+  uint64_t hits = 0;
+  uint64_t words = 0;    // cached now
+  uint64_t flushes = 0;  // shards emptied on reaching their share of the bound
+  double hit_rate() const { return lookups ? double(hits) / double(lookups) : 0.0; }
+};
+
+class WordCache;
 
 class XlmrTokenizer {
  public:
@@ -46,12 +62,15 @@ class XlmrTokenizer {
   void finish(const int32_t* ids, size_t n, int32_t* out) const;
   // texts.size() x max_len ids, on `threads` threads (0 = all cores).
   void encode_many(const std::vector<std::string_view>& texts, int32_t* out, size_t threads) const;
+  WordCacheStats word_cache_stats() const;
 
  private:
   void append_pieces(std::string_view text, std::vector<int32_t>& ids) const;
+  void append_word(std::string_view word, std::vector<int32_t>& ids) const;
 
   TokenizerOptions options_;
   std::unique_ptr<SentencePieceEncoder> sp_;
+  std::unique_ptr<WordCache> cache_;  // null without wordpunct or with word_cache_bytes 0
 };
 
 Pretokenize parse_pretokenize(const std::string& name);

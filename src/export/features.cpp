@@ -15,6 +15,13 @@ namespace sx::exporting {
 std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
                                const std::vector<std::string>& texts, size_t begin, size_t end,
                                size_t batch_size, bool progress, const std::string& label) {
+  const std::vector<std::string_view> views(texts.begin(), texts.end());
+  return embed_texts(model, tokenizer, views, begin, end, batch_size, progress, label);
+}
+
+std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
+                               const std::vector<std::string_view>& texts, size_t begin, size_t end,
+                               size_t batch_size, bool progress, const std::string& label) {
   torch::NoGradGuard no_grad;
   const bool was_training = model->is_training();
   model->eval();
@@ -49,12 +56,12 @@ namespace {
 // Every rank embeds its contiguous share; rank 0 receives all rows in order.
 std::vector<float> embed_distributed(model::SiameseEncoder& model,
                                      const data::XlmrTokenizer& tokenizer,
-                                     const std::vector<std::string>& texts, const Config& config,
+                                     const data::TextColumn& texts, const Config& config,
                                      const dist::MpiEnv& env, const std::string& label) {
   const size_t n = texts.size();
   const size_t begin = n * env.rank / env.world, end = n * (env.rank + 1) / env.world;
   std::vector<float> local =
-      embed_texts(model, tokenizer, texts, begin, end,
+      embed_texts(model, tokenizer, texts.views(), begin, end,
                   static_cast<size_t>(config.export_.batch_size), env.rank == 0, label);
   return dist::gather(local, 0);
 }

@@ -27,6 +27,9 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
 
 // Embeddings of `texts` [n x hidden], row-major, in eval mode.
 std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
+                               const std::vector<std::string_view>& texts, size_t begin, size_t end,
+                               size_t batch_size, bool progress, const std::string& label);
+std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
                                const std::vector<std::string>& texts, size_t begin, size_t end,
                                size_t batch_size, bool progress, const std::string& label);
 

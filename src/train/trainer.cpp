@@ -138,6 +138,10 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   r.datasets = data::load_datasets(config, /*with_test=*/true, /*progress=*/lead);
   r.split = data::split_corpus(r.datasets.english, r.datasets.multilingual,
                                static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
+  // The split holds every row the run uses (its texts are views of the mapped files, shared
+  // by the ranks of a node); the loaded corpora's own index arrays are not needed again.
+  r.datasets.english = {};
+  r.datasets.multilingual = {};
   data::PairReport train_report, val_report;
   r.train_pairs = data::training_pairs(config, r.split, &train_report);
   r.val_pairs = data::validation_pairs(config, r.split, &val_report);

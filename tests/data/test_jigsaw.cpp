@@ -1,6 +1,8 @@
 // Loading the Jigsaw files: labels, languages, and every bad-row reason in fail and skip.
 #include "core/error.h"
 #include "data/jigsaw.h"
+#include "data/text.h"
+#include "data/tokenizer.h"
 #include "test_util.h"
 
 namespace sx::data {
@@ -52,13 +54,68 @@ TEST(Jigsaw, InvalidUtf8IsDroppedAndCounted) {
   EXPECT_EQ(report.invalid_utf8_bytes, 2u);
 }
 
+TEST(Jigsaw, TextsAndLanguagesAreStrippedAsPythonStrips) {
+  test::TempDir dir;
+  auto path = dir.write("v.csv",
+                        "comment_text,lang,toxic\n"
+                        "\"  hola\xC2\xA0"
+                        "amigo \xE3\x80\x80\n\",\" es \",1\n"
+                        "\"\xE2\x80\x89\t\",it,0\n"  // only whitespace: empty
+                        "ciao,\xC2\xA0,0\n"          // language only whitespace: empty
+                        "\"\"\"quoted\"\" \",tr,0\n");
+  LoadReport report;
+  LoadOptions o = options(BadRows::kSkip);
+  auto c = load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, o, &report);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.texts[0],
+            "hola\xC2\xA0"
+            "amigo");                             // inner whitespace stays
+  EXPECT_EQ(count_code_points(c.texts[0]), 10u);  // lengths are of the stripped text
+  EXPECT_EQ(c.langs[0], "es");
+  EXPECT_EQ(c.texts[1], "\"quoted\"");
+  EXPECT_EQ(report.bad_rows.at("empty text").first_lines, (std::vector<uint64_t>{4}));
+  EXPECT_EQ(report.bad_rows.at("empty language").first_lines, (std::vector<uint64_t>{5}));
+
+  XlmrTokenizer tok(
+      {test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", 32, Pretokenize::kNone, true});
+  EXPECT_EQ(tok.encode(c.texts[0]), tok.encode("hola\xC2\xA0"
+                                               "amigo"));  // tokens likewise
+}
+
+TEST(Jigsaw, ParallelLoadEqualsOneThreadOnAFileOfManyChunks) {
+  test::TempDir dir;
+  std::string csv = "id,comment_text,toxic,insult\n";
+  for (int i = 0; i < 3000; ++i)
+    csv += std::to_string(i) + ",\"text " + std::to_string(i) + (i % 7 ? "" : "\nsecond line") +
+           (i % 11 ? "" : " \"\"q\"\"") + " \"," + (i % 3 ? "0.1" : "0.9") + ",0" +
+           (i % 13 ? "\n" : "\r\n");
+  csv += "x,,oops,0\n";  // a bad row at the end
+  auto path = dir.write("t.csv", csv);
+  LoadOptions one = options(BadRows::kSkip), many = options(BadRows::kSkip);
+  one.parallel = {1, 1u << 30};  // one chunk
+  many.parallel = {3, 1000};     // ~60 chunks on 3 threads
+  LoadReport r1, r2;
+  auto a = load_labeled_csv(path, kEnglish, one, &r1);
+  auto b = load_labeled_csv(path, kEnglish, many, &r2);
+  ASSERT_EQ(a.size(), 3000u);
+  EXPECT_EQ(a.texts.views(), b.texts.views());
+  EXPECT_EQ(a.labels, b.labels);
+  EXPECT_EQ(a.rows, b.rows);
+  EXPECT_EQ(r1.bad_rows.at("label is not a number in [0, 1]").first_lines,
+            r2.bad_rows.at("label is not a number in [0, 1]").first_lines);
+  EXPECT_EQ(a.texts[14], "text 14\nsecond line");
+  EXPECT_EQ(a.texts[22], "text 22 \"q\"");
+}
+
 struct BadCase {
   const char* name;
   std::string csv;
   std::string reason;
 };
 
-void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }  // readable test output
+void PrintTo(const BadCase& c, std::ostream* os) {
+  *os << c.name;
+}  // readable test output
 
 class JigsawBadRows : public ::testing::TestWithParam<BadCase> {};
 

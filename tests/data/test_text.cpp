@@ -12,6 +12,26 @@ std::vector<std::string> words(const std::string& text) {
   return out;
 }
 
+TEST(Text, StripIsPythonsStrNarrowingTheView) {
+  const std::string text = "\xC2\xA0\t hello world \xE3\x80\x80\n\x1f";  // NBSP, ideographic
+  std::string_view s = strip_python(text);
+  EXPECT_EQ(s, "hello world");
+  EXPECT_EQ(s.data(), text.data() + 4);                       // no copy: a view of the same bytes
+  EXPECT_EQ(strip_python(" \xE2\x80\x89\xE2\x80\xA8 "), "");  // thin space, line separator
+  EXPECT_EQ(strip_python(""), "");
+  // Zero-width space (U+200B) and a combining mark are not whitespace to Python.
+  EXPECT_EQ(strip_python("\xE2\x80\x8B x \xCC\x81"), "\xE2\x80\x8B x \xCC\x81");
+  EXPECT_EQ(strip_python("  \xC3\xA9  "), "\xC3\xA9");
+}
+
+TEST(Text, ValidUtf8AgreesWithSanitize) {
+  for (std::string t : {"", "plain ascii text", "caf\xC3\xA9", "ab\xff", "\xC3", "\xED\xA0\x80",
+                        "\xF0\x9F\x98\x80 ok", "12345678\xE2\x82\xAC"}) {
+    std::string copy = t;
+    EXPECT_EQ(is_valid_utf8(t), sanitize_utf8(copy) == 0) << t;
+  }
+}
+
 TEST(Text, SanitizeDropsInvalidBytesOnly) {
   std::string s = "ok\xC3\xA9\xFF\xE2\x82 x\xED\xA0\x80y\xF4\x90\x80\x80z";
   // é stays; 0xFF, a truncated 3-byte sequence, a surrogate, and > U+10FFFF go.

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/rng.h"
+#include "data/datasets.h"
 #include "data/text.h"
 #include "data/tokenizer.h"
 #include "test_util.h"
@@ -12,8 +14,11 @@ namespace {
 
 using nlohmann::json;
 
-json reference() {
-  return json::parse(test::read_file(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json"));
+// Read once and kept: a range-for over a temporary's ["cases"] would dangle.
+const json& reference() {
+  static const json ref =
+      json::parse(test::read_file(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json"));
+  return ref;
 }
 
 XlmrTokenizer make(size_t max_len, Pretokenize pre, bool keep_eos) {
@@ -87,6 +92,94 @@ TEST(Tokenizer, EncodeManyEqualsOneByOneOnTwoThreads) {
   for (size_t i = 0; i < texts.size(); ++i)
     EXPECT_EQ(std::vector<int32_t>(out.begin() + i * 32, out.begin() + (i + 1) * 32),
               tok.encode(texts[i]));
+}
+
+XlmrTokenizer make_cached(size_t max_len, size_t cache_bytes) {
+  TokenizerOptions o{test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len,
+                     Pretokenize::kWordpunct, true};
+  o.word_cache_bytes = cache_bytes;
+  return XlmrTokenizer(o);
+}
+
+TEST(TokenizerWordCache, CachedEqualsUncachedOnEveryFixtureCase) {
+  const json& ref = reference();
+  for (size_t max_len : {16, 128}) {
+    auto cached = make_cached(max_len, 64u << 20);
+    auto plain = make_cached(max_len, 0);
+    for (int pass = 0; pass < 2; ++pass)  // the second pass is served from the cache
+      for (const auto& c : ref["cases"]) {
+        const std::string text = c["text"];
+        EXPECT_EQ(cached.encode_unpadded(text), plain.encode_unpadded(text)) << text;
+        EXPECT_EQ(cached.encode(text), plain.encode(text)) << text;
+      }
+    EXPECT_GT(cached.word_cache_stats().hits, 0u);
+    EXPECT_EQ(plain.word_cache_stats().lookups, 0u);
+  }
+}
+
+// 100k deterministic texts: words drawn with Zipf-like weights from a vocabulary mixing
+// scripts, digits, punctuation runs and rare long words, as natural comments do.
+std::vector<std::string> synthetic_texts(size_t n) {
+  const std::vector<std::string> stems = {
+      "the",  "of",    "and", "Zürich", "город", "東京", "2019", "don't",    "!!!", "...",
+      "café", "naïve", "x",   "_id",    "ﬁne",   "١٢٣",  "über", "İstanbul", "—",   "ok?"};
+  Rng rng(11);
+  std::vector<std::string> texts(n);
+  for (auto& t : texts) {
+    const size_t words = 1 + rng.below(8);
+    for (size_t w = 0; w < words; ++w) {
+      const size_t r = rng.below(1000);
+      const size_t k = r < 600 ? rng.below(5) : r < 950 ? rng.below(stems.size()) : 0;
+      t += stems[k];
+      if (r >= 950) t += std::to_string(rng.below(100000));  // the long tail
+      t += rng.below(5) ? " " : "\t";
+    }
+  }
+  return texts;
+}
+
+TEST(TokenizerWordCache, CachedEqualsUncachedOnASyntheticCorpusOnTwoThreads) {
+  const auto texts = synthetic_texts(100000);
+  const std::vector<std::string_view> views(texts.begin(), texts.end());
+  auto cached = make_cached(32, 64u << 20);
+  auto plain = make_cached(32, 0);
+  std::vector<int32_t> a(texts.size() * 32), b(texts.size() * 32);
+  cached.encode_many(views, a.data(), 2);
+  plain.encode_many(views, b.data(), 2);
+  EXPECT_TRUE(a == b);
+  const WordCacheStats stats = cached.word_cache_stats();
+  EXPECT_GT(stats.hit_rate(), 0.5);  // Zipf: most lookups hit
+  EXPECT_EQ(stats.flushes, 0u);
+}
+
+TEST(TokenizerWordCache, StaysBoundedAndCorrectWhenFull) {
+  const auto texts = synthetic_texts(5000);
+  auto tiny = make_cached(32, 1);  // every shard at its minimum: flushes often
+  auto plain = make_cached(32, 0);
+  for (const auto& t : texts) ASSERT_EQ(tiny.encode_unpadded(t), plain.encode_unpadded(t)) << t;
+  EXPECT_GT(tiny.word_cache_stats().flushes, 0u);
+}
+
+TEST(Tokenizer, ModelDefaultsToTheOneInModelPretrained) {
+  test::TempDir dir;
+  dir.write("sentencepiece.bpe.model",
+            test::read_file(test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model"));
+  Config c = load_config("", {"model.pretrained=" + dir.path()});
+  EXPECT_EQ(tokenizer_options(c).model_path, dir.path("sentencepiece.bpe.model"));
+  c = load_config("", {"model.pretrained=" + dir.path(), "tokenizer.model=/x/spm.model"});
+  EXPECT_EQ(tokenizer_options(c).model_path, "/x/spm.model");  // a set key wins
+
+  test::TempDir empty;
+  for (const auto& overrides :
+       std::vector<std::vector<std::string>>{{"model.pretrained=" + empty.path()}, {}}) {
+    try {
+      tokenizer_options(load_config("", overrides));
+      ADD_FAILURE() << "expected an error";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("tokenizer.model: not set"), std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 TEST(Tokenizer, MissingModelIsAUserError) {

@@ -6,21 +6,71 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "data/csv_parser.h"
 #include "data/csv_reader.h"
 #include "data/text.h"
 
 namespace sx::fuzz {
 
+// A record as both parsers see it: every stored field decoded.
+struct ParsedRecord {
+  uint64_t line = 0;
+  size_t field_count = 0;
+  bool field_too_long = false;
+  bool unterminated_quote = false;
+  std::vector<std::string> fields;
+  bool operator==(const ParsedRecord& o) const {
+    return line == o.line && field_count == o.field_count && field_too_long == o.field_too_long &&
+           unterminated_quote == o.unterminated_quote && fields == o.fields;
+  }
+};
+
+// The simple sequential reference: CsvReader.
+inline std::vector<ParsedRecord> parse_sequential(std::string_view input, data::CsvLimits limits,
+                                                  size_t max_records = SIZE_MAX) {
+  data::CsvReader reader(data::CsvReader::InMemory{}, input, limits);
+  data::CsvRecord record;
+  std::vector<ParsedRecord> out;
+  while (out.size() < max_records && reader.next(record))
+    out.push_back({record.line, record.field_count, record.field_too_long,
+                   record.unterminated_quote, record.fields});
+  return out;
+}
+
+// The parallel parser over chunks of `chunk_bytes` (small ones put chunk boundaries
+// everywhere: inside quotes, between \r and \n, inside blank lines).
+inline std::vector<ParsedRecord> parse_parallel(std::string_view input, data::CsvLimits limits,
+                                                size_t chunk_bytes, size_t threads) {
+  if (input.substr(0, 3) == "\xEF\xBB\xBF") input.remove_prefix(3);
+  return data::parse_csv_rows<ParsedRecord>(
+      input, 1, limits, {threads, chunk_bytes}, [&](const data::CsvRow& row, size_t) {
+        ParsedRecord r{row.line, row.field_count, row.field_too_long, row.unterminated_quote, {}};
+        for (const data::CsvField& f : row.fields) {
+          r.fields.emplace_back();
+          data::decode_csv_field(f, r.fields.back(), limits.max_field_bytes);
+        }
+        return r;
+      });
+}
+
 inline void csv_one_input(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
-  data::CsvReader reader(data::CsvReader::InMemory{}, input, data::CsvLimits{4096, 64});
-  data::CsvRecord record;
-  size_t records = 0;
-  while (reader.next(record) && records++ < 100000) {
+  const data::CsvLimits limits{4096, 64};
+  std::vector<ParsedRecord> reference = parse_sequential(input, limits);
+  // The parallel parser must agree exactly, whatever the chunking.
+  const size_t chunk = size ? 1 + data[size - 1] % 61 : 1;
+  if (parse_parallel(input, limits, chunk, 3) != reference) __builtin_trap();
+  if (parse_parallel(input, limits, 4096, 2) != reference) __builtin_trap();
+  for (auto& record : reference) {
     for (auto& field : record.fields) {
       if (field.size() > 4096) __builtin_trap();  // the bound must hold
       data::sanitize_utf8(field);
+      std::string_view stripped = data::strip_python(field);
+      if (stripped.data() < field.data() ||
+          stripped.data() + stripped.size() > field.data() + field.size())
+        __builtin_trap();
       for (auto word : data::wordpunct_tokenize(field))
         if (word.empty() || word.data() < field.data() ||
             word.data() + word.size() > field.data() + field.size())

@@ -1,0 +1,176 @@
+// CSV at memory speed: the file is mapped read-only and its records are parsed in parallel
+// over chunks, fields as views of the mapping. Same dialect and results as CsvReader (the
+// simple sequential reference, see csv_reader.h), which the fuzzer checks on every input.
+//
+// How the chunks agree (as simdcsv-style parsers do): a chunk's quote state at its start is
+// guessed from the parity of the quotes before it (one parallel counting pass); each chunk
+// parses records from the first record start that guess gives until it passes its end. The
+// stitch then walks the chunks in order: a chunk's records are taken from the record where
+// the previous chunk stopped; where no record of the chunk starts there (a wrong guess:
+// malformed quoting, a quote inside an unquoted field), records are parsed sequentially
+// until they meet one of the chunk's own record starts again. So the result never depends on
+// the guess, only the speed does.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/parallel.h"
+#include "data/csv_reader.h"
+
+namespace sx::data {
+
+// A file mapped read-only (private, shared with the page cache). Throws UserError naming the
+// path when it cannot be opened; an empty file maps to an empty view.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  std::string_view bytes() const { return {data_, size_}; }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+enum class CsvFieldKind : uint8_t {
+  kPlain,    // unquoted: the value is the raw bytes
+  kQuoted,   // "..." with no doubled quote and nothing after it: the bytes inside the quotes
+  kEscaped,  // anything else: decode_csv_field
+};
+
+struct CsvField {
+  const char* begin;  // the raw bytes of the field, quotes included, delimiters excluded
+  const char* end;
+  CsvFieldKind kind;
+  // The value, for kPlain and kQuoted fields.
+  std::string_view view() const {
+    return kind == CsvFieldKind::kQuoted ? std::string_view(begin + 1, size_t(end - begin - 2))
+                                         : std::string_view(begin, size_t(end - begin));
+  }
+};
+
+// The value of any field, cut to max_bytes (as CsvReader cuts it).
+void decode_csv_field(const CsvField& field, std::string& out, size_t max_bytes);
+// The value as a view when the field has one, else decoded into scratch.
+std::string_view csv_field_value(const CsvField& field, std::string& scratch, size_t max_bytes);
+
+struct CsvRow {
+  std::vector<CsvField> fields;  // the first max_fields; reused from row to row
+  size_t field_count = 0;
+  uint64_t line = 0;
+  bool field_too_long = false;
+  bool unterminated_quote = false;
+};
+
+// Parses the record at p (after skipping blank lines) into row; returns the position after
+// its end, or nullptr when only blank lines remain. `line` is the physical line at p and is
+// advanced past the record.
+const char* parse_csv_record(const char* p, const char* end, const CsvLimits& limits, CsvRow& row,
+                             uint64_t& line);
+
+struct CsvParallel {
+  size_t threads = 0;             // 0 = all cores
+  size_t chunk_bytes = 4u << 20;  // work unit; several per thread balance the load
+};
+
+size_t csv_chunk_count(size_t bytes, const CsvParallel& parallel);
+
+namespace csv_detail {
+size_t count_quotes(const char* begin, const char* end);
+// The first record start at or after `from` if the quote state there is `in_quotes`.
+const char* guess_record_start(const char* from, const char* end, bool in_quotes);
+}  // namespace csv_detail
+
+// Parses every record of `body` (the bytes after the header; its first line is
+// `first_line`) into results of `convert(const CsvRow&, size_t slot) -> Result`, in file
+// order. Result must have a `uint64_t line` member holding row.line; it is corrected to the
+// absolute line here. `slot` < csv_chunk_count(body.size()) + 1 identifies the caller of
+// convert: one thread at a time per slot, so per-slot scratch needs no lock.
+template <class Result, class Convert>
+std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
+                                   const CsvLimits& limits, const CsvParallel& parallel,
+                                   Convert&& convert) {
+  const char* const begin = body.data();
+  const char* const end = begin + body.size();
+  const size_t n = csv_chunk_count(body.size(), parallel);
+  auto bound = [&](size_t k) { return k >= n ? end : begin + body.size() / n * k; };
+
+  std::vector<size_t> quotes(n);
+  parallel_for(n, parallel.threads, [&](size_t b, size_t e) {
+    for (size_t k = b; k < e; ++k) quotes[k] = csv_detail::count_quotes(bound(k), bound(k + 1));
+  });
+
+  struct Chunk {
+    std::vector<const char*> starts;  // where each record's parse began
+    std::vector<uint64_t> start_lines;
+    std::vector<Result> rows;
+    const char* stop = nullptr;  // the record start after the last record
+    uint64_t stop_line = 0;
+  };
+  std::vector<Chunk> chunks(n);
+  std::vector<bool> odd(n, false);
+  for (size_t k = 1; k < n; ++k) odd[k] = odd[k - 1] != (quotes[k - 1] % 2 == 1);
+  parallel_for(n, parallel.threads, [&](size_t b, size_t e) {
+    CsvRow row;
+    for (size_t k = b; k < e; ++k) {
+      Chunk& c = chunks[k];
+      const char* pos = k == 0 ? begin : csv_detail::guess_record_start(bound(k), end, odd[k]);
+      uint64_t line = 0;  // relative; the stitch makes it absolute
+      while (pos < bound(k + 1)) {
+        const char* start = pos;
+        const uint64_t start_line = line;
+        pos = parse_csv_record(pos, end, limits, row, line);
+        if (!pos) {
+          pos = end;
+          break;
+        }
+        c.starts.push_back(start);
+        c.start_lines.push_back(start_line);
+        c.rows.push_back(convert(static_cast<const CsvRow&>(row), k));
+      }
+      c.stop = pos;
+      c.stop_line = line;
+    }
+  });
+
+  size_t total = 0;
+  for (const Chunk& c : chunks) total += c.rows.size();
+  std::vector<Result> out;
+  out.reserve(total);
+  const char* pos = begin;
+  uint64_t line = first_line;
+  CsvRow row;
+  for (size_t k = 0; k < n; ++k) {
+    Chunk& c = chunks[k];
+    size_t j = 0;
+    while (pos < bound(k + 1) && pos < end) {
+      while (j < c.starts.size() && c.starts[j] < pos) ++j;
+      if (j < c.starts.size() && c.starts[j] == pos) {   // in step with the chunk's parse
+        const uint64_t shift = line - c.start_lines[j];  // modular: exact once added
+        for (; j < c.rows.size(); ++j) {
+          out.push_back(std::move(c.rows[j]));
+          out.back().line += shift;
+        }
+        pos = c.stop;
+        line = c.stop_line + shift;
+        break;
+      }
+      pos = parse_csv_record(pos, end, limits, row, line);  // out of step: sequential
+      if (!pos) {
+        pos = end;
+        break;
+      }
+      out.push_back(convert(static_cast<const CsvRow&>(row), n));
+    }
+    c = Chunk();  // free as we go
+  }
+  return out;
+}
+
+}  // namespace sx::data
