@@ -10,7 +10,7 @@ using test::run_cli;
 
 TEST(Cli, HelpForEverySubcommand) {
   for (const char* sub : {"train", "export", "evaluate", "embed", "tokenize", "data", "data stats",
-                          "data synth", "bench", "bench data", "version", "config"}) {
+                          "data pairs", "data synth", "bench", "bench data", "version", "config"}) {
     auto r = run_cli(std::string(sub) + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
