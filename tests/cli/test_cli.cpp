@@ -9,9 +9,9 @@ namespace {
 using test::run_cli;
 
 TEST(Cli, HelpForEverySubcommand) {
-  for (const char* sub :
-       {"train", "export", "evaluate", "embed", "tokenize", "data", "data stats", "data synth",
-        "bench", "bench data", "bench checkpoint", "version", "config"}) {
+  for (const char* sub : {"train", "export", "export-hf", "evaluate", "embed", "tokenize", "data",
+                          "data stats", "data pairs", "data synth", "bench", "bench data",
+                          "bench checkpoint", "version", "config"}) {
     auto r = run_cli(std::string(sub) + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
