@@ -3,10 +3,15 @@
 // code. UserError escapes to main, which prints its one line.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+
+namespace CLI {
+class App;
+}
 
 namespace sx::app {
 
@@ -38,6 +43,20 @@ struct BenchDataArgs {
   long long threads = 2;
 };
 int cmd_bench_data(const BenchDataArgs& args);
+// bench train: the trainer's step on synthetic batches (see cmd_bench_train.cpp).
+struct BenchTrainArgs {
+  ConfigArgs config;
+  std::string model = "configs/models/xlmr-base/config.json";
+  std::string pairs = "32,128";
+  long long warmup = 3;
+  long long steps = 10;
+  long long max_len = 128;
+  std::string layout = "packed";
+  std::string json;
+};
+int cmd_bench_train(const BenchTrainArgs& args);
+// Registers `bench train` and its options under `bench`; its callback sets `action`.
+void add_bench_train(CLI::App* bench, BenchTrainArgs& args, std::function<int()>& action);
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before);
 

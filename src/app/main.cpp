@@ -95,6 +95,8 @@ int main(int argc, char** argv) {
   bench_data->add_option("--threads", bench_args.threads, "tokenizer threads")
       ->check(CLI::Range(1LL, 1024LL));
   bench_data->callback([&] { action = [&] { return sx::app::cmd_bench_data(bench_args); }; });
+  sx::app::BenchTrainArgs bench_train_args;
+  sx::app::add_bench_train(bench, bench_train_args, action);
 
   auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");
   bool docs = false;

@@ -242,6 +242,11 @@ const std::vector<Field>& schema() {
         range(entry(&C::train, &TrainConfig::max_bad_steps, "train.max_bad_steps", Kind::kInt, "10",
                     "Consecutive non-finite steps (skipped) before training stops."),
               1));
+    s.push_back(entry(&C::train, &TrainConfig::balance_ranks, "train.balance_ranks", Kind::kBool,
+                      "true",
+                      "Deal each global batch's pairs out so that the ranks' token counts are "
+                      "close (each still takes train.pairs_per_rank pairs; the global batch and "
+                      "its loss are unchanged). false: rank r takes the r-th consecutive slice."));
     // dist
     s.push_back(choices(entry(&C::dist, &DistConfig::backend, "dist.backend", Kind::kEnum, "auto",
                               "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "

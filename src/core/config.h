@@ -72,6 +72,7 @@ struct TrainConfig {
   double bucket_mb;
   int64_t log_every;
   int64_t max_bad_steps;
+  bool balance_ranks;
 };
 
 struct DistConfig {
