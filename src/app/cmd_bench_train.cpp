@@ -272,6 +272,7 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   // The model: an HF config.json, randomly initialised (overrides may still name others).
   config_args.overrides.insert(config_args.overrides.begin(),
                                {"model.pretrained=", "model.config=" + a.model});
+  config_args.overrides.push_back("model.layout=" + a.layout);  // --layout decides
   Config config;
   if (!load_config_on_every_rank(config_args, {"model"}, env.rank, config)) return kExitUserError;
   init_logging({env.rank, env.world, "warn", "warn", ""});
@@ -289,9 +290,8 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   built.encoder->set_compute(model::compute_options(config, device));
   built.encoder->train();
   train::FlatParameters flat(*built.encoder, config.train.bucket_mb, /*extra=*/2);
-  model::KerasAdam adam({flat.params()}, {config.train.adam_beta1, config.train.adam_beta2,
-                                          config.train.adam_epsilon});
-  flat.params().mutable_grad() = flat.grads();
+  model::KerasAdam adam(
+      flat.params(), {config.train.adam_beta1, config.train.adam_beta2, config.train.adam_epsilon});
   auto comm =
       dist::make_communicator(config.dist.backend, device, env, config.dist.collective_timeout);
   Bench b{config,

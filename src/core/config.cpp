@@ -179,6 +179,12 @@ const std::vector<Field>& schema() {
         choices(entry(&C::model, &ModelConfig::attention, "model.attention", Kind::kEnum, "math",
                       "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."),
                 {"math", "sdpa"}));
+    s.push_back(choices(
+        entry(&C::model, &ModelConfig::layout, "model.layout", Kind::kEnum, "packed",
+              "Batch layout in the encoder: packed (the sequences' real tokens back to back; "
+              "variable-length flash attention with sdpa + bf16 on CUDA, libtorch >= 2.4) or "
+              "padded (every row padded to the batch's length)."),
+        {"packed", "padded"}));
     s.push_back(entry(&C::model, &ModelConfig::autocast_bf16, "model.autocast_bf16", Kind::kBool,
                       "false", "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
     s.push_back(

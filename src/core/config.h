@@ -51,6 +51,7 @@ struct ModelConfig {
   std::string config;      // HF config.json for random initialisation
   std::string device;      // auto | cpu | cuda
   std::string attention;   // math | sdpa
+  std::string layout;      // packed | padded
   bool autocast_bf16;
   double pool_ln_eps;
 };

@@ -42,9 +42,52 @@ DeviceBatch to_device(const HostBatch& batch, const torch::Device& device) {
 
 // The batch's 2B text embeddings.
 torch::Tensor encode(model::SiameseEncoder& model, const HostBatch& batch, const DeviceBatch& d) {
-  TORCH_CHECK(!batch.packed, "the packed layout needs the model's packed forward");
-  return model->forward(d.ids);
+  if (!batch.packed) return model->forward(d.ids);
+  model::PackedIds packed;
+  packed.ids = d.ids;
+  packed.cu_seqlens = d.cu_seqlens;
+  packed.offsets = batch.text.offsets;
+  packed.max_seqlen = batch.text.max_length();
+  return model->forward(packed);
 }
+
+// A small device tensor copied to the host asynchronously (pinned memory on CUDA, an event
+// after the copy), so that work queued after it runs while the host waits for the copy alone.
+class HostCopy {
+ public:
+  HostCopy(const torch::Tensor& source, const torch::Device& device) {
+    const bool cuda = device.is_cuda();
+    host_ = torch::empty(source.sizes(),
+                         torch::TensorOptions().dtype(source.scalar_type()).pinned_memory(cuda));
+    host_.copy_(source, /*non_blocking=*/cuda);
+#ifdef SX_WITH_CUDA
+    if (cuda) {
+      cudaEventCreateWithFlags(&done_, cudaEventDisableTiming);
+      cudaEventRecord(done_, c10::cuda::getCurrentCUDAStream(device.index()).stream());
+    }
+#endif
+  }
+  ~HostCopy() {
+#ifdef SX_WITH_CUDA
+    if (done_) cudaEventDestroy(done_);
+#endif
+  }
+  HostCopy(const HostCopy&) = delete;
+  HostCopy& operator=(const HostCopy&) = delete;
+  // Blocks until the copy is done; the values.
+  const float* wait() {
+#ifdef SX_WITH_CUDA
+    if (done_) cudaEventSynchronize(done_);
+#endif
+    return host_.data_ptr<float>();
+  }
+
+ private:
+  torch::Tensor host_;
+#ifdef SX_WITH_CUDA
+  cudaEvent_t done_ = nullptr;
+#endif
+};
 
 }  // namespace
 
@@ -88,8 +131,8 @@ StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangula
   mark(Phase::kBackward);
 
   StepResult out;
+  out.lr = schedule(t.adam->iterations());
   torch::Tensor grads = t.flat->grads();
-  torch::Tensor stats;  // loss, tokens, non-finite flag
   {
     torch::NoGradGuard no_grad;
     torch::Tensor extra = t.flat->extra();
@@ -103,16 +146,17 @@ StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangula
     }
     out.allreduce_s = std::chrono::duration<double>(Clock::now() - comm_start).count();
     mark(Phase::kAllReduce);
-    torch::Tensor non_finite = torch::isfinite(grads).all().logical_not().to(torch::kFloat);
-    stats = torch::stack({extra[kLossSlot], extra[kTokenSlot], non_finite}).to(torch::kCPU);
+    // A non-finite loss or gradient skips the update on the device: no host round trip first.
+    torch::Tensor non_finite = model::non_finite_flag(grads).add_(model::non_finite_flag(extra));
+    HostCopy stats(torch::cat({extra, non_finite}), t.device);  // loss, tokens, flag
+    t.adam->step(grads, out.lr, non_finite);
+    // The step's one host sync: the 3 floats, while the optimizer's kernels run.
+    const float* s = stats.wait();
+    out.loss = static_cast<double>(s[0]) / t.world;  // the slots are summed, not averaged
+    out.tokens = s[1];
+    out.applied = std::isfinite(out.loss) && s[2] == 0.0f;
   }
-  // The step's one host sync: stats is on the host now.
-  const float* s = stats.data_ptr<float>();
-  out.loss = static_cast<double>(s[0]) / t.world;  // the slots are summed, not averaged
-  out.tokens = s[1];
-  out.applied = std::isfinite(out.loss) && s[2] == 0.0f;
-  out.lr = schedule(t.adam->iterations());
-  if (out.applied) t.adam->step(out.lr);
+  if (!out.applied) t.adam->note_skipped();  // iterations count applied updates only
   mark(Phase::kOptimizer);
   return out;
 }

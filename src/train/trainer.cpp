@@ -180,9 +180,8 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   torch::Tensor flat_params = r.flat->params();
   flat_params.mutable_grad() = r.flat->grads();
   r.adam = std::make_unique<model::KerasAdam>(
-      std::vector<torch::Tensor>{flat_params},
-      model::AdamOptions{config.train.adam_beta1, config.train.adam_beta2,
-                         config.train.adam_epsilon});
+      flat_params, model::AdamOptions{config.train.adam_beta1, config.train.adam_beta2,
+                                      config.train.adam_epsilon});
   r.state.world_size = env.world;
   r.state.config_hash = config_result_hash(config);
   r.state.best_val_loss = kInf;
@@ -214,9 +213,8 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
                       "); resume with the same configuration or use another run.dir");
     if (!path.empty()) {
       load_params(*r.model, checkpoint.params, path);
-      auto adam_state = r.adam->state();
-      adam_state["m.0"].copy_(checkpoint.adam_m.to(r.device));
-      adam_state["v.0"].copy_(checkpoint.adam_v.to(r.device));
+      r.adam->m().copy_(checkpoint.adam_m.to(r.device));
+      r.adam->v().copy_(checkpoint.adam_v.to(r.device));
     }
   }
   // Make sure the communicator's combination of backend and device is possible before any
@@ -242,11 +240,9 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   if (!path.empty()) {
     if (lead) r.state = checkpoint.state;
     broadcast_state(r.state, 0);
-    auto adam_state = r.adam->state();
-    adam_state["iterations"] = torch::tensor({r.state.adam_iterations}, torch::kLong);
-    r.comm->broadcast(adam_state["m.0"], 0);
-    r.comm->broadcast(adam_state["v.0"], 0);
-    r.adam->load_state(adam_state);
+    r.comm->broadcast(r.adam->m(), 0);
+    r.comm->broadcast(r.adam->v(), 0);
+    r.adam->set_iterations(r.state.adam_iterations);
     if (lead) {
       spdlog::info("resumed from {}: step {}, epoch {}, pair {} of the global sequence", path,
                    r.state.step, r.state.epoch, r.state.pairs_consumed);
@@ -295,9 +291,8 @@ Checkpoint snapshot(Replica& r, bool with_optimizer) {
   c.state.adam_iterations = r.adam->iterations();
   c.params = model::named_parameters(*r.model);
   if (with_optimizer) {
-    auto s = r.adam->state();
-    c.adam_m = s["m.0"];
-    c.adam_v = s["v.0"];
+    c.adam_m = r.adam->m();
+    c.adam_v = r.adam->v();
   }
   return c;
 }
@@ -336,7 +331,8 @@ HostBatch training_batch(const Config& config, const dist::MpiEnv& env, Replica&
                                         config.train.pairs_per_rank, config.train.balance_ranks,
                                         *r.train_tokens, max_len, &imbalance);
   batch = make_host_batch(data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
-                          /*packed=*/false, /*pin=*/r.device.is_cuda(), data::XlmrTokenizer::kPad);
+                          /*packed=*/config.model.layout == "packed", /*pin=*/r.device.is_cuda(),
+                          data::XlmrTokenizer::kPad);
   batch.consumed = consumed;
   batch.imbalance = imbalance;
   return batch;
