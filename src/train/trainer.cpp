@@ -26,6 +26,7 @@
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
 #include "train/metrics.h"
+#include "train/reducer.h"
 #include "train/signals.h"
 #include "train/stopping.h"
 
@@ -69,6 +70,7 @@ struct Replica {
   std::unique_ptr<FlatParameters> flat;
   std::unique_ptr<model::KerasAdam> adam;
   std::unique_ptr<dist::Communicator> comm;
+  std::unique_ptr<GradientReducer> reducer;  // averages flat's gradients over the ranks
   TrainState state;
   std::string model_description;
 };
@@ -173,7 +175,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   r.model->set_compute(model::compute_options(config, r.device));
   r.model->train();
 
-  r.flat = std::make_unique<FlatParameters>(*r.model, config.train.bucket_mb, /*extra=*/2);
+  r.flat = std::make_unique<FlatParameters>(*r.model);
   torch::Tensor flat_params = r.flat->params();
   flat_params.mutable_grad() = r.flat->grads();
   r.adam = std::make_unique<model::KerasAdam>(
@@ -231,10 +233,16 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   const bool lead = env.rank == 0;
   r.comm =
       dist::make_communicator(config.dist.backend, r.device, env, config.dist.collective_timeout);
+  ReducerOptions reducer_options;
+  reducer_options.bucket_mb = config.train.bucket_mb;
+  reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
+  reducer_options.timeout_seconds = config.dist.collective_timeout;
+  r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
   if (lead)
-    spdlog::info("replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks)",
-                 r.device.str(), r.flat->size(), r.flat->buckets().size(), r.comm->name(),
-                 env.world);
+    spdlog::info(
+        "replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks, {} on the wire)",
+        r.device.str(), r.flat->size(), r.reducer->bucket_ranges().size(), r.comm->name(),
+        env.world, config.dist.grad_dtype);
   dist::broadcast(path, 0);
   if (!path.empty()) {
     if (lead) r.state = checkpoint.state;
@@ -411,31 +419,27 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
                     static_cast<uint64_t>(r.state.step)}));
       torch::Tensor labels =
           torch::from_blob(batch.labels.data(), {per_rank}, torch::kFloat).to(r.device);
+      r.reducer->begin_step(r.state.step + 1, {batch.left_ids, batch.right_ids});
       r.flat->zero_grads();
       torch::Tensor loss =
           model::dbl_loss(pair_distances(r.model, batch, r.device), labels, config.train.margin);
-      loss.backward();
-      r.flat->collect_grads();
+      loss.backward();  // the reducer's hooks launch the buckets' all-reduces meanwhile
       int64_t tokens = 0;
       for (int32_t id : batch.left_ids) tokens += id != data::XlmrTokenizer::kPad;
       for (int32_t id : batch.right_ids) tokens += id != data::XlmrTokenizer::kPad;
       {
         torch::NoGradGuard no_grad;
-        r.flat->extra().copy_(torch::tensor({loss.item<float>(), static_cast<float>(tokens)}));
+        r.flat->slot(StepSlot::kLoss).copy_(loss.detach());
+        r.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(tokens));
       }
-      const auto comm_start = Clock::now();
-      for (auto bucket : r.flat->buckets()) r.comm->all_reduce_sum(bucket);
-      r.comm->wait("all-reduce of step " + std::to_string(r.state.step + 1));
+      const auto comm_start = Clock::now();  // from here on only the wait is exposed
+      r.reducer->finish_step();              // averaged gradients and slots
       const double comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();
       torch::Tensor all = r.flat->grads();
-      {
-        torch::NoGradGuard no_grad;
-        all.div_(static_cast<double>(world));
-      }
-      torch::Tensor extra = r.flat->extra().to(torch::kCPU);
-      const double global_loss =
-          extra[0].item<double>() / world;  // grads were divided, extra was not
-      const double global_tokens = extra[1].item<double>();
+      torch::Tensor slots = r.flat->slots().to(torch::kCPU);
+      const double global_loss = slots[static_cast<int64_t>(StepSlot::kLoss)].item<double>();
+      const double global_tokens = train::global_tokens(
+          slots[static_cast<int64_t>(StepSlot::kTokens)].item<double>(), world);
       const bool finite = std::isfinite(global_loss) && torch::isfinite(all).all().item<bool>();
       double lr = schedule(r.adam->iterations());
       if (finite) {
