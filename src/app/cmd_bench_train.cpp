@@ -23,6 +23,7 @@
 #include "model/encoder_factory.h"
 #include "train/flat_params.h"
 #include "train/prefetch.h"
+#include "train/reducer.h"
 #include "train/step.h"
 
 #ifdef SX_WITH_CUDA
@@ -289,16 +290,21 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   built.encoder->to(device);
   built.encoder->set_compute(model::compute_options(config, device));
   built.encoder->train();
-  train::FlatParameters flat(*built.encoder, config.train.bucket_mb, /*extra=*/2);
+  train::FlatParameters flat(*built.encoder);
   model::KerasAdam adam(
       flat.params(), {config.train.adam_beta1, config.train.adam_beta2, config.train.adam_epsilon});
   auto comm =
       dist::make_communicator(config.dist.backend, device, env, config.dist.collective_timeout);
+  train::ReducerOptions reducer_options;
+  reducer_options.bucket_mb = config.train.bucket_mb;
+  reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
+  reducer_options.timeout_seconds = config.dist.collective_timeout;
+  train::GradientReducer reducer(flat, *comm, env, reducer_options);
   Bench b{config,
           a,
           env,
           device,
-          train::Trainee{built.encoder, &flat, &adam, comm.get(), device, env.world},
+          train::Trainee{built.encoder, &flat, &adam, &reducer, device, env.world},
           non_embedding_parameters(*built.encoder)};
 
   json results;
@@ -309,6 +315,7 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   results["parameters"] = flat.size();
   results["bf16"] = config.model.autocast_bf16;
   results["attention"] = config.model.attention;
+  results["grad_dtype"] = config.dist.grad_dtype;
   results["max_len"] = a.max_len;
   results["warmup_steps"] = a.warmup;
   results["measured_steps"] = a.steps;

@@ -262,6 +262,11 @@ const std::vector<Field>& schema() {
         entry(&C::dist, &DistConfig::collective_timeout, "dist.collective_timeout", Kind::kDuration,
               "10m", "Deadline of one collective before the job is aborted."),
         1));
+    s.push_back(choices(
+        entry(&C::dist, &DistConfig::grad_dtype, "dist.grad_dtype", Kind::kEnum, "fp32",
+              "Gradient all-reduce on the wire: fp32, or bf16 (half the bytes; the averaged "
+              "gradient is rounded to bf16, the master weights and Adam stay fp32)."),
+        {"fp32", "bf16"}));
     s.push_back(
         choices(entry(&C::dist, &DistConfig::stop_signal, "dist.stop_signal", Kind::kEnum, "USR1",
                       "Signal that asks for a checkpoint and a requeueable stop "

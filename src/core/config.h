@@ -79,6 +79,7 @@ struct TrainConfig {
 struct DistConfig {
   std::string backend;  // auto | nccl | mpi
   double collective_timeout;
+  std::string grad_dtype;   // fp32 | bf16: what gradient all-reduces put on the wire
   std::string stop_signal;  // USR1 | USR2 | TERM
 };
 

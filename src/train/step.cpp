@@ -16,9 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Slots of the flat gradient buffer's extra scalars (reduced together with the gradients).
-constexpr int64_t kLossSlot = 0, kTokenSlot = 1;
-
 torch::Tensor host_tensor(const void* data, std::vector<int64_t> sizes, torch::ScalarType type,
                           bool pin) {
   torch::Tensor t = torch::empty(sizes, torch::TensorOptions().dtype(type).pinned_memory(pin));
@@ -119,6 +116,15 @@ StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangula
   mark(Phase::kH2D);
   // Dropout randomness from (seed, rank, step) alone: a resumed run draws the same.
   torch::manual_seed(settings.dropout_seed);
+  // The word-embedding rows this batch touches (the reducer reduces only their union): the
+  // ids, and in the padded layout the pad row too.
+  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
+  if (t.world > 1) {
+    if (batch.packed)
+      t.reducer->begin_step(settings.step, {batch.text.ids});
+    else
+      t.reducer->begin_step(settings.step, {batch.text.ids, pad_row});
+  }
   t.flat->zero_grads();
   torch::Tensor embeddings = encode(t.model, batch, d);
   const int64_t b = batch.text.pairs;
@@ -126,8 +132,7 @@ StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangula
       model::pair_distance(embeddings.narrow(0, 0, b), embeddings.narrow(0, b, b));
   torch::Tensor loss = model::dbl_loss(distance, d.labels, settings.margin);
   mark(Phase::kForward);
-  loss.backward();
-  t.flat->collect_grads();
+  loss.backward();  // with several ranks, the reducer's hooks launch bucket all-reduces meanwhile
   mark(Phase::kBackward);
 
   StepResult out;
@@ -135,26 +140,25 @@ StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangula
   torch::Tensor grads = t.flat->grads();
   {
     torch::NoGradGuard no_grad;
-    torch::Tensor extra = t.flat->extra();
-    extra[kLossSlot].copy_(loss.detach());
-    extra[kTokenSlot].fill_(static_cast<double>(batch.text.tokens()));
-    const auto comm_start = Clock::now();
-    if (t.world > 1) {
-      for (auto bucket : t.flat->buckets()) t.comm->all_reduce_sum(bucket);
-      t.comm->wait("all-reduce of step " + std::to_string(settings.step));
-      grads.div_(static_cast<double>(t.world));
-    }
+    t.flat->slot(StepSlot::kLoss).copy_(loss.detach());
+    t.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(batch.text.tokens()));
+    const auto comm_start = Clock::now();  // from here on only the wait is exposed
+    if (t.world > 1)
+      t.reducer->finish_step();  // averaged gradients and slots
+    else
+      t.flat->collect_grads();
     out.allreduce_s = std::chrono::duration<double>(Clock::now() - comm_start).count();
     mark(Phase::kAllReduce);
+    torch::Tensor slots = t.flat->slots();
     // A non-finite loss or gradient skips the update on the device: no host round trip first.
-    torch::Tensor non_finite = model::non_finite_flag(grads).add_(model::non_finite_flag(extra));
-    HostCopy stats(torch::cat({extra, non_finite}), t.device);  // loss, tokens, flag
+    torch::Tensor non_finite = model::non_finite_flag(grads).add_(model::non_finite_flag(slots));
+    HostCopy stats(torch::cat({slots, non_finite}), t.device);  // loss, tokens, flag
     t.adam->step(grads, out.lr, non_finite);
     // The step's one host sync: the 3 floats, while the optimizer's kernels run.
     const float* s = stats.wait();
-    out.loss = static_cast<double>(s[0]) / t.world;  // the slots are summed, not averaged
-    out.tokens = s[1];
-    out.applied = std::isfinite(out.loss) && s[2] == 0.0f;
+    out.loss = s[static_cast<int>(StepSlot::kLoss)];
+    out.tokens = global_tokens(s[static_cast<int>(StepSlot::kTokens)], t.world);
+    out.applied = std::isfinite(out.loss) && s[kStepSlots] == 0.0f;
   }
   if (!out.applied) t.adam->note_skipped();  // iterations count applied updates only
   mark(Phase::kOptimizer);

@@ -18,11 +18,11 @@
 #include <vector>
 
 #include "data/packed_batch.h"
-#include "dist/communicator.h"
 #include "model/keras_adam.h"
 #include "model/schedule.h"
 #include "model/xlmr.h"
 #include "train/flat_params.h"
+#include "train/reducer.h"
 
 namespace sx::train {
 
@@ -47,7 +47,7 @@ struct Trainee {
   model::SiameseEncoder model;
   FlatParameters* flat = nullptr;
   model::KerasAdam* adam = nullptr;
-  dist::Communicator* comm = nullptr;
+  GradientReducer* reducer = nullptr;  // unused with one rank
   torch::Device device{torch::kCPU};
   int world = 1;
 };

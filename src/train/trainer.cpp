@@ -28,6 +28,7 @@
 #include "train/flat_params.h"
 #include "train/metrics.h"
 #include "train/prefetch.h"
+#include "train/reducer.h"
 #include "train/signals.h"
 #include "train/step.h"
 #include "train/stopping.h"
@@ -72,6 +73,7 @@ struct Replica {
   std::unique_ptr<FlatParameters> flat;
   std::unique_ptr<model::KerasAdam> adam;
   std::unique_ptr<dist::Communicator> comm;
+  std::unique_ptr<GradientReducer> reducer;  // averages flat's gradients over the ranks
   TrainState state;
   std::string model_description;
 };
@@ -176,7 +178,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   r.model->set_compute(model::compute_options(config, r.device));
   r.model->train();
 
-  r.flat = std::make_unique<FlatParameters>(*r.model, config.train.bucket_mb, /*extra=*/2);
+  r.flat = std::make_unique<FlatParameters>(*r.model);
   torch::Tensor flat_params = r.flat->params();
   flat_params.mutable_grad() = r.flat->grads();
   r.adam = std::make_unique<model::KerasAdam>(
@@ -232,10 +234,16 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   const bool lead = env.rank == 0;
   r.comm =
       dist::make_communicator(config.dist.backend, r.device, env, config.dist.collective_timeout);
+  ReducerOptions reducer_options;
+  reducer_options.bucket_mb = config.train.bucket_mb;
+  reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
+  reducer_options.timeout_seconds = config.dist.collective_timeout;
+  r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
   if (lead)
-    spdlog::info("replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks)",
-                 r.device.str(), r.flat->size(), r.flat->buckets().size(), r.comm->name(),
-                 env.world);
+    spdlog::info(
+        "replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks, {} on the wire)",
+        r.device.str(), r.flat->size(), r.reducer->bucket_ranges().size(), r.comm->name(),
+        env.world, config.dist.grad_dtype);
   dist::broadcast(path, 0);
   if (!path.empty()) {
     if (lead) r.state = checkpoint.state;
@@ -550,7 +558,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
            Prefetcher<HostBatch>(
                [&](uint64_t consumed) { return training_batch(config, env, r, consumed); },
                static_cast<uint64_t>(plan.global_batch)),
-           Trainee{r.model, r.flat.get(), r.adam.get(), r.comm.get(), r.device, env.world}};
+           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world}};
     l.seconds_before = r.state.train_seconds;
     if (l.lead())
       spdlog::info(
