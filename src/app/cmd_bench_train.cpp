@@ -136,9 +136,8 @@ json run_setting(Bench& b, int64_t per_rank) {
         const auto tokens = data::pair_token_counts(global);
         const auto assignment = balance ? data::balanced_assignment(tokens, world, per_rank)
                                         : data::consecutive_assignment(world, per_rank);
-        train::HostBatch h =
-            train::make_host_batch(data::select_pairs(global, assignment[rank]), packed,
-                                   b.device.is_cuda(), data::XlmrTokenizer::kPad);
+        train::HostBatch h = train::make_host_batch(data::select_pairs(global, assignment[rank]),
+                                                    packed, b.device, data::XlmrTokenizer::kPad);
         h.consumed = k;
         h.imbalance = data::token_imbalance(tokens, assignment);
         h.prep_s = std::chrono::duration<double>(Clock::now() - start).count();

@@ -3,8 +3,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #ifdef SX_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 #endif
@@ -59,6 +61,7 @@ class HostCopy {
     host_.copy_(source, /*non_blocking=*/cuda);
 #ifdef SX_WITH_CUDA
     if (cuda) {
+      c10::cuda::CUDAGuard guard(device);  // an event belongs to the current device
       cudaEventCreateWithFlags(&done_, cudaEventDisableTiming);
       cudaEventRecord(done_, c10::cuda::getCurrentCUDAStream(device.index()).stream());
     }
@@ -88,7 +91,15 @@ class HostCopy {
 
 }  // namespace
 
-HostBatch make_host_batch(data::TextBatch text, bool packed, bool pin, int32_t pad_id) {
+HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device& device,
+                          int32_t pad_id) {
+  const bool pin = device.is_cuda();
+#ifdef SX_WITH_CUDA
+  // Pinning from this (prefetch) thread must use the replica's GPU, not create a context on
+  // GPU 0 for every rank of the node.
+  std::optional<c10::cuda::CUDAGuard> guard;
+  if (pin) guard.emplace(device);
+#endif
   HostBatch b;
   b.packed = packed;
   const int64_t pairs = text.pairs;
@@ -192,6 +203,7 @@ PhaseTimer::~PhaseTimer() {
 void PhaseTimer::mark(Phase) {
 #ifdef SX_WITH_CUDA
   if (impl_->cuda) {
+    c10::cuda::CUDAGuard guard(impl_->device);  // an event belongs to the current device
     cudaEvent_t e;
     cudaEventCreate(&e);
     cudaEventRecord(e, c10::cuda::getCurrentCUDAStream(impl_->device).stream());

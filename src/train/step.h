@@ -38,9 +38,10 @@ struct HostBatch {
   double prep_s = 0;         // how long making it took (on the prefetch thread)
 };
 
-// Wraps `text` into tensors, in pinned memory when `pin` (a CUDA replica): the copy to the
-// device is then asynchronous. Any thread.
-HostBatch make_host_batch(data::TextBatch text, bool packed, bool pin, int32_t pad_id);
+// Wraps `text` into tensors for a replica on `device`: in pinned memory when it is a GPU, so
+// that the copy to the device is asynchronous. Any thread.
+HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device& device,
+                          int32_t pad_id);
 
 // The parts of a replica a step reads and updates.
 struct Trainee {

@@ -339,7 +339,7 @@ HostBatch training_batch(const Config& config, const dist::MpiEnv& env, Replica&
                                         config.train.pairs_per_rank, config.train.balance_ranks,
                                         *r.train_tokens, max_len, &imbalance);
   batch = make_host_batch(data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
-                          /*packed=*/config.model.layout == "packed", /*pin=*/r.device.is_cuda(),
+                          /*packed=*/config.model.layout == "packed", r.device,
                           data::XlmrTokenizer::kPad);
   batch.consumed = consumed;
   batch.imbalance = imbalance;
