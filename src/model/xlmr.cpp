@@ -41,11 +41,12 @@ torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x, bool bf16
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const torch::Tensor& key_mask, double dropout, bool training, bool sdpa) {
   const int64_t batch = q.size(0), len = k.size(2), head_dim = q.size(3);
+  const bool masked = key_mask.defined();  // undefined: every key is a token
 #if TORCH_VERSION_MAJOR >= 2
   if (sdpa) {
     // Boolean mask: true = may attend. [B,1,1,L] broadcasts over heads and queries.
-    return at::scaled_dot_product_attention(q, k, v, key_mask.view({batch, 1, 1, len}), dropout,
-                                            false);
+    return at::scaled_dot_product_attention(
+        q, k, v, masked ? key_mask.view({batch, 1, 1, len}) : torch::Tensor(), dropout, false);
   }
 #else
   (void)sdpa;
@@ -53,9 +54,10 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)).to(torch::kFloat) /
                          std::sqrt(static_cast<double>(head_dim));
   // As HF's eager attention: padding keys get the most negative float added.
-  torch::Tensor bias =
-      (~key_mask).to(torch::kFloat).view({batch, 1, 1, len}) * std::numeric_limits<float>::lowest();
-  torch::Tensor probs = torch::softmax(scores + bias, -1);
+  if (masked)
+    scores = scores + (~key_mask).to(torch::kFloat).view({batch, 1, 1, len}) *
+                          std::numeric_limits<float>::lowest();
+  torch::Tensor probs = torch::softmax(scores, -1);
   probs = F::dropout(probs, F::DropoutFuncOptions().p(dropout).training(training));
   return torch::matmul(probs.to(v.scalar_type()), v);
 }
@@ -77,6 +79,26 @@ torch::Tensor attend_padded_inside(const torch::Tensor& q, const torch::Tensor& 
   return context.transpose(1, 2)
       .reshape({batch * len, heads, head_dim})
       .index_select(0, layout.slot);
+}
+
+// Packed attention on the CPU: one unmasked attention per sequence (work in the sum of the
+// squared lengths, not B x Lmax^2). q, k, v [T,heads,d] -> context [T,heads,d].
+torch::Tensor attend_per_sequence(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, const PackedIds& packed, double dropout,
+                                  bool training, bool sdpa) {
+  std::vector<torch::Tensor> parts;
+  parts.reserve(static_cast<size_t>(packed.batch()));
+  for (int64_t b = 0; b < packed.batch(); ++b) {
+    const int64_t begin = packed.offsets[b], n = packed.offsets[b + 1] - begin;
+    if (n == 0) continue;
+    auto one = [&](const torch::Tensor& x) {  // [n,heads,d] -> [1,heads,n,d]
+      return x.narrow(0, begin, n).transpose(0, 1).unsqueeze(0);
+    };
+    parts.push_back(
+        attend(one(q), one(k), one(v), torch::Tensor(), dropout, training, sdpa)[0].transpose(0,
+                                                                                              1));
+  }
+  return parts.empty() ? torch::zeros_like(q) : torch::cat(parts, 0);
 }
 
 // Variable-length flash attention (fp16/bf16 on CUDA): q, k, v [T,heads,d] -> [T,heads,d].
@@ -112,11 +134,14 @@ bool flash_varlen_available() {
   return SX_HAVE_FLASH_VARLEN != 0;
 }
 
-bool packed_uses_flash(const ComputeOptions& compute, const XlmrConfig& config,
-                       const torch::Device& device) {
+PackedAttention packed_attention(const ComputeOptions& compute, const XlmrConfig& config,
+                                 const torch::Device& device) {
   const int64_t head_dim = config.hidden_size / config.num_attention_heads;
-  return flash_varlen_available() && compute.sdpa && compute.bf16 && device.is_cuda() &&
-         head_dim % 8 == 0 && head_dim <= 256;
+  if (flash_varlen_available() && compute.sdpa && compute.bf16 && device.is_cuda() &&
+      head_dim % 8 == 0 && head_dim <= 256)
+    return PackedAttention::kFlash;
+  return device.is_cpu() && !compute.pad_inside_attention ? PackedAttention::kPerSequence
+                                                          : PackedAttention::kPaddedInside;
 }
 
 torch::Tensor roberta_position_ids(const torch::Tensor& ids, int64_t padding_idx) {
@@ -217,9 +242,20 @@ torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const PackedLa
                                      const ComputeOptions& compute) {
   const double attention_dropout = is_training() ? config_.attention_probs_dropout_prob : 0.0;
   auto [q, k, v] = project(hidden, compute.bf16);  // [T,heads,d]
-  torch::Tensor context = layout.flash ? attend_flash(q, k, v, *layout.packed, attention_dropout)
-                                       : attend_padded_inside(q, k, v, layout, attention_dropout,
-                                                              is_training(), compute.sdpa);
+  torch::Tensor context;
+  switch (layout.attention) {
+    case PackedAttention::kFlash:
+      context = attend_flash(q, k, v, *layout.packed, attention_dropout);
+      break;
+    case PackedAttention::kPerSequence:
+      context = attend_per_sequence(q, k, v, *layout.packed, attention_dropout, is_training(),
+                                    compute.sdpa);
+      break;
+    case PackedAttention::kPaddedInside:
+      context =
+          attend_padded_inside(q, k, v, layout, attention_dropout, is_training(), compute.sdpa);
+      break;
+  }
   return finish(context.reshape({hidden.size(0), config_.hidden_size}), hidden, compute);
 }
 
@@ -287,8 +323,8 @@ PackedLayout SiameseEncoderImpl::layout_of(const PackedIds& packed) const {
   torch::Tensor sequence = torch::searchsorted(cu.narrow(0, 1, batch), index, false, true);
   layout.position = index - cu.index_select(0, sequence);
   layout.slot = sequence * len + layout.position;
-  layout.flash = packed_uses_flash(compute_, config_, device);
-  if (!layout.flash)
+  layout.attention = packed_attention(compute_, config_, device);
+  if (layout.attention == PackedAttention::kPaddedInside)
     layout.key_mask = torch::zeros({batch * len}, torch::dtype(torch::kBool).device(device))
                           .index_fill_(0, layout.slot, true)
                           .view({batch, len});

@@ -26,6 +26,9 @@ struct ComputeOptions {
   // model.layout: packed. forward(ids [B,L]) then packs the rows (pack_padded: one host read
   // of the lengths) and runs the packed forward; hidden_states(ids [B,L]) stays padded.
   bool packed = false;
+  // Packed layout off flash: pad inside attention on the CPU too (which otherwise attends per
+  // sequence); the path other devices take, here so that CPU tests cover it.
+  bool pad_inside_attention = false;
 };
 
 // Whether this libtorch offers the fused attention kernel.
@@ -35,9 +38,6 @@ bool sdpa_available();
 // most 256 (and, as flash needs, an sm80+ GPU); elsewhere the packed layout pads inside
 // attention.
 bool flash_varlen_available();
-// Whether the packed layout's attention runs through flash for this model, compute and device.
-bool packed_uses_flash(const ComputeOptions& compute, const XlmrConfig& config,
-                       const torch::Device& device);
 
 // A batch in the packed layout: B sequences' real tokens back to back, no padding.
 //   ids         [T] int64 on the model's device; each sequence as tokenized (<s> ... </s>)
@@ -68,13 +68,22 @@ PackedIds make_packed(const torch::Tensor& ids, std::vector<int64_t> offsets,
 PackedIds pack_padded(const torch::Tensor& ids, int64_t pad_id);
 PackedIds pack_padded(const torch::Tensor& ids, int64_t pad_id, const torch::Device& device);
 
+// How the packed layout's attention runs:
+//   kFlash         at::_flash_attention_forward over cu_seqlens (see flash_varlen_available)
+//   kPerSequence   CPU: one unmasked attention per sequence, from the host offsets
+//   kPaddedInside  other devices: q, k, v padded to [B, heads, Lmax, d] inside attention only,
+//                  with a key mask (math or SDPA), and gathered back
+enum class PackedAttention { kFlash, kPerSequence, kPaddedInside };
+PackedAttention packed_attention(const ComputeOptions& compute, const XlmrConfig& config,
+                                 const torch::Device& device);
+
 // Device-side bookkeeping of a packed batch, derived once per forward from PackedIds.
 struct PackedLayout {
   const PackedIds* packed = nullptr;
+  PackedAttention attention = PackedAttention::kPaddedInside;
   torch::Tensor position;  // [T] int64: index of each token within its sequence
   torch::Tensor slot;      // [T] int64: sequence * max_seqlen + position (row in a [B*Lmax] pad)
-  torch::Tensor key_mask;  // [B, max_seqlen] bool, true = token (undefined on the flash path)
-  bool flash = false;      // attention through at::_flash_attention_forward
+  torch::Tensor key_mask;  // [B, max_seqlen] bool, true = token (kPaddedInside only)
 };
 
 class XlmrLayerImpl : public torch::nn::Module {

@@ -129,7 +129,8 @@ class GpuPacked : public Gpu {
 TEST_F(GpuPacked, Fp32GenericPathEqualsPadded) {
   for (bool sdpa : {false, sdpa_available()}) {
     ComputeOptions padded{false, sdpa, false}, packed{false, sdpa, true};
-    ASSERT_FALSE(packed_uses_flash(packed, model_->config(), torch::kCUDA));
+    ASSERT_EQ(packed_attention(packed, model_->config(), torch::kCUDA),
+              PackedAttention::kPaddedInside);
     StepOut a = step(padded), b = step(packed);
     EXPECT_LT(max_abs(b.embeddings, a.embeddings), 1e-5) << "sdpa " << sdpa;
     EXPECT_LT(max_abs(b.grads, a.grads), 1e-5) << "sdpa " << sdpa;
@@ -140,7 +141,7 @@ TEST_F(GpuPacked, Fp32GenericPathEqualsPadded) {
 TEST_F(GpuPacked, Bf16FlashFollowsPaddedBf16Sdpa) {
   if (!flash_varlen_available()) GTEST_SKIP() << "libtorch < 2.4: no variable-length flash";
   ComputeOptions padded{true, true, false}, packed{true, true, true};
-  ASSERT_TRUE(packed_uses_flash(packed, model_->config(), torch::kCUDA));
+  ASSERT_EQ(packed_attention(packed, model_->config(), torch::kCUDA), PackedAttention::kFlash);
   // Both in bf16: they differ by bf16 rounding in different kernels (relative step 2^-8).
   StepOut a = step(padded), b = step(packed);
   EXPECT_LT(max_abs(b.embeddings, a.embeddings), 5e-2);

@@ -99,10 +99,11 @@ struct StepResult {
   SiameseEncoder model{nullptr};
 };
 
-StepResult fixture_step(Layout layout) {
+StepResult fixture_step(Layout layout, ComputeOptions compute = {}) {
   StepResult r;
   r.model = fixture_model();
-  use_layout(r.model, layout);
+  compute.packed = layout == Layout::kPacked;
+  r.model->set_compute(compute);
   auto ref = train_ref();
   torch::Tensor ids = torch::cat({ref["left_ids"], ref["right_ids"]}, 0);
   r.embeddings = r.model->forward(ids);
@@ -157,16 +158,33 @@ INSTANTIATE_TEST_SUITE_P(Layouts, SiameseParity,
 
 // ---- packed layout against padded ----
 
-TEST(Packed, EqualsPaddedInEmbeddingsLossAndGradients) {
+// The packed layout's CPU attention paths: per sequence (the default), padded inside attention.
+class Packed : public ::testing::TestWithParam<bool> {
+ protected:
+  ComputeOptions compute() const {
+    ComputeOptions c;
+    c.packed = true;
+    c.pad_inside_attention = GetParam();
+    return c;
+  }
+};
+
+std::string attention_name(const ::testing::TestParamInfo<bool>& info) {
+  return info.param ? "PaddedInside" : "PerSequence";
+}
+
+TEST_P(Packed, EqualsPaddedInEmbeddingsLossAndGradients) {
   StepResult padded = fixture_step(Layout::kPadded);
-  StepResult packed = fixture_step(Layout::kPacked);
+  StepResult packed = fixture_step(Layout::kPacked, compute());
+  EXPECT_EQ(packed_attention(compute(), packed.model->config(), torch::kCPU),
+            GetParam() ? PackedAttention::kPaddedInside : PackedAttention::kPerSequence);
   EXPECT_LT(max_abs_diff(packed.embeddings.detach(), padded.embeddings.detach()), 1e-5);
   EXPECT_LT(max_abs_diff(packed.loss.detach(), padded.loss.detach()), 1e-5);
   auto a = named_parameters(*padded.model), b = named_parameters(*packed.model);
   for (auto& [name, p] : a) EXPECT_LT(max_abs_diff(b.at(name).grad(), p.grad()), 1e-5) << name;
 }
 
-TEST(Packed, PackPaddedKeepsRealTokensAndOffsets) {
+TEST(PackedIdsTest, PackPaddedKeepsRealTokensAndOffsets) {
   torch::Tensor ids =
       torch::tensor({0, 7, 2, 1, 1, 0, 8, 9, 10, 2, 0, 2, 1, 1, 1}, torch::kLong).view({3, 5});
   PackedIds p = pack_padded(ids, 1);
@@ -184,16 +202,17 @@ TEST(Packed, PackPaddedKeepsRealTokensAndOffsets) {
 // A random model of other sizes, sequences of uniform random lengths: each sequence's
 // packed hidden states equal the sequence run alone (positions restart, attention stays
 // within the sequence), and the packed embeddings equal the padded ones.
-TEST(Packed, SequencesDoNotSeeEachOther) {
+TEST_P(Packed, SequencesDoNotSeeEachOther) {
   XlmrConfig c;
   c.vocab_size = 300, c.hidden_size = 48, c.num_hidden_layers = 3, c.num_attention_heads = 6;
   c.intermediate_size = 80, c.max_position_embeddings = 64;
   SiameseEncoder model(c);
   init_weights(*model, 3);
   model->eval();
+  model->set_compute(compute());
   torch::NoGradGuard no_grad;
   torch::manual_seed(7);
-  const std::vector<int64_t> lengths{5, 1, 40, 17, 2, 33};
+  const std::vector<int64_t> lengths{5, 1, 40, 0, 17, 2, 33};  // an empty one too
   std::vector<torch::Tensor> seqs;
   std::vector<int64_t> offsets{0};
   for (int64_t n : lengths) {
@@ -203,16 +222,19 @@ TEST(Packed, SequencesDoNotSeeEachOther) {
   PackedIds packed = make_packed(torch::cat(seqs), offsets, torch::kCPU);
   EXPECT_EQ(packed.max_seqlen, 40);
   torch::Tensor hidden = model->hidden_states(packed);
-  torch::Tensor padded = torch::ones({6, 40}, torch::kLong);
+  torch::Tensor padded = torch::ones({7, 40}, torch::kLong);
   for (size_t i = 0; i < seqs.size(); ++i) {
-    torch::Tensor alone = model->hidden_states(seqs[i].view({1, -1}))[0];
-    EXPECT_LT(max_abs_diff(hidden.narrow(0, offsets[i], lengths[i]), alone), 1e-5) << i;
     padded[i].narrow(0, 0, lengths[i]).copy_(seqs[i]);
+    if (lengths[i] == 0) continue;
+    torch::Tensor alone = model->hidden_states(seqs[i].view({1, -1}))[0];  // padded layout
+    EXPECT_LT(max_abs_diff(hidden.narrow(0, offsets[i], lengths[i]), alone), 1e-5) << i;
   }
-  EXPECT_LT(max_abs_diff(model->forward(packed), model->forward(padded)), 1e-5);
+  torch::Tensor packed_embeddings = model->forward(packed);
+  model->set_compute({});
+  EXPECT_LT(max_abs_diff(packed_embeddings, model->forward(padded)), 1e-5);
 }
 
-TEST(Packed, TrainsWithDropoutOnAnotherConfiguration) {
+TEST_P(Packed, TrainsWithDropoutOnAnotherConfiguration) {
   XlmrConfig c;
   c.vocab_size = 300, c.hidden_size = 48, c.num_hidden_layers = 3, c.num_attention_heads = 6;
   c.intermediate_size = 80, c.max_position_embeddings = 64, c.hidden_dropout_prob = 0.1;
@@ -220,6 +242,7 @@ TEST(Packed, TrainsWithDropoutOnAnotherConfiguration) {
   SiameseEncoder model(c);
   init_weights(*model, 1);
   model->train();
+  model->set_compute(compute());
   PackedIds packed =
       make_packed(torch::randint(4, 300, {50}, torch::kLong), {0, 20, 21, 50}, torch::kCPU);
   torch::Tensor e = model->forward(packed);
@@ -230,6 +253,8 @@ TEST(Packed, TrainsWithDropoutOnAnotherConfiguration) {
     EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>()) << name;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(CpuAttention, Packed, ::testing::Values(false, true), attention_name);
 
 // ---- Keras Adam over one flat buffer ----
 
