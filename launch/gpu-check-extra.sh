@@ -27,6 +27,12 @@ print(f"GPU throughput: {sum(s['pairs_per_s'] for s in steps) / len(steps):.0f} 
 PY
   "$bin" evaluate "$work/$name/features.h5" | tail -2
 done
+
+echo "--- bench train on the tiny model (CUDA events, pinned batches, bf16, both layouts)"
+for layout in packed padded; do
+  "$bin" bench train --model "$fixtures/hf-tiny-xlmr/config.json" --pairs 8 --warmup 2 --steps 5 \
+    --layout $layout model.device=cuda model.autocast_bf16=true model.attention=sdpa | tail -2
+done
 echo "--- export-hf of the fp32 run, loaded by HF transformers (and sentence-transformers if there)"
 "$bin" export-hf run.dir="$work/fp32" model.pretrained="$fixtures/hf-tiny-xlmr" \
   tokenizer.model="$fixtures/tokenizer/sentencepiece.bpe.model" --out "$work/hf" | tail -1

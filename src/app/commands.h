@@ -3,10 +3,15 @@
 // code. UserError escapes to main, which prints its one line.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+
+namespace CLI {
+class App;
+}
 
 namespace sx::app {
 
@@ -47,6 +52,20 @@ struct BenchDataArgs {
 int cmd_bench_data(const BenchDataArgs& args);
 // Writes and reads an XLM-R-base-sized checkpoint in `dir`, timing the checksums too.
 int cmd_bench_checkpoint(const std::string& dir, long long params);
+// bench train: the trainer's step on synthetic batches (see cmd_bench_train.cpp).
+struct BenchTrainArgs {
+  ConfigArgs config;
+  std::string model = "configs/models/xlmr-base/config.json";
+  std::string pairs = "32,128";
+  long long warmup = 3;
+  long long steps = 10;
+  long long max_len = 128;
+  std::string layout = "packed";
+  std::string json;
+};
+int cmd_bench_train(const BenchTrainArgs& args);
+// Registers `bench train` and its options under `bench`; its callback sets `action`.
+void add_bench_train(CLI::App* bench, BenchTrainArgs& args, std::function<int()>& action);
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
 struct HfExportArgs {
   std::string checkpoint;  // "" = the run's best.h5 (else its newest step checkpoint)

@@ -144,6 +144,8 @@ int main(int argc, char** argv) {
       return sx::app::cmd_bench_checkpoint(bench_checkpoint_dir, bench_checkpoint_params);
     };
   });
+  sx::app::BenchTrainArgs bench_train_args;
+  sx::app::add_bench_train(bench, bench_train_args, action);
 
   auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");
   bool docs = false;

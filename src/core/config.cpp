@@ -187,6 +187,12 @@ const std::vector<Field>& schema() {
         choices(entry(&C::model, &ModelConfig::attention, "model.attention", Kind::kEnum, "math",
                       "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."),
                 {"math", "sdpa"}));
+    s.push_back(choices(
+        entry(&C::model, &ModelConfig::layout, "model.layout", Kind::kEnum, "packed",
+              "Batch layout in the encoder: packed (the sequences' real tokens back to back; "
+              "variable-length flash attention with sdpa + bf16 on CUDA, libtorch >= 2.4) or "
+              "padded (every row padded to the batch's length)."),
+        {"packed", "padded"}));
     s.push_back(entry(&C::model, &ModelConfig::autocast_bf16, "model.autocast_bf16", Kind::kBool,
                       "false", "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
     s.push_back(
@@ -250,6 +256,11 @@ const std::vector<Field>& schema() {
         range(entry(&C::train, &TrainConfig::max_bad_steps, "train.max_bad_steps", Kind::kInt, "10",
                     "Consecutive non-finite steps (skipped) before training stops."),
               1));
+    s.push_back(entry(&C::train, &TrainConfig::balance_ranks, "train.balance_ranks", Kind::kBool,
+                      "true",
+                      "Deal each global batch's pairs out so that the ranks' token counts are "
+                      "close (each still takes train.pairs_per_rank pairs; the global batch and "
+                      "its loss are unchanged). false: rank r takes the r-th consecutive slice."));
     // dist
     s.push_back(choices(entry(&C::dist, &DistConfig::backend, "dist.backend", Kind::kEnum, "auto",
                               "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
@@ -259,6 +270,11 @@ const std::vector<Field>& schema() {
         entry(&C::dist, &DistConfig::collective_timeout, "dist.collective_timeout", Kind::kDuration,
               "10m", "Deadline of one collective before the job is aborted."),
         1));
+    s.push_back(choices(
+        entry(&C::dist, &DistConfig::grad_dtype, "dist.grad_dtype", Kind::kEnum, "fp32",
+              "Gradient all-reduce on the wire: fp32, or bf16 (half the bytes; the averaged "
+              "gradient is rounded to bf16, the master weights and Adam stay fp32)."),
+        {"fp32", "bf16"}));
     s.push_back(
         choices(entry(&C::dist, &DistConfig::stop_signal, "dist.stop_signal", Kind::kEnum, "USR1",
                       "Signal that asks for a checkpoint and a requeueable stop "

@@ -52,6 +52,7 @@ struct ModelConfig {
   std::string config;      // HF config.json for random initialisation
   std::string device;      // auto | cpu | cuda
   std::string attention;   // math | sdpa
+  std::string layout;      // packed | padded
   bool autocast_bf16;
   double pool_ln_eps;
 };
@@ -73,11 +74,13 @@ struct TrainConfig {
   double bucket_mb;
   int64_t log_every;
   int64_t max_bad_steps;
+  bool balance_ranks;
 };
 
 struct DistConfig {
   std::string backend;  // auto | nccl | mpi
   double collective_timeout;
+  std::string grad_dtype;   // fp32 | bf16: what gradient all-reduces put on the wire
   std::string stop_signal;  // USR1 | USR2 | TERM
 };
 

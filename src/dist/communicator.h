@@ -2,6 +2,11 @@
 // Collectives may run asynchronously; wait() blocks until all issued ones are done and
 // enforces the per-collective deadline (dist.collective_timeout): NCCL and MPI have no
 // timeout of their own, so a stuck peer would otherwise hang the job forever.
+//
+// Ordering: every rank must issue the same collectives in the same order. On CUDA a
+// collective runs on the communicator's own stream, after the work queued so far on the
+// calling thread's current stream (an event orders them), so it overlaps later compute;
+// wait() makes the caller's current stream wait for it again.
 #pragma once
 
 #include <torch/torch.h>
@@ -13,12 +18,35 @@
 
 namespace sx::dist {
 
+// What a gradient all-reduce puts on the wire (dist.grad_dtype). kBFloat16 halves the bytes:
+// the float32 values are rounded to bf16 (8 significant bits), summed in bf16 by the
+// collective, and the bf16 average is widened back into the float32 tensor.
+enum class WireType { kFloat32, kBFloat16 };
+
+// "fp32" | "bf16" (the dist.grad_dtype values).
+WireType parse_wire_type(const std::string& name);
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
   virtual std::string name() const = 0;
   // Sums a contiguous float tensor over all ranks, in place (may return before it is done).
   virtual void all_reduce_sum(torch::Tensor& tensor) = 0;
+  // Averages a contiguous float32 tensor over all ranks, in place (may return before it is
+  // done; NCCL averages inside the collective, MPI divides after it).
+  virtual void all_reduce_average(const torch::Tensor& tensor, WireType wire) = 0;
+  // Averages the rows `rows` (int64, on the matrix's device) of a contiguous 2-D float32
+  // `matrix`; only those rows cross the wire. The caller guarantees that every other row is
+  // zero on every rank (so its average is zero too and it is left as it is), and keeps
+  // `rows` alive until wait().
+  virtual void all_reduce_average_rows(const torch::Tensor& matrix, const torch::Tensor& rows,
+                                       WireType wire) = 0;
+  // Whether the collectives above may be issued from a thread other than the one that
+  // created the communicator (autograd's device threads). MPI may not (MPI_THREAD_FUNNELED).
+  virtual bool any_thread() const = 0;
+  // Lets issued collectives progress without blocking (MPI moves non-blocking collectives
+  // only inside MPI calls); a no-op where the network progresses on its own.
+  virtual void progress() {}
   // Copies rank `root`'s tensor to every rank, in place (blocking).
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   // Waits for every collective issued so far. On a deadline overrun or a backend error,

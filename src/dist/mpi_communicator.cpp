@@ -1,7 +1,10 @@
+#include <c10/util/BFloat16.h>
 #include <mpi.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <functional>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -13,25 +16,67 @@ namespace sx::dist {
 std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device& device, const MpiEnv& env,
                                                      double timeout_seconds);
 
+WireType parse_wire_type(const std::string& name) {
+  if (name == "fp32") return WireType::kFloat32;
+  if (name == "bf16") return WireType::kBFloat16;
+  throw UserError("dist.grad_dtype: '" + name + "' is not one of fp32, bf16");
+}
+
 namespace {
 
+// MPI has no bf16 type: bf16 values travel as 16-bit words and this op sums them, rounding
+// each partial sum to bf16 (to nearest even), as a bf16 collective on the GPU does.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const c10::BFloat16*>(in);
+  auto* b = static_cast<c10::BFloat16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = c10::BFloat16(static_cast<float>(a[i]) + float(b[i]));
+}
+
 // CPU tensors over MPI: non-blocking all-reduces, completed by polling in wait() so a
-// deadline can be enforced.
+// deadline can be enforced. A collective may leave work for after its completion (divide
+// a sum into an average, widen bf16, scatter reduced rows back): `then` runs on the calling
+// thread as soon as a poll sees the request done.
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(const MpiEnv& env, double timeout) : env_(env), timeout_(timeout) {}
+  MpiCommunicator(const MpiEnv& env, double timeout) : env_(env), timeout_(timeout) {
+    MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_sum_);
+  }
+
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Op_free(&bf16_sum_);
+  }
 
   std::string name() const override { return "mpi"; }
+  bool any_thread() const override { return false; }
 
   void all_reduce_sum(torch::Tensor& tensor) override {
-    TORCH_CHECK(
-        tensor.device().is_cpu() && tensor.is_contiguous() && tensor.scalar_type() == torch::kFloat,
-        "MPI all-reduce needs a contiguous float32 CPU tensor");
+    check_float(tensor);
     if (env_.world == 1) return;
-    MPI_Request request;
-    MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr<float>(), static_cast<int>(tensor.numel()),
-                   MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &request);
-    pending_.push_back(request);
+    start(tensor.data_ptr(), tensor.numel(), MPI_FLOAT, MPI_SUM, {});
+  }
+
+  void all_reduce_average(const torch::Tensor& tensor, WireType wire) override {
+    check_float(tensor);
+    average(tensor, wire, {});
+  }
+
+  void all_reduce_average_rows(const torch::Tensor& matrix, const torch::Tensor& rows,
+                               WireType wire) override {
+    check_float(matrix);
+    TORCH_CHECK(matrix.dim() == 2 && rows.scalar_type() == torch::kLong,
+                "row all-reduce needs a 2-D matrix and int64 rows");
+    if (rows.numel() == 0) return;
+    torch::Tensor compact = matrix.index_select(0, rows);
+    average(compact, wire, [matrix, rows, compact]() mutable {
+      torch::NoGradGuard no_grad;
+      matrix.index_copy_(0, rows, compact);
+    });
+  }
+
+  void progress() override {
+    for (auto& p : pending_) test(p);
   }
 
   void broadcast(torch::Tensor& tensor, int root) override {
@@ -42,29 +87,88 @@ class MpiCommunicator final : public Communicator {
   }
 
   void wait(const std::string& what) override {
-    if (pending_.empty()) return;
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
-    int done = 0;
-    while (true) {
-      MPI_Testall(static_cast<int>(pending_.size()), pending_.data(), &done, MPI_STATUSES_IGNORE);
-      if (done) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        spdlog::critical(
-            "rank {}: {} did not complete within dist.collective_timeout ({:.0f} s); "
-            "a peer is gone or stuck. Aborting the job.",
-            env_.rank, what, timeout_);
-        abort_job(kExitInternal);
+    for (auto& p : pending_) {
+      while (!test(p)) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          spdlog::critical(
+              "rank {}: {} did not complete within dist.collective_timeout ({:.0f} s); "
+              "a peer is gone or stuck. Aborting the job.",
+              env_.rank, what, timeout_);
+          abort_job(kExitInternal);
+        }
+        std::this_thread::yield();
       }
-      std::this_thread::yield();
     }
     pending_.clear();
   }
 
  private:
+  struct Pending {
+    MPI_Request request = MPI_REQUEST_NULL;
+    std::function<void()> then;
+    bool done = false;
+  };
+
+  static void check_float(const torch::Tensor& tensor) {
+    TORCH_CHECK(
+        tensor.device().is_cpu() && tensor.is_contiguous() && tensor.scalar_type() == torch::kFloat,
+        "MPI all-reduce needs a contiguous float32 CPU tensor");
+  }
+
+  void start(void* data, int64_t count, MPI_Datatype type, MPI_Op op, std::function<void()> then) {
+    TORCH_CHECK(count <= std::numeric_limits<int>::max(), "all-reduce of ", count,
+                " elements is over MPI's int count; lower train.bucket_mb");
+    Pending p;
+    MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(count), type, op, MPI_COMM_WORLD,
+                   &p.request);
+    p.then = std::move(then);
+    pending_.push_back(std::move(p));
+  }
+
+  // Sum over the wire, then divide (MPI has no average); bf16 travels in a scratch copy.
+  void average(const torch::Tensor& tensor, WireType wire, std::function<void()> then) {
+    const double world = env_.world;
+    if (wire == WireType::kFloat32) {
+      if (env_.world == 1) {
+        if (then) then();
+        return;
+      }
+      start(tensor.data_ptr(), tensor.numel(), MPI_FLOAT, MPI_SUM, [tensor, world, then]() mutable {
+        tensor.div_(world);
+        if (then) then();
+      });
+      return;
+    }
+    torch::Tensor wire_copy = tensor.to(torch::kBFloat16);
+    auto widen = [tensor, wire_copy, world, then]() mutable {
+      tensor.copy_(wire_copy).div_(world);
+      if (then) then();
+    };
+    if (env_.world == 1) {  // still rounded to bf16, as on more ranks
+      widen();
+      return;
+    }
+    start(wire_copy.data_ptr(), wire_copy.numel(), MPI_UINT16_T, bf16_sum_, std::move(widen));
+  }
+
+  // True once `p` completed (its follow-up then ran).
+  static bool test(Pending& p) {
+    if (p.done) return true;
+    int flag = 0;
+    MPI_Test(&p.request, &flag, MPI_STATUS_IGNORE);
+    if (!flag) return false;
+    p.done = true;
+    if (p.then) p.then();
+    p.then = nullptr;
+    return true;
+  }
+
   MpiEnv env_;
   double timeout_;
-  std::vector<MPI_Request> pending_;
+  MPI_Op bf16_sum_ = MPI_OP_NULL;
+  std::vector<Pending> pending_;
 };
 
 }  // namespace

@@ -2,7 +2,13 @@
 
 #include <mpi.h>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <cstdlib>
+#include <thread>
+
+#include "core/error.h"
 
 namespace sx::dist {
 
@@ -46,6 +52,27 @@ std::vector<double> allreduce_sum(std::vector<double> values) {
   MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
                 MPI_COMM_WORLD);
   return values;
+}
+
+void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what) {
+  MPI_Request request;
+  MPI_Iallreduce(MPI_IN_PLACE, words.data(), static_cast<int>(words.size()), MPI_UINT64_T, MPI_BOR,
+                 MPI_COMM_WORLD, &request);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  int done = 0;
+  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      int rank = 0;
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      spdlog::critical(
+          "rank {}: {} did not complete within dist.collective_timeout ({:.0f} s); "
+          "a peer is gone or stuck. Aborting the job.",
+          rank, what, timeout_seconds);
+      abort_job(kExitInternal);
+    }
+    std::this_thread::yield();
+  }
 }
 
 void broadcast(std::vector<double>& values, int root) {

@@ -42,6 +42,9 @@ void broadcast(std::vector<double>& values, int root);
 void broadcast(std::vector<int64_t>& values, int root);
 void broadcast(std::string& text, int root);
 void barrier();
+// Bitwise OR over ranks, in place (sets of row ids as bitmaps). Waits at most
+// `timeout_seconds`; past it logs `what` and aborts the job, like a stuck gradient collective.
+void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what);
 // Every rank's floats, concatenated in rank order on `root` (others get {}).
 std::vector<float> gather(const std::vector<float>& local, int root);
 

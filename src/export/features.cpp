@@ -39,9 +39,13 @@ std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTok
     torch::Tensor input =
         torch::from_blob(ids.data(), {static_cast<int64_t>(n), static_cast<int64_t>(len)},
                          torch::kInt)
-            .to(torch::kLong)
-            .to(device);
-    torch::Tensor e = model->forward(input).to(torch::kFloat).to(torch::kCPU).contiguous();
+            .to(torch::kLong);
+    // model.layout packed: pack the host rows, so the device is never asked for lengths.
+    torch::Tensor e =
+        model->compute().packed
+            ? model->forward(model::pack_padded(input, model->config().pad_token_id, device))
+            : model->forward(input.to(device));
+    e = e.to(torch::kFloat).to(torch::kCPU).contiguous();
     std::copy(e.data_ptr<float>(), e.data_ptr<float>() + e.numel(),
               out.begin() + (start - begin) * hidden);
     bar.advance(n);

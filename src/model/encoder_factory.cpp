@@ -44,6 +44,7 @@ ComputeOptions compute_options(const Config& config, const torch::Device& device
   ComputeOptions compute;
   compute.sdpa = config.model.attention == "sdpa";
   compute.bf16 = config.model.autocast_bf16;
+  compute.packed = config.model.layout == "packed";
   if (compute.sdpa && !sdpa_available())
     throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
                     std::string(TORCH_VERSION) + " (use math)");

@@ -21,8 +21,8 @@ BuiltEncoder build_encoder(const Config& config);
 // model.device: auto = CUDA device `local_rank % device_count` when CUDA is available.
 torch::Device resolve_device(const std::string& device, int local_rank);
 
-// model.attention / model.autocast_bf16 for `device`; throws UserError when the combination
-// needs what this libtorch or device lacks (sdpa on libtorch 1.x, bf16 on CPU).
+// model.attention / model.autocast_bf16 / model.layout for `device`; throws UserError when the
+// combination needs what this libtorch or device lacks (sdpa on libtorch 1.x, bf16 on CPU).
 ComputeOptions compute_options(const Config& config, const torch::Device& device);
 
 }  // namespace sx::model

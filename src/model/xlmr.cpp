@@ -27,6 +27,99 @@ torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x, bool bf16
                    layer->bias.to(torch::kBFloat16));
 }
 
+// Whether the variable-length flash kernel is there to call: at::_flash_attention_forward with
+// optional cumulative lengths, window sizes, seqused_k and alibi_slopes after return_debug_mask
+// (native_functions.yaml since 2.4; 2.11 adds block_table and num_splits, all defaulted).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define SX_HAVE_FLASH_VARLEN 1
+#else
+#define SX_HAVE_FLASH_VARLEN 0
+#endif
+
+// Scaled dot-product attention over padded sequences: q, k, v [B,heads,L,d] in the compute
+// dtype, key_mask [B,L] bool (true = token). Returns the context [B,heads,L,d].
+torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                     const torch::Tensor& key_mask, double dropout, bool training, bool sdpa) {
+  const int64_t batch = q.size(0), len = k.size(2), head_dim = q.size(3);
+  const bool masked = key_mask.defined();  // undefined: every key is a token
+#if TORCH_VERSION_MAJOR >= 2
+  if (sdpa) {
+    // Boolean mask: true = may attend. [B,1,1,L] broadcasts over heads and queries.
+    return at::scaled_dot_product_attention(
+        q, k, v, masked ? key_mask.view({batch, 1, 1, len}) : torch::Tensor(), dropout, false);
+  }
+#else
+  (void)sdpa;
+#endif
+  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)).to(torch::kFloat) /
+                         std::sqrt(static_cast<double>(head_dim));
+  // As HF's eager attention: padding keys get the most negative float added.
+  if (masked)
+    scores = scores + (~key_mask).to(torch::kFloat).view({batch, 1, 1, len}) *
+                          std::numeric_limits<float>::lowest();
+  torch::Tensor probs = torch::softmax(scores, -1);
+  probs = F::dropout(probs, F::DropoutFuncOptions().p(dropout).training(training));
+  return torch::matmul(probs.to(v.scalar_type()), v);
+}
+
+// Packed attention off the flash kernel's domain: the sequences are padded inside attention
+// only. q, k, v [T,heads,d] -> context [T,heads,d].
+torch::Tensor attend_padded_inside(const torch::Tensor& q, const torch::Tensor& k,
+                                   const torch::Tensor& v, const PackedLayout& layout,
+                                   double dropout, bool training, bool sdpa) {
+  const int64_t batch = layout.packed->batch(), len = layout.packed->max_seqlen;
+  const int64_t heads = q.size(1), head_dim = q.size(2);
+  auto pad = [&](const torch::Tensor& x) {  // [T,heads,d] -> [B,heads,L,d], zeros at pads
+    return torch::zeros({batch * len, heads, head_dim}, x.options())
+        .index_copy(0, layout.slot, x)
+        .view({batch, len, heads, head_dim})
+        .transpose(1, 2);
+  };
+  torch::Tensor context = attend(pad(q), pad(k), pad(v), layout.key_mask, dropout, training, sdpa);
+  return context.transpose(1, 2)
+      .reshape({batch * len, heads, head_dim})
+      .index_select(0, layout.slot);
+}
+
+// Packed attention on the CPU: one unmasked attention per sequence (work in the sum of the
+// squared lengths, not B x Lmax^2). q, k, v [T,heads,d] -> context [T,heads,d].
+torch::Tensor attend_per_sequence(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, const PackedIds& packed, double dropout,
+                                  bool training, bool sdpa) {
+  std::vector<torch::Tensor> parts;
+  parts.reserve(static_cast<size_t>(packed.batch()));
+  for (int64_t b = 0; b < packed.batch(); ++b) {
+    const int64_t begin = packed.offsets[b], n = packed.offsets[b + 1] - begin;
+    if (n == 0) continue;
+    auto one = [&](const torch::Tensor& x) {  // [n,heads,d] -> [1,heads,n,d]
+      return x.narrow(0, begin, n).transpose(0, 1).unsqueeze(0);
+    };
+    parts.push_back(
+        attend(one(q), one(k), one(v), torch::Tensor(), dropout, training, sdpa)[0].transpose(0,
+                                                                                              1));
+  }
+  return parts.empty() ? torch::zeros_like(q) : torch::cat(parts, 0);
+}
+
+// Variable-length flash attention (fp16/bf16 on CUDA): q, k, v [T,heads,d] -> [T,heads,d].
+// Differentiable (derivatives.yaml: _flash_attention_backward), dropout included.
+torch::Tensor attend_flash(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                           const PackedIds& packed, double dropout) {
+#if SX_HAVE_FLASH_VARLEN
+  // (query, key, value, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, is_causal,
+  //  return_debug_mask); the scale defaults to 1/sqrt(head_dim). Returns (output, logsumexp,
+  //  rng_state, unused, debug_attn_mask).
+  auto result = at::_flash_attention_forward(q, k, v, packed.cu_seqlens, packed.cu_seqlens,
+                                             packed.max_seqlen, packed.max_seqlen, dropout,
+                                             /*is_causal=*/false, /*return_debug_mask=*/false);
+  return std::get<0>(result);
+#else
+  (void)q, (void)k, (void)v, (void)packed, (void)dropout;
+  TORCH_CHECK(false, "variable-length flash attention needs libtorch >= 2.4");
+  return torch::Tensor();
+#endif
+}
+
 }  // namespace
 
 bool sdpa_available() {
@@ -37,9 +130,59 @@ bool sdpa_available() {
 #endif
 }
 
+bool flash_varlen_available() {
+  return SX_HAVE_FLASH_VARLEN != 0;
+}
+
+PackedAttention packed_attention(const ComputeOptions& compute, const XlmrConfig& config,
+                                 const torch::Device& device) {
+  const int64_t head_dim = config.hidden_size / config.num_attention_heads;
+  if (flash_varlen_available() && compute.sdpa && compute.bf16 && device.is_cuda() &&
+      head_dim % 8 == 0 && head_dim <= 256)
+    return PackedAttention::kFlash;
+  return device.is_cpu() && !compute.pad_inside_attention ? PackedAttention::kPerSequence
+                                                          : PackedAttention::kPaddedInside;
+}
+
 torch::Tensor roberta_position_ids(const torch::Tensor& ids, int64_t padding_idx) {
   torch::Tensor mask = ids.ne(padding_idx).to(torch::kLong);
   return torch::cumsum(mask, 1) * mask + padding_idx;
+}
+
+PackedIds make_packed(const torch::Tensor& ids, std::vector<int64_t> offsets,
+                      const torch::Device& device) {
+  TORCH_CHECK(ids.dim() == 1 && ids.scalar_type() == torch::kLong,
+              "packed token ids must be a [T] int64 tensor");
+  TORCH_CHECK(!offsets.empty() && offsets.front() == 0 && offsets.back() == ids.size(0),
+              "packed offsets must run from 0 to the number of tokens (", ids.size(0), ")");
+  TORCH_CHECK(offsets.back() <= std::numeric_limits<int32_t>::max(), "too many packed tokens");
+  PackedIds out;
+  std::vector<int32_t> cu(offsets.size());
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    if (i > 0) {
+      TORCH_CHECK(offsets[i] >= offsets[i - 1], "packed offsets must not decrease");
+      out.max_seqlen = std::max(out.max_seqlen, offsets[i] - offsets[i - 1]);
+    }
+    cu[i] = static_cast<int32_t>(offsets[i]);
+  }
+  out.ids = ids.to(device);
+  out.cu_seqlens = torch::tensor(cu, torch::kInt).to(device);
+  out.offsets = std::move(offsets);
+  return out;
+}
+
+PackedIds pack_padded(const torch::Tensor& ids, int64_t pad_id) {
+  return pack_padded(ids, pad_id, ids.device());
+}
+
+PackedIds pack_padded(const torch::Tensor& ids, int64_t pad_id, const torch::Device& device) {
+  TORCH_CHECK(ids.dim() == 2, "token ids must be [batch, length]");
+  torch::Tensor mask = ids.ne(pad_id);
+  torch::Tensor lengths = mask.sum(1).to(torch::kCPU).to(torch::kLong).contiguous();
+  std::vector<int64_t> offsets(static_cast<size_t>(ids.size(0)) + 1, 0);
+  const int64_t* n = lengths.data_ptr<int64_t>();
+  for (int64_t i = 0; i < ids.size(0); ++i) offsets[i + 1] = offsets[i] + n[i];
+  return make_packed(ids.masked_select(mask).to(torch::kLong), std::move(offsets), device);
 }
 
 XlmrLayerImpl::XlmrLayerImpl(const XlmrConfig& config) : config_(config) {
@@ -60,42 +203,19 @@ XlmrLayerImpl::XlmrLayerImpl(const XlmrConfig& config) : config_(config) {
   output_norm_ = output->register_module("LayerNorm", layer_norm(h, config.layer_norm_eps));
 }
 
-torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& key_mask,
-                                     const ComputeOptions& compute) {
-  const int64_t batch = hidden.size(0), len = hidden.size(1);
+std::array<torch::Tensor, 3> XlmrLayerImpl::project(const torch::Tensor& hidden, bool bf16) {
   const int64_t heads = config_.num_attention_heads;
-  const int64_t head_dim = config_.hidden_size / heads;
+  std::vector<int64_t> shape(hidden.sizes().begin(), hidden.sizes().end() - 1);
+  shape.push_back(heads);
+  shape.push_back(config_.hidden_size / heads);
+  return {linear(query_, hidden, bf16).view(shape), linear(key_, hidden, bf16).view(shape),
+          linear(value_, hidden, bf16).view(shape)};
+}
+
+torch::Tensor XlmrLayerImpl::finish(const torch::Tensor& context, const torch::Tensor& hidden,
+                                    const ComputeOptions& compute) {
   const bool bf16 = compute.bf16;
-  const double attention_dropout = is_training() ? config_.attention_probs_dropout_prob : 0.0;
   const double hidden_dropout = is_training() ? config_.hidden_dropout_prob : 0.0;
-
-  auto split_heads = [&](const torch::Tensor& x) {  // [B,L,H] -> [B,heads,L,head_dim]
-    return x.view({batch, len, heads, head_dim}).transpose(1, 2);
-  };
-  torch::Tensor q = split_heads(linear(query_, hidden, bf16));
-  torch::Tensor k = split_heads(linear(key_, hidden, bf16));
-  torch::Tensor v = split_heads(linear(value_, hidden, bf16));
-
-  torch::Tensor context;
-#if TORCH_VERSION_MAJOR >= 2
-  if (compute.sdpa) {
-    // Boolean mask: true = may attend. [B,1,1,L] broadcasts over heads and queries.
-    torch::Tensor mask = key_mask.view({batch, 1, 1, len});
-    context = at::scaled_dot_product_attention(q, k, v, mask, attention_dropout, false);
-  }
-#endif
-  if (!context.defined()) {
-    torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)).to(torch::kFloat) /
-                           std::sqrt(static_cast<double>(head_dim));
-    // As HF's eager attention: padding keys get the most negative float added.
-    torch::Tensor bias = (~key_mask).to(torch::kFloat).view({batch, 1, 1, len}) *
-                         std::numeric_limits<float>::lowest();
-    torch::Tensor probs = torch::softmax(scores + bias, -1);
-    probs = F::dropout(probs, F::DropoutFuncOptions().p(attention_dropout).training(is_training()));
-    context = torch::matmul(probs.to(v.scalar_type()), v);
-  }
-  context = context.transpose(1, 2).reshape({batch, len, config_.hidden_size});
-
   torch::Tensor attended = linear(attention_dense_, context, bf16).to(torch::kFloat);
   attended =
       F::dropout(attended, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
@@ -105,6 +225,38 @@ torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::T
   torch::Tensor out = linear(output_dense_, inner, bf16).to(torch::kFloat);
   out = F::dropout(out, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
   return output_norm_->forward(out + attended);
+}
+
+torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& key_mask,
+                                     const ComputeOptions& compute) {
+  const int64_t batch = hidden.size(0), len = hidden.size(1);
+  const double attention_dropout = is_training() ? config_.attention_probs_dropout_prob : 0.0;
+  auto [q, k, v] = project(hidden, compute.bf16);  // [B,L,heads,d]
+  torch::Tensor context = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask,
+                                 attention_dropout, is_training(), compute.sdpa);
+  context = context.transpose(1, 2).reshape({batch, len, config_.hidden_size});
+  return finish(context, hidden, compute);
+}
+
+torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const PackedLayout& layout,
+                                     const ComputeOptions& compute) {
+  const double attention_dropout = is_training() ? config_.attention_probs_dropout_prob : 0.0;
+  auto [q, k, v] = project(hidden, compute.bf16);  // [T,heads,d]
+  torch::Tensor context;
+  switch (layout.attention) {
+    case PackedAttention::kFlash:
+      context = attend_flash(q, k, v, *layout.packed, attention_dropout);
+      break;
+    case PackedAttention::kPerSequence:
+      context = attend_per_sequence(q, k, v, *layout.packed, attention_dropout, is_training(),
+                                    compute.sdpa);
+      break;
+    case PackedAttention::kPaddedInside:
+      context =
+          attend_padded_inside(q, k, v, layout, attention_dropout, is_training(), compute.sdpa);
+      break;
+  }
+  return finish(context.reshape({hidden.size(0), config_.hidden_size}), hidden, compute);
 }
 
 SiameseEncoderImpl::SiameseEncoderImpl(const XlmrConfig& config, double pool_ln_eps)
@@ -129,25 +281,79 @@ SiameseEncoderImpl::SiameseEncoderImpl(const XlmrConfig& config, double pool_ln_
   pool_ln_ = register_module("pool_ln", layer_norm(h, pool_ln_eps));
 }
 
+torch::Tensor SiameseEncoderImpl::embed(const torch::Tensor& ids, const torch::Tensor& positions) {
+  torch::Tensor x = word_embeddings_->forward(ids) + position_embeddings_->forward(positions) +
+                    token_type_embeddings_->weight[0];
+  x = embedding_norm_->forward(x);
+  return F::dropout(x,
+                    F::DropoutFuncOptions().p(config_.hidden_dropout_prob).training(is_training()));
+}
+
 torch::Tensor SiameseEncoderImpl::hidden_states(const torch::Tensor& ids) {
   TORCH_CHECK(ids.dim() == 2, "token ids must be [batch, length]");
   TORCH_CHECK(ids.size(1) + config_.pad_token_id < config_.max_position_embeddings,
               "sequence length ", ids.size(1), " exceeds the model's positions");
   torch::Tensor key_mask = ids.ne(config_.pad_token_id);
-  torch::Tensor positions = roberta_position_ids(ids, config_.pad_token_id);
-  torch::Tensor x = word_embeddings_->forward(ids) + position_embeddings_->forward(positions) +
-                    token_type_embeddings_->weight[0];
-  x = embedding_norm_->forward(x);
-  x = F::dropout(x, F::DropoutFuncOptions().p(config_.hidden_dropout_prob).training(is_training()));
+  torch::Tensor x = embed(ids, roberta_position_ids(ids, config_.pad_token_id));
   for (auto& layer : layers_) x = layer->forward(x, key_mask, compute_);
   return x;
 }
 
 torch::Tensor SiameseEncoderImpl::forward(const torch::Tensor& ids) {
+  if (compute_.packed) return forward(pack_padded(ids, config_.pad_token_id));
   torch::Tensor hidden = hidden_states(ids);
   torch::Tensor mask = ids.ne(config_.pad_token_id).unsqueeze(-1).to(hidden.scalar_type());
   torch::Tensor mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0);
   return pool_ln_->forward(mean);
+}
+
+PackedLayout SiameseEncoderImpl::layout_of(const PackedIds& packed) const {
+  TORCH_CHECK(packed.ids.dim() == 1 && packed.cu_seqlens.numel() == packed.batch() + 1 &&
+                  packed.ids.size(0) == packed.tokens(),
+              "packed ids: ids, cu_seqlens and offsets disagree");
+  TORCH_CHECK(packed.max_seqlen + config_.pad_token_id < config_.max_position_embeddings,
+              "sequence length ", packed.max_seqlen, " exceeds the model's positions");
+  PackedLayout layout;
+  layout.packed = &packed;
+  const int64_t batch = packed.batch(), len = packed.max_seqlen;
+  const auto device = packed.ids.device();
+  // Sequence of each token from the device's cumulative lengths: no host round trip.
+  torch::Tensor index = torch::arange(packed.tokens(), torch::dtype(torch::kLong).device(device));
+  torch::Tensor cu = packed.cu_seqlens.to(torch::kLong);
+  torch::Tensor sequence = torch::searchsorted(cu.narrow(0, 1, batch), index, false, true);
+  layout.position = index - cu.index_select(0, sequence);
+  layout.slot = sequence * len + layout.position;
+  layout.attention = packed_attention(compute_, config_, device);
+  if (layout.attention == PackedAttention::kPaddedInside)
+    layout.key_mask = torch::zeros({batch * len}, torch::dtype(torch::kBool).device(device))
+                          .index_fill_(0, layout.slot, true)
+                          .view({batch, len});
+  return layout;
+}
+
+torch::Tensor SiameseEncoderImpl::hidden_states(const PackedIds& packed) {
+  return encode(packed, layout_of(packed));
+}
+
+torch::Tensor SiameseEncoderImpl::encode(const PackedIds& packed, const PackedLayout& layout) {
+  torch::Tensor x = embed(packed.ids, layout.position + (config_.pad_token_id + 1));
+  for (auto& layer : layers_) x = layer->forward(x, layout, compute_);
+  return x;
+}
+
+torch::Tensor SiameseEncoderImpl::forward(const PackedIds& packed) {
+  PackedLayout layout = layout_of(packed);
+  torch::Tensor hidden = encode(packed, layout);
+  const int64_t batch = packed.batch(), len = packed.max_seqlen, h = config_.hidden_size;
+  // Per-sequence sums in the order the padded layout sums in (deterministic, unlike atomics):
+  // each token to its slot of a zero [B, Lmax, H], then a sum over the positions.
+  torch::Tensor sums = torch::zeros({batch * len, h}, hidden.options())
+                           .index_copy(0, layout.slot, hidden)
+                           .view({batch, len, h})
+                           .sum(1);
+  torch::Tensor cu = packed.cu_seqlens.to(hidden.scalar_type());
+  torch::Tensor counts = (cu.narrow(0, 1, batch) - cu.narrow(0, 0, batch)).clamp_min(1.0);
+  return pool_ln_->forward(sums / counts.unsqueeze(1));
 }
 
 void init_weights(SiameseEncoderImpl& model, uint64_t seed) {

@@ -9,6 +9,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -18,11 +19,72 @@ namespace sx::model {
 
 struct ComputeOptions {
   bool bf16 = false;  // matmuls in bf16 with fp32 master weights, LayerNorm/softmax in fp32
-  bool sdpa = false;  // at::scaled_dot_product_attention (libtorch 2.x)
+  // Fused attention (libtorch 2.x): at::scaled_dot_product_attention in the padded layout; in
+  // the packed layout variable-length flash attention where it applies (see PackedIds), else
+  // SDPA over the sequences padded inside attention.
+  bool sdpa = false;
+  // model.layout: packed. forward(ids [B,L]) then packs the rows (pack_padded: one host read
+  // of the lengths) and runs the packed forward; hidden_states(ids [B,L]) stays padded.
+  bool packed = false;
+  // Packed layout off flash: pad inside attention on the CPU too (which otherwise attends per
+  // sequence); the path other devices take, here so that CPU tests cover it.
+  bool pad_inside_attention = false;
 };
 
 // Whether this libtorch offers the fused attention kernel.
 bool sdpa_available();
+// Whether this libtorch offers variable-length flash attention (at::_flash_attention_forward,
+// libtorch >= 2.4). It runs only on CUDA, in fp16/bf16, with head_dim a multiple of 8 and at
+// most 256 (and, as flash needs, an sm80+ GPU); elsewhere the packed layout pads inside
+// attention.
+bool flash_varlen_available();
+
+// A batch in the packed layout: B sequences' real tokens back to back, no padding.
+//   ids         [T] int64 on the model's device; each sequence as tokenized (<s> ... </s>)
+//   cu_seqlens  [B+1] int32 on the same device: 0, len0, len0+len1, ..., T
+//   offsets     the same B+1 cumulative lengths on the host (so nothing reads the device)
+//   max_seqlen  the longest sequence's length
+// Positions restart per sequence as RoBERTa numbers them (padding_idx + 1 + index within the
+// sequence), attention stays within each sequence, and pooling averages each sequence's tokens.
+// A sequence may be empty (its embedding is then pool_ln of zeros, as an all-pad row's is).
+struct PackedIds {
+  torch::Tensor ids;
+  torch::Tensor cu_seqlens;
+  std::vector<int64_t> offsets;
+  int64_t max_seqlen = 0;
+
+  int64_t batch() const { return static_cast<int64_t>(offsets.size()) - 1; }
+  int64_t tokens() const { return offsets.empty() ? 0 : offsets.back(); }
+};
+
+// Packs `ids` [T] int64 (any device) with host cumulative lengths `offsets` (B+1 entries,
+// starting at 0, non-decreasing, ending at T) onto `device`. The only transfers are host to
+// device; nothing waits for the device.
+PackedIds make_packed(const torch::Tensor& ids, std::vector<int64_t> offsets,
+                      const torch::Device& device);
+// Packs padded rows `ids` [B,L] (pad = `pad_id` anywhere in a row is dropped) where they are,
+// then moves the result to `device` (default: ids' device). Reads the row lengths on the host:
+// free for CPU ids (pack host rows, then move them), one device sync for ids on a GPU.
+PackedIds pack_padded(const torch::Tensor& ids, int64_t pad_id);
+PackedIds pack_padded(const torch::Tensor& ids, int64_t pad_id, const torch::Device& device);
+
+// How the packed layout's attention runs:
+//   kFlash         at::_flash_attention_forward over cu_seqlens (see flash_varlen_available)
+//   kPerSequence   CPU: one unmasked attention per sequence, from the host offsets
+//   kPaddedInside  other devices: q, k, v padded to [B, heads, Lmax, d] inside attention only,
+//                  with a key mask (math or SDPA), and gathered back
+enum class PackedAttention { kFlash, kPerSequence, kPaddedInside };
+PackedAttention packed_attention(const ComputeOptions& compute, const XlmrConfig& config,
+                                 const torch::Device& device);
+
+// Device-side bookkeeping of a packed batch, derived once per forward from PackedIds.
+struct PackedLayout {
+  const PackedIds* packed = nullptr;
+  PackedAttention attention = PackedAttention::kPaddedInside;
+  torch::Tensor position;  // [T] int64: index of each token within its sequence
+  torch::Tensor slot;      // [T] int64: sequence * max_seqlen + position (row in a [B*Lmax] pad)
+  torch::Tensor key_mask;  // [B, max_seqlen] bool, true = token (kPaddedInside only)
+};
 
 class XlmrLayerImpl : public torch::nn::Module {
  public:
@@ -30,8 +92,18 @@ class XlmrLayerImpl : public torch::nn::Module {
   // hidden [B,L,H] fp32; key_mask [B,L] bool (true = token). Returns [B,L,H] fp32.
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& key_mask,
                         const ComputeOptions& compute);
+  // Packed layout: hidden [T,H] fp32 -> [T,H] fp32; attention within each sequence of `layout`.
+  torch::Tensor forward(const torch::Tensor& hidden, const PackedLayout& layout,
+                        const ComputeOptions& compute);
 
  private:
+  // q, k, v [..., heads, head_dim] in the compute dtype from hidden [..., H].
+  std::array<torch::Tensor, 3> project(const torch::Tensor& hidden, bool bf16);
+  // Everything after attention: output projection, residual + LayerNorm, feed-forward.
+  // context and hidden [..., H].
+  torch::Tensor finish(const torch::Tensor& context, const torch::Tensor& hidden,
+                       const ComputeOptions& compute);
+
   XlmrConfig config_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr};
   torch::nn::Linear attention_dense_{nullptr}, intermediate_dense_{nullptr}, output_dense_{nullptr};
@@ -47,10 +119,17 @@ class SiameseEncoderImpl : public torch::nn::Module {
   // ids [B,L] int64 -> last_hidden_state [B,L,H] fp32 (HF's XLMRobertaModel output).
   torch::Tensor hidden_states(const torch::Tensor& ids);
   // ids [B,L] -> text embeddings [B,H]: LayerNorm(mean of hidden states over non-pad tokens).
+  // With compute.packed the rows are packed first (see ComputeOptions::packed).
   torch::Tensor forward(const torch::Tensor& ids);
+
+  // Packed layout: -> last_hidden_state [T,H] fp32 of every real token (HF's values there).
+  torch::Tensor hidden_states(const PackedIds& packed);
+  // Packed layout: -> text embeddings [B,H], LayerNorm(mean of each sequence's hidden states).
+  torch::Tensor forward(const PackedIds& packed);
 
   const XlmrConfig& config() const { return config_; }
   void set_compute(const ComputeOptions& compute) { compute_ = compute; }
+  const ComputeOptions& compute() const { return compute_; }
   torch::nn::LayerNorm pool_ln() const { return pool_ln_; }
 
  private:
@@ -61,6 +140,11 @@ class SiameseEncoderImpl : public torch::nn::Module {
   torch::nn::LayerNorm embedding_norm_{nullptr};
   std::vector<XlmrLayer> layers_;
   torch::nn::LayerNorm pool_ln_{nullptr};
+
+  // Embedding sum + LayerNorm + dropout of token ids with their position ids (any shape).
+  torch::Tensor embed(const torch::Tensor& ids, const torch::Tensor& positions);
+  PackedLayout layout_of(const PackedIds& packed) const;
+  torch::Tensor encode(const PackedIds& packed, const PackedLayout& layout);
 };
 TORCH_MODULE(SiameseEncoder);
 

@@ -4,8 +4,7 @@
 
 namespace sx::train {
 
-FlatParameters::FlatParameters(torch::nn::Module& module, double bucket_mb, int64_t extra)
-    : extra_(extra) {
+FlatParameters::FlatParameters(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   auto named = module.named_parameters();
   std::vector<std::pair<std::string, torch::Tensor>> ordered;
@@ -17,7 +16,7 @@ FlatParameters::FlatParameters(torch::nn::Module& module, double bucket_mb, int6
   }
   auto options = ordered.front().second.options();
   params_ = torch::empty({n_}, options);
-  grads_ = torch::zeros({n_ + extra_}, options);
+  grads_ = torch::zeros({n_ + kStepSlots}, options);
   for (size_t i = 0; i < ordered.size(); ++i) {
     const Entry& e = entries_[i];
     torch::Tensor& p = ordered[i].second;
@@ -27,9 +26,6 @@ FlatParameters::FlatParameters(torch::nn::Module& module, double bucket_mb, int6
     p.mutable_grad() = grads_.narrow(0, e.offset, e.numel).view(e.shape);
     parameters_.push_back(p);
   }
-  const int64_t per_bucket = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * (1 << 20) / 4));
-  for (int64_t start = 0; start < n_ + extra_; start += per_bucket)
-    buckets_.push_back(grads_.narrow(0, start, std::min(per_bucket, n_ + extra_ - start)));
 }
 
 void FlatParameters::zero_grads() {

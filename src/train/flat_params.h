@@ -2,8 +2,10 @@
 // parameter and its gradient is a view into one buffer, so the all-reduce runs over a few
 // large buckets and the optimizer steps over two tensors. The layout is in reverse
 // registration order, the order in which backward produces gradients, so buckets complete
-// front to back. `extra` float slots after the gradients ride along in the last bucket
-// (the step's loss, so one collective carries both).
+// front to back (train/reducer.h cuts the buckets).
+//
+// Behind the gradients ride a few named per-step scalars (StepSlot), so that the reduction
+// that averages the gradients over ranks carries them too.
 #pragma once
 
 #include <torch/torch.h>
@@ -12,6 +14,15 @@
 #include <vector>
 
 namespace sx::train {
+
+// The scalars behind the gradients. Each rank writes its own value before the reduction;
+// afterwards every rank holds the AVERAGE over ranks (like the gradients):
+//   kLoss    the rank's mean loss over its batch -> the global mean loss (ranks hold equal
+//            numbers of pairs);
+//   kTokens  the rank's count of real (non-pad) tokens -> the mean per rank; the global
+//            count is that times the world size (global_tokens()).
+enum class StepSlot : int64_t { kLoss = 0, kTokens = 1 };
+inline constexpr int64_t kStepSlots = 2;
 
 class FlatParameters {
  public:
@@ -22,15 +33,19 @@ class FlatParameters {
     std::vector<int64_t> shape;
   };
 
-  FlatParameters(torch::nn::Module& module, double bucket_mb, int64_t extra);
+  explicit FlatParameters(torch::nn::Module& module);
 
   torch::Tensor params() const { return params_; }                 // [N]
   torch::Tensor grads() const { return grads_.narrow(0, 0, n_); }  // [N]
-  torch::Tensor extra() const { return grads_.narrow(0, n_, extra_); }
-  const std::vector<torch::Tensor>& buckets() const { return buckets_; }  // cover grads + extra
+  // The StepSlot scalars, [kStepSlots] behind the gradients, float32 on the device.
+  torch::Tensor slots() const { return grads_.narrow(0, n_, kStepSlots); }
+  torch::Tensor slot(StepSlot s) const { return slots()[static_cast<int64_t>(s)]; }
+  // In layout order: entries()[i] describes parameters()[i].
   const std::vector<Entry>& entries() const { return entries_; }
+  const std::vector<torch::Tensor>& parameters() const { return parameters_; }
   int64_t size() const { return n_; }
 
+  // Zeroes the gradients and the slots.
   void zero_grads();
   // Makes sure every parameter's gradient lives in the flat buffer (autograd accumulates
   // in place into the views; if it ever replaced one, copy it back).
@@ -40,8 +55,12 @@ class FlatParameters {
   std::vector<torch::Tensor> parameters_;
   std::vector<Entry> entries_;
   torch::Tensor params_, grads_;
-  std::vector<torch::Tensor> buckets_;
-  int64_t n_ = 0, extra_ = 0;
+  int64_t n_ = 0;
 };
+
+// kTokens after the reduction, as the count over all ranks.
+inline double global_tokens(double averaged_tokens, int64_t world) {
+  return averaged_tokens * static_cast<double>(world);
+}
 
 }  // namespace sx::train

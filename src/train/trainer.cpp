@@ -17,6 +17,7 @@
 #include "core/strings.h"
 #include "data/batches.h"
 #include "data/datasets.h"
+#include "data/packed_batch.h"
 #include "dist/communicator.h"
 #include "export/features.h"
 #include "model/encoder_factory.h"
@@ -27,7 +28,10 @@
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
 #include "train/metrics.h"
+#include "train/prefetch.h"
+#include "train/reducer.h"
 #include "train/signals.h"
+#include "train/step.h"
 #include "train/stopping.h"
 
 namespace sx::train {
@@ -70,6 +74,7 @@ struct Replica {
   std::unique_ptr<FlatParameters> flat;
   std::unique_ptr<model::KerasAdam> adam;
   std::unique_ptr<dist::Communicator> comm;
+  std::unique_ptr<GradientReducer> reducer;  // averages flat's gradients over the ranks
   TrainState state;
   std::string model_description;
 };
@@ -182,13 +187,12 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   r.model->set_compute(model::compute_options(config, r.device));
   r.model->train();
 
-  r.flat = std::make_unique<FlatParameters>(*r.model, config.train.bucket_mb, /*extra=*/2);
+  r.flat = std::make_unique<FlatParameters>(*r.model);
   torch::Tensor flat_params = r.flat->params();
   flat_params.mutable_grad() = r.flat->grads();
   r.adam = std::make_unique<model::KerasAdam>(
-      std::vector<torch::Tensor>{flat_params},
-      model::AdamOptions{config.train.adam_beta1, config.train.adam_beta2,
-                         config.train.adam_epsilon});
+      flat_params, model::AdamOptions{config.train.adam_beta1, config.train.adam_beta2,
+                                      config.train.adam_epsilon});
   r.state.world_size = env.world;
   r.state.config_hash = config_result_hash(config);
   r.state.best_val_loss = kInf;
@@ -220,9 +224,8 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
                       "); resume with the same configuration or use another run.dir");
     if (!path.empty()) {
       load_params(*r.model, checkpoint.params, path);
-      auto adam_state = r.adam->state();
-      adam_state["m.0"].copy_(checkpoint.adam_m.to(r.device));
-      adam_state["v.0"].copy_(checkpoint.adam_v.to(r.device));
+      r.adam->m().copy_(checkpoint.adam_m.to(r.device));
+      r.adam->v().copy_(checkpoint.adam_v.to(r.device));
     }
   }
   // Make sure the communicator's combination of backend and device is possible before any
@@ -240,19 +243,23 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   const bool lead = env.rank == 0;
   r.comm =
       dist::make_communicator(config.dist.backend, r.device, env, config.dist.collective_timeout);
+  ReducerOptions reducer_options;
+  reducer_options.bucket_mb = config.train.bucket_mb;
+  reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
+  reducer_options.timeout_seconds = config.dist.collective_timeout;
+  r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
   if (lead)
-    spdlog::info("replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks)",
-                 r.device.str(), r.flat->size(), r.flat->buckets().size(), r.comm->name(),
-                 env.world);
+    spdlog::info(
+        "replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks, {} on the wire)",
+        r.device.str(), r.flat->size(), r.reducer->bucket_ranges().size(), r.comm->name(),
+        env.world, config.dist.grad_dtype);
   dist::broadcast(path, 0);
   if (!path.empty()) {
     if (lead) r.state = checkpoint.state;
     broadcast_state(r.state, 0);
-    auto adam_state = r.adam->state();
-    adam_state["iterations"] = torch::tensor({r.state.adam_iterations}, torch::kLong);
-    r.comm->broadcast(adam_state["m.0"], 0);
-    r.comm->broadcast(adam_state["v.0"], 0);
-    r.adam->load_state(adam_state);
+    r.comm->broadcast(r.adam->m(), 0);
+    r.comm->broadcast(r.adam->v(), 0);
+    r.adam->set_iterations(r.state.adam_iterations);
     if (lead) {
       spdlog::info("resumed from {}: step {}, epoch {}, pair {} of the global sequence", path,
                    r.state.step, r.state.epoch, r.state.pairs_consumed);
@@ -301,20 +308,208 @@ Checkpoint snapshot(Replica& r, bool with_optimizer) {
   c.state.adam_iterations = r.adam->iterations();
   c.params = model::named_parameters(*r.model);
   if (with_optimizer) {
-    auto s = r.adam->state();
-    c.adam_m = s["m.0"];
-    c.adam_v = s["v.0"];
+    c.adam_m = r.adam->m();
+    c.adam_v = r.adam->v();
   }
   return c;
 }
 
-}  // namespace
+// The training loop's state beyond TrainState (what a checkpoint does not need).
+struct Loop {
+  const Config& config;
+  const dist::MpiEnv& env;
+  Replica& r;
+  EpochPlan plan;
+  model::Triangular2 schedule;
+  EarlyStopping early;
+  MetricsLog metrics;
+  Prefetcher<HostBatch> batches;
+  Trainee trainee;
+  JobBudget budget;  // run.max_duration over the whole job (stopping.h)
+  Clock::time_point started = Clock::now();
+  double seconds_before = 0;  // training time of the runs this one resumes
+  double last_step_seconds = 0;
+  int64_t consecutive_bad = 0, last_checkpoint_step = -1;
+  double epoch_loss_sum = 0;
+  int64_t epoch_loss_count = 0;
 
-int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptions& options) {
+  bool lead() const { return env.rank == 0; }
+  double elapsed() const {
+    return seconds_before + std::chrono::duration<double>(Clock::now() - started).count();
+  }
+};
+
+// This rank's batch of the global batch at `consumed` (any thread: the prefetcher's).
+HostBatch training_batch(const Config& config, const dist::MpiEnv& env, Replica& r,
+                         uint64_t consumed) {
+  const size_t max_len = r.tokenizer->max_len();
+  HostBatch batch;
+  double imbalance = 1.0;
+  auto positions = data::rank_positions(r.train_pairs, consumed, env.rank, env.world,
+                                        config.train.pairs_per_rank, config.train.balance_ranks,
+                                        *r.train_tokens, max_len, &imbalance);
+  batch = make_host_batch(data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
+                          /*packed=*/config.model.layout == "packed", r.device,
+                          data::XlmrTokenizer::kPad);
+  batch.consumed = consumed;
+  batch.imbalance = imbalance;
+  return batch;
+}
+
+void write_step_checkpoint(Loop& l) {
+  if (!l.lead() || l.last_checkpoint_step == l.r.state.step) return;
+  l.r.state.train_seconds = l.elapsed();
+  write_checkpoint(step_checkpoint_path(l.config.run.dir, l.r.state.step), snapshot(l.r, true));
+  prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints);
+  l.last_checkpoint_step = l.r.state.step;
+}
+
+// Whether rank 0 is out of time before the next step. (Rank 0 alone decides; stop_check
+// shares the decision.)
+bool out_of_time(const Loop& l) {
+  return l.lead() && l.budget.should_stop(program_seconds(), l.last_step_seconds);
+}
+
+// Step boundary: the step and epoch caps, and one collective through which every rank
+// learns of any signal and of rank 0's time decision. It runs while the GPU still executes
+// the last step's optimizer (train_step returns without waiting for it).
+StopReason stop_check(Loop& l) {
+  if (l.config.train.max_steps > 0 && l.r.state.step >= l.config.train.max_steps)
+    return StopReason::kMaxSteps;
+  if (l.r.state.step >= l.plan.max_epochs * l.plan.steps_per_epoch) return StopReason::kMaxEpochs;
+  auto flags = dist::allreduce_max({stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0});
+  if (flags[0]) return StopReason::kSignal;
+  if (flags[1]) return StopReason::kTime;
+  return StopReason::kNone;
+}
+
+// One step: this rank's batch, the replica step, the bookkeeping and the metrics line.
+// Returns kNonFinite when too many steps in a row were skipped.
+StopReason step(Loop& l) {
+  Replica& r = l.r;
+  const auto step_start = Clock::now();
+  HostBatch batch = l.batches.take(static_cast<uint64_t>(r.state.pairs_consumed));
+  StepSettings settings;
+  settings.step = r.state.step + 1;
+  settings.margin = l.config.train.margin;
+  settings.dropout_seed =
+      mix_seed({static_cast<uint64_t>(l.config.run.seed), static_cast<uint64_t>(l.env.rank),
+                static_cast<uint64_t>(r.state.step)});
+  const StepResult s = train_step(l.trainee, batch, l.schedule, settings);
+  if (s.applied) {
+    l.consecutive_bad = 0;
+    l.epoch_loss_sum += s.loss;
+    ++l.epoch_loss_count;
+  } else {
+    ++r.state.bad_steps;
+    ++l.consecutive_bad;
+    if (l.lead())
+      spdlog::warn("step {}: non-finite loss or gradient; update skipped ({} in a row, {} in all)",
+                   settings.step, l.consecutive_bad, r.state.bad_steps);
+  }
+  ++r.state.step;
+  r.state.pairs_consumed += l.plan.global_batch;
+  l.last_step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+  if (l.lead()) {
+    const double pairs_per_s = l.plan.global_batch / l.last_step_seconds;
+    l.metrics.step(r.state.step, r.state.epoch, s.loss, s.lr, pairs_per_s,
+                   s.tokens / l.last_step_seconds, !s.applied, l.last_step_seconds, s.allreduce_s);
+    if (r.state.step % l.config.train.log_every == 0)
+      spdlog::info("step {} (epoch {}, {}/{}): loss {:.5f} lr {:.3g}, {:.1f} pairs/s", r.state.step,
+                   r.state.epoch + 1, (r.state.step - 1) % l.plan.steps_per_epoch + 1,
+                   l.plan.steps_per_epoch, s.loss, s.lr, pairs_per_s);
+  }
+  return l.consecutive_bad >= l.config.train.max_bad_steps ? StopReason::kNonFinite
+                                                           : StopReason::kNone;
+}
+
+// Epoch end: validation, rank 0's early-stopping decision (broadcast), best and step
+// checkpoints. Returns kEarlyStopping when patience ran out.
+StopReason end_epoch(Loop& l) {
+  Replica& r = l.r;
+  ++r.state.epoch;
+  const double val_loss = validation_loss(l.config, l.env, r);
+  std::vector<int64_t> decision{0, 0};  // improved, stop
+  if (l.lead()) {
+    decision[0] = l.early.update(val_loss);
+    decision[1] = l.early.should_stop();
+  }
+  dist::broadcast(decision, 0);
+  r.state.best_val_loss = l.early.best;
+  r.state.epochs_without_improvement = l.early.epochs_without_improvement;
+  if (l.lead()) {
+    const double train_loss = l.epoch_loss_count ? l.epoch_loss_sum / l.epoch_loss_count : NAN;
+    spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}", r.state.epoch,
+                 train_loss, val_loss, decision[0] ? " improved" : "", l.early.best,
+                 format_duration(l.elapsed()));
+    l.metrics.epoch(r.state.epoch, r.state.step, val_loss, l.early.best, decision[0], l.elapsed(),
+                    train_loss);
+    if (decision[0]) {
+      r.state.train_seconds = l.elapsed();
+      write_checkpoint(best_checkpoint_path(l.config.run.dir), snapshot(r, false));
+    }
+    write_step_checkpoint(l);
+  }
+  l.epoch_loss_sum = 0;
+  l.epoch_loss_count = 0;
+  return decision[1] ? StopReason::kEarlyStopping : StopReason::kNone;
+}
+
+// After the loop: the exit code, and for a finished run the best weights and the features.
+int finish(Loop& l, StopReason reason) {
+  Replica& r = l.r;
+  const bool lead = l.lead();
+  l.budget.end_of(JobBudget::kTraining, program_seconds());
+  spdlog::info("training stopped at step {} (epoch {}): {}", r.state.step, r.state.epoch,
+               describe(reason));
+  flush_logs();
+  if (lead) l.metrics.event("stop", r.state.step, describe(reason));
+  write_step_checkpoint(l);
+  dist::barrier();
+  if (reason == StopReason::kSignal) {
+    if (lead)
+      spdlog::warn(
+          "stopped by signal {}; checkpoint written, exiting with {} so the job can be requeued "
+          "(resume with --resume auto)",
+          stop_signal_number(), kExitRequeue);
+    return kExitRequeue;
+  }
+  if (reason == StopReason::kNonFinite) {
+    if (lead)
+      spdlog::error(
+          "training stopped: {} non-finite steps in a row; the last checkpoint holds the last "
+          "good weights",
+          l.consecutive_bad);
+    return kExitNonFinite;
+  }
+  // The notebook's load_weights: continue with the best weights seen by validation.
+  const std::string& dir = l.config.run.dir;
+  std::string best =
+      lead && files::exists(best_checkpoint_path(dir)) ? best_checkpoint_path(dir) : "";
+  dist::broadcast(best, 0);
+  if (!best.empty()) {
+    if (lead) load_params(*r.model, read_checkpoint(best, false).params, best);
+    torch::Tensor params = r.flat->params();
+    r.comm->broadcast(params, 0);
+    if (lead)
+      spdlog::info("reloaded the best weights (val_loss {:.5f}) from {}", r.state.best_val_loss,
+                   best);
+  }
+  export_run_features(l.config, l.env, r, "features.h5");
+  l.budget.end_of(JobBudget::kWrapUp, program_seconds());
+  if (lead) {
+    spdlog::info("{}", l.budget.summary());
+    l.metrics.event("job_time", r.state.step, l.budget.summary());
+  }
+  return kExitOk;
+}
+
+// Set-up on every rank; on failure every rank learns the first error. Returns false (and
+// rank 0 throws the UserError) when set-up failed.
+bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
+            std::string& resume_path, Checkpoint& checkpoint) {
   const bool lead = env.rank == 0;
-  Replica r;
-  std::string error, resume_path;
-  Checkpoint checkpoint;
+  std::string error;
   bool ok = true;
   try {
     if (lead) {
@@ -338,40 +533,61 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
   }
   if (!dist::all_succeeded(ok, error)) {
     if (lead) throw UserError(error);
-    return kExitUserError;
+    return false;
   }
+  return true;
+}
 
+EpochPlan epoch_plan(const Config& config, const dist::MpiEnv& env, const Replica& r) {
+  return plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
+                     static_cast<int64_t>(r.val_pairs.size()), config.train.pairs_per_rank,
+                     env.world, config.train.steps_per_epoch, config.train.max_epochs);
+}
+
+}  // namespace
+
+int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptions& options) {
+  Replica r;
+  std::string resume_path;
+  Checkpoint checkpoint;
+  if (!set_up(config, env, options, r, resume_path, checkpoint)) return kExitUserError;
   try {
     connect(config, env, r, resume_path, checkpoint);
     checkpoint = {};  // its tensors are in the replica now
-    const int64_t world = env.world;
-    const int64_t per_rank = config.train.pairs_per_rank;
     const size_t export_texts =
         r.split.multilingual.size() + (r.datasets.test ? r.datasets.test->size() : 0);
-    JobBudget budget(config.run.max_duration, static_cast<double>(export_texts) / world,
-                     2.0 * per_rank);
+    JobBudget budget(config.run.max_duration, static_cast<double>(export_texts) / env.world,
+                     2.0 * config.train.pairs_per_rank);
     budget.end_of(JobBudget::kSetUp, program_seconds());
     // The notebook projects the data before training too: the untrained encoder's features.
     if (config.export_.before_training && resume_path.empty()) {
       export_run_features(config, env, r, "features_before.h5");
       budget.end_of(JobBudget::kExportBefore, program_seconds());
     }
-    const EpochPlan plan = plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
-                                       static_cast<int64_t>(r.val_pairs.size()), per_rank, world,
-                                       config.train.steps_per_epoch, config.train.max_epochs);
+    const EpochPlan plan = epoch_plan(config, env, r);
     const model::Triangular2 schedule{
         config.train.lr_min, config.train.lr_max,
         config.train.lr_step_epochs * static_cast<double>(plan.steps_per_epoch)};
     r.state.lr_step_size = schedule.step_size;
-    EarlyStopping early{config.train.patience, r.state.best_val_loss,
-                        r.state.epochs_without_improvement};
-    const int64_t step_cap = plan.max_epochs * plan.steps_per_epoch;
-    MetricsLog metrics =
-        lead ? MetricsLog(files::join(config.run.dir, "metrics.jsonl")) : MetricsLog();
-    if (lead)
+    Loop l{config,
+           env,
+           r,
+           plan,
+           schedule,
+           EarlyStopping{config.train.patience, r.state.best_val_loss,
+                         r.state.epochs_without_improvement},
+           env.rank == 0 ? MetricsLog(files::join(config.run.dir, "metrics.jsonl")) : MetricsLog(),
+           Prefetcher<HostBatch>(
+               [&](uint64_t consumed) { return training_batch(config, env, r, consumed); },
+               static_cast<uint64_t>(plan.global_batch)),
+           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world},
+           budget};
+    l.seconds_before = r.state.train_seconds;
+    if (l.lead())
       spdlog::info(
           "training: global batch {} ({} ranks x {}), {} steps per epoch, at most {} epochs{}{}",
-          plan.global_batch, world, per_rank, plan.steps_per_epoch, plan.max_epochs,
+          plan.global_batch, env.world, config.train.pairs_per_rank, plan.steps_per_epoch,
+          plan.max_epochs,
           config.train.max_steps ? ", at most " + std::to_string(config.train.max_steps) + " steps"
                                  : "",
           budget.limited() ? ", whole-job time budget " + format_duration(budget.budget()) +
@@ -379,190 +595,12 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
                            : "");
 
     StopReason reason = StopReason::kNone;
-    int64_t consecutive_bad = 0, last_checkpoint_step = -1;
-    double last_step_seconds = 0, epoch_loss_sum = 0;
-    int64_t epoch_loss_count = 0;
-    const auto started = Clock::now();
-    const double seconds_before = r.state.train_seconds;
-    auto elapsed = [&] {
-      return seconds_before + std::chrono::duration<double>(Clock::now() - started).count();
-    };
-    auto write_step_checkpoint = [&] {
-      if (!lead || last_checkpoint_step == r.state.step) return;
-      r.state.train_seconds = elapsed();
-      write_checkpoint(step_checkpoint_path(config.run.dir, r.state.step), snapshot(r, true));
-      prune_step_checkpoints(config.run.dir, config.train.keep_checkpoints);
-      last_checkpoint_step = r.state.step;
-    };
-    const size_t max_len = r.tokenizer->max_len();
-
-    while (true) {
-      if (config.train.max_steps > 0 && r.state.step >= config.train.max_steps) {
-        reason = StopReason::kMaxSteps;
+    while ((reason = stop_check(l)) == StopReason::kNone) {
+      if ((reason = step(l)) != StopReason::kNone) break;
+      if (r.state.step % plan.steps_per_epoch == 0 && (reason = end_epoch(l)) != StopReason::kNone)
         break;
-      }
-      if (r.state.step >= step_cap) {
-        reason = StopReason::kMaxEpochs;
-        break;
-      }
-      // Step boundary: every rank learns of any signal, and of rank 0's time decision.
-      const bool out_of_time = lead && budget.should_stop(program_seconds(), last_step_seconds);
-      auto flags = dist::allreduce_max({stop_requested() ? 1 : 0, out_of_time ? 1 : 0});
-      if (flags[0]) {
-        reason = StopReason::kSignal;
-        break;
-      }
-      if (flags[1]) {
-        reason = StopReason::kTime;
-        break;
-      }
-
-      const auto step_start = Clock::now();
-      data::PairBatch batch = data::make_pair_batch(
-          r.train_pairs, data::rank_range(r.state.pairs_consumed, env.rank, per_rank),
-          *r.train_tokens, max_len);
-      // Dropout randomness from (seed, rank, step) alone: a resumed run draws the same.
-      torch::manual_seed(
-          mix_seed({static_cast<uint64_t>(config.run.seed), static_cast<uint64_t>(env.rank),
-                    static_cast<uint64_t>(r.state.step)}));
-      torch::Tensor labels =
-          torch::from_blob(batch.labels.data(), {per_rank}, torch::kFloat).to(r.device);
-      r.flat->zero_grads();
-      torch::Tensor loss =
-          model::dbl_loss(pair_distances(r.model, batch, r.device), labels, config.train.margin);
-      loss.backward();
-      r.flat->collect_grads();
-      int64_t tokens = 0;
-      for (int32_t id : batch.left_ids) tokens += id != data::XlmrTokenizer::kPad;
-      for (int32_t id : batch.right_ids) tokens += id != data::XlmrTokenizer::kPad;
-      {
-        torch::NoGradGuard no_grad;
-        r.flat->extra().copy_(torch::tensor({loss.item<float>(), static_cast<float>(tokens)}));
-      }
-      const auto comm_start = Clock::now();
-      for (auto bucket : r.flat->buckets()) r.comm->all_reduce_sum(bucket);
-      r.comm->wait("all-reduce of step " + std::to_string(r.state.step + 1));
-      const double comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();
-      torch::Tensor all = r.flat->grads();
-      {
-        torch::NoGradGuard no_grad;
-        all.div_(static_cast<double>(world));
-      }
-      torch::Tensor extra = r.flat->extra().to(torch::kCPU);
-      const double global_loss =
-          extra[0].item<double>() / world;  // grads were divided, extra was not
-      const double global_tokens = extra[1].item<double>();
-      const bool finite = std::isfinite(global_loss) && torch::isfinite(all).all().item<bool>();
-      double lr = schedule(r.adam->iterations());
-      if (finite) {
-        r.adam->step(lr);
-        consecutive_bad = 0;
-        epoch_loss_sum += global_loss;
-        ++epoch_loss_count;
-      } else {
-        ++r.state.bad_steps;
-        ++consecutive_bad;
-        if (lead)
-          spdlog::warn(
-              "step {}: non-finite loss or gradient; update skipped ({} in a row, {} in all)",
-              r.state.step + 1, consecutive_bad, r.state.bad_steps);
-      }
-      ++r.state.step;
-      r.state.pairs_consumed += per_rank * world;
-      last_step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
-      if (lead) {
-        metrics.step(r.state.step, r.state.epoch, global_loss, lr,
-                     plan.global_batch / last_step_seconds, global_tokens / last_step_seconds,
-                     !finite, last_step_seconds, comm_seconds);
-        if (r.state.step % config.train.log_every == 0)
-          spdlog::info("step {} (epoch {}, {}/{}): loss {:.5f} lr {:.3g}, {:.1f} pairs/s",
-                       r.state.step, r.state.epoch + 1,
-                       (r.state.step - 1) % plan.steps_per_epoch + 1, plan.steps_per_epoch,
-                       global_loss, lr, plan.global_batch / last_step_seconds);
-      }
-      if (consecutive_bad >= config.train.max_bad_steps) {
-        reason = StopReason::kNonFinite;
-        break;
-      }
-
-      if (r.state.step % plan.steps_per_epoch == 0) {  // epoch end
-        ++r.state.epoch;
-        const double val_loss = validation_loss(config, env, r);
-        std::vector<int64_t> decision{0, 0};  // improved, stop
-        if (lead) {
-          decision[0] = early.update(val_loss);
-          decision[1] = early.should_stop();
-        }
-        dist::broadcast(decision, 0);
-        r.state.best_val_loss = early.best;
-        r.state.epochs_without_improvement = early.epochs_without_improvement;
-        if (lead) {
-          const double train_loss = epoch_loss_count ? epoch_loss_sum / epoch_loss_count : NAN;
-          spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}", r.state.epoch,
-                       train_loss, val_loss, decision[0] ? " improved" : "", early.best,
-                       format_duration(elapsed()));
-          metrics.epoch(r.state.epoch, r.state.step, val_loss, early.best, decision[0], elapsed(),
-                        train_loss);
-          if (decision[0]) {
-            r.state.train_seconds = elapsed();
-            write_checkpoint(best_checkpoint_path(config.run.dir), snapshot(r, false));
-          }
-          write_step_checkpoint();
-        }
-        epoch_loss_sum = 0;
-        epoch_loss_count = 0;
-        if (decision[1]) {
-          reason = StopReason::kEarlyStopping;
-          break;
-        }
-      }
     }
-
-    budget.end_of(JobBudget::kTraining, program_seconds());
-    spdlog::info("training stopped at step {} (epoch {}): {}", r.state.step, r.state.epoch,
-                 describe(reason));
-    flush_logs();
-    if (lead) metrics.event("stop", r.state.step, describe(reason));
-    write_step_checkpoint();
-    dist::barrier();
-    if (reason == StopReason::kSignal) {
-      if (lead)
-        spdlog::warn(
-            "stopped by signal {}; checkpoint written, exiting with {} so the job can be requeued "
-            "(resume with --resume auto)",
-            stop_signal_number(), kExitRequeue);
-      return kExitRequeue;
-    }
-    if (reason == StopReason::kNonFinite) {
-      if (lead)
-        spdlog::error(
-            "training stopped: {} non-finite steps in a row; the last checkpoint holds the last "
-            "good "
-            "weights",
-            consecutive_bad);
-      return kExitNonFinite;
-    }
-
-    // The notebook's load_weights: continue with the best weights seen by validation.
-    std::string best = lead && files::exists(best_checkpoint_path(config.run.dir))
-                           ? best_checkpoint_path(config.run.dir)
-                           : "";
-    dist::broadcast(best, 0);
-    if (!best.empty()) {
-      if (lead) load_params(*r.model, read_checkpoint(best, false).params, best);
-      torch::Tensor params = r.flat->params();
-      r.comm->broadcast(params, 0);
-      if (lead)
-        spdlog::info("reloaded the best weights (val_loss {:.5f}) from {}", r.state.best_val_loss,
-                     best);
-    }
-    export_run_features(config, env, r, "features.h5");
-    budget.end_of(JobBudget::kWrapUp, program_seconds());
-    if (lead) {
-      spdlog::info("{}", budget.summary());
-      metrics.event("job_time", r.state.step, budget.summary());
-    }
-    return kExitOk;
+    return finish(l, reason);
   } catch (const std::exception& e) {
     spdlog::critical("rank {}: {}", env.rank, e.what());
     flush_logs();

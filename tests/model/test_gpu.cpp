@@ -1,8 +1,12 @@
 // GPU paths (libtorch 2.x with CUDA): fp32 parity on the GPU, fused attention (sdpa) against
-// the math path, and bf16 autocast within bf16 tolerance of fp32. Skipped without CUDA;
-// launch/gpu-check.sh runs them on a GPU machine.
+// the math path, bf16 autocast within bf16 tolerance of fp32, the packed layout (generic path
+// in fp32, variable-length flash in bf16) against the padded one, and the fused Keras Adam.
+// Skipped without CUDA; launch/gpu-check.sh runs them on a GPU machine.
 #include <torch/torch.h>
 
+#include <limits>
+
+#include "model/keras_adam.h"
 #include "model/siamese_loss.h"
 #include "model/weights.h"
 #include "model/xlmr.h"
@@ -95,6 +99,129 @@ TEST_F(Gpu, Bf16TrainingStepGradientsFollowFp32) {
   torch::Tensor bf16 = grads({true, sdpa_available()});
   EXPECT_TRUE(torch::isfinite(bf16).all().item<bool>());
   EXPECT_GT(torch::cosine_similarity(bf16, fp32, 0).item<double>(), 0.99);
+}
+
+// ---- packed layout ----
+
+// Embeddings and every gradient of the fixture's training step under `compute`.
+struct StepOut {
+  torch::Tensor embeddings, grads;  // CPU double; grads flat in named_parameters order
+};
+
+class GpuPacked : public Gpu {
+ protected:
+  StepOut step(ComputeOptions compute) {
+    const std::string dir = test::fixtures_dir() + "/hf-tiny-xlmr";
+    auto train = read_safetensors(dir + "/train_step_ref.safetensors");
+    torch::Tensor ids = torch::cat({train["left_ids"], train["right_ids"]}, 0).to(torch::kCUDA);
+    torch::Tensor labels = train["labels"].to(torch::kCUDA);
+    model_->set_compute(compute);
+    model_->zero_grad();
+    torch::Tensor e = model_->forward(ids);
+    dbl_loss(pair_distance(e.narrow(0, 0, 6), e.narrow(0, 6, 6)), labels, 1.0).backward();
+    std::vector<torch::Tensor> g;
+    for (auto& [name, p] : named_parameters(*model_))
+      g.push_back(p.grad().flatten().to(torch::kCPU).to(torch::kDouble));
+    return {e.detach().to(torch::kCPU).to(torch::kDouble), torch::cat(g)};
+  }
+};
+
+TEST_F(GpuPacked, Fp32GenericPathEqualsPadded) {
+  for (bool sdpa : {false, sdpa_available()}) {
+    ComputeOptions padded{false, sdpa, false}, packed{false, sdpa, true};
+    ASSERT_EQ(packed_attention(packed, model_->config(), torch::kCUDA),
+              PackedAttention::kPaddedInside);
+    StepOut a = step(padded), b = step(packed);
+    EXPECT_LT(max_abs(b.embeddings, a.embeddings), 1e-5) << "sdpa " << sdpa;
+    EXPECT_LT(max_abs(b.grads, a.grads), 1e-5) << "sdpa " << sdpa;
+    EXPECT_LT(max_abs(embed(packed), ref_["embedding"]), 1e-5) << "sdpa " << sdpa;
+  }
+}
+
+TEST_F(GpuPacked, Bf16FlashFollowsPaddedBf16Sdpa) {
+  if (!flash_varlen_available()) GTEST_SKIP() << "libtorch < 2.4: no variable-length flash";
+  ComputeOptions padded{true, true, false}, packed{true, true, true};
+  ASSERT_EQ(packed_attention(packed, model_->config(), torch::kCUDA), PackedAttention::kFlash);
+  // Both in bf16: they differ by bf16 rounding in different kernels (relative step 2^-8).
+  StepOut a = step(padded), b = step(packed);
+  EXPECT_LT(max_abs(b.embeddings, a.embeddings), 5e-2);
+  EXPECT_GT(
+      torch::cosine_similarity(b.embeddings.flatten(), a.embeddings.flatten(), 0).item<double>(),
+      0.999);
+  EXPECT_TRUE(torch::isfinite(b.grads).all().item<bool>());
+  EXPECT_GT(torch::cosine_similarity(b.grads, a.grads, 0).item<double>(), 0.99);
+  // And against fp32 (the HF values): the packed bf16 embeddings stay within bf16 tolerance.
+  EXPECT_LT(max_abs(embed(packed), ref_["embedding"]), 5e-2);
+}
+
+TEST_F(GpuPacked, FlashTrainsWithDropout) {
+  if (!flash_varlen_available()) GTEST_SKIP() << "libtorch < 2.4: no variable-length flash";
+  XlmrConfig c = model_->config();
+  c.attention_probs_dropout_prob = 0.1, c.hidden_dropout_prob = 0.1;
+  SiameseEncoder model(c);
+  init_weights(*model, 1);
+  model->to(torch::kCUDA);
+  model->train();
+  model->set_compute({true, true, true});
+  PackedIds packed = make_packed(torch::randint(4, c.vocab_size, {90}, torch::kLong),
+                                 {0, 30, 31, 90}, torch::kCUDA);
+  torch::Tensor e = model->forward(packed);
+  ASSERT_EQ(e.sizes(), (std::vector<int64_t>{3, c.hidden_size}));
+  e.sum().backward();
+  for (auto& [name, p] : named_parameters(*model)) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>()) << name;
+  }
+}
+
+// ---- fused Keras Adam ----
+
+TEST_F(Gpu, FusedAdamMatchesTheKerasFixture) {
+  const std::string dir = test::fixtures_dir() + "/hf-tiny-xlmr";
+  auto train = read_safetensors(dir + "/train_step_ref.safetensors");
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> p, g, want;
+  for (auto& [name, t] : named_parameters(*model_)) {
+    names.push_back(name);
+    p.push_back(t.detach().flatten().to(torch::kCPU));
+    g.push_back(train.at("grad." + name).flatten());
+    want.push_back(train.at("after_keras_adam." + name).flatten());
+  }
+  torch::Tensor params = torch::cat(p).to(torch::kCUDA), grads = torch::cat(g).to(torch::kCUDA);
+  KerasAdam adam(params, AdamOptions{0.9, 0.999, 1e-7});
+  adam.step(grads, 1e-3);
+  EXPECT_LT(max_abs(params.to(torch::kCPU), torch::cat(want)), 1e-6);
+}
+
+TEST_F(Gpu, FusedAdamFollowsTheCpuLoopAndSkipsOnFoundInf) {
+  torch::manual_seed(5);
+  const int64_t n = 1000003;
+  torch::Tensor cpu = torch::randn({n}), gpu = cpu.to(torch::kCUDA);
+  const AdamOptions o{0.8, 0.99, 1e-6};
+  KerasAdam a(cpu, o), b(gpu, o);
+  for (int t = 1; t <= 5; ++t) {
+    torch::Tensor g = torch::randn({n}) * (t % 2 ? 1e-3 : 1.0);
+    a.step(g, 1e-2 / t);
+    b.step(g.to(torch::kCUDA), 1e-2 / t, non_finite_flag(g.to(torch::kCUDA)));
+  }
+  // Same float formula, different operation order (FMA contraction, division): a few ulps.
+  EXPECT_LT(max_abs(gpu.to(torch::kCPU), cpu), 5e-6);
+  EXPECT_LT(max_abs(b.m().to(torch::kCPU), a.m()), 1e-6);
+  EXPECT_LT(max_abs(b.v().to(torch::kCPU), a.v()), 1e-6);
+  // A non-finite gradient: the flag skips everything on the device.
+  torch::Tensor before = gpu.clone(), m = b.m().clone(), v = b.v().clone();
+  torch::Tensor bad = torch::randn({n}, torch::kCUDA);
+  bad[17] = std::numeric_limits<float>::infinity();
+  torch::Tensor flag = non_finite_flag(bad);
+  b.step(bad, 1e-2, flag);
+  b.note_skipped();
+  EXPECT_TRUE(torch::equal(gpu, before));
+  EXPECT_TRUE(torch::equal(b.m(), m));
+  EXPECT_TRUE(torch::equal(b.v(), v));
+  EXPECT_EQ(b.iterations(), 5);
+  b.step(bad.nan_to_num(0, 0, 0), 1e-2,
+         torch::zeros({1}, torch::dtype(torch::kInt).device(torch::kCUDA)));
+  EXPECT_FALSE(torch::equal(gpu, before));
 }
 
 }  // namespace

@@ -43,51 +43,81 @@ double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
-TEST(XlmrParity, LastHiddenStateWithin1e5) {
-  auto model = fixture_model();
-  torch::NoGradGuard no_grad;
-  torch::Tensor hidden = model->hidden_states(forward_ref()["input_ids"]);
-  torch::Tensor mask = forward_ref()["attention_mask"].to(torch::kBool).unsqueeze(-1);
-  // HF computes pad positions too; compare every position.
-  EXPECT_LT(max_abs_diff(hidden, forward_ref()["last_hidden_state"]), 1e-5);
-  EXPECT_LT(max_abs_diff(hidden.masked_select(mask),
-                         forward_ref()["last_hidden_state"].masked_select(mask)),
-            1e-5);
+// Every HF parity test runs in both layouts: padded rows, and the same rows packed.
+enum class Layout { kPadded, kPacked };
+
+std::string layout_name(const ::testing::TestParamInfo<Layout>& info) {
+  return info.param == Layout::kPacked ? "Packed" : "Padded";
 }
 
-TEST(XlmrParity, EmbeddingWithin1e5) {
+void use_layout(SiameseEncoder& model, Layout layout) {
+  ComputeOptions compute;
+  compute.packed = layout == Layout::kPacked;
+  model->set_compute(compute);
+}
+
+class XlmrParity : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(XlmrParity, LastHiddenStateWithin1e5) {
   auto model = fixture_model();
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids = forward_ref()["input_ids"];
+  torch::Tensor mask = forward_ref()["attention_mask"].to(torch::kBool);
+  torch::Tensor want = forward_ref()["last_hidden_state"];
+  if (GetParam() == Layout::kPadded) {
+    torch::Tensor hidden = model->hidden_states(ids);
+    // HF computes pad positions too; compare every position.
+    EXPECT_LT(max_abs_diff(hidden, want), 1e-5);
+    EXPECT_LT(max_abs_diff(hidden.index({mask}), want.index({mask})), 1e-5);
+  } else {
+    // The packed layout has the real tokens only, in row order: HF's rows at the mask.
+    torch::Tensor hidden = model->hidden_states(pack_padded(ids, 1));
+    ASSERT_EQ(hidden.size(0), mask.sum().item<int64_t>());
+    EXPECT_LT(max_abs_diff(hidden, want.index({mask})), 1e-5);
+  }
+}
+
+TEST_P(XlmrParity, EmbeddingWithin1e5) {
+  auto model = fixture_model();
+  use_layout(model, GetParam());
   torch::NoGradGuard no_grad;
   EXPECT_LT(max_abs_diff(model->forward(forward_ref()["input_ids"]), forward_ref()["embedding"]),
             1e-5);
 }
 
-TEST(XlmrParity, PositionIdsFollowRoberta) {
+INSTANTIATE_TEST_SUITE_P(Layouts, XlmrParity, ::testing::Values(Layout::kPadded, Layout::kPacked),
+                         layout_name);
+
+TEST(XlmrParityPositions, PositionIdsFollowRoberta) {
   torch::Tensor ids = torch::tensor({0, 5, 6, 2, 1, 1}, torch::kLong).view({1, 6});
   torch::Tensor pos = roberta_position_ids(ids, 1);
   EXPECT_TRUE(torch::equal(pos, torch::tensor({2, 3, 4, 5, 1, 1}, torch::kLong).view({1, 6})));
 }
 
 struct StepResult {
-  torch::Tensor distance, loss;
+  torch::Tensor embeddings, distance, loss;
   SiameseEncoder model{nullptr};
 };
 
-StepResult fixture_step() {
+StepResult fixture_step(Layout layout, ComputeOptions compute = {}) {
   StepResult r;
   r.model = fixture_model();
+  compute.packed = layout == Layout::kPacked;
+  r.model->set_compute(compute);
   auto ref = train_ref();
   torch::Tensor ids = torch::cat({ref["left_ids"], ref["right_ids"]}, 0);
-  torch::Tensor emb = r.model->forward(ids);
+  r.embeddings = r.model->forward(ids);
   const int64_t n = ref["left_ids"].size(0);
-  r.distance = pair_distance(emb.narrow(0, 0, n), emb.narrow(0, n, n));
+  r.distance = pair_distance(r.embeddings.narrow(0, 0, n), r.embeddings.narrow(0, n, n));
   r.loss = dbl_loss(r.distance, ref["labels"], 1.0);
   r.loss.backward();
   return r;
 }
 
-TEST(SiameseParity, DistanceAndLossWithinRelative1e6) {
-  StepResult r = fixture_step();
+class SiameseParity : public ::testing::TestWithParam<Layout> {};
+
+TEST_P(SiameseParity, DistanceAndLossWithinRelative1e6) {
+  StepResult r = fixture_step(GetParam());
   auto ref = train_ref();
   torch::Tensor want_d = ref["distance"].to(torch::kDouble);
   EXPECT_LT(
@@ -97,8 +127,8 @@ TEST(SiameseParity, DistanceAndLossWithinRelative1e6) {
   EXPECT_NEAR(r.loss.item<double>(), want_loss, 1e-6 * std::abs(want_loss));
 }
 
-TEST(SiameseParity, EveryGradientWithinRelative1e4OfItsNorm) {
-  StepResult r = fixture_step();
+TEST_P(SiameseParity, EveryGradientWithinRelative1e4OfItsNorm) {
+  StepResult r = fixture_step(GetParam());
   auto ref = train_ref();
   size_t checked = 0;
   for (auto& [name, p] : named_parameters(*r.model)) {
@@ -123,23 +153,149 @@ TEST(SiameseParity, EveryGradientWithinRelative1e4OfItsNorm) {
   EXPECT_EQ(checked, 39u);  // 5 embedding + 2 x 16 layer tensors + pool_ln weight and bias
 }
 
-TEST(KerasAdamParity, OneStepWithin1e6) {
+INSTANTIATE_TEST_SUITE_P(Layouts, SiameseParity,
+                         ::testing::Values(Layout::kPadded, Layout::kPacked), layout_name);
+
+// ---- packed layout against padded ----
+
+// The packed layout's CPU attention paths: per sequence (the default), padded inside attention.
+class Packed : public ::testing::TestWithParam<bool> {
+ protected:
+  ComputeOptions compute() const {
+    ComputeOptions c;
+    c.packed = true;
+    c.pad_inside_attention = GetParam();
+    return c;
+  }
+};
+
+std::string attention_name(const ::testing::TestParamInfo<bool>& info) {
+  return info.param ? "PaddedInside" : "PerSequence";
+}
+
+TEST_P(Packed, EqualsPaddedInEmbeddingsLossAndGradients) {
+  StepResult padded = fixture_step(Layout::kPadded);
+  StepResult packed = fixture_step(Layout::kPacked, compute());
+  EXPECT_EQ(packed_attention(compute(), packed.model->config(), torch::kCPU),
+            GetParam() ? PackedAttention::kPaddedInside : PackedAttention::kPerSequence);
+  EXPECT_LT(max_abs_diff(packed.embeddings.detach(), padded.embeddings.detach()), 1e-5);
+  EXPECT_LT(max_abs_diff(packed.loss.detach(), padded.loss.detach()), 1e-5);
+  auto a = named_parameters(*padded.model), b = named_parameters(*packed.model);
+  for (auto& [name, p] : a) EXPECT_LT(max_abs_diff(b.at(name).grad(), p.grad()), 1e-5) << name;
+}
+
+TEST(PackedIdsTest, PackPaddedKeepsRealTokensAndOffsets) {
+  torch::Tensor ids =
+      torch::tensor({0, 7, 2, 1, 1, 0, 8, 9, 10, 2, 0, 2, 1, 1, 1}, torch::kLong).view({3, 5});
+  PackedIds p = pack_padded(ids, 1);
+  EXPECT_EQ(p.offsets, (std::vector<int64_t>{0, 3, 8, 10}));
+  EXPECT_EQ(p.max_seqlen, 5);
+  EXPECT_EQ(p.batch(), 3);
+  EXPECT_EQ(p.tokens(), 10);
+  EXPECT_TRUE(torch::equal(p.ids, torch::tensor({0, 7, 2, 0, 8, 9, 10, 2, 0, 2}, torch::kLong)));
+  EXPECT_EQ(p.cu_seqlens.scalar_type(), torch::kInt);
+  EXPECT_TRUE(torch::equal(p.cu_seqlens, torch::tensor({0, 3, 8, 10}, torch::kInt)));
+  EXPECT_THROW(make_packed(p.ids, {0, 3, 2, 10}, torch::kCPU), c10::Error);
+  EXPECT_THROW(make_packed(p.ids, {0, 3, 9}, torch::kCPU), c10::Error);
+}
+
+// A random model of other sizes, sequences of uniform random lengths: each sequence's
+// packed hidden states equal the sequence run alone (positions restart, attention stays
+// within the sequence), and the packed embeddings equal the padded ones.
+TEST_P(Packed, SequencesDoNotSeeEachOther) {
+  XlmrConfig c;
+  c.vocab_size = 300, c.hidden_size = 48, c.num_hidden_layers = 3, c.num_attention_heads = 6;
+  c.intermediate_size = 80, c.max_position_embeddings = 64;
+  SiameseEncoder model(c);
+  init_weights(*model, 3);
+  model->eval();
+  model->set_compute(compute());
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(7);
+  const std::vector<int64_t> lengths{5, 1, 40, 0, 17, 2, 33};  // an empty one too
+  std::vector<torch::Tensor> seqs;
+  std::vector<int64_t> offsets{0};
+  for (int64_t n : lengths) {
+    seqs.push_back(torch::randint(4, 300, {n}, torch::kLong));
+    offsets.push_back(offsets.back() + n);
+  }
+  PackedIds packed = make_packed(torch::cat(seqs), offsets, torch::kCPU);
+  EXPECT_EQ(packed.max_seqlen, 40);
+  torch::Tensor hidden = model->hidden_states(packed);
+  torch::Tensor padded = torch::ones({7, 40}, torch::kLong);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    padded[i].narrow(0, 0, lengths[i]).copy_(seqs[i]);
+    if (lengths[i] == 0) continue;
+    torch::Tensor alone = model->hidden_states(seqs[i].view({1, -1}))[0];  // padded layout
+    EXPECT_LT(max_abs_diff(hidden.narrow(0, offsets[i], lengths[i]), alone), 1e-5) << i;
+  }
+  torch::Tensor packed_embeddings = model->forward(packed);
+  model->set_compute({});
+  EXPECT_LT(max_abs_diff(packed_embeddings, model->forward(padded)), 1e-5);
+}
+
+TEST_P(Packed, TrainsWithDropoutOnAnotherConfiguration) {
+  XlmrConfig c;
+  c.vocab_size = 300, c.hidden_size = 48, c.num_hidden_layers = 3, c.num_attention_heads = 6;
+  c.intermediate_size = 80, c.max_position_embeddings = 64, c.hidden_dropout_prob = 0.1;
+  c.attention_probs_dropout_prob = 0.1;
+  SiameseEncoder model(c);
+  init_weights(*model, 1);
+  model->train();
+  model->set_compute(compute());
+  PackedIds packed =
+      make_packed(torch::randint(4, 300, {50}, torch::kLong), {0, 20, 21, 50}, torch::kCPU);
+  torch::Tensor e = model->forward(packed);
+  ASSERT_EQ(e.sizes(), (std::vector<int64_t>{3, 48}));
+  e.sum().backward();
+  for (auto& [name, p] : named_parameters(*model)) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>()) << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CpuAttention, Packed, ::testing::Values(false, true), attention_name);
+
+// ---- Keras Adam over one flat buffer ----
+
+struct FlatFixture {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> shapes;
+  torch::Tensor params, grads;
+};
+
+FlatFixture flat_fixture() {
+  FlatFixture f;
   auto model = fixture_model();
   auto ref = train_ref();
-  auto params = named_parameters(*model);
-  std::vector<torch::Tensor> list;
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& [name, p] : params) {
-      p.mutable_grad() = ref.at("grad." + name).clone();
-      list.push_back(p);
-    }
+  std::vector<torch::Tensor> p, g;
+  for (auto& [name, t] : named_parameters(*model)) {
+    f.names.push_back(name);
+    f.shapes.push_back(t);
+    p.push_back(t.detach().flatten());
+    g.push_back(ref.at("grad." + name).flatten());
   }
-  KerasAdam adam(list, AdamOptions{0.9, 0.999, 1e-7});
-  adam.step(1e-3);
+  f.params = torch::cat(p).contiguous();
+  f.grads = torch::cat(g).contiguous();
+  return f;
+}
+
+TEST(KerasAdamParity, OneStepWithin1e6) {
+  FlatFixture f = flat_fixture();
+  auto ref = train_ref();
+  KerasAdam adam(f.params, AdamOptions{0.9, 0.999, 1e-7});
+  adam.step(f.grads, 1e-3);
   EXPECT_EQ(adam.iterations(), 1);
-  for (auto& [name, p] : params)
-    EXPECT_LT(max_abs_diff(p.detach(), ref.at("after_keras_adam." + name)), 1e-6) << name;
+  int64_t at = 0;
+  for (size_t i = 0; i < f.names.size(); ++i) {
+    const int64_t n = f.shapes[i].numel();
+    EXPECT_LT(max_abs_diff(f.params.narrow(0, at, n).view(f.shapes[i].sizes()),
+                           ref.at("after_keras_adam." + f.names[i])),
+              1e-6)
+        << f.names[i];
+    at += n;
+  }
+  EXPECT_EQ(at, f.params.numel());
 }
 
 TEST(KerasAdamParity, IsNotTorchAdamWithTheSameEpsilon) {
@@ -153,23 +309,71 @@ TEST(KerasAdamParity, IsNotTorchAdamWithTheSameEpsilon) {
   EXPECT_GT(largest, 1e-5);
 }
 
-TEST(KerasAdam, StateRoundTripsThroughPlainTensors) {
-  torch::Tensor p = torch::ones({3}, torch::requires_grad());
-  KerasAdam a({p}, {});
-  p.mutable_grad() = torch::tensor({0.1f, -0.2f, 0.3f});
-  a.step(0.01);
-  a.step(0.01);
-  torch::Tensor q = p.detach().clone().requires_grad_(true);
-  KerasAdam b({q}, {});
-  b.load_state(a.state());
-  EXPECT_EQ(b.iterations(), 2);
-  q.mutable_grad() = p.grad().clone();
-  a.step(0.01);
-  b.step(0.01);
-  EXPECT_TRUE(torch::equal(p.detach(), q.detach()));
-  std::map<std::string, torch::Tensor> broken = a.state();
-  broken.erase("v.0");
-  EXPECT_THROW(b.load_state(broken), UserError);
+TEST(KerasAdam, OnePassLoopIsTheFormulaOverSeveralSteps) {
+  // Enough elements for several parallel chunks; the reference is the formula in double.
+  torch::manual_seed(3);
+  const int64_t n = 100003;
+  torch::Tensor p = torch::randn({n});
+  torch::Tensor p_ref = p.to(torch::kDouble), m_ref = torch::zeros_like(p_ref),
+                v_ref = torch::zeros_like(p_ref);
+  const AdamOptions o{0.8, 0.99, 1e-6};
+  KerasAdam adam(p, o);
+  for (int t = 1; t <= 5; ++t) {
+    torch::Tensor g = torch::randn({n}) * (t % 2 ? 1e-3 : 1.0);
+    const double lr = 1e-2 / t;
+    adam.step(g, lr);
+    torch::Tensor gd = g.to(torch::kDouble);
+    m_ref = o.beta1 * m_ref + (1 - o.beta1) * gd;
+    v_ref = o.beta2 * v_ref + (1 - o.beta2) * gd * gd;
+    const double alpha = lr * std::sqrt(1 - std::pow(o.beta2, t)) / (1 - std::pow(o.beta1, t));
+    p_ref = p_ref - alpha * m_ref / (v_ref.sqrt() + o.epsilon);
+  }
+  EXPECT_EQ(adam.iterations(), 5);
+  // float32 arithmetic against double: a few float ulps of the values (|p| < 5).
+  EXPECT_LT(max_abs_diff(p, p_ref), 5e-6);
+  EXPECT_LT(max_abs_diff(adam.m(), m_ref), 1e-6);  // |m| < 1
+  EXPECT_LT(max_abs_diff(adam.v(), v_ref), 1e-6);  // |v| < 1
+}
+
+TEST(KerasAdam, FoundInfSkipsTheUpdateAndNoteSkippedKeepsIterationsExact) {
+  torch::Tensor p = torch::ones({4});
+  KerasAdam adam(p, {});
+  torch::Tensor g = torch::tensor({0.1f, -0.2f, 0.3f, 0.4f});
+  adam.step(g, 0.01, torch::zeros({1}));
+  torch::Tensor p1 = p.clone(), m1 = adam.m().clone(), v1 = adam.v().clone();
+  EXPECT_FALSE(torch::equal(p1, torch::ones({4})));
+  torch::Tensor bad = torch::tensor({NAN, 1.0f, 1.0f, 1.0f});
+  torch::Tensor flag = non_finite_flag(bad);
+  EXPECT_EQ(flag.item<float>(), 1.0f);
+  EXPECT_EQ(non_finite_flag(g).item<float>(), 0.0f);
+  adam.step(bad, 0.01, flag);
+  EXPECT_TRUE(torch::equal(p, p1));
+  EXPECT_TRUE(torch::equal(adam.m(), m1));
+  EXPECT_TRUE(torch::equal(adam.v(), v1));
+  EXPECT_EQ(adam.iterations(), 2);
+  adam.note_skipped();
+  EXPECT_EQ(adam.iterations(), 1);
+  adam.step(g, 0.01, torch::zeros({1}, torch::kInt));  // int flags work too
+  EXPECT_FALSE(torch::equal(p, p1));
+  EXPECT_EQ(adam.iterations(), 2);
+}
+
+TEST(KerasAdam, StateRoundTripsThroughTheFlatMoments) {
+  torch::Tensor p = torch::ones({3});
+  torch::Tensor g = torch::tensor({0.1f, -0.2f, 0.3f});
+  KerasAdam a(p, {});
+  a.step(g, 0.01);
+  a.step(g, 0.01);
+  torch::Tensor q = p.clone();
+  KerasAdam b(q, {});
+  b.m().copy_(a.m());
+  b.v().copy_(a.v());
+  b.set_iterations(a.iterations());
+  a.step(g, 0.01);
+  b.step(g, 0.01);
+  EXPECT_TRUE(torch::equal(p, q));
+  EXPECT_THROW(KerasAdam(torch::ones({2, 2}).t(), {}), c10::Error);  // not contiguous
+  EXPECT_THROW(a.step(torch::ones({4}), 0.01), c10::Error);          // wrong shape
 }
 
 TEST(DblLoss, AgreesWithKerasFormWhereItIsFinite) {

@@ -270,11 +270,10 @@ TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {
   auto before = model::named_parameters(*m);
   std::map<std::string, torch::Tensor> copies;
   for (auto& [n, t] : before) copies[n] = t.detach().clone();
-  FlatParameters flat(*m, 0.0001, 2);  // tiny buckets: several of them
-  EXPECT_GT(flat.buckets().size(), 2u);
-  int64_t covered = 0;
-  for (const auto& b : flat.buckets()) covered += b.numel();
-  EXPECT_EQ(covered, flat.size() + 2);
+  FlatParameters flat(*m);
+  EXPECT_EQ(flat.slots().numel(), kStepSlots);  // the named scalars sit behind the gradients
+  EXPECT_EQ(flat.slot(StepSlot::kTokens).data_ptr<float>(),
+            flat.grads().data_ptr<float>() + flat.size() + 1);
   const char* base = static_cast<const char*>(flat.params().data_ptr());
   for (auto& [name, p] : model::named_parameters(*m)) {
     EXPECT_TRUE(torch::equal(p, copies.at(name))) << name;  // values kept

@@ -1,0 +1,199 @@
+#include "train/reducer.h"
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <algorithm>
+
+#include "dist/mpi_env.h"
+
+namespace sx::train {
+
+// Runs after autograd's gradient accumulator of one parameter has added this backward's
+// gradient into the parameter's .grad (its slot in the flat buffer).
+class GradientReducer::ReadyHook final : public torch::autograd::FunctionPostHook {
+ public:
+  ReadyHook(GradientReducer* reducer, size_t param) : reducer_(reducer), param_(param) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    reducer_->on_gradient_ready(param_);
+    return outputs;
+  }
+
+ private:
+  GradientReducer* reducer_;
+  size_t param_;
+};
+
+GradientReducer::GradientReducer(FlatParameters& flat, dist::Communicator& comm,
+                                 const dist::MpiEnv& env, ReducerOptions options)
+    : flat_(flat),
+      comm_(comm),
+      env_(env),
+      options_(std::move(options)),
+      owner_(std::this_thread::get_id()) {
+  const auto& entries = flat_.entries();
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (!options_.sparse_rows_param.empty() && entries[i].name == options_.sparse_rows_param &&
+        entries[i].shape.size() == 2)
+      sparse_param_ = static_cast<int64_t>(i);
+  cut_buckets(options_.bucket_mb);
+  register_hooks();
+}
+
+GradientReducer::~GradientReducer() {
+  for (auto& [node, key] : hooks_) node->del_post_hook(key);
+}
+
+// Whole parameters in layout order; a bucket closes once it reaches bucket_mb (a parameter
+// larger than that gets one of its own). The sparse parameter is a bucket of its own.
+void GradientReducer::cut_buckets(double bucket_mb) {
+  const int64_t limit = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * (1 << 20) / 4));
+  const auto& entries = flat_.entries();
+  bucket_of_.resize(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const bool sparse = static_cast<int64_t>(i) == sparse_param_;
+    if (buckets_.empty() || sparse || buckets_.back().sparse || buckets_.back().numel >= limit) {
+      Bucket b;
+      b.offset = entries[i].offset;
+      b.sparse = sparse;
+      buckets_.push_back(b);
+    }
+    buckets_.back().numel += entries[i].numel;
+    ++buckets_.back().params;
+    bucket_of_[i] = buckets_.size() - 1;
+  }
+  param_ready_.assign(entries.size(), 0);
+}
+
+void GradientReducer::register_hooks() {
+  const auto& params = flat_.parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    // The variable holds its accumulator weakly: keep it alive with the hook on it.
+    std::shared_ptr<torch::autograd::Node> accumulator =
+        torch::autograd::impl::grad_accumulator(params[i]);
+    TORCH_CHECK(accumulator, "parameter ", flat_.entries()[i].name, " has no gradient accumulator");
+    const uintptr_t key = accumulator->add_post_hook(std::make_unique<ReadyHook>(this, i));
+    hooks_.emplace_back(std::move(accumulator), key);
+  }
+}
+
+std::vector<std::pair<int64_t, int64_t>> GradientReducer::bucket_ranges() const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& b : buckets_) out.emplace_back(b.offset, b.numel);
+  return out;
+}
+
+void GradientReducer::begin_step(int64_t step, std::initializer_list<TokenIds> token_ids) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TORCH_CHECK(!active_, "GradientReducer::begin_step twice without finish_step");
+  step_ = step;
+  std::fill(param_ready_.begin(), param_ready_.end(), 0);
+  for (auto& b : buckets_) b.ready = 0, b.launched = false;
+  next_ = 0;
+  stats_ = {};
+  stats_.buckets = static_cast<int64_t>(buckets_.size());
+  if (sparse_param_ >= 0) exchange_rows(token_ids);
+  active_ = true;
+}
+
+// The union over ranks of the rows touched, as a bitmap OR-ed over MPI on the host.
+void GradientReducer::exchange_rows(std::initializer_list<TokenIds> token_ids) {
+  const int64_t rows = flat_.entries()[static_cast<size_t>(sparse_param_)].shape[0];
+  std::vector<uint64_t> bits(static_cast<size_t>((rows + 63) / 64), 0);
+  for (const auto& ids : token_ids)
+    for (int32_t id : ids.get()) {
+      TORCH_CHECK(id >= 0 && id < rows, "token id ", id, " outside the ", rows, " rows of ",
+                  options_.sparse_rows_param);
+      bits[static_cast<size_t>(id) / 64] |= uint64_t{1} << (id % 64);
+    }
+  if (env_.world > 1)
+    dist::allreduce_or(bits, options_.timeout_seconds,
+                       "exchange of touched embedding rows of step " + std::to_string(step_));
+  std::vector<int64_t> union_rows;
+  for (size_t w = 0; w < bits.size(); ++w)
+    for (uint64_t word = bits[w]; word; word &= word - 1)
+      union_rows.push_back(static_cast<int64_t>(w * 64) + __builtin_ctzll(word));
+  // No rows named anywhere: reduce the whole matrix rather than trust an empty set.
+  if (union_rows.empty()) {
+    sparse_rows_ = torch::Tensor();
+    return;
+  }
+  const auto device = flat_.grads().device();
+  torch::Tensor host =
+      torch::from_blob(union_rows.data(), {static_cast<int64_t>(union_rows.size())}, torch::kLong);
+  // On a GPU from pinned memory, asynchronously: a pageable copy would wait for the stream to
+  // drain (the previous step's optimizer) before forward is even queued.
+  sparse_rows_ =
+      device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host.clone();
+}
+
+void GradientReducer::on_gradient_ready(size_t param) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!active_) return;  // a backward outside a training step (tests, diagnostics)
+  mark_ready_locked(param);
+  launch_ready_locked(/*from_hook=*/true);
+}
+
+void GradientReducer::mark_ready_locked(size_t param) {
+  if (param_ready_[param]) return;
+  param_ready_[param] = 1;
+  // Autograd accumulates in place into the slot; had it replaced .grad, put it back first.
+  torch::Tensor p = flat_.parameters()[param];
+  const auto& e = flat_.entries()[param];
+  torch::Tensor slot = flat_.grads().narrow(0, e.offset, e.numel);
+  if (p.grad().defined() && p.grad().data_ptr() != slot.data_ptr()) {
+    torch::NoGradGuard no_grad;
+    slot.copy_(p.grad().reshape({-1}));
+    p.mutable_grad() = slot.view(e.shape);
+  }
+  ++buckets_[bucket_of_[param]].ready;
+}
+
+void GradientReducer::launch_ready_locked(bool from_hook) {
+  // MPI may be called only from its main thread; there the hook also lets MPI progress.
+  const bool may_launch = comm_.any_thread() || std::this_thread::get_id() == owner_;
+  if (!may_launch) return;
+  while (next_ < buckets_.size() && buckets_[next_].ready == buckets_[next_].params) {
+    if (next_ == 0)
+      stats_.pending_at_first_launch = std::count(param_ready_.begin(), param_ready_.end(), 0);
+    launch_locked(buckets_[next_]);
+    if (from_hook) ++stats_.launched_in_backward;
+    ++next_;
+  }
+  if (from_hook) comm_.progress();
+}
+
+void GradientReducer::launch_locked(Bucket& bucket) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor region = flat_.grads().narrow(0, bucket.offset, bucket.numel);
+  if (bucket.sparse && sparse_rows_.defined()) {
+    const auto& shape = flat_.entries()[static_cast<size_t>(sparse_param_)].shape;
+    comm_.all_reduce_average_rows(region.view(shape), sparse_rows_, options_.wire);
+    stats_.sparse_rows = sparse_rows_.numel();
+    stats_.elements += sparse_rows_.numel() * shape[1];
+  } else {
+    comm_.all_reduce_average(region, options_.wire);
+    stats_.elements += bucket.numel;
+  }
+  bucket.launched = true;
+}
+
+void GradientReducer::finish_step() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    TORCH_CHECK(active_, "GradientReducer::finish_step without begin_step");
+    // Parameters that got no gradient this step (unused) hold zeros: they are final too.
+    for (size_t i = 0; i < param_ready_.size(); ++i) mark_ready_locked(i);
+    launch_ready_locked(/*from_hook=*/false);
+    TORCH_CHECK(next_ == buckets_.size(), "gradient buckets left unlaunched");
+    // The step's scalars: always float32 (a bf16 token count would be off by tens).
+    comm_.all_reduce_average(flat_.slots(), dist::WireType::kFloat32);
+    stats_.elements += kStepSlots;
+    active_ = false;
+  }
+  comm_.wait("all-reduce of step " + std::to_string(step_));
+}
+
+}  // namespace sx::train

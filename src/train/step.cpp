@@ -1,0 +1,248 @@
+#include "train/step.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <optional>
+
+#ifdef SX_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
+#endif
+
+#include "model/siamese_loss.h"
+
+namespace sx::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+torch::Tensor host_tensor(const void* data, std::vector<int64_t> sizes, torch::ScalarType type,
+                          bool pin) {
+  torch::Tensor t = torch::empty(sizes, torch::TensorOptions().dtype(type).pinned_memory(pin));
+  std::memcpy(t.data_ptr(), data, t.nbytes());
+  return t;
+}
+
+// The batch's tensors on the device: int32 ids cross (asynchronously from pinned memory) and
+// are widened there.
+struct DeviceBatch {
+  torch::Tensor ids, cu_seqlens, labels;
+};
+
+DeviceBatch to_device(const HostBatch& batch, const torch::Device& device) {
+  DeviceBatch d;
+  d.ids = batch.ids.to(device, /*non_blocking=*/true).to(torch::kLong);
+  if (batch.cu_seqlens.defined()) d.cu_seqlens = batch.cu_seqlens.to(device, true);
+  d.labels = batch.labels.to(device, /*non_blocking=*/true);
+  return d;
+}
+
+// The batch's 2B text embeddings.
+torch::Tensor encode(model::SiameseEncoder& model, const HostBatch& batch, const DeviceBatch& d) {
+  if (!batch.packed) return model->forward(d.ids);
+  model::PackedIds packed;
+  packed.ids = d.ids;
+  packed.cu_seqlens = d.cu_seqlens;
+  packed.offsets = batch.text.offsets;
+  packed.max_seqlen = batch.text.max_length();
+  return model->forward(packed);
+}
+
+// A small device tensor copied to the host asynchronously (pinned memory on CUDA, an event
+// after the copy), so that work queued after it runs while the host waits for the copy alone.
+class HostCopy {
+ public:
+  HostCopy(const torch::Tensor& source, const torch::Device& device) {
+    const bool cuda = device.is_cuda();
+    host_ = torch::empty(source.sizes(),
+                         torch::TensorOptions().dtype(source.scalar_type()).pinned_memory(cuda));
+    host_.copy_(source, /*non_blocking=*/cuda);
+#ifdef SX_WITH_CUDA
+    if (cuda) {
+      c10::cuda::CUDAGuard guard(device);  // an event belongs to the current device
+      cudaEventCreateWithFlags(&done_, cudaEventDisableTiming);
+      cudaEventRecord(done_, c10::cuda::getCurrentCUDAStream(device.index()).stream());
+    }
+#endif
+  }
+  ~HostCopy() {
+#ifdef SX_WITH_CUDA
+    if (done_) cudaEventDestroy(done_);
+#endif
+  }
+  HostCopy(const HostCopy&) = delete;
+  HostCopy& operator=(const HostCopy&) = delete;
+  // Blocks until the copy is done; the values.
+  const float* wait() {
+#ifdef SX_WITH_CUDA
+    if (done_) cudaEventSynchronize(done_);
+#endif
+    return host_.data_ptr<float>();
+  }
+
+ private:
+  torch::Tensor host_;
+#ifdef SX_WITH_CUDA
+  cudaEvent_t done_ = nullptr;
+#endif
+};
+
+}  // namespace
+
+HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device& device,
+                          int32_t pad_id) {
+  const bool pin = device.is_cuda();
+#ifdef SX_WITH_CUDA
+  // Pinning from this (prefetch) thread must use the replica's GPU, not create a context on
+  // GPU 0 for every rank of the node.
+  std::optional<c10::cuda::CUDAGuard> guard;
+  if (pin) guard.emplace(device);
+#endif
+  HostBatch b;
+  b.packed = packed;
+  const int64_t pairs = text.pairs;
+  if (packed) {
+    b.ids = host_tensor(text.ids.data(), {text.tokens()}, torch::kInt, pin);
+    std::vector<int32_t> cu(text.offsets.begin(), text.offsets.end());
+    b.cu_seqlens = host_tensor(cu.data(), {text.sequences() + 1}, torch::kInt, pin);
+  } else {
+    const int64_t width = std::max<int64_t>(1, text.max_length());
+    std::vector<int32_t> ids = data::padded_ids(text, width, pad_id);
+    b.ids = host_tensor(ids.data(), {text.sequences(), width}, torch::kInt, pin);
+  }
+  b.labels = host_tensor(text.labels.data(), {pairs}, torch::kFloat, pin);
+  b.text = std::move(text);
+  return b;
+}
+
+StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangular2& schedule,
+                      const StepSettings& settings, PhaseTimer* timer) {
+  auto mark = [&](Phase p) {
+    if (timer) timer->mark(p);
+  };
+  mark(Phase::kStart);
+  const DeviceBatch d = to_device(batch, t.device);
+  mark(Phase::kH2D);
+  // Dropout randomness from (seed, rank, step) alone: a resumed run draws the same.
+  torch::manual_seed(settings.dropout_seed);
+  // The word-embedding rows this batch touches (the reducer reduces only their union): the
+  // ids, and in the padded layout the pad row too.
+  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
+  if (t.world > 1) {
+    if (batch.packed)
+      t.reducer->begin_step(settings.step, {batch.text.ids});
+    else
+      t.reducer->begin_step(settings.step, {batch.text.ids, pad_row});
+  }
+  t.flat->zero_grads();
+  torch::Tensor embeddings = encode(t.model, batch, d);
+  const int64_t b = batch.text.pairs;
+  torch::Tensor distance =
+      model::pair_distance(embeddings.narrow(0, 0, b), embeddings.narrow(0, b, b));
+  torch::Tensor loss = model::dbl_loss(distance, d.labels, settings.margin);
+  mark(Phase::kForward);
+  loss.backward();  // with several ranks, the reducer's hooks launch bucket all-reduces meanwhile
+  mark(Phase::kBackward);
+
+  StepResult out;
+  out.lr = schedule(t.adam->iterations());
+  torch::Tensor grads = t.flat->grads();
+  {
+    torch::NoGradGuard no_grad;
+    t.flat->slot(StepSlot::kLoss).copy_(loss.detach());
+    t.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(batch.text.tokens()));
+    const auto comm_start = Clock::now();  // from here on only the wait is exposed
+    if (t.world > 1)
+      t.reducer->finish_step();  // averaged gradients and slots
+    else
+      t.flat->collect_grads();
+    out.allreduce_s = std::chrono::duration<double>(Clock::now() - comm_start).count();
+    mark(Phase::kAllReduce);
+    torch::Tensor slots = t.flat->slots();
+    // A non-finite loss or gradient skips the update on the device: no host round trip first.
+    torch::Tensor non_finite = model::non_finite_flag(grads).add_(model::non_finite_flag(slots));
+    HostCopy stats(torch::cat({slots, non_finite}), t.device);  // loss, tokens, flag
+    t.adam->step(grads, out.lr, non_finite);
+    // The step's one host sync: the 3 floats, while the optimizer's kernels run.
+    const float* s = stats.wait();
+    out.loss = s[static_cast<int>(StepSlot::kLoss)];
+    out.tokens = global_tokens(s[static_cast<int>(StepSlot::kTokens)], t.world);
+    out.applied = std::isfinite(out.loss) && s[kStepSlots] == 0.0f;
+  }
+  if (!out.applied) t.adam->note_skipped();  // iterations count applied updates only
+  mark(Phase::kOptimizer);
+  return out;
+}
+
+// ---- PhaseTimer
+
+struct PhaseTimer::Impl {
+  bool cuda = false;
+  std::vector<Clock::time_point> wall;  // marks in order, kCount per step
+#ifdef SX_WITH_CUDA
+  std::vector<cudaEvent_t> events;
+  c10::DeviceIndex device = 0;
+#endif
+};
+
+PhaseTimer::PhaseTimer(const torch::Device& device) : impl_(std::make_unique<Impl>()) {
+  impl_->cuda = device.is_cuda();
+#ifdef SX_WITH_CUDA
+  impl_->device = device.index();
+#endif
+}
+
+PhaseTimer::~PhaseTimer() {
+#ifdef SX_WITH_CUDA
+  for (cudaEvent_t e : impl_->events) cudaEventDestroy(e);
+#endif
+}
+
+void PhaseTimer::mark(Phase) {
+#ifdef SX_WITH_CUDA
+  if (impl_->cuda) {
+    c10::cuda::CUDAGuard guard(impl_->device);  // an event belongs to the current device
+    cudaEvent_t e;
+    cudaEventCreate(&e);
+    cudaEventRecord(e, c10::cuda::getCurrentCUDAStream(impl_->device).stream());
+    impl_->events.push_back(e);
+    return;
+  }
+#endif
+  impl_->wall.push_back(Clock::now());
+}
+
+std::vector<std::pair<std::string, double>> PhaseTimer::averages_ms() {
+  constexpr int kMarks = static_cast<int>(Phase::kCount);
+  std::vector<double> at;  // milliseconds since the first mark
+#ifdef SX_WITH_CUDA
+  if (impl_->cuda) {
+    for (cudaEvent_t e : impl_->events) {
+      cudaEventSynchronize(e);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, impl_->events.front(), e);
+      at.push_back(ms);
+    }
+  }
+#endif
+  if (!impl_->cuda)
+    for (const auto& w : impl_->wall)
+      at.push_back(std::chrono::duration<double, std::milli>(w - impl_->wall.front()).count());
+  static const char* names[] = {"h2d", "forward", "backward", "allreduce", "optimizer"};
+  std::vector<double> sum(kMarks, 0.0);  // [0..4] phases, [5] host gap
+  const size_t steps = at.size() / kMarks;
+  for (size_t s = 0; s < steps; ++s) {
+    const double* m = &at[s * kMarks];
+    for (int p = 0; p + 1 < kMarks; ++p) sum[p] += m[p + 1] - m[p];
+    if (s + 1 < steps) sum[kMarks - 1] += m[kMarks] - m[kMarks - 1];
+  }
+  std::vector<std::pair<std::string, double>> out;
+  for (int p = 0; p + 1 < kMarks; ++p)
+    out.emplace_back(names[p], steps ? sum[p] / static_cast<double>(steps) : 0.0);
+  out.emplace_back("host_gap", steps > 1 ? sum[kMarks - 1] / static_cast<double>(steps - 1) : 0.0);
+  return out;
+}
+
+}  // namespace sx::train

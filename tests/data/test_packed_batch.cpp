@@ -1,0 +1,120 @@
+// Packed text batches and the balanced assignment of a global batch's pairs to ranks.
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "data/jigsaw.h"
+#include "data/packed_batch.h"
+#include "data/synth.h"
+#include "test_util.h"
+
+namespace sx::data {
+namespace {
+
+std::vector<int64_t> random_counts(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> len(20, 256);
+  std::vector<int64_t> out(n);
+  for (auto& c : out) c = len(rng);
+  return out;
+}
+
+TEST(BalancedAssignment, EveryRankTakesExactlyItsShareAndAllPairsAreTakenOnce) {
+  for (int world : {1, 2, 3, 8})
+    for (int64_t per_rank : {1, 5, 32}) {
+      auto counts = random_counts(static_cast<size_t>(world * per_rank), world * 100 + per_rank);
+      auto a = balanced_assignment(counts, world, per_rank);
+      ASSERT_EQ(a.size(), static_cast<size_t>(world));
+      std::set<uint32_t> all;
+      for (const auto& rank : a) {
+        EXPECT_EQ(static_cast<int64_t>(rank.size()), per_rank);
+        EXPECT_TRUE(std::is_sorted(rank.begin(), rank.end()));  // position order
+        all.insert(rank.begin(), rank.end());
+      }
+      EXPECT_EQ(all.size(), counts.size());
+      EXPECT_EQ(a, balanced_assignment(counts, world, per_rank));  // deterministic
+    }
+}
+
+TEST(BalancedAssignment, OneRankIsTheIdentityAndBalancingBeatsConsecutiveSlices) {
+  auto counts = random_counts(32, 1);
+  EXPECT_EQ(balanced_assignment(counts, 1, 32), consecutive_assignment(1, 32));
+  double balanced = 0, consecutive = 0;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    auto c = random_counts(8 * 32, seed);
+    balanced += token_imbalance(c, balanced_assignment(c, 8, 32));
+    consecutive += token_imbalance(c, consecutive_assignment(8, 32));
+  }
+  EXPECT_LT(balanced / 20, 1.01);  // within 1 % of the mean on average
+  EXPECT_GT(consecutive / 20, balanced / 20);
+  // The worked rule: lengths 9 8 1 1 over 2 ranks of 2: 9 -> r0, 8 -> r1, 1 -> r1, 1 -> r0.
+  EXPECT_EQ(balanced_assignment({1, 9, 8, 1}, 2, 2),
+            (std::vector<std::vector<uint32_t>>{{1, 3}, {0, 2}}));
+  EXPECT_THROW(balanced_assignment({1, 2, 3}, 2, 2), std::invalid_argument);
+}
+
+TEST(TextBatch, RandomBatchesAreShapedLikeTheReferenceBenchmarks) {
+  TextBatch b = random_text_batch(16, 3, 10, 128);
+  ASSERT_EQ(b.sequences(), 32);
+  ASSERT_EQ(b.offsets.size(), 33u);
+  ASSERT_EQ(b.labels.size(), 16u);
+  for (int64_t i = 0; i < b.sequences(); ++i) {
+    EXPECT_GE(b.length(i), 10);
+    EXPECT_LE(b.length(i), 128);
+    EXPECT_EQ(b.ids[b.offsets[i]], XlmrTokenizer::kBos);
+    EXPECT_EQ(b.ids[b.offsets[i + 1] - 1], XlmrTokenizer::kEos);
+    for (int64_t k = b.offsets[i] + 1; k + 1 < b.offsets[i + 1]; ++k) {
+      EXPECT_GE(b.ids[k], 5);
+      EXPECT_LT(b.ids[k], 250000);
+    }
+  }
+  EXPECT_EQ(random_text_batch(16, 3).ids, random_text_batch(16, 3).ids);
+  // select_pairs keeps each pair's two texts and label; padded_ids pads each row.
+  TextBatch s = select_pairs(b, {5, 2});
+  ASSERT_EQ(s.pairs, 2);
+  EXPECT_EQ(s.length(0), b.length(5));
+  EXPECT_EQ(s.length(2), b.length(16 + 5));
+  EXPECT_EQ(s.labels, (std::vector<float>{b.labels[5], b.labels[2]}));
+  EXPECT_EQ(pair_token_counts(s)[1], b.length(2) + b.length(18));
+  const int64_t width = s.max_length();
+  auto padded = padded_ids(s, width, XlmrTokenizer::kPad);
+  ASSERT_EQ(padded.size(), static_cast<size_t>(4 * width));
+  for (int64_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(std::equal(s.ids.begin() + s.offsets[i], s.ids.begin() + s.offsets[i + 1],
+                           padded.begin() + i * width));
+    EXPECT_TRUE(std::all_of(padded.begin() + i * width + s.length(i),
+                            padded.begin() + (i + 1) * width,
+                            [](int32_t id) { return id == XlmrTokenizer::kPad; }));
+  }
+}
+
+TEST(TextBatch, FromTokenStoreEqualsThePaddedPairBatchWithoutItsPadding) {
+  test::TempDir dir;
+  auto s = write_synthetic_jigsaw(dir.path(), 400, 5);
+  auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{});
+  const size_t max_len = 24;
+  XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len,
+                     Pretokenize::kWordpunct, true});
+  auto pairs = build_pairs(en, 100, 1, 10);
+  TokenStore store(tok, en.texts, 2);
+  PairBatch padded = make_pair_batch(pairs, rank_range(8, 1, 4), store, max_len);
+  TextBatch packed = make_text_batch(pairs, {12, 13, 14, 15}, store, max_len);
+  ASSERT_EQ(packed.pairs, 4);
+  std::vector<int32_t> rows = padded.left_ids;
+  rows.insert(rows.end(), padded.right_ids.begin(), padded.right_ids.end());
+  EXPECT_EQ(padded_ids(packed, max_len, XlmrTokenizer::kPad), rows);
+  EXPECT_EQ(packed.labels, padded.labels);
+  // The ranks' positions: consecutive slices, or a balanced deal of the same global batch.
+  EXPECT_EQ(rank_positions(pairs, 8, 1, 2, 4, false, store, max_len),
+            (std::vector<uint64_t>{12, 13, 14, 15}));
+  double imbalance = 0;
+  std::set<uint64_t> global;
+  for (int rank = 0; rank < 2; ++rank)
+    for (uint64_t p : rank_positions(pairs, 8, rank, 2, 4, true, store, max_len, &imbalance))
+      global.insert(p);
+  EXPECT_EQ(global, (std::set<uint64_t>{8, 9, 10, 11, 12, 13, 14, 15}));
+  EXPECT_GE(imbalance, 1.0);
+}
+
+}  // namespace
+}  // namespace sx::data

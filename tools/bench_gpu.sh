@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# GPU benchmark in ONE device call (issue #10): builds siamese-xlmr against the machine's torch
+# (launch/gpu-env.sh, as gpu-check.sh), runs `bench train` (XLM-R base config, random init,
+# bf16, fused attention; packed, then padded) and the PyTorch reference benchmark (eager,
+# then torch.compile at 128 pairs) on the same GPU, and prints one table with the ratios.
+# About 6 minutes on an H100 (the build dominates when build-gpu/ is not there yet).
+#
+# Prepare HERE first: launch/gpu-prepare.sh (copies ../shared/bench into .bench/), then carry
+# .gpu-deps, .fixtures and .bench. Logs and JSON go to $OUT. A variant that fails is reported
+# and the others still run: the table shows what there is.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/bench-gpu}
+mkdir -p "$out"
+exec > >(tee "$out/bench-gpu.log") 2>&1
+step() { echo "=== $* ($(date +%T))"; }
+steps=${SX_BENCH_STEPS:-20}
+warmup=${SX_BENCH_WARMUP:-5}
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda)'
+source launch/gpu-env.sh
+step "build siamese-xlmr (libtorch from $torch_prefix)"
+gpu_build siamese-xlmr || echo "BUILD FAILED: only the reference will run"
+bin=build-gpu/src/app/siamese-xlmr
+
+run_ours() {  # run_ours NAME LAYOUT
+  local name=$1 layout=$2
+  step "bench train: $name"
+  [ -x "$bin" ] || { echo "no binary"; return 1; }
+  timeout -k 10 150 "$bin" bench train --model configs/models/xlmr-base/config.json \
+    --pairs 32,128 --warmup "$warmup" --steps "$steps" --max-len 128 --layout "$layout" \
+    --json "$out/$name.json" model.device=cuda model.autocast_bf16=true model.attention=sdpa \
+    || echo "bench train $name FAILED (exit $?)"
+}
+run_ours ours_packed packed
+run_ours ours_padded padded
+
+step "PyTorch reference (eager, then WITH_COMPILE=1 adds torch.compile at 128 pairs)"
+reference=.bench/pytorch_reference.py
+[ -f "$reference" ] || reference=../shared/bench/pytorch_reference.py
+mkdir -p "$out/reference"
+# One process: its eager settings write bench.json first, the compiled one is added after.
+WITH_COMPILE=1 timeout -k 10 300 python3 "$reference" "$out/reference" \
+  || echo "reference FAILED or timed out (exit $?); using what it wrote"
+
+step "table"
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def load(path):
+    try:
+        return json.load(open(path))
+    except Exception as e:
+        print(f"(no {os.path.basename(path)}: {e})")
+        return None
+ref = load(os.path.join(out, "reference", "bench.json")) or {}
+ours = {name: load(os.path.join(out, name + ".json")) for name in ("ours_packed", "ours_padded")}
+print(f"device: {ref.get('device', '?')}, torch {ref.get('torch', '?')}")
+rows = []
+for key in ("fp32_b32", "bf16_b32", "bf16_b32_eager_attn", "bf16_b128", "bf16_b128_compile"):
+    r = ref.get(key)
+    if r:
+        rows.append((f"reference {key}", r["pairs_per_step"], r["step_ms"], r["pairs_per_s"],
+                     r["model_tflops_per_s"], None, r["peak_mem_gib"]))
+for name, j in ours.items():
+    for s in (j or {}).get("settings", []):
+        rows.append((f"{name} bf16", s["pairs_per_step"], s["step_ms"], s["pairs_per_s"],
+                     s["model_tflops_per_s"], s["model_tflops_per_s_real_tokens"],
+                     s.get("peak_mem_gib", float("nan"))))
+print(f"{'run':34} {'pairs':>5} {'step ms':>9} {'pairs/s':>9} {'TFLOP/s':>8} {'real':>7} {'GiB':>6}")
+for name, p, ms, ps, tf, real, mem in rows:
+    real_s = f"{real:7.1f}" if real is not None else f"{'':>7}"
+    print(f"{name:34} {p:5d} {ms:9.2f} {ps:9.1f} {tf:8.1f} {real_s} {mem:6.2f}")
+def pairs_per_s(j, pairs):
+    for s in (j or {}).get("settings", []):
+        if s["pairs_per_step"] == pairs:
+            return s["pairs_per_s"]
+def ratio(label, a, b, target):
+    if a and b:
+        verdict = "MET" if a / b >= target else "not met"
+        print(f"{label:58} {a / b:5.2f}x  (target >= {target}x: {verdict})")
+    else:
+        print(f"{label:58}   n/a")
+print()
+p = ours["ours_packed"]
+ratio("packed, 32 pairs  vs reference bf16 eager, 32 pairs", pairs_per_s(p, 32),
+      ref.get("bf16_b32", {}).get("pairs_per_s"), 2.0)
+ratio("packed, 128 pairs vs reference bf16 torch.compile, 128", pairs_per_s(p, 128),
+      ref.get("bf16_b128_compile", {}).get("pairs_per_s"), 1.2)
+ratio("packed, 128 pairs vs reference bf16 eager, 128 pairs", pairs_per_s(p, 128),
+      ref.get("bf16_b128", {}).get("pairs_per_s"), 1.0)
+ratio("padded, 32 pairs  vs reference bf16 eager, 32 pairs", pairs_per_s(ours["ours_padded"], 32),
+      ref.get("bf16_b32", {}).get("pairs_per_s"), 1.0)
+print("\nstep split of ours (ms per step, CUDA events; prep runs on a CPU thread, overlapped):")
+for name, j in ours.items():
+    for s in (j or {}).get("settings", []):
+        split = ", ".join(f"{k} {v:.2f}" for k, v in s["split_ms"].items())
+        print(f"  {name} {s['pairs_per_step']:4d}: {split}")
+PY
+step "done"
