@@ -95,7 +95,9 @@ TEST(TextBatch, FromTokenStoreEqualsThePaddedPairBatchWithoutItsPadding) {
   const size_t max_len = 24;
   XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len,
                      Pretokenize::kWordpunct, true});
-  auto pairs = build_pairs(en, 100, 1, 10);
+  PairOptions options;
+  options.n_pairs = 100, options.seed = 1, options.min_chars = 10;
+  auto pairs = build_pairs(en, options);
   TokenStore store(tok, en.texts, 2);
   PairBatch padded = make_pair_batch(pairs, rank_range(8, 1, 4), store, max_len);
   TextBatch packed = make_text_batch(pairs, {12, 13, 14, 15}, store, max_len);
