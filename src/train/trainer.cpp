@@ -343,16 +343,13 @@ struct Loop {
 HostBatch training_batch(const Config& config, const dist::MpiEnv& env, Replica& r,
                          uint64_t consumed) {
   const size_t max_len = r.tokenizer->max_len();
-  HostBatch batch;
-  double imbalance = 1.0;
   auto positions = data::rank_positions(r.train_pairs, consumed, env.rank, env.world,
                                         config.train.pairs_per_rank, config.train.balance_ranks,
-                                        *r.train_tokens, max_len, &imbalance);
-  batch = make_host_batch(data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
-                          /*packed=*/config.model.layout == "packed", r.device,
-                          data::XlmrTokenizer::kPad);
+                                        *r.train_tokens, max_len);
+  HostBatch batch = make_host_batch(
+      data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
+      /*packed=*/config.model.layout == "packed", r.device, data::XlmrTokenizer::kPad);
   batch.consumed = consumed;
-  batch.imbalance = imbalance;
   return batch;
 }
 
