@@ -386,6 +386,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
       last_checkpoint_step = r.state.step;
     };
     const size_t max_len = r.tokenizer->max_len();
+    const int64_t step_at_start = r.state.step;
 
     while (true) {
       if (config.train.max_steps > 0 && r.state.step >= config.train.max_steps) {
@@ -435,6 +436,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
       const auto comm_start = Clock::now();  // from here on only the wait is exposed
       r.reducer->finish_step();              // averaged gradients and slots
       const double comm_seconds = std::chrono::duration<double>(Clock::now() - comm_start).count();
+      if (lead && r.state.step == step_at_start)
+        spdlog::info("all-reduce of step {}: {}", r.state.step + 1, describe(r.reducer->stats()));
       torch::Tensor all = r.flat->grads();
       torch::Tensor slots = r.flat->slots().to(torch::kCPU);
       const double global_loss = slots[static_cast<int64_t>(StepSlot::kLoss)].item<double>();
