@@ -30,8 +30,6 @@ class Communicator {
  public:
   virtual ~Communicator() = default;
   virtual std::string name() const = 0;
-  // Sums a contiguous float tensor over all ranks, in place (may return before it is done).
-  virtual void all_reduce_sum(torch::Tensor& tensor) = 0;
   // Averages a contiguous float32 tensor over all ranks, in place (may return before it is
   // done; NCCL averages inside the collective, MPI divides after it).
   virtual void all_reduce_average(const torch::Tensor& tensor, WireType wire) = 0;

@@ -51,12 +51,6 @@ class MpiCommunicator final : public Communicator {
   std::string name() const override { return "mpi"; }
   bool any_thread() const override { return false; }
 
-  void all_reduce_sum(torch::Tensor& tensor) override {
-    check_float(tensor);
-    if (env_.world == 1) return;
-    start(tensor.data_ptr(), tensor.numel(), MPI_FLOAT, MPI_SUM, {});
-  }
-
   void all_reduce_average(const torch::Tensor& tensor, WireType wire) override {
     check_float(tensor);
     average(tensor, wire, {});

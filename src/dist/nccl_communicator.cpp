@@ -20,9 +20,12 @@
 #include "dist/communicator.h"
 
 // Averaging inside the collective (ncclAvg) needs NCCL 2.10; older ones sum and divide.
-#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
+#if defined(NCCL_VERSION_CODE) && defined(NCCL_VERSION)
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
 #define SX_NCCL_HAS_AVG 1
-#else
+#endif
+#endif
+#ifndef SX_NCCL_HAS_AVG
 #define SX_NCCL_HAS_AVG 0
 #endif
 // nccl.h declares ncclBfloat16 when cuda_bf16.h is there (CUDA 11+).
@@ -78,12 +81,6 @@ class NcclCommunicator final : public Communicator {
 
   std::string name() const override { return "nccl"; }
   bool any_thread() const override { return true; }
-
-  void all_reduce_sum(torch::Tensor& tensor) override {
-    check_float(tensor);
-    on_comm_stream({tensor},
-                   [&] { all_reduce(tensor.data_ptr(), tensor.numel(), ncclFloat, ncclSum); });
-  }
 
   void all_reduce_average(const torch::Tensor& tensor, WireType wire) override {
     check_float(tensor);

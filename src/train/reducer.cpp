@@ -129,6 +129,15 @@ void GradientReducer::exchange_rows(std::initializer_list<TokenIds> token_ids) {
       device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host.clone();
 }
 
+std::string describe(const ReducerStats& stats) {
+  std::string out = std::to_string(stats.buckets) + " buckets (" +
+                    std::to_string(stats.launched_in_backward) + " launched during backward), ";
+  if (stats.sparse_rows >= 0)
+    out += std::to_string(stats.sparse_rows) + " of " + std::to_string(stats.sparse_rows_total) +
+           " embedding rows, ";
+  return out + std::to_string(stats.elements) + " elements";
+}
+
 void GradientReducer::on_gradient_ready(size_t param) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (!active_) return;  // a backward outside a training step (tests, diagnostics)
@@ -172,6 +181,7 @@ void GradientReducer::launch_locked(Bucket& bucket) {
     const auto& shape = flat_.entries()[static_cast<size_t>(sparse_param_)].shape;
     comm_.all_reduce_average_rows(region.view(shape), sparse_rows_, options_.wire);
     stats_.sparse_rows = sparse_rows_.numel();
+    stats_.sparse_rows_total = shape[0];
     stats_.elements += sparse_rows_.numel() * shape[1];
   } else {
     comm_.all_reduce_average(region, options_.wire);

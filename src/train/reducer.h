@@ -51,8 +51,13 @@ struct ReducerStats {
   int64_t launched_in_backward = 0;     // of them, launched from hooks before finish_step
   int64_t pending_at_first_launch = 0;  // parameters still without gradient at that moment
   int64_t sparse_rows = -1;             // rows of the sparse parameter reduced (-1: dense)
+  int64_t sparse_rows_total = 0;        // rows the sparse parameter has
   int64_t elements = 0;                 // float32 elements all-reduced (slots included)
 };
+
+// One line for the log: "12 buckets (12 launched during backward), 341 of 4002 embedding rows,
+// 1.2M elements".
+std::string describe(const ReducerStats& stats);
 
 class GradientReducer {
  public:

@@ -330,6 +330,7 @@ struct Loop {
   double seconds_before = 0;  // training time of the runs this one resumes
   double last_step_seconds = 0;
   int64_t consecutive_bad = 0, last_checkpoint_step = -1;
+  bool reduction_logged = false;
   double epoch_loss_sum = 0;
   int64_t epoch_loss_count = 0;
 
@@ -393,6 +394,10 @@ StopReason step(Loop& l) {
       mix_seed({static_cast<uint64_t>(l.config.run.seed), static_cast<uint64_t>(l.env.rank),
                 static_cast<uint64_t>(r.state.step)});
   const StepResult s = train_step(l.trainee, batch, l.schedule, settings);
+  if (l.lead() && l.env.world > 1 && !l.reduction_logged) {  // what the reducer does, once
+    spdlog::info("all-reduce of step {}: {}", settings.step, describe(r.reducer->stats()));
+    l.reduction_logged = true;
+  }
   if (s.applied) {
     l.consecutive_bad = 0;
     l.epoch_loss_sum += s.loss;
