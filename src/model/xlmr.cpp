@@ -45,8 +45,9 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 #if TORCH_VERSION_MAJOR >= 2
   if (sdpa) {
     // Boolean mask: true = may attend. [B,1,1,L] broadcasts over heads and queries.
-    return at::scaled_dot_product_attention(
-        q, k, v, masked ? key_mask.view({batch, 1, 1, len}) : torch::Tensor(), dropout, false);
+    if (!masked) return at::scaled_dot_product_attention(q, k, v, {}, dropout, false);
+    return at::scaled_dot_product_attention(q, k, v, key_mask.view({batch, 1, 1, len}), dropout,
+                                            false);
   }
 #else
   (void)sdpa;

@@ -20,8 +20,8 @@ namespace sx::model {
 struct ComputeOptions {
   bool bf16 = false;  // matmuls in bf16 with fp32 master weights, LayerNorm/softmax in fp32
   // Fused attention (libtorch 2.x): at::scaled_dot_product_attention in the padded layout; in
-  // the packed layout variable-length flash attention where it applies (see PackedIds), else
-  // SDPA over the sequences padded inside attention.
+  // the packed layout variable-length flash attention where it applies, else SDPA inside the
+  // packed path packed_attention() names.
   bool sdpa = false;
   // model.layout: packed. forward(ids [B,L]) then packs the rows (pack_padded: one host read
   // of the lengths) and runs the packed forward; hidden_states(ids [B,L]) stays padded.
@@ -35,8 +35,7 @@ struct ComputeOptions {
 bool sdpa_available();
 // Whether this libtorch offers variable-length flash attention (at::_flash_attention_forward,
 // libtorch >= 2.4). It runs only on CUDA, in fp16/bf16, with head_dim a multiple of 8 and at
-// most 256 (and, as flash needs, an sm80+ GPU); elsewhere the packed layout pads inside
-// attention.
+// most 256 (and, as flash needs, an sm80+ GPU); see packed_attention() for the other paths.
 bool flash_varlen_available();
 
 // A batch in the packed layout: B sequences' real tokens back to back, no padding.
