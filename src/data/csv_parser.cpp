@@ -193,10 +193,11 @@ size_t count_quotes(const char* p, const char* e) {
   return n;
 }
 
-const char* guess_record_start(const char* from, const char* end, bool in_quotes) {
+const char* guess_record_start(const char* from, const char* stop, const char* end,
+                               bool in_quotes) {
   const char* p = from;
   if (!in_quotes && (p[-1] == '\n' || (p[-1] == '\r' && (p == end || *p != '\n')))) return p;
-  for (; p < end; ++p) {
+  for (; p < stop; ++p) {
     const char c = *p;
     if (c == '"') {
       in_quotes = !in_quotes;
@@ -205,7 +206,7 @@ const char* guess_record_start(const char* from, const char* end, bool in_quotes
       return p + 1;
     }
   }
-  return end;
+  return stop;
 }
 
 }  // namespace csv_detail

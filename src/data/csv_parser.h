@@ -83,8 +83,10 @@ size_t csv_chunk_count(size_t bytes, const CsvParallel& parallel);
 
 namespace csv_detail {
 size_t count_quotes(const char* begin, const char* end);
-// The first record start at or after `from` if the quote state there is `in_quotes`.
-const char* guess_record_start(const char* from, const char* end, bool in_quotes);
+// The first record start in [from, stop) if the quote state at `from` is `in_quotes`; `stop`
+// when there is none (the scan ends there, so a field spanning many chunks costs each only
+// its own bytes).
+const char* guess_record_start(const char* from, const char* stop, const char* end, bool in_quotes);
 }  // namespace csv_detail
 
 // Parses every record of `body` (the bytes after the header; its first line is
@@ -120,7 +122,8 @@ std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
     CsvRow row;
     for (size_t k = b; k < e; ++k) {
       Chunk& c = chunks[k];
-      const char* pos = k == 0 ? begin : csv_detail::guess_record_start(bound(k), end, odd[k]);
+      const char* pos =
+          k == 0 ? begin : csv_detail::guess_record_start(bound(k), bound(k + 1), end, odd[k]);
       uint64_t line = 0;  // relative; the stitch makes it absolute
       while (pos < bound(k + 1)) {
         const char* start = pos;
