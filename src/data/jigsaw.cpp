@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <memory>
@@ -28,8 +29,17 @@ enum class Problem : uint8_t {
   kLabel,
   kId,
   kEmptyLang,
+  kBadLang,
   kEmptyText
 };
+
+// A language value names an HDF5 group and a fold in the exported features: a plain name.
+bool plain_language(std::string_view lang) {
+  if (lang.empty() || lang.size() > 32) return false;
+  for (char c : lang)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+  return true;
+}
 
 // What a parsing thread makes of one record; the sequential pass does the bookkeeping.
 struct RowResult {
@@ -154,6 +164,17 @@ class JigsawFile {
     v = strip_python(v);
     return copy ? slot.arena->copy(v) : v;
   }
+  // The row's language (stripped; "en" without a language column) and text, or the problem.
+  void lang_and_text(const CsvRow& row, std::optional<size_t> lang_col, size_t text_col, Slot& slot,
+                     RowResult& r) const {
+    r.lang = lang_col ? stripped(row.fields[*lang_col], slot) : std::string_view("en");
+    if (r.lang.empty() || !plain_language(r.lang)) {
+      r.problem = r.lang.empty() ? Problem::kEmptyLang : Problem::kBadLang;
+      return;
+    }
+    r.text = text(row.fields[text_col], slot, r);
+    if (r.text.empty()) r.problem = Problem::kEmptyText;
+  }
 
   // The structural problems and those found by convert, in row order.
   bool report_problem(const RowResult& r, const std::string& detail_of_label = "") {
@@ -181,6 +202,10 @@ class JigsawFile {
         return true;
       case Problem::kEmptyLang:
         bad(r.line, "empty language");
+        return true;
+      case Problem::kBadLang:
+        bad(r.line, "language is not a plain name",
+            "(" + quote_value(r.lang) + "; expected letters, digits, '-' or '_', at most 32)");
         return true;
       case Problem::kEmptyText:
         bad(r.line, "empty text");
@@ -304,13 +329,7 @@ LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& co
       label = std::max(label, v);
     }
     r.label = label >= options.label_threshold ? 1 : 0;
-    r.lang = lang_col ? file.stripped(row.fields[*lang_col], slot) : std::string_view("en");
-    if (r.lang.empty()) {
-      r.problem = Problem::kEmptyLang;
-      return;
-    }
-    r.text = file.text(row.fields[text_col], slot, r);
-    if (r.text.empty()) r.problem = Problem::kEmptyText;
+    file.lang_and_text(row, lang_col, text_col, slot, r);
   });
 
   LabeledCorpus corpus;
@@ -351,13 +370,7 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
       r.text = file.copied(id, slot);
       return;
     }
-    r.lang = lang_col ? file.stripped(row.fields[*lang_col], slot) : std::string_view("en");
-    if (r.lang.empty()) {
-      r.problem = Problem::kEmptyLang;
-      return;
-    }
-    r.text = file.text(row.fields[text_col], slot, r);
-    if (r.text.empty()) r.problem = Problem::kEmptyText;
+    file.lang_and_text(row, lang_col, text_col, slot, r);
   });
 
   TestCorpus corpus;
@@ -372,7 +385,9 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
                "(" + std::to_string(r.id) + ", first on line " + std::to_string(it->second) + ")");
       continue;
     }
-    if (r.problem == Problem::kEmptyLang && file.report_problem(r)) continue;
+    if ((r.problem == Problem::kEmptyLang || r.problem == Problem::kBadLang) &&
+        file.report_problem(r))
+      continue;
     file.count_text(r);
     if (file.report_problem(r)) continue;
     corpus.ids.push_back(r.id);

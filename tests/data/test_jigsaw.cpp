@@ -167,6 +167,28 @@ TEST(Jigsaw, EmptyLanguageIsABadRow) {
   EXPECT_NE(msg.find("line 3: empty language"), std::string::npos) << msg;
 }
 
+TEST(Jigsaw, ALanguageThatIsNotAPlainNameIsABadRow) {
+  // A language names an HDF5 group ("es/x" would be a nested path) and a fold.
+  test::TempDir dir;
+  auto path =
+      dir.write("v.csv",
+                "comment_text,lang,toxic\nhola,es,1\nhola,es/x,1\nciao,../it,0\nhi,pt-BR,0\n"
+                "olá,zh_CN,1\n");
+  std::string msg = error_of([&] {
+    load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail));
+  });
+  EXPECT_NE(msg.find("line 3: language is not a plain name ('es/x'; expected letters, digits, "
+                     "'-' or '_', at most 32)"),
+            std::string::npos)
+      << msg;
+  LoadReport report;
+  auto kept =
+      load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kSkip), &report);
+  EXPECT_EQ(kept.langs, (std::vector<std::string>{"es", "pt-BR", "zh_CN"}));
+  EXPECT_EQ(report.bad_rows.at("language is not a plain name").first_lines,
+            (std::vector<uint64_t>{3, 4}));
+}
+
 TEST(Jigsaw, MissingColumnNamesItAndTheHeader) {
   test::TempDir dir;
   auto path = dir.write("t.csv", "comment_text,toxic\nx,0\n");
