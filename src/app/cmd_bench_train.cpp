@@ -274,7 +274,8 @@ int cmd_bench_train(const BenchTrainArgs& a) {
                                {"model.pretrained=", "model.config=" + a.model});
   config_args.overrides.push_back("model.layout=" + a.layout);  // --layout decides
   Config config;
-  if (!load_config_on_every_rank(config_args, {"model"}, env.rank, config)) return kExitUserError;
+  if (const int code = load_job_config(config_args, {"model"}, env, config); code != kExitOk)
+    return code;
   init_logging({env.rank, env.world, "warn", "warn", ""});
   const std::vector<int64_t> pairs = parse_pairs(a.pairs);
   if (config.run.threads > 0) torch::set_num_threads(static_cast<int>(config.run.threads));
@@ -292,12 +293,10 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   train::FlatParameters flat(*built.encoder);
   model::KerasAdam adam(
       flat.params(), {config.train.adam_beta1, config.train.adam_beta2, config.train.adam_epsilon});
-  auto comm =
-      dist::make_communicator(config.dist.backend, device, env, config.dist.collective_timeout);
+  auto comm = dist::make_communicator(config.dist.backend, device, env);
   train::ReducerOptions reducer_options;
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
-  reducer_options.timeout_seconds = config.dist.collective_timeout;
   train::GradientReducer reducer(flat, *comm, env, reducer_options);
   Bench b{config,
           a,

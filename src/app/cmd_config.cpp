@@ -7,18 +7,6 @@
 
 namespace sx::app {
 
-bool load_config_on_every_rank(const ConfigArgs& args, const std::vector<std::string>& sections,
-                               int rank, Config& config) {
-  try {
-    config = load_config(args.config_path, args.overrides);
-    check_inputs(config, sections);
-    return true;
-  } catch (const UserError&) {
-    if (rank == 0) throw;
-    return false;
-  }
-}
-
 namespace {
 
 // The value of `key` ("section.name") in config_to_yaml's output, which lists every key once

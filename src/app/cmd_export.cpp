@@ -39,8 +39,9 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;
-  if (!load_config_on_every_rank(args, {"data", "tokenizer", "model"}, env.rank, config))
-    return kExitUserError;
+  if (const int code = load_job_config(args, {"data", "tokenizer", "model"}, env, config);
+      code != kExitOk)
+    return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   try {
     auto datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);

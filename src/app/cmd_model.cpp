@@ -68,6 +68,10 @@ int cmd_embed(const ConfigArgs& args, const std::string& checkpoint) {
   return 0;
 }
 
+std::string program_version() {
+  return std::string("siamese-xlmr ") + SX_VERSION + ", libtorch " + TORCH_VERSION;
+}
+
 int cmd_version() {
   char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
   int length = 0;

@@ -11,10 +11,11 @@ namespace sx::app {
 int cmd_train(const ConfigArgs& args, const std::string& resume) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
-  Config config;  // one line for a mistake, not one per rank
-  if (!load_config_on_every_rank(
-          args, {"run", "data", "tokenizer", "model", "train", "dist", "export"}, env.rank, config))
-    return kExitUserError;
+  Config config;
+  if (const int code = load_job_config(
+          args, {"run", "data", "tokenizer", "model", "train", "dist", "export"}, env, config);
+      code != kExitOk)
+    return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   return train::run_training(config, env, {resume});
 }

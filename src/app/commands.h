@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "dist/mpi_env.h"
 
 namespace CLI {
 class App;
@@ -21,11 +22,18 @@ struct ConfigArgs {
   std::vector<std::string> overrides;
 };
 
-// For the MPI subcommands (train, export): every rank loads and checks the configuration
-// alike and fails alike; only rank 0 lets the UserError through (main prints its one line),
-// the others return false and exit quietly with kExitUserError.
-bool load_config_on_every_rank(const ConfigArgs& args, const std::vector<std::string>& sections,
-                               int rank, Config& config);
+// For the MPI subcommands (train, export, bench train), before any work: every rank loads
+// and checks the configuration, and all learn whether all could (a rank failing alone would
+// leave the others waiting); then every rank compares what it will work on with rank 0's:
+// the program version, every resolved key, and the input files and model that `sections`
+// name (size and XXH3 of the first and last MiB, so copies on different nodes match).
+// Returns 0, or the exit code every rank returns, rank 0 having printed each failing or
+// differing rank's message once ("rank 1: config key train.lr_max differs from rank 0's ...").
+// Sets the collective deadline (dist.collective_timeout) from the configuration.
+int load_job_config(const ConfigArgs& args, const std::vector<std::string>& sections,
+                    const dist::MpiEnv& env, Config& config);
+// "siamese-xlmr 1.2.0, libtorch 2.4.0": what ranks of one job must run alike.
+std::string program_version();
 
 // Prints the resolved configuration (YAML), the key reference (--docs), or one key's value.
 int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key);

@@ -3,7 +3,15 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace sx {
 
@@ -32,6 +40,37 @@ std::string Xxh3::hex() const {
     out += digits[byte >> 4];
     out += digits[byte & 0xF];
   }
+  return out;
+}
+
+std::string file_fingerprint(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? "missing" : std::string("unreadable: ") + std::strerror(errno);
+  struct stat st {};
+  std::string out;
+  if (::fstat(fd, &st) != 0) {
+    out = std::string("unreadable: ") + std::strerror(errno);
+  } else {
+    constexpr uint64_t kMiB = 1 << 20;
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    const uint64_t tail =
+        size > kMiB ? std::max(kMiB, size - kMiB) : size;  // start of the last MiB
+    std::vector<char> buffer(kMiB);
+    Xxh3 hash;
+    for (uint64_t start : {uint64_t{0}, tail}) {
+      const uint64_t want = std::min(kMiB, size - start);
+      const ssize_t got = want ? ::pread(fd, buffer.data(), want, static_cast<off_t>(start)) : 0;
+      if (got < 0 || static_cast<uint64_t>(got) != want) {
+        out = std::string("unreadable: ") + (got < 0 ? std::strerror(errno) : "short read");
+        break;
+      }
+      hash.update(buffer.data(), want);
+    }
+    if (out.empty())
+      out = std::to_string(size) + " bytes, first and last MiB xxh3 " + hash.hex().substr(0, 16);
+  }
+  ::close(fd);
   return out;
 }
 

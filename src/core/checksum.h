@@ -26,4 +26,9 @@ class Xxh3 {
   std::unique_ptr<State> state_;
 };
 
+// A file's size and an XXH3 of its first and last MiB, as one line ("123 bytes, first and
+// last MiB xxh3 0123456789abcdef", "missing", "unreadable: ..."): equal for copies of a file on
+// different nodes, and cheap for multi-GB files.
+std::string file_fingerprint(const std::string& path);
+
 }  // namespace sx

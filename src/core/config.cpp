@@ -268,7 +268,10 @@ const std::vector<Field>& schema() {
                         {"auto", "nccl", "mpi"}));
     s.push_back(range(
         entry(&C::dist, &DistConfig::collective_timeout, "dist.collective_timeout", Kind::kDuration,
-              "10m", "Deadline of one collective before the job is aborted."),
+              "10m",
+              "Deadline of every collective (MPI and NCCL, communicator creation and start-up "
+              "agreement included), counted from when a rank enters it: a rank that waits "
+              "longer for its peers names the collective and the step and aborts the job."),
         1));
     s.push_back(choices(
         entry(&C::dist, &DistConfig::grad_dtype, "dist.grad_dtype", Kind::kEnum, "fp32",
@@ -646,6 +649,24 @@ std::string config_to_yaml(const Config& config) {
       out += section + ":\n";
     }
     out += "  " + f.key.substr(section.size() + 1) + ": " + value_to_yaml(f.get(config)) + "\n";
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> config_key_values(const Config& config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& f : schema()) out.emplace_back(f.key, value_to_yaml(f.get(config)));
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> input_paths(
+    const Config& config, const std::vector<std::string>& sections) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& f : schema()) {
+    if (f.kind != Kind::kFile && f.kind != Kind::kDir) continue;
+    if (std::find(sections.begin(), sections.end(), f.section()) == sections.end()) continue;
+    const std::string path = std::get<std::string>(f.get(config));
+    if (!path.empty()) out.emplace_back(f.key, path);
   }
   return out;
 }

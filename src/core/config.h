@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sx {
@@ -123,6 +124,11 @@ void check_inputs(const Config& config, const std::vector<std::string>& sections
 
 // The configuration as YAML, every key present (what `config.resolved.yaml` holds).
 std::string config_to_yaml(const Config& config);
+// Every key with its resolved value as YAML, in schema order ("train.lr_max", "0.001").
+std::vector<std::pair<std::string, std::string>> config_key_values(const Config& config);
+// The input files and directories that the keys of `sections` name (key, path), set ones only.
+std::vector<std::pair<std::string, std::string>> input_paths(const Config& config,
+                                                             const std::vector<std::string>& sections);
 // Writes run.dir/config.resolved.yaml (creating run.dir); returns its path.
 std::string write_resolved_config(const Config& config);
 // A stable hash of the keys that change results (checkpoints refuse to mix runs).

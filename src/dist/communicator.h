@@ -1,7 +1,7 @@
 // Gradient collectives over a replica's tensors: NCCL for CUDA tensors, MPI for CPU ones.
 // Collectives may run asynchronously; wait() blocks until all issued ones are done and
-// enforces the per-collective deadline (dist.collective_timeout): NCCL and MPI have no
-// timeout of their own, so a stuck peer would otherwise hang the job forever.
+// enforces the per-collective deadline (dist.collective_timeout, deadline.h): NCCL and MPI
+// have no timeout of their own, so a stuck peer would otherwise hang the job forever.
 //
 // Ordering: every rank must issue the same collectives in the same order. On CUDA a
 // collective runs on the communicator's own stream, after the work queued so far on the
@@ -45,17 +45,17 @@ class Communicator {
   // Lets issued collectives progress without blocking (MPI moves non-blocking collectives
   // only inside MPI calls); a no-op where the network progresses on its own.
   virtual void progress() {}
-  // Copies rank `root`'s tensor to every rank, in place (blocking).
+  // Copies rank `root`'s tensor to every rank, in place (blocking, under the deadline).
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   // Waits for every collective issued so far. On a deadline overrun or a backend error,
-  // logs which rank and `what` (e.g. "all-reduce of step 42") and aborts the job.
+  // logs which rank, `what` (e.g. "gradient all-reduce") and the step, and aborts the job.
   virtual void wait(const std::string& what) = 0;
 };
 
 // dist.backend (auto|nccl|mpi) for a replica on `device`; throws UserError for impossible
-// combinations (nccl on CPU, nccl without NCCL support in this build).
+// combinations (nccl on CPU, nccl without NCCL support in this build). Creating a NCCL
+// communicator is a collective too, under the same deadline.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const torch::Device& device, const MpiEnv& env,
-                                                double timeout_seconds);
+                                                const torch::Device& device, const MpiEnv& env);
 
 }  // namespace sx::dist

@@ -2,19 +2,19 @@
 #include <mpi.h>
 #include <spdlog/spdlog.h>
 
-#include <chrono>
+#include <algorithm>
 #include <functional>
 #include <limits>
-#include <thread>
 #include <vector>
 
 #include "core/error.h"
 #include "dist/communicator.h"
+#include "dist/deadline.h"
 
 namespace sx::dist {
 
-std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device& device, const MpiEnv& env,
-                                                     double timeout_seconds);
+std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device& device,
+                                                     const MpiEnv& env);
 
 WireType parse_wire_type(const std::string& name) {
   if (name == "fp32") return WireType::kFloat32;
@@ -38,7 +38,7 @@ void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
 // thread as soon as a poll sees the request done.
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(const MpiEnv& env, double timeout) : env_(env), timeout_(timeout) {
+  explicit MpiCommunicator(const MpiEnv& env) : env_(env) {
     MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_sum_);
   }
 
@@ -77,24 +77,14 @@ class MpiCommunicator final : public Communicator {
     TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(),
                 "MPI broadcast needs a contiguous CPU tensor");
     if (env_.world == 1) return;
-    MPI_Bcast(tensor.data_ptr(), static_cast<int>(tensor.nbytes()), MPI_BYTE, root, MPI_COMM_WORLD);
+    dist::broadcast_bytes(tensor.data_ptr(), static_cast<int64_t>(tensor.nbytes()), root,
+                          "broadcast of a " + std::to_string(tensor.numel()) + "-element tensor");
   }
 
   void wait(const std::string& what) override {
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
-    for (auto& p : pending_) {
-      while (!test(p)) {
-        if (std::chrono::steady_clock::now() > deadline) {
-          spdlog::critical(
-              "rank {}: {} did not complete within dist.collective_timeout ({:.0f} s); "
-              "a peer is gone or stuck. Aborting the job.",
-              env_.rank, what, timeout_);
-          abort_job(kExitInternal);
-        }
-        std::this_thread::yield();
-      }
-    }
+    await(what, [this] {
+      return std::all_of(pending_.begin(), pending_.end(), [](Pending& p) { return test(p); });
+    });
     pending_.clear();
   }
 
@@ -160,7 +150,6 @@ class MpiCommunicator final : public Communicator {
   }
 
   MpiEnv env_;
-  double timeout_;
   MPI_Op bf16_sum_ = MPI_OP_NULL;
   std::vector<Pending> pending_;
 };
@@ -168,24 +157,23 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const torch::Device& device, const MpiEnv& env,
-                                                double timeout_seconds) {
+                                                const torch::Device& device, const MpiEnv& env) {
   const bool gpu = device.is_cuda();
   std::string chosen = backend == "auto" ? (gpu ? "nccl" : "mpi") : backend;
   if (chosen == "nccl") {
     if (!gpu)
       throw UserError(
           "dist.backend: nccl needs the replica on a GPU (model.device); use mpi on CPU");
-    return make_nccl_communicator(device, env, timeout_seconds);
+    return make_nccl_communicator(device, env);
   }
   if (gpu)
     throw UserError("dist.backend: mpi all-reduces CPU tensors, but the replica is on " +
                     device.str() + "; use nccl or auto");
-  return std::make_unique<MpiCommunicator>(env, timeout_seconds);
+  return std::make_unique<MpiCommunicator>(env);
 }
 
 #ifndef SX_WITH_NCCL
-std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device&, const MpiEnv&, double) {
+std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device&, const MpiEnv&) {
   throw UserError("dist.backend: this build has no NCCL (libtorch without CUDA); use mpi");
 }
 #endif

@@ -2,13 +2,14 @@
 
 #include <mpi.h>
 
-#include <spdlog/spdlog.h>
-
-#include <chrono>
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
-#include <thread>
+#include <map>
 
-#include "core/error.h"
+#include "core/checksum.h"
+#include "dist/chunks.h"
+#include "dist/deadline.h"
 
 namespace sx::dist {
 
@@ -22,6 +23,8 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &env_.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &env_.world);
+  // Like MPI_Init_thread, this is a collective without a non-blocking form; both run before
+  // any work, so a rank that stops here has not started either.
   MPI_Comm local;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env_.rank, MPI_INFO_NULL, &local);
   MPI_Comm_rank(local, &env_.local_rank);
@@ -42,93 +45,271 @@ void abort_job(int exit_code) {
   std::_Exit(exit_code);
 }
 
-std::vector<int64_t> allreduce_max(std::vector<int64_t> values) {
-  MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_INT64_T, MPI_MAX,
-                MPI_COMM_WORLD);
-  return values;
+namespace {
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
 }
 
-std::vector<double> allreduce_sum(std::vector<double> values) {
-  MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
-                MPI_COMM_WORLD);
-  return values;
+int world_size() {
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  return world;
 }
 
-void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what) {
-  MPI_Request request;
-  MPI_Iallreduce(MPI_IN_PLACE, words.data(), static_cast<int>(words.size()), MPI_UINT64_T, MPI_BOR,
-                 MPI_COMM_WORLD, &request);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  int done = 0;
-  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      int rank = 0;
-      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-      spdlog::critical(
-          "rank {}: {} did not complete within dist.collective_timeout ({:.0f} s); "
-          "a peer is gone or stuck. Aborting the job.",
-          rank, what, timeout_seconds);
-      abort_job(kExitInternal);
-    }
-    std::this_thread::yield();
+// The one way a collective here completes: tested against the deadline (deadline.h).
+void complete(MPI_Request& request, const std::string& what) {
+  await(what, [&] {
+    int done = 0;
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    return done != 0;
+  });
+}
+
+template <class T>
+MPI_Datatype mpi_type();
+template <>
+MPI_Datatype mpi_type<int64_t>() {
+  return MPI_INT64_T;
+}
+template <>
+MPI_Datatype mpi_type<uint64_t>() {
+  return MPI_UINT64_T;
+}
+template <>
+MPI_Datatype mpi_type<double>() {
+  return MPI_DOUBLE;
+}
+template <>
+MPI_Datatype mpi_type<float>() {
+  return MPI_FLOAT;
+}
+template <>
+MPI_Datatype mpi_type<char>() {
+  return MPI_CHAR;
+}
+
+template <class T>
+void allreduce(std::vector<T>& values, MPI_Op op, const std::string& what) {
+  for (const Piece& p : split_into_pieces(static_cast<int64_t>(values.size()), max_mpi_count())) {
+    MPI_Request request;
+    MPI_Iallreduce(MPI_IN_PLACE, values.data() + p.offset, p.count, mpi_type<T>(), op,
+                   MPI_COMM_WORLD, &request);
+    complete(request, what);
   }
 }
 
-void broadcast(std::vector<double>& values, int root) {
-  MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_DOUBLE, root, MPI_COMM_WORLD);
-}
-
-void broadcast(std::vector<int64_t>& values, int root) {
-  MPI_Bcast(values.data(), static_cast<int>(values.size()), MPI_INT64_T, root, MPI_COMM_WORLD);
-}
-
-void broadcast(std::string& text, int root) {
-  int64_t size = static_cast<int64_t>(text.size());
-  MPI_Bcast(&size, 1, MPI_INT64_T, root, MPI_COMM_WORLD);
-  text.resize(static_cast<size_t>(size));
-  if (size) MPI_Bcast(text.data(), static_cast<int>(size), MPI_CHAR, root, MPI_COMM_WORLD);
-}
-
-void barrier() {
-  MPI_Barrier(MPI_COMM_WORLD);
-}
-
-namespace {
 template <class T>
-std::vector<T> gather_impl(const std::vector<T>& local, MPI_Datatype type, int root) {
-  int rank = 0, world = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  int count = static_cast<int>(local.size());
-  std::vector<int> counts(world), offsets(world);
-  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, MPI_COMM_WORLD);
-  std::vector<T> out;
+void broadcast_vector(std::vector<T>& values, int root, const std::string& what) {
+  std::vector<int64_t> size{static_cast<int64_t>(values.size())};
+  broadcast_bytes(size.data(), sizeof(int64_t), root, what);
+  values.resize(static_cast<size_t>(size[0]));
+  broadcast_bytes(values.data(), size[0] * static_cast<int64_t>(sizeof(T)), root, what);
+}
+
+// Every rank's `count` elements at `local`, concatenated in rank order on `root`; `counts`
+// gets each rank's count (on every rank).
+template <class T>
+std::vector<T> gather_elements(const T* local, int64_t count, int root, const std::string& what,
+                               std::vector<int64_t>& counts) {
+  const int rank = world_rank();
+  counts.assign(static_cast<size_t>(world_size()), 0);
+  MPI_Request request;
+  MPI_Iallgather(&count, 1, MPI_INT64_T, counts.data(), 1, MPI_INT64_T, MPI_COMM_WORLD, &request);
+  complete(request, what);
+  const std::vector<GatherRound> plan = plan_gather(counts, max_mpi_count());
+  std::vector<T> out, scratch;
   if (rank == root) {
-    int total = 0;
-    for (int r = 0; r < world; ++r) offsets[r] = total, total += counts[r];
+    int64_t total = 0;
+    for (int64_t c : counts) total += c;
     out.resize(static_cast<size_t>(total));
   }
-  MPI_Gatherv(local.data(), count, type, out.data(), counts.data(), offsets.data(), type, root,
-              MPI_COMM_WORLD);
+  const bool in_place = plan.size() == 1;  // one round: displacements are the final offsets
+  for (const GatherRound& round : plan) {
+    T* receive = nullptr;
+    if (rank == root) {
+      scratch.resize(in_place ? 0 : static_cast<size_t>(round.size));
+      receive = in_place ? out.data() : scratch.data();
+    }
+    MPI_Igatherv(local + round.send_offsets[rank], round.counts[rank], mpi_type<T>(), receive,
+                 round.counts.data(), round.displs.data(), mpi_type<T>(), root, MPI_COMM_WORLD,
+                 &request);
+    complete(request, what);
+    if (rank != root || in_place) continue;
+    for (size_t r = 0; r < counts.size(); ++r)
+      std::copy_n(scratch.data() + round.displs[r], round.counts[r],
+                  out.data() + round.out_offsets[r]);
+  }
   return out;
 }
-}  // namespace
 
-std::vector<float> gather(const std::vector<float>& local, int root) {
-  return gather_impl(local, MPI_FLOAT, root);
+void print_failure(int rank, int world, const std::string& message) {
+  if (world == 1)
+    std::fprintf(stderr, "siamese-xlmr: error: %s\n", message.c_str());
+  else
+    std::fprintf(stderr, "siamese-xlmr: error: rank %d: %s\n", rank, message.c_str());
+  std::fflush(stderr);
 }
 
-bool all_succeeded(bool ok, std::string& message) {
-  int rank = 0, world = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  int failing = ok ? world : rank;
-  MPI_Allreduce(MPI_IN_PLACE, &failing, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (failing == world) return true;
-  broadcast(message, failing);
-  if (failing != 0) message = "[rank " + std::to_string(failing) + "] " + message;
-  return false;
+// Items as one string: name and value, each ended by '\0'.
+std::string serialize(const Items& items) {
+  std::string out;
+  for (const auto& [name, value] : items) {
+    out += name;
+    out += '\0';
+    out += value;
+    out += '\0';
+  }
+  return out;
+}
+
+Items deserialize(const std::string& text) {
+  Items items;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t name_end = text.find('\0', pos);
+    const size_t value_end = text.find('\0', name_end + 1);
+    if (name_end == std::string::npos || value_end == std::string::npos) break;
+    items.emplace_back(text.substr(pos, name_end - pos),
+                       text.substr(name_end + 1, value_end - name_end - 1));
+    pos = value_end + 1;
+  }
+  return items;
+}
+
+}  // namespace
+
+std::vector<int64_t> allreduce_max(std::vector<int64_t> values, const std::string& what) {
+  allreduce(values, MPI_MAX, what);
+  return values;
+}
+
+std::vector<double> allreduce_sum(std::vector<double> values, const std::string& what) {
+  allreduce(values, MPI_SUM, what);
+  return values;
+}
+
+void allreduce_or(std::vector<uint64_t>& words, const std::string& what) {
+  allreduce(words, MPI_BOR, what);
+}
+
+void broadcast_bytes(void* data, int64_t bytes, int root, const std::string& what) {
+  for (const Piece& p : split_into_pieces(bytes, max_mpi_count())) {
+    MPI_Request request;
+    MPI_Ibcast(static_cast<char*>(data) + p.offset, p.count, MPI_BYTE, root, MPI_COMM_WORLD,
+               &request);
+    complete(request, what);
+  }
+}
+
+void broadcast(std::vector<double>& values, int root, const std::string& what) {
+  broadcast_vector(values, root, what);
+}
+
+void broadcast(std::vector<int64_t>& values, int root, const std::string& what) {
+  broadcast_vector(values, root, what);
+}
+
+void broadcast(std::string& text, int root, const std::string& what) {
+  std::vector<char> chars(text.begin(), text.end());
+  broadcast_vector(chars, root, what);
+  text.assign(chars.begin(), chars.end());
+}
+
+void barrier(const std::string& what) {
+  MPI_Request request;
+  MPI_Ibarrier(MPI_COMM_WORLD, &request);
+  complete(request, what);
+}
+
+std::vector<float> gather(const std::vector<float>& local, int root, const std::string& what) {
+  std::vector<int64_t> counts;
+  return gather_elements(local.data(), static_cast<int64_t>(local.size()), root, what, counts);
+}
+
+std::vector<std::string> gather(const std::string& local, int root, const std::string& what) {
+  std::vector<int64_t> counts;
+  std::vector<char> all =
+      gather_elements(local.data(), static_cast<int64_t>(local.size()), root, what, counts);
+  if (world_rank() != root) return {};
+  std::vector<std::string> out;
+  size_t offset = 0;
+  for (int64_t c : counts) {
+    out.emplace_back(all.data() + offset, static_cast<size_t>(c));
+    offset += static_cast<size_t>(c);
+  }
+  return out;
+}
+
+Outcome attempt(const std::function<void()>& phase) {
+  try {
+    phase();
+    return {};
+  } catch (const UserError& e) {
+    return {kExitUserError, e.what()};
+  } catch (const std::exception& e) {
+    return {kExitInternal, std::string("internal error: ") + e.what()};
+  }
+}
+
+int agree(const Outcome& mine, const std::string& what) {
+  const int world = world_size();
+  std::vector<int> codes(static_cast<size_t>(world), 0);
+  int code = mine.code;
+  MPI_Request request;
+  MPI_Iallgather(&code, 1, MPI_INT, codes.data(), 1, MPI_INT, MPI_COMM_WORLD, &request);
+  complete(request, "agreement on " + what);
+  auto failing = std::find_if(codes.begin(), codes.end(), [](int c) { return c != kExitOk; });
+  if (failing == codes.end()) return kExitOk;
+  const std::vector<std::string> messages =
+      gather(mine.code == kExitOk ? std::string() : mine.message, 0, "agreement on " + what);
+  for (int r = 0; r < static_cast<int>(messages.size()); ++r)
+    if (codes[static_cast<size_t>(r)] != kExitOk) print_failure(r, world, messages[r]);
+  return *failing;
+}
+
+std::string describe_difference(const Items& mine, const Items& root) {
+  std::map<std::string, const std::string*> at_root;
+  for (const auto& [name, value] : root) at_root.emplace(name, &value);
+  std::string first;
+  int differences = 0;
+  auto note = [&](const std::string& text) {
+    if (differences++ == 0) first = text;
+  };
+  for (const auto& [name, value] : mine) {
+    auto it = at_root.find(name);
+    if (it == at_root.end())
+      note(name + " (" + value + ") is not on rank 0");
+    else if (*it->second != value)
+      note(name + " differs from rank 0's (" + value + " vs " + *it->second + ")");
+    if (it != at_root.end()) at_root.erase(it);
+  }
+  for (const auto& [name, value] : root)
+    if (at_root.count(name)) note(name + " is missing (rank 0's: " + value + ")");
+  if (differences > 1) first += "; " + std::to_string(differences - 1) + " more differ";
+  return first;
+}
+
+int agree_on_items(const Items& items, const std::string& what) {
+  const int rank = world_rank(), world = world_size();
+  if (world == 1) return kExitOk;
+  const std::string mine = serialize(items);
+  Xxh3 hash;
+  hash.update(mine);
+  std::string root_hash = hash.hex();
+  broadcast(root_hash, 0, what);
+  const int64_t differs = root_hash != hash.hex();
+  if (!allreduce_max({differs}, what)[0]) return kExitOk;
+  const std::vector<std::string> lists = gather(mine, 0, what);
+  if (rank == 0) {
+    for (int r = 1; r < world; ++r)
+      if (lists[static_cast<size_t>(r)] != mine)
+        print_failure(r, world,
+                      describe_difference(deserialize(lists[static_cast<size_t>(r)]), items));
+  }
+  return kExitUserError;
 }
 
 }  // namespace sx::dist

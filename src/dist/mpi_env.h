@@ -1,12 +1,21 @@
 // MPI bootstrap and the small control-plane collectives (CPU, MPI) that keep ranks in step:
-// agreeing on stop decisions, broadcasting rank 0's choices, reporting setup failures.
+// agreeing on stop decisions, broadcasting rank 0's choices, agreeing on start-up.
 // Rank, world size and local rank always come from MPI (Slurm's SLURM_PROCID is stale
 // under mpirun); the local rank is the rank within MPI_Comm_split_type(SHARED).
+//
+// Every collective here is made by all ranks in the same order. Each waits at most
+// dist.collective_timeout for its peers (deadline.h): past it the rank names the collective
+// (`what`, e.g. "stop-flag reduction") and the step, and ends the job. Buffers of any size
+// travel, in pieces where MPI's int counts would overflow (chunks.h).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "core/error.h"
 
 namespace sx::dist {
 
@@ -34,22 +43,47 @@ class MpiSession {
 [[noreturn]] void abort_job(int exit_code);
 
 // Element-wise max over ranks (stop flags, counters).
-std::vector<int64_t> allreduce_max(std::vector<int64_t> values);
+std::vector<int64_t> allreduce_max(std::vector<int64_t> values, const std::string& what);
 // Sum over ranks.
-std::vector<double> allreduce_sum(std::vector<double> values);
-// Rank `root`'s values on every rank.
-void broadcast(std::vector<double>& values, int root);
-void broadcast(std::vector<int64_t>& values, int root);
-void broadcast(std::string& text, int root);
-void barrier();
-// Bitwise OR over ranks, in place (sets of row ids as bitmaps). Waits at most
-// `timeout_seconds`; past it logs `what` and aborts the job, like a stuck gradient collective.
-void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what);
+std::vector<double> allreduce_sum(std::vector<double> values, const std::string& what);
+// Bitwise OR over ranks, in place (sets of row ids as bitmaps).
+void allreduce_or(std::vector<uint64_t>& words, const std::string& what);
+// Rank `root`'s values on every rank (the others' are resized to fit).
+void broadcast(std::vector<double>& values, int root, const std::string& what);
+void broadcast(std::vector<int64_t>& values, int root, const std::string& what);
+void broadcast(std::string& text, int root, const std::string& what);
+// Rank `root`'s `bytes` bytes at `data` on every rank (each rank passes a buffer that large).
+void broadcast_bytes(void* data, int64_t bytes, int root, const std::string& what);
+void barrier(const std::string& what);
 // Every rank's floats, concatenated in rank order on `root` (others get {}).
-std::vector<float> gather(const std::vector<float>& local, int root);
+std::vector<float> gather(const std::vector<float>& local, int root, const std::string& what);
+// Every rank's text, in rank order, on `root` (others get {}).
+std::vector<std::string> gather(const std::string& local, int root, const std::string& what);
 
-// After a phase every rank runs (setup): true when all ranks succeeded. Otherwise the
-// lowest failing rank's message is returned in `message` on every rank.
-bool all_succeeded(bool ok, std::string& message);
+// How a start-up phase that every rank runs (configuration, run directory, data, model)
+// ended on one rank: code 0, or a failure's exit code and its one-line message.
+struct Outcome {
+  int code = kExitOk;
+  std::string message;
+};
+// Runs `phase`; an exception becomes the outcome (UserError: kExitUserError with its
+// message; anything else kExitInternal, "internal error: ...").
+Outcome attempt(const std::function<void()>& phase);
+// The job's outcome of a phase, the same on every rank, so that no rank goes on into a
+// collective that a failed rank will never join: 0 when all ranks succeeded, else the exit
+// code of the lowest failing rank. Rank 0 prints every failing rank's message once, on
+// stderr ("siamese-xlmr: error: rank 1: ...", without the rank when the job has one).
+int agree(const Outcome& mine, const std::string& what);
+
+// (name, value) pairs that must be the same on every rank: the program version, the
+// configuration's keys, fingerprints of the input files.
+using Items = std::vector<std::pair<std::string, std::string>>;
+// Compares every rank's items with rank 0's (a hash first; the lists only on a mismatch).
+// Returns 0 when they agree, else kExitUserError on every rank, rank 0 having printed for
+// each differing rank its first difference ("rank 1: config key train.lr_max differs from
+// rank 0's (0.002 vs 0.001)").
+int agree_on_items(const Items& items, const std::string& what);
+// The first difference of `mine` from `root`'s, as agree_on_items prints it ("" if none).
+std::string describe_difference(const Items& mine, const Items& root);
 
 }  // namespace sx::dist

@@ -1,4 +1,5 @@
-// NCCL for CUDA tensors (built only when libtorch has CUDA). The unique id travels over MPI.
+// NCCL for CUDA tensors (built only when libtorch has CUDA). The unique id travels over MPI;
+// creating the communicator and every wait are under the collective deadline (deadline.h).
 // Collectives run on a communication stream of their own, ordered after the caller's current
 // stream by an event, so gradient buckets all-reduce while backward goes on; they may be
 // issued from autograd's device thread. wait() polls a CUDA event on that stream together
@@ -8,16 +9,16 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
-#include <mpi.h>
 #include <nccl.h>
 #include <spdlog/spdlog.h>
 
-#include <chrono>
+#include <atomic>
 #include <mutex>
 #include <thread>
 
 #include "core/error.h"
 #include "dist/communicator.h"
+#include "dist/deadline.h"
 
 // Averaging inside the collective (ncclAvg) needs NCCL 2.10; older ones sum and divide.
 #if defined(NCCL_VERSION_CODE) && defined(NCCL_VERSION)
@@ -54,16 +55,15 @@ void check_cuda(cudaError_t result, const char* what, int rank) {
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(const torch::Device& device, const MpiEnv& env, double timeout)
+  NcclCommunicator(const torch::Device& device, const MpiEnv& env)
       : device_(device),
         env_(env),
-        timeout_(timeout),
         stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device.index())) {
     c10::cuda::CUDAGuard guard(device_);
     ncclUniqueId id;
     if (env_.rank == 0) check_nccl(ncclGetUniqueId(&id), "get unique id", env_.rank);
-    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
-    check_nccl(ncclCommInitRank(&comm_, env_.world, id, env_.rank), "communicator init", env_.rank);
+    broadcast_bytes(&id, sizeof id, 0, "broadcast of the NCCL unique id");
+    create_comm(id);
     check_cuda(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming), "event create",
                env_.rank);
     check_cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "event create", env_.rank);
@@ -109,7 +109,7 @@ class NcclCommunicator final : public Communicator {
                                root, comm_, stream_.stream()),
                  "broadcast", env_.rank);
     });
-    wait("broadcast");
+    wait("broadcast of a " + std::to_string(tensor.numel()) + "-element tensor");
   }
 
   void wait(const std::string& what) override {
@@ -117,25 +117,22 @@ class NcclCommunicator final : public Communicator {
     if (!pending_) return;
     c10::cuda::CUDAGuard guard(device_);
     check_cuda(cudaEventRecord(done_, stream_.stream()), "event record", env_.rank);
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
-    while (true) {
-      cudaError_t state = cudaEventQuery(done_);
-      if (state == cudaSuccess) break;
+    auto done = [&] {
+      const cudaError_t state = cudaEventQuery(done_);
+      if (state == cudaSuccess) return true;
       if (state != cudaErrorNotReady) check_cuda(state, "event query", env_.rank);
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async);
-      const bool late = std::chrono::steady_clock::now() > deadline;
-      if (async != ncclSuccess || late) {
-        spdlog::critical("rank {}: {} {}; aborting the NCCL communicator and the job", env_.rank,
-                         what,
-                         late ? "did not complete within dist.collective_timeout"
-                              : std::string("failed: ") + ncclGetErrorString(async));
+      if (async != ncclSuccess) {
+        spdlog::critical(
+            "rank {}: the {} {} failed: {}; aborting the NCCL communicator and the job", env_.rank,
+            what, where(), ncclGetErrorString(async));
         ncclCommAbort(comm_);
         abort_job(kExitInternal);
       }
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+      return false;
+    };
+    await(what, done, [this] { ncclCommAbort(comm_); });
     // The event has completed, so this costs nothing; it keeps the order explicit should the
     // host-side poll ever be moved to a watchdog thread.
     check_cuda(
@@ -145,6 +142,22 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  // ncclCommInitRank blocks until every rank has called it and has no timeout: it runs on a
+  // thread of its own while this one waits for it under the deadline (on expiry the job ends;
+  // the stuck thread goes with the process).
+  void create_comm(const ncclUniqueId& id) {
+    std::atomic<bool> created{false};
+    ncclResult_t result = ncclSuccess;
+    std::thread init([&] {
+      c10::cuda::CUDAGuard guard(device_);
+      result = ncclCommInitRank(&comm_, env_.world, id, env_.rank);
+      created = true;
+    });
+    await("creation of the NCCL communicator", [&] { return created.load(); });
+    init.join();
+    check_nccl(result, "communicator init", env_.rank);
+  }
+
   static void check_float(const torch::Tensor& tensor) {
     TORCH_CHECK(tensor.is_cuda() && tensor.is_contiguous() && tensor.scalar_type() == torch::kFloat,
                 "NCCL all-reduce needs a contiguous float32 CUDA tensor");
@@ -198,7 +211,6 @@ class NcclCommunicator final : public Communicator {
 
   torch::Device device_;
   MpiEnv env_;
-  double timeout_;
   c10::cuda::CUDAStream stream_;
   ncclComm_t comm_ = nullptr;
   cudaEvent_t queued_ = nullptr, done_ = nullptr;
@@ -208,9 +220,9 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device& device, const MpiEnv& env,
-                                                     double timeout_seconds) {
-  return std::make_unique<NcclCommunicator>(device, env, timeout_seconds);
+std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device& device,
+                                                     const MpiEnv& env) {
+  return std::make_unique<NcclCommunicator>(device, env);
 }
 
 }  // namespace sx::dist

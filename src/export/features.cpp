@@ -67,7 +67,7 @@ std::vector<float> embed_distributed(model::SiameseEncoder& model,
   std::vector<float> local =
       embed_texts(model, tokenizer, texts.views(), begin, end,
                   static_cast<size_t>(config.export_.batch_size), env.rank == 0, label);
-  return dist::gather(local, 0);
+  return dist::gather(local, 0, "gather of the embeddings (" + label + ")");
 }
 
 std::vector<uint64_t> shape(size_t rows, int64_t cols) {

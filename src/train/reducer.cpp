@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "dist/deadline.h"
 #include "dist/mpi_env.h"
 
 namespace sx::train {
@@ -88,7 +89,7 @@ std::vector<std::pair<int64_t, int64_t>> GradientReducer::bucket_ranges() const 
 void GradientReducer::begin_step(int64_t step, std::initializer_list<TokenIds> token_ids) {
   std::lock_guard<std::mutex> lock(mutex_);
   TORCH_CHECK(!active_, "GradientReducer::begin_step twice without finish_step");
-  step_ = step;
+  dist::set_step(step);  // named by a collective that misses its deadline
   std::fill(param_ready_.begin(), param_ready_.end(), 0);
   for (auto& b : buckets_) b.ready = 0, b.launched = false;
   next_ = 0;
@@ -109,8 +110,7 @@ void GradientReducer::exchange_rows(std::initializer_list<TokenIds> token_ids) {
       bits[static_cast<size_t>(id) / 64] |= uint64_t{1} << (id % 64);
     }
   if (env_.world > 1)
-    dist::allreduce_or(bits, options_.timeout_seconds,
-                       "exchange of touched embedding rows of step " + std::to_string(step_));
+    dist::allreduce_or(bits, "exchange of touched embedding rows");
   std::vector<int64_t> union_rows;
   for (size_t w = 0; w < bits.size(); ++w)
     for (uint64_t word = bits[w]; word; word &= word - 1)
@@ -203,7 +203,7 @@ void GradientReducer::finish_step() {
     stats_.elements += kStepSlots;
     active_ = false;
   }
-  comm_.wait("all-reduce of step " + std::to_string(step_));
+  comm_.wait("gradient all-reduce");
 }
 
 }  // namespace sx::train

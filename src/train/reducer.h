@@ -42,7 +42,6 @@ struct ReducerOptions {
   dist::WireType wire = dist::WireType::kFloat32;  // dist.grad_dtype
   // The parameter reduced over touched rows only; "" (or a name the model lacks) = dense.
   std::string sparse_rows_param = "embeddings.word_embeddings.weight";
-  double timeout_seconds = 600;  // dist.collective_timeout, for the row exchange
 };
 
 // What the last step did (tests, logs).
@@ -70,15 +69,15 @@ class GradientReducer {
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
-  // Before forward/backward of step `step` (1-based, for messages): the token ids of this
+  // Before forward/backward of step `step` (1-based, for deadline messages): the token ids of this
   // rank's batch (the rows of the sparse parameter it touches; any order, duplicates and
   // padding fine), e.g. {batch.left_ids, batch.right_ids}. Exchanges the row sets with the
   // other ranks (blocking, a few KB). Every row the batch can put gradient on must be listed.
   void begin_step(int64_t step, std::initializer_list<TokenIds> token_ids);
   // After loss.backward() and after writing this rank's StepSlot values: launches what is
   // left (unused parameters' buckets, the slots), waits for everything under
-  // dist.collective_timeout (naming the step on expiry). Leaves the AVERAGED gradient in
-  // flat.grads() and the averaged slots in flat.slots().
+  // dist.collective_timeout (dist/deadline.h: naming the step on expiry). Leaves the
+  // AVERAGED gradient in flat.grads() and the averaged slots in flat.slots().
   void finish_step();
 
   const ReducerStats& stats() const { return stats_; }
@@ -117,7 +116,6 @@ class GradientReducer {
   std::thread::id owner_;
   std::mutex mutex_;
   bool active_ = false;  // between begin_step and finish_step
-  int64_t step_ = 0;
   ReducerStats stats_;
 };
 

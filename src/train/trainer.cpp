@@ -19,6 +19,7 @@
 #include "data/datasets.h"
 #include "data/packed_batch.h"
 #include "dist/communicator.h"
+#include "dist/deadline.h"
 #include "export/features.h"
 #include "model/encoder_factory.h"
 #include "model/keras_adam.h"
@@ -123,13 +124,13 @@ void broadcast_state(TrainState& s, int root) {
                         s.best_val_loss,          double(s.epochs_without_improvement),
                         s.train_seconds,          double(s.bad_steps),
                         double(s.world_size),     s.lr_step_size};
-  dist::broadcast(v, root);
+  dist::broadcast(v, root, "broadcast of the training state");
   s.step = int64_t(v[0]), s.epoch = int64_t(v[1]), s.pairs_consumed = int64_t(v[2]);
   s.adam_iterations = int64_t(v[3]), s.best_val_loss = v[4],
   s.epochs_without_improvement = int64_t(v[5]);
   s.train_seconds = v[6], s.bad_steps = int64_t(v[7]), s.world_size = int64_t(v[8]),
   s.lr_step_size = v[9];
-  dist::broadcast(s.config_hash, root);
+  dist::broadcast(s.config_hash, root, "broadcast of the training state");
 }
 
 // Sets up one rank without any collective: data, tokenizer, model, optimizer, and on rank 0
@@ -241,19 +242,17 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
 void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::string& path,
              const Checkpoint& checkpoint) {
   const bool lead = env.rank == 0;
-  r.comm =
-      dist::make_communicator(config.dist.backend, r.device, env, config.dist.collective_timeout);
+  r.comm = dist::make_communicator(config.dist.backend, r.device, env);
   ReducerOptions reducer_options;
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
-  reducer_options.timeout_seconds = config.dist.collective_timeout;
   r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
   if (lead)
     spdlog::info(
         "replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks, {} on the wire)",
         r.device.str(), r.flat->size(), r.reducer->bucket_ranges().size(), r.comm->name(),
         env.world, config.dist.grad_dtype);
-  dist::broadcast(path, 0);
+  dist::broadcast(path, 0, "broadcast of the checkpoint to resume from");
   if (!path.empty()) {
     if (lead) r.state = checkpoint.state;
     broadcast_state(r.state, 0);
@@ -298,7 +297,8 @@ double validation_loss(const Config& config, const dist::MpiEnv& env, Replica& r
            static_cast<double>(batch.count);
   }
   r.model->train();
-  auto total = dist::allreduce_sum({sum, static_cast<double>(end - begin)});
+  auto total =
+      dist::allreduce_sum({sum, static_cast<double>(end - begin)}, "sum of the validation loss");
   return total[0] / std::max(1.0, total[1]);
 }
 
@@ -375,7 +375,9 @@ StopReason stop_check(Loop& l) {
   if (l.config.train.max_steps > 0 && l.r.state.step >= l.config.train.max_steps)
     return StopReason::kMaxSteps;
   if (l.r.state.step >= l.plan.max_epochs * l.plan.steps_per_epoch) return StopReason::kMaxEpochs;
-  auto flags = dist::allreduce_max({stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0});
+  dist::set_step(l.r.state.step + 1);  // deadline messages name the step
+  auto flags =
+      dist::allreduce_max({stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0}, "stop-flag reduction");
   if (flags[0]) return StopReason::kSignal;
   if (flags[1]) return StopReason::kTime;
   return StopReason::kNone;
@@ -436,7 +438,7 @@ StopReason end_epoch(Loop& l) {
     decision[0] = l.early.update(val_loss);
     decision[1] = l.early.should_stop();
   }
-  dist::broadcast(decision, 0);
+  dist::broadcast(decision, 0, "broadcast of the early-stopping decision");
   r.state.best_val_loss = l.early.best;
   r.state.epochs_without_improvement = l.early.epochs_without_improvement;
   if (l.lead()) {
@@ -466,8 +468,9 @@ int finish(Loop& l, StopReason reason) {
                describe(reason));
   flush_logs();
   if (lead) l.metrics.event("stop", r.state.step, describe(reason));
+  dist::set_step(r.state.step);
   write_step_checkpoint(l);
-  dist::barrier();
+  dist::barrier("barrier after the last checkpoint");
   if (reason == StopReason::kSignal) {
     if (lead)
       spdlog::warn(
@@ -488,7 +491,7 @@ int finish(Loop& l, StopReason reason) {
   const std::string& dir = l.config.run.dir;
   std::string best =
       lead && files::exists(best_checkpoint_path(dir)) ? best_checkpoint_path(dir) : "";
-  dist::broadcast(best, 0);
+  dist::broadcast(best, 0, "broadcast of the best checkpoint's path");
   if (!best.empty()) {
     if (lead) load_params(*r.model, read_checkpoint(best, false).params, best);
     torch::Tensor params = r.flat->params();
@@ -506,19 +509,22 @@ int finish(Loop& l, StopReason reason) {
   return kExitOk;
 }
 
-// Set-up on every rank; on failure every rank learns the first error. Returns false (and
-// rank 0 throws the UserError) when set-up failed.
-bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
-            std::string& resume_path, Checkpoint& checkpoint) {
+// Set-up on every rank, in phases that every rank ends, failed or not, before all learn how
+// all did (dist::agree; rank 0 prints each failure): no rank goes on into a collective that a
+// failed one will never join. Returns 0, or the exit code every rank returns.
+int set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
+           std::string& resume_path, Checkpoint& checkpoint) {
   const bool lead = env.rank == 0;
-  std::string error;
-  bool ok = true;
-  try {
-    if (lead) {
+  auto prepare_run_dir = [&] {
+    if (!lead) return;
+    write_resolved_config(config);  // creates run.dir
+    try {
       files::create_directories(checkpoint_dir(config.run.dir));
-      write_resolved_config(config);
+    } catch (const std::runtime_error& e) {
+      throw UserError(std::string("run.dir: ") + e.what());
     }
-    dist::barrier();
+  };
+  auto set_up_rank = [&] {
     // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
     add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
     install_stop_handlers(config.dist.stop_signal);
@@ -528,16 +534,10 @@ bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& o
                  env.local_world, static_cast<long>(getpid()), host);
     flush_logs();  // operators (and tests) look for the pid while the run is young
     set_up_locally(config, env, options, r, resume_path, checkpoint);
-  } catch (const std::exception& e) {
-    ok = false;
-    error = e.what();
-    if (!dynamic_cast<const UserError*>(&e)) error = "internal error during set-up: " + error;
-  }
-  if (!dist::all_succeeded(ok, error)) {
-    if (lead) throw UserError(error);
-    return false;
-  }
-  return true;
+  };
+  const int code = dist::agree(dist::attempt(prepare_run_dir), "the run directory");
+  if (code != kExitOk) return code;
+  return dist::agree(dist::attempt(set_up_rank), "set-up");
 }
 
 EpochPlan epoch_plan(const Config& config, const dist::MpiEnv& env, const Replica& r) {
@@ -552,7 +552,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
   Replica r;
   std::string resume_path;
   Checkpoint checkpoint;
-  if (!set_up(config, env, options, r, resume_path, checkpoint)) return kExitUserError;
+  if (const int code = set_up(config, env, options, r, resume_path, checkpoint); code != kExitOk)
+    return code;
   try {
     connect(config, env, r, resume_path, checkpoint);
     checkpoint = {};  // its tensors are in the replica now

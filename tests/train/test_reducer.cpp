@@ -11,6 +11,7 @@
 #include <set>
 
 #include "dist/communicator.h"
+#include "dist/deadline.h"
 #include "dist/mpi_env.h"
 #include "model/xlmr.h"
 #include "train/flat_params.h"
@@ -75,7 +76,6 @@ ReducerOptions tiny_buckets(dist::WireType wire) {
   ReducerOptions o;
   o.bucket_mb = 2e-4;  // ~50 floats: many buckets
   o.wire = wire;
-  o.timeout_seconds = 60;
   return o;
 }
 
@@ -92,7 +92,7 @@ TEST_P(Reducer, AveragesLikeTheDenseGradientWithSparseRowsAndOverlapsBackward) {
   const dist::WireType wire = GetParam();
   torch::manual_seed(1);  // same weights on every rank
   Replica r(torch::kCPU);
-  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env, 60);
+  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env);
   GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(wire));
   torch::Tensor abs_sum;
   const torch::Tensor expected = r.dense_average(g_env.world, &abs_sum);  // hooks idle here
@@ -165,7 +165,7 @@ TEST(ReducerUnused, UnusedParametersDoNotBlockAndAverageWithZero) {
   torch::manual_seed(2);
   auto m = std::make_shared<TwoLayers>();
   FlatParameters flat(*m);
-  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env, 60);
+  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env);
   GradientReducer reducer(flat, *comm, g_env, tiny_buckets(dist::WireType::kFloat32));
   torch::Tensor x = torch::ones({1, 4});
   flat.zero_grads();
@@ -186,7 +186,7 @@ TEST(ReducerGpu, OverlappedNcclEqualsThePlainGradient) {
   for (auto wire : {dist::WireType::kFloat32, dist::WireType::kBFloat16}) {
     torch::manual_seed(1);
     Replica r(torch::kCUDA);
-    auto comm = dist::make_communicator("nccl", torch::kCUDA, g_env, 60);
+    auto comm = dist::make_communicator("nccl", torch::kCUDA, g_env);
     GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(wire));
     const torch::Tensor plain = r.dense_average(1).cpu();
     const std::vector<int32_t> ids = batch_ids(0);
@@ -213,6 +213,7 @@ TEST(ReducerGpu, OverlappedNcclEqualsThePlainGradient) {
 int main(int argc, char** argv) {
   sx::dist::MpiSession mpi(&argc, &argv);
   sx::train::g_env = mpi.env();
+  sx::dist::set_collective_timeout(60);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }
