@@ -123,7 +123,8 @@ StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangula
     if (timer) timer->mark(p);
   };
   mark(Phase::kStart);
-  const DeviceBatch d = to_device(batch, t.device);
+  const bool graphed = t.graphs != nullptr;  // then the graph's inputs are filled inside
+  const DeviceBatch d = graphed ? DeviceBatch{} : to_device(batch, t.device);
   mark(Phase::kH2D);
   // Dropout randomness from (seed, rank, step) alone: a resumed run draws the same.
   torch::manual_seed(settings.dropout_seed);
@@ -136,14 +137,20 @@ StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangula
     else
       t.reducer->begin_step(settings.step, {batch.text.ids, pad_row});
   }
-  t.flat->zero_grads();
-  torch::Tensor embeddings = encode(t.model, batch, d);
-  const int64_t b = batch.text.pairs;
-  torch::Tensor distance =
-      model::pair_distance(embeddings.narrow(0, 0, b), embeddings.narrow(0, b, b));
-  torch::Tensor loss = model::dbl_loss(distance, d.labels, settings.margin);
-  mark(Phase::kForward);
-  loss.backward();  // with several ranks, the reducer's hooks launch bucket all-reduces meanwhile
+  torch::Tensor loss;
+  if (graphed) {  // one replay: forward and backward (the split shows both as "forward")
+    loss = t.graphs->forward_backward(t, batch, settings.margin);
+    mark(Phase::kForward);
+  } else {
+    t.flat->zero_grads();
+    torch::Tensor embeddings = encode(t.model, batch, d);
+    const int64_t b = batch.text.pairs;
+    torch::Tensor distance =
+        model::pair_distance(embeddings.narrow(0, 0, b), embeddings.narrow(0, b, b));
+    loss = model::dbl_loss(distance, d.labels, settings.margin);
+    mark(Phase::kForward);
+    loss.backward();  // with several ranks, the reducer's hooks launch bucket all-reduces
+  }
   mark(Phase::kBackward);
 
   StepResult out;

@@ -75,6 +75,7 @@ struct Replica {
   std::unique_ptr<model::KerasAdam> adam;
   std::unique_ptr<dist::Communicator> comm;
   std::unique_ptr<GradientReducer> reducer;  // averages flat's gradients over the ranks
+  std::unique_ptr<StepGraphs> graphs;        // train.cuda_graphs, where it can run
   TrainState state;
   std::string model_description;
 };
@@ -238,6 +239,21 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
 }
 
 // The collective part of set-up: the communicator, the resumed state, identical replicas.
+// The CUDA graphs of train.cuda_graphs, or null (with a warning saying why when they were asked
+// for but cannot run here).
+std::unique_ptr<StepGraphs> make_step_graphs(const Config& config, const dist::MpiEnv& env,
+                                             const model::SiameseEncoder& model,
+                                             const torch::Device& device) {
+  if (!config.train.cuda_graphs) return nullptr;
+  const std::string why =
+      StepGraphs::unsupported_reason(model, device, env.world, config.model.layout == "packed");
+  if (!why.empty()) {
+    if (env.rank == 0) spdlog::warn("train.cuda_graphs: not used, {}", why);
+    return nullptr;
+  }
+  return std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad);
+}
+
 void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::string& path,
              const Checkpoint& checkpoint) {
   const bool lead = env.rank == 0;
@@ -248,6 +264,7 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   reducer_options.timeout_seconds = config.dist.collective_timeout;
   r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
+  r.graphs = make_step_graphs(config, env, r.model, r.device);
   if (lead)
     spdlog::info(
         "replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks, {} on the wire)",
@@ -582,7 +599,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
            Prefetcher<HostBatch>(
                [&](uint64_t consumed) { return training_batch(config, env, r, consumed); },
                static_cast<uint64_t>(plan.global_batch)),
-           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world},
+           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world,
+                   r.graphs.get()},
            budget};
     l.seconds_before = r.state.train_seconds;
     if (l.lead())
