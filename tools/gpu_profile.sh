@@ -14,6 +14,7 @@ step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 source launch/gpu-env.sh
 step "build"
+[ -f build-gpu/CMakeCache.txt ] && cmake -S . -B build-gpu -DSX_CUDA_GRAPHS=ON >/dev/null
 if ! gpu_build siamese-xlmr test_step_graphs; then
   echo "BUILD FAILED with CUDA graphs; building without them (-DSX_CUDA_GRAPHS=OFF)"
   cmake -S . -B build-gpu -DSX_CUDA_GRAPHS=OFF >/dev/null &&

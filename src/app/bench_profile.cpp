@@ -84,7 +84,8 @@ void profile_steps(const std::string& title, const std::string& trace_path, int 
   std::vector<std::pair<double, double>> device_spans;
   double first = 1e300, last = 0;
   for (const auto& e : result->events()) {
-    const double start = static_cast<double>(e.startUs()), us = static_cast<double>(e.durationUs());
+    const double start = static_cast<double>(e.startNs()) / 1e3,
+                 us = static_cast<double>(e.durationNs()) / 1e3;
     first = std::min(first, start);
     last = std::max(last, start + us);
     Total& t = (e.deviceType() == c10::DeviceType::CUDA ? device : host)[e.name()];

@@ -326,14 +326,15 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   reducer_options.timeout_seconds = config.dist.collective_timeout;
-  train::GradientReducer reducer(flat, *comm, env, reducer_options);
   std::unique_ptr<train::StepGraphs> graphs;
   if (config.train.cuda_graphs) {
     const std::string why = train::StepGraphs::unsupported_reason(built.encoder, device, env.world,
                                                                   a.layout == "packed");
     if (!why.empty()) throw UserError("train.cuda_graphs: " + why);
+    train::StepGraphs::use_own_stream(device);  // before the reducer's hooks
     graphs = std::make_unique<train::StepGraphs>(a.max_len, data::XlmrTokenizer::kPad);
   }
+  train::GradientReducer reducer(flat, *comm, env, reducer_options);
   Bench b{config,
           a,
           env,

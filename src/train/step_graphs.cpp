@@ -13,7 +13,6 @@
 
 #if defined(SX_WITH_CUDA) && TORCH_VERSION_MAJOR >= 2 && !defined(SX_NO_CUDA_GRAPHS)
 #define SX_HAVE_CUDA_GRAPHS 1
-#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -62,11 +61,8 @@ struct Graph {
 struct StepGraphs::Impl {
   int64_t max_seqlen = 0;
   int32_t pad_id = 1;
-  std::optional<c10::cuda::CUDAStream> stream;  // every graphed step runs here
   decltype(at::cuda::graph_pool_handle()) pool;
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Graph>> graphs;  // (pairs, bucket)
-  std::vector<std::unique_ptr<Graph>> abandoned;  // failed captures: never destroyed
-  bool failed = false;
   int64_t captured = 0;
 
   // The step's body: the same kernels whether run eagerly or captured.
@@ -118,26 +114,27 @@ struct StepGraphs::Impl {
     g.labels.copy_(batch.labels, /*non_blocking=*/true);
   }
 
-  torch::Tensor capture(Trainee& t, Graph& g, int64_t pairs, double margin) {
+  // Captures the body on the current stream. A failed capture leaves CUDA's and torch's
+  // capture state behind, so it ends the run with a way out rather than training on.
+  void capture(Trainee& t, Graph& g, int64_t pairs, double margin) {
     g.graph.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
     try {
       g.loss = body(t, g, pairs, margin);
       g.graph.capture_end();
     } catch (const std::exception& e) {
-      cudaGraph_t partial = nullptr;
-      cudaStreamEndCapture(stream->stream(), &partial);  // may fail: capture invalidated
-      if (partial) cudaGraphDestroy(partial);
-      (void)cudaGetLastError();
-      spdlog::warn("CUDA graph capture failed, training on without graphs: {}", e.what());
-      failed = true;
-      return torch::Tensor();
+      throw std::runtime_error(std::string("capturing the step as a CUDA graph failed (set "
+                                           "train.cuda_graphs: false to train without): ") +
+                               e.what());
     }
     g.captured = true;
     ++captured;
-    g.graph.replay();
-    return g.loss;
   }
 };
+
+void StepGraphs::use_own_stream(const torch::Device& device) {
+  torch::cuda::synchronize(device.index());  // what the default stream did is visible to it
+  c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, device.index()));
+}
 
 StepGraphs::StepGraphs(int64_t max_seqlen, int32_t pad_id) : impl_(std::make_unique<Impl>()) {
   impl_->max_seqlen = max_seqlen;
@@ -156,43 +153,23 @@ torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, d
   const int64_t pairs = batch.text.pairs, tokens = batch.text.tokens();
   TORCH_CHECK(batch.packed && batch.text.max_length() <= m.max_seqlen,
               "a graphed step needs a packed batch of texts up to ", m.max_seqlen, " tokens");
+  TORCH_CHECK(c10::cuda::getCurrentCUDAStream(t.device.index()) !=
+                  c10::cuda::getDefaultCUDAStream(t.device.index()),
+              "graphed steps run on a stream of their own: call StepGraphs::use_own_stream first");
   const int64_t bucket = (tokens / kBucketTokens + 1) * kBucketTokens;
-  if (!m.stream) m.stream = c10::cuda::getStreamFromPool(false, t.device.index());
   Graph& g = m.graph_for(pairs, bucket, t.device);
-  const c10::cuda::CUDAStream current = c10::cuda::getCurrentCUDAStream(t.device.index());
   m.fill_inputs(g, batch);
-  at::cuda::CUDAEvent ready;
-  ready.record(current);
-  ready.block(*m.stream);
-  torch::Tensor loss;
-  {
-    c10::cuda::CUDAStreamGuard guard(*m.stream);
-    ++g.seen;
-    if (g.captured) {
-      g.graph.replay();
-      loss = g.loss;
-    } else if (g.seen >= 2 && !m.failed) {
-      loss = m.capture(t, g, pairs, margin);
-      if (m.failed) {  // keep the abandoned capture alive: its pool may still be marked in use
-        m.abandoned.push_back(std::move(m.graphs[{pairs, bucket}]));
-        m.graphs.erase({pairs, bucket});
-      }
-    } else if (!m.failed) {  // first sight of this shape: eagerly (the capture's warm-up)
-      loss = m.body(t, g, pairs, margin);
-    }
-  }
-  // Graphs failed: eagerly on the current stream, where the inputs were filled (`g` lives on
-  // in `abandoned` if it was the failed one).
-  if (m.failed && !loss.defined()) return m.body(t, g, pairs, margin);
-  at::cuda::CUDAEvent done;
-  done.record(*m.stream);
-  done.block(current);
-  return loss;
+  ++g.seen;
+  if (!g.captured && g.seen == 1) return m.body(t, g, pairs, margin);  // the warm-up, eagerly
+  if (!g.captured) m.capture(t, g, pairs, margin);
+  g.graph.replay();
+  return g.loss;
 }
 
 #else  // no CUDA graphs in this build
 
 struct StepGraphs::Impl {};
+void StepGraphs::use_own_stream(const torch::Device&) {}
 StepGraphs::StepGraphs(int64_t, int32_t) : impl_(std::make_unique<Impl>()) {}
 StepGraphs::~StepGraphs() = default;
 int64_t StepGraphs::captured() const {

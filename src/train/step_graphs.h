@@ -36,14 +36,19 @@ class StepGraphs {
   StepGraphs(const StepGraphs&) = delete;
   StepGraphs& operator=(const StepGraphs&) = delete;
 
+  // Makes a stream of the device's pool the calling thread's current stream (after a device
+  // sync). Graphs cannot be captured on the default stream, and autograd's gradient
+  // accumulators keep the stream they were made on: call it before the first step and before
+  // anything registers gradient hooks (the reducer).
+  static void use_own_stream(const torch::Device& device);
+
   // "" when graphs can run the steps of `model` (already on `device`); else why not.
   static std::string unsupported_reason(const model::SiameseEncoder& model,
                                         const torch::Device& device, int world, bool packed);
 
   // Zeroes the gradients, then forward, DBL loss and backward of `batch` on the current
   // stream's behalf, through the graph of the batch's shape. Returns the loss (a device
-  // scalar, valid until the next call). Falls back to eager steps, with a warning, if a
-  // capture fails.
+  // scalar, valid until the next call). Throws if a capture fails.
   torch::Tensor forward_backward(Trainee& t, const HostBatch& batch, double margin);
 
   int64_t captured() const;  // graphs captured so far

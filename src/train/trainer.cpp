@@ -251,6 +251,7 @@ std::unique_ptr<StepGraphs> make_step_graphs(const Config& config, const dist::M
     if (env.rank == 0) spdlog::warn("train.cuda_graphs: not used, {}", why);
     return nullptr;
   }
+  StepGraphs::use_own_stream(device);
   return std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad);
 }
 
@@ -263,8 +264,8 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   reducer_options.timeout_seconds = config.dist.collective_timeout;
+  r.graphs = make_step_graphs(config, env, r.model, r.device);  // before the reducer's hooks
   r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
-  r.graphs = make_step_graphs(config, env, r.model, r.device);
   if (lead)
     spdlog::info(
         "replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks, {} on the wire)",

@@ -47,6 +47,7 @@ class StepGraphsGpu : public ::testing::Test {
   void SetUp() override {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
     if (!model::flash_varlen_available()) GTEST_SKIP() << "no variable-length flash attention";
+    StepGraphs::use_own_stream(device_);
   }
   // The tiny fixture model on the GPU: bf16, flash attention over the packed layout.
   void make(double dropout) {
