@@ -146,10 +146,12 @@ void Progress::report(bool final) {
   const std::string left_text = left >= 0 ? format_duration(left) + " left" : "";
   if (tty_ && !final) {
     char line[256];
-    std::snprintf(line, sizeof line, "%s [%s] %llu/%llu %.0f/s %s %s", label_.c_str(),
-                  bar_text(total ? double(done) / total : 0, 30).c_str(),
+    // The time left first: a narrow terminal clips the end of the line.
+    std::snprintf(line, sizeof line, "%s [%s] %llu/%llu %s| %.0f/s, %s", label_.c_str(),
+                  bar_text(total ? double(done) / total : 0, 20).c_str(),
                   static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
-                  rate, format_duration(elapsed).c_str(), left_text.c_str());
+                  left_text.empty() ? "" : (left_text + " ").c_str(), rate,
+                  format_duration(elapsed).c_str());
     show_status_line(line);
     return;
   }

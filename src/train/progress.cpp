@@ -37,18 +37,18 @@ int64_t steps_left_in_epoch(int64_t step, int64_t steps_per_epoch) {
 }
 
 std::string status_bar(const TrainingStatus& s) {
+  // The times first: a narrow terminal clips the end of the line.
   const int64_t at = position_in_epoch(s.step, s.steps_per_epoch);
-  char b[320];
-  std::snprintf(b, sizeof b,
-                "step %lld | epoch %s [%s] %lld/%lld | loss %s | %.1f pairs/s | epoch ends in %s",
-                static_cast<long long>(s.step), epoch_text(s).c_str(),
-                bar_text(double(at) / s.steps_per_epoch, 20).c_str(), static_cast<long long>(at),
-                static_cast<long long>(s.steps_per_epoch), loss_text(s.loss, "%.4f").c_str(),
-                s.pairs_per_s, duration_or_unknown(s.epoch_left_s).c_str());
-  std::string out = b;
+  std::string out = "step " + std::to_string(s.step) + " | epoch " + epoch_text(s) + " [" +
+                    bar_text(double(at) / s.steps_per_epoch, 10) + "] " + std::to_string(at) + "/" +
+                    std::to_string(s.steps_per_epoch) + ", ends in " +
+                    duration_or_unknown(s.epoch_left_s);
   if (s.budget_left_s >= 0)
     out += " | " + format_duration(s.budget_left_s) + " of run.max_duration left";
-  return out;
+  char b[96];
+  std::snprintf(b, sizeof b, " | loss %s | %.1f pairs/s", loss_text(s.loss, "%.4f").c_str(),
+                s.pairs_per_s);
+  return out + b;
 }
 
 std::string status_line(const TrainingStatus& s) {

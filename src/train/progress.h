@@ -26,8 +26,8 @@ struct TrainingStatus {
 // Steps left in the current epoch after `step` steps (0 right after an epoch's end is
 // impossible: the step that ends an epoch leaves a whole next epoch, steps_per_epoch).
 int64_t steps_left_in_epoch(int64_t step, int64_t steps_per_epoch);
-// The bar's text: "step 37 | epoch 1/30 [####......] 37/60 | loss 0.2711 | 41.3 pairs/s |
-// epoch ends in 12s | 3m40s of run.max_duration left".
+// The bar's text, the times first (a narrow terminal clips the end): "step 97 | epoch 2/30
+// [######....] 37/60, ends in 12s | 3m40s of run.max_duration left | loss 0.2711 | 41.3 pairs/s".
 std::string status_bar(const TrainingStatus& s);
 // The periodic log line's text: "progress: step 37 (epoch 1/30, 37/60): loss 0.27110
 // (smoothed), 41.3 pairs/s, epoch ends in 12s, 3m40s of run.max_duration left".

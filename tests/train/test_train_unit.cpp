@@ -147,8 +147,8 @@ TEST(TrainingProgress, BarAndLineShowStepEpochLossPaceAndTimesLeft) {
   s.epoch_left_s = 12.4;
   s.budget_left_s = 220;
   EXPECT_EQ(status_bar(s),
-            "step 97 | epoch 2/30 [############........] 37/60 | loss 0.2711 | 41.3 pairs/s | "
-            "epoch ends in 12s | 3m40s of run.max_duration left");
+            "step 97 | epoch 2/30 [######....] 37/60, ends in 12s | 3m40s of run.max_duration "
+            "left | loss 0.2711 | 41.3 pairs/s");
   EXPECT_EQ(status_line(s),
             "progress: step 97 (epoch 2/30, 37/60): loss 0.27113 (smoothed), 41.3 pairs/s, epoch "
             "ends in 12s, 3m40s of run.max_duration left");
