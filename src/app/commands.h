@@ -62,6 +62,8 @@ struct BenchTrainArgs {
   long long max_len = 128;
   std::string layout = "packed";
   std::string json;
+  std::string profile;  // "" = none; else a folder for the kineto traces (libtorch 2.x)
+  long long profile_steps = 3;
 };
 int cmd_bench_train(const BenchTrainArgs& args);
 // Registers `bench train` and its options under `bench`; its callback sets `action`.

@@ -77,6 +77,7 @@ struct TrainConfig {
   int64_t log_every;
   int64_t max_bad_steps;
   bool balance_ranks;
+  bool cuda_graphs;
 };
 
 struct DistConfig {

@@ -135,34 +135,46 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
   TORCH_CHECK(!micro_batches.empty(), "train_step without a batch");
   const size_t count = micro_batches.size();
   mark(Phase::kStart);
+  // CUDA graphs (train.cuda_graphs, one replica) replay one batch's forward and backward from
+  // zeroed gradients, so they serve steps of a single micro-batch; the graph fills its inputs.
+  const bool graphed = t.graphs != nullptr && count == 1;
   std::vector<DeviceBatch> device_batches;
-  for (const HostBatch& batch : micro_batches) device_batches.push_back(to_device(batch, t.device));
+  if (!graphed)
+    for (const HostBatch& batch : micro_batches)
+      device_batches.push_back(to_device(batch, t.device));
   mark(Phase::kH2D);
-  t.flat->zero_grads();
-  // The word-embedding rows the micro-batches touch (the reducer reduces only their union):
-  // the ids, and in the padded layout the pad row too.
-  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
-  std::vector<GradientReducer::TokenIds> touched;
-  for (const HostBatch& batch : micro_batches) {
-    touched.emplace_back(batch.text.ids);
-    if (!batch.packed) touched.emplace_back(pad_row);
-  }
   torch::Tensor loss_sum;  // sum over micro-batches of loss / count, on the device
   int64_t tokens = 0;
-  for (size_t a = 0; a < count; ++a) {
-    const bool last = a + 1 == count;
-    // Dropout randomness from (seed, rank, step, micro-batch) alone: a resumed run draws the
-    // same.
-    torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
-    // With several ranks the reducer's hooks launch the bucket all-reduces during the last
-    // micro-batch's backward (the hooks are idle before begin_step).
-    if (last && t.world > 1) t.reducer->begin_step(settings.step, touched);
-    torch::Tensor loss = micro_loss(t, micro_batches[a], device_batches[a], settings.margin);
-    if (count > 1) loss = loss / static_cast<double>(count);  // the mean over the global batch
-    if (last) mark(Phase::kForward);
-    loss.backward();  // accumulates into the flat gradient buffer
-    loss_sum = a == 0 ? loss.detach() : loss_sum + loss.detach();
-    tokens += micro_batches[a].text.tokens();
+  if (graphed) {  // one replay: forward and backward (the split shows both as "forward")
+    torch::manual_seed(settings.dropout_seed);
+    loss_sum = t.graphs->forward_backward(t, micro_batches.front(), settings.margin).detach();
+    tokens = micro_batches.front().text.tokens();
+    mark(Phase::kForward);
+  } else {
+    t.flat->zero_grads();
+    // The word-embedding rows the micro-batches touch (the reducer reduces only their union):
+    // the ids, and in the padded layout the pad row too.
+    static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
+    std::vector<GradientReducer::TokenIds> touched;
+    for (const HostBatch& batch : micro_batches) {
+      touched.emplace_back(batch.text.ids);
+      if (!batch.packed) touched.emplace_back(pad_row);
+    }
+    for (size_t a = 0; a < count; ++a) {
+      const bool last = a + 1 == count;
+      // Dropout randomness from (seed, rank, step, micro-batch) alone: a resumed run draws the
+      // same.
+      torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
+      // With several ranks the reducer's hooks launch the bucket all-reduces during the last
+      // micro-batch's backward (the hooks are idle before begin_step).
+      if (last && t.world > 1) t.reducer->begin_step(settings.step, touched);
+      torch::Tensor loss = micro_loss(t, micro_batches[a], device_batches[a], settings.margin);
+      if (count > 1) loss = loss / static_cast<double>(count);  // the mean over the global batch
+      if (last) mark(Phase::kForward);
+      loss.backward();  // accumulates into the flat gradient buffer
+      loss_sum = a == 0 ? loss.detach() : loss_sum + loss.detach();
+      tokens += micro_batches[a].text.tokens();
+    }
   }
   mark(Phase::kBackward);
 

@@ -31,6 +31,7 @@
 #include "model/xlmr.h"
 #include "train/flat_params.h"
 #include "train/reducer.h"
+#include "train/step_graphs.h"
 
 namespace sx::train {
 
@@ -59,6 +60,7 @@ struct Trainee {
   GradientReducer* reducer = nullptr;  // unused with one rank
   torch::Device device{torch::kCPU};
   int world = 1;
+  StepGraphs* graphs = nullptr;  // forward and backward through CUDA graphs when set
 };
 
 struct StepSettings {

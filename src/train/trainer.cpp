@@ -75,6 +75,7 @@ struct Replica {
   std::unique_ptr<model::KerasAdam> adam;
   std::unique_ptr<dist::Communicator> comm;
   std::unique_ptr<GradientReducer> reducer;  // averages flat's gradients over the ranks
+  std::unique_ptr<StepGraphs> graphs;        // train.cuda_graphs, where it can run
   TrainState state;
   std::string model_description;
 };
@@ -250,6 +251,27 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
 }
 
 // The collective part of set-up: the communicator, the resumed state, identical replicas.
+// The CUDA graphs of train.cuda_graphs, or null (with a warning saying why when they were asked
+// for but cannot run here).
+std::unique_ptr<StepGraphs> make_step_graphs(const Config& config, const dist::MpiEnv& env,
+                                             const model::SiameseEncoder& model,
+                                             const torch::Device& device) {
+  if (!config.train.cuda_graphs) return nullptr;
+  if (config.train.accumulation_steps > 1) {  // a graph replays one batch from zeroed gradients
+    if (env.rank == 0)
+      spdlog::warn("train.cuda_graphs: not used with train.accumulation_steps > 1");
+    return nullptr;
+  }
+  const std::string why =
+      StepGraphs::unsupported_reason(model, device, env.world, config.model.layout == "packed");
+  if (!why.empty()) {
+    if (env.rank == 0) spdlog::warn("train.cuda_graphs: not used, {}", why);
+    return nullptr;
+  }
+  StepGraphs::use_own_stream(device);
+  return std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad);
+}
+
 void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::string& path,
              const Checkpoint& checkpoint) {
   const bool lead = env.rank == 0;
@@ -259,6 +281,12 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   reducer_options.timeout_seconds = config.dist.collective_timeout;
+  r.graphs = make_step_graphs(config, env, r.model, r.device);  // before the reducer's hooks
+  if (env.world == 1) {  // no reducer hooks wait on autograd's accumulators
+    model::ComputeOptions compute = r.model->compute();
+    compute.direct_weight_grads = true;
+    r.model->set_compute(compute);
+  }
   r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
   if (lead)
     spdlog::info(
@@ -667,7 +695,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
            Prefetcher<std::vector<HostBatch>>(
                [&](uint64_t consumed) { return training_batches(config, env, r, consumed); },
                static_cast<uint64_t>(global_batch)),
-           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world},
+           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world,
+                   r.graphs.get()},
            budget};
     l.seconds_before = r.state.train_seconds;
     l.checkpoint_every = parse_steps_or_duration(config.train.checkpoint_every);
