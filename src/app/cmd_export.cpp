@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "data/datasets.h"
 #include "data/tokenizer.h"
 #include "dist/mpi_env.h"
@@ -42,6 +43,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
   if (!load_config_on_every_rank(args, {"data", "tokenizer", "model"}, env.rank, config))
     return kExitUserError;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
+  set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
   try {
     auto datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
     auto split =

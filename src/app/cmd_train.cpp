@@ -3,6 +3,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "dist/mpi_env.h"
 #include "train/trainer.h"
 
@@ -16,6 +17,7 @@ int cmd_train(const ConfigArgs& args, const std::string& resume) {
           args, {"run", "data", "tokenizer", "model", "train", "dist", "export"}, env.rank, config))
     return kExitUserError;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
+  set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
   return train::run_training(config, env, {resume});
 }
 

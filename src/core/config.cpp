@@ -102,6 +102,13 @@ const std::vector<Field>& schema() {
         choices(entry(&C::run, &RunConfig::other_ranks_log_level, "run.other_ranks_log_level",
                       Kind::kEnum, "warn", "Log level of ranks other than 0."),
                 {"trace", "debug", "info", "warn", "error"}));
+    s.push_back(choices(
+        entry(&C::run, &RunConfig::progress, "run.progress", Kind::kEnum, "auto",
+              "How rank 0 shows progress (training: step, epoch, smoothed loss, pairs/s, time "
+              "to the epoch's end and left in run.max_duration; loading and exporting: the "
+              "time left): auto = a bar redrawn in place when stderr is a terminal, a line "
+              "every run.progress_interval otherwise; lines = lines always; off = neither."),
+        {"auto", "lines", "off"}));
     s.push_back(range(
         entry(&C::run, &RunConfig::progress_interval, "run.progress_interval", Kind::kDuration,
               "30s", "Interval of progress lines when stderr is not a terminal."),
@@ -294,6 +301,11 @@ const std::vector<Field>& schema() {
               "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
               "batch is padded to a multiple of 256 tokens with dummy sequences, which "
               "changes only dropout's random numbers. Ignored, with a warning, elsewhere."));
+    s.push_back(entry(&C::train, &TrainConfig::epoch_auc, "train.epoch_auc", Kind::kBool, "true",
+                      "At each epoch's end, embed the multilingual labeled set (every rank a "
+                      "share, eval mode) and log its centroid ROC-AUC per held-out language and "
+                      "the mean (as `evaluate`'s AUC centroid) in metrics.jsonl and the epoch "
+                      "line. Does not change the training."));
     // dist
     s.push_back(choices(entry(&C::dist, &DistConfig::backend, "dist.backend", Kind::kEnum, "auto",
                               "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "

@@ -15,6 +15,7 @@ struct RunConfig {
   double max_duration;  // seconds; 0 = no limit
   std::string log_level;
   std::string other_ranks_log_level;
+  std::string progress;      // auto | lines | off
   double progress_interval;  // seconds between progress lines when stderr is not a TTY
   int64_t threads;           // torch intra-op threads per rank; 0 = cores / ranks on the node
 };
@@ -78,6 +79,7 @@ struct TrainConfig {
   int64_t max_bad_steps;
   bool balance_ranks;
   bool cuda_graphs;
+  bool epoch_auc;  // centroid AUC of the multilingual labeled set at each epoch's end
 };
 
 struct DistConfig {

@@ -82,6 +82,67 @@ std::vector<float> rows_of(const std::vector<float>& matrix, const std::vector<i
 
 }  // namespace
 
+std::vector<double> centroid_scores(const std::vector<float>& train,
+                                    const std::vector<int>& train_labels,
+                                    const std::vector<float>& test, int64_t cols) {
+  // Training-free: closer to the toxic centroid than to the normal one.
+  std::vector<double> c0(cols, 0.0), c1(cols, 0.0);
+  double n0 = 0, n1 = 0;
+  for (size_t k = 0; k < train_labels.size(); ++k) {
+    auto& c = train_labels[k] ? c1 : c0;
+    (train_labels[k] ? n1 : n0) += 1;
+    for (int64_t j = 0; j < cols; ++j) c[j] += train[k * cols + j];
+  }
+  for (int64_t j = 0; j < cols; ++j) c0[j] /= n0, c1[j] /= n1;
+  std::vector<double> score(test.size() / cols);
+  for (size_t k = 0; k < score.size(); ++k) {
+    double d0 = 0, d1 = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      double v = test[k * cols + j];
+      d0 += (v - c0[j]) * (v - c0[j]);
+      d1 += (v - c1[j]) * (v - c1[j]);
+    }
+    score[k] = std::sqrt(d0) - std::sqrt(d1);
+  }
+  return score;
+}
+
+std::string fold_skip_reason(const std::vector<int>& train_labels,
+                             const std::vector<int>& test_labels) {
+  const auto test_toxic = std::count(test_labels.begin(), test_labels.end(), 1);
+  const auto train_toxic = std::count(train_labels.begin(), train_labels.end(), 1);
+  if (test_labels.empty()) return "no rows";
+  if (test_toxic == 0 || test_toxic == static_cast<long>(test_labels.size()))
+    return "held-out rows have one class";
+  if (train_toxic == 0 || train_toxic == static_cast<long>(train_labels.size()))
+    return "training rows have one class";
+  return "";
+}
+
+std::vector<std::pair<std::string, double>> centroid_auc_by_language(
+    const std::vector<float>& x, const std::vector<int>& labels,
+    const std::vector<std::string>& langs, int64_t cols) {
+  std::vector<std::string> languages(langs.begin(), langs.end());
+  std::sort(languages.begin(), languages.end());
+  languages.erase(std::unique(languages.begin(), languages.end()), languages.end());
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& lang : languages) {
+    std::vector<int64_t> train_index, test_index;
+    std::vector<int> y_train, y_test;
+    for (size_t i = 0; i < langs.size(); ++i) {
+      (langs[i] == lang ? test_index : train_index).push_back(static_cast<int64_t>(i));
+      (langs[i] == lang ? y_test : y_train).push_back(labels[i]);
+    }
+    double auc = std::nan("");
+    if (fold_skip_reason(y_train, y_test).empty())
+      auc = roc_auc(centroid_scores(rows_of(x, train_index, cols), y_train,
+                                    rows_of(x, test_index, cols), cols),
+                    y_test);
+    out.emplace_back(lang, auc);
+  }
+  return out;
+}
+
 Evaluation evaluate_features(const std::string& path) {
   io::H5File f = io::H5File::open(path);
   Evaluation ev;
@@ -130,36 +191,12 @@ Evaluation evaluate_features(const std::string& path) {
     for (auto i : train_index) y_train.push_back(labels[i]);
     for (auto i : test_index) y_test.push_back(labels[i]);
     r.test_toxic = std::count(y_test.begin(), y_test.end(), 1);
-    const int64_t train_toxic = std::count(y_train.begin(), y_train.end(), 1);
-    if (test_index.empty())
-      r.skipped = true, r.why = "no rows";
-    else if (r.test_toxic == 0 || r.test_toxic == r.test_rows)
-      r.skipped = true, r.why = "held-out rows have one class";
-    else if (train_toxic == 0 || train_toxic == r.train_rows)
-      r.skipped = true, r.why = "training rows have one class";
+    r.why = fold_skip_reason(y_train, y_test);
+    r.skipped = !r.why.empty();
     if (!r.skipped) {
       std::vector<float> xtr = rows_of(x, train_index, cols), xte = rows_of(x, test_index, cols);
       r.auc_logistic = roc_auc(logistic_scores(xtr, y_train, xte, cols), y_test);
-      // Training-free: closer to the toxic centroid than to the normal one.
-      std::vector<double> c0(cols, 0.0), c1(cols, 0.0);
-      double n0 = 0, n1 = 0;
-      for (size_t k = 0; k < train_index.size(); ++k) {
-        auto& c = y_train[k] ? c1 : c0;
-        (y_train[k] ? n1 : n0) += 1;
-        for (int64_t j = 0; j < cols; ++j) c[j] += xtr[k * cols + j];
-      }
-      for (int64_t j = 0; j < cols; ++j) c0[j] /= n0, c1[j] /= n1;
-      std::vector<double> score(test_index.size());
-      for (size_t k = 0; k < test_index.size(); ++k) {
-        double d0 = 0, d1 = 0;
-        for (int64_t j = 0; j < cols; ++j) {
-          double v = xte[k * cols + j];
-          d0 += (v - c0[j]) * (v - c0[j]);
-          d1 += (v - c1[j]) * (v - c1[j]);
-        }
-        score[k] = std::sqrt(d0) - std::sqrt(d1);
-      }
-      r.auc_centroid = roc_auc(score, y_test);
+      r.auc_centroid = roc_auc(centroid_scores(xtr, y_train, xte, cols), y_test);
       sum_lr += r.auc_logistic;
       sum_c += r.auc_centroid;
       ++ev.evaluated;

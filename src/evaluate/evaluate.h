@@ -4,7 +4,9 @@
 // of the other languages). Writes evaluation.json next to the features.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sx::evaluate {
@@ -34,6 +36,24 @@ double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels
 std::vector<double> logistic_scores(const std::vector<float>& train,
                                     const std::vector<int>& train_labels,
                                     const std::vector<float>& test, int64_t cols, double c = 1.0);
+
+// The training-free score of `test` rows: distance to the normal centroid of the `train`
+// rows minus distance to their toxic centroid (higher = more toxic). Both classes must be
+// present in train_labels.
+std::vector<double> centroid_scores(const std::vector<float>& train,
+                                    const std::vector<int>& train_labels,
+                                    const std::vector<float>& test, int64_t cols);
+
+// Why a fold cannot be scored ("" = it can): no held-out rows, or one class on either side.
+std::string fold_skip_reason(const std::vector<int>& train_labels,
+                             const std::vector<int>& test_labels);
+
+// evaluate's centroid AUC straight from embeddings, without a features file: rows of `x`
+// [n x cols] with their labels and languages; each language (sorted) held out in turn and
+// scored by the centroids of all other rows. NaN for a language whose fold is skipped.
+std::vector<std::pair<std::string, double>> centroid_auc_by_language(
+    const std::vector<float>& x, const std::vector<int>& labels,
+    const std::vector<std::string>& langs, int64_t cols);
 
 // Reads a features.h5 written by `export`; bad or missing content is a UserError.
 Evaluation evaluate_features(const std::string& path);

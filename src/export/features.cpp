@@ -29,7 +29,7 @@ std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTok
   const size_t len = tokenizer.max_len();
   const int64_t hidden = model->config().hidden_size;
   std::vector<float> out((end - begin) * static_cast<size_t>(hidden));
-  Progress bar(label, end - begin, 30, progress);
+  Progress bar(label, end - begin, /*interval_seconds=*/0, progress);
   std::vector<int32_t> ids;
   for (size_t start = begin; start < end; start += batch_size) {
     const size_t n = std::min(batch_size, end - start);

@@ -29,14 +29,22 @@ torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x, const Com
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Autograd's C++ functions differentiate Tensor arguments only (a TensorList is one
+// non-differentiable argument), so up to three linears are passed one by one; undefined
+// tensors fill the unused places.
 struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, at::TensorList params,
-                               bool direct) {
+  static constexpr size_t kMaxLinears = 3;
+
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& w0, const torch::Tensor& b0,
+                               const torch::Tensor& w1, const torch::Tensor& b1,
+                               const torch::Tensor& w2, const torch::Tensor& b2, bool direct) {
     std::vector<torch::Tensor> weights, biases;
-    for (size_t i = 0; i + 1 < params.size(); i += 2) {
-      weights.push_back(params[i]);
-      biases.push_back(params[i + 1]);
-    }
+    for (const auto& [w, b] : {std::pair{w0, b0}, std::pair{w1, b1}, std::pair{w2, b2}})
+      if (w.defined()) {
+        weights.push_back(w);
+        biases.push_back(b);
+      }
     torch::Tensor w = (weights.size() == 1 ? weights[0] : torch::cat(weights)).to(torch::kBFloat16);
     torch::Tensor b = (biases.size() == 1 ? biases[0] : torch::cat(biases)).to(torch::kBFloat16);
     torch::Tensor x2 = x.to(torch::kBFloat16).reshape({-1, x.size(-1)});
@@ -44,7 +52,12 @@ struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
     ctx->saved_data["x_sizes"] = x.sizes().vec();
     ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
     ctx->saved_data["direct"] = direct;
-    ctx->saved_data["params"] = params.vec();
+    std::vector<torch::Tensor> params;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      params.push_back(weights[i]);
+      params.push_back(biases[i]);
+    }
+    ctx->saved_data["params"] = params;
     std::vector<int64_t> out_sizes = x.sizes().vec();
     out_sizes.back() = w.size(0);
     return torch::addmm(b, x2, w.t()).view(out_sizes);
@@ -55,7 +68,7 @@ struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
     const torch::Tensor &x2 = saved[0], &w = saved[1];
     const auto params = ctx->saved_data["params"].toTensorVector();
     torch::Tensor g = grad_out[0].to(torch::kBFloat16).reshape({-1, w.size(0)});
-    variable_list grads(params.size() + 3);  // x, the params, the flag
+    variable_list grads(2 + 2 * kMaxLinears);  // x, the (weight, bias) places, the flag
     const auto x_dtype = static_cast<torch::ScalarType>(ctx->saved_data["x_dtype"].toInt());
     grads[0] = g.mm(w).view(ctx->saved_data["x_sizes"].toIntVector()).to(x_dtype);
     torch::Tensor grad_w = g.t().mm(x2);
@@ -177,8 +190,12 @@ torch::Tensor attend_flash(const torch::Tensor& q, const torch::Tensor& k, const
 
 torch::Tensor bf16_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& params,
                           bool direct) {
-  TORCH_CHECK(!params.empty() && params.size() % 2 == 0, "bf16_linear: weights and biases");
-  return Bf16Linear::apply(x, params, direct);
+  TORCH_CHECK(
+      !params.empty() && params.size() % 2 == 0 && params.size() <= 2 * Bf16Linear::kMaxLinears,
+      "bf16_linear: one to three (weight, bias) pairs");
+  std::vector<torch::Tensor> p(params);
+  p.resize(2 * Bf16Linear::kMaxLinears);  // undefined tensors in the unused places
+  return Bf16Linear::apply(x, p[0], p[1], p[2], p[3], p[4], p[5], direct);
 }
 
 bool sdpa_available() {

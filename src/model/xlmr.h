@@ -39,7 +39,8 @@ struct ComputeOptions {
 // linears that share the input `x` (their outputs side by side: one GEMM for a fused
 // query/key/value projection). `params` = {W0, b0, W1, b1, ...}. Its backward computes the
 // bias gradient as a matrix-vector product (ATen's column sum over [T, H] runs on a handful of
-// blocks) and, with `direct`, adds the weight gradients into their .grad itself.
+// blocks) and, with `direct`, adds the weight gradients into their .grad itself. At most
+// three linears.
 torch::Tensor bf16_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& params,
                           bool direct);
 

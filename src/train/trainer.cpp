@@ -26,9 +26,11 @@
 #include "model/siamese_loss.h"
 #include "model/weights.h"
 #include "train/checkpoint.h"
+#include "train/epoch_score.h"
 #include "train/flat_params.h"
 #include "train/metrics.h"
 #include "train/prefetch.h"
+#include "train/progress.h"
 #include "train/reducer.h"
 #include "train/signals.h"
 #include "train/step.h"
@@ -364,6 +366,7 @@ struct Loop {
   bool reduction_logged = false;
   double epoch_loss_sum = 0;
   int64_t epoch_loss_count = 0;
+  TrainingProgress progress;  // rank 0's bar or periodic line
 
   StepsOrDuration checkpoint_every;                // train.checkpoint_every
   int64_t first_step = 0;                          // the step this run started (or resumed) at
@@ -500,6 +503,8 @@ StopReason step(Loop& l) {
       spdlog::info("step {} (epoch {}, {}/{}): loss {:.5f} lr {:.3g}, {:.1f} pairs/s", r.state.step,
                    r.state.epoch + 1, step_in_epoch(l),
                    r.state.plan.steps_per_epoch(l.global_batch), s.loss, s.lr, pairs_per_s);
+    l.progress.step(r.state.step, r.state.epoch, s.applied ? s.loss : NAN, l.last_step_seconds,
+                    l.budget.limited() ? std::max(0.0, l.budget.budget() - program_seconds()) : -1);
   }
   return l.consecutive_bad >= l.config.train.max_bad_steps ? StopReason::kNonFinite
                                                            : StopReason::kNone;
@@ -511,6 +516,11 @@ StopReason end_epoch(Loop& l) {
   Replica& r = l.r;
   ++r.state.epoch;
   const double val_loss = validation_loss(l.config, l.env, r);
+  const bool with_auc = l.config.train.epoch_auc;
+  CentroidAuc auc;
+  if (with_auc)
+    auc = epoch_centroid_auc(r.model, *r.tokenizer, r.split.multilingual,
+                             static_cast<size_t>(l.config.export_.batch_size), l.env);
   std::vector<int64_t> decision{0, 0};  // improved, stop
   if (l.lead()) {
     decision[0] = l.early.update(val_loss);
@@ -521,11 +531,11 @@ StopReason end_epoch(Loop& l) {
   r.state.epochs_without_improvement = l.early.epochs_without_improvement;
   if (l.lead()) {
     const double train_loss = l.epoch_loss_count ? l.epoch_loss_sum / l.epoch_loss_count : NAN;
-    spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}", r.state.epoch,
+    spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}{}", r.state.epoch,
                  train_loss, val_loss, decision[0] ? " improved" : "", l.early.best,
-                 format_duration(l.elapsed()));
+                 format_duration(l.elapsed()), with_auc ? ", centroid AUC " + auc_text(auc) : "");
     l.metrics.epoch(r.state.epoch, r.state.step, val_loss, l.early.best, decision[0], l.elapsed(),
-                    train_loss);
+                    train_loss, with_auc ? &auc : nullptr);
     if (decision[0]) {
       r.state.train_seconds = l.elapsed();
       write_checkpoint(best_checkpoint_path(l.config.run.dir), snapshot(r, false));
@@ -542,6 +552,7 @@ int finish(Loop& l, StopReason reason) {
   Replica& r = l.r;
   const bool lead = l.lead();
   l.budget.end_of(JobBudget::kTraining, program_seconds());
+  l.progress.finish();
   spdlog::info("training stopped at step {} (epoch {}): {}", r.state.step, r.state.epoch,
                describe(reason));
   flush_logs();
@@ -691,7 +702,9 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
            schedule,
            EarlyStopping{config.train.patience, r.state.best_val_loss,
                          r.state.epochs_without_improvement},
-           env.rank == 0 ? MetricsLog(files::join(config.run.dir, "metrics.jsonl")) : MetricsLog(),
+           env.rank == 0 ? MetricsLog(files::join(config.run.dir, "metrics.jsonl"),
+                                      resume_path.empty() ? -1 : r.state.step)
+                         : MetricsLog(),
            Prefetcher<std::vector<HostBatch>>(
                [&](uint64_t consumed) { return training_batches(config, env, r, consumed); },
                static_cast<uint64_t>(global_batch)),
@@ -701,6 +714,10 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     l.seconds_before = r.state.train_seconds;
     l.checkpoint_every = parse_steps_or_duration(config.train.checkpoint_every);
     l.first_step = r.state.step;
+    if (l.lead()) {
+      l.metrics.start({r.state.step, resume_path, env.world, global_batch, r.state.config_hash});
+      l.progress.start(plan.steps_per_epoch(global_batch), plan.max_epochs, global_batch);
+    }
     if (l.lead())
       spdlog::info(
           "training: global batch {} ({} ranks x {}{}), {} steps per epoch, at most {} epochs{}{}",
@@ -711,9 +728,9 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
           plan.steps_per_epoch(global_batch), plan.max_epochs,
           config.train.max_steps ? ", at most " + std::to_string(config.train.max_steps) + " steps"
                                  : "",
-          budget.limited() ? ", whole-job time budget " + format_duration(budget.budget()) +
-                                 " from the program's start"
-                           : "");
+          l.budget.limited() ? ", whole-job time budget " + format_duration(l.budget.budget()) +
+                                   " from the program's start"
+                             : "");
 
     StopReason reason = StopReason::kNone;
     while ((reason = stop_check(l)) == StopReason::kNone) {

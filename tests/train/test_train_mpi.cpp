@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <numeric>
 #include <set>
 
 #include "data/jigsaw.h"
@@ -376,11 +377,18 @@ TEST(TrainMpi, NonFiniteStepsAreSkippedAndStopTraining) {
   for (const auto& [name, t] : c.params) EXPECT_FALSE(torch::isnan(t).any().item<bool>()) << name;
 }
 
-TEST(TrainMpi, MetricsHaveStepAndEpochLines) {
+TEST(TrainMpi, MetricsHaveStartStepAndEpochLinesAndProgressLinesWithoutCarriageReturns) {
   TempDir dir;
-  auto r = test::train(2, test::train_config(dir.path()), "train.max_steps=10");
+  // stderr is a file here, not a terminal: progress comes as log lines (the first after step
+  // 1, then every run.progress_interval), never as a bar redrawn with carriage returns.
+  auto r = test::train(2, test::train_config(dir.path()),
+                       "train.max_steps=10 run.progress_interval=0.1s run.max_duration=1h");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  size_t steps = 0, epochs = 0;
+  EXPECT_NE(r.err.find("progress: step 1 (epoch 1/"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("of run.max_duration left"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos);
+  EXPECT_EQ(r.out.find('\r'), std::string::npos);
+  size_t steps = 0, epochs = 0, starts = 0;
   std::istringstream lines(test::read_file(dir.path("run/metrics.jsonl")));
   std::string line;
   while (std::getline(lines, line)) {
@@ -394,10 +402,61 @@ TEST(TrainMpi, MetricsHaveStepAndEpochLines) {
       ++epochs;
       EXPECT_TRUE(j["val_loss"].is_number());
       EXPECT_TRUE(j["best_val_loss"].is_number());
+      // train.epoch_auc (default true): the cross-lingual score of the synthetic languages.
+      ASSERT_TRUE(j["centroid_auc"].is_object()) << line;
+      EXPECT_GE(j["centroid_auc"].size(), 2u) << line;
+      for (const auto& [language, auc] : j["centroid_auc"].items()) {
+        ASSERT_TRUE(auc.is_number()) << language;
+        EXPECT_GE(auc.get<double>(), 0) << language;
+        EXPECT_LE(auc.get<double>(), 1) << language;
+      }
+      EXPECT_GE(j["centroid_auc_mean"].get<double>(), 0);
+      EXPECT_LE(j["centroid_auc_mean"].get<double>(), 1);
+    } else if (j["type"] == "event" && j["event"] == "start") {
+      ++starts;
+      EXPECT_EQ(j["step"], 0);
+      EXPECT_TRUE(j["resumed_from"].is_null());
+      EXPECT_EQ(j["world_size"], 2);
+      EXPECT_EQ(j["global_batch"], 8);
+      EXPECT_FALSE(j["config_hash"].get<std::string>().empty());
     }
   }
   EXPECT_EQ(steps, 10u);
   EXPECT_EQ(epochs, 2u);
+  EXPECT_EQ(starts, 1u);
+  EXPECT_NE(test::read_file(dir.path("run/log/rank-0.log")).find("centroid AUC "),
+            std::string::npos);
+}
+
+// A run resumed from an older checkpoint than its last step: the steps it repeats appear
+// once in metrics.jsonl (the later lines of the first run are dropped), after a start line.
+TEST(TrainMpi, MetricsAfterAResumeListEachStepOnce) {
+  TempDir dir;
+  auto config = test::train_config(dir.path(), "  epoch_auc: false\n");
+  auto first = test::train(2, config, "train.max_steps=10");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string run = dir.path("run");
+  auto resumed =
+      test::train(2, config, "train.max_steps=12 --resume " + step_checkpoint_path(run, 5));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  std::vector<int64_t> steps, epochs;
+  std::vector<nlohmann::json> starts;
+  std::istringstream lines(test::read_file(run + "/metrics.jsonl"));
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "step") steps.push_back(j["step"]);
+    if (j["type"] == "epoch") epochs.push_back(j["epoch"]);
+    if (j["type"] == "event" && j["event"] == "start") starts.push_back(j);
+    if (j["type"] == "epoch") EXPECT_FALSE(j.contains("centroid_auc"));  // switched off
+  }
+  std::vector<int64_t> expected(12);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(steps, expected);
+  EXPECT_EQ(epochs, (std::vector<int64_t>{1, 2}));
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_EQ(starts[1]["step"], 5);
+  EXPECT_EQ(starts[1]["resumed_from"], step_checkpoint_path(run, 5));
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 // Training pieces without MPI: stop rules, the epoch plan, checkpoints, flat buffers.
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <cstdio>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/hash.h"
@@ -12,6 +16,8 @@
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
 #include "train/legacy_checkpoint.h"
+#include "train/metrics.h"
+#include "train/progress.h"
 #include "train/stopping.h"
 
 namespace sx::train {
@@ -154,6 +160,116 @@ Checkpoint sample() {
   c.adam_m = torch::randn({15});
   c.adam_v = torch::rand({15});
   return c;
+}
+
+TEST(TrainingProgress, TimeToTheEpochsEndCountsTheStepsLeftInIt) {
+  EXPECT_EQ(steps_left_in_epoch(1, 60), 59);
+  EXPECT_EQ(steps_left_in_epoch(37, 60), 23);
+  EXPECT_EQ(steps_left_in_epoch(60, 60), 0);  // the step that ends the epoch
+  EXPECT_EQ(steps_left_in_epoch(61, 60), 59);
+  EXPECT_EQ(steps_left_in_epoch(0, 60), 60);
+}
+
+TEST(TrainingProgress, BarAndLineShowStepEpochLossPaceAndTimesLeft) {
+  TrainingStatus s;
+  s.step = 97;
+  s.epoch = 1;
+  s.steps_per_epoch = 60;
+  s.max_epochs = 30;
+  s.loss = 0.27113;
+  s.pairs_per_s = 41.26;
+  s.epoch_left_s = 12.4;
+  s.budget_left_s = 220;
+  EXPECT_EQ(status_bar(s),
+            "step 97 | epoch 2/30 [######....] 37/60, ends in 12s | 3m40s of run.max_duration "
+            "left | loss 0.2711 | 41.3 pairs/s");
+  EXPECT_EQ(status_line(s),
+            "progress: step 97 (epoch 2/30, 37/60): loss 0.27113 (smoothed), 41.3 pairs/s, epoch "
+            "ends in 12s, 3m40s of run.max_duration left");
+  // No budget, no finite loss yet, no pace yet.
+  s.budget_left_s = -1;
+  s.loss = std::nan("");
+  s.epoch_left_s = -1;
+  EXPECT_EQ(status_line(s),
+            "progress: step 97 (epoch 2/30, 37/60): loss ? (smoothed), 41.3 pairs/s, epoch ends "
+            "in ?");
+  EXPECT_EQ(status_bar(s).find('\r'), std::string::npos);  // the status line adds it
+}
+
+TEST(TrainingProgress, SmoothingStartsAsAMeanAndSkipsNonFiniteValues) {
+  Smoothed m(0.1);
+  EXPECT_TRUE(std::isnan(m.value()));
+  m.add(2);
+  EXPECT_DOUBLE_EQ(m.value(), 2);
+  m.add(4);  // weight 1/2 while the count is small: the mean
+  EXPECT_DOUBLE_EQ(m.value(), 3);
+  m.add(std::nan(""));  // a skipped step
+  m.add(INFINITY);
+  EXPECT_DOUBLE_EQ(m.value(), 3);
+  for (int i = 0; i < 100; ++i) m.add(10);
+  EXPECT_NEAR(m.value(), 10, 1e-3);
+}
+
+std::vector<nlohmann::json> json_lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(test::read_file(path));
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+TEST(MetricsLog, AResumedRunDropsTheStepsPastItsCheckpointAndSaysWhereItStarted) {
+  test::TempDir dir;
+  const std::string path = dir.path("metrics.jsonl");
+  {
+    MetricsLog log(path);
+    log.start({0, "", 2, 8, "abc"});
+    for (int64_t step = 1; step <= 7; ++step)
+      log.step(step, (step - 1) / 5, 0.5, 1e-3, 10, 100, false, 0.1, 0.01);
+    log.epoch(1, 5, 0.4, 0.4, true, 1.0, 0.5, nullptr);
+  }
+  // A line torn by a kill goes too.
+  test::write_file(path, test::read_file(path) + "{\"type\":\"st");
+  {
+    MetricsLog log(path, 5);
+    log.start({5, "run/checkpoints/step-5.h5", 2, 8, "abc"});
+    log.step(6, 1, 0.5, 1e-3, 10, 100, false, 0.1, 0.01);
+  }
+  std::vector<int64_t> steps;
+  std::vector<std::string> starts;
+  for (const auto& j : json_lines(path)) {
+    if (j["type"] == "step") steps.push_back(j["step"]);
+    if (j["type"] == "event" && j["event"] == "start") starts.push_back(j["detail"]);
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(starts,
+            (std::vector<std::string>{"fresh start", "resumed from run/checkpoints/step-5.h5"}));
+  const auto lines = json_lines(path);
+  EXPECT_EQ(lines.back()["type"], "step");
+  EXPECT_EQ(lines[lines.size() - 2]["resumed_from"], "run/checkpoints/step-5.h5");
+  EXPECT_EQ(lines[lines.size() - 2]["world_size"], 2);
+  EXPECT_EQ(lines[lines.size() - 2]["global_batch"], 8);
+  EXPECT_EQ(lines[lines.size() - 2]["config_hash"], "abc");
+  // The epoch line at step 5 belongs to the checkpoint: kept.
+  EXPECT_EQ(
+      std::count_if(lines.begin(), lines.end(), [](const auto& j) { return j["type"] == "epoch"; }),
+      1);
+  EXPECT_EQ(drop_lines_after_step(dir.path("missing.jsonl"), 3), 0u);
+}
+
+TEST(MetricsLog, EpochLinesCarryTheCentroidAucPerLanguageAndItsMean) {
+  test::TempDir dir;
+  const std::string path = dir.path("metrics.jsonl");
+  {
+    MetricsLog log(path);
+    CentroidAuc auc{{{"es", 0.75}, {"tr", std::nan("")}}, 0.75, 0.5};
+    log.epoch(1, 5, 0.4, 0.4, true, 1.0, 0.5, &auc);
+    log.epoch(2, 10, 0.4, 0.4, false, 2.0, 0.5);  // train.epoch_auc false: no field
+  }
+  const auto lines = json_lines(path);
+  EXPECT_EQ(lines[0]["centroid_auc"]["es"], 0.75);
+  EXPECT_TRUE(lines[0]["centroid_auc"]["tr"].is_null());
+  EXPECT_EQ(lines[0]["centroid_auc_mean"], 0.75);
+  EXPECT_FALSE(lines[1].contains("centroid_auc"));
 }
 
 TEST(Checkpoint, RoundTripsEveryField) {
