@@ -146,16 +146,17 @@ json run_setting(Bench& b, int64_t per_rank) {
         return h;
       },
       1);
-  const model::Triangular2 schedule{5e-5, 5e-5, 1.0};  // the reference's constant 5e-5
   train::StepSettings settings;
   settings.margin = b.config.train.margin;
+  settings.lr = 5e-5;  // the reference's constant rate
   uint64_t k = 0;
   auto one_step = [&](train::PhaseTimer* timer, double* waited, double* prep, double* loss) {
-    train::HostBatch batch = batches.take(k, waited);
+    std::vector<train::HostBatch> micro_batches;  // one: no accumulation here
+    micro_batches.push_back(batches.take(k, waited));
     settings.step = static_cast<int64_t>(k) + 1;
     settings.dropout_seed = seed * 7919 + k * 131 + static_cast<uint64_t>(rank);
-    const train::StepResult r = train::train_step(b.trainee, batch, schedule, settings, timer);
-    *prep = batch.prep_s;
+    const train::StepResult r = train::train_step(b.trainee, micro_batches, settings, timer);
+    *prep = micro_batches.front().prep_s;
     *loss = r.loss;
     ++k;
   };

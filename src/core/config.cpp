@@ -22,7 +22,18 @@ namespace {
 
 using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>>;
 
-enum class Kind { kInt, kFloat, kBool, kString, kEnum, kDuration, kFile, kDir, kStringList };
+enum class Kind {
+  kInt,
+  kFloat,
+  kBool,
+  kString,
+  kEnum,
+  kDuration,
+  kStepsOrDuration,  // a string holding parse_steps_or_duration's input
+  kFile,
+  kDir,
+  kStringList
+};
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -211,8 +222,19 @@ const std::vector<Field>& schema() {
         range(entry(&C::train, &TrainConfig::pairs_per_rank, "train.pairs_per_rank", Kind::kInt,
                     "32", "Pairs per replica per step; global batch = this x ranks."),
               1, 1 << 20)));
+    s.push_back(
+        range(entry(&C::train, &TrainConfig::accumulation_steps, "train.accumulation_steps",
+                    Kind::kInt, "1",
+                    "Gradient accumulation: micro-batches per optimizer step. Global batch = "
+                    "pairs_per_rank x ranks x this, so 1 rank with 8 reproduces 8 ranks; the "
+                    "all-reduce, steps per epoch, the schedule and the time checks count optimizer "
+                    "steps. Like the world size it may change on resume (the schedule is kept in "
+                    "pairs)."),
+              1, 1 << 16));
     s.push_back(range(entry(&C::train, &TrainConfig::max_steps, "train.max_steps", Kind::kInt, "0",
-                            "Cap on global steps (smoke runs, tests); 0 = no limit."),
+                            "Cap on global steps (smoke runs, tests); 0 = no limit. A run resumed "
+                            "with another global batch keeps the cap in pairs (this x the first "
+                            "run's global batch)."),
                       0));
     s.push_back(results(range(
         entry(&C::train, &TrainConfig::steps_per_epoch, "train.steps_per_epoch", Kind::kInt, "0",
@@ -250,6 +272,11 @@ const std::vector<Field>& schema() {
     s.push_back(results(range(entry(&C::train, &TrainConfig::margin, "train.margin", Kind::kFloat,
                                     "1.0", "Margin m of the DBL loss."),
                               0)));
+    s.push_back(entry(&C::train, &TrainConfig::checkpoint_every, "train.checkpoint_every",
+                      Kind::kStepsOrDuration, "0",
+                      "Step checkpoints besides those at epoch ends and stops: every N optimizer "
+                      "steps (500), or every duration of training (30m, 2h, 90s; rank 0's clock, "
+                      "all ranks agree on the step). 0 = only at epoch ends and stops."));
     s.push_back(range(entry(&C::train, &TrainConfig::keep_checkpoints, "train.keep_checkpoints",
                             Kind::kInt, "3", "Step checkpoints kept besides the best one."),
                       1, 1000));
@@ -359,6 +386,8 @@ std::string type_description(const Field& f) {
       return "one of " + join(f.choices, "|");
     case Kind::kDuration:
       return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m)");
+    case Kind::kStepsOrDuration:
+      return "a number of steps (500) or a duration (90s, 30m, 2h)";
     case Kind::kFile:
       return "a file path";
     case Kind::kDir:
@@ -420,7 +449,8 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
     return items;
   }
   if (node.IsNull()) {
-    if (f.kind == Kind::kFile || f.kind == Kind::kDir) return std::string();
+    if (f.kind == Kind::kFile || f.kind == Kind::kDir || f.kind == Kind::kStepsOrDuration)
+      return std::string();
     fail_value(origin, f, "nothing");
   }
   if (!node.IsScalar()) fail_value(origin, f, node.IsMap() ? "a mapping" : "a list");
@@ -464,6 +494,13 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
       check_range(v);
       return v;
     }
+    case Kind::kStepsOrDuration:
+      try {
+        parse_steps_or_duration(text);
+      } catch (const std::exception&) {
+        fail_value(origin, f, text);
+      }
+      return trim(text);
     case Kind::kString:
     case Kind::kFile:
     case Kind::kDir:

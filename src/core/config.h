@@ -60,6 +60,7 @@ struct ModelConfig {
 
 struct TrainConfig {
   int64_t pairs_per_rank;
+  int64_t accumulation_steps;  // micro-batches per optimizer step
   int64_t max_steps;
   int64_t steps_per_epoch;
   int64_t max_epochs;
@@ -71,6 +72,7 @@ struct TrainConfig {
   double adam_beta2;
   double adam_epsilon;
   double margin;
+  std::string checkpoint_every;  // parse_steps_or_duration (core/strings.h); "" or 0 = off
   int64_t keep_checkpoints;
   double bucket_mb;
   int64_t log_every;

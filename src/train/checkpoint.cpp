@@ -14,9 +14,10 @@
 namespace sx::train {
 namespace {
 
-// Format 2 checksums with XXH3 (memory speed on multi-GB files); format 1 (FNV-1a) files
-// from earlier releases are still read.
-constexpr int64_t kFormat = 2;
+// Format 3 stores the schedule in pairs; format 2 checksums with XXH3 (memory speed on
+// multi-GB files); format 1 (FNV-1a) files from earlier releases are still read.
+constexpr int64_t kFormat = 3;
+constexpr int64_t kFormatXxh3 = 2;
 constexpr int64_t kFormatFnv = 1;
 
 std::vector<uint64_t> dims_of(const torch::Tensor& t) {
@@ -25,21 +26,33 @@ std::vector<uint64_t> dims_of(const torch::Tensor& t) {
   return d;
 }
 
-std::string state_text(const TrainState& s) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%lld %lld %lld %lld %.17g %lld %.17g %lld %lld %s %.17g",
-                static_cast<long long>(s.step), static_cast<long long>(s.epoch),
-                static_cast<long long>(s.pairs_consumed), static_cast<long long>(s.adam_iterations),
-                s.best_val_loss, static_cast<long long>(s.epochs_without_improvement),
-                s.train_seconds, static_cast<long long>(s.bad_steps),
-                static_cast<long long>(s.world_size), s.config_hash.c_str(), s.lr_step_size);
+// The state attributes as one line, the checksum's first input. Formats 1 and 2 ended with
+// lr_step_size, which only they store (`legacy_lr_step_size`); format 3 ends with the plan.
+std::string state_text(const TrainState& s, int64_t format, double legacy_lr_step_size = 0) {
+  char buf[640];
+  int n = std::snprintf(buf, sizeof buf, "%lld %lld %lld %lld %.17g %lld %.17g %lld %lld %s",
+                        static_cast<long long>(s.step), static_cast<long long>(s.epoch),
+                        static_cast<long long>(s.pairs_consumed),
+                        static_cast<long long>(s.adam_iterations), s.best_val_loss,
+                        static_cast<long long>(s.epochs_without_improvement), s.train_seconds,
+                        static_cast<long long>(s.bad_steps), static_cast<long long>(s.world_size),
+                        s.config_hash.c_str());
+  n = std::min(n, static_cast<int>(sizeof buf) - 1);
+  if (format < kFormat)
+    std::snprintf(buf + n, sizeof buf - n, " %.17g", legacy_lr_step_size);
+  else
+    std::snprintf(
+        buf + n, sizeof buf - n, " %lld %lld %lld %lld %.17g %lld",
+        static_cast<long long>(s.accumulation_steps), static_cast<long long>(s.plan.global_batch),
+        static_cast<long long>(s.plan.pairs_per_epoch), static_cast<long long>(s.plan.max_epochs),
+        s.plan.lr_step_pairs, static_cast<long long>(s.lr_pairs));
   return buf;
 }
 
 template <class Hash>
-std::string checksum_with(const Checkpoint& c) {
+std::string checksum_with(const Checkpoint& c, const std::string& state) {
   Hash h;
-  h.update(state_text(c.state));
+  h.update(state);
   for (const auto& [name, t] : c.params) {
     h.update(name);
     h.update(t.data_ptr(), t.nbytes());
@@ -49,8 +62,28 @@ std::string checksum_with(const Checkpoint& c) {
   return h.hex();
 }
 
-std::string checksum(const Checkpoint& c, int64_t format = kFormat) {
-  return format == kFormatFnv ? checksum_with<Fnv1a>(c) : checksum_with<Xxh3>(c);
+std::string checksum(const Checkpoint& c, int64_t format = kFormat,
+                     double legacy_lr_step_size = 0) {
+  const std::string state = state_text(c.state, format, legacy_lr_step_size);
+  return format == kFormatFnv ? checksum_with<Fnv1a>(c, state) : checksum_with<Xxh3>(c, state);
+}
+
+// A format 3 plan from an untrusted file: every count positive, the half-cycle finite; or no
+// plan at all (every field zero: a checkpoint not written by training, e.g. `bench
+// checkpoint`'s), which the trainer treats as a format 2 one.
+void check_plan(const TrainState& s) {
+  const PairPlan& p = s.plan;
+  const bool none = p.global_batch == 0 && p.pairs_per_epoch == 0 && p.max_epochs == 0 &&
+                    p.lr_step_pairs == 0 && s.lr_pairs == 0;
+  if (none && s.accumulation_steps >= 1) return;
+  if (p.global_batch < 1 || p.pairs_per_epoch < 1 || p.max_epochs < 1 || s.lr_pairs < 0 ||
+      s.accumulation_steps < 1 || !(p.lr_step_pairs > 0) || !std::isfinite(p.lr_step_pairs))
+    throw UserError("its schedule in pairs is invalid (plan_global_batch " +
+                    std::to_string(p.global_batch) + ", pairs_per_epoch " +
+                    std::to_string(p.pairs_per_epoch) + ", max_epochs " +
+                    std::to_string(p.max_epochs) + ", lr_step_pairs " +
+                    std::to_string(p.lr_step_pairs) + ", lr_pairs " + std::to_string(s.lr_pairs) +
+                    ", accumulation_steps " + std::to_string(s.accumulation_steps) + ")");
 }
 
 Checkpoint to_cpu(const Checkpoint& c) {
@@ -87,7 +120,12 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
     f.set_attr("bad_steps", s.bad_steps);
     f.set_attr("world_size", s.world_size);
     f.set_attr("config_hash", s.config_hash);
-    f.set_attr("lr_step_size", s.lr_step_size);
+    f.set_attr("accumulation_steps", s.accumulation_steps);
+    f.set_attr("plan_global_batch", s.plan.global_batch);
+    f.set_attr("pairs_per_epoch", s.plan.pairs_per_epoch);
+    f.set_attr("max_epochs", s.plan.max_epochs);
+    f.set_attr("lr_step_pairs", s.plan.lr_step_pairs);
+    f.set_attr("lr_pairs", s.lr_pairs);
     f.set_attr("checksum", checksum(c));
     f.flush();
     f.close();
@@ -99,7 +137,7 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     io::H5File f = io::H5File::open(path);
     Checkpoint c;
     const int64_t format = f.has_attr("format") ? f.attr_int("format") : 0;
-    if (format != kFormat && format != kFormatFnv)
+    if (format != kFormat && format != kFormatXxh3 && format != kFormatFnv)
       throw UserError(path +
                       ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
     TrainState& s = c.state;
@@ -113,7 +151,18 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     s.bad_steps = f.attr_int("bad_steps");
     s.world_size = f.attr_int("world_size");
     s.config_hash = f.attr_string("config_hash");
-    s.lr_step_size = f.attr_double("lr_step_size");
+    double legacy_lr_step_size = 0;
+    if (format < kFormat) {
+      legacy_lr_step_size = f.attr_double("lr_step_size");
+    } else {
+      s.accumulation_steps = f.attr_int("accumulation_steps");
+      s.plan.global_batch = f.attr_int("plan_global_batch");
+      s.plan.pairs_per_epoch = f.attr_int("pairs_per_epoch");
+      s.plan.max_epochs = f.attr_int("max_epochs");
+      s.plan.lr_step_pairs = f.attr_double("lr_step_pairs");
+      s.lr_pairs = f.attr_int("lr_pairs");
+      check_plan(s);
+    }
     // Straight into the tensors' memory: a multi-GB checkpoint is read once, not copied.
     auto read_tensor = [&](const std::string& name) {
       std::vector<int64_t> shape;
@@ -136,7 +185,7 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
                         " and " + std::to_string(c.adam_v.numel()) +
                         " values, expected one per parameter (" + std::to_string(n) + ")");
     }
-    if (checksum(c, format) != f.attr_string("checksum"))
+    if (checksum(c, format, legacy_lr_step_size) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
     if (with_optimizer && !has_optimizer) throw UserError(path + ": holds no optimizer state");
     return c;
@@ -145,6 +194,12 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     if (msg.rfind(path, 0) == 0) msg = msg.substr(path.size() + 2);
     throw UserError("checkpoint " + path + " is unusable: " + msg);
   }
+}
+
+void complete_legacy_state(TrainState& state, const PairPlan& plan_of_its_run) {
+  state.plan = plan_of_its_run;
+  // Its rate followed its iteration count at one global batch.
+  state.lr_pairs = state.adam_iterations * plan_of_its_run.global_batch;
 }
 
 std::string checkpoint_dir(const std::string& run_dir) {

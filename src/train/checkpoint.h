@@ -6,7 +6,12 @@
 //   optimizer/m, /v        float32 [N], Adam's moments over the flat parameter buffer
 //   root attributes        format, step, epoch, pairs_consumed, adam_iterations,
 //                          best_val_loss, epochs_without_improvement, train_seconds,
-//                          bad_steps, world_size, config_hash, lr_step_size, checksum
+//                          bad_steps, world_size, config_hash, accumulation_steps,
+//                          plan_global_batch, pairs_per_epoch, max_epochs, lr_step_pairs,
+//                          lr_pairs, checksum
+// Format 3 stores the schedule in pairs (PairPlan) and the learning rate's position; files of
+// formats 1 and 2 hold lr_step_size (the half-cycle in steps) instead and load with an empty
+// plan, which the trainer makes again from the global batch that wrote them.
 // The checksum (FNV-1a over every dataset's bytes and the state attributes) detects
 // truncated or corrupted files on load.
 #pragma once
@@ -17,6 +22,8 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include "train/stopping.h"
 
 namespace sx::train {
 
@@ -31,8 +38,14 @@ struct TrainState {
   int64_t bad_steps = 0;  // non-finite steps skipped so far
   int64_t world_size = 1;
   std::string config_hash;
-  double lr_step_size = 0;
+  int64_t accumulation_steps = 1;  // of the run that wrote it (with world_size: its global batch)
+  PairPlan plan;                   // the schedule in pairs (empty: from formats 1 and 2)
+  int64_t lr_pairs = 0;            // pairs of the updates applied so far: the rate's position
 };
+
+// A format 1 or 2 checkpoint's state completed with the plan of the run that wrote it (the
+// plan made at its global batch): the plan, and the rate's position from its iterations.
+void complete_legacy_state(TrainState& state, const PairPlan& plan_of_its_run);
 
 struct Checkpoint {
   TrainState state;

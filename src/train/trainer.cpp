@@ -121,17 +121,29 @@ void load_params(model::SiameseEncoderImpl& model,
 }
 
 void broadcast_state(TrainState& s, int root) {
-  std::vector<double> v{double(s.step),           double(s.epoch),
-                        double(s.pairs_consumed), double(s.adam_iterations),
-                        s.best_val_loss,          double(s.epochs_without_improvement),
-                        s.train_seconds,          double(s.bad_steps),
-                        double(s.world_size),     s.lr_step_size};
+  std::vector<double> v{double(s.step),
+                        double(s.epoch),
+                        double(s.pairs_consumed),
+                        double(s.adam_iterations),
+                        s.best_val_loss,
+                        double(s.epochs_without_improvement),
+                        s.train_seconds,
+                        double(s.bad_steps),
+                        double(s.world_size),
+                        double(s.accumulation_steps),
+                        double(s.plan.global_batch),
+                        double(s.plan.pairs_per_epoch),
+                        double(s.plan.max_epochs),
+                        s.plan.lr_step_pairs,
+                        double(s.lr_pairs)};
   dist::broadcast(v, root);
   s.step = int64_t(v[0]), s.epoch = int64_t(v[1]), s.pairs_consumed = int64_t(v[2]);
   s.adam_iterations = int64_t(v[3]), s.best_val_loss = v[4],
   s.epochs_without_improvement = int64_t(v[5]);
-  s.train_seconds = v[6], s.bad_steps = int64_t(v[7]), s.world_size = int64_t(v[8]),
-  s.lr_step_size = v[9];
+  s.train_seconds = v[6], s.bad_steps = int64_t(v[7]), s.world_size = int64_t(v[8]);
+  s.accumulation_steps = int64_t(v[9]), s.plan.global_batch = int64_t(v[10]);
+  s.plan.pairs_per_epoch = int64_t(v[11]), s.plan.max_epochs = int64_t(v[12]);
+  s.plan.lr_step_pairs = v[13], s.lr_pairs = int64_t(v[14]);
   dist::broadcast(s.config_hash, root);
 }
 
@@ -247,6 +259,11 @@ std::unique_ptr<StepGraphs> make_step_graphs(const Config& config, const dist::M
                                              const model::SiameseEncoder& model,
                                              const torch::Device& device) {
   if (!config.train.cuda_graphs) return nullptr;
+  if (config.train.accumulation_steps > 1) {  // a graph replays one batch from zeroed gradients
+    if (env.rank == 0)
+      spdlog::warn("train.cuda_graphs: not used with train.accumulation_steps > 1");
+    return nullptr;
+  }
   const std::string why =
       StepGraphs::unsupported_reason(model, device, env.world, config.model.layout == "packed");
   if (!why.empty()) {
@@ -285,18 +302,9 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
     r.comm->broadcast(r.adam->m(), 0);
     r.comm->broadcast(r.adam->v(), 0);
     r.adam->set_iterations(r.state.adam_iterations);
-    if (lead) {
+    if (lead)
       spdlog::info("resumed from {}: step {}, epoch {}, pair {} of the global sequence", path,
                    r.state.step, r.state.epoch, r.state.pairs_consumed);
-      if (r.state.world_size != env.world)
-        spdlog::warn(
-            "the checkpoint was written by {} ranks, this run has {}: the global pair sequence "
-            "continues "
-            "at pair {} with a global batch of {}",
-            r.state.world_size, env.world, r.state.pairs_consumed,
-            config.train.pairs_per_rank * env.world);
-    }
-    r.state.world_size = env.world;
     r.state.config_hash = config_result_hash(config);
   }
   // Replicas start identical: rank 0's parameters everywhere.
@@ -344,11 +352,11 @@ struct Loop {
   const Config& config;
   const dist::MpiEnv& env;
   Replica& r;
-  EpochPlan plan;
-  model::Triangular2 schedule;
+  int64_t global_batch;         // pairs per optimizer step (the plan itself is r.state.plan)
+  model::Triangular2 schedule;  // over pairs: r.state.lr_pairs in half-cycles of lr_step_pairs
   EarlyStopping early;
   MetricsLog metrics;
-  Prefetcher<HostBatch> batches;
+  Prefetcher<std::vector<HostBatch>> batches;
   Trainee trainee;
   JobBudget budget;  // run.max_duration over the whole job (stopping.h)
   Clock::time_point started = Clock::now();
@@ -360,24 +368,40 @@ struct Loop {
   int64_t epoch_loss_count = 0;
   TrainingProgress progress;  // rank 0's bar or periodic line
 
+  StepsOrDuration checkpoint_every;                // train.checkpoint_every
+  int64_t first_step = 0;                          // the step this run started (or resumed) at
+  Clock::time_point last_checkpoint_at = started;  // rank 0: when the last step checkpoint was
+
   bool lead() const { return env.rank == 0; }
   double elapsed() const {
     return seconds_before + std::chrono::duration<double>(Clock::now() - started).count();
   }
 };
 
-// This rank's batch of the global batch at `consumed` (any thread: the prefetcher's).
-HostBatch training_batch(const Config& config, const dist::MpiEnv& env, Replica& r,
-                         uint64_t consumed) {
+int64_t global_batch_of(const Config& config, int64_t ranks, int64_t accumulation_steps) {
+  return config.train.pairs_per_rank * ranks * accumulation_steps;
+}
+
+// This rank's micro-batches of the global batch at `consumed` (any thread: the prefetcher's).
+// The global batch is A consecutive blocks of W x P pairs (A accumulation steps, W ranks, P
+// pairs per rank); micro-batch a is this rank's share of block a, dealt out as without
+// accumulation. So W ranks x A micro-batches take the same global batch as W x A ranks.
+std::vector<HostBatch> training_batches(const Config& config, const dist::MpiEnv& env, Replica& r,
+                                        uint64_t consumed) {
   const size_t max_len = r.tokenizer->max_len();
-  auto positions = data::rank_positions(r.train_pairs, consumed, env.rank, env.world,
-                                        config.train.pairs_per_rank, config.train.balance_ranks,
-                                        *r.train_tokens, max_len);
-  HostBatch batch = make_host_batch(
-      data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
-      /*packed=*/config.model.layout == "packed", r.device, data::XlmrTokenizer::kPad);
-  batch.consumed = consumed;
-  return batch;
+  const auto block = static_cast<uint64_t>(global_batch_of(config, env.world, 1));
+  std::vector<HostBatch> micro;
+  for (int64_t a = 0; a < config.train.accumulation_steps; ++a) {
+    const uint64_t at = consumed + static_cast<uint64_t>(a) * block;
+    auto positions =
+        data::rank_positions(r.train_pairs, at, env.rank, env.world, config.train.pairs_per_rank,
+                             config.train.balance_ranks, *r.train_tokens, max_len);
+    micro.push_back(make_host_batch(
+        data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
+        /*packed=*/config.model.layout == "packed", r.device, data::XlmrTokenizer::kPad));
+    micro.back().consumed = at;
+  }
+  return micro;
 }
 
 void write_step_checkpoint(Loop& l) {
@@ -386,6 +410,20 @@ void write_step_checkpoint(Loop& l) {
   write_checkpoint(step_checkpoint_path(l.config.run.dir, l.r.state.step), snapshot(l.r, true));
   prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints);
   l.last_checkpoint_step = l.r.state.step;
+  l.last_checkpoint_at = Clock::now();
+}
+
+// train.checkpoint_every: whether rank 0's clock says an interval checkpoint is due (rank 0
+// alone decides; stop_check shares the decision), and whether the step count does.
+bool checkpoint_time_due(const Loop& l) {
+  return l.lead() && l.checkpoint_every.seconds > 0 &&
+         std::chrono::duration<double>(Clock::now() - l.last_checkpoint_at).count() >=
+             l.checkpoint_every.seconds;
+}
+bool checkpoint_steps_due(const Loop& l) {
+  const int64_t step = l.r.state.step;
+  return l.checkpoint_every.steps > 0 && step > l.first_step &&
+         step % l.checkpoint_every.steps == 0;
 }
 
 // Whether rank 0 is out of time before the next step. (Rank 0 alone decides; stop_check
@@ -394,17 +432,33 @@ bool out_of_time(const Loop& l) {
   return l.lead() && l.budget.should_stop(program_seconds(), l.last_step_seconds);
 }
 
-// Step boundary: the step and epoch caps, and one collective through which every rank
-// learns of any signal and of rank 0's time decision. It runs while the GPU still executes
-// the last step's optimizer (train_step returns without waiting for it).
+// Step boundary: the step and epoch caps (in pairs, r.state.plan), and one collective through
+// which every rank learns of any signal and of rank 0's decisions on time and on a
+// train.checkpoint_every checkpoint by duration; writes an interval checkpoint when one is
+// due. It runs while the GPU still executes the last step's optimizer (train_step returns
+// without waiting for it).
 StopReason stop_check(Loop& l) {
-  if (l.config.train.max_steps > 0 && l.r.state.step >= l.config.train.max_steps)
-    return StopReason::kMaxSteps;
-  if (l.r.state.step >= l.plan.max_epochs * l.plan.steps_per_epoch) return StopReason::kMaxEpochs;
-  auto flags = dist::allreduce_max({stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0});
+  const TrainState& s = l.r.state;
+  if (s.plan.steps_done(s.pairs_consumed, l.config.train.max_steps)) return StopReason::kMaxSteps;
+  if (s.plan.epochs_done(s.pairs_consumed)) return StopReason::kMaxEpochs;
+  auto flags = dist::allreduce_max(
+      {stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0, checkpoint_time_due(l) ? 1 : 0});
   if (flags[0]) return StopReason::kSignal;
   if (flags[1]) return StopReason::kTime;
+  if ((flags[2] || checkpoint_steps_due(l)) && l.last_checkpoint_step != s.step) {
+    if (l.lead())
+      spdlog::info("step {}: checkpoint (train.checkpoint_every {})", s.step,
+                   l.config.train.checkpoint_every);
+    write_step_checkpoint(l);
+  }
   return StopReason::kNone;
+}
+
+// Where the last step lies in its epoch (1-based), in steps of this run's global batch.
+int64_t step_in_epoch(const Loop& l) {
+  const TrainState& s = l.r.state;
+  const int64_t into = s.pairs_consumed - s.epoch * s.plan.pairs_per_epoch;
+  return (into + l.global_batch - 1) / l.global_batch;
 }
 
 // One step: this rank's batch, the replica step, the bookkeeping and the metrics line.
@@ -412,14 +466,16 @@ StopReason stop_check(Loop& l) {
 StopReason step(Loop& l) {
   Replica& r = l.r;
   const auto step_start = Clock::now();
-  HostBatch batch = l.batches.take(static_cast<uint64_t>(r.state.pairs_consumed));
+  const std::vector<HostBatch> micro_batches =
+      l.batches.take(static_cast<uint64_t>(r.state.pairs_consumed));
   StepSettings settings;
   settings.step = r.state.step + 1;
   settings.margin = l.config.train.margin;
   settings.dropout_seed =
       mix_seed({static_cast<uint64_t>(l.config.run.seed), static_cast<uint64_t>(l.env.rank),
                 static_cast<uint64_t>(r.state.step)});
-  const StepResult s = train_step(l.trainee, batch, l.schedule, settings);
+  settings.lr = l.schedule(static_cast<double>(r.state.lr_pairs));
+  const StepResult s = train_step(l.trainee, micro_batches, settings);
   if (l.lead() && l.env.world > 1 && !l.reduction_logged) {  // what the reducer does, once
     spdlog::info("all-reduce of step {}: {}", settings.step, describe(r.reducer->stats()));
     l.reduction_logged = true;
@@ -428,6 +484,7 @@ StopReason step(Loop& l) {
     l.consecutive_bad = 0;
     l.epoch_loss_sum += s.loss;
     ++l.epoch_loss_count;
+    r.state.lr_pairs += l.global_batch;  // the rate moves with applied updates only
   } else {
     ++r.state.bad_steps;
     ++l.consecutive_bad;
@@ -436,16 +493,16 @@ StopReason step(Loop& l) {
                    settings.step, l.consecutive_bad, r.state.bad_steps);
   }
   ++r.state.step;
-  r.state.pairs_consumed += l.plan.global_batch;
+  r.state.pairs_consumed += l.global_batch;
   l.last_step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
   if (l.lead()) {
-    const double pairs_per_s = l.plan.global_batch / l.last_step_seconds;
+    const double pairs_per_s = l.global_batch / l.last_step_seconds;
     l.metrics.step(r.state.step, r.state.epoch, s.loss, s.lr, pairs_per_s,
                    s.tokens / l.last_step_seconds, !s.applied, l.last_step_seconds, s.allreduce_s);
     if (r.state.step % l.config.train.log_every == 0)
       spdlog::info("step {} (epoch {}, {}/{}): loss {:.5f} lr {:.3g}, {:.1f} pairs/s", r.state.step,
-                   r.state.epoch + 1, (r.state.step - 1) % l.plan.steps_per_epoch + 1,
-                   l.plan.steps_per_epoch, s.loss, s.lr, pairs_per_s);
+                   r.state.epoch + 1, step_in_epoch(l),
+                   r.state.plan.steps_per_epoch(l.global_batch), s.loss, s.lr, pairs_per_s);
     l.progress.step(r.state.step, r.state.epoch, s.applied ? s.loss : NAN, l.last_step_seconds,
                     l.budget.limited() ? std::max(0.0, l.budget.budget() - program_seconds()) : -1);
   }
@@ -574,10 +631,43 @@ bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& o
   return true;
 }
 
-EpochPlan epoch_plan(const Config& config, const dist::MpiEnv& env, const Replica& r) {
-  return plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
-                     static_cast<int64_t>(r.val_pairs.size()), config.train.pairs_per_rank,
-                     env.world, config.train.steps_per_epoch, config.train.max_epochs);
+PairPlan pair_plan(const Config& config, const Replica& r, int64_t global_batch) {
+  return plan_in_pairs(plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
+                                   static_cast<int64_t>(r.val_pairs.size()), global_batch,
+                                   config.train.steps_per_epoch, config.train.max_epochs),
+                       config.train.lr_step_epochs);
+}
+
+// The schedule in pairs (stopping.h): a fresh run makes it at its global batch; a resumed run
+// keeps its checkpoint's (that of a format 1 or 2 checkpoint is made again at the global
+// batch that wrote it) and, when the global batch changed, says in one line what changed and
+// what is kept. Every rank does the same from the same (broadcast) state.
+void settle_plan(const Config& config, const dist::MpiEnv& env, Replica& r, bool resumed) {
+  TrainState& s = r.state;
+  const int64_t batch = global_batch_of(config, env.world, config.train.accumulation_steps);
+  if (!resumed) {
+    s.plan = pair_plan(config, r, batch);
+  } else {
+    if (s.plan.empty())
+      complete_legacy_state(
+          s, pair_plan(config, r, global_batch_of(config, s.world_size, s.accumulation_steps)));
+    const int64_t before = global_batch_of(config, s.world_size, s.accumulation_steps);
+    if (env.rank == 0 && before != batch)
+      spdlog::warn(
+          "resuming with a global batch of {} pairs ({} ranks x {} pairs x {} accumulation "
+          "steps) instead of the checkpoint's {} ({} x {} x {}): the pair sequence continues at "
+          "pair {} and the schedule is kept in pairs: epochs of {} pairs ({} steps now), a "
+          "learning-rate half-cycle of {} pairs (at pair {} of it), at most {} epochs{}",
+          batch, env.world, config.train.pairs_per_rank, config.train.accumulation_steps, before,
+          s.world_size, config.train.pairs_per_rank, s.accumulation_steps, s.pairs_consumed,
+          s.plan.pairs_per_epoch, s.plan.steps_per_epoch(batch), s.plan.lr_step_pairs, s.lr_pairs,
+          s.plan.max_epochs,
+          config.train.max_steps > 0 ? ", train.max_steps counted in steps of " +
+                                           std::to_string(s.plan.global_batch) + " pairs"
+                                     : "");
+  }
+  s.world_size = env.world;
+  s.accumulation_steps = config.train.accumulation_steps;
 }
 
 }  // namespace
@@ -593,45 +683,49 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     const size_t export_texts =
         r.split.multilingual.size() + (r.datasets.test ? r.datasets.test->size() : 0);
     JobBudget budget(config.run.max_duration, static_cast<double>(export_texts) / env.world,
-                     2.0 * config.train.pairs_per_rank);
+                     2.0 * config.train.pairs_per_rank * config.train.accumulation_steps);
     budget.end_of(JobBudget::kSetUp, program_seconds());
     // The notebook projects the data before training too: the untrained encoder's features.
     if (config.export_.before_training && resume_path.empty()) {
       export_run_features(config, env, r, "features_before.h5");
       budget.end_of(JobBudget::kExportBefore, program_seconds());
     }
-    const EpochPlan plan = epoch_plan(config, env, r);
-    const model::Triangular2 schedule{
-        config.train.lr_min, config.train.lr_max,
-        config.train.lr_step_epochs * static_cast<double>(plan.steps_per_epoch)};
-    r.state.lr_step_size = schedule.step_size;
+    settle_plan(config, env, r, !resume_path.empty());
+    const PairPlan& plan = r.state.plan;
+    const int64_t global_batch =
+        global_batch_of(config, env.world, config.train.accumulation_steps);
+    const model::Triangular2 schedule{config.train.lr_min, config.train.lr_max, plan.lr_step_pairs};
     Loop l{config,
            env,
            r,
-           plan,
+           global_batch,
            schedule,
            EarlyStopping{config.train.patience, r.state.best_val_loss,
                          r.state.epochs_without_improvement},
            env.rank == 0 ? MetricsLog(files::join(config.run.dir, "metrics.jsonl"),
                                       resume_path.empty() ? -1 : r.state.step)
                          : MetricsLog(),
-           Prefetcher<HostBatch>(
-               [&](uint64_t consumed) { return training_batch(config, env, r, consumed); },
-               static_cast<uint64_t>(plan.global_batch)),
+           Prefetcher<std::vector<HostBatch>>(
+               [&](uint64_t consumed) { return training_batches(config, env, r, consumed); },
+               static_cast<uint64_t>(global_batch)),
            Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world,
                    r.graphs.get()},
            budget};
     l.seconds_before = r.state.train_seconds;
+    l.checkpoint_every = parse_steps_or_duration(config.train.checkpoint_every);
+    l.first_step = r.state.step;
     if (l.lead()) {
-      l.metrics.start(
-          {r.state.step, resume_path, env.world, plan.global_batch, r.state.config_hash});
-      l.progress.start(plan.steps_per_epoch, plan.max_epochs, plan.global_batch);
+      l.metrics.start({r.state.step, resume_path, env.world, global_batch, r.state.config_hash});
+      l.progress.start(plan.steps_per_epoch(global_batch), plan.max_epochs, global_batch);
     }
     if (l.lead())
       spdlog::info(
-          "training: global batch {} ({} ranks x {}), {} steps per epoch, at most {} epochs{}{}",
-          plan.global_batch, env.world, config.train.pairs_per_rank, plan.steps_per_epoch,
-          plan.max_epochs,
+          "training: global batch {} ({} ranks x {}{}), {} steps per epoch, at most {} epochs{}{}",
+          global_batch, env.world, config.train.pairs_per_rank,
+          config.train.accumulation_steps > 1
+              ? " x " + std::to_string(config.train.accumulation_steps) + " accumulation steps"
+              : "",
+          plan.steps_per_epoch(global_batch), plan.max_epochs,
           config.train.max_steps ? ", at most " + std::to_string(config.train.max_steps) + " steps"
                                  : "",
           l.budget.limited() ? ", whole-job time budget " + format_duration(l.budget.budget()) +
@@ -641,7 +735,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     StopReason reason = StopReason::kNone;
     while ((reason = stop_check(l)) == StopReason::kNone) {
       if ((reason = step(l)) != StopReason::kNone) break;
-      if (r.state.step % plan.steps_per_epoch == 0 && (reason = end_epoch(l)) != StopReason::kNone)
+      if (plan.ends_epoch(r.state.pairs_consumed, r.state.epoch) &&
+          (reason = end_epoch(l)) != StopReason::kNone)
         break;
     }
     return finish(l, reason);
