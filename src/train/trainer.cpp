@@ -30,9 +30,12 @@
 #include "train/metrics.h"
 #include "train/prefetch.h"
 #include "train/reducer.h"
+#include "train/run_dir.h"
+#include "train/run_inputs.h"
 #include "train/signals.h"
 #include "train/step.h"
 #include "train/stopping.h"
+#include "train/train_state.h"
 
 namespace sx::train {
 namespace {
@@ -117,19 +120,59 @@ void load_params(model::SiameseEncoderImpl& model,
   model::load_state(model, params, "checkpoint " + path);
 }
 
-void broadcast_state(TrainState& s, int root) {
-  std::vector<double> v{double(s.step),           double(s.epoch),
-                        double(s.pairs_consumed), double(s.adam_iterations),
-                        s.best_val_loss,          double(s.epochs_without_improvement),
-                        s.train_seconds,          double(s.bad_steps),
-                        double(s.world_size),     s.lr_step_size};
-  dist::broadcast(v, root);
-  s.step = int64_t(v[0]), s.epoch = int64_t(v[1]), s.pairs_consumed = int64_t(v[2]);
-  s.adam_iterations = int64_t(v[3]), s.best_val_loss = v[4],
-  s.epochs_without_improvement = int64_t(v[5]);
-  s.train_seconds = v[6], s.bad_steps = int64_t(v[7]), s.world_size = int64_t(v[8]),
-  s.lr_step_size = v[9];
-  dist::broadcast(s.config_hash, root);
+// Throws a UserError when the checkpoint at `path` comes from a run whose results would differ
+// from this one's (`now`): another configuration, or other data, tokenizer or model files.
+void check_same_results(const TrainState& then, const TrainState& now, const std::string& path) {
+  if (then.config_hash != now.config_hash)
+    throw UserError("checkpoint " + path +
+                    " was written with a different configuration of the keys that change "
+                    "results (hash " +
+                    then.config_hash + ", now " + now.config_hash +
+                    "); resume with the same configuration or use another run.dir");
+  if (then.inputs.empty()) {  // formats 1 and 2
+    spdlog::warn(
+        "checkpoint {} predates input identities: its data and model files are not checked", path);
+    return;
+  }
+  const std::string change = describe_inputs_change(then.inputs, now.inputs);
+  if (!change.empty())
+    throw UserError("checkpoint " + path + " was written with other inputs: " + change +
+                    "; resume with the same files or use another run.dir");
+}
+
+// Rank 0: the checkpoint to resume from, read into `checkpoint`, or "" for a fresh start, which
+// claims run.dir (run_dir.h; --resume auto finding no usable checkpoint is one too) and gets a
+// new lineage in `state`.
+std::string pick_checkpoint(const Config& config, const TrainOptions& options, TrainState& state,
+                            Checkpoint& checkpoint) {
+  std::string path;
+  if (options.resume == "auto") {
+    for (const auto& candidate : list_step_checkpoints(config.run.dir)) {
+      try {
+        checkpoint = read_checkpoint(candidate);
+        path = candidate;
+        break;
+      } catch (const UserError& e) {
+        spdlog::warn("{}; trying the previous one", e.what());
+      }
+    }
+    if (path.empty()) {
+      const std::string moved = claim_run_dir(config.run.dir, options.force, /*with_logs=*/false);
+      spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh{}", config.run.dir,
+                   moved.empty() ? "" : " (the earlier run's files moved into " + moved + ")");
+    }
+  } else if (!options.resume.empty()) {
+    checkpoint = read_checkpoint(options.resume);
+    path = options.resume;
+  }
+  if (path.empty()) {
+    state.lineage = new_lineage_id();
+    return path;
+  }
+  check_same_results(checkpoint.state, state, path);
+  // A checkpoint of format 1 or 2 has no lineage: this run starts one (and leaves its files be).
+  if (checkpoint.state.lineage.empty()) checkpoint.state.lineage = new_lineage_id();
+  return path;
 }
 
 // Sets up one rank without any collective: data, tokenizer, model, optimizer, and on rank 0
@@ -195,35 +238,14 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
                                       config.train.adam_epsilon});
   r.state.world_size = env.world;
   r.state.config_hash = config_result_hash(config);
+  r.state.inputs = result_inputs(config);
   r.state.best_val_loss = kInf;
 
   // Resume: rank 0 picks and reads the checkpoint; connect() hands it to the others.
-  std::string& path = resume_path;
-  if (lead && !options.resume.empty()) {
-    if (options.resume == "auto") {
-      for (const auto& candidate : list_step_checkpoints(config.run.dir)) {
-        try {
-          checkpoint = read_checkpoint(candidate);
-          path = candidate;
-          break;
-        } catch (const UserError& e) {
-          spdlog::warn("{}; trying the previous one", e.what());
-        }
-      }
-      if (path.empty())
-        spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh", config.run.dir);
-    } else {
-      checkpoint = read_checkpoint(options.resume);
-      path = options.resume;
-    }
-    if (!path.empty() && checkpoint.state.config_hash != r.state.config_hash)
-      throw UserError("checkpoint " + path +
-                      " was written with a different configuration of the keys that change "
-                      "results (hash " +
-                      checkpoint.state.config_hash + ", now " + r.state.config_hash +
-                      "); resume with the same configuration or use another run.dir");
-    if (!path.empty()) {
-      load_params(*r.model, checkpoint.params, path);
+  if (lead) {
+    resume_path = pick_checkpoint(config, options, r.state, checkpoint);
+    if (!resume_path.empty()) {
+      load_params(*r.model, checkpoint.params, resume_path);
       r.adam->m().copy_(checkpoint.adam_m.to(r.device));
       r.adam->v().copy_(checkpoint.adam_v.to(r.device));
     }
@@ -255,6 +277,7 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
         env.world, config.dist.grad_dtype);
   dist::broadcast(path, 0);
   if (!path.empty()) {
+    const TrainState now = r.state;  // this run's own settings and inputs
     if (lead) r.state = checkpoint.state;
     broadcast_state(r.state, 0);
     r.comm->broadcast(r.adam->m(), 0);
@@ -272,7 +295,8 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
             config.train.pairs_per_rank * env.world);
     }
     r.state.world_size = env.world;
-    r.state.config_hash = config_result_hash(config);
+    r.state.config_hash = now.config_hash;
+    r.state.inputs = now.inputs;
   }
   // Replicas start identical: rank 0's parameters everywhere.
   torch::Tensor params = r.flat->params();
@@ -358,7 +382,7 @@ void write_step_checkpoint(Loop& l) {
   if (!l.lead() || l.last_checkpoint_step == l.r.state.step) return;
   l.r.state.train_seconds = l.elapsed();
   write_checkpoint(step_checkpoint_path(l.config.run.dir, l.r.state.step), snapshot(l.r, true));
-  prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints);
+  prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints, l.r.state.lineage);
   l.last_checkpoint_step = l.r.state.step;
 }
 
@@ -506,28 +530,14 @@ int finish(Loop& l, StopReason reason) {
   return kExitOk;
 }
 
-// Set-up on every rank; on failure every rank learns the first error. Returns false (and
-// rank 0 throws the UserError) when set-up failed.
-bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
-            std::string& resume_path, Checkpoint& checkpoint) {
-  const bool lead = env.rank == 0;
+// Runs one phase of set-up on every rank; on failure every rank learns the first error.
+// Returns false (and rank 0 throws the UserError) when the phase failed on any rank.
+template <class Phase>
+bool all_ranks_succeed(bool lead, Phase&& phase) {
   std::string error;
   bool ok = true;
   try {
-    if (lead) {
-      files::create_directories(checkpoint_dir(config.run.dir));
-      write_resolved_config(config);
-    }
-    dist::barrier();
-    // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
-    add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
-    install_stop_handlers(config.dist.stop_signal);
-    char host[256] = "?";
-    gethostname(host, sizeof host - 1);
-    spdlog::info("rank {}/{} (local {}/{}) pid {} on {}", env.rank, env.world, env.local_rank,
-                 env.local_world, static_cast<long>(getpid()), host);
-    flush_logs();  // operators (and tests) look for the pid while the run is young
-    set_up_locally(config, env, options, r, resume_path, checkpoint);
+    phase();
   } catch (const std::exception& e) {
     ok = false;
     error = e.what();
@@ -538,6 +548,42 @@ bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& o
     return false;
   }
   return true;
+}
+
+// Rank 0, before any rank writes to run.dir: a fresh run claims it (run_dir.h), then the
+// checkpoint folder and the resolved configuration. Returns where --force moved an earlier
+// run's files, or "".
+std::string prepare_run_dir(const Config& config, const TrainOptions& options) {
+  const std::string moved = options.resume.empty()
+                                ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
+                                : "";
+  files::create_directories(checkpoint_dir(config.run.dir));
+  write_resolved_config(config);
+  return moved;
+}
+
+// Set-up on every rank, in two phases agreed by all ranks: rank 0 prepares run.dir, then every
+// rank sets itself up. Returns false (and rank 0 throws the UserError) when set-up failed.
+bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
+            std::string& resume_path, Checkpoint& checkpoint) {
+  const bool lead = env.rank == 0;
+  std::string moved;
+  if (!all_ranks_succeed(lead, [&] {
+        if (lead) moved = prepare_run_dir(config, options);
+      }))
+    return false;
+  return all_ranks_succeed(lead, [&] {
+    // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
+    add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
+    if (!moved.empty()) spdlog::warn("--force: the earlier run's files were moved into {}", moved);
+    install_stop_handlers(config.dist.stop_signal);
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    spdlog::info("rank {}/{} (local {}/{}) pid {} on {}", env.rank, env.world, env.local_rank,
+                 env.local_world, static_cast<long>(getpid()), host);
+    flush_logs();  // operators (and tests) look for the pid while the run is young
+    set_up_locally(config, env, options, r, resume_path, checkpoint);
+  });
 }
 
 EpochPlan epoch_plan(const Config& config, const dist::MpiEnv& env, const Replica& r) {
