@@ -371,9 +371,16 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   if (env.rank == 0) {
     print_table(results);
     if (!a.json.empty()) {
-      std::ofstream out(a.json);
-      out << results.dump(1) << "\n";
-      if (!out) throw UserError("--json: cannot write " + a.json);
+      try {
+        files::write_atomically(a.json, [&](const std::string& tmp) {
+          std::ofstream out(tmp);
+          out << results.dump(1) << "\n";
+          out.close();
+          if (!out) throw std::runtime_error("cannot write " + tmp);
+        });
+      } catch (const std::runtime_error& e) {
+        throw UserError(std::string("--json: ") + e.what());
+      }
     }
   }
   return 0;

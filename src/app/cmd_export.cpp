@@ -36,7 +36,7 @@ std::string choose_checkpoint(const Config& config, const std::string& given) {
 
 }  // namespace
 
-int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
+int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;
@@ -44,6 +44,15 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
     return kExitUserError;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
+  // Rank 0 decides whether an earlier features.h5 may be replaced; every rank learns it.
+  const std::string out = files::join(config.run.dir, "features.h5");
+  std::string refusal;
+  if (env.rank == 0 && !force && files::exists(out))
+    refusal = "export: " + out + " exists; pass --force to overwrite it";
+  if (!dist::all_succeeded(refusal.empty(), refusal)) {
+    if (env.rank == 0) throw UserError(refusal);
+    return kExitUserError;
+  }
   try {
     auto datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
     auto split =
@@ -60,8 +69,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
     files::create_directories(config.run.dir);
     exporting::ExportInputs inputs{&split.multilingual, datasets.test ? &*datasets.test : nullptr,
                                    "weights of " + path};
-    exporting::export_features(config, env, built.encoder, tokenizer, inputs,
-                               files::join(config.run.dir, "features.h5"));
+    exporting::export_features(config, env, built.encoder, tokenizer, inputs, out);
   } catch (const std::exception& e) {
     if (env.world == 1) throw;
     std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
@@ -121,9 +129,16 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);
   const std::string json_path = files::join(
       files::parent(after_path).empty() ? "." : files::parent(after_path), "evaluation.json");
-  std::ofstream out(json_path);
-  out << evaluate::to_json(after, before.get());
-  if (!out) throw UserError("cannot write " + json_path);
+  try {
+    files::write_atomically(json_path, [&](const std::string& tmp) {
+      std::ofstream out(tmp);
+      out << evaluate::to_json(after, before.get());
+      out.close();
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    });
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("evaluate: ") + e.what());
+  }
   std::printf("written: %s\n", json_path.c_str());
   return 0;
 }

@@ -9,7 +9,7 @@
 
 namespace sx::app {
 
-int cmd_train(const ConfigArgs& args, const std::string& resume) {
+int cmd_train(const ConfigArgs& args, const std::string& resume, bool force) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;  // one line for a mistake, not one per rank
@@ -18,7 +18,7 @@ int cmd_train(const ConfigArgs& args, const std::string& resume) {
     return kExitUserError;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
-  return train::run_training(config, env, {resume});
+  return train::run_training(config, env, {resume, force});
 }
 
 }  // namespace sx::app

@@ -34,10 +34,13 @@ int cmd_data_stats(const ConfigArgs& args);
 // Writes the training (split "train") or validation ("val") pair sequence as CSV.
 int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
                    const std::string& out_path);
-int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent);
+// Refuses to overwrite files in out_dir unless `force`.
+int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent,
+                   bool force);
 int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
 int cmd_version();
-int cmd_train(const ConfigArgs& args, const std::string& resume);
+// `force`: a fresh start into a used run.dir moves the earlier run's files aside.
+int cmd_train(const ConfigArgs& args, const std::string& resume, bool force);
 
 struct BenchDataArgs {
   std::string dir = "runs/bench-data";
@@ -68,7 +71,8 @@ struct BenchTrainArgs {
 int cmd_bench_train(const BenchTrainArgs& args);
 // Registers `bench train` and its options under `bench`; its callback sets `action`.
 void add_bench_train(CLI::App* bench, BenchTrainArgs& args, std::function<int()>& action);
-int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
+// Writes run.dir/features.h5; refuses to overwrite one unless `force`.
+int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force);
 struct HfExportArgs {
   std::string checkpoint;  // "" = the run's best.h5 (else its newest step checkpoint)
   std::string out;

@@ -37,13 +37,20 @@ int main(int argc, char** argv) {
   std::string resume;
   add_config_args(train, cfg);
   train->add_option("--resume", resume, "auto (newest valid checkpoint in run.dir) or a PATH");
-  train->callback([&] { action = [&] { return sx::app::cmd_train(cfg, resume); }; });
+  bool train_force = false;
+  train->add_flag("--force", train_force,
+                  "start afresh in a run.dir holding an earlier run: move its files into "
+                  "run.dir/previous-<time>/");
+  train->callback([&] { action = [&] { return sx::app::cmd_train(cfg, resume, train_force); }; });
 
   auto* exp = app.add_subcommand("export", "Export embeddings of the labeled and test sets (HDF5)");
   std::string checkpoint;
   add_config_args(exp, cfg);
   exp->add_option("--checkpoint", checkpoint, "checkpoint to load (default: best in run.dir)");
-  exp->callback([&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint); }; });
+  bool export_force = false;
+  exp->add_flag("--force", export_force, "overwrite an existing run.dir/features.h5");
+  exp->callback(
+      [&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint, export_force); }; });
 
   auto* export_hf = app.add_subcommand(
       "export-hf", "The trained encoder as an HF transformers / sentence-transformers directory");
@@ -98,13 +105,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1LL, 100000000LL));
   synth->add_option("--seed", synth_seed, "random seed")->check(CLI::NonNegativeNumber);
   int synth_toxic_percent = 12;
+  bool synth_force = false;
+  synth->add_flag("--force", synth_force, "overwrite the CSV files already in --out");
   synth
       ->add_option("--toxic-percent", synth_toxic_percent,
                    "percentage of toxic English rows (Jigsaw's: about 8)")
       ->check(CLI::Range(0, 100));
   synth->callback([&] {
     action = [&] {
-      return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed, synth_toxic_percent);
+      return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed, synth_toxic_percent,
+                                     synth_force);
     };
   });
 

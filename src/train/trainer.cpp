@@ -32,9 +32,12 @@
 #include "train/prefetch.h"
 #include "train/progress.h"
 #include "train/reducer.h"
+#include "train/run_dir.h"
+#include "train/run_inputs.h"
 #include "train/signals.h"
 #include "train/step.h"
 #include "train/stopping.h"
+#include "train/train_state.h"
 
 namespace sx::train {
 namespace {
@@ -120,31 +123,59 @@ void load_params(model::SiameseEncoderImpl& model,
   model::load_state(model, params, "checkpoint " + path);
 }
 
-void broadcast_state(TrainState& s, int root) {
-  std::vector<double> v{double(s.step),
-                        double(s.epoch),
-                        double(s.pairs_consumed),
-                        double(s.adam_iterations),
-                        s.best_val_loss,
-                        double(s.epochs_without_improvement),
-                        s.train_seconds,
-                        double(s.bad_steps),
-                        double(s.world_size),
-                        double(s.accumulation_steps),
-                        double(s.plan.global_batch),
-                        double(s.plan.pairs_per_epoch),
-                        double(s.plan.max_epochs),
-                        s.plan.lr_step_pairs,
-                        double(s.lr_pairs)};
-  dist::broadcast(v, root);
-  s.step = int64_t(v[0]), s.epoch = int64_t(v[1]), s.pairs_consumed = int64_t(v[2]);
-  s.adam_iterations = int64_t(v[3]), s.best_val_loss = v[4],
-  s.epochs_without_improvement = int64_t(v[5]);
-  s.train_seconds = v[6], s.bad_steps = int64_t(v[7]), s.world_size = int64_t(v[8]);
-  s.accumulation_steps = int64_t(v[9]), s.plan.global_batch = int64_t(v[10]);
-  s.plan.pairs_per_epoch = int64_t(v[11]), s.plan.max_epochs = int64_t(v[12]);
-  s.plan.lr_step_pairs = v[13], s.lr_pairs = int64_t(v[14]);
-  dist::broadcast(s.config_hash, root);
+// Throws a UserError when the checkpoint at `path` comes from a run whose results would differ
+// from this one's (`now`): another configuration, or other data, tokenizer or model files.
+void check_same_results(const TrainState& then, const TrainState& now, const std::string& path) {
+  if (then.config_hash != now.config_hash)
+    throw UserError("checkpoint " + path +
+                    " was written with a different configuration of the keys that change "
+                    "results (hash " +
+                    then.config_hash + ", now " + now.config_hash +
+                    "); resume with the same configuration or use another run.dir");
+  if (then.inputs.empty()) {  // formats 1 and 2
+    spdlog::warn(
+        "checkpoint {} predates input identities: its data and model files are not checked", path);
+    return;
+  }
+  const std::string change = describe_inputs_change(then.inputs, now.inputs);
+  if (!change.empty())
+    throw UserError("checkpoint " + path + " was written with other inputs: " + change +
+                    "; resume with the same files or use another run.dir");
+}
+
+// Rank 0: the checkpoint to resume from, read into `checkpoint`, or "" for a fresh start, which
+// claims run.dir (run_dir.h; --resume auto finding no usable checkpoint is one too) and gets a
+// new lineage in `state`.
+std::string pick_checkpoint(const Config& config, const TrainOptions& options, TrainState& state,
+                            Checkpoint& checkpoint) {
+  std::string path;
+  if (options.resume == "auto") {
+    for (const auto& candidate : list_step_checkpoints(config.run.dir)) {
+      try {
+        checkpoint = read_checkpoint(candidate);
+        path = candidate;
+        break;
+      } catch (const UserError& e) {
+        spdlog::warn("{}; trying the previous one", e.what());
+      }
+    }
+    if (path.empty()) {
+      const std::string moved = claim_run_dir(config.run.dir, options.force, /*with_logs=*/false);
+      spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh{}", config.run.dir,
+                   moved.empty() ? "" : " (the earlier run's files moved into " + moved + ")");
+    }
+  } else if (!options.resume.empty()) {
+    checkpoint = read_checkpoint(options.resume);
+    path = options.resume;
+  }
+  if (path.empty()) {
+    state.lineage = new_lineage_id();
+    return path;
+  }
+  check_same_results(checkpoint.state, state, path);
+  // A checkpoint of format 1 or 2 has no lineage: this run starts one (and leaves its files be).
+  if (checkpoint.state.lineage.empty()) checkpoint.state.lineage = new_lineage_id();
+  return path;
 }
 
 // Sets up one rank without any collective: data, tokenizer, model, optimizer, and on rank 0
@@ -210,35 +241,14 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
                                       config.train.adam_epsilon});
   r.state.world_size = env.world;
   r.state.config_hash = config_result_hash(config);
+  r.state.inputs = result_inputs(config);
   r.state.best_val_loss = kInf;
 
   // Resume: rank 0 picks and reads the checkpoint; connect() hands it to the others.
-  std::string& path = resume_path;
-  if (lead && !options.resume.empty()) {
-    if (options.resume == "auto") {
-      for (const auto& candidate : list_step_checkpoints(config.run.dir)) {
-        try {
-          checkpoint = read_checkpoint(candidate);
-          path = candidate;
-          break;
-        } catch (const UserError& e) {
-          spdlog::warn("{}; trying the previous one", e.what());
-        }
-      }
-      if (path.empty())
-        spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh", config.run.dir);
-    } else {
-      checkpoint = read_checkpoint(options.resume);
-      path = options.resume;
-    }
-    if (!path.empty() && checkpoint.state.config_hash != r.state.config_hash)
-      throw UserError("checkpoint " + path +
-                      " was written with a different configuration of the keys that change "
-                      "results (hash " +
-                      checkpoint.state.config_hash + ", now " + r.state.config_hash +
-                      "); resume with the same configuration or use another run.dir");
-    if (!path.empty()) {
-      load_params(*r.model, checkpoint.params, path);
+  if (lead) {
+    resume_path = pick_checkpoint(config, options, r.state, checkpoint);
+    if (!resume_path.empty()) {
+      load_params(*r.model, checkpoint.params, resume_path);
       r.adam->m().copy_(checkpoint.adam_m.to(r.device));
       r.adam->v().copy_(checkpoint.adam_v.to(r.device));
     }
@@ -297,6 +307,7 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
         env.world, config.dist.grad_dtype);
   dist::broadcast(path, 0);
   if (!path.empty()) {
+    const TrainState now = r.state;  // this run's own settings and inputs
     if (lead) r.state = checkpoint.state;
     broadcast_state(r.state, 0);
     r.comm->broadcast(r.adam->m(), 0);
@@ -305,7 +316,8 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
     if (lead)
       spdlog::info("resumed from {}: step {}, epoch {}, pair {} of the global sequence", path,
                    r.state.step, r.state.epoch, r.state.pairs_consumed);
-    r.state.config_hash = config_result_hash(config);
+    r.state.config_hash = now.config_hash;
+    r.state.inputs = now.inputs;
   }
   // Replicas start identical: rank 0's parameters everywhere.
   torch::Tensor params = r.flat->params();
@@ -408,7 +420,7 @@ void write_step_checkpoint(Loop& l) {
   if (!l.lead() || l.last_checkpoint_step == l.r.state.step) return;
   l.r.state.train_seconds = l.elapsed();
   write_checkpoint(step_checkpoint_path(l.config.run.dir, l.r.state.step), snapshot(l.r, true));
-  prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints);
+  prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints, l.r.state.lineage);
   l.last_checkpoint_step = l.r.state.step;
   l.last_checkpoint_at = Clock::now();
 }
@@ -439,8 +451,8 @@ bool out_of_time(const Loop& l) {
 // without waiting for it).
 StopReason stop_check(Loop& l) {
   const TrainState& s = l.r.state;
-  if (s.plan.steps_done(s.pairs_consumed, l.config.train.max_steps)) return StopReason::kMaxSteps;
-  if (s.plan.epochs_done(s.pairs_consumed)) return StopReason::kMaxEpochs;
+  if (s.plan().steps_done(s.pairs_consumed, l.config.train.max_steps)) return StopReason::kMaxSteps;
+  if (s.plan().epochs_done(s.pairs_consumed)) return StopReason::kMaxEpochs;
   auto flags = dist::allreduce_max(
       {stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0, checkpoint_time_due(l) ? 1 : 0});
   if (flags[0]) return StopReason::kSignal;
@@ -457,7 +469,7 @@ StopReason stop_check(Loop& l) {
 // Where the last step lies in its epoch (1-based), in steps of this run's global batch.
 int64_t step_in_epoch(const Loop& l) {
   const TrainState& s = l.r.state;
-  const int64_t into = s.pairs_consumed - s.epoch * s.plan.pairs_per_epoch;
+  const int64_t into = s.pairs_consumed - s.epoch * s.plan().pairs_per_epoch;
   return (into + l.global_batch - 1) / l.global_batch;
 }
 
@@ -502,7 +514,7 @@ StopReason step(Loop& l) {
     if (r.state.step % l.config.train.log_every == 0)
       spdlog::info("step {} (epoch {}, {}/{}): loss {:.5f} lr {:.3g}, {:.1f} pairs/s", r.state.step,
                    r.state.epoch + 1, step_in_epoch(l),
-                   r.state.plan.steps_per_epoch(l.global_batch), s.loss, s.lr, pairs_per_s);
+                   r.state.plan().steps_per_epoch(l.global_batch), s.loss, s.lr, pairs_per_s);
     l.progress.step(r.state.step, r.state.epoch, s.applied ? s.loss : NAN, l.last_step_seconds,
                     l.budget.limited() ? std::max(0.0, l.budget.budget() - program_seconds()) : -1);
   }
@@ -597,28 +609,14 @@ int finish(Loop& l, StopReason reason) {
   return kExitOk;
 }
 
-// Set-up on every rank; on failure every rank learns the first error. Returns false (and
-// rank 0 throws the UserError) when set-up failed.
-bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
-            std::string& resume_path, Checkpoint& checkpoint) {
-  const bool lead = env.rank == 0;
+// Runs one phase of set-up on every rank; on failure every rank learns the first error.
+// Returns false (and rank 0 throws the UserError) when the phase failed on any rank.
+template <class Phase>
+bool all_ranks_succeed(bool lead, Phase&& phase) {
   std::string error;
   bool ok = true;
   try {
-    if (lead) {
-      files::create_directories(checkpoint_dir(config.run.dir));
-      write_resolved_config(config);
-    }
-    dist::barrier();
-    // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
-    add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
-    install_stop_handlers(config.dist.stop_signal);
-    char host[256] = "?";
-    gethostname(host, sizeof host - 1);
-    spdlog::info("rank {}/{} (local {}/{}) pid {} on {}", env.rank, env.world, env.local_rank,
-                 env.local_world, static_cast<long>(getpid()), host);
-    flush_logs();  // operators (and tests) look for the pid while the run is young
-    set_up_locally(config, env, options, r, resume_path, checkpoint);
+    phase();
   } catch (const std::exception& e) {
     ok = false;
     error = e.what();
@@ -629,6 +627,42 @@ bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& o
     return false;
   }
   return true;
+}
+
+// Rank 0, before any rank writes to run.dir: a fresh run claims it (run_dir.h), then the
+// checkpoint folder and the resolved configuration. Returns where --force moved an earlier
+// run's files, or "".
+std::string prepare_run_dir(const Config& config, const TrainOptions& options) {
+  const std::string moved = options.resume.empty()
+                                ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
+                                : "";
+  files::create_directories(checkpoint_dir(config.run.dir));
+  write_resolved_config(config);
+  return moved;
+}
+
+// Set-up on every rank, in two phases agreed by all ranks: rank 0 prepares run.dir, then every
+// rank sets itself up. Returns false (and rank 0 throws the UserError) when set-up failed.
+bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
+            std::string& resume_path, Checkpoint& checkpoint) {
+  const bool lead = env.rank == 0;
+  std::string moved;
+  if (!all_ranks_succeed(lead, [&] {
+        if (lead) moved = prepare_run_dir(config, options);
+      }))
+    return false;
+  return all_ranks_succeed(lead, [&] {
+    // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
+    add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
+    if (!moved.empty()) spdlog::warn("--force: the earlier run's files were moved into {}", moved);
+    install_stop_handlers(config.dist.stop_signal);
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    spdlog::info("rank {}/{} (local {}/{}) pid {} on {}", env.rank, env.world, env.local_rank,
+                 env.local_world, static_cast<long>(getpid()), host);
+    flush_logs();  // operators (and tests) look for the pid while the run is young
+    set_up_locally(config, env, options, r, resume_path, checkpoint);
+  });
 }
 
 PairPlan pair_plan(const Config& config, const Replica& r, int64_t global_batch) {
@@ -646,9 +680,9 @@ void settle_plan(const Config& config, const dist::MpiEnv& env, Replica& r, bool
   TrainState& s = r.state;
   const int64_t batch = global_batch_of(config, env.world, config.train.accumulation_steps);
   if (!resumed) {
-    s.plan = pair_plan(config, r, batch);
+    s.set_plan(pair_plan(config, r, batch));
   } else {
-    if (s.plan.empty())
+    if (s.plan().empty())
       complete_legacy_state(
           s, pair_plan(config, r, global_batch_of(config, s.world_size, s.accumulation_steps)));
     const int64_t before = global_batch_of(config, s.world_size, s.accumulation_steps);
@@ -660,10 +694,10 @@ void settle_plan(const Config& config, const dist::MpiEnv& env, Replica& r, bool
           "learning-rate half-cycle of {} pairs (at pair {} of it), at most {} epochs{}",
           batch, env.world, config.train.pairs_per_rank, config.train.accumulation_steps, before,
           s.world_size, config.train.pairs_per_rank, s.accumulation_steps, s.pairs_consumed,
-          s.plan.pairs_per_epoch, s.plan.steps_per_epoch(batch), s.plan.lr_step_pairs, s.lr_pairs,
-          s.plan.max_epochs,
+          s.plan().pairs_per_epoch, s.plan().steps_per_epoch(batch), s.plan().lr_step_pairs,
+          s.lr_pairs, s.plan().max_epochs,
           config.train.max_steps > 0 ? ", train.max_steps counted in steps of " +
-                                           std::to_string(s.plan.global_batch) + " pairs"
+                                           std::to_string(s.plan().global_batch) + " pairs"
                                      : "");
   }
   s.world_size = env.world;
@@ -691,7 +725,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
       budget.end_of(JobBudget::kExportBefore, program_seconds());
     }
     settle_plan(config, env, r, !resume_path.empty());
-    const PairPlan& plan = r.state.plan;
+    const PairPlan plan = r.state.plan();
     const int64_t global_batch =
         global_batch_of(config, env.world, config.train.accumulation_steps);
     const model::Triangular2 schedule{config.train.lr_min, config.train.lr_max, plan.lr_step_pairs};

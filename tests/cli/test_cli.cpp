@@ -134,5 +134,24 @@ TEST(Cli, DataSynthRejectsBadArguments) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+// Issue #12: `data synth` overwrote the files of an earlier --out.
+TEST(Cli, DataSynthDoesNotOverwriteWithoutForce) {
+  test::TempDir dir;
+  const std::string out = dir.path("d");
+  ASSERT_EQ(run_cli("data synth --out " + out + " --rows 200 --seed 2").exit_code, 0);
+  const std::string before = test::read_file(out + "/validation.csv");
+  auto refused = run_cli("data synth --out " + out + " --rows 300 --seed 3");
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_EQ(test::count_lines(refused.err), 1u) << refused.err;
+  EXPECT_NE(refused.err.find("already exists; pass --force to overwrite"), std::string::npos)
+      << refused.err;
+  EXPECT_EQ(test::read_file(out + "/validation.csv"), before);
+  auto forced = run_cli("data synth --out " + out + " --rows 300 --seed 3 --force");
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(test::read_file(out + "/validation.csv"), before);
+  EXPECT_EQ(files::list(out), (std::vector<std::string>{"jigsaw-unintended-bias-train.csv",
+                                                        "test.csv", "validation.csv"}));
+}
+
 }  // namespace
 }  // namespace sx

@@ -102,7 +102,7 @@ TEST(TrainMpi, AccumulatedMicroBatchesEqualMoreRanks) {
     const Checkpoint k = read_checkpoint(step_checkpoint_path(run, 5));
     EXPECT_EQ(k.state.pairs_consumed, 5 * 32) << run;  // 5 steps of the global batch of 32
     EXPECT_EQ(k.state.epoch, 1) << run;                // steps_per_epoch 5: one epoch
-    EXPECT_EQ(k.state.plan.pairs_per_epoch, 5 * 32) << run;
+    EXPECT_EQ(k.state.plan().pairs_per_epoch, 5 * 32) << run;
   }
   // The same global batches: the same losses, step by step.
   auto la = metric_lines(acc_run, "step"), lb = metric_lines(four_run, "step");
@@ -221,9 +221,9 @@ TEST_P(ResumeOnMoreRanks, FollowsThePairCount) {
   EXPECT_EQ(last.state.lr_pairs, 44);
   EXPECT_EQ(last.state.epoch, 2);
   EXPECT_EQ(last.state.world_size, 2);
-  EXPECT_EQ(last.state.plan.global_batch, 4);
-  EXPECT_EQ(last.state.plan.pairs_per_epoch, 20);
-  EXPECT_DOUBLE_EQ(last.state.plan.lr_step_pairs, 20);
+  EXPECT_EQ(last.state.plan().global_batch, 4);
+  EXPECT_EQ(last.state.plan().pairs_per_epoch, 20);
+  EXPECT_DOUBLE_EQ(last.state.plan().lr_step_pairs, 20);
 }
 
 INSTANTIATE_TEST_SUITE_P(ThisFormatAndFormatTwo, ResumeOnMoreRanks, ::testing::Bool());
@@ -513,6 +513,95 @@ TEST(TrainMpi, ExportedFeaturesMatchTheInputFiles) {
     EXPECT_EQ(ids, test.ids);
     EXPECT_EQ(f.dims("test/embeddings")[0], test.size());
   }
+}
+
+}  // namespace
+}  // namespace sx::train
+
+namespace sx::train {
+namespace {
+
+// Issue #12: `train` without --resume into a run.dir holding an earlier run overwrote its
+// best.h5 and features. Now it is refused on both ranks with one line; --force moves the
+// earlier run's files into run.dir/previous-<time>/ and trains; `export` does not overwrite
+// features.h5 without --force either.
+TEST(TrainMpi, AFreshRunIntoAUsedRunDirIsRefusedAndForceMovesTheOldFilesAside) {
+  TempDir dir;
+  const std::string config = test::train_config(dir.path()), run = dir.path("run");
+  auto first = test::train(2, config, "train.max_steps=5 export.before_training=false");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string old_step = test::read_file(step_checkpoint_path(run, 5));
+  const std::string old_features = test::read_file(run + "/features.h5");
+  const std::string old_lineage = checkpoint_lineage(step_checkpoint_path(run, 5));
+  EXPECT_FALSE(old_lineage.empty());
+
+  const auto start = std::chrono::steady_clock::now();
+  auto refused = test::train(2, config, "train.max_steps=5 export.before_training=false");
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 60);
+  EXPECT_EQ(test::count_occurrences(refused.err, "holds an earlier run"), 1u) << refused.err;
+  EXPECT_NE(refused.err.find("pass --resume auto to continue it, or --force"), std::string::npos)
+      << refused.err;
+  EXPECT_EQ(test::read_file(step_checkpoint_path(run, 5)), old_step);
+  EXPECT_EQ(test::read_file(run + "/features.h5"), old_features);
+
+  auto forced = test::train(2, config, "train.max_steps=5 export.before_training=false --force");
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  std::vector<std::string> previous;
+  for (const auto& name : files::list(run))
+    if (name.rfind("previous-", 0) == 0) previous.push_back(files::join(run, name));
+  ASSERT_EQ(previous.size(), 1u);
+  EXPECT_EQ(test::read_file(step_checkpoint_path(previous[0], 5)), old_step);
+  EXPECT_EQ(test::read_file(previous[0] + "/features.h5"), old_features);
+  EXPECT_TRUE(files::exists(previous[0] + "/log/rank-1.log"));
+  const std::string new_lineage = checkpoint_lineage(step_checkpoint_path(run, 5));
+  EXPECT_FALSE(new_lineage.empty());
+  EXPECT_NE(new_lineage, old_lineage);
+  EXPECT_NE(test::read_file(run + "/log/rank-0.log").find("moved into " + previous[0]),
+            std::string::npos);
+
+  const std::string exported = test::read_file(run + "/features.h5");
+  auto export_refused = test::run_command(test::mpirun(1) + " export --config '" + config + "'");
+  EXPECT_EQ(export_refused.exit_code, 2) << export_refused.err;
+  EXPECT_NE(export_refused.err.find("features.h5 exists; pass --force to overwrite it"),
+            std::string::npos)
+      << export_refused.err;
+  EXPECT_EQ(test::read_file(run + "/features.h5"), exported);
+  auto export_forced =
+      test::run_command(test::mpirun(1) + " export --config '" + config + "' --force");
+  EXPECT_EQ(export_forced.exit_code, 0) << export_forced.err;
+}
+
+// Issue #12: the result hash left out the data and the model, so resuming on other data was
+// not refused. A copy of the same file elsewhere (another node's) still resumes.
+TEST(TrainMpi, ResumingWithAChangedDataFileIsRefusedNamingIt) {
+  TempDir dir;
+  const std::string data = dir.path("data"), copy = dir.path("copy");
+  files::create_directories(data);
+  files::create_directories(copy);
+  const std::string original =
+      test::read_file(files::join(test::synth_data_dir(), "validation.csv"));
+  test::write_file(data + "/validation.csv", original);
+  test::write_file(copy + "/validation.csv", original);
+  const std::string config = test::train_config(dir.path());
+  const std::string on = " data.multilingual_csv=" + data + "/validation.csv";
+  auto first = test::train(1, config, "train.max_steps=5 export.before_training=false" + on);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+
+  test::write_file(data + "/validation.csv",
+                   original + "999999,an extra comment of some length,es,0\n");
+  auto refused = test::train(1, config, on + " train.max_steps=10 --resume auto");
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("was written with other inputs: data.multilingual_csv differs"),
+            std::string::npos)
+      << refused.err;
+
+  auto resumed = test::train(
+      1, config,
+      "data.multilingual_csv=" + copy + "/validation.csv train.max_steps=10 --resume auto");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(test::read_file(dir.path("run/log/rank-0.log")).find("resumed from"),
+            std::string::npos);
 }
 
 }  // namespace

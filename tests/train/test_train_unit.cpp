@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "io/hdf5.h"
@@ -18,6 +20,9 @@
 #include "train/legacy_checkpoint.h"
 #include "train/metrics.h"
 #include "train/progress.h"
+#include "train/run_dir.h"
+#include "train/run_inputs.h"
+#include "train/state_fields.h"
 #include "train/stopping.h"
 
 namespace sx::train {
@@ -153,7 +158,7 @@ Checkpoint sample() {
   c.state.world_size = 2;
   c.state.config_hash = "abc";
   c.state.accumulation_steps = 2;
-  c.state.plan = plan_in_pairs(plan_epochs(1000, 100, 8, 5, 3), 2.0);
+  c.state.set_plan(plan_in_pairs(plan_epochs(1000, 100, 8, 5, 3), 2.0));
   c.state.lr_pairs = 88;
   c.params["encoder.layer.0.attention.self.query.weight"] = torch::randn({4, 3});
   c.params["pool_ln.bias"] = torch::randn({3});
@@ -283,10 +288,10 @@ TEST(Checkpoint, RoundTripsEveryField) {
   EXPECT_EQ(back.state.config_hash, "abc");
   EXPECT_DOUBLE_EQ(back.state.train_seconds, 3.5);
   EXPECT_EQ(back.state.accumulation_steps, 2);
-  EXPECT_EQ(back.state.plan.global_batch, 8);
-  EXPECT_EQ(back.state.plan.pairs_per_epoch, 40);
-  EXPECT_EQ(back.state.plan.max_epochs, 3);
-  EXPECT_DOUBLE_EQ(back.state.plan.lr_step_pairs, 80);
+  EXPECT_EQ(back.state.plan().global_batch, 8);
+  EXPECT_EQ(back.state.plan().pairs_per_epoch, 40);
+  EXPECT_EQ(back.state.plan().max_epochs, 3);
+  EXPECT_DOUBLE_EQ(back.state.plan().lr_step_pairs, 80);
   EXPECT_EQ(back.state.lr_pairs, 88);
   for (const auto& [name, t] : c.params) EXPECT_TRUE(torch::equal(t, back.params.at(name))) << name;
   EXPECT_TRUE(torch::equal(c.adam_m, back.adam_m));
@@ -319,19 +324,64 @@ TEST(Checkpoint, TruncatedOrCorruptedFilesAreRefusedClearly) {
   }
 }
 
+Checkpoint of_lineage(const std::string& lineage) {
+  Checkpoint c = sample();
+  c.state.lineage = lineage;
+  return c;
+}
+
 TEST(Checkpoint, ListingIsNewestFirstAndPruningKeepsTheNewest) {
   test::TempDir dir;
   files::create_directories(checkpoint_dir(dir.path()));
   for (int64_t step : {5, 10, 100, 20})
-    write_checkpoint(step_checkpoint_path(dir.path(), step), sample());
+    write_checkpoint(step_checkpoint_path(dir.path(), step), of_lineage("run-a"));
   auto all = list_step_checkpoints(dir.path());
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(all[0], step_checkpoint_path(dir.path(), 100));
   EXPECT_EQ(all[3], step_checkpoint_path(dir.path(), 5));
-  prune_step_checkpoints(dir.path(), 2);
+  EXPECT_EQ(checkpoint_lineage(all[0]), "run-a");
+  prune_step_checkpoints(dir.path(), 2, "run-a");
   EXPECT_EQ(list_step_checkpoints(dir.path()),
             (std::vector<std::string>{step_checkpoint_path(dir.path(), 100),
                                       step_checkpoint_path(dir.path(), 20)}));
+}
+
+// Issue #12: pruning kept an earlier run's higher-numbered step files and deleted the one just
+// written. It now removes only the pruning run's own older files, never the newest of all.
+TEST(Checkpoint, PruningTouchesOnlyItsOwnRunsFilesAndNeverTheNewest) {
+  test::TempDir dir;
+  const std::string run = dir.path();
+  files::create_directories(checkpoint_dir(run));
+  auto path = [&](int64_t step) { return step_checkpoint_path(run, step); };
+  for (int64_t step : {50, 60}) write_checkpoint(path(step), of_lineage("earlier"));
+  write_checkpoint(path(40), of_lineage(""));  // a file without a lineage (formats 1 and 2)
+  test::write_file(path(45), "not a checkpoint");
+  for (int64_t step : {5, 10, 15}) write_checkpoint(path(step), of_lineage("this"));
+  prune_step_checkpoints(run, 1, "this");
+  EXPECT_EQ(list_step_checkpoints(run),
+            (std::vector<std::string>{path(60), path(50), path(45), path(40), path(15)}));
+  // Even asked to keep none, the newest file of all stays.
+  prune_step_checkpoints(run, 0, "earlier");
+  EXPECT_EQ(list_step_checkpoints(run),
+            (std::vector<std::string>{path(60), path(45), path(40), path(15)}));
+  prune_step_checkpoints(run, 0, "");  // no lineage: nothing is anyone's to prune
+  EXPECT_EQ(list_step_checkpoints(run).size(), 4u);
+}
+
+// Issue #12 (item 8): every field of the state's one list reaches the file and comes back.
+TEST(Checkpoint, EveryStateFieldRoundTrips) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  c.state = test::distinct_state(3);
+  write_checkpoint(dir.path("c.h5"), c);
+  EXPECT_EQ(test::field_texts(read_checkpoint(dir.path("c.h5")).state), test::field_texts(c.state));
+  // A changed field changes the checksum: the state is covered by it.
+  io::H5File f = io::H5File::open(dir.path("c.h5"));
+  const std::string checksum = f.attr_string("checksum");
+  f.close();
+  c.state.lineage += "x";
+  write_checkpoint(dir.path("d.h5"), c);
+  EXPECT_NE(io::H5File::open(dir.path("d.h5")).attr_string("checksum"), checksum);
 }
 
 TEST(Checkpoint, NamesThatAreNotStepNumbersAreNeverTheNewest) {
@@ -372,7 +422,7 @@ TEST(Checkpoint, FormatOneFilesWithFnvChecksumsStillLoad) {
   EXPECT_EQ(back.state.step, 12);
   EXPECT_EQ(back.state.adam_iterations, 11);
   EXPECT_TRUE(torch::equal(c.adam_v, back.adam_v));
-  EXPECT_TRUE(back.state.plan.empty());  // the trainer makes it again (complete_legacy_state)
+  EXPECT_TRUE(back.state.plan().empty());  // the trainer makes it again (complete_legacy_state)
   // The same bytes under today's format number fail the (XXH3) checksum.
   write_checkpoint(dir.path("new.h5"), c);
   EXPECT_NE(test::read_file(dir.path("new.h5")), test::read_file(dir.path("old.h5")));
@@ -384,25 +434,25 @@ TEST(Checkpoint, FormatTwoFilesLoadWithoutAPlanThatTheirRunsPlanCompletes) {
   test::write_legacy_checkpoint(dir.path("two.h5"), c, 2, 10.0);
   Checkpoint back = read_checkpoint(dir.path("two.h5"));
   EXPECT_EQ(back.state.pairs_consumed, 96);
-  EXPECT_TRUE(back.state.plan.empty());
+  EXPECT_TRUE(back.state.plan().empty());
   EXPECT_EQ(back.state.accumulation_steps, 1);
   // The run that wrote it had 2 ranks of 4 pairs: 5 steps of 8 pairs per epoch; its 11
   // applied updates put the rate at pair 88.
   complete_legacy_state(back.state, plan_in_pairs(plan_epochs(1000, 100, 8, 5, 3), 2.0));
-  EXPECT_EQ(back.state.plan.pairs_per_epoch, 40);
-  EXPECT_EQ(back.state.plan.global_batch, 8);
+  EXPECT_EQ(back.state.plan().pairs_per_epoch, 40);
+  EXPECT_EQ(back.state.plan().global_batch, 8);
   EXPECT_EQ(back.state.lr_pairs, 88);
 }
 
 TEST(Checkpoint, AnInvalidPlanIsRefusedAndNoPlanIsEmpty) {
   test::TempDir dir;
   Checkpoint none = sample();
-  none.state.plan = {};
+  none.state.set_plan({});
   none.state.lr_pairs = 0;
   write_checkpoint(dir.path("none.h5"), none);
-  EXPECT_TRUE(read_checkpoint(dir.path("none.h5")).state.plan.empty());
+  EXPECT_TRUE(read_checkpoint(dir.path("none.h5")).state.plan().empty());
   Checkpoint c = sample();
-  c.state.plan.pairs_per_epoch = -40;
+  c.state.pairs_per_epoch = -40;
   write_checkpoint(dir.path("c.h5"), c);
   try {
     read_checkpoint(dir.path("c.h5"));
@@ -411,6 +461,96 @@ TEST(Checkpoint, AnInvalidPlanIsRefusedAndNoPlanIsEmpty) {
     EXPECT_NE(std::string(e.what()).find("schedule in pairs is invalid"), std::string::npos)
         << e.what();
   }
+}
+
+TEST(Checkpoint, FormatTwoFilesStillLoadWithoutTheNewerFields) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  test::write_legacy_checkpoint(dir.path("two.h5"), c, 2, 30.0);
+  Checkpoint back = read_checkpoint(dir.path("two.h5"));
+  EXPECT_EQ(back.state.step, 12);
+  EXPECT_EQ(back.state.config_hash, "abc");
+  EXPECT_DOUBLE_EQ(back.state.lr_step_size, 30);
+  EXPECT_EQ(back.state.inputs, "");  // fields of format 3 keep their initial values
+  EXPECT_EQ(back.state.lineage, "");
+  EXPECT_TRUE(torch::equal(c.adam_m, back.adam_m));
+  EXPECT_EQ(checkpoint_lineage(dir.path("two.h5")), "");
+}
+
+// Issue #12: a fresh run overwrote an earlier run's best.h5 and features in the same run.dir.
+TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  files::create_directories(run + "/checkpoints");
+  files::create_directories(run + "/log");
+  // Logs, a resolved config and the untrained encoder's features (a start stopped before its
+  // first checkpoint): nothing to refuse.
+  test::write_file(run + "/log/rank-0.log", "log");
+  test::write_file(run + "/config.resolved.yaml", "run: {}");
+  test::write_file(run + "/features_before.h5", "features before");
+  EXPECT_EQ(claim_run_dir(run, false, true), "");
+  test::write_file(run + "/features.h5", "features");
+  test::write_file(run + "/metrics.jsonl", "{}");
+  test::write_file(run + "/my-notes.txt", "the user's own file");
+  write_checkpoint(step_checkpoint_path(run, 10), sample());
+  write_checkpoint(best_checkpoint_path(run), sample());
+  EXPECT_EQ(earlier_run_results(run),
+            (std::vector<std::string>{"checkpoints/step-0000000010.h5", "checkpoints/best.h5",
+                                      "features.h5"}));
+  try {
+    claim_run_dir(run, false, true);
+    FAIL() << "a used run.dir was claimed without --force";
+  } catch (const UserError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("holds an earlier run"), std::string::npos) << what;
+    EXPECT_NE(what.find("pass --resume auto"), std::string::npos) << what;
+    EXPECT_NE(what.find("--force"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+  EXPECT_TRUE(files::exists(best_checkpoint_path(run)));  // untouched
+
+  const std::string previous = claim_run_dir(run, true, true);
+  EXPECT_EQ(files::parent(previous), run);
+  EXPECT_EQ(files::list(previous),
+            (std::vector<std::string>{"checkpoints", "config.resolved.yaml", "features.h5",
+                                      "features_before.h5", "log", "metrics.jsonl"}));
+  EXPECT_EQ(read_checkpoint(step_checkpoint_path(previous, 10)).state.step, 12);
+  EXPECT_TRUE(earlier_run_results(run).empty());
+  EXPECT_EQ(test::read_file(run + "/my-notes.txt"), "the user's own file");  // not the run's
+  // Again within the same second: a folder of its own. Without the logs: they stay.
+  test::write_file(run + "/features.h5", "features");
+  files::create_directories(run + "/log");
+  const std::string again = claim_run_dir(run, true, false);
+  EXPECT_NE(again, previous);
+  EXPECT_TRUE(files::exists(again + "/features.h5"));
+  EXPECT_TRUE(files::exists(run + "/log"));
+}
+
+TEST(RunInputs, FileIdentitiesMatchCopiesAndSeeChangesAtEitherEnd) {
+  test::TempDir dir;
+  std::string big(3 << 20, 'a');  // 3 MiB: its first and last MiB are hashed
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i % 23);
+  test::write_file(dir.path("a"), big);
+  test::write_file(dir.path("copy"), big);
+  EXPECT_EQ(file_identity(dir.path("a")), file_identity(dir.path("copy")));
+  EXPECT_EQ(file_identity(dir.path("a")).rfind(std::to_string(big.size()) + ":", 0), 0u);
+  std::string last = big;
+  last[last.size() - 10] = '!';
+  test::write_file(dir.path("last"), last);
+  EXPECT_NE(file_identity(dir.path("last")), file_identity(dir.path("a")));
+  test::write_file(dir.path("longer"), big + "x");
+  EXPECT_NE(file_identity(dir.path("longer")), file_identity(dir.path("a")));
+  test::write_file(dir.path("small"), "tiny");
+  EXPECT_NE(file_identity(dir.path("small")), file_identity(dir.path("a")));
+  EXPECT_THROW(file_identity(dir.path("missing")), std::runtime_error);
+
+  const std::string then = "data.train_csv=10:aa\ndata.multilingual_csv=20:bb\n";
+  EXPECT_EQ(describe_inputs_change(then, then), "");
+  EXPECT_EQ(describe_inputs_change(then, "data.train_csv=10:aa\ndata.multilingual_csv=21:cc\n"),
+            "data.multilingual_csv differs: 20 bytes, hash bb in the checkpoint; now 21 bytes, "
+            "hash cc");
+  EXPECT_EQ(describe_inputs_change(then, then + "data.test_csv=5:dd\n"),
+            "data.test_csv differs: none in the checkpoint; now 5 bytes, hash dd");
 }
 
 TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {
