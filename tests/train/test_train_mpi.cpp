@@ -55,6 +55,23 @@ TEST(TrainMpi, TwoRanksOfFourEqualOneRankOfEight) {
   EXPECT_EQ(line.find(" 0 launched during backward"), std::string::npos) << line;
 }
 
+// Two ranks of one node tokenize once into a shared window and consume the same pair
+// sequence (the weights' equality with one rank is TwoRanksOfFourEqualOneRankOfEight's).
+TEST(TrainMpi, RanksOfANodeShareTheTokenIdsAndAgreeOnThePairs) {
+  TempDir two;
+  auto r = test::train(2, test::train_config(two.path()), "train.max_steps=1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string log0 = test::read_file(two.path("run/log/rank-0.log"));
+  const std::string log1 = test::read_file(two.path("run/log/rank-1.log"));
+  EXPECT_NE(log0.find("tokenized once per node (2 ranks share"), std::string::npos) << log0;
+  auto fingerprints = [](const std::string& log) {
+    const size_t at = log.find("pair sequences: ");
+    return at == std::string::npos ? std::string() : log.substr(at, log.find('\n', at) - at);
+  };
+  EXPECT_FALSE(fingerprints(log0).empty());
+  EXPECT_EQ(fingerprints(log0), fingerprints(log1));
+}
+
 TEST(TrainMpi, Bf16GradientsOnTheWireStayCloseToFp32) {
   TempDir fp32, bf16;
   auto a = test::train(2, test::train_config(fp32.path()), "train.max_steps=5");
