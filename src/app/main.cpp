@@ -137,6 +137,10 @@ int main(int argc, char** argv) {
   bench_data->add_flag("--setup", bench_args.setup,
                        "time the data set-up of `train` phase by phase (load the three files, "
                        "split, pairs, tokenize the first epoch), with memory");
+  bench_data->add_flag("--share", bench_args.share,
+                       "--setup (run it under mpirun): tokenize every text once per node into "
+                       "memory the node's ranks share, as `train` does with several ranks on a "
+                       "node; each rank prints its private memory");
   bench_data->add_option("--pairs", bench_args.pairs, "--setup: training pairs (data.train_pairs)")
       ->check(CLI::Range(1LL, 100000000LL));
   bench_data->add_flag("--no-word-cache", bench_args.no_word_cache,

@@ -191,6 +191,11 @@ const std::vector<Field>& schema() {
     s.push_back(range(entry(&C::tokenizer, &TokenizerConfig::threads, "tokenizer.threads",
                             Kind::kInt, "0", "Tokenizer threads; 0 = all cores."),
                       0, 1024));
+    s.push_back(entry(
+        &C::tokenizer, &TokenizerConfig::share_node, "tokenizer.share_node", Kind::kBool, "false",
+        "With several ranks on a node: the node's first rank tokenizes every training and "
+        "validation text up front into shared memory the others map (same ids). Otherwise each "
+        "rank tokenizes lazily what it consumes: less memory and set-up for short runs."));
     // model
     s.push_back(entry(&C::model, &ModelConfig::pretrained, "model.pretrained", Kind::kDir, "",
                       "HF model directory (config.json + model.safetensors). Empty: random "

@@ -46,6 +46,7 @@ struct TokenizerConfig {
   std::string pretokenize;  // wordpunct | none
   bool keep_eos;
   int64_t threads;  // 0 = all cores
+  bool share_node;  // ranks of a node: every text tokenized once into shared memory
 };
 
 struct ModelConfig {
