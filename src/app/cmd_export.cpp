@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "app/commands.h"
+#include "app/inference.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/files.h"
@@ -26,10 +27,8 @@ namespace {
 // --checkpoint, or the run's best weights, or its newest step checkpoint.
 std::string choose_checkpoint(const Config& config, const std::string& given) {
   if (!given.empty()) return given;
-  std::string best = train::best_checkpoint_path(config.run.dir);
-  if (files::exists(best)) return best;
-  auto steps = train::list_step_checkpoints(config.run.dir);
-  if (!steps.empty()) return steps.front();
+  std::string trained = run_checkpoint(config.run.dir);
+  if (!trained.empty()) return trained;
   throw UserError("no checkpoint in " + train::checkpoint_dir(config.run.dir) +
                   " (run.dir); train first or pass --checkpoint PATH");
 }

@@ -37,7 +37,30 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
 // Refuses to overwrite files in out_dir unless `force`.
 int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent,
                    bool force);
-int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
+// Which weights embed and predict --texts use (app/inference.h).
+struct WeightsChoice {
+  std::string checkpoint;     // --checkpoint PATH
+  bool pretrained = false;    // --pretrained: model.pretrained even when the run has weights
+  bool allow_random = false;  // --allow-random: accept model.config's random initialisation
+};
+// embed: texts from stdin or a CSV column, on every rank a share, to text/HDF5/.npy.
+struct EmbedArgs {
+  WeightsChoice weights;
+  std::string csv, text_column, id_column;
+  std::string out;  // "" or "-": text on stdout; else .h5/.hdf5/.npy by extension
+  bool force = false;
+};
+int cmd_embed(const ConfigArgs& args, const EmbedArgs& embed);
+// predict: the final classifier on the run's features and submission.csv, or with `texts`
+// (a file or - for stdin) one probability per line.
+struct PredictArgs {
+  WeightsChoice weights;  // for --texts
+  std::string features;   // "" = run.dir/features.h5
+  std::string out;        // "" = run.dir/submission.csv
+  std::string texts;
+  bool force = false;
+};
+int cmd_predict(const ConfigArgs& args, const PredictArgs& predict);
 int cmd_version();
 // `force`: a fresh start into a used run.dir moves the earlier run's files aside.
 int cmd_train(const ConfigArgs& args, const std::string& resume, bool force);

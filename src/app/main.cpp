@@ -20,6 +20,17 @@ void add_config_args(CLI::App* cmd, ConfigArgs& args) {
                   "dotted.key=value overrides applied after the file (Hydra style)");
 }
 
+// Which weights embed and predict --texts embed with (app/inference.h).
+void add_weights_args(CLI::App* cmd, sx::app::WeightsChoice& weights) {
+  cmd->add_option("--checkpoint", weights.checkpoint,
+                  "checkpoint to load (default: best.h5 in run.dir, else its newest step "
+                  "checkpoint, else model.pretrained)");
+  cmd->add_flag("--pretrained", weights.pretrained,
+                "the weights of model.pretrained even when run.dir has checkpoints");
+  cmd->add_flag("--allow-random", weights.allow_random,
+                "accept model.config's random initialisation when there are no trained weights");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,10 +85,34 @@ int main(int argc, char** argv) {
   evaluate->callback(
       [&] { action = [&] { return sx::app::cmd_evaluate(feature_files, before_file); }; });
 
-  auto* embed = app.add_subcommand("embed", "Embed texts from stdin, one per line");
+  auto* embed = app.add_subcommand(
+      "embed", "Embed texts from stdin (one per line) or a CSV column; text, HDF5 or .npy out");
+  sx::app::EmbedArgs embed_args;
   add_config_args(embed, cfg);
-  embed->add_option("--checkpoint", checkpoint, "training checkpoint instead of model.pretrained");
-  embed->callback([&] { action = [&] { return sx::app::cmd_embed(cfg, checkpoint); }; });
+  add_weights_args(embed, embed_args.weights);
+  embed->add_option("--csv", embed_args.csv, "CSV file to embed instead of stdin's lines");
+  embed->add_option("--text-column", embed_args.text_column, "--csv: the column of texts");
+  embed->add_option("--id-column", embed_args.id_column,
+                    "--csv: a column of ids, kept beside the embeddings (HDF5 `ids`)");
+  embed->add_option("--out", embed_args.out,
+                    "FILE.h5, FILE.hdf5 or FILE.npy (by extension); - or none: text on stdout");
+  embed->add_flag("--force", embed_args.force, "overwrite an existing --out file");
+  embed->callback([&] { action = [&] { return sx::app::cmd_embed(cfg, embed_args); }; });
+
+  auto* predict = app.add_subcommand(
+      "predict", "Fit the final classifier on the run's features; submission.csv for the test set");
+  sx::app::PredictArgs predict_args;
+  add_config_args(predict, cfg);
+  predict->add_option("--features", predict_args.features,
+                      "features file to fit on (default: features.h5 in run.dir)");
+  predict->add_option("--out", predict_args.out,
+                      "submission file (default: submission.csv in run.dir)");
+  predict->add_option("--texts", predict_args.texts,
+                      "- (stdin) or FILE: one text a line; print p(toxic) of each, write nothing");
+  predict->add_flag("--force", predict_args.force,
+                    "overwrite an existing classifier.json and submission file");
+  add_weights_args(predict, predict_args.weights);
+  predict->callback([&] { action = [&] { return sx::app::cmd_predict(cfg, predict_args); }; });
 
   auto* tokenize = app.add_subcommand("tokenize", "Token ids of texts from stdin, one per line");
   add_config_args(tokenize, cfg);
