@@ -1,5 +1,7 @@
 #include "dist/mpi_env.h"
 
+#include "dist/wait.h"
+
 #include <mpi.h>
 
 #include <spdlog/spdlog.h>
@@ -56,14 +58,11 @@ std::vector<double> allreduce_sum(std::vector<double> values) {
   return values;
 }
 
-void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what) {
-  MPI_Request request;
-  MPI_Iallreduce(MPI_IN_PLACE, words.data(), static_cast<int>(words.size()), MPI_UINT64_T, MPI_BOR,
-                 MPI_COMM_WORLD, &request);
+void wait_or_abort(MPI_Request& request, double timeout_seconds, const std::string& what) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
   int done = 0;
-  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done) {
+  for (int tries = 0; MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done; ++tries) {
     if (std::chrono::steady_clock::now() > deadline) {
       int rank = 0;
       MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -73,8 +72,18 @@ void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const st
           rank, what, timeout_seconds);
       abort_job(kExitInternal);
     }
-    std::this_thread::yield();
+    if (tries < 1000)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+}
+
+void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what) {
+  MPI_Request request;
+  MPI_Iallreduce(MPI_IN_PLACE, words.data(), static_cast<int>(words.size()), MPI_UINT64_T, MPI_BOR,
+                 MPI_COMM_WORLD, &request);
+  wait_or_abort(request, timeout_seconds, what);
 }
 
 void broadcast(std::vector<double>& values, int root) {

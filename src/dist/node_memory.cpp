@@ -12,28 +12,10 @@
 
 #include "core/error.h"
 #include "dist/mpi_env.h"
+#include "dist/wait.h"
 
 namespace sx::dist {
 namespace {
-
-// Waits for a non-blocking collective; past the deadline logs `what` and aborts the job.
-void wait_or_abort(MPI_Request& request, double timeout_seconds, const char* what) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  int done = 0;
-  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      int rank = 0;
-      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-      spdlog::critical(
-          "rank {}: {} did not complete within dist.collective_timeout ({:.0f} s); "
-          "a peer is gone or stuck. Aborting the job.",
-          rank, what, timeout_seconds);
-      abort_job(kExitInternal);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-}
 
 void check(int code, const char* call) {
   if (code != MPI_SUCCESS) throw std::runtime_error(std::string(call) + " failed");
