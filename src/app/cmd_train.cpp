@@ -3,12 +3,13 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "dist/mpi_env.h"
 #include "train/trainer.h"
 
 namespace sx::app {
 
-int cmd_train(const ConfigArgs& args, const std::string& resume) {
+int cmd_train(const ConfigArgs& args, const std::string& resume, bool force) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;
@@ -17,7 +18,8 @@ int cmd_train(const ConfigArgs& args, const std::string& resume) {
       code != kExitOk)
     return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
-  return train::run_training(config, env, {resume});
+  set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
+  return train::run_training(config, env, {resume, force});
 }
 
 }  // namespace sx::app

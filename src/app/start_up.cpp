@@ -1,5 +1,6 @@
 // The start of every MPI subcommand: the configuration loaded on every rank, and the ranks'
 // agreement that they run the same program on the same configuration and inputs.
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,19 +15,32 @@
 namespace sx::app {
 namespace {
 
+// A file's identity (core/checksum.h: size and the hash of its ends, equal for copies on
+// other nodes), or why it has none: ranks compare these, so a failure is a value too.
+std::string fingerprint(const std::string& path) {
+  if (!files::exists(path)) return "missing";
+  try {
+    const std::string id = file_identity(path);  // "<size>:<hash>"
+    const size_t colon = id.find(':');
+    return id.substr(0, colon) + " bytes, first and last MiB xxh3 " + id.substr(colon + 1);
+  } catch (const std::runtime_error& e) {
+    return std::string("unreadable: ") + e.what();
+  }
+}
+
 // Fingerprints of the files in `dir` and in its folders one level down (an HF model
 // directory: config.json, weights, a sentence-transformers module's folder).
 void add_directory(dist::Items& items, const std::string& key, const std::string& dir) {
   for (const std::string& name : files::list(dir)) {
     const std::string path = files::join(dir, name);
     if (!files::is_directory(path)) {
-      items.emplace_back("file " + key + "/" + name, file_fingerprint(path));
+      items.emplace_back("file " + key + "/" + name, fingerprint(path));
       continue;
     }
     for (const std::string& inner : files::list(path))
       if (!files::is_directory(files::join(path, inner)))
         items.emplace_back("file " + key + "/" + name + "/" + inner,
-                           file_fingerprint(files::join(path, inner)));
+                           fingerprint(files::join(path, inner)));
   }
 }
 
@@ -39,7 +53,7 @@ dist::Items job_items(const Config& config, const std::vector<std::string>& sect
     if (files::is_directory(path))
       add_directory(items, key, path);
     else
-      items.emplace_back("file " + key, file_fingerprint(path));
+      items.emplace_back("file " + key, fingerprint(path));
   }
   return items;
 }

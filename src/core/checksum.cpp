@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -43,35 +43,49 @@ std::string Xxh3::hex() const {
   return out;
 }
 
-std::string file_fingerprint(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? "missing" : std::string("unreadable: ") + std::strerror(errno);
-  struct stat st {};
-  std::string out;
-  if (::fstat(fd, &st) != 0) {
-    out = std::string("unreadable: ") + std::strerror(errno);
-  } else {
-    constexpr uint64_t kMiB = 1 << 20;
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
-    const uint64_t tail =
-        size > kMiB ? std::max(kMiB, size - kMiB) : size;  // start of the last MiB
-    std::vector<char> buffer(kMiB);
-    Xxh3 hash;
-    for (uint64_t start : {uint64_t{0}, tail}) {
-      const uint64_t want = std::min(kMiB, size - start);
-      const ssize_t got = want ? ::pread(fd, buffer.data(), want, static_cast<off_t>(start)) : 0;
-      if (got < 0 || static_cast<uint64_t>(got) != want) {
-        out = std::string("unreadable: ") + (got < 0 ? std::strerror(errno) : "short read");
-        break;
-      }
-      hash.update(buffer.data(), want);
-    }
-    if (out.empty())
-      out = std::to_string(size) + " bytes, first and last MiB xxh3 " + hash.hex().substr(0, 16);
+namespace {
+
+// Hashes `size` bytes of `fd` from `offset`.
+void hash_range(Xxh3& hash, int fd, uint64_t offset, uint64_t size, const std::string& path) {
+  std::vector<char> buffer(size);
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n =
+        ::pread(fd, buffer.data() + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error(
+          "cannot read " + path + ": " +
+          (n == 0 ? std::string("it shrank while read") : std::strerror(errno)));
+    done += static_cast<uint64_t>(n);
   }
-  ::close(fd);
-  return out;
+  hash.update(buffer.data(), buffer.size());
+}
+
+}  // namespace
+
+std::string file_identity(const std::string& path) {
+  constexpr uint64_t kMiB = 1 << 20;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  try {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0)
+      throw std::runtime_error("cannot stat " + path + ": " + std::strerror(errno));
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    Xxh3 hash;
+    if (size <= 2 * kMiB) {
+      hash_range(hash, fd, 0, size, path);
+    } else {
+      hash_range(hash, fd, 0, kMiB, path);
+      hash_range(hash, fd, size - kMiB, kMiB, path);
+    }
+    ::close(fd);
+    return std::to_string(size) + ":" + hash.hex();
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
 }
 
 }  // namespace sx

@@ -26,9 +26,9 @@ class Xxh3 {
   std::unique_ptr<State> state_;
 };
 
-// A file's size and an XXH3 of its first and last MiB, as one line ("123 bytes, first and
-// last MiB xxh3 0123456789abcdef", "missing", "unreadable: ..."): equal for copies of a file on
-// different nodes, and cheap for multi-GB files.
-std::string file_fingerprint(const std::string& path);
+// A file's identity that copies of it share wherever they are: its size and the XXH3 of its
+// first and last MiB, as "<size>:<32 hex digits>" (whole files up to 2 MiB). Reads at most
+// 2 MiB; throws std::runtime_error when the file cannot be read.
+std::string file_identity(const std::string& path);
 
 }  // namespace sx

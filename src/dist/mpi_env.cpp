@@ -1,11 +1,14 @@
 #include "dist/mpi_env.h"
 
+#include "dist/wait.h"
+
 #include <mpi.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <stdexcept>
 
 #include "core/checksum.h"
 #include "dist/chunks.h"
@@ -59,15 +62,6 @@ int world_size() {
   return world;
 }
 
-// The one way a collective here completes: tested against the deadline (deadline.h).
-void complete(MPI_Request& request, const std::string& what) {
-  await(what, [&] {
-    int done = 0;
-    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    return done != 0;
-  });
-}
-
 template <class T>
 MPI_Datatype mpi_type();
 template <>
@@ -97,7 +91,7 @@ void allreduce(std::vector<T>& values, MPI_Op op, const std::string& what) {
     MPI_Request request;
     MPI_Iallreduce(MPI_IN_PLACE, values.data() + p.offset, p.count, mpi_type<T>(), op,
                    MPI_COMM_WORLD, &request);
-    complete(request, what);
+    wait_or_abort(request, what);
   }
 }
 
@@ -118,7 +112,7 @@ std::vector<T> gather_elements(const T* local, int64_t count, int root, const st
   counts.assign(static_cast<size_t>(world_size()), 0);
   MPI_Request request;
   MPI_Iallgather(&count, 1, MPI_INT64_T, counts.data(), 1, MPI_INT64_T, MPI_COMM_WORLD, &request);
-  complete(request, what);
+  wait_or_abort(request, what);
   const std::vector<GatherRound> plan = plan_gather(counts, max_mpi_count());
   std::vector<T> out, scratch;
   if (rank == root) {
@@ -136,7 +130,7 @@ std::vector<T> gather_elements(const T* local, int64_t count, int root, const st
     MPI_Igatherv(local + round.send_offsets[rank], round.counts[rank], mpi_type<T>(), receive,
                  round.counts.data(), round.displs.data(), mpi_type<T>(), root, MPI_COMM_WORLD,
                  &request);
-    complete(request, what);
+    wait_or_abort(request, what);
     if (rank != root || in_place) continue;
     for (size_t r = 0; r < counts.size(); ++r)
       std::copy_n(scratch.data() + round.displs[r], round.counts[r],
@@ -181,6 +175,14 @@ Items deserialize(const std::string& text) {
 
 }  // namespace
 
+void wait_or_abort(MPI_Request& request, const std::string& what) {
+  await(what, [&] {
+    int done = 0;
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    return done != 0;
+  });
+}
+
 std::vector<int64_t> allreduce_max(std::vector<int64_t> values, const std::string& what) {
   allreduce(values, MPI_MAX, what);
   return values;
@@ -200,7 +202,7 @@ void broadcast_bytes(void* data, int64_t bytes, int root, const std::string& wha
     MPI_Request request;
     MPI_Ibcast(static_cast<char*>(data) + p.offset, p.count, MPI_BYTE, root, MPI_COMM_WORLD,
                &request);
-    complete(request, what);
+    wait_or_abort(request, what);
   }
 }
 
@@ -221,12 +223,20 @@ void broadcast(std::string& text, int root, const std::string& what) {
 void barrier(const std::string& what) {
   MPI_Request request;
   MPI_Ibarrier(MPI_COMM_WORLD, &request);
-  complete(request, what);
+  wait_or_abort(request, what);
 }
 
 std::vector<float> gather(const std::vector<float>& local, int root, const std::string& what) {
   std::vector<int64_t> counts;
   return gather_elements(local.data(), static_cast<int64_t>(local.size()), root, what, counts);
+}
+
+std::vector<float> gather_rows(const std::vector<float>& local, int64_t cols, int root,
+                               const std::string& what) {
+  if (cols <= 0 || local.size() % static_cast<size_t>(cols) != 0)
+    throw std::invalid_argument("gather_rows: " + std::to_string(local.size()) +
+                                " floats are not rows of " + std::to_string(cols));
+  return gather(local, root, what);  // in pieces past MPI's int counts (chunks.h)
 }
 
 std::vector<std::string> gather(const std::string& local, int root, const std::string& what) {
@@ -260,7 +270,7 @@ int agree(const Outcome& mine, const std::string& what) {
   int code = mine.code;
   MPI_Request request;
   MPI_Iallgather(&code, 1, MPI_INT, codes.data(), 1, MPI_INT, MPI_COMM_WORLD, &request);
-  complete(request, "agreement on " + what);
+  wait_or_abort(request, "agreement on " + what);
   auto failing = std::find_if(codes.begin(), codes.end(), [](int c) { return c != kExitOk; });
   if (failing == codes.end()) return kExitOk;
   const std::vector<std::string> messages =

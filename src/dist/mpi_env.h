@@ -59,6 +59,11 @@ void barrier(const std::string& what);
 std::vector<float> gather(const std::vector<float>& local, int root, const std::string& what);
 // Every rank's text, in rank order, on `root` (others get {}).
 std::vector<std::string> gather(const std::string& local, int root, const std::string& what);
+// Every rank's rows of `cols` floats, concatenated in rank order on `root` (others get {}).
+// Counts travel in rows (one MPI datatype per row), so the total may pass 2^31 floats; a
+// rank's share must stay under 2^31 rows.
+std::vector<float> gather_rows(const std::vector<float>& local, int64_t cols, int root,
+                               const std::string& what);
 
 // How a start-up phase that every rank runs (configuration, run directory, data, model)
 // ended on one rank: code 0, or a failure's exit code and its one-line message.

@@ -6,10 +6,8 @@
 #include <numeric>
 #include <random>
 
-#include "core/checksum.h"
 #include "dist/chunks.h"
 #include "dist/mpi_env.h"
-#include "test_util.h"
 
 namespace sx::dist {
 namespace {
@@ -110,23 +108,6 @@ TEST(Differences, NameTheFirstDifferingItemAndCountTheRest) {
   Items more = root;
   more.emplace_back("config key new.key", "1");
   EXPECT_EQ(describe_difference(more, root), "config key new.key (1) is not on rank 0");
-}
-
-TEST(FileFingerprint, SizeAndEndsDecideNotThePath) {
-  test::TempDir dir;
-  const std::string big(3 << 20, 'a');  // 3 MiB: the middle MiB is not read
-  std::string middle = big;
-  middle[(3 << 20) / 2] = 'b';
-  std::string end = big;
-  end.back() = 'b';
-  const std::string a = dir.write("a", big), copy = dir.write("copy", big);
-  EXPECT_EQ(file_fingerprint(a), file_fingerprint(copy));
-  EXPECT_NE(file_fingerprint(a).find(std::to_string(3 << 20) + " bytes"), std::string::npos);
-  EXPECT_EQ(file_fingerprint(dir.write("middle", middle)), file_fingerprint(a));
-  EXPECT_NE(file_fingerprint(dir.write("end", end)), file_fingerprint(a));
-  EXPECT_NE(file_fingerprint(dir.write("short", big.substr(1))), file_fingerprint(a));
-  EXPECT_NE(file_fingerprint(dir.write("small1", "x")), file_fingerprint(dir.write("small2", "y")));
-  EXPECT_EQ(file_fingerprint(dir.path("none")), "missing");
 }
 
 }  // namespace
