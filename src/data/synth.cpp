@@ -257,7 +257,7 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
         }
         bool annotated = rng.below(4) == 0;
         for (size_t k = 0; k < identity.size(); ++k) out.field(annotated ? "0.0" : "");
-        char date[40];
+        char date[64];
         const int month = 1 + int(rng.below(12)), day = 1 + int(rng.below(28));
         const int minute = int(rng.below(60));
         std::snprintf(date, sizeof date, "2016-%02d-%02d 10:%02d:00.000000+00", month, day, minute);

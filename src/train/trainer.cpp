@@ -401,9 +401,9 @@ struct Loop {
   bool reduction_logged = false;
   double epoch_loss_sum = 0;
   int64_t epoch_loss_count = 0;
-  TrainingProgress progress;  // rank 0's bar or periodic line
+  TrainingProgress progress{};  // rank 0's bar or periodic line
 
-  StepsOrDuration checkpoint_every;                // train.checkpoint_every
+  StepsOrDuration checkpoint_every{};              // train.checkpoint_every
   int64_t first_step = 0;                          // the step this run started (or resumed) at
   Clock::time_point last_checkpoint_at = started;  // rank 0: when the last step checkpoint was
 

@@ -58,7 +58,9 @@ void check_plan(const std::vector<int64_t>& counts, int64_t limit) {
   }
   for (size_t r = 0; r < counts.size(); ++r) EXPECT_EQ(sent[r], counts[r]);
   for (int n : landed) ASSERT_EQ(n, 1);
-  if (total <= limit) EXPECT_LE(plan.size(), 1u) << "fits in one call";
+  if (total <= limit) {
+    EXPECT_LE(plan.size(), 1u) << "fits in one call";
+  }
 }
 
 TEST(GatherPlan, EveryElementLandsOnceWithinTheLimit) {

@@ -43,8 +43,9 @@ TEST_F(SmallPieces, GatherConcatenatesUnevenBuffersInRankOrder) {
 TEST_F(SmallPieces, GatherOfTextsKeepsEachRanksText) {
   const std::string mine = g_env.rank == 0 ? "" : "rank one's rather long text";
   const auto texts = gather(mine, 0, "test gather of texts");
-  if (g_env.rank == 0)
+  if (g_env.rank == 0) {
     EXPECT_EQ(texts, (std::vector<std::string>{"", "rank one's rather long text"}));
+  }
 }
 
 TEST_F(SmallPieces, BroadcastsCarryRootsValuesWhateverTheSize) {
@@ -91,8 +92,9 @@ TEST(Agreement, EveryRankGetsTheLowestFailingRanksCodeAndRankZeroPrintsEachFailu
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(agree(mine, "test phase"), kExitInternal);
   const std::string both = ::testing::internal::GetCapturedStderr();
-  if (g_env.rank == 0)
+  if (g_env.rank == 0) {
     EXPECT_EQ(both, "siamese-xlmr: error: rank 0: zero\nsiamese-xlmr: error: rank 1: one\n");
+  }
 }
 
 TEST(Agreement, AttemptTurnsExceptionsIntoOutcomes) {
@@ -113,10 +115,11 @@ TEST(Agreement, RanksHoldingDifferentItemsAreRefusedNamingTheDifference) {
   const int code = agree_on_items(items, "test comparison");
   const std::string printed = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, kExitUserError);
-  if (g_env.rank == 0)
+  if (g_env.rank == 0) {
     EXPECT_EQ(printed,
               "siamese-xlmr: error: rank 1: config key train.lr_max differs from rank 0's "
               "(0.002 vs 0.001)\n");
+  }
 }
 
 }  // namespace

@@ -470,7 +470,9 @@ TEST(TrainMpi, MetricsAfterAResumeListEachStepOnce) {
     if (j["type"] == "step") steps.push_back(j["step"]);
     if (j["type"] == "epoch") epochs.push_back(j["epoch"]);
     if (j["type"] == "event" && j["event"] == "start") starts.push_back(j);
-    if (j["type"] == "epoch") EXPECT_FALSE(j.contains("centroid_auc"));  // switched off
+    if (j["type"] == "epoch") {
+      EXPECT_FALSE(j.contains("centroid_auc"));  // switched off
+    }
   }
   std::vector<int64_t> expected(12);
   std::iota(expected.begin(), expected.end(), 1);
