@@ -2,7 +2,8 @@
 # The README's first command: installs what is missing, builds, and runs the whole job on the
 # embedded default (configs/demo.yaml) on CPU with 2 MPI ranks: synthesize data, train a
 # tokenizer, train the Siamese model with validation, checkpoints and early/time stopping,
-# reload the best weights, export features, evaluate before/after, draw the pictures.
+# reload the best weights, export features, evaluate before/after, draw the pictures, export the
+# encoder as an HF model directory and write the test set's submission.csv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/install-deps.sh
@@ -39,6 +40,10 @@ SX_CPU_RANKS=2 launch/run.sh configs/demo.yaml
 echo
 "$bin" evaluate "$run/features.h5" | tee "$run/evaluation.txt"
 "$python" tools/plot_run.py "$run" >/dev/null
+# What a user takes away: the encoder as an HF / sentence-transformers directory, and the final
+# classifier's probabilities for the test set.
+"$bin" export-hf --config configs/demo.yaml --out "$run/hf-model"
+"$bin" predict --config configs/demo.yaml
 end=$(date +%s)
 cat <<MSG
 
@@ -48,4 +53,6 @@ Demo finished in $(( end - start ))s (after the build). Results in $run/:
   features_before.h5, features.h5        embeddings + language folds for the final classifier
   evaluation.json, evaluation.txt        per-language ROC-AUC before vs after (above)
   tsne_before.png, tsne_after.png, learning_curves.png
+  hf-model/                              the encoder for HF transformers / sentence-transformers
+  classifier.json, submission.csv        the final classifier and its test-set probabilities (id,toxic)
 MSG

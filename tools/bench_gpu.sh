@@ -36,18 +36,22 @@ step "build siamese-xlmr (libtorch from $torch_prefix)"
 gpu_build siamese-xlmr || echo "BUILD FAILED: only the reference will run"
 bin=build-gpu/src/app/siamese-xlmr
 
-run_ours() {  # run_ours NAME LAYOUT
-  local name=$1 layout=$2
+run_ours() {  # run_ours NAME LAYOUT WARMUP [overrides...]
+  local name=$1 layout=$2 warm=$3
+  shift 3
   step "bench train: $name"
   [ -x "$bin" ] || { echo "no binary"; return 1; }
   local limit; limit=$(left 120)
   (( limit > 20 )) || { echo "skipped: out of time"; return 1; }
   timeout -k 5 "$limit" "$bin" bench train --model configs/models/xlmr-base/config.json \
-    --pairs 32,128 --warmup "$warmup" --steps "$steps" --max-len 128 --layout "$layout" \
+    --pairs 32,128 --warmup "$warm" --steps "$steps" --max-len 128 --layout "$layout" \
     --json "$out/$name.json" model.device=cuda model.autocast_bf16=true model.attention=sdpa \
-    || echo "bench train $name FAILED (exit $?)"
+    "$@" || echo "bench train $name FAILED (exit $?)"
 }
-run_ours ours_packed packed
+run_ours ours_packed packed "$warmup"
+# CUDA graphs: one per token bucket, captured the second time a bucket is seen; the longer
+# warm-up captures the common buckets before the measured steps (the JSON counts the rest).
+run_ours ours_graphs packed $((warmup + 55)) train.cuda_graphs=true
 
 step "PyTorch reference (eager, then WITH_COMPILE=1 adds torch.compile at 128 pairs)"
 reference=.bench/pytorch_reference.py
@@ -57,8 +61,8 @@ mkdir -p "$out/reference"
 limit=$(left 300)
 WITH_COMPILE=1 timeout -k 5 "$limit" python3 "$reference" "$out/reference" \
   || echo "reference FAILED or timed out (exit $?); using what it wrote"
-# The padded layout for comparison, if time is left.
-run_ours ours_padded padded
+# The padded layout for comparison, if time is left (SX_BENCH_PADDED=0 skips it).
+[ "${SX_BENCH_PADDED:-1}" = 0 ] || run_ours ours_padded padded "$warmup"
 
 step "table"
 python3 - "$out" <<'PY'
@@ -71,7 +75,9 @@ def load(path):
         print(f"(no {os.path.basename(path)}: {e})")
         return None
 ref = load(os.path.join(out, "reference", "bench.json")) or {}
-ours = {name: load(os.path.join(out, name + ".json")) for name in ("ours_packed", "ours_padded")}
+ours = {name: load(os.path.join(out, name + ".json"))
+        for name in ("ours_packed", "ours_graphs", "ours_padded")
+        if os.path.exists(os.path.join(out, name + ".json"))}
 print(f"device: {ref.get('device', '?')}, torch {ref.get('torch', '?')}")
 rows = []
 for key in ("fp32_b32", "bf16_b32", "bf16_b32_eager_attn", "bf16_b128", "bf16_b128_compile"):
@@ -99,14 +105,15 @@ def ratio(label, a, b, target):
     else:
         print(f"{label:58}   n/a")
 print()
-p = ours["ours_packed"]
-ratio("packed, 32 pairs  vs reference bf16 eager, 32 pairs", pairs_per_s(p, 32),
-      ref.get("bf16_b32", {}).get("pairs_per_s"), 2.0)
-ratio("packed, 128 pairs vs reference bf16 torch.compile, 128", pairs_per_s(p, 128),
-      ref.get("bf16_b128_compile", {}).get("pairs_per_s"), 1.2)
-ratio("packed, 128 pairs vs reference bf16 eager, 128 pairs", pairs_per_s(p, 128),
-      ref.get("bf16_b128", {}).get("pairs_per_s"), 1.0)
-ratio("padded, 32 pairs  vs reference bf16 eager, 32 pairs", pairs_per_s(ours["ours_padded"], 32),
+for name in ("ours_packed", "ours_graphs"):
+    p = ours.get(name)
+    ratio(f"{name}, 32 pairs  vs reference bf16 eager, 32", pairs_per_s(p, 32),
+          ref.get("bf16_b32", {}).get("pairs_per_s"), 2.0)
+    ratio(f"{name}, 128 pairs vs reference bf16 torch.compile, 128", pairs_per_s(p, 128),
+          ref.get("bf16_b128_compile", {}).get("pairs_per_s"), 1.2)
+    ratio(f"{name}, 128 pairs vs reference bf16 eager, 128", pairs_per_s(p, 128),
+          ref.get("bf16_b128", {}).get("pairs_per_s"), 1.0)
+ratio("ours_padded, 32 pairs vs reference bf16 eager, 32", pairs_per_s(ours.get("ours_padded"), 32),
       ref.get("bf16_b32", {}).get("pairs_per_s"), 1.0)
 print("\nstep split of ours (ms per step, CUDA events; prep runs on a CPU thread, overlapped):")
 for name, j in ours.items():

@@ -23,7 +23,7 @@ def cli(command, extra=()):
 
 
 ours_ids = [[int(v) for v in row] for row in cli("tokenize")]
-ours = torch.tensor(cli("embed"), dtype=torch.float64)
+ours = torch.tensor(cli("embed", ["--pretrained"]), dtype=torch.float64)  # not a run.dir checkpoint
 norm = load_file(f"{model_dir}/2_LayerNorm/model.safetensors")
 model = AutoModel.from_pretrained(model_dir).eval()
 AutoTokenizer.from_pretrained(model_dir)("loads")
@@ -49,7 +49,7 @@ else:
     plain = cli("tokenize", ["tokenizer.pretokenize=none"])
     same = [i for i, ids in enumerate(st_ids) if ids == [v for v in map(int, plain[i]) if v != 1]]
     emb = torch.tensor(st.encode(texts), dtype=torch.float64)
-    mine = torch.tensor(cli("embed", ["tokenizer.pretokenize=none"]), dtype=torch.float64)
+    mine = torch.tensor(cli("embed", ["--pretrained", "tokenizer.pretokenize=none"]), dtype=torch.float64)
     diff = max(((emb[i] - mine[i]).abs().max().item() for i in same), default=float("nan"))
     print(f"export-hf: sentence-transformers vs embed (tokenizer.pretokenize=none), "
           f"{len(same)}/{len(texts)} texts with equal ids: max |diff| {diff:.2e}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Pictures of a siamese-xlmr run: t-SNE projections of the labeled embeddings before and
 after training (normal green, toxic red, as the notebook draws them) and the learning curves
-(loss, validation loss and learning rate by epoch, from metrics.jsonl).
+(loss, validation loss and learning rate by epoch, from metrics.jsonl, and the per-epoch
+cross-lingual centroid ROC-AUC where the run logged it: train.epoch_auc).
 
 Usage: tools/plot_run.py RUN_DIR [--samples 1500] [--seed 42]
 Writes RUN_DIR/tsne_before.png, RUN_DIR/tsne_after.png (when the features exist) and
@@ -56,21 +57,36 @@ def plot_tsne(features_path, out_path, title, samples, seed):
     plt.close(fig)
 
 
-def plot_curves(metrics_path, out_path):
-    epochs, loss, val, lr_by_epoch = [], [], [], {}
-    with open(metrics_path) as f:
+def read_metrics(path):
+    """The epoch records and the mean learning rate by epoch of a metrics.jsonl. Lines of a
+    resumed run's steps appear once (the trainer drops those past the checkpoint)."""
+    epochs, lr_by_epoch = [], {}
+    with open(path) as f:
         for line in f:
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a killed run
             if rec.get("type") == "step" and rec.get("lr") is not None:
                 lr_by_epoch.setdefault(rec["epoch"] + 1, []).append(rec["lr"])
             elif rec.get("type") == "epoch":
-                epochs.append(rec["epoch"])
-                loss.append(rec.get("loss"))
-                val.append(rec.get("val_loss"))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+                epochs.append(rec)
+    return epochs, lr_by_epoch
+
+
+def nan_if_none(values):
+    return [v if v is not None else np.nan for v in values]
+
+
+def plot_curves(metrics_path, out_path):
+    records, lr_by_epoch = read_metrics(metrics_path)
+    epochs = [r["epoch"] for r in records]
+    with_auc = [r for r in records if r.get("centroid_auc_mean") is not None]  # older runs: none
+    fig, axes = plt.subplots(1, 3 if with_auc else 2, figsize=(16 if with_auc else 11, 4))
+    a, b = axes[0], axes[1]
     if epochs:
-        a.plot(epochs, [v if v is not None else np.nan for v in loss], "o-", label="loss")
-        a.plot(epochs, [v if v is not None else np.nan for v in val], "o-", label="val_loss")
+        a.plot(epochs, nan_if_none(r.get("loss") for r in records), "o-", label="loss")
+        a.plot(epochs, nan_if_none(r.get("val_loss") for r in records), "o-", label="val_loss")
     a.set_xlabel("epoch")
     a.set_ylabel("DBL loss")
     a.legend()
@@ -80,6 +96,19 @@ def plot_curves(metrics_path, out_path):
     b.set_xlabel("epoch")
     b.set_ylabel("mean learning rate")
     b.set_title("Triangular2 cyclical learning rate")
+    if with_auc:
+        c = axes[2]
+        x = [r["epoch"] for r in with_auc]
+        languages = sorted({lang for r in with_auc for lang in (r.get("centroid_auc") or {})})
+        for lang in languages:
+            c.plot(x, nan_if_none((r.get("centroid_auc") or {}).get(lang) for r in with_auc),
+                   ".-", alpha=0.5, linewidth=1, label=lang)
+        c.plot(x, [r["centroid_auc_mean"] for r in with_auc], "o-", color="black", linewidth=2,
+               label="mean")
+        c.set_xlabel("epoch")
+        c.set_ylabel("ROC-AUC")
+        c.set_title("cross-lingual centroid AUC (held-out language)")
+        c.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     plt.close(fig)

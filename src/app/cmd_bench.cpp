@@ -19,6 +19,8 @@
 #include "data/jigsaw.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
+#include "dist/mpi_env.h"
+#include "dist/node_memory.h"
 
 namespace sx::app {
 namespace {
@@ -40,15 +42,21 @@ double proc_mib(const char* file, const char* key) {
 }
 
 // private: anonymous memory, this process's alone; file: mapped file pages, which every
-// process mapping the same file shares through the page cache; pss: this process's
-// proportional share of all its pages (summed over the ranks of a node: the node's total).
+// process mapping the same file shares through the page cache; unshared: pages no other
+// process maps (smaps Private_Clean + Private_Dirty; what another rank on the node adds);
+// pss: this process's proportional share of all its pages (summed over the ranks of a node:
+// the node's total).
 struct Memory {
-  double peak_mib, rss_mib, private_mib, file_mib, pss_mib;
+  double peak_mib, rss_mib, private_mib, file_mib, unshared_mib, pss_mib;
 };
 
 Memory memory_now() {
-  return {proc_mib("/proc/self/status", "VmHWM"), proc_mib("/proc/self/status", "VmRSS"),
-          proc_mib("/proc/self/status", "RssAnon"), proc_mib("/proc/self/status", "RssFile"),
+  return {proc_mib("/proc/self/status", "VmHWM"),
+          proc_mib("/proc/self/status", "VmRSS"),
+          proc_mib("/proc/self/status", "RssAnon"),
+          proc_mib("/proc/self/status", "RssFile"),
+          proc_mib("/proc/self/smaps_rollup", "Private_Clean") +
+              proc_mib("/proc/self/smaps_rollup", "Private_Dirty"),
           proc_mib("/proc/self/smaps_rollup", "Pss")};
 }
 
@@ -58,19 +66,29 @@ void ensure_synthesized(const BenchDataArgs& a, const std::string& csv) {
   data::write_synthetic_jigsaw(a.dir, static_cast<size_t>(a.rows), 1);
 }
 
-// The data set-up of `train` (trainer.cpp's set_up_locally), phase by phase.
+struct Phase {
+  std::string name;
+  double seconds;
+  Memory memory;
+};
+
+int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
+                const data::XlmrTokenizer& tokenizer, size_t tokenized, const dist::MpiEnv& env);
+
+// The data set-up of `train` (trainer.cpp's set_up_locally and, with --share, the token
+// stores that connect() builds for ranks sharing a node), phase by phase. Under mpirun every
+// rank runs it and prints its own table.
 int bench_setup(const BenchDataArgs& a) {
+  dist::MpiSession mpi(nullptr, nullptr);
+  const dist::MpiEnv& env = mpi.env();
+  std::unique_ptr<data::NodeMemory> node;
+  if (a.share) node = dist::make_node_memory(600);
   Config config = load_config(
       "", {"data.train_csv=" + files::join(a.dir, "jigsaw-unintended-bias-train.csv"),
            "data.multilingual_csv=" + files::join(a.dir, "validation.csv"),
            "data.test_csv=" + files::join(a.dir, "test.csv"), "tokenizer.model=" + a.tokenizer,
            "data.train_pairs=" + std::to_string(a.pairs),
            "tokenizer.threads=" + std::to_string(a.threads)});
-  struct Phase {
-    std::string name;
-    double seconds;
-    Memory memory;
-  };
   std::vector<Phase> phases;
   phases.push_back({"(process before set-up)", 0, memory_now()});
   auto t0 = Clock::now();
@@ -93,9 +111,17 @@ int bench_setup(const BenchDataArgs& a) {
        ")");
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   const size_t threads = static_cast<size_t>(a.threads);
+  done("tokenizer");
+  if (node) {
+    data::TokenStore train_tokens(tokenizer, split.train.texts, threads, *node);
+    data::TokenStore val_tokens(tokenizer, split.validation.texts, threads, *node);
+    done("tokenize all, shared (" +
+         std::to_string(train_tokens.tokenized() + val_tokens.tokenized()) + " texts)");
+    return print_setup(a, phases, tokenizer, train_tokens.tokenized() + val_tokens.tokenized(),
+                       env);
+  }
   data::TokenStore train_tokens(tokenizer, split.train.texts, threads);
   data::TokenStore val_tokens(tokenizer, split.validation.texts, threads);
-  done("tokenizer");
   // The first epoch: the notebook's min(20 x validation pairs, training pairs) training pairs
   // and every validation pair.
   const size_t epoch = std::min(train_pairs.size(), 20 * val_pairs.size());
@@ -112,17 +138,24 @@ int bench_setup(const BenchDataArgs& a) {
   val_tokens.ensure(val_texts);
   done("tokenize first epoch (" +
        std::to_string(train_tokens.tokenized() + val_tokens.tokenized()) + " texts)");
+  return print_setup(a, phases, tokenizer, train_tokens.tokenized() + val_tokens.tokenized(), env);
+}
 
+int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
+                const data::XlmrTokenizer& tokenizer, size_t tokenized, const dist::MpiEnv& env) {
   double total = 0;
-  std::printf("set-up of a training run on %s (%lld tokenizer threads):\n", a.dir.c_str(),
-              a.threads);
-  std::printf("  %-38s %8s %9s %8s %12s %16s %8s\n", "phase", "seconds", "peak MiB", "RSS MiB",
-              "private MiB", "file-backed MiB", "PSS MiB");
+  std::printf(
+      "rank %d/%d (%d on this node): set-up of a training run on %s (%lld tokenizer "
+      "threads%s):\n",
+      env.rank, env.world, env.local_world, a.dir.c_str(), a.threads,
+      a.share ? ", token ids shared by the node" : "");
+  std::printf("  %-38s %8s %9s %8s %12s %16s %13s %8s\n", "phase", "seconds", "peak MiB", "RSS MiB",
+              "private MiB", "file-backed MiB", "unshared MiB", "PSS MiB");
   for (const Phase& p : phases) {
     total += p.seconds;
-    std::printf("  %-38s %8.2f %9.0f %8.0f %12.0f %16.0f %8.0f\n", p.name.c_str(), p.seconds,
+    std::printf("  %-38s %8.2f %9.0f %8.0f %12.0f %16.0f %13.0f %8.0f\n", p.name.c_str(), p.seconds,
                 p.memory.peak_mib, p.memory.rss_mib, p.memory.private_mib, p.memory.file_mib,
-                p.memory.pss_mib);
+                p.memory.unshared_mib, p.memory.pss_mib);
   }
   std::printf("  %-38s %8.2f\n", "total", total);
   const auto stats = tokenizer.word_cache_stats();
@@ -135,9 +168,11 @@ int bench_setup(const BenchDataArgs& a) {
                 phases[i].name.substr(0, phases[i].name.find(' ')).c_str(), phases[i].seconds);
   std::printf(
       ", \"tokenize_texts\": %zu, \"total_s\": %.3f, \"peak_mib\": %.0f, \"private_mib\": %.0f, "
-      "\"pss_mib\": %.0f}}\n",
-      train_tokens.tokenized() + val_tokens.tokenized(), total, phases.back().memory.peak_mib,
-      phases.back().memory.private_mib, phases.back().memory.pss_mib);
+      "\"unshared_mib\": %.0f, \"pss_mib\": %.0f, \"rank\": %d, \"world\": %d, \"shared\": "
+      "%s}}\n",
+      tokenized, total, phases.back().memory.peak_mib, phases.back().memory.private_mib,
+      phases.back().memory.unshared_mib, phases.back().memory.pss_mib, env.rank, env.world,
+      a.share ? "true" : "false");
   return 0;
 }
 

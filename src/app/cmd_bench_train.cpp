@@ -14,8 +14,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app/bench_profile.h"
 #include "app/commands.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "data/packed_batch.h"
 #include "dist/communicator.h"
@@ -144,16 +146,17 @@ json run_setting(Bench& b, int64_t per_rank) {
         return h;
       },
       1);
-  const model::Triangular2 schedule{5e-5, 5e-5, 1.0};  // the reference's constant 5e-5
   train::StepSettings settings;
   settings.margin = b.config.train.margin;
+  settings.lr = 5e-5;  // the reference's constant rate
   uint64_t k = 0;
   auto one_step = [&](train::PhaseTimer* timer, double* waited, double* prep, double* loss) {
-    train::HostBatch batch = batches.take(k, waited);
+    std::vector<train::HostBatch> micro_batches;  // one: no accumulation here
+    micro_batches.push_back(batches.take(k, waited));
     settings.step = static_cast<int64_t>(k) + 1;
     settings.dropout_seed = seed * 7919 + k * 131 + static_cast<uint64_t>(rank);
-    const train::StepResult r = train::train_step(b.trainee, batch, schedule, settings, timer);
-    *prep = batch.prep_s;
+    const train::StepResult r = train::train_step(b.trainee, micro_batches, settings, timer);
+    *prep = micro_batches.front().prep_s;
     *loss = r.loss;
     ++k;
   };
@@ -164,6 +167,7 @@ json run_setting(Bench& b, int64_t per_rank) {
   train::PhaseTimer timer(b.device);
   double waited_sum = 0, prep_sum = 0;
   const uint64_t first_measured = k;
+  const int64_t graphs_before = b.trainee.graphs ? b.trainee.graphs->captured() : 0;
   const auto start = Clock::now();
   for (int64_t i = 0; i < b.args.steps; ++i) {
     one_step(&timer, &waited, &prep, &loss);
@@ -213,6 +217,20 @@ json run_setting(Bench& b, int64_t per_rank) {
   j["token_imbalance_balanced"] = imbalance_balanced / steps;
   j["token_imbalance_consecutive"] = imbalance_consecutive / steps;
   j["loss"] = loss;
+  if (b.trainee.graphs) {
+    j["cuda_graphs"] = b.trainee.graphs->captured();  // captured so far
+    j["cuda_graphs_captured_while_measuring"] = b.trainee.graphs->captured() - graphs_before;
+  }
+  if (!b.args.profile.empty() && rank == 0) {
+    const std::string trace =
+        b.args.profile + "/trace-" + std::to_string(global_pairs) + "-" + b.args.layout + ".json";
+    profile_steps(
+        std::to_string(global_pairs) + " pairs, " + b.args.layout, trace,
+        static_cast<int>(b.args.profile_steps), [&] { one_step(nullptr, &waited, &prep, &loss); },
+        [&] { synchronize(b.device); });
+  } else if (!b.args.profile.empty()) {
+    for (int64_t i = 0; i < b.args.profile_steps; ++i) one_step(nullptr, &waited, &prep, &loss);
+  }
   return j;
 }
 
@@ -262,6 +280,11 @@ void add_bench_train(CLI::App* bench, BenchTrainArgs& a, std::function<int()>& a
   cmd->add_option("--layout", a.layout, "packed or padded")
       ->check(CLI::IsMember({"packed", "padded"}));
   cmd->add_option("--json", a.json, "also write the results to this JSON file");
+  cmd->add_option("--profile", a.profile,
+                  "after measuring, profile a few more steps with kineto (libtorch 2.x): a "
+                  "summary on stdout and a Chrome trace per setting in this folder");
+  cmd->add_option("--profile-steps", a.profile_steps, "steps to profile per setting")
+      ->check(CLI::Range(1LL, 1000LL));
   cmd->callback([&] { action = [&] { return cmd_bench_train(a); }; });
 }
 
@@ -277,6 +300,12 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   if (!load_config_on_every_rank(config_args, {"model"}, env.rank, config)) return kExitUserError;
   init_logging({env.rank, env.world, "warn", "warn", ""});
   const std::vector<int64_t> pairs = parse_pairs(a.pairs);
+  if (!a.profile.empty()) {
+    if (!profiler_available())
+      throw UserError("--profile needs a build against libtorch 2.x with kineto (this is " +
+                      std::string(TORCH_VERSION) + ")");
+    files::create_directories(a.profile);
+  }
   if (config.run.threads > 0) torch::set_num_threads(static_cast<int>(config.run.threads));
 
   model::BuiltEncoder built = model::build_encoder(config);
@@ -298,12 +327,20 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   reducer_options.timeout_seconds = config.dist.collective_timeout;
+  std::unique_ptr<train::StepGraphs> graphs;
+  if (config.train.cuda_graphs) {
+    const std::string why = train::StepGraphs::unsupported_reason(built.encoder, device, env.world,
+                                                                  a.layout == "packed");
+    if (!why.empty()) throw UserError("train.cuda_graphs: " + why);
+    train::StepGraphs::use_own_stream(device);  // before the reducer's hooks
+    graphs = std::make_unique<train::StepGraphs>(a.max_len, data::XlmrTokenizer::kPad);
+  }
   train::GradientReducer reducer(flat, *comm, env, reducer_options);
   Bench b{config,
           a,
           env,
           device,
-          train::Trainee{built.encoder, &flat, &adam, &reducer, device, env.world},
+          train::Trainee{built.encoder, &flat, &adam, &reducer, device, env.world, graphs.get()},
           non_embedding_parameters(*built.encoder)};
 
   json results;
@@ -315,6 +352,7 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   results["bf16"] = config.model.autocast_bf16;
   results["attention"] = config.model.attention;
   results["grad_dtype"] = config.dist.grad_dtype;
+  results["cuda_graphs"] = config.train.cuda_graphs;
   results["max_len"] = a.max_len;
   results["warmup_steps"] = a.warmup;
   results["measured_steps"] = a.steps;
@@ -328,9 +366,16 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   if (env.rank == 0) {
     print_table(results);
     if (!a.json.empty()) {
-      std::ofstream out(a.json);
-      out << results.dump(1) << "\n";
-      if (!out) throw UserError("--json: cannot write " + a.json);
+      try {
+        files::write_atomically(a.json, [&](const std::string& tmp) {
+          std::ofstream out(tmp);
+          out << results.dump(1) << "\n";
+          out.close();
+          if (!out) throw std::runtime_error("cannot write " + tmp);
+        });
+      } catch (const std::runtime_error& e) {
+        throw UserError(std::string("--json: ") + e.what());
+      }
     }
   }
   return 0;

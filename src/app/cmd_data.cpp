@@ -130,9 +130,10 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
   return 0;
 }
 
-int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent) {
+int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent,
+                   bool force) {
   auto summary = data::write_synthetic_jigsaw(out_dir, static_cast<size_t>(rows),
-                                              static_cast<uint64_t>(seed), toxic_percent);
+                                              static_cast<uint64_t>(seed), toxic_percent, force);
   std::printf("%s: %zu rows\n%s: %zu rows\n%s: %zu rows\n", summary.train_csv.c_str(),
               summary.train_rows, summary.multilingual_csv.c_str(), summary.multilingual_rows,
               summary.test_csv.c_str(), summary.test_rows);

@@ -5,10 +5,12 @@
 #include <fstream>
 
 #include "app/commands.h"
+#include "app/inference.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "data/datasets.h"
 #include "data/tokenizer.h"
 #include "dist/mpi_env.h"
@@ -25,23 +27,31 @@ namespace {
 // --checkpoint, or the run's best weights, or its newest step checkpoint.
 std::string choose_checkpoint(const Config& config, const std::string& given) {
   if (!given.empty()) return given;
-  std::string best = train::best_checkpoint_path(config.run.dir);
-  if (files::exists(best)) return best;
-  auto steps = train::list_step_checkpoints(config.run.dir);
-  if (!steps.empty()) return steps.front();
+  std::string trained = run_checkpoint(config.run.dir);
+  if (!trained.empty()) return trained;
   throw UserError("no checkpoint in " + train::checkpoint_dir(config.run.dir) +
                   " (run.dir); train first or pass --checkpoint PATH");
 }
 
 }  // namespace
 
-int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
+int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;
   if (!load_config_on_every_rank(args, {"data", "tokenizer", "model"}, env.rank, config))
     return kExitUserError;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
+  set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
+  // Rank 0 decides whether an earlier features.h5 may be replaced; every rank learns it.
+  const std::string out = files::join(config.run.dir, "features.h5");
+  std::string refusal;
+  if (env.rank == 0 && !force && files::exists(out))
+    refusal = "export: " + out + " exists; pass --force to overwrite it";
+  if (!dist::all_succeeded(refusal.empty(), refusal)) {
+    if (env.rank == 0) throw UserError(refusal);
+    return kExitUserError;
+  }
   try {
     auto datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
     auto split =
@@ -58,8 +68,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint) {
     files::create_directories(config.run.dir);
     exporting::ExportInputs inputs{&split.multilingual, datasets.test ? &*datasets.test : nullptr,
                                    "weights of " + path};
-    exporting::export_features(config, env, built.encoder, tokenizer, inputs,
-                               files::join(config.run.dir, "features.h5"));
+    exporting::export_features(config, env, built.encoder, tokenizer, inputs, out);
   } catch (const std::exception& e) {
     if (env.world == 1) throw;
     std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
@@ -119,9 +128,16 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);
   const std::string json_path = files::join(
       files::parent(after_path).empty() ? "." : files::parent(after_path), "evaluation.json");
-  std::ofstream out(json_path);
-  out << evaluate::to_json(after, before.get());
-  if (!out) throw UserError("cannot write " + json_path);
+  try {
+    files::write_atomically(json_path, [&](const std::string& tmp) {
+      std::ofstream out(tmp);
+      out << evaluate::to_json(after, before.get());
+      out.close();
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    });
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("evaluate: ") + e.what());
+  }
   std::printf("written: %s\n", json_path.c_str());
   return 0;
 }

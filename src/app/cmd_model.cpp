@@ -1,5 +1,6 @@
 // embed and version: the model layer from the command line.
 #include <mpi.h>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -7,64 +8,170 @@
 #include <iostream>
 
 #include "app/commands.h"
+#include "app/inference.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "data/datasets.h"
+#include "data/jigsaw.h"
 #include "data/text.h"
 #include "data/tokenizer.h"
+#include "dist/mpi_env.h"
 #include "export/features.h"
+#include "io/hdf5.h"
+#include "io/npy.h"
 #include "model/encoder_factory.h"
 #include "model/weights.h"
 #include "train/checkpoint.h"
 
 namespace sx::app {
 
-int cmd_embed(const ConfigArgs& args, const std::string& checkpoint) {
-  Config config = load_config(args.config_path, args.overrides);
-  check_inputs(config, {"tokenizer", "model"});
-  init_logging({0, 1, "warn", "warn", ""});  // stdout carries the embeddings
-  data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
-  model::BuiltEncoder built = model::build_encoder(config);
-  if (!checkpoint.empty())  // a training checkpoint's weights over the configured model
-    model::load_state(*built.encoder, train::read_checkpoint(checkpoint, false).params,
-                      "checkpoint " + checkpoint);
-  torch::Device device = model::resolve_device(config.model.device, 0);
-  model::SiameseEncoder encoder = built.encoder;
-  encoder->to(device);
-  encoder->set_compute(model::compute_options(config, device));
+namespace {
 
-  // Streams: each batch of export.batch_size lines is embedded and printed before reading on.
-  const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
+// Rows of floats as text, one row a line (embed's stdout format).
+void print_rows(const std::vector<float>& e, size_t rows, int64_t hidden) {
+  std::string line;
+  char buf[32];
+  for (size_t r = 0; r < rows; ++r) {
+    line.clear();
+    for (int64_t j = 0; j < hidden; ++j) {
+      std::snprintf(buf, sizeof buf, j ? " %.9g" : "%.9g", static_cast<double>(e[r * hidden + j]));
+      line += buf;
+    }
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
+}
+
+// One process, stdin to stdout: each batch of export.batch_size lines is embedded and printed
+// before reading on (today's `embed`, so a pipe sees results as they come).
+void stream_stdin(model::SiameseEncoder& encoder, const data::XlmrTokenizer& tokenizer,
+                  size_t batch_size) {
   const int64_t hidden = encoder->config().hidden_size;
   std::vector<std::string> texts;
   auto flush = [&] {
     if (texts.empty()) return;
-    std::vector<float> e =
-        exporting::embed_texts(encoder, tokenizer, texts, 0, texts.size(), batch_size,
-                               /*progress=*/false, "embed");
-    std::string line;
-    char buf[32];
-    for (size_t r = 0; r < texts.size(); ++r) {
-      line.clear();
-      for (int64_t j = 0; j < hidden; ++j) {
-        std::snprintf(buf, sizeof buf, j ? " %.9g" : "%.9g",
-                      static_cast<double>(e[r * hidden + j]));
-        line += buf;
-      }
-      line += '\n';
-      std::fwrite(line.data(), 1, line.size(), stdout);
-    }
+    print_rows(exporting::embed_texts(encoder, tokenizer, texts, 0, texts.size(), batch_size,
+                                      /*progress=*/false, "embed"),
+               texts.size(), hidden);
     texts.clear();
   };
   std::string text;
   while (std::getline(std::cin, text)) {
     if (!text.empty() && text.back() == '\r') text.pop_back();
-    data::sanitize_utf8(text);
-    texts.push_back(text);
+    texts.push_back(clean_text(std::move(text)));
     if (texts.size() == batch_size) flush();
   }
   flush();
+}
+
+enum class OutFormat { kText, kHdf5, kNpy };
+
+OutFormat out_format(const std::string& out) {
+  auto ends_with = [&](const char* suffix) {
+    const std::string s(suffix);
+    return out.size() > s.size() && out.compare(out.size() - s.size(), s.size(), s) == 0;
+  };
+  if (out.empty() || out == "-") return OutFormat::kText;
+  if (ends_with(".h5") || ends_with(".hdf5")) return OutFormat::kHdf5;
+  if (ends_with(".npy")) return OutFormat::kNpy;
+  throw UserError("--out " + out + ": expected a file ending in .h5, .hdf5 or .npy, or - (text)");
+}
+
+// The texts to embed, on every rank: the CSV's (every rank maps the file), or stdin's lines
+// (rank 0 reads them, the others receive them).
+data::TextTable read_texts(const Config& config, const EmbedArgs& a, int rank) {
+  data::TextTable table;
+  if (!a.csv.empty()) {
+    data::LoadOptions options;
+    options.key = "--csv";
+    options.bad_rows = data::parse_bad_rows(config.data.bad_rows);
+    options.progress = rank == 0;
+    options.progress_interval = config.run.progress_interval;
+    data::LoadReport report;
+    table = data::load_text_csv(a.csv, {a.text_column, a.id_column}, options, &report);
+    if (rank == 0) report.log();
+    return table;
+  }
+  std::string all;
+  if (rank == 0)
+    for (const auto& line : read_lines(std::cin)) all += line + '\n';
+  dist::broadcast(all, 0);
+  size_t row = 0;
+  for (size_t start = 0; start < all.size(); ++row) {
+    const size_t nl = all.find('\n', start);
+    table.texts.push_back(std::string_view(all).substr(start, nl - start));
+    table.rows.push_back(static_cast<int64_t>(row));
+    start = nl + 1;
+  }
+  return table;
+}
+
+void write_embeddings(const Config& config, const EmbedArgs& a, const data::TextTable& table,
+                      const std::vector<float>& e, int64_t hidden, const std::string& weights) {
+  const OutFormat format = out_format(a.out);
+  if (format == OutFormat::kText) return print_rows(e, table.size(), hidden);
+  files::write_atomically(a.out, [&](const std::string& tmp) {
+    if (format == OutFormat::kNpy)
+      return io::write_npy(tmp, e.data(), table.size(), static_cast<uint64_t>(hidden));
+    io::H5File f = io::H5File::create(tmp);
+    f.set_attr("format", std::string("siamese-xlmr embeddings 1"));
+    f.set_attr("hidden_size", hidden);
+    f.set_attr("model", weights);
+    f.set_attr("source", a.csv.empty() ? std::string("stdin") : a.csv);
+    f.set_attr("config_hash", config_result_hash(config));
+    f.set_attr("max_len", config.tokenizer.max_len);
+    f.set_attr("pretokenize", config.tokenizer.pretokenize);
+    f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
+    f.write("embeddings", e.data(), {table.size(), static_cast<uint64_t>(hidden)});
+    f.write("rows", table.rows.data(), {table.rows.size()});
+    if (!a.id_column.empty()) f.write_strings("ids", table.ids);
+    f.flush();
+    f.close();
+  });
+  spdlog::info("written: {} ({} rows x {})", a.out, table.size(), hidden);
+}
+
+void check_embed_args(const EmbedArgs& a) {
+  if (!a.csv.empty() && a.text_column.empty())
+    throw UserError("--csv " + a.csv + ": name the column to embed with --text-column");
+  if (a.csv.empty() && (!a.text_column.empty() || !a.id_column.empty()))
+    throw UserError("--text-column and --id-column read a CSV file: give it with --csv");
+  if (out_format(a.out) != OutFormat::kText && files::exists(a.out) && !a.force)
+    throw UserError("--out " + a.out + " exists; pass --force to overwrite it");
+}
+
+}  // namespace
+
+int cmd_embed(const ConfigArgs& args, const EmbedArgs& a) {
+  dist::MpiSession mpi(nullptr, nullptr);
+  const auto& env = mpi.env();
+  Config config;
+  if (!load_config_on_every_rank(args, {"tokenizer", "model"}, env.rank, config))
+    return kExitUserError;
+  // stderr carries the log (the weights used, at info); stdout only the embeddings.
+  init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
+  try {
+    check_embed_args(a);
+    data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
+    InferenceEncoder loaded = load_inference_encoder(config, a.weights, env.local_rank);
+    const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
+    if (env.world == 1 && a.csv.empty() && a.out.empty()) {
+      stream_stdin(loaded.encoder, tokenizer, batch_size);
+      return 0;
+    }
+    const data::TextTable table = read_texts(config, a, env.rank);
+    std::vector<float> e =
+        exporting::embed_distributed(loaded.encoder, tokenizer, table.texts.views(), batch_size,
+                                     env, "embedding " + std::to_string(table.size()) + " texts");
+    if (env.rank == 0)
+      write_embeddings(config, a, table, e, loaded.encoder->config().hidden_size, loaded.weights);
+  } catch (const std::exception& e) {
+    if (env.world == 1) throw;
+    std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
+    dist::abort_job(dynamic_cast<const UserError*>(&e) ? kExitUserError : kExitInternal);
+  }
   return 0;
 }
 

@@ -34,10 +34,36 @@ int cmd_data_stats(const ConfigArgs& args);
 // Writes the training (split "train") or validation ("val") pair sequence as CSV.
 int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
                    const std::string& out_path);
-int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent);
-int cmd_embed(const ConfigArgs& args, const std::string& checkpoint);
+// Refuses to overwrite files in out_dir unless `force`.
+int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent,
+                   bool force);
+// Which weights embed and predict --texts use (app/inference.h).
+struct WeightsChoice {
+  std::string checkpoint;     // --checkpoint PATH
+  bool pretrained = false;    // --pretrained: model.pretrained even when the run has weights
+  bool allow_random = false;  // --allow-random: accept model.config's random initialisation
+};
+// embed: texts from stdin or a CSV column, on every rank a share, to text/HDF5/.npy.
+struct EmbedArgs {
+  WeightsChoice weights;
+  std::string csv, text_column, id_column;
+  std::string out;  // "" or "-": text on stdout; else .h5/.hdf5/.npy by extension
+  bool force = false;
+};
+int cmd_embed(const ConfigArgs& args, const EmbedArgs& embed);
+// predict: the final classifier on the run's features and submission.csv, or with `texts`
+// (a file or - for stdin) one probability per line.
+struct PredictArgs {
+  WeightsChoice weights;  // for --texts
+  std::string features;   // "" = run.dir/features.h5
+  std::string out;        // "" = run.dir/submission.csv
+  std::string texts;
+  bool force = false;
+};
+int cmd_predict(const ConfigArgs& args, const PredictArgs& predict);
 int cmd_version();
-int cmd_train(const ConfigArgs& args, const std::string& resume);
+// `force`: a fresh start into a used run.dir moves the earlier run's files aside.
+int cmd_train(const ConfigArgs& args, const std::string& resume, bool force);
 
 struct BenchDataArgs {
   std::string dir = "runs/bench-data";
@@ -48,6 +74,7 @@ struct BenchDataArgs {
   long long pairs = 500000;    // --setup: data.train_pairs
   bool setup = false;          // time the data set-up of `train` instead
   bool no_word_cache = false;  // tokenize without the word cache (for comparison)
+  bool share = false;          // --setup under mpirun: token ids shared by the node's ranks
 };
 int cmd_bench_data(const BenchDataArgs& args);
 // Writes and reads an XLM-R-base-sized checkpoint in `dir`, timing the checksums too.
@@ -62,11 +89,14 @@ struct BenchTrainArgs {
   long long max_len = 128;
   std::string layout = "packed";
   std::string json;
+  std::string profile;  // "" = none; else a folder for the kineto traces (libtorch 2.x)
+  long long profile_steps = 3;
 };
 int cmd_bench_train(const BenchTrainArgs& args);
 // Registers `bench train` and its options under `bench`; its callback sets `action`.
 void add_bench_train(CLI::App* bench, BenchTrainArgs& args, std::function<int()>& action);
-int cmd_export(const ConfigArgs& args, const std::string& checkpoint);
+// Writes run.dir/features.h5; refuses to overwrite one unless `force`.
+int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force);
 struct HfExportArgs {
   std::string checkpoint;  // "" = the run's best.h5 (else its newest step checkpoint)
   std::string out;

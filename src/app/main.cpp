@@ -20,6 +20,17 @@ void add_config_args(CLI::App* cmd, ConfigArgs& args) {
                   "dotted.key=value overrides applied after the file (Hydra style)");
 }
 
+// Which weights embed and predict --texts embed with (app/inference.h).
+void add_weights_args(CLI::App* cmd, sx::app::WeightsChoice& weights) {
+  cmd->add_option("--checkpoint", weights.checkpoint,
+                  "checkpoint to load (default: best.h5 in run.dir, else its newest step "
+                  "checkpoint, else model.pretrained)");
+  cmd->add_flag("--pretrained", weights.pretrained,
+                "the weights of model.pretrained even when run.dir has checkpoints");
+  cmd->add_flag("--allow-random", weights.allow_random,
+                "accept model.config's random initialisation when there are no trained weights");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,13 +48,20 @@ int main(int argc, char** argv) {
   std::string resume;
   add_config_args(train, cfg);
   train->add_option("--resume", resume, "auto (newest valid checkpoint in run.dir) or a PATH");
-  train->callback([&] { action = [&] { return sx::app::cmd_train(cfg, resume); }; });
+  bool train_force = false;
+  train->add_flag("--force", train_force,
+                  "start afresh in a run.dir holding an earlier run: move its files into "
+                  "run.dir/previous-<time>/");
+  train->callback([&] { action = [&] { return sx::app::cmd_train(cfg, resume, train_force); }; });
 
   auto* exp = app.add_subcommand("export", "Export embeddings of the labeled and test sets (HDF5)");
   std::string checkpoint;
   add_config_args(exp, cfg);
   exp->add_option("--checkpoint", checkpoint, "checkpoint to load (default: best in run.dir)");
-  exp->callback([&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint); }; });
+  bool export_force = false;
+  exp->add_flag("--force", export_force, "overwrite an existing run.dir/features.h5");
+  exp->callback(
+      [&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint, export_force); }; });
 
   auto* export_hf = app.add_subcommand(
       "export-hf", "The trained encoder as an HF transformers / sentence-transformers directory");
@@ -67,10 +85,34 @@ int main(int argc, char** argv) {
   evaluate->callback(
       [&] { action = [&] { return sx::app::cmd_evaluate(feature_files, before_file); }; });
 
-  auto* embed = app.add_subcommand("embed", "Embed texts from stdin, one per line");
+  auto* embed = app.add_subcommand(
+      "embed", "Embed texts from stdin (one per line) or a CSV column; text, HDF5 or .npy out");
+  sx::app::EmbedArgs embed_args;
   add_config_args(embed, cfg);
-  embed->add_option("--checkpoint", checkpoint, "training checkpoint instead of model.pretrained");
-  embed->callback([&] { action = [&] { return sx::app::cmd_embed(cfg, checkpoint); }; });
+  add_weights_args(embed, embed_args.weights);
+  embed->add_option("--csv", embed_args.csv, "CSV file to embed instead of stdin's lines");
+  embed->add_option("--text-column", embed_args.text_column, "--csv: the column of texts");
+  embed->add_option("--id-column", embed_args.id_column,
+                    "--csv: a column of ids, kept beside the embeddings (HDF5 `ids`)");
+  embed->add_option("--out", embed_args.out,
+                    "FILE.h5, FILE.hdf5 or FILE.npy (by extension); - or none: text on stdout");
+  embed->add_flag("--force", embed_args.force, "overwrite an existing --out file");
+  embed->callback([&] { action = [&] { return sx::app::cmd_embed(cfg, embed_args); }; });
+
+  auto* predict = app.add_subcommand(
+      "predict", "Fit the final classifier on the run's features; submission.csv for the test set");
+  sx::app::PredictArgs predict_args;
+  add_config_args(predict, cfg);
+  predict->add_option("--features", predict_args.features,
+                      "features file to fit on (default: features.h5 in run.dir)");
+  predict->add_option("--out", predict_args.out,
+                      "submission file (default: submission.csv in run.dir)");
+  predict->add_option("--texts", predict_args.texts,
+                      "- (stdin) or FILE: one text a line; print p(toxic) of each, write nothing");
+  predict->add_flag("--force", predict_args.force,
+                    "overwrite an existing classifier.json and submission file");
+  add_weights_args(predict, predict_args.weights);
+  predict->callback([&] { action = [&] { return sx::app::cmd_predict(cfg, predict_args); }; });
 
   auto* tokenize = app.add_subcommand("tokenize", "Token ids of texts from stdin, one per line");
   add_config_args(tokenize, cfg);
@@ -98,13 +140,16 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1LL, 100000000LL));
   synth->add_option("--seed", synth_seed, "random seed")->check(CLI::NonNegativeNumber);
   int synth_toxic_percent = 12;
+  bool synth_force = false;
+  synth->add_flag("--force", synth_force, "overwrite the CSV files already in --out");
   synth
       ->add_option("--toxic-percent", synth_toxic_percent,
                    "percentage of toxic English rows (Jigsaw's: about 8)")
       ->check(CLI::Range(0, 100));
   synth->callback([&] {
     action = [&] {
-      return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed, synth_toxic_percent);
+      return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed, synth_toxic_percent,
+                                     synth_force);
     };
   });
 
@@ -127,6 +172,10 @@ int main(int argc, char** argv) {
   bench_data->add_flag("--setup", bench_args.setup,
                        "time the data set-up of `train` phase by phase (load the three files, "
                        "split, pairs, tokenize the first epoch), with memory");
+  bench_data->add_flag("--share", bench_args.share,
+                       "--setup (run it under mpirun): tokenize every text once per node into "
+                       "memory the node's ranks share, as `train` does with several ranks on a "
+                       "node; each rank prints its private memory");
   bench_data->add_option("--pairs", bench_args.pairs, "--setup: training pairs (data.train_pairs)")
       ->check(CLI::Range(1LL, 100000000LL));
   bench_data->add_flag("--no-word-cache", bench_args.no_word_cache,

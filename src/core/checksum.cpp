@@ -3,7 +3,15 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
+#include <vector>
 
 namespace sx {
 
@@ -33,6 +41,51 @@ std::string Xxh3::hex() const {
     out += digits[byte & 0xF];
   }
   return out;
+}
+
+namespace {
+
+// Hashes `size` bytes of `fd` from `offset`.
+void hash_range(Xxh3& hash, int fd, uint64_t offset, uint64_t size, const std::string& path) {
+  std::vector<char> buffer(size);
+  uint64_t done = 0;
+  while (done < size) {
+    const ssize_t n =
+        ::pread(fd, buffer.data() + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error(
+          "cannot read " + path + ": " +
+          (n == 0 ? std::string("it shrank while read") : std::strerror(errno)));
+    done += static_cast<uint64_t>(n);
+  }
+  hash.update(buffer.data(), buffer.size());
+}
+
+}  // namespace
+
+std::string file_identity(const std::string& path) {
+  constexpr uint64_t kMiB = 1 << 20;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  try {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0)
+      throw std::runtime_error("cannot stat " + path + ": " + std::strerror(errno));
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
+    Xxh3 hash;
+    if (size <= 2 * kMiB) {
+      hash_range(hash, fd, 0, size, path);
+    } else {
+      hash_range(hash, fd, 0, kMiB, path);
+      hash_range(hash, fd, size - kMiB, kMiB, path);
+    }
+    ::close(fd);
+    return std::to_string(size) + ":" + hash.hex();
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
 }
 
 }  // namespace sx

@@ -26,4 +26,9 @@ class Xxh3 {
   std::unique_ptr<State> state_;
 };
 
+// A file's identity that copies of it share wherever they are: its size and the XXH3 of its
+// first and last MiB, as "<size>:<32 hex digits>" (whole files up to 2 MiB). Reads at most
+// 2 MiB; throws std::runtime_error when the file cannot be read.
+std::string file_identity(const std::string& path);
+
 }  // namespace sx

@@ -22,7 +22,18 @@ namespace {
 
 using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>>;
 
-enum class Kind { kInt, kFloat, kBool, kString, kEnum, kDuration, kFile, kDir, kStringList };
+enum class Kind {
+  kInt,
+  kFloat,
+  kBool,
+  kString,
+  kEnum,
+  kDuration,
+  kStepsOrDuration,  // a string holding parse_steps_or_duration's input
+  kFile,
+  kDir,
+  kStringList
+};
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -91,6 +102,13 @@ const std::vector<Field>& schema() {
         choices(entry(&C::run, &RunConfig::other_ranks_log_level, "run.other_ranks_log_level",
                       Kind::kEnum, "warn", "Log level of ranks other than 0."),
                 {"trace", "debug", "info", "warn", "error"}));
+    s.push_back(choices(
+        entry(&C::run, &RunConfig::progress, "run.progress", Kind::kEnum, "auto",
+              "How rank 0 shows progress (training: step, epoch, smoothed loss, pairs/s, time "
+              "to the epoch's end and left in run.max_duration; loading and exporting: the "
+              "time left): auto = a bar redrawn in place when stderr is a terminal, a line "
+              "every run.progress_interval otherwise; lines = lines always; off = neither."),
+        {"auto", "lines", "off"}));
     s.push_back(range(
         entry(&C::run, &RunConfig::progress_interval, "run.progress_interval", Kind::kDuration,
               "30s", "Interval of progress lines when stderr is not a terminal."),
@@ -173,6 +191,11 @@ const std::vector<Field>& schema() {
     s.push_back(range(entry(&C::tokenizer, &TokenizerConfig::threads, "tokenizer.threads",
                             Kind::kInt, "0", "Tokenizer threads; 0 = all cores."),
                       0, 1024));
+    s.push_back(entry(
+        &C::tokenizer, &TokenizerConfig::share_node, "tokenizer.share_node", Kind::kBool, "false",
+        "With several ranks on a node: the node's first rank tokenizes every training and "
+        "validation text up front into shared memory the others map (same ids). Otherwise each "
+        "rank tokenizes lazily what it consumes: less memory and set-up for short runs."));
     // model
     s.push_back(entry(&C::model, &ModelConfig::pretrained, "model.pretrained", Kind::kDir, "",
                       "HF model directory (config.json + model.safetensors). Empty: random "
@@ -204,8 +227,19 @@ const std::vector<Field>& schema() {
         range(entry(&C::train, &TrainConfig::pairs_per_rank, "train.pairs_per_rank", Kind::kInt,
                     "32", "Pairs per replica per step; global batch = this x ranks."),
               1, 1 << 20)));
+    s.push_back(
+        range(entry(&C::train, &TrainConfig::accumulation_steps, "train.accumulation_steps",
+                    Kind::kInt, "1",
+                    "Gradient accumulation: micro-batches per optimizer step. Global batch = "
+                    "pairs_per_rank x ranks x this, so 1 rank with 8 reproduces 8 ranks; the "
+                    "all-reduce, steps per epoch, the schedule and the time checks count optimizer "
+                    "steps. Like the world size it may change on resume (the schedule is kept in "
+                    "pairs)."),
+              1, 1 << 16));
     s.push_back(range(entry(&C::train, &TrainConfig::max_steps, "train.max_steps", Kind::kInt, "0",
-                            "Cap on global steps (smoke runs, tests); 0 = no limit."),
+                            "Cap on global steps (smoke runs, tests); 0 = no limit. A run resumed "
+                            "with another global batch keeps the cap in pairs (this x the first "
+                            "run's global batch)."),
                       0));
     s.push_back(results(range(
         entry(&C::train, &TrainConfig::steps_per_epoch, "train.steps_per_epoch", Kind::kInt, "0",
@@ -243,6 +277,11 @@ const std::vector<Field>& schema() {
     s.push_back(results(range(entry(&C::train, &TrainConfig::margin, "train.margin", Kind::kFloat,
                                     "1.0", "Margin m of the DBL loss."),
                               0)));
+    s.push_back(entry(&C::train, &TrainConfig::checkpoint_every, "train.checkpoint_every",
+                      Kind::kStepsOrDuration, "0",
+                      "Step checkpoints besides those at epoch ends and stops: every N optimizer "
+                      "steps (500), or every duration of training (30m, 2h, 90s; rank 0's clock, "
+                      "all ranks agree on the step). 0 = only at epoch ends and stops."));
     s.push_back(range(entry(&C::train, &TrainConfig::keep_checkpoints, "train.keep_checkpoints",
                             Kind::kInt, "3", "Step checkpoints kept besides the best one."),
                       1, 1000));
@@ -261,6 +300,17 @@ const std::vector<Field>& schema() {
                       "Deal each global batch's pairs out so that the ranks' token counts are "
                       "close (each still takes train.pairs_per_rank pairs; the global batch and "
                       "its loss are unchanged). false: rank r takes the r-th consecutive slice."));
+    s.push_back(
+        entry(&C::train, &TrainConfig::cuda_graphs, "train.cuda_graphs", Kind::kBool, "false",
+              "Replay each step's forward and backward as a CUDA graph (one GPU, packed "
+              "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
+              "batch is padded to a multiple of 256 tokens with dummy sequences, which "
+              "changes only dropout's random numbers. Ignored, with a warning, elsewhere."));
+    s.push_back(entry(&C::train, &TrainConfig::epoch_auc, "train.epoch_auc", Kind::kBool, "true",
+                      "At each epoch's end, embed the multilingual labeled set (every rank a "
+                      "share, eval mode) and log its centroid ROC-AUC per held-out language and "
+                      "the mean (as `evaluate`'s AUC centroid) in metrics.jsonl and the epoch "
+                      "line. Does not change the training."));
     // dist
     s.push_back(choices(entry(&C::dist, &DistConfig::backend, "dist.backend", Kind::kEnum, "auto",
                               "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
@@ -341,6 +391,8 @@ std::string type_description(const Field& f) {
       return "one of " + join(f.choices, "|");
     case Kind::kDuration:
       return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m)");
+    case Kind::kStepsOrDuration:
+      return "a number of steps (500) or a duration (90s, 30m, 2h)";
     case Kind::kFile:
       return "a file path";
     case Kind::kDir:
@@ -402,7 +454,8 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
     return items;
   }
   if (node.IsNull()) {
-    if (f.kind == Kind::kFile || f.kind == Kind::kDir) return std::string();
+    if (f.kind == Kind::kFile || f.kind == Kind::kDir || f.kind == Kind::kStepsOrDuration)
+      return std::string();
     fail_value(origin, f, "nothing");
   }
   if (!node.IsScalar()) fail_value(origin, f, node.IsMap() ? "a mapping" : "a list");
@@ -446,6 +499,13 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
       check_range(v);
       return v;
     }
+    case Kind::kStepsOrDuration:
+      try {
+        parse_steps_or_duration(text);
+      } catch (const std::exception&) {
+        fail_value(origin, f, text);
+      }
+      return trim(text);
     case Kind::kString:
     case Kind::kFile:
     case Kind::kDir:

@@ -15,6 +15,7 @@ struct RunConfig {
   double max_duration;  // seconds; 0 = no limit
   std::string log_level;
   std::string other_ranks_log_level;
+  std::string progress;      // auto | lines | off
   double progress_interval;  // seconds between progress lines when stderr is not a TTY
   int64_t threads;           // torch intra-op threads per rank; 0 = cores / ranks on the node
 };
@@ -45,6 +46,7 @@ struct TokenizerConfig {
   std::string pretokenize;  // wordpunct | none
   bool keep_eos;
   int64_t threads;  // 0 = all cores
+  bool share_node;  // ranks of a node: every text tokenized once into shared memory
 };
 
 struct ModelConfig {
@@ -59,6 +61,7 @@ struct ModelConfig {
 
 struct TrainConfig {
   int64_t pairs_per_rank;
+  int64_t accumulation_steps;  // micro-batches per optimizer step
   int64_t max_steps;
   int64_t steps_per_epoch;
   int64_t max_epochs;
@@ -70,11 +73,14 @@ struct TrainConfig {
   double adam_beta2;
   double adam_epsilon;
   double margin;
+  std::string checkpoint_every;  // parse_steps_or_duration (core/strings.h); "" or 0 = off
   int64_t keep_checkpoints;
   double bucket_mb;
   int64_t log_every;
   int64_t max_bad_steps;
   bool balance_ranks;
+  bool cuda_graphs;
+  bool epoch_auc;  // centroid AUC of the multilingual labeled set at each epoch's end
 };
 
 struct DistConfig {

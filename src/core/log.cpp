@@ -6,9 +6,29 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "core/progress.h"
 
 namespace sx {
 namespace {
+
+// The terminal sink: takes a progress bar's status line off the screen for each log line
+// and puts it back below (core/progress.h), so a bar never shares a line with a log line.
+class ConsoleSink : public spdlog::sinks::sink {
+ public:
+  void log(const spdlog::details::log_msg& msg) override {
+    StatusLinePause pause;
+    stderr_.log(msg);
+    stderr_.flush();
+  }
+  void flush() override { stderr_.flush(); }
+  void set_pattern(const std::string& pattern) override { stderr_.set_pattern(pattern); }
+  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+    stderr_.set_formatter(std::move(formatter));
+  }
+
+ private:
+  spdlog::sinks::stderr_color_sink_mt stderr_;
+};
 
 std::string pattern(int rank, int world) {
   return "[%Y-%m-%d %H:%M:%S.%e] [" + std::to_string(rank) + "/" + std::to_string(world) +
@@ -18,7 +38,7 @@ std::string pattern(int rank, int world) {
 }  // namespace
 
 void init_logging(const LogOptions& options) {
-  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  auto console = std::make_shared<ConsoleSink>();
   const std::string& level = options.rank == 0 ? options.level : options.other_level;
   console->set_level(spdlog::level::from_str(level));
   auto logger = std::make_shared<spdlog::logger>("sx", console);

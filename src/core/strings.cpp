@@ -1,6 +1,7 @@
 #include "core/strings.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <stdexcept>
 
@@ -110,6 +111,21 @@ double parse_duration(std::string_view text) {
   }
   if (!std::isfinite(total) || total < 0) throw std::invalid_argument("out of range");
   return total;
+}
+
+StepsOrDuration parse_steps_or_duration(std::string_view text) {
+  const std::string s = trim(text);
+  StepsOrDuration out;
+  if (s.empty()) return out;
+  if (s.find_first_not_of("0123456789") == std::string::npos) {
+    if (s.size() > 15) throw std::invalid_argument("too many steps");
+    out.steps = std::stoll(s);
+    return out;
+  }
+  if (!std::isalpha(static_cast<unsigned char>(s.back())))
+    throw std::invalid_argument("a duration needs a unit");
+  out.seconds = parse_duration(s);
+  return out;
 }
 
 std::string format_duration(double seconds) {

@@ -1,6 +1,7 @@
 // Small string helpers shared by the config, CLI and data layers.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +20,16 @@ std::string closest_match(std::string_view word, const std::vector<std::string>&
 
 // "90m", "2h", "1h30m", "45s", "3600" (seconds) -> seconds. Throws std::invalid_argument.
 double parse_duration(std::string_view text);
+
+// An interval given as a count of steps or as a duration: "500" -> 500 steps; "90s", "30m",
+// "2h", "1h30m" (a unit is required) -> seconds; "", "0", "0s" -> off (both zero). Throws
+// std::invalid_argument.
+struct StepsOrDuration {
+  int64_t steps = 0;
+  double seconds = 0;
+  bool off() const { return steps == 0 && seconds == 0; }
+};
+StepsOrDuration parse_steps_or_duration(std::string_view text);
 std::string format_duration(double seconds);
 
 // Quote a value for an error message, shortened if long.

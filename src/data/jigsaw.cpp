@@ -46,6 +46,7 @@ struct RowResult {
   uint64_t line = 0;
   std::string_view text;  // cleaned and stripped; for kLabel/kId the offending value
   std::string_view lang;  // stripped
+  std::string_view key;   // the id of a text table (stripped)
   int64_t id = 0;
   uint32_t field_count = 0;
   uint32_t invalid_utf8 = 0;  // bytes dropped from the text
@@ -352,6 +353,36 @@ LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& co
   if (corpus.size() == 0)
     throw UserError(file.where() + ": no usable rows (header only, or every row is bad)");
   return corpus;
+}
+
+TextTable load_text_csv(const std::string& path, const TextColumns& columns,
+                        const LoadOptions& options, LoadReport* report_out) {
+  LoadReport local;
+  LoadReport& report = report_out ? *report_out : local;
+  JigsawFile file(path, options, report);
+  const size_t text_col = *file.column(columns.text, "--text-column", false);
+  std::optional<size_t> id_col;
+  if (!columns.id.empty()) id_col = file.column(columns.id, "--id-column", false);
+
+  std::vector<RowResult> rows = file.parse([&](const CsvRow& row, Slot& slot, RowResult& r) {
+    if (id_col) r.key = file.stripped(row.fields[*id_col], slot);
+    r.text = file.text(row.fields[text_col], slot, r);
+  });
+
+  TextTable table;
+  table.texts.reserve(rows.size());
+  for (const RowResult& r : rows) {
+    file.count_row();
+    if (file.report_problem(r)) continue;
+    file.count_text(r);
+    table.texts.push_back_view(r.text);
+    if (id_col) table.ids.emplace_back(r.key);
+    table.rows.push_back(file.data_row());
+  }
+  file.keep_storage(table.texts);
+  file.finish();
+  report.rows_kept = table.size();
+  return table;
 }
 
 TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,

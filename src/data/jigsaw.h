@@ -30,6 +30,22 @@ struct TestColumns {
   std::string lang = "lang";
 };
 
+// Any CSV with a text column (embed --csv): the column names, as options name them.
+struct TextColumns {
+  std::string text;
+  std::string id;  // "" = no id column
+};
+
+// The texts of such a file in file order, cleaned and stripped as the Jigsaw texts are; an
+// empty text is kept (every usable row gives one text).
+struct TextTable {
+  TextColumn texts;
+  std::vector<std::string> ids;  // the id column's values (stripped); empty without one
+  std::vector<int64_t> rows;     // 0-based data-row numbers
+
+  size_t size() const { return texts.size(); }
+};
+
 struct LoadOptions {
   std::string key;  // config key naming the file, for messages ("data.train_csv")
   BadRows bad_rows = BadRows::kFail;
@@ -60,6 +76,10 @@ struct LoadReport {
 
 LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& columns,
                                const LoadOptions& options, LoadReport* report = nullptr);
+// Rows with a structural problem (unterminated quote, over-long field, wrong field count)
+// are handled as options.bad_rows says; `key` names the option giving the file.
+TextTable load_text_csv(const std::string& path, const TextColumns& columns,
+                        const LoadOptions& options, LoadReport* report = nullptr);
 TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
                          const LoadOptions& options, LoadReport* report = nullptr);
 

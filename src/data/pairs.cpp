@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "core/hash.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -334,17 +335,22 @@ std::string csv_field(const std::string& value) {
 
 void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus,
                      const std::vector<Pair>& pairs) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw UserError(path + ": cannot write the pairs file");
-  out << "index,left_row,right_row,left_lang,right_lang,label,category\n";
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    const Pair& p = pairs[i];
-    out << i << ',' << corpus.rows[p.left] << ',' << corpus.rows[p.right] << ','
-        << csv_field(corpus.langs[p.left]) << ',' << csv_field(corpus.langs[p.right]) << ','
-        << int(p.label) << ',' << category_name(category_of(corpus, p)) << '\n';
+  try {
+    files::write_atomically(path, [&](const std::string& tmp) {
+      std::ofstream out(tmp, std::ios::binary);
+      out << "index,left_row,right_row,left_lang,right_lang,label,category\n";
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        const Pair& p = pairs[i];
+        out << i << ',' << corpus.rows[p.left] << ',' << corpus.rows[p.right] << ','
+            << csv_field(corpus.langs[p.left]) << ',' << csv_field(corpus.langs[p.right]) << ','
+            << int(p.label) << ',' << category_name(category_of(corpus, p)) << '\n';
+      }
+      out.close();
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    });
+  } catch (const std::runtime_error& e) {
+    throw UserError(path + ": cannot write the pairs file (" + e.what() + ")");
   }
-  out.flush();
-  if (!out) throw UserError(path + ": cannot write the pairs file");
 }
 
 std::string pairs_fingerprint(const LabeledCorpus& corpus, const std::vector<Pair>& pairs) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 
 #include "core/error.h"
@@ -118,6 +119,21 @@ class CsvWriter {
   std::FILE* file_ = nullptr;
 };
 
+// Writes `path` atomically (files::write_atomically) with the rows `fill` gives a CsvWriter.
+void write_csv(const std::string& path, const std::function<void(CsvWriter&)>& fill) {
+  try {
+    files::write_atomically(path, [&](const std::string& tmp) {
+      CsvWriter out(tmp);
+      fill(out);
+      out.close();
+    });
+  } catch (const UserError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw UserError(std::string("--out: ") + e.what());
+  }
+}
+
 // A comment of `lang`: lognormal word count (median ~25 words, long tail, a few very short
 // ones), sentences with punctuation, sometimes a line break or a quotation, and for toxic
 // ones a few insults mixed in.
@@ -171,7 +187,7 @@ std::string label_value(Rng& rng, bool toxic, double scale = 1.0) {
 }  // namespace
 
 SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed,
-                                    int toxic_percent) {
+                                    int toxic_percent, bool overwrite) {
   try {
     files::create_directories(out_dir);
   } catch (const std::exception& e) {
@@ -181,6 +197,14 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
   summary.train_csv = files::join(out_dir, "jigsaw-unintended-bias-train.csv");
   summary.multilingual_csv = files::join(out_dir, "validation.csv");
   summary.test_csv = files::join(out_dir, "test.csv");
+  if (!overwrite) {
+    std::string present;
+    for (const auto* path : {&summary.train_csv, &summary.multilingual_csv, &summary.test_csv})
+      if (files::exists(*path)) present += (present.empty() ? "" : ", ") + *path;
+    if (!present.empty())
+      throw UserError("--out: " + present +
+                      " already exists; pass --force to overwrite, or choose another --out");
+  }
 
   Rng rng(mix_seed({seed, 0x5717}));
   {
@@ -209,49 +233,48 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
                                                "psychiatric_or_mental_illness",
                                                "transgender",
                                                "white"};
-    CsvWriter out(summary.train_csv);
-    out.field("id");
-    out.field("comment_text");
-    for (const char* f :
-         {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"})
-      out.field(f);
-    for (const auto& f : identity) out.field(f);
-    for (const char* f :
-         {"created_date", "publication_id", "parent_id", "article_id", "rating", "funny", "wow",
-          "sad", "likes", "disagree", "sexual_explicit", "identity_annotator_count"})
-      out.field(f);
-    out.field("toxicity_annotator_count", true);
-    for (size_t i = 0; i < rows; ++i) {
-      bool toxic = static_cast<int>(rng.below(100)) < toxic_percent;
-      out.field(std::to_string(59848 + i));
-      out.field(make_comment(rng, "en", toxic));
-      // toxic carries the label; the sub-type scores are smaller, as in Jigsaw.
-      out.field(label_value(rng, toxic));
-      for (double scale : {0.2, 0.6, 0.3, 0.8, 0.2}) {
-        const bool subtype = toxic && rng.below(4) == 0;
-        out.field(label_value(rng, subtype, scale));
+    write_csv(summary.train_csv, [&](CsvWriter& out) {
+      out.field("id");
+      out.field("comment_text");
+      for (const char* f :
+           {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"})
+        out.field(f);
+      for (const auto& f : identity) out.field(f);
+      for (const char* f :
+           {"created_date", "publication_id", "parent_id", "article_id", "rating", "funny", "wow",
+            "sad", "likes", "disagree", "sexual_explicit", "identity_annotator_count"})
+        out.field(f);
+      out.field("toxicity_annotator_count", true);
+      for (size_t i = 0; i < rows; ++i) {
+        bool toxic = static_cast<int>(rng.below(100)) < toxic_percent;
+        out.field(std::to_string(59848 + i));
+        out.field(make_comment(rng, "en", toxic));
+        // toxic carries the label; the sub-type scores are smaller, as in Jigsaw.
+        out.field(label_value(rng, toxic));
+        for (double scale : {0.2, 0.6, 0.3, 0.8, 0.2}) {
+          const bool subtype = toxic && rng.below(4) == 0;
+          out.field(label_value(rng, subtype, scale));
+        }
+        bool annotated = rng.below(4) == 0;
+        for (size_t k = 0; k < identity.size(); ++k) out.field(annotated ? "0.0" : "");
+        char date[40];
+        const int month = 1 + int(rng.below(12)), day = 1 + int(rng.below(28));
+        const int minute = int(rng.below(60));
+        std::snprintf(date, sizeof date, "2016-%02d-%02d 10:%02d:00.000000+00", month, day, minute);
+        out.field(date);
+        out.field(std::to_string(rng.below(100)));
+        out.field("");
+        out.field(std::to_string(100000 + rng.below(900000)));
+        out.field(rng.below(10) ? "approved" : "rejected");
+        for (int k = 0; k < 5; ++k) out.field(std::to_string(rng.below(3)));
+        out.field("0.0");
+        out.field(annotated ? "4" : "0");
+        out.field(std::to_string(4 + rng.below(6)), true);
+        ++summary.train_rows;
       }
-      bool annotated = rng.below(4) == 0;
-      for (size_t k = 0; k < identity.size(); ++k) out.field(annotated ? "0.0" : "");
-      char date[40];
-      const int month = 1 + int(rng.below(12)), day = 1 + int(rng.below(28));
-      const int minute = int(rng.below(60));
-      std::snprintf(date, sizeof date, "2016-%02d-%02d 10:%02d:00.000000+00", month, day, minute);
-      out.field(date);
-      out.field(std::to_string(rng.below(100)));
-      out.field("");
-      out.field(std::to_string(100000 + rng.below(900000)));
-      out.field(rng.below(10) ? "approved" : "rejected");
-      for (int k = 0; k < 5; ++k) out.field(std::to_string(rng.below(3)));
-      out.field("0.0");
-      out.field(annotated ? "4" : "0");
-      out.field(std::to_string(4 + rng.below(6)), true);
-      ++summary.train_rows;
-    }
-    out.close();
+    });
   }
-  {
-    CsvWriter out(summary.multilingual_csv);
+  write_csv(summary.multilingual_csv, [&](CsvWriter& out) {
     for (const char* f : {"id", "comment_text", "lang"}) out.field(f);
     out.field("toxic", true);
     const size_t per_language = std::max<size_t>(20, rows / 100);
@@ -267,10 +290,8 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
         ++summary.multilingual_rows;
       }
     }
-    out.close();
-  }
-  {
-    CsvWriter out(summary.test_csv);
+  });
+  write_csv(summary.test_csv, [&](CsvWriter& out) {
     for (const char* f : {"id", "content"}) out.field(f);
     out.field("lang", true);
     const size_t per_language = std::max<size_t>(20, rows / 120);
@@ -283,8 +304,7 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
         ++summary.test_rows;
       }
     }
-    out.close();
-  }
+  });
   return summary;
 }
 

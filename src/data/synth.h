@@ -16,8 +16,9 @@ struct SynthSummary {
 
 // `rows` English training rows; the multilingual file gets es/it/tr (about rows/100 each,
 // so the notebook's 10x split rule holds) and the test file six languages. `toxic_percent`
-// of the English rows are toxic (Jigsaw's English corpus: about 8).
+// of the English rows are toxic (Jigsaw's English corpus: about 8). Each file is written
+// atomically; without `overwrite`, files already in out_dir are a UserError (nothing written).
 SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed,
-                                    int toxic_percent = 12);
+                                    int toxic_percent = 12, bool overwrite = true);
 
 }  // namespace sx::data

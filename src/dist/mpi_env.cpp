@@ -1,11 +1,15 @@
 #include "dist/mpi_env.h"
 
+#include "dist/wait.h"
+
 #include <mpi.h>
 
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <climits>
 #include <cstdlib>
+#include <stdexcept>
 #include <thread>
 
 #include "core/error.h"
@@ -54,14 +58,11 @@ std::vector<double> allreduce_sum(std::vector<double> values) {
   return values;
 }
 
-void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what) {
-  MPI_Request request;
-  MPI_Iallreduce(MPI_IN_PLACE, words.data(), static_cast<int>(words.size()), MPI_UINT64_T, MPI_BOR,
-                 MPI_COMM_WORLD, &request);
+void wait_or_abort(MPI_Request& request, double timeout_seconds, const std::string& what) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
   int done = 0;
-  while (MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done) {
+  for (int tries = 0; MPI_Test(&request, &done, MPI_STATUS_IGNORE), !done; ++tries) {
     if (std::chrono::steady_clock::now() > deadline) {
       int rank = 0;
       MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -71,8 +72,18 @@ void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const st
           rank, what, timeout_seconds);
       abort_job(kExitInternal);
     }
-    std::this_thread::yield();
+    if (tries < 1000)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+}
+
+void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what) {
+  MPI_Request request;
+  MPI_Iallreduce(MPI_IN_PLACE, words.data(), static_cast<int>(words.size()), MPI_UINT64_T, MPI_BOR,
+                 MPI_COMM_WORLD, &request);
+  wait_or_abort(request, timeout_seconds, what);
 }
 
 void broadcast(std::vector<double>& values, int root) {
@@ -117,6 +128,38 @@ std::vector<T> gather_impl(const std::vector<T>& local, MPI_Datatype type, int r
 
 std::vector<float> gather(const std::vector<float>& local, int root) {
   return gather_impl(local, MPI_FLOAT, root);
+}
+
+std::vector<float> gather_rows(const std::vector<float>& local, int64_t cols, int root) {
+  int rank = 0, world = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  if (cols <= 0 || cols > INT_MAX || local.size() % static_cast<size_t>(cols) != 0)
+    throw std::invalid_argument("gather_rows: " + std::to_string(local.size()) +
+                                " floats are not rows of " + std::to_string(cols));
+  const size_t local_rows = local.size() / static_cast<size_t>(cols);
+  if (local_rows > static_cast<size_t>(INT_MAX))
+    throw std::invalid_argument("gather_rows: a rank's share passes 2^31 rows");
+  MPI_Datatype row;
+  MPI_Type_contiguous(static_cast<int>(cols), MPI_FLOAT, &row);
+  MPI_Type_commit(&row);
+  int count = static_cast<int>(local_rows);
+  std::vector<int> counts(world), offsets(world);
+  MPI_Gather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, MPI_COMM_WORLD);
+  std::vector<float> out;
+  if (rank == root) {
+    int64_t total = 0;
+    for (int r = 0; r < world; ++r) {
+      if (total > INT_MAX) throw std::invalid_argument("gather_rows: more than 2^31 rows");
+      offsets[r] = static_cast<int>(total);
+      total += counts[r];
+    }
+    out.resize(static_cast<size_t>(total) * static_cast<size_t>(cols));
+  }
+  MPI_Gatherv(local.data(), count, row, out.data(), counts.data(), offsets.data(), row, root,
+              MPI_COMM_WORLD);
+  MPI_Type_free(&row);
+  return out;
 }
 
 bool all_succeeded(bool ok, std::string& message) {

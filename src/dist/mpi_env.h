@@ -47,6 +47,10 @@ void barrier();
 void allreduce_or(std::vector<uint64_t>& words, double timeout_seconds, const std::string& what);
 // Every rank's floats, concatenated in rank order on `root` (others get {}).
 std::vector<float> gather(const std::vector<float>& local, int root);
+// Every rank's rows of `cols` floats, concatenated in rank order on `root` (others get {}).
+// Counts travel in rows (one MPI datatype per row), so the total may pass 2^31 floats; a
+// rank's share must stay under 2^31 rows.
+std::vector<float> gather_rows(const std::vector<float>& local, int64_t cols, int root);
 
 // After a phase every rank runs (setup): true when all ranks succeeded. Otherwise the
 // lowest failing rank's message is returned in `message` on every rank.

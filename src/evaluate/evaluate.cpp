@@ -35,24 +35,18 @@ double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels
   return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives);
 }
 
-std::vector<double> logistic_scores(const std::vector<float>& train,
-                                    const std::vector<int>& train_labels,
-                                    const std::vector<float>& test, int64_t cols, double c) {
+LogisticFit fit_logistic(const std::vector<float>& train, const std::vector<int>& train_labels,
+                         int64_t cols, double c) {
   torch::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(train_labels.size());
-  const int64_t m = static_cast<int64_t>(test.size()) / cols;
   torch::Tensor x = torch::from_blob(const_cast<float*>(train.data()), {n, cols}, torch::kFloat)
                         .to(torch::kDouble);
-  torch::Tensor xt = torch::from_blob(const_cast<float*>(test.data()), {m, cols}, torch::kFloat)
-                         .to(torch::kDouble);
   torch::Tensor y =
       torch::tensor(std::vector<double>(train_labels.begin(), train_labels.end()), torch::kDouble);
   // Standardise with the training rows' statistics.
   torch::Tensor mean = x.mean(0), std = x.std(0).clamp_min(1e-8);
   x = (x - mean) / std;
-  xt = (xt - mean) / std;
   x = torch::cat({x, torch::ones({n, 1}, torch::kDouble)}, 1);  // intercept (not penalised)
-  xt = torch::cat({xt, torch::ones({m, 1}, torch::kDouble)}, 1);
   torch::Tensor w = torch::zeros({cols + 1}, torch::kDouble);
   torch::Tensor penalty = torch::full({cols + 1}, 1.0 / c, torch::kDouble);
   penalty[cols] = 0.0;
@@ -65,8 +59,37 @@ std::vector<double> logistic_scores(const std::vector<float>& train,
     w -= step;
     if (step.abs().max().item<double>() < 1e-8) break;
   }
-  torch::Tensor scores = xt.matmul(w).contiguous();
-  return std::vector<double>(scores.data_ptr<double>(), scores.data_ptr<double>() + m);
+  auto values = [](const torch::Tensor& t) {
+    torch::Tensor c = t.contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  LogisticFit fit;
+  fit.mean = values(mean);
+  fit.std = values(std);
+  fit.weights = values(w.slice(0, 0, cols));
+  fit.bias = w[cols].item<double>();
+  return fit;
+}
+
+std::vector<double> decision_scores(const LogisticFit& fit, const float* rows, int64_t count) {
+  torch::NoGradGuard no_grad;
+  const int64_t cols = static_cast<int64_t>(fit.weights.size());
+  auto tensor = [](const std::vector<double>& v) {
+    return torch::from_blob(const_cast<double*>(v.data()), {static_cast<int64_t>(v.size())},
+                            torch::kDouble);
+  };
+  torch::Tensor x =
+      torch::from_blob(const_cast<float*>(rows), {count, cols}, torch::kFloat).to(torch::kDouble);
+  x = (x - tensor(fit.mean)) / tensor(fit.std);
+  torch::Tensor scores = (x.matmul(tensor(fit.weights)) + fit.bias).contiguous();
+  return std::vector<double>(scores.data_ptr<double>(), scores.data_ptr<double>() + count);
+}
+
+std::vector<double> logistic_scores(const std::vector<float>& train,
+                                    const std::vector<int>& train_labels,
+                                    const std::vector<float>& test, int64_t cols, double c) {
+  const LogisticFit fit = fit_logistic(train, train_labels, cols, c);
+  return decision_scores(fit, test.data(), static_cast<int64_t>(test.size()) / cols);
 }
 
 namespace {
@@ -82,18 +105,78 @@ std::vector<float> rows_of(const std::vector<float>& matrix, const std::vector<i
 
 }  // namespace
 
-Evaluation evaluate_features(const std::string& path) {
+std::vector<double> centroid_scores(const std::vector<float>& train,
+                                    const std::vector<int>& train_labels,
+                                    const std::vector<float>& test, int64_t cols) {
+  // Training-free: closer to the toxic centroid than to the normal one.
+  std::vector<double> c0(cols, 0.0), c1(cols, 0.0);
+  double n0 = 0, n1 = 0;
+  for (size_t k = 0; k < train_labels.size(); ++k) {
+    auto& c = train_labels[k] ? c1 : c0;
+    (train_labels[k] ? n1 : n0) += 1;
+    for (int64_t j = 0; j < cols; ++j) c[j] += train[k * cols + j];
+  }
+  for (int64_t j = 0; j < cols; ++j) c0[j] /= n0, c1[j] /= n1;
+  std::vector<double> score(test.size() / cols);
+  for (size_t k = 0; k < score.size(); ++k) {
+    double d0 = 0, d1 = 0;
+    for (int64_t j = 0; j < cols; ++j) {
+      double v = test[k * cols + j];
+      d0 += (v - c0[j]) * (v - c0[j]);
+      d1 += (v - c1[j]) * (v - c1[j]);
+    }
+    score[k] = std::sqrt(d0) - std::sqrt(d1);
+  }
+  return score;
+}
+
+std::string fold_skip_reason(const std::vector<int>& train_labels,
+                             const std::vector<int>& test_labels) {
+  const auto test_toxic = std::count(test_labels.begin(), test_labels.end(), 1);
+  const auto train_toxic = std::count(train_labels.begin(), train_labels.end(), 1);
+  if (test_labels.empty()) return "no rows";
+  if (test_toxic == 0 || test_toxic == static_cast<long>(test_labels.size()))
+    return "held-out rows have one class";
+  if (train_toxic == 0 || train_toxic == static_cast<long>(train_labels.size()))
+    return "training rows have one class";
+  return "";
+}
+
+std::vector<std::pair<std::string, double>> centroid_auc_by_language(
+    const std::vector<float>& x, const std::vector<int>& labels,
+    const std::vector<std::string>& langs, int64_t cols) {
+  std::vector<std::string> languages(langs.begin(), langs.end());
+  std::sort(languages.begin(), languages.end());
+  languages.erase(std::unique(languages.begin(), languages.end()), languages.end());
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& lang : languages) {
+    std::vector<int64_t> train_index, test_index;
+    std::vector<int> y_train, y_test;
+    for (size_t i = 0; i < langs.size(); ++i) {
+      (langs[i] == lang ? test_index : train_index).push_back(static_cast<int64_t>(i));
+      (langs[i] == lang ? y_test : y_train).push_back(labels[i]);
+    }
+    double auc = std::nan("");
+    if (fold_skip_reason(y_train, y_test).empty())
+      auc = roc_auc(centroid_scores(rows_of(x, train_index, cols), y_train,
+                                    rows_of(x, test_index, cols), cols),
+                    y_test);
+    out.emplace_back(lang, auc);
+  }
+  return out;
+}
+
+LabeledFeatures read_labeled_features(const std::string& path) {
   io::H5File f = io::H5File::open(path);
-  Evaluation ev;
-  ev.path = path;
-  for (const char* name : {"train/embeddings", "train/labels", "folds"})
+  for (const char* name : {"train/embeddings", "train/labels"})
     if (!f.has(name))
       throw UserError(path + ": missing '" + name + "' (not a features file written by export?)");
   auto dims = f.dims("train/embeddings");
   if (dims.size() != 2) throw UserError(path + ": train/embeddings is not a matrix");
-  const int64_t rows = static_cast<int64_t>(dims[0]), cols = static_cast<int64_t>(dims[1]);
-  ev.hidden_size = cols;
-  std::vector<float> x = f.read_float("train/embeddings");
+  LabeledFeatures out;
+  const int64_t rows = out.rows = static_cast<int64_t>(dims[0]);
+  const int64_t cols = out.cols = static_cast<int64_t>(dims[1]);
+  out.x = f.read_float("train/embeddings");
   std::vector<int64_t> labels64 = f.read_int64("train/labels");
   if (static_cast<int64_t>(labels64.size()) != rows)
     throw UserError(path + ": train/labels has " + std::to_string(labels64.size()) +
@@ -106,11 +189,31 @@ Evaluation evaluate_features(const std::string& path) {
       throw UserError(path + ": train/labels holds " + std::to_string(labels64[i]) + " at row " +
                       std::to_string(i) + ", expected 0 or 1");
     for (int64_t j = 0; j < cols; ++j)
-      if (!std::isfinite(x[i * cols + j]))
+      if (!std::isfinite(out.x[i * cols + j]))
         throw UserError(path + ": train/embeddings holds a non-finite value at row " +
                         std::to_string(i) + ", column " + std::to_string(j));
   }
-  std::vector<int> labels(labels64.begin(), labels64.end());
+  out.labels.assign(labels64.begin(), labels64.end());
+  if (f.has("train/langs")) {
+    out.langs = f.read_strings("train/langs");
+    if (static_cast<int64_t>(out.langs.size()) != rows)
+      throw UserError(path + ": train/langs has " + std::to_string(out.langs.size()) +
+                      " rows, embeddings " + std::to_string(rows));
+  }
+  return out;
+}
+
+Evaluation evaluate_features(const std::string& path) {
+  LabeledFeatures features = read_labeled_features(path);
+  io::H5File f = io::H5File::open(path);
+  if (!f.has("folds"))
+    throw UserError(path + ": missing 'folds' (not a features file written by export?)");
+  Evaluation ev;
+  ev.path = path;
+  const int64_t rows = features.rows, cols = features.cols;
+  ev.hidden_size = cols;
+  const std::vector<float>& x = features.x;
+  const std::vector<int>& labels = features.labels;
 
   double sum_lr = 0, sum_c = 0;
   for (const auto& lang : f.members("folds")) {
@@ -130,36 +233,12 @@ Evaluation evaluate_features(const std::string& path) {
     for (auto i : train_index) y_train.push_back(labels[i]);
     for (auto i : test_index) y_test.push_back(labels[i]);
     r.test_toxic = std::count(y_test.begin(), y_test.end(), 1);
-    const int64_t train_toxic = std::count(y_train.begin(), y_train.end(), 1);
-    if (test_index.empty())
-      r.skipped = true, r.why = "no rows";
-    else if (r.test_toxic == 0 || r.test_toxic == r.test_rows)
-      r.skipped = true, r.why = "held-out rows have one class";
-    else if (train_toxic == 0 || train_toxic == r.train_rows)
-      r.skipped = true, r.why = "training rows have one class";
+    r.why = fold_skip_reason(y_train, y_test);
+    r.skipped = !r.why.empty();
     if (!r.skipped) {
       std::vector<float> xtr = rows_of(x, train_index, cols), xte = rows_of(x, test_index, cols);
       r.auc_logistic = roc_auc(logistic_scores(xtr, y_train, xte, cols), y_test);
-      // Training-free: closer to the toxic centroid than to the normal one.
-      std::vector<double> c0(cols, 0.0), c1(cols, 0.0);
-      double n0 = 0, n1 = 0;
-      for (size_t k = 0; k < train_index.size(); ++k) {
-        auto& c = y_train[k] ? c1 : c0;
-        (y_train[k] ? n1 : n0) += 1;
-        for (int64_t j = 0; j < cols; ++j) c[j] += xtr[k * cols + j];
-      }
-      for (int64_t j = 0; j < cols; ++j) c0[j] /= n0, c1[j] /= n1;
-      std::vector<double> score(test_index.size());
-      for (size_t k = 0; k < test_index.size(); ++k) {
-        double d0 = 0, d1 = 0;
-        for (int64_t j = 0; j < cols; ++j) {
-          double v = xte[k * cols + j];
-          d0 += (v - c0[j]) * (v - c0[j]);
-          d1 += (v - c1[j]) * (v - c1[j]);
-        }
-        score[k] = std::sqrt(d0) - std::sqrt(d1);
-      }
-      r.auc_centroid = roc_auc(score, y_test);
+      r.auc_centroid = roc_auc(centroid_scores(xtr, y_train, xte, cols), y_test);
       sum_lr += r.auc_logistic;
       sum_c += r.auc_centroid;
       ++ev.evaluated;

@@ -4,7 +4,9 @@
 // of the other languages). Writes evaluation.json next to the features.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sx::evaluate {
@@ -30,10 +32,48 @@ struct Evaluation {
 double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels);
 
 // L2-regularised logistic regression (sklearn's default C = 1, on standardised features),
-// fitted by Newton's method; returns the decision scores of `test` rows.
+// fitted by Newton's method. The decision score of a row x is
+//   sum_j weights[j] * (x[j] - mean[j]) / std[j] + bias
+// (mean and std of the training rows; the intercept is not penalised).
+struct LogisticFit {
+  std::vector<double> mean, std, weights;
+  double bias = 0;
+};
+LogisticFit fit_logistic(const std::vector<float>& train, const std::vector<int>& train_labels,
+                         int64_t cols, double c = 1.0);
+// Decision scores of `count` rows of weights.size() floats each.
+std::vector<double> decision_scores(const LogisticFit& fit, const float* rows, int64_t count);
+// fit_logistic on `train`, then the decision scores of `test` rows.
 std::vector<double> logistic_scores(const std::vector<float>& train,
                                     const std::vector<int>& train_labels,
                                     const std::vector<float>& test, int64_t cols, double c = 1.0);
+
+// The training-free score of `test` rows: distance to the normal centroid of the `train`
+// rows minus distance to their toxic centroid (higher = more toxic). Both classes must be
+// present in train_labels.
+std::vector<double> centroid_scores(const std::vector<float>& train,
+                                    const std::vector<int>& train_labels,
+                                    const std::vector<float>& test, int64_t cols);
+
+// Why a fold cannot be scored ("" = it can): no held-out rows, or one class on either side.
+std::string fold_skip_reason(const std::vector<int>& train_labels,
+                             const std::vector<int>& test_labels);
+
+// evaluate's centroid AUC straight from embeddings, without a features file: rows of `x`
+// [n x cols] with their labels and languages; each language (sorted) held out in turn and
+// scored by the centroids of all other rows. NaN for a language whose fold is skipped.
+std::vector<std::pair<std::string, double>> centroid_auc_by_language(
+    const std::vector<float>& x, const std::vector<int>& labels,
+    const std::vector<std::string>& langs, int64_t cols);
+// The labeled rows of a features.h5 (train/embeddings, train/labels, train/langs when
+// present), checked: shapes agree, labels are 0/1, embeddings are finite; else a UserError.
+struct LabeledFeatures {
+  int64_t rows = 0, cols = 0;
+  std::vector<float> x;  // rows x cols, row-major
+  std::vector<int> labels;
+  std::vector<std::string> langs;  // empty when the file has none
+};
+LabeledFeatures read_labeled_features(const std::string& path);
 
 // Reads a features.h5 written by `export`; bad or missing content is a UserError.
 Evaluation evaluate_features(const std::string& path);

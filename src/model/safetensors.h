@@ -54,6 +54,7 @@ struct StTensorData {
   std::vector<int64_t> shape;
   const void* data;
 };
+// Written atomically (files::write_atomically); a failure is a UserError naming `path`.
 void write_safetensors(const std::string& path, const std::map<std::string, StTensorData>& tensors);
 
 }  // namespace sx::model

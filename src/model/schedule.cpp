@@ -5,8 +5,8 @@
 
 namespace sx::model {
 
-double Triangular2::operator()(int64_t step) const {
-  const double s = static_cast<double>(step);
+double Triangular2::operator()(double step) const {
+  const double s = step;
   const double cycle = std::floor(1.0 + s / (2.0 * step_size));
   const double x = std::abs(s / step_size - 2.0 * cycle + 1.0);
   return initial_lr +

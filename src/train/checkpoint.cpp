@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <type_traits>
 
 #include "core/checksum.h"
 #include "core/error.h"
@@ -14,9 +15,9 @@
 namespace sx::train {
 namespace {
 
-// Format 2 checksums with XXH3 (memory speed on multi-GB files); format 1 (FNV-1a) files
-// from earlier releases are still read.
-constexpr int64_t kFormat = 2;
+// Format 3 adds TrainState fields (train_state.h says which); format 2 checksums with XXH3
+// (memory speed on multi-GB files); format 1 (FNV-1a) files from earlier releases are still read.
+constexpr int64_t kFormat = 3;
 constexpr int64_t kFormatFnv = 1;
 
 std::vector<uint64_t> dims_of(const torch::Tensor& t) {
@@ -25,21 +26,35 @@ std::vector<uint64_t> dims_of(const torch::Tensor& t) {
   return d;
 }
 
-std::string state_text(const TrainState& s) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%lld %lld %lld %lld %.17g %lld %.17g %lld %lld %s %.17g",
-                static_cast<long long>(s.step), static_cast<long long>(s.epoch),
-                static_cast<long long>(s.pairs_consumed), static_cast<long long>(s.adam_iterations),
-                s.best_val_loss, static_cast<long long>(s.epochs_without_improvement),
-                s.train_seconds, static_cast<long long>(s.bad_steps),
-                static_cast<long long>(s.world_size), s.config_hash.c_str(), s.lr_step_size);
+std::string field_text(int64_t v) {
+  return std::to_string(v);
+}
+std::string field_text(const std::string& v) {
+  return v;
+}
+std::string field_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
   return buf;
 }
 
+// The fields a file of `format` holds, space-separated (for formats 1 and 2 the text their
+// writers checksummed).
+std::string state_text(const TrainState& s, int64_t format) {
+  std::string text;
+  int n = 0;
+  for_each_field(s, [&](const char*, const auto& value, int since) {
+    if (since > format) return;
+    if (n++) text += ' ';
+    text += field_text(value);
+  });
+  return text;
+}
+
 template <class Hash>
-std::string checksum_with(const Checkpoint& c) {
+std::string checksum_with(const Checkpoint& c, int64_t format) {
   Hash h;
-  h.update(state_text(c.state));
+  h.update(state_text(c.state, format));
   for (const auto& [name, t] : c.params) {
     h.update(name);
     h.update(t.data_ptr(), t.nbytes());
@@ -50,7 +65,7 @@ std::string checksum_with(const Checkpoint& c) {
 }
 
 std::string checksum(const Checkpoint& c, int64_t format = kFormat) {
-  return format == kFormatFnv ? checksum_with<Fnv1a>(c) : checksum_with<Xxh3>(c);
+  return format == kFormatFnv ? checksum_with<Fnv1a>(c, format) : checksum_with<Xxh3>(c, format);
 }
 
 Checkpoint to_cpu(const Checkpoint& c) {
@@ -75,23 +90,31 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
       f.write("optimizer/m", c.adam_m.data_ptr<float>(), dims_of(c.adam_m));
       f.write("optimizer/v", c.adam_v.data_ptr<float>(), dims_of(c.adam_v));
     }
-    const TrainState& s = c.state;
     f.set_attr("format", kFormat);
-    f.set_attr("step", s.step);
-    f.set_attr("epoch", s.epoch);
-    f.set_attr("pairs_consumed", s.pairs_consumed);
-    f.set_attr("adam_iterations", s.adam_iterations);
-    f.set_attr("best_val_loss", s.best_val_loss);
-    f.set_attr("epochs_without_improvement", s.epochs_without_improvement);
-    f.set_attr("train_seconds", s.train_seconds);
-    f.set_attr("bad_steps", s.bad_steps);
-    f.set_attr("world_size", s.world_size);
-    f.set_attr("config_hash", s.config_hash);
-    f.set_attr("lr_step_size", s.lr_step_size);
+    for_each_field(c.state,
+                   [&](const char* name, const auto& value, int) { f.set_attr(name, value); });
     f.set_attr("checksum", checksum(c));
     f.flush();
     f.close();
   });
+}
+
+// A format 3 plan from an untrusted file: every count positive, the half-cycle finite; or no
+// plan at all (every field zero: a checkpoint not written by training, e.g. `bench
+// checkpoint`'s), which the trainer treats as a format 2 one.
+void check_plan(const TrainState& s) {
+  const PairPlan p = s.plan();
+  const bool none = p.global_batch == 0 && p.pairs_per_epoch == 0 && p.max_epochs == 0 &&
+                    p.lr_step_pairs == 0 && s.lr_pairs == 0;
+  if (none && s.accumulation_steps >= 1) return;
+  if (p.global_batch < 1 || p.pairs_per_epoch < 1 || p.max_epochs < 1 || s.lr_pairs < 0 ||
+      s.accumulation_steps < 1 || !(p.lr_step_pairs > 0) || !std::isfinite(p.lr_step_pairs))
+    throw UserError("its schedule in pairs is invalid (plan_global_batch " +
+                    std::to_string(p.global_batch) + ", pairs_per_epoch " +
+                    std::to_string(p.pairs_per_epoch) + ", max_epochs " +
+                    std::to_string(p.max_epochs) + ", lr_step_pairs " +
+                    std::to_string(p.lr_step_pairs) + ", lr_pairs " + std::to_string(s.lr_pairs) +
+                    ", accumulation_steps " + std::to_string(s.accumulation_steps) + ")");
 }
 
 Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
@@ -99,21 +122,16 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     io::H5File f = io::H5File::open(path);
     Checkpoint c;
     const int64_t format = f.has_attr("format") ? f.attr_int("format") : 0;
-    if (format != kFormat && format != kFormatFnv)
+    if (format < kFormatFnv || format > kFormat)
       throw UserError(path +
                       ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
-    TrainState& s = c.state;
-    s.step = f.attr_int("step");
-    s.epoch = f.attr_int("epoch");
-    s.pairs_consumed = f.attr_int("pairs_consumed");
-    s.adam_iterations = f.attr_int("adam_iterations");
-    s.best_val_loss = f.attr_double("best_val_loss");
-    s.epochs_without_improvement = f.attr_int("epochs_without_improvement");
-    s.train_seconds = f.attr_double("train_seconds");
-    s.bad_steps = f.attr_int("bad_steps");
-    s.world_size = f.attr_int("world_size");
-    s.config_hash = f.attr_string("config_hash");
-    s.lr_step_size = f.attr_double("lr_step_size");
+    for_each_field(c.state, [&](const char* name, auto& value, int since) {
+      if (since > format) return;  // an older file: the field keeps its initial value
+      using T = std::decay_t<decltype(value)>;
+      if constexpr (std::is_same_v<T, int64_t>) value = f.attr_int(name);
+      if constexpr (std::is_same_v<T, double>) value = f.attr_double(name);
+      if constexpr (std::is_same_v<T, std::string>) value = f.attr_string(name);
+    });
     // Straight into the tensors' memory: a multi-GB checkpoint is read once, not copied.
     auto read_tensor = [&](const std::string& name) {
       std::vector<int64_t> shape;
@@ -138,6 +156,7 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     }
     if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
+    check_plan(c.state);
     if (with_optimizer && !has_optimizer) throw UserError(path + ": holds no optimizer state");
     return c;
   } catch (const UserError& e) {
@@ -145,6 +164,12 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     if (msg.rfind(path, 0) == 0) msg = msg.substr(path.size() + 2);
     throw UserError("checkpoint " + path + " is unusable: " + msg);
   }
+}
+
+void complete_legacy_state(TrainState& state, const PairPlan& plan_of_its_run) {
+  state.set_plan(plan_of_its_run);
+  // Its rate followed its iteration count at one global batch.
+  state.lr_pairs = state.adam_iterations * plan_of_its_run.global_batch;
 }
 
 std::string checkpoint_dir(const std::string& run_dir) {
@@ -180,9 +205,27 @@ std::vector<std::string> list_step_checkpoints(const std::string& run_dir) {
   return out;
 }
 
-void prune_step_checkpoints(const std::string& run_dir, int64_t keep) {
-  auto all = list_step_checkpoints(run_dir);
-  for (size_t i = static_cast<size_t>(keep); i < all.size(); ++i) files::remove_all(all[i]);
+std::string checkpoint_lineage(const std::string& path) {
+  try {
+    io::H5File f = io::H5File::open(path);
+    return f.has_attr("lineage") ? f.attr_string("lineage") : "";
+  } catch (const std::exception&) {
+    return "";  // unreadable: nobody's, so never pruned
+  }
+}
+
+void prune_step_checkpoints(const std::string& run_dir, int64_t keep, const std::string& lineage) {
+  if (lineage.empty()) return;
+  const auto all = list_step_checkpoints(run_dir);
+  int64_t kept = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (checkpoint_lineage(all[i]) != lineage) continue;
+    if (i == 0 || kept < keep) {
+      ++kept;
+      continue;
+    }
+    files::remove_all(all[i]);
+  }
 }
 
 }  // namespace sx::train

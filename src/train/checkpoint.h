@@ -4,11 +4,13 @@
 // Layout (h5py: f["params"]["encoder.layer.0.attention.self.query.weight"][...]):
 //   params/<HF name>       float32, the parameter's shape
 //   optimizer/m, /v        float32 [N], Adam's moments over the flat parameter buffer
-//   root attributes        format, step, epoch, pairs_consumed, adam_iterations,
-//                          best_val_loss, epochs_without_improvement, train_seconds,
-//                          bad_steps, world_size, config_hash, lr_step_size, checksum
-// The checksum (FNV-1a over every dataset's bytes and the state attributes) detects
-// truncated or corrupted files on load.
+//   root attributes        format, checksum, and one per TrainState field, named as the
+//                          field (train/train_state.h: step, epoch, pairs_consumed, ...)
+// Format 3 also stores the schedule in pairs (PairPlan) and the learning rate's position, the
+// input identities and the lineage; files of formats 1 and 2 load with an empty plan, which the
+// trainer makes again from the global batch that wrote them.
+// The checksum (XXH3; FNV-1a in format 1) over every dataset's bytes and the state attributes
+// detects truncated or corrupted files on load.
 #pragma once
 
 #include <torch/torch.h>
@@ -18,21 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "train/train_state.h"
+
 namespace sx::train {
 
-struct TrainState {
-  int64_t step = 0;            // global optimizer steps taken (skipped ones included)
-  int64_t epoch = 0;           // epochs completed
-  int64_t pairs_consumed = 0;  // position in the global pair sequence
-  int64_t adam_iterations = 0;
-  double best_val_loss = 0;  // +inf before the first validation
-  int64_t epochs_without_improvement = 0;
-  double train_seconds = 0;
-  int64_t bad_steps = 0;  // non-finite steps skipped so far
-  int64_t world_size = 1;
-  std::string config_hash;
-  double lr_step_size = 0;
-};
+// A format 1 or 2 checkpoint's state completed with the plan of the run that wrote it (the
+// plan made at its global batch): the plan, and the rate's position from its iterations.
+void complete_legacy_state(TrainState& state, const PairPlan& plan_of_its_run);
 
 struct Checkpoint {
   TrainState state;
@@ -49,7 +43,11 @@ std::string step_checkpoint_path(const std::string& run_dir, int64_t step);
 std::string best_checkpoint_path(const std::string& run_dir);
 // step-*.h5 files of run_dir, newest (highest step) first.
 std::vector<std::string> list_step_checkpoints(const std::string& run_dir);
-// Keeps the newest `keep` step checkpoints (best.h5 is separate and always kept).
-void prune_step_checkpoints(const std::string& run_dir, int64_t keep);
+// The lineage a step checkpoint was written by ("" for files of formats 1 and 2, or unreadable).
+std::string checkpoint_lineage(const std::string& path);
+// Keeps the newest `keep` step checkpoints of `lineage` (a fresh run and its resumes) and
+// removes its older ones. Another run's files (another lineage, or none), the newest step
+// checkpoint of all and best.h5 are never touched.
+void prune_step_checkpoints(const std::string& run_dir, int64_t keep, const std::string& lineage);
 
 }  // namespace sx::train

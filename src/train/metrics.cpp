@@ -1,10 +1,13 @@
 #include "train/metrics.h"
 
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <fstream>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace sx::train {
 namespace {
@@ -14,7 +17,39 @@ nlohmann::json number(double v) {
 }
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path) {
+size_t drop_lines_after_step(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return 0;
+  std::string kept, line;
+  size_t dropped = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const bool later = j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+                       j["step"].get<int64_t>() > step;
+    if (j.is_discarded() || !j.is_object() || later) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  if (dropped == 0) return 0;
+  files::write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    out << kept;
+    out.close();
+    if (!out) throw UserError("run.dir: cannot write " + tmp);
+  });
+  return dropped;
+}
+
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
+  if (keep_through_step >= 0) {
+    const size_t dropped = drop_lines_after_step(path, keep_through_step);
+    if (dropped)
+      spdlog::info("{}: dropped {} lines past step {} (the checkpoint this run resumes)", path,
+                   dropped, keep_through_step);
+  }
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) throw UserError("run.dir: cannot write " + path);
 }
@@ -46,15 +81,35 @@ void MetricsLog::step(int64_t step, int64_t epoch, double loss, double lr, doubl
 }
 
 void MetricsLog::epoch(int64_t epoch, int64_t step, double val_loss, double best_val_loss,
-                       bool improved, double elapsed_s, double train_loss) {
-  line(nlohmann::json{{"type", "epoch"},
-                      {"epoch", epoch},
-                      {"step", step},
-                      {"val_loss", number(val_loss)},
-                      {"best_val_loss", number(best_val_loss)},
-                      {"improved", improved},
-                      {"elapsed_s", elapsed_s},
-                      {"loss", number(train_loss)}}
+                       bool improved, double elapsed_s, double train_loss, const CentroidAuc* auc) {
+  nlohmann::json j{{"type", "epoch"},
+                   {"epoch", epoch},
+                   {"step", step},
+                   {"val_loss", number(val_loss)},
+                   {"best_val_loss", number(best_val_loss)},
+                   {"improved", improved},
+                   {"elapsed_s", elapsed_s},
+                   {"loss", number(train_loss)}};
+  if (auc) {
+    nlohmann::json by_language = nlohmann::json::object();
+    for (const auto& [language, value] : auc->by_language) by_language[language] = number(value);
+    j["centroid_auc"] = by_language;
+    j["centroid_auc_mean"] = number(auc->mean);
+    j["centroid_auc_s"] = auc->seconds;
+  }
+  line(j.dump());
+}
+
+void MetricsLog::start(const RunStart& s) {
+  const bool resumed = !s.resumed_from.empty();
+  line(nlohmann::json{{"type", "event"},
+                      {"event", "start"},
+                      {"step", s.step},
+                      {"detail", resumed ? "resumed from " + s.resumed_from : "fresh start"},
+                      {"resumed_from", resumed ? nlohmann::json(s.resumed_from) : nullptr},
+                      {"world_size", s.world_size},
+                      {"global_batch", s.global_batch},
+                      {"config_hash", s.config_hash}}
            .dump());
 }
 

@@ -1,15 +1,43 @@
-// run.dir/metrics.jsonl: one JSON object per line, per step and per epoch (rank 0 writes).
+// run.dir/metrics.jsonl: one JSON object per line, per step and per epoch, and events: the
+// start (or resumption) of a run, its stop, its time (rank 0 writes). A resumed run first
+// drops the lines of the steps after its checkpoint, so every step appears once.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sx::train {
+
+// The cross-lingual score of an epoch: centroid ROC-AUC per held-out language (NaN where
+// the language has one class) and their mean.
+struct CentroidAuc {
+  std::vector<std::pair<std::string, double>> by_language;
+  double mean = 0;
+  double seconds = 0;  // what computing it took (embedding and scoring)
+};
+
+// What a run's first line says about it.
+struct RunStart {
+  int64_t step = 0;          // 0, or the checkpoint's step when resumed
+  std::string resumed_from;  // the checkpoint's path; "" = a fresh start
+  int64_t world_size = 0;
+  int64_t global_batch = 0;
+  std::string config_hash;
+};
+
+// Rewrites `path` (atomically) without the lines of steps after `step`, and without lines
+// that do not parse (a line torn by a killed run). Returns how many lines were dropped;
+// a missing file is fine (0).
+size_t drop_lines_after_step(const std::string& path, int64_t step);
 
 class MetricsLog {
  public:
   MetricsLog() = default;
-  explicit MetricsLog(const std::string& path);  // appends (a resumed run continues the file)
+  // Appends. keep_through_step >= 0 (a resumed run): drop_lines_after_step first.
+  explicit MetricsLog(const std::string& path, int64_t keep_through_step = -1);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
@@ -17,7 +45,8 @@ class MetricsLog {
   void step(int64_t step, int64_t epoch, double loss, double lr, double pairs_per_s,
             double tokens_per_s, bool skipped, double step_s, double allreduce_s);
   void epoch(int64_t epoch, int64_t step, double val_loss, double best_val_loss, bool improved,
-             double elapsed_s, double train_loss);
+             double elapsed_s, double train_loss, const CentroidAuc* auc = nullptr);
+  void start(const RunStart& start);
   void event(const std::string& name, int64_t step, const std::string& detail);
 
  private:

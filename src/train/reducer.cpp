@@ -85,7 +85,7 @@ std::vector<std::pair<int64_t, int64_t>> GradientReducer::bucket_ranges() const 
   return out;
 }
 
-void GradientReducer::begin_step(int64_t step, std::initializer_list<TokenIds> token_ids) {
+void GradientReducer::begin_step(int64_t step, const std::vector<TokenIds>& token_ids) {
   std::lock_guard<std::mutex> lock(mutex_);
   TORCH_CHECK(!active_, "GradientReducer::begin_step twice without finish_step");
   step_ = step;
@@ -99,7 +99,7 @@ void GradientReducer::begin_step(int64_t step, std::initializer_list<TokenIds> t
 }
 
 // The union over ranks of the rows touched, as a bitmap OR-ed over MPI on the host.
-void GradientReducer::exchange_rows(std::initializer_list<TokenIds> token_ids) {
+void GradientReducer::exchange_rows(const std::vector<TokenIds>& token_ids) {
   const int64_t rows = flat_.entries()[static_cast<size_t>(sparse_param_)].shape[0];
   std::vector<uint64_t> bits(static_cast<size_t>((rows + 63) / 64), 0);
   for (const auto& ids : token_ids)

@@ -74,7 +74,10 @@ class GradientReducer {
   // rank's batch (the rows of the sparse parameter it touches; any order, duplicates and
   // padding fine), e.g. {batch.left_ids, batch.right_ids}. Exchanges the row sets with the
   // other ranks (blocking, a few KB). Every row the batch can put gradient on must be listed.
-  void begin_step(int64_t step, std::initializer_list<TokenIds> token_ids);
+  // With gradient accumulation, call it before the LAST micro-batch's forward only, listing
+  // every micro-batch's ids: the hooks stay idle outside begin_step..finish_step, so the
+  // earlier micro-batches' backward passes just accumulate into the flat buffer.
+  void begin_step(int64_t step, const std::vector<TokenIds>& token_ids);
   // After loss.backward() and after writing this rank's StepSlot values: launches what is
   // left (unused parameters' buckets, the slots), waits for everything under
   // dist.collective_timeout (naming the step on expiry). Leaves the AVERAGED gradient in
@@ -97,7 +100,7 @@ class GradientReducer {
 
   void cut_buckets(double bucket_mb);
   void register_hooks();
-  void exchange_rows(std::initializer_list<TokenIds> token_ids);
+  void exchange_rows(const std::vector<TokenIds>& token_ids);
   void on_gradient_ready(size_t param);      // from the hooks
   void mark_ready_locked(size_t param);      // mutex_ held
   void launch_ready_locked(bool from_hook);  // mutex_ held

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 #endif
 
+#include "core/rng.h"
 #include "model/siamese_loss.h"
 
 namespace sx::train {
@@ -89,6 +90,15 @@ class HostCopy {
 #endif
 };
 
+// The loss of one micro-batch on the device, before scaling: forward and DBL loss.
+torch::Tensor micro_loss(Trainee& t, const HostBatch& batch, const DeviceBatch& d, double margin) {
+  torch::Tensor embeddings = encode(t.model, batch, d);
+  const int64_t b = batch.text.pairs;
+  torch::Tensor distance =
+      model::pair_distance(embeddings.narrow(0, 0, b), embeddings.narrow(0, b, b));
+  return model::dbl_loss(distance, d.labels, margin);
+}
+
 }  // namespace
 
 HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device& device,
@@ -117,42 +127,64 @@ HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device
   return b;
 }
 
-StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangular2& schedule,
+StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
                       const StepSettings& settings, PhaseTimer* timer) {
   auto mark = [&](Phase p) {
     if (timer) timer->mark(p);
   };
+  TORCH_CHECK(!micro_batches.empty(), "train_step without a batch");
+  const size_t count = micro_batches.size();
   mark(Phase::kStart);
-  const DeviceBatch d = to_device(batch, t.device);
+  // CUDA graphs (train.cuda_graphs, one replica) replay one batch's forward and backward from
+  // zeroed gradients, so they serve steps of a single micro-batch; the graph fills its inputs.
+  const bool graphed = t.graphs != nullptr && count == 1;
+  std::vector<DeviceBatch> device_batches;
+  if (!graphed)
+    for (const HostBatch& batch : micro_batches)
+      device_batches.push_back(to_device(batch, t.device));
   mark(Phase::kH2D);
-  // Dropout randomness from (seed, rank, step) alone: a resumed run draws the same.
-  torch::manual_seed(settings.dropout_seed);
-  // The word-embedding rows this batch touches (the reducer reduces only their union): the
-  // ids, and in the padded layout the pad row too.
-  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
-  if (t.world > 1) {
-    if (batch.packed)
-      t.reducer->begin_step(settings.step, {batch.text.ids});
-    else
-      t.reducer->begin_step(settings.step, {batch.text.ids, pad_row});
+  torch::Tensor loss_sum;  // sum over micro-batches of loss / count, on the device
+  int64_t tokens = 0;
+  if (graphed) {  // one replay: forward and backward (the split shows both as "forward")
+    torch::manual_seed(settings.dropout_seed);
+    loss_sum = t.graphs->forward_backward(t, micro_batches.front(), settings.margin).detach();
+    tokens = micro_batches.front().text.tokens();
+    mark(Phase::kForward);
+  } else {
+    t.flat->zero_grads();
+    // The word-embedding rows the micro-batches touch (the reducer reduces only their union):
+    // the ids, and in the padded layout the pad row too.
+    static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
+    std::vector<GradientReducer::TokenIds> touched;
+    for (const HostBatch& batch : micro_batches) {
+      touched.emplace_back(batch.text.ids);
+      if (!batch.packed) touched.emplace_back(pad_row);
+    }
+    for (size_t a = 0; a < count; ++a) {
+      const bool last = a + 1 == count;
+      // Dropout randomness from (seed, rank, step, micro-batch) alone: a resumed run draws the
+      // same.
+      torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
+      // With several ranks the reducer's hooks launch the bucket all-reduces during the last
+      // micro-batch's backward (the hooks are idle before begin_step).
+      if (last && t.world > 1) t.reducer->begin_step(settings.step, touched);
+      torch::Tensor loss = micro_loss(t, micro_batches[a], device_batches[a], settings.margin);
+      if (count > 1) loss = loss / static_cast<double>(count);  // the mean over the global batch
+      if (last) mark(Phase::kForward);
+      loss.backward();  // accumulates into the flat gradient buffer
+      loss_sum = a == 0 ? loss.detach() : loss_sum + loss.detach();
+      tokens += micro_batches[a].text.tokens();
+    }
   }
-  t.flat->zero_grads();
-  torch::Tensor embeddings = encode(t.model, batch, d);
-  const int64_t b = batch.text.pairs;
-  torch::Tensor distance =
-      model::pair_distance(embeddings.narrow(0, 0, b), embeddings.narrow(0, b, b));
-  torch::Tensor loss = model::dbl_loss(distance, d.labels, settings.margin);
-  mark(Phase::kForward);
-  loss.backward();  // with several ranks, the reducer's hooks launch bucket all-reduces meanwhile
   mark(Phase::kBackward);
 
   StepResult out;
-  out.lr = schedule(t.adam->iterations());
+  out.lr = settings.lr;
   torch::Tensor grads = t.flat->grads();
   {
     torch::NoGradGuard no_grad;
-    t.flat->slot(StepSlot::kLoss).copy_(loss.detach());
-    t.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(batch.text.tokens()));
+    t.flat->slot(StepSlot::kLoss).copy_(loss_sum);
+    t.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(tokens));
     const auto comm_start = Clock::now();  // from here on only the wait is exposed
     if (t.world > 1)
       t.reducer->finish_step();  // averaged gradients and slots

@@ -1,10 +1,19 @@
 // One training step of one replica: the function that run_training and `bench train` both
 // call, so what the benchmark times is what training runs.
 //
-//   host batch (made on the prefetch thread, pinned on a GPU)
-//     -> H2D (asynchronous) -> forward -> loss -> backward -> all-reduce (loss and token
-//        count ride on the gradient buffer) -> ONE small device-to-host copy (loss, tokens,
-//        non-finite flag) -> Keras Adam (skipped when non-finite)
+//   host micro-batches (made on the prefetch thread, pinned on a GPU)
+//     -> H2D (asynchronous) -> per micro-batch: forward -> loss / A -> backward (gradients
+//        accumulate in the flat buffer) -> all-reduce, once, during the last micro-batch's
+//        backward (loss and token count ride on the gradient buffer) -> ONE small
+//        device-to-host copy (loss, tokens, non-finite flag) -> Keras Adam (skipped when
+//        non-finite)
+//
+// Gradient accumulation (train.accumulation_steps = A): an optimizer step takes A
+// micro-batches of train.pairs_per_rank pairs per rank; each micro-batch's mean loss is
+// scaled by 1/A, so the accumulated gradient, averaged over the W ranks, is the gradient of
+// the mean loss over the global batch of W x A x pairs_per_rank pairs, as if W x A ranks had
+// taken one micro-batch each. The ranks all-reduce once per optimizer step, not per
+// micro-batch. With A = 1 the step is exactly the one without accumulation.
 //
 // The only host sync of a step is that copy; the optimizer's kernels are still running when
 // train_step returns, so the caller's stop check and next batch hand-off overlap them.
@@ -19,10 +28,10 @@
 
 #include "data/packed_batch.h"
 #include "model/keras_adam.h"
-#include "model/schedule.h"
 #include "model/xlmr.h"
 #include "train/flat_params.h"
 #include "train/reducer.h"
+#include "train/step_graphs.h"
 
 namespace sx::train {
 
@@ -33,7 +42,7 @@ struct HostBatch {
   torch::Tensor ids;         // packed: [T] int32; padded: [2B, L] int32 (L = longest text)
   torch::Tensor cu_seqlens;  // packed: [2B + 1] int32 (text.offsets)
   torch::Tensor labels;      // [B] float32
-  uint64_t consumed = 0;     // the global batch's position in the pair sequence
+  uint64_t consumed = 0;     // position in the pair sequence of the pairs it is a rank's share of
   double imbalance = 1.0;    // of the global batch's split over ranks (data::token_imbalance)
   double prep_s = 0;         // how long making it took (on the prefetch thread)
 };
@@ -51,24 +60,31 @@ struct Trainee {
   GradientReducer* reducer = nullptr;  // unused with one rank
   torch::Device device{torch::kCPU};
   int world = 1;
+  StepGraphs* graphs = nullptr;  // forward and backward through CUDA graphs when set
 };
 
 struct StepSettings {
-  int64_t step = 0;           // 1-based number of this step (messages)
-  uint64_t dropout_seed = 0;  // torch's generators are seeded with it first
-  double margin = 1.0;        // DBL loss margin
+  int64_t step = 0;  // 1-based number of this step (messages)
+  // torch's generators are seeded with it before the first micro-batch, with
+  // mix_seed({dropout_seed, a}) before micro-batch a > 0.
+  uint64_t dropout_seed = 0;
+  double margin = 1.0;  // DBL loss margin
+  double lr = 0;        // learning rate of this update (the caller's schedule)
 };
 
 struct StepResult {
   double loss = 0;         // mean DBL loss over the global batch
   double tokens = 0;       // real tokens of the global batch
   bool applied = false;    // false: loss or a gradient non-finite, the update was skipped
-  double lr = 0;           // the schedule's rate at the optimizer's iteration count
+  double lr = 0;           // settings.lr, the rate the update used
   double allreduce_s = 0;  // host wall time spent waiting for the all-reduce
 };
 
 // Where a step's time goes. On CUDA each mark records an event on the current stream (the GPU
 // time of each phase, no sync); on CPU it reads the wall clock. Read after the device is idle.
+// With several micro-batches, "forward" runs from the end of H2D to the end of the last
+// micro-batch's forward (the earlier micro-batches' backward passes included) and "backward"
+// is the last micro-batch's.
 enum class Phase { kStart, kH2D, kForward, kBackward, kAllReduce, kOptimizer, kCount };
 class PhaseTimer {
  public:
@@ -87,7 +103,9 @@ class PhaseTimer {
   std::unique_ptr<Impl> impl_;
 };
 
-StepResult train_step(Trainee& t, const HostBatch& batch, const model::Triangular2& schedule,
+// One optimizer step over this rank's micro-batches (in order; one without accumulation, all
+// of the same number of pairs). Every rank passes the same number.
+StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
                       const StepSettings& settings, PhaseTimer* timer = nullptr);
 
 }  // namespace sx::train

@@ -33,7 +33,8 @@ struct EarlyStopping {
 // The notebook's epoch arithmetic: training batches train_pairs // global_batch, validation
 // batches val_pairs // global_batch (both floor, as the notebook's steps), an epoch
 // min(20 x validation batches, training batches) steps, at most max(30, round(10 x training
-// batches / steps per epoch)) epochs.
+// batches / steps per epoch)) epochs. The global batch is train.pairs_per_rank x ranks x
+// train.accumulation_steps pairs per optimizer step.
 struct EpochPlan {
   int64_t global_batch = 0;
   int64_t train_batches = 0;
@@ -42,11 +43,10 @@ struct EpochPlan {
   int64_t max_epochs = 0;
 };
 
-inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t pairs_per_rank,
-                             int64_t world, int64_t steps_per_epoch_override,
-                             int64_t max_epochs_override) {
+inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t global_batch,
+                             int64_t steps_per_epoch_override, int64_t max_epochs_override) {
   EpochPlan p;
-  p.global_batch = pairs_per_rank * world;
+  p.global_batch = std::max<int64_t>(1, global_batch);
   p.train_batches = std::max<int64_t>(1, train_pairs / p.global_batch);
   p.val_batches = val_pairs / p.global_batch;
   p.steps_per_epoch = steps_per_epoch_override > 0 ? steps_per_epoch_override
@@ -57,6 +57,43 @@ inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t pai
           ? max_epochs_override
           : std::max<int64_t>(30, std::llround(10.0 * p.train_batches / p.steps_per_epoch));
   return p;
+}
+
+// The run's schedule measured in pairs of the global pair sequence. It is made once, when a
+// run starts, from the EpochPlan of its global batch, and checkpoints keep it: a run resumed
+// with another global batch (world size, accumulation steps) ends its epochs, cycles its
+// learning rate and meets its caps at the same pair counts, its steps just being larger or
+// smaller. While the global batch stays the same, every rule below is the step-counting rule
+// it replaces (epoch ends every steps_per_epoch steps, train.max_steps steps, ...).
+struct PairPlan {
+  int64_t global_batch = 0;     // of the run that made the plan: train.max_steps counts its steps
+  int64_t pairs_per_epoch = 0;  // steps per epoch x global_batch
+  int64_t max_epochs = 0;
+  double lr_step_pairs = 0;  // the Triangular2 half-cycle: train.lr_step_epochs x pairs_per_epoch
+
+  // No plan: a checkpoint from before plans were stored (format 1 or 2).
+  bool empty() const { return pairs_per_epoch <= 0; }
+  // After a step, with `consumed` pairs consumed and `epochs` epochs completed: whether that
+  // step reached (or crossed) the end of the next epoch.
+  bool ends_epoch(int64_t consumed, int64_t epochs) const {
+    return consumed >= (epochs + 1) * pairs_per_epoch;
+  }
+  bool epochs_done(int64_t consumed) const { return consumed >= max_epochs * pairs_per_epoch; }
+  // train.max_steps (0 = none), in steps of the plan's global batch.
+  bool steps_done(int64_t consumed, int64_t max_steps) const {
+    return max_steps > 0 && consumed >= max_steps * global_batch;
+  }
+  // Steps an epoch takes at global batch `batch` (the last one may cross the epoch's end).
+  int64_t steps_per_epoch(int64_t batch) const { return (pairs_per_epoch + batch - 1) / batch; }
+};
+
+inline PairPlan plan_in_pairs(const EpochPlan& p, double lr_step_epochs) {
+  PairPlan plan;
+  plan.global_batch = p.global_batch;
+  plan.pairs_per_epoch = p.steps_per_epoch * p.global_batch;
+  plan.max_epochs = p.max_epochs;
+  plan.lr_step_pairs = lr_step_epochs * static_cast<double>(plan.pairs_per_epoch);
+  return plan;
 }
 
 // The whole job's time budget (run.max_duration), counted from the program's start. The

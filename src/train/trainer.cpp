@@ -19,6 +19,7 @@
 #include "data/datasets.h"
 #include "data/packed_batch.h"
 #include "dist/communicator.h"
+#include "dist/node_memory.h"
 #include "export/features.h"
 #include "model/encoder_factory.h"
 #include "model/keras_adam.h"
@@ -26,13 +27,18 @@
 #include "model/siamese_loss.h"
 #include "model/weights.h"
 #include "train/checkpoint.h"
+#include "train/epoch_score.h"
 #include "train/flat_params.h"
 #include "train/metrics.h"
 #include "train/prefetch.h"
+#include "train/progress.h"
 #include "train/reducer.h"
+#include "train/run_dir.h"
+#include "train/run_inputs.h"
 #include "train/signals.h"
 #include "train/step.h"
 #include "train/stopping.h"
+#include "train/train_state.h"
 
 namespace sx::train {
 namespace {
@@ -68,6 +74,7 @@ struct Replica {
   data::CorpusSplit split;
   std::vector<data::Pair> train_pairs, val_pairs;
   std::unique_ptr<data::XlmrTokenizer> tokenizer;
+  std::unique_ptr<data::NodeMemory> node_memory;  // what the ranks of this node share
   std::unique_ptr<data::TokenStore> train_tokens, val_tokens;
   model::SiameseEncoder model{nullptr};
   torch::Device device{torch::kCPU};
@@ -75,6 +82,7 @@ struct Replica {
   std::unique_ptr<model::KerasAdam> adam;
   std::unique_ptr<dist::Communicator> comm;
   std::unique_ptr<GradientReducer> reducer;  // averages flat's gradients over the ranks
+  std::unique_ptr<StepGraphs> graphs;        // train.cuda_graphs, where it can run
   TrainState state;
   std::string model_description;
 };
@@ -117,19 +125,59 @@ void load_params(model::SiameseEncoderImpl& model,
   model::load_state(model, params, "checkpoint " + path);
 }
 
-void broadcast_state(TrainState& s, int root) {
-  std::vector<double> v{double(s.step),           double(s.epoch),
-                        double(s.pairs_consumed), double(s.adam_iterations),
-                        s.best_val_loss,          double(s.epochs_without_improvement),
-                        s.train_seconds,          double(s.bad_steps),
-                        double(s.world_size),     s.lr_step_size};
-  dist::broadcast(v, root);
-  s.step = int64_t(v[0]), s.epoch = int64_t(v[1]), s.pairs_consumed = int64_t(v[2]);
-  s.adam_iterations = int64_t(v[3]), s.best_val_loss = v[4],
-  s.epochs_without_improvement = int64_t(v[5]);
-  s.train_seconds = v[6], s.bad_steps = int64_t(v[7]), s.world_size = int64_t(v[8]),
-  s.lr_step_size = v[9];
-  dist::broadcast(s.config_hash, root);
+// Throws a UserError when the checkpoint at `path` comes from a run whose results would differ
+// from this one's (`now`): another configuration, or other data, tokenizer or model files.
+void check_same_results(const TrainState& then, const TrainState& now, const std::string& path) {
+  if (then.config_hash != now.config_hash)
+    throw UserError("checkpoint " + path +
+                    " was written with a different configuration of the keys that change "
+                    "results (hash " +
+                    then.config_hash + ", now " + now.config_hash +
+                    "); resume with the same configuration or use another run.dir");
+  if (then.inputs.empty()) {  // formats 1 and 2
+    spdlog::warn(
+        "checkpoint {} predates input identities: its data and model files are not checked", path);
+    return;
+  }
+  const std::string change = describe_inputs_change(then.inputs, now.inputs);
+  if (!change.empty())
+    throw UserError("checkpoint " + path + " was written with other inputs: " + change +
+                    "; resume with the same files or use another run.dir");
+}
+
+// Rank 0: the checkpoint to resume from, read into `checkpoint`, or "" for a fresh start, which
+// claims run.dir (run_dir.h; --resume auto finding no usable checkpoint is one too) and gets a
+// new lineage in `state`.
+std::string pick_checkpoint(const Config& config, const TrainOptions& options, TrainState& state,
+                            Checkpoint& checkpoint) {
+  std::string path;
+  if (options.resume == "auto") {
+    for (const auto& candidate : list_step_checkpoints(config.run.dir)) {
+      try {
+        checkpoint = read_checkpoint(candidate);
+        path = candidate;
+        break;
+      } catch (const UserError& e) {
+        spdlog::warn("{}; trying the previous one", e.what());
+      }
+    }
+    if (path.empty()) {
+      const std::string moved = claim_run_dir(config.run.dir, options.force, /*with_logs=*/false);
+      spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh{}", config.run.dir,
+                   moved.empty() ? "" : " (the earlier run's files moved into " + moved + ")");
+    }
+  } else if (!options.resume.empty()) {
+    checkpoint = read_checkpoint(options.resume);
+    path = options.resume;
+  }
+  if (path.empty()) {
+    state.lineage = new_lineage_id();
+    return path;
+  }
+  check_same_results(checkpoint.state, state, path);
+  // A checkpoint of format 1 or 2 has no lineage: this run starts one (and leaves its files be).
+  if (checkpoint.state.lineage.empty()) checkpoint.state.lineage = new_lineage_id();
+  return path;
 }
 
 // Sets up one rank without any collective: data, tokenizer, model, optimizer, and on rank 0
@@ -164,10 +212,6 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   }
 
   r.tokenizer = std::make_unique<data::XlmrTokenizer>(data::tokenizer_options(config));
-  const size_t threads = static_cast<size_t>(config.tokenizer.threads);
-  r.train_tokens = std::make_unique<data::TokenStore>(*r.tokenizer, r.split.train.texts, threads);
-  r.val_tokens =
-      std::make_unique<data::TokenStore>(*r.tokenizer, r.split.validation.texts, threads);
 
   model::BuiltEncoder built = model::build_encoder(config);
   r.model = built.encoder;
@@ -195,35 +239,14 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
                                       config.train.adam_epsilon});
   r.state.world_size = env.world;
   r.state.config_hash = config_result_hash(config);
+  r.state.inputs = result_inputs(config);
   r.state.best_val_loss = kInf;
 
   // Resume: rank 0 picks and reads the checkpoint; connect() hands it to the others.
-  std::string& path = resume_path;
-  if (lead && !options.resume.empty()) {
-    if (options.resume == "auto") {
-      for (const auto& candidate : list_step_checkpoints(config.run.dir)) {
-        try {
-          checkpoint = read_checkpoint(candidate);
-          path = candidate;
-          break;
-        } catch (const UserError& e) {
-          spdlog::warn("{}; trying the previous one", e.what());
-        }
-      }
-      if (path.empty())
-        spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh", config.run.dir);
-    } else {
-      checkpoint = read_checkpoint(options.resume);
-      path = options.resume;
-    }
-    if (!path.empty() && checkpoint.state.config_hash != r.state.config_hash)
-      throw UserError("checkpoint " + path +
-                      " was written with a different configuration of the keys that change "
-                      "results (hash " +
-                      checkpoint.state.config_hash + ", now " + r.state.config_hash +
-                      "); resume with the same configuration or use another run.dir");
-    if (!path.empty()) {
-      load_params(*r.model, checkpoint.params, path);
+  if (lead) {
+    resume_path = pick_checkpoint(config, options, r.state, checkpoint);
+    if (!resume_path.empty()) {
+      load_params(*r.model, checkpoint.params, resume_path);
       r.adam->m().copy_(checkpoint.adam_m.to(r.device));
       r.adam->v().copy_(checkpoint.adam_v.to(r.device));
     }
@@ -237,16 +260,68 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
                     r.device.str() + "; use nccl or auto");
 }
 
-// The collective part of set-up: the communicator, the resumed state, identical replicas.
+// The CUDA graphs of train.cuda_graphs, or null (with a warning saying why when they were asked
+// for but cannot run here).
+std::unique_ptr<StepGraphs> make_step_graphs(const Config& config, const dist::MpiEnv& env,
+                                             const model::SiameseEncoder& model,
+                                             const torch::Device& device) {
+  if (!config.train.cuda_graphs) return nullptr;
+  if (config.train.accumulation_steps > 1) {  // a graph replays one batch from zeroed gradients
+    if (env.rank == 0)
+      spdlog::warn("train.cuda_graphs: not used with train.accumulation_steps > 1");
+    return nullptr;
+  }
+  const std::string why =
+      StepGraphs::unsupported_reason(model, device, env.world, config.model.layout == "packed");
+  if (!why.empty()) {
+    if (env.rank == 0) spdlog::warn("train.cuda_graphs: not used, {}", why);
+    return nullptr;
+  }
+  StepGraphs::use_own_stream(device);
+  return std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad);
+}
+
+// The token stores. By default each rank tokenizes lazily what it consumes. With
+// tokenizer.share_node and several ranks on a node, every text is tokenized once, on the
+// node's first rank, into a shared-memory window the others map: more memory and set-up time
+// up front (the whole corpus, ~0.8 GiB for 1.9M texts), but with balanced ranks each rank
+// would otherwise tokenize and keep every text of every global batch it sees, which over many
+// epochs approaches the whole pair sequence per rank. The ids are the same either way.
+void make_token_stores(const Config& config, const dist::MpiEnv& env, Replica& r) {
+  const size_t threads = static_cast<size_t>(config.tokenizer.threads);
+  if (!config.tokenizer.share_node || env.local_world == 1) {
+    r.train_tokens = std::make_unique<data::TokenStore>(*r.tokenizer, r.split.train.texts, threads);
+    r.val_tokens =
+        std::make_unique<data::TokenStore>(*r.tokenizer, r.split.validation.texts, threads);
+    return;
+  }
+  const auto t0 = Clock::now();
+  r.node_memory = dist::make_node_memory(config.dist.collective_timeout);
+  r.train_tokens = std::make_unique<data::TokenStore>(*r.tokenizer, r.split.train.texts, threads,
+                                                      *r.node_memory);
+  r.val_tokens = std::make_unique<data::TokenStore>(*r.tokenizer, r.split.validation.texts, threads,
+                                                    *r.node_memory);
+  if (env.rank == 0)
+    spdlog::info(
+        "token ids of {} texts tokenized once per node ({} ranks share {:.0f} MiB) in {:.1f} s",
+        r.split.train.size() + r.split.validation.size(), env.local_world,
+        double(r.train_tokens->bytes() + r.val_tokens->bytes()) / (1 << 20),
+        std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
+// The collective part of set-up: the shared token ids, the communicator, the resumed state,
+// identical replicas.
 void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::string& path,
              const Checkpoint& checkpoint) {
   const bool lead = env.rank == 0;
+  make_token_stores(config, env, r);
   r.comm =
       dist::make_communicator(config.dist.backend, r.device, env, config.dist.collective_timeout);
   ReducerOptions reducer_options;
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   reducer_options.timeout_seconds = config.dist.collective_timeout;
+  r.graphs = make_step_graphs(config, env, r.model, r.device);  // before the reducer's hooks
   r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
   if (lead)
     spdlog::info(
@@ -255,24 +330,17 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
         env.world, config.dist.grad_dtype);
   dist::broadcast(path, 0);
   if (!path.empty()) {
+    const TrainState now = r.state;  // this run's own settings and inputs
     if (lead) r.state = checkpoint.state;
     broadcast_state(r.state, 0);
     r.comm->broadcast(r.adam->m(), 0);
     r.comm->broadcast(r.adam->v(), 0);
     r.adam->set_iterations(r.state.adam_iterations);
-    if (lead) {
+    if (lead)
       spdlog::info("resumed from {}: step {}, epoch {}, pair {} of the global sequence", path,
                    r.state.step, r.state.epoch, r.state.pairs_consumed);
-      if (r.state.world_size != env.world)
-        spdlog::warn(
-            "the checkpoint was written by {} ranks, this run has {}: the global pair sequence "
-            "continues "
-            "at pair {} with a global batch of {}",
-            r.state.world_size, env.world, r.state.pairs_consumed,
-            config.train.pairs_per_rank * env.world);
-    }
-    r.state.world_size = env.world;
-    r.state.config_hash = config_result_hash(config);
+    r.state.config_hash = now.config_hash;
+    r.state.inputs = now.inputs;
   }
   // Replicas start identical: rank 0's parameters everywhere.
   torch::Tensor params = r.flat->params();
@@ -319,11 +387,11 @@ struct Loop {
   const Config& config;
   const dist::MpiEnv& env;
   Replica& r;
-  EpochPlan plan;
-  model::Triangular2 schedule;
+  int64_t global_batch;         // pairs per optimizer step (the plan itself is r.state.plan)
+  model::Triangular2 schedule;  // over pairs: r.state.lr_pairs in half-cycles of lr_step_pairs
   EarlyStopping early;
   MetricsLog metrics;
-  Prefetcher<HostBatch> batches;
+  Prefetcher<std::vector<HostBatch>> batches;
   Trainee trainee;
   JobBudget budget;  // run.max_duration over the whole job (stopping.h)
   Clock::time_point started = Clock::now();
@@ -333,6 +401,11 @@ struct Loop {
   bool reduction_logged = false;
   double epoch_loss_sum = 0;
   int64_t epoch_loss_count = 0;
+  TrainingProgress progress;  // rank 0's bar or periodic line
+
+  StepsOrDuration checkpoint_every;                // train.checkpoint_every
+  int64_t first_step = 0;                          // the step this run started (or resumed) at
+  Clock::time_point last_checkpoint_at = started;  // rank 0: when the last step checkpoint was
 
   bool lead() const { return env.rank == 0; }
   double elapsed() const {
@@ -340,26 +413,52 @@ struct Loop {
   }
 };
 
-// This rank's batch of the global batch at `consumed` (any thread: the prefetcher's).
-HostBatch training_batch(const Config& config, const dist::MpiEnv& env, Replica& r,
-                         uint64_t consumed) {
+int64_t global_batch_of(const Config& config, int64_t ranks, int64_t accumulation_steps) {
+  return config.train.pairs_per_rank * ranks * accumulation_steps;
+}
+
+// This rank's micro-batches of the global batch at `consumed` (any thread: the prefetcher's).
+// The global batch is A consecutive blocks of W x P pairs (A accumulation steps, W ranks, P
+// pairs per rank); micro-batch a is this rank's share of block a, dealt out as without
+// accumulation. So W ranks x A micro-batches take the same global batch as W x A ranks.
+std::vector<HostBatch> training_batches(const Config& config, const dist::MpiEnv& env, Replica& r,
+                                        uint64_t consumed) {
   const size_t max_len = r.tokenizer->max_len();
-  auto positions = data::rank_positions(r.train_pairs, consumed, env.rank, env.world,
-                                        config.train.pairs_per_rank, config.train.balance_ranks,
-                                        *r.train_tokens, max_len);
-  HostBatch batch = make_host_batch(
-      data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
-      /*packed=*/config.model.layout == "packed", r.device, data::XlmrTokenizer::kPad);
-  batch.consumed = consumed;
-  return batch;
+  const auto block = static_cast<uint64_t>(global_batch_of(config, env.world, 1));
+  std::vector<HostBatch> micro;
+  for (int64_t a = 0; a < config.train.accumulation_steps; ++a) {
+    const uint64_t at = consumed + static_cast<uint64_t>(a) * block;
+    auto positions =
+        data::rank_positions(r.train_pairs, at, env.rank, env.world, config.train.pairs_per_rank,
+                             config.train.balance_ranks, *r.train_tokens, max_len);
+    micro.push_back(make_host_batch(
+        data::make_text_batch(r.train_pairs, positions, *r.train_tokens, max_len),
+        /*packed=*/config.model.layout == "packed", r.device, data::XlmrTokenizer::kPad));
+    micro.back().consumed = at;
+  }
+  return micro;
 }
 
 void write_step_checkpoint(Loop& l) {
   if (!l.lead() || l.last_checkpoint_step == l.r.state.step) return;
   l.r.state.train_seconds = l.elapsed();
   write_checkpoint(step_checkpoint_path(l.config.run.dir, l.r.state.step), snapshot(l.r, true));
-  prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints);
+  prune_step_checkpoints(l.config.run.dir, l.config.train.keep_checkpoints, l.r.state.lineage);
   l.last_checkpoint_step = l.r.state.step;
+  l.last_checkpoint_at = Clock::now();
+}
+
+// train.checkpoint_every: whether rank 0's clock says an interval checkpoint is due (rank 0
+// alone decides; stop_check shares the decision), and whether the step count does.
+bool checkpoint_time_due(const Loop& l) {
+  return l.lead() && l.checkpoint_every.seconds > 0 &&
+         std::chrono::duration<double>(Clock::now() - l.last_checkpoint_at).count() >=
+             l.checkpoint_every.seconds;
+}
+bool checkpoint_steps_due(const Loop& l) {
+  const int64_t step = l.r.state.step;
+  return l.checkpoint_every.steps > 0 && step > l.first_step &&
+         step % l.checkpoint_every.steps == 0;
 }
 
 // Whether rank 0 is out of time before the next step. (Rank 0 alone decides; stop_check
@@ -368,17 +467,33 @@ bool out_of_time(const Loop& l) {
   return l.lead() && l.budget.should_stop(program_seconds(), l.last_step_seconds);
 }
 
-// Step boundary: the step and epoch caps, and one collective through which every rank
-// learns of any signal and of rank 0's time decision. It runs while the GPU still executes
-// the last step's optimizer (train_step returns without waiting for it).
+// Step boundary: the step and epoch caps (in pairs, r.state.plan), and one collective through
+// which every rank learns of any signal and of rank 0's decisions on time and on a
+// train.checkpoint_every checkpoint by duration; writes an interval checkpoint when one is
+// due. It runs while the GPU still executes the last step's optimizer (train_step returns
+// without waiting for it).
 StopReason stop_check(Loop& l) {
-  if (l.config.train.max_steps > 0 && l.r.state.step >= l.config.train.max_steps)
-    return StopReason::kMaxSteps;
-  if (l.r.state.step >= l.plan.max_epochs * l.plan.steps_per_epoch) return StopReason::kMaxEpochs;
-  auto flags = dist::allreduce_max({stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0});
+  const TrainState& s = l.r.state;
+  if (s.plan().steps_done(s.pairs_consumed, l.config.train.max_steps)) return StopReason::kMaxSteps;
+  if (s.plan().epochs_done(s.pairs_consumed)) return StopReason::kMaxEpochs;
+  auto flags = dist::allreduce_max(
+      {stop_requested() ? 1 : 0, out_of_time(l) ? 1 : 0, checkpoint_time_due(l) ? 1 : 0});
   if (flags[0]) return StopReason::kSignal;
   if (flags[1]) return StopReason::kTime;
+  if ((flags[2] || checkpoint_steps_due(l)) && l.last_checkpoint_step != s.step) {
+    if (l.lead())
+      spdlog::info("step {}: checkpoint (train.checkpoint_every {})", s.step,
+                   l.config.train.checkpoint_every);
+    write_step_checkpoint(l);
+  }
   return StopReason::kNone;
+}
+
+// Where the last step lies in its epoch (1-based), in steps of this run's global batch.
+int64_t step_in_epoch(const Loop& l) {
+  const TrainState& s = l.r.state;
+  const int64_t into = s.pairs_consumed - s.epoch * s.plan().pairs_per_epoch;
+  return (into + l.global_batch - 1) / l.global_batch;
 }
 
 // One step: this rank's batch, the replica step, the bookkeeping and the metrics line.
@@ -386,14 +501,16 @@ StopReason stop_check(Loop& l) {
 StopReason step(Loop& l) {
   Replica& r = l.r;
   const auto step_start = Clock::now();
-  HostBatch batch = l.batches.take(static_cast<uint64_t>(r.state.pairs_consumed));
+  const std::vector<HostBatch> micro_batches =
+      l.batches.take(static_cast<uint64_t>(r.state.pairs_consumed));
   StepSettings settings;
   settings.step = r.state.step + 1;
   settings.margin = l.config.train.margin;
   settings.dropout_seed =
       mix_seed({static_cast<uint64_t>(l.config.run.seed), static_cast<uint64_t>(l.env.rank),
                 static_cast<uint64_t>(r.state.step)});
-  const StepResult s = train_step(l.trainee, batch, l.schedule, settings);
+  settings.lr = l.schedule(static_cast<double>(r.state.lr_pairs));
+  const StepResult s = train_step(l.trainee, micro_batches, settings);
   if (l.lead() && l.env.world > 1 && !l.reduction_logged) {  // what the reducer does, once
     spdlog::info("all-reduce of step {}: {}", settings.step, describe(r.reducer->stats()));
     l.reduction_logged = true;
@@ -402,6 +519,7 @@ StopReason step(Loop& l) {
     l.consecutive_bad = 0;
     l.epoch_loss_sum += s.loss;
     ++l.epoch_loss_count;
+    r.state.lr_pairs += l.global_batch;  // the rate moves with applied updates only
   } else {
     ++r.state.bad_steps;
     ++l.consecutive_bad;
@@ -410,16 +528,18 @@ StopReason step(Loop& l) {
                    settings.step, l.consecutive_bad, r.state.bad_steps);
   }
   ++r.state.step;
-  r.state.pairs_consumed += l.plan.global_batch;
+  r.state.pairs_consumed += l.global_batch;
   l.last_step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
   if (l.lead()) {
-    const double pairs_per_s = l.plan.global_batch / l.last_step_seconds;
+    const double pairs_per_s = l.global_batch / l.last_step_seconds;
     l.metrics.step(r.state.step, r.state.epoch, s.loss, s.lr, pairs_per_s,
                    s.tokens / l.last_step_seconds, !s.applied, l.last_step_seconds, s.allreduce_s);
     if (r.state.step % l.config.train.log_every == 0)
       spdlog::info("step {} (epoch {}, {}/{}): loss {:.5f} lr {:.3g}, {:.1f} pairs/s", r.state.step,
-                   r.state.epoch + 1, (r.state.step - 1) % l.plan.steps_per_epoch + 1,
-                   l.plan.steps_per_epoch, s.loss, s.lr, pairs_per_s);
+                   r.state.epoch + 1, step_in_epoch(l),
+                   r.state.plan().steps_per_epoch(l.global_batch), s.loss, s.lr, pairs_per_s);
+    l.progress.step(r.state.step, r.state.epoch, s.applied ? s.loss : NAN, l.last_step_seconds,
+                    l.budget.limited() ? std::max(0.0, l.budget.budget() - program_seconds()) : -1);
   }
   return l.consecutive_bad >= l.config.train.max_bad_steps ? StopReason::kNonFinite
                                                            : StopReason::kNone;
@@ -431,6 +551,11 @@ StopReason end_epoch(Loop& l) {
   Replica& r = l.r;
   ++r.state.epoch;
   const double val_loss = validation_loss(l.config, l.env, r);
+  const bool with_auc = l.config.train.epoch_auc;
+  CentroidAuc auc;
+  if (with_auc)
+    auc = epoch_centroid_auc(r.model, *r.tokenizer, r.split.multilingual,
+                             static_cast<size_t>(l.config.export_.batch_size), l.env);
   std::vector<int64_t> decision{0, 0};  // improved, stop
   if (l.lead()) {
     decision[0] = l.early.update(val_loss);
@@ -441,11 +566,11 @@ StopReason end_epoch(Loop& l) {
   r.state.epochs_without_improvement = l.early.epochs_without_improvement;
   if (l.lead()) {
     const double train_loss = l.epoch_loss_count ? l.epoch_loss_sum / l.epoch_loss_count : NAN;
-    spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}", r.state.epoch,
+    spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}{}", r.state.epoch,
                  train_loss, val_loss, decision[0] ? " improved" : "", l.early.best,
-                 format_duration(l.elapsed()));
+                 format_duration(l.elapsed()), with_auc ? ", centroid AUC " + auc_text(auc) : "");
     l.metrics.epoch(r.state.epoch, r.state.step, val_loss, l.early.best, decision[0], l.elapsed(),
-                    train_loss);
+                    train_loss, with_auc ? &auc : nullptr);
     if (decision[0]) {
       r.state.train_seconds = l.elapsed();
       write_checkpoint(best_checkpoint_path(l.config.run.dir), snapshot(r, false));
@@ -462,6 +587,7 @@ int finish(Loop& l, StopReason reason) {
   Replica& r = l.r;
   const bool lead = l.lead();
   l.budget.end_of(JobBudget::kTraining, program_seconds());
+  l.progress.finish();
   spdlog::info("training stopped at step {} (epoch {}): {}", r.state.step, r.state.epoch,
                describe(reason));
   flush_logs();
@@ -506,28 +632,14 @@ int finish(Loop& l, StopReason reason) {
   return kExitOk;
 }
 
-// Set-up on every rank; on failure every rank learns the first error. Returns false (and
-// rank 0 throws the UserError) when set-up failed.
-bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
-            std::string& resume_path, Checkpoint& checkpoint) {
-  const bool lead = env.rank == 0;
+// Runs one phase of set-up on every rank; on failure every rank learns the first error.
+// Returns false (and rank 0 throws the UserError) when the phase failed on any rank.
+template <class Phase>
+bool all_ranks_succeed(bool lead, Phase&& phase) {
   std::string error;
   bool ok = true;
   try {
-    if (lead) {
-      files::create_directories(checkpoint_dir(config.run.dir));
-      write_resolved_config(config);
-    }
-    dist::barrier();
-    // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
-    add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
-    install_stop_handlers(config.dist.stop_signal);
-    char host[256] = "?";
-    gethostname(host, sizeof host - 1);
-    spdlog::info("rank {}/{} (local {}/{}) pid {} on {}", env.rank, env.world, env.local_rank,
-                 env.local_world, static_cast<long>(getpid()), host);
-    flush_logs();  // operators (and tests) look for the pid while the run is young
-    set_up_locally(config, env, options, r, resume_path, checkpoint);
+    phase();
   } catch (const std::exception& e) {
     ok = false;
     error = e.what();
@@ -540,10 +652,79 @@ bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& o
   return true;
 }
 
-EpochPlan epoch_plan(const Config& config, const dist::MpiEnv& env, const Replica& r) {
-  return plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
-                     static_cast<int64_t>(r.val_pairs.size()), config.train.pairs_per_rank,
-                     env.world, config.train.steps_per_epoch, config.train.max_epochs);
+// Rank 0, before any rank writes to run.dir: a fresh run claims it (run_dir.h), then the
+// checkpoint folder and the resolved configuration. Returns where --force moved an earlier
+// run's files, or "".
+std::string prepare_run_dir(const Config& config, const TrainOptions& options) {
+  const std::string moved = options.resume.empty()
+                                ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
+                                : "";
+  files::create_directories(checkpoint_dir(config.run.dir));
+  write_resolved_config(config);
+  return moved;
+}
+
+// Set-up on every rank, in two phases agreed by all ranks: rank 0 prepares run.dir, then every
+// rank sets itself up. Returns false (and rank 0 throws the UserError) when set-up failed.
+bool set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& options, Replica& r,
+            std::string& resume_path, Checkpoint& checkpoint) {
+  const bool lead = env.rank == 0;
+  std::string moved;
+  if (!all_ranks_succeed(lead, [&] {
+        if (lead) moved = prepare_run_dir(config, options);
+      }))
+    return false;
+  return all_ranks_succeed(lead, [&] {
+    // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
+    add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
+    if (!moved.empty()) spdlog::warn("--force: the earlier run's files were moved into {}", moved);
+    install_stop_handlers(config.dist.stop_signal);
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    spdlog::info("rank {}/{} (local {}/{}) pid {} on {}", env.rank, env.world, env.local_rank,
+                 env.local_world, static_cast<long>(getpid()), host);
+    flush_logs();  // operators (and tests) look for the pid while the run is young
+    set_up_locally(config, env, options, r, resume_path, checkpoint);
+  });
+}
+
+PairPlan pair_plan(const Config& config, const Replica& r, int64_t global_batch) {
+  return plan_in_pairs(plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
+                                   static_cast<int64_t>(r.val_pairs.size()), global_batch,
+                                   config.train.steps_per_epoch, config.train.max_epochs),
+                       config.train.lr_step_epochs);
+}
+
+// The schedule in pairs (stopping.h): a fresh run makes it at its global batch; a resumed run
+// keeps its checkpoint's (that of a format 1 or 2 checkpoint is made again at the global
+// batch that wrote it) and, when the global batch changed, says in one line what changed and
+// what is kept. Every rank does the same from the same (broadcast) state.
+void settle_plan(const Config& config, const dist::MpiEnv& env, Replica& r, bool resumed) {
+  TrainState& s = r.state;
+  const int64_t batch = global_batch_of(config, env.world, config.train.accumulation_steps);
+  if (!resumed) {
+    s.set_plan(pair_plan(config, r, batch));
+  } else {
+    if (s.plan().empty())
+      complete_legacy_state(
+          s, pair_plan(config, r, global_batch_of(config, s.world_size, s.accumulation_steps)));
+    const int64_t before = global_batch_of(config, s.world_size, s.accumulation_steps);
+    if (env.rank == 0 && before != batch)
+      spdlog::warn(
+          "resuming with a global batch of {} pairs ({} ranks x {} pairs x {} accumulation "
+          "steps) instead of the checkpoint's {} ({} x {} x {}): the pair sequence continues at "
+          "pair {} and the schedule is kept in pairs: epochs of {} pairs ({} steps now), a "
+          "learning-rate half-cycle of {} pairs (at pair {} of it), at most {} epochs{}",
+          batch, env.world, config.train.pairs_per_rank, config.train.accumulation_steps, before,
+          s.world_size, config.train.pairs_per_rank, s.accumulation_steps, s.pairs_consumed,
+          s.plan().pairs_per_epoch, s.plan().steps_per_epoch(batch), s.plan().lr_step_pairs,
+          s.lr_pairs, s.plan().max_epochs,
+          config.train.max_steps > 0 ? ", train.max_steps counted in steps of " +
+                                           std::to_string(s.plan().global_batch) + " pairs"
+                                     : "");
+  }
+  s.world_size = env.world;
+  s.accumulation_steps = config.train.accumulation_steps;
 }
 
 }  // namespace
@@ -559,47 +740,60 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     const size_t export_texts =
         r.split.multilingual.size() + (r.datasets.test ? r.datasets.test->size() : 0);
     JobBudget budget(config.run.max_duration, static_cast<double>(export_texts) / env.world,
-                     2.0 * config.train.pairs_per_rank);
+                     2.0 * config.train.pairs_per_rank * config.train.accumulation_steps);
     budget.end_of(JobBudget::kSetUp, program_seconds());
     // The notebook projects the data before training too: the untrained encoder's features.
     if (config.export_.before_training && resume_path.empty()) {
       export_run_features(config, env, r, "features_before.h5");
       budget.end_of(JobBudget::kExportBefore, program_seconds());
     }
-    const EpochPlan plan = epoch_plan(config, env, r);
-    const model::Triangular2 schedule{
-        config.train.lr_min, config.train.lr_max,
-        config.train.lr_step_epochs * static_cast<double>(plan.steps_per_epoch)};
-    r.state.lr_step_size = schedule.step_size;
+    settle_plan(config, env, r, !resume_path.empty());
+    const PairPlan plan = r.state.plan();
+    const int64_t global_batch =
+        global_batch_of(config, env.world, config.train.accumulation_steps);
+    const model::Triangular2 schedule{config.train.lr_min, config.train.lr_max, plan.lr_step_pairs};
     Loop l{config,
            env,
            r,
-           plan,
+           global_batch,
            schedule,
            EarlyStopping{config.train.patience, r.state.best_val_loss,
                          r.state.epochs_without_improvement},
-           env.rank == 0 ? MetricsLog(files::join(config.run.dir, "metrics.jsonl")) : MetricsLog(),
-           Prefetcher<HostBatch>(
-               [&](uint64_t consumed) { return training_batch(config, env, r, consumed); },
-               static_cast<uint64_t>(plan.global_batch)),
-           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world},
+           env.rank == 0 ? MetricsLog(files::join(config.run.dir, "metrics.jsonl"),
+                                      resume_path.empty() ? -1 : r.state.step)
+                         : MetricsLog(),
+           Prefetcher<std::vector<HostBatch>>(
+               [&](uint64_t consumed) { return training_batches(config, env, r, consumed); },
+               static_cast<uint64_t>(global_batch)),
+           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world,
+                   r.graphs.get()},
            budget};
     l.seconds_before = r.state.train_seconds;
+    l.checkpoint_every = parse_steps_or_duration(config.train.checkpoint_every);
+    l.first_step = r.state.step;
+    if (l.lead()) {
+      l.metrics.start({r.state.step, resume_path, env.world, global_batch, r.state.config_hash});
+      l.progress.start(plan.steps_per_epoch(global_batch), plan.max_epochs, global_batch);
+    }
     if (l.lead())
       spdlog::info(
-          "training: global batch {} ({} ranks x {}), {} steps per epoch, at most {} epochs{}{}",
-          plan.global_batch, env.world, config.train.pairs_per_rank, plan.steps_per_epoch,
-          plan.max_epochs,
+          "training: global batch {} ({} ranks x {}{}), {} steps per epoch, at most {} epochs{}{}",
+          global_batch, env.world, config.train.pairs_per_rank,
+          config.train.accumulation_steps > 1
+              ? " x " + std::to_string(config.train.accumulation_steps) + " accumulation steps"
+              : "",
+          plan.steps_per_epoch(global_batch), plan.max_epochs,
           config.train.max_steps ? ", at most " + std::to_string(config.train.max_steps) + " steps"
                                  : "",
-          budget.limited() ? ", whole-job time budget " + format_duration(budget.budget()) +
-                                 " from the program's start"
-                           : "");
+          l.budget.limited() ? ", whole-job time budget " + format_duration(l.budget.budget()) +
+                                   " from the program's start"
+                             : "");
 
     StopReason reason = StopReason::kNone;
     while ((reason = stop_check(l)) == StopReason::kNone) {
       if ((reason = step(l)) != StopReason::kNone) break;
-      if (r.state.step % plan.steps_per_epoch == 0 && (reason = end_epoch(l)) != StopReason::kNone)
+      if (plan.ends_epoch(r.state.pairs_consumed, r.state.epoch) &&
+          (reason = end_epoch(l)) != StopReason::kNone)
         break;
     }
     return finish(l, reason);

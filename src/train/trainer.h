@@ -13,6 +13,9 @@ namespace sx::train {
 
 struct TrainOptions {
   std::string resume;  // "" = fresh start, "auto" = newest valid checkpoint in run.dir, or a path
+  // A fresh start into a run.dir holding an earlier run's checkpoints or features moves its
+  // files into run.dir/previous-<time>/ instead of refusing (train/run_dir.h).
+  bool force = false;
 };
 
 // Returns the process exit code: 0 (finished: steps, epochs, early or time-based stop),

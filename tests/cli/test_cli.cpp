@@ -9,9 +9,9 @@ namespace {
 using test::run_cli;
 
 TEST(Cli, HelpForEverySubcommand) {
-  for (const char* sub : {"train", "export", "export-hf", "evaluate", "embed", "tokenize", "data",
-                          "data stats", "data pairs", "data synth", "bench", "bench data",
-                          "bench checkpoint", "version", "config"}) {
+  for (const char* sub : {"train", "export", "export-hf", "evaluate", "predict", "embed",
+                          "tokenize", "data", "data stats", "data pairs", "data synth", "bench",
+                          "bench data", "bench checkpoint", "version", "config"}) {
     auto r = run_cli(std::string(sub) + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << r.err;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub;
@@ -36,6 +36,25 @@ TEST(Cli, EvaluateOfAMissingFileIsOneLine) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
             "siamese-xlmr: error: /nope/features.h5: cannot read: No such file or directory\n");
+}
+
+TEST(Cli, PredictAndEmbedMistakesAreOneLine) {
+  test::TempDir dir;
+  auto no_features = run_cli("predict run.dir=" + dir.path("run"));
+  EXPECT_EQ(no_features.exit_code, 2);
+  EXPECT_NE(no_features.err.find("features.h5 not found"), std::string::npos) << no_features.err;
+  EXPECT_EQ(test::count_lines(no_features.err), 1u) << no_features.err;
+  const std::string model = "model.pretrained=" + test::fixtures_dir() +
+                            "/hf-tiny-xlmr tokenizer.model=" + test::fixtures_dir() +
+                            "/tokenizer/sentencepiece.bpe.model";
+  for (auto [args, why] : {std::pair{"--csv x.csv", "name the column to embed with --text-column"},
+                           std::pair{"--text-column content", "give it with --csv"},
+                           std::pair{"--out x.txt", "expected a file ending in .h5"}}) {
+    auto r = run_cli("embed " + model + " " + args, "");
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find(why), std::string::npos) << args << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << args << r.err;
+  }
 }
 
 TEST(Cli, BenchCheckpointWritesReadsAndCleansUp) {
@@ -132,6 +151,25 @@ TEST(Cli, DataStatsOnSynthesizedData) {
 TEST(Cli, DataSynthRejectsBadArguments) {
   auto r = run_cli("data synth --out /tmp/x --rows 0");
   EXPECT_NE(r.exit_code, 0);
+}
+
+// Issue #12: `data synth` overwrote the files of an earlier --out.
+TEST(Cli, DataSynthDoesNotOverwriteWithoutForce) {
+  test::TempDir dir;
+  const std::string out = dir.path("d");
+  ASSERT_EQ(run_cli("data synth --out " + out + " --rows 200 --seed 2").exit_code, 0);
+  const std::string before = test::read_file(out + "/validation.csv");
+  auto refused = run_cli("data synth --out " + out + " --rows 300 --seed 3");
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_EQ(test::count_lines(refused.err), 1u) << refused.err;
+  EXPECT_NE(refused.err.find("already exists; pass --force to overwrite"), std::string::npos)
+      << refused.err;
+  EXPECT_EQ(test::read_file(out + "/validation.csv"), before);
+  auto forced = run_cli("data synth --out " + out + " --rows 300 --seed 3 --force");
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(test::read_file(out + "/validation.csv"), before);
+  EXPECT_EQ(files::list(out), (std::vector<std::string>{"jigsaw-unintended-bias-train.csv",
+                                                        "test.csv", "validation.csv"}));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The configuration schema: defaults, file + overrides, and the one-line errors users get.
 #include "core/config.h"
 #include "core/error.h"
+#include "core/strings.h"
 #include "test_util.h"
 
 namespace sx {
@@ -108,6 +109,25 @@ TEST(ConfigErrors, BadBool) {
 }
 TEST(ConfigErrors, BadDuration) {
   expect_error("", {"run.max_duration=ten minutes"}, {"run.max_duration expects a duration"});
+}
+TEST(ConfigErrors, BadCheckpointInterval) {
+  expect_error("train:\n  checkpoint_every: 2.5\n", {},
+               {"config.yaml:",
+                "train.checkpoint_every expects a number of steps (500) or a "
+                "duration (90s, 30m, 2h)",
+                "found '2.5'"});
+  expect_error("", {"train.checkpoint_every=soon"}, {"train.checkpoint_every expects"});
+}
+TEST(Config, CheckpointIntervalIsStepsOrADurationAndOffByDefault) {
+  EXPECT_TRUE(parse_steps_or_duration(load_config("", {}).train.checkpoint_every).off());
+  EXPECT_EQ(load_config("", {"train.checkpoint_every=500"}).train.checkpoint_every, "500");
+  EXPECT_EQ(load_config("", {"train.checkpoint_every=30m"}).train.checkpoint_every, "30m");
+  EXPECT_EQ(load_config("", {"train.checkpoint_every="}).train.checkpoint_every, "");
+  // Neither the interval nor the accumulation changes what a checkpoint's run computes.
+  const std::string base = config_result_hash(load_config("", {}));
+  EXPECT_EQ(config_result_hash(load_config("", {"train.checkpoint_every=2h"})), base);
+  EXPECT_EQ(config_result_hash(load_config("", {"train.accumulation_steps=4"})), base);
+  expect_error("", {"train.accumulation_steps=0"}, {"train.accumulation_steps expects"});
 }
 TEST(ConfigErrors, YamlSyntaxErrorGivesLine) {
   expect_error("run:\n  seed: 1\n  dir: [unclosed\n", {}, {"config.yaml:", "YAML syntax error"});

@@ -31,6 +31,23 @@ TEST(Strings, Durations) {
   EXPECT_EQ(format_duration(0), "0s");
 }
 
+TEST(Strings, StepsOrDurations) {
+  EXPECT_EQ(parse_steps_or_duration("500").steps, 500);
+  EXPECT_EQ(parse_steps_or_duration("500").seconds, 0);
+  EXPECT_DOUBLE_EQ(parse_steps_or_duration("30m").seconds, 1800);
+  EXPECT_DOUBLE_EQ(parse_steps_or_duration(" 1h30m ").seconds, 5400);
+  EXPECT_EQ(parse_steps_or_duration("30m").steps, 0);
+  EXPECT_TRUE(parse_steps_or_duration("").off());
+  EXPECT_TRUE(parse_steps_or_duration("0").off());
+  EXPECT_TRUE(parse_steps_or_duration("0s").off());
+  EXPECT_FALSE(parse_steps_or_duration("1s").off());
+  EXPECT_THROW(parse_steps_or_duration("1.5"), std::invalid_argument);  // steps are whole
+  EXPECT_THROW(parse_steps_or_duration("-5"), std::invalid_argument);
+  EXPECT_THROW(parse_steps_or_duration("5x"), std::invalid_argument);
+  EXPECT_THROW(parse_steps_or_duration("often"), std::invalid_argument);
+  EXPECT_THROW(parse_steps_or_duration("99999999999999999999"), std::invalid_argument);
+}
+
 TEST(Strings, SplitJoinTrim) {
   EXPECT_EQ(split("a,b,,c", ','), (std::vector<std::string>{"a", "b", "", "c"}));
   EXPECT_EQ(join({"a", "b"}, ", "), "a, b");

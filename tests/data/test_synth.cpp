@@ -1,6 +1,9 @@
 // data synth output loads cleanly, obeys the notebook's split rule, and is deterministic;
 // TokenStore batches equal direct tokenization.
 #include <algorithm>
+#include <functional>
+#include <memory>
+#include <stdexcept>
 
 #include "core/rng.h"
 #include "data/batches.h"
@@ -76,6 +79,67 @@ TEST(Batches, TokenStoreTokenizesOnceAndMatchesDirectEncoding) {
   EXPECT_LE(once, 8u);
   make_pair_batch(pairs, rank_range(8, 1, 4), store, 24);
   EXPECT_EQ(store.tokenized(), once);  // nothing tokenized twice
+}
+
+// A process of a node that maps what its builder published (as dist's MPI window does).
+class MappingNode : public NodeMemory {
+ public:
+  explicit MappingNode(std::vector<std::shared_ptr<const void>> images) : images_(images) {}
+  bool builder() const override { return false; }
+  std::shared_ptr<const void> publish(size_t, const std::function<void(void*)>& fill) override {
+    EXPECT_FALSE(fill == nullptr);
+    return images_.at(next_++);  // fill is not called: the builder did the work
+  }
+
+ private:
+  std::vector<std::shared_ptr<const void>> images_;
+  size_t next_ = 0;
+};
+
+// Publishes like PrivateMemory and keeps what it published for a MappingNode.
+class RecordingNode : public PrivateMemory {
+ public:
+  std::shared_ptr<const void> publish(size_t bytes,
+                                      const std::function<void(void*)>& fill) override {
+    images.push_back(PrivateMemory::publish(bytes, fill));
+    return images.back();
+  }
+  std::vector<std::shared_ptr<const void>> images;
+};
+
+TEST(Batches, SharedTokenStoreHoldsTheLazyStoresIdsOnBuilderAndMappers) {
+  test::TempDir dir;
+  auto s = write_synthetic_jigsaw(dir.path(), 9000, 6);  // more than two 4096-text blocks
+  auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{});
+  // max_len 24 cuts many texts: the store keeps max_len + 1 ids so finish() sees the cut.
+  XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", 24,
+                     Pretokenize::kWordpunct, true});
+  TokenStore lazy(tok, en.texts, 2);
+  RecordingNode builder_node;
+  TokenStore built(tok, en.texts, 2, builder_node);
+  MappingNode mapper_node(builder_node.images);
+  TokenStore mapped(tok, en.texts, 1, mapper_node);
+  EXPECT_EQ(built.tokenized(), en.size());
+  EXPECT_EQ(mapped.tokenized(), en.size());
+  std::vector<uint32_t> all(en.size());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  lazy.ensure(all);
+  built.ensure(all);  // nothing to do
+  size_t cut = 0;
+  std::vector<int32_t> a(24), b(24), c(24);
+  for (uint32_t i : all) {
+    lazy.copy_ids(i, a.data());
+    built.copy_ids(i, b.data());
+    mapped.copy_ids(i, c.data());
+    ASSERT_EQ(a, b) << i;
+    ASSERT_EQ(a, c) << i;
+    cut += a.back() != XlmrTokenizer::kPad;
+  }
+  EXPECT_GT(cut, 100u);  // the cut is exercised
+  // A rank whose corpus differs from the builder's is refused, not read out of bounds.
+  auto fewer = load_labeled_csv(s.multilingual_csv, {"comment_text", {"toxic"}, "lang"}, {});
+  MappingNode wrong(builder_node.images);
+  EXPECT_THROW(TokenStore(tok, fewer.texts, 1, wrong), std::runtime_error);
 }
 
 }  // namespace

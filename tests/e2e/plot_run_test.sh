@@ -21,4 +21,18 @@ for png in tsne_before tsne_after learning_curves; do
   sig=$(head -c 8 "$f" | od -An -tx1 | tr -d ' \n')
   [ "$sig" = "89504e470d0a1a0a" ] || { echo "$f is not a PNG (signature $sig)"; exit 1; }
 done
-echo "plot_run: 3 valid PNG files"
+grep -q '"centroid_auc_mean"' "$work/run/metrics.jsonl" || { echo "no centroid_auc in metrics.jsonl"; exit 1; }
+# A run from before train.epoch_auc (no centroid_auc fields) still draws its curves.
+mkdir "$work/old"
+$python - "$work/run/metrics.jsonl" "$work/old/metrics.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f, open(sys.argv[2], "w") as out:
+    for line in f:
+        rec = json.loads(line)
+        for key in ("centroid_auc", "centroid_auc_mean", "centroid_auc_s"):
+            rec.pop(key, None)
+        out.write(json.dumps(rec) + "\n")
+PY
+$python "$source/tools/plot_run.py" "$work/old"
+[ -s "$work/old/learning_curves.png" ] || { echo "no learning curves for a run without centroid_auc"; exit 1; }
+echo "plot_run: 3 valid PNG files, and curves for a run without centroid_auc"

@@ -85,6 +85,30 @@ TEST(Evaluate, ScoresEveryFoldAndWritesJson) {
   EXPECT_NE(to_table(e, &e).find("->"), std::string::npos);
 }
 
+// The trainer's per-epoch score computes evaluate's centroid AUC from embeddings in memory:
+// the same numbers as the features file's folds (languages held out in turn).
+TEST(Evaluate, CentroidAucByLanguageEqualsTheFeaturesFilesFolds) {
+  test::TempDir dir;
+  const std::string path = write_features(dir, "f.h5", 6, false);
+  Evaluation e = evaluate_features(path);
+  io::H5File f = io::H5File::open(path);
+  std::vector<float> x = f.read_float("train/embeddings");
+  std::vector<int64_t> labels64 = f.read_int64("train/labels");
+  std::vector<int> labels(labels64.begin(), labels64.end());
+  std::vector<std::string> langs(40);
+  for (int i = 0; i < 40; ++i) langs[i] = i < 20 ? "en" : "es";
+  auto by_language = centroid_auc_by_language(x, labels, langs, 6);
+  ASSERT_EQ(by_language.size(), 2u);
+  EXPECT_EQ(by_language[0].first, "en");
+  EXPECT_EQ(by_language[1].first, "es");
+  EXPECT_DOUBLE_EQ(by_language[0].second, e.folds[0].auc_centroid);
+  EXPECT_DOUBLE_EQ(by_language[1].second, e.folds[1].auc_centroid);
+  // A language with one class is NaN, not a made-up number.
+  for (int i = 20; i < 40; ++i) labels[i] = 0;
+  by_language = centroid_auc_by_language(x, labels, langs, 6);
+  EXPECT_TRUE(std::isnan(by_language[1].second));
+}
+
 TEST(Evaluate, SingleClassFoldIsMarkedSkipped) {
   test::TempDir dir;
   Evaluation e = evaluate_features(write_features(dir, "f.h5", 6, true));

@@ -6,11 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <numeric>
 #include <set>
 
 #include "data/jigsaw.h"
 #include "io/hdf5.h"
+#include "model/schedule.h"
 #include "train/checkpoint.h"
+#include "train/legacy_checkpoint.h"
 #include "train/train_fixture.h"
 
 namespace sx::train {
@@ -53,6 +56,88 @@ TEST(TrainMpi, TwoRanksOfFourEqualOneRankOfEight) {
   const auto line = log.substr(log.find("all-reduce of step 1: "));
   EXPECT_NE(line.find(" embedding rows"), std::string::npos) << line;
   EXPECT_EQ(line.find(" 0 launched during backward"), std::string::npos) << line;
+}
+
+// The step lines of metrics.jsonl (of every run that appended to it), by step.
+std::map<int64_t, nlohmann::json> metric_lines(const std::string& run_dir,
+                                               const std::string& type) {
+  std::map<int64_t, nlohmann::json> out;
+  std::istringstream lines(test::read_file(run_dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == type) out[j["step"].get<int64_t>()] = j;
+  }
+  return out;
+}
+
+// train.accumulation_steps: W ranks x A micro-batches of P pairs take the same global batch
+// as W x A ranks, all-reduce once per step, and so take the same steps (the fixture model has
+// no dropout). Only the summation order differs.
+TEST(TrainMpi, AccumulatedMicroBatchesEqualMoreRanks) {
+  TempDir acc4, four, two_by_two;
+  const std::string steps = " train.pairs_per_rank=8 train.max_steps=5";
+  auto a = test::train(1, test::train_config(acc4.path()), "train.accumulation_steps=4" + steps);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  auto b = test::train(4, test::train_config(four.path()), steps);
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  auto c =
+      test::train(2, test::train_config(two_by_two.path()), "train.accumulation_steps=2" + steps);
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const std::string acc_run = acc4.path("run"), four_run = four.path("run"),
+                    mixed_run = two_by_two.path("run");
+  EXPECT_LT(max_param_diff(params_at(acc_run, 5), params_at(four_run, 5)), 1e-6);
+  EXPECT_LT(max_param_diff(params_at(acc_run, 5), params_at(mixed_run, 5)), 1e-6);
+  // Adam's update hardly sees the gradient's scale; its first moment does: the accumulated
+  // gradient is the global batch's mean, not the sum over micro-batches.
+  const torch::Tensor m_acc = read_checkpoint(step_checkpoint_path(acc_run, 5)).adam_m,
+                      m_four = read_checkpoint(step_checkpoint_path(four_run, 5)).adam_m;
+  const double m_scale = m_four.abs().max().item<double>(),
+               m_diff = (m_acc - m_four).abs().max().item<double>();
+  char relative[32];
+  std::snprintf(relative, sizeof relative, "%.3g", m_diff / m_scale);
+  RecordProperty("adam_m_relative_diff", relative);
+  EXPECT_GT(m_scale, 0);
+  EXPECT_LT(m_diff, 1e-5 * m_scale);
+  for (const std::string& run : {acc_run, four_run, mixed_run}) {
+    const Checkpoint k = read_checkpoint(step_checkpoint_path(run, 5));
+    EXPECT_EQ(k.state.pairs_consumed, 5 * 32) << run;  // 5 steps of the global batch of 32
+    EXPECT_EQ(k.state.epoch, 1) << run;                // steps_per_epoch 5: one epoch
+    EXPECT_EQ(k.state.plan().pairs_per_epoch, 5 * 32) << run;
+  }
+  // The same global batches: the same losses, step by step.
+  auto la = metric_lines(acc_run, "step"), lb = metric_lines(four_run, "step");
+  ASSERT_EQ(la.size(), 5u);
+  ASSERT_EQ(lb.size(), 5u);
+  for (int64_t step = 1; step <= 5; ++step)
+    EXPECT_NEAR(la[step]["loss"].get<double>(), lb[step]["loss"].get<double>(), 1e-6) << step;
+  EXPECT_NE(test::read_file(acc_run + "/log/rank-0.log").find("x 4 accumulation steps"),
+            std::string::npos);
+  // With accumulation the 2-rank run still reduced during (the last micro-batch's) backward.
+  const std::string log = test::read_file(mixed_run + "/log/rank-0.log");
+  const auto line = log.substr(log.find("all-reduce of step 1: "));
+  EXPECT_EQ(line.find(" 0 launched during backward"), std::string::npos) << line;
+}
+
+// With tokenizer.share_node two ranks of one node tokenize once into a shared window, agree
+// on the pair sequence and train the same weights as one rank with its lazy store.
+TEST(TrainMpi, RanksOfANodeShareTheTokenIdsAndTrainAsOneRank) {
+  TempDir one, two;
+  auto r1 =
+      test::train(1, test::train_config(one.path()), "train.pairs_per_rank=8 train.max_steps=5");
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  auto r = test::train(2, test::train_config(two.path()),
+                       "train.pairs_per_rank=4 train.max_steps=5 tokenizer.share_node=true");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(max_param_diff(params_at(one.path("run"), 5), params_at(two.path("run"), 5)), 1e-6);
+  const std::string log0 = test::read_file(two.path("run/log/rank-0.log"));
+  const std::string log1 = test::read_file(two.path("run/log/rank-1.log"));
+  EXPECT_NE(log0.find("tokenized once per node (2 ranks share"), std::string::npos) << log0;
+  auto fingerprints = [](const std::string& log) {
+    const size_t at = log.find("pair sequences: ");
+    return at == std::string::npos ? std::string() : log.substr(at, log.find('\n', at) - at);
+  };
+  EXPECT_FALSE(fingerprints(log0).empty());
+  EXPECT_EQ(fingerprints(log0), fingerprints(log1));
 }
 
 TEST(TrainMpi, Bf16GradientsOnTheWireStayCloseToFp32) {
@@ -104,6 +189,107 @@ TEST_P(Resume, StopAndResumeIsBitwiseEqualToAnUninterruptedRun) {
 }
 
 INSTANTIATE_TEST_SUITE_P(InsideAndAtEpochEnd, Resume, ::testing::Values(7, 10));
+
+// A run resumed with another global batch keeps the schedule in pairs (issue #12): epochs of
+// 20 pairs (5 steps of 4), a learning-rate half-cycle of 20 pairs, train.max_steps=10 = pair
+// 40. Three steps of 4 pairs on 1 rank, then steps of 8 pairs on 2 ranks: the epochs end with
+// the steps reaching pairs 20 and 44 (steps 4 and 7), the cap stops at step 7, and each
+// step's rate is the schedule at the pairs of the updates before it. The checkpoint comes as
+// this release writes it, or as format 2 (no plan: made again from the 1-rank run's batch).
+class ResumeOnMoreRanks : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ResumeOnMoreRanks, FollowsThePairCount) {
+  const bool legacy = GetParam();
+  TempDir dir;
+  const auto config =
+      test::train_config(dir.path(), "  lr_step_epochs: 1\n  lr_min: 1e-5\n  lr_max: 1e-4\n");
+  const std::string run = dir.path("run");
+  auto first = test::train(1, config, "train.max_steps=3");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  if (legacy) {
+    const std::string path = step_checkpoint_path(run, 3);
+    const Checkpoint c = read_checkpoint(path);
+    test::write_legacy_checkpoint(path, c, 2, /*lr_step_size=*/5.0);  // 1 epoch of 5 steps
+  }
+  auto second = test::train(2, config, "train.max_steps=10 --resume auto");
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const std::string log = test::read_file(run + "/log/rank-0.log");
+  EXPECT_NE(log.find("resuming with a global batch of 8 pairs (2 ranks x 4 pairs x 1 "
+                     "accumulation steps) instead of the checkpoint's 4"),
+            std::string::npos)
+      << log;
+  // The log holds both runs: the second one's stop comes last.
+  EXPECT_NE(log.rfind("training stopped at step 7 (epoch 2): train.max_steps reached"),
+            std::string::npos)
+      << log;
+
+  auto epochs = metric_lines(run, "epoch");
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_EQ(epochs.begin()->first, 4);
+  EXPECT_EQ(epochs.rbegin()->first, 7);
+  auto steps = metric_lines(run, "step");
+  ASSERT_EQ(steps.size(), 7u);
+  const model::Triangular2 schedule{1e-5, 1e-4, 20};
+  const int64_t lr_pairs_before[] = {0, 4, 8, 12, 20, 28, 36};
+  const int64_t epoch_of_step[] = {0, 0, 0, 0, 1, 1, 1};  // epochs completed before the step
+  for (int64_t step = 1; step <= 7; ++step) {
+    const auto& j = steps[step];
+    EXPECT_NEAR(j["lr"].get<double>(), schedule(double(lr_pairs_before[step - 1])), 1e-15)
+        << "step " << step;
+    EXPECT_EQ(j["epoch"].get<int64_t>(), epoch_of_step[step - 1]) << "step " << step;
+  }
+  const Checkpoint last = read_checkpoint(step_checkpoint_path(run, 7));
+  EXPECT_EQ(last.state.pairs_consumed, 44);
+  EXPECT_EQ(last.state.lr_pairs, 44);
+  EXPECT_EQ(last.state.epoch, 2);
+  EXPECT_EQ(last.state.world_size, 2);
+  EXPECT_EQ(last.state.plan().global_batch, 4);
+  EXPECT_EQ(last.state.plan().pairs_per_epoch, 20);
+  EXPECT_DOUBLE_EQ(last.state.plan().lr_step_pairs, 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(ThisFormatAndFormatTwo, ResumeOnMoreRanks, ::testing::Bool());
+
+// train.checkpoint_every by steps: besides the epoch end (5) and the stop (8), every 3 steps.
+TEST(TrainMpi, CheckpointEveryNStepsWritesThoseSteps) {
+  TempDir dir;
+  auto r = test::train(2, test::train_config(dir.path()),
+                       "train.checkpoint_every=3 train.keep_checkpoints=100 train.max_steps=8");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string run = dir.path("run");
+  std::vector<std::string> expected;
+  for (int64_t step : {8, 6, 5, 3}) expected.push_back(step_checkpoint_path(run, step));
+  EXPECT_EQ(list_step_checkpoints(run), expected);
+  EXPECT_EQ(read_checkpoint(step_checkpoint_path(run, 3)).state.step, 3);
+}
+
+// train.checkpoint_every by duration: rank 0's clock decides, every rank learns it at the
+// step boundary. No epoch ends and no stop until a checkpoint exists, so it is an interval one.
+TEST(TrainMpi, CheckpointEveryDurationWritesCheckpointsBetweenEpochEnds) {
+  TempDir dir;
+  auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
+  test::BackgroundRun run(2, config, dir.path(),
+                          "train.steps_per_epoch=1000000 train.checkpoint_every=1s "
+                          "train.keep_checkpoints=100");
+  const std::string run_dir = dir.path("run");
+  long pid = -1;
+  for (int i = 0; i < 1200 && (pid = test::rank_pid(run_dir, 1)) < 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GT(pid, 0) << test::read_file(dir.path("out"));
+  std::vector<std::string> written;
+  for (int i = 0; i < 2400 && (written = list_step_checkpoints(run_dir)).empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(written.empty()) << "no interval checkpoint within 120 s";
+  ::kill(static_cast<pid_t>(pid), SIGTERM);
+  EXPECT_EQ(run.wait(60), 75) << test::read_file(dir.path("out"));
+  const long stopped = test::stopped_step(run_dir, 0);
+  EXPECT_EQ(test::stopped_step(run_dir, 1), stopped);
+  const auto all = list_step_checkpoints(run_dir);
+  EXPECT_GE(all.size(), 2u);  // the interval one(s) and the stop's
+  EXPECT_EQ(all.front(), step_checkpoint_path(run_dir, stopped));
+  EXPECT_NE(test::read_file(run_dir + "/log/rank-0.log").find("(train.checkpoint_every 1s)"),
+            std::string::npos);
+}
 
 TEST(TrainMpi, TimeBasedStopStopsBothRanksAtTheSameStepWithACheckpoint) {
   TempDir dir;
@@ -213,11 +399,18 @@ TEST(TrainMpi, NonFiniteStepsAreSkippedAndStopTraining) {
   for (const auto& [name, t] : c.params) EXPECT_FALSE(torch::isnan(t).any().item<bool>()) << name;
 }
 
-TEST(TrainMpi, MetricsHaveStepAndEpochLines) {
+TEST(TrainMpi, MetricsHaveStartStepAndEpochLinesAndProgressLinesWithoutCarriageReturns) {
   TempDir dir;
-  auto r = test::train(2, test::train_config(dir.path()), "train.max_steps=10");
+  // stderr is a file here, not a terminal: progress comes as log lines (the first after step
+  // 1, then every run.progress_interval), never as a bar redrawn with carriage returns.
+  auto r = test::train(2, test::train_config(dir.path()),
+                       "train.max_steps=10 run.progress_interval=0.1s run.max_duration=1h");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  size_t steps = 0, epochs = 0;
+  EXPECT_NE(r.err.find("progress: step 1 (epoch 1/"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("of run.max_duration left"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos);
+  EXPECT_EQ(r.out.find('\r'), std::string::npos);
+  size_t steps = 0, epochs = 0, starts = 0;
   std::istringstream lines(test::read_file(dir.path("run/metrics.jsonl")));
   std::string line;
   while (std::getline(lines, line)) {
@@ -231,10 +424,61 @@ TEST(TrainMpi, MetricsHaveStepAndEpochLines) {
       ++epochs;
       EXPECT_TRUE(j["val_loss"].is_number());
       EXPECT_TRUE(j["best_val_loss"].is_number());
+      // train.epoch_auc (default true): the cross-lingual score of the synthetic languages.
+      ASSERT_TRUE(j["centroid_auc"].is_object()) << line;
+      EXPECT_GE(j["centroid_auc"].size(), 2u) << line;
+      for (const auto& [language, auc] : j["centroid_auc"].items()) {
+        ASSERT_TRUE(auc.is_number()) << language;
+        EXPECT_GE(auc.get<double>(), 0) << language;
+        EXPECT_LE(auc.get<double>(), 1) << language;
+      }
+      EXPECT_GE(j["centroid_auc_mean"].get<double>(), 0);
+      EXPECT_LE(j["centroid_auc_mean"].get<double>(), 1);
+    } else if (j["type"] == "event" && j["event"] == "start") {
+      ++starts;
+      EXPECT_EQ(j["step"], 0);
+      EXPECT_TRUE(j["resumed_from"].is_null());
+      EXPECT_EQ(j["world_size"], 2);
+      EXPECT_EQ(j["global_batch"], 8);
+      EXPECT_FALSE(j["config_hash"].get<std::string>().empty());
     }
   }
   EXPECT_EQ(steps, 10u);
   EXPECT_EQ(epochs, 2u);
+  EXPECT_EQ(starts, 1u);
+  EXPECT_NE(test::read_file(dir.path("run/log/rank-0.log")).find("centroid AUC "),
+            std::string::npos);
+}
+
+// A run resumed from an older checkpoint than its last step: the steps it repeats appear
+// once in metrics.jsonl (the later lines of the first run are dropped), after a start line.
+TEST(TrainMpi, MetricsAfterAResumeListEachStepOnce) {
+  TempDir dir;
+  auto config = test::train_config(dir.path(), "  epoch_auc: false\n");
+  auto first = test::train(2, config, "train.max_steps=10");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string run = dir.path("run");
+  auto resumed =
+      test::train(2, config, "train.max_steps=12 --resume " + step_checkpoint_path(run, 5));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  std::vector<int64_t> steps, epochs;
+  std::vector<nlohmann::json> starts;
+  std::istringstream lines(test::read_file(run + "/metrics.jsonl"));
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "step") steps.push_back(j["step"]);
+    if (j["type"] == "epoch") epochs.push_back(j["epoch"]);
+    if (j["type"] == "event" && j["event"] == "start") starts.push_back(j);
+    if (j["type"] == "epoch") EXPECT_FALSE(j.contains("centroid_auc"));  // switched off
+  }
+  std::vector<int64_t> expected(12);
+  std::iota(expected.begin(), expected.end(), 1);
+  EXPECT_EQ(steps, expected);
+  EXPECT_EQ(epochs, (std::vector<int64_t>{1, 2}));
+  ASSERT_EQ(starts.size(), 2u);
+  EXPECT_EQ(starts[1]["step"], 5);
+  EXPECT_EQ(starts[1]["resumed_from"], step_checkpoint_path(run, 5));
 }
 
 }  // namespace
@@ -291,6 +535,95 @@ TEST(TrainMpi, ExportedFeaturesMatchTheInputFiles) {
     EXPECT_EQ(ids, test.ids);
     EXPECT_EQ(f.dims("test/embeddings")[0], test.size());
   }
+}
+
+}  // namespace
+}  // namespace sx::train
+
+namespace sx::train {
+namespace {
+
+// Issue #12: `train` without --resume into a run.dir holding an earlier run overwrote its
+// best.h5 and features. Now it is refused on both ranks with one line; --force moves the
+// earlier run's files into run.dir/previous-<time>/ and trains; `export` does not overwrite
+// features.h5 without --force either.
+TEST(TrainMpi, AFreshRunIntoAUsedRunDirIsRefusedAndForceMovesTheOldFilesAside) {
+  TempDir dir;
+  const std::string config = test::train_config(dir.path()), run = dir.path("run");
+  auto first = test::train(2, config, "train.max_steps=5 export.before_training=false");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string old_step = test::read_file(step_checkpoint_path(run, 5));
+  const std::string old_features = test::read_file(run + "/features.h5");
+  const std::string old_lineage = checkpoint_lineage(step_checkpoint_path(run, 5));
+  EXPECT_FALSE(old_lineage.empty());
+
+  const auto start = std::chrono::steady_clock::now();
+  auto refused = test::train(2, config, "train.max_steps=5 export.before_training=false");
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 60);
+  EXPECT_EQ(test::count_occurrences(refused.err, "holds an earlier run"), 1u) << refused.err;
+  EXPECT_NE(refused.err.find("pass --resume auto to continue it, or --force"), std::string::npos)
+      << refused.err;
+  EXPECT_EQ(test::read_file(step_checkpoint_path(run, 5)), old_step);
+  EXPECT_EQ(test::read_file(run + "/features.h5"), old_features);
+
+  auto forced = test::train(2, config, "train.max_steps=5 export.before_training=false --force");
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  std::vector<std::string> previous;
+  for (const auto& name : files::list(run))
+    if (name.rfind("previous-", 0) == 0) previous.push_back(files::join(run, name));
+  ASSERT_EQ(previous.size(), 1u);
+  EXPECT_EQ(test::read_file(step_checkpoint_path(previous[0], 5)), old_step);
+  EXPECT_EQ(test::read_file(previous[0] + "/features.h5"), old_features);
+  EXPECT_TRUE(files::exists(previous[0] + "/log/rank-1.log"));
+  const std::string new_lineage = checkpoint_lineage(step_checkpoint_path(run, 5));
+  EXPECT_FALSE(new_lineage.empty());
+  EXPECT_NE(new_lineage, old_lineage);
+  EXPECT_NE(test::read_file(run + "/log/rank-0.log").find("moved into " + previous[0]),
+            std::string::npos);
+
+  const std::string exported = test::read_file(run + "/features.h5");
+  auto export_refused = test::run_command(test::mpirun(1) + " export --config '" + config + "'");
+  EXPECT_EQ(export_refused.exit_code, 2) << export_refused.err;
+  EXPECT_NE(export_refused.err.find("features.h5 exists; pass --force to overwrite it"),
+            std::string::npos)
+      << export_refused.err;
+  EXPECT_EQ(test::read_file(run + "/features.h5"), exported);
+  auto export_forced =
+      test::run_command(test::mpirun(1) + " export --config '" + config + "' --force");
+  EXPECT_EQ(export_forced.exit_code, 0) << export_forced.err;
+}
+
+// Issue #12: the result hash left out the data and the model, so resuming on other data was
+// not refused. A copy of the same file elsewhere (another node's) still resumes.
+TEST(TrainMpi, ResumingWithAChangedDataFileIsRefusedNamingIt) {
+  TempDir dir;
+  const std::string data = dir.path("data"), copy = dir.path("copy");
+  files::create_directories(data);
+  files::create_directories(copy);
+  const std::string original =
+      test::read_file(files::join(test::synth_data_dir(), "validation.csv"));
+  test::write_file(data + "/validation.csv", original);
+  test::write_file(copy + "/validation.csv", original);
+  const std::string config = test::train_config(dir.path());
+  const std::string on = " data.multilingual_csv=" + data + "/validation.csv";
+  auto first = test::train(1, config, "train.max_steps=5 export.before_training=false" + on);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+
+  test::write_file(data + "/validation.csv",
+                   original + "999999,an extra comment of some length,es,0\n");
+  auto refused = test::train(1, config, on + " train.max_steps=10 --resume auto");
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("was written with other inputs: data.multilingual_csv differs"),
+            std::string::npos)
+      << refused.err;
+
+  auto resumed = test::train(
+      1, config,
+      "data.multilingual_csv=" + copy + "/validation.csv train.max_steps=10 --resume auto");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(test::read_file(dir.path("run/log/rank-0.log")).find("resumed from"),
+            std::string::npos);
 }
 
 }  // namespace

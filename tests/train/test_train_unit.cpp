@@ -1,8 +1,14 @@
 // Training pieces without MPI: stop rules, the epoch plan, checkpoints, flat buffers.
 #include <torch/torch.h>
 
-#include <cstdio>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "io/hdf5.h"
@@ -11,6 +17,12 @@
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
+#include "train/legacy_checkpoint.h"
+#include "train/metrics.h"
+#include "train/progress.h"
+#include "train/run_dir.h"
+#include "train/run_inputs.h"
+#include "train/state_fields.h"
 #include "train/stopping.h"
 
 namespace sx::train {
@@ -32,18 +44,49 @@ TEST(EarlyStopping, KerasSemanticsStrictImprovementAndReset) {
 TEST(EpochPlan, TheNotebooksRule) {
   // 500000 pairs, 1000 validation pairs, 32 per step on one replica. The notebook's
   // validation steps are val_pairs // batch (floor): 31, not 32.
-  EpochPlan p = plan_epochs(500000, 1000, 32, 1, 0, 0);
+  EpochPlan p = plan_epochs(500000, 1000, 32, 0, 0);
   EXPECT_EQ(p.train_batches, 15625);
   EXPECT_EQ(p.val_batches, 31);
   EXPECT_EQ(p.steps_per_epoch, 620);
   EXPECT_EQ(p.max_epochs, 252);  // max(30, round(10 * 15625 / 620))
-  EpochPlan small = plan_epochs(1000, 1000, 32, 2, 0, 0);
+  EpochPlan small = plan_epochs(1000, 1000, 64, 0, 0);
   EXPECT_EQ(small.steps_per_epoch, 15);  // training batches are fewer than 20 x validation batches
   EXPECT_EQ(small.max_epochs, 30);
-  EXPECT_EQ(plan_epochs(1000, 100, 4, 1, 7, 3).steps_per_epoch, 7);
-  EXPECT_EQ(plan_epochs(1000, 100, 4, 1, 7, 3).max_epochs, 3);
-  EXPECT_EQ(plan_epochs(1000, 10, 4, 4, 0, 0).val_batches, 0);  // fewer than one batch
-  EXPECT_EQ(plan_epochs(1000, 10, 4, 4, 0, 0).steps_per_epoch, 1);
+  EXPECT_EQ(plan_epochs(1000, 100, 4, 7, 3).steps_per_epoch, 7);
+  EXPECT_EQ(plan_epochs(1000, 100, 4, 7, 3).max_epochs, 3);
+  EXPECT_EQ(plan_epochs(1000, 10, 16, 0, 0).val_batches, 0);  // fewer than one batch
+  EXPECT_EQ(plan_epochs(1000, 10, 16, 0, 0).steps_per_epoch, 1);
+}
+
+TEST(PairPlan, KeepsTheStepRulesAtItsOwnBatchAndThePairCountsAtAnother) {
+  // 5 steps of 8 pairs per epoch, 3 epochs, a half-cycle of 2 epochs.
+  const PairPlan plan = plan_in_pairs(plan_epochs(1000, 100, 8, 5, 3), 2.0);
+  EXPECT_EQ(plan.global_batch, 8);
+  EXPECT_EQ(plan.pairs_per_epoch, 40);
+  EXPECT_EQ(plan.max_epochs, 3);
+  EXPECT_DOUBLE_EQ(plan.lr_step_pairs, 80);
+  EXPECT_FALSE(plan.empty());
+  EXPECT_TRUE(PairPlan{}.empty());
+  // At its own batch: the step-counting rules (epoch every 5 steps, cap after 15).
+  for (int64_t step = 1; step <= 15; ++step) {
+    const int64_t consumed = step * 8, epochs = (step - 1) / 5;
+    EXPECT_EQ(plan.ends_epoch(consumed, epochs), step % 5 == 0) << step;
+    EXPECT_EQ(plan.epochs_done(consumed), step == 15) << step;
+    EXPECT_EQ(plan.steps_done(consumed, 7), step >= 7) << step;
+  }
+  EXPECT_FALSE(plan.steps_done(1 << 20, 0));  // 0 = no cap
+  EXPECT_EQ(plan.steps_per_epoch(8), 5);
+  // At a batch of 16 from pair 24 (after 3 steps of 8): the epoch ends with the step that
+  // reaches or crosses pair 40, the next with the one reaching 80; the cap of 7 steps of 8
+  // pairs is pair 56.
+  EXPECT_FALSE(plan.ends_epoch(24, 0));
+  EXPECT_TRUE(plan.ends_epoch(40, 0));
+  EXPECT_FALSE(plan.ends_epoch(56, 1));
+  EXPECT_TRUE(plan.ends_epoch(88, 1));
+  EXPECT_FALSE(plan.steps_done(40, 7));
+  EXPECT_TRUE(plan.steps_done(56, 7));
+  EXPECT_EQ(plan.steps_per_epoch(16), 3);
+  EXPECT_EQ(plan.steps_per_epoch(32), 2);
 }
 
 // A simulated job: set-up, export, then steps of `step` seconds until the budget says stop,
@@ -114,12 +157,124 @@ Checkpoint sample() {
   c.state.train_seconds = 3.5;
   c.state.world_size = 2;
   c.state.config_hash = "abc";
-  c.state.lr_step_size = 30;
+  c.state.accumulation_steps = 2;
+  c.state.set_plan(plan_in_pairs(plan_epochs(1000, 100, 8, 5, 3), 2.0));
+  c.state.lr_pairs = 88;
   c.params["encoder.layer.0.attention.self.query.weight"] = torch::randn({4, 3});
   c.params["pool_ln.bias"] = torch::randn({3});
   c.adam_m = torch::randn({15});
   c.adam_v = torch::rand({15});
   return c;
+}
+
+TEST(TrainingProgress, TimeToTheEpochsEndCountsTheStepsLeftInIt) {
+  EXPECT_EQ(steps_left_in_epoch(1, 60), 59);
+  EXPECT_EQ(steps_left_in_epoch(37, 60), 23);
+  EXPECT_EQ(steps_left_in_epoch(60, 60), 0);  // the step that ends the epoch
+  EXPECT_EQ(steps_left_in_epoch(61, 60), 59);
+  EXPECT_EQ(steps_left_in_epoch(0, 60), 60);
+}
+
+TEST(TrainingProgress, BarAndLineShowStepEpochLossPaceAndTimesLeft) {
+  TrainingStatus s;
+  s.step = 97;
+  s.epoch = 1;
+  s.steps_per_epoch = 60;
+  s.max_epochs = 30;
+  s.loss = 0.27113;
+  s.pairs_per_s = 41.26;
+  s.epoch_left_s = 12.4;
+  s.budget_left_s = 220;
+  EXPECT_EQ(status_bar(s),
+            "step 97 | epoch 2/30 [######....] 37/60, ends in 12s | 3m40s of run.max_duration "
+            "left | loss 0.2711 | 41.3 pairs/s");
+  EXPECT_EQ(status_line(s),
+            "progress: step 97 (epoch 2/30, 37/60): loss 0.27113 (smoothed), 41.3 pairs/s, epoch "
+            "ends in 12s, 3m40s of run.max_duration left");
+  // No budget, no finite loss yet, no pace yet.
+  s.budget_left_s = -1;
+  s.loss = std::nan("");
+  s.epoch_left_s = -1;
+  EXPECT_EQ(status_line(s),
+            "progress: step 97 (epoch 2/30, 37/60): loss ? (smoothed), 41.3 pairs/s, epoch ends "
+            "in ?");
+  EXPECT_EQ(status_bar(s).find('\r'), std::string::npos);  // the status line adds it
+}
+
+TEST(TrainingProgress, SmoothingStartsAsAMeanAndSkipsNonFiniteValues) {
+  Smoothed m(0.1);
+  EXPECT_TRUE(std::isnan(m.value()));
+  m.add(2);
+  EXPECT_DOUBLE_EQ(m.value(), 2);
+  m.add(4);  // weight 1/2 while the count is small: the mean
+  EXPECT_DOUBLE_EQ(m.value(), 3);
+  m.add(std::nan(""));  // a skipped step
+  m.add(INFINITY);
+  EXPECT_DOUBLE_EQ(m.value(), 3);
+  for (int i = 0; i < 100; ++i) m.add(10);
+  EXPECT_NEAR(m.value(), 10, 1e-3);
+}
+
+std::vector<nlohmann::json> json_lines(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(test::read_file(path));
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+TEST(MetricsLog, AResumedRunDropsTheStepsPastItsCheckpointAndSaysWhereItStarted) {
+  test::TempDir dir;
+  const std::string path = dir.path("metrics.jsonl");
+  {
+    MetricsLog log(path);
+    log.start({0, "", 2, 8, "abc"});
+    for (int64_t step = 1; step <= 7; ++step)
+      log.step(step, (step - 1) / 5, 0.5, 1e-3, 10, 100, false, 0.1, 0.01);
+    log.epoch(1, 5, 0.4, 0.4, true, 1.0, 0.5, nullptr);
+  }
+  // A line torn by a kill goes too.
+  test::write_file(path, test::read_file(path) + "{\"type\":\"st");
+  {
+    MetricsLog log(path, 5);
+    log.start({5, "run/checkpoints/step-5.h5", 2, 8, "abc"});
+    log.step(6, 1, 0.5, 1e-3, 10, 100, false, 0.1, 0.01);
+  }
+  std::vector<int64_t> steps;
+  std::vector<std::string> starts;
+  for (const auto& j : json_lines(path)) {
+    if (j["type"] == "step") steps.push_back(j["step"]);
+    if (j["type"] == "event" && j["event"] == "start") starts.push_back(j["detail"]);
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(starts,
+            (std::vector<std::string>{"fresh start", "resumed from run/checkpoints/step-5.h5"}));
+  const auto lines = json_lines(path);
+  EXPECT_EQ(lines.back()["type"], "step");
+  EXPECT_EQ(lines[lines.size() - 2]["resumed_from"], "run/checkpoints/step-5.h5");
+  EXPECT_EQ(lines[lines.size() - 2]["world_size"], 2);
+  EXPECT_EQ(lines[lines.size() - 2]["global_batch"], 8);
+  EXPECT_EQ(lines[lines.size() - 2]["config_hash"], "abc");
+  // The epoch line at step 5 belongs to the checkpoint: kept.
+  EXPECT_EQ(
+      std::count_if(lines.begin(), lines.end(), [](const auto& j) { return j["type"] == "epoch"; }),
+      1);
+  EXPECT_EQ(drop_lines_after_step(dir.path("missing.jsonl"), 3), 0u);
+}
+
+TEST(MetricsLog, EpochLinesCarryTheCentroidAucPerLanguageAndItsMean) {
+  test::TempDir dir;
+  const std::string path = dir.path("metrics.jsonl");
+  {
+    MetricsLog log(path);
+    CentroidAuc auc{{{"es", 0.75}, {"tr", std::nan("")}}, 0.75, 0.5};
+    log.epoch(1, 5, 0.4, 0.4, true, 1.0, 0.5, &auc);
+    log.epoch(2, 10, 0.4, 0.4, false, 2.0, 0.5);  // train.epoch_auc false: no field
+  }
+  const auto lines = json_lines(path);
+  EXPECT_EQ(lines[0]["centroid_auc"]["es"], 0.75);
+  EXPECT_TRUE(lines[0]["centroid_auc"]["tr"].is_null());
+  EXPECT_EQ(lines[0]["centroid_auc_mean"], 0.75);
+  EXPECT_FALSE(lines[1].contains("centroid_auc"));
 }
 
 TEST(Checkpoint, RoundTripsEveryField) {
@@ -132,6 +287,12 @@ TEST(Checkpoint, RoundTripsEveryField) {
   EXPECT_EQ(back.state.adam_iterations, 11);
   EXPECT_EQ(back.state.config_hash, "abc");
   EXPECT_DOUBLE_EQ(back.state.train_seconds, 3.5);
+  EXPECT_EQ(back.state.accumulation_steps, 2);
+  EXPECT_EQ(back.state.plan().global_batch, 8);
+  EXPECT_EQ(back.state.plan().pairs_per_epoch, 40);
+  EXPECT_EQ(back.state.plan().max_epochs, 3);
+  EXPECT_DOUBLE_EQ(back.state.plan().lr_step_pairs, 80);
+  EXPECT_EQ(back.state.lr_pairs, 88);
   for (const auto& [name, t] : c.params) EXPECT_TRUE(torch::equal(t, back.params.at(name))) << name;
   EXPECT_TRUE(torch::equal(c.adam_m, back.adam_m));
   EXPECT_FALSE(files::exists(dir.path("c.h5.tmp")));
@@ -163,19 +324,64 @@ TEST(Checkpoint, TruncatedOrCorruptedFilesAreRefusedClearly) {
   }
 }
 
+Checkpoint of_lineage(const std::string& lineage) {
+  Checkpoint c = sample();
+  c.state.lineage = lineage;
+  return c;
+}
+
 TEST(Checkpoint, ListingIsNewestFirstAndPruningKeepsTheNewest) {
   test::TempDir dir;
   files::create_directories(checkpoint_dir(dir.path()));
   for (int64_t step : {5, 10, 100, 20})
-    write_checkpoint(step_checkpoint_path(dir.path(), step), sample());
+    write_checkpoint(step_checkpoint_path(dir.path(), step), of_lineage("run-a"));
   auto all = list_step_checkpoints(dir.path());
   ASSERT_EQ(all.size(), 4u);
   EXPECT_EQ(all[0], step_checkpoint_path(dir.path(), 100));
   EXPECT_EQ(all[3], step_checkpoint_path(dir.path(), 5));
-  prune_step_checkpoints(dir.path(), 2);
+  EXPECT_EQ(checkpoint_lineage(all[0]), "run-a");
+  prune_step_checkpoints(dir.path(), 2, "run-a");
   EXPECT_EQ(list_step_checkpoints(dir.path()),
             (std::vector<std::string>{step_checkpoint_path(dir.path(), 100),
                                       step_checkpoint_path(dir.path(), 20)}));
+}
+
+// Issue #12: pruning kept an earlier run's higher-numbered step files and deleted the one just
+// written. It now removes only the pruning run's own older files, never the newest of all.
+TEST(Checkpoint, PruningTouchesOnlyItsOwnRunsFilesAndNeverTheNewest) {
+  test::TempDir dir;
+  const std::string run = dir.path();
+  files::create_directories(checkpoint_dir(run));
+  auto path = [&](int64_t step) { return step_checkpoint_path(run, step); };
+  for (int64_t step : {50, 60}) write_checkpoint(path(step), of_lineage("earlier"));
+  write_checkpoint(path(40), of_lineage(""));  // a file without a lineage (formats 1 and 2)
+  test::write_file(path(45), "not a checkpoint");
+  for (int64_t step : {5, 10, 15}) write_checkpoint(path(step), of_lineage("this"));
+  prune_step_checkpoints(run, 1, "this");
+  EXPECT_EQ(list_step_checkpoints(run),
+            (std::vector<std::string>{path(60), path(50), path(45), path(40), path(15)}));
+  // Even asked to keep none, the newest file of all stays.
+  prune_step_checkpoints(run, 0, "earlier");
+  EXPECT_EQ(list_step_checkpoints(run),
+            (std::vector<std::string>{path(60), path(45), path(40), path(15)}));
+  prune_step_checkpoints(run, 0, "");  // no lineage: nothing is anyone's to prune
+  EXPECT_EQ(list_step_checkpoints(run).size(), 4u);
+}
+
+// Issue #12 (item 8): every field of the state's one list reaches the file and comes back.
+TEST(Checkpoint, EveryStateFieldRoundTrips) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  c.state = test::distinct_state(3);
+  write_checkpoint(dir.path("c.h5"), c);
+  EXPECT_EQ(test::field_texts(read_checkpoint(dir.path("c.h5")).state), test::field_texts(c.state));
+  // A changed field changes the checksum: the state is covered by it.
+  io::H5File f = io::H5File::open(dir.path("c.h5"));
+  const std::string checksum = f.attr_string("checksum");
+  f.close();
+  c.state.lineage += "x";
+  write_checkpoint(dir.path("d.h5"), c);
+  EXPECT_NE(io::H5File::open(dir.path("d.h5")).attr_string("checksum"), checksum);
 }
 
 TEST(Checkpoint, NamesThatAreNotStepNumbersAreNeverTheNewest) {
@@ -208,57 +414,143 @@ TEST(Checkpoint, OptimizerMomentsMustCoverEveryParameter) {
   }
 }
 
-// The first release's files: format 1, FNV-1a over the state line and the raw tensors.
-void write_format_one(const std::string& path, const Checkpoint& c) {
-  const TrainState& s = c.state;
-  char state[512];
-  std::snprintf(state, sizeof state, "%lld %lld %lld %lld %.17g %lld %.17g %lld %lld %s %.17g",
-                static_cast<long long>(s.step), static_cast<long long>(s.epoch),
-                static_cast<long long>(s.pairs_consumed), static_cast<long long>(s.adam_iterations),
-                s.best_val_loss, static_cast<long long>(s.epochs_without_improvement),
-                s.train_seconds, static_cast<long long>(s.bad_steps),
-                static_cast<long long>(s.world_size), s.config_hash.c_str(), s.lr_step_size);
-  Fnv1a h;
-  h.update(state);
-  io::H5File f = io::H5File::create(path);
-  for (const auto& [name, t] : c.params) {
-    h.update(name);
-    h.update(t.data_ptr(), t.nbytes());
-    std::vector<uint64_t> dims(t.sizes().begin(), t.sizes().end());
-    f.write("params/" + name, t.data_ptr<float>(), dims);
-  }
-  for (const torch::Tensor* t : {&c.adam_m, &c.adam_v}) h.update(t->data_ptr(), t->nbytes());
-  f.write("optimizer/m", c.adam_m.data_ptr<float>(), {uint64_t(c.adam_m.numel())});
-  f.write("optimizer/v", c.adam_v.data_ptr<float>(), {uint64_t(c.adam_v.numel())});
-  f.set_attr("format", int64_t{1});
-  const std::pair<const char*, int64_t> ints[] = {
-      {"step", s.step},
-      {"epoch", s.epoch},
-      {"pairs_consumed", s.pairs_consumed},
-      {"adam_iterations", s.adam_iterations},
-      {"epochs_without_improvement", s.epochs_without_improvement},
-      {"bad_steps", s.bad_steps},
-      {"world_size", s.world_size}};
-  for (const auto& [key, value] : ints) f.set_attr(key, value);
-  f.set_attr("best_val_loss", s.best_val_loss);
-  f.set_attr("train_seconds", s.train_seconds);
-  f.set_attr("lr_step_size", s.lr_step_size);
-  f.set_attr("config_hash", s.config_hash);
-  f.set_attr("checksum", h.hex());
-  f.close();
-}
-
 TEST(Checkpoint, FormatOneFilesWithFnvChecksumsStillLoad) {
   test::TempDir dir;
   Checkpoint c = sample();
-  write_format_one(dir.path("old.h5"), c);
+  test::write_legacy_checkpoint(dir.path("old.h5"), c, 1, 10.0);
   Checkpoint back = read_checkpoint(dir.path("old.h5"));
   EXPECT_EQ(back.state.step, 12);
   EXPECT_EQ(back.state.adam_iterations, 11);
   EXPECT_TRUE(torch::equal(c.adam_v, back.adam_v));
+  EXPECT_TRUE(back.state.plan().empty());  // the trainer makes it again (complete_legacy_state)
   // The same bytes under today's format number fail the (XXH3) checksum.
   write_checkpoint(dir.path("new.h5"), c);
   EXPECT_NE(test::read_file(dir.path("new.h5")), test::read_file(dir.path("old.h5")));
+}
+
+TEST(Checkpoint, FormatTwoFilesLoadWithoutAPlanThatTheirRunsPlanCompletes) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  test::write_legacy_checkpoint(dir.path("two.h5"), c, 2, 10.0);
+  Checkpoint back = read_checkpoint(dir.path("two.h5"));
+  EXPECT_EQ(back.state.pairs_consumed, 96);
+  EXPECT_TRUE(back.state.plan().empty());
+  EXPECT_EQ(back.state.accumulation_steps, 1);
+  // The run that wrote it had 2 ranks of 4 pairs: 5 steps of 8 pairs per epoch; its 11
+  // applied updates put the rate at pair 88.
+  complete_legacy_state(back.state, plan_in_pairs(plan_epochs(1000, 100, 8, 5, 3), 2.0));
+  EXPECT_EQ(back.state.plan().pairs_per_epoch, 40);
+  EXPECT_EQ(back.state.plan().global_batch, 8);
+  EXPECT_EQ(back.state.lr_pairs, 88);
+}
+
+TEST(Checkpoint, AnInvalidPlanIsRefusedAndNoPlanIsEmpty) {
+  test::TempDir dir;
+  Checkpoint none = sample();
+  none.state.set_plan({});
+  none.state.lr_pairs = 0;
+  write_checkpoint(dir.path("none.h5"), none);
+  EXPECT_TRUE(read_checkpoint(dir.path("none.h5")).state.plan().empty());
+  Checkpoint c = sample();
+  c.state.pairs_per_epoch = -40;
+  write_checkpoint(dir.path("c.h5"), c);
+  try {
+    read_checkpoint(dir.path("c.h5"));
+    FAIL() << "accepted a negative epoch";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("schedule in pairs is invalid"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Checkpoint, FormatTwoFilesStillLoadWithoutTheNewerFields) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  test::write_legacy_checkpoint(dir.path("two.h5"), c, 2, 30.0);
+  Checkpoint back = read_checkpoint(dir.path("two.h5"));
+  EXPECT_EQ(back.state.step, 12);
+  EXPECT_EQ(back.state.config_hash, "abc");
+  EXPECT_DOUBLE_EQ(back.state.lr_step_size, 30);
+  EXPECT_EQ(back.state.inputs, "");  // fields of format 3 keep their initial values
+  EXPECT_EQ(back.state.lineage, "");
+  EXPECT_TRUE(torch::equal(c.adam_m, back.adam_m));
+  EXPECT_EQ(checkpoint_lineage(dir.path("two.h5")), "");
+}
+
+// Issue #12: a fresh run overwrote an earlier run's best.h5 and features in the same run.dir.
+TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  files::create_directories(run + "/checkpoints");
+  files::create_directories(run + "/log");
+  // Logs, a resolved config and the untrained encoder's features (a start stopped before its
+  // first checkpoint): nothing to refuse.
+  test::write_file(run + "/log/rank-0.log", "log");
+  test::write_file(run + "/config.resolved.yaml", "run: {}");
+  test::write_file(run + "/features_before.h5", "features before");
+  EXPECT_EQ(claim_run_dir(run, false, true), "");
+  test::write_file(run + "/features.h5", "features");
+  test::write_file(run + "/metrics.jsonl", "{}");
+  test::write_file(run + "/my-notes.txt", "the user's own file");
+  write_checkpoint(step_checkpoint_path(run, 10), sample());
+  write_checkpoint(best_checkpoint_path(run), sample());
+  EXPECT_EQ(earlier_run_results(run),
+            (std::vector<std::string>{"checkpoints/step-0000000010.h5", "checkpoints/best.h5",
+                                      "features.h5"}));
+  try {
+    claim_run_dir(run, false, true);
+    FAIL() << "a used run.dir was claimed without --force";
+  } catch (const UserError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("holds an earlier run"), std::string::npos) << what;
+    EXPECT_NE(what.find("pass --resume auto"), std::string::npos) << what;
+    EXPECT_NE(what.find("--force"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+  EXPECT_TRUE(files::exists(best_checkpoint_path(run)));  // untouched
+
+  const std::string previous = claim_run_dir(run, true, true);
+  EXPECT_EQ(files::parent(previous), run);
+  EXPECT_EQ(files::list(previous),
+            (std::vector<std::string>{"checkpoints", "config.resolved.yaml", "features.h5",
+                                      "features_before.h5", "log", "metrics.jsonl"}));
+  EXPECT_EQ(read_checkpoint(step_checkpoint_path(previous, 10)).state.step, 12);
+  EXPECT_TRUE(earlier_run_results(run).empty());
+  EXPECT_EQ(test::read_file(run + "/my-notes.txt"), "the user's own file");  // not the run's
+  // Again within the same second: a folder of its own. Without the logs: they stay.
+  test::write_file(run + "/features.h5", "features");
+  files::create_directories(run + "/log");
+  const std::string again = claim_run_dir(run, true, false);
+  EXPECT_NE(again, previous);
+  EXPECT_TRUE(files::exists(again + "/features.h5"));
+  EXPECT_TRUE(files::exists(run + "/log"));
+}
+
+TEST(RunInputs, FileIdentitiesMatchCopiesAndSeeChangesAtEitherEnd) {
+  test::TempDir dir;
+  std::string big(3 << 20, 'a');  // 3 MiB: its first and last MiB are hashed
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i % 23);
+  test::write_file(dir.path("a"), big);
+  test::write_file(dir.path("copy"), big);
+  EXPECT_EQ(file_identity(dir.path("a")), file_identity(dir.path("copy")));
+  EXPECT_EQ(file_identity(dir.path("a")).rfind(std::to_string(big.size()) + ":", 0), 0u);
+  std::string last = big;
+  last[last.size() - 10] = '!';
+  test::write_file(dir.path("last"), last);
+  EXPECT_NE(file_identity(dir.path("last")), file_identity(dir.path("a")));
+  test::write_file(dir.path("longer"), big + "x");
+  EXPECT_NE(file_identity(dir.path("longer")), file_identity(dir.path("a")));
+  test::write_file(dir.path("small"), "tiny");
+  EXPECT_NE(file_identity(dir.path("small")), file_identity(dir.path("a")));
+  EXPECT_THROW(file_identity(dir.path("missing")), std::runtime_error);
+
+  const std::string then = "data.train_csv=10:aa\ndata.multilingual_csv=20:bb\n";
+  EXPECT_EQ(describe_inputs_change(then, then), "");
+  EXPECT_EQ(describe_inputs_change(then, "data.train_csv=10:aa\ndata.multilingual_csv=21:cc\n"),
+            "data.multilingual_csv differs: 20 bytes, hash bb in the checkpoint; now 21 bytes, "
+            "hash cc");
+  EXPECT_EQ(describe_inputs_change(then, then + "data.test_csv=5:dd\n"),
+            "data.test_csv differs: none in the checkpoint; now 5 bytes, hash dd");
 }
 
 TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {

@@ -1,0 +1,166 @@
+// predict: the final classifier (evaluate's logistic regression, fitted on every labeled row of
+// the run's features) and its probabilities for the test set (submission.csv) or for texts.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "app/commands.h"
+#include "app/inference.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "data/datasets.h"
+#include "data/tokenizer.h"
+#include "evaluate/classifier.h"
+#include "export/features.h"
+#include "io/hdf5.h"
+
+namespace sx::app {
+namespace {
+
+std::string features_path(const Config& config, const PredictArgs& a) {
+  const std::string path =
+      a.features.empty() ? files::join(config.run.dir, "features.h5") : a.features;
+  if (!files::exists(path))
+    throw UserError((a.features.empty() ? "run.dir: " : "--features: ") + path +
+                    " not found; train the run or run `siamese-xlmr export` first");
+  return path;
+}
+
+// The run's classifier.json when it was fitted on these features (same size and XXH3), else a
+// fit in memory.
+evaluate::Classifier classifier_for(const Config& config, const std::string& features) {
+  const std::string saved = files::join(config.run.dir, "classifier.json");
+  if (files::exists(saved)) {
+    evaluate::Classifier c = evaluate::read_classifier(saved);
+    uint64_t bytes = 0;
+    std::string xxh3;
+    evaluate::fingerprint(features, bytes, xxh3);
+    if (bytes == c.fitted_on.features_bytes && xxh3 == c.fitted_on.features_xxh3) {
+      spdlog::info("classifier: {} (fitted on {})", saved, features);
+      return c;
+    }
+    spdlog::warn("{} was fitted on another features file than {}; fitting again in memory", saved,
+                 features);
+  }
+  spdlog::info("classifier: fitted on {} (not saved; `predict` without --texts saves it)",
+               features);
+  return evaluate::fit_classifier(features, config.data.multilingual_csv);
+}
+
+// The tokenizer settings the features were made with must be this configuration's, or texts
+// would not be embedded as the classifier's training rows were.
+void check_tokenizer_matches(const Config& config, const std::string& features) {
+  io::H5File f = io::H5File::open(features);
+  auto differs = [&](const char* attr, const std::string& theirs, const std::string& ours) {
+    if (theirs != ours)
+      throw UserError(features + " was exported with tokenizer." + attr + " = " + theirs +
+                      " but the configuration has " + ours +
+                      "; use the run's configuration so texts are embedded alike");
+  };
+  if (f.has_attr("max_len"))
+    differs("max_len", std::to_string(f.attr_int("max_len")),
+            std::to_string(config.tokenizer.max_len));
+  if (f.has_attr("pretokenize"))
+    differs("pretokenize", f.attr_string("pretokenize"), config.tokenizer.pretokenize);
+  if (f.has_attr("keep_eos"))
+    differs("keep_eos", f.attr_int("keep_eos") ? "true" : "false",
+            config.tokenizer.keep_eos ? "true" : "false");
+}
+
+int predict_texts(const Config& config, const PredictArgs& a) {
+  check_inputs(config, {"tokenizer", "model"});
+  const std::string features = features_path(config, a);
+  check_tokenizer_matches(config, features);
+  const evaluate::Classifier classifier = classifier_for(config, features);
+  data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
+  InferenceEncoder loaded = load_inference_encoder(config, a.weights, 0);
+  const int64_t hidden = loaded.encoder->config().hidden_size;
+  if (static_cast<size_t>(hidden) != classifier.weights.size())
+    throw UserError("the classifier has " + std::to_string(classifier.weights.size()) +
+                    " weights but the encoder embeds in " + std::to_string(hidden) +
+                    " dimensions: the features come from another model");
+  std::vector<std::string> texts;
+  if (a.texts == "-") {
+    texts = read_lines(std::cin);
+  } else {
+    std::ifstream in(a.texts);
+    if (!in) throw UserError("--texts: cannot read " + a.texts);
+    texts = read_lines(in);
+  }
+  const auto e = exporting::embed_texts(loaded.encoder, tokenizer, texts, 0, texts.size(),
+                                        static_cast<size_t>(config.export_.batch_size),
+                                        /*progress=*/false, "embed");
+  for (double p : evaluate::probabilities(classifier, e.data(), static_cast<int64_t>(texts.size())))
+    std::printf("%.9g\n", p);
+  return 0;
+}
+
+void refuse_overwrite(const std::string& path, bool force) {
+  if (files::exists(path) && !force)
+    throw UserError("predict: " + path + " exists; pass --force to overwrite it");
+}
+
+int predict_submission(const Config& config, const PredictArgs& a) {
+  const std::string features = features_path(config, a);
+  const std::string classifier_path = files::join(config.run.dir, "classifier.json");
+  const std::string submission =
+      a.out.empty() ? files::join(config.run.dir, "submission.csv") : a.out;
+  refuse_overwrite(classifier_path, a.force);
+  refuse_overwrite(submission, a.force);
+
+  io::H5File f = io::H5File::open(features);
+  if (!f.has("test/embeddings") || !f.has("test/ids"))
+    throw UserError(features +
+                    " has no test set (data.test_csv was empty when it was written); set "
+                    "data.test_csv and run `siamese-xlmr export`");
+  const std::vector<int64_t> ids = f.read_int64("test/ids");
+  const auto dims = f.dims("test/embeddings");
+  if (dims.size() != 2 || dims[0] != ids.size())
+    throw UserError(features + ": test/embeddings does not hold one row per test/ids entry");
+  const std::vector<float> x = f.read_float("test/embeddings");
+
+  const evaluate::Classifier classifier =
+      evaluate::fit_classifier(features, config.data.multilingual_csv);
+  if (classifier.weights.size() != dims[1])
+    throw UserError(features + ": test/embeddings has " + std::to_string(dims[1]) +
+                    " columns, train/embeddings " + std::to_string(classifier.weights.size()));
+  const auto p = evaluate::probabilities(classifier, x.data(), static_cast<int64_t>(ids.size()));
+
+  files::create_directories(config.run.dir);
+  files::write_atomically(classifier_path, [&](const std::string& tmp) {
+    std::ofstream out(tmp);
+    out << evaluate::to_json(classifier);
+    if (!out.flush()) throw UserError("cannot write " + tmp);
+  });
+  files::write_atomically(submission, [&](const std::string& tmp) {
+    std::ofstream out(tmp);
+    out << "id,toxic\n";
+    char line[64];
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::snprintf(line, sizeof line, "%lld,%.9g\n", static_cast<long long>(ids[i]), p[i]);
+      out << line;
+    }
+    if (!out.flush()) throw UserError("cannot write " + tmp);
+  });
+  std::printf("classifier: logistic regression on %lld labeled rows (%lld toxic) of %s\n",
+              static_cast<long long>(classifier.fitted_on.rows),
+              static_cast<long long>(classifier.fitted_on.toxic), features.c_str());
+  std::printf("written: %s\nwritten: %s (%zu test rows)\n", classifier_path.c_str(),
+              submission.c_str(), ids.size());
+  return 0;
+}
+
+}  // namespace
+
+int cmd_predict(const ConfigArgs& args, const PredictArgs& a) {
+  Config config = load_config(args.config_path, args.overrides);
+  init_logging({0, 1, config.run.log_level, config.run.log_level, ""});
+  if (!a.texts.empty()) return predict_texts(config, a);
+  return predict_submission(config, a);
+}
+
+}  // namespace sx::app

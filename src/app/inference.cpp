@@ -1,0 +1,80 @@
+#include "app/inference.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "data/text.h"
+#include "model/encoder_factory.h"
+#include "model/weights.h"
+#include "train/checkpoint.h"
+
+namespace sx::app {
+
+std::string run_checkpoint(const std::string& run_dir) {
+  const std::string best = train::best_checkpoint_path(run_dir);
+  if (files::exists(best)) return best;
+  auto steps = train::list_step_checkpoints(run_dir);
+  return steps.empty() ? "" : steps.front();
+}
+
+namespace {
+
+// The checkpoint to load over the configured model, or "" for the model's own weights.
+std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice) {
+  if (!choice.checkpoint.empty()) {
+    if (!files::exists(choice.checkpoint))
+      throw UserError("--checkpoint: file not found: " + choice.checkpoint);
+    return choice.checkpoint;
+  }
+  if (choice.pretrained) {
+    if (config.model.pretrained.empty())
+      throw UserError("--pretrained: model.pretrained is empty; name an HF model directory");
+    return "";
+  }
+  const std::string trained = run_checkpoint(config.run.dir);
+  if (!trained.empty()) return trained;
+  if (config.model.pretrained.empty() && !choice.allow_random)
+    throw UserError("no trained weights: run.dir " + config.run.dir +
+                    " has no checkpoint and model.pretrained is empty, so the encoder would be "
+                    "model.config's random initialisation; train first, pass --checkpoint PATH, "
+                    "set model.pretrained, or pass --allow-random");
+  return "";
+}
+
+}  // namespace
+
+InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice,
+                                        int local_rank) {
+  const std::string checkpoint = checkpoint_to_load(config, choice);
+  model::BuiltEncoder built = model::build_encoder(config);
+  InferenceEncoder out{built.encoder, built.description};
+  if (!checkpoint.empty()) {
+    model::load_state(*built.encoder, train::read_checkpoint(checkpoint, false).params,
+                      "checkpoint " + checkpoint);
+    out.weights = "checkpoint " + checkpoint;
+  }
+  spdlog::info("weights: {}", out.weights);
+  torch::Device device = model::resolve_device(config.model.device, local_rank);
+  out.encoder->to(device);
+  out.encoder->set_compute(model::compute_options(config, device));
+  out.encoder->eval();
+  return out;
+}
+
+std::string clean_text(std::string line) {
+  data::sanitize_utf8(line);
+  return std::string(data::strip_python(line));
+}
+
+std::vector<std::string> read_lines(std::istream& in) {
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(clean_text(std::move(line)));
+  }
+  return lines;
+}
+
+}  // namespace sx::app

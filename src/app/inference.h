@@ -1,0 +1,33 @@
+// What `embed` and `predict` share: the weights they embed with and how they read texts.
+#pragma once
+
+#include <istream>
+#include <string>
+#include <vector>
+
+#include "app/commands.h"
+#include "core/config.h"
+#include "model/xlmr.h"
+
+namespace sx::app {
+
+// The run's trained weights: best.h5, else its newest step checkpoint, else "".
+std::string run_checkpoint(const std::string& run_dir);
+
+struct InferenceEncoder {
+  model::SiameseEncoder encoder{nullptr};
+  std::string weights;  // where the weights came from, as logged
+};
+
+// The encoder on its device in eval mode. Weights: --checkpoint; else the run's (see
+// run_checkpoint) unless --pretrained; else model.pretrained; a random initialisation
+// (model.config alone) is a UserError unless allow_random. Logs the weights (info, rank 0).
+InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice,
+                                        int local_rank);
+
+// A text as the Jigsaw loaders read one: invalid UTF-8 dropped, then Python's str.strip().
+std::string clean_text(std::string line);
+// Every line of `in` (a final '\r' dropped), cleaned.
+std::vector<std::string> read_lines(std::istream& in);
+
+}  // namespace sx::app

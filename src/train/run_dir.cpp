@@ -1,0 +1,90 @@
+#include "train/run_dir.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <random>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/hash.h"
+#include "train/checkpoint.h"
+
+namespace sx::train {
+namespace {
+
+std::string utc_time(const char* format) {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+// A folder name in run_dir that does not exist yet: previous-<time>, or with -2, -3, ...
+std::string free_previous_dir(const std::string& run_dir) {
+  const std::string base = files::join(run_dir, "previous-" + utc_time("%Y%m%dT%H%M%SZ"));
+  std::string dir = base;
+  for (int n = 2; files::exists(dir); ++n) dir = base + "-" + std::to_string(n);
+  return dir;
+}
+
+std::string listing(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < 3; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 3) out += " and " + std::to_string(names.size() - 3) + " more";
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> earlier_run_results(const std::string& run_dir) {
+  std::vector<std::string> out;
+  const std::string checkpoints = files::join(run_dir, "checkpoints");
+  for (const auto& path : list_step_checkpoints(run_dir))
+    out.push_back("checkpoints/" + path.substr(checkpoints.size() + 1));
+  for (const char* name : {"checkpoints/best.h5", "features.h5"})
+    if (files::exists(files::join(run_dir, name))) out.push_back(name);
+  return out;
+}
+
+std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs) {
+  const auto results = earlier_run_results(run_dir);
+  if (results.empty()) return "";
+  if (!force)
+    throw UserError("run.dir " + run_dir + " holds an earlier run (" + listing(results) +
+                    "): pass --resume auto to continue it, or --force to move its files into " +
+                    files::join(run_dir, "previous-<time>/") + " and start afresh");
+  std::vector<std::string> names = {"checkpoints", "features.h5", "features_before.h5",
+                                    "metrics.jsonl", "evaluation.json"};
+  if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
+  const std::string previous = free_previous_dir(run_dir);
+  try {
+    files::create_directories(previous);
+    for (const auto& name : names)
+      if (files::exists(files::join(run_dir, name)))
+        files::rename(files::join(run_dir, name), files::join(previous, name));
+    files::fsync_path(run_dir);
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("--force: cannot move the earlier run's files aside: ") + e.what());
+  }
+  return previous;
+}
+
+std::string new_lineage_id() {
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  Fnv1a hash;
+  hash.update(host);
+  const auto now = std::chrono::system_clock::now().time_since_epoch().count();
+  const long pid = static_cast<long>(getpid());
+  const unsigned random = std::random_device{}();
+  hash.update(&now, sizeof now);
+  hash.update(&pid, sizeof pid);
+  hash.update(&random, sizeof random);
+  return utc_time("%Y%m%dT%H%M%SZ-") + hash.hex();
+}
+
+}  // namespace sx::train

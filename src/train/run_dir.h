@@ -1,0 +1,28 @@
+// A run directory belongs to one run and the resumes that continue it. A fresh start into a
+// directory that holds an earlier run's checkpoints or features is refused; with --force the
+// earlier run's files are first moved into run.dir/previous-<UTC time>/ (nothing is deleted).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sx::train {
+
+// The earlier run's results in run_dir that a fresh run would overwrite, relative to run_dir:
+// its step checkpoints, checkpoints/best.h5 and features.h5. (features_before.h5 alone is not
+// one: the untrained encoder's features, made again from the configuration; it is what a job
+// killed before its first checkpoint leaves, and its requeue with --resume auto starts afresh.)
+std::vector<std::string> earlier_run_results(const std::string& run_dir);
+
+// Makes run_dir ready for a fresh run. Nothing to do (returns "") when it holds no earlier
+// run's results. Otherwise, without `force`, a UserError saying to pass --resume auto or
+// --force; with it, the earlier run's files are moved into a new run_dir/previous-<UTC time>/
+// folder, whose path is returned: its results, checkpoints/, features_before.h5,
+// metrics.jsonl and evaluation.json, and with `with_logs` also log/ and config.resolved.yaml
+// (false once this run has started writing those).
+std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs);
+
+// A new id for a fresh run's lineage (its resumes keep it): time, host, pid and randomness.
+std::string new_lineage_id();
+
+}  // namespace sx::train

@@ -1,0 +1,240 @@
+// predict and embed on a tiny run: a checkpoint of the fixture model with every parameter
+// moved, its features exported, the final classifier fitted (classifier.json, submission.csv).
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <sstream>
+
+#include "data/jigsaw.h"
+#include "evaluate/evaluate.h"
+#include "export/inference_fixture.h"
+#include "io/hdf5.h"
+#include "io/npy.h"
+#include "model/weights.h"
+#include "model/xlmr_config.h"
+#include "train/checkpoint.h"
+
+namespace sx {
+namespace {
+
+// The run every test reads: best.h5, features.h5, classifier.json and submission.csv.
+class Predict : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_ = new test::InferenceData();
+    model::XlmrConfig config =
+        model::read_xlmr_config(test::fixtures_dir() + "/hf-tiny-xlmr/config.json");
+    model::SiameseEncoder encoder(config, 1e-3);
+    model::load_state(*encoder, model::read_hf_weights(test::fixtures_dir() + "/hf-tiny-xlmr"),
+                      "fixture");
+    torch::manual_seed(5);
+    train::Checkpoint c;
+    for (auto& [name, t] : model::named_parameters(*encoder))
+      c.params[name] = (t.detach() + 0.05 * torch::randn(t.sizes())).contiguous();
+    files::create_directories(train::checkpoint_dir(data_->run));
+    train::write_checkpoint(train::best_checkpoint_path(data_->run), c);
+    auto exported = test::run_cli("export --config " + data_->config);
+    ASSERT_EQ(exported.exit_code, 0) << exported.err;
+    auto predicted = test::run_cli("predict --config " + data_->config);
+    ASSERT_EQ(predicted.exit_code, 0) << predicted.err;
+  }
+  static void TearDownTestSuite() { delete data_; }
+
+  static std::string run_file(const std::string& name) { return files::join(data_->run, name); }
+  static std::string cli(const std::string& command) {
+    return command + " --config " + data_->config;
+  }
+
+  // submission.csv as (id, probability) rows.
+  static std::vector<std::pair<int64_t, double>> submission() {
+    std::istringstream in(test::read_file(run_file("submission.csv")));
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "id,toxic");
+    std::vector<std::pair<int64_t, double>> rows;
+    while (std::getline(in, line)) {
+      const auto comma = line.find(',');
+      rows.emplace_back(std::stoll(line.substr(0, comma)), std::stod(line.substr(comma + 1)));
+    }
+    return rows;
+  }
+
+  static data::TestCorpus test_set() {
+    return data::load_test_csv(data_->test_csv, {}, data::LoadOptions{});
+  }
+  // The first `n` test rows whose text is one line (stdin takes one text a line).
+  static std::vector<size_t> one_line_rows(const data::TestCorpus& test, size_t n) {
+    std::vector<size_t> rows;
+    for (size_t i = 0; i < test.size() && rows.size() < n; ++i)
+      if (test.texts[i].find_first_of("\r\n") == std::string_view::npos) rows.push_back(i);
+    EXPECT_EQ(rows.size(), n);
+    return rows;
+  }
+
+  static test::InferenceData* data_;
+};
+test::InferenceData* Predict::data_ = nullptr;
+
+TEST_F(Predict, SubmissionHasOneProbabilityPerTestIdInTheFilesOrder) {
+  const auto rows = submission();
+  const data::TestCorpus test = test_set();
+  ASSERT_EQ(rows.size(), test.size());
+  ASSERT_GT(rows.size(), 50u);
+  double low = 1, high = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i].first, test.ids[i]) << i;
+    EXPECT_GE(rows[i].second, 0.0);
+    EXPECT_LE(rows[i].second, 1.0);
+    low = std::min(low, rows[i].second), high = std::max(high, rows[i].second);
+  }
+  EXPECT_LT(low, high);  // not one constant
+}
+
+TEST_F(Predict, ClassifierReproducesEvaluatesFitOnEveryLabeledRow) {
+  auto j = nlohmann::json::parse(test::read_file(run_file("classifier.json")));
+  EXPECT_EQ(j["format"], "siamese-xlmr classifier 1");
+  const auto w = j["weights"].get<std::vector<double>>();
+  const double b = j["bias"].get<double>();
+  ASSERT_EQ(w.size(), 32u);
+  EXPECT_EQ(j["fitted_on"]["features"], run_file("features.h5"));
+  EXPECT_EQ(j["fitted_on"]["features_bytes"], files::size(run_file("features.h5")));
+  EXPECT_EQ(j["fitted_on"]["features_xxh3"].get<std::string>().size(), 32u);
+
+  // evaluate's logistic regression (same settings) fitted on every labeled row and scored on
+  // them: classifier.json's weights on the raw embeddings give the same decision values.
+  io::H5File f = io::H5File::open(run_file("features.h5"));
+  const auto x = f.read_float("train/embeddings");
+  const auto labels64 = f.read_int64("train/labels");
+  const std::vector<int> labels(labels64.begin(), labels64.end());
+  EXPECT_EQ(j["fitted_on"]["rows"], labels.size());
+  const auto want = evaluate::logistic_scores(x, labels, x, 32);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    double z = b;
+    for (size_t k = 0; k < 32; ++k) z += w[k] * x[i * 32 + k];
+    // Folding the standardisation into the weights reorders the sums: rounding only.
+    EXPECT_NEAR(z, want[i], 1e-9 * (1 + std::abs(want[i]))) << i;
+  }
+
+  // The submission is that classifier on the test embeddings.
+  const auto test_x = f.read_float("test/embeddings");
+  const auto rows = submission();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    double z = b;
+    for (size_t k = 0; k < 32; ++k) z += w[k] * test_x[i * 32 + k];
+    EXPECT_NEAR(rows[i].second, 1 / (1 + std::exp(-z)), 1e-8) << i;
+  }
+}
+
+TEST_F(Predict, TextsFromStdinGetTheirSubmissionProbability) {
+  const data::TestCorpus test = test_set();
+  const auto chosen = one_line_rows(test, 6);
+  std::string input;
+  for (size_t i : chosen) input += std::string(test.texts[i]) + "\n";
+  auto r = test::run_cli(cli("predict --texts -"), input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("weights: checkpoint " + run_file("checkpoints/best.h5")), std::string::npos)
+      << r.err;
+  std::istringstream out(r.out);
+  const auto rows = submission();
+  double p;
+  size_t n = 0;
+  for (; out >> p; ++n) {
+    ASSERT_LT(n, 6u);
+    // Embeddings agree within 1e-6 (EmbedCsv...); through the classifier's weights that is
+    // well under 1e-6 in probability here.
+    EXPECT_NEAR(p, rows[chosen[n]].second, 1e-6) << n;
+  }
+  EXPECT_EQ(n, 6u);
+}
+
+TEST_F(Predict, RefusesToOverwriteItsOutputsWithoutForce) {
+  const std::string before = test::read_file(run_file("submission.csv"));
+  auto again = test::run_cli(cli("predict"));
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("exists; pass --force"), std::string::npos) << again.err;
+  EXPECT_EQ(test::count_lines(again.err), 1u) << again.err;
+  auto forced = test::run_cli(cli("predict --force"));
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(test::read_file(run_file("submission.csv")), before);  // deterministic
+}
+
+TEST_F(Predict, EmbedCsvToNpyAndHdf5EqualsTheExportedFeatures) {
+  test::TempDir dir;
+  const std::string csv = " --csv " + data_->test_csv + " --text-column content";
+  auto npy = test::run_cli(cli("embed" + csv + " --out " + dir.path("e.npy")));
+  ASSERT_EQ(npy.exit_code, 0) << npy.err;
+  EXPECT_TRUE(npy.out.empty());
+  EXPECT_NE(npy.err.find("weights: checkpoint " + run_file("checkpoints/best.h5")),
+            std::string::npos)
+      << npy.err;
+  auto h5 = test::run_cli(cli("embed" + csv + " --id-column id --out " + dir.path("e.h5")));
+  ASSERT_EQ(h5.exit_code, 0) << h5.err;
+
+  io::H5File features = io::H5File::open(run_file("features.h5"));
+  const auto want = features.read_float("test/embeddings");
+  const auto ids = features.read_int64("test/ids");
+  io::NpyMatrix m = io::read_npy(dir.path("e.npy"));
+  EXPECT_EQ(m.rows, ids.size());
+  EXPECT_EQ(m.cols, 32u);
+  EXPECT_LT(test::max_abs_diff(m.values, want), 1e-6);
+
+  io::H5File e = io::H5File::open(dir.path("e.h5"));
+  EXPECT_EQ(e.attr_string("format"), "siamese-xlmr embeddings 1");
+  EXPECT_EQ(e.attr_string("model"), "checkpoint " + run_file("checkpoints/best.h5"));
+  EXPECT_EQ(e.read_float("embeddings"), m.values);
+  const auto text_ids = e.read_strings("ids");
+  ASSERT_EQ(text_ids.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(text_ids[i], std::to_string(ids[i]));
+  EXPECT_EQ(e.read_int64("rows"), features.read_int64("test/rows"));
+
+  // An existing --out is kept unless --force.
+  auto again = test::run_cli(cli("embed" + csv + " --out " + dir.path("e.npy")));
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("exists; pass --force"), std::string::npos) << again.err;
+}
+
+TEST_F(Predict, EmbedRefusesARandomInitialisationUnlessAllowed) {
+  test::TempDir dir;
+  const std::string model_config = dir.write(
+      "config.json",
+      R"({"vocab_size": 4002, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+    "intermediate_size": 64, "max_position_embeddings": 70, "type_vocab_size": 1, "pad_token_id": 1,
+    "layer_norm_eps": 1e-5, "hidden_act": "gelu"})");
+  const std::string random = cli("embed") + " model.pretrained= model.config=" + model_config +
+                             " run.dir=" + dir.path("empty-run");
+  auto refused = test::run_cli(random, "hello\nworld\n");
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("--allow-random"), std::string::npos) << refused.err;
+  EXPECT_EQ(test::count_lines(refused.err), 1u) << refused.err;
+  EXPECT_TRUE(refused.out.empty());
+
+  auto allowed = test::run_cli(random + " --allow-random", "hello\nworld\n");
+  ASSERT_EQ(allowed.exit_code, 0) << allowed.err;
+  EXPECT_EQ(test::count_lines(allowed.out), 2u);
+  EXPECT_NE(allowed.err.find("weights: random initialisation"), std::string::npos) << allowed.err;
+}
+
+TEST_F(Predict, EmbedWithoutOutPrintsTextAsBefore) {
+  // stdin in, text floats out: the same numbers as the .npy rows of the same texts.
+  const data::TestCorpus test = test_set();
+  const auto chosen = one_line_rows(test, 3);
+  std::string input;
+  for (size_t i : chosen) input += std::string(test.texts[i]) + "\n";
+  auto r = test::run_cli(cli("embed"), input);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  io::H5File features = io::H5File::open(run_file("features.h5"));
+  const auto want = features.read_float("test/embeddings");
+  std::istringstream out(r.out);
+  std::vector<float> got;
+  for (float v; out >> v;) got.push_back(v);
+  ASSERT_EQ(got.size(), 3u * 32);
+  std::vector<float> rows;
+  for (size_t i : chosen)
+    rows.insert(rows.end(), want.begin() + i * 32, want.begin() + (i + 1) * 32);
+  EXPECT_LT(test::max_abs_diff(got, rows), 1e-6);
+}
+
+}  // namespace
+}  // namespace sx

@@ -1,0 +1,141 @@
+// CUDA graphs over a step's forward and backward (train/step_graphs.h): a replayed graph
+// computes what the same code computes eagerly, for every batch of its shape; dropout follows
+// the seed set before each replay; and the padded-to-a-bucket batch trains as the plain one.
+// The GPU cases skip without CUDA and libtorch >= 2.4; launch/gpu-check.sh runs them.
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "data/packed_batch.h"
+#include "model/siamese_loss.h"
+#include "model/weights.h"
+#include "model/xlmr.h"
+#include "test_util.h"
+#include "train/flat_params.h"
+#include "train/step.h"
+#include "train/step_graphs.h"
+
+namespace sx::train {
+namespace {
+
+model::XlmrConfig tiny(double dropout) {
+  model::XlmrConfig c = model::read_xlmr_config(test::fixtures_dir() + "/hf-tiny-xlmr/config.json");
+  c.attention_probs_dropout_prob = dropout;
+  c.hidden_dropout_prob = dropout;
+  return c;
+}
+
+TEST(StepGraphs, SayWhyNotOnTheCpu) {
+  model::SiameseEncoder m(tiny(0.0), 1e-3);
+  EXPECT_NE(StepGraphs::unsupported_reason(m, torch::kCPU, 1, true), "");
+}
+
+double cosine(const torch::Tensor& a, const torch::Tensor& b) {
+  return torch::cosine_similarity(a.to(torch::kDouble), b.to(torch::kDouble), 0).item<double>();
+}
+double max_abs(const torch::Tensor& a) {
+  return a.abs().max().item<double>();
+}
+
+struct Outcome {
+  torch::Tensor grads;  // CPU copy of the flat gradients
+  double loss = 0;
+};
+
+class StepGraphsGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+    if (!model::flash_varlen_available()) GTEST_SKIP() << "no variable-length flash attention";
+    StepGraphs::use_own_stream(device_);
+  }
+  // The tiny fixture model on the GPU: bf16, flash attention over the packed layout.
+  void make(double dropout) {
+    model_ = model::SiameseEncoder(tiny(dropout), 1e-3);
+    model::init_weights(*model_, 7);
+    model_->to(device_);
+    model_->set_compute({true, true, true});
+    model_->train();
+    flat_ = std::make_unique<FlatParameters>(*model_);
+    trainee_ = Trainee{model_, flat_.get(), nullptr, nullptr, device_, 1, nullptr};
+    ASSERT_EQ(StepGraphs::unsupported_reason(model_, device_, 1, true), "");
+  }
+  HostBatch batch(uint64_t seed) const {
+    return make_host_batch(data::random_text_batch(8, seed, 10, kMaxLen, 4000), true, device_,
+                           data::XlmrTokenizer::kPad);
+  }
+  Outcome graphed(StepGraphs& graphs, const HostBatch& b, uint64_t seed) {
+    torch::manual_seed(seed);
+    torch::Tensor loss = graphs.forward_backward(trainee_, b, 1.0);
+    return {flat_->grads().to(torch::kCPU).clone(), loss.item<double>()};
+  }
+  // The step without graphs or buckets (as train_step runs it eagerly).
+  Outcome plain(const HostBatch& b, uint64_t seed) {
+    torch::manual_seed(seed);
+    flat_->zero_grads();
+    model::PackedIds packed = model::make_packed(b.ids.to(torch::kLong), b.text.offsets, device_);
+    torch::Tensor e = model_->forward(packed);
+    const int64_t n = b.text.pairs;
+    torch::Tensor loss = model::dbl_loss(model::pair_distance(e.narrow(0, 0, n), e.narrow(0, n, n)),
+                                         b.labels.to(device_), 1.0);
+    loss.backward();
+    return {flat_->grads().to(torch::kCPU).clone(), loss.item<double>()};
+  }
+  static constexpr int64_t kMaxLen = 64;
+  torch::Device device_{torch::kCUDA, 0};
+  model::SiameseEncoder model_{nullptr};
+  std::unique_ptr<FlatParameters> flat_;
+  Trainee trainee_{model::SiameseEncoder(nullptr)};
+};
+
+// Flash attention's backward adds into dq with atomics (summation order varies), so two runs
+// of the same kernels agree to float rounding, not bit for bit.
+void expect_same(const Outcome& a, const Outcome& b, const char* what) {
+  EXPECT_NEAR(a.loss, b.loss, 1e-5 * std::abs(a.loss) + 1e-7) << what;
+  EXPECT_GT(cosine(a.grads, b.grads), 0.99999) << what;
+  EXPECT_LE(max_abs(a.grads - b.grads), 1e-3 * max_abs(a.grads)) << what;
+}
+
+TEST_F(StepGraphsGpu, ReplaysComputeWhatTheEagerStepComputes) {
+  make(0.0);
+  StepGraphs graphs(kMaxLen, data::XlmrTokenizer::kPad);
+  const HostBatch first = batch(1);
+  const Outcome eager = graphed(graphs, first, 5);  // first sight: the body, eagerly
+  EXPECT_EQ(graphs.captured(), 0);
+  const Outcome captured = graphed(graphs, first, 5);  // second: captured, then replayed
+  EXPECT_EQ(graphs.captured(), 1);
+  const Outcome replayed = graphed(graphs, first, 5);
+  EXPECT_EQ(graphs.captured(), 1);
+  expect_same(eager, captured, "capture");
+  expect_same(eager, replayed, "replay");
+  // Another batch of the same bucket replays the same graph with its own inputs.
+  const int64_t bucket = first.text.tokens() / StepGraphs::kBucketTokens;
+  uint64_t seed = 2;
+  while (batch(seed).text.tokens() / StepGraphs::kBucketTokens != bucket) ++seed;
+  const HostBatch second = batch(seed);
+  const Outcome replay2 = graphed(graphs, second, 5);
+  EXPECT_EQ(graphs.captured(), 1);
+  StepGraphs fresh(kMaxLen, data::XlmrTokenizer::kPad);
+  expect_same(graphed(fresh, second, 5), replay2, "second batch");
+  // The bucket's dummy sequences change nothing: the step without graphs agrees (bf16 GEMMs
+  // over another row count may round differently: bf16 tolerance).
+  const Outcome reference = plain(second, 5);
+  EXPECT_NEAR(reference.loss, replay2.loss, 1e-2 * std::abs(reference.loss));
+  EXPECT_GT(cosine(reference.grads, replay2.grads), 0.999);
+}
+
+TEST_F(StepGraphsGpu, DropoutFollowsTheSeedSetBeforeEachReplay) {
+  make(0.1);
+  StepGraphs graphs(kMaxLen, data::XlmrTokenizer::kPad);
+  const HostBatch b = batch(3);
+  graphed(graphs, b, 11);
+  const Outcome a = graphed(graphs, b, 11);  // captured and replayed
+  ASSERT_EQ(graphs.captured(), 1);
+  const Outcome again = graphed(graphs, b, 11);
+  const Outcome other = graphed(graphs, b, 12);
+  expect_same(a, again, "same seed");
+  EXPECT_GT(max_abs(a.grads - other.grads), 100 * max_abs(a.grads - again.grads) + 1e-6);
+}
+
+}  // namespace
+}  // namespace sx::train
