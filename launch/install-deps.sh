@@ -13,6 +13,8 @@ packages=(
   sentencepiece
   # the Slurm test starts a real Slurm (22.05) on this machine
   slurmctld slurmd slurm-client munge
+  # the fuzzers (tools/fuzz.sh): clang with libFuzzer and the sanitizers' runtimes
+  clang libclang-rt-14-dev
   # benchmarks against the notebook's Python way, plots and feature checks
   python3 python3-sentencepiece python3-matplotlib python3-sklearn python3-h5py python3-numpy
 )

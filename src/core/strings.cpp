@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
 namespace sx {
@@ -142,6 +143,54 @@ std::string quote_value(std::string_view value, size_t max_len) {
   std::string v(value.substr(0, max_len));
   if (value.size() > max_len) v += "...";
   return "'" + v + "'";
+}
+
+bool is_plain_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxPlainName) return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
+  return true;
+}
+
+namespace {
+// The length of the well-formed UTF-8 sequence of non-ASCII characters at the start of `s`, or 0
+// (a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF, cut short).
+size_t utf8_sequence(std::string_view s) {
+  const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char lead = b(0);
+  const size_t n = lead >= 0xC2 && lead <= 0xDF   ? 2
+                   : lead >= 0xE0 && lead <= 0xEF ? 3
+                   : lead >= 0xF0 && lead <= 0xF4 ? 4
+                                                  : 0;
+  if (n == 0 || s.size() < n) return 0;
+  for (size_t i = 1; i < n; ++i)
+    if ((b(i) & 0xC0) != 0x80) return 0;
+  if ((lead == 0xE0 && b(1) < 0xA0) || (lead == 0xED && b(1) > 0x9F) ||
+      (lead == 0xF0 && b(1) < 0x90) || (lead == 0xF4 && b(1) > 0x8F))
+    return 0;
+  return n;
+}
+}  // namespace
+
+std::string plain_name_expected(std::string_view name) {
+  std::string shown;
+  const std::string_view head = name.substr(0, 60);
+  for (size_t i = 0; i < head.size();) {
+    const auto c = static_cast<unsigned char>(head[i]);
+    const size_t n = c >= 0x80 ? utf8_sequence(head.substr(i)) : (c >= 0x20 && c != 0x7F ? 1 : 0);
+    if (n == 0) {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02X", c);
+      shown += hex;
+      ++i;
+    } else {
+      shown.append(head.substr(i, n));
+      i += n;
+    }
+  }
+  if (name.size() > head.size()) shown += "...";
+  return "'" + shown + "'; expected letters, digits, '-' or '_', at most " +
+         std::to_string(kMaxPlainName);
 }
 
 }  // namespace sx

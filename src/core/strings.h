@@ -35,4 +35,13 @@ std::string format_duration(double seconds);
 // Quote a value for an error message, shortened if long.
 std::string quote_value(std::string_view value, size_t max_len = 60);
 
+// A language (fold) name, as the data files give it and the features files store it: it names
+// an HDF5 group, a fold, a JSON key and a table row, so it must be plain: ASCII letters,
+// digits, '-' or '_', 1 to kMaxPlainName of them (so no '/', no invalid UTF-8).
+inline constexpr size_t kMaxPlainName = 32;
+bool is_plain_name(std::string_view name);
+// For the error on a name that is not plain: "'es/x'; expected letters, digits, '-' or '_', at
+// most 32", the name quoted with its control characters and invalid UTF-8 bytes as \xHH.
+std::string plain_name_expected(std::string_view name);
+
 }  // namespace sx

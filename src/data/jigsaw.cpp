@@ -33,14 +33,6 @@ enum class Problem : uint8_t {
   kEmptyText
 };
 
-// A language value names an HDF5 group and a fold in the exported features: a plain name.
-bool plain_language(std::string_view lang) {
-  if (lang.empty() || lang.size() > 32) return false;
-  for (char c : lang)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) return false;
-  return true;
-}
-
 // What a parsing thread makes of one record; the sequential pass does the bookkeeping.
 struct RowResult {
   uint64_t line = 0;
@@ -169,7 +161,7 @@ class JigsawFile {
   void lang_and_text(const CsvRow& row, std::optional<size_t> lang_col, size_t text_col, Slot& slot,
                      RowResult& r) const {
     r.lang = lang_col ? stripped(row.fields[*lang_col], slot) : std::string_view("en");
-    if (r.lang.empty() || !plain_language(r.lang)) {
+    if (r.lang.empty() || !is_plain_name(r.lang)) {
       r.problem = r.lang.empty() ? Problem::kEmptyLang : Problem::kBadLang;
       return;
     }
@@ -205,8 +197,7 @@ class JigsawFile {
         bad(r.line, "empty language");
         return true;
       case Problem::kBadLang:
-        bad(r.line, "language is not a plain name",
-            "(" + quote_value(r.lang) + "; expected letters, digits, '-' or '_', at most 32)");
+        bad(r.line, "language is not a plain name", "(" + plain_name_expected(r.lang) + ")");
         return true;
       case Problem::kEmptyText:
         bad(r.line, "empty text");

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "core/error.h"
+#include "core/strings.h"
 #include "io/hdf5.h"
 
 namespace sx::evaluate {
@@ -199,6 +200,10 @@ LabeledFeatures read_labeled_features(const std::string& path) {
     if (static_cast<int64_t>(out.langs.size()) != rows)
       throw UserError(path + ": train/langs has " + std::to_string(out.langs.size()) +
                       " rows, embeddings " + std::to_string(rows));
+    for (size_t i = 0; i < out.langs.size(); ++i)
+      if (!is_plain_name(out.langs[i]))
+        throw UserError(path + ": train/langs holds a language that is not a plain name at row " +
+                        std::to_string(i) + " (" + plain_name_expected(out.langs[i]) + ")");
   }
   return out;
 }
@@ -217,6 +222,9 @@ Evaluation evaluate_features(const std::string& path) {
 
   double sum_lr = 0, sum_c = 0;
   for (const auto& lang : f.members("folds")) {
+    if (!is_plain_name(lang))  // it becomes a JSON key and a table row
+      throw UserError(path + ": folds holds a language that is not a plain name (" +
+                      plain_name_expected(lang) + ")");
     FoldResult r;
     r.language = lang;
     std::vector<int64_t> train_index = f.read_int64("folds/" + lang + "/train_index");

@@ -158,8 +158,12 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
         checkpoint = read_checkpoint(candidate);
         path = candidate;
         break;
-      } catch (const UserError& e) {
+      } catch (const UserError& e) {  // "checkpoint <path> is unusable: <why>"
         spdlog::warn("{}; trying the previous one", e.what());
+      } catch (const std::exception& e) {  // anything else that makes it unusable (memory, torch)
+        const std::string why = e.what();
+        spdlog::warn("checkpoint {} is unusable: {}; trying the previous one", candidate,
+                     why.substr(0, why.find('\n')));
       }
     }
     if (path.empty()) {

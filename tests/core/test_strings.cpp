@@ -54,5 +54,21 @@ TEST(Strings, SplitJoinTrim) {
   EXPECT_EQ(trim("  x y \t"), "x y");
 }
 
+TEST(Strings, PlainNames) {
+  for (const char* name : {"en", "pt-BR", "zh_CN", "x1", "abcdefghijklmnopqrstuvwxyz012345"})
+    EXPECT_TRUE(is_plain_name(name)) << name;
+  for (const char* name :
+       {"", "es/x", "../it", "es ", "español", "e\xff", "a.b", "abcdefghijklmnopqrstuvwxyz0123456"})
+    EXPECT_FALSE(is_plain_name(name)) << name;
+  EXPECT_EQ(plain_name_expected("es/x"),
+            "'es/x'; expected letters, digits, '-' or '_', at most 32");
+  // Valid UTF-8 is shown as it is; control characters and invalid bytes as \xHH.
+  EXPECT_EQ(plain_name_expected("español\t\xff\xc3(\xed\xa0\x80"),
+            "'español\\x09\\xFF\\xC3(\\xED\\xA0\\x80'; expected letters, digits, '-' or '_', "
+            "at most 32");
+  EXPECT_EQ(plain_name_expected(std::string(100, 'a')).substr(0, 65),
+            "'" + std::string(60, 'a') + "...'");
+}
+
 }  // namespace
 }  // namespace sx

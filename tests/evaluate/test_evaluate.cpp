@@ -37,9 +37,11 @@ TEST(LogisticRegression, SeparatesALearnableProblem) {
 
 // What a crafted features file may change in an otherwise valid one.
 struct Tweak {
-  int64_t label0 = -1;      // >= 0: the first row's label
-  bool nan = false;         // a NaN in the first row
-  int64_t fold_index = -1;  // >= 0: the first held-out index of en
+  int64_t label0 = -1;         // >= 0: the first row's label
+  bool nan = false;            // a NaN in the first row
+  int64_t fold_index = -1;     // >= 0: the first held-out index of en
+  const char* es_fold = "es";  // the name of the es fold
+  const char* lang0 = "en";    // the first row's language
 };
 
 // A features file with two languages; `hidden` columns; es fold single-class when asked.
@@ -51,7 +53,7 @@ std::string write_features(const test::TempDir& dir, const std::string& name, in
   std::vector<int64_t> labels(n);
   std::vector<std::string> langs(n);
   for (int64_t i = 0; i < n; ++i) {
-    langs[i] = i < 20 ? "en" : "es";
+    langs[i] = i == 0 ? tweak.lang0 : i < 20 ? "en" : "es";
     labels[i] = single_class_es && i >= 20 ? 0 : i % 2;
     for (int64_t j = 0; j < hidden; ++j)
       x[i * hidden + j] = static_cast<float>(labels[i] * 2.0 + std::sin(i * 7.0 + j));
@@ -67,8 +69,9 @@ std::string write_features(const test::TempDir& dir, const std::string& name, in
   std::vector<int64_t> en_test = first;
   if (tweak.fold_index >= 0) en_test[0] = tweak.fold_index;
   f.write("folds/en/test_index", en_test.data(), {20});
-  f.write("folds/es/train_index", first.data(), {20});
-  f.write("folds/es/test_index", second.data(), {20});
+  const std::string es = std::string("folds/") + tweak.es_fold;
+  f.write(es + "/train_index", first.data(), {20});
+  f.write(es + "/test_index", second.data(), {20});
   f.close();
   return dir.path(name);
 }
@@ -153,6 +156,21 @@ TEST(Evaluate, CraftedFeaturesAreRefusedWithOneLine) {
       {"label_two.h5", 6, {2, false, -1}, "train/labels holds 2 at row 0, expected 0 or 1"},
       {"nan.h5", 6, {-1, true, -1}, "train/embeddings holds a non-finite value at row 0"},
       {"fold_outside.h5", 6, {-1, false, 40}, "folds/en/test_index points outside the matrix"},
+      // A fold or row language becomes a JSON key and a table row: never invalid UTF-8, nor
+      // anything but a plain name (the rule of the data files' language column).
+      {"odd_fold.h5",
+       6,
+       {-1, false, -1, "\xff\xfe\x01"},
+       "folds holds a language that is not a plain name ('\\xFF\\xFE\\x01'; expected letters, "
+       "digits, '-' or '_', at most 32)"},
+      {"long_fold.h5",
+       6,
+       {-1, false, -1, "abcdefghijklmnopqrstuvwxyz0123456"},
+       "folds holds a language that is not a plain name ('abcdefghijklmnopqrstuvwxyz0123456'"},
+      {"odd_lang.h5",
+       6,
+       {-1, false, -1, "es", "en\xc3"},
+       "train/langs holds a language that is not a plain name at row 0 ('en\\xC3'"},
   };
   for (const Case& c : cases) {
     const std::string path = write_features(dir, c.name, c.hidden, false, c.tweak);

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <set>
 
+#include "core/strings.h"
 #include "data/jigsaw.h"
 #include "io/hdf5.h"
 #include "model/schedule.h"
@@ -357,10 +358,23 @@ TEST(TrainMpi, TruncatedCheckpointIsRefusedAndAutoFallsBack) {
   EXPECT_NE(refused.err.find("checkpoint " + newest + " is unusable"), std::string::npos)
       << refused.err;
 
+  // A garbage file newer still: --resume auto skips both, one warning line each saying why,
+  // and takes step 5.
+  const std::string garbage = step_checkpoint_path(run, 11);
+  test::write_file(garbage, "\x89HDF\r\n\x1a\n garbage");
   auto fallback = test::train(2, config, "train.max_steps=12 --resume auto");
   EXPECT_EQ(fallback.exit_code, 0) << fallback.err;
-  std::string log = test::read_file(run + "/log/rank-0.log");
-  EXPECT_NE(log.find("is unusable"), std::string::npos);
+  const std::string log = test::read_file(run + "/log/rank-0.log");
+  auto skip_lines = [&](const std::string& path) {
+    int n = 0;
+    for (const auto& line : split(log, '\n'))
+      if (line.find("checkpoint " + path + " is unusable: ") != std::string::npos &&
+          line.find("; trying the previous one") != std::string::npos)
+        ++n;
+    return n;
+  };
+  EXPECT_EQ(skip_lines(garbage), 1) << log;
+  EXPECT_EQ(skip_lines(newest), 1) << log;
   EXPECT_NE(log.find("resumed from " + step_checkpoint_path(run, 5)), std::string::npos) << log;
 }
 

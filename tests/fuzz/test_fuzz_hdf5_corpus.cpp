@@ -1,0 +1,79 @@
+// The checkpoint and features fuzzers' regression corpora as ordinary tests: every input
+// runs through the same body as under libFuzzer (a refusal must be a UserError, anything
+// accepted must be something the file can hold). The seeds made by our writers must be
+// accepted, and the crafted files of issue #12's findings refused for the right reason.
+#include <functional>
+#include <iostream>
+
+#include "fuzz/hdf5_bodies.h"
+#include "test_util.h"
+
+namespace sx {
+namespace {
+
+std::string corpus_dir(const std::string& kind) {
+  return std::string(SX_SOURCE_DIR) + "/tests/fuzz/corpus/" + kind;
+}
+
+size_t run_corpus(const std::string& kind,
+                  void (*body)(const std::string&, const uint8_t*, size_t)) {
+  test::TempDir scratch;
+  size_t n = 0;
+  for (const auto& name : files::list(corpus_dir(kind))) {
+    std::cerr << "corpus input " << kind << "/" << name << "\n";  // names the one that traps
+    std::string bytes = test::read_file(files::join(corpus_dir(kind), name));
+    body(scratch.path("input.h5"), reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    ++n;
+  }
+  return n;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(FuzzCorpus, CheckpointInputsAreReadOrRefusedCleanly) {
+  EXPECT_GE(run_corpus("checkpoint", fuzz::checkpoint_one_input), 10u);
+}
+
+TEST(FuzzCorpus, FeaturesInputsAreReadOrRefusedCleanly) {
+  EXPECT_GE(run_corpus("features", fuzz::features_one_input), 8u);
+}
+
+TEST(FuzzCorpus, CheckpointSeedsLoadAndFindingsAreRefused) {
+  const std::string dir = corpus_dir("checkpoint");
+  EXPECT_EQ(train::read_checkpoint(dir + "/valid").state.step, 12);
+  EXPECT_FALSE(train::read_checkpoint(dir + "/valid_best", false).adam_m.defined());
+  const std::pair<const char*, const char*> findings[] = {
+      {"array_format", "attribute 'format' holds 64 values, expected one"},
+      {"null_param", "dataset 'params/pool_ln.bias' has no array shape"},
+      {"huge_param", "declares 68719476736 elements of 4 bytes but the file has"},
+      {"truncated", "is unusable"},
+      {"garbage", "is unusable"}};
+  for (const auto& [name, expected] : findings) {
+    const std::string e = error_of([&] { train::read_checkpoint(dir + "/" + name); });
+    EXPECT_NE(e.find(expected), std::string::npos) << name << ": " << e;
+  }
+}
+
+TEST(FuzzCorpus, FeaturesSeedsEvaluateAndFindingsAreRefused) {
+  const std::string dir = corpus_dir("features");
+  EXPECT_EQ(evaluate::evaluate_features(dir + "/valid").evaluated, 2);
+  const std::pair<const char*, const char*> findings[] = {
+      {"zero_columns", "train/embeddings has 0 columns"},
+      {"huge_embeddings", "declares 68719476736 elements of 4 bytes but the file has"},
+      {"null_labels", "dataset 'train/labels' has no array shape"},
+      {"odd_fold_name", "folds holds a language that is not a plain name ('\\xFF\\xFE\\x01'"}};
+  for (const auto& [name, expected] : findings) {
+    const std::string e = error_of([&] { evaluate::evaluate_features(dir + "/" + name); });
+    EXPECT_NE(e.find(expected), std::string::npos) << name << ": " << e;
+  }
+}
+
+}  // namespace
+}  // namespace sx
