@@ -105,8 +105,8 @@ int bench_setup(const BenchDataArgs& a) {
   datasets.english = {};  // as train does: the split holds every row it uses
   datasets.multilingual = {};
   done("split");
-  std::vector<data::Pair> train_pairs = data::training_pairs(config, split);
-  std::vector<data::Pair> val_pairs = data::validation_pairs(config, split);
+  data::PairList train_pairs = data::training_pairs(config, split);
+  data::PairList val_pairs = data::validation_pairs(config, split);
   done("pairs (" + std::to_string(train_pairs.size()) + " + " + std::to_string(val_pairs.size()) +
        ")");
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));

@@ -72,7 +72,7 @@ const char* describe(StopReason r) {
 struct Replica {
   data::Datasets datasets;
   data::CorpusSplit split;
-  std::vector<data::Pair> train_pairs, val_pairs;
+  data::PairList train_pairs, val_pairs;
   std::unique_ptr<data::XlmrTokenizer> tokenizer;
   std::unique_ptr<data::NodeMemory> node_memory;  // what the ranks of this node share
   std::unique_ptr<data::TokenStore> train_tokens, val_tokens;
