@@ -106,7 +106,7 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
   data::PairReport report;
   const auto start = std::chrono::steady_clock::now();
   data::PairList pairs = train ? data::training_pairs(config, split, &report)
-                                        : data::validation_pairs(config, split, &report);
+                               : data::validation_pairs(config, split, &report);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   data::write_pairs_csv(out_path, corpus, pairs);

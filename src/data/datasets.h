@@ -30,8 +30,8 @@ std::string tokenizer_model_path(const Config& config);
 
 // The training and validation pair sequences of a split (independent seeded streams).
 PairList training_pairs(const Config& config, const CorpusSplit& split,
-                                 PairReport* report = nullptr);
+                        PairReport* report = nullptr);
 PairList validation_pairs(const Config& config, const CorpusSplit& split,
-                                   PairReport* report = nullptr);
+                          PairReport* report = nullptr);
 
 }  // namespace sx::data

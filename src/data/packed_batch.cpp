@@ -153,8 +153,8 @@ double token_imbalance(const std::vector<int64_t>& pair_tokens,
          static_cast<double>(total);
 }
 
-std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank,
-                                     int world, int64_t per_rank, bool balance, TokenStore& store,
+std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank, int world,
+                                     int64_t per_rank, bool balance, TokenStore& store,
                                      size_t max_len, double* imbalance) {
   std::vector<uint64_t> out;
   if (!balance && (world == 1 || imbalance == nullptr)) {

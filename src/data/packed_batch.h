@@ -76,8 +76,8 @@ double token_imbalance(const std::vector<int64_t>& pair_tokens,
 // balanced over the token counts (tokenizing the whole global batch's texts, which
 // TokenStore caches) or consecutive (data::rank_range). `imbalance` (optional) receives
 // token_imbalance() of the split used.
-std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank,
-                                     int world, int64_t per_rank, bool balance, TokenStore& store,
+std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank, int world,
+                                     int64_t per_rank, bool balance, TokenStore& store,
                                      size_t max_len, double* imbalance = nullptr);
 
 }  // namespace sx::data
