@@ -102,7 +102,6 @@ int bench_setup(const BenchDataArgs& a) {
   data::CorpusSplit split;
   data::PairList train_pairs, val_pairs;
   const bool share_data = a.share_data && env.local_world > 1;
-  if (share_data && !node) node = dist::make_node_memory(600);
   if (!share_data || node->builder()) {
     datasets = data::load_datasets(config, /*with_test=*/true, /*progress=*/false);
     done("load (3 files)");
