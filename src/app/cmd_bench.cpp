@@ -17,6 +17,7 @@
 #include "data/batches.h"
 #include "data/datasets.h"
 #include "data/jigsaw.h"
+#include "data/node_share.h"
 #include "data/synth.h"
 #include "data/tokenizer.h"
 #include "dist/deadline.h"
@@ -82,9 +83,9 @@ int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
 int bench_setup(const BenchDataArgs& a) {
   dist::MpiSession mpi(nullptr, nullptr);
   const dist::MpiEnv& env = mpi.env();
-  std::unique_ptr<data::NodeMemory> node;
-  if (a.share) {
-    dist::set_collective_timeout(600);  // the builder rank tokenizes while the others wait
+  std::unique_ptr<data::NodeMemory> node;  // one for everything shared, as in train
+  if (a.share || a.share_data) {
+    dist::set_collective_timeout(600);  // the builder rank loads and tokenizes while others wait
     node = dist::make_node_memory();
   }
   Config config = load_config(
@@ -101,22 +102,33 @@ int bench_setup(const BenchDataArgs& a) {
     t0 = Clock::now();
   };
 
-  data::Datasets datasets = data::load_datasets(config, /*with_test=*/true, /*progress=*/false);
-  done("load (3 files)");
-  data::CorpusSplit split =
-      data::split_corpus(datasets.english, datasets.multilingual,
-                         static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
-  datasets.english = {};  // as train does: the split holds every row it uses
-  datasets.multilingual = {};
-  done("split");
-  std::vector<data::Pair> train_pairs = data::training_pairs(config, split);
-  std::vector<data::Pair> val_pairs = data::validation_pairs(config, split);
-  done("pairs (" + std::to_string(train_pairs.size()) + " + " + std::to_string(val_pairs.size()) +
-       ")");
+  data::Datasets datasets;
+  data::CorpusSplit split;
+  data::PairList train_pairs, val_pairs;
+  const bool share_data = a.share_data && env.local_world > 1;
+  if (!share_data || node->builder()) {
+    datasets = data::load_datasets(config, /*with_test=*/true, /*progress=*/false);
+    done("load (3 files)");
+    split = data::split_corpus(datasets.english, datasets.multilingual,
+                               static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
+    datasets.english = {};  // as train does: the split holds every row it uses
+    datasets.multilingual = {};
+    done("split");
+    train_pairs = data::training_pairs(config, split);
+    val_pairs = data::validation_pairs(config, split);
+    done("pairs (" + std::to_string(train_pairs.size()) + " + " + std::to_string(val_pairs.size()) +
+         ")");
+  }
+  if (share_data) {  // as train's connect() does
+    data::share_corpora(split, datasets.test, *node);
+    train_pairs = data::share_pairs(train_pairs, *node);
+    val_pairs = data::share_pairs(val_pairs, *node);
+    done("share corpora and pairs (node)");
+  }
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   const size_t threads = static_cast<size_t>(a.threads);
   done("tokenizer");
-  if (node) {
+  if (a.share) {
     data::TokenStore train_tokens(tokenizer, split.train.texts, threads, *node);
     data::TokenStore val_tokens(tokenizer, split.validation.texts, threads, *node);
     done("tokenize all, shared (" +
@@ -152,7 +164,8 @@ int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
       "rank %d/%d (%d on this node): set-up of a training run on %s (%lld tokenizer "
       "threads%s):\n",
       env.rank, env.world, env.local_world, a.dir.c_str(), a.threads,
-      a.share ? ", token ids shared by the node" : "");
+      a.share ? ", token ids shared by the node" : "",
+      a.share_data ? ", corpora and pairs shared by the node" : "");
   std::printf("  %-38s %8s %9s %8s %12s %16s %13s %8s\n", "phase", "seconds", "peak MiB", "RSS MiB",
               "private MiB", "file-backed MiB", "unshared MiB", "PSS MiB");
   for (const Phase& p : phases) {
@@ -173,10 +186,10 @@ int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
   std::printf(
       ", \"tokenize_texts\": %zu, \"total_s\": %.3f, \"peak_mib\": %.0f, \"private_mib\": %.0f, "
       "\"unshared_mib\": %.0f, \"pss_mib\": %.0f, \"rank\": %d, \"world\": %d, \"shared\": "
-      "%s}}\n",
+      "%s, \"shared_data\": %s}}\n",
       tokenized, total, phases.back().memory.peak_mib, phases.back().memory.private_mib,
       phases.back().memory.unshared_mib, phases.back().memory.pss_mib, env.rank, env.world,
-      a.share ? "true" : "false");
+      a.share ? "true" : "false", a.share_data ? "true" : "false");
   return 0;
 }
 

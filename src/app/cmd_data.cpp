@@ -105,8 +105,8 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
   const data::LabeledCorpus& corpus = train ? split.train : split.validation;
   data::PairReport report;
   const auto start = std::chrono::steady_clock::now();
-  std::vector<data::Pair> pairs = train ? data::training_pairs(config, split, &report)
-                                        : data::validation_pairs(config, split, &report);
+  data::PairList pairs = train ? data::training_pairs(config, split, &report)
+                               : data::validation_pairs(config, split, &report);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   data::write_pairs_csv(out_path, corpus, pairs);

@@ -83,6 +83,7 @@ struct BenchDataArgs {
   bool setup = false;          // time the data set-up of `train` instead
   bool no_word_cache = false;  // tokenize without the word cache (for comparison)
   bool share = false;          // --setup under mpirun: token ids shared by the node's ranks
+  bool share_data = false;     // --setup under mpirun: corpora and pairs shared likewise
 };
 int cmd_bench_data(const BenchDataArgs& args);
 // Writes and reads an XLM-R-base-sized checkpoint in `dir`, timing the checksums too.

@@ -176,6 +176,10 @@ int main(int argc, char** argv) {
                        "--setup (run it under mpirun): tokenize every text once per node into "
                        "memory the node's ranks share, as `train` does with several ranks on a "
                        "node; each rank prints its private memory");
+  bench_data->add_flag("--share-data", bench_args.share_data,
+                       "--setup (run it under mpirun): the node's first rank loads, splits and "
+                       "builds the pairs once into memory the node's ranks share, as `train` "
+                       "does with data.share_node");
   bench_data->add_option("--pairs", bench_args.pairs, "--setup: training pairs (data.train_pairs)")
       ->check(CLI::Range(1LL, 100000000LL));
   bench_data->add_flag("--no-word-cache", bench_args.no_word_cache,

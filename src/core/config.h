@@ -39,6 +39,7 @@ struct DataConfig {
   double val_fraction;
   int64_t min_sample_chars;
   std::string pair_sampler;  // notebook | balanced
+  bool share_node;           // ranks of a node: corpora and pairs built once, shared
 };
 
 struct TokenizerConfig {

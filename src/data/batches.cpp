@@ -119,7 +119,7 @@ void TokenStore::copy_ids(uint32_t i, int32_t* out) const {
   tokenizer_.finish(arena_.data() + offset_[i], length_[i], out);
 }
 
-PairBatch make_pair_batch(const std::vector<Pair>& pairs, PairRange range, TokenStore& store,
+PairBatch make_pair_batch(const PairList& pairs, PairRange range, TokenStore& store,
                           size_t max_len) {
   PairBatch batch;
   batch.count = range.count;

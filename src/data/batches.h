@@ -55,7 +55,7 @@ struct PairBatch {
   std::vector<float> labels;
 };
 
-PairBatch make_pair_batch(const std::vector<Pair>& pairs, PairRange range, TokenStore& store,
+PairBatch make_pair_batch(const PairList& pairs, PairRange range, TokenStore& store,
                           size_t max_len);
 
 }  // namespace sx::data

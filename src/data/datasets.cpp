@@ -65,8 +65,8 @@ TokenizerOptions tokenizer_options(const Config& config) {
 
 namespace {
 
-std::vector<Pair> config_pairs(const Config& config, const LabeledCorpus& corpus, int64_t n_pairs,
-                               uint64_t stream, PairReport* report) {
+PairList config_pairs(const Config& config, const LabeledCorpus& corpus, int64_t n_pairs,
+                      uint64_t stream, PairReport* report) {
   PairOptions o;
   o.n_pairs = static_cast<size_t>(n_pairs);
   o.seed = mix_seed({static_cast<uint64_t>(config.run.seed), stream});
@@ -77,13 +77,11 @@ std::vector<Pair> config_pairs(const Config& config, const LabeledCorpus& corpus
 
 }  // namespace
 
-std::vector<Pair> training_pairs(const Config& config, const CorpusSplit& split,
-                                 PairReport* report) {
+PairList training_pairs(const Config& config, const CorpusSplit& split, PairReport* report) {
   return config_pairs(config, split.train, config.data.train_pairs, 1, report);
 }
 
-std::vector<Pair> validation_pairs(const Config& config, const CorpusSplit& split,
-                                   PairReport* report) {
+PairList validation_pairs(const Config& config, const CorpusSplit& split, PairReport* report) {
   return config_pairs(config, split.validation, config.data.val_pairs, 2, report);
 }
 

@@ -29,9 +29,9 @@ TokenizerOptions tokenizer_options(const Config& config);
 std::string tokenizer_model_path(const Config& config);
 
 // The training and validation pair sequences of a split (independent seeded streams).
-std::vector<Pair> training_pairs(const Config& config, const CorpusSplit& split,
-                                 PairReport* report = nullptr);
-std::vector<Pair> validation_pairs(const Config& config, const CorpusSplit& split,
-                                   PairReport* report = nullptr);
+PairList training_pairs(const Config& config, const CorpusSplit& split,
+                        PairReport* report = nullptr);
+PairList validation_pairs(const Config& config, const CorpusSplit& split,
+                          PairReport* report = nullptr);
 
 }  // namespace sx::data

@@ -235,7 +235,7 @@ class JigsawFile {
 
   // The storage the kept texts point into.
   void keep_storage(TextColumn& texts) const {
-    texts.keep(mapping_);
+    texts.keep_file(path_, mapping_->bytes(), mapping_);
     for (const Slot& s : slots_)
       if (s.arena->bytes()) texts.keep(s.arena);
   }
@@ -335,7 +335,7 @@ LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& co
     if (file.report_problem(r)) continue;
     corpus.texts.push_back_view(r.text);
     corpus.labels.push_back(r.label);
-    corpus.langs.emplace_back(r.lang);
+    corpus.langs.push_back(r.lang);
     corpus.rows.push_back(file.data_row());
   }
   file.keep_storage(corpus.texts);
@@ -414,7 +414,7 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
     if (file.report_problem(r)) continue;
     corpus.ids.push_back(r.id);
     corpus.texts.push_back_view(r.text);
-    corpus.langs.emplace_back(r.lang);
+    corpus.langs.push_back(r.lang);
     corpus.rows.push_back(file.data_row());
   }
   file.keep_storage(corpus.texts);

@@ -30,7 +30,7 @@ int64_t TextBatch::sum_squared_lengths() const {
   return sum;
 }
 
-TextBatch make_text_batch(const std::vector<Pair>& pairs, const std::vector<uint64_t>& positions,
+TextBatch make_text_batch(const PairList& pairs, const std::vector<uint64_t>& positions,
                           TokenStore& store, size_t max_len) {
   TextBatch batch;
   batch.pairs = static_cast<int64_t>(positions.size());
@@ -153,8 +153,8 @@ double token_imbalance(const std::vector<int64_t>& pair_tokens,
          static_cast<double>(total);
 }
 
-std::vector<uint64_t> rank_positions(const std::vector<Pair>& pairs, uint64_t consumed, int rank,
-                                     int world, int64_t per_rank, bool balance, TokenStore& store,
+std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank, int world,
+                                     int64_t per_rank, bool balance, TokenStore& store,
                                      size_t max_len, double* imbalance) {
   std::vector<uint64_t> out;
   if (!balance && (world == 1 || imbalance == nullptr)) {

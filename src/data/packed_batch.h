@@ -43,7 +43,7 @@ struct TextBatch {
 };
 
 // The texts of the pairs at `positions` of the global pair sequence (in that order).
-TextBatch make_text_batch(const std::vector<Pair>& pairs, const std::vector<uint64_t>& positions,
+TextBatch make_text_batch(const PairList& pairs, const std::vector<uint64_t>& positions,
                           TokenStore& store, size_t max_len);
 
 // The pairs `indices` of `batch` (in that order), as a batch of their own.
@@ -76,8 +76,8 @@ double token_imbalance(const std::vector<int64_t>& pair_tokens,
 // balanced over the token counts (tokenizing the whole global batch's texts, which
 // TokenStore caches) or consecutive (data::rank_range). `imbalance` (optional) receives
 // token_imbalance() of the split used.
-std::vector<uint64_t> rank_positions(const std::vector<Pair>& pairs, uint64_t consumed, int rank,
-                                     int world, int64_t per_rank, bool balance, TokenStore& store,
+std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank, int world,
+                                     int64_t per_rank, bool balance, TokenStore& store,
                                      size_t max_len, double* imbalance = nullptr);
 
 }  // namespace sx::data

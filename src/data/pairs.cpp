@@ -304,8 +304,7 @@ std::vector<Pair> balanced_pairs(const LabeledCorpus& corpus, const PairOptions&
 
 }  // namespace
 
-std::vector<Pair> build_pairs(const LabeledCorpus& corpus, const PairOptions& options,
-                              PairReport* report) {
+PairList build_pairs(const LabeledCorpus& corpus, const PairOptions& options, PairReport* report) {
   if (corpus.size() >= UINT32_MAX) throw UserError("corpus too large for 32-bit pair indices");
   PairReport local;
   PairReport& rep = report ? *report : local;
@@ -318,8 +317,9 @@ std::vector<Pair> build_pairs(const LabeledCorpus& corpus, const PairOptions& op
                     " texts: each pair needs texts longer than " +
                     std::to_string(options.min_chars) +
                     " characters (data.min_sample_chars), of both labels for normal-toxic pairs");
-  rep.fingerprint = pairs_fingerprint(corpus, pairs);
-  return pairs;
+  PairList out(std::move(pairs));
+  rep.fingerprint = pairs_fingerprint(corpus, out);
+  return out;
 }
 
 namespace {
@@ -333,8 +333,7 @@ std::string csv_field(const std::string& value) {
 
 }  // namespace
 
-void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus,
-                     const std::vector<Pair>& pairs) {
+void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus, const PairList& pairs) {
   try {
     files::write_atomically(path, [&](const std::string& tmp) {
       std::ofstream out(tmp, std::ios::binary);
@@ -353,7 +352,7 @@ void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus,
   }
 }
 
-std::string pairs_fingerprint(const LabeledCorpus& corpus, const std::vector<Pair>& pairs) {
+std::string pairs_fingerprint(const LabeledCorpus& corpus, const PairList& pairs) {
   Fnv1a hash;
   char line[64];
   for (const Pair& p : pairs) {

@@ -39,6 +39,9 @@ struct Pair {
   uint8_t label;   // 1 = same class
 };
 
+// A pair sequence: built here, or viewed in memory the ranks of a node share (node_share.h).
+using PairList = Column<Pair>;
+
 enum class PairSampler { kNotebook, kBalanced };
 // "notebook" or "balanced" (data.pair_sampler); anything else is a UserError.
 PairSampler parse_pair_sampler(const std::string& name);
@@ -84,16 +87,15 @@ struct PairOptions {
   size_t threads = 0;  // 0 = all cores; the result does not depend on it
 };
 
-std::vector<Pair> build_pairs(const LabeledCorpus& corpus, const PairOptions& options,
-                              PairReport* report = nullptr);
+PairList build_pairs(const LabeledCorpus& corpus, const PairOptions& options,
+                     PairReport* report = nullptr);
 
 // The pair sequence as CSV: index, left_row, right_row (data-row numbers in the source file),
 // left_lang, right_lang, label, category. Throws UserError when the file cannot be written.
-void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus,
-                     const std::vector<Pair>& pairs);
+void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus, const PairList& pairs);
 // FNV-1a (64 bit, hex) of the lines "left_row,right_row,label\n" of the sequence in order: the
 // trainer logs it, so a CSV written by `data pairs` can be checked against what it consumed.
-std::string pairs_fingerprint(const LabeledCorpus& corpus, const std::vector<Pair>& pairs);
+std::string pairs_fingerprint(const LabeledCorpus& corpus, const PairList& pairs);
 
 // Global positions a rank consumes in the batch that starts at `consumed`.
 struct PairRange {
@@ -101,7 +103,7 @@ struct PairRange {
   uint64_t count;
 };
 PairRange rank_range(uint64_t consumed, int rank, uint64_t per_rank);
-inline const Pair& pair_at(const std::vector<Pair>& pairs, uint64_t position) {
+inline const Pair& pair_at(const PairList& pairs, uint64_t position) {
   return pairs[position % pairs.size()];
 }
 

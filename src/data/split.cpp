@@ -12,7 +12,7 @@ CorpusSplit split_corpus(const LabeledCorpus& english, const LabeledCorpus& mult
                          uint64_t seed, double val_fraction) {
   CorpusSplit out;
   std::map<std::string, size_t> per_language;
-  for (const auto& lang : multilingual.langs) ++per_language[lang];
+  for (size_t i = 0; i < multilingual.size(); ++i) ++per_language[multilingual.langs[i]];
   for (const auto& [lang, n] : per_language) {
     if (lang == "en") continue;
     if (n > out.max_size) out.max_size = n, out.largest_language = lang;
@@ -36,8 +36,7 @@ CorpusSplit split_corpus(const LabeledCorpus& english, const LabeledCorpus& mult
   out.multilingual = multilingual;
   size_t pos = 0;
   for (; pos < out.max_size; ++pos) {
-    out.multilingual.push_back_from(english, order[pos]);
-    out.multilingual.langs.back() = "en";
+    out.multilingual.push_back_from(english, order[pos], "en");
   }
   const size_t rest = english.size() - out.max_size;
   const size_t n_val = static_cast<size_t>(static_cast<double>(rest) * val_fraction);

@@ -154,7 +154,7 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
       f.write("test/embeddings", test_emb.data(), shape(t.size(), hidden));
       f.write("test/ids", t.ids.data(), {t.size()});
       f.write("test/rows", t.rows.data(), {t.size()});
-      f.write_strings("test/langs", t.langs);
+      f.write_strings("test/langs", t.langs.strings());
     }
     f.flush();
     f.close();

@@ -22,7 +22,7 @@ CentroidAuc epoch_centroid_auc(model::SiameseEncoder& model, const data::XlmrTok
   if (env.rank != 0 || n == 0) return out;
   const int64_t cols = static_cast<int64_t>(x.size() / n);
   const std::vector<int> labels(labeled.labels.begin(), labeled.labels.end());
-  out.by_language = evaluate::centroid_auc_by_language(x, labels, labeled.langs, cols);
+  out.by_language = evaluate::centroid_auc_by_language(x, labels, labeled.langs.strings(), cols);
   double sum = 0;
   int scored = 0;
   for (const auto& [language, auc] : out.by_language)

@@ -17,6 +17,7 @@
 #include "core/strings.h"
 #include "data/batches.h"
 #include "data/datasets.h"
+#include "data/node_share.h"
 #include "data/packed_batch.h"
 #include "dist/communicator.h"
 #include "dist/deadline.h"
@@ -73,7 +74,7 @@ const char* describe(StopReason r) {
 struct Replica {
   data::Datasets datasets;
   data::CorpusSplit split;
-  std::vector<data::Pair> train_pairs, val_pairs;
+  data::PairList train_pairs, val_pairs;
   std::unique_ptr<data::XlmrTokenizer> tokenizer;
   std::unique_ptr<data::NodeMemory> node_memory;  // what the ranks of this node share
   std::unique_ptr<data::TokenStore> train_tokens, val_tokens;
@@ -185,14 +186,23 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
   return path;
 }
 
-// Sets up one rank without any collective: data, tokenizer, model, optimizer, and on rank 0
-// the checkpoint to resume from. A mistake here is reported after all ranks agree on
-// success (a collective inside would deadlock against a rank that already failed).
-void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOptions& options,
-                    Replica& r, std::string& resume_path, Checkpoint& checkpoint) {
-  const bool lead = env.rank == 0;
-  torch::set_num_threads(static_cast<int>(threads_for(config, env)));
+// With data.share_node and several ranks on this node, the node's first rank (local rank 0,
+// the builder of dist::make_node_memory) loads, splits and builds the pairs; connect() shares
+// them with the others.
+bool shares_data(const Config& config, const dist::MpiEnv& env) {
+  return config.data.share_node && env.local_world > 1;
+}
 
+void log_pair_sequences(const Replica& r, const std::string& train_fingerprint,
+                        const std::string& val_fingerprint) {
+  // On every rank: the ranks (and `data pairs`) agree on the sequences.
+  spdlog::info("pair sequences: training {} fingerprint {}, validation {} fingerprint {}",
+               r.train_pairs.size(), train_fingerprint, r.val_pairs.size(), val_fingerprint);
+}
+
+// Loads, splits and builds the pair sequences, without any collective.
+void load_data(const Config& config, const dist::MpiEnv& env, Replica& r) {
+  const bool lead = env.rank == 0;
   r.datasets = data::load_datasets(config, /*with_test=*/true, /*progress=*/lead);
   r.split = data::split_corpus(r.datasets.english, r.datasets.multilingual,
                                static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
@@ -203,10 +213,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   data::PairReport train_report, val_report;
   r.train_pairs = data::training_pairs(config, r.split, &train_report);
   r.val_pairs = data::validation_pairs(config, r.split, &val_report);
-  // On every rank: the ranks (and `data pairs`) agree on the sequences.
-  spdlog::info("pair sequences: training {} fingerprint {}, validation {} fingerprint {}",
-               r.train_pairs.size(), train_report.fingerprint, r.val_pairs.size(),
-               val_report.fingerprint);
+  log_pair_sequences(r, train_report.fingerprint, val_report.fingerprint);
   if (lead) {
     spdlog::info(
         "split: multilingual set {} rows ({} English), validation corpus {}, training corpus {}",
@@ -215,7 +222,17 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
     train_report.log("training");
     val_report.log("validation");
   }
+}
 
+// Sets up one rank without any collective: data, tokenizer, model, optimizer, and on rank 0
+// the checkpoint to resume from. A mistake here is reported after all ranks agree on
+// success (a collective inside would deadlock against a rank that already failed).
+void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOptions& options,
+                    Replica& r, std::string& resume_path, Checkpoint& checkpoint) {
+  const bool lead = env.rank == 0;
+  torch::set_num_threads(static_cast<int>(threads_for(config, env)));
+
+  if (!shares_data(config, env) || env.local_rank == 0) load_data(config, env, r);
   r.tokenizer = std::make_unique<data::XlmrTokenizer>(data::tokenizer_options(config));
 
   model::BuiltEncoder built = model::build_encoder(config);
@@ -286,6 +303,26 @@ std::unique_ptr<StepGraphs> make_step_graphs(const Config& config, const dist::M
   return std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad);
 }
 
+// data.share_node: the builder's corpora and pairs published once per node; every rank of the
+// node (the builder too) then reads them from the node's memory.
+void share_data(const Config& config, const dist::MpiEnv& env, Replica& r) {
+  if (!shares_data(config, env)) return;
+  const auto t0 = Clock::now();
+  r.node_memory = dist::make_node_memory();
+  if (r.node_memory->builder() != (env.local_rank == 0))
+    throw std::logic_error("the node's builder is not its local rank 0");
+  data::share_corpora(r.split, r.datasets.test, *r.node_memory);
+  r.train_pairs = data::share_pairs(r.train_pairs, *r.node_memory);
+  r.val_pairs = data::share_pairs(r.val_pairs, *r.node_memory);
+  if (!r.node_memory->builder())
+    log_pair_sequences(r, data::pairs_fingerprint(r.split.train, r.train_pairs),
+                       data::pairs_fingerprint(r.split.validation, r.val_pairs));
+  if (env.rank == 0)
+    spdlog::info(
+        "corpora and pairs built once per node ({} ranks share them) and published in {:.1f} s",
+        env.local_world, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
 // The token stores. By default each rank tokenizes lazily what it consumes. With
 // tokenizer.share_node and several ranks on a node, every text is tokenized once, on the
 // node's first rank, into a shared-memory window the others map: more memory and set-up time
@@ -301,7 +338,7 @@ void make_token_stores(const Config& config, const dist::MpiEnv& env, Replica& r
     return;
   }
   const auto t0 = Clock::now();
-  r.node_memory = dist::make_node_memory();
+  if (!r.node_memory) r.node_memory = dist::make_node_memory();
   r.train_tokens = std::make_unique<data::TokenStore>(*r.tokenizer, r.split.train.texts, threads,
                                                       *r.node_memory);
   r.val_tokens = std::make_unique<data::TokenStore>(*r.tokenizer, r.split.validation.texts, threads,
@@ -319,6 +356,7 @@ void make_token_stores(const Config& config, const dist::MpiEnv& env, Replica& r
 void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::string& path,
              const Checkpoint& checkpoint) {
   const bool lead = env.rank == 0;
+  share_data(config, env, r);
   make_token_stores(config, env, r);
   r.comm = dist::make_communicator(config.dist.backend, r.device, env);
   ReducerOptions reducer_options;

@@ -162,7 +162,7 @@ struct Counts {
 // Checks the invariants every notebook pair list holds and counts the categories: no text
 // with itself, no unordered pair twice, labels from the texts, no short text, and per
 // category and side no text twice (the sides of normal-toxic are its normal and toxic text).
-Counts check_notebook_pairs(const LabeledCorpus& c, const std::vector<Pair>& pairs) {
+Counts check_notebook_pairs(const LabeledCorpus& c, const PairList& pairs) {
   Counts n;
   std::set<std::pair<uint32_t, uint32_t>> seen;
   std::set<uint32_t> sides[3][2];

@@ -1,13 +1,16 @@
 // data synth output loads cleanly, obeys the notebook's split rule, and is deterministic;
 // TokenStore batches equal direct tokenization.
 #include <algorithm>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include "core/rng.h"
 #include "data/batches.h"
 #include "data/jigsaw.h"
+#include "data/node_share.h"
 #include "data/split.h"
 #include "data/synth.h"
 #include "test_util.h"
@@ -140,6 +143,104 @@ TEST(Batches, SharedTokenStoreHoldsTheLazyStoresIdsOnBuilderAndMappers) {
   auto fewer = load_labeled_csv(s.multilingual_csv, {"comment_text", {"toxic"}, "lang"}, {});
   MappingNode wrong(builder_node.images);
   EXPECT_THROW(TokenStore(tok, fewer.texts, 1, wrong), std::runtime_error);
+}
+
+void expect_same(const LabeledCorpus& a, const LabeledCorpus& b, const std::string& name) {
+  ASSERT_EQ(a.size(), b.size()) << name;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a.texts[i], b.texts[i]) << name << " " << i;
+    ASSERT_EQ(a.labels[i], b.labels[i]) << name << " " << i;
+    ASSERT_EQ(a.langs[i], b.langs[i]) << name << " " << i;
+    ASSERT_EQ(a.rows[i], b.rows[i]) << name << " " << i;
+  }
+  EXPECT_EQ(a.languages(), b.languages()) << name;
+}
+
+void expect_same(const PairList& a, const PairList& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].left, b[i].left) << i;
+    ASSERT_EQ(a[i].right, b[i].right) << i;
+    ASSERT_EQ(a[i].label, b[i].label) << i;
+  }
+}
+
+// data.share_node: the builder's split, test corpus and pairs published once; the builder and
+// a process mapping its images read exactly what loading gave, texts that loading copied
+// (doubled quotes, stripping, invalid UTF-8) included, and make the same batches.
+TEST(NodeShare, SharedCorporaAndPairsReadAsTheLoadedOnesOnBuilderAndMappers) {
+  test::TempDir dir;
+  auto s = write_synthetic_jigsaw(dir.path(), 3000, 7);
+  {  // rows whose texts cannot stay views of the file
+    std::ofstream out(s.multilingual_csv, std::ios::app);
+    out << "90001,\"He said \"\"hi\"\" to everyone there\",es,1\n"
+        << "90002,   padded text with spaces around   ,it,0\n"
+        << "90003,bad \xff utf8 byte inside this text,es,0\n";
+  }
+  const LabeledColumns columns{"comment_text", {"toxic"}, "lang"};
+  auto en = load_labeled_csv(s.train_csv, columns, {});
+  auto ml = load_labeled_csv(s.multilingual_csv, columns, {});
+  std::optional<TestCorpus> test = load_test_csv(s.test_csv, {"id", "content", "lang"}, {});
+  const CorpusSplit loaded = split_corpus(en, ml, 3, 0.1);
+  PairOptions options;
+  options.n_pairs = 300;
+  options.seed = 5;
+  const PairList pairs = build_pairs(loaded.train, options);
+
+  RecordingNode builder_node;
+  CorpusSplit built = loaded;
+  std::optional<TestCorpus> built_test = test;
+  share_corpora(built, built_test, builder_node);
+  const PairList built_pairs = share_pairs(pairs, builder_node);
+  MappingNode mapper_node(builder_node.images);
+  CorpusSplit mapped;
+  std::optional<TestCorpus> mapped_test;
+  share_corpora(mapped, mapped_test, mapper_node);
+  const PairList mapped_pairs = share_pairs(PairList(), mapper_node);
+
+  for (const CorpusSplit* c : {&built, &mapped}) {
+    expect_same(loaded.multilingual, c->multilingual, "multilingual");
+    expect_same(loaded.validation, c->validation, "validation");
+    expect_same(loaded.train, c->train, "train");
+    EXPECT_EQ(c->max_size, loaded.max_size);
+    EXPECT_EQ(c->largest_language, loaded.largest_language);
+  }
+  for (const auto* t : {&built_test, &mapped_test}) {
+    ASSERT_TRUE(t->has_value());
+    EXPECT_EQ((*t)->ids, test->ids);
+    EXPECT_EQ((*t)->rows, test->rows);
+    EXPECT_EQ((*t)->langs.strings(), test->langs.strings());
+    EXPECT_EQ((*t)->texts.views(), test->texts.views());
+  }
+  const std::vector<std::string_view> copied = {"He said \"hi\" to everyone there",
+                                                "padded text with spaces around",
+                                                "bad  utf8 byte inside this text"};
+  const auto texts = mapped.multilingual.texts.views();
+  for (std::string_view text : copied)
+    EXPECT_NE(std::find(texts.begin(), texts.end(), text), texts.end()) << text;
+  expect_same(pairs, built_pairs);
+  expect_same(pairs, mapped_pairs);
+
+  // The same batches from the loaded and the shared corpora.
+  XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", 24,
+                     Pretokenize::kWordpunct, true});
+  TokenStore from_loaded(tok, loaded.train.texts, 1), from_mapped(tok, mapped.train.texts, 1);
+  for (uint64_t at : {0, 64, 250}) {
+    const PairBatch a = make_pair_batch(pairs, {at, 32}, from_loaded, 24);
+    const PairBatch b = make_pair_batch(mapped_pairs, {at, 32}, from_mapped, 24);
+    EXPECT_EQ(a.left_ids, b.left_ids) << at;
+    EXPECT_EQ(a.right_ids, b.right_ids) << at;
+    EXPECT_EQ(a.labels, b.labels) << at;
+  }
+  // Shared corpora are read-only.
+  EXPECT_THROW(mapped.train.texts.push_back("x"), std::logic_error);
+  EXPECT_THROW(mapped.train.labels.push_back(1), std::logic_error);
+  // A file that changed after the builder loaded it is refused, not read out of bounds.
+  { std::ofstream(s.train_csv, std::ios::app) << "more\n"; }
+  MappingNode late(builder_node.images);
+  CorpusSplit none;
+  std::optional<TestCorpus> no_test;
+  EXPECT_THROW(share_corpora(none, no_test, late), std::runtime_error);
 }
 
 }  // namespace

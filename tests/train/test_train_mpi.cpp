@@ -119,20 +119,25 @@ TEST(TrainMpi, AccumulatedMicroBatchesEqualMoreRanks) {
   EXPECT_EQ(line.find(" 0 launched during backward"), std::string::npos) << line;
 }
 
-// With tokenizer.share_node two ranks of one node tokenize once into a shared window, agree
-// on the pair sequence and train the same weights as one rank with its lazy store.
+// With tokenizer.share_node and data.share_node two ranks of one node load, split, build the
+// pairs and tokenize once into shared windows, agree on the pair sequence and train the same
+// weights as one rank that loaded everything itself with its lazy store.
 TEST(TrainMpi, RanksOfANodeShareTheTokenIdsAndTrainAsOneRank) {
   TempDir one, two;
   auto r1 =
       test::train(1, test::train_config(one.path()), "train.pairs_per_rank=8 train.max_steps=5");
   ASSERT_EQ(r1.exit_code, 0) << r1.err;
   auto r = test::train(2, test::train_config(two.path()),
-                       "train.pairs_per_rank=4 train.max_steps=5 tokenizer.share_node=true");
+                       "train.pairs_per_rank=4 train.max_steps=5 tokenizer.share_node=true "
+                       "data.share_node=true");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_LT(max_param_diff(params_at(one.path("run"), 5), params_at(two.path("run"), 5)), 1e-6);
   const std::string log0 = test::read_file(two.path("run/log/rank-0.log"));
   const std::string log1 = test::read_file(two.path("run/log/rank-1.log"));
   EXPECT_NE(log0.find("tokenized once per node (2 ranks share"), std::string::npos) << log0;
+  EXPECT_NE(log0.find("corpora and pairs built once per node (2 ranks share"), std::string::npos)
+      << log0;
+  EXPECT_EQ(log1.find("rows read"), std::string::npos) << log1;  // rank 1 loaded nothing
   auto fingerprints = [](const std::string& log) {
     const size_t at = log.find("pair sequences: ");
     return at == std::string::npos ? std::string() : log.substr(at, log.find('\n', at) - at);
