@@ -162,7 +162,7 @@ int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
   double total = 0;
   std::printf(
       "rank %d/%d (%d on this node): set-up of a training run on %s (%lld tokenizer "
-      "threads%s):\n",
+      "threads%s%s):\n",
       env.rank, env.world, env.local_world, a.dir.c_str(), a.threads,
       a.share ? ", token ids shared by the node" : "",
       a.share_data ? ", corpora and pairs shared by the node" : "");
