@@ -147,6 +147,34 @@ void print_failure(int rank, int world, const std::string& message) {
   std::fflush(stderr);
 }
 
+// Rank 0's report of a failed phase: each distinct message once, in the order of the first
+// rank that had it, naming the ranks ("rank 1: ...", "ranks 0, 2: ..."); a message every rank
+// had (a configuration they share) is printed once, as a one-rank job prints it.
+void print_failures(const std::vector<int>& codes, const std::vector<std::string>& messages) {
+  const int world = static_cast<int>(codes.size());
+  std::vector<std::pair<std::string, std::vector<int>>> groups;
+  for (int r = 0; r < world; ++r) {
+    if (codes[static_cast<size_t>(r)] == kExitOk) continue;
+    const std::string& message = messages[static_cast<size_t>(r)];
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == message; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {message, {}});
+    it->second.push_back(r);
+  }
+  for (const auto& [message, ranks] : groups) {
+    if (static_cast<int>(ranks.size()) == world) {
+      print_failure(0, 1, message);
+      continue;
+    }
+    std::string who = ranks.size() == 1 ? "rank " : "ranks ";
+    for (size_t i = 0; i < ranks.size() && i < 8; ++i)
+      who += (i ? ", " : "") + std::to_string(ranks[i]);
+    if (ranks.size() > 8) who += " and " + std::to_string(ranks.size() - 8) + " more";
+    std::fprintf(stderr, "siamese-xlmr: error: %s: %s\n", who.c_str(), message.c_str());
+    std::fflush(stderr);
+  }
+}
+
 // Items as one string: name and value, each ended by '\0'.
 std::string serialize(const Items& items) {
   std::string out;
@@ -275,8 +303,7 @@ int agree(const Outcome& mine, const std::string& what) {
   if (failing == codes.end()) return kExitOk;
   const std::vector<std::string> messages =
       gather(mine.code == kExitOk ? std::string() : mine.message, 0, "agreement on " + what);
-  for (int r = 0; r < static_cast<int>(messages.size()); ++r)
-    if (codes[static_cast<size_t>(r)] != kExitOk) print_failure(r, world, messages[r]);
+  if (!messages.empty()) print_failures(codes, messages);  // rank 0
   return *failing;
 }
 

@@ -76,8 +76,9 @@ struct Outcome {
 Outcome attempt(const std::function<void()>& phase);
 // The job's outcome of a phase, the same on every rank, so that no rank goes on into a
 // collective that a failed rank will never join: 0 when all ranks succeeded, else the exit
-// code of the lowest failing rank. Rank 0 prints every failing rank's message once, on
-// stderr ("siamese-xlmr: error: rank 1: ...", without the rank when the job has one).
+// code of the lowest failing rank. Rank 0 prints each distinct message once, on stderr,
+// naming the ranks that had it ("siamese-xlmr: error: rank 1: ...", "ranks 0, 2: ..."); a
+// message every rank had is printed once without ranks, as a one-rank job prints it.
 int agree(const Outcome& mine, const std::string& what);
 
 // (name, value) pairs that must be the same on every rank: the program version, the

@@ -22,6 +22,22 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir);
 // (false once this run has started writing those).
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs);
 
+// Held by rank 0 of a training from before it claims run_dir until the process ends (the
+// kernel drops it then, however the process ends): an flock on run_dir/.lock holding
+// "pid P on HOST". A second training into the same directory, fresh, --force or resumed, is
+// refused while the first lives, instead of mixing its files with a live run's. Creates
+// run_dir. Where the file system has no locks, logs a warning and holds nothing.
+class RunDirLock {
+ public:
+  explicit RunDirLock(const std::string& run_dir);
+  ~RunDirLock();
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 // A new id for a fresh run's lineage (its resumes keep it): time, host, pid and randomness.
 std::string new_lineage_id();
 

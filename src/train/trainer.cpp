@@ -72,6 +72,7 @@ const char* describe(StopReason r) {
 
 // Everything one rank holds for training.
 struct Replica {
+  std::unique_ptr<RunDirLock> run_dir_lock;  // rank 0: run.dir is this run's while it lives
   data::Datasets datasets;
   data::CorpusSplit split;
   data::PairList train_pairs, val_pairs;
@@ -677,10 +678,11 @@ int finish(Loop& l, StopReason reason) {
   return kExitOk;
 }
 
-// Rank 0, before any rank writes to run.dir: a fresh run claims it (run_dir.h), then the
-// checkpoint folder and the resolved configuration. Returns where --force moved an earlier
-// run's files, or "".
-std::string prepare_run_dir(const Config& config, const TrainOptions& options) {
+// Rank 0, before any rank writes to run.dir: it locks run.dir for this run (refused while
+// another training uses it), a fresh run claims it (run_dir.h), then the checkpoint folder and
+// the resolved configuration. Returns where --force moved an earlier run's files, or "".
+std::string prepare_run_dir(const Config& config, const TrainOptions& options, Replica& r) {
+  r.run_dir_lock = std::make_unique<RunDirLock>(config.run.dir);
   const std::string moved = options.resume.empty()
                                 ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
                                 : "";
@@ -700,7 +702,7 @@ int set_up(const Config& config, const dist::MpiEnv& env, const TrainOptions& op
   auto prepare = [&] {
     if (!lead) return;
     try {
-      moved = prepare_run_dir(config, options);
+      moved = prepare_run_dir(config, options, r);
     } catch (const std::runtime_error& e) {
       if (dynamic_cast<const UserError*>(&e)) throw;
       throw UserError(std::string("run.dir: ") + e.what());

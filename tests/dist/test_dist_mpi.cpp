@@ -95,6 +95,14 @@ TEST(Agreement, EveryRankGetsTheLowestFailingRanksCodeAndRankZeroPrintsEachFailu
   if (g_env.rank == 0) {
     EXPECT_EQ(both, "siamese-xlmr: error: rank 0: zero\nsiamese-xlmr: error: rank 1: one\n");
   }
+  // The same mistake on every rank (a shared configuration): said once, as one rank says it.
+  mine = {kExitUserError, "c.yaml:21: unknown key 'train.epochs'"};
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(agree(mine, "test phase"), kExitUserError);
+  const std::string same = ::testing::internal::GetCapturedStderr();
+  if (g_env.rank == 0) {
+    EXPECT_EQ(same, "siamese-xlmr: error: c.yaml:21: unknown key 'train.epochs'\n");
+  }
 }
 
 TEST(Agreement, AttemptTurnsExceptionsIntoOutcomes) {
