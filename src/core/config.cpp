@@ -173,11 +173,11 @@ const std::vector<Field>& schema() {
             "toxic-toxic, a quarter normal-normal, a half normal-toxic (drawn with replacement)."),
         {"notebook", "balanced"})));
     s.push_back(entry(
-        &C::data, &DataConfig::share_node, "data.share_node", Kind::kBool, "false",
+        &C::data, &DataConfig::share_node, "data.share_node", Kind::kBool, "true",
         "With several ranks on a node: the node's first rank loads and splits the CSV files and "
         "builds the pairs, published once into shared memory the others map (texts stay views "
-        "of each rank's read-only mapping of the files). Same corpora and pairs; otherwise each "
-        "rank loads its own copy."));
+        "of each rank's read-only mapping of the files). Same corpora and pairs, one copy per "
+        "node; false: each rank loads its own copy."));
     // tokenizer
     s.push_back(entry(&C::tokenizer, &TokenizerConfig::model, "tokenizer.model", Kind::kFile, "",
                       "XLM-R sentencepiece model (sentencepiece.bpe.model). Empty: the one in "
