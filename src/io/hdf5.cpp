@@ -121,6 +121,11 @@ std::vector<T> read_dataset(hid_t file, const std::string& path, const std::stri
   }
   herr_t status = out.empty() ? 0 : H5Dread(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data());
   H5Dclose(set);
+  if constexpr (std::is_same_v<T, char*>) {
+    // A read that fails partway leaves the strings HDF5 already allocated in out: free them.
+    if (status < 0)
+      for (char* p : out) H5free_memory(p);
+  }
   if (status < 0) fail(path, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
   return out;
 }
@@ -244,14 +249,14 @@ std::vector<std::string> H5File::read_strings(const std::string& name) const {
     H5Tclose(type);
     throw;
   }
-  std::vector<std::string> out;
-  for (char* p : ptrs) out.emplace_back(p ? p : "");
-  hid_t set = H5Dopen2(id_, name.c_str(), H5P_DEFAULT);
-  hid_t space = H5Dget_space(set);
-  if (!ptrs.empty()) H5Dvlen_reclaim(type, space, H5P_DEFAULT, ptrs.data());
-  H5Sclose(space);
-  H5Dclose(set);
   H5Tclose(type);
+  // Free each string HDF5 allocated (no second open of the dataset, which could fail and leak).
+  std::vector<std::string> out;
+  out.reserve(ptrs.size());
+  for (char* p : ptrs) {
+    out.emplace_back(p ? p : "");
+    H5free_memory(p);
+  }
   return out;
 }
 
