@@ -335,6 +335,11 @@ int cmd_bench_train(const BenchTrainArgs& a) {
     graphs = std::make_unique<train::StepGraphs>(a.max_len, data::XlmrTokenizer::kPad);
   }
   train::GradientReducer reducer(flat, *comm, env, reducer_options);
+  if (env.world == 1) {  // as run_training: no reducer hooks wait on autograd's accumulators
+    model::ComputeOptions compute = built.encoder->compute();
+    compute.direct_weight_grads = true;
+    built.encoder->set_compute(compute);
+  }
   Bench b{config,
           a,
           env,

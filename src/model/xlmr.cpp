@@ -21,11 +21,71 @@ torch::nn::LayerNorm layer_norm(int64_t size, double eps) {
 
 // Linear in the compute dtype; the fp32 master weights are cast on the fly (autocast's rule
 // for matmuls), so gradients flow back to them in fp32.
-torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x, bool bf16) {
-  if (!bf16) return layer->forward(x);
-  return F::linear(x.to(torch::kBFloat16), layer->weight.to(torch::kBFloat16),
-                   layer->bias.to(torch::kBFloat16));
+torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x, const ComputeOptions& c) {
+  if (!c.bf16) return layer->forward(x);
+  return bf16_linear(x, {layer->weight, layer->bias}, c.direct_weight_grads);
 }
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Autograd's C++ functions differentiate Tensor arguments only (a TensorList is one
+// non-differentiable argument), so the (weight, bias) pairs are passed one by one, as many as
+// there are linears: every argument is a defined tensor (torch 2.x refuses undefined ones).
+struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
+  template <class... Params>
+  static torch::Tensor forward(AutogradContext* ctx, bool direct, const torch::Tensor& x,
+                               const Params&... params) {
+    static_assert(sizeof...(Params) % 2 == 0, "(weight, bias) pairs");
+    const std::vector<torch::Tensor> list{params...};
+    std::vector<torch::Tensor> weights, biases;
+    for (size_t i = 0; i < list.size(); i += 2) {
+      weights.push_back(list[i]);
+      biases.push_back(list[i + 1]);
+    }
+    torch::Tensor w = (weights.size() == 1 ? weights[0] : torch::cat(weights)).to(torch::kBFloat16);
+    torch::Tensor b = (biases.size() == 1 ? biases[0] : torch::cat(biases)).to(torch::kBFloat16);
+    torch::Tensor x2 = x.to(torch::kBFloat16).reshape({-1, x.size(-1)});
+    ctx->save_for_backward({x2, w});
+    ctx->saved_data["x_sizes"] = x.sizes().vec();
+    ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["direct"] = direct;
+    ctx->saved_data["params"] = list;
+    std::vector<int64_t> out_sizes = x.sizes().vec();
+    out_sizes.back() = w.size(0);
+    return torch::addmm(b, x2, w.t()).view(out_sizes);
+  }
+
+  // One gradient per forward argument: none for the flag, x's, then each weight's and bias's
+  // (none where `direct` added it into .grad already).
+  static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &x2 = saved[0], &w = saved[1];
+    const auto params = ctx->saved_data["params"].toTensorVector();
+    torch::Tensor g = grad_out[0].to(torch::kBFloat16).reshape({-1, w.size(0)});
+    variable_list grads(2 + params.size());
+    const auto x_dtype = static_cast<torch::ScalarType>(ctx->saved_data["x_dtype"].toInt());
+    grads[1] = g.mm(w).view(ctx->saved_data["x_sizes"].toIntVector()).to(x_dtype);
+    torch::Tensor grad_w = g.t().mm(x2);
+    torch::Tensor grad_b = torch::mv(g.t(), torch::ones({g.size(0)}, g.options()));
+    const bool direct = ctx->saved_data["direct"].toBool();
+    int64_t row = 0;
+    for (size_t i = 0; i + 1 < params.size(); i += 2) {
+      const int64_t rows = params[i].size(0);
+      torch::Tensor gw = grad_w.narrow(0, row, rows), gb = grad_b.narrow(0, row, rows);
+      row += rows;
+      if (direct && params[i].grad().defined() && params[i + 1].grad().defined()) {
+        torch::NoGradGuard no_grad;
+        params[i].mutable_grad().add_(gw);
+        params[i + 1].mutable_grad().add_(gb);
+      } else {
+        grads[2 + i] = gw.to(params[i].scalar_type());
+        grads[3 + i] = gb.to(params[i + 1].scalar_type());
+      }
+    }
+    return grads;
+  }
+};
 
 // Whether the variable-length flash kernel is there to call: at::_flash_attention_forward with
 // optional cumulative lengths, window sizes, seqused_k and alibi_slopes after return_debug_mask
@@ -123,6 +183,15 @@ torch::Tensor attend_flash(const torch::Tensor& q, const torch::Tensor& k, const
 
 }  // namespace
 
+torch::Tensor bf16_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& params,
+                          bool direct) {
+  const std::vector<torch::Tensor>& p = params;
+  for (const auto& t : p) TORCH_CHECK(t.defined(), "bf16_linear: an undefined parameter");
+  if (p.size() == 2) return Bf16Linear::apply(direct, x, p[0], p[1]);
+  if (p.size() == 6) return Bf16Linear::apply(direct, x, p[0], p[1], p[2], p[3], p[4], p[5]);
+  TORCH_CHECK(false, "bf16_linear: one or three (weight, bias) pairs, not ", p.size(), " tensors");
+}
+
 bool sdpa_available() {
 #if TORCH_VERSION_MAJOR >= 2
   return true;
@@ -204,26 +273,34 @@ XlmrLayerImpl::XlmrLayerImpl(const XlmrConfig& config) : config_(config) {
   output_norm_ = output->register_module("LayerNorm", layer_norm(h, config.layer_norm_eps));
 }
 
-std::array<torch::Tensor, 3> XlmrLayerImpl::project(const torch::Tensor& hidden, bool bf16) {
-  const int64_t heads = config_.num_attention_heads;
+std::array<torch::Tensor, 3> XlmrLayerImpl::project(const torch::Tensor& hidden,
+                                                    const ComputeOptions& c) {
+  const int64_t heads = config_.num_attention_heads, h = config_.hidden_size;
   std::vector<int64_t> shape(hidden.sizes().begin(), hidden.sizes().end() - 1);
   shape.push_back(heads);
-  shape.push_back(config_.hidden_size / heads);
-  return {linear(query_, hidden, bf16).view(shape), linear(key_, hidden, bf16).view(shape),
-          linear(value_, hidden, bf16).view(shape)};
+  shape.push_back(h / heads);
+  if (!c.bf16)
+    return {linear(query_, hidden, c).view(shape), linear(key_, hidden, c).view(shape),
+            linear(value_, hidden, c).view(shape)};
+  // bf16: one GEMM for the three projections (one cast of the input, one GEMM backward).
+  torch::Tensor qkv = bf16_linear(
+      hidden,
+      {query_->weight, query_->bias, key_->weight, key_->bias, value_->weight, value_->bias},
+      c.direct_weight_grads);
+  return {qkv.narrow(-1, 0, h).view(shape), qkv.narrow(-1, h, h).view(shape),
+          qkv.narrow(-1, 2 * h, h).view(shape)};
 }
 
 torch::Tensor XlmrLayerImpl::finish(const torch::Tensor& context, const torch::Tensor& hidden,
                                     const ComputeOptions& compute) {
-  const bool bf16 = compute.bf16;
   const double hidden_dropout = is_training() ? config_.hidden_dropout_prob : 0.0;
-  torch::Tensor attended = linear(attention_dense_, context, bf16).to(torch::kFloat);
+  torch::Tensor attended = linear(attention_dense_, context, compute).to(torch::kFloat);
   attended =
       F::dropout(attended, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
   attended = attention_norm_->forward(attended + hidden);
 
-  torch::Tensor inner = torch::gelu(linear(intermediate_dense_, attended, bf16));  // erf GELU
-  torch::Tensor out = linear(output_dense_, inner, bf16).to(torch::kFloat);
+  torch::Tensor inner = torch::gelu(linear(intermediate_dense_, attended, compute));  // erf GELU
+  torch::Tensor out = linear(output_dense_, inner, compute).to(torch::kFloat);
   out = F::dropout(out, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
   return output_norm_->forward(out + attended);
 }
@@ -232,7 +309,7 @@ torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::T
                                      const ComputeOptions& compute) {
   const int64_t batch = hidden.size(0), len = hidden.size(1);
   const double attention_dropout = is_training() ? config_.attention_probs_dropout_prob : 0.0;
-  auto [q, k, v] = project(hidden, compute.bf16);  // [B,L,heads,d]
+  auto [q, k, v] = project(hidden, compute);  // [B,L,heads,d]
   torch::Tensor context = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask,
                                  attention_dropout, is_training(), compute.sdpa);
   context = context.transpose(1, 2).reshape({batch, len, config_.hidden_size});
@@ -242,7 +319,7 @@ torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::T
 torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const PackedLayout& layout,
                                      const ComputeOptions& compute) {
   const double attention_dropout = is_training() ? config_.attention_probs_dropout_prob : 0.0;
-  auto [q, k, v] = project(hidden, compute.bf16);  // [T,heads,d]
+  auto [q, k, v] = project(hidden, compute);  // [T,heads,d]
   torch::Tensor context;
   switch (layout.attention) {
     case PackedAttention::kFlash:

@@ -29,7 +29,20 @@ struct ComputeOptions {
   // Packed layout off flash: pad inside attention on the CPU too (which otherwise attends per
   // sequence); the path other devices take, here so that CPU tests cover it.
   bool pad_inside_attention = false;
+  // bf16 linears add their weight and bias gradients straight into the fp32 master weights'
+  // .grad (which must exist) instead of returning them through autograd's cast and
+  // accumulator nodes. Set by a trainer whose gradients nobody hooks (one replica).
+  bool direct_weight_grads = false;
 };
+
+// y = x W^T + b in bf16 from fp32 master weights, as autocast computes it, for one or more
+// linears that share the input `x` (their outputs side by side: one GEMM for a fused
+// query/key/value projection). `params` = {W0, b0, W1, b1, ...}. Its backward computes the
+// bias gradient as a matrix-vector product (ATen's column sum over [T, H] runs on a handful of
+// blocks) and, with `direct`, adds the weight gradients into their .grad itself. One or
+// three linears.
+torch::Tensor bf16_linear(const torch::Tensor& x, const std::vector<torch::Tensor>& params,
+                          bool direct);
 
 // Whether this libtorch offers the fused attention kernel.
 bool sdpa_available();
@@ -97,7 +110,7 @@ class XlmrLayerImpl : public torch::nn::Module {
 
  private:
   // q, k, v [..., heads, head_dim] in the compute dtype from hidden [..., H].
-  std::array<torch::Tensor, 3> project(const torch::Tensor& hidden, bool bf16);
+  std::array<torch::Tensor, 3> project(const torch::Tensor& hidden, const ComputeOptions& c);
   // Everything after attention: output projection, residual + LayerNorm, feed-forward.
   // context and hidden [..., H].
   torch::Tensor finish(const torch::Tensor& context, const torch::Tensor& hidden,

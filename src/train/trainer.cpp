@@ -364,6 +364,11 @@ void connect(const Config& config, const dist::MpiEnv& env, Replica& r, std::str
   reducer_options.bucket_mb = config.train.bucket_mb;
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   r.graphs = make_step_graphs(config, env, r.model, r.device);  // before the reducer's hooks
+  if (env.world == 1) {  // no reducer hooks wait on autograd's accumulators
+    model::ComputeOptions compute = r.model->compute();
+    compute.direct_weight_grads = true;
+    r.model->set_compute(compute);
+  }
   r.reducer = std::make_unique<GradientReducer>(*r.flat, *r.comm, env, reducer_options);
   if (lead)
     spdlog::info(

@@ -513,5 +513,59 @@ TEST(Masking, PaddingDoesNotChangeEmbeddings) {
   EXPECT_LT(max_abs_diff(model->forward(short_ids), model->forward(ids.narrow(0, 0, 1))), 1e-5);
 }
 
+// The bf16 linear (one GEMM for several linears sharing an input, bias gradient as a GEMV,
+// optional direct accumulation into .grad) against autocast's formulation, layer by layer.
+// One linear or three (the fused query/key/value projection): every argument the autograd
+// function gets is a defined tensor, as torch 2.x requires.
+class Bf16Linear : public ::testing::TestWithParam<int> {};
+
+TEST_P(Bf16Linear, MatchesCastLinearsAndAccumulatesDirectly) {
+  torch::manual_seed(3);
+  const int linears = GetParam();
+  std::vector<torch::Tensor> params;
+  for (int i = 0; i < linears; ++i) {
+    params.push_back(torch::randn({4, 8}).requires_grad_());
+    params.push_back(torch::randn({4}).requires_grad_());
+  }
+  const torch::Tensor x0 = torch::randn({2, 5, 8}), upstream = torch::randn({2, 5, 4 * linears});
+  auto run = [&](bool fused, bool direct) {
+    for (auto& p : params) p.mutable_grad() = direct ? torch::zeros_like(p) : torch::Tensor();
+    torch::Tensor x = x0.clone().requires_grad_();
+    torch::Tensor y;
+    if (fused) {
+      y = bf16_linear(x, params, direct);
+    } else {
+      std::vector<torch::Tensor> parts;
+      for (size_t i = 0; i < params.size(); i += 2)
+        parts.push_back(torch::nn::functional::linear(x.to(torch::kBFloat16),
+                                                      params[i].to(torch::kBFloat16),
+                                                      params[i + 1].to(torch::kBFloat16)));
+      y = torch::cat(parts, -1);
+    }
+    (y.to(torch::kFloat) * upstream).sum().backward();
+    std::vector<torch::Tensor> out{y.detach().to(torch::kFloat), x.grad()};
+    for (auto& p : params) out.push_back(p.grad().clone());
+    return out;
+  };
+  const auto reference = run(false, false), fused = run(true, false), direct = run(true, true);
+  ASSERT_EQ(reference.size(), fused.size());
+  for (size_t i = 0; i < reference.size(); ++i) {
+    // bf16 products summed in another order round differently: bf16's relative step 2^-8.
+    const double scale = reference[i].abs().max().item<double>();
+    EXPECT_LE((fused[i] - reference[i]).abs().max().item<double>(), 2e-2 * scale + 1e-6) << i;
+    // Adding into zeroed fp32 gradients is exact: the same numbers either way.
+    EXPECT_TRUE(torch::equal(direct[i], fused[i])) << i;
+  }
+  EXPECT_EQ(fused[1].scalar_type(), torch::kFloat);  // x's gradient in x's dtype
+}
+
+INSTANTIATE_TEST_SUITE_P(OneOrThree, Bf16Linear, ::testing::Values(1, 3));
+
+TEST(Bf16LinearArguments, OtherCountsAndUndefinedParametersAreRefused) {
+  const torch::Tensor x = torch::randn({2, 8}), w = torch::randn({4, 8}), b = torch::randn({4});
+  EXPECT_THROW(bf16_linear(x, {w, b, w, b}, false), c10::Error);
+  EXPECT_THROW(bf16_linear(x, {w, torch::Tensor()}, false), c10::Error);
+}
+
 }  // namespace
 }  // namespace sx::model
