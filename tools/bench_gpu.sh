@@ -52,6 +52,9 @@ run_ours ours_packed packed "$warmup"
 # CUDA graphs: one per token bucket, captured the second time a bucket is seen; the longer
 # warm-up captures the common buckets before the measured steps (the JSON counts the rest).
 run_ours ours_graphs packed $((warmup + 55)) train.cuda_graphs=true
+# The same with the residual stream in bf16 (model.residual_dtype: bf16, see performance.md).
+[ "${SX_BENCH_BF16_RESIDUAL:-1}" = 0 ] ||
+  run_ours ours_graphs_bf16res packed $((warmup + 55)) train.cuda_graphs=true model.residual_dtype=bf16
 
 step "PyTorch reference (eager, then WITH_COMPILE=1 adds torch.compile at 128 pairs)"
 reference=.bench/pytorch_reference.py
@@ -76,7 +79,7 @@ def load(path):
         return None
 ref = load(os.path.join(out, "reference", "bench.json")) or {}
 ours = {name: load(os.path.join(out, name + ".json"))
-        for name in ("ours_packed", "ours_graphs", "ours_padded")
+        for name in ("ours_packed", "ours_graphs", "ours_graphs_bf16res", "ours_padded")
         if os.path.exists(os.path.join(out, name + ".json"))}
 print(f"device: {ref.get('device', '?')}, torch {ref.get('torch', '?')}")
 rows = []
@@ -105,7 +108,7 @@ def ratio(label, a, b, target):
     else:
         print(f"{label:58}   n/a")
 print()
-for name in ("ours_packed", "ours_graphs"):
+for name in ("ours_packed", "ours_graphs", "ours_graphs_bf16res"):
     p = ours.get(name)
     ratio(f"{name}, 32 pairs  vs reference bf16 eager, 32", pairs_per_s(p, 32),
           ref.get("bf16_b32", {}).get("pairs_per_s"), 2.0)

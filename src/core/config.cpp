@@ -224,6 +224,12 @@ const std::vector<Field>& schema() {
         {"packed", "padded"}));
     s.push_back(entry(&C::model, &ModelConfig::autocast_bf16, "model.autocast_bf16", Kind::kBool,
                       "false", "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
+    s.push_back(choices(
+        entry(&C::model, &ModelConfig::residual_dtype, "model.residual_dtype", Kind::kEnum, "fp32",
+              "With autocast_bf16: the hidden states between layers (residual adds, dropout, "
+              "LayerNorm outputs) in fp32 as autocast keeps them, or bf16 (faster; rounds the "
+              "residual stream to bf16)."),
+        {"fp32", "bf16"}));
     s.push_back(
         results(range(entry(&C::model, &ModelConfig::pool_ln_eps, "model.pool_ln_eps", Kind::kFloat,
                             "1e-3", "Epsilon of the pooling LayerNorm (Keras' default)."),

@@ -58,6 +58,7 @@ struct ModelConfig {
   std::string attention;   // math | sdpa
   std::string layout;      // packed | padded
   bool autocast_bf16;
+  std::string residual_dtype;  // fp32 | bf16 (bf16 needs autocast_bf16)
   double pool_ln_eps;
 };
 
@@ -134,8 +135,8 @@ std::string config_to_yaml(const Config& config);
 // Every key with its resolved value as YAML, in schema order ("train.lr_max", "0.001").
 std::vector<std::pair<std::string, std::string>> config_key_values(const Config& config);
 // The input files and directories that the keys of `sections` name (key, path), set ones only.
-std::vector<std::pair<std::string, std::string>> input_paths(const Config& config,
-                                                             const std::vector<std::string>& sections);
+std::vector<std::pair<std::string, std::string>> input_paths(
+    const Config& config, const std::vector<std::string>& sections);
 // Writes run.dir/config.resolved.yaml (creating run.dir); returns its path.
 std::string write_resolved_config(const Config& config);
 // A stable hash of the keys that change results (checkpoints refuse to mix runs).

@@ -45,11 +45,14 @@ ComputeOptions compute_options(const Config& config, const torch::Device& device
   compute.sdpa = config.model.attention == "sdpa";
   compute.bf16 = config.model.autocast_bf16;
   compute.packed = config.model.layout == "packed";
+  compute.bf16_residual = config.model.residual_dtype == "bf16";
   if (compute.sdpa && !sdpa_available())
     throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
                     std::string(TORCH_VERSION) + " (use math)");
   if (compute.bf16 && !device.is_cuda())
     throw UserError("model.autocast_bf16: true needs a CUDA device; this replica runs on CPU");
+  if (compute.bf16_residual && !compute.bf16)
+    throw UserError("model.residual_dtype: bf16 needs model.autocast_bf16: true (it is false)");
   return compute;
 }
 

@@ -26,6 +26,21 @@ torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x, const Com
   return bf16_linear(x, {layer->weight, layer->bias}, c.direct_weight_grads);
 }
 
+// LayerNorm in x's dtype: a bf16 residual stream is normalised in bf16 (ATen accumulates the
+// statistics in fp32) with the fp32 parameters cast on the fly, as the linears do.
+torch::Tensor norm(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
+  if (x.scalar_type() == ln->weight.scalar_type()) return ln->forward(x);
+  return F::layer_norm(x, F::LayerNormFuncOptions(ln->options.normalized_shape())
+                              .weight(ln->weight.to(x.scalar_type()))
+                              .bias(ln->bias.to(x.scalar_type()))
+                              .eps(ln->options.eps()));
+}
+
+// The residual stream's dtype under `compute`.
+torch::ScalarType residual_dtype(const ComputeOptions& compute) {
+  return compute.bf16 && compute.bf16_residual ? torch::kBFloat16 : torch::kFloat;
+}
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -294,15 +309,16 @@ std::array<torch::Tensor, 3> XlmrLayerImpl::project(const torch::Tensor& hidden,
 torch::Tensor XlmrLayerImpl::finish(const torch::Tensor& context, const torch::Tensor& hidden,
                                     const ComputeOptions& compute) {
   const double hidden_dropout = is_training() ? config_.hidden_dropout_prob : 0.0;
-  torch::Tensor attended = linear(attention_dense_, context, compute).to(torch::kFloat);
+  const torch::ScalarType residual = residual_dtype(compute);
+  torch::Tensor attended = linear(attention_dense_, context, compute).to(residual);
   attended =
       F::dropout(attended, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
-  attended = attention_norm_->forward(attended + hidden);
+  attended = norm(attention_norm_, attended + hidden);
 
   torch::Tensor inner = torch::gelu(linear(intermediate_dense_, attended, compute));  // erf GELU
-  torch::Tensor out = linear(output_dense_, inner, compute).to(torch::kFloat);
+  torch::Tensor out = linear(output_dense_, inner, compute).to(residual);
   out = F::dropout(out, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
-  return output_norm_->forward(out + attended);
+  return norm(output_norm_, out + attended);
 }
 
 torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& key_mask,
@@ -362,7 +378,7 @@ SiameseEncoderImpl::SiameseEncoderImpl(const XlmrConfig& config, double pool_ln_
 torch::Tensor SiameseEncoderImpl::embed(const torch::Tensor& ids, const torch::Tensor& positions) {
   torch::Tensor x = word_embeddings_->forward(ids) + position_embeddings_->forward(positions) +
                     token_type_embeddings_->weight[0];
-  x = embedding_norm_->forward(x);
+  x = embedding_norm_->forward(x).to(residual_dtype(compute_));
   return F::dropout(x,
                     F::DropoutFuncOptions().p(config_.hidden_dropout_prob).training(is_training()));
 }
@@ -374,7 +390,7 @@ torch::Tensor SiameseEncoderImpl::hidden_states(const torch::Tensor& ids) {
   torch::Tensor key_mask = ids.ne(config_.pad_token_id);
   torch::Tensor x = embed(ids, roberta_position_ids(ids, config_.pad_token_id));
   for (auto& layer : layers_) x = layer->forward(x, key_mask, compute_);
-  return x;
+  return x.to(torch::kFloat);
 }
 
 torch::Tensor SiameseEncoderImpl::forward(const torch::Tensor& ids) {
@@ -416,7 +432,7 @@ torch::Tensor SiameseEncoderImpl::hidden_states(const PackedIds& packed) {
 torch::Tensor SiameseEncoderImpl::encode(const PackedIds& packed, const PackedLayout& layout) {
   torch::Tensor x = embed(packed.ids, layout.position + (config_.pad_token_id + 1));
   for (auto& layer : layers_) x = layer->forward(x, layout, compute_);
-  return x;
+  return x.to(torch::kFloat);
 }
 
 torch::Tensor SiameseEncoderImpl::forward(const PackedIds& packed) {

@@ -33,6 +33,11 @@ struct ComputeOptions {
   // .grad (which must exist) instead of returning them through autograd's cast and
   // accumulator nodes. Set by a trainer whose gradients nobody hooks (one replica).
   bool direct_weight_grads = false;
+  // model.residual_dtype: bf16 (with bf16): the hidden states between the layers (dropout, the
+  // residual adds and the LayerNorms' outputs) in bf16 instead of fp32, so no activation is
+  // cast back and forth around each linear. LayerNorm statistics are still accumulated in
+  // fp32; the last hidden state is returned in fp32 for pooling.
+  bool bf16_residual = false;
 };
 
 // y = x W^T + b in bf16 from fp32 master weights, as autocast computes it, for one or more

@@ -71,6 +71,23 @@ TEST_F(Gpu, Bf16WithinBf16ToleranceOfFp32) {
   }
 }
 
+TEST_F(Gpu, Bf16ResidualStreamWithinBf16ToleranceOfFp32) {
+  // model.residual_dtype: bf16 rounds the hidden states between layers to bf16 too: the same
+  // tolerance as bf16 matmuls alone (the fixture's 2 layers), padded (SDPA) and packed (flash).
+  torch::Tensor fp32 = embed({});
+  for (bool packed : {false, true}) {
+    ComputeOptions compute;
+    compute.bf16 = true;
+    compute.sdpa = sdpa_available();
+    compute.packed = packed;
+    compute.bf16_residual = true;
+    torch::Tensor bf16 = embed(compute);
+    EXPECT_LT(max_abs(bf16, fp32), 5e-2) << "packed " << packed;
+    double cosine = torch::cosine_similarity(bf16.flatten(), fp32.flatten(), 0).item<double>();
+    EXPECT_GT(cosine, 0.999) << "packed " << packed;
+  }
+}
+
 TEST_F(Gpu, Bf16TrainingStepGradientsFollowFp32) {
   const std::string dir = test::fixtures_dir() + "/hf-tiny-xlmr";
   auto train = read_safetensors(dir + "/train_step_ref.safetensors");
@@ -99,6 +116,14 @@ TEST_F(Gpu, Bf16TrainingStepGradientsFollowFp32) {
   torch::Tensor bf16 = grads({true, sdpa_available()});
   EXPECT_TRUE(torch::isfinite(bf16).all().item<bool>());
   EXPECT_GT(torch::cosine_similarity(bf16, fp32, 0).item<double>(), 0.99);
+  ComputeOptions residual;  // the residual stream in bf16 too, packed (flash where available)
+  residual.bf16 = true;
+  residual.sdpa = sdpa_available();
+  residual.packed = true;
+  residual.bf16_residual = true;
+  torch::Tensor bf16_residual = grads(residual);
+  EXPECT_TRUE(torch::isfinite(bf16_residual).all().item<bool>());
+  EXPECT_GT(torch::cosine_similarity(bf16_residual, fp32, 0).item<double>(), 0.99);
 }
 
 // ---- packed layout ----

@@ -561,6 +561,49 @@ TEST_P(Bf16Linear, MatchesCastLinearsAndAccumulatesDirectly) {
 
 INSTANTIATE_TEST_SUITE_P(OneOrThree, Bf16Linear, ::testing::Values(1, 3));
 
+// bf16 compute on the CPU (the GPU tests repeat it with flash and SDPA): with the residual stream
+// in fp32 (autocast's rule) or in bf16 (model.residual_dtype: bf16), in both layouts, the
+// fixture step stays within bf16 tolerance of fp32 and the last hidden state comes back in
+// fp32 for pooling.
+class Bf16Residual : public ::testing::TestWithParam<std::tuple<Layout, bool>> {};
+
+TEST_P(Bf16Residual, FixtureStepWithinBf16ToleranceOfFp32) {
+  const auto [layout, bf16_residual] = GetParam();
+  const StepResult fp32 = fixture_step(layout);
+  ComputeOptions compute;
+  compute.bf16 = true;
+  compute.bf16_residual = bf16_residual;
+  const StepResult bf16 = fixture_step(layout, compute);
+  // bf16 keeps 8 mantissa bits (relative step 2^-8); through 2 layers and a LayerNorm the
+  // unit-scale embeddings move by a few hundredths at most (as in test_gpu's bf16 tests).
+  EXPECT_EQ(bf16.embeddings.scalar_type(), torch::kFloat);
+  EXPECT_LT(max_abs_diff(bf16.embeddings, fp32.embeddings), 5e-2);
+  EXPECT_GT(torch::cosine_similarity(bf16.embeddings.flatten(), fp32.embeddings.flatten(), 0)
+                .item<double>(),
+            0.999);
+  EXPECT_NEAR(bf16.loss.item<double>(), fp32.loss.item<double>(),
+              2e-2 * std::abs(fp32.loss.item<double>()));
+  auto flat_grads = [](const SiameseEncoder& model) {
+    std::vector<torch::Tensor> g;
+    for (const auto& p : model->parameters()) g.push_back(p.grad().flatten());
+    return torch::cat(g).to(torch::kDouble);
+  };
+  const torch::Tensor g32 = flat_grads(fp32.model), g16 = flat_grads(bf16.model);
+  EXPECT_TRUE(torch::isfinite(g16).all().item<bool>());
+  EXPECT_GT(torch::cosine_similarity(g16, g32, 0).item<double>(), 0.99);
+  ComputeOptions residual_only;
+  residual_only.bf16_residual = true;  // without bf16 compute: fp32 throughout, the same numbers
+  EXPECT_TRUE(torch::equal(fixture_step(layout, residual_only).embeddings, fp32.embeddings));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    LayoutsAndResidual, Bf16Residual,
+    ::testing::Combine(::testing::Values(Layout::kPadded, Layout::kPacked), ::testing::Bool()),
+    [](const ::testing::TestParamInfo<std::tuple<Layout, bool>>& info) {
+      return std::string(std::get<0>(info.param) == Layout::kPacked ? "Packed" : "Padded") +
+             (std::get<1>(info.param) ? "Bf16Residual" : "Fp32Residual");
+    });
+
 TEST(Bf16LinearArguments, OtherCountsAndUndefinedParametersAreRefused) {
   const torch::Tensor x = torch::randn({2, 8}), w = torch::randn({4, 8}), b = torch::randn({4});
   EXPECT_THROW(bf16_linear(x, {w, b, w, b}, false), c10::Error);
