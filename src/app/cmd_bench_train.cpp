@@ -328,8 +328,8 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
   std::unique_ptr<train::StepGraphs> graphs;
   if (config.train.cuda_graphs) {
-    const std::string why = train::StepGraphs::unsupported_reason(built.encoder, device, env.world,
-                                                                  a.layout == "packed");
+    const std::string why =
+        train::StepGraphs::unsupported_reason(built.encoder, device, a.layout == "packed");
     if (!why.empty()) throw UserError("train.cuda_graphs: " + why);
     train::StepGraphs::use_own_stream(device);  // before the reducer's hooks
     graphs = std::make_unique<train::StepGraphs>(a.max_len, data::XlmrTokenizer::kPad);
@@ -344,7 +344,8 @@ int cmd_bench_train(const BenchTrainArgs& a) {
           a,
           env,
           device,
-          train::Trainee{built.encoder, &flat, &adam, &reducer, device, env.world, graphs.get()},
+          train::Trainee{built.encoder, &flat, &adam, env.world > 1 ? &reducer : nullptr, device,
+                         env.world, graphs.get()},
           non_embedding_parameters(*built.encoder)};
 
   json results;

@@ -312,12 +312,14 @@ const std::vector<Field>& schema() {
                       "Deal each global batch's pairs out so that the ranks' token counts are "
                       "close (each still takes train.pairs_per_rank pairs; the global batch and "
                       "its loss are unchanged). false: rank r takes the r-th consecutive slice."));
-    s.push_back(
-        entry(&C::train, &TrainConfig::cuda_graphs, "train.cuda_graphs", Kind::kBool, "false",
-              "Replay each step's forward and backward as a CUDA graph (one GPU, packed "
-              "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
-              "batch is padded to a multiple of 256 tokens with dummy sequences, which "
-              "changes only dropout's random numbers. Ignored, with a warning, elsewhere."));
+    s.push_back(entry(&C::train, &TrainConfig::cuda_graphs, "train.cuda_graphs", Kind::kBool,
+                      "false",
+                      "Replay each step's forward and backward as a CUDA graph (CUDA, packed "
+                      "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
+                      "batch is padded to a multiple of 256 tokens with dummy sequences, which "
+                      "changes only dropout's random numbers. With several ranks the gradient "
+                      "all-reduce runs after the replay instead of overlapping backward. Ignored, "
+                      "with a warning, elsewhere."));
     s.push_back(entry(&C::train, &TrainConfig::epoch_auc, "train.epoch_auc", Kind::kBool, "true",
                       "At each epoch's end, embed the multilingual labeled set (every rank a "
                       "share, eval mode) and log its centroid ROC-AUC per held-out language and "

@@ -76,6 +76,8 @@ class GradientReducer {
   // With gradient accumulation, call it before the LAST micro-batch's forward only, listing
   // every micro-batch's ids: the hooks stay idle outside begin_step..finish_step, so the
   // earlier micro-batches' backward passes just accumulate into the flat buffer.
+  // It may also come after backward (a CUDA graph's replay runs no hooks): finish_step then
+  // launches every bucket, with the same result.
   void begin_step(int64_t step, const std::vector<TokenIds>& token_ids);
   // After loss.backward() and after writing this rank's StepSlot values: launches what is
   // left (unused parameters' buckets, the slots), waits for everything under

@@ -145,21 +145,25 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
   mark(Phase::kH2D);
   torch::Tensor loss_sum;  // sum over micro-batches of loss / count, on the device
   int64_t tokens = 0;
+  // The word-embedding rows the micro-batches touch (the reducer reduces only their union): the
+  // ids, and the pad row too where pad tokens are looked up (padded rows, a graph's dummies).
+  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
+  std::vector<GradientReducer::TokenIds> touched;
+  for (const HostBatch& batch : micro_batches) {
+    touched.emplace_back(batch.text.ids);
+    if (!batch.packed || graphed) touched.emplace_back(pad_row);
+  }
   if (graphed) {  // one replay: forward and backward (the split shows both as "forward")
     torch::manual_seed(settings.dropout_seed);
     loss_sum = t.graphs->forward_backward(t, micro_batches.front(), settings.margin).detach();
     tokens = micro_batches.front().text.tokens();
+    // Several ranks: a replay runs no autograd hooks, so the reducer starts after it (the row
+    // exchange on the host overlaps the replay on the device) and finish_step launches every
+    // bucket; the all-reduce follows backward instead of overlapping it.
+    if (t.reducer) t.reducer->begin_step(settings.step, touched);
     mark(Phase::kForward);
   } else {
     t.flat->zero_grads();
-    // The word-embedding rows the micro-batches touch (the reducer reduces only their union):
-    // the ids, and in the padded layout the pad row too.
-    static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
-    std::vector<GradientReducer::TokenIds> touched;
-    for (const HostBatch& batch : micro_batches) {
-      touched.emplace_back(batch.text.ids);
-      if (!batch.packed) touched.emplace_back(pad_row);
-    }
     for (size_t a = 0; a < count; ++a) {
       const bool last = a + 1 == count;
       // Dropout randomness from (seed, rank, step, micro-batch) alone: a resumed run draws the
@@ -167,7 +171,7 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
       torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
       // With several ranks the reducer's hooks launch the bucket all-reduces during the last
       // micro-batch's backward (the hooks are idle before begin_step).
-      if (last && t.world > 1) t.reducer->begin_step(settings.step, touched);
+      if (last && t.reducer) t.reducer->begin_step(settings.step, touched);
       torch::Tensor loss = micro_loss(t, micro_batches[a], device_batches[a], settings.margin);
       if (count > 1) loss = loss / static_cast<double>(count);  // the mean over the global batch
       if (last) mark(Phase::kForward);
@@ -186,7 +190,7 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
     t.flat->slot(StepSlot::kLoss).copy_(loss_sum);
     t.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(tokens));
     const auto comm_start = Clock::now();  // from here on only the wait is exposed
-    if (t.world > 1)
+    if (t.reducer)
       t.reducer->finish_step();  // averaged gradients and slots
     else
       t.flat->collect_grads();

@@ -57,7 +57,7 @@ struct Trainee {
   model::SiameseEncoder model;
   FlatParameters* flat = nullptr;
   model::KerasAdam* adam = nullptr;
-  GradientReducer* reducer = nullptr;  // unused with one rank
+  GradientReducer* reducer = nullptr;  // averages over the ranks; null with one rank
   torch::Device device{torch::kCPU};
   int world = 1;
   StepGraphs* graphs = nullptr;  // forward and backward through CUDA graphs when set

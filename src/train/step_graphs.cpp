@@ -24,10 +24,9 @@
 namespace sx::train {
 
 std::string StepGraphs::unsupported_reason(const model::SiameseEncoder& model,
-                                           const torch::Device& device, int world, bool packed) {
+                                           const torch::Device& device, bool packed) {
   if (!SX_HAVE_CUDA_GRAPHS) return "this build has no CUDA graphs (CUDA and libtorch >= 2 needed)";
   if (!device.is_cuda()) return "the replica runs on the CPU";
-  if (world > 1) return "with several ranks the all-reduce overlaps backward outside a graph";
   if (!packed) return "model.layout is padded (graphs need the packed layout)";
   if (model::packed_attention(model->compute(), model->config(), device) !=
       model::PackedAttention::kFlash)

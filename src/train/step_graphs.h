@@ -10,8 +10,9 @@
 // first runs the same code eagerly, as the warm-up capture needs); all graphs share one
 // memory pool, which is safe because nothing a graph leaves behind is read after the step.
 //
-// Only for one CUDA replica with flash attention over the packed layout (with several ranks
-// the reducer's row union and the overlapped all-reduce change shape every step).
+// For CUDA replicas with flash attention over the packed layout. With several ranks the
+// gradient all-reduce stays outside the graph (its touched-row union changes shape every step)
+// and runs after the replay: a replay runs no autograd hooks, so nothing overlaps backward.
 #pragma once
 
 #include <torch/torch.h>
@@ -44,7 +45,7 @@ class StepGraphs {
 
   // "" when graphs can run the steps of `model` (already on `device`); else why not.
   static std::string unsupported_reason(const model::SiameseEncoder& model,
-                                        const torch::Device& device, int world, bool packed);
+                                        const torch::Device& device, bool packed);
 
   // Zeroes the gradients, then forward, DBL loss and backward of `batch` on the current
   // stream's behalf, through the graph of the batch's shape. Returns the loss (a device

@@ -295,7 +295,7 @@ std::unique_ptr<StepGraphs> make_step_graphs(const Config& config, const dist::M
     return nullptr;
   }
   const std::string why =
-      StepGraphs::unsupported_reason(model, device, env.world, config.model.layout == "packed");
+      StepGraphs::unsupported_reason(model, device, config.model.layout == "packed");
   if (!why.empty()) {
     if (env.rank == 0) spdlog::warn("train.cuda_graphs: not used, {}", why);
     return nullptr;
@@ -808,8 +808,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
            Prefetcher<std::vector<HostBatch>>(
                [&](uint64_t consumed) { return training_batches(config, env, r, consumed); },
                static_cast<uint64_t>(global_batch)),
-           Trainee{r.model, r.flat.get(), r.adam.get(), r.reducer.get(), r.device, env.world,
-                   r.graphs.get()},
+           Trainee{r.model, r.flat.get(), r.adam.get(), env.world > 1 ? r.reducer.get() : nullptr,
+                   r.device, env.world, r.graphs.get()},
            budget};
     l.seconds_before = r.state.train_seconds;
     l.checkpoint_every = parse_steps_or_duration(config.train.checkpoint_every);

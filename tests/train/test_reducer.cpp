@@ -2,7 +2,8 @@
 // train.reducer_mpi, label "mpi"): the averaged gradient equals the dense average of every
 // rank's gradient, sparse embedding rows included; buckets are launched from the autograd
 // hooks while backward runs; unused parameters do not block; bf16 on the wire stays within
-// bf16 rounding and leaves the replicas identical. On one GPU (train.reducer_gpu, label
+// bf16 rounding and leaves the replicas identical; begun after backward (CUDA graphs), it
+// launches every bucket at finish_step with the same result. On one GPU (train.reducer_gpu, label
 // "gpu"; skipped without CUDA): the overlapped NCCL reduction equals the plain gradient.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -178,6 +179,27 @@ TEST(ReducerUnused, UnusedParametersDoNotBlockAndAverageWithZero) {
   torch::Tensor b_bias = m->b->bias.grad();
   EXPECT_TRUE(torch::allclose(b_bias, torch::full({4}, 1.0 / g_env.world)));
   EXPECT_EQ(reducer.stats().sparse_rows, -1);  // no embedding here: all dense
+}
+
+// CUDA graphs replay backward without running autograd's hooks, so with several ranks the step
+// begins the reducer after backward: finish_step then launches every bucket, and the average is
+// the same as when the hooks launch them during backward.
+TEST(ReducerAfterBackward, LaunchesEveryBucketAtFinishWithTheSameAverage) {
+  torch::manual_seed(1);  // same weights on every rank
+  Replica r(torch::kCPU);
+  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env);
+  GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(dist::WireType::kFloat32));
+  const torch::Tensor expected = r.dense_average(g_env.world);
+  const std::vector<int32_t> ids = batch_ids(g_env.rank);
+  r.flat->zero_grads();
+  r.backward(ids);  // the hooks fire, idle: no step has begun
+  reducer.begin_step(1, {ids});
+  EXPECT_EQ(reducer.stats().launched_in_backward, 0);
+  reducer.finish_step();
+  EXPECT_GT(reducer.stats().buckets, 5);
+  EXPECT_EQ(reducer.stats().launched_in_backward, 0);
+  EXPECT_EQ(reducer.stats().sparse_rows, union_size(g_env.world));
+  EXPECT_LT((r.flat->grads() - expected).abs().max().item<double>(), 1e-6);
 }
 
 TEST(ReducerGpu, OverlappedNcclEqualsThePlainGradient) {

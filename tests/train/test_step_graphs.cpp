@@ -7,16 +7,23 @@
 #include <memory>
 
 #include "data/packed_batch.h"
+#include "dist/communicator.h"
+#include "dist/deadline.h"
+#include "dist/mpi_env.h"
+#include "model/keras_adam.h"
 #include "model/siamese_loss.h"
 #include "model/weights.h"
 #include "model/xlmr.h"
 #include "test_util.h"
 #include "train/flat_params.h"
+#include "train/reducer.h"
 #include "train/step.h"
 #include "train/step_graphs.h"
 
 namespace sx::train {
 namespace {
+
+dist::MpiEnv g_env;  // one rank: the NCCL communicator of the reducer case
 
 model::XlmrConfig tiny(double dropout) {
   model::XlmrConfig c = model::read_xlmr_config(test::fixtures_dir() + "/hf-tiny-xlmr/config.json");
@@ -27,7 +34,7 @@ model::XlmrConfig tiny(double dropout) {
 
 TEST(StepGraphs, SayWhyNotOnTheCpu) {
   model::SiameseEncoder m(tiny(0.0), 1e-3);
-  EXPECT_NE(StepGraphs::unsupported_reason(m, torch::kCPU, 1, true), "");
+  EXPECT_NE(StepGraphs::unsupported_reason(m, torch::kCPU, true), "");
 }
 
 double cosine(const torch::Tensor& a, const torch::Tensor& b) {
@@ -58,7 +65,7 @@ class StepGraphsGpu : public ::testing::Test {
     model_->train();
     flat_ = std::make_unique<FlatParameters>(*model_);
     trainee_ = Trainee{model_, flat_.get(), nullptr, nullptr, device_, 1, nullptr};
-    ASSERT_EQ(StepGraphs::unsupported_reason(model_, device_, 1, true), "");
+    ASSERT_EQ(StepGraphs::unsupported_reason(model_, device_, true), "");
   }
   HostBatch batch(uint64_t seed) const {
     return make_host_batch(data::random_text_batch(8, seed, 10, kMaxLen, 4000), true, device_,
@@ -137,5 +144,52 @@ TEST_F(StepGraphsGpu, DropoutFollowsTheSeedSetBeforeEachReplay) {
   EXPECT_GT(max_abs(a.grads - other.grads), 100 * max_abs(a.grads - again.grads) + 1e-6);
 }
 
+// What several ranks run, on one GPU: train_step with a reducer (one rank over NCCL) behind the
+// graphs. The eager first sight of a bucket and its capture run the hooks while no step has
+// begun, and a replay runs none; the reducer begins after the replay and finish_step launches
+// every bucket. One rank's average is its own gradient: the steps without a reducer agree, and
+// the eager step, whose hooks launch the buckets during backward, agrees to bf16 tolerance.
+TEST_F(StepGraphsGpu, WithAReducerEveryBucketIsReducedAfterTheReplay) {
+  make(0.0);
+  auto comm = dist::make_communicator("nccl", device_, g_env);
+  GradientReducer reducer(*flat_, *comm, g_env, ReducerOptions{});
+  model::KerasAdam adam(flat_->params(), {0.9, 0.999, 1e-7});
+  StepGraphs graphs(kMaxLen, data::XlmrTokenizer::kPad);
+  trainee_.adam = &adam;
+  const std::vector<HostBatch> b{batch(1)};
+  StepSettings settings;
+  settings.dropout_seed = 5;
+  settings.lr = 0;  // the weights stay as they are: every step sees the same model
+  auto step = [&](StepGraphs* g, GradientReducer* red) {
+    trainee_.graphs = g;
+    trainee_.reducer = red;
+    ++settings.step;
+    const StepResult r = train_step(trainee_, b, settings, nullptr);
+    EXPECT_TRUE(r.applied);
+    return Outcome{flat_->grads().to(torch::kCPU).clone(), r.loss};
+  };
+  std::vector<Outcome> graphed;
+  for (int i = 0; i < 3; ++i) {  // eager first sight, capture, replay
+    graphed.push_back(step(&graphs, &reducer));
+    EXPECT_EQ(reducer.stats().launched_in_backward, 0) << i;
+    EXPECT_GT(reducer.stats().sparse_rows, 0) << i;
+  }
+  EXPECT_EQ(graphs.captured(), 1);
+  const Outcome alone = step(&graphs, nullptr);  // the same graph, no reducer
+  for (int i = 0; i < 3; ++i) expect_same(alone, graphed[static_cast<size_t>(i)], "graph");
+  const Outcome eager = step(nullptr, &reducer);
+  EXPECT_EQ(reducer.stats().launched_in_backward, reducer.stats().buckets);
+  EXPECT_NEAR(eager.loss, alone.loss, 1e-2 * std::abs(alone.loss));
+  EXPECT_GT(cosine(eager.grads, alone.grads), 0.999);
+}
+
 }  // namespace
 }  // namespace sx::train
+
+int main(int argc, char** argv) {
+  sx::dist::MpiSession mpi(&argc, &argv);
+  sx::train::g_env = mpi.env();
+  sx::dist::set_collective_timeout(60);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
