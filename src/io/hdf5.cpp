@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <unordered_set>
 
 #include "core/error.h"
+#include "io/hdf5_heap.h"
 
 namespace sx::io {
 namespace {
@@ -158,6 +160,61 @@ Shape checked_shape(hid_t set, const std::string& path, const std::string& name,
   return shape;
 }
 
+// How `file` encodes addresses, for the checks of io/hdf5_heap.h.
+heap::Layout layout_of(hid_t file) {
+  const Hid plist(H5Fget_create_plist(file), H5Pclose);
+  size_t sizeof_addr = 0, sizeof_size = 0;
+  hsize_t user_block = 0;
+  H5Pget_sizes(plist.get(), &sizeof_addr, &sizeof_size);
+  H5Pget_userblock(plist.get(), &user_block);
+  heap::Layout layout;
+  layout.base = user_block;
+  layout.sizeof_addr = static_cast<unsigned>(sizeof_addr);
+  layout.sizeof_size = static_cast<unsigned>(sizeof_size);
+  return layout;
+}
+
+// Checks the `points` string references of dataset `set` before HDF5 follows them: the
+// dataset must be stored contiguously in the file (as our writers store it) so that its
+// references can be read from the file's bytes.
+void check_string_dataset(hid_t file, hid_t set, const std::string& path, const std::string& name,
+                          uint64_t points) {
+  const Hid create(H5Dget_create_plist(set), H5Pclose);
+  const haddr_t offset = H5Dget_offset(set);
+  if (H5Pget_layout(create.get()) != H5D_CONTIGUOUS || H5Pget_external_count(create.get()) != 0 ||
+      offset == HADDR_UNDEF)
+    fail(path, "dataset '" + name +
+                   "' is not stored contiguously in the file, expected strings as this program "
+                   "writes them");
+  const heap::Layout layout = layout_of(file);
+  const heap::RawFile raw(path);
+  const std::string what = "dataset '" + name + "'";
+  const std::vector<uint8_t> refs = raw.read(offset, points * heap::ref_size(layout), what);
+  heap::check_refs(raw, layout, heap::decode_refs(refs, layout), what);
+}
+
+// Checks the string reference of attribute `name` on the root group before HDF5 follows it.
+void check_string_attribute(hid_t file, const std::string& path, const std::string& name) {
+  haddr_t header = HADDR_UNDEF;
+#if H5_VERSION_GE(1, 12, 0)
+  H5O_info2_t info;
+  if (H5Oget_info3(file, &info, H5O_INFO_BASIC) >= 0)
+    H5VLnative_token_to_addr(file, info.token, &header);
+#else
+  H5O_info_t info;
+  if (H5Oget_info2(file, &info, H5O_INFO_BASIC) >= 0) header = info.addr;
+#endif
+  if (header == HADDR_UNDEF) fail(path, "cannot locate the root group's object header");
+  const heap::Layout layout = layout_of(file);
+  const heap::RawFile raw(path);
+  const std::string what = "attribute '" + name + "'";
+  const std::vector<uint8_t> value = heap::attribute_value(raw, layout, header, name);
+  if (value.size() < heap::ref_size(layout))
+    fail(path, what + " holds " + std::to_string(value.size()) + " bytes, expected a string's " +
+                   std::to_string(heap::ref_size(layout)) + "-byte reference");
+  heap::check_refs(raw, layout, heap::decode_refs(value, layout), what);
+}
+
 // `xfer`: the transfer property list (a VlenArena's for strings).
 template <class T>
 std::vector<T> read_dataset(hid_t file, const std::string& path, const std::string& name,
@@ -165,7 +222,10 @@ std::vector<T> read_dataset(hid_t file, const std::string& path, const std::stri
   const Hid set(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.valid()) fail(path, "missing dataset '" + name + "'");
   std::vector<T> out(checked_shape(set.get(), path, name, expected).points);
-  if (!out.empty() && H5Dread(set.get(), type, H5S_ALL, H5S_ALL, xfer, out.data()) < 0)
+  if (out.empty()) return out;
+  if constexpr (std::is_same_v<T, char*>)
+    check_string_dataset(file, set.get(), path, name, out.size());
+  if (H5Dread(set.get(), type, H5S_ALL, H5S_ALL, xfer, out.data()) < 0)
     fail(path, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
   return out;
 }
@@ -356,6 +416,7 @@ T get_attr_impl(hid_t file, const std::string& path, const std::string& name, hi
   if (space_class == H5S_NULL || points != 1)
     fail(path, "attribute '" + name + "' holds " +
                    std::to_string(space_class == H5S_NULL ? 0 : points) + " values, expected one");
+  if constexpr (std::is_same_v<T, char*>) check_string_attribute(file, path, name);
   T value{};
   if (H5Aread(a.get(), type, &value) < 0) fail(path, "cannot read attribute '" + name + "'");
   return value;
