@@ -194,7 +194,8 @@ void check_string_dataset(hid_t file, hid_t set, const std::string& path, const 
 }
 
 // Checks the string reference of attribute `name` on the root group before HDF5 follows it.
-void check_string_attribute(hid_t file, const std::string& path, const std::string& name) {
+// The address of the root group's object header, where our attributes are.
+haddr_t root_header(hid_t file, const std::string& path) {
   haddr_t header = HADDR_UNDEF;
 #if H5_VERSION_GE(1, 12, 0)
   H5O_info2_t info;
@@ -205,6 +206,11 @@ void check_string_attribute(hid_t file, const std::string& path, const std::stri
   if (H5Oget_info2(file, &info, H5O_INFO_BASIC) >= 0) header = info.addr;
 #endif
   if (header == HADDR_UNDEF) fail(path, "cannot locate the root group's object header");
+  return header;
+}
+
+void check_string_attribute(hid_t file, const std::string& path, const std::string& name) {
+  const haddr_t header = root_header(file, path);
   const heap::Layout layout = layout_of(file);
   const heap::RawFile raw(path);
   const std::string what = "attribute '" + name + "'";
@@ -251,7 +257,10 @@ H5File H5File::open(const std::string& path) {
   if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file (or truncated)");
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) fail(path, "cannot open HDF5 file (truncated or corrupt?)");
-  return H5File(id, path);
+  H5File f(id, path);
+  // Before HDF5 decodes any attribute message (H5Aexists and H5Aopen decode them all).
+  heap::check_attributes(heap::RawFile(path), layout_of(id), root_header(id, path));
+  return f;
 }
 
 H5File::H5File(H5File&& other) noexcept : id_(other.id_), path_(std::move(other.path_)) {

@@ -138,15 +138,31 @@ void check_refs(const RawFile& file, const Layout& layout, const std::vector<Ref
   }
 }
 
-std::vector<uint8_t> attribute_value(const RawFile& file, const Layout& layout, uint64_t header,
-                                     const std::string& name) {
-  const std::string what = "attribute '" + name + "'";
+namespace {
+
+// One attribute message of an object header: its bytes and where its parts start.
+struct AttributeMessage {
+  std::vector<uint8_t> bytes;  // the message's body
+  uint8_t flags = 0;
+  unsigned version = 0;
+  std::string name;
+  size_t type_at = 0, space_at = 0, data_at = 0;
+};
+
+// The attribute messages of the version 1 object header at `header`, in the order HDF5 reads
+// them (the first chunk, then each continuation as it is found), each checked to hold its
+// parts; a UserError naming `what` for a layout this reader does not check.
+std::vector<AttributeMessage> attribute_messages(const RawFile& file, const Layout& layout,
+                                                 uint64_t header, const std::string& what) {
   const uint64_t at = absolute(layout, header, file, what);
   const std::vector<uint8_t> prefix = file.read(at, 16, what + ": object header");
-  if (prefix[0] != 1)
+  if (prefix[0] != 1) {
+    const bool v2 = std::memcmp(prefix.data(), "OHDR", 4) == 0;  // magic, then the version
     throw UserError(file.path() + ": " + what + " sits in an object header of version " +
-                    std::to_string(prefix[0]) + "; this reader checks only version 1");
-  // Chunks in the order HDF5 loads them: the first, then each continuation as it is found.
+                    std::to_string(v2 ? prefix[4] : prefix[0]) +
+                    "; this reader checks only version 1 (what HDF5 writes by default)");
+  }
+  std::vector<AttributeMessage> out;
   std::deque<std::pair<uint64_t, uint64_t>> chunks{{at + 16, le(prefix, 8, 4)}};
   for (uint64_t n = 0; !chunks.empty(); ++n) {
     if (n == kMaxHeaderChunks)
@@ -157,7 +173,6 @@ std::vector<uint8_t> attribute_value(const RawFile& file, const Layout& layout, 
     chunks.pop_front();
     for (size_t p = 0; p + 8 <= chunk.size();) {
       const uint64_t type = le(chunk, p, 2), size = le(chunk, p + 2, 2);
-      const uint8_t flags = chunk[p + 4];
       const size_t body = p + 8;
       if (size > chunk.size() - body) break;  // HDF5 refuses the header itself
       p = body + size;
@@ -166,30 +181,77 @@ std::vector<uint8_t> attribute_value(const RawFile& file, const Layout& layout, 
         chunks.emplace_back(absolute(layout, to, file, what),
                             le(chunk, body + layout.sizeof_addr, layout.sizeof_size));
       }
-      if (type != kAttributeMessage || size < 8) continue;
+      if (type != kAttributeMessage) continue;
+      AttributeMessage m;
+      m.bytes.assign(chunk.begin() + static_cast<std::ptrdiff_t>(body),
+                     chunk.begin() + static_cast<std::ptrdiff_t>(p));
+      m.flags = chunk[body - 4];
+      const auto& b = m.bytes;
+      if (b.size() < 9 || b[0] < 1 || b[0] > 3)
+        throw UserError(file.path() + ": " + what +
+                        ": object header has an attribute message "
+                        "of an unknown version or size (crafted file)");
       // Version 1: name, datatype and dataspace each padded to 8 bytes; 2: unpadded; 3: as
       // 2 after a character-set byte.
-      const uint8_t version = chunk[body];
-      const uint64_t name_size = le(chunk, body + 2, 2), type_size = le(chunk, body + 4, 2),
-                     space_size = le(chunk, body + 6, 2);
-      const uint64_t name_at = body + (version == 3 ? 9 : 8);
-      if (version < 1 || version > 3 || name_size == 0 || name_at + name_size > p ||
-          name.size() != name_size - 1 ||
-          name.compare(0, name.size(), reinterpret_cast<const char*>(&chunk[name_at]),
-                       name.size()) != 0)
-        continue;
-      if (flags & kSharedMessageFlag)
+      m.version = b[0];
+      const uint64_t name_size = le(b, 2, 2), type_size = le(b, 4, 2), space_size = le(b, 6, 2);
+      auto pad = [&](uint64_t n) { return m.version == 1 ? align8(n) : n; };
+      const size_t name_at = m.version == 3 ? 9 : 8;
+      m.type_at = name_at + pad(name_size);
+      m.space_at = m.type_at + pad(type_size);
+      m.data_at = m.space_at + pad(space_size);
+      if (name_size == 0 || type_size < 8 || space_size < 4 || m.data_at > b.size())
         throw UserError(file.path() + ": " + what +
-                        " is a shared message; this reader checks only attributes stored in place");
-      const uint64_t data_at =
-          version == 1 ? name_at + align8(name_size) + align8(type_size) + align8(space_size)
-                       : name_at + name_size + type_size + space_size;
-      if (data_at > p)
-        throw UserError(file.path() + ": " + what +
-                        "'s message is shorter than its parts (crafted file)");
-      return {chunk.begin() + static_cast<std::ptrdiff_t>(data_at),
-              chunk.begin() + static_cast<std::ptrdiff_t>(p)};
+                        ": object header has an attribute message "
+                        "shorter than its parts (crafted file)");
+      m.name.assign(reinterpret_cast<const char*>(&b[name_at]), name_size - 1);
+      out.push_back(std::move(m));
     }
+  }
+  return out;
+}
+
+// Elements of the dataspace at bytes[at] (versions 1 and 2); -1 if it cannot be read.
+int64_t space_elements(const std::vector<uint8_t>& b, size_t at, size_t end, const Layout& layout) {
+  const unsigned version = b[at], rank = b[at + 1];
+  if (version == 2 && b[at + 3] == 2) return 0;  // null dataspace
+  const size_t dims_at = at + (version == 1 ? 8 : 4);
+  if ((version != 1 && version != 2) || rank > 32 || dims_at + rank * layout.sizeof_size > end)
+    return -1;
+  uint64_t n = 1;
+  for (unsigned i = 0; i < rank; ++i)
+    if (__builtin_mul_overflow(n, le(b, dims_at + i * layout.sizeof_size, layout.sizeof_size),
+                               &n) ||
+        n > INT64_MAX)
+      return -1;
+  return static_cast<int64_t>(n);
+}
+
+}  // namespace
+
+void check_attributes(const RawFile& file, const Layout& layout, uint64_t header) {
+  for (const AttributeMessage& m : attribute_messages(file, layout, header, "the root group")) {
+    if (m.flags & kSharedMessageFlag) continue;  // its parts are elsewhere; HDF5 checks them
+    const int64_t elements = space_elements(m.bytes, m.space_at, m.data_at, layout);
+    const uint64_t element_size = le(m.bytes, m.type_at + 4, 4);
+    uint64_t data = 0;
+    if (elements < 0 ||
+        __builtin_mul_overflow(static_cast<uint64_t>(elements), element_size, &data) ||
+        data > m.bytes.size() - m.data_at)
+      throw UserError(file.path() + ": attribute '" + m.name +
+                      "' declares more data than its message holds (crafted file)");
+  }
+}
+
+std::vector<uint8_t> attribute_value(const RawFile& file, const Layout& layout, uint64_t header,
+                                     const std::string& name) {
+  const std::string what = "attribute '" + name + "'";
+  for (const AttributeMessage& m : attribute_messages(file, layout, header, what)) {
+    if (m.name != name) continue;
+    if (m.flags & kSharedMessageFlag)
+      throw UserError(file.path() + ": " + what +
+                      " is a shared message; this reader checks only attributes stored in place");
+    return {m.bytes.begin() + static_cast<std::ptrdiff_t>(m.data_at), m.bytes.end()};
   }
   throw UserError(file.path() + ": " + what + " is not in its object header where HDF5 found it");
 }

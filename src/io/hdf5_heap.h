@@ -54,6 +54,11 @@ std::vector<Ref> decode_refs(const std::vector<uint8_t>& raw, const Layout& layo
 void check_refs(const RawFile& file, const Layout& layout, const std::vector<Ref>& refs,
                 const std::string& what);
 
+// Refuses (a UserError) an attribute message in the version 1 object header at `header` whose
+// declared data (elements times element size) exceeds the message: HDF5 1.10.8 copies it from
+// the header's buffer without comparing (a read past that buffer, fuzz_checkpoint's finding).
+void check_attributes(const RawFile& file, const Layout& layout, uint64_t header);
+
 // The stored value of attribute `name` of the object whose header is at `header` (an HDF5
 // address). Only version 1 object headers are read (what HDF5 writes by default, and all
 // our writers do); another layout is refused with a UserError.
