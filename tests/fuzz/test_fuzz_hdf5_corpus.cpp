@@ -59,6 +59,8 @@ TEST(FuzzCorpus, CheckpointSeedsLoadAndFindingsAreRefused) {
 TEST(FuzzCorpus, FeaturesSeedsEvaluateAndFindingsAreRefused) {
   const std::string dir = corpus_dir("features");
   EXPECT_EQ(evaluate::evaluate_features(dir + "/valid").evaluated, 2);
+  // 1500 columns, 6 training rows a fold: fitted in the rows' span, in milliseconds.
+  EXPECT_EQ(evaluate::evaluate_features(dir + "/wide_matrix").evaluated, 2);
   const std::pair<const char*, const char*> findings[] = {
       {"zero_columns", "train/embeddings has 0 columns"},
       {"huge_embeddings", "declares 68719476736 elements of 4 bytes but the file has"},
@@ -66,7 +68,8 @@ TEST(FuzzCorpus, FeaturesSeedsEvaluateAndFindingsAreRefused) {
       {"odd_fold_name", "folds holds a language that is not a plain name ('\\xFF\\xFE\\x01'"},
       {"heap_object_overflow", "dataset 'train/langs': heap collection at 2048 has object 5 of"},
       {"heap_object_overflow2", "does not fit in its 4096 bytes"},
-      {"leak_vlen_partial_read", "does not fit in its 4096 bytes"}};
+      {"leak_vlen_partial_read", "does not fit in its 4096 bytes"},
+      {"repeated_row", "folds/es lists row 0 twice"}};
   for (const auto& [name, expected] : findings) {
     const std::string e = test::error_of([&] { evaluate::evaluate_features(dir + "/" + name); });
     EXPECT_NE(e.find(expected), std::string::npos) << name << ": " << e;
