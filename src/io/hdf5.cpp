@@ -101,6 +101,7 @@ void write_dataset(hid_t file, const std::string& path, const std::string& name,
 struct Shape {
   std::vector<hsize_t> dims;
   uint64_t points = 0;
+  uint64_t bytes = 0;  // points times the file's element size
 };
 
 uint64_t file_size(const std::string& path) {
@@ -157,6 +158,7 @@ Shape checked_shape(hid_t set, const std::string& path, const std::string& name,
                    std::to_string(element) + " bytes but the file has " + std::to_string(limit) +
                    " bytes (truncated or crafted file)");
   shape.points = points;
+  shape.bytes = bytes;
   return shape;
 }
 
@@ -177,16 +179,35 @@ heap::Layout layout_of(hid_t file) {
 // Checks the `points` string references of dataset `set` before HDF5 follows them: the
 // dataset must be stored contiguously in the file (as our writers store it) so that its
 // references can be read from the file's bytes.
+// Our writers store every dataset contiguously in the file. HDF5 1.10.8 trusts a crafted
+// layout message (a contiguous dataset storing fewer bytes than its shape needs made H5Dread
+// copy from a null sieve buffer: fuzz_features' SEGV), so before a read: contiguous, no
+// external files, and any stored bytes, at least `bytes` of them, inside the file.
+void check_storage(hid_t set, const std::string& path, const std::string& name, uint64_t bytes) {
+  const Hid create(H5Dget_create_plist(set), H5Pclose);
+  if (H5Pget_layout(create.get()) != H5D_CONTIGUOUS || H5Pget_external_count(create.get()) != 0)
+    fail(path, "dataset '" + name +
+                   "' is not stored contiguously in the file (chunked, compact or external), "
+                   "expected a dataset as this program writes it");
+  const haddr_t offset = H5Dget_offset(set);
+  if (offset == HADDR_UNDEF) return;  // never written: HDF5 reads its fill value
+  const uint64_t stored = H5Dget_storage_size(set), limit = file_size(path);
+  if (stored < bytes || offset > limit || stored > limit - offset)
+    fail(path, "dataset '" + name + "' stores " + std::to_string(stored) + " bytes at offset " +
+                   std::to_string(offset) + ", but its shape needs " + std::to_string(bytes) +
+                   " and the file has " + std::to_string(limit) + " (truncated or crafted file)");
+}
+
+// Checks the `points` string references of dataset `set` before HDF5 follows them, reading
+// them from the file's bytes (so the dataset must have been written).
 void check_string_dataset(hid_t file, hid_t set, const std::string& path, const std::string& name,
                           uint64_t points) {
-  const Hid create(H5Dget_create_plist(set), H5Pclose);
-  const haddr_t offset = H5Dget_offset(set);
-  if (H5Pget_layout(create.get()) != H5D_CONTIGUOUS || H5Pget_external_count(create.get()) != 0 ||
-      offset == HADDR_UNDEF)
-    fail(path, "dataset '" + name +
-                   "' is not stored contiguously in the file, expected strings as this program "
-                   "writes them");
   const heap::Layout layout = layout_of(file);
+  check_storage(set, path, name, points * heap::ref_size(layout));
+  const haddr_t offset = H5Dget_offset(set);
+  if (offset == HADDR_UNDEF)
+    fail(path, "dataset '" + name + "' holds " + std::to_string(points) +
+                   " strings but none was written (crafted file)");
   const heap::RawFile raw(path);
   const std::string what = "dataset '" + name + "'";
   const std::vector<uint8_t> refs = raw.read(offset, points * heap::ref_size(layout), what);
@@ -227,10 +248,13 @@ std::vector<T> read_dataset(hid_t file, const std::string& path, const std::stri
                             hid_t type, H5T_class_t expected, hid_t xfer = H5P_DEFAULT) {
   const Hid set(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.valid()) fail(path, "missing dataset '" + name + "'");
-  std::vector<T> out(checked_shape(set.get(), path, name, expected).points);
+  const Shape shape = checked_shape(set.get(), path, name, expected);
+  std::vector<T> out(shape.points);
   if (out.empty()) return out;
   if constexpr (std::is_same_v<T, char*>)
     check_string_dataset(file, set.get(), path, name, out.size());
+  else
+    check_storage(set.get(), path, name, shape.bytes);
   if (H5Dread(set.get(), type, H5S_ALL, H5S_ALL, xfer, out.data()) < 0)
     fail(path, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
   return out;
@@ -320,10 +344,11 @@ std::vector<float> H5File::read_float(const std::string& name) const {
 void H5File::read_float_into(const std::string& name, float* out, uint64_t count) const {
   const Hid set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.valid()) fail(path_, "missing dataset '" + name + "'");
-  const uint64_t points = checked_shape(set.get(), path_, name, H5T_FLOAT).points;
-  if (points != count)
-    fail(path_, "dataset '" + name + "' holds " + std::to_string(points) + " values, expected " +
-                    std::to_string(count));
+  const Shape shape = checked_shape(set.get(), path_, name, H5T_FLOAT);
+  if (shape.points != count)
+    fail(path_, "dataset '" + name + "' holds " + std::to_string(shape.points) +
+                    " values, expected " + std::to_string(count));
+  if (count > 0) check_storage(set.get(), path_, name, shape.bytes);
   if (count > 0 && H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
     fail(path_, "cannot read dataset '" + name + "' (truncated or corrupt file?)");
 }

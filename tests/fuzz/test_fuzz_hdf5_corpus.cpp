@@ -69,7 +69,8 @@ TEST(FuzzCorpus, FeaturesSeedsEvaluateAndFindingsAreRefused) {
       {"heap_object_overflow", "dataset 'train/langs': heap collection at 2048 has object 5 of"},
       {"heap_object_overflow2", "does not fit in its 4096 bytes"},
       {"leak_vlen_partial_read", "does not fit in its 4096 bytes"},
-      {"repeated_row", "folds/es lists row 0 twice"}};
+      {"repeated_row", "folds/es lists row 0 twice"},
+      {"short_storage", "is not stored contiguously in the file"}};
   for (const auto& [name, expected] : findings) {
     const std::string e = test::error_of([&] { evaluate::evaluate_features(dir + "/" + name); });
     EXPECT_NE(e.find(expected), std::string::npos) << name << ": " << e;
