@@ -3,14 +3,26 @@
 
 #include <gtest/gtest.h>
 
+#include "core/error.h"
 #include "core/files.h"
 
 #include <unistd.h>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
 namespace sx::test {
+
+// The message of the UserError `f` throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 inline std::string fixtures_dir() {
   return SX_FIXTURES_DIR;

@@ -47,10 +47,21 @@ LogisticFit fit_logistic(const std::vector<float>& train, const std::vector<int>
   // Standardise with the training rows' statistics.
   torch::Tensor mean = x.mean(0), std = x.std(0).clamp_min(1e-8);
   x = (x - mean) / std;
+  // With fewer rows than columns the weights lie in the span of the rows (the penalty removes
+  // any part orthogonal to it, which no row sees): Newton's method runs in an orthonormal basis
+  // of that span, n unknowns instead of cols, for the same fit. Otherwise a crafted 2-row,
+  // 8000-column features file made 50 steps each solve an 8000 x 8000 system (minutes, 650 MB).
+  torch::Tensor basis;  // cols x n when defined
+  if (n < cols) {
+    auto [u, s, vh] = torch::linalg_svd(x, /*full_matrices=*/false);
+    basis = vh.t();
+    x = u * s;  // the rows' coordinates in that basis
+  }
+  const int64_t k = x.size(1);
   x = torch::cat({x, torch::ones({n, 1}, torch::kDouble)}, 1);  // intercept (not penalised)
-  torch::Tensor w = torch::zeros({cols + 1}, torch::kDouble);
-  torch::Tensor penalty = torch::full({cols + 1}, 1.0 / c, torch::kDouble);
-  penalty[cols] = 0.0;
+  torch::Tensor w = torch::zeros({k + 1}, torch::kDouble);
+  torch::Tensor penalty = torch::full({k + 1}, 1.0 / c, torch::kDouble);
+  penalty[k] = 0.0;
   for (int iter = 0; iter < 50; ++iter) {
     torch::Tensor p = torch::sigmoid(x.matmul(w));
     torch::Tensor grad = x.t().matmul(p - y) + penalty * w;
@@ -67,8 +78,8 @@ LogisticFit fit_logistic(const std::vector<float>& train, const std::vector<int>
   LogisticFit fit;
   fit.mean = values(mean);
   fit.std = values(std);
-  fit.weights = values(w.slice(0, 0, cols));
-  fit.bias = w[cols].item<double>();
+  fit.weights = values(basis.defined() ? basis.matmul(w.slice(0, 0, k)) : w.slice(0, 0, k));
+  fit.bias = w[k].item<double>();
   return fit;
 }
 
@@ -235,6 +246,15 @@ Evaluation evaluate_features(const std::string& path) {
     for (auto i : test_index)
       if (i < 0 || i >= rows)
         throw UserError(path + ": folds/" + lang + "/test_index points outside the matrix");
+    // As export writes them, a fold's train and test rows are distinct rows: a row listed
+    // again would only multiply the work (a crafted file could list one row 8000 times).
+    std::vector<char> listed(static_cast<size_t>(rows), 0);
+    for (const auto* index : {&train_index, &test_index})
+      for (auto i : *index)
+        if (listed[static_cast<size_t>(i)]++)
+          throw UserError(path + ": folds/" + lang + " lists row " + std::to_string(i) +
+                          " twice, expected each row at most once in train_index and "
+                          "test_index together");
     r.train_rows = static_cast<int64_t>(train_index.size());
     r.test_rows = static_cast<int64_t>(test_index.size());
     std::vector<int> y_train, y_test;

@@ -17,15 +17,6 @@ LoadOptions options(BadRows mode) {
   return o;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(Jigsaw, LabelIsMaxOfLabelFieldsAtThreshold) {
   test::TempDir dir;
   auto path = dir.write(
@@ -123,7 +114,8 @@ TEST_P(JigsawBadRows, FailNamesFileLineAndReasonSkipCountsIt) {
   const BadCase& c = GetParam();
   test::TempDir dir;
   auto path = dir.write("t.csv", c.csv);
-  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
+  std::string msg =
+      test::error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
   EXPECT_NE(msg.find("data.train_csv: " + path), std::string::npos) << msg;
   EXPECT_NE(msg.find("line 3: " + c.reason), std::string::npos) << msg;
   EXPECT_NE(msg.find("data.bad_rows=skip"), std::string::npos) << msg;
@@ -152,7 +144,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Jigsaw, UnterminatedQuoteReportsItsLine) {
   test::TempDir dir;
   auto path = dir.write("t.csv", "comment_text,toxic,insult\nok,0,0\n\"open,0,0\n");
-  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
+  std::string msg =
+      test::error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
   EXPECT_NE(msg.find("line 3: quoted field not closed before the end of the file"),
             std::string::npos)
       << msg;
@@ -161,7 +154,7 @@ TEST(Jigsaw, UnterminatedQuoteReportsItsLine) {
 TEST(Jigsaw, EmptyLanguageIsABadRow) {
   test::TempDir dir;
   auto path = dir.write("v.csv", "comment_text,lang,toxic\nhola,es,1\nciao,,0\n");
-  std::string msg = error_of([&] {
+  std::string msg = test::error_of([&] {
     load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail));
   });
   EXPECT_NE(msg.find("line 3: empty language"), std::string::npos) << msg;
@@ -174,7 +167,7 @@ TEST(Jigsaw, ALanguageThatIsNotAPlainNameIsABadRow) {
       dir.write("v.csv",
                 "comment_text,lang,toxic\nhola,es,1\nhola,es/x,1\nciao,../it,0\nhi,pt-BR,0\n"
                 "olá,zh_CN,1\n");
-  std::string msg = error_of([&] {
+  std::string msg = test::error_of([&] {
     load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail));
   });
   EXPECT_NE(msg.find("line 3: language is not a plain name ('es/x'; expected letters, digits, "
@@ -192,7 +185,8 @@ TEST(Jigsaw, ALanguageThatIsNotAPlainNameIsABadRow) {
 TEST(Jigsaw, MissingColumnNamesItAndTheHeader) {
   test::TempDir dir;
   auto path = dir.write("t.csv", "comment_text,toxic\nx,0\n");
-  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kSkip)); });
+  std::string msg =
+      test::error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kSkip)); });
   EXPECT_NE(msg.find(":1: missing column 'insult'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("the header has: comment_text, toxic"), std::string::npos) << msg;
 }
@@ -201,11 +195,11 @@ TEST(Jigsaw, EmptyFileAndHeaderOnly) {
   test::TempDir dir;
   auto empty = dir.write("e.csv", "");
   auto header = dir.write("h.csv", "comment_text,toxic,insult\n");
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               load_labeled_csv(empty, kEnglish, options(BadRows::kFail));
             }).find("the file is empty"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               load_labeled_csv(header, kEnglish, options(BadRows::kFail));
             }).find("no usable rows"),
             std::string::npos);
@@ -213,11 +207,11 @@ TEST(Jigsaw, EmptyFileAndHeaderOnly) {
 
 TEST(Jigsaw, MissingFileAndDirectory) {
   test::TempDir dir;
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               load_labeled_csv(dir.path("none.csv"), kEnglish, options(BadRows::kFail));
             }).find("cannot open"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               load_labeled_csv(dir.path(), kEnglish, options(BadRows::kFail));
             }).find("is a directory"),
             std::string::npos);
@@ -228,7 +222,8 @@ TEST(Jigsaw, FailListsOnlyTheFirstProblems) {
   std::string csv = "comment_text,toxic,insult\n";
   for (int i = 0; i < 20; ++i) csv += "x,bad,0\n";
   auto path = dir.write("t.csv", csv);
-  std::string msg = error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
+  std::string msg =
+      test::error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kFail)); });
   EXPECT_NE(msg.find("first 5 bad rows (reading stopped there)"), std::string::npos) << msg;
   EXPECT_EQ(msg.find("line 8"), std::string::npos) << msg;
 }
@@ -258,7 +253,7 @@ TEST(JigsawTest, IdsContentLanguageAndDuplicates) {
   EXPECT_EQ(report.bad_rows.at("duplicate id").first_lines, (std::vector<uint64_t>{4}));
   EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines,
             (std::vector<uint64_t>{5}));
-  std::string msg = error_of([&] { load_test_csv(path, {}, options(BadRows::kFail)); });
+  std::string msg = test::error_of([&] { load_test_csv(path, {}, options(BadRows::kFail)); });
   EXPECT_NE(msg.find("line 4: duplicate id (1, first on line 3)"), std::string::npos) << msg;
 }
 

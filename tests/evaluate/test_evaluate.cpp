@@ -143,6 +143,34 @@ TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {
   }
 }
 
+// With fewer rows than columns the fit is computed in the span of the rows; it must still be
+// the optimum of the whole problem: the gradient of the log-loss plus |w|^2 / 2 (C = 1)
+// vanishes in every column and in the intercept.
+TEST(Evaluate, LogisticFitWithFewerRowsThanColumnsIsTheFullOptimum) {
+  const int64_t n = 12, d = 40;
+  std::vector<float> x(n * d);
+  std::vector<int> y(n);
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = i % 2;
+    for (int64_t j = 0; j < d; ++j)
+      x[i * d + j] = static_cast<float>(std::sin(i * 3.1 + j * 0.7) + 0.3 * y[i] * (j % 3));
+  }
+  const LogisticFit fit = fit_logistic(x, y, d);
+  ASSERT_EQ(fit.weights.size(), static_cast<size_t>(d));
+  std::vector<double> grad = fit.weights;  // the penalty's part
+  double grad_bias = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    auto standardised = [&](int64_t j) { return (x[i * d + j] - fit.mean[j]) / fit.std[j]; };
+    double z = fit.bias;
+    for (int64_t j = 0; j < d; ++j) z += fit.weights[j] * standardised(j);
+    const double residual = 1 / (1 + std::exp(-z)) - y[i];
+    grad_bias += residual;
+    for (int64_t j = 0; j < d; ++j) grad[j] += residual * standardised(j);
+  }
+  for (int64_t j = 0; j < d; ++j) EXPECT_NEAR(grad[j], 0, 1e-6) << "column " << j;
+  EXPECT_NEAR(grad_bias, 0, 1e-6);
+}
+
 TEST(Evaluate, CraftedFeaturesAreRefusedWithOneLine) {
   test::TempDir dir;
   struct Case {

@@ -180,6 +180,8 @@ void features(const std::string& dir) {
   features_file(path("valid"), 4, false);
   features_file(path("single_class_fold"), 4, true);
   features_file(path("zero_columns"), 0, false);
+  // Far more columns than rows: the logistic regression must not solve 1500 x 1500 systems.
+  features_file(path("wide_matrix"), 1500, false);
   auto crafted = [&](const char* name, const std::function<void(hid_t)>& change) {
     features_file(path(name), 4, false);
     edit(path(name), change);
@@ -199,6 +201,12 @@ void features(const std::string& dir) {
     int64_t v[2] = {0, 12};
     hsize_t n = 2;
     replace_dataset(f, "folds/en/test_index", H5Screate_simple(1, &n, nullptr), H5T_NATIVE_INT64,
+                    v);
+  });
+  crafted("repeated_row", [](hid_t f) {
+    int64_t v[7] = {0, 1, 2, 3, 4, 5, 0};
+    hsize_t n = 7;
+    replace_dataset(f, "folds/es/train_index", H5Screate_simple(1, &n, nullptr), H5T_NATIVE_INT64,
                     v);
   });
   crafted("float_index", [](hid_t f) {

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,21 +41,12 @@ class RawFile {
   hid_t id_;
 };
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const UserError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(Hdf5Hostile, ArrayAttributeIsNotReadIntoOneValue) {
   test::TempDir dir;
   const std::string path = dir.path("array_attr.h5");
   { RawFile(path).int_array_attr("format", 4096); }
   H5File f = H5File::open(path);
-  const std::string e = error_of([&] { f.attr_int("format"); });
+  const std::string e = test::error_of([&] { f.attr_int("format"); });
   EXPECT_NE(e.find(path + ": attribute 'format' holds 4096 values, expected one"),
             std::string::npos)
       << e;
@@ -72,12 +62,15 @@ TEST(Hdf5Hostile, AttributeOfAnotherClassIsRefused) {
     w.close();
   }
   H5File f = H5File::open(path);
-  EXPECT_NE(error_of([&] { f.attr_int("step"); }).find("attribute 'step' holds string values"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { f.attr_double("loss"); }).find("holds integer values, expected float"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { f.attr_string("loss"); }).find("expected a variable-length string"),
-            std::string::npos);
+  EXPECT_NE(
+      test::error_of([&] { f.attr_int("step"); }).find("attribute 'step' holds string values"),
+      std::string::npos);
+  EXPECT_NE(
+      test::error_of([&] { f.attr_double("loss"); }).find("holds integer values, expected float"),
+      std::string::npos);
+  EXPECT_NE(
+      test::error_of([&] { f.attr_string("loss"); }).find("expected a variable-length string"),
+      std::string::npos);
 }
 
 TEST(Hdf5Hostile, NullAndScalarDataspacesHaveNoShape) {
@@ -91,9 +84,10 @@ TEST(Hdf5Hostile, NullAndScalarDataspacesHaveNoShape) {
   }
   H5File f = H5File::open(path);
   for (const char* name : {"null", "scalar"}) {
-    EXPECT_NE(error_of([&] { f.read_float(name); }).find("has no array shape"), std::string::npos)
+    EXPECT_NE(test::error_of([&] { f.read_float(name); }).find("has no array shape"),
+              std::string::npos)
         << name;
-    EXPECT_NE(error_of([&] { f.dims(name); }).find("has no array shape"), std::string::npos)
+    EXPECT_NE(test::error_of([&] { f.dims(name); }).find("has no array shape"), std::string::npos)
         << name;
   }
 }
@@ -106,12 +100,11 @@ TEST(Hdf5Hostile, DeclaredSizeBeyondTheFileIsRefusedBeforeAllocating) {
     hsize_t dims[2] = {1ull << 26, 1024};  // 256 GiB of float32, never written
     hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_alloc_time(plist, H5D_ALLOC_TIME_LATE);
-    raw.dataset("huge", H5Screate_simple(2, dims, nullptr), H5T_NATIVE_FLOAT, nullptr,
-                plist);
+    raw.dataset("huge", H5Screate_simple(2, dims, nullptr), H5T_NATIVE_FLOAT, nullptr, plist);
     H5Pclose(plist);
   }
   H5File f = H5File::open(path);
-  const std::string e = error_of([&] { f.read_float("huge"); });
+  const std::string e = test::error_of([&] { f.read_float("huge"); });
   EXPECT_NE(e.find("declares 68719476736 elements of 4 bytes but the file has"), std::string::npos)
       << e;
 }
@@ -126,9 +119,10 @@ TEST(Hdf5Hostile, DatasetOfAnotherClassIsRefused) {
     w.close();
   }
   H5File f = H5File::open(path);
-  EXPECT_NE(error_of([&] { f.read_float("ids"); }).find("holds integer values, expected float"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { f.read_strings("ids"); }).find("expected variable-length strings"),
+  EXPECT_NE(
+      test::error_of([&] { f.read_float("ids"); }).find("holds integer values, expected float"),
+      std::string::npos);
+  EXPECT_NE(test::error_of([&] { f.read_strings("ids"); }).find("expected variable-length strings"),
             std::string::npos);
   EXPECT_EQ(f.read_int64("ids"), (std::vector<int64_t>{1, 2, 3}));
 }
@@ -142,6 +136,9 @@ TEST(Hdf5Hostile, WellFormedFilesStillRoundTrip) {
     w.write("a/b", x, {2, 3});
     w.write_strings("langs", {"en", "es", ""});
     w.write_strings("none", {});
+    // Strings beyond one 4 KB heap collection, each collection walked by the heap checks.
+    w.write_strings("long", {std::string(5000, 'y'), "a", std::string(9000, 'z')});
+    w.set_attr("long", std::string(6000, 'w'));
     w.set_attr("format", int64_t{1});
     w.set_attr("loss", 0.5);
     w.set_attr("hash", std::string("abc"));
@@ -155,6 +152,37 @@ TEST(Hdf5Hostile, WellFormedFilesStillRoundTrip) {
   EXPECT_EQ(f.attr_int("format"), 1);
   EXPECT_EQ(f.attr_double("loss"), 0.5);
   EXPECT_EQ(f.attr_string("hash"), "abc");
+  EXPECT_EQ(f.read_strings("long"),
+            (std::vector<std::string>{std::string(5000, 'y'), "a", std::string(9000, 'z')}));
+  EXPECT_EQ(f.attr_string("long"), std::string(6000, 'w'));
+}
+
+// HDF5 1.10 copies a string's heap object (its declared size) into a buffer sized by the
+// length stored with the string's reference: a length shorter than the object would overflow
+// that buffer, so the reader compares the two before HDF5 reads anything.
+TEST(Hdf5Hostile, StringLengthDisagreeingWithItsHeapObjectIsRefused) {
+  test::TempDir dir;
+  const std::string path = dir.path("s.h5");
+  {
+    H5File w = H5File::create(path);
+    w.write_strings("s", {std::string(5000, 'x')});
+    w.close();
+  }
+  hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, "s", H5P_DEFAULT);
+  const haddr_t offset = H5Dget_offset(d);
+  H5Dclose(d);
+  H5Fclose(f);
+  ASSERT_NE(offset, HADDR_UNDEF);
+  std::string bytes = test::read_file(path);
+  ASSERT_EQ(bytes.substr(offset, 2), std::string("\x88\x13"));  // 5000, little-endian
+  bytes[offset] = 100;                                          // now 100
+  bytes[offset + 1] = 0;
+  test::write_file(path, bytes);
+  EXPECT_NE(test::error_of([&] {
+              H5File::open(path).read_strings("s");
+            }).find("dataset 's' holds a string of 100 bytes at heap object 1 of collection"),
+            std::string::npos);
 }
 
 }  // namespace
