@@ -17,6 +17,7 @@
 #include "evaluate/classifier.h"
 #include "export/features.h"
 #include "io/hdf5.h"
+#include "model/encoder_factory.h"
 
 namespace sx::app {
 namespace {
@@ -78,6 +79,7 @@ int predict_texts(const Config& config, const PredictArgs& a) {
   const evaluate::Classifier classifier = classifier_for(config, features);
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   InferenceEncoder loaded = load_inference_encoder(config, a.weights, 0);
+  model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer.vocab_size());
   const int64_t hidden = loaded.encoder->config().hidden_size;
   if (static_cast<size_t>(hidden) != classifier.weights.size())
     throw UserError("the classifier has " + std::to_string(classifier.weights.size()) +

@@ -236,5 +236,39 @@ TEST_F(Predict, EmbedWithoutOutPrintsTextAsBefore) {
   EXPECT_LT(test::max_abs_diff(got, rows), 1e-6);
 }
 
+TEST_F(Predict, ATokenizerTheModelCannotTakeIsOneLineNotATorchError) {
+  // The fixture model has 130 positions and 4002 ids: a longer tokenizer.max_len, or a
+  // tokenizer with more ids than a model's vocabulary, failed in the forward with torch's
+  // "index out of range" and a stack trace (exit 1).
+  test::TempDir dir;
+  const std::string quiet = " run.log_level=warn";
+  const std::string too_long = quiet + " tokenizer.max_len=200";
+  for (const std::string& command :
+       {cli("embed") + too_long, cli("embed --out " + dir.path("e.npy")) + too_long,
+        cli("export") + too_long + " run.dir=" + dir.path("run"),
+        cli("export-hf --out " + dir.path("hf")) + too_long}) {
+    auto r = test::run_cli(command, "hello\nworld\n");
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_EQ(r.err,
+              "siamese-xlmr: error: tokenizer.max_len 200 needs more positions than the model "
+              "has (max_position_embeddings 130)\n")
+        << command;
+    EXPECT_TRUE(r.out.empty()) << command;
+  }
+  const std::string small_vocab = dir.write(
+      "config.json",
+      R"({"vocab_size": 2002, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+    "intermediate_size": 64, "max_position_embeddings": 70, "type_vocab_size": 1, "pad_token_id": 1,
+    "layer_norm_eps": 1e-5, "hidden_act": "gelu"})");
+  auto r = test::run_cli(cli("embed --allow-random") + quiet + " model.pretrained= model.config=" +
+                             small_vocab + " run.dir=" + dir.path("empty-run"),
+                         "referencia\n");  // id 2459 with the fixture tokenizer
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err,
+            "siamese-xlmr: error: tokenizer.model has 4002 ids but the model's vocabulary has "
+            "2002\n");
+  EXPECT_TRUE(r.out.empty());
+}
+
 }  // namespace
 }  // namespace sx
