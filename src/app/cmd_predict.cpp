@@ -73,6 +73,12 @@ void check_tokenizer_matches(const Config& config, const std::string& features) 
 }
 
 int predict_texts(const Config& config, const PredictArgs& a) {
+  if (!a.out.empty())
+    throw UserError("--out " + a.out +
+                    ": predict --texts prints p(toxic) of each text and writes no file; drop "
+                    "--out, or --texts for submission.csv");
+  if (a.texts != "-" && files::is_directory(a.texts))
+    throw UserError("--texts " + a.texts + " is a directory, expected a file of texts, one a line");
   check_inputs(config, {"tokenizer", "model"});
   const std::string features = features_path(config, a);
   check_tokenizer_matches(config, features);
@@ -111,6 +117,16 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   const std::string classifier_path = files::join(config.run.dir, "classifier.json");
   const std::string submission =
       a.out.empty() ? files::join(config.run.dir, "submission.csv") : a.out;
+  // Both files are written after the fit; a path that cannot take them fails now (--force on a
+  // directory failed there, with classifier.json already replaced).
+  if (files::is_directory(classifier_path))
+    throw UserError("run.dir: " + classifier_path + " is a directory, expected a file to write");
+  if (a.out.empty()) {
+    if (files::is_directory(submission))
+      throw UserError("run.dir: " + submission + " is a directory, expected a file to write");
+  } else {
+    check_output_file("--out", submission);
+  }
   refuse_overwrite(classifier_path, a.force);
   refuse_overwrite(submission, a.force);
 

@@ -270,5 +270,35 @@ TEST_F(Predict, ATokenizerTheModelCannotTakeIsOneLineNotATorchError) {
   EXPECT_TRUE(r.out.empty());
 }
 
+TEST_F(Predict, PathMistakesAreOneLineBeforeAnyWork) {
+  // Each was an "internal error: cannot rename ..." (exit 1) or an error naming a temporary file
+  // after the embedding or the fit, or (--texts DIR, --texts with --out) nothing at all, exit 0.
+  test::TempDir dir;
+  const std::string a_dir = dir.path("out.npy");
+  files::create_directories(a_dir);
+  const std::string missing = dir.path("no-such-dir/e.h5");
+  const std::string quiet = " run.log_level=warn";
+  for (auto [command, why] : {
+           std::pair{cli("embed --force --out " + a_dir), a_dir + " is a directory"},
+           std::pair{cli("embed --out " + a_dir), a_dir + " is a directory"},
+           std::pair{cli("embed --out " + missing),
+                     "the directory " + dir.path("no-such-dir") + " does not exist"},
+           std::pair{cli("predict --force --out " + a_dir), a_dir + " is a directory"},
+           std::pair{cli("predict --force --out " + missing),
+                     "the directory " + dir.path("no-such-dir") + " does not exist"},
+           std::pair{cli("predict --texts " + dir.path("")), std::string(" is a directory")},
+           std::pair{cli("predict --texts - --out " + dir.path("p.csv")),
+                     std::string("writes no file")},
+       }) {
+    auto r = test::run_cli(command + quiet, "hello\n");
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << command << "\n" << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << command << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << command << "\n" << r.out;
+    EXPECT_FALSE(files::exists(dir.path("p.csv")));
+    EXPECT_EQ(files::list(dir.path("")), std::vector<std::string>{"out.npy"}) << command;
+  }
+}
+
 }  // namespace
 }  // namespace sx
