@@ -300,5 +300,21 @@ TEST_F(Predict, PathMistakesAreOneLineBeforeAnyWork) {
   }
 }
 
+TEST_F(Predict, FeaturesGivenAsACheckpointAreNamedAsSuch) {
+  // Was "attribute 'format' holds string values, expected integer".
+  test::TempDir dir;
+  const std::string features = run_file("features.h5");
+  for (const std::string& command :
+       {cli("embed --checkpoint " + features),
+        cli("export-hf --out " + dir.path("hf") + " --checkpoint " + features)}) {
+    auto r = test::run_cli(command + " run.log_level=warn", "hello\n");
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_EQ(r.err, "siamese-xlmr: error: checkpoint " + features +
+                         " is unusable: not a siamese-xlmr checkpoint but a file of format "
+                         "'siamese-xlmr features 1'\n")
+        << command;
+  }
+}
+
 }  // namespace
 }  // namespace sx
