@@ -47,6 +47,8 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
   // Rank 0 decides whether an earlier features.h5 may be replaced; every rank learns it.
   const std::string out = files::join(config.run.dir, "features.h5");
   const dist::Outcome checked = dist::attempt([&] {
+    if (env.rank == 0 && files::is_directory(out))  // else an internal error after the export
+      throw UserError("export: " + out + " is a directory, expected the features file to write");
     if (env.rank == 0 && !force && files::exists(out))
       throw UserError("export: " + out + " exists; pass --force to overwrite it");
   });

@@ -316,5 +316,16 @@ TEST_F(Predict, FeaturesGivenAsACheckpointAreNamedAsSuch) {
   }
 }
 
+TEST_F(Predict, ExportRefusesAFeaturesPathThatIsADirectory) {
+  // Was "internal error: cannot rename ..." (exit 1) after embedding both sets.
+  test::TempDir dir;
+  files::create_directories(dir.path("run/features.h5"));
+  auto r = test::run_cli(cli("export --force --checkpoint " + run_file("checkpoints/best.h5")) +
+                         " run.log_level=warn run.dir=" + dir.path("run"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "siamese-xlmr: error: export: " + dir.path("run/features.h5") +
+                       " is a directory, expected the features file to write\n");
+}
+
 }  // namespace
 }  // namespace sx
