@@ -327,5 +327,24 @@ TEST_F(Predict, ExportRefusesAFeaturesPathThatIsADirectory) {
                        " is a directory, expected the features file to write\n");
 }
 
+TEST_F(Predict, EmbedRefusesAnIdThatIsNotUtf8) {
+  // It was written as is into the HDF5 `ids`, declared UTF-8: h5py's ids.asstr() then raised
+  // UnicodeDecodeError. A bad row now, by file and line (the texts' invalid bytes are dropped).
+  test::TempDir dir;
+  const std::string csv = dir.write("ids.csv", "id,text\nok,hello\n\xff\xfe,world\n");
+  const std::string embed =
+      cli("embed --csv " + csv + " --text-column text --id-column id --out " + dir.path("e.h5")) +
+      " run.log_level=warn";
+  auto r = test::run_cli(embed);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "siamese-xlmr: error: --csv: " + csv +
+                       ": 1 bad row: line 3: id is not valid UTF-8. Fix the file or set "
+                       "data.bad_rows=skip to drop such rows\n");
+  EXPECT_FALSE(files::exists(dir.path("e.h5")));
+  auto skipped = test::run_cli(embed + " data.bad_rows=skip");
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.err;
+  EXPECT_EQ(io::H5File::open(dir.path("e.h5")).read_strings("ids"), std::vector<std::string>{"ok"});
+}
+
 }  // namespace
 }  // namespace sx
