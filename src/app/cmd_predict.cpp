@@ -107,6 +107,19 @@ int predict_texts(const Config& config, const PredictArgs& a) {
   return 0;
 }
 
+// submission.csv has the rows of the test set the features were exported with; a data.test_csv
+// changed since (another file: another size) would silently get the old set's rows.
+void check_test_csv_matches(const Config& config, const io::H5File& f) {
+  const std::string& csv = config.data.test_csv;
+  if (!f.has_attr("test_csv_bytes") || csv.empty() || !files::exists(csv)) return;
+  const int64_t bytes = f.attr_int("test_csv_bytes");
+  if (static_cast<int64_t>(files::size(csv)) != bytes)
+    throw UserError(f.path() + " holds the test set of " + f.attr_string("test_csv") + " (" +
+                    std::to_string(bytes) + " bytes) but data.test_csv " + csv + " has " +
+                    std::to_string(files::size(csv)) +
+                    " bytes; run `siamese-xlmr export --force` for its rows");
+}
+
 void refuse_overwrite(const std::string& path, bool force) {
   if (files::exists(path) && !force)
     throw UserError("predict: " + path + " exists; pass --force to overwrite it");
@@ -135,6 +148,7 @@ int predict_submission(const Config& config, const PredictArgs& a) {
     throw UserError(features +
                     " has no test set (data.test_csv was empty when it was written); set "
                     "data.test_csv and run `siamese-xlmr export`");
+  check_test_csv_matches(config, f);
   const std::vector<int64_t> ids = f.read_int64("test/ids");
   const auto dims = f.dims("test/embeddings");
   if (dims.size() != 2 || dims[0] != ids.size())

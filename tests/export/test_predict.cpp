@@ -346,5 +346,18 @@ TEST_F(Predict, EmbedRefusesAnIdThatIsNotUtf8) {
   EXPECT_EQ(io::H5File::open(dir.path("e.h5")).read_strings("ids"), std::vector<std::string>{"ok"});
 }
 
+TEST_F(Predict, RefusesATestCsvOtherThanTheFeatures) {
+  // submission.csv silently had the rows of the test set the features were exported with.
+  test::TempDir dir;
+  const std::string other = dir.write("test.csv", "id,content,lang\n1,a new comment,en\n");
+  auto r = test::run_cli(cli("predict --force --out " + dir.path("s.csv")) +
+                         " run.log_level=warn data.test_csv=" + other);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("holds the test set of " + data_->test_csv), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("but data.test_csv " + other + " has 35 bytes"), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(files::exists(dir.path("s.csv")));
+}
+
 }  // namespace
 }  // namespace sx
