@@ -47,6 +47,8 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
   // Rank 0 decides whether an earlier features.h5 may be replaced; every rank learns it.
   const std::string out = files::join(config.run.dir, "features.h5");
   const dist::Outcome checked = dist::attempt([&] {
+    if (env.rank == 0 && files::is_directory(out))  // else an internal error after the export
+      throw UserError("export: " + out + " is a directory, expected the features file to write");
     if (env.rank == 0 && !force && files::exists(out))
       throw UserError("export: " + out + " exists; pass --force to overwrite it");
   });
@@ -58,6 +60,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
                            static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
     data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
     model::BuiltEncoder built = model::build_encoder(config);
+    model::check_tokenizer_fits(config, built.encoder->config(), tokenizer.vocab_size());
     const std::string path = choose_checkpoint(config, checkpoint);
     model::load_state(*built.encoder, train::read_checkpoint(path, false).params,
                       "checkpoint " + path);
@@ -85,6 +88,9 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
                     " exists and is not empty; choose another --out or pass --force to overwrite "
                     "its files");
   model::BuiltEncoder built = model::build_encoder(config);
+  // The directory's tokenizer and max_seq_length are this configuration's.
+  model::check_tokenizer_fits(config, built.encoder->config(),
+                              data::XlmrTokenizer(data::tokenizer_options(config)).vocab_size());
   const std::string path = choose_checkpoint(config, hf.checkpoint);
   model::load_state(*built.encoder, train::read_checkpoint(path, false).params,
                     "checkpoint " + path);

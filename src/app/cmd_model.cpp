@@ -133,12 +133,15 @@ void write_embeddings(const Config& config, const EmbedArgs& a, const data::Text
   spdlog::info("written: {} ({} rows x {})", a.out, table.size(), hidden);
 }
 
-void check_embed_args(const EmbedArgs& a) {
+void check_embed_args(const EmbedArgs& a, int rank) {
   if (!a.csv.empty() && a.text_column.empty())
     throw UserError("--csv " + a.csv + ": name the column to embed with --text-column");
   if (a.csv.empty() && (!a.text_column.empty() || !a.id_column.empty()))
     throw UserError("--text-column and --id-column read a CSV file: give it with --csv");
-  if (out_format(a.out) != OutFormat::kText && files::exists(a.out) && !a.force)
+  if (out_format(a.out) == OutFormat::kText) return;
+  // Rank 0 writes the file (its directory may be local to its node).
+  if (rank == 0) check_output_file("--out", a.out);
+  if (files::exists(a.out) && !a.force)
     throw UserError("--out " + a.out + " exists; pass --force to overwrite it");
 }
 
@@ -153,9 +156,10 @@ int cmd_embed(const ConfigArgs& args, const EmbedArgs& a) {
   // stderr carries the log (the weights used, at info); stdout only the embeddings.
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   try {
-    check_embed_args(a);
+    check_embed_args(a, env.rank);
     data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
     InferenceEncoder loaded = load_inference_encoder(config, a.weights, env.local_rank);
+    model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer.vocab_size());
     const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
     if (env.world == 1 && a.csv.empty() && a.out.empty()) {
       stream_stdin(loaded.encoder, tokenizer, batch_size);

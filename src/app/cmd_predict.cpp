@@ -17,6 +17,7 @@
 #include "evaluate/classifier.h"
 #include "export/features.h"
 #include "io/hdf5.h"
+#include "model/encoder_factory.h"
 
 namespace sx::app {
 namespace {
@@ -72,12 +73,19 @@ void check_tokenizer_matches(const Config& config, const std::string& features) 
 }
 
 int predict_texts(const Config& config, const PredictArgs& a) {
+  if (!a.out.empty())
+    throw UserError("--out " + a.out +
+                    ": predict --texts prints p(toxic) of each text and writes no file; drop "
+                    "--out, or --texts for submission.csv");
+  if (a.texts != "-" && files::is_directory(a.texts))
+    throw UserError("--texts " + a.texts + " is a directory, expected a file of texts, one a line");
   check_inputs(config, {"tokenizer", "model"});
   const std::string features = features_path(config, a);
   check_tokenizer_matches(config, features);
   const evaluate::Classifier classifier = classifier_for(config, features);
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   InferenceEncoder loaded = load_inference_encoder(config, a.weights, 0);
+  model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer.vocab_size());
   const int64_t hidden = loaded.encoder->config().hidden_size;
   if (static_cast<size_t>(hidden) != classifier.weights.size())
     throw UserError("the classifier has " + std::to_string(classifier.weights.size()) +
@@ -99,6 +107,19 @@ int predict_texts(const Config& config, const PredictArgs& a) {
   return 0;
 }
 
+// submission.csv has the rows of the test set the features were exported with; a data.test_csv
+// changed since (another file: another size) would silently get the old set's rows.
+void check_test_csv_matches(const Config& config, const io::H5File& f) {
+  const std::string& csv = config.data.test_csv;
+  if (!f.has_attr("test_csv_bytes") || csv.empty() || !files::exists(csv)) return;
+  const int64_t bytes = f.attr_int("test_csv_bytes");
+  if (static_cast<int64_t>(files::size(csv)) != bytes)
+    throw UserError(f.path() + " holds the test set of " + f.attr_string("test_csv") + " (" +
+                    std::to_string(bytes) + " bytes) but data.test_csv " + csv + " has " +
+                    std::to_string(files::size(csv)) +
+                    " bytes; run `siamese-xlmr export --force` for its rows");
+}
+
 void refuse_overwrite(const std::string& path, bool force) {
   if (files::exists(path) && !force)
     throw UserError("predict: " + path + " exists; pass --force to overwrite it");
@@ -109,6 +130,16 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   const std::string classifier_path = files::join(config.run.dir, "classifier.json");
   const std::string submission =
       a.out.empty() ? files::join(config.run.dir, "submission.csv") : a.out;
+  // Both files are written after the fit; a path that cannot take them fails now (--force on a
+  // directory failed there, with classifier.json already replaced).
+  if (files::is_directory(classifier_path))
+    throw UserError("run.dir: " + classifier_path + " is a directory, expected a file to write");
+  if (a.out.empty()) {
+    if (files::is_directory(submission))
+      throw UserError("run.dir: " + submission + " is a directory, expected a file to write");
+  } else {
+    check_output_file("--out", submission);
+  }
   refuse_overwrite(classifier_path, a.force);
   refuse_overwrite(submission, a.force);
 
@@ -117,6 +148,7 @@ int predict_submission(const Config& config, const PredictArgs& a) {
     throw UserError(features +
                     " has no test set (data.test_csv was empty when it was written); set "
                     "data.test_csv and run `siamese-xlmr export`");
+  check_test_csv_matches(config, f);
   const std::vector<int64_t> ids = f.read_int64("test/ids");
   const auto dims = f.dims("test/embeddings");
   if (dims.size() != 2 || dims[0] != ids.size())

@@ -77,4 +77,12 @@ std::vector<std::string> read_lines(std::istream& in) {
   return lines;
 }
 
+void check_output_file(const std::string& key, const std::string& path) {
+  if (files::is_directory(path))
+    throw UserError(key + " " + path + " is a directory, expected a file to write");
+  const std::string dir = files::parent(path).empty() ? "." : files::parent(path);
+  if (!files::is_directory(dir))
+    throw UserError(key + " " + path + ": the directory " + dir + " does not exist");
+}
+
 }  // namespace sx::app

@@ -30,4 +30,9 @@ std::string clean_text(std::string line);
 // Every line of `in` (a final '\r' dropped), cleaned.
 std::vector<std::string> read_lines(std::istream& in);
 
+// A file the command will write at `path` (given by option `key`): not a directory, in a
+// directory that exists; else a UserError, before any work is done (write_atomically would
+// fail only at its end, naming its temporary file).
+void check_output_file(const std::string& key, const std::string& path);
+
 }  // namespace sx::app

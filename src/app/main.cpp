@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <limits>
 
 #include "app/commands.h"
 #include "core/error.h"
@@ -138,7 +139,11 @@ int main(int argc, char** argv) {
   synth->add_option("--rows", synth_rows, "rows of the English training file")
       ->required()
       ->check(CLI::Range(1LL, 100000000LL));
-  synth->add_option("--seed", synth_seed, "random seed")->check(CLI::NonNegativeNumber);
+  // CLI11 clamps a value past long long to its maximum, which the range's end (one less) refuses
+  // rather than seeding with a number the user did not give (NonNegativeNumber printed a
+  // 300-digit bound).
+  synth->add_option("--seed", synth_seed, "random seed")
+      ->check(CLI::Range(0LL, std::numeric_limits<long long>::max() - 1));
   int synth_toxic_percent = 12;
   bool synth_force = false;
   synth->add_flag("--force", synth_force, "overwrite the CSV files already in --out");

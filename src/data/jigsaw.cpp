@@ -28,6 +28,7 @@ enum class Problem : uint8_t {
   kFieldCount,
   kLabel,
   kId,
+  kIdNotUtf8,  // a text table's id (written as a UTF-8 string)
   kEmptyLang,
   kBadLang,
   kEmptyText
@@ -193,6 +194,9 @@ class JigsawFile {
       case Problem::kId:
         bad(r.line, "id is not a non-negative integer", "(" + quote_value(r.text) + ")");
         return true;
+      case Problem::kIdNotUtf8:
+        bad(r.line, "id is not valid UTF-8");
+        return true;
       case Problem::kEmptyLang:
         bad(r.line, "empty language");
         return true;
@@ -356,7 +360,14 @@ TextTable load_text_csv(const std::string& path, const TextColumns& columns,
   if (!columns.id.empty()) id_col = file.column(columns.id, "--id-column", false);
 
   std::vector<RowResult> rows = file.parse([&](const CsvRow& row, Slot& slot, RowResult& r) {
-    if (id_col) r.key = file.stripped(row.fields[*id_col], slot);
+    if (id_col) {
+      r.key = file.stripped(row.fields[*id_col], slot);
+      // The ids are kept as UTF-8 strings (embed's HDF5 `ids`), which readers decode.
+      if (!is_valid_utf8(r.key)) {
+        r.problem = Problem::kIdNotUtf8;
+        return;
+      }
+    }
     r.text = file.text(row.fields[text_col], slot, r);
   });
 

@@ -105,6 +105,10 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.set_attr("max_len", config.tokenizer.max_len);
     f.set_attr("pretokenize", config.tokenizer.pretokenize);
     f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
+    if (inputs.test) {  // predict checks that data.test_csv is still this file
+      f.set_attr("test_csv", config.data.test_csv);
+      f.set_attr("test_csv_bytes", static_cast<int64_t>(files::size(config.data.test_csv)));
+    }
 
     // The training matrix: every labeled row, grouped by language, the languages sorted as
     // the notebook sorts them (so fold and row indices match its cv_splitting), rows of a

@@ -28,6 +28,17 @@ BuiltEncoder build_encoder(const Config& config) {
   return out;
 }
 
+void check_tokenizer_fits(const Config& config, const XlmrConfig& model, int64_t tokenizer_vocab) {
+  // Positions start after pad_token_id (HF's create_position_ids_from_input_ids).
+  if (config.tokenizer.max_len + model.pad_token_id + 1 > model.max_position_embeddings)
+    throw UserError("tokenizer.max_len " + std::to_string(config.tokenizer.max_len) +
+                    " needs more positions than the model has (max_position_embeddings " +
+                    std::to_string(model.max_position_embeddings) + ")");
+  if (tokenizer_vocab > model.vocab_size)
+    throw UserError("tokenizer.model has " + std::to_string(tokenizer_vocab) +
+                    " ids but the model's vocabulary has " + std::to_string(model.vocab_size));
+}
+
 torch::Device resolve_device(const std::string& device, int local_rank) {
   if (device == "cpu") return torch::Device(torch::kCPU);
   const bool cuda = torch::cuda::is_available();

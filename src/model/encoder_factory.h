@@ -18,6 +18,12 @@ struct BuiltEncoder {
 
 BuiltEncoder build_encoder(const Config& config);
 
+// The texts the configuration tokenizes fit `model`: tokenizer.max_len within its positions and
+// the tokenizer's `tokenizer_vocab` ids within its vocabulary; else a UserError naming the key
+// (past either table, torch fails deep in the forward: "index out of range" on CPU, a
+// device-side assert on CUDA).
+void check_tokenizer_fits(const Config& config, const XlmrConfig& model, int64_t tokenizer_vocab);
+
 // model.device: auto = CUDA device `local_rank % device_count` when CUDA is available.
 torch::Device resolve_device(const std::string& device, int local_rank);
 

@@ -117,11 +117,33 @@ void check_plan(const TrainState& s) {
                     ", accumulation_steps " + std::to_string(s.accumulation_steps) + ")");
 }
 
+namespace {
+
+// The file's format attribute, 0 without one. A string one is another file of this program's
+// (features.h5, an embed --out file), named as such.
+int64_t format_of(const io::H5File& f) {
+  if (!f.has_attr("format")) return 0;
+  try {
+    return f.attr_int("format");
+  } catch (const UserError&) {
+    std::string kind;
+    try {
+      kind = f.attr_string("format");
+    } catch (const UserError&) {  // neither: the integer's error says what it holds
+    }
+    if (kind.empty()) throw;
+    throw UserError(f.path() + ": not a siamese-xlmr checkpoint but a file of format '" + kind +
+                    "'");
+  }
+}
+
+}  // namespace
+
 Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
   try {
     io::H5File f = io::H5File::open(path);
     Checkpoint c;
-    const int64_t format = f.has_attr("format") ? f.attr_int("format") : 0;
+    const int64_t format = format_of(f);
     if (format < kFormatFnv || format > kFormat)
       throw UserError(path +
                       ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");

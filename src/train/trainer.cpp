@@ -240,15 +240,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   r.model = built.encoder;
   r.model_description = built.description;
   if (lead) spdlog::info("model: {}", built.description);
-  if (config.tokenizer.max_len + r.model->config().pad_token_id + 1 >
-      r.model->config().max_position_embeddings)
-    throw UserError("tokenizer.max_len " + std::to_string(config.tokenizer.max_len) +
-                    " needs more positions than the model has (max_position_embeddings " +
-                    std::to_string(r.model->config().max_position_embeddings) + ")");
-  if (r.tokenizer->vocab_size() > r.model->config().vocab_size)
-    throw UserError("tokenizer.model has " + std::to_string(r.tokenizer->vocab_size()) +
-                    " ids but the model's vocabulary has " +
-                    std::to_string(r.model->config().vocab_size));
+  model::check_tokenizer_fits(config, r.model->config(), r.tokenizer->vocab_size());
   r.device = model::resolve_device(config.model.device, env.local_rank);
   r.model->to(r.device);
   r.model->set_compute(model::compute_options(config, r.device));

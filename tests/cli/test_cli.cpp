@@ -153,6 +153,24 @@ TEST(Cli, DataSynthRejectsBadArguments) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+TEST(Cli, DataSynthRefusesASeedItCannotUse) {
+  // A seed past long long was clamped and used silently (every such seed gave the same data); a
+  // negative one was refused with a 300-digit bound.
+  test::TempDir dir;
+  for (const char* seed : {"99999999999999999999", "-1", "abc"}) {
+    auto r = run_cli("data synth --rows 5 --out " + dir.path("d") + " --seed " + seed);
+    EXPECT_EQ(r.exit_code, 2) << seed;
+    EXPECT_NE(
+        r.err.find(std::string("--seed: Value ") + seed + " not in range 0 to 9223372036854775806"),
+        std::string::npos)
+        << seed << ": " << r.err;
+    EXPECT_FALSE(files::exists(dir.path("d"))) << seed;
+  }
+  EXPECT_EQ(run_cli("data synth --rows 5 --out " + dir.path("d") + " --seed 9223372036854775806")
+                .exit_code,
+            0);
+}
+
 // Issue #12: `data synth` overwrote the files of an earlier --out.
 TEST(Cli, DataSynthDoesNotOverwriteWithoutForce) {
   test::TempDir dir;

@@ -236,5 +236,128 @@ TEST_F(Predict, EmbedWithoutOutPrintsTextAsBefore) {
   EXPECT_LT(test::max_abs_diff(got, rows), 1e-6);
 }
 
+TEST_F(Predict, ATokenizerTheModelCannotTakeIsOneLineNotATorchError) {
+  // The fixture model has 130 positions and 4002 ids: a longer tokenizer.max_len, or a
+  // tokenizer with more ids than a model's vocabulary, failed in the forward with torch's
+  // "index out of range" and a stack trace (exit 1).
+  test::TempDir dir;
+  const std::string quiet = " run.log_level=warn";
+  const std::string too_long = quiet + " tokenizer.max_len=200";
+  for (const std::string& command :
+       {cli("embed") + too_long, cli("embed --out " + dir.path("e.npy")) + too_long,
+        cli("export") + too_long + " run.dir=" + dir.path("run"),
+        cli("export-hf --out " + dir.path("hf")) + too_long}) {
+    auto r = test::run_cli(command, "hello\nworld\n");
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_EQ(r.err,
+              "siamese-xlmr: error: tokenizer.max_len 200 needs more positions than the model "
+              "has (max_position_embeddings 130)\n")
+        << command;
+    EXPECT_TRUE(r.out.empty()) << command;
+  }
+  const std::string small_vocab = dir.write(
+      "config.json",
+      R"({"vocab_size": 2002, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+    "intermediate_size": 64, "max_position_embeddings": 70, "type_vocab_size": 1, "pad_token_id": 1,
+    "layer_norm_eps": 1e-5, "hidden_act": "gelu"})");
+  auto r = test::run_cli(cli("embed --allow-random") + quiet + " model.pretrained= model.config=" +
+                             small_vocab + " run.dir=" + dir.path("empty-run"),
+                         "referencia\n");  // id 2459 with the fixture tokenizer
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err,
+            "siamese-xlmr: error: tokenizer.model has 4002 ids but the model's vocabulary has "
+            "2002\n");
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST_F(Predict, PathMistakesAreOneLineBeforeAnyWork) {
+  // Each was an "internal error: cannot rename ..." (exit 1) or an error naming a temporary file
+  // after the embedding or the fit, or (--texts DIR, --texts with --out) nothing at all, exit 0.
+  test::TempDir dir;
+  const std::string a_dir = dir.path("out.npy");
+  files::create_directories(a_dir);
+  const std::string missing = dir.path("no-such-dir/e.h5");
+  const std::string quiet = " run.log_level=warn";
+  for (auto [command, why] : {
+           std::pair{cli("embed --force --out " + a_dir), a_dir + " is a directory"},
+           std::pair{cli("embed --out " + a_dir), a_dir + " is a directory"},
+           std::pair{cli("embed --out " + missing),
+                     "the directory " + dir.path("no-such-dir") + " does not exist"},
+           std::pair{cli("predict --force --out " + a_dir), a_dir + " is a directory"},
+           std::pair{cli("predict --force --out " + missing),
+                     "the directory " + dir.path("no-such-dir") + " does not exist"},
+           std::pair{cli("predict --texts " + dir.path("")), std::string(" is a directory")},
+           std::pair{cli("predict --texts - --out " + dir.path("p.csv")),
+                     std::string("writes no file")},
+       }) {
+    auto r = test::run_cli(command + quiet, "hello\n");
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << command << "\n" << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << command << "\n" << r.err;
+    EXPECT_TRUE(r.out.empty()) << command << "\n" << r.out;
+    EXPECT_FALSE(files::exists(dir.path("p.csv")));
+    EXPECT_EQ(files::list(dir.path("")), std::vector<std::string>{"out.npy"}) << command;
+  }
+}
+
+TEST_F(Predict, FeaturesGivenAsACheckpointAreNamedAsSuch) {
+  // Was "attribute 'format' holds string values, expected integer".
+  test::TempDir dir;
+  const std::string features = run_file("features.h5");
+  for (const std::string& command :
+       {cli("embed --checkpoint " + features),
+        cli("export-hf --out " + dir.path("hf") + " --checkpoint " + features)}) {
+    auto r = test::run_cli(command + " run.log_level=warn", "hello\n");
+    EXPECT_EQ(r.exit_code, 2) << command;
+    EXPECT_EQ(r.err, "siamese-xlmr: error: checkpoint " + features +
+                         " is unusable: not a siamese-xlmr checkpoint but a file of format "
+                         "'siamese-xlmr features 1'\n")
+        << command;
+  }
+}
+
+TEST_F(Predict, ExportRefusesAFeaturesPathThatIsADirectory) {
+  // Was "internal error: cannot rename ..." (exit 1) after embedding both sets.
+  test::TempDir dir;
+  files::create_directories(dir.path("run/features.h5"));
+  auto r = test::run_cli(cli("export --force --checkpoint " + run_file("checkpoints/best.h5")) +
+                         " run.log_level=warn run.dir=" + dir.path("run"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "siamese-xlmr: error: export: " + dir.path("run/features.h5") +
+                       " is a directory, expected the features file to write\n");
+}
+
+TEST_F(Predict, EmbedRefusesAnIdThatIsNotUtf8) {
+  // It was written as is into the HDF5 `ids`, declared UTF-8: h5py's ids.asstr() then raised
+  // UnicodeDecodeError. A bad row now, by file and line (the texts' invalid bytes are dropped).
+  test::TempDir dir;
+  const std::string csv = dir.write("ids.csv", "id,text\nok,hello\n\xff\xfe,world\n");
+  const std::string embed =
+      cli("embed --csv " + csv + " --text-column text --id-column id --out " + dir.path("e.h5")) +
+      " run.log_level=warn";
+  auto r = test::run_cli(embed);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err, "siamese-xlmr: error: --csv: " + csv +
+                       ": 1 bad row: line 3: id is not valid UTF-8. Fix the file or set "
+                       "data.bad_rows=skip to drop such rows\n");
+  EXPECT_FALSE(files::exists(dir.path("e.h5")));
+  auto skipped = test::run_cli(embed + " data.bad_rows=skip");
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.err;
+  EXPECT_EQ(io::H5File::open(dir.path("e.h5")).read_strings("ids"), std::vector<std::string>{"ok"});
+}
+
+TEST_F(Predict, RefusesATestCsvOtherThanTheFeatures) {
+  // submission.csv silently had the rows of the test set the features were exported with.
+  test::TempDir dir;
+  const std::string other = dir.write("test.csv", "id,content,lang\n1,a new comment,en\n");
+  auto r = test::run_cli(cli("predict --force --out " + dir.path("s.csv")) +
+                         " run.log_level=warn data.test_csv=" + other);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("holds the test set of " + data_->test_csv), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("but data.test_csv " + other + " has 35 bytes"), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(files::exists(dir.path("s.csv")));
+}
+
 }  // namespace
 }  // namespace sx
