@@ -567,12 +567,16 @@ Origin origin_of(const std::string& file, const YAML::Node& node) {
 
 void apply_map(Config& config, const YAML::Node& map, const std::string& prefix,
                const std::string& file) {
+  std::map<std::string, int> seen;  // line of each key: yaml-cpp keeps a repeated key twice
   for (const auto& item : map) {
     const YAML::Node& key_node = item.first;
     const YAML::Node& value = item.second;
     if (!key_node.IsScalar()) fail(origin_of(file, key_node), "keys must be plain names");
     std::string key = prefix.empty() ? key_node.Scalar() : prefix + "." + key_node.Scalar();
     Origin origin = origin_of(file, key_node);
+    if (auto [first, fresh] = seen.emplace(key, key_node.Mark().line + 1); !fresh)
+      fail(origin, "'" + key + "' is given twice in this mapping (first at line " +
+                       std::to_string(first->second) + "), expected once");
     if (const Field* f = find_field(key)) {
       apply(config, *f, value, origin);
     } else if (is_section_prefix(key)) {

@@ -89,6 +89,14 @@ TEST(ConfigErrors, UnknownSectionSuggestsClosest) {
   expect_error("trian:\n  patience: 3\n", {},
                {"config.yaml:1", "unknown key 'trian'", "did you mean 'train'"});
 }
+// yaml-cpp keeps both entries of a repeated key; the second silently won (or a second
+// section merged into the first).
+TEST(ConfigErrors, AKeyOrSectionGivenTwiceNamesBothLines) {
+  expect_error("train:\n  patience: 3\n  patience: 5\n", {},
+               {"config.yaml:3", "'train.patience' is given twice", "first at line 2"});
+  expect_error("run:\n  seed: 1\ntrain:\n  patience: 3\nrun:\n  seed: 2\n", {},
+               {"config.yaml:5", "'run' is given twice", "first at line 1"});
+}
 TEST(ConfigErrors, WrongTypeNamesKeyValueAndExpectation) {
   expect_error("train:\n  patience: many\n", {},
                {"config.yaml:2", "train.patience expects an integer >= 1", "found 'many'"});
