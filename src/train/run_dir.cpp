@@ -79,6 +79,17 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
   return previous;
 }
 
+void check_run_outputs_are_files(const std::string& run_dir) {
+  for (const char* name : {"features_before.h5", "features.h5", "evaluation.json", "metrics.jsonl",
+                           "checkpoints/best.h5"}) {
+    const std::string path = files::join(run_dir, name);
+    if (files::is_directory(path))
+      throw UserError("run.dir: " + path +
+                      " is a directory, expected a file this run writes (move it away, or give "
+                      "this run another run.dir)");
+  }
+}
+
 RunDirLock::RunDirLock(const std::string& run_dir) {
   try {
     files::create_directories(run_dir);

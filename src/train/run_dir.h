@@ -22,6 +22,10 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir);
 // (false once this run has started writing those).
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs);
 
+// A UserError when a file the run writes (features, evaluation, metrics, best weights) is a
+// directory in run_dir: the write would fail only at the end of the training.
+void check_run_outputs_are_files(const std::string& run_dir);
+
 // Held by rank 0 of a training from before it claims run_dir until the process ends (the
 // kernel drops it then, however the process ends): an flock on run_dir/.lock holding
 // "pid P on HOST". A second training into the same directory, fresh, --force or resumed, is

@@ -683,6 +683,7 @@ std::string prepare_run_dir(const Config& config, const TrainOptions& options, R
   const std::string moved = options.resume.empty()
                                 ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
                                 : "";
+  check_run_outputs_are_files(config.run.dir);  // else the training fails only when it ends
   files::create_directories(checkpoint_dir(config.run.dir));
   write_resolved_config(config);
   return moved;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "core/checksum.h"
@@ -545,6 +546,23 @@ TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
   EXPECT_NE(again, previous);
   EXPECT_TRUE(files::exists(again + "/features.h5"));
   EXPECT_TRUE(files::exists(run + "/log"));
+}
+
+// A directory where the run writes a result made the training fail only when it ended (found
+// by an adversarial run: run.dir/features.h5 a directory, with --resume auto).
+TEST(RunDir, AnOutputThatIsADirectoryIsRefusedUpFront) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  files::create_directories(run + "/checkpoints");
+  EXPECT_NO_THROW(check_run_outputs_are_files(run));
+  for (const char* name : {"features.h5", "evaluation.json", "checkpoints/best.h5"}) {
+    files::create_directories(run + "/" + name);
+    const std::string what = test::error_of([&] { check_run_outputs_are_files(run); });
+    EXPECT_NE(what.find(run + "/" + name + " is a directory, expected a file"), std::string::npos)
+        << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    std::filesystem::remove(run + "/" + name);
+  }
 }
 
 TEST(RunInputs, FileIdentitiesMatchCopiesAndSeeChangesAtEitherEnd) {
