@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <unordered_map>
 #include <utility>
 
 #include "core/error.h"
@@ -46,11 +47,11 @@ uint64_t absolute(const Layout& layout, uint64_t addr, const RawFile& file,
   return at;
 }
 
-// The size of object `index` in the collection at `addr`, walking the collection exactly as
-// HDF5 1.10 parses it when it loads it; -1 if it holds no such object. A UserError for a
-// collection HDF5 would read past or loop in.
-int64_t object_size(const RawFile& file, const Layout& layout, uint64_t addr, uint64_t index,
-                    const std::string& what) {
+// The size of each object (by index) in the collection at `addr`, walking the collection exactly
+// as HDF5 1.10 parses it when it loads it. A UserError for a collection HDF5 would read past or
+// loop in.
+std::unordered_map<uint64_t, uint64_t> object_sizes(const RawFile& file, const Layout& layout,
+                                                    uint64_t addr, const std::string& what) {
   const uint64_t at = absolute(layout, addr, file, what);
   const unsigned header = static_cast<unsigned>(align8(8 + layout.sizeof_size));
   const std::vector<uint8_t> head = file.read(at, header, what + ": heap collection");
@@ -64,7 +65,7 @@ int64_t object_size(const RawFile& file, const Layout& layout, uint64_t addr, ui
                     std::to_string(kCollectionMin) + " every collection has (crafted file)");
   const std::vector<uint8_t> heap = file.read(at, size, what + ": heap collection");
   const uint64_t object_header = 8 + layout.sizeof_size;
-  int64_t found = -1;
+  std::unordered_map<uint64_t, uint64_t> sizes;
   for (uint64_t p = header; p + object_header <= size;) {
     const uint64_t id = le(heap, p, 2);
     const uint64_t bytes = le(heap, p + 8, layout.sizeof_size);
@@ -76,10 +77,10 @@ int64_t object_size(const RawFile& file, const Layout& layout, uint64_t addr, ui
                       " has object " + std::to_string(id) + " of " + std::to_string(bytes) +
                       " bytes, which does not fit in its " + std::to_string(size) +
                       " bytes (crafted or corrupt file)");
-    if (id == index) found = static_cast<int64_t>(bytes);
+    if (id > 0) sizes[id] = bytes;  // a repeated index: the last one, as HDF5 keeps it
     p += need;
   }
-  return found;
+  return sizes;
 }
 
 }  // namespace
@@ -127,13 +128,19 @@ std::vector<Ref> decode_refs(const std::vector<uint8_t>& raw, const Layout& layo
 
 void check_refs(const RawFile& file, const Layout& layout, const std::vector<Ref>& refs,
                 const std::string& what) {
+  // Each collection read and walked once: a dataset's strings share a few collections.
+  std::unordered_map<uint64_t, std::unordered_map<uint64_t, uint64_t>> collections;
   for (const Ref& r : refs) {
     if (r.addr == 0) continue;  // a null string: HDF5 reads nothing
-    const int64_t size = object_size(file, layout, r.addr, r.index, what);
-    if (r.index == 0 || size < 0 || static_cast<uint64_t>(size) != r.length)
+    auto it = collections.find(r.addr);
+    if (it == collections.end())
+      it = collections.emplace(r.addr, object_sizes(file, layout, r.addr, what)).first;
+    const auto object = it->second.find(r.index);
+    const bool found = r.index != 0 && object != it->second.end();
+    if (!found || object->second != r.length)
       throw UserError(file.path() + ": " + what + " holds " + describe(r) + ", but the heap " +
-                      (r.index == 0 || size < 0 ? std::string("has no such object")
-                                                : "object has " + std::to_string(size) + " bytes") +
+                      (!found ? std::string("has no such object")
+                              : "object has " + std::to_string(object->second) + " bytes") +
                       " (crafted or corrupt file)");
   }
 }
