@@ -1,4 +1,5 @@
-# Finds NCCL: system paths, NCCL_ROOT, or the nvidia-nccl wheel that pip's torch depends on.
+# Finds NCCL: NCCL_ROOT, the nvidia-nccl wheel that pip's torch depends on (found through
+# Python3_EXECUTABLE, e.g. the venv of launch/install-py-deps.sh), or system paths, in that order.
 # Defines the imported target NCCL::NCCL.
 set(_nccl_hints $ENV{NCCL_ROOT} ${NCCL_ROOT})
 find_package(Python3 QUIET COMPONENTS Interpreter)
@@ -11,7 +12,9 @@ if(Python3_Interpreter_FOUND)
   endif()
 endif()
 find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_nccl_hints} PATH_SUFFIXES include)
-find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${_nccl_hints} PATH_SUFFIXES lib lib64)
+# NAMES_PER_DIR: the hints (the wheel torch itself loads) win over a system libnccl.so.
+find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 NAMES_PER_DIR HINTS ${_nccl_hints}
+             PATH_SUFFIXES lib lib64)
 include(FindPackageHandleStandardArgs)
 find_package_handle_standard_args(NCCL REQUIRED_VARS NCCL_LIBRARY NCCL_INCLUDE_DIR)
 if(NCCL_FOUND AND NOT TARGET NCCL::NCCL)
