@@ -12,12 +12,43 @@
 #include <sstream>
 #include <variant>
 
+#include "core/config_rules.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/hash.h"
 #include "core/strings.h"
 
 namespace sx {
+
+template <class E>
+E parse_enum(const std::string& name, const std::string& what) {
+  const auto& names = enum_names<E>();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<E>(i);
+  throw UserError((what.empty() ? std::string() : what + ": ") + "expected one of " +
+                  join(names, "|") + ", found " + quote_value(name));
+}
+
+#define SX_ENUM_NAMES(E, ...)                                    \
+  template <>                                                    \
+  const std::vector<std::string>& enum_names<E>() {              \
+    static const std::vector<std::string> names = {__VA_ARGS__}; \
+    return names;                                                \
+  }                                                              \
+  template E parse_enum<E>(const std::string&, const std::string&);
+SX_ENUM_NAMES(LogLevel, "trace", "debug", "info", "warn", "error")
+SX_ENUM_NAMES(ProgressMode, "auto", "lines", "off")
+SX_ENUM_NAMES(BadRows, "fail", "skip")
+SX_ENUM_NAMES(PairSampler, "notebook", "balanced")
+SX_ENUM_NAMES(Pretokenize, "wordpunct", "none")
+SX_ENUM_NAMES(DeviceChoice, "auto", "cpu", "cuda")
+SX_ENUM_NAMES(Attention, "math", "sdpa")
+SX_ENUM_NAMES(ResidualDtype, "fp32", "bf16")
+SX_ENUM_NAMES(Backend, "auto", "nccl", "mpi")
+SX_ENUM_NAMES(WireType, "fp32", "bf16")
+SX_ENUM_NAMES(StopSignal, "USR1", "USR2", "TERM")
+#undef SX_ENUM_NAMES
+
 namespace {
 
 using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>>;
@@ -52,27 +83,45 @@ struct Field {
   std::string section() const { return key.substr(0, key.find('.')); }
 };
 
-// Binds a schema entry to a member of one Config section.
+// A key and the member it binds, from one spelling: SX_MEMBER(train, patience) is the member
+// Config::train.patience and the key "train.patience" (export_ is the section "export"), so a
+// key cannot name another member than its own.
+#define SX_MEMBER(section, member) \
+  &Config::section, &decltype(Config::section)::member, #section "." #member
+
+std::string key_of(std::string spelled) {
+  if (const size_t underscore = spelled.find("_."); underscore != std::string::npos)
+    spelled.erase(underscore, 1);  // export_.batch_size -> export.batch_size
+  return spelled;
+}
+
+// Binds a schema entry to a member of one Config section. An enumeration's choices are its
+// enum_names(), held as its name in a Value and converted once, here.
 template <class Section, class T>
-Field entry(Section Config::*section, T Section::*member, std::string key, Kind kind,
+Field entry(Section Config::*section, T Section::*member, const char* key, Kind kind,
             std::string default_yaml, std::string doc) {
   Field f;
-  f.key = std::move(key);
+  f.key = key_of(key);
   f.kind = kind;
   f.default_yaml = std::move(default_yaml);
   f.doc = std::move(doc);
-  f.set = [section, member](Config& c, const Value& v) { (c.*section).*member = std::get<T>(v); };
-  f.get = [section, member](const Config& c) { return Value((c.*section).*member); };
+  if constexpr (std::is_enum_v<T>) {
+    f.kind = Kind::kEnum;
+    f.choices = enum_names<T>();
+    f.set = [section, member](Config& c, const Value& v) {
+      (c.*section).*member = parse_enum<T>(std::get<std::string>(v), "");
+    };
+    f.get = [section, member](const Config& c) { return Value(name_of((c.*section).*member)); };
+  } else {
+    f.set = [section, member](Config& c, const Value& v) { (c.*section).*member = std::get<T>(v); };
+    f.get = [section, member](const Config& c) { return Value((c.*section).*member); };
+  }
   return f;
 }
 
 Field range(Field f, double min, double max = kInf) {
   f.min = min;
   f.max = max;
-  return f;
-}
-Field choices(Field f, std::vector<std::string> allowed) {
-  f.choices = std::move(allowed);
   return f;
 }
 Field results(Field f) {
@@ -83,276 +132,222 @@ Field results(Field f) {
 // The schema: every key, its type, the notebook's default and what it means.
 const std::vector<Field>& schema() {
   static const std::vector<Field> fields = [] {
-    using C = Config;
     std::vector<Field> s;
     // run
-    s.push_back(entry(&C::run, &RunConfig::dir, "run.dir", Kind::kString, "runs/default",
+    s.push_back(entry(SX_MEMBER(run, dir), Kind::kString, "runs/default",
                       "Run directory: resolved config, logs, checkpoints, metrics, features."));
-    s.push_back(results(range(entry(&C::run, &RunConfig::seed, "run.seed", Kind::kInt, "42",
+    s.push_back(results(range(entry(SX_MEMBER(run, seed), Kind::kInt, "42",
                                     "Seed of every random choice (split, pairs, init, dropout)."),
                               0)));
-    s.push_back(entry(&C::run, &RunConfig::max_duration, "run.max_duration", Kind::kDuration, "0",
+    s.push_back(entry(SX_MEMBER(run, max_duration), Kind::kDuration, "0",
                       "Time budget of the whole job from the program's start (seconds, or 90m, "
                       "2h, 1h30m): training stops, checked every step, when set-up, training and "
                       "the final export would not fit. 0 = no limit."));
-    s.push_back(choices(entry(&C::run, &RunConfig::log_level, "run.log_level", Kind::kEnum, "info",
-                              "Log level of rank 0."),
-                        {"trace", "debug", "info", "warn", "error"}));
+    s.push_back(entry(SX_MEMBER(run, log_level), Kind::kEnum, "info", "Log level of rank 0."));
+    s.push_back(entry(SX_MEMBER(run, other_ranks_log_level), Kind::kEnum, "warn",
+                      "Log level of ranks other than 0."));
     s.push_back(
-        choices(entry(&C::run, &RunConfig::other_ranks_log_level, "run.other_ranks_log_level",
-                      Kind::kEnum, "warn", "Log level of ranks other than 0."),
-                {"trace", "debug", "info", "warn", "error"}));
-    s.push_back(choices(
-        entry(&C::run, &RunConfig::progress, "run.progress", Kind::kEnum, "auto",
+        entry(SX_MEMBER(run, progress), Kind::kEnum, "auto",
               "How rank 0 shows progress (training: step, epoch, smoothed loss, pairs/s, time "
               "to the epoch's end and left in run.max_duration; loading and exporting: the "
               "time left): auto = a bar redrawn in place when stderr is a terminal, a line "
-              "every run.progress_interval otherwise; lines = lines always; off = neither."),
-        {"auto", "lines", "off"}));
-    s.push_back(range(
-        entry(&C::run, &RunConfig::progress_interval, "run.progress_interval", Kind::kDuration,
-              "30s", "Interval of progress lines when stderr is not a terminal."),
-        0.1));
-    s.push_back(range(entry(&C::run, &RunConfig::threads, "run.threads", Kind::kInt, "0",
+              "every run.progress_interval otherwise; lines = lines always; off = neither."));
+    s.push_back(range(entry(SX_MEMBER(run, progress_interval), Kind::kDuration, "30s",
+                            "Interval of progress lines when stderr is not a terminal."),
+                      0.1));
+    s.push_back(range(entry(SX_MEMBER(run, threads), Kind::kInt, "0",
                             "CPU threads per rank for torch; 0 = the node's cores / its ranks."),
                       0, 4096));
     // data
-    s.push_back(entry(&C::data, &DataConfig::train_csv, "data.train_csv", Kind::kFile,
+    s.push_back(entry(SX_MEMBER(data, train_csv), Kind::kFile,
                       "data/jigsaw-unintended-bias-train.csv",
                       "English training corpus (Jigsaw unintended-bias train CSV)."));
-    s.push_back(entry(&C::data, &DataConfig::multilingual_csv, "data.multilingual_csv", Kind::kFile,
-                      "data/validation.csv",
+    s.push_back(entry(SX_MEMBER(data, multilingual_csv), Kind::kFile, "data/validation.csv",
                       "Labeled non-English texts (Jigsaw multilingual validation.csv)."));
-    s.push_back(entry(&C::data, &DataConfig::test_csv, "data.test_csv", Kind::kFile,
-                      "data/test.csv",
+    s.push_back(entry(SX_MEMBER(data, test_csv), Kind::kFile, "data/test.csv",
                       "Unlabeled texts to embed (id, content, lang). Empty: none."));
-    s.push_back(choices(entry(&C::data, &DataConfig::bad_rows, "data.bad_rows", Kind::kEnum, "fail",
-                              "What a malformed CSV row does: stop the run, or skip it "
-                              "(counted and logged per reason)."),
-                        {"fail", "skip"}));
-    s.push_back(results(range(entry(&C::data, &DataConfig::train_pairs, "data.train_pairs",
-                                    Kind::kInt, "500000", "Number of training pairs."),
-                              1)));
-    s.push_back(results(range(entry(&C::data, &DataConfig::val_pairs, "data.val_pairs", Kind::kInt,
-                                    "1000", "Number of validation pairs."),
-                              1)));
-    s.push_back(results(entry(&C::data, &DataConfig::text_field, "data.text_field", Kind::kString,
-                              "comment_text", "Text column of the labeled CSV files.")));
-    s.push_back(results(entry(
-        &C::data, &DataConfig::train_label_fields, "data.train_label_fields", Kind::kStringList,
-        "[toxic, severe_toxicity, obscene, identity_attack, insult, threat]",
-        "Label columns of the English file; label = max >= data.label_threshold.")));
-    s.push_back(results(entry(&C::data, &DataConfig::multilingual_label_fields,
-                              "data.multilingual_label_fields", Kind::kStringList, "[toxic]",
-                              "Label columns of the multilingual file.")));
-    s.push_back(results(entry(&C::data, &DataConfig::lang_field, "data.lang_field", Kind::kString,
-                              "lang", "Language column; a file without it is English.")));
-    s.push_back(entry(&C::data, &DataConfig::test_id_field, "data.test_id_field", Kind::kString,
-                      "id", "Id column of the test file."));
-    s.push_back(entry(&C::data, &DataConfig::test_text_field, "data.test_text_field", Kind::kString,
-                      "content", "Text column of the test file."));
-    s.push_back(entry(&C::data, &DataConfig::test_lang_field, "data.test_lang_field", Kind::kString,
-                      "lang", "Language column of the test file."));
-    s.push_back(results(
-        range(entry(&C::data, &DataConfig::label_threshold, "data.label_threshold", Kind::kFloat,
-                    "0.5", "A text is toxic when its largest label field is >= this."),
-              0, 1)));
+    s.push_back(entry(SX_MEMBER(data, bad_rows), Kind::kEnum, "fail",
+                      "What a malformed CSV row does: stop the run, or skip it "
+                      "(counted and logged per reason)."));
+    s.push_back(results(range(
+        entry(SX_MEMBER(data, train_pairs), Kind::kInt, "500000", "Number of training pairs."),
+        1)));
+    s.push_back(results(range(
+        entry(SX_MEMBER(data, val_pairs), Kind::kInt, "1000", "Number of validation pairs."), 1)));
+    s.push_back(results(entry(SX_MEMBER(data, text_field), Kind::kString, "comment_text",
+                              "Text column of the labeled CSV files.")));
     s.push_back(
-        results(range(entry(&C::data, &DataConfig::val_fraction, "data.val_fraction", Kind::kFloat,
-                            "0.1", "Share of the remaining English corpus kept for validation."),
-                      0.001, 0.9)));
-    s.push_back(results(
-        range(entry(&C::data, &DataConfig::min_sample_chars, "data.min_sample_chars", Kind::kInt,
-                    "10", "Texts of this many characters or fewer are never sampled."),
-              0)));
-    s.push_back(results(choices(
-        entry(
-            &C::data, &DataConfig::pair_sampler, "data.pair_sampler", Kind::kEnum, "notebook",
-            "notebook: each side of a category sampled without replacement, categories may end "
-            "short (build_siamese_dataset); balanced: exactly the requested pairs, a quarter "
-            "toxic-toxic, a quarter normal-normal, a half normal-toxic (drawn with replacement)."),
-        {"notebook", "balanced"})));
+        results(entry(SX_MEMBER(data, train_label_fields), Kind::kStringList,
+                      "[toxic, severe_toxicity, obscene, identity_attack, insult, threat]",
+                      "Label columns of the English file; label = max >= data.label_threshold.")));
+    s.push_back(results(entry(SX_MEMBER(data, multilingual_label_fields), Kind::kStringList,
+                              "[toxic]", "Label columns of the multilingual file.")));
+    s.push_back(results(entry(SX_MEMBER(data, lang_field), Kind::kString, "lang",
+                              "Language column; a file without it is English.")));
+    s.push_back(
+        entry(SX_MEMBER(data, test_id_field), Kind::kString, "id", "Id column of the test file."));
+    s.push_back(entry(SX_MEMBER(data, test_text_field), Kind::kString, "content",
+                      "Text column of the test file."));
+    s.push_back(entry(SX_MEMBER(data, test_lang_field), Kind::kString, "lang",
+                      "Language column of the test file."));
+    s.push_back(results(range(entry(SX_MEMBER(data, label_threshold), Kind::kFloat, "0.5",
+                                    "A text is toxic when its largest label field is >= this."),
+                              0, 1)));
+    s.push_back(results(range(entry(SX_MEMBER(data, val_fraction), Kind::kFloat, "0.1",
+                                    "Share of the remaining English corpus kept for validation."),
+                              0.001, 0.9)));
+    s.push_back(results(range(entry(SX_MEMBER(data, min_sample_chars), Kind::kInt, "10",
+                                    "Texts of this many characters or fewer are never sampled."),
+                              0)));
+    s.push_back(results(entry(
+        SX_MEMBER(data, pair_sampler), Kind::kEnum, "notebook",
+        "notebook: each side of a category sampled without replacement, categories may end "
+        "short (build_siamese_dataset); balanced: exactly the requested pairs, a quarter "
+        "toxic-toxic, a quarter normal-normal, a half normal-toxic (drawn with replacement).")));
     s.push_back(entry(
-        &C::data, &DataConfig::share_node, "data.share_node", Kind::kBool, "true",
+        SX_MEMBER(data, share_node), Kind::kBool, "true",
         "With several ranks on a node: the node's first rank loads and splits the CSV files and "
         "builds the pairs, published once into shared memory the others map (texts stay views "
         "of each rank's read-only mapping of the files). Same corpora and pairs, one copy per "
         "node; false: each rank loads its own copy."));
     // tokenizer
-    s.push_back(entry(&C::tokenizer, &TokenizerConfig::model, "tokenizer.model", Kind::kFile, "",
+    s.push_back(entry(SX_MEMBER(tokenizer, model), Kind::kFile, "",
                       "XLM-R sentencepiece model (sentencepiece.bpe.model). Empty: the one in "
                       "model.pretrained."));
-    s.push_back(results(range(entry(&C::tokenizer, &TokenizerConfig::max_len, "tokenizer.max_len",
-                                    Kind::kInt, "128", "Token ids per text (cut and padded)."),
+    s.push_back(results(range(entry(SX_MEMBER(tokenizer, max_len), Kind::kInt, "128",
+                                    "Token ids per text (cut and padded)."),
                               2, 4096)));
-    s.push_back(results(
-        choices(entry(&C::tokenizer, &TokenizerConfig::pretokenize, "tokenizer.pretokenize",
-                      Kind::kEnum, "wordpunct",
-                      "wordpunct: split as NLTK's wordpunct_tokenize and encode each word (the "
-                      "notebook); none: encode the whole text (HF)."),
-                {"wordpunct", "none"})));
     s.push_back(
-        results(entry(&C::tokenizer, &TokenizerConfig::keep_eos, "tokenizer.keep_eos", Kind::kBool,
-                      "true", "A cut sequence still ends with </s> (the notebook drops it).")));
-    s.push_back(range(entry(&C::tokenizer, &TokenizerConfig::threads, "tokenizer.threads",
-                            Kind::kInt, "0", "Tokenizer threads; 0 = all cores."),
-                      0, 1024));
-    s.push_back(entry(
-        &C::tokenizer, &TokenizerConfig::share_node, "tokenizer.share_node", Kind::kBool, "false",
-        "With several ranks on a node: the node's first rank tokenizes every training and "
-        "validation text up front into shared memory the others map (same ids). Otherwise each "
-        "rank tokenizes lazily what it consumes: less memory and set-up for short runs."));
+        results(entry(SX_MEMBER(tokenizer, pretokenize), Kind::kEnum, "wordpunct",
+                      "wordpunct: split as NLTK's wordpunct_tokenize and encode each word (the "
+                      "notebook); none: encode the whole text (HF).")));
+    s.push_back(results(entry(SX_MEMBER(tokenizer, keep_eos), Kind::kBool, "true",
+                              "A cut sequence still ends with </s> (the notebook drops it).")));
+    s.push_back(range(
+        entry(SX_MEMBER(tokenizer, threads), Kind::kInt, "0", "Tokenizer threads; 0 = all cores."),
+        0, 1024));
     // model
-    s.push_back(entry(&C::model, &ModelConfig::pretrained, "model.pretrained", Kind::kDir, "",
+    s.push_back(entry(SX_MEMBER(model, pretrained), Kind::kDir, "",
                       "HF model directory (config.json + model.safetensors). Empty: random "
                       "initialisation from model.config."));
-    s.push_back(entry(&C::model, &ModelConfig::config, "model.config", Kind::kFile, "",
+    s.push_back(entry(SX_MEMBER(model, config), Kind::kFile, "",
                       "HF config.json used for random initialisation when model.pretrained is "
                       "empty."));
-    s.push_back(choices(entry(&C::model, &ModelConfig::device, "model.device", Kind::kEnum, "auto",
-                              "Where the replica runs: auto = the rank's GPU if any, else CPU."),
-                        {"auto", "cpu", "cuda"}));
+    s.push_back(entry(SX_MEMBER(model, device), Kind::kEnum, "auto",
+                      "Where the replica runs: auto = the rank's GPU if any, else CPU."));
+    s.push_back(entry(SX_MEMBER(model, attention), Kind::kEnum, "math",
+                      "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."));
+    s.push_back(entry(SX_MEMBER(model, autocast_bf16), Kind::kBool, "false",
+                      "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
     s.push_back(
-        choices(entry(&C::model, &ModelConfig::attention, "model.attention", Kind::kEnum, "math",
-                      "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."),
-                {"math", "sdpa"}));
-    s.push_back(choices(
-        entry(&C::model, &ModelConfig::layout, "model.layout", Kind::kEnum, "packed",
-              "Batch layout in the encoder: packed (the sequences' real tokens back to back; "
-              "variable-length flash attention with sdpa + bf16 on CUDA, libtorch >= 2.4) or "
-              "padded (every row padded to the batch's length)."),
-        {"packed", "padded"}));
-    s.push_back(entry(&C::model, &ModelConfig::autocast_bf16, "model.autocast_bf16", Kind::kBool,
-                      "false", "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
-    s.push_back(choices(
-        entry(&C::model, &ModelConfig::residual_dtype, "model.residual_dtype", Kind::kEnum, "fp32",
+        entry(SX_MEMBER(model, residual_dtype), Kind::kEnum, "fp32",
               "With autocast_bf16: the hidden states between layers (residual adds, dropout, "
               "LayerNorm outputs) in fp32 as autocast keeps them, or bf16 (faster; rounds the "
-              "residual stream to bf16)."),
-        {"fp32", "bf16"}));
-    s.push_back(
-        results(range(entry(&C::model, &ModelConfig::pool_ln_eps, "model.pool_ln_eps", Kind::kFloat,
-                            "1e-3", "Epsilon of the pooling LayerNorm (Keras' default)."),
-                      0, 1)));
+              "residual stream to bf16)."));
+    s.push_back(results(range(entry(SX_MEMBER(model, pool_ln_eps), Kind::kFloat, "1e-3",
+                                    "Epsilon of the pooling LayerNorm (Keras' default)."),
+                              0, 1)));
     // train
-    s.push_back(results(
-        range(entry(&C::train, &TrainConfig::pairs_per_rank, "train.pairs_per_rank", Kind::kInt,
-                    "32", "Pairs per replica per step; global batch = this x ranks."),
-              1, 1 << 20)));
+    s.push_back(results(range(entry(SX_MEMBER(train, pairs_per_rank), Kind::kInt, "32",
+                                    "Pairs per replica per step; global batch = this x ranks."),
+                              1, 1 << 20)));
     s.push_back(
-        range(entry(&C::train, &TrainConfig::accumulation_steps, "train.accumulation_steps",
-                    Kind::kInt, "1",
+        range(entry(SX_MEMBER(train, accumulation_steps), Kind::kInt, "1",
                     "Gradient accumulation: micro-batches per optimizer step. Global batch = "
                     "pairs_per_rank x ranks x this, so 1 rank with 8 reproduces 8 ranks; the "
                     "all-reduce, steps per epoch, the schedule and the time checks count optimizer "
                     "steps. Like the world size it may change on resume (the schedule is kept in "
                     "pairs)."),
               1, 1 << 16));
-    s.push_back(range(entry(&C::train, &TrainConfig::max_steps, "train.max_steps", Kind::kInt, "0",
+    s.push_back(range(entry(SX_MEMBER(train, max_steps), Kind::kInt, "0",
                             "Cap on global steps (smoke runs, tests); 0 = no limit. A run resumed "
                             "with another global batch keeps the cap in pairs (this x the first "
                             "run's global batch)."),
                       0));
-    s.push_back(results(range(
-        entry(&C::train, &TrainConfig::steps_per_epoch, "train.steps_per_epoch", Kind::kInt, "0",
-              "Steps per epoch; 0 = the notebook's rule min(20 x validation "
-              "batches, training batches)."),
-        0)));
-    s.push_back(results(
-        range(entry(&C::train, &TrainConfig::max_epochs, "train.max_epochs", Kind::kInt, "0",
-                    "Epoch cap; 0 = the notebook's rule max(30, round(10 x "
-                    "training batches / steps per epoch))."),
-              0)));
-    s.push_back(
-        results(range(entry(&C::train, &TrainConfig::patience, "train.patience", Kind::kInt, "9",
-                            "Early stopping: epochs without a strictly lower validation "
-                            "loss before training stops."),
-                      1)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_min, "train.lr_min", Kind::kFloat,
-                                    "1e-6", "Triangular2 cyclical learning rate: lower bound."),
+    s.push_back(results(range(entry(SX_MEMBER(train, steps_per_epoch), Kind::kInt, "0",
+                                    "Steps per epoch; 0 = the notebook's rule min(20 x validation "
+                                    "batches, training batches)."),
                               0)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_max, "train.lr_max", Kind::kFloat,
-                                    "5e-5", "Triangular2 cyclical learning rate: upper bound."),
+    s.push_back(results(range(entry(SX_MEMBER(train, max_epochs), Kind::kInt, "0",
+                                    "Epoch cap; 0 = the notebook's rule max(30, round(10 x "
+                                    "training batches / steps per epoch))."),
                               0)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::lr_step_epochs, "train.lr_step_epochs",
-                                    Kind::kFloat, "3", "Triangular2 half-cycle length, in epochs."),
+    s.push_back(results(range(entry(SX_MEMBER(train, patience), Kind::kInt, "9",
+                                    "Early stopping: epochs without a strictly lower validation "
+                                    "loss before training stops."),
+                              1)));
+    s.push_back(results(range(entry(SX_MEMBER(train, lr_min), Kind::kFloat, "1e-6",
+                                    "Triangular2 cyclical learning rate: lower bound."),
+                              0)));
+    s.push_back(results(range(entry(SX_MEMBER(train, lr_max), Kind::kFloat, "5e-5",
+                                    "Triangular2 cyclical learning rate: upper bound."),
+                              0)));
+    s.push_back(results(range(entry(SX_MEMBER(train, lr_step_epochs), Kind::kFloat, "3",
+                                    "Triangular2 half-cycle length, in epochs."),
                               1e-9)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::adam_beta1, "train.adam_beta1",
-                                    Kind::kFloat, "0.9", "Adam beta1."),
-                              0, 0.999999)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::adam_beta2, "train.adam_beta2",
-                                    Kind::kFloat, "0.999", "Adam beta2."),
-                              0, 0.99999999)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::adam_epsilon, "train.adam_epsilon",
-                                    Kind::kFloat, "1e-7", "Adam epsilon (Keras' epsilon hat)."),
+    s.push_back(results(range(
+        entry(SX_MEMBER(train, adam_beta1), Kind::kFloat, "0.9", "Adam beta1."), 0, 0.999999)));
+    s.push_back(results(range(
+        entry(SX_MEMBER(train, adam_beta2), Kind::kFloat, "0.999", "Adam beta2."), 0, 0.99999999)));
+    s.push_back(results(range(entry(SX_MEMBER(train, adam_epsilon), Kind::kFloat, "1e-7",
+                                    "Adam epsilon (Keras' epsilon hat)."),
                               0, 1)));
-    s.push_back(results(range(entry(&C::train, &TrainConfig::margin, "train.margin", Kind::kFloat,
-                                    "1.0", "Margin m of the DBL loss."),
-                              0)));
-    s.push_back(entry(&C::train, &TrainConfig::checkpoint_every, "train.checkpoint_every",
-                      Kind::kStepsOrDuration, "0",
+    s.push_back(results(range(
+        entry(SX_MEMBER(train, margin), Kind::kFloat, "1.0", "Margin m of the DBL loss."), 0)));
+    s.push_back(entry(SX_MEMBER(train, checkpoint_every), Kind::kStepsOrDuration, "0",
                       "Step checkpoints besides those at epoch ends and stops: every N optimizer "
                       "steps (500), or every duration of training (30m, 2h, 90s; rank 0's clock, "
                       "all ranks agree on the step). 0 = only at epoch ends and stops."));
-    s.push_back(range(entry(&C::train, &TrainConfig::keep_checkpoints, "train.keep_checkpoints",
-                            Kind::kInt, "3", "Step checkpoints kept besides the best one."),
+    s.push_back(range(entry(SX_MEMBER(train, keep_checkpoints), Kind::kInt, "3",
+                            "Step checkpoints kept besides the best one."),
                       1, 1000));
-    s.push_back(range(entry(&C::train, &TrainConfig::bucket_mb, "train.bucket_mb", Kind::kFloat,
-                            "25", "Gradient all-reduce bucket size in MiB."),
+    s.push_back(range(entry(SX_MEMBER(train, bucket_mb), Kind::kFloat, "25",
+                            "Gradient all-reduce bucket size in MiB."),
                       0.001, 1 << 16));
-    s.push_back(range(entry(&C::train, &TrainConfig::log_every, "train.log_every", Kind::kInt, "50",
+    s.push_back(range(entry(SX_MEMBER(train, log_every), Kind::kInt, "50",
                             "Log a training line every this many steps."),
                       1));
-    s.push_back(
-        range(entry(&C::train, &TrainConfig::max_bad_steps, "train.max_bad_steps", Kind::kInt, "10",
-                    "Consecutive non-finite steps (skipped) before training stops."),
-              1));
-    s.push_back(entry(&C::train, &TrainConfig::balance_ranks, "train.balance_ranks", Kind::kBool,
-                      "true",
+    s.push_back(range(entry(SX_MEMBER(train, max_bad_steps), Kind::kInt, "10",
+                            "Consecutive non-finite steps (skipped) before training stops."),
+                      1));
+    s.push_back(entry(SX_MEMBER(train, balance_ranks), Kind::kBool, "true",
                       "Deal each global batch's pairs out so that the ranks' token counts are "
                       "close (each still takes train.pairs_per_rank pairs; the global batch and "
                       "its loss are unchanged). false: rank r takes the r-th consecutive slice."));
-    s.push_back(entry(&C::train, &TrainConfig::cuda_graphs, "train.cuda_graphs", Kind::kBool,
-                      "false",
+    s.push_back(entry(SX_MEMBER(train, cuda_graphs), Kind::kBool, "false",
                       "Replay each step's forward and backward as a CUDA graph (CUDA, packed "
                       "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
                       "batch is padded to a multiple of 256 tokens with dummy sequences, which "
                       "changes only dropout's random numbers. With several ranks the gradient "
                       "all-reduce runs after the replay instead of overlapping backward. Ignored, "
                       "with a warning, elsewhere."));
-    s.push_back(entry(&C::train, &TrainConfig::epoch_auc, "train.epoch_auc", Kind::kBool, "true",
+    s.push_back(entry(SX_MEMBER(train, epoch_auc), Kind::kBool, "true",
                       "At each epoch's end, embed the multilingual labeled set (every rank a "
                       "share, eval mode) and log its centroid ROC-AUC per held-out language and "
                       "the mean (as `evaluate`'s AUC centroid) in metrics.jsonl and the epoch "
                       "line. Does not change the training."));
     // dist
-    s.push_back(choices(entry(&C::dist, &DistConfig::backend, "dist.backend", Kind::kEnum, "auto",
-                              "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
-                              "replica is on a GPU."),
-                        {"auto", "nccl", "mpi"}));
+    s.push_back(entry(SX_MEMBER(dist, backend), Kind::kEnum, "auto",
+                      "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
+                      "replica is on a GPU."));
     s.push_back(range(
-        entry(&C::dist, &DistConfig::collective_timeout, "dist.collective_timeout", Kind::kDuration,
-              "10m",
+        entry(SX_MEMBER(dist, collective_timeout), Kind::kDuration, "10m",
               "Deadline of every collective (MPI and NCCL, communicator creation and start-up "
               "agreement included), counted from when a rank enters it: a rank that waits "
               "longer for its peers names the collective and the step and aborts the job."),
         1));
-    s.push_back(choices(
-        entry(&C::dist, &DistConfig::grad_dtype, "dist.grad_dtype", Kind::kEnum, "fp32",
-              "Gradient all-reduce on the wire: fp32, or bf16 (half the bytes; the averaged "
-              "gradient is rounded to bf16, the master weights and Adam stay fp32)."),
-        {"fp32", "bf16"}));
     s.push_back(
-        choices(entry(&C::dist, &DistConfig::stop_signal, "dist.stop_signal", Kind::kEnum, "USR1",
+        entry(SX_MEMBER(dist, grad_dtype), Kind::kEnum, "fp32",
+              "Gradient all-reduce on the wire: fp32, or bf16 (half the bytes; the averaged "
+              "gradient is rounded to bf16, the master weights and Adam stay fp32)."));
+    s.push_back(entry(SX_MEMBER(dist, stop_signal), Kind::kEnum, "USR1",
                       "Signal that asks for a checkpoint and a requeueable stop "
-                      "(SIGTERM always does too)."),
-                {"USR1", "USR2", "TERM"}));
+                      "(SIGTERM always does too)."));
     // export
-    s.push_back(range(entry(&C::export_, &ExportConfig::batch_size, "export.batch_size", Kind::kInt,
-                            "128", "Texts per forward pass when exporting features."),
+    s.push_back(range(entry(SX_MEMBER(export_, batch_size), Kind::kInt, "128",
+                            "Texts per forward pass when exporting features."),
                       1, 1 << 20));
-    s.push_back(entry(&C::export_, &ExportConfig::before_training, "export.before_training",
-                      Kind::kBool, "true",
+    s.push_back(entry(SX_MEMBER(export_, before_training), Kind::kBool, "true",
                       "train also writes features_before.h5 with the untrained encoder."));
     return s;
   }();
@@ -560,6 +555,40 @@ void apply(Config& config, const Field& f, const YAML::Node& node, const Origin&
                                  : " (did you mean '" + hint + "'?)"));
 }
 
+// Keys removed from the schema. A file written before them (config.resolved.yaml lists every
+// key) still loads when it gives the one behaviour the program now always has; any other value
+// is an error saying what replaced the key.
+struct RetiredKey {
+  const char* key;
+  std::vector<std::string> kept;  // spellings of the surviving behaviour
+  const char* replacement;
+};
+const std::vector<RetiredKey>& retired_keys() {
+  static const std::vector<RetiredKey> keys = {
+      {"model.layout",
+       {"packed"},
+       "batches are always packed now (the padded training layout was retired); delete the key"},
+      {"tokenizer.share_node",
+       {"false", "False", "FALSE", "no", "off"},
+       "each rank tokenizes the texts it consumes (token ids shared per node were retired: "
+       "they made node memory worse); delete the key"},
+  };
+  return keys;
+}
+
+// True when `key` is retired and `value` is its surviving behaviour (nothing to apply); throws
+// for a retired key with another value; false for a key that was never in the schema.
+bool accept_retired(const std::string& key, const YAML::Node& value, const Origin& origin) {
+  for (const auto& r : retired_keys()) {
+    if (key != r.key) continue;
+    const std::string text = value.IsScalar() ? value.Scalar() : "";
+    for (const auto& kept : r.kept)
+      if (text == kept) return true;
+    fail(origin, key + " was removed: " + r.replacement + " (found " + quote_value(text) + ")");
+  }
+  return false;
+}
+
 Origin origin_of(const std::string& file, const YAML::Node& node) {
   const auto mark = node.Mark();
   return {file + (mark.line >= 0 ? ":" + std::to_string(mark.line + 1) : "")};
@@ -583,17 +612,10 @@ void apply_map(Config& config, const YAML::Node& map, const std::string& prefix,
       if (value.IsNull()) continue;  // an empty section keeps its defaults
       if (!value.IsMap()) fail(origin, "'" + key + "' is a section and expects a mapping of keys");
       apply_map(config, value, key, file);
-    } else {
+    } else if (!accept_retired(key, value, origin)) {
       unknown_key(origin, key);
     }
   }
-}
-
-void validate_cross_keys(const Config& c, const std::string& where) {
-  if (c.train.lr_min > c.train.lr_max)
-    throw UserError(where + ": train.lr_min (" + fmt_number(c.train.lr_min) +
-                    ") must not exceed train.lr_max (" + fmt_number(c.train.lr_max) + ")");
-  if (c.run.dir.empty()) throw UserError(where + ": run.dir must not be empty");
 }
 
 std::string value_to_yaml(const Value& v) {
@@ -665,13 +687,6 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     if (eq == std::string::npos || eq == 0)
       fail(origin, "expected dotted.key=value (for example train.patience=5)");
     std::string key = trim(ov.substr(0, eq));
-    const Field* f = find_field(key);
-    if (!f) {
-      if (is_section_prefix(key))
-        fail(origin,
-             "'" + key + "' is a section; override one of its keys (" + key + ".<name>=value)");
-      unknown_key(origin, key);
-    }
     YAML::Node node;
     std::string text = ov.substr(eq + 1);
     try {
@@ -679,10 +694,18 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     } catch (const YAML::ParserException&) {
       node = YAML::Node(text);  // not YAML: take it as a plain string
     }
+    const Field* f = find_field(key);
+    if (!f) {
+      if (is_section_prefix(key))
+        fail(origin,
+             "'" + key + "' is a section; override one of its keys (" + key + ".<name>=value)");
+      if (accept_retired(key, node, origin)) continue;
+      unknown_key(origin, key);
+    }
     if (node.IsNull() && f->kind == Kind::kString) node = YAML::Node(std::string());
     apply(config, *f, node, origin);
   }
-  validate_cross_keys(config, path.empty() ? "config" : path);
+  check_key_rules(config, path.empty() ? "config" : path);
   return config;
 }
 

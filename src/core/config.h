@@ -1,6 +1,10 @@
 // The run configuration: one schema (config.cpp) with the notebook's values as defaults,
 // loaded from YAML plus Hydra-style `dotted.key=value` overrides and validated before any
 // work starts. Every mistake is reported as a UserError naming the file/line or key.
+//
+// Keys with a fixed set of values are enumerations here, parsed once when the configuration is
+// loaded; name_of() gives a value's spelling in the configuration ("bf16"). The rules between
+// keys live in one place, check_rules() (config_rules.cpp), which every command applies.
 #pragma once
 
 #include <cstdint>
@@ -8,15 +12,55 @@
 #include <utility>
 #include <vector>
 
+#include "core/progress.h"  // ProgressMode (run.progress)
+
 namespace sx {
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };  // run.log_level
+enum class BadRows { kFail, kSkip };                           // data.bad_rows
+enum class PairSampler { kNotebook, kBalanced };               // data.pair_sampler
+enum class Pretokenize { kWordpunct, kNone };                  // tokenizer.pretokenize
+enum class DeviceChoice { kAuto, kCpu, kCuda };                // model.device
+enum class Attention { kMath, kSdpa };                         // model.attention
+enum class ResidualDtype { kFp32, kBf16 };                     // model.residual_dtype
+enum class Backend { kAuto, kNccl, kMpi };                     // dist.backend
+enum class WireType { kFloat32, kBFloat16 };                   // dist.grad_dtype
+enum class StopSignal { kUsr1, kUsr2, kTerm };                 // dist.stop_signal
+
+// The spellings of an enumeration's values in the configuration, in the order of its values.
+template <class E>
+const std::vector<std::string>& enum_names();
+template <class E>
+const std::string& name_of(E value) {
+  return enum_names<E>()[static_cast<size_t>(value)];
+}
+// The value spelled `name`; throws UserError naming `what` and the choices otherwise.
+template <class E>
+E parse_enum(const std::string& name, const std::string& what);
+#define SX_DECLARE_ENUM(E)                         \
+  template <>                                      \
+  const std::vector<std::string>& enum_names<E>(); \
+  extern template E parse_enum<E>(const std::string&, const std::string&);
+SX_DECLARE_ENUM(LogLevel)
+SX_DECLARE_ENUM(ProgressMode)
+SX_DECLARE_ENUM(BadRows)
+SX_DECLARE_ENUM(PairSampler)
+SX_DECLARE_ENUM(Pretokenize)
+SX_DECLARE_ENUM(DeviceChoice)
+SX_DECLARE_ENUM(Attention)
+SX_DECLARE_ENUM(ResidualDtype)
+SX_DECLARE_ENUM(Backend)
+SX_DECLARE_ENUM(WireType)
+SX_DECLARE_ENUM(StopSignal)
+#undef SX_DECLARE_ENUM
 
 struct RunConfig {
   std::string dir;
   int64_t seed;
   double max_duration;  // seconds; 0 = no limit
-  std::string log_level;
-  std::string other_ranks_log_level;
-  std::string progress;      // auto | lines | off
+  LogLevel log_level;
+  LogLevel other_ranks_log_level;
+  ProgressMode progress;
   double progress_interval;  // seconds between progress lines when stderr is not a TTY
   int64_t threads;           // torch intra-op threads per rank; 0 = cores / ranks on the node
 };
@@ -25,7 +69,7 @@ struct DataConfig {
   std::string train_csv;
   std::string multilingual_csv;
   std::string test_csv;
-  std::string bad_rows;  // fail | skip
+  BadRows bad_rows;
   int64_t train_pairs;
   int64_t val_pairs;
   std::string text_field;
@@ -38,27 +82,25 @@ struct DataConfig {
   double label_threshold;
   double val_fraction;
   int64_t min_sample_chars;
-  std::string pair_sampler;  // notebook | balanced
-  bool share_node;           // ranks of a node: corpora and pairs built once, shared
+  PairSampler pair_sampler;
+  bool share_node;  // ranks of a node: corpora and pairs built once, shared
 };
 
 struct TokenizerConfig {
   std::string model;
   int64_t max_len;
-  std::string pretokenize;  // wordpunct | none
+  Pretokenize pretokenize;
   bool keep_eos;
   int64_t threads;  // 0 = all cores
-  bool share_node;  // ranks of a node: every text tokenized once into shared memory
 };
 
 struct ModelConfig {
   std::string pretrained;  // HF model directory; "" = random initialisation from model.config
   std::string config;      // HF config.json for random initialisation
-  std::string device;      // auto | cpu | cuda
-  std::string attention;   // math | sdpa
-  std::string layout;      // packed | padded
+  DeviceChoice device;
+  Attention attention;
   bool autocast_bf16;
-  std::string residual_dtype;  // fp32 | bf16 (bf16 needs autocast_bf16)
+  ResidualDtype residual_dtype;  // bf16 needs autocast_bf16
   double pool_ln_eps;
 };
 
@@ -87,10 +129,10 @@ struct TrainConfig {
 };
 
 struct DistConfig {
-  std::string backend;  // auto | nccl | mpi
+  Backend backend;
   double collective_timeout;
-  std::string grad_dtype;   // fp32 | bf16: what gradient all-reduces put on the wire
-  std::string stop_signal;  // USR1 | USR2 | TERM
+  WireType grad_dtype;  // what gradient all-reduces put on the wire
+  StopSignal stop_signal;
 };
 
 struct ExportConfig {

@@ -39,15 +39,15 @@ std::string pattern(int rank, int world) {
 
 void init_logging(const LogOptions& options) {
   auto console = std::make_shared<ConsoleSink>();
-  const std::string& level = options.rank == 0 ? options.level : options.other_level;
-  console->set_level(spdlog::level::from_str(level));
+  const LogLevel level = options.rank == 0 ? options.level : options.other_level;
+  console->set_level(spdlog::level::from_str(name_of(level)));
   auto logger = std::make_shared<spdlog::logger>("sx", console);
   logger->set_level(spdlog::level::trace);
   logger->set_pattern(pattern(options.rank, options.world));
   spdlog::set_default_logger(logger);
   if (!options.file.empty()) {
     auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(options.file);
-    file->set_level(spdlog::level::from_str(options.level));
+    file->set_level(spdlog::level::from_str(name_of(options.level)));
     file->set_pattern(pattern(options.rank, options.world));
     logger->sinks().push_back(file);
   }
@@ -55,8 +55,7 @@ void init_logging(const LogOptions& options) {
   spdlog::flush_every(std::chrono::seconds(5));  // log files of long runs stay current
 }
 
-std::string add_rank_log_file(const std::string& run_dir, int rank, int world,
-                              const std::string& level) {
+std::string add_rank_log_file(const std::string& run_dir, int rank, int world, LogLevel level) {
   const std::string dir = files::join(run_dir, "log");
   try {
     files::create_directories(dir);
@@ -66,7 +65,7 @@ std::string add_rank_log_file(const std::string& run_dir, int rank, int world,
   std::string path = files::join(dir, "rank-" + std::to_string(rank) + ".log");
   try {
     auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
-    file->set_level(spdlog::level::from_str(level));
+    file->set_level(spdlog::level::from_str(name_of(level)));
     file->set_pattern(pattern(rank, world));
     spdlog::default_logger()->sinks().push_back(file);
   } catch (const spdlog::spdlog_ex& e) {

@@ -5,20 +5,21 @@
 
 #include <string>
 
+#include "core/config.h"  // LogLevel
+
 namespace sx {
 
 struct LogOptions {
   int rank = 0;
   int world = 1;
-  std::string level = "info";        // level of rank 0
-  std::string other_level = "warn";  // level of the other ranks (terminal)
-  std::string file;                  // "" = no log file
+  LogLevel level = LogLevel::kInfo;        // level of rank 0
+  LogLevel other_level = LogLevel::kWarn;  // level of the other ranks (terminal)
+  std::string file;                        // "" = no log file
 };
 
 void init_logging(const LogOptions& options);
 // Adds run_dir/log/rank-<r>.log to the current logger (every level of `level` and above).
-std::string add_rank_log_file(const std::string& run_dir, int rank, int world,
-                              const std::string& level);
+std::string add_rank_log_file(const std::string& run_dir, int rank, int world, LogLevel level);
 void flush_logs();
 
 }  // namespace sx

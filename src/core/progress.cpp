@@ -49,13 +49,6 @@ void erase_status_locked() {
 
 }  // namespace
 
-ProgressMode parse_progress_mode(const std::string& name) {
-  if (name == "auto") return ProgressMode::kAuto;
-  if (name == "lines") return ProgressMode::kLines;
-  if (name == "off") return ProgressMode::kOff;
-  throw UserError("run.progress: '" + name + "', expected one of auto|lines|off");
-}
-
 void set_progress_options(ProgressMode mode, double interval_seconds) {
   g_mode = mode;
   g_interval = interval_seconds;

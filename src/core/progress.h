@@ -19,7 +19,6 @@ namespace sx {
 // How progress is shown, process-wide (run.progress, run.progress_interval): kAuto = a bar
 // when stderr is a terminal, lines otherwise; kLines = lines always; kOff = none.
 enum class ProgressMode { kAuto, kLines, kOff };
-ProgressMode parse_progress_mode(const std::string& name);  // "auto" | "lines" | "off"
 void set_progress_options(ProgressMode mode, double interval_seconds);
 ProgressMode progress_mode();
 double progress_interval();

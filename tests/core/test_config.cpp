@@ -35,10 +35,10 @@ TEST(Config, DefaultsAreTheNotebooks) {
   EXPECT_DOUBLE_EQ(c.train.lr_max, 5e-5);
   EXPECT_DOUBLE_EQ(c.train.lr_step_epochs, 3);
   EXPECT_EQ(c.train.patience, 9);
-  EXPECT_EQ(c.tokenizer.pretokenize, "wordpunct");
+  EXPECT_EQ(c.tokenizer.pretokenize, Pretokenize::kWordpunct);
   EXPECT_TRUE(c.tokenizer.keep_eos);
-  EXPECT_EQ(c.data.bad_rows, "fail");
-  EXPECT_EQ(c.dist.backend, "auto");
+  EXPECT_EQ(c.data.bad_rows, BadRows::kFail);
+  EXPECT_EQ(c.dist.backend, Backend::kAuto);
   EXPECT_EQ(c.data.train_label_fields.size(), 6u);
   EXPECT_DOUBLE_EQ(c.model.pool_ln_eps, 1e-3);
 }
@@ -206,10 +206,35 @@ TEST(ConfigInputs, DirectoryWhereFileExpected) {
   }
 }
 
-TEST(ConfigDocs, ReferenceListsEveryKey) {
-  std::string md = config_reference_markdown();
-  for (const auto& f : config_fields())
-    EXPECT_NE(md.find("`" + f.key + "`"), std::string::npos) << f.key;
+// Enumerations are parsed once, when the configuration loads; their names round-trip.
+TEST(Config, EnumerationsParseOnceAndRoundTrip) {
+  const Config c = load_config("", {"dist.grad_dtype=bf16", "model.attention=sdpa",
+                                    "dist.stop_signal=USR2", "data.pair_sampler=balanced"});
+  EXPECT_EQ(c.dist.grad_dtype, WireType::kBFloat16);
+  EXPECT_EQ(c.model.attention, Attention::kSdpa);
+  EXPECT_EQ(c.dist.stop_signal, StopSignal::kUsr2);
+  EXPECT_EQ(c.data.pair_sampler, PairSampler::kBalanced);
+  EXPECT_EQ(name_of(c.dist.grad_dtype), "bf16");
+  EXPECT_EQ(parse_enum<LogLevel>("warn", "run.log_level"), LogLevel::kWarn);
+  EXPECT_THROW(parse_enum<LogLevel>("loud", "run.log_level"), UserError);
+  // The resolved YAML spells them as the configuration does, so it loads again.
+  test::TempDir dir;
+  const Config back = load_config(dir.write("resolved.yaml", config_to_yaml(c)), {});
+  EXPECT_EQ(config_result_hash(back), config_result_hash(c));
+  EXPECT_EQ(back.dist.stop_signal, StopSignal::kUsr2);
+}
+
+// Retired keys: their surviving value still loads (an older config.resolved.yaml), any other
+// is one line naming what replaces it.
+TEST(ConfigErrors, RetiredKeysNameTheirReplacement) {
+  EXPECT_NO_THROW(load_config("", {"model.layout=packed", "tokenizer.share_node=false"}));
+  test::TempDir dir;
+  EXPECT_NO_THROW(load_config(
+      dir.write("old.yaml", "model:\n  layout: packed\ntokenizer:\n  share_node: no\n"), {}));
+  expect_error("model:\n  layout: padded\n", {},
+               {"config.yaml:2", "model.layout was removed", "always packed", "found 'padded'"});
+  expect_error("", {"tokenizer.share_node=true"},
+               {"tokenizer.share_node was removed", "found 'true'"});
 }
 
 }  // namespace

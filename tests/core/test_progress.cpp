@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/progress.h"
 
@@ -29,10 +30,10 @@ TEST(Progress, BarFillsInProportionAndStaysItsWidth) {
 }
 
 TEST(Progress, ModesParseAndAnythingElseIsAUserError) {
-  EXPECT_EQ(parse_progress_mode("auto"), ProgressMode::kAuto);
-  EXPECT_EQ(parse_progress_mode("lines"), ProgressMode::kLines);
-  EXPECT_EQ(parse_progress_mode("off"), ProgressMode::kOff);
-  EXPECT_THROW(parse_progress_mode("bar"), UserError);
+  EXPECT_EQ(parse_enum<ProgressMode>("auto", "run.progress"), ProgressMode::kAuto);
+  EXPECT_EQ(parse_enum<ProgressMode>("lines", "run.progress"), ProgressMode::kLines);
+  EXPECT_EQ(parse_enum<ProgressMode>("off", "run.progress"), ProgressMode::kOff);
+  EXPECT_THROW(parse_enum<ProgressMode>("bar", "run.progress"), UserError);
   // lines: never a bar, terminal or not.
   set_progress_options(ProgressMode::kLines, 5);
   EXPECT_FALSE(progress_bar_on_terminal());

@@ -1,0 +1,72 @@
+#include "core/config_rules.h"
+
+#include <sstream>
+
+#include "core/error.h"
+
+namespace sx {
+namespace {
+
+std::string number(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+// Why train.cuda_graphs cannot run here ("" = it can).
+std::string cuda_graphs_obstacle(const Config& c, const Platform& p) {
+  if (!p.cuda_graphs) return "this build has no CUDA graphs (CUDA and libtorch >= 2 needed)";
+  if (!p.cuda) return "the replica runs on the CPU";
+  if (!p.flash_attention)
+    return "attention is not the variable-length flash kernel (needs model.attention: sdpa "
+           "and model.autocast_bf16: true)";
+  if (c.train.accumulation_steps > 1)
+    return "train.accumulation_steps > 1 (a graph replays one batch from zeroed gradients)";
+  return "";
+}
+
+void check_backend(const Config& c, const Platform& p) {
+  const Backend backend = c.dist.backend;
+  if (backend == Backend::kNccl && !p.cuda)
+    throw UserError("dist.backend: nccl needs the replica on a GPU (model.device); use mpi on CPU");
+  if (backend == Backend::kMpi && p.cuda)
+    throw UserError("dist.backend: mpi all-reduces CPU tensors, but the replica is on " + p.device +
+                    "; use nccl or auto");
+  if (p.cuda && !p.nccl)
+    throw UserError("dist.backend: the replica is on " + p.device +
+                    " but this build has no NCCL (libtorch without CUDA)");
+}
+
+}  // namespace
+
+void check_key_rules(const Config& c, const std::string& where) {
+  if (c.train.lr_min > c.train.lr_max)
+    throw UserError(where + ": train.lr_min (" + number(c.train.lr_min) +
+                    ") must not exceed train.lr_max (" + number(c.train.lr_max) + ")");
+  if (c.run.dir.empty()) throw UserError(where + ": run.dir must not be empty");
+  if (c.model.residual_dtype == ResidualDtype::kBf16 && !c.model.autocast_bf16)
+    throw UserError(where +
+                    ": model.residual_dtype: bf16 needs model.autocast_bf16: true (it is false)");
+}
+
+bool cuda_graphs_usable(const Config& c, const Platform& p) {
+  return c.train.cuda_graphs && cuda_graphs_obstacle(c, p).empty();
+}
+
+std::vector<std::string> check_platform_rules(const Config& c, const Platform& p, bool training) {
+  if (c.model.attention == Attention::kSdpa && !p.sdpa)
+    throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
+                    p.torch_version + " (use math)");
+  if (c.model.autocast_bf16 && !p.cuda)
+    throw UserError("model.autocast_bf16: true needs a CUDA device; this replica runs on " +
+                    p.device);
+  std::vector<std::string> warnings;
+  if (!training) return warnings;
+  check_backend(c, p);
+  if (c.train.cuda_graphs)
+    if (const std::string why = cuda_graphs_obstacle(c, p); !why.empty())
+      warnings.push_back("train.cuda_graphs: not used, " + why);
+  return warnings;
+}
+
+}  // namespace sx

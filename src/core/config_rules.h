@@ -1,0 +1,39 @@
+// The rules between configuration keys, in one place, applied alike by every command:
+//   check_key_rules       what the keys alone decide; load_config applies it to every command;
+//   check_platform_rules  what needs the replica's platform (device, libtorch, this build); the
+//                         commands that place an encoder apply it (model::place_encoder), with
+//                         the training rules for train and `bench train` (train/replica).
+// A broken rule is a UserError naming the keys; a training speed-up that cannot run here
+// (train.cuda_graphs) is a warning and the step runs without it.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace sx {
+
+// What the platform of one replica offers, as the layers that know it report it.
+struct Platform {
+  std::string device = "cpu";    // the replica's device ("cpu", "cuda:0")
+  bool cuda = false;             // the replica is on a GPU
+  std::string torch_version;     // libtorch's ("2.11.0")
+  bool sdpa = false;             // fused attention (libtorch 2.x)
+  bool nccl = false;             // this build has NCCL
+  bool flash_attention = false;  // the configured packed attention is the flash kernel here
+  bool cuda_graphs = false;      // this build can capture CUDA graphs
+};
+
+// Throws a UserError prefixed by `where` (the configuration file, or "config").
+void check_key_rules(const Config& config, const std::string& where);
+
+// Throws a UserError for a combination this platform cannot run. With `training`, also the
+// rules of the training keys (dist.backend, train.cuda_graphs); returns the warnings.
+std::vector<std::string> check_platform_rules(const Config& config, const Platform& platform,
+                                              bool training);
+
+// Whether train.cuda_graphs asks for CUDA graphs and they can run on `platform`.
+bool cuda_graphs_usable(const Config& config, const Platform& platform);
+
+}  // namespace sx
