@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Per-rank memory of the data set-up with several ranks on this node: nothing shared, the
-# corpora and pairs shared by the node (`--share-data`, train's data.share_node), and the token
-# ids shared as well (`--share-data --share`, plus tokenizer.share_node), as `train` holds them.
+# Per-rank memory of the data set-up with several ranks on this node: nothing shared, and the
+# corpora and pairs shared by the node (`--share-data`, train's data.share_node), as `train`
+# holds them. (Token ids shared per node, tokenizer.share_node, were retired: see
+# docs/performance.md.)
 # Prints, per run, each rank's unshared memory (smaps Private_Clean + Private_Dirty: what one
 # more rank adds to the node; file pages only this rank maps count too), its anonymous memory
 # (RssAnon: heap, not the page cache) and the node's summed PSS.
@@ -29,7 +30,7 @@ print("%d ranks, corpora and pairs %s, token ids %s: unshared MiB per rank %s (m
 '
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 for n in "${ranks[@]}"; do
-  for share in "" --share-data "--share-data --share"; do
+  for share in "" --share-data; do
     out=$(mpirun -q --oversubscribe --allow-run-as-root -np "$n" "$bin" bench data --dir "$dir" \
       --tokenizer "$model" --setup --threads 1 $share)
     echo "$out" | grep '^{"setup"' | python3 -c "$summary"

@@ -14,11 +14,11 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/parallel.h"
-#include "data/batches.h"
 #include "data/datasets.h"
 #include "data/jigsaw.h"
 #include "data/node_share.h"
 #include "data/synth.h"
+#include "data/token_store.h"
 #include "data/tokenizer.h"
 #include "dist/deadline.h"
 #include "dist/mpi_env.h"
@@ -77,14 +77,18 @@ struct Phase {
 int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
                 const data::XlmrTokenizer& tokenizer, size_t tokenized, const dist::MpiEnv& env);
 
-// The data set-up of `train` (trainer.cpp's set_up_locally and, with --share, the token
-// stores that connect() builds for ranks sharing a node), phase by phase. Under mpirun every
-// rank runs it and prints its own table.
+// The data set-up of `train` (train/replica.cpp's set_up_locally and the token stores of
+// connect_replica), phase by phase. Under mpirun every rank runs it and prints its own table.
 int bench_setup(const BenchDataArgs& a) {
+  if (a.share)
+    throw UserError(
+        "--share: token ids tokenized once per node into shared memory were retired with "
+        "tokenizer.share_node (its measurement made node memory worse); each rank tokenizes "
+        "lazily what it consumes. Drop --share (--share-data still measures data.share_node)");
   dist::MpiSession mpi(nullptr, nullptr);
   const dist::MpiEnv& env = mpi.env();
   std::unique_ptr<data::NodeMemory> node;  // one for everything shared, as in train
-  if (a.share || a.share_data) {
+  if (a.share_data) {
     dist::set_collective_timeout(600);  // the builder rank loads and tokenizes while others wait
     node = dist::make_node_memory();
   }
@@ -128,14 +132,6 @@ int bench_setup(const BenchDataArgs& a) {
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   const size_t threads = static_cast<size_t>(a.threads);
   done("tokenizer");
-  if (a.share) {
-    data::TokenStore train_tokens(tokenizer, split.train.texts, threads, *node);
-    data::TokenStore val_tokens(tokenizer, split.validation.texts, threads, *node);
-    done("tokenize all, shared (" +
-         std::to_string(train_tokens.tokenized() + val_tokens.tokenized()) + " texts)");
-    return print_setup(a, phases, tokenizer, train_tokens.tokenized() + val_tokens.tokenized(),
-                       env);
-  }
   data::TokenStore train_tokens(tokenizer, split.train.texts, threads);
   data::TokenStore val_tokens(tokenizer, split.validation.texts, threads);
   // The first epoch: the notebook's min(20 x validation pairs, training pairs) training pairs
@@ -162,9 +158,8 @@ int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
   double total = 0;
   std::printf(
       "rank %d/%d (%d on this node): set-up of a training run on %s (%lld tokenizer "
-      "threads%s%s):\n",
+      "threads%s):\n",
       env.rank, env.world, env.local_world, a.dir.c_str(), a.threads,
-      a.share ? ", token ids shared by the node" : "",
       a.share_data ? ", corpora and pairs shared by the node" : "");
   std::printf("  %-38s %8s %9s %8s %12s %16s %13s %8s\n", "phase", "seconds", "peak MiB", "RSS MiB",
               "private MiB", "file-backed MiB", "unshared MiB", "PSS MiB");
@@ -196,7 +191,7 @@ int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
 }  // namespace
 
 int cmd_bench_data(const BenchDataArgs& a) {
-  init_logging({0, 1, "warn", "warn", ""});
+  init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
   const std::string csv = files::join(a.dir, "jigsaw-unintended-bias-train.csv");
   ensure_synthesized(a, csv);
   if (a.setup) return bench_setup(a);

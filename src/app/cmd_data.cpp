@@ -125,7 +125,7 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
   std::printf("%s pairs: %llu (%llu same) from %zu texts, sampler %s, in %.3f s; fingerprint %s\n",
               name, static_cast<unsigned long long>(report.total()),
               static_cast<unsigned long long>(report.same()), corpus.size(),
-              config.data.pair_sampler.c_str(), seconds, report.fingerprint.c_str());
+              name_of(config.data.pair_sampler).c_str(), seconds, report.fingerprint.c_str());
   std::printf("wrote %s\n", out_path.c_str());
   return 0;
 }

@@ -12,7 +12,7 @@ namespace sx::data {
 Datasets load_datasets(const Config& config, bool with_test, bool progress) {
   const DataConfig& d = config.data;
   LoadOptions options;
-  options.bad_rows = parse_bad_rows(d.bad_rows);
+  options.bad_rows = d.bad_rows;
   options.label_threshold = d.label_threshold;
   options.progress = progress;
   options.progress_interval = config.run.progress_interval;
@@ -58,7 +58,7 @@ TokenizerOptions tokenizer_options(const Config& config) {
   if (config.tokenizer.model.empty())
     spdlog::info("tokenizer.model not set: using {} from model.pretrained", o.model_path);
   o.max_len = static_cast<size_t>(config.tokenizer.max_len);
-  o.pretokenize = parse_pretokenize(config.tokenizer.pretokenize);
+  o.pretokenize = config.tokenizer.pretokenize;
   o.keep_eos = config.tokenizer.keep_eos;
   return o;
 }
@@ -71,7 +71,7 @@ PairList config_pairs(const Config& config, const LabeledCorpus& corpus, int64_t
   o.n_pairs = static_cast<size_t>(n_pairs);
   o.seed = mix_seed({static_cast<uint64_t>(config.run.seed), stream});
   o.min_chars = static_cast<size_t>(config.data.min_sample_chars);
-  o.sampler = parse_pair_sampler(config.data.pair_sampler);
+  o.sampler = config.data.pair_sampler;
   return build_pairs(corpus, o, report);
 }
 

@@ -275,12 +275,6 @@ class JigsawFile {
 
 }  // namespace
 
-BadRows parse_bad_rows(const std::string& name) {
-  if (name == "fail") return BadRows::kFail;
-  if (name == "skip") return BadRows::kSkip;
-  throw UserError("data.bad_rows expects one of fail|skip, found '" + name + "'");
-}
-
 uint64_t LoadReport::bad_row_count() const {
   uint64_t n = 0;
   for (const auto& [reason, stat] : bad_rows) n += stat.count;

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "data/corpus.h"
 #include "data/csv_parser.h"
 
 namespace sx::data {
 
-enum class BadRows { kFail, kSkip };
-BadRows parse_bad_rows(const std::string& name);
+using sx::BadRows;  // data.bad_rows (core/config.h)
 
 struct LabeledColumns {
   std::string text = "comment_text";

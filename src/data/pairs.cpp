@@ -19,13 +19,6 @@
 
 namespace sx::data {
 
-PairSampler parse_pair_sampler(const std::string& name) {
-  if (name == "notebook") return PairSampler::kNotebook;
-  if (name == "balanced") return PairSampler::kBalanced;
-  throw UserError("data.pair_sampler: '" + name + "' is not a pair sampler; expected notebook or " +
-                  "balanced");
-}
-
 PairCategory category_of(const LabeledCorpus& corpus, const Pair& pair) {
   const int toxic = corpus.labels[pair.left] + corpus.labels[pair.right];
   return toxic == 2 ? PairCategory::kToxicToxic

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "core/rng.h"
 #include "data/corpus.h"
 
@@ -42,9 +43,7 @@ struct Pair {
 // A pair sequence: built here, or viewed in memory the ranks of a node share (node_share.h).
 using PairList = Column<Pair>;
 
-enum class PairSampler { kNotebook, kBalanced };
-// "notebook" or "balanced" (data.pair_sampler); anything else is a UserError.
-PairSampler parse_pair_sampler(const std::string& name);
+using sx::PairSampler;  // data.pair_sampler (core/config.h)
 
 enum class PairCategory { kToxicToxic, kNormalNormal, kNormalToxic };
 // The category of a pair from its texts' labels.

@@ -11,12 +11,6 @@
 
 namespace sx::data {
 
-Pretokenize parse_pretokenize(const std::string& name) {
-  if (name == "wordpunct") return Pretokenize::kWordpunct;
-  if (name == "none") return Pretokenize::kNone;
-  throw UserError("tokenizer.pretokenize expects one of wordpunct|none, found '" + name + "'");
-}
-
 // Word -> ids, open addressing per shard; keys and ids live in per-shard buffers. A shard
 // that outgrows its share of the bound is emptied (simple, bounded, and rare with a bound
 // far above a natural vocabulary's size).

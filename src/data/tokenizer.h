@@ -17,11 +17,13 @@
 #include <string_view>
 #include <vector>
 
+#include "core/config.h"
+
 namespace sx::data {
 
 class SentencePieceEncoder;
 
-enum class Pretokenize { kWordpunct, kNone };
+using sx::Pretokenize;  // tokenizer.pretokenize (core/config.h)
 
 struct TokenizerOptions {
   std::string model_path;
@@ -72,7 +74,5 @@ class XlmrTokenizer {
   std::unique_ptr<SentencePieceEncoder> sp_;
   std::unique_ptr<WordCache> cache_;  // null without wordpunct or with word_cache_bytes 0
 };
-
-Pretokenize parse_pretokenize(const std::string& name);
 
 }  // namespace sx::data

@@ -3,9 +3,9 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/batches.h"
 #include "data/pairs.h"
 #include "data/split.h"
+#include "data/token_store.h"
 #include "test_util.h"
 
 namespace sx::data {

@@ -4,15 +4,17 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 
 #include "core/rng.h"
-#include "data/batches.h"
 #include "data/jigsaw.h"
 #include "data/node_share.h"
 #include "data/split.h"
 #include "data/synth.h"
+#include "data/text_batch.h"
+#include "data/token_store.h"
 #include "test_util.h"
 
 namespace sx::data {
@@ -67,20 +69,27 @@ TEST(Batches, TokenStoreTokenizesOnceAndMatchesDirectEncoding) {
   options.seed = 1;
   auto pairs = build_pairs(en, options);
   TokenStore store(tok, en.texts, 2);
-  PairBatch b = make_pair_batch(pairs, rank_range(8, 1, 4), store, 24);  // positions 12..15
-  ASSERT_EQ(b.count, 4u);
-  for (size_t k = 0; k < 4; ++k) {
+  const std::vector<uint64_t> positions{12, 13, 14, 15};
+  TextBatch b = make_text_batch(pairs, positions, store, 24);
+  ASSERT_EQ(b.pairs, 4);
+  // A text's real tokens as the tokenizer encodes it alone (its row without the padding).
+  auto real = [&](std::string_view text) {
+    std::vector<int32_t> row = tok.encode(text);
+    row.resize(static_cast<size_t>(real_length(row.data(), row.size())));
+    return row;
+  };
+  auto sequence = [&](int64_t i) {
+    return std::vector<int32_t>(b.ids.begin() + b.offsets[i], b.ids.begin() + b.offsets[i + 1]);
+  };
+  for (int64_t k = 0; k < 4; ++k) {  // the left texts, then the right texts
     const Pair& p = pairs[12 + k];
-    EXPECT_EQ(std::vector<int32_t>(b.left_ids.begin() + k * 24, b.left_ids.begin() + (k + 1) * 24),
-              tok.encode(en.texts[p.left]));
-    EXPECT_EQ(
-        std::vector<int32_t>(b.right_ids.begin() + k * 24, b.right_ids.begin() + (k + 1) * 24),
-        tok.encode(en.texts[p.right]));
+    EXPECT_EQ(sequence(k), real(en.texts[p.left]));
+    EXPECT_EQ(sequence(4 + k), real(en.texts[p.right]));
     EXPECT_EQ(b.labels[k], p.label);
   }
   size_t once = store.tokenized();
   EXPECT_LE(once, 8u);
-  make_pair_batch(pairs, rank_range(8, 1, 4), store, 24);
+  make_text_batch(pairs, positions, store, 24);
   EXPECT_EQ(store.tokenized(), once);  // nothing tokenized twice
 }
 
@@ -110,7 +119,7 @@ class RecordingNode : public PrivateMemory {
   std::vector<std::shared_ptr<const void>> images;
 };
 
-TEST(Batches, SharedTokenStoreHoldsTheLazyStoresIdsOnBuilderAndMappers) {
+TEST(Batches, TheLazyStoreHoldsTheTokenizersIdsOfEveryTextCutOrNot) {
   test::TempDir dir;
   auto s = write_synthetic_jigsaw(dir.path(), 9000, 6);  // more than two 4096-text blocks
   auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{});
@@ -118,31 +127,18 @@ TEST(Batches, SharedTokenStoreHoldsTheLazyStoresIdsOnBuilderAndMappers) {
   XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", 24,
                      Pretokenize::kWordpunct, true});
   TokenStore lazy(tok, en.texts, 2);
-  RecordingNode builder_node;
-  TokenStore built(tok, en.texts, 2, builder_node);
-  MappingNode mapper_node(builder_node.images);
-  TokenStore mapped(tok, en.texts, 1, mapper_node);
-  EXPECT_EQ(built.tokenized(), en.size());
-  EXPECT_EQ(mapped.tokenized(), en.size());
   std::vector<uint32_t> all(en.size());
   for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
   lazy.ensure(all);
-  built.ensure(all);  // nothing to do
+  EXPECT_EQ(lazy.tokenized(), en.size());
   size_t cut = 0;
-  std::vector<int32_t> a(24), b(24), c(24);
+  std::vector<int32_t> a(24);
   for (uint32_t i : all) {
     lazy.copy_ids(i, a.data());
-    built.copy_ids(i, b.data());
-    mapped.copy_ids(i, c.data());
-    ASSERT_EQ(a, b) << i;
-    ASSERT_EQ(a, c) << i;
+    ASSERT_EQ(a, tok.encode(en.texts[i])) << i;
     cut += a.back() != XlmrTokenizer::kPad;
   }
   EXPECT_GT(cut, 100u);  // the cut is exercised
-  // A rank whose corpus differs from the builder's is refused, not read out of bounds.
-  auto fewer = load_labeled_csv(s.multilingual_csv, {"comment_text", {"toxic"}, "lang"}, {});
-  MappingNode wrong(builder_node.images);
-  EXPECT_THROW(TokenStore(tok, fewer.texts, 1, wrong), std::runtime_error);
 }
 
 void expect_same(const LabeledCorpus& a, const LabeledCorpus& b, const std::string& name) {
@@ -226,10 +222,12 @@ TEST(NodeShare, SharedCorporaAndPairsReadAsTheLoadedOnesOnBuilderAndMappers) {
                      Pretokenize::kWordpunct, true});
   TokenStore from_loaded(tok, loaded.train.texts, 1), from_mapped(tok, mapped.train.texts, 1);
   for (uint64_t at : {0, 64, 250}) {
-    const PairBatch a = make_pair_batch(pairs, {at, 32}, from_loaded, 24);
-    const PairBatch b = make_pair_batch(mapped_pairs, {at, 32}, from_mapped, 24);
-    EXPECT_EQ(a.left_ids, b.left_ids) << at;
-    EXPECT_EQ(a.right_ids, b.right_ids) << at;
+    std::vector<uint64_t> positions(32);
+    std::iota(positions.begin(), positions.end(), at);
+    const TextBatch a = make_text_batch(pairs, positions, from_loaded, 24);
+    const TextBatch b = make_text_batch(mapped_pairs, positions, from_mapped, 24);
+    EXPECT_EQ(a.ids, b.ids) << at;
+    EXPECT_EQ(a.offsets, b.offsets) << at;
     EXPECT_EQ(a.labels, b.labels) << at;
   }
   // Shared corpora are read-only.

@@ -4,8 +4,10 @@
 #include <set>
 
 #include "data/jigsaw.h"
-#include "data/packed_batch.h"
+#include "data/rank_deal.h"
 #include "data/synth.h"
+#include "data/text_batch.h"
+#include "data/token_store.h"
 #include "test_util.h"
 
 namespace sx::data {
@@ -69,26 +71,21 @@ TEST(TextBatch, RandomBatchesAreShapedLikeTheReferenceBenchmarks) {
     }
   }
   EXPECT_EQ(random_text_batch(16, 3).ids, random_text_batch(16, 3).ids);
-  // select_pairs keeps each pair's two texts and label; padded_ids pads each row.
+  // select_pairs keeps each pair's two texts and label.
   TextBatch s = select_pairs(b, {5, 2});
   ASSERT_EQ(s.pairs, 2);
   EXPECT_EQ(s.length(0), b.length(5));
   EXPECT_EQ(s.length(2), b.length(16 + 5));
   EXPECT_EQ(s.labels, (std::vector<float>{b.labels[5], b.labels[2]}));
   EXPECT_EQ(pair_token_counts(s)[1], b.length(2) + b.length(18));
-  const int64_t width = s.max_length();
-  auto padded = padded_ids(s, width, XlmrTokenizer::kPad);
-  ASSERT_EQ(padded.size(), static_cast<size_t>(4 * width));
-  for (int64_t i = 0; i < 4; ++i) {
+  for (int64_t i : {0, 2})  // pair 0 of the selection is pair 5: its left and right texts
     EXPECT_TRUE(std::equal(s.ids.begin() + s.offsets[i], s.ids.begin() + s.offsets[i + 1],
-                           padded.begin() + i * width));
-    EXPECT_TRUE(std::all_of(padded.begin() + i * width + s.length(i),
-                            padded.begin() + (i + 1) * width,
-                            [](int32_t id) { return id == XlmrTokenizer::kPad; }));
-  }
+                           b.ids.begin() + b.offsets[i == 0 ? 5 : 21]));
 }
 
-TEST(TextBatch, FromTokenStoreEqualsThePaddedPairBatchWithoutItsPadding) {
+// The training path (pairs through the lazy token store) and the encode path (plain texts
+// tokenized directly) make the same packed batch from the same texts.
+TEST(TextBatch, PairsFromTheTokenStoreEqualTheirTextsTokenizedDirectly) {
   test::TempDir dir;
   auto s = write_synthetic_jigsaw(dir.path(), 400, 5);
   auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{});
@@ -99,13 +96,21 @@ TEST(TextBatch, FromTokenStoreEqualsThePaddedPairBatchWithoutItsPadding) {
   options.n_pairs = 100, options.seed = 1, options.min_chars = 10;
   auto pairs = build_pairs(en, options);
   TokenStore store(tok, en.texts, 2);
-  PairBatch padded = make_pair_batch(pairs, rank_range(8, 1, 4), store, max_len);
   TextBatch packed = make_text_batch(pairs, {12, 13, 14, 15}, store, max_len);
   ASSERT_EQ(packed.pairs, 4);
-  std::vector<int32_t> rows = padded.left_ids;
-  rows.insert(rows.end(), padded.right_ids.begin(), padded.right_ids.end());
-  EXPECT_EQ(padded_ids(packed, max_len, XlmrTokenizer::kPad), rows);
-  EXPECT_EQ(packed.labels, padded.labels);
+  std::vector<std::string_view> texts;  // left texts, then right texts
+  std::vector<float> labels;
+  for (uint64_t p = 12; p < 16; ++p) texts.push_back(en.texts[pairs[p].left]);
+  for (uint64_t p = 12; p < 16; ++p) {
+    texts.push_back(en.texts[pairs[p].right]);
+    labels.push_back(pairs[p].label);
+  }
+  const TextBatch direct = make_text_batch(tok, texts, 0, texts.size(), 2);
+  EXPECT_EQ(direct.pairs, 0);
+  EXPECT_EQ(packed.ids, direct.ids);
+  EXPECT_EQ(packed.offsets, direct.offsets);
+  EXPECT_EQ(packed.labels, labels);
+  EXPECT_LE(packed.max_length(), static_cast<int64_t>(max_len));
   // The ranks' positions: consecutive slices, or a balanced deal of the same global batch.
   EXPECT_EQ(rank_positions(pairs, 8, 1, 2, 4, false, store, max_len),
             (std::vector<uint64_t>{12, 13, 14, 15}));
