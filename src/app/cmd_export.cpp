@@ -43,7 +43,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
       code != kExitOk)
     return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
-  set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
+  set_progress_options(config.run.progress, config.run.progress_interval);
   // Rank 0 decides whether an earlier features.h5 may be replaced; every rank learns it.
   const std::string out = files::join(config.run.dir, "features.h5");
   const dist::Outcome checked = dist::attempt([&] {
@@ -64,9 +64,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
     const std::string path = choose_checkpoint(config, checkpoint);
     model::load_state(*built.encoder, train::read_checkpoint(path, false).params,
                       "checkpoint " + path);
-    torch::Device device = model::resolve_device(config.model.device, env.local_rank);
-    built.encoder->to(device);
-    built.encoder->set_compute(model::compute_options(config, device));
+    model::place_encoder(built.encoder, config, env.local_rank);
     files::create_directories(config.run.dir);
     exporting::ExportInputs inputs{&split.multilingual, datasets.test ? &*datasets.test : nullptr,
                                    "weights of " + path};
@@ -114,7 +112,7 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before_path) {
   if (features.size() != 1)
     throw UserError("evaluate: give one features file (features.h5); --before for the other");
-  init_logging({0, 1, "warn", "warn", ""});
+  init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
   const std::string& after_path = features.front();
   std::string before_file = before_path;
   const std::string sibling = files::join(

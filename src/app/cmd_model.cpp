@@ -18,6 +18,7 @@
 #include "data/text.h"
 #include "data/tokenizer.h"
 #include "dist/mpi_env.h"
+#include "encode/encode_texts.h"
 #include "export/features.h"
 #include "io/hdf5.h"
 #include "io/npy.h"
@@ -52,8 +53,8 @@ void stream_stdin(model::SiameseEncoder& encoder, const data::XlmrTokenizer& tok
   std::vector<std::string> texts;
   auto flush = [&] {
     if (texts.empty()) return;
-    print_rows(exporting::embed_texts(encoder, tokenizer, texts, 0, texts.size(), batch_size,
-                                      /*progress=*/false, "embed"),
+    print_rows(encode::encode_texts(encoder, tokenizer, texts, 0, texts.size(), batch_size,
+                                    /*progress=*/false, "embed"),
                texts.size(), hidden);
     texts.clear();
   };
@@ -86,7 +87,7 @@ data::TextTable read_texts(const Config& config, const EmbedArgs& a, int rank) {
   if (!a.csv.empty()) {
     data::LoadOptions options;
     options.key = "--csv";
-    options.bad_rows = data::parse_bad_rows(config.data.bad_rows);
+    options.bad_rows = config.data.bad_rows;
     options.progress = rank == 0;
     options.progress_interval = config.run.progress_interval;
     data::LoadReport report;
@@ -122,7 +123,7 @@ void write_embeddings(const Config& config, const EmbedArgs& a, const data::Text
     f.set_attr("source", a.csv.empty() ? std::string("stdin") : a.csv);
     f.set_attr("config_hash", config_result_hash(config));
     f.set_attr("max_len", config.tokenizer.max_len);
-    f.set_attr("pretokenize", config.tokenizer.pretokenize);
+    f.set_attr("pretokenize", name_of(config.tokenizer.pretokenize));
     f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
     f.write("embeddings", e.data(), {table.size(), static_cast<uint64_t>(hidden)});
     f.write("rows", table.rows.data(), {table.rows.size()});

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "data/datasets.h"
 #include "data/tokenizer.h"
+#include "encode/encode_texts.h"
 #include "evaluate/classifier.h"
 #include "export/features.h"
 #include "io/hdf5.h"
@@ -66,7 +67,7 @@ void check_tokenizer_matches(const Config& config, const std::string& features) 
     differs("max_len", std::to_string(f.attr_int("max_len")),
             std::to_string(config.tokenizer.max_len));
   if (f.has_attr("pretokenize"))
-    differs("pretokenize", f.attr_string("pretokenize"), config.tokenizer.pretokenize);
+    differs("pretokenize", f.attr_string("pretokenize"), name_of(config.tokenizer.pretokenize));
   if (f.has_attr("keep_eos"))
     differs("keep_eos", f.attr_int("keep_eos") ? "true" : "false",
             config.tokenizer.keep_eos ? "true" : "false");
@@ -99,9 +100,9 @@ int predict_texts(const Config& config, const PredictArgs& a) {
     if (!in) throw UserError("--texts: cannot read " + a.texts);
     texts = read_lines(in);
   }
-  const auto e = exporting::embed_texts(loaded.encoder, tokenizer, texts, 0, texts.size(),
-                                        static_cast<size_t>(config.export_.batch_size),
-                                        /*progress=*/false, "embed");
+  const auto e = encode::encode_texts(loaded.encoder, tokenizer, texts, 0, texts.size(),
+                                      static_cast<size_t>(config.export_.batch_size),
+                                      /*progress=*/false, "embed");
   for (double p : evaluate::probabilities(classifier, e.data(), static_cast<int64_t>(texts.size())))
     std::printf("%.9g\n", p);
   return 0;

@@ -55,9 +55,7 @@ InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoic
     out.weights = "checkpoint " + checkpoint;
   }
   spdlog::info("weights: {}", out.weights);
-  torch::Device device = model::resolve_device(config.model.device, local_rank);
-  out.encoder->to(device);
-  out.encoder->set_compute(model::compute_options(config, device));
+  model::place_encoder(out.encoder, config, local_rank);
   out.encoder->eval();
   return out;
 }

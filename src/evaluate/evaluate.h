@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "evaluate/scores.h"
+
 namespace sx::evaluate {
 
 struct FoldResult {
@@ -27,10 +29,6 @@ struct Evaluation {
   int64_t evaluated = 0;
 };
 
-// ROC-AUC with ties counted half (Mann-Whitney U with average ranks). labels: 0/1.
-// Throws std::invalid_argument when only one class is present.
-double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels);
-
 // L2-regularised logistic regression (sklearn's default C = 1, on standardised features),
 // fitted by Newton's method. The decision score of a row x is
 //   sum_j weights[j] * (x[j] - mean[j]) / std[j] + bias
@@ -48,23 +46,6 @@ std::vector<double> logistic_scores(const std::vector<float>& train,
                                     const std::vector<int>& train_labels,
                                     const std::vector<float>& test, int64_t cols, double c = 1.0);
 
-// The training-free score of `test` rows: distance to the normal centroid of the `train`
-// rows minus distance to their toxic centroid (higher = more toxic). Both classes must be
-// present in train_labels.
-std::vector<double> centroid_scores(const std::vector<float>& train,
-                                    const std::vector<int>& train_labels,
-                                    const std::vector<float>& test, int64_t cols);
-
-// Why a fold cannot be scored ("" = it can): no held-out rows, or one class on either side.
-std::string fold_skip_reason(const std::vector<int>& train_labels,
-                             const std::vector<int>& test_labels);
-
-// evaluate's centroid AUC straight from embeddings, without a features file: rows of `x`
-// [n x cols] with their labels and languages; each language (sorted) held out in turn and
-// scored by the centroids of all other rows. NaN for a language whose fold is skipped.
-std::vector<std::pair<std::string, double>> centroid_auc_by_language(
-    const std::vector<float>& x, const std::vector<int>& labels,
-    const std::vector<std::string>& langs, int64_t cols);
 // The labeled rows of a features.h5 (train/embeddings, train/labels, train/langs when
 // present), checked: shapes agree, labels are 0/1, embeddings are finite; else a UserError.
 struct LabeledFeatures {

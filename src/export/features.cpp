@@ -7,53 +7,10 @@
 #include <map>
 
 #include "core/files.h"
-#include "core/progress.h"
+#include "encode/encode_texts.h"
 #include "io/hdf5.h"
 
 namespace sx::exporting {
-
-std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
-                               const std::vector<std::string>& texts, size_t begin, size_t end,
-                               size_t batch_size, bool progress, const std::string& label) {
-  const std::vector<std::string_view> views(texts.begin(), texts.end());
-  return embed_texts(model, tokenizer, views, begin, end, batch_size, progress, label);
-}
-
-std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
-                               const std::vector<std::string_view>& texts, size_t begin, size_t end,
-                               size_t batch_size, bool progress, const std::string& label) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
-  const auto device = model->parameters().front().device();
-  const size_t len = tokenizer.max_len();
-  const int64_t hidden = model->config().hidden_size;
-  std::vector<float> out((end - begin) * static_cast<size_t>(hidden));
-  Progress bar(label, end - begin, /*interval_seconds=*/0, progress);
-  std::vector<int32_t> ids;
-  for (size_t start = begin; start < end; start += batch_size) {
-    const size_t n = std::min(batch_size, end - start);
-    std::vector<std::string_view> views(texts.begin() + start, texts.begin() + start + n);
-    ids.resize(n * len);
-    tokenizer.encode_many(views, ids.data(), 0);
-    torch::Tensor input =
-        torch::from_blob(ids.data(), {static_cast<int64_t>(n), static_cast<int64_t>(len)},
-                         torch::kInt)
-            .to(torch::kLong);
-    // model.layout packed: pack the host rows, so the device is never asked for lengths.
-    torch::Tensor e =
-        model->compute().packed
-            ? model->forward(model::pack_padded(input, model->config().pad_token_id, device))
-            : model->forward(input.to(device));
-    e = e.to(torch::kFloat).to(torch::kCPU).contiguous();
-    std::copy(e.data_ptr<float>(), e.data_ptr<float>() + e.numel(),
-              out.begin() + (start - begin) * hidden);
-    bar.advance(n);
-  }
-  bar.finish();
-  if (was_training) model->train();
-  return out;
-}
 
 std::vector<float> embed_distributed(model::SiameseEncoder& model,
                                      const data::XlmrTokenizer& tokenizer,
@@ -62,7 +19,7 @@ std::vector<float> embed_distributed(model::SiameseEncoder& model,
   const size_t n = texts.size();
   const size_t begin = n * env.rank / env.world, end = n * (env.rank + 1) / env.world;
   std::vector<float> local =
-      embed_texts(model, tokenizer, texts, begin, end, batch_size, env.rank == 0, label);
+      encode::encode_texts(model, tokenizer, texts, begin, end, batch_size, env.rank == 0, label);
   if (env.world == 1) return local;
   return dist::gather_rows(local, model->config().hidden_size, 0,
                            "gather of the embeddings (" + label + ")");
@@ -103,7 +60,7 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.set_attr("model", inputs.model_description);
     f.set_attr("config_hash", config_result_hash(config));
     f.set_attr("max_len", config.tokenizer.max_len);
-    f.set_attr("pretokenize", config.tokenizer.pretokenize);
+    f.set_attr("pretokenize", std::string(name_of(config.tokenizer.pretokenize)));
     f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
     if (inputs.test) {  // predict checks that data.test_csv is still this file
       f.set_attr("test_csv", config.data.test_csv);

@@ -32,12 +32,4 @@ std::vector<float> embed_distributed(model::SiameseEncoder& model,
                                      const std::vector<std::string_view>& texts, size_t batch_size,
                                      const dist::MpiEnv& env, const std::string& label);
 
-// Embeddings of `texts` [n x hidden], row-major, in eval mode.
-std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
-                               const std::vector<std::string_view>& texts, size_t begin, size_t end,
-                               size_t batch_size, bool progress, const std::string& label);
-std::vector<float> embed_texts(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
-                               const std::vector<std::string>& texts, size_t begin, size_t end,
-                               size_t batch_size, bool progress, const std::string& label);
-
 }  // namespace sx::exporting

@@ -149,7 +149,7 @@ std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config
     << " (Keras' default); sentence-transformers' LayerNorm module is built with PyTorch's 1e-5. "
        "Set `st[2].norm.eps` as above for identical embeddings.\n"
        "- **Tokenization**: "
-    << (in.pretokenize == "wordpunct"
+    << (in.pretokenize == Pretokenize::kWordpunct
             ? "the texts were split into words first as NLTK's `wordpunct_tokenize` does "
               "(`\\w+|[^\\w\\s]+`) and each word encoded on its own; HF's tokenizer encodes the "
               "whole text, which differs where sentencepiece would merge across a word "

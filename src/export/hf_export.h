@@ -6,18 +6,19 @@
 
 #include <string>
 
+#include "core/config.h"
 #include "model/xlmr.h"
 
 namespace sx::exporting {
 
 struct HfExportInputs {
   std::string out_dir;
-  std::string dtype = "fp32";       // fp32 | bf16 (weights in model.safetensors)
-  std::string tokenizer_model;      // the sentencepiece model to ship (sentencepiece.bpe.model)
-  int64_t max_len = 128;            // tokenizer.max_len
-  std::string pretokenize;          // tokenizer.pretokenize (wordpunct | none)
-  bool keep_eos = false;            // tokenizer.keep_eos
-  double pool_ln_eps = 1e-3;        // model.pool_ln_eps
+  std::string dtype = "fp32";   // fp32 | bf16 (weights in model.safetensors)
+  std::string tokenizer_model;  // the sentencepiece model to ship (sentencepiece.bpe.model)
+  int64_t max_len = 128;        // tokenizer.max_len
+  Pretokenize pretokenize = Pretokenize::kWordpunct;  // tokenizer.pretokenize
+  bool keep_eos = false;                              // tokenizer.keep_eos
+  double pool_ln_eps = 1e-3;                          // model.pool_ln_eps
   std::string weights_description;  // where the weights came from (checkpoint path)
   std::string evaluation_json;      // run.dir/evaluation.json when there is one, else ""
 };

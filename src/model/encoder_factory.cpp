@@ -1,5 +1,7 @@
 #include "model/encoder_factory.h"
 
+#include <torch/version.h>
+
 #include "core/error.h"
 #include "core/files.h"
 #include "model/weights.h"
@@ -39,10 +41,10 @@ void check_tokenizer_fits(const Config& config, const XlmrConfig& model, int64_t
                     " ids but the model's vocabulary has " + std::to_string(model.vocab_size));
 }
 
-torch::Device resolve_device(const std::string& device, int local_rank) {
-  if (device == "cpu") return torch::Device(torch::kCPU);
+torch::Device resolve_device(DeviceChoice device, int local_rank) {
+  if (device == DeviceChoice::kCpu) return torch::Device(torch::kCPU);
   const bool cuda = torch::cuda::is_available();
-  if (device == "cuda" && !cuda)
+  if (device == DeviceChoice::kCuda && !cuda)
     throw UserError(
         "model.device: cuda was asked for, but no CUDA device is visible (or this "
         "libtorch has no CUDA)");
@@ -51,20 +53,32 @@ torch::Device resolve_device(const std::string& device, int local_rank) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
 }
 
-ComputeOptions compute_options(const Config& config, const torch::Device& device) {
+ComputeOptions compute_options(const Config& config) {
   ComputeOptions compute;
-  compute.sdpa = config.model.attention == "sdpa";
+  compute.sdpa = config.model.attention == Attention::kSdpa;
   compute.bf16 = config.model.autocast_bf16;
-  compute.packed = config.model.layout == "packed";
-  compute.bf16_residual = config.model.residual_dtype == "bf16";
-  if (compute.sdpa && !sdpa_available())
-    throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
-                    std::string(TORCH_VERSION) + " (use math)");
-  if (compute.bf16 && !device.is_cuda())
-    throw UserError("model.autocast_bf16: true needs a CUDA device; this replica runs on CPU");
-  if (compute.bf16_residual && !compute.bf16)
-    throw UserError("model.residual_dtype: bf16 needs model.autocast_bf16: true (it is false)");
+  compute.bf16_residual = config.model.residual_dtype == ResidualDtype::kBf16;
   return compute;
+}
+
+Platform platform_of(const XlmrConfig& model, const ComputeOptions& compute,
+                     const torch::Device& device) {
+  Platform p;
+  p.device = device.str();
+  p.cuda = device.is_cuda();
+  p.torch_version = TORCH_VERSION;
+  p.sdpa = sdpa_available();
+  p.flash_attention = packed_attention(compute, model, device) == PackedAttention::kFlash;
+  return p;
+}
+
+torch::Device place_encoder(SiameseEncoder& encoder, const Config& config, int local_rank) {
+  const torch::Device device = resolve_device(config.model.device, local_rank);
+  const ComputeOptions compute = compute_options(config);
+  check_platform_rules(config, platform_of(encoder->config(), compute, device), false);
+  encoder->to(device);
+  encoder->set_compute(compute);
+  return device;
 }
 
 }  // namespace sx::model

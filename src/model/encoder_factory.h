@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/config_rules.h"
 #include "model/xlmr.h"
 
 namespace sx::model {
@@ -25,10 +26,19 @@ BuiltEncoder build_encoder(const Config& config);
 void check_tokenizer_fits(const Config& config, const XlmrConfig& model, int64_t tokenizer_vocab);
 
 // model.device: auto = CUDA device `local_rank % device_count` when CUDA is available.
-torch::Device resolve_device(const std::string& device, int local_rank);
+torch::Device resolve_device(DeviceChoice device, int local_rank);
 
-// model.attention / model.autocast_bf16 / model.layout for `device`; throws UserError when the
-// combination needs what this libtorch or device lacks (sdpa on libtorch 1.x, bf16 on CPU).
-ComputeOptions compute_options(const Config& config, const torch::Device& device);
+// model.attention / model.autocast_bf16 / model.residual_dtype as the encoder's options.
+ComputeOptions compute_options(const Config& config);
+
+// What `device` offers an encoder of `model` computing with `compute` (core/config_rules.h), as
+// far as the model layer knows it (nccl and cuda_graphs are left to the layers that know them).
+Platform platform_of(const XlmrConfig& model, const ComputeOptions& compute,
+                     const torch::Device& device);
+
+// The encoder on this rank's device (model.device) with the configuration's compute options,
+// once the platform rules hold (core/config_rules.h: a UserError for what this libtorch or
+// device cannot do). Returns the device. Every command that runs an encoder places it here.
+torch::Device place_encoder(SiameseEncoder& encoder, const Config& config, int local_rank);
 
 }  // namespace sx::model

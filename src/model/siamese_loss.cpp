@@ -7,6 +7,14 @@ namespace {
 constexpr double kEpsilon = 1e-7;  // Keras' backend epsilon
 }
 
+torch::Tensor pair_loss(SiameseEncoderImpl& model, const PackedIds& packed,
+                        const torch::Tensor& labels, double margin) {
+  const int64_t pairs = labels.size(0);
+  torch::Tensor embeddings = model.forward(packed);
+  return dbl_loss(pair_distance(embeddings.narrow(0, 0, pairs), embeddings.narrow(0, pairs, pairs)),
+                  labels, margin);
+}
+
 torch::Tensor pair_distance(const torch::Tensor& a, const torch::Tensor& b) {
   return torch::sqrt(torch::clamp_min((a - b).pow(2).sum(-1), kEpsilon));
 }

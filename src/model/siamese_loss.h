@@ -5,7 +5,16 @@
 
 #include <torch/torch.h>
 
+#include "model/xlmr.h"
+
 namespace sx::model {
+
+// The Siamese forward, written once for training, CUDA graphs and validation: the embeddings of
+// `packed` (2B sequences, the pairs' left texts first, then their right texts; sequences after
+// the first 2B, such as a graph's fillers, are ignored), the distances of the B pairs and their
+// mean DBL loss against `labels` [B] (1 = same class).
+torch::Tensor pair_loss(SiameseEncoderImpl& model, const PackedIds& packed,
+                        const torch::Tensor& labels, double margin);
 
 // sqrt(max(sum((a - b)^2), 1e-7)) per row.
 torch::Tensor pair_distance(const torch::Tensor& a, const torch::Tensor& b);

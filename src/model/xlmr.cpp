@@ -394,11 +394,7 @@ torch::Tensor SiameseEncoderImpl::hidden_states(const torch::Tensor& ids) {
 }
 
 torch::Tensor SiameseEncoderImpl::forward(const torch::Tensor& ids) {
-  if (compute_.packed) return forward(pack_padded(ids, config_.pad_token_id));
-  torch::Tensor hidden = hidden_states(ids);
-  torch::Tensor mask = ids.ne(config_.pad_token_id).unsqueeze(-1).to(hidden.scalar_type());
-  torch::Tensor mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0);
-  return pool_ln_->forward(mean);
+  return forward(pack_padded(ids, config_.pad_token_id));
 }
 
 PackedLayout SiameseEncoderImpl::layout_of(const PackedIds& packed) const {

@@ -23,9 +23,6 @@ struct ComputeOptions {
   // the packed layout variable-length flash attention where it applies, else SDPA inside the
   // packed path packed_attention() names.
   bool sdpa = false;
-  // model.layout: packed. forward(ids [B,L]) then packs the rows (pack_padded: one host read
-  // of the lengths) and runs the packed forward; hidden_states(ids [B,L]) stays padded.
-  bool packed = false;
   // Packed layout off flash: pad inside attention on the CPU too (which otherwise attends per
   // sequence); the path other devices take, here so that CPU tests cover it.
   bool pad_inside_attention = false;
@@ -133,16 +130,17 @@ class SiameseEncoderImpl : public torch::nn::Module {
  public:
   SiameseEncoderImpl(const XlmrConfig& config, double pool_ln_eps = 1e-3);
 
-  // ids [B,L] int64 -> last_hidden_state [B,L,H] fp32 (HF's XLMRobertaModel output).
+  // ids [B,L] int64 -> last_hidden_state [B,L,H] fp32, pad positions included: HF's
+  // XLMRobertaModel output in HF's own layout (a reference for tests; nothing trains on it).
   torch::Tensor hidden_states(const torch::Tensor& ids);
-  // ids [B,L] -> text embeddings [B,H]: LayerNorm(mean of hidden states over non-pad tokens).
-  // With compute.packed the rows are packed first (see ComputeOptions::packed).
-  torch::Tensor forward(const torch::Tensor& ids);
-
-  // Packed layout: -> last_hidden_state [T,H] fp32 of every real token (HF's values there).
-  torch::Tensor hidden_states(const PackedIds& packed);
-  // Packed layout: -> text embeddings [B,H], LayerNorm(mean of each sequence's hidden states).
+  // The one encode path: packed sequences -> text embeddings [B,H], LayerNorm(mean of each
+  // sequence's hidden states). Training, validation and embedding all come through here.
   torch::Tensor forward(const PackedIds& packed);
+  // Padded rows [B,L] (pad = pad_token_id) -> text embeddings [B,H]: the rows packed
+  // (pack_padded: one host read of the lengths), then forward(packed).
+  torch::Tensor forward(const torch::Tensor& ids);
+  // Packed sequences -> last_hidden_state [T,H] fp32 of every real token (HF's values there).
+  torch::Tensor hidden_states(const PackedIds& packed);
 
   const XlmrConfig& config() const { return config_; }
   void set_compute(const ComputeOptions& compute) { compute_ = compute; }
