@@ -19,13 +19,14 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
-#include "data/packed_batch.h"
+#include "data/rank_deal.h"
+#include "data/text_batch.h"
 #include "dist/communicator.h"
 #include "dist/mpi_env.h"
 #include "model/encoder_factory.h"
 #include "train/flat_params.h"
 #include "train/prefetch.h"
-#include "train/reducer.h"
+#include "train/replica.h"
 #include "train/step.h"
 
 #ifdef SX_WITH_CUDA
@@ -122,7 +123,7 @@ struct Bench {
 // One setting: `per_rank` pairs per rank and step, warm-up then measured steps.
 json run_setting(Bench& b, int64_t per_rank) {
   const int world = b.env.world, rank = b.env.rank;
-  const bool packed = b.args.layout == "packed", balance = b.config.train.balance_ranks;
+  const bool balance = b.config.train.balance_ranks;
   const uint64_t seed = static_cast<uint64_t>(b.config.run.seed);
   // The reference's ids are uniform in [5, 250000); smaller vocabularies cap them.
   const int32_t vocab_end =
@@ -138,8 +139,8 @@ json run_setting(Bench& b, int64_t per_rank) {
         const auto tokens = data::pair_token_counts(global);
         const auto assignment = balance ? data::balanced_assignment(tokens, world, per_rank)
                                         : data::consecutive_assignment(world, per_rank);
-        train::HostBatch h = train::make_host_batch(data::select_pairs(global, assignment[rank]),
-                                                    packed, b.device, data::XlmrTokenizer::kPad);
+        train::HostBatch h =
+            train::make_host_batch(data::select_pairs(global, assignment[rank]), b.device);
         h.consumed = k;
         h.imbalance = data::token_imbalance(tokens, assignment);
         h.prep_s = std::chrono::duration<double>(Clock::now() - start).count();
@@ -277,8 +278,8 @@ void add_bench_train(CLI::App* bench, BenchTrainArgs& a, std::function<int()>& a
       ->check(CLI::Range(1LL, 100000LL));
   cmd->add_option("--max-len", a.max_len, "longest text in tokens (lengths uniform in [10, this])")
       ->check(CLI::Range(10LL, 100000LL));
-  cmd->add_option("--layout", a.layout, "packed or padded")
-      ->check(CLI::IsMember({"packed", "padded"}));
+  cmd->add_option("--layout", a.layout,
+                  "packed (the one layout the trainer steps; padded was retired)");
   cmd->add_option("--json", a.json, "also write the results to this JSON file");
   cmd->add_option("--profile", a.profile,
                   "after measuring, profile a few more steps with kineto (libtorch 2.x): a "
@@ -295,11 +296,16 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   // The model: an HF config.json, randomly initialised (overrides may still name others).
   config_args.overrides.insert(config_args.overrides.begin(),
                                {"model.pretrained=", "model.config=" + a.model});
-  config_args.overrides.push_back("model.layout=" + a.layout);  // --layout decides
+  // The graphs' fixed longest text is the benchmark's.
+  config_args.overrides.push_back("tokenizer.max_len=" + std::to_string(a.max_len));
+  if (a.layout != "packed")
+    throw UserError("--layout " + a.layout +
+                    ": the padded layout was retired with model.layout: padded; the trainer "
+                    "steps packed batches only (--layout packed)");
   Config config;
   if (const int code = load_job_config(config_args, {"model"}, env, config); code != kExitOk)
     return code;
-  init_logging({env.rank, env.world, "warn", "warn", ""});
+  init_logging({env.rank, env.world, LogLevel::kWarn, LogLevel::kWarn, ""});
   const std::vector<int64_t> pairs = parse_pairs(a.pairs);
   if (!a.profile.empty()) {
     if (!profiler_available())
@@ -315,49 +321,23 @@ int cmd_bench_train(const BenchTrainArgs& a) {
     throw UserError("--max-len " + std::to_string(a.max_len) +
                     " needs more positions than the model has (max_position_embeddings " +
                     std::to_string(mc.max_position_embeddings) + ")");
-  const torch::Device device = model::resolve_device(config.model.device, env.local_rank);
-  built.encoder->to(device);
-  built.encoder->set_compute(model::compute_options(config, device));
-  built.encoder->train();
-  train::FlatParameters flat(*built.encoder);
-  model::KerasAdam adam(
-      flat.params(), {config.train.adam_beta1, config.train.adam_beta2, config.train.adam_epsilon});
-  auto comm = dist::make_communicator(config.dist.backend, device, env);
-  train::ReducerOptions reducer_options;
-  reducer_options.bucket_mb = config.train.bucket_mb;
-  reducer_options.wire = dist::parse_wire_type(config.dist.grad_dtype);
-  std::unique_ptr<train::StepGraphs> graphs;
-  if (config.train.cuda_graphs) {
-    const std::string why =
-        train::StepGraphs::unsupported_reason(built.encoder, device, a.layout == "packed");
-    if (!why.empty()) throw UserError("train.cuda_graphs: " + why);
-    train::StepGraphs::use_own_stream(device);  // before the reducer's hooks
-    graphs = std::make_unique<train::StepGraphs>(a.max_len, data::XlmrTokenizer::kPad);
-  }
-  train::GradientReducer reducer(flat, *comm, env, reducer_options);
-  if (env.world == 1) {  // as run_training: no reducer hooks wait on autograd's accumulators
-    model::ComputeOptions compute = built.encoder->compute();
-    compute.direct_weight_grads = true;
-    built.encoder->set_compute(compute);
-  }
-  Bench b{config,
-          a,
-          env,
-          device,
-          train::Trainee{built.encoder, &flat, &adam, env.world > 1 ? &reducer : nullptr, device,
-                         env.world, graphs.get()},
-          non_embedding_parameters(*built.encoder)};
+  train::Trainee trainee = train::build_trainee(config, env, built.encoder);  // as train does
+  train::connect_trainee(trainee, config, env);
+  const torch::Device device = trainee.device;
+  const int64_t n_nonemb = non_embedding_parameters(*trainee.model);
+  const int64_t n_params = trainee.flat->size();
+  Bench b{config, a, env, device, std::move(trainee), n_nonemb};
 
   json results;
   results["device"] = device.str();
   results["torch"] = TORCH_VERSION;
   results["model"] = a.model;
   results["n_nonemb_params"] = b.n_nonemb;
-  results["parameters"] = flat.size();
+  results["parameters"] = n_params;
   results["bf16"] = config.model.autocast_bf16;
-  results["attention"] = config.model.attention;
-  results["grad_dtype"] = config.dist.grad_dtype;
-  results["cuda_graphs"] = config.train.cuda_graphs;
+  results["attention"] = name_of(config.model.attention);
+  results["grad_dtype"] = name_of(config.dist.grad_dtype);
+  results["cuda_graphs"] = b.trainee.graphs != nullptr;
   results["max_len"] = a.max_len;
   results["warmup_steps"] = a.warmup;
   results["measured_steps"] = a.steps;

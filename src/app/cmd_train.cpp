@@ -5,11 +5,14 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "dist/mpi_env.h"
+#include "export/features.h"
+#include "train/signals.h"
 #include "train/trainer.h"
 
 namespace sx::app {
 
 int cmd_train(const ConfigArgs& args, const std::string& resume, bool force) {
+  train::install_early_stop_handlers();  // before anything that takes time
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;
@@ -18,8 +21,14 @@ int cmd_train(const ConfigArgs& args, const std::string& resume, bool force) {
       code != kExitOk)
     return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
-  set_progress_options(parse_progress_mode(config.run.progress), config.run.progress_interval);
-  return train::run_training(config, env, {resume, force});
+  set_progress_options(config.run.progress, config.run.progress_interval);
+  train::TrainOptions options{resume, force, {}};
+  options.write_features = [&](const train::FeatureSource& source, const std::string& path) {
+    model::SiameseEncoder model = source.model;
+    exporting::export_features(config, env, model, *source.tokenizer,
+                               {source.multilingual, source.test, source.description}, path);
+  };
+  return train::run_training(config, env, options);
 }
 
 }  // namespace sx::app

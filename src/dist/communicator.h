@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "core/config.h"
 #include "dist/mpi_env.h"
 
 namespace sx::dist {
@@ -21,10 +22,7 @@ namespace sx::dist {
 // What a gradient all-reduce puts on the wire (dist.grad_dtype). kBFloat16 halves the bytes:
 // the float32 values are rounded to bf16 (8 significant bits), summed in bf16 by the
 // collective, and the bf16 average is widened back into the float32 tensor.
-enum class WireType { kFloat32, kBFloat16 };
-
-// "fp32" | "bf16" (the dist.grad_dtype values).
-WireType parse_wire_type(const std::string& name);
+using sx::WireType;
 
 class Communicator {
  public:
@@ -52,10 +50,13 @@ class Communicator {
   virtual void wait(const std::string& what) = 0;
 };
 
+// Whether this build has the NCCL communicator (libtorch with CUDA).
+bool nccl_compiled();
+
 // dist.backend (auto|nccl|mpi) for a replica on `device`; throws UserError for impossible
 // combinations (nccl on CPU, nccl without NCCL support in this build). Creating a NCCL
 // communicator is a collective too, under the same deadline.
-std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const torch::Device& device, const MpiEnv& env);
+std::unique_ptr<Communicator> make_communicator(Backend backend, const torch::Device& device,
+                                                const MpiEnv& env);
 
 }  // namespace sx::dist

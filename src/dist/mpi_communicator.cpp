@@ -16,12 +16,6 @@ namespace sx::dist {
 std::unique_ptr<Communicator> make_nccl_communicator(const torch::Device& device,
                                                      const MpiEnv& env);
 
-WireType parse_wire_type(const std::string& name) {
-  if (name == "fp32") return WireType::kFloat32;
-  if (name == "bf16") return WireType::kBFloat16;
-  throw UserError("dist.grad_dtype: '" + name + "' is not one of fp32, bf16");
-}
-
 namespace {
 
 // MPI has no bf16 type: bf16 values travel as 16-bit words and this op sums them, rounding
@@ -156,11 +150,12 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_communicator(const std::string& backend,
-                                                const torch::Device& device, const MpiEnv& env) {
+std::unique_ptr<Communicator> make_communicator(Backend backend, const torch::Device& device,
+                                                const MpiEnv& env) {
   const bool gpu = device.is_cuda();
-  std::string chosen = backend == "auto" ? (gpu ? "nccl" : "mpi") : backend;
-  if (chosen == "nccl") {
+  const Backend chosen =
+      backend == Backend::kAuto ? (gpu ? Backend::kNccl : Backend::kMpi) : backend;
+  if (chosen == Backend::kNccl) {
     if (!gpu)
       throw UserError(
           "dist.backend: nccl needs the replica on a GPU (model.device); use mpi on CPU");
@@ -170,6 +165,14 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend,
     throw UserError("dist.backend: mpi all-reduces CPU tensors, but the replica is on " +
                     device.str() + "; use nccl or auto");
   return std::make_unique<MpiCommunicator>(env);
+}
+
+bool nccl_compiled() {
+#ifdef SX_WITH_NCCL
+  return true;
+#else
+  return false;
+#endif
 }
 
 #ifndef SX_WITH_NCCL

@@ -16,8 +16,9 @@ namespace sx::train {
 namespace {
 
 // Format 3 adds TrainState fields (train_state.h says which); format 2 checksums with XXH3
-// (memory speed on multi-GB files); format 1 (FNV-1a) files from earlier releases are still read.
-constexpr int64_t kFormat = 3;
+// (memory speed on multi-GB files); files of formats 1 (FNV-1a) and 2 from earlier releases are
+// still read for their weights.
+constexpr int64_t kFormat = kCheckpointFormat;
 constexpr int64_t kFormatFnv = 1;
 
 std::vector<uint64_t> dims_of(const torch::Tensor& t) {
@@ -101,7 +102,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
 
 // A format 3 plan from an untrusted file: every count positive, the half-cycle finite; or no
 // plan at all (every field zero: a checkpoint not written by training, e.g. `bench
-// checkpoint`'s), which the trainer treats as a format 2 one.
+// checkpoint`'s), whose weights load but which training does not resume from.
 void check_plan(const TrainState& s) {
   const PairPlan p = s.plan();
   const bool none = p.global_batch == 0 && p.pairs_per_epoch == 0 && p.max_epochs == 0 &&
@@ -144,6 +145,7 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     io::H5File f = io::H5File::open(path);
     Checkpoint c;
     const int64_t format = format_of(f);
+    c.format = format;
     if (format < kFormatFnv || format > kFormat)
       throw UserError(path +
                       ": not a siamese-xlmr checkpoint (format attribute missing or unknown)");
@@ -188,10 +190,16 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
   }
 }
 
-void complete_legacy_state(TrainState& state, const PairPlan& plan_of_its_run) {
-  state.set_plan(plan_of_its_run);
-  // Its rate followed its iteration count at one global batch.
-  state.lr_pairs = state.adam_iterations * plan_of_its_run.global_batch;
+void check_resumable(const Checkpoint& c, const std::string& path) {
+  if (c.format < kFormat)
+    throw UserError("checkpoint " + path + " is of format " + std::to_string(c.format) +
+                    " (an earlier release), which training no longer resumes from; its weights "
+                    "still load in export, embed, predict and export-hf: start a fresh run, or "
+                    "resume from a checkpoint this release wrote");
+  if (c.state.plan().empty() || !c.adam_m.defined())
+    throw UserError("checkpoint " + path +
+                    " was not written by training (it has no schedule or optimizer state), so "
+                    "training cannot resume from it");
 }
 
 std::string checkpoint_dir(const std::string& run_dir) {

@@ -7,8 +7,9 @@
 //   root attributes        format, checksum, and one per TrainState field, named as the
 //                          field (train/train_state.h: step, epoch, pairs_consumed, ...)
 // Format 3 also stores the schedule in pairs (PairPlan) and the learning rate's position, the
-// input identities and the lineage; files of formats 1 and 2 load with an empty plan, which the
-// trainer makes again from the global batch that wrote them.
+// input identities and the lineage. Files of formats 1 and 2 (earlier releases) still load, so
+// their weights serve export, embed, predict and export-hf; training no longer resumes from
+// them (check_resumable).
 // The checksum (XXH3; FNV-1a in format 1) over every dataset's bytes and the state attributes
 // detects truncated or corrupted files on load.
 #pragma once
@@ -24,11 +25,11 @@
 
 namespace sx::train {
 
-// A format 1 or 2 checkpoint's state completed with the plan of the run that wrote it (the
-// plan made at its global batch): the plan, and the rate's position from its iterations.
-void complete_legacy_state(TrainState& state, const PairPlan& plan_of_its_run);
+// The format write_checkpoint writes.
+inline constexpr int64_t kCheckpointFormat = 3;
 
 struct Checkpoint {
+  int64_t format = kCheckpointFormat;  // of the file read; write_checkpoint writes the current
   TrainState state;
   std::map<std::string, torch::Tensor> params;  // by HF name, CPU float32
   torch::Tensor adam_m, adam_v;                 // flat, CPU float32 (may be undefined for best.h5)
@@ -37,6 +38,10 @@ struct Checkpoint {
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 // Reads and verifies a checkpoint; a truncated or corrupted file is a UserError naming it.
 Checkpoint read_checkpoint(const std::string& path, bool with_optimizer = true);
+
+// A UserError unless training can resume from `checkpoint` (read from `path`): a file of the
+// current format written by training (with its schedule in pairs and optimizer state).
+void check_resumable(const Checkpoint& checkpoint, const std::string& path);
 
 std::string checkpoint_dir(const std::string& run_dir);
 std::string step_checkpoint_path(const std::string& run_dir, int64_t step);

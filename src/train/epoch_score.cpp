@@ -4,8 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "evaluate/evaluate.h"
-#include "export/features.h"
+#include "encode/encode_texts.h"
+#include "evaluate/scores.h"
 
 namespace sx::train {
 
@@ -15,8 +15,8 @@ CentroidAuc epoch_centroid_auc(model::SiameseEncoder& model, const data::XlmrTok
   const auto start = std::chrono::steady_clock::now();
   const size_t n = labeled.size();
   const size_t begin = n * env.rank / env.world, end = n * (env.rank + 1) / env.world;
-  std::vector<float> local = exporting::embed_texts(model, tokenizer, labeled.texts.views(), begin,
-                                                    end, batch_size, /*progress=*/false, "");
+  std::vector<float> local = encode::encode_texts(model, tokenizer, labeled.texts.views(), begin,
+                                                  end, batch_size, /*progress=*/false, "");
   std::vector<float> x = dist::gather(local, 0, "gather of the epoch's embeddings");
   CentroidAuc out;
   if (env.rank != 0 || n == 0) return out;

@@ -4,7 +4,7 @@
 // sets a flag; the training loop turns it into an agreed stop at the next step boundary.
 #pragma once
 
-#include <string>
+#include "core/config.h"
 
 namespace sx::train {
 
@@ -14,8 +14,16 @@ inline constexpr int kExitRequeue = 75;
 // Exit code when training stopped after train.max_bad_steps non-finite steps in a row.
 inline constexpr int kExitNonFinite = 4;
 
-void install_stop_handlers(const std::string& stop_signal);
+// At the start of `train`, before MPI and the configuration: SIGTERM, SIGUSR1 and SIGUSR2 are
+// stop requests, so a signal sent while the job starts (a Slurm warning, a requeue) is kept for
+// the first step boundary instead of killing the rank.
+void install_early_stop_handlers();
+// Once the configuration is known: SIGTERM and dist.stop_signal; the other warning signal gets
+// its default action back (a request that came before stays a request).
+void install_stop_handlers(StopSignal stop_signal);
 bool stop_requested();
 int stop_signal_number();  // the signal that asked, or 0
+// Forgets a stop request (a process that runs another training after one stopped: tests).
+void clear_stop_request();
 
 }  // namespace sx::train

@@ -35,20 +35,9 @@ struct DeviceBatch {
 DeviceBatch to_device(const HostBatch& batch, const torch::Device& device) {
   DeviceBatch d;
   d.ids = batch.ids.to(device, /*non_blocking=*/true).to(torch::kLong);
-  if (batch.cu_seqlens.defined()) d.cu_seqlens = batch.cu_seqlens.to(device, true);
+  d.cu_seqlens = batch.cu_seqlens.to(device, true);
   d.labels = batch.labels.to(device, /*non_blocking=*/true);
   return d;
-}
-
-// The batch's 2B text embeddings.
-torch::Tensor encode(model::SiameseEncoder& model, const HostBatch& batch, const DeviceBatch& d) {
-  if (!batch.packed) return model->forward(d.ids);
-  model::PackedIds packed;
-  packed.ids = d.ids;
-  packed.cu_seqlens = d.cu_seqlens;
-  packed.offsets = batch.text.offsets;
-  packed.max_seqlen = batch.text.max_length();
-  return model->forward(packed);
 }
 
 // A small device tensor copied to the host asynchronously (pinned memory on CUDA, an event
@@ -92,17 +81,17 @@ class HostCopy {
 
 // The loss of one micro-batch on the device, before scaling: forward and DBL loss.
 torch::Tensor micro_loss(Trainee& t, const HostBatch& batch, const DeviceBatch& d, double margin) {
-  torch::Tensor embeddings = encode(t.model, batch, d);
-  const int64_t b = batch.text.pairs;
-  torch::Tensor distance =
-      model::pair_distance(embeddings.narrow(0, 0, b), embeddings.narrow(0, b, b));
-  return model::dbl_loss(distance, d.labels, margin);
+  model::PackedIds packed;
+  packed.ids = d.ids;
+  packed.cu_seqlens = d.cu_seqlens;
+  packed.offsets = batch.text.offsets;
+  packed.max_seqlen = batch.text.max_length();
+  return model::pair_loss(*t.model, packed, d.labels, margin);
 }
 
 }  // namespace
 
-HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device& device,
-                          int32_t pad_id) {
+HostBatch make_host_batch(data::TextBatch text, const torch::Device& device) {
   const bool pin = device.is_cuda();
 #ifdef SX_WITH_CUDA
   // Pinning from this (prefetch) thread must use the replica's GPU, not create a context on
@@ -111,17 +100,10 @@ HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device
   if (pin) guard.emplace(device);
 #endif
   HostBatch b;
-  b.packed = packed;
   const int64_t pairs = text.pairs;
-  if (packed) {
-    b.ids = host_tensor(text.ids.data(), {text.tokens()}, torch::kInt, pin);
-    std::vector<int32_t> cu(text.offsets.begin(), text.offsets.end());
-    b.cu_seqlens = host_tensor(cu.data(), {text.sequences() + 1}, torch::kInt, pin);
-  } else {
-    const int64_t width = std::max<int64_t>(1, text.max_length());
-    std::vector<int32_t> ids = data::padded_ids(text, width, pad_id);
-    b.ids = host_tensor(ids.data(), {text.sequences(), width}, torch::kInt, pin);
-  }
+  b.ids = host_tensor(text.ids.data(), {text.tokens()}, torch::kInt, pin);
+  std::vector<int32_t> cu(text.offsets.begin(), text.offsets.end());
+  b.cu_seqlens = host_tensor(cu.data(), {text.sequences() + 1}, torch::kInt, pin);
   b.labels = host_tensor(text.labels.data(), {pairs}, torch::kFloat, pin);
   b.text = std::move(text);
   return b;
@@ -137,7 +119,7 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
   mark(Phase::kStart);
   // CUDA graphs (train.cuda_graphs, one replica) replay one batch's forward and backward from
   // zeroed gradients, so they serve steps of a single micro-batch; the graph fills its inputs.
-  const bool graphed = t.graphs != nullptr && count == 1;
+  const bool graphed = t.graphs && count == 1;
   std::vector<DeviceBatch> device_batches;
   if (!graphed)
     for (const HostBatch& batch : micro_batches)
@@ -146,12 +128,12 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
   torch::Tensor loss_sum;  // sum over micro-batches of loss / count, on the device
   int64_t tokens = 0;
   // The word-embedding rows the micro-batches touch (the reducer reduces only their union): the
-  // ids, and the pad row too where pad tokens are looked up (padded rows, a graph's dummies).
+  // ids, and the pad row too where pad tokens are looked up (a graph's dummies).
   static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
   std::vector<GradientReducer::TokenIds> touched;
   for (const HostBatch& batch : micro_batches) {
     touched.emplace_back(batch.text.ids);
-    if (!batch.packed || graphed) touched.emplace_back(pad_row);
+    if (graphed) touched.emplace_back(pad_row);
   }
   if (graphed) {  // one replay: forward and backward (the split shows both as "forward")
     torch::manual_seed(settings.dropout_seed);

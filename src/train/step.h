@@ -26,7 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "data/packed_batch.h"
+#include "data/text_batch.h"
+#include "dist/communicator.h"
 #include "model/keras_adam.h"
 #include "model/xlmr.h"
 #include "train/flat_params.h"
@@ -35,12 +36,12 @@
 
 namespace sx::train {
 
-// A step's batch on the host, ready to go to the device.
+// A step's batch on the host, ready to go to the device: the packed layout (the pairs' 2B
+// texts back to back, no padding).
 struct HostBatch {
   data::TextBatch text;      // the host ids (tokens, lengths, what rows the batch touches)
-  bool packed = false;       // layout of `ids`
-  torch::Tensor ids;         // packed: [T] int32; padded: [2B, L] int32 (L = longest text)
-  torch::Tensor cu_seqlens;  // packed: [2B + 1] int32 (text.offsets)
+  torch::Tensor ids;         // [T] int32
+  torch::Tensor cu_seqlens;  // [2B + 1] int32 (text.offsets)
   torch::Tensor labels;      // [B] float32
   uint64_t consumed = 0;     // position in the pair sequence of the pairs it is a rank's share of
   double imbalance = 1.0;    // of the global batch's split over ranks (data::token_imbalance)
@@ -49,18 +50,19 @@ struct HostBatch {
 
 // Wraps `text` into tensors for a replica on `device`: in pinned memory when it is a GPU, so
 // that the copy to the device is asynchronous. Any thread.
-HostBatch make_host_batch(data::TextBatch text, bool packed, const torch::Device& device,
-                          int32_t pad_id);
+HostBatch make_host_batch(data::TextBatch text, const torch::Device& device);
 
-// The parts of a replica a step reads and updates.
+// One rank's replica: what a step reads and updates, and its owner (train/replica.h builds
+// it for training and for `bench train`).
 struct Trainee {
-  model::SiameseEncoder model;
-  FlatParameters* flat = nullptr;
-  model::KerasAdam* adam = nullptr;
-  GradientReducer* reducer = nullptr;  // averages over the ranks; null with one rank
+  model::SiameseEncoder model{nullptr};
   torch::Device device{torch::kCPU};
-  int world = 1;
-  StepGraphs* graphs = nullptr;  // forward and backward through CUDA graphs when set
+  int world = 1;                         // ranks
+  std::unique_ptr<FlatParameters> flat;  // the parameters' and gradients' flat buffers
+  std::unique_ptr<model::KerasAdam> adam;
+  std::unique_ptr<dist::Communicator> comm;
+  std::unique_ptr<GradientReducer> reducer;  // averages over the ranks; only with several
+  std::unique_ptr<StepGraphs> graphs;        // forward and backward through CUDA graphs
 };
 
 struct StepSettings {

@@ -23,16 +23,8 @@
 
 namespace sx::train {
 
-std::string StepGraphs::unsupported_reason(const model::SiameseEncoder& model,
-                                           const torch::Device& device, bool packed) {
-  if (!SX_HAVE_CUDA_GRAPHS) return "this build has no CUDA graphs (CUDA and libtorch >= 2 needed)";
-  if (!device.is_cuda()) return "the replica runs on the CPU";
-  if (!packed) return "model.layout is padded (graphs need the packed layout)";
-  if (model::packed_attention(model->compute(), model->config(), device) !=
-      model::PackedAttention::kFlash)
-    return "attention is not the variable-length flash kernel (needs model.attention: sdpa "
-           "and model.autocast_bf16: true)";
-  return "";
+bool StepGraphs::compiled() {
+  return SX_HAVE_CUDA_GRAPHS;
 }
 
 #if SX_HAVE_CUDA_GRAPHS
@@ -65,7 +57,7 @@ struct StepGraphs::Impl {
   int64_t captured = 0;
 
   // The step's body: the same kernels whether run eagerly or captured.
-  torch::Tensor body(Trainee& t, Graph& g, int64_t pairs, double margin) const {
+  torch::Tensor body(Trainee& t, Graph& g, double margin) const {
     t.flat->zero_grads();
     model::PackedIds packed;
     packed.ids = g.ids.to(torch::kLong);
@@ -74,10 +66,7 @@ struct StepGraphs::Impl {
     packed.offsets.assign(static_cast<size_t>(g.cu.size(0)), 0);
     packed.offsets.back() = g.ids.size(0);
     packed.max_seqlen = max_seqlen;
-    torch::Tensor embeddings = t.model->forward(packed);
-    torch::Tensor loss = model::dbl_loss(
-        model::pair_distance(embeddings.narrow(0, 0, pairs), embeddings.narrow(0, pairs, pairs)),
-        g.labels, margin);
+    torch::Tensor loss = model::pair_loss(*t.model, packed, g.labels, margin);
     loss.backward();
     return loss.detach();
   }
@@ -115,10 +104,10 @@ struct StepGraphs::Impl {
 
   // Captures the body on the current stream. A failed capture leaves CUDA's and torch's
   // capture state behind, so it ends the run with a way out rather than training on.
-  void capture(Trainee& t, Graph& g, int64_t pairs, double margin) {
+  void capture(Trainee& t, Graph& g, double margin) {
     g.graph.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
     try {
-      g.loss = body(t, g, pairs, margin);
+      g.loss = body(t, g, margin);
       g.graph.capture_end();
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("capturing the step as a CUDA graph failed (set "
@@ -150,8 +139,8 @@ int64_t StepGraphs::captured() const {
 torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, double margin) {
   Impl& m = *impl_;
   const int64_t pairs = batch.text.pairs, tokens = batch.text.tokens();
-  TORCH_CHECK(batch.packed && batch.text.max_length() <= m.max_seqlen,
-              "a graphed step needs a packed batch of texts up to ", m.max_seqlen, " tokens");
+  TORCH_CHECK(batch.text.max_length() <= m.max_seqlen, "a graphed step needs texts of up to ",
+              m.max_seqlen, " tokens");
   TORCH_CHECK(c10::cuda::getCurrentCUDAStream(t.device.index()) !=
                   c10::cuda::getDefaultCUDAStream(t.device.index()),
               "graphed steps run on a stream of their own: call StepGraphs::use_own_stream first");
@@ -159,8 +148,8 @@ torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, d
   Graph& g = m.graph_for(pairs, bucket, t.device);
   m.fill_inputs(g, batch);
   ++g.seen;
-  if (!g.captured && g.seen == 1) return m.body(t, g, pairs, margin);  // the warm-up, eagerly
-  if (!g.captured) m.capture(t, g, pairs, margin);
+  if (!g.captured && g.seen == 1) return m.body(t, g, margin);  // the warm-up, eagerly
+  if (!g.captured) m.capture(t, g, margin);
   g.graph.replay();
   return g.loss;
 }

@@ -10,7 +10,7 @@
 // first runs the same code eagerly, as the warm-up capture needs); all graphs share one
 // memory pool, which is safe because nothing a graph leaves behind is read after the step.
 //
-// For CUDA replicas with flash attention over the packed layout. With several ranks the
+// For CUDA replicas with flash attention. With several ranks the
 // gradient all-reduce stays outside the graph (its touched-row union changes shape every step)
 // and runs after the replay: a replay runs no autograd hooks, so nothing overlaps backward.
 #pragma once
@@ -43,9 +43,9 @@ class StepGraphs {
   // anything registers gradient hooks (the reducer).
   static void use_own_stream(const torch::Device& device);
 
-  // "" when graphs can run the steps of `model` (already on `device`); else why not.
-  static std::string unsupported_reason(const model::SiameseEncoder& model,
-                                        const torch::Device& device, bool packed);
+  // Whether this build can capture CUDA graphs (CUDA and libtorch >= 2). Where else they can
+  // run is a configuration rule (core/config_rules.h: train.cuda_graphs).
+  static bool compiled();
 
   // Zeroes the gradients, then forward, DBL loss and backward of `batch` on the current
   // stream's behalf, through the graph of the batch's shape. Returns the loss (a device

@@ -1,5 +1,6 @@
 // bench train on the tiny fixture model: it runs the trainer's step, and its JSON is sane
 // (throughputs positive, the FLOP count is the reference benchmark's formula).
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -15,10 +16,10 @@ TEST(BenchTrain, TinyModelJsonIsSane) {
   test::TempDir dir;
   const std::string json_path = dir.path("bench.json");
   const int64_t max_len = 32;
-  auto r = run_cli("bench train --model " + test::fixtures_dir() +
-                   "/hf-tiny-xlmr/config.json --pairs 2,3 --warmup 1 --steps 2 --max-len " +
-                   std::to_string(max_len) + " --layout padded --json " + json_path +
-                   " run.threads=1 model.device=cpu");
+  auto r =
+      run_cli("bench train --model " + test::fixtures_dir() +
+              "/hf-tiny-xlmr/config.json --pairs 2,3 --warmup 1 --steps 2 --max-len " +
+              std::to_string(max_len) + " --json " + json_path + " run.threads=1 model.device=cpu");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("token imbalance"), std::string::npos) << r.out;
   auto j = nlohmann::json::parse(test::read_file(json_path));
@@ -56,6 +57,14 @@ TEST(BenchTrain, TinyModelJsonIsSane) {
     EXPECT_EQ(s["token_imbalance_balanced"].get<double>(), 1.0);  // one rank
     EXPECT_TRUE(std::isfinite(s["loss"].get<double>()));
   }
+}
+
+TEST(BenchTrain, TheRetiredPaddedLayoutIsOneLineNamingPacked) {
+  auto r = run_cli("bench train --model " + test::fixtures_dir() +
+                   "/hf-tiny-xlmr/config.json --pairs 2 --layout padded model.device=cpu");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--layout packed"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 TEST(BenchTrain, BadPairsListIsOneLine) {

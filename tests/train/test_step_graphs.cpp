@@ -3,10 +3,11 @@
 // the seed set before each replay; and the padded-to-a-bucket batch trains as the plain one.
 // The GPU cases skip without CUDA and libtorch >= 2.4; launch/gpu-check.sh runs them.
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <memory>
 
-#include "data/packed_batch.h"
+#include "data/text_batch.h"
 #include "dist/communicator.h"
 #include "dist/deadline.h"
 #include "dist/mpi_env.h"
@@ -14,6 +15,7 @@
 #include "model/siamese_loss.h"
 #include "model/weights.h"
 #include "model/xlmr.h"
+#include "mpi_main.h"
 #include "test_util.h"
 #include "train/flat_params.h"
 #include "train/reducer.h"
@@ -23,7 +25,8 @@
 namespace sx::train {
 namespace {
 
-dist::MpiEnv g_env;  // one rank: the NCCL communicator of the reducer case
+// This rank (the shared MPI main sets it).
+const dist::MpiEnv& g_env = test::mpi_env();
 
 model::XlmrConfig tiny(double dropout) {
   model::XlmrConfig c = model::read_xlmr_config(test::fixtures_dir() + "/hf-tiny-xlmr/config.json");
@@ -32,9 +35,12 @@ model::XlmrConfig tiny(double dropout) {
   return c;
 }
 
-TEST(StepGraphs, SayWhyNotOnTheCpu) {
-  model::SiameseEncoder m(tiny(0.0), 1e-3);
-  EXPECT_NE(StepGraphs::unsupported_reason(m, torch::kCPU, true), "");
+TEST(StepGraphs, AreCompiledIntoEveryCudaBuildOfLibtorch2) {
+#if defined(SX_WITH_CUDA) && !defined(SX_NO_CUDA_GRAPHS)
+  EXPECT_EQ(StepGraphs::compiled(), TORCH_VERSION_MAJOR >= 2);
+#else
+  EXPECT_FALSE(StepGraphs::compiled());
+#endif
 }
 
 double cosine(const torch::Tensor& a, const torch::Tensor& b) {
@@ -61,38 +67,38 @@ class StepGraphsGpu : public ::testing::Test {
     model_ = model::SiameseEncoder(tiny(dropout), 1e-3);
     model::init_weights(*model_, 7);
     model_->to(device_);
-    model_->set_compute({true, true, true});
+    model_->set_compute({true, true});
     model_->train();
-    flat_ = std::make_unique<FlatParameters>(*model_);
-    trainee_ = Trainee{model_, flat_.get(), nullptr, nullptr, device_, 1, nullptr};
-    ASSERT_EQ(StepGraphs::unsupported_reason(model_, device_, true), "");
+    trainee_ = Trainee{};
+    trainee_.model = model_;
+    trainee_.device = device_;
+    trainee_.flat = std::make_unique<FlatParameters>(*model_);
+    ASSERT_TRUE(StepGraphs::compiled());
   }
   HostBatch batch(uint64_t seed) const {
-    return make_host_batch(data::random_text_batch(8, seed, 10, kMaxLen, 4000), true, device_,
-                           data::XlmrTokenizer::kPad);
+    return make_host_batch(data::random_text_batch(8, seed, 10, kMaxLen, 4000), device_);
   }
   Outcome graphed(StepGraphs& graphs, const HostBatch& b, uint64_t seed) {
     torch::manual_seed(seed);
     torch::Tensor loss = graphs.forward_backward(trainee_, b, 1.0);
-    return {flat_->grads().to(torch::kCPU).clone(), loss.item<double>()};
+    return {trainee_.flat->grads().to(torch::kCPU).clone(), loss.item<double>()};
   }
   // The step without graphs or buckets (as train_step runs it eagerly).
   Outcome plain(const HostBatch& b, uint64_t seed) {
     torch::manual_seed(seed);
-    flat_->zero_grads();
+    trainee_.flat->zero_grads();
     model::PackedIds packed = model::make_packed(b.ids.to(torch::kLong), b.text.offsets, device_);
     torch::Tensor e = model_->forward(packed);
     const int64_t n = b.text.pairs;
     torch::Tensor loss = model::dbl_loss(model::pair_distance(e.narrow(0, 0, n), e.narrow(0, n, n)),
                                          b.labels.to(device_), 1.0);
     loss.backward();
-    return {flat_->grads().to(torch::kCPU).clone(), loss.item<double>()};
+    return {trainee_.flat->grads().to(torch::kCPU).clone(), loss.item<double>()};
   }
   static constexpr int64_t kMaxLen = 64;
   torch::Device device_{torch::kCUDA, 0};
   model::SiameseEncoder model_{nullptr};
-  std::unique_ptr<FlatParameters> flat_;
-  Trainee trainee_{model::SiameseEncoder(nullptr)};
+  Trainee trainee_;
 };
 
 // Flash attention's backward adds into dq with atomics (summation order varies), so two runs
@@ -151,33 +157,37 @@ TEST_F(StepGraphsGpu, DropoutFollowsTheSeedSetBeforeEachReplay) {
 // the eager step, whose hooks launch the buckets during backward, agrees to bf16 tolerance.
 TEST_F(StepGraphsGpu, WithAReducerEveryBucketIsReducedAfterTheReplay) {
   make(0.0);
-  auto comm = dist::make_communicator("nccl", device_, g_env);
-  GradientReducer reducer(*flat_, *comm, g_env, ReducerOptions{});
-  model::KerasAdam adam(flat_->params(), {0.9, 0.999, 1e-7});
-  StepGraphs graphs(kMaxLen, data::XlmrTokenizer::kPad);
-  trainee_.adam = &adam;
+  auto comm = dist::make_communicator(Backend::kNccl, device_, g_env);
+  // Owned by the trainee while a step uses them, else here.
+  auto spare_reducer =
+      std::make_unique<GradientReducer>(*trainee_.flat, *comm, g_env, ReducerOptions{});
+  auto spare_graphs = std::make_unique<StepGraphs>(kMaxLen, data::XlmrTokenizer::kPad);
+  GradientReducer& reducer = *spare_reducer;
+  StepGraphs& graphs = *spare_graphs;
+  trainee_.adam = std::make_unique<model::KerasAdam>(trainee_.flat->params(),
+                                                     model::AdamOptions{0.9, 0.999, 1e-7});
   const std::vector<HostBatch> b{batch(1)};
   StepSettings settings;
   settings.dropout_seed = 5;
   settings.lr = 0;  // the weights stay as they are: every step sees the same model
-  auto step = [&](StepGraphs* g, GradientReducer* red) {
-    trainee_.graphs = g;
-    trainee_.reducer = red;
+  auto step = [&](bool with_graphs, bool with_reducer) {
+    if (with_graphs != (trainee_.graphs != nullptr)) std::swap(trainee_.graphs, spare_graphs);
+    if (with_reducer != (trainee_.reducer != nullptr)) std::swap(trainee_.reducer, spare_reducer);
     ++settings.step;
     const StepResult r = train_step(trainee_, b, settings, nullptr);
     EXPECT_TRUE(r.applied);
-    return Outcome{flat_->grads().to(torch::kCPU).clone(), r.loss};
+    return Outcome{trainee_.flat->grads().to(torch::kCPU).clone(), r.loss};
   };
   std::vector<Outcome> graphed;
   for (int i = 0; i < 3; ++i) {  // eager first sight, capture, replay
-    graphed.push_back(step(&graphs, &reducer));
+    graphed.push_back(step(true, true));
     EXPECT_EQ(reducer.stats().launched_in_backward, 0) << i;
     EXPECT_GT(reducer.stats().sparse_rows, 0) << i;
   }
   EXPECT_EQ(graphs.captured(), 1);
-  const Outcome alone = step(&graphs, nullptr);  // the same graph, no reducer
+  const Outcome alone = step(true, false);  // the same graph, no reducer
   for (int i = 0; i < 3; ++i) expect_same(alone, graphed[static_cast<size_t>(i)], "graph");
-  const Outcome eager = step(nullptr, &reducer);
+  const Outcome eager = step(false, true);
   EXPECT_EQ(reducer.stats().launched_in_backward, reducer.stats().buckets);
   EXPECT_NEAR(eager.loss, alone.loss, 1e-2 * std::abs(alone.loss));
   EXPECT_GT(cosine(eager.grads, alone.grads), 0.999);
@@ -185,11 +195,3 @@ TEST_F(StepGraphsGpu, WithAReducerEveryBucketIsReducedAfterTheReplay) {
 
 }  // namespace
 }  // namespace sx::train
-
-int main(int argc, char** argv) {
-  sx::dist::MpiSession mpi(&argc, &argv);
-  sx::train::g_env = mpi.env();
-  sx::dist::set_collective_timeout(60);
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

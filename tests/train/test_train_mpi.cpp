@@ -11,11 +11,11 @@
 
 #include "core/strings.h"
 #include "data/jigsaw.h"
+#include "fixtures.h"
 #include "io/hdf5.h"
 #include "model/schedule.h"
 #include "train/checkpoint.h"
 #include "train/legacy_checkpoint.h"
-#include "train/train_fixture.h"
 
 namespace sx::train {
 namespace {
@@ -119,22 +119,20 @@ TEST(TrainMpi, AccumulatedMicroBatchesEqualMoreRanks) {
   EXPECT_EQ(line.find(" 0 launched during backward"), std::string::npos) << line;
 }
 
-// With tokenizer.share_node and data.share_node two ranks of one node load, split, build the
-// pairs and tokenize once into shared windows, agree on the pair sequence and train the same
-// weights as one rank that loaded everything itself with its lazy store.
-TEST(TrainMpi, RanksOfANodeShareTheTokenIdsAndTrainAsOneRank) {
+// With data.share_node two ranks of one node load, split and build the pairs once into shared
+// windows, agree on the pair sequence and train the same weights as one rank that loaded
+// everything itself.
+TEST(TrainMpi, RanksOfANodeShareTheCorporaAndTrainAsOneRank) {
   TempDir one, two;
   auto r1 =
       test::train(1, test::train_config(one.path()), "train.pairs_per_rank=8 train.max_steps=5");
   ASSERT_EQ(r1.exit_code, 0) << r1.err;
   auto r = test::train(2, test::train_config(two.path()),
-                       "train.pairs_per_rank=4 train.max_steps=5 tokenizer.share_node=true "
-                       "data.share_node=true");
+                       "train.pairs_per_rank=4 train.max_steps=5 data.share_node=true");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_LT(max_param_diff(params_at(one.path("run"), 5), params_at(two.path("run"), 5)), 1e-6);
   const std::string log0 = test::read_file(two.path("run/log/rank-0.log"));
   const std::string log1 = test::read_file(two.path("run/log/rank-1.log"));
-  EXPECT_NE(log0.find("tokenized once per node (2 ranks share"), std::string::npos) << log0;
   EXPECT_NE(log0.find("corpora and pairs built once per node (2 ranks share"), std::string::npos)
       << log0;
   EXPECT_EQ(log1.find("rows read"), std::string::npos) << log1;  // rank 1 loaded nothing
@@ -200,23 +198,14 @@ INSTANTIATE_TEST_SUITE_P(InsideAndAtEpochEnd, Resume, ::testing::Values(7, 10));
 // 20 pairs (5 steps of 4), a learning-rate half-cycle of 20 pairs, train.max_steps=10 = pair
 // 40. Three steps of 4 pairs on 1 rank, then steps of 8 pairs on 2 ranks: the epochs end with
 // the steps reaching pairs 20 and 44 (steps 4 and 7), the cap stops at step 7, and each
-// step's rate is the schedule at the pairs of the updates before it. The checkpoint comes as
-// this release writes it, or as format 2 (no plan: made again from the 1-rank run's batch).
-class ResumeOnMoreRanks : public ::testing::TestWithParam<bool> {};
-
-TEST_P(ResumeOnMoreRanks, FollowsThePairCount) {
-  const bool legacy = GetParam();
+// step's rate is the schedule at the pairs of the updates before it.
+TEST(TrainMpi, AResumeOnMoreRanksFollowsThePairCount) {
   TempDir dir;
   const auto config =
       test::train_config(dir.path(), "  lr_step_epochs: 1\n  lr_min: 1e-5\n  lr_max: 1e-4\n");
   const std::string run = dir.path("run");
   auto first = test::train(1, config, "train.max_steps=3");
   ASSERT_EQ(first.exit_code, 0) << first.err;
-  if (legacy) {
-    const std::string path = step_checkpoint_path(run, 3);
-    const Checkpoint c = read_checkpoint(path);
-    test::write_legacy_checkpoint(path, c, 2, /*lr_step_size=*/5.0);  // 1 epoch of 5 steps
-  }
   auto second = test::train(2, config, "train.max_steps=10 --resume auto");
   ASSERT_EQ(second.exit_code, 0) << second.err;
   const std::string log = test::read_file(run + "/log/rank-0.log");
@@ -253,8 +242,6 @@ TEST_P(ResumeOnMoreRanks, FollowsThePairCount) {
   EXPECT_EQ(last.state.plan().pairs_per_epoch, 20);
   EXPECT_DOUBLE_EQ(last.state.plan().lr_step_pairs, 20);
 }
-
-INSTANTIATE_TEST_SUITE_P(ThisFormatAndFormatTwo, ResumeOnMoreRanks, ::testing::Bool());
 
 // train.checkpoint_every by steps: besides the epoch end (5) and the stop (8), every 3 steps.
 TEST(TrainMpi, CheckpointEveryNStepsWritesThoseSteps) {

@@ -424,26 +424,36 @@ TEST(Checkpoint, FormatOneFilesWithFnvChecksumsStillLoad) {
   EXPECT_EQ(back.state.step, 12);
   EXPECT_EQ(back.state.adam_iterations, 11);
   EXPECT_TRUE(torch::equal(c.adam_v, back.adam_v));
-  EXPECT_TRUE(back.state.plan().empty());  // the trainer makes it again (complete_legacy_state)
+  EXPECT_TRUE(back.state.plan().empty());
+  EXPECT_EQ(back.format, 1);
   // The same bytes under today's format number fail the (XXH3) checksum.
   write_checkpoint(dir.path("new.h5"), c);
   EXPECT_NE(test::read_file(dir.path("new.h5")), test::read_file(dir.path("old.h5")));
 }
 
-TEST(Checkpoint, FormatTwoFilesLoadWithoutAPlanThatTheirRunsPlanCompletes) {
+// Formats 1 and 2 were retired for training: their weights load (export, embed, predict), a
+// resume from them is refused in one line that says what still works; so is a resume from a
+// checkpoint that training did not write.
+TEST(Checkpoint, TrainingResumesOnlyFromCheckpointsOfTheCurrentFormatThatTrainingWrote) {
   test::TempDir dir;
   Checkpoint c = sample();
-  test::write_legacy_checkpoint(dir.path("two.h5"), c, 2, 10.0);
-  Checkpoint back = read_checkpoint(dir.path("two.h5"));
-  EXPECT_EQ(back.state.pairs_consumed, 96);
-  EXPECT_TRUE(back.state.plan().empty());
-  EXPECT_EQ(back.state.accumulation_steps, 1);
-  // The run that wrote it had 2 ranks of 4 pairs: 5 steps of 8 pairs per epoch; its 11
-  // applied updates put the rate at pair 88.
-  complete_legacy_state(back.state, plan_in_pairs(plan_epochs(1000, 100, 8, 5, 3), 2.0));
-  EXPECT_EQ(back.state.plan().pairs_per_epoch, 40);
-  EXPECT_EQ(back.state.plan().global_batch, 8);
-  EXPECT_EQ(back.state.lr_pairs, 88);
+  EXPECT_NO_THROW(check_resumable(c, "c.h5"));
+  for (int format : {1, 2}) {
+    const std::string path = dir.path("old" + std::to_string(format) + ".h5");
+    test::write_legacy_checkpoint(path, c, format, 10.0);
+    const Checkpoint old = read_checkpoint(path);
+    EXPECT_EQ(old.format, format);
+    const std::string e = test::error_of([&] { check_resumable(old, path); });
+    EXPECT_NE(e.find("is of format " + std::to_string(format)), std::string::npos) << e;
+    EXPECT_NE(e.find("weights still load in export"), std::string::npos) << e;
+  }
+  Checkpoint weights_only = sample();
+  weights_only.state.set_plan({});
+  weights_only.state.lr_pairs = 0;
+  write_checkpoint(dir.path("none.h5"), weights_only);
+  const std::string e = test::error_of(
+      [&] { check_resumable(read_checkpoint(dir.path("none.h5")), dir.path("none.h5")); });
+  EXPECT_NE(e.find("was not written by training"), std::string::npos) << e;
 }
 
 TEST(Checkpoint, AnInvalidPlanIsRefusedAndNoPlanIsEmpty) {

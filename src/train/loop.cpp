@@ -1,0 +1,349 @@
+#include "train/loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/files.h"
+#include "core/log.h"
+#include "core/program_clock.h"
+#include "core/rng.h"
+#include "core/strings.h"
+#include "data/rank_deal.h"
+#include "data/text_batch.h"
+#include "dist/deadline.h"
+#include "encode/encode_texts.h"
+#include "model/siamese_loss.h"
+#include "model/weights.h"
+#include "train/checkpoint.h"
+#include "train/epoch_score.h"
+#include "train/signals.h"
+
+namespace sx::train {
+
+const char* describe(StopReason r) {
+  switch (r) {
+    case StopReason::kNone:
+      return "not stopped";
+    case StopReason::kMaxSteps:
+      return "train.max_steps reached";
+    case StopReason::kMaxEpochs:
+      return "the epoch limit reached";
+    case StopReason::kEarlyStopping:
+      return "early stopping (validation loss stopped improving)";
+    case StopReason::kTime:
+      return "run.max_duration: only the final export's time is left (time-based stopping)";
+    case StopReason::kSignal:
+      return "a stop signal";
+    case StopReason::kNonFinite:
+      return "too many non-finite steps in a row";
+  }
+  return "?";
+}
+
+namespace {
+
+Checkpoint snapshot(Replica& r, bool with_optimizer) {
+  Checkpoint c;
+  c.state = r.state;
+  c.state.adam_iterations = r.trainee.adam->iterations();
+  c.params = model::named_parameters(*r.trainee.model);
+  if (with_optimizer) {
+    c.adam_m = r.trainee.adam->m();
+    c.adam_v = r.trainee.adam->v();
+  }
+  return c;
+}
+
+}  // namespace
+
+Loop::Loop(const Config& config, const dist::MpiEnv& env, Replica& replica, JobBudget budget)
+    : config_(config),
+      env_(env),
+      r_(replica),
+      schedule_{config.train.lr_min, config.train.lr_max, replica.state.plan().lr_step_pairs},
+      early_{config.train.patience, replica.state.best_val_loss,
+             replica.state.epochs_without_improvement},
+      metrics_(env.rank == 0 ? MetricsLog(files::join(config.run.dir, "metrics.jsonl"),
+                                          replica.resumed_from.empty() ? -1 : replica.state.step)
+                             : MetricsLog()),
+      batches_([this](uint64_t consumed) { return training_batches(consumed); },
+               static_cast<uint64_t>(replica.global_batch)),
+      budget_(budget),
+      checkpoint_every_(parse_steps_or_duration(config.train.checkpoint_every)),
+      seconds_before_(replica.state.train_seconds),
+      first_step_(replica.state.step) {
+  if (!lead()) return;
+  const PairPlan plan = r_.state.plan();
+  metrics_.start(
+      {r_.state.step, r_.resumed_from, env.world, r_.global_batch, r_.state.config_hash});
+  progress_.start(plan.steps_per_epoch(r_.global_batch), plan.max_epochs, r_.global_batch);
+  log_start();
+}
+
+void Loop::log_start() const {
+  const PairPlan plan = r_.state.plan();
+  const int64_t accumulation = config_.train.accumulation_steps;
+  spdlog::info(
+      "training: global batch {} ({} ranks x {}{}), {} steps per epoch, at most {} epochs{}{}",
+      r_.global_batch, env_.world, config_.train.pairs_per_rank,
+      accumulation > 1 ? " x " + std::to_string(accumulation) + " accumulation steps" : "",
+      plan.steps_per_epoch(r_.global_batch), plan.max_epochs,
+      config_.train.max_steps ? ", at most " + std::to_string(config_.train.max_steps) + " steps"
+                              : "",
+      budget_.limited() ? ", whole-job time budget " + format_duration(budget_.budget()) +
+                              " from the program's start"
+                        : "");
+}
+
+double Loop::elapsed() const {
+  return seconds_before_ + std::chrono::duration<double>(Clock::now() - started_).count();
+}
+
+// This rank's micro-batches of the global batch at `consumed` (any thread: the prefetcher's).
+// The global batch is A consecutive blocks of W x P pairs (A accumulation steps, W ranks, P
+// pairs per rank); micro-batch a is this rank's share of block a, dealt out as without
+// accumulation. So W ranks x A micro-batches take the same global batch as W x A ranks.
+std::vector<HostBatch> Loop::training_batches(uint64_t consumed) const {
+  const size_t max_len = r_.tokenizer->max_len();
+  const int64_t per_rank = config_.train.pairs_per_rank;
+  const auto block = static_cast<uint64_t>(per_rank * env_.world);
+  std::vector<HostBatch> micro;
+  for (int64_t a = 0; a < config_.train.accumulation_steps; ++a) {
+    const uint64_t at = consumed + static_cast<uint64_t>(a) * block;
+    auto positions = data::rank_positions(r_.train_pairs, at, env_.rank, env_.world, per_rank,
+                                          config_.train.balance_ranks, *r_.train_tokens, max_len);
+    micro.push_back(
+        make_host_batch(data::make_text_batch(r_.train_pairs, positions, *r_.train_tokens, max_len),
+                        r_.trainee.device));
+    micro.back().consumed = at;
+  }
+  return micro;
+}
+
+void Loop::write_step_checkpoint() {
+  if (!lead() || last_checkpoint_step_ == r_.state.step) return;
+  r_.state.train_seconds = elapsed();
+  write_checkpoint(step_checkpoint_path(config_.run.dir, r_.state.step), snapshot(r_, true));
+  prune_step_checkpoints(config_.run.dir, config_.train.keep_checkpoints, r_.state.lineage);
+  last_checkpoint_step_ = r_.state.step;
+  last_checkpoint_at_ = Clock::now();
+}
+
+// train.checkpoint_every: whether rank 0's clock says an interval checkpoint is due (rank 0
+// alone decides; stop_check shares the decision), and whether the step count does.
+bool Loop::checkpoint_time_due() const {
+  return lead() && checkpoint_every_.seconds > 0 &&
+         std::chrono::duration<double>(Clock::now() - last_checkpoint_at_).count() >=
+             checkpoint_every_.seconds;
+}
+bool Loop::checkpoint_steps_due() const {
+  const int64_t step = r_.state.step;
+  return checkpoint_every_.steps > 0 && step > first_step_ && step % checkpoint_every_.steps == 0;
+}
+
+// It runs while the GPU still executes the last step's optimizer (train_step returns without
+// waiting for it).
+StopReason Loop::stop_check() {
+  const TrainState& s = r_.state;
+  if (s.plan().steps_done(s.pairs_consumed, config_.train.max_steps)) return StopReason::kMaxSteps;
+  if (s.plan().epochs_done(s.pairs_consumed)) return StopReason::kMaxEpochs;
+  dist::set_step(s.step + 1);  // deadline messages name the step
+  // Whether rank 0 is out of time before the next step: rank 0 alone decides.
+  const bool out_of_time = lead() && budget_.should_stop(program_seconds(), last_step_seconds_);
+  auto flags = dist::allreduce_max(
+      {stop_requested() ? 1 : 0, out_of_time ? 1 : 0, checkpoint_time_due() ? 1 : 0},
+      "stop-flag reduction");
+  if (flags[0]) return StopReason::kSignal;
+  if (flags[1]) return StopReason::kTime;
+  if ((flags[2] || checkpoint_steps_due()) && last_checkpoint_step_ != s.step) {
+    if (lead())
+      spdlog::info("step {}: checkpoint (train.checkpoint_every {})", s.step,
+                   config_.train.checkpoint_every);
+    write_step_checkpoint();
+  }
+  return StopReason::kNone;
+}
+
+// Where the last step lies in its epoch (1-based), in steps of this run's global batch.
+int64_t Loop::step_in_epoch() const {
+  const TrainState& s = r_.state;
+  const int64_t into = s.pairs_consumed - s.epoch * s.plan().pairs_per_epoch;
+  return (into + r_.global_batch - 1) / r_.global_batch;
+}
+
+StopReason Loop::step() {
+  const auto step_start = Clock::now();
+  const std::vector<HostBatch> micro_batches =
+      batches_.take(static_cast<uint64_t>(r_.state.pairs_consumed));
+  StepSettings settings;
+  settings.step = r_.state.step + 1;
+  settings.margin = config_.train.margin;
+  settings.dropout_seed =
+      mix_seed({static_cast<uint64_t>(config_.run.seed), static_cast<uint64_t>(env_.rank),
+                static_cast<uint64_t>(r_.state.step)});
+  settings.lr = schedule_(static_cast<double>(r_.state.lr_pairs));
+  const StepResult s = train_step(r_.trainee, micro_batches, settings);
+  if (lead() && r_.trainee.reducer && !reduction_logged_) {  // what the reducer does, once
+    spdlog::info("all-reduce of step {}: {}", settings.step, describe(r_.trainee.reducer->stats()));
+    reduction_logged_ = true;
+  }
+  account(s, settings.step);
+  report_step(s, std::chrono::duration<double>(Clock::now() - step_start).count());
+  return consecutive_bad_ >= config_.train.max_bad_steps ? StopReason::kNonFinite
+                                                         : StopReason::kNone;
+}
+
+// The state after step `step_number`: the rate moves with applied updates only.
+void Loop::account(const StepResult& s, int64_t step_number) {
+  if (s.applied) {
+    consecutive_bad_ = 0;
+    epoch_loss_sum_ += s.loss;
+    ++epoch_loss_count_;
+    r_.state.lr_pairs += r_.global_batch;
+  } else {
+    ++r_.state.bad_steps;
+    ++consecutive_bad_;
+    if (lead())
+      spdlog::warn("step {}: non-finite loss or gradient; update skipped ({} in a row, {} in all)",
+                   step_number, consecutive_bad_, r_.state.bad_steps);
+  }
+  ++r_.state.step;
+  r_.state.pairs_consumed += r_.global_batch;
+}
+
+// Rank 0: the metrics line, the log line every train.log_every steps, the progress display.
+void Loop::report_step(const StepResult& s, double seconds) {
+  last_step_seconds_ = seconds;
+  if (!lead()) return;
+  const TrainState& st = r_.state;
+  const double pairs_per_s = static_cast<double>(r_.global_batch) / seconds;
+  metrics_.step(st.step, st.epoch, s.loss, s.lr, pairs_per_s, s.tokens / seconds, !s.applied,
+                seconds, s.allreduce_s);
+  if (st.step % config_.train.log_every == 0)
+    spdlog::info("step {} (epoch {}, {}/{}): loss {:.5f} lr {:.3g}, {:.1f} pairs/s", st.step,
+                 st.epoch + 1, step_in_epoch(), st.plan().steps_per_epoch(r_.global_batch), s.loss,
+                 s.lr, pairs_per_s);
+  progress_.step(st.step, st.epoch, s.applied ? s.loss : NAN, seconds,
+                 budget_.limited() ? std::max(0.0, budget_.budget() - program_seconds()) : -1);
+}
+
+bool Loop::epoch_ended() const {
+  return r_.state.plan().ends_epoch(r_.state.pairs_consumed, r_.state.epoch);
+}
+
+double Loop::validation_loss() {
+  torch::NoGradGuard no_grad;
+  model::SiameseEncoder& model = r_.trainee.model;
+  model->eval();
+  const uint64_t n = r_.val_pairs.size();
+  const uint64_t begin = n * env_.rank / env_.world, end = n * (env_.rank + 1) / env_.world;
+  const uint64_t chunk = static_cast<uint64_t>(config_.export_.batch_size);
+  double sum = 0;
+  std::vector<uint64_t> positions;
+  for (uint64_t start = begin; start < end; start += chunk) {
+    positions.clear();
+    for (uint64_t p = start; p < std::min(end, start + chunk); ++p) positions.push_back(p);
+    const data::TextBatch batch =
+        data::make_text_batch(r_.val_pairs, positions, *r_.val_tokens, r_.tokenizer->max_len());
+    torch::Tensor labels = torch::tensor(batch.labels, torch::kFloat).to(r_.trainee.device);
+    torch::Tensor loss = model::pair_loss(*model, encode::packed_ids(batch, r_.trainee.device),
+                                          labels, config_.train.margin);
+    sum += loss.item<double>() * static_cast<double>(batch.pairs);
+  }
+  model->train();
+  auto total =
+      dist::allreduce_sum({sum, static_cast<double>(end - begin)}, "sum of the validation loss");
+  return total[0] / std::max(1.0, total[1]);
+}
+
+StopReason Loop::end_epoch() {
+  TrainState& s = r_.state;
+  ++s.epoch;
+  const double val_loss = validation_loss();
+  const bool with_auc = config_.train.epoch_auc;
+  CentroidAuc auc;
+  if (with_auc)
+    auc = epoch_centroid_auc(r_.trainee.model, *r_.tokenizer, r_.split.multilingual,
+                             static_cast<size_t>(config_.export_.batch_size), env_);
+  std::vector<int64_t> decision{0, 0};  // improved, stop
+  if (lead()) {
+    decision[0] = early_.update(val_loss);
+    decision[1] = early_.should_stop();
+  }
+  dist::broadcast(decision, 0, "broadcast of the early-stopping decision");
+  s.best_val_loss = early_.best;
+  s.epochs_without_improvement = early_.epochs_without_improvement;
+  if (lead()) {
+    const double train_loss = epoch_loss_count_ ? epoch_loss_sum_ / epoch_loss_count_ : NAN;
+    spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}{}", s.epoch,
+                 train_loss, val_loss, decision[0] ? " improved" : "", early_.best,
+                 format_duration(elapsed()), with_auc ? ", centroid AUC " + auc_text(auc) : "");
+    metrics_.epoch(s.epoch, s.step, val_loss, early_.best, decision[0], elapsed(), train_loss,
+                   with_auc ? &auc : nullptr);
+    if (decision[0]) {
+      s.train_seconds = elapsed();
+      write_checkpoint(best_checkpoint_path(config_.run.dir), snapshot(r_, false));
+    }
+    write_step_checkpoint();
+  }
+  epoch_loss_sum_ = 0;
+  epoch_loss_count_ = 0;
+  return decision[1] ? StopReason::kEarlyStopping : StopReason::kNone;
+}
+
+// The notebook's load_weights: continue with the best weights seen by validation.
+void Loop::reload_best_weights() {
+  const std::string& dir = config_.run.dir;
+  std::string best =
+      lead() && files::exists(best_checkpoint_path(dir)) ? best_checkpoint_path(dir) : "";
+  dist::broadcast(best, 0, "broadcast of the best checkpoint's path");
+  if (best.empty()) return;
+  Trainee& t = r_.trainee;
+  if (lead())
+    model::load_state(*t.model, read_checkpoint(best, false).params, "checkpoint " + best);
+  torch::Tensor params = t.flat->params();
+  t.comm->broadcast(params, 0);
+  if (lead())
+    spdlog::info("reloaded the best weights (val_loss {:.5f}) from {}", r_.state.best_val_loss,
+                 best);
+}
+
+int Loop::finish(StopReason reason, const FeatureExport& export_features) {
+  budget_.end_of(JobBudget::kTraining, program_seconds());
+  progress_.finish();
+  spdlog::info("training stopped at step {} (epoch {}): {}", r_.state.step, r_.state.epoch,
+               describe(reason));
+  flush_logs();
+  if (lead()) metrics_.event("stop", r_.state.step, describe(reason));
+  dist::set_step(r_.state.step);
+  write_step_checkpoint();
+  dist::barrier("barrier after the last checkpoint");
+  if (reason == StopReason::kSignal) {
+    if (lead())
+      spdlog::warn(
+          "stopped by signal {}; checkpoint written, exiting with {} so the job can be requeued "
+          "(resume with --resume auto)",
+          stop_signal_number(), kExitRequeue);
+    return kExitRequeue;
+  }
+  if (reason == StopReason::kNonFinite) {
+    if (lead())
+      spdlog::error(
+          "training stopped: {} non-finite steps in a row; the last checkpoint holds the last "
+          "good weights",
+          consecutive_bad_);
+    return kExitNonFinite;
+  }
+  reload_best_weights();
+  export_features(files::join(config_.run.dir, "features.h5"));
+  budget_.end_of(JobBudget::kWrapUp, program_seconds());
+  if (lead()) {
+    spdlog::info("{}", budget_.summary());
+    metrics_.event("job_time", r_.state.step, budget_.summary());
+  }
+  return kExitOk;
+}
+
+}  // namespace sx::train
