@@ -10,11 +10,13 @@
 #include "dist/chunks.h"
 #include "dist/deadline.h"
 #include "dist/mpi_env.h"
+#include "mpi_main.h"
 
 namespace sx::dist {
 namespace {
 
-MpiEnv g_env;
+// This rank (the shared MPI main sets it).
+const dist::MpiEnv& g_env = test::mpi_env();
 
 class SmallPieces : public ::testing::Test {
  protected:
@@ -132,11 +134,3 @@ TEST(Agreement, RanksHoldingDifferentItemsAreRefusedNamingTheDifference) {
 
 }  // namespace
 }  // namespace sx::dist
-
-int main(int argc, char** argv) {
-  sx::dist::MpiSession mpi(&argc, &argv);
-  sx::dist::g_env = mpi.env();
-  sx::dist::set_collective_timeout(60);
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

@@ -1,6 +1,6 @@
 // embed under `mpirun -np 2` (label "mpi"): the rows spread over two ranks give what one rank
 // gives, from a CSV and from stdin.
-#include "export/inference_fixture.h"
+#include "fixtures.h"
 #include "io/hdf5.h"
 #include "io/npy.h"
 
@@ -8,9 +8,7 @@ namespace sx {
 namespace {
 
 std::string mpirun(int ranks) {
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 10 120 mpirun -q "
-         "--oversubscribe --allow-run-as-root -np " +
-         std::to_string(ranks) + " '" + SX_BINARY + "'";
+  return test::mpirun(ranks, 120);
 }
 
 TEST(EmbedMpi, TwoRanksEqualOneRank) {

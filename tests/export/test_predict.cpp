@@ -9,7 +9,7 @@
 
 #include "data/jigsaw.h"
 #include "evaluate/evaluate.h"
-#include "export/inference_fixture.h"
+#include "fixtures.h"
 #include "io/hdf5.h"
 #include "io/npy.h"
 #include "model/weights.h"

@@ -8,8 +8,8 @@
 #include <sstream>
 
 #include "core/hash.h"
+#include "fixtures.h"
 #include "test_util.h"
-#include "train/train_fixture.h"
 
 namespace sx {
 namespace {

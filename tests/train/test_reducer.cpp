@@ -15,13 +15,15 @@
 #include "dist/deadline.h"
 #include "dist/mpi_env.h"
 #include "model/xlmr.h"
+#include "mpi_main.h"
 #include "train/flat_params.h"
 #include "train/reducer.h"
 
 namespace sx::train {
 namespace {
 
-dist::MpiEnv g_env;
+// This rank (the shared MPI main sets it).
+const dist::MpiEnv& g_env = test::mpi_env();
 
 model::XlmrConfig tiny_config() {
   model::XlmrConfig c;
@@ -93,7 +95,7 @@ TEST_P(Reducer, AveragesLikeTheDenseGradientWithSparseRowsAndOverlapsBackward) {
   const dist::WireType wire = GetParam();
   torch::manual_seed(1);  // same weights on every rank
   Replica r(torch::kCPU);
-  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env);
+  auto comm = dist::make_communicator(Backend::kMpi, torch::kCPU, g_env);
   GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(wire));
   torch::Tensor abs_sum;
   const torch::Tensor expected = r.dense_average(g_env.world, &abs_sum);  // hooks idle here
@@ -166,7 +168,7 @@ TEST(ReducerUnused, UnusedParametersDoNotBlockAndAverageWithZero) {
   torch::manual_seed(2);
   auto m = std::make_shared<TwoLayers>();
   FlatParameters flat(*m);
-  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env);
+  auto comm = dist::make_communicator(Backend::kMpi, torch::kCPU, g_env);
   GradientReducer reducer(flat, *comm, g_env, tiny_buckets(dist::WireType::kFloat32));
   torch::Tensor x = torch::ones({1, 4});
   flat.zero_grads();
@@ -187,7 +189,7 @@ TEST(ReducerUnused, UnusedParametersDoNotBlockAndAverageWithZero) {
 TEST(ReducerAfterBackward, LaunchesEveryBucketAtFinishWithTheSameAverage) {
   torch::manual_seed(1);  // same weights on every rank
   Replica r(torch::kCPU);
-  auto comm = dist::make_communicator("mpi", torch::kCPU, g_env);
+  auto comm = dist::make_communicator(Backend::kMpi, torch::kCPU, g_env);
   GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(dist::WireType::kFloat32));
   const torch::Tensor expected = r.dense_average(g_env.world);
   const std::vector<int32_t> ids = batch_ids(g_env.rank);
@@ -208,7 +210,7 @@ TEST(ReducerGpu, OverlappedNcclEqualsThePlainGradient) {
   for (auto wire : {dist::WireType::kFloat32, dist::WireType::kBFloat16}) {
     torch::manual_seed(1);
     Replica r(torch::kCUDA);
-    auto comm = dist::make_communicator("nccl", torch::kCUDA, g_env);
+    auto comm = dist::make_communicator(Backend::kNccl, torch::kCUDA, g_env);
     GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(wire));
     const torch::Tensor plain = r.dense_average(1).cpu();
     const std::vector<int32_t> ids = batch_ids(0);
@@ -231,11 +233,3 @@ TEST(ReducerGpu, OverlappedNcclEqualsThePlainGradient) {
 
 }  // namespace
 }  // namespace sx::train
-
-int main(int argc, char** argv) {
-  sx::dist::MpiSession mpi(&argc, &argv);
-  sx::train::g_env = mpi.env();
-  sx::dist::set_collective_timeout(60);
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

@@ -9,8 +9,8 @@
 #include <chrono>
 #include <regex>
 
+#include "fixtures.h"
 #include "test_util.h"
-#include "train/train_fixture.h"
 
 namespace sx {
 namespace {
@@ -19,9 +19,7 @@ using Clock = std::chrono::steady_clock;
 using test::TempDir;
 
 // The `timeout` turns a hang (what these tests look for) into exit code 124 well before CTest's.
-constexpr const char* kMpirun =
-    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 5 90 mpirun -q "
-    "--oversubscribe --allow-run-as-root ";
+const std::string kMpirun = test::mpirun_prefix(90, 5);
 
 // One rank of an MPMD launch: train's arguments, and mpirun's options for it (e.g. -wdir).
 struct Rank {

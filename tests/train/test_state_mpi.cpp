@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include "dist/mpi_env.h"
+#include "mpi_main.h"
 #include "train/state_fields.h"
 
 namespace sx::train {
 namespace {
 
-dist::MpiEnv g_env;
+// This rank (the shared MPI main sets it).
+const dist::MpiEnv& g_env = test::mpi_env();
 
 TEST(TrainState, BroadcastCarriesEveryField) {
   ASSERT_EQ(g_env.world, 2) << "run under mpirun -np 2";
@@ -24,10 +26,3 @@ TEST(TrainState, BroadcastCarriesEveryField) {
 
 }  // namespace
 }  // namespace sx::train
-
-int main(int argc, char** argv) {
-  sx::dist::MpiSession mpi(&argc, &argv);
-  sx::train::g_env = mpi.env();
-  ::testing::InitGoogleTest(&argc, argv);
-  return RUN_ALL_TESTS();
-}

@@ -1,8 +1,11 @@
-// Shared set-up of the training tests: synthesized data, a YAML config on the fixture
-// tokenizer and the tiny model, and a way to run `siamese-xlmr train` under mpirun.
+// The fixtures of the tests that run the program: synthesized Jigsaw-shaped data, YAML configs on
+// the fixture tokenizer and the tiny model, the mpirun prefix, and ways to run `siamese-xlmr
+// train` under mpirun (in the foreground or the background) and read what its ranks logged.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <fstream>
 #include <thread>
@@ -64,11 +67,18 @@ inline std::string train_config(const std::string& dir, const std::string& extra
   return write_dir_file(dir, "config.yaml", yaml);
 }
 
-inline std::string mpirun(int ranks) {
-  // The timeout turns a hang (the bug these tests look for) into a failure, not a stuck CI.
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k 10 240 mpirun -q "
-         "--oversubscribe --allow-run-as-root -np " +
-         std::to_string(ranks) + " '" + SX_BINARY + "'";
+// mpirun as the tests run it (as root, oversubscribed), ended after `limit_s` seconds: the
+// timeout turns a hang (the bug these tests look for) into a failure, not a stuck CI. Options
+// and the ranks' programs follow.
+inline std::string mpirun_prefix(int limit_s, int kill_after_s = 10) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout -k " +
+         std::to_string(kill_after_s) + " " + std::to_string(limit_s) +
+         " mpirun -q --oversubscribe --allow-run-as-root ";
+}
+
+// `ranks` ranks of siamese-xlmr; its arguments follow.
+inline std::string mpirun(int ranks, int limit_s = 240) {
+  return mpirun_prefix(limit_s) + "-np " + std::to_string(ranks) + " '" + SX_BINARY + "'";
 }
 
 // Runs train in the foreground; returns exit code and output.
@@ -118,6 +128,45 @@ inline size_t count_occurrences(const std::string& text, const std::string& what
   size_t n = 0;
   for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
   return n;
+}
+
+// ---- the predict / embed tests: data, a config and no training
+
+struct InferenceData {
+  std::string dir = files::join(files::temp_dir(), "sx-inference-" + std::to_string(::getpid()));
+  std::string data = files::join(dir, "data");
+  std::string run = files::join(dir, "run");
+  std::string config = files::join(dir, "config.yaml");
+  std::string test_csv = files::join(data, "test.csv");
+
+  InferenceData() {
+    files::remove_all(dir);
+    files::create_directories(dir);
+    auto r = run_cli("data synth --out " + data + " --rows 2000 --seed 3");
+    if (r.exit_code != 0) throw std::runtime_error("data synth failed: " + r.err);
+    // export.batch_size 16: the features are embedded in batches other than embed's, so the
+    // comparisons below also cover batching.
+    write_file(config, "run:\n  dir: " + run +
+                           "\n  threads: 1\n"
+                           "data:\n  train_csv: " +
+                           files::join(data, "jigsaw-unintended-bias-train.csv") +
+                           "\n  multilingual_csv: " + files::join(data, "validation.csv") +
+                           "\n  test_csv: " + test_csv +
+                           "\ntokenizer:\n  model: " + fixtures_dir() +
+                           "/tokenizer/sentencepiece.bpe.model\n  max_len: 32\n"
+                           "model:\n  pretrained: " +
+                           fixtures_dir() + "/hf-tiny-xlmr\nexport:\n  batch_size: 16\n");
+  }
+  ~InferenceData() { files::remove_all(dir); }
+};
+
+// The rows of a .npy / features matrix compared within `tolerance`; the worst difference.
+inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
+  return worst;
 }
 
 }  // namespace sx::test

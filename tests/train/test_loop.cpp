@@ -1,0 +1,194 @@
+// The training loop in-process on one rank (train/replica.h, train/loop.h): what it does is
+// read from its state, metrics.jsonl, checkpoints and exit codes, not from log prose.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <sstream>
+
+#include "core/config.h"
+#include "core/files.h"
+#include "fixtures.h"
+#include "model/siamese_loss.h"
+#include "mpi_main.h"
+#include "train/checkpoint.h"
+#include "train/loop.h"
+#include "train/replica.h"
+#include "train/signals.h"
+
+namespace sx::train {
+namespace {
+
+using test::TempDir;
+
+// A replica set up and connected for `config` on this one rank.
+struct Running {
+  Config config;
+  Replica r;
+  explicit Running(Config c, const TrainOptions& options = {}) : config(std::move(c)) {
+    Checkpoint checkpoint;
+    if (set_up_replica(config, test::mpi_env(), options, r, checkpoint) != kExitOk)
+      throw std::runtime_error("set-up failed");
+    connect_replica(config, test::mpi_env(), r, checkpoint);
+  }
+};
+
+Config tiny_config(const TempDir& dir, const std::vector<std::string>& overrides) {
+  return load_config(test::train_config(dir.path()), overrides);
+}
+
+std::vector<nlohmann::json> metrics(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::istringstream lines(test::read_file(run_dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+StopReason run_loop(Loop& loop) {
+  StopReason reason = StopReason::kNone;
+  while ((reason = loop.stop_check()) == StopReason::kNone) {
+    if ((reason = loop.step()) != StopReason::kNone) break;
+    if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
+  }
+  return reason;
+}
+
+TEST(Loop, RunsToMaxStepsThroughAnEpochAndFinishesWithFeatures) {
+  TempDir dir;
+  Running s(tiny_config(dir, {"train.max_steps=7"}));  // epochs of 5 steps of 4 pairs
+  ASSERT_EQ(s.r.global_batch, 4);
+  std::vector<std::string> exported;
+  int code = -1;
+  {
+    Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+    EXPECT_EQ(run_loop(loop), StopReason::kMaxSteps);
+    code = loop.finish(StopReason::kMaxSteps, [&](const std::string& p) { exported.push_back(p); });
+  }
+  EXPECT_EQ(code, kExitOk);
+  EXPECT_EQ(exported, std::vector<std::string>{s.config.run.dir + "/features.h5"});
+  EXPECT_EQ(s.r.state.step, 7);
+  EXPECT_EQ(s.r.state.epoch, 1);
+  EXPECT_EQ(s.r.state.pairs_consumed, 28);
+  const auto lines = metrics(s.config.run.dir);
+  std::vector<int64_t> steps;
+  int64_t epochs = 0;
+  for (const auto& j : lines) {
+    if (j["type"] == "step") steps.push_back(j["step"].get<int64_t>());
+    if (j["type"] == "epoch") {
+      ++epochs;
+      EXPECT_EQ(j["step"].get<int64_t>(), 5);
+      EXPECT_TRUE(std::isfinite(j["val_loss"].get<double>()));
+    }
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(epochs, 1);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.front()["event"], "start");
+  EXPECT_EQ(lines.back()["event"], "job_time");
+  // The epoch end wrote best.h5 and step 5, the stop step 7; training can resume from 7.
+  EXPECT_TRUE(files::exists(best_checkpoint_path(s.config.run.dir)));
+  EXPECT_TRUE(files::exists(step_checkpoint_path(s.config.run.dir, 5)));
+  const std::string last = step_checkpoint_path(s.config.run.dir, 7);
+  const Checkpoint c = read_checkpoint(last);
+  EXPECT_NO_THROW(check_resumable(c, last));
+  EXPECT_EQ(c.state.pairs_consumed, 28);
+}
+
+// Validation goes through the packed text batch and the model's one encode path; its mean DBL
+// loss equals each pair's texts tokenized alone, padded, and encoded as HF's rows.
+TEST(Loop, ValidationLossIsTheMeanDblLossOfTheValidationPairs) {
+  TempDir dir;
+  Running s(tiny_config(dir, {"export.batch_size=5"}));  // batches that split the pairs unevenly
+  Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+  const double packed = loop.validation_loss();
+  model::SiameseEncoder& model = s.r.trainee.model;
+  model->eval();
+  torch::NoGradGuard no_grad;
+  double sum = 0;
+  for (size_t i = 0; i < s.r.val_pairs.size(); ++i) {
+    const data::Pair& p = s.r.val_pairs[i];
+    std::vector<int32_t> rows = s.r.tokenizer->encode(s.r.split.validation.texts[p.left]);
+    const std::vector<int32_t> right = s.r.tokenizer->encode(s.r.split.validation.texts[p.right]);
+    rows.insert(rows.end(), right.begin(), right.end());
+    torch::Tensor ids = torch::tensor(rows, torch::kLong).view({2, -1});
+    torch::Tensor e = model->forward(ids);
+    sum += model::dbl_loss(model::pair_distance(e.narrow(0, 0, 1), e.narrow(0, 1, 1)),
+                           torch::full({1}, static_cast<float>(p.label)), s.config.train.margin)
+               .item<double>();
+  }
+  model->train();
+  ASSERT_EQ(s.r.val_pairs.size(), 64u);
+  EXPECT_NEAR(packed, sum / 64, 1e-5 * std::abs(packed));
+}
+
+// A stop signal between steps: the step checkpoint, exit kExitRequeue, and a stop event
+// saying why in metrics.jsonl.
+TEST(Loop, AStopSignalCheckpointsAndAsksForARequeue) {
+  TempDir dir;
+  Running s(tiny_config(dir, {}));
+  int code = -1;
+  {
+    Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+    ASSERT_EQ(loop.stop_check(), StopReason::kNone);
+    ASSERT_EQ(loop.step(), StopReason::kNone);
+    std::raise(SIGUSR1);  // dist.stop_signal's default; set_up_replica installed the handlers
+    EXPECT_EQ(loop.stop_check(), StopReason::kSignal);
+    code = loop.finish(StopReason::kSignal, [](const std::string&) { FAIL() << "exported"; });
+  }
+  clear_stop_request();
+  EXPECT_EQ(code, kExitRequeue);
+  EXPECT_EQ(read_checkpoint(step_checkpoint_path(s.config.run.dir, 1)).state.step, 1);
+  const auto lines = metrics(s.config.run.dir);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back()["event"], "stop");
+  EXPECT_EQ(lines.back()["detail"], describe(StopReason::kSignal));
+}
+
+// Trains `steps` steps in run.dir (an epoch is 5) and ends as a finished run does.
+void train_steps(const Config& config, int64_t steps) {
+  Config c = config;
+  c.train.max_steps = steps;
+  Running s(c);
+  Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+  ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+}
+
+// A resume refused at set-up (another configuration) leaves run.dir as it was: its
+// config.resolved.yaml is the run's, not the refused one's (issue #25).
+TEST(Loop, ARefusedResumeChangesNothingInRunDir) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  train_steps(config, 3);
+  const std::string resolved = config.run.dir + "/config.resolved.yaml";
+  const std::string before = test::read_file(resolved);
+  Config other = config;
+  other.train.margin = 2.0;  // a key that changes results
+  TrainOptions resume;
+  resume.resume = "auto";
+  Replica r;
+  Checkpoint checkpoint;
+  EXPECT_EQ(set_up_replica(other, test::mpi_env(), resume, r, checkpoint), kExitUserError);
+  EXPECT_EQ(test::read_file(resolved), before);
+}
+
+// An unusable best.h5 in a resumed run is refused at set-up, not when the run ends.
+TEST(Loop, AResumeWithACorruptBestCheckpointIsRefusedAtSetUp) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  train_steps(config, 6);  // best.h5 at the epoch's end (step 5)
+  const std::string best = best_checkpoint_path(config.run.dir);
+  std::string bytes = test::read_file(best);
+  ASSERT_GT(bytes.size(), 4096u);
+  for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 64; ++i)
+    bytes[i] = static_cast<char>(~bytes[i]);
+  test::write_file(best, bytes);
+  TrainOptions resume;
+  resume.resume = "auto";
+  Replica r;
+  Checkpoint checkpoint;
+  EXPECT_EQ(set_up_replica(config, test::mpi_env(), resume, r, checkpoint), kExitUserError);
+  EXPECT_EQ(r.state.step, 0);  // nothing was resumed
+}
+
+}  // namespace
+}  // namespace sx::train
