@@ -17,39 +17,62 @@ nlohmann::json number(double v) {
 }
 }  // namespace
 
-size_t drop_lines_after_step(const std::string& path, int64_t step) {
-  std::ifstream in(path);
-  if (!in) return 0;
-  std::string kept, line;
-  size_t dropped = 0;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    const bool later = j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
-                       j["step"].get<int64_t>() > step;
-    if (j.is_discarded() || !j.is_object() || later) {
-      ++dropped;
-      continue;
-    }
-    kept += line + "\n";
-  }
+MetricsRepair repair_metrics(const std::string& path, int64_t keep_through_step) {
+  MetricsRepair repair;
+  if (!files::exists(path)) return repair;
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), kept;
   in.close();
-  if (dropped == 0) return 0;
+  if (!text.empty() && text.back() != '\n') {
+    repair.torn_tail = true;
+    text.erase(text.find_last_of('\n') == std::string::npos ? 0 : text.find_last_of('\n') + 1);
+  }
+  size_t number = 0;
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = text.find('\n', at);
+    const std::string line = text.substr(at, end - at);
+    at = end + 1;
+    ++number;
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) {
+      repair.corrupt_lines.push_back(number);
+    } else if (keep_through_step >= 0 && j.contains("step") && j["step"].is_number_integer() &&
+               j["step"].get<int64_t>() > keep_through_step) {
+      ++repair.past_step;
+    } else {
+      kept += line + "\n";
+    }
+  }
+  if (repair.dropped() == 0) return repair;
   files::write_atomically(path, [&](const std::string& tmp) {
     std::ofstream out(tmp, std::ios::binary);
     out << kept;
     out.close();
     if (!out) throw UserError("run.dir: cannot write " + tmp);
   });
-  return dropped;
+  return repair;
 }
 
-MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
-  if (keep_through_step >= 0) {
-    const size_t dropped = drop_lines_after_step(path, keep_through_step);
-    if (dropped)
-      spdlog::info("{}: dropped {} lines past step {} (the checkpoint this run resumes)", path,
-                   dropped, keep_through_step);
+namespace {
+
+void log_repair(const std::string& path, const MetricsRepair& r, int64_t keep_through_step) {
+  if (r.past_step)
+    spdlog::info("{}: dropped {} lines past step {} (the checkpoint this run resumes)", path,
+                 r.past_step, keep_through_step);
+  if (r.torn_tail)
+    spdlog::warn("{}: dropped its torn last line (its writer was killed mid-line)", path);
+  if (!r.corrupt_lines.empty()) {
+    std::string numbers;
+    for (size_t n : r.corrupt_lines) numbers += (numbers.empty() ? "" : ", ") + std::to_string(n);
+    spdlog::warn("{}: dropped {} lines that are not JSON objects (lines {})", path,
+                 r.corrupt_lines.size(), numbers);
   }
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
+  log_repair(path, repair_metrics(path, keep_through_step), keep_through_step);
   file_ = std::fopen(path.c_str(), "a");
   if (!file_) throw UserError("run.dir: cannot write " + path);
 }

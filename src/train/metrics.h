@@ -28,15 +28,24 @@ struct RunStart {
   std::string config_hash;
 };
 
-// Rewrites `path` (atomically) without the lines of steps after `step`, and without lines
-// that do not parse (a line torn by a killed run). Returns how many lines were dropped;
-// a missing file is fine (0).
-size_t drop_lines_after_step(const std::string& path, int64_t step);
+// What repair_metrics dropped from a metrics file.
+struct MetricsRepair {
+  size_t past_step = 0;               // lines of steps after the kept step
+  bool torn_tail = false;             // a last line without its newline (its writer was killed)
+  std::vector<size_t> corrupt_lines;  // 1-based numbers of other lines that do not parse
+  size_t dropped() const { return past_step + (torn_tail ? 1 : 0) + corrupt_lines.size(); }
+};
+
+// Makes `path` ready for appending (rewritten atomically when anything goes; a missing file is
+// fine): a torn last line is dropped, so the next line cannot fuse with it; so are lines that
+// do not parse and, with keep_through_step >= 0 (a resumed run), lines of later steps.
+MetricsRepair repair_metrics(const std::string& path, int64_t keep_through_step);
 
 class MetricsLog {
  public:
   MetricsLog() = default;
-  // Appends. keep_through_step >= 0 (a resumed run): drop_lines_after_step first.
+  // Appends, after repair_metrics (logging what it dropped). keep_through_step >= 0: a resumed
+  // run's checkpoint step.
   explicit MetricsLog(const std::string& path, int64_t keep_through_step = -1);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;

@@ -129,6 +129,13 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
   std::string path;
   if (options.resume == "auto") {
     path = newest_usable_checkpoint(config.run.dir, checkpoint);
+    const size_t unusable = path.empty() ? list_step_checkpoints(config.run.dir).size() : 0;
+    if (unusable > 0 && !options.force)
+      throw UserError("--resume auto: none of the " + std::to_string(unusable) +
+                      " step checkpoints in " + checkpoint_dir(config.run.dir) +
+                      " is usable (their reasons are logged above): pass --resume PATH to "
+                      "resume from another checkpoint, or --force as well to move them into " +
+                      files::join(config.run.dir, "previous-<time>/") + " and start afresh");
     if (path.empty()) {
       const std::string moved = claim_run_dir(config.run.dir, options.force, /*with_logs=*/false);
       spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh{}", config.run.dir,
@@ -256,6 +263,8 @@ std::string prepare_run_dir(const Config& config, const TrainOptions& options, R
                                 ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
                                 : "";
   check_run_outputs_are_files(config.run.dir);  // else the training fails only when it ends
+  for (const std::string& path : remove_stale_temporaries(config.run.dir))
+    spdlog::info("removed {}, left by a checkpoint writer that was killed", path);
   return moved;
 }
 
@@ -277,7 +286,7 @@ int set_up_replica(const Config& config, const dist::MpiEnv& env, const TrainOpt
   auto set_up_rank = [&] {
     // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
     add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
-    if (!moved.empty()) spdlog::warn("--force: the earlier run's files were moved into {}", moved);
+    if (!moved.empty()) spdlog::warn("the earlier run's files were moved into {}", moved);
     install_stop_handlers(config.dist.stop_signal);
     char host[256] = "?";
     gethostname(host, sizeof host - 1);

@@ -56,16 +56,10 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir) {
   return out;
 }
 
-std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs) {
-  const auto results = earlier_run_results(run_dir);
-  if (results.empty()) return "";
-  if (!force)
-    throw UserError("run.dir " + run_dir + " holds an earlier run (" + listing(results) +
-                    "): pass --resume auto to continue it, or --force to move its files into " +
-                    files::join(run_dir, "previous-<time>/") + " and start afresh");
-  std::vector<std::string> names = {"checkpoints", "features.h5", "features_before.h5",
-                                    "metrics.jsonl", "evaluation.json"};
-  if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
+namespace {
+
+// Moves `names` (those that exist) from run_dir into a new previous-<time>/ folder; its path.
+std::string move_aside(const std::string& run_dir, const std::vector<std::string>& names) {
   const std::string previous = free_previous_dir(run_dir);
   try {
     files::create_directories(previous);
@@ -74,9 +68,42 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
         files::rename(files::join(run_dir, name), files::join(previous, name));
     files::fsync_path(run_dir);
   } catch (const std::runtime_error& e) {
-    throw UserError(std::string("--force: cannot move the earlier run's files aside: ") + e.what());
+    throw UserError(std::string("run.dir: cannot move the earlier run's files aside: ") + e.what());
   }
   return previous;
+}
+
+}  // namespace
+
+std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs) {
+  const auto results = earlier_run_results(run_dir);
+  // A run that stopped before its first checkpoint leaves only its metrics: a fresh start's
+  // metrics.jsonl is its own (one start event, steps once), the dead run's goes aside.
+  if (results.empty())
+    return files::exists(files::join(run_dir, "metrics.jsonl"))
+               ? move_aside(run_dir, {"metrics.jsonl", "features_before.h5"})
+               : "";
+  if (!force)
+    throw UserError("run.dir " + run_dir + " holds an earlier run (" + listing(results) +
+                    "): pass --resume auto to continue it, or --force to move its files into " +
+                    files::join(run_dir, "previous-<time>/") + " and start afresh");
+  std::vector<std::string> names = {"checkpoints", "features.h5", "features_before.h5",
+                                    "metrics.jsonl", "evaluation.json"};
+  if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
+  return move_aside(run_dir, names);
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& run_dir) {
+  std::vector<std::string> removed;
+  const std::string dir = checkpoint_dir(run_dir);
+  if (!files::is_directory(dir)) return removed;
+  for (const auto& name : files::list(dir)) {
+    const size_t at = name.find(".h5.tmp.");
+    if (at == std::string::npos) continue;
+    const std::string path = files::join(dir, name);
+    if (::unlink(path.c_str()) == 0) removed.push_back(path);
+  }
+  return removed;
 }
 
 void check_run_outputs_are_files(const std::string& run_dir) {

@@ -14,13 +14,20 @@ namespace sx::train {
 // killed before its first checkpoint leaves, and its requeue with --resume auto starts afresh.)
 std::vector<std::string> earlier_run_results(const std::string& run_dir);
 
-// Makes run_dir ready for a fresh run. Nothing to do (returns "") when it holds no earlier
-// run's results. Otherwise, without `force`, a UserError saying to pass --resume auto or
+// Makes run_dir ready for a fresh run. When it holds no earlier run's results, only the
+// metrics.jsonl (and features_before.h5) of a run that stopped before its first checkpoint
+// are moved into run_dir/previous-<UTC time>/ (returned; "" when there are none). Otherwise,
+// without `force`, a UserError saying to pass --resume auto or
 // --force; with it, the earlier run's files are moved into a new run_dir/previous-<UTC time>/
 // folder, whose path is returned: its results, checkpoints/, features_before.h5,
 // metrics.jsonl and evaluation.json, and with `with_logs` also log/ and config.resolved.yaml
 // (false once this run has started writing those).
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs);
+
+// Removes the temporary files of checkpoint writers that were killed (checkpoints/*.h5.tmp.PID,
+// as large as a checkpoint each); returns their paths. Only for the run that holds run_dir
+// (RunDirLock): no other training writes there then.
+std::vector<std::string> remove_stale_temporaries(const std::string& run_dir);
 
 // A UserError when a file the run writes (features, evaluation, metrics, best weights) is a
 // directory in run_dir: the write would fail only at the end of the training.

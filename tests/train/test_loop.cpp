@@ -190,5 +190,76 @@ TEST(Loop, AResumeWithACorruptBestCheckpointIsRefusedAtSetUp) {
   EXPECT_EQ(r.state.step, 0);  // nothing was resumed
 }
 
+// A run killed before its first checkpoint leaves only metrics.jsonl; the next fresh start
+// (a requeue's --resume auto, or a plain restart) writes its own: one start event, each step
+// once; the dead run's lines go into previous-<time>/ (issue #25).
+TEST(Loop, AFreshStartAfterARunKilledBeforeItsFirstCheckpointHasItsOwnMetrics) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  files::create_directories(config.run.dir);
+  test::write_file(config.run.dir + "/metrics.jsonl",
+                   "{\"type\":\"event\",\"event\":\"start\",\"step\":0}\n"
+                   "{\"type\":\"step\",\"step\":1}\n{\"type\":\"st");  // torn by the kill
+  for (const std::string resume : {"auto", ""}) {
+    Config c = config;
+    c.train.max_steps = 2;
+    TrainOptions options;
+    options.resume = resume;
+    Running s(c, options);
+    Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+    int64_t starts = 0;
+    std::vector<int64_t> steps;
+    for (const auto& j : metrics(c.run.dir)) {
+      starts += j["type"] == "event" && j["event"] == "start";
+      if (j["type"] == "step") steps.push_back(j["step"].get<int64_t>());
+    }
+    EXPECT_EQ(starts, 1) << "resume '" << resume << "'";
+    EXPECT_EQ(steps, (std::vector<int64_t>{1, 2})) << "resume '" << resume << "'";
+    // The next round starts in a directory with this run's checkpoints: a fresh start needs
+    // --force, so the second round's fresh start is given a directory like the first's.
+    files::remove_all(c.run.dir + "/checkpoints");
+    files::remove_all(c.run.dir + "/features.h5");
+  }
+}
+
+// --resume auto with every step checkpoint unusable does not tell the user to pass --resume
+// auto: it names them and the ways on (issue #25).
+TEST(Loop, AResumeWhereEveryStepCheckpointIsUnusableSaysWhatToDo) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  train_steps(config, 3);
+  test::write_file(step_checkpoint_path(config.run.dir, 3), "not a checkpoint");
+  TrainOptions resume;
+  resume.resume = "auto";
+  Checkpoint checkpoint;
+  {
+    Replica r;  // holds run.dir's lock while it lives
+    EXPECT_EQ(set_up_replica(config, test::mpi_env(), resume, r, checkpoint), kExitUserError);
+  }
+  for (const auto& name : files::list(config.run.dir))  // nothing moved without --force
+    EXPECT_NE(name.rfind("previous-", 0), 0u) << name;
+  EXPECT_EQ(list_step_checkpoints(config.run.dir).size(), 1u);
+  resume.force = true;  // with --force: moved aside, a fresh start
+  Replica fresh;
+  EXPECT_EQ(set_up_replica(config, test::mpi_env(), resume, fresh, checkpoint), kExitOk);
+  EXPECT_TRUE(fresh.resumed_from.empty());
+  EXPECT_TRUE(list_step_checkpoints(config.run.dir).empty());
+}
+
+// Temporary files of killed checkpoint writers are removed when a run takes the directory.
+TEST(Loop, ARunRemovesTheTemporaryFilesOfKilledCheckpointWriters) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  train_steps(config, 3);
+  const std::string stale = step_checkpoint_path(config.run.dir, 4) + ".tmp.12345";
+  test::write_file(stale, std::string(1 << 16, 'x'));
+  TrainOptions resume;
+  resume.resume = "auto";
+  Running s(config, resume);
+  EXPECT_FALSE(files::exists(stale));
+  EXPECT_EQ(s.r.resumed_from, step_checkpoint_path(config.run.dir, 3));
+}
+
 }  // namespace
 }  // namespace sx::train

@@ -260,7 +260,28 @@ TEST(MetricsLog, AResumedRunDropsTheStepsPastItsCheckpointAndSaysWhereItStarted)
   EXPECT_EQ(
       std::count_if(lines.begin(), lines.end(), [](const auto& j) { return j["type"] == "epoch"; }),
       1);
-  EXPECT_EQ(drop_lines_after_step(dir.path("missing.jsonl"), 3), 0u);
+  EXPECT_EQ(repair_metrics(dir.path("missing.jsonl"), 3).dropped(), 0u);
+}
+
+// A line torn by a killed writer cannot fuse with the next line of a fresh run either, and a
+// line that does not parse is dropped and reported by its number, not silently (issue #25).
+TEST(MetricsLog, ATornLastLineAndCorruptLinesAreDroppedAndReported) {
+  test::TempDir dir;
+  const std::string path = dir.path("metrics.jsonl");
+  test::write_file(
+      path, "{\"type\":\"step\",\"step\":1}\nnot json\n{\"type\":\"step\",\"step\":2}\n{\"ty");
+  const MetricsRepair r = repair_metrics(path, -1);
+  EXPECT_TRUE(r.torn_tail);
+  EXPECT_EQ(r.corrupt_lines, std::vector<size_t>{2});
+  EXPECT_EQ(r.past_step, 0u);
+  {
+    MetricsLog log(path);
+    log.event("stop", 2, "why");
+  }
+  const auto lines = json_lines(path);  // every line parses: nothing fused
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[2]["event"], "stop");
+  EXPECT_EQ(repair_metrics(path, -1).dropped(), 0u);  // nothing left to repair
 }
 
 TEST(MetricsLog, EpochLinesCarryTheCentroidAucPerLanguageAndItsMean) {
