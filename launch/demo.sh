@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 launch/install-deps.sh
-launch/build.sh
+# Only what the demo runs (the program and its sentencepiece module), not the test suites.
+SX_BUILD_TARGETS=siamese-xlmr launch/build.sh
 bin=build/src/app/siamese-xlmr
 data=runs/demo-data
 run=runs/demo
