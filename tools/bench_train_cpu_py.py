@@ -19,7 +19,7 @@ Batches are made before the timed steps (ours are made ahead on a thread).
 
 Usage: .venv/bin/python tools/bench_train_cpu_py.py [--binary B ...] [--model CONFIG.json]
            [--pairs P] [--max-len L] [--warmup W] [--steps S] [--threads T] [--rounds R]
-           [--layout packed|padded]
+           [--layout packed|padded] [key=value ...]
 Defaults: build/ and build-cuda/'s binaries (those that exist), the demo model
 (configs/models/xlmr-tiny-demo), 32 pairs, lengths up to 64, 5 + 30 steps, 2 threads, 2 rounds.
 Each round runs every binary then Python; the best step time of the rounds counts (the machine
@@ -103,7 +103,7 @@ def ours_bench(binary, args):
         command = [binary, "bench", "train", "--model", args.model, "--pairs", str(args.pairs),
                    "--max-len", str(args.max_len), "--warmup", str(args.warmup), "--steps",
                    str(args.steps), "--layout", args.layout, "--json", out, "model.device=cpu",
-                   f"run.threads={args.threads}"]
+                   f"run.threads={args.threads}", *args.overrides]
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode != 0:
             sys.exit(f"{' '.join(command)} exited {run.returncode}:\n{run.stderr[-2000:]}")
@@ -137,6 +137,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--layout", default="packed", choices=["packed", "padded"])
+    parser.add_argument("overrides", nargs="*",
+                        help="key=value overrides for bench train (model.attention=sdpa, ...)")
     args = parser.parse_args()
     binaries = args.binary or [b for b in ("build/src/app/siamese-xlmr",
                                            "build-cuda/src/app/siamese-xlmr") if os.path.exists(b)]
