@@ -19,7 +19,7 @@ Batches are made before the timed steps (ours are made ahead on a thread).
 
 Usage: .venv/bin/python tools/bench_train_cpu_py.py [--binary B ...] [--model CONFIG.json]
            [--pairs P] [--max-len L] [--warmup W] [--steps S] [--threads T] [--rounds R]
-           [--layout packed|padded] [key=value ...]
+           [key=value ...]
 Defaults: build/ and build-cuda/'s binaries (those that exist), the demo model
 (configs/models/xlmr-tiny-demo), 32 pairs, lengths up to 64, 5 + 30 steps, 2 threads, 2 rounds.
 Each round runs every binary then Python; the best step time of the rounds counts (the machine
@@ -102,7 +102,7 @@ def ours_bench(binary, args):
         out = os.path.join(tmp, "bench.json")
         command = [binary, "bench", "train", "--model", args.model, "--pairs", str(args.pairs),
                    "--max-len", str(args.max_len), "--warmup", str(args.warmup), "--steps",
-                   str(args.steps), "--layout", args.layout, "--json", out, "model.device=cpu",
+                   str(args.steps), "--json", out, "model.device=cpu",
                    f"run.threads={args.threads}", *args.overrides]
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode != 0:
@@ -136,7 +136,6 @@ def main():
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--layout", default="packed", choices=["packed", "padded"])
     parser.add_argument("overrides", nargs="*",
                         help="key=value overrides for bench train (model.attention=sdpa, ...)")
     args = parser.parse_args()
@@ -154,7 +153,7 @@ def main():
     print(f"model {args.model}, {args.pairs} pairs/step, lengths 10..{args.max_len}, "
           f"{args.threads} threads, best of {args.rounds} rounds of {args.steps} steps")
     print(f"{'':58s} {'step ms':>9s} {'pairs/s':>9s} {'tokens/s':>10s} {'ratio':>6s}")
-    rows = [(f"{b} (libtorch {min(r, key=lambda x: x['step_ms'])['torch']}, {args.layout})",
+    rows = [(f"{b} (libtorch {min(r, key=lambda x: x['step_ms'])['torch']}, packed)",
              min(r, key=lambda x: x["step_ms"])) for b, r in ours.items()]
     rows.append((f"PyTorch {torch.__version__} + HF transformers (padded)", best_py))
     for name, r in rows:
