@@ -130,6 +130,17 @@ stop_slurm_test() {
   done
 }
 
+# Someone else's training on this machine, known by its name only: a clean-up that ends
+# processes by name ends it too. bystander_left_alone says whether it survived (and ends it).
+start_bystander() {
+  bash -c 'exec -a "siamese-xlmr train --config someone-elses.yaml" sleep 3600' &
+  bystander=$!
+}
+bystander_left_alone() {
+  kill -0 "$bystander" 2>/dev/null || return 1
+  kill "$bystander"
+}
+
 # What helps when a Slurm test fails.
 dump() {
   slurm scontrol show job "${job:-0}" 2>/dev/null | head -25 || true

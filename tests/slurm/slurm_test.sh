@@ -16,7 +16,13 @@ slurm_needs
 work=$(mktemp -d /tmp/sx-slurm.XXXXXX)
 token=sx-slurm-test-$$-$RANDOM
 job=""
-trap 'stop_slurm_test; rm -rf "$work"' EXIT
+finish() {
+  stop_slurm_test
+  rm -rf "$work"
+  bystander_left_alone || fail "the clean-up ended a process it did not start"
+}
+trap finish EXIT
+start_bystander
 trap 'log "failed at line $LINENO"; dump' ERR
 host=$(hostname -s)
 mem=$(awk '/MemTotal/ {print int($2/1024) - 1024}' /proc/meminfo)
