@@ -194,11 +194,12 @@ cmd_link() {
       tc -n "$ns" qdisc add dev "$dev" root netem delay "$delay" rate "$rate" 2>/dev/null ||
         die "link: cannot add a delay (this kernel has no netem qdisc, CONFIG_NET_SCH_NETEM)"
     else
-      # a token bucket of 1 ms at the rate (at least 32 KiB), queueing up to 100 ms
+      # a token bucket of 1 ms at the rate (at least two 1500-byte frames), queueing up to
+      # 100 ms: longer bursts would let whole small messages pass at the veth's own speed
       local bits
       bits=$(rate_bits "$rate") || die "link: rate '$rate' is not like 100mbit, 1gbit, 500kbit"
       local burst=$((bits / 8 / 1000))
-      [ "$burst" -ge 32768 ] || burst=32768
+      [ "$burst" -ge 3028 ] || burst=3028
       tc -n "$ns" qdisc add dev "$dev" root tbf rate "$rate" burst "$burst" latency 100ms
     fi
   done
