@@ -8,6 +8,9 @@
 #               stayed; host 2's ranks end by themselves (their MPI_Abort cannot reach mpirun);
 #   checkpoint  host 1's link down while rank 0 writes a checkpoint (rank 0 held mid-write):
 #               the job ends in time, the checkpoint is whole and the run resumes from it;
+#   runtime     host 2's Open MPI daemon hung (stopped) and rank 3 with it: rank 2 reaches its
+#               deadline and its MPI_Abort, which needs that daemon, never returns; rank 2 must
+#               end by itself within seconds all the same, and the job ends in time;
 #   slow        a 10 Mbit/s link: steps slow down, nothing trips, the run finishes;
 #   badhost     a hostfile naming a host that does not exist: exit 2 within seconds, one line.
 # Usage: faults_test.sh BINARY FIXTURES SOURCE_DIR [SCENARIO...]   (CTest label "cluster")
@@ -16,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$here/lib.sh" "$1" "$2" "$3" cluster-faults
 shift 3
-scenarios=${*:-badhost crash partition checkpoint slow}
+scenarios=${*:-badhost crash partition checkpoint runtime slow}
 timeout=10                 # dist.collective_timeout of these runs
 bound=$((timeout + 15))    # the job must be over this long after the fault
 
@@ -71,6 +74,13 @@ resumes() {
     fail "the resume did not start from $newest"
   log "--resume auto continued from step $step"
 }
+
+running() {  # running PID: a process that has not ended (a zombie has)
+  local state
+  state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+ended() { ! running "$1"; }
 
 no_ranks_left_on() {  # no_ranks_left_on HOST
   local pid
@@ -140,6 +150,25 @@ scenario_checkpoint() {
   restore n1
   checkpoints_whole checkpoint
   resumes checkpoint
+}
+
+scenario_runtime() {
+  start_training runtime
+  local rank2 rank3 daemon pid
+  rank2=$(rank_pid "$work/runtime" 2)
+  rank3=$(rank_pid "$work/runtime" 3)
+  for pid in $("$cluster" pids "$cdir" n2); do
+    grep -q '^orted' "/proc/$pid/cmdline" 2>/dev/null && daemon=$pid
+  done
+  kill -STOP "${daemon:?no Open MPI daemon on host 2}" "$rank3"
+  local fault=$SECONDS
+  wait_until "$bound" "rank 2 to end although its MPI_Abort cannot return" ended "$rank2"
+  log "runtime: rank 2 ended $((SECONDS - fault)) s after its host's daemon and rank 3 stopped"
+  grep -q "MPI_Abort has not ended this rank within 3 s" "$work/runtime/log/rank-2.log" ||
+    fail "rank 2 did not end by itself"
+  expect_end "$fault" 1
+  kill -CONT "$daemon" "$rank3" 2>/dev/null || true
+  restore n2
 }
 
 scenario_slow() {
