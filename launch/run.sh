@@ -9,8 +9,8 @@
 #   (hosts: one "nodename slots=8" line per node; every node sees the same paths)
 # Inside a Slurm allocation mpirun takes the nodes from Slurm; see slurm/train.sbatch.
 #
-# mpirun runs as this script's child: signals sent to the script (SIGUSR1 from Slurm) are
-# forwarded to it, and its stderr passes through a watch that notes how the job ends. When a
+# mpirun runs as this script's child: signals sent to the script (SIGUSR1, SIGUSR2, SIGTERM)
+# are forwarded to it, and its stderr passes through a watch that notes how the job ends. When a
 # rank has ended the job but mpirun cannot finish (a host it cannot reach any more), the script
 # ends mpirun SX_ABORT_GRACE seconds (default 5) later. The exit code is the program's (0, 1,
 # 2, 4, 75; README); Open MPI's own codes for a lost host, a killed rank or daemons that did
@@ -184,8 +184,11 @@ watcher=$!
 mpirun "${args[@]}" "$bin" train --config "$config" "$@" 2>"$state/stderr" &
 pid=$!
 echo "$pid" >"$state/pid"
-# Signals for the ranks (Slurm's warning signal, a Ctrl-C) go to mpirun, which forwards them.
-for sig in USR1 USR2 TERM INT HUP; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
+# Signals sent to this script (Slurm's warning signal, a kill) go to mpirun, which forwards
+# them to the ranks. A terminal's Ctrl-C or hang-up reaches mpirun itself (the whole process
+# group gets it): this script only keeps waiting, to say how the job ended.
+for sig in USR1 USR2 TERM; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
+trap : INT HUP
 rc=0
 while :; do
   wait "$pid" 2>/dev/null && rc=0 || rc=$?  # (bash's own notice of a killed mpirun: not needed)

@@ -26,7 +26,7 @@ bound=$((timeout + 15))    # the job must be over this long after the fault
 make_cluster 2
 make_job
 hosts=$(hostfile hosts "$h1:2" "$h2:2")
-long_run=(dist.collective_timeout=$timeout train.max_steps=100000 train.checkpoint_every=2)
+long_run=("dist.collective_timeout=$timeout" train.max_steps=100000 train.checkpoint_every=2)
 
 # Starts a long run on both hosts and waits until it has trained a few steps and written a
 # checkpoint.
