@@ -31,7 +31,8 @@ std::string describe_layout();
 // returns the ranks not heard from, in order. Every rank that reaches a collective's deadline
 // calls it, so the peers stuck in the same collective answer within moments of each other; a
 // rank that is gone (host down, cut off) or busy elsewhere stays silent. Each call is a round
-// of its own: a late answer to an earlier round is not taken for this one.
+// of its own (every rank counts its calls): a late answer to an earlier round is not taken
+// for this one, as long as the ranks call it equally often (once, before they end the job).
 std::vector<int> silent_ranks(double seconds);
 
 }  // namespace sx::dist
