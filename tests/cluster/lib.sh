@@ -29,6 +29,19 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 143' TERM INT
 
+# What helps when a test fails (script_util.sh's fail calls it): the launcher's last lines.
+dump() {
+  [ -f "$work/out" ] && { echo "--- launch/run.sh's output (last 30 lines)"; tail -n 30 "$work/out"; }
+  [ -n "$cdir" ] || return 0
+  local host pid
+  for host in head $HOSTS; do
+    echo "--- processes on $host"
+    for pid in $("$cluster" pids "$cdir" "$host"); do
+      echo "$pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-150)"
+    done
+  done
+}
+
 # make_cluster N: hosts n1..nN; $cdir, $PREFIX, host names as h1, h2, ... ($PREFIX-n1, ...).
 make_cluster() {
   cdir=$("$cluster" up "$1" --owner $$)
