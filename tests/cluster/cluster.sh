@@ -20,6 +20,7 @@
 #   crash DIR HOST              SIGKILL to every process in HOST (a node that dies)
 #   partition DIR HOST / heal DIR HOST
 #                               HOST's link down (all its packets dropped) / up again
+#                               (heal returns once HOST reaches the head)
 #   link DIR HOST RATE [DELAY]  HOST's link shaped both ways (tc): RATE like 100mbit, 1gbit,
 #                               or "off"; DELAY like 2ms needs the kernel's netem qdisc
 #   reap                        tears down clusters whose owner is gone (normally their
@@ -156,7 +157,16 @@ cmd_down() {
       uts) umount "$name" 2>/dev/null || true ;;
     esac
   done < <(tac "$DIR/made")
+  remove_mpi_leftovers "${DIR##*/sx-cluster-}"
   rm -rf "$DIR"
+}
+
+# What Open MPI's processes in the hosts of cluster PREFIX left on the shared file systems when
+# they were killed (a crash, a rank cut off): session directories and shared-memory segments,
+# named after the hosts (/tmp/ompi.PREFIX-n1.0, /dev/shm/vader_segment.PREFIX-n1.*).
+remove_mpi_leftovers() {
+  [[ $1 =~ ^sx[0-9a-f]{6}$ ]] || return 0
+  rm -rf "${TMPDIR:-/tmp}/ompi.$1-"* /dev/shm/vader_segment."$1-"*
 }
 
 cmd_reap() {
@@ -205,6 +215,26 @@ cmd_link() {
   done
 }
 
+# Brings host S's link up again and returns once S reaches the head. The neighbour entries
+# that failed while the link was down (S's own, and the others' for S) are forgotten first:
+# left alone, the kernel answers connections over them with "No route to host" for seconds
+# after the link is back, and Open MPI's daemons give up at once.
+cmd_heal() {
+  local s=$1 h i said
+  ip -n "$PREFIX-head" link set "$s" up
+  ip -n "$PREFIX-$s" neigh flush dev eth0
+  for h in head $HOSTS; do
+    [ "$h" = "$s" ] || ip -n "$PREFIX-$h" neigh flush to "$subnet.${s#n}"
+  done
+  for i in $(seq 100); do  # a refused connection: the head answered
+    said=$(nsenter --net="/run/netns/$PREFIX-$s" timeout 1 bash -c \
+      "exec 3<>/dev/tcp/$subnet.254/9" 2>&1) || true
+    case $said in *refused*) return 0 ;; esac
+    [ "$i" -lt 100 ] && sleep 0.1
+  done
+  die "heal: $PREFIX-$s does not reach the head (${said:-no answer}) after its link came back"
+}
+
 rate_bits() {  # 100mbit -> 100000000
   local r=$1
   [[ $r =~ ^([0-9]+)(kbit|mbit|gbit)$ ]] || return 1
@@ -241,8 +271,7 @@ case $command in
   partition | heal)
     load "$1"; s=$(short_name "$2") || exit 255
     [ "$s" != head ] || die "$command: the head has no link of its own; name a host"
-    state=down; [ "$command" = heal ] && state=up
-    ip -n "$PREFIX-head" link set "$s" "$state" ;;
+    if [ "$command" = partition ]; then ip -n "$PREFIX-head" link set "$s" down; else cmd_heal "$s"; fi ;;
   link) [ $# -ge 3 ] || die "usage: link DIR HOST RATE [DELAY]"; cmd_link "$@" ;;
   *) die "unknown command '$command' (check, up, down, exec, rsh, host, pids, crash, partition, heal, link, reap)" ;;
 esac
