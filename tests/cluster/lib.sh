@@ -18,7 +18,15 @@ cdir=""
 on_exit() {
   local rc=$?
   if declare -F before_teardown >/dev/null; then (before_teardown) || rc=1; fi
-  [ -n "$cdir" ] && "$cluster" down "$cdir"
+  if [ -n "$cdir" ]; then
+    "$cluster" down "$cdir"
+    # nothing of the cluster's left: its directory, Open MPI's files named after its hosts
+    local left="" pattern
+    for pattern in "$cdir" "${TMPDIR:-/tmp}/ompi.$PREFIX-*" "/dev/shm/*$PREFIX-*"; do
+      left+=$(compgen -G "$pattern" | tr '\n' ' ' || true)
+    done
+    [ -z "$left" ] || { log "FAILED: left behind after the teardown: $left"; rc=1; }
+  fi
   # SX_KEEP_WORK=failed keeps the scratch directory of a failed test, =all every one
   case ${SX_KEEP_WORK:-}:$rc in
     all:* | failed:[1-9]*) log "kept $work" ;;
