@@ -13,6 +13,9 @@ packages=(
   sentencepiece
   # the Slurm test starts a real Slurm (22.05) on this machine
   slurmctld slurmd slurm-client munge
+  # the cluster tests make hosts in network namespaces (ip, tc; nsenter and unshare come with
+  # util-linux, which every Debian has)
+  iproute2
   # the fuzzers (tools/fuzz.sh): clang with libFuzzer and the sanitizers' runtimes
   clang libclang-rt-14-dev
   # benchmarks against the notebook's Python way, plots and feature checks

@@ -2,24 +2,30 @@
 # Submits slurm/train.sbatch with the time limit and run.max_duration kept in step: training
 # stops by itself 15 minutes before the limit (time-based stopping, then export), and the
 # warning signal 10 minutes before it is the safety net.
-# Usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--dry-run] [key=value ...]
+# Usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R]
+#                          [--cpus-per-rank C] [--dry-run] [key=value ...]
 #   T in any of Slurm's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (default 08:30:00).
-#   --dry-run prints the sbatch command instead of running it.
+#   R ranks (tasks) per node, default G (one per GPU; G 0 needs R: CPU nodes); C CPUs per rank,
+#   default train.sbatch's 8. --dry-run prints the sbatch command instead of running it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--dry-run] [key=value ...]"
+usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R] [--cpus-per-rank C] [--dry-run] [key=value ...]"
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 config=$1
 shift
-time=08:30:00 nodes=1 gpus=8 dry_run=0
+time=08:30:00 nodes=1 gpus=8 ranks="" cpus="" dry_run=0
 overrides=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --time | --nodes | --gpus-per-node)
+    --time | --nodes | --gpus-per-node | --ranks-per-node | --cpus-per-rank)
       [ $# -ge 2 ] || { echo "submit: $1 needs a value" >&2; exit 2; } ;;&
+    --nodes | --gpus-per-node | --ranks-per-node | --cpus-per-rank)
+      [[ $2 =~ ^[0-9]+$ ]] || { echo "submit: $1 '$2' is not a number" >&2; exit 2; } ;;&
     --time) time=$2; shift 2 ;;
     --nodes) nodes=$2; shift 2 ;;
     --gpus-per-node) gpus=$2; shift 2 ;;
+    --ranks-per-node) ranks=$2; shift 2 ;;
+    --cpus-per-rank) cpus=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     *) overrides+=("$1"); shift ;;
   esac
@@ -50,8 +56,11 @@ limit=$(slurm_seconds "$time") || {
 }
 budget=$(( limit - 900 ))
 [ "$budget" -gt 300 ] || { echo "submit: --time $time ($limit s) leaves no time to train (at least 1201 s needed: training stops 900 s before the limit)" >&2; exit 2; }
-cmd=(sbatch --time="$time" --nodes="$nodes" --ntasks-per-node="$gpus" --gpus-per-node="$gpus"
-  slurm/train.sbatch "$config" run.max_duration="${budget}s" ${overrides[@]+"${overrides[@]}"})
+ranks=${ranks:-$gpus}
+[ "$ranks" -ge 1 ] || { echo "submit: --gpus-per-node 0 needs --ranks-per-node (ranks on each CPU node)" >&2; exit 2; }
+cmd=(sbatch --time="$time" --nodes="$nodes" --ntasks-per-node="$ranks" --gpus-per-node="$gpus")
+[ -n "$cpus" ] && cmd+=(--cpus-per-task="$cpus")
+cmd+=(slurm/train.sbatch "$config" run.max_duration="${budget}s" ${overrides[@]+"${overrides[@]}"})
 if [ "$dry_run" -eq 1 ]; then
   printf '%q ' "${cmd[@]}"; echo
   exit 0

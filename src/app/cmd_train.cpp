@@ -1,10 +1,13 @@
 // train: one process per rank under mpirun or srun.
+#include <spdlog/spdlog.h>
+
 #include "app/commands.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "dist/mpi_env.h"
+#include "dist/peers.h"
 #include "export/features.h"
 #include "train/signals.h"
 #include "train/trainer.h"
@@ -22,6 +25,7 @@ int cmd_train(const ConfigArgs& args, const std::string& resume, bool force) {
     return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   set_progress_options(config.run.progress, config.run.progress_interval);
+  if (env.rank == 0 && env.world > 1) spdlog::info("layout: {}", dist::describe_layout());
   train::TrainOptions options{resume, force, {}};
   options.write_features = [&](const train::FeatureSource& source, const std::string& path) {
     model::SiameseEncoder model = source.model;

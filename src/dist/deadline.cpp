@@ -7,11 +7,13 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "dist/mpi_env.h"
+#include "dist/peers.h"
 
 namespace sx::dist {
 namespace {
@@ -24,6 +26,34 @@ int world_rank() {
   MPI_Initialized(&initialized);
   if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   return rank;
+}
+
+// How long a rank past a deadline listens for its peers (peers.h): those stuck in the same
+// collective reach their own deadline within about a step of each other.
+constexpr double kProbeSeconds = 2;
+
+// Past the deadline of `what`: finds out which peers still answer, says so in one line and
+// ends the job. The lowest rank still in touch speaks on the terminal; the others write the
+// same line to their own log file only (info), so a partition shows one line per side.
+[[noreturn]] void end_job_past_deadline(const std::string& what, double timeout,
+                                        const std::function<void()>& before_abort) {
+  const std::vector<int> silent = silent_ranks(kProbeSeconds);
+  const int rank = world_rank();
+  int first_in_touch = 0;
+  while (std::binary_search(silent.begin(), silent.end(), first_in_touch)) ++first_in_touch;
+  std::string why;
+  if (!silent.empty())
+    why = fmt::format("; no word within {:.0f} s from {}: lost (host down or cut off) or stuck",
+                      kProbeSeconds, describe_ranks(silent));
+  else if (!rank_hosts().empty())
+    why = "; every rank answered, so they wait in different collectives or the transport is stuck";
+  spdlog::log(rank == first_in_touch ? spdlog::level::critical : spdlog::level::info,
+              "rank {}: the {} {} did not complete within dist.collective_timeout ({:.0f} s){}. "
+              "Ending the job.",
+              rank, what, where(), timeout, why);
+  flush_logs();
+  if (before_abort) before_abort();
+  abort_job(kExitInternal);
 }
 
 }  // namespace
@@ -66,15 +96,7 @@ void await(const std::string& what, const std::function<bool()>& done,
                  kLongestSleep = std::chrono::microseconds(200);
   auto sleep = kFirstSleep;
   for (int polls = 0; !done(); ++polls) {
-    if (Clock::now() > deadline) {
-      spdlog::critical(
-          "rank {}: the {} {} did not complete within dist.collective_timeout ({:.0f} s): a "
-          "peer is gone or stuck. Aborting the job.",
-          world_rank(), what, where(), timeout);
-      flush_logs();
-      if (before_abort) before_abort();
-      abort_job(kExitInternal);
-    }
+    if (Clock::now() > deadline) end_job_past_deadline(what, timeout, before_abort);
     if (polls < kQuickPolls) {
       std::this_thread::yield();
       continue;

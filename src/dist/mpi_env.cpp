@@ -3,18 +3,27 @@
 #include "dist/wait.h"
 
 #include <mpi.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <stdexcept>
+#include <thread>
 
 #include "core/checksum.h"
+#include "core/log.h"
 #include "dist/chunks.h"
 #include "dist/deadline.h"
+#include "dist/peers.h"
 
 namespace sx::dist {
+namespace {
+// How long a rank that called MPI_Abort waits for it before ending itself.
+constexpr std::chrono::seconds kAbortGrace{3};
+}  // namespace
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
@@ -33,15 +42,29 @@ MpiSession::MpiSession(int* argc, char*** argv) {
   MPI_Comm_rank(local, &env_.local_rank);
   MPI_Comm_size(local, &env_.local_world);
   MPI_Comm_free(&local);
+  learn_peers();
 }
 
 MpiSession::~MpiSession() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Finalize();
+  if (finalized) return;
+  forget_peers();
+  MPI_Finalize();
 }
 
 void abort_job(int exit_code) {
+  // MPI_Abort asks the runtime to end every rank, which needs the runtime's network: on a host
+  // cut off from the others it may never return. This rank ends within seconds regardless.
+  std::thread([exit_code] {
+    std::this_thread::sleep_for(kAbortGrace);
+    spdlog::warn(
+        "MPI_Abort has not ended this rank within {} s (its runtime cannot reach the "
+        "others?); exiting with {}",
+        kAbortGrace.count(), exit_code);
+    flush_logs();
+    std::_Exit(exit_code);
+  }).detach();
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) MPI_Abort(MPI_COMM_WORLD, exit_code);

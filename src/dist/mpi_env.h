@@ -1,7 +1,8 @@
 // MPI bootstrap and the small control-plane collectives (CPU, MPI) that keep ranks in step:
 // agreeing on stop decisions, broadcasting rank 0's choices, agreeing on start-up.
 // Rank, world size and local rank always come from MPI (Slurm's SLURM_PROCID is stale
-// under mpirun); the local rank is the rank within MPI_Comm_split_type(SHARED).
+// under mpirun); the local rank is the rank within MPI_Comm_split_type(SHARED). The session
+// also learns every rank's host (peers.h).
 //
 // Every collective here is made by all ranks in the same order. Each waits at most
 // dist.collective_timeout for its peers (deadline.h): past it the rank names the collective
@@ -39,7 +40,8 @@ class MpiSession {
 };
 
 // Ends every rank of the job now (MPI_Abort); use when a rank cannot go on and the others
-// may be waiting for it in a collective.
+// may be waiting for it in a collective. This rank exits with `exit_code` within 3 s even when
+// MPI_Abort does not return (its runtime cut off from the others).
 [[noreturn]] void abort_job(int exit_code);
 
 // Element-wise max over ranks (stop flags, counters).

@@ -1,6 +1,7 @@
 #include "dist/node_memory.h"
 
 #include <mpi.h>
+#include <spdlog/spdlog.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -8,6 +9,7 @@
 
 #include "core/error.h"
 #include "dist/mpi_env.h"
+#include "dist/peers.h"
 #include "dist/wait.h"
 
 namespace sx::dist {
@@ -24,6 +26,12 @@ class MpiNodeMemory : public data::NodeMemory {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node_);
     MPI_Comm_rank(node_, &node_rank_);
+    if (builder()) {
+      int ranks = 1;
+      MPI_Comm_size(node_, &ranks);
+      spdlog::info("host {}: rank {} builds the node-shared data for the {} ranks on this host",
+                   host_name(), rank, ranks);
+    }
   }
 
   bool builder() const override { return node_rank_ == 0; }

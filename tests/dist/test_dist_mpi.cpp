@@ -10,6 +10,7 @@
 #include "dist/chunks.h"
 #include "dist/deadline.h"
 #include "dist/mpi_env.h"
+#include "dist/peers.h"
 #include "mpi_main.h"
 
 namespace sx::dist {
@@ -130,6 +131,23 @@ TEST(Agreement, RanksHoldingDifferentItemsAreRefusedNamingTheDifference) {
               "siamese-xlmr: error: rank 1: config key train.lr_max differs from rank 0's "
               "(0.002 vs 0.001)\n");
   }
+}
+
+TEST(Peers, EveryRankKnowsEachRanksHost) {
+  const std::string host = host_name();
+  ASSERT_EQ(rank_hosts(), (std::vector<std::string>{host, host}));  // mpirun -np 2: one host
+  EXPECT_EQ(describe_layout(), "2 ranks on 1 host: " + host + " ranks 0, 1");
+  EXPECT_EQ(describe_ranks({1}), "rank 1 on host " + host);
+  // Ranks grouped by host, three or more consecutive ones as a range; ranks past the job's
+  // (no host known) last.
+  EXPECT_EQ(describe_ranks({0, 1, 2, 3, 4, 7}), "ranks 0, 1 on host " + host + ", ranks 2-4, 7");
+}
+
+TEST(Peers, RanksThatDoNotAnswerAreSilent) {
+  EXPECT_EQ(silent_ranks(60), std::vector<int>{});  // both ask, both answer
+  EXPECT_EQ(silent_ranks(60), std::vector<int>{});  // a second round on both matches too
+  // The last test of the binary: rank 0's message stays unanswered.
+  if (g_env.rank == 0) EXPECT_EQ(silent_ranks(0.5), std::vector<int>{1});  // rank 1 keeps quiet
 }
 
 }  // namespace

@@ -33,6 +33,14 @@ done
 rc=0; "$source/slurm/submit.sh" cfg.yaml --time 10 --dry-run >/dev/null 2>&1 || rc=$?
 check "refuses a limit too short to train" "2" "$rc"
 check "keeps overrides" "1" "$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run a.b=c | grep -c 'a.b=c')"
+check "CPU nodes: ranks and CPUs per node" \
+  "--nodes=2 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1" \
+  "$("$source/slurm/submit.sh" cfg.yaml --nodes 2 --gpus-per-node 0 --ranks-per-node 2 --cpus-per-rank 1 --dry-run |
+    grep -o -- '--nodes=.*--cpus-per-task=1')"
+rc=0; "$source/slurm/submit.sh" cfg.yaml --gpus-per-node 0 --dry-run >/dev/null 2>&1 || rc=$?
+check "refuses CPU nodes without --ranks-per-node" "2" "$rc"
+rc=0; "$source/slurm/submit.sh" cfg.yaml --nodes two --dry-run >/dev/null 2>&1 || rc=$?
+check "refuses --nodes that is not a number" "2" "$rc"
 
 # --- train.sbatch with a stand-in trainer and scontrol
 mkdir -p "$work/bin" "$work/run/checkpoints"
