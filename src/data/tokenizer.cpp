@@ -186,6 +186,20 @@ void XlmrTokenizer::append_pieces(std::string_view text, std::vector<int32_t>& i
   for (size_t i = 0; i < n; ++i) ids.push_back(pieces[i] == unk ? kUnk : pieces[i] + 1);
 }
 
+// A whole text as HF's XLM-R tokenizer sees it: HF splits the text at every Unicode
+// whitespace character after sentencepiece's normalization, which keeps U+0085 (NEXT LINE)
+// as a character of the word around it; HF splits there. As a space, sentencepiece splits
+// there too, and the ids are HF's (tests/hf/tokenizer_parity.py).
+void XlmrTokenizer::append_text(std::string_view text, std::vector<int32_t>& ids) const {
+  constexpr std::string_view kNextLine = "\xC2\x85";
+  if (text.find(kNextLine) == std::string_view::npos) return append_pieces(text, ids);
+  thread_local std::string spaced;
+  spaced.assign(text);
+  for (size_t at = 0; (at = spaced.find(kNextLine, at)) != std::string::npos; at += 2)
+    spaced.replace(at, 2, "  ");
+  append_pieces(spaced, ids);
+}
+
 // Through the word cache; counts the lookup and whether it hit.
 void XlmrTokenizer::append_word(std::string_view word, size_t hash, std::vector<int32_t>& ids,
                                 WordCounts& counts) const {
@@ -248,7 +262,7 @@ std::vector<int32_t> XlmrTokenizer::encode_unpadded(std::string_view text) const
     for (std::string_view word; ids.size() <= options_.max_len && words.next(word);)
       append_pieces(word, ids);  // past max_len the rest would be cut anyway
   } else {
-    append_pieces(text, ids);
+    append_text(text, ids);
   }
   ids.push_back(kEos);
   return ids;

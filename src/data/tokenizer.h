@@ -1,9 +1,10 @@
 // XLM-R token ids from a sentencepiece model, with fairseq's id mapping:
 //   <s>=0 <pad>=1 </s>=2 <unk>=3, sentencepiece piece i -> i+1, <mask> = last id.
 // Pre-tokenization `wordpunct` encodes each NLTK wordpunct word on its own (the notebook's
-// tokenize_all); `none` encodes the whole text (HF's tokenizer). Every sequence is
-// <s> ... </s>, cut to max_len and padded with <pad>. The notebook's cut drops the final
-// </s>; keep_eos=true (the default) keeps it in the last position instead.
+// tokenize_all); `none` encodes the whole text (HF's tokenizer; U+0085 separates words there,
+// as it does for HF). Every sequence is <s> ... </s>, cut to max_len and padded with <pad>.
+// The notebook's cut drops the final </s>; keep_eos=true (the default) keeps it in the last
+// position instead.
 //
 // With wordpunct a word's ids depend on the word alone, so they are memoised in a word cache
 // (bounded, shared by all threads, read without locks).
@@ -69,6 +70,7 @@ class XlmrTokenizer {
     uint64_t lookups = 0, hits = 0;
   };
   void append_pieces(std::string_view text, std::vector<int32_t>& ids) const;
+  void append_text(std::string_view text, std::vector<int32_t>& ids) const;
   void append_word(std::string_view word, size_t hash, std::vector<int32_t>& ids,
                    WordCounts& counts) const;
   void append_cached_words(std::string_view text, std::vector<int32_t>& ids) const;
