@@ -63,6 +63,15 @@ TEST(Tokenizer, WholeTextMatchesSentencepieceIds) {
   }
 }
 
+TEST(Tokenizer, WholeTextSplitsWordsAtNextLineAsHfDoes) {
+  // HF splits at U+0085; sentencepiece's normalization keeps it inside the word.
+  auto tok = make(128, Pretokenize::kNone, true);
+  EXPECT_EQ(tok.encode_unpadded("Hello\xC2\x85world\xC2\x85"), tok.encode_unpadded("Hello world"));
+  auto per_word = make(128, Pretokenize::kWordpunct, true);  // a space to Python's \s already
+  EXPECT_EQ(per_word.encode_unpadded("Hello\xC2\x85world"),
+            per_word.encode_unpadded("Hello world"));
+}
+
 TEST(Tokenizer, NotebookTokenizationAt128) {
   auto tok = make(128, Pretokenize::kWordpunct, false);
   for (const auto& c : reference()["cases"])
