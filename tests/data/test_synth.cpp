@@ -19,16 +19,22 @@
 namespace sx::data {
 namespace {
 
-TEST(Synth, FilesLoadWithoutBadRowsAndSplitWorks) {
-  test::TempDir dir;
-  auto s = write_synthetic_jigsaw(dir.path(), 3000, 11);
-  LoadOptions o;  // bad_rows = fail: any malformed row would throw
-  auto en = load_labeled_csv(
-      s.train_csv,
+// The training file as the trainer reads it, with bad_rows = fail: any malformed row throws.
+auto load_train_csv(const std::string& path) {
+  LoadOptions o;
+  return load_labeled_csv(
+      path,
       {"comment_text",
        {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"},
        "lang"},
       o);
+}
+
+TEST(Synth, FilesLoadWithoutBadRowsAndSplitWorks) {
+  test::TempDir dir;
+  auto s = write_synthetic_jigsaw(dir.path(), 3000, 11);
+  LoadOptions o;  // bad_rows = fail: any malformed row would throw
+  auto en = load_train_csv(s.train_csv);
   auto ml = load_labeled_csv(s.multilingual_csv, {"comment_text", {"toxic"}, "lang"}, o);
   auto test = load_test_csv(s.test_csv, {}, o);
   EXPECT_EQ(en.size(), 3000u);
@@ -64,12 +70,7 @@ TEST(Synth, TextCorpusFilesHoldEachTextOnceAndLoadCleanly) {
             "de,\"Straße, über\"\nru,город\nen,third\n");
   auto s = write_text_jigsaw(dir.path("out"), dir.path("texts.csv"), 0, 1);
   LoadOptions o;  // bad_rows = fail
-  auto en = load_labeled_csv(
-      s.train_csv,
-      {"comment_text",
-       {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"},
-       "lang"},
-      o);
+  auto en = load_train_csv(s.train_csv);
   std::vector<std::string> got;
   for (size_t i = 0; i < en.size(); ++i) got.emplace_back(en.texts[i]);
   std::sort(got.begin(), got.end());
