@@ -5,19 +5,26 @@ bytes ignored, texts stripped) and, per text, NLTK's wordpunct split
 (re.findall(r'\\w+|[^\\w\\s]+')) with each word encoded by sentencepiece (Debian's
 python3-sentencepiece), <s> ... </s>, cut to 128.
 
+--hf: also HF's fast tokenizer (the `tokenizers` library behind transformers'
+XLMRobertaTokenizerFast, built from the same sentencepiece model): whole texts, batch
+encoding, cut to 128, on all threads (RAYON_NUM_THREADS if set). Needs tokenizers and
+transformers (the project's .venv has them); without them it says so and goes on.
 --setup: the phases of the data set-up that Python has (loading the three files next to CSV:
 validation.csv and test.csv; tokenizing as many texts as the C++ set-up's first epoch).
 --cpp FILE: the output of the matching `siamese-xlmr bench data` run; prints the ratios.
+(`siamese-xlmr bench data --compare PYTHON` runs this script itself and prints them.)
 
-Usage: /usr/bin/python3 tools/bench_data_python.py CSV SPM_MODEL [--texts 200000] [--setup]
-       [--cpp CPP_OUTPUT]
+Usage: /usr/bin/python3 tools/bench_data_python.py CSV SPM_MODEL [--texts 200000] [--hf]
+       [--setup] [--cpp CPP_OUTPUT]
 """
 import argparse
 import csv
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 
 import sentencepiece as spm
@@ -50,6 +57,32 @@ def tokenize(sp, text, maxlen=128):
     return ids[:maxlen]
 
 
+def hf_fast_tokenizer(spm_model):
+    """XLMRobertaTokenizerFast from the sentencepiece model (HF converts it on loading a
+    directory holding it as sentencepiece.bpe.model), or None with the reason printed."""
+    try:
+        from transformers import XLMRobertaTokenizerFast
+    except ImportError as e:
+        print(f"HF tokenizers: not timed ({e}; {sys.executable} lacks transformers)")
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copy(spm_model, os.path.join(d, "sentencepiece.bpe.model"))
+        return XLMRobertaTokenizerFast.from_pretrained(d)
+
+
+def time_hf(spm_model, texts):
+    """Seconds for HF's fast tokenizer to encode the texts in one batch, and its threads."""
+    tok = hf_fast_tokenizer(spm_model)
+    if tok is None:
+        return None, 0
+    backend = tok.backend_tokenizer
+    backend.enable_truncation(max_length=128)
+    t0 = time.perf_counter()
+    backend.encode_batch(texts)
+    seconds = time.perf_counter() - t0
+    return seconds, int(os.environ.get("RAYON_NUM_THREADS") or os.cpu_count())
+
+
 def cpp_results(path):
     """The JSON lines of a `siamese-xlmr bench data` output, merged."""
     out = {}
@@ -66,6 +99,7 @@ def main():
     p.add_argument("csv")
     p.add_argument("spm_model")
     p.add_argument("--texts", type=int, default=200000)
+    p.add_argument("--hf", action="store_true", help="also time HF's fast tokenizer")
     p.add_argument("--setup", action="store_true")
     p.add_argument("--cpp")
     a = p.parse_args()
@@ -91,6 +125,12 @@ def main():
     print(f"python tokenize (1 thread): {n} texts in {tok_s:.2f} s = {n / tok_s:.0f} texts/s")
     result.update({"rows": len(texts), "load_s": round(load_s, 3), "texts": n,
                    "tokenize_s": round(tok_s, 3)})
+    if a.hf:
+        hf_s, hf_threads = time_hf(a.spm_model, texts[:n])
+        if hf_s is not None:
+            print(f"HF tokenizers (XLMRobertaTokenizerFast, whole texts, batch, {hf_threads} "
+                  f"threads): {n} texts in {hf_s:.2f} s = {n / hf_s:.0f} texts/s")
+            result.update({"hf_tokenize_s": round(hf_s, 3), "hf_threads": hf_threads})
     print(json.dumps(result))
     if a.cpp:
         c = cpp_results(a.cpp)
@@ -98,6 +138,12 @@ def main():
             print(f"ratio csv load: {load_s / c['load_s']:.1f}x")
         if "tokenize_s" in c:
             print(f"ratio tokenize (texts/s): {(c['texts'] / c['tokenize_s']) / (n / tok_s):.1f}x")
+            if "hf_tokenize_s" in result:
+                hf_rate = n / result["hf_tokenize_s"]
+                print(f"ratio tokenize (texts/s) to HF tokenizers: "
+                      f"{(c['texts'] / c['tokenize_s']) / hf_rate:.2f}x (notebook ids)"
+                      + (f", {(c['texts'] / c['tokenize_whole_s']) / hf_rate:.2f}x (whole text)"
+                         if "tokenize_whole_s" in c else ""))
         if "setup" in c and "setup_load_s" in result:
             print(f"ratio set-up load (3 files): {result['setup_load_s'] / c['setup']['load']:.1f}x")
             if "tokenize" in c["setup"] and "tokenize_texts" in c["setup"]:

@@ -7,6 +7,7 @@
 # more rank adds to the node; file pages only this rank maps count too), its anonymous memory
 # (RssAnon: heap, not the page cache) and the node's summed PSS.
 # Usage: tools/bench_data_ranks.sh DATA_DIR SPM_MODEL [RANKS...]   (default ranks: 2 8)
+# DATA_DIR's files are used as they are; a DATA_DIR without them gets synthesized ones (1.9M rows).
 # Oversubscribing ranks is fine for a memory measurement; the times are then not meaningful.
 set -euo pipefail
 dir=$1 model=$2
@@ -31,7 +32,7 @@ print("%d ranks, corpora and pairs %s, token ids %s: unshared MiB per rank %s (m
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 for n in "${ranks[@]}"; do
   for share in "" --share-data; do
-    out=$(mpirun -q --oversubscribe --allow-run-as-root -np "$n" "$bin" bench data --dir "$dir" \
+    out=$(mpirun -q --oversubscribe --allow-run-as-root -np "$n" "$bin" bench data --dir "$dir" --synthetic \
       --tokenizer "$model" --setup --threads 1 $share)
     echo "$out" | grep '^{"setup"' | python3 -c "$summary"
   done

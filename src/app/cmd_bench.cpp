@@ -1,12 +1,19 @@
-// bench data: CSV loading and tokenization throughput on a synthesized Jigsaw-sized file, and
-// (--setup) the whole data set-up of a training run, phase by phase, with memory.
+// bench data: CSV loading and tokenization throughput on a Jigsaw-shaped file of real text
+// (tools/make_text_corpus.py; --synthetic: the synthesizer's), against the Python ways with
+// --compare, and (--setup) the whole data set-up of a training run, phase by phase, with memory.
 // Speed targets live here and in tools/, never in timed tests.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <unordered_set>
+
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
 
 #include "app/commands.h"
 #include "core/config.h"
@@ -62,10 +69,26 @@ Memory memory_now() {
           proc_mib("/proc/self/smaps_rollup", "Pss")};
 }
 
-void ensure_synthesized(const BenchDataArgs& a, const std::string& csv) {
+// The benchmark's files: those in a.dir when its training file is there (used as they are),
+// else written from the text corpus or, with --synthetic, by the synthesizer.
+void ensure_files(const BenchDataArgs& a, const std::string& csv) {
   if (files::exists(csv)) return;
-  std::printf("synthesizing %lld rows into %s ...\n", a.rows, a.dir.c_str());
-  data::write_synthetic_jigsaw(a.dir, static_cast<size_t>(a.rows), 1);
+  if (a.synthetic) {
+    const long long rows = a.rows ? a.rows : 1900000;
+    std::printf("synthesizing %lld rows into %s ...\n", rows, a.dir.c_str());
+    data::write_synthetic_jigsaw(a.dir, static_cast<size_t>(rows), 1);
+    return;
+  }
+  if (!files::exists(a.corpus))
+    throw UserError("bench data: no text corpus at " + a.corpus +
+                    ": make it with tools/make_text_corpus.py " + files::parent(a.corpus) +
+                    " (Debian's package descriptions and a sentencepiece model), or pass "
+                    "--corpus FILE, or --synthetic for the synthesized corpus");
+  std::printf("writing the benchmark's files from %s into %s ...\n", a.corpus.c_str(),
+              a.dir.c_str());
+  const auto summary =
+      data::write_text_jigsaw(a.dir, a.corpus, static_cast<size_t>(std::max(0LL, a.rows)), 1);
+  std::printf("%s: %zu rows\n", summary.train_csv.c_str(), summary.train_rows);
 }
 
 struct Phase {
@@ -188,15 +211,28 @@ int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
   return 0;
 }
 
-}  // namespace
+struct DataTimes {
+  size_t rows = 0, texts = 0;
+  double mib = 0, load_s = 0;
+  double wordpunct_s = 0;  // the notebook's ids: wordpunct words, each through sentencepiece
+  double whole_s = 0;      // whole texts through sentencepiece (tokenizer.pretokenize=none)
+  data::WordCacheStats cache;
+};
 
-int cmd_bench_data(const BenchDataArgs& a) {
-  init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
-  const std::string csv = files::join(a.dir, "jigsaw-unintended-bias-train.csv");
-  ensure_synthesized(a, csv);
-  if (a.setup) return bench_setup(a);
-  const double mb = static_cast<double>(files::size(csv)) / (1 << 20);
+// Seconds to tokenize the first n texts on the bench's threads.
+double time_tokenize(const BenchDataArgs& a, const data::XlmrTokenizer& tokenizer,
+                     const data::LabeledCorpus& corpus, size_t n) {
+  std::vector<std::vector<int32_t>> ids(n);
+  const auto t0 = Clock::now();
+  parallel_for(n, static_cast<size_t>(a.threads), [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) ids[i] = tokenizer.encode_unpadded(corpus.texts[i]);
+  });
+  return seconds_since(t0);
+}
 
+DataTimes time_data_path(const BenchDataArgs& a, const std::string& csv) {
+  DataTimes t;
+  t.mib = static_cast<double>(files::size(csv)) / (1 << 20);
   auto t0 = Clock::now();
   data::LoadOptions options;
   options.key = "bench";
@@ -207,34 +243,114 @@ int cmd_bench_data(const BenchDataArgs& a) {
        {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"},
        "lang"},
       options);
-  const double load_s = seconds_since(t0);
+  t.load_s = seconds_since(t0);
+  t.rows = corpus.size();
+  t.texts = std::min(corpus.size(), static_cast<size_t>(a.texts));
 
   data::TokenizerOptions tok_options{a.tokenizer, 128, data::Pretokenize::kWordpunct, true};
   if (a.no_word_cache) tok_options.word_cache_bytes = 0;
-  data::XlmrTokenizer tokenizer(tok_options);
-  const size_t n = std::min(corpus.size(), static_cast<size_t>(a.texts));
-  std::vector<std::vector<int32_t>> ids(n);
-  t0 = Clock::now();
-  parallel_for(n, static_cast<size_t>(a.threads), [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) ids[i] = tokenizer.encode_unpadded(corpus.texts[i]);
-  });
-  const double tok_s = seconds_since(t0);
-  const data::WordCacheStats cache = tokenizer.word_cache_stats();
+  const data::XlmrTokenizer wordpunct(tok_options);
+  t.wordpunct_s = time_tokenize(a, wordpunct, corpus, t.texts);
+  t.cache = wordpunct.word_cache_stats();
+  tok_options.pretokenize = data::Pretokenize::kNone;
+  t.whole_s = time_tokenize(a, data::XlmrTokenizer(tok_options), corpus, t.texts);
+  return t;
+}
 
+void print_data_times(const BenchDataArgs& a, const DataTimes& t) {
   std::printf("csv load (%lld threads): %zu rows, %.0f MiB in %.2f s = %.0f rows/s, %.0f MiB/s\n",
-              a.threads, corpus.size(), mb, load_s, corpus.size() / load_s, mb / load_s);
+              a.threads, t.rows, t.mib, t.load_s, t.rows / t.load_s, t.mib / t.load_s);
   std::printf(
       "tokenize (wordpunct + sentencepiece, max_len 128, %lld threads): %zu texts in %.2f s = %.0f "
       "texts/s\n",
-      a.threads, n, tok_s, n / tok_s);
+      a.threads, t.texts, t.wordpunct_s, t.texts / t.wordpunct_s);
   std::printf("word cache: %s%.1f%% hits of %llu lookups, %llu distinct words cached\n",
-              a.no_word_cache ? "off; " : "", 100 * cache.hit_rate(),
-              static_cast<unsigned long long>(cache.lookups),
-              static_cast<unsigned long long>(cache.words));
+              a.no_word_cache ? "off; " : "", 100 * t.cache.hit_rate(),
+              static_cast<unsigned long long>(t.cache.lookups),
+              static_cast<unsigned long long>(t.cache.words));
+  std::printf(
+      "tokenize (whole text, sentencepiece, max_len 128, %lld threads): %zu texts in %.2f s = %.0f "
+      "texts/s\n",
+      a.threads, t.texts, t.whole_s, t.texts / t.whole_s);
   std::printf(
       "{\"rows\": %zu, \"mib\": %.1f, \"load_s\": %.3f, \"texts\": %zu, \"threads\": %lld, "
-      "\"tokenize_s\": %.3f, \"word_cache_hit_rate\": %.4f}\n",
-      corpus.size(), mb, load_s, n, a.threads, tok_s, cache.hit_rate());
+      "\"tokenize_s\": %.3f, \"word_cache_hit_rate\": %.4f, \"tokenize_whole_s\": %.3f}\n",
+      t.rows, t.mib, t.load_s, t.texts, a.threads, t.wordpunct_s, t.cache.hit_rate(), t.whole_s);
+}
+
+std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs tools/bench_data_python.py with --compare's interpreter on the same file and texts;
+// its output passes through, and its last JSON line is returned.
+nlohmann::json run_python_bench(const BenchDataArgs& a, const std::string& csv) {
+  if (!files::exists(a.python_script))
+    throw UserError("--compare: cannot find " + a.python_script +
+                    " (run from the repository's root, or pass --python-script PATH)");
+  const std::string command = shell_quoted(a.compare) + " " + shell_quoted(a.python_script) + " " +
+                              shell_quoted(csv) + " " + shell_quoted(a.tokenizer) + " --texts " +
+                              std::to_string(a.texts) + " --hf";
+  std::printf("running: %s\n", command.c_str());
+  std::fflush(stdout);
+  std::FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) throw UserError("--compare: cannot run " + a.compare + ": " + std::strerror(errno));
+  std::string line, last_json;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe)) {
+    std::fputs(buffer, stdout);
+    line += buffer;
+    if (line.back() != '\n') continue;
+    if (line[0] == '{') last_json = line;
+    line.clear();
+  }
+  const int status = ::pclose(pipe);
+  if (status != 0 || last_json.empty())
+    throw UserError("--compare: " + command + " failed (" +
+                    (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                       : "status " + std::to_string(status)) +
+                    ")");
+  return nlohmann::json::parse(last_json);
+}
+
+// The ratios to the Python ways, measured one after the other in this run.
+void compare_with_python(const BenchDataArgs& a, const std::string& csv, const DataTimes& t) {
+  const nlohmann::json py = run_python_bench(a, csv);
+  const double py_rate = py["texts"].get<double>() / py["tokenize_s"].get<double>();
+  const double wordpunct_rate = t.texts / t.wordpunct_s, whole_rate = t.texts / t.whole_s;
+  std::printf("ratios (this program, %lld threads, over Python on the same %zu rows, %zu texts):\n",
+              a.threads, t.rows, t.texts);
+  std::printf("  csv load: %.1fx the notebook way (csv module)\n",
+              py["load_s"].get<double>() / t.load_s);
+  std::printf("  tokenize, notebook ids (wordpunct): %.1fx the notebook way (1 thread)",
+              wordpunct_rate / py_rate);
+  if (py.contains("hf_tokenize_s")) {
+    const double hf_rate = py["texts"].get<double>() / py["hf_tokenize_s"].get<double>();
+    std::printf(", %.2fx HF tokenizers\n", wordpunct_rate / hf_rate);
+    std::printf(
+        "  tokenize, whole text: %.2fx HF tokenizers (XLMRobertaTokenizerFast, batch, %d "
+        "threads)\n",
+        whole_rate / hf_rate, py["hf_threads"].get<int>());
+  } else {
+    std::printf("; HF tokenizers not timed (see above)\n");
+  }
+  std::printf("  word cache hit rate: %.1f%%\n", 100 * t.cache.hit_rate());
+}
+
+}  // namespace
+
+int cmd_bench_data(const BenchDataArgs& args) {
+  init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
+  BenchDataArgs a = args;
+  if (a.dir.empty()) a.dir = a.synthetic ? "runs/bench-data" : "runs/bench-data-text";
+  const std::string csv = files::join(a.dir, "jigsaw-unintended-bias-train.csv");
+  ensure_files(a, csv);
+  if (a.setup) return bench_setup(a);
+  const DataTimes t = time_data_path(a, csv);
+  print_data_times(a, t);
+  if (!a.compare.empty()) compare_with_python(a, csv, t);
   return 0;
 }
 

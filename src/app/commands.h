@@ -74,9 +74,13 @@ int cmd_version();
 int cmd_train(const ConfigArgs& args, const std::string& resume, bool force);
 
 struct BenchDataArgs {
-  std::string dir = "runs/bench-data";
+  std::string dir;  // "": runs/bench-data-text, or runs/bench-data with --synthetic
   std::string tokenizer;
-  long long rows = 1900000;
+  std::string corpus = "runs/text-corpus/texts.csv";  // tools/make_text_corpus.py's texts
+  bool synthetic = false;  // the synthesizer's texts (148 distinct words) instead
+  long long rows = 0;      // rows to write: 0 = each corpus text once / 1.9M synthesized
+  std::string compare;     // a python to run tools/bench_data_python.py with; "" = none
+  std::string python_script = "tools/bench_data_python.py";
   long long texts = 200000;
   long long threads = 2;
   long long pairs = 500000;    // --setup: data.train_pairs

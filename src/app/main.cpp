@@ -167,9 +167,28 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingFile);
   bench_data->add_option("--dir", bench_args.dir,
-                         "where the synthesized CSV is (written if missing)");
-  bench_data->add_option("--rows", bench_args.rows, "rows to synthesize")
+                         "where the benchmark's CSV files are (written if missing; default "
+                         "runs/bench-data-text, or runs/bench-data with --synthetic)");
+  bench_data
+      ->add_option("--corpus", bench_args.corpus,
+                   "the real texts (lang,text CSV) the files are written from, made by "
+                   "tools/make_text_corpus.py")
+      ->capture_default_str();
+  bench_data->add_flag("--synthetic", bench_args.synthetic,
+                       "write the synthesizer's texts instead (148 distinct words: every word "
+                       "cache lookup hits)");
+  bench_data
+      ->add_option("--rows", bench_args.rows,
+                   "rows to write (default: each corpus text once; 1,900,000 with "
+                   "--synthetic)")
       ->check(CLI::Range(1LL, 100000000LL));
+  bench_data->add_option("--compare", bench_args.compare,
+                         "a python (with sentencepiece; tokenizers and transformers for the HF "
+                         "ratio, e.g. .venv/bin/python) to run tools/bench_data_python.py with "
+                         "after this program's measures; prints the ratios");
+  bench_data
+      ->add_option("--python-script", bench_args.python_script, "--compare: the Python benchmark")
+      ->capture_default_str();
   bench_data->add_option("--texts", bench_args.texts, "texts to tokenize")
       ->check(CLI::Range(1LL, 100000000LL));
   bench_data->add_option("--threads", bench_args.threads, "CSV parsing and tokenizer threads")

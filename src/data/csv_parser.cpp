@@ -131,7 +131,14 @@ const char* parse_csv_record(const char* p, const char* end, const CsvLimits& li
   row.unterminated_quote = false;
   auto add = [&](const char* b, const char* e, CsvFieldKind kind, size_t length) {
     ++row.field_count;
-    if (row.fields.size() < limits.max_fields) row.fields.push_back({b, e, kind});
+    if (row.fields.size() < limits.max_fields) {
+      // Member by member into the vector: a CsvField built on the stack and copied was
+      // read back before its narrow `kind` store reached memory, a stall on every field.
+      CsvField& f = row.fields.emplace_back();
+      f.begin = b;
+      f.end = e;
+      f.kind = kind;
+    }
     if (length > limits.max_field_bytes) row.field_too_long = true;
   };
   while (true) {  // one field per iteration

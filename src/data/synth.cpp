@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/rng.h"
+#include "data/csv_reader.h"
 
 namespace sx::data {
 namespace {
@@ -184,10 +185,9 @@ std::string label_value(Rng& rng, bool toxic, double scale = 1.0) {
   return buf;
 }
 
-}  // namespace
-
-SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed,
-                                    int toxic_percent, bool overwrite) {
+// Creates out_dir and names the three files; without `overwrite`, files already there are a
+// UserError (nothing written).
+SynthSummary prepare_outputs(const std::string& out_dir, bool overwrite) {
   try {
     files::create_directories(out_dir);
   } catch (const std::exception& e) {
@@ -205,86 +205,111 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
       throw UserError("--out: " + present +
                       " already exists; pass --force to overwrite, or choose another --out");
   }
+  return summary;
+}
 
-  Rng rng(mix_seed({seed, 0x5717}));
-  {
-    // The columns of the multilingual competition's jigsaw-unintended-bias-train.csv.
-    const std::vector<std::string> identity = {"asian",
-                                               "atheist",
-                                               "bisexual",
-                                               "black",
-                                               "buddhist",
-                                               "christian",
-                                               "female",
-                                               "heterosexual",
-                                               "hindu",
-                                               "homosexual_gay_or_lesbian",
-                                               "intellectual_or_learning_disability",
-                                               "jewish",
-                                               "latino",
-                                               "male",
-                                               "muslim",
-                                               "other_disability",
-                                               "other_gender",
-                                               "other_race_or_ethnicity",
-                                               "other_religion",
-                                               "other_sexual_orientation",
-                                               "physical_disability",
-                                               "psychiatric_or_mental_illness",
-                                               "transgender",
-                                               "white"};
-    write_csv(summary.train_csv, [&](CsvWriter& out) {
-      out.field("id");
-      out.field("comment_text");
-      for (const char* f :
-           {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"})
-        out.field(f);
-      for (const auto& f : identity) out.field(f);
-      for (const char* f :
-           {"created_date", "publication_id", "parent_id", "article_id", "rating", "funny", "wow",
-            "sad", "likes", "disagree", "sexual_explicit", "identity_annotator_count"})
-        out.field(f);
-      out.field("toxicity_annotator_count", true);
-      for (size_t i = 0; i < rows; ++i) {
-        bool toxic = static_cast<int>(rng.below(100)) < toxic_percent;
-        out.field(std::to_string(59848 + i));
-        out.field(make_comment(rng, "en", toxic));
-        // toxic carries the label; the sub-type scores are smaller, as in Jigsaw.
-        out.field(label_value(rng, toxic));
-        for (double scale : {0.2, 0.6, 0.3, 0.8, 0.2}) {
-          const bool subtype = toxic && rng.below(4) == 0;
-          out.field(label_value(rng, subtype, scale));
-        }
-        bool annotated = rng.below(4) == 0;
-        for (size_t k = 0; k < identity.size(); ++k) out.field(annotated ? "0.0" : "");
-        char date[64];
-        const int month = 1 + int(rng.below(12)), day = 1 + int(rng.below(28));
-        const int minute = int(rng.below(60));
-        std::snprintf(date, sizeof date, "2016-%02d-%02d 10:%02d:00.000000+00", month, day, minute);
-        out.field(date);
-        out.field(std::to_string(rng.below(100)));
-        out.field("");
-        out.field(std::to_string(100000 + rng.below(900000)));
-        out.field(rng.below(10) ? "approved" : "rejected");
-        for (int k = 0; k < 5; ++k) out.field(std::to_string(rng.below(3)));
-        out.field("0.0");
-        out.field(annotated ? "4" : "0");
-        out.field(std::to_string(4 + rng.below(6)), true);
-        ++summary.train_rows;
-      }
-    });
+// Where the files' texts come from. `comment(rng, lang, toxic)` gives one text of `lang`;
+// the training file asks with lang "" (its own language: English for the synthesizer).
+struct CommentSource {
+  std::vector<std::string> multilingual_langs;  // validation.csv's languages
+  std::vector<std::string> test_langs;          // test.csv's
+  std::function<std::string(Rng&, const std::string& lang, bool toxic)> comment;
+};
+
+// The columns of the multilingual competition's jigsaw-unintended-bias-train.csv.
+const std::vector<std::string>& identity_columns() {
+  static const std::vector<std::string> identity = {"asian",
+                                                    "atheist",
+                                                    "bisexual",
+                                                    "black",
+                                                    "buddhist",
+                                                    "christian",
+                                                    "female",
+                                                    "heterosexual",
+                                                    "hindu",
+                                                    "homosexual_gay_or_lesbian",
+                                                    "intellectual_or_learning_disability",
+                                                    "jewish",
+                                                    "latino",
+                                                    "male",
+                                                    "muslim",
+                                                    "other_disability",
+                                                    "other_gender",
+                                                    "other_race_or_ethnicity",
+                                                    "other_religion",
+                                                    "other_sexual_orientation",
+                                                    "physical_disability",
+                                                    "psychiatric_or_mental_illness",
+                                                    "transgender",
+                                                    "white"};
+  return identity;
+}
+
+void write_train_header(CsvWriter& out) {
+  out.field("id");
+  out.field("comment_text");
+  for (const char* f :
+       {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"})
+    out.field(f);
+  for (const auto& f : identity_columns()) out.field(f);
+  for (const char* f :
+       {"created_date", "publication_id", "parent_id", "article_id", "rating", "funny", "wow",
+        "sad", "likes", "disagree", "sexual_explicit", "identity_annotator_count"})
+    out.field(f);
+  out.field("toxicity_annotator_count", true);
+}
+
+// One row of the training file after its text: labels and Jigsaw's other columns.
+void write_train_row_tail(CsvWriter& out, Rng& rng, bool toxic) {
+  // toxic carries the label; the sub-type scores are smaller, as in Jigsaw.
+  out.field(label_value(rng, toxic));
+  for (double scale : {0.2, 0.6, 0.3, 0.8, 0.2}) {
+    const bool subtype = toxic && rng.below(4) == 0;
+    out.field(label_value(rng, subtype, scale));
   }
+  bool annotated = rng.below(4) == 0;
+  for (size_t k = 0; k < identity_columns().size(); ++k) out.field(annotated ? "0.0" : "");
+  char date[64];
+  const int month = 1 + int(rng.below(12)), day = 1 + int(rng.below(28));
+  const int minute = int(rng.below(60));
+  std::snprintf(date, sizeof date, "2016-%02d-%02d 10:%02d:00.000000+00", month, day, minute);
+  out.field(date);
+  out.field(std::to_string(rng.below(100)));
+  out.field("");
+  out.field(std::to_string(100000 + rng.below(900000)));
+  out.field(rng.below(10) ? "approved" : "rejected");
+  for (int k = 0; k < 5; ++k) out.field(std::to_string(rng.below(3)));
+  out.field("0.0");
+  out.field(annotated ? "4" : "0");
+  out.field(std::to_string(4 + rng.below(6)), true);
+}
+
+// The three files from `source`; deterministic from the seed.
+SynthSummary write_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed, int toxic_percent,
+                          bool overwrite, const CommentSource& source) {
+  SynthSummary summary = prepare_outputs(out_dir, overwrite);
+  Rng rng(mix_seed({seed, 0x5717}));
+  write_csv(summary.train_csv, [&](CsvWriter& out) {
+    write_train_header(out);
+    for (size_t i = 0; i < rows; ++i) {
+      bool toxic = static_cast<int>(rng.below(100)) < toxic_percent;
+      out.field(std::to_string(59848 + i));
+      out.field(source.comment(rng, "", toxic));
+      write_train_row_tail(out, rng, toxic);
+      ++summary.train_rows;
+    }
+  });
   write_csv(summary.multilingual_csv, [&](CsvWriter& out) {
     for (const char* f : {"id", "comment_text", "lang"}) out.field(f);
     out.field("toxic", true);
     const size_t per_language = std::max<size_t>(20, rows / 100);
     size_t id = 0;
-    for (const char* lang : {"es", "it", "tr"}) {
-      const size_t n = std::string(lang) == "tr" ? per_language + per_language / 5 : per_language;
+    for (const std::string& lang : source.multilingual_langs) {
+      const size_t n = lang == "tr" ? per_language + per_language / 5 : per_language;
       for (size_t i = 0; i < n; ++i) {
         bool toxic = rng.below(100) < 15;
         out.field(std::to_string(id++));
-        out.field(make_comment(rng, lang, toxic));
+        out.field(source.comment(rng, lang, toxic));
         out.field(lang);
         out.field(toxic ? "1" : "0", true);
         ++summary.multilingual_rows;
@@ -296,16 +321,80 @@ SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uin
     out.field("lang", true);
     const size_t per_language = std::max<size_t>(20, rows / 120);
     size_t id = 0;
-    for (const char* lang : {"es", "fr", "it", "pt", "ru", "tr"}) {
+    for (const std::string& lang : source.test_langs) {
       for (size_t i = 0; i < per_language; ++i) {
         out.field(std::to_string(id++));
-        out.field(make_comment(rng, lang, rng.below(100) < 15));
+        out.field(source.comment(rng, lang, rng.below(100) < 15));
         out.field(lang, true);
         ++summary.test_rows;
       }
     }
   });
   return summary;
+}
+
+// The texts of a lang,text CSV, by language (in file order), and every text in one list.
+struct TextPool {
+  std::map<std::string, std::vector<std::string>> by_lang;
+  std::vector<const std::string*> all;
+};
+
+TextPool read_text_pool(const std::string& path) {
+  if (!files::exists(path)) throw UserError(path + ": no such file, expected a lang,text CSV");
+  CsvReader reader(path);
+  CsvRecord record;
+  TextPool pool;
+  if (!reader.next(record) || record.fields.size() != 2 || record.fields[0] != "lang" ||
+      record.fields[1] != "text")
+    throw UserError(path + ":1: expected the header lang,text");
+  while (reader.next(record)) {
+    if (record.fields.size() != 2 || record.unterminated_quote || record.field_too_long)
+      throw UserError(path + ":" + std::to_string(record.line) + ": expected two fields lang,text");
+    if (!record.fields[1].empty())
+      pool.by_lang[record.fields[0]].push_back(std::move(record.fields[1]));
+  }
+  for (const auto& [lang, texts] : pool.by_lang)
+    for (const std::string& t : texts) pool.all.push_back(&t);
+  if (pool.all.empty()) throw UserError(path + ": no texts");
+  return pool;
+}
+
+}  // namespace
+
+SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed,
+                                    int toxic_percent, bool overwrite) {
+  CommentSource source{{"es", "it", "tr"},
+                       {"es", "fr", "it", "pt", "ru", "tr"},
+                       [](Rng& rng, const std::string& lang, bool toxic) {
+                         return make_comment(rng, lang.empty() ? "en" : lang, toxic);
+                       }};
+  return write_jigsaw(out_dir, rows, seed, toxic_percent, overwrite, source);
+}
+
+SynthSummary write_text_jigsaw(const std::string& out_dir, const std::string& texts_csv,
+                               size_t rows, uint64_t seed, bool overwrite) {
+  const TextPool pool = read_text_pool(texts_csv);
+  CommentSource source;
+  for (const auto& [lang, texts] : pool.by_lang)
+    if (lang != "en") source.multilingual_langs.push_back(lang);
+  source.test_langs = source.multilingual_langs;
+  // The training file: every text once per pass, in an order reshuffled for each pass.
+  Rng order_rng(mix_seed({seed, 0x7e87}));
+  std::vector<const std::string*> order;
+  size_t next = 0;
+  source.comment = [&](Rng& rng, const std::string& lang, bool) -> std::string {
+    if (!lang.empty()) {
+      const auto& texts = pool.by_lang.at(lang);
+      return texts[rng.below(texts.size())];
+    }
+    if (next == order.size()) {
+      order = pool.all;
+      order_rng.shuffle(order);
+      next = 0;
+    }
+    return *order[next++];
+  };
+  return write_jigsaw(out_dir, rows ? rows : pool.all.size(), seed, 8, overwrite, source);
 }
 
 }  // namespace sx::data

@@ -21,4 +21,13 @@ struct SynthSummary {
 SynthSummary write_synthetic_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed,
                                     int toxic_percent = 12, bool overwrite = true);
 
+// The same three files with real texts (`bench data`'s default corpus): the texts of
+// `texts_csv`, a lang,text CSV as tools/make_text_corpus.py writes it. The training file
+// holds `rows` texts (0: each text once) of every language, in an order shuffled from the
+// seed (reshuffled for each further pass); the multilingual and test files hold texts drawn
+// from each language other than en. Labels are drawn as the synthesizer draws them (8% toxic):
+// the files are for measuring the data path, not for learning.
+SynthSummary write_text_jigsaw(const std::string& out_dir, const std::string& texts_csv,
+                               size_t rows, uint64_t seed, bool overwrite = true);
+
 }  // namespace sx::data

@@ -72,19 +72,25 @@ bool is_valid_utf8(std::string_view text) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
   size_t i = 0;
-  while (true) {
-    while (i + 8 <= n) {  // fast path: eight ASCII bytes at a time
-      uint64_t word;
-      std::memcpy(&word, s + i, 8);
-      if (word & 0x8080808080808080ull) break;
-      i += 8;
+  while (i < n) {
+    if (s[i] < 0x80) {  // ASCII: then eight bytes at a time while they are ASCII too
+      for (++i; i + 8 <= n; i += 8) {
+        uint64_t word;
+        std::memcpy(&word, s + i, 8);
+        if (word & 0x8080808080808080ull) break;
+      }
+      continue;
     }
-    while (i < n && s[i] < 0x80) ++i;
-    if (i == n) return true;
+    // Two bytes (Latin accents, Greek, Cyrillic, ...) inline; the rest by the general rule.
+    if (s[i] >= 0xC2 && s[i] <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
+      i += 2;
+      continue;
+    }
     const size_t len = valid_sequence_length(s, n, i);
     if (len == 0) return false;
     i += len;
   }
+  return true;
 }
 
 std::string_view strip_python(std::string_view text) {
@@ -180,44 +186,42 @@ struct AsciiClasses {
       of[c] = is_python_word_char(c) ? kWord : is_python_space(c) ? kSpace : kOther;
   }
 };
+const AsciiClasses kAscii;
+
+// The class of the code point at s[i] and its length in bytes.
+Class class_at(const unsigned char* s, size_t n, size_t i, size_t& len) {
+  if (s[i] < 0x80) {
+    len = 1;
+    return kAscii.of[s[i]];
+  }
+  len = valid_sequence_length(s, n, i);
+  if (len == 0) {  // not valid UTF-8 (callers sanitize first): treat the byte as "other"
+    len = 1;
+    return kOther;
+  }
+  const char32_t cp = decode_at(s + i, len);
+  return is_python_word_char(cp) ? kWord : is_python_space(cp) ? kSpace : kOther;
+}
 
 }  // namespace
 
-std::vector<std::string_view> wordpunct_tokenize(std::string_view text) {
-  static const AsciiClasses ascii;
-  std::vector<std::string_view> words;
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0, start = 0;
+bool WordpunctWords::next(std::string_view& word) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text_.data());
+  const size_t n = text_.size();
+  size_t len = 0;
   Class run = kSpace;
-  while (i < n) {
-    if (s[i] < 0x80) {  // ASCII fast path
-      const Class cls = ascii.of[s[i]];
-      if (cls != run) {
-        if (run != kSpace) words.push_back(text.substr(start, i - start));
-        start = i;
-        run = cls;
-      }
-      ++i;
-      continue;
-    }
-    size_t len = valid_sequence_length(s, n, i);
-    Class cls;
-    if (len == 0) {  // not valid UTF-8 (callers sanitize first): treat the byte as "other"
-      len = 1;
-      cls = kOther;
-    } else {
-      char32_t cp = decode_at(s + i, len);
-      cls = is_python_word_char(cp) ? kWord : is_python_space(cp) ? kSpace : kOther;
-    }
-    if (cls != run) {
-      if (run != kSpace) words.push_back(text.substr(start, i - start));
-      start = i;
-      run = cls;
-    }
-    i += len;
-  }
-  if (run != kSpace) words.push_back(text.substr(start, n - start));
+  while (pos_ < n && (run = class_at(s, n, pos_, len)) == kSpace) pos_ += len;
+  if (pos_ == n) return false;
+  const size_t start = pos_;
+  for (pos_ += len; pos_ < n && class_at(s, n, pos_, len) == run;) pos_ += len;
+  word = text_.substr(start, pos_ - start);
+  return true;
+}
+
+std::vector<std::string_view> wordpunct_tokenize(std::string_view text) {
+  std::vector<std::string_view> words;
+  WordpunctWords it(text);
+  for (std::string_view w; it.next(w);) words.push_back(w);
   return words;
 }
 

@@ -24,6 +24,18 @@ size_t count_code_points(std::string_view text);
 // accepts. The views point into `text`.
 std::vector<std::string_view> wordpunct_tokenize(std::string_view text);
 
+// The same words one at a time, without allocating (a tokenizer that stops at max_len reads
+// no further): `WordpunctWords words(text); for (std::string_view w; words.next(w);) ...`.
+class WordpunctWords {
+ public:
+  explicit WordpunctWords(std::string_view text) : text_(text) {}
+  bool next(std::string_view& word);
+
+ private:
+  std::string_view text_;
+  size_t pos_ = 0;
+};
+
 bool is_python_word_char(char32_t cp);
 bool is_python_space(char32_t cp);
 

@@ -1,12 +1,13 @@
 // XLM-R token ids from a sentencepiece model, with fairseq's id mapping:
 //   <s>=0 <pad>=1 </s>=2 <unk>=3, sentencepiece piece i -> i+1, <mask> = last id.
 // Pre-tokenization `wordpunct` encodes each NLTK wordpunct word on its own (the notebook's
-// tokenize_all); `none` encodes the whole text (HF's tokenizer). Every sequence is
-// <s> ... </s>, cut to max_len and padded with <pad>. The notebook's cut drops the final
-// </s>; keep_eos=true (the default) keeps it in the last position instead.
+// tokenize_all); `none` encodes the whole text (HF's tokenizer; U+0085 separates words there,
+// as it does for HF). Every sequence is <s> ... </s>, cut to max_len and padded with <pad>.
+// The notebook's cut drops the final </s>; keep_eos=true (the default) keeps it in the last
+// position instead.
 //
 // With wordpunct a word's ids depend on the word alone, so they are memoised in a word cache
-// (bounded, shared by all threads, sharded by hash so threads rarely wait on each other).
+// (bounded, shared by all threads, read without locks).
 // Words in natural text follow Zipf's law: most lookups hit, and sentencepiece runs once per
 // distinct word. The output is the same with or without the cache.
 #pragma once
@@ -36,8 +37,8 @@ struct TokenizerOptions {
 struct WordCacheStats {
   uint64_t lookups = 0;
   uint64_t hits = 0;
-  uint64_t words = 0;    // cached now
-  uint64_t flushes = 0;  // shards emptied on reaching their share of the bound
+  uint64_t words = 0;     // cached now
+  uint64_t uncached = 0;  // new words not cached because the bound was reached
   double hit_rate() const { return lookups ? double(hits) / double(lookups) : 0.0; }
 };
 
@@ -67,8 +68,14 @@ class XlmrTokenizer {
   WordCacheStats word_cache_stats() const;
 
  private:
+  struct WordCounts {
+    uint64_t lookups = 0, hits = 0;
+  };
   void append_pieces(std::string_view text, std::vector<int32_t>& ids) const;
-  void append_word(std::string_view word, std::vector<int32_t>& ids) const;
+  void append_text(std::string_view text, std::vector<int32_t>& ids) const;
+  void append_word(std::string_view word, size_t hash, std::vector<int32_t>& ids,
+                   WordCounts& counts) const;
+  void append_cached_words(std::string_view text, std::vector<int32_t>& ids) const;
 
   TokenizerOptions options_;
   std::unique_ptr<SentencePieceEncoder> sp_;

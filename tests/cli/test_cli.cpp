@@ -67,6 +67,43 @@ TEST(Cli, BenchCheckpointWritesReadsAndCleansUp) {
   EXPECT_TRUE(files::list(dir.path("b")).empty());
 }
 
+TEST(Cli, BenchDataWithoutItsTextCorpusIsOneLine) {
+  test::TempDir dir;
+  auto r = run_cli("bench data --tokenizer " + test::fixtures_dir() +
+                   "/tokenizer/sentencepiece.bpe.model --dir " + dir.path("bench") + " --corpus " +
+                   dir.path("texts.csv"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("no text corpus at " + dir.path("texts.csv") +
+                       ": make it with tools/make_text_corpus.py"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(files::exists(dir.path("bench")));
+}
+
+TEST(Cli, BenchDataOnATextCorpusPrintsTheRatiosOfItsComparison) {
+  test::TempDir dir;
+  dir.write("texts.csv", "lang,text\nen,\"Hello world.\nSecond line\"\nde,Guten Tag\nen,third\n");
+  // A stand-in for tools/bench_data_python.py: the Python side at 1 text/s, HF at 2 texts/s.
+  dir.write("peer.sh",
+            "echo 'python tokenize (1 thread): ...'\n"
+            "echo '{\"rows\": 3, \"load_s\": 30.0, \"texts\": 3, \"tokenize_s\": 3.0, "
+            "\"hf_tokenize_s\": 1.5, \"hf_threads\": 2}'\n");
+  auto r =
+      run_cli("bench data --tokenizer " + test::fixtures_dir() +
+              "/tokenizer/sentencepiece.bpe.model --dir " + dir.path("bench") + " --corpus " +
+              dir.path("texts.csv") + " --compare /bin/sh --python-script " + dir.path("peer.sh"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("csv load (2 threads): 3 rows"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("python tokenize (1 thread): ..."), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x the notebook way (csv module)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x the notebook way (1 thread), "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tokenize, whole text: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("x HF tokenizers (XLMRobertaTokenizerFast, batch, 2 threads)"),
+            std::string::npos)
+      << r.out;
+}
+
 TEST(Cli, ConfigGetPrintsOneValueForScripts) {
   auto r = run_cli("config --get dist.stop_signal dist.stop_signal=USR2");
   EXPECT_EQ(r.exit_code, 0) << r.err;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "data/jigsaw.h"
 #include "data/node_share.h"
@@ -20,16 +21,22 @@
 namespace sx::data {
 namespace {
 
-TEST(Synth, FilesLoadWithoutBadRowsAndSplitWorks) {
-  test::TempDir dir;
-  auto s = write_synthetic_jigsaw(dir.path(), 3000, 11);
-  LoadOptions o;  // bad_rows = fail: any malformed row would throw
-  auto en = load_labeled_csv(
-      s.train_csv,
+// The training file as the trainer reads it, with bad_rows = fail: any malformed row throws.
+auto load_train_csv(const std::string& path) {
+  LoadOptions o;
+  return load_labeled_csv(
+      path,
       {"comment_text",
        {"toxic", "severe_toxicity", "obscene", "identity_attack", "insult", "threat"},
        "lang"},
       o);
+}
+
+TEST(Synth, FilesLoadWithoutBadRowsAndSplitWorks) {
+  test::TempDir dir;
+  auto s = write_synthetic_jigsaw(dir.path(), 3000, 11);
+  LoadOptions o;  // bad_rows = fail: any malformed row would throw
+  auto en = load_train_csv(s.train_csv);
   auto ml = load_labeled_csv(s.multilingual_csv, {"comment_text", {"toxic"}, "lang"}, o);
   auto test = load_test_csv(s.test_csv, {}, o);
   EXPECT_EQ(en.size(), 3000u);
@@ -56,6 +63,44 @@ TEST(Synth, DeterministicFromSeed) {
     EXPECT_EQ(test::read_file(a.path(f)), test::read_file(b.path(f))) << f;
     EXPECT_NE(test::read_file(a.path(f)), test::read_file(c.path(f))) << f;
   }
+}
+
+TEST(Synth, TextCorpusFilesHoldEachTextOnceAndLoadCleanly) {
+  test::TempDir dir;
+  dir.write("texts.csv",
+            "lang,text\nen,\"Short one\nwith a line, and \"\"quotes\"\"\"\nen,second\n"
+            "de,\"Straße, über\"\nru,город\nen,third\n");
+  auto s = write_text_jigsaw(dir.path("out"), dir.path("texts.csv"), 0, 1);
+  LoadOptions o;  // bad_rows = fail
+  auto en = load_train_csv(s.train_csv);
+  std::vector<std::string> got;
+  for (size_t i = 0; i < en.size(); ++i) got.emplace_back(en.texts[i]);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"Short one\nwith a line, and \"quotes\"", "Straße, über",
+                                           "second", "third", "город"}));
+  auto ml = load_labeled_csv(s.multilingual_csv, {"comment_text", {"toxic"}, "lang"}, o);
+  EXPECT_EQ(ml.languages(), (std::vector<std::string>{"de", "ru"}));
+  EXPECT_EQ(load_test_csv(s.test_csv, {}, o).size(), s.test_rows);
+  auto again = write_text_jigsaw(dir.path("again"), dir.path("texts.csv"), 12, 1);
+  EXPECT_EQ(again.train_rows, 12u);  // passes over the texts, each reshuffled
+  write_text_jigsaw(dir.path("same"), dir.path("texts.csv"), 12, 1);
+  EXPECT_EQ(test::read_file(dir.path("again/jigsaw-unintended-bias-train.csv")),
+            test::read_file(dir.path("same/jigsaw-unintended-bias-train.csv")));
+}
+
+TEST(Synth, MalformedTextCorpusIsAUserErrorNamingTheLine) {
+  test::TempDir dir;
+  dir.write("texts.csv", "lang,text\nen,one\nen,two,three\n");
+  try {
+    write_text_jigsaw(dir.path("out"), dir.path("texts.csv"), 0, 1);
+    FAIL() << "expected an error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("texts.csv:3: expected two fields lang,text"),
+              std::string::npos)
+        << e.what();
+  }
+  dir.write("bad-header.csv", "text,lang\none,en\n");
+  EXPECT_THROW(write_text_jigsaw(dir.path("out"), dir.path("bad-header.csv"), 0, 1), UserError);
 }
 
 TEST(Batches, TokenStoreTokenizesOnceAndMatchesDirectEncoding) {
