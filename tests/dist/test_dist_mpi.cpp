@@ -147,7 +147,9 @@ TEST(Peers, RanksThatDoNotAnswerAreSilent) {
   EXPECT_EQ(silent_ranks(60), std::vector<int>{});  // both ask, both answer
   EXPECT_EQ(silent_ranks(60), std::vector<int>{});  // a second round on both matches too
   // The last test of the binary: rank 0's message stays unanswered.
-  if (g_env.rank == 0) EXPECT_EQ(silent_ranks(0.5), std::vector<int>{1});  // rank 1 keeps quiet
+  if (g_env.rank == 0) {
+    EXPECT_EQ(silent_ranks(0.5), std::vector<int>{1});  // rank 1 keeps quiet
+  }
 }
 
 }  // namespace
