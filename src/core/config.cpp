@@ -349,6 +349,10 @@ const std::vector<Field>& schema() {
                       1, 1 << 20));
     s.push_back(entry(SX_MEMBER(export_, before_training), Kind::kBool, "true",
                       "train also writes features_before.h5 with the untrained encoder."));
+    s.push_back(entry(SX_MEMBER(export_, before_training_test), Kind::kBool, "true",
+                      "features_before.h5 holds the test set (data.test_csv) too; false: the "
+                      "labeled multilingual set alone, as the notebook projects before training "
+                      "(the export before training then takes less of run.max_duration)."));
     return s;
   }();
   return fields;

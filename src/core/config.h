@@ -138,6 +138,7 @@ struct DistConfig {
 struct ExportConfig {
   int64_t batch_size;
   bool before_training;
+  bool before_training_test;  // features_before.h5 holds the test set too
 };
 
 struct Config {

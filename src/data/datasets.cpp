@@ -9,6 +9,23 @@
 
 namespace sx::data {
 
+namespace {
+
+// data.pair_sampler: notebook reads the files as the notebook: English rows alone from the
+// English file (it trains on `en` only), and its assertions on the multilingual file.
+void follow_the_notebooks_files(Datasets& d) {
+  const std::string left_out = keep_english_rows(d.english);
+  if (!left_out.empty())
+    spdlog::warn(
+        "data.train_csv: rows in other languages than en left out ({}): with "
+        "data.pair_sampler: notebook the English file gives English texts only, as in the "
+        "notebook (balanced keeps every language)",
+        left_out);
+  check_notebook_multilingual(d.multilingual);
+}
+
+}  // namespace
+
 Datasets load_datasets(const Config& config, bool with_test, bool progress) {
   const DataConfig& d = config.data;
   LoadOptions options;
@@ -29,6 +46,7 @@ Datasets load_datasets(const Config& config, bool with_test, bool progress) {
       load_labeled_csv(d.multilingual_csv,
                        {d.text_field, d.multilingual_label_fields, d.lang_field}, options, &report);
   report.log();
+  if (d.pair_sampler == PairSampler::kNotebook) follow_the_notebooks_files(out);
   if (with_test && !d.test_csv.empty()) {
     report = {};
     options.key = "data.test_csv";
@@ -66,7 +84,9 @@ TokenizerOptions tokenizer_options(const Config& config) {
 namespace {
 
 PairList config_pairs(const Config& config, const LabeledCorpus& corpus, int64_t n_pairs,
-                      uint64_t stream, PairReport* report) {
+                      uint64_t stream, const std::string& source, PairReport* report) {
+  if (config.data.pair_sampler == PairSampler::kNotebook)
+    check_notebook_text_lengths(corpus, source);
   PairOptions o;
   o.n_pairs = static_cast<size_t>(n_pairs);
   o.seed = mix_seed({static_cast<uint64_t>(config.run.seed), stream});
@@ -78,11 +98,13 @@ PairList config_pairs(const Config& config, const LabeledCorpus& corpus, int64_t
 }  // namespace
 
 PairList training_pairs(const Config& config, const CorpusSplit& split, PairReport* report) {
-  return config_pairs(config, split.train, config.data.train_pairs, 1, report);
+  return config_pairs(config, split.train, config.data.train_pairs, 1,
+                      "data.train_csv (its training corpus)", report);
 }
 
 PairList validation_pairs(const Config& config, const CorpusSplit& split, PairReport* report) {
-  return config_pairs(config, split.validation, config.data.val_pairs, 2, report);
+  return config_pairs(config, split.validation, config.data.val_pairs, 2,
+                      "data.train_csv (its validation corpus)", report);
 }
 
 }  // namespace sx::data

@@ -20,7 +20,10 @@ struct Datasets {
 };
 
 // Loads data.train_csv, data.multilingual_csv and (with_test and set) data.test_csv,
-// logging each file's report. `progress`: show loading progress (rank 0).
+// logging each file's report. `progress`: show loading progress (rank 0). With
+// data.pair_sampler: notebook the files are read as the notebook reads them: the English
+// file's rows in other languages are left out (a warning counts them), and a multilingual
+// file with `en` rows or a language of one label is a UserError (split.h).
 Datasets load_datasets(const Config& config, bool with_test, bool progress = true);
 
 // tokenizer.model, or when it is not set sentencepiece.bpe.model in model.pretrained (where HF
@@ -28,7 +31,9 @@ Datasets load_datasets(const Config& config, bool with_test, bool progress = tru
 TokenizerOptions tokenizer_options(const Config& config);
 std::string tokenizer_model_path(const Config& config);
 
-// The training and validation pair sequences of a split (independent seeded streams).
+// The training and validation pair sequences of a split (independent seeded streams). With
+// data.pair_sampler: notebook, a language and label of the corpus without a text longer than
+// 100 characters is a UserError (pairs.h, check_notebook_text_lengths).
 PairList training_pairs(const Config& config, const CorpusSplit& split,
                         PairReport* report = nullptr);
 PairList validation_pairs(const Config& config, const CorpusSplit& split,

@@ -315,6 +315,24 @@ PairList build_pairs(const LabeledCorpus& corpus, const PairOptions& options, Pa
   return out;
 }
 
+void check_notebook_text_lengths(const LabeledCorpus& corpus, const std::string& source) {
+  constexpr size_t kLongest = 100;    // the notebook's max_chars_number > 100
+  std::map<PoolKey, size_t> longest;  // per language and label; stops counting past 100
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    size_t& n = longest[{corpus.langs[i], corpus.labels[i]}];
+    // A text of n bytes or fewer has n code points or fewer: only longer ones are counted.
+    if (n <= kLongest && corpus.texts[i].size() > n)
+      n = std::max(n, count_code_points(corpus.texts[i]));
+  }
+  for (const auto& [key, n] : longest)
+    if (n <= kLongest)
+      throw UserError(source + ": the longest " + (key.second ? "toxic" : "normal") + " text in '" +
+                      key.first + "' has " + std::to_string(n) +
+                      " characters, expected more than 100: data.pair_sampler: notebook weighs "
+                      "texts by length as the notebook, which asserts this (max_chars_number > "
+                      "100); use longer texts, or data.pair_sampler: balanced");
+}
+
 namespace {
 
 std::string csv_field(const std::string& value) {

@@ -89,6 +89,12 @@ struct PairOptions {
 PairList build_pairs(const LabeledCorpus& corpus, const PairOptions& options,
                      PairReport* report = nullptr);
 
+// The notebook's generate_text_probabilities asserts max_chars_number > 100: in every language
+// and label of a corpus it samples, the longest text has more than 100 characters (code points
+// of the stripped text). Throws a UserError naming `source` ("data.train_csv, training
+// corpus"), the language and label, and the longest length found.
+void check_notebook_text_lengths(const LabeledCorpus& corpus, const std::string& source);
+
 // The pair sequence as CSV: index, left_row, right_row (data-row numbers in the source file),
 // left_lang, right_lang, label, category. Throws UserError when the file cannot be written.
 void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus, const PairList& pairs);

@@ -1,5 +1,7 @@
 #include "data/split.h"
 
+#include <array>
+#include <cmath>
 #include <map>
 #include <numeric>
 
@@ -39,12 +41,55 @@ CorpusSplit split_corpus(const LabeledCorpus& english, const LabeledCorpus& mult
     out.multilingual.push_back_from(english, order[pos], "en");
   }
   const size_t rest = english.size() - out.max_size;
-  const size_t n_val = static_cast<size_t>(static_cast<double>(rest) * val_fraction);
+  // The notebook's int(round(0.1 * n)): Python rounds half to even, as nearbyint does in the
+  // default rounding mode (95.9 gives 96, 94.5 gives 94).
+  const size_t n_val =
+      static_cast<size_t>(std::nearbyint(static_cast<double>(rest) * val_fraction));
   out.validation.reserve(n_val);
   for (size_t k = 0; k < n_val; ++k, ++pos) out.validation.push_back_from(english, order[pos]);
   out.train.reserve(english.size() - pos);
   for (; pos < english.size(); ++pos) out.train.push_back_from(english, order[pos]);
   return out;
+}
+
+void check_notebook_multilingual(const LabeledCorpus& multilingual) {
+  std::map<std::string, std::array<size_t, 2>> per_language;  // rows per label
+  size_t english = 0;
+  int64_t first_english_row = -1;
+  for (size_t i = 0; i < multilingual.size(); ++i) {
+    ++per_language[multilingual.langs[i]][multilingual.labels[i] ? 1 : 0];
+    if (multilingual.langs[i] == "en" && english++ == 0) first_english_row = multilingual.rows[i];
+  }
+  if (english > 0)
+    throw UserError("data.multilingual_csv: " + std::to_string(english) +
+                    " rows are in language 'en' (the first is data row " +
+                    std::to_string(first_english_row) +
+                    "), expected none: with data.pair_sampler: notebook the English texts come "
+                    "from data.train_csv alone, as in the notebook");
+  for (const auto& [lang, counts] : per_language)
+    if (counts[0] == 0 || counts[1] == 0)
+      throw UserError("data.multilingual_csv: language '" + lang + "' has " +
+                      std::to_string(counts[0] + counts[1]) + " rows, all " +
+                      (counts[0] ? "normal" : "toxic") +
+                      ", expected both labels: with data.pair_sampler: notebook every language "
+                      "needs toxic and normal texts, as in the notebook (its ROC-AUC per "
+                      "language needs both)");
+}
+
+std::string keep_english_rows(LabeledCorpus& english) {
+  std::map<std::string, size_t> others;
+  for (size_t i = 0; i < english.size(); ++i)
+    if (english.langs[i] != "en") ++others[english.langs[i]];
+  if (others.empty()) return "";
+  LabeledCorpus kept;
+  kept.reserve(english.size());
+  for (size_t i = 0; i < english.size(); ++i)
+    if (english.langs[i] == "en") kept.push_back_from(english, i);
+  english = std::move(kept);
+  std::string left_out;
+  for (const auto& [lang, n] : others)
+    left_out += (left_out.empty() ? "" : ", ") + lang + " " + std::to_string(n);
+  return left_out;
 }
 
 }  // namespace sx::data

@@ -168,6 +168,23 @@ void log_pair_sequences(const Replica& r, const std::string& train_fingerprint,
                r.train_pairs.size(), train_fingerprint, r.val_pairs.size(), val_fingerprint);
 }
 
+// The notebook's assertion n_steps >= 50 (stopping.h), where its epoch rule applies: the
+// notebook sampler, train.steps_per_epoch 0. Counted at this run's global batch.
+void check_notebook_batches(const Config& config, const dist::MpiEnv& env, size_t train_pairs) {
+  if (config.data.pair_sampler != PairSampler::kNotebook || config.train.steps_per_epoch != 0)
+    return;
+  const int64_t batch = config.train.pairs_per_rank * env.world * config.train.accumulation_steps;
+  const int64_t batches = static_cast<int64_t>(train_pairs) / batch;
+  if (batches < kNotebookMinTrainBatches)
+    throw UserError(
+        "data.train_pairs: the " + std::to_string(train_pairs) + " training pairs make " +
+        std::to_string(batches) + " global batches of " + std::to_string(batch) +
+        " pairs, expected at least " + std::to_string(kNotebookMinTrainBatches) +
+        ": with data.pair_sampler: notebook and its epoch rule (train.steps_per_epoch: 0) the "
+        "notebook asserts n_steps >= 50; ask for more pairs, use smaller batches "
+        "(train.pairs_per_rank) or set train.steps_per_epoch");
+}
+
 // Loads, splits and builds the pair sequences, without any collective.
 void load_data(const Config& config, const dist::MpiEnv& env, Replica& r) {
   const bool lead = env.rank == 0;
@@ -181,6 +198,7 @@ void load_data(const Config& config, const dist::MpiEnv& env, Replica& r) {
   data::PairReport train_report, val_report;
   r.train_pairs = data::training_pairs(config, r.split, &train_report);
   r.val_pairs = data::validation_pairs(config, r.split, &val_report);
+  check_notebook_batches(config, env, r.train_pairs.size());
   log_pair_sequences(r, train_report.fingerprint, val_report.fingerprint);
   if (lead) {
     spdlog::info(

@@ -33,8 +33,9 @@ struct EarlyStopping {
 // The notebook's epoch arithmetic: training batches train_pairs // global_batch, validation
 // batches val_pairs // global_batch (both floor, as the notebook's steps), an epoch
 // min(20 x validation batches, training batches) steps, at most max(30, round(10 x training
-// batches / steps per epoch)) epochs. The global batch is train.pairs_per_rank x ranks x
-// train.accumulation_steps pairs per optimizer step.
+// batches / steps per epoch)) epochs, rounded as Python's round (half to even: 32.5 gives 32).
+// The global batch is train.pairs_per_rank x ranks x train.accumulation_steps pairs per
+// optimizer step.
 struct EpochPlan {
   int64_t global_batch = 0;
   int64_t train_batches = 0;
@@ -42,6 +43,12 @@ struct EpochPlan {
   int64_t steps_per_epoch = 0;
   int64_t max_epochs = 0;
 };
+
+// The notebook asserts n_steps >= 50: its training pairs make at least 50 batches (about
+// 12,000 on its data). It guards the epoch rule above, so the trainer applies it where that
+// rule is the notebook's: data.pair_sampler: notebook with train.steps_per_epoch: 0
+// (replica.cpp).
+constexpr int64_t kNotebookMinTrainBatches = 50;
 
 inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t global_batch,
                              int64_t steps_per_epoch_override, int64_t max_epochs_override) {
@@ -52,10 +59,10 @@ inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t glo
   p.steps_per_epoch = steps_per_epoch_override > 0 ? steps_per_epoch_override
                                                    : std::min(20 * p.val_batches, p.train_batches);
   p.steps_per_epoch = std::max<int64_t>(1, p.steps_per_epoch);
-  p.max_epochs =
-      max_epochs_override > 0
-          ? max_epochs_override
-          : std::max<int64_t>(30, std::llround(10.0 * p.train_batches / p.steps_per_epoch));
+  p.max_epochs = max_epochs_override > 0
+                     ? max_epochs_override
+                     : std::max<int64_t>(30, static_cast<int64_t>(std::nearbyint(
+                                                 10.0 * p.train_batches / p.steps_per_epoch)));
   return p;
 }
 
@@ -103,11 +110,15 @@ inline PairPlan plan_in_pairs(const EpochPlan& p, double lr_step_epochs) {
 // time used so far (set-up, the before-training export, training), one more step as long as
 // the last and twice the final export's expected duration would exceed the budget; the
 // second export's worth covers the wrap-up (last checkpoint, reloading the best weights) and
-// a slower export. The final export is expected to take as long as the before-training one;
-// without one (export.before_training false, or a resumed run) it is estimated from the
-// training steps' pace: a step embeds `step_texts` texts forward and backward, the export
-// `export_texts` per rank forward only, so the estimate errs long. All times are seconds
-// since the program's start; the class holds no clock, so tests drive it.
+// a slower export. The final export is expected to take as long as the before-training one
+// (scaled by texts when that one left the test set out); without one (export.before_training
+// false, or a resumed run) it is estimated from the training steps' pace: a step embeds
+// `step_texts` texts forward and backward, the export `export_texts` per rank forward only, so
+// the estimate errs long. One validation (reserve_validation: its texts per rank, the epoch
+// AUC's included) is reserved as well, estimated the same way: the step before the check may
+// end an epoch, and a budget that ends the first epoch early still validates the weights it
+// exports (trainer.cpp), as the notebook's TimeStopping, which acts at epoch ends, always does.
+// All times are seconds since the program's start; the class holds no clock, so tests drive it.
 class JobBudget {
  public:
   enum Phase { kSetUp, kExportBefore, kTraining, kWrapUp, kPhases };
@@ -130,14 +141,27 @@ class JobBudget {
     return ends_[phase];
   }
 
+  // The texts one validation embeds per rank (0, the default: none reserved).
+  void reserve_validation(double texts) { validation_texts_ = texts; }
+  // The export before training embeds `texts` per rank, not export_texts (it leaves some out).
+  void export_before_covers(double texts) { export_before_texts_ = texts; }
+
   double expected_export_seconds(double last_step_seconds) const {
-    if (marked_[kExportBefore]) return duration_of(kExportBefore);
-    return step_texts_ > 0 ? last_step_seconds * export_texts_ / step_texts_ : 0;
+    if (marked_[kExportBefore])
+      return export_before_texts_ > 0
+                 ? duration_of(kExportBefore) * export_texts_ / export_before_texts_
+                 : duration_of(kExportBefore);
+    return paced_seconds(last_step_seconds, export_texts_);
   }
-  // Before a step at `now`: true when the step and the wrap-up would overrun the budget.
+  double expected_validation_seconds(double last_step_seconds) const {
+    return paced_seconds(last_step_seconds, validation_texts_);
+  }
+  // Before a step at `now`: true when the step, a validation and the wrap-up would overrun the
+  // budget.
   bool should_stop(double now, double last_step_seconds) const {
-    return limited() &&
-           now + last_step_seconds + 2 * expected_export_seconds(last_step_seconds) >= budget_;
+    return limited() && now + last_step_seconds + expected_validation_seconds(last_step_seconds) +
+                                2 * expected_export_seconds(last_step_seconds) >=
+                            budget_;
   }
 
   // One line for the log: where the time went (after end_of(kWrapUp)).
@@ -155,6 +179,10 @@ class JobBudget {
   }
 
  private:
+  // Embedding `texts` forward only, at the pace of a step's step_texts forward and backward.
+  double paced_seconds(double last_step_seconds, double texts) const {
+    return step_texts_ > 0 ? last_step_seconds * texts / step_texts_ : 0;
+  }
   static std::string fmt(double seconds) {
     char b[32];
     std::snprintf(b, sizeof b, "%.3f", seconds);
@@ -163,6 +191,8 @@ class JobBudget {
 
   double budget_;
   double export_texts_, step_texts_;
+  double validation_texts_ = 0;
+  double export_before_texts_ = 0;  // 0: the export before training embeds export_texts_
   double ends_[kPhases] = {0, 0, 0, 0};
   bool marked_[kPhases] = {false, false, false, false};
 };

@@ -14,6 +14,24 @@
 
 namespace sx::train {
 
+namespace {
+
+// run.max_duration's accounting (stopping.h): the texts per rank of the final export, of the one
+// before training and of a validation, and those a step embeds.
+JobBudget job_budget(const Config& config, const dist::MpiEnv& env, const Replica& r) {
+  const double labeled = static_cast<double>(r.split.multilingual.size()) / env.world;
+  const double test =
+      r.datasets.test ? static_cast<double>(r.datasets.test->size()) / env.world : 0;
+  JobBudget budget(config.run.max_duration, labeled + test,
+                   2.0 * config.train.pairs_per_rank * config.train.accumulation_steps);
+  if (!config.export_.before_training_test) budget.export_before_covers(labeled);
+  budget.reserve_validation(2.0 * static_cast<double>(r.val_pairs.size()) / env.world +
+                            (config.train.epoch_auc ? labeled : 0));
+  return budget;
+}
+
+}  // namespace
+
 int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptions& options) {
   Replica r;
   Checkpoint checkpoint;
@@ -22,20 +40,22 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
   try {
     connect_replica(config, env, r, checkpoint);
     checkpoint = {};  // its tensors are in the replica now
-    const size_t export_texts =
-        r.split.multilingual.size() + (r.datasets.test ? r.datasets.test->size() : 0);
-    JobBudget budget(config.run.max_duration, static_cast<double>(export_texts) / env.world,
-                     2.0 * config.train.pairs_per_rank * config.train.accumulation_steps);
+    JobBudget budget = job_budget(config, env, r);
     budget.end_of(JobBudget::kSetUp, program_seconds());
-    const FeatureExport write_features = [&](const std::string& path) {
-      const FeatureSource source{r.trainee.model, r.tokenizer.get(), &r.split.multilingual,
-                                 r.datasets.test ? &*r.datasets.test : nullptr,
-                                 r.model_description};
-      options.write_features(source, path);
+    const auto features_writer = [&](bool with_test) {
+      return [&, with_test](const std::string& path) {
+        const FeatureSource source{r.trainee.model, r.tokenizer.get(), &r.split.multilingual,
+                                   with_test && r.datasets.test ? &*r.datasets.test : nullptr,
+                                   r.model_description};
+        options.write_features(source, path);
+      };
     };
-    // The notebook projects the data before training too: the untrained encoder's features.
+    const FeatureExport write_features = features_writer(true);
+    // The notebook projects the data before training too: the untrained encoder's features
+    // (of the labeled set alone with export.before_training_test: false, as the notebook's).
     if (config.export_.before_training && r.resumed_from.empty()) {
-      write_features(files::join(config.run.dir, "features_before.h5"));
+      features_writer(config.export_.before_training_test)(
+          files::join(config.run.dir, "features_before.h5"));
       budget.end_of(JobBudget::kExportBefore, program_seconds());
     }
     Loop loop(config, env, r, budget);
@@ -43,6 +63,16 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     while ((reason = loop.stop_check()) == StopReason::kNone) {
       if ((reason = loop.step()) != StopReason::kNone) break;
       if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
+    }
+    // The notebook's TimeStopping acts at epoch ends, so the weights it exports were validated:
+    // a budget that ends the first epoch early ends it here (JobBudget reserved the time).
+    if (reason == StopReason::kTime && r.state.epoch == 0 && r.state.step > 0) {
+      if (env.rank == 0)
+        spdlog::warn(
+            "run.max_duration ends training in its first epoch, at step {}: ending the epoch "
+            "here to validate the weights the run exports",
+            r.state.step);
+      loop.end_epoch();
     }
     return loop.finish(reason, write_features);
   } catch (const std::exception& e) {

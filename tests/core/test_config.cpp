@@ -207,6 +207,18 @@ TEST(ConfigInputs, DirectoryWhereFileExpected) {
 }
 
 // Enumerations are parsed once, when the configuration loads; their names round-trip.
+TEST(Config, TheReferenceConfigSpendsTimeOnlyWhereTheNotebookDoes) {
+  // The notebook computes no AUC per epoch and projects the labeled set alone before training;
+  // the defaults (every existing run) keep both.
+  const Config c = load_config(std::string(SX_SOURCE_DIR) + "/configs/xlmr-base-jigsaw.yaml", {});
+  EXPECT_EQ(c.data.pair_sampler, PairSampler::kNotebook);
+  EXPECT_FALSE(c.train.epoch_auc);
+  EXPECT_TRUE(c.export_.before_training);
+  EXPECT_FALSE(c.export_.before_training_test);
+  EXPECT_TRUE(default_config().train.epoch_auc);
+  EXPECT_TRUE(default_config().export_.before_training_test);
+}
+
 TEST(Config, EnumerationsParseOnceAndRoundTrip) {
   const Config c = load_config("", {"dist.grad_dtype=bf16", "model.attention=sdpa",
                                     "dist.stop_signal=USR2", "data.pair_sampler=balanced"});

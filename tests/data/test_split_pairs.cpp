@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <set>
 
+#include "core/config.h"
 #include "core/error.h"
+#include "data/datasets.h"
 #include "data/pairs.h"
 #include "data/split.h"
 #include "data/token_store.h"
@@ -45,6 +47,18 @@ TEST(Split, SizesAndDisjointPartsAsTheNotebook) {
     rows.insert(s.multilingual.rows[i]);
   }
   EXPECT_EQ(rows.size(), 1000u);  // every English row exactly once
+}
+
+TEST(Split, TheValidationShareIsRoundedAsPythonsRoundHalfToEven) {
+  // The notebook's int(round(0.1 * n)) of the n = English rows left after the multilingual
+  // share (50): 0.1 x 959 = 95.9 gives 96 (truncating gave 95); 0.1 x 945 = 94.5 gives 94 (half
+  // to even, where rounding half away from zero gives 95); 0.1 x 955 = 95.5 gives 96.
+  for (const auto& [english_rows, expected] :
+       std::vector<std::pair<size_t, size_t>>{{1009, 96}, {995, 94}, {1005, 96}, {1000, 95}}) {
+    CorpusSplit s = split_corpus(corpus(english_rows, "en", 5), multilingual(), 42, 0.1);
+    EXPECT_EQ(s.validation.size(), expected) << english_rows;
+    EXPECT_EQ(s.train.size(), english_rows - 50 - expected) << english_rows;
+  }
 }
 
 TEST(Split, DeterministicFromSeed) {
@@ -125,6 +139,65 @@ TEST(WeightedSample, InclusionProbabilitiesAreThoseOfSuccessiveDraws) {
   for (int i = 0; i < 4; ++i)  // binomial standard error < 0.0012: 5 sigma
     EXPECT_NEAR(static_cast<double>(hits[i]) / trials, exact[i], 0.006) << i;
   EXPECT_EQ(weighted_sample(w, 9, rng).size(), 4u);
+}
+
+// ---- data.pair_sampler: notebook reads the files as the notebook (datasets.cpp)
+
+// A configuration on a labeled English file and a multilingual file written into `dir`.
+Config files_config(const test::TempDir& dir, const std::string& english_csv,
+                    const std::string& multilingual_csv) {
+  Config c = default_config();
+  c.data.train_csv = dir.write("train.csv", english_csv);
+  c.data.multilingual_csv = dir.write("validation.csv", multilingual_csv);
+  c.data.test_csv = "";
+  c.data.train_label_fields = {"toxic"};
+  return c;
+}
+
+const char* const kMultilingualCsv = "comment_text,toxic,lang\nuno,0,es\ndos,1,es\n";
+
+TEST(NotebookFiles, TheEnglishFileGivesItsEnglishRowsAlone) {
+  // The notebook trains on `en` only; the balanced sampler keeps every language of the file.
+  test::TempDir dir;
+  Config c = files_config(dir,
+                          "comment_text,toxic,lang\nan English text,0,en\nun texto,1,es\n"
+                          "another English text,1,en\nune phrase,0,fr\nune autre,0,fr\n",
+                          kMultilingualCsv);
+  const Datasets notebook = load_datasets(c, false, false);
+  ASSERT_EQ(notebook.english.size(), 2u);
+  EXPECT_EQ(notebook.english.langs.strings(), (std::vector<std::string>{"en", "en"}));
+  EXPECT_EQ(notebook.english.texts[1], "another English text");
+  c.data.pair_sampler = PairSampler::kBalanced;
+  EXPECT_EQ(load_datasets(c, false, false).english.size(), 5u);
+  // What is left out, per language; nothing when every row is English.
+  LabeledCorpus mixed = notebook.english;
+  mixed.push_back_from(corpus(3, "fr", 2), 0);
+  mixed.push_back_from(corpus(3, "es", 2), 1);
+  mixed.push_back_from(corpus(3, "es", 2), 2);
+  EXPECT_EQ(keep_english_rows(mixed), "es 2, fr 1");
+  EXPECT_EQ(mixed.size(), 2u);
+  EXPECT_EQ(keep_english_rows(mixed), "");
+}
+
+TEST(NotebookFiles, TheMultilingualFileHoldsNoEnglishAndBothLabelsInEveryLanguage) {
+  test::TempDir dir;
+  const std::string english = "comment_text,toxic\nan English text,0\n";
+  Config c =
+      files_config(dir, english, "comment_text,toxic,lang\nuno,0,es\ndos,1,es\nthree,0,en\n");
+  std::string e = test::error_of([&] { load_datasets(c, false, false); });
+  EXPECT_NE(e.find("data.multilingual_csv: 1 rows are in language 'en'"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected none"), std::string::npos) << e;
+  c = files_config(dir, english, "comment_text,toxic,lang\nuno,0,es\ndos,1,es\ntre,1,it\n");
+  e = test::error_of([&] { load_datasets(c, false, false); });
+  EXPECT_NE(e.find("data.multilingual_csv: language 'it' has 1 rows, all toxic, expected both"),
+            std::string::npos)
+      << e;
+  c = files_config(dir, english, kMultilingualCsv);
+  EXPECT_EQ(test::error_of([&] { load_datasets(c, false, false); }), "(no error)");
+  // The balanced sampler is not the notebook: it takes such files as they are.
+  c = files_config(dir, english, "comment_text,toxic,lang\nuno,0,es\nthree,0,en\n");
+  c.data.pair_sampler = PairSampler::kBalanced;
+  EXPECT_EQ(test::error_of([&] { load_datasets(c, false, false); }), "(no error)");
 }
 
 // An English corpus: `normal` normal and `toxic` toxic texts longer than 10 characters, plus
@@ -314,6 +387,41 @@ TEST(NotebookPairs, NoSampleableTextIsAClearError) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("longer than 10"), std::string::npos) << e.what();
   }
+}
+
+TEST(NotebookPairs, EveryLanguageAndLabelSampledHasATextLongerThan100Characters) {
+  // The notebook's generate_text_probabilities asserts max_chars_number > 100, in characters
+  // (code points): 100 two-byte characters are not enough, 101 are.
+  Config c = default_config();
+  c.data.train_pairs = 100;
+  c.data.val_pairs = 20;
+  CorpusSplit split;
+  split.train = english(300, 60);  // texts of at most 55 characters
+  split.validation = english(300, 60);
+  std::string e = test::error_of([&] { training_pairs(c, split); });
+  EXPECT_NE(e.find("data.train_csv (its training corpus): the longest normal text in 'en' has 55 "
+                   "characters, expected more than 100"),
+            std::string::npos)
+      << e;
+  auto add = [](LabeledCorpus& corpus, size_t characters, int label) {
+    std::string text;
+    for (size_t i = 0; i < characters; ++i) text += "\xc3\xa9";  // é
+    corpus.texts.push_back(text);
+    corpus.labels.push_back(static_cast<uint8_t>(label));
+    corpus.langs.push_back("en");
+    corpus.rows.push_back(static_cast<int64_t>(corpus.rows.size()));
+  };
+  add(split.train, 101, 0);
+  add(split.train, 100, 1);
+  e = test::error_of([&] { training_pairs(c, split); });
+  EXPECT_NE(e.find("the longest toxic text in 'en' has 100 characters"), std::string::npos) << e;
+  add(split.train, 101, 1);
+  EXPECT_EQ(test::error_of([&] { training_pairs(c, split); }), "(no error)");
+  e = test::error_of([&] { validation_pairs(c, split); });
+  EXPECT_NE(e.find("data.train_csv (its validation corpus)"), std::string::npos) << e;
+  // The balanced sampler does not weigh by the notebook's rule: short texts are fine.
+  c.data.pair_sampler = PairSampler::kBalanced;
+  EXPECT_EQ(test::error_of([&] { validation_pairs(c, split); }), "(no error)");
 }
 
 TEST(NotebookPairs, CsvAndFingerprint) {

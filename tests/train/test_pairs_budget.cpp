@@ -142,5 +142,37 @@ TEST(JobBudgetCli, SetUpTrainingAndTheFinalExportFitTheWholeBudget) {
   EXPECT_LT(wall, budget + 30) << "whole command took " << wall << " s";
 }
 
+TEST(JobBudgetCli, ABudgetThatEndsTheFirstEpochStillValidatesTheWeightsItExports) {
+  // The notebook's TimeStopping acts at epoch ends, so the weights it exports were validated.
+  // An epoch far longer than the budget: the run ends it when the budget stops training, and
+  // validates (an epoch line, best.h5) the weights it exports.
+  test::TempDir dir;
+  auto r = test::train(1, test::train_config(dir.path()),
+                       "train.steps_per_epoch=1000000 run.max_duration=8s");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string log = test::read_file(dir.path("run/log/rank-0.log"));
+  EXPECT_NE(log.find("time-based stopping"), std::string::npos) << log;
+  EXPECT_NE(log.find("ending the epoch here to validate"), std::string::npos) << log;
+  const std::string metrics = test::read_file(dir.path("run/metrics.jsonl"));
+  EXPECT_EQ(test::count_occurrences(metrics, "\"type\":\"epoch\""), 1u) << metrics;
+  EXPECT_TRUE(files::exists(dir.path("run/checkpoints/best.h5")));
+  EXPECT_NE(log.find("reloaded the best weights"), std::string::npos) << log;
+  EXPECT_LE(seconds_in(log, "] job time "), 8 + 1.0) << log;
+}
+
+TEST(NotebookRules, TooFewTrainingBatchesForTheNotebooksEpochRuleAreRefused) {
+  // The notebook asserts n_steps >= 50: about 100 pairs in batches of 4 make 25.
+  test::TempDir dir;
+  const std::string config = test::train_config(dir.path(), "  max_steps: 1\n");
+  auto r = test::train(1, config, "train.steps_per_epoch=0 data.train_pairs=100");
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("global batches of 4 pairs, expected at least 50"),
+            std::string::npos)
+      << r.out << r.err;
+  // An epoch set by train.steps_per_epoch is not the notebook's rule: the run trains.
+  r = test::train(1, config, "--force data.train_pairs=100");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
 }  // namespace
 }  // namespace sx

@@ -58,6 +58,11 @@ TEST(EpochPlan, TheNotebooksRule) {
   EXPECT_EQ(plan_epochs(1000, 100, 4, 7, 3).max_epochs, 3);
   EXPECT_EQ(plan_epochs(1000, 10, 16, 0, 0).val_batches, 0);  // fewer than one batch
   EXPECT_EQ(plan_epochs(1000, 10, 16, 0, 0).steps_per_epoch, 1);
+  // The cap rounds as Python's round, half to even: 10 x 13 / 4 = 32.5 gives 32, 10 x 27 / 8 =
+  // 33.75 gives 34, 10 x 15 / 4 = 37.5 gives 38.
+  EXPECT_EQ(plan_epochs(13 * 8, 1000, 8, 4, 0).max_epochs, 32);
+  EXPECT_EQ(plan_epochs(27 * 8, 1000, 8, 8, 0).max_epochs, 34);
+  EXPECT_EQ(plan_epochs(15 * 8, 1000, 8, 4, 0).max_epochs, 38);
 }
 
 TEST(PairPlan, KeepsTheStepRulesAtItsOwnBatchAndThePairCountsAtAnother) {
@@ -135,6 +140,32 @@ TEST(JobBudget, WithoutAnExportBeforeTrainingItIsEstimatedFromTheStepsPace) {
   EXPECT_LE(end, 1000);
   EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kTraining), 1000 - 50 - 200 - 1);
   EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kExportBefore), 0);
+}
+
+TEST(JobBudget, AValidationIsReservedSoTheFirstEpochCanBeValidatedWithinTheBudget) {
+  // 6400 texts to export and 640 to validate per rank, 64 texts per step of 1 s: the export
+  // is estimated at 100 s, the validation at 10 s; training stops 10 s earlier than without
+  // the validation's reserve, and the job (with that validation in its wrap-up) fits.
+  JobBudget b(1000, 6400, 64);
+  b.reserve_validation(640);
+  EXPECT_DOUBLE_EQ(b.expected_validation_seconds(1.0), 10);
+  const double end = simulate(b, 50, 0, 1.0, 10 + 100);
+  EXPECT_LE(end, 1000);
+  EXPECT_DOUBLE_EQ(b.duration_of(JobBudget::kTraining), 1000 - 50 - 200 - 10 - 1);
+}
+
+TEST(JobBudget, AnExportBeforeTrainingOfFewerTextsPredictsTheFinalOneInProportion) {
+  // export.before_training_test: false: the export before training embeds the 1000 labeled
+  // texts of the 10000 the final export embeds; it took 30 s, so the final one takes 300 s.
+  JobBudget b(9000, 10000, 64);
+  b.export_before_covers(1000);
+  b.end_of(JobBudget::kSetUp, 600);
+  b.end_of(JobBudget::kExportBefore, 630);
+  EXPECT_DOUBLE_EQ(b.expected_export_seconds(2.0), 300);
+  JobBudget all(9000, 10000, 64);
+  all.end_of(JobBudget::kSetUp, 600);
+  all.end_of(JobBudget::kExportBefore, 630);
+  EXPECT_DOUBLE_EQ(all.expected_export_seconds(2.0), 30);
 }
 
 TEST(JobBudget, ASetUpLongerThanTheBudgetStopsBeforeTheFirstStepAndNoneNeverStops) {
