@@ -8,13 +8,14 @@ namespace sx::data {
 
 std::string_view TextArena::copy(std::string_view text) {
   constexpr size_t kBlock = 1u << 20;
+  if (text.empty()) return {};  // nothing to store, and maybe no block yet to point into
   if (capacity_ - used_ < text.size()) {
     capacity_ = std::max(kBlock, text.size());
     blocks_.emplace_back(new char[capacity_]);
     used_ = 0;
   }
   char* out = blocks_.back().get() + used_;
-  if (!text.empty()) std::memcpy(out, text.data(), text.size());
+  std::memcpy(out, text.data(), text.size());
   used_ += text.size();
   bytes_ += text.size();
   return {out, text.size()};

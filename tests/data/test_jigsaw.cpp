@@ -137,6 +137,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "empty text"},
         BadCase{"LabelNotNumber", "comment_text,toxic,insult\nok one,0,0\nx,abc,0\nok two,1,1\n",
                 "label is not a number in [0, 1]"},
+        // An empty value is copied for the message: the first copy of a parsing slot
+        // once crashed (an empty copy into an arena without a block).
+        BadCase{"LabelEmpty", "comment_text,toxic,insult\nok one,0,0\nx,,0\nok two,1,1\n",
+                "label is not a number in [0, 1]"},
         BadCase{"LabelOutOfRange", "comment_text,toxic,insult\nok one,0,0\nx,0,1.5\nok two,1,1\n",
                 "label is not a number in [0, 1]"}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -255,6 +259,16 @@ TEST(JigsawTest, IdsContentLanguageAndDuplicates) {
             (std::vector<uint64_t>{5}));
   std::string msg = test::error_of([&] { load_test_csv(path, {}, options(BadRows::kFail)); });
   EXPECT_NE(msg.find("line 4: duplicate id (1, first on line 3)"), std::string::npos) << msg;
+}
+
+TEST(JigsawTest, AnEmptyIdIsABadRow) {
+  test::TempDir dir;
+  auto path = dir.write("test.csv", "id,content,lang\n,uno,es\n1,due,it\n");
+  LoadReport report;
+  auto t = load_test_csv(path, {}, options(BadRows::kSkip), &report);
+  EXPECT_EQ(t.ids, (std::vector<int64_t>{1}));
+  EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines,
+            (std::vector<uint64_t>{2}));
 }
 
 }  // namespace
