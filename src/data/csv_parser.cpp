@@ -89,29 +89,129 @@ std::string_view csv_field_value(const CsvField& field, std::string& scratch, si
 
 namespace {
 
-size_t count_newlines(const char* p, const char* e) {
-  size_t n = 0;
-  while ((p = static_cast<const char*>(std::memchr(p, '\n', size_t(e - p))))) {
-    ++n;
-    if (++p == e) break;
-  }
+#if defined(__SSE2__)
+__m128i load16(const char* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+unsigned bytes_equal(__m128i v, char c) {
+  return unsigned(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c))));
+}
+int count_bits(unsigned mask) {
+  int n = 0;
+  for (; mask; mask &= mask - 1) ++n;
   return n;
 }
+#endif
 
-// The end of an unquoted run: the first ',', '\n' or '\r'. Most fields are a few bytes, so
-// one 16-byte compare usually finds it.
-const char* unquoted_end(const char* p, const char* e) {
+// The first '"' in [p, e), or e. Adds the '\n' before it to `lines` and clears `ascii` when
+// a byte before it is not ASCII: one pass over the bytes of a quoted text.
+const char* quoted_run_end(const char* p, const char* e, uint64_t& lines, bool& ascii) {
 #if defined(__SSE2__)
-  const __m128i comma = _mm_set1_epi8(','), lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+  unsigned high = 0;  // the non-ASCII bytes seen, as a mask
   for (; e - p >= 16; p += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, comma), _mm_cmpeq_epi8(v, lf)),
-                                     _mm_cmpeq_epi8(v, cr));
-    if (const int mask = _mm_movemask_epi8(hit)) return p + __builtin_ctz(unsigned(mask));
+    const __m128i v = load16(p);
+    const unsigned quote = bytes_equal(v, '"');
+    const unsigned before = quote ? (quote & (0u - quote)) - 1 : 0xFFFFu;
+    lines += count_bits(bytes_equal(v, '\n') & before);
+    high |= unsigned(_mm_movemask_epi8(v)) & before;
+    if (quote) {
+      if (high) ascii = false;
+      return p + __builtin_ctz(quote);
+    }
+  }
+  if (high) ascii = false;
+#endif
+  for (; p < e && *p != '"'; ++p) {
+    if (*p == '\n') ++lines;
+    if (static_cast<unsigned char>(*p) >= 0x80) ascii = false;
+  }
+  return p;
+}
+
+// The bytes that end an unquoted run (',', '\n', '\r') and the non-ASCII bytes among the 64
+// from `base` (fewer at the end of the input), a bit each: a run of short unquoted fields
+// finds its ends with one scan, not one per field.
+struct StopBlock {
+  const char* base = nullptr;
+  const char* limit = nullptr;  // base + 64, or the end of the input
+  uint64_t stops = 0, high = 0;
+  bool holds(const char* p) const {
+    return uintptr_t(p) - uintptr_t(base) < uintptr_t(limit) - uintptr_t(base);
+  }
+};
+
+void scan_block(const char* p, const char* e, StopBlock& b) {
+  b.base = p;
+  b.limit = e - p >= 64 ? p + 64 : e;
+  char padded[64];  // the last bytes of the input, then zeros (neither stops nor high)
+  if (b.limit != p + 64) {
+    std::memset(padded, 0, sizeof padded);
+    std::memcpy(padded, p, size_t(e - p));
+    p = padded;
+  }
+  b.stops = b.high = 0;
+#if defined(__SSE2__)
+  for (int k = 0; k < 4; ++k) {
+    const __m128i v = load16(p + 16 * k);
+    const unsigned stops = bytes_equal(v, ',') | bytes_equal(v, '\n') | bytes_equal(v, '\r');
+    b.stops |= uint64_t(stops) << (16 * k);
+    b.high |= uint64_t(unsigned(_mm_movemask_epi8(v))) << (16 * k);
+  }
+#else
+  for (int k = 0; k < 64; ++k) {
+    const char c = p[k];
+    if (c == ',' || c == '\n' || c == '\r') b.stops |= uint64_t(1) << k;
+    if (static_cast<unsigned char>(c) >= 0x80) b.high |= uint64_t(1) << k;
   }
 #endif
-  while (p < e && *p != ',' && *p != '\n' && *p != '\r') ++p;
-  return p;
+}
+
+// The end of an unquoted run: the first ',', '\n' or '\r' (or e); clears `ascii` when a byte
+// before it is not ASCII. `block` carries the scan of the bytes around p from field to field.
+const char* unquoted_end(const char* p, const char* e, StopBlock& block, bool& ascii) {
+  while (true) {
+    if (!block.holds(p)) {
+      if (p == e) return e;
+      scan_block(p, e, block);
+    }
+    const unsigned at = unsigned(p - block.base);
+    const uint64_t stops = block.stops >> at, high = block.high >> at;
+    if (stops) {
+      if (high & ((stops & (0 - stops)) - 1)) ascii = false;
+      return p + __builtin_ctzll(stops);
+    }
+    if (high) ascii = false;
+    p = block.limit;
+  }
+}
+
+// The field being parsed by parse_csv_record: where its bytes start, its kind so far, the
+// length of its value and whether its bytes are ASCII.
+struct FieldScan {
+  const char* start;
+  CsvFieldKind kind = CsvFieldKind::kPlain;
+  size_t length = 0;
+  bool ascii = true;
+};
+
+// Scans the quoted part of a field from its opening quote at p; returns the position after
+// the closing quote, or nullptr when the input ends inside the quotes.
+const char* scan_quoted(const char* p, const char* end, FieldScan& f, uint64_t& line) {
+  f.kind = CsvFieldKind::kQuoted;
+  ++p;
+  while (true) {
+    const char* q = quoted_run_end(p, end, line, f.ascii);
+    f.length += size_t(q - p);
+    if (q == end) return nullptr;
+    p = q + 1;
+    if (p < end && *p == '"') {  // a doubled quote is a literal one
+      ++f.length;
+      ++p;
+      f.kind = CsvFieldKind::kEscaped;
+      continue;
+    }
+    return p;
+  }
 }
 
 }  // namespace
@@ -129,52 +229,34 @@ const char* parse_csv_record(const char* p, const char* end, const CsvLimits& li
   row.line = line;
   row.field_too_long = false;
   row.unterminated_quote = false;
-  auto add = [&](const char* b, const char* e, CsvFieldKind kind, size_t length) {
+  auto add = [&](const FieldScan& s, const char* e, CsvFieldKind kind) {
     ++row.field_count;
     if (row.fields.size() < limits.max_fields) {
       // Member by member into the vector: a CsvField built on the stack and copied was
       // read back before its narrow `kind` store reached memory, a stall on every field.
       CsvField& f = row.fields.emplace_back();
-      f.begin = b;
+      f.begin = s.start;
       f.end = e;
       f.kind = kind;
+      f.ascii = s.ascii;
     }
-    if (length > limits.max_field_bytes) row.field_too_long = true;
+    if (s.length > limits.max_field_bytes) row.field_too_long = true;
   };
+  StopBlock block;
   while (true) {  // one field per iteration
-    const char* start = p;
-    size_t length = 0;  // of the value
-    CsvFieldKind kind = CsvFieldKind::kPlain;
-    if (p < end && *p == '"') {
-      kind = CsvFieldKind::kQuoted;
-      ++p;
-      while (true) {
-        const char* q = static_cast<const char*>(std::memchr(p, '"', size_t(end - p)));
-        const char* stop = q ? q : end;
-        line += count_newlines(p, stop);
-        length += size_t(stop - p);
-        if (!q) {  // end of input inside the quotes ends the record
-          row.unterminated_quote = true;
-          add(start, end, CsvFieldKind::kEscaped, length);
-          return end;
-        }
-        p = q + 1;
-        if (p < end && *p == '"') {  // a doubled quote is a literal one
-          ++length;
-          ++p;
-          kind = CsvFieldKind::kEscaped;
-          continue;
-        }
-        break;
-      }
+    FieldScan f{p};
+    if (p < end && *p == '"' && !(p = scan_quoted(p, end, f, line))) {
+      row.unterminated_quote = true;  // end of input inside the quotes ends the record
+      add(f, end, CsvFieldKind::kEscaped);
+      return end;
     }
     const char* tail = p;  // unquoted text, or text after the closing quote
-    p = unquoted_end(p, end);
+    p = unquoted_end(p, end, block, f.ascii);
     if (p != tail) {
-      length += size_t(p - tail);
-      if (kind == CsvFieldKind::kQuoted) kind = CsvFieldKind::kEscaped;
+      f.length += size_t(p - tail);
+      if (f.kind == CsvFieldKind::kQuoted) f.kind = CsvFieldKind::kEscaped;
     }
-    add(start, p, kind, length);
+    add(f, p, f.kind);
     if (p == end) return end;
     const char c = *p++;
     if (c == ',') continue;
@@ -193,10 +275,18 @@ namespace csv_detail {
 
 size_t count_quotes(const char* p, const char* e) {
   size_t n = 0;
-  while (p < e && (p = static_cast<const char*>(std::memchr(p, '"', size_t(e - p))))) {
-    ++n;
-    ++p;
+#if defined(__SSE2__)
+  // Byte lanes count the quotes of up to 255 blocks, then are summed: no branch per quote.
+  const __m128i quote = _mm_set1_epi8('"'), zero = _mm_setzero_si128();
+  while (e - p >= 16) {
+    __m128i lanes = zero;
+    for (int k = 0; k < 255 && e - p >= 16; ++k, p += 16)
+      lanes = _mm_sub_epi8(lanes, _mm_cmpeq_epi8(load16(p), quote));
+    const __m128i sums = _mm_sad_epu8(lanes, zero);
+    n += size_t(_mm_cvtsi128_si32(sums)) + size_t(_mm_extract_epi16(sums, 4));
   }
+#endif
+  for (; p < e; ++p) n += *p == '"';
   return n;
 }
 

@@ -48,6 +48,7 @@ struct CsvField {
   const char* begin;  // the raw bytes of the field, quotes included, delimiters excluded
   const char* end;
   CsvFieldKind kind;
+  bool ascii;  // every byte of [begin, end) is ASCII, so the value is valid UTF-8
   // The value, for kPlain and kQuoted fields.
   std::string_view view() const {
     return kind == CsvFieldKind::kQuoted ? std::string_view(begin + 1, size_t(end - begin - 2))

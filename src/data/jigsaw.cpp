@@ -149,7 +149,7 @@ class JigsawFile {
   std::string_view text(const CsvField& field, Slot& slot, RowResult& r) const {
     std::string_view v = csv_field_value(field, slot.text, options_.limits.max_field_bytes);
     bool copy = field.kind == CsvFieldKind::kEscaped;
-    if (!is_valid_utf8(v)) {
+    if (!field.ascii && !is_valid_utf8(v)) {  // ASCII bytes are valid UTF-8
       if (!copy) slot.text.assign(v);
       r.invalid_utf8 = static_cast<uint32_t>(sanitize_utf8(slot.text));
       v = slot.text;

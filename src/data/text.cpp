@@ -45,13 +45,29 @@ char32_t decode_at(const unsigned char* s, size_t len) {
   }
 }
 
+// The first non-ASCII byte at or after s[i] (n when none), eight bytes at a time.
+size_t ascii_run_end(const unsigned char* s, size_t i, size_t n) {
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, s + i, 8);
+    if (const uint64_t high = word & 0x8080808080808080ull) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      return i + size_t(__builtin_ctzll(high) / 8);  // the lowest address is the lowest byte
+#else
+      break;
+#endif
+    }
+  }
+  while (i < n && s[i] < 0x80) ++i;
+  return i;
+}
+
 }  // namespace
 
 size_t sanitize_utf8(std::string& text) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
-  size_t i = 0;
-  while (i < n && s[i] < 0x80) ++i;  // fast path: ASCII prefix
+  size_t i = ascii_run_end(s, 0, n);  // fast path: the ASCII prefix
   if (i == n) return 0;
   size_t out = i, dropped = 0;
   while (i < n) {
@@ -73,12 +89,8 @@ bool is_valid_utf8(std::string_view text) {
   const size_t n = text.size();
   size_t i = 0;
   while (i < n) {
-    if (s[i] < 0x80) {  // ASCII: then eight bytes at a time while they are ASCII too
-      for (++i; i + 8 <= n; i += 8) {
-        uint64_t word;
-        std::memcpy(&word, s + i, 8);
-        if (word & 0x8080808080808080ull) break;
-      }
+    if (s[i] < 0x80) {
+      i = ascii_run_end(s, i + 1, n);
       continue;
     }
     // Two bytes (Latin accents, Greek, Cyrillic, ...) inline; the rest by the general rule.

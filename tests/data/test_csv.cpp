@@ -1,6 +1,8 @@
 // The CSV reader: RFC 4180 quoting, line endings, and bounded memory on hostile input.
 #include "data/csv_reader.h"
 
+#include <cstring>
+
 #include "core/rng.h"
 #include "data/csv_parser.h"
 #include "fuzz/fuzz_bodies.h"
@@ -149,6 +151,56 @@ TEST(CsvParallel, GeneratedFilesEqualTheReference) {
   const auto want = fuzz::parse_sequential(big, {});
   for (size_t chunk : {7, 100, 4096})
     EXPECT_TRUE(fuzz::parse_parallel(big, {}, chunk, 4) == want) << chunk;
+}
+
+TEST(CsvParallel, LongFieldsAcrossScanBlocksEqualTheReference) {
+  // The parser scans 16 and 64 bytes at a time: runs of every length put quotes, commas,
+  // line breaks and non-ASCII bytes at every offset of a block and across blocks.
+  auto run = [](Rng& rng, const char* alphabet, size_t max) {
+    std::string s(1 + rng.below(max), ' ');
+    for (char& c : s) c = alphabet[rng.below(std::strlen(alphabet))];
+    return s;
+  };
+  Rng rng(13);
+  for (int file = 0; file < 300; ++file) {
+    std::string text;
+    const size_t n = 1 + rng.below(60);
+    for (size_t i = 0; i < n; ++i) {
+      switch (rng.below(9)) {
+        case 0:
+          text += run(rng, "abcdefghij klm", 90);
+          break;
+        case 1:
+          text += run(rng, ",,,,,,,a", 70);
+          break;
+        case 2:
+          text += "\"" + run(rng, "abc, \n\r", 120) + "\"";
+          break;
+        case 3:
+          text += "\"" + run(rng, "ab\xC3\xA9\n\"", 80) + "\"";
+          break;
+        case 4:
+          text += run(rng, "\xE2\x82\xAC\xFFxy", 40);
+          break;
+        case 5:
+          text += "\r\n";
+          break;
+        case 6:
+          text += rng.below(2) ? "\n" : "\r";
+          break;
+        case 7:
+          text += "\"\"";
+          break;
+        default:
+          text += ",";
+          break;
+      }
+    }
+    const auto want = fuzz::parse_sequential(text, {});
+    for (size_t chunk : {3, 61, 4096})
+      ASSERT_TRUE(fuzz::parse_parallel(text, {}, chunk, 2) == want)
+          << "file " << file << ", chunk " << chunk;
+  }
 }
 
 }  // namespace

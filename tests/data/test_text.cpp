@@ -1,6 +1,7 @@
 // Python semantics of lengths, UTF-8 cleaning and the wordpunct split.
 #include "data/text.h"
 
+#include "core/rng.h"
 #include "test_util.h"
 
 namespace sx::data {
@@ -29,6 +30,82 @@ TEST(Text, ValidUtf8AgreesWithSanitize) {
                         "\xF0\x9F\x98\x80 ok", "12345678\xE2\x82\xAC"}) {
     std::string copy = t;
     EXPECT_EQ(is_valid_utf8(t), sanitize_utf8(copy) == 0) << t;
+  }
+}
+
+// UTF-8 validity as RFC 3629's table gives it, one code point at a time: the reference the
+// validators (which skip ASCII a word at a time) are checked against.
+bool valid_by_the_table(std::string_view text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = s[i];
+    // The sequence's length and the range of its second byte (the others: 80..BF).
+    size_t len = 4;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80) {
+      len = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // overlong below
+      if (c == 0xED) hi = 0x9F;  // surrogates above
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      if (c == 0xF0) lo = 0x90;  // overlong below
+      if (c == 0xF4) hi = 0x8F;  // beyond U+10FFFF above
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned b = s[i + k];
+      if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+TEST(Text, ValidUtf8AndSanitizeFollowTheTableOnGeneratedText) {
+  // ASCII runs of every length around valid, truncated, overlong, surrogate and out-of-range
+  // sequences, so that each lands at every offset of the 8-byte ASCII skipping.
+  const std::vector<std::string> pieces = {"a",
+                                           "abcdefghijklm",
+                                           "\xC3\xA9",
+                                           "\xD0\x96",
+                                           "\xE2\x82\xAC",
+                                           "\xF0\x9F\x98\x80",
+                                           "\xC3",
+                                           "\xE2\x82",
+                                           "\xF0\x9F\x98",
+                                           "\x80",
+                                           "\xBF",
+                                           "\xC0\x80",
+                                           "\xC1\xBF",
+                                           "\xE0\x80\x80",
+                                           "\xED\xA0\x80",
+                                           "\xED\x9F\xBF",
+                                           "\xF4\x8F\xBF\xBF",
+                                           "\xF4\x90\x80\x80",
+                                           "\xF5\x80\x80\x80",
+                                           "\xFF",
+                                           "\xF0\x80\x80\x80"};
+  Rng rng(5);
+  for (int i = 0; i < 50000; ++i) {
+    std::string t;
+    const size_t n = rng.below(12);
+    for (size_t k = 0; k < n; ++k) {
+      t += std::string(rng.below(20), 'x');
+      t += pieces[rng.below(pieces.size())];
+    }
+    const bool valid = valid_by_the_table(t);
+    ASSERT_EQ(is_valid_utf8(t), valid) << i;
+    std::string copy = t;
+    const size_t dropped = sanitize_utf8(copy);
+    ASSERT_EQ(dropped == 0, valid) << i;
+    ASSERT_TRUE(valid_by_the_table(copy)) << i;
+    ASSERT_EQ(copy.size() + dropped, t.size()) << i;
   }
 }
 

@@ -21,11 +21,19 @@ struct ParsedRecord {
   bool field_too_long = false;
   bool unterminated_quote = false;
   std::vector<std::string> fields;
+  bool ascii_flags_hold = true;  // each stored field's `ascii` says whether its bytes are ASCII
   bool operator==(const ParsedRecord& o) const {
     return line == o.line && field_count == o.field_count && field_too_long == o.field_too_long &&
-           unterminated_quote == o.unterminated_quote && fields == o.fields;
+           unterminated_quote == o.unterminated_quote && fields == o.fields &&
+           ascii_flags_hold == o.ascii_flags_hold;
   }
 };
+
+inline bool all_ascii(const char* begin, const char* end) {
+  for (const char* p = begin; p < end; ++p)
+    if (static_cast<unsigned char>(*p) >= 0x80) return false;
+  return true;
+}
 
 // The simple sequential reference: CsvReader.
 inline std::vector<ParsedRecord> parse_sequential(std::string_view input, data::CsvLimits limits,
@@ -50,6 +58,7 @@ inline std::vector<ParsedRecord> parse_parallel(std::string_view input, data::Cs
         for (const data::CsvField& f : row.fields) {
           r.fields.emplace_back();
           data::decode_csv_field(f, r.fields.back(), limits.max_field_bytes);
+          if (f.ascii != all_ascii(f.begin, f.end)) r.ascii_flags_hold = false;
         }
         return r;
       });
