@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cfloat>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -30,11 +32,50 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
   return out;
 }
 
-std::string trim(std::string_view text) {
+std::string_view trim_view(std::string_view text) {
   size_t b = 0, e = text.size();
   while (b < e && std::isspace(static_cast<unsigned char>(text[b]))) ++b;
   while (e > b && std::isspace(static_cast<unsigned char>(text[e - 1]))) --e;
-  return std::string(text.substr(b, e - b));
+  return text.substr(b, e - b);
+}
+
+std::string trim(std::string_view text) {
+  return std::string(trim_view(text));
+}
+
+namespace {
+
+// A plain decimal's value, when the text is one (see parse_double).
+bool plain_decimal(std::string_view text, double& value) {
+  static_assert(FLT_EVAL_METHOD == 0, "the division must round once, in double");
+  static constexpr double kPowers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,
+                                       1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19};
+  if (text.empty() || text.size() > 20 || !std::isdigit(static_cast<unsigned char>(text[0])) ||
+      !std::isdigit(static_cast<unsigned char>(text.back())))
+    return false;
+  uint64_t digits = 0;
+  int count = 0, fraction = -1;  // digits read; digits after the point (-1: no point yet)
+  for (char c : text) {
+    if (c == '.' && fraction < 0) {
+      fraction = 0;
+      continue;
+    }
+    if (c < '0' || c > '9' || ++count > 19) return false;
+    digits = digits * 10 + uint64_t(c - '0');
+    if (fraction >= 0) ++fraction;
+  }
+  if (digits > (uint64_t(1) << 53)) return false;
+  value = double(digits) / kPowers[std::max(fraction, 0)];
+  return true;
+}
+
+}  // namespace
+
+bool parse_double(std::string_view text, double& value) {
+  if (plain_decimal(text, value)) return true;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  return ec == std::errc() && ptr == end;
 }
 
 bool starts_with(std::string_view text, std::string_view prefix) {

@@ -11,6 +11,8 @@ namespace sx {
 std::vector<std::string> split(std::string_view text, char sep);
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 std::string trim(std::string_view text);
+// The view without leading and trailing ASCII whitespace (std::isspace), as trim copies it.
+std::string_view trim_view(std::string_view text);
 bool starts_with(std::string_view text, std::string_view prefix);
 
 // Edit distance, for "did you mean" suggestions.
@@ -31,6 +33,12 @@ struct StepsOrDuration {
 };
 StepsOrDuration parse_steps_or_duration(std::string_view text);
 std::string format_duration(double seconds);
+
+// std::from_chars of a double over the whole text: true when it read all of it and the value
+// is in range. A plain decimal ("0.0236186", "1": digits, at most one '.' between digits, up
+// to 19 digits, below 2^53 without the point) is computed directly; its value is exact the
+// same (one correctly rounded division of two exact doubles, Clinger's fast path).
+bool parse_double(std::string_view text, double& value);
 
 // Quote a value for an error message, shortened if long.
 std::string quote_value(std::string_view value, size_t max_len = 60);

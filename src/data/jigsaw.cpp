@@ -55,17 +55,14 @@ struct Slot {
 };
 
 bool parse_label(std::string_view text, double& value) {
-  std::string t = trim(text);
-  const char* b = t.data();
-  const char* e = b + t.size();
-  if (b < e && *b == '+' && e - b > 1 && b[1] != '-') ++b;  // float() accepts a sign
-  if (b == e) return false;
-  auto [ptr, ec] = std::from_chars(b, e, value);
-  return ec == std::errc() && ptr == e && std::isfinite(value) && value >= 0.0 && value <= 1.0;
+  std::string_view t = trim_view(text);
+  if (t.size() > 1 && t[0] == '+' && t[1] != '-') t.remove_prefix(1);  // float() accepts a sign
+  return !t.empty() && parse_double(t, value) && std::isfinite(value) && value >= 0.0 &&
+         value <= 1.0;
 }
 
 bool parse_id(std::string_view text, int64_t& value) {
-  std::string t = trim(text);
+  std::string_view t = trim_view(text);
   if (t.empty() || t.size() > 18) return false;
   for (char c : t)
     if (c < '0' || c > '9') return false;

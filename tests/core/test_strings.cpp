@@ -1,11 +1,71 @@
 #include "core/strings.h"
 
+#include <charconv>
+#include <cstring>
 #include <stdexcept>
 
+#include "core/rng.h"
 #include "test_util.h"
 
 namespace sx {
 namespace {
+
+// What parse_double must equal: std::from_chars over the whole text, bit for bit.
+void expect_parse_double_is_from_chars(const std::string& text) {
+  double want = -7, got = -7;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, want);
+  const bool ok = ec == std::errc() && ptr == end;
+  ASSERT_EQ(parse_double(text, got), ok) << text;
+  if (ok) {
+    EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0) << text << ": " << got << " vs " << want;
+  }
+}
+
+TEST(Strings, ParseDoubleIsFromCharsOnPlainDecimalsAndEverythingElse) {
+  for (std::string t : {"0",
+                        "1",
+                        "0.5",
+                        "00.1",
+                        "0.0236186",
+                        "1.0",
+                        "0.0",
+                        "1.",
+                        ".5",
+                        ".",
+                        "",
+                        "-0",
+                        "-0.5",
+                        "+1",
+                        "1e5",
+                        "1E-3",
+                        "0x1p3",
+                        "inf",
+                        "nan",
+                        " 1",
+                        "1 ",
+                        "1.2.3",
+                        "9007199254740992",
+                        "9007199254740993",
+                        "0.9007199254740993",
+                        "1234567890123456789",
+                        "12345678901234567890",
+                        "0.1234567890123456789",
+                        "0.00000000000000000001",
+                        "1e400",
+                        "1e-400",
+                        "abc",
+                        "0.5x"})
+    expect_parse_double_is_from_chars(t);
+  Rng rng(11);  // random decimals of 1 to 24 digits, the point anywhere or nowhere
+  for (int i = 0; i < 200000; ++i) {
+    std::string t;
+    const size_t digits = 1 + rng.below(24);
+    for (size_t d = 0; d < digits; ++d) t += char('0' + rng.below(10));
+    if (rng.below(4)) t.insert(rng.below(t.size() + 1), ".");
+    expect_parse_double_is_from_chars(t);
+  }
+}
 
 TEST(Strings, Levenshtein) {
   EXPECT_EQ(levenshtein("kitten", "sitting"), 3u);
@@ -49,6 +109,8 @@ TEST(Strings, StepsOrDurations) {
 }
 
 TEST(Strings, SplitJoinTrim) {
+  EXPECT_EQ(trim_view(" \t x y \n"), "x y");
+  EXPECT_EQ(trim_view("   "), "");
   EXPECT_EQ(split("a,b,,c", ','), (std::vector<std::string>{"a", "b", "", "c"}));
   EXPECT_EQ(join({"a", "b"}, ", "), "a, b");
   EXPECT_EQ(trim("  x y \t"), "x y");
