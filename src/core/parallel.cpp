@@ -41,4 +41,10 @@ void parallel_for(size_t n, size_t threads,
   if (error) std::rethrow_exception(error);
 }
 
+void parallel_claim(size_t n, size_t threads, const std::function<void(IndexClaims&)>& worker) {
+  IndexClaims claims(n);
+  const size_t workers = std::min(resolve_threads(threads), n);
+  parallel_for(workers, workers, [&](size_t, size_t) { worker(claims); });
+}
+
 }  // namespace sx

@@ -88,70 +88,54 @@ size_t count_quotes(const char* begin, const char* end);
 // when there is none (the scan ends there, so a field spanning many chunks costs each only
 // its own bytes).
 const char* guess_record_start(const char* from, const char* stop, const char* end, bool in_quotes);
-}  // namespace csv_detail
 
-// Parses every record of `body` (the bytes after the header; its first line is
-// `first_line`) into results of `convert(const CsvRow&, size_t slot) -> Result`, in file
-// order. Result must have a `uint64_t line` member holding row.line; it is corrected to the
-// absolute line here. `slot` < csv_chunk_count(body.size()) + 1 identifies the caller of
-// convert: one thread at a time per slot, so per-slot scratch needs no lock.
+// The records a chunk parsed from its guessed first record start.
+template <class Result>
+struct Chunk {
+  std::vector<const char*> starts;  // where each record's parse began
+  std::vector<uint64_t> start_lines;
+  std::vector<Result> rows;
+  const char* stop = nullptr;  // the record start after the last record
+  uint64_t stop_line = 0;
+};
+
+// Parses the records from `pos` (a record start, line 0) until one starts at or after `to`.
 template <class Result, class Convert>
-std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
-                                   const CsvLimits& limits, const CsvParallel& parallel,
-                                   Convert&& convert) {
-  const char* const begin = body.data();
-  const char* const end = begin + body.size();
-  const size_t n = csv_chunk_count(body.size(), parallel);
-  auto bound = [&](size_t k) { return k >= n ? end : begin + body.size() / n * k; };
-
-  std::vector<size_t> quotes(n);
-  parallel_for(n, parallel.threads, [&](size_t b, size_t e) {
-    for (size_t k = b; k < e; ++k) quotes[k] = csv_detail::count_quotes(bound(k), bound(k + 1));
-  });
-
-  struct Chunk {
-    std::vector<const char*> starts;  // where each record's parse began
-    std::vector<uint64_t> start_lines;
-    std::vector<Result> rows;
-    const char* stop = nullptr;  // the record start after the last record
-    uint64_t stop_line = 0;
-  };
-  std::vector<Chunk> chunks(n);
-  std::vector<bool> odd(n, false);
-  for (size_t k = 1; k < n; ++k) odd[k] = odd[k - 1] != (quotes[k - 1] % 2 == 1);
-  parallel_for(n, parallel.threads, [&](size_t b, size_t e) {
-    CsvRow row;
-    for (size_t k = b; k < e; ++k) {
-      Chunk& c = chunks[k];
-      const char* pos =
-          k == 0 ? begin : csv_detail::guess_record_start(bound(k), bound(k + 1), end, odd[k]);
-      uint64_t line = 0;  // relative; the stitch makes it absolute
-      while (pos < bound(k + 1)) {
-        const char* start = pos;
-        const uint64_t start_line = line;
-        pos = parse_csv_record(pos, end, limits, row, line);
-        if (!pos) {
-          pos = end;
-          break;
-        }
-        c.starts.push_back(start);
-        c.start_lines.push_back(start_line);
-        c.rows.push_back(convert(static_cast<const CsvRow&>(row), k));
-      }
-      c.stop = pos;
-      c.stop_line = line;
+void parse_chunk(const char* pos, const char* to, const char* end, const CsvLimits& limits,
+                 size_t slot, CsvRow& row, Chunk<Result>& c, Convert& convert) {
+  uint64_t line = 0;  // relative; the stitch makes it absolute
+  while (pos < to) {
+    const char* start = pos;
+    const uint64_t start_line = line;
+    pos = parse_csv_record(pos, end, limits, row, line);
+    if (!pos) {
+      pos = end;
+      break;
     }
-  });
+    c.starts.push_back(start);
+    c.start_lines.push_back(start_line);
+    c.rows.push_back(convert(static_cast<const CsvRow&>(row), slot));
+  }
+  c.stop = pos;
+  c.stop_line = line;
+}
 
+// The chunks' records in file order from `begin` (line `line`): a chunk's records are taken
+// from the one starting where the previous chunk stopped; where none of them starts there,
+// records are parsed sequentially (slot n) until they meet one of the chunk's own starts.
+template <class Result, class Convert, class Bound>
+std::vector<Result> stitch(std::vector<Chunk<Result>>& chunks, const char* begin, const char* end,
+                           uint64_t line, const CsvLimits& limits, Bound&& bound,
+                           Convert& convert) {
+  const size_t n = chunks.size();
   size_t total = 0;
-  for (const Chunk& c : chunks) total += c.rows.size();
+  for (const Chunk<Result>& c : chunks) total += c.rows.size();
   std::vector<Result> out;
   out.reserve(total);
   const char* pos = begin;
-  uint64_t line = first_line;
   CsvRow row;
   for (size_t k = 0; k < n; ++k) {
-    Chunk& c = chunks[k];
+    Chunk<Result>& c = chunks[k];
     size_t j = 0;
     while (pos < bound(k + 1) && pos < end) {
       while (j < c.starts.size() && c.starts[j] < pos) ++j;
@@ -172,9 +156,50 @@ std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
       }
       out.push_back(convert(static_cast<const CsvRow&>(row), n));
     }
-    c = Chunk();  // free as we go
+    c = Chunk<Result>();  // free as we go
   }
   return out;
+}
+}  // namespace csv_detail
+
+// Parses every record of `body` (the bytes after the header; its first line is
+// `first_line`) into results of `convert(const CsvRow&, size_t slot) -> Result`, in file
+// order. Result must have a `uint64_t line` member holding row.line; it is corrected to the
+// absolute line here. `slot` < csv_chunk_count(body.size()) + 1 identifies the caller of
+// convert: one thread at a time per slot, so per-slot scratch needs no lock. Chunks go to
+// whichever thread is free, so a thread slowed by another process on its core takes fewer.
+template <class Result, class Convert>
+std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
+                                   const CsvLimits& limits, const CsvParallel& parallel,
+                                   Convert&& convert) {
+  const char* const begin = body.data();
+  const char* const end = begin + body.size();
+  const size_t n = csv_chunk_count(body.size(), parallel);
+  auto bound = [&](size_t k) { return k >= n ? end : begin + body.size() / n * k; };
+
+  std::vector<size_t> quotes(n);
+  parallel_claim(n, parallel.threads, [&](IndexClaims& claims) {
+    for (size_t k; claims.next(k);) quotes[k] = csv_detail::count_quotes(bound(k), bound(k + 1));
+  });
+  std::vector<bool> odd(n, false);  // the quote state at each chunk's start
+  for (size_t k = 1; k < n; ++k) odd[k] = odd[k - 1] != (quotes[k - 1] % 2 == 1);
+
+  std::vector<csv_detail::Chunk<Result>> chunks(n);
+  parallel_claim(n, parallel.threads, [&](IndexClaims& claims) {
+    CsvRow row;
+    size_t expected = 0;  // records per chunk, as in the last chunk: grown once, not doubled
+    for (size_t k; claims.next(k);) {
+      csv_detail::Chunk<Result>& c = chunks[k];
+      c.starts.reserve(expected);
+      c.start_lines.reserve(expected);
+      c.rows.reserve(expected);
+      const char* pos =
+          k == 0 ? begin : csv_detail::guess_record_start(bound(k), bound(k + 1), end, odd[k]);
+      csv_detail::parse_chunk(pos, bound(k + 1), end, limits, k, row, c, convert);
+      expected = c.rows.size() + c.rows.size() / 8;
+    }
+  });
+  return csv_detail::stitch(chunks, begin, end, first_line, limits, bound, convert);
 }
 
 }  // namespace sx::data
