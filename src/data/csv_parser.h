@@ -120,18 +120,14 @@ void parse_chunk(const char* pos, const char* to, const char* end, const CsvLimi
   c.stop_line = line;
 }
 
-// The chunks' records in file order from `begin` (line `line`): a chunk's records are taken
-// from the one starting where the previous chunk stopped; where none of them starts there,
-// records are parsed sequentially (slot n) until they meet one of the chunk's own starts.
-template <class Result, class Convert, class Bound>
-std::vector<Result> stitch(std::vector<Chunk<Result>>& chunks, const char* begin, const char* end,
-                           uint64_t line, const CsvLimits& limits, Bound&& bound,
-                           Convert& convert) {
+// Hands the chunks' records to emit(Result&&) in file order from `begin` (line `line`): a
+// chunk's records are taken from the one starting where the previous chunk stopped; where
+// none of them starts there, records are parsed sequentially (slot n) until they meet one
+// of the chunk's own starts.
+template <class Result, class Convert, class Bound, class Emit>
+void stitch(std::vector<Chunk<Result>>& chunks, const char* begin, const char* end, uint64_t line,
+            const CsvLimits& limits, Bound&& bound, Convert& convert, Emit& emit) {
   const size_t n = chunks.size();
-  size_t total = 0;
-  for (const Chunk<Result>& c : chunks) total += c.rows.size();
-  std::vector<Result> out;
-  out.reserve(total);
   const char* pos = begin;
   CsvRow row;
   for (size_t k = 0; k < n; ++k) {
@@ -142,8 +138,8 @@ std::vector<Result> stitch(std::vector<Chunk<Result>>& chunks, const char* begin
       if (j < c.starts.size() && c.starts[j] == pos) {   // in step with the chunk's parse
         const uint64_t shift = line - c.start_lines[j];  // modular: exact once added
         for (; j < c.rows.size(); ++j) {
-          out.push_back(std::move(c.rows[j]));
-          out.back().line += shift;
+          c.rows[j].line += shift;
+          emit(std::move(c.rows[j]));
         }
         pos = c.stop;
         line = c.stop_line + shift;
@@ -154,24 +150,25 @@ std::vector<Result> stitch(std::vector<Chunk<Result>>& chunks, const char* begin
         pos = end;
         break;
       }
-      out.push_back(convert(static_cast<const CsvRow&>(row), n));
+      emit(convert(static_cast<const CsvRow&>(row), n));
     }
     c = Chunk<Result>();  // free as we go
   }
-  return out;
 }
 }  // namespace csv_detail
 
 // Parses every record of `body` (the bytes after the header; its first line is
-// `first_line`) into results of `convert(const CsvRow&, size_t slot) -> Result`, in file
-// order. Result must have a `uint64_t line` member holding row.line; it is corrected to the
-// absolute line here. `slot` < csv_chunk_count(body.size()) + 1 identifies the caller of
-// convert: one thread at a time per slot, so per-slot scratch needs no lock. Chunks go to
-// whichever thread is free, so a thread slowed by another process on its core takes fewer.
-template <class Result, class Convert>
-std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
-                                   const CsvLimits& limits, const CsvParallel& parallel,
-                                   Convert&& convert) {
+// `first_line`) into results of `convert(const CsvRow&, size_t slot) -> Result`, and hands
+// them to `emit(Result&&)` in file order, on the calling thread. Result must have a
+// `uint64_t line` member holding row.line; it is corrected to the absolute line here. `slot`
+// < csv_chunk_count(body.size()) + 1 identifies the caller of convert: one thread at a time
+// per slot, so per-slot scratch needs no lock. Chunks go to whichever thread is free, so a
+// thread slowed by another process on its core takes fewer. Before the first result,
+// `expect(size_t n)` is told how many are coming (exact unless a chunk's guess was wrong).
+template <class Result, class Convert, class Expect, class Emit>
+void for_each_csv_row(std::string_view body, uint64_t first_line, const CsvLimits& limits,
+                      const CsvParallel& parallel, Convert&& convert, Expect&& expect,
+                      Emit&& emit) {
   const char* const begin = body.data();
   const char* const end = begin + body.size();
   const size_t n = csv_chunk_count(body.size(), parallel);
@@ -199,7 +196,22 @@ std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
       expected = c.rows.size() + c.rows.size() / 8;
     }
   });
-  return csv_detail::stitch(chunks, begin, end, first_line, limits, bound, convert);
+  size_t total = 0;
+  for (const auto& c : chunks) total += c.rows.size();
+  expect(total);
+  csv_detail::stitch(chunks, begin, end, first_line, limits, bound, convert, emit);
+}
+
+// The same results in a vector.
+template <class Result, class Convert>
+std::vector<Result> parse_csv_rows(std::string_view body, uint64_t first_line,
+                                   const CsvLimits& limits, const CsvParallel& parallel,
+                                   Convert&& convert) {
+  std::vector<Result> out;
+  for_each_csv_row<Result>(
+      body, first_line, limits, parallel, convert, [&](size_t n) { out.reserve(n); },
+      [&](Result&& r) { out.push_back(std::move(r)); });
+  return out;
 }
 
 }  // namespace sx::data

@@ -111,11 +111,13 @@ class JigsawFile {
   }
 
   // Parses every row with `convert(row, slot, result)` on all threads, after the checks of
-  // the record's structure.
-  template <class Convert>
-  std::vector<RowResult> parse(Convert&& convert) {
-    return parse_csv_rows<RowResult>(
-        body_, line_, options_.limits, parallel(), [&](const CsvRow& row, size_t slot) {
+  // the record's structure, and hands the results to `take(const RowResult&)` in row order
+  // after `expect(size_t rows)`.
+  template <class Convert, class Expect, class Take>
+  void parse(Convert&& convert, Expect&& expect, Take&& take) {
+    for_each_csv_row<RowResult>(
+        body_, line_, options_.limits, parallel(),
+        [&](const CsvRow& row, size_t slot) {
           RowResult r;
           r.line = row.line;
           r.field_count = static_cast<uint32_t>(row.field_count);
@@ -128,7 +130,8 @@ class JigsawFile {
           else
             convert(row, slots_[slot], r);
           return r;
-        });
+        },
+        expect, [&](RowResult&& r) { take(static_cast<const RowResult&>(r)); });
   }
 
   // A field's value, stripped; a view of the mapping unless it had to be decoded.
@@ -302,7 +305,8 @@ LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& co
     label_cols.push_back(*file.column(name, "label fields", false));
   const std::optional<size_t> lang_col = file.column(columns.lang, "data.lang_field", true);
 
-  std::vector<RowResult> rows = file.parse([&](const CsvRow& row, Slot& slot, RowResult& r) {
+  LabeledCorpus corpus;
+  auto convert = [&](const CsvRow& row, Slot& slot, RowResult& r) {
     double label = 0;
     for (size_t k = 0; k < label_cols.size(); ++k) {
       const CsvField& field = row.fields[label_cols[k]];
@@ -317,22 +321,21 @@ LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& co
     }
     r.label = label >= options.label_threshold ? 1 : 0;
     file.lang_and_text(row, lang_col, text_col, slot, r);
-  });
-
-  LabeledCorpus corpus;
-  corpus.reserve(rows.size());
-  for (const RowResult& r : rows) {
-    file.count_row();
-    if (r.problem != Problem::kEmptyText &&
-        file.report_problem(r, r.problem == Problem::kLabel ? columns.labels[r.bad_label] : ""))
-      continue;
-    file.count_text(r);
-    if (file.report_problem(r)) continue;
-    corpus.texts.push_back_view(r.text);
-    corpus.labels.push_back(r.label);
-    corpus.langs.push_back(r.lang);
-    corpus.rows.push_back(file.data_row());
-  }
+  };
+  file.parse(
+      convert, [&](size_t rows) { corpus.reserve(rows); },
+      [&](const RowResult& r) {
+        file.count_row();
+        if (r.problem != Problem::kEmptyText &&
+            file.report_problem(r, r.problem == Problem::kLabel ? columns.labels[r.bad_label] : ""))
+          return;
+        file.count_text(r);
+        if (file.report_problem(r)) return;
+        corpus.texts.push_back_view(r.text);
+        corpus.labels.push_back(r.label);
+        corpus.langs.push_back(r.lang);
+        corpus.rows.push_back(file.data_row());
+      });
   file.keep_storage(corpus.texts);
   file.finish();
   report.rows_kept = corpus.size();
@@ -350,7 +353,8 @@ TextTable load_text_csv(const std::string& path, const TextColumns& columns,
   std::optional<size_t> id_col;
   if (!columns.id.empty()) id_col = file.column(columns.id, "--id-column", false);
 
-  std::vector<RowResult> rows = file.parse([&](const CsvRow& row, Slot& slot, RowResult& r) {
+  TextTable table;
+  auto convert = [&](const CsvRow& row, Slot& slot, RowResult& r) {
     if (id_col) {
       r.key = file.stripped(row.fields[*id_col], slot);
       // The ids are kept as UTF-8 strings (embed's HDF5 `ids`), which readers decode.
@@ -360,18 +364,17 @@ TextTable load_text_csv(const std::string& path, const TextColumns& columns,
       }
     }
     r.text = file.text(row.fields[text_col], slot, r);
-  });
-
-  TextTable table;
-  table.texts.reserve(rows.size());
-  for (const RowResult& r : rows) {
-    file.count_row();
-    if (file.report_problem(r)) continue;
-    file.count_text(r);
-    table.texts.push_back_view(r.text);
-    if (id_col) table.ids.emplace_back(r.key);
-    table.rows.push_back(file.data_row());
-  }
+  };
+  file.parse(
+      convert, [&](size_t rows) { table.texts.reserve(rows); },
+      [&](const RowResult& r) {
+        file.count_row();
+        if (file.report_problem(r)) return;
+        file.count_text(r);
+        table.texts.push_back_view(r.text);
+        if (id_col) table.ids.emplace_back(r.key);
+        table.rows.push_back(file.data_row());
+      });
   file.keep_storage(table.texts);
   file.finish();
   report.rows_kept = table.size();
@@ -387,7 +390,7 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
   const size_t text_col = *file.column(columns.text, "data.test_text_field", false);
   const std::optional<size_t> lang_col = file.column(columns.lang, "data.test_lang_field", true);
 
-  std::vector<RowResult> rows = file.parse([&](const CsvRow& row, Slot& slot, RowResult& r) {
+  auto convert = [&](const CsvRow& row, Slot& slot, RowResult& r) {
     const CsvField& id = row.fields[id_col];
     if (!parse_id(csv_field_value(id, slot.value, options.limits.max_field_bytes), r.id)) {
       r.problem = Problem::kId;
@@ -395,30 +398,32 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
       return;
     }
     file.lang_and_text(row, lang_col, text_col, slot, r);
-  });
-
+  };
   TestCorpus corpus;
   std::unordered_map<int64_t, uint64_t> seen;  // id -> line
-  for (const RowResult& r : rows) {
-    file.count_row();
-    // A duplicate id is checked after the id itself, before the language and the text.
-    if (r.problem <= Problem::kId && file.report_problem(r)) continue;
-    auto [it, inserted] = seen.emplace(r.id, r.line);
-    if (!inserted) {
-      file.bad(r.line, "duplicate id",
-               "(" + std::to_string(r.id) + ", first on line " + std::to_string(it->second) + ")");
-      continue;
-    }
-    if ((r.problem == Problem::kEmptyLang || r.problem == Problem::kBadLang) &&
-        file.report_problem(r))
-      continue;
-    file.count_text(r);
-    if (file.report_problem(r)) continue;
-    corpus.ids.push_back(r.id);
-    corpus.texts.push_back_view(r.text);
-    corpus.langs.push_back(r.lang);
-    corpus.rows.push_back(file.data_row());
-  }
+  file.parse(
+      convert, [](size_t) {},
+      [&](const RowResult& r) {
+        file.count_row();
+        // A duplicate id is checked after the id itself, before the language and the text.
+        if (r.problem <= Problem::kId && file.report_problem(r)) return;
+        auto [it, inserted] = seen.emplace(r.id, r.line);
+        if (!inserted) {
+          file.bad(
+              r.line, "duplicate id",
+              "(" + std::to_string(r.id) + ", first on line " + std::to_string(it->second) + ")");
+          return;
+        }
+        if ((r.problem == Problem::kEmptyLang || r.problem == Problem::kBadLang) &&
+            file.report_problem(r))
+          return;
+        file.count_text(r);
+        if (file.report_problem(r)) return;
+        corpus.ids.push_back(r.id);
+        corpus.texts.push_back_view(r.text);
+        corpus.langs.push_back(r.lang);
+        corpus.rows.push_back(file.data_row());
+      });
   file.keep_storage(corpus.texts);
   file.finish();
   report.rows_kept = corpus.size();
