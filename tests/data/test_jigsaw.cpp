@@ -252,6 +252,7 @@ TEST(JigsawTest, IdsContentLanguageAndDuplicates) {
   auto t = load_test_csv(path, {}, o, &report);
   EXPECT_EQ(t.ids, (std::vector<int64_t>{0, 1, 2}));
   EXPECT_EQ(t.rows, (std::vector<int64_t>{0, 1, 4}));
+  EXPECT_EQ(t.skipped, 2u);  // the ids a submission will lack
   EXPECT_EQ(report.bad_rows.at("duplicate id").first_lines, (std::vector<uint64_t>{4}));
   EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines,
             (std::vector<uint64_t>{5}));
