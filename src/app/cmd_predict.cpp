@@ -121,6 +121,18 @@ void check_test_csv_matches(const Config& config, const io::H5File& f) {
                     " bytes; run `siamese-xlmr export --force` for its rows");
 }
 
+// The rows of the test file that export left out as bad (data.bad_rows: skip) have no line in
+// the submission: said, by count, instead of a file that silently lacks their ids.
+void warn_of_skipped_test_rows(const io::H5File& f, const std::string& submission) {
+  const int64_t skipped = f.has_attr("test_rows_skipped") ? f.attr_int("test_rows_skipped") : 0;
+  if (skipped > 0)
+    spdlog::warn(
+        "{} lacks the ids of {} rows of {} that were left out as bad (data.bad_rows: skip; "
+        "export's log lists their lines): fix them, then `export --force` and `predict --force` "
+        "give every id",
+        submission, skipped, f.attr_string("test_csv"));
+}
+
 void refuse_overwrite(const std::string& path, bool force) {
   if (files::exists(path) && !force)
     throw UserError("predict: " + path + " exists; pass --force to overwrite it");
@@ -184,6 +196,7 @@ int predict_submission(const Config& config, const PredictArgs& a) {
               static_cast<long long>(classifier.fitted_on.toxic), features.c_str());
   std::printf("written: %s\nwritten: %s (%zu test rows)\n", classifier_path.c_str(),
               submission.c_str(), ids.size());
+  warn_of_skipped_test_rows(f, submission);
   return 0;
 }
 

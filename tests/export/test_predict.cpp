@@ -359,5 +359,36 @@ TEST_F(Predict, RefusesATestCsvOtherThanTheFeatures) {
   EXPECT_FALSE(files::exists(dir.path("s.csv")));
 }
 
+TEST_F(Predict, SaysHowManyTestIdsTheSubmissionLacks) {
+  // With data.bad_rows: skip, a bad row of the test file was left out of features.h5 and so of
+  // submission.csv, which lacked its id without a word.
+  test::TempDir dir;
+  const std::string bad_test =
+      dir.write("test.csv", test::read_file(data_->test_csv) + "x1,an id that is no number,en\n" +
+                                "900001,a row with,one field too many,en\n");
+  const std::string run =
+      " run.log_level=warn run.dir=" + dir.path("run") + " data.test_csv=" + bad_test;
+  const std::string exported = cli("export --checkpoint " + run_file("checkpoints/best.h5")) + run;
+  auto refused = test::run_cli(exported);  // data.bad_rows: fail, the default, stops at them
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find(bad_test + ": 2 bad rows"), std::string::npos) << refused.err;
+
+  auto e = test::run_cli(exported + " data.bad_rows=skip");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_NE(e.err.find("the test set lacks 2 rows of data.test_csv " + bad_test), std::string::npos)
+      << e.err;
+  io::H5File features = io::H5File::open(dir.path("run/features.h5"));
+  EXPECT_EQ(features.attr_int("test_rows_skipped"), 2);
+  EXPECT_EQ(features.read_int64("test/ids").size(), test_set().size());
+
+  auto p = test::run_cli(cli("predict") + run + " data.bad_rows=skip");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.err.find("[warning] " + dir.path("run/submission.csv") +
+                       " lacks the ids of 2 rows of " + bad_test + " that were left out as bad"),
+            std::string::npos)
+      << p.err;
+  EXPECT_EQ(test::count_lines(p.err), 1u) << p.err;
+}
+
 }  // namespace
 }  // namespace sx
