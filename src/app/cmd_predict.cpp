@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/run_dir_lock.h"
 #include "data/datasets.h"
 #include "data/tokenizer.h"
 #include "encode/encode_texts.h"
@@ -141,6 +142,7 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   } else {
     check_output_file("--out", submission);
   }
+  const RunDirLock lock(config.run.dir, "predict");  // no training or export writes there now
   refuse_overwrite(classifier_path, a.force);
   refuse_overwrite(submission, a.force);
 
