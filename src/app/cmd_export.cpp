@@ -2,7 +2,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <fstream>
 #include <memory>
 
 #include "app/commands.h"
@@ -137,12 +136,7 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
   const std::string json_path = files::join(
       files::parent(after_path).empty() ? "." : files::parent(after_path), "evaluation.json");
   try {
-    files::write_atomically(json_path, [&](const std::string& tmp) {
-      std::ofstream out(tmp);
-      out << evaluate::to_json(after, before.get());
-      out.close();
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    });
+    files::write_file_atomically(json_path, evaluate::to_json(after, before.get()));
   } catch (const std::runtime_error& e) {
     throw UserError(std::string("evaluate: ") + e.what());
   }

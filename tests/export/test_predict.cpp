@@ -475,5 +475,25 @@ TEST_F(Predict, ExportIsRefusedWhileATrainingRunsInTheRunDir) {
   EXPECT_FALSE(files::exists(files::join(run, "features.h5")));
 }
 
+// ---- a full disk (issue #25): outputs appear together or not at all, with the system's reason
+
+TEST_F(Predict, AFailedWriteLeavesNeitherOutputAndSaysWhy) {
+  test::TempDir dir;
+  const std::string run = dir.path("run"), out = dir.path("s.csv");
+  // Room for classifier.json (the first file written), not for submission.csv.
+  const size_t limit = files::size(run_file("classifier.json"));
+  ASSERT_LT(limit, files::size(run_file("submission.csv")));
+  auto r = test::run_cli_with_file_limit(cli("predict") + " run.dir=" + run + " --features " +
+                                             run_file("features.h5") + " --out " + out,
+                                         limit);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("predict: cannot write " + out + ".tmp."), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(": File too large"), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(files::exists(files::join(run, "classifier.json")));
+  EXPECT_EQ(files::list(dir.path()), (std::vector<std::string>{"run"}));  // no temporary
+  EXPECT_EQ(files::list(run), (std::vector<std::string>{".lock"}));
+}
+
 }  // namespace
 }  // namespace sx
