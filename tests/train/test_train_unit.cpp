@@ -541,27 +541,6 @@ TEST(Checkpoint, FormatTwoFilesStillLoadWithoutTheNewerFields) {
   EXPECT_EQ(checkpoint_lineage(dir.path("two.h5")), "");
 }
 
-// Issue #12: a fresh run overwrote an earlier run's best.h5 and features in the same run.dir.
-TEST(RunDir, ASecondTrainingIsRefusedWhileTheFirstHoldsTheDirectory) {
-  test::TempDir dir;
-  const std::string run = dir.path("run");
-  {
-    RunDirLock first(run);  // creates run.dir
-    EXPECT_TRUE(files::exists(run + "/.lock"));
-    try {
-      RunDirLock second(run);  // its own open file: flock conflicts within one process too
-      ADD_FAILURE() << "a second lock was granted";
-    } catch (const UserError& e) {
-      const std::string message = e.what();
-      EXPECT_NE(message.find("is in use by a training that is still running (pid " +
-                             std::to_string(static_cast<long>(getpid())) + " on "),
-                std::string::npos)
-          << message;
-    }
-  }
-  RunDirLock again(run);  // the first one's end released it
-}
-
 TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
   test::TempDir dir;
   const std::string run = dir.path("run");
