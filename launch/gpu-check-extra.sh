@@ -38,3 +38,5 @@ echo "--- export-hf of the fp32 run, loaded by HF transformers (and sentence-tra
   tokenizer.model="$fixtures/tokenizer/sentencepiece.bpe.model" --out "$work/hf" | tail -1
 python3 tools/check_hf_export.py "$bin" "$work/hf"
 rm -rf "$work"
+echo "--- two ranks on the one GPU through real NCCL"
+tools/gpu_two_ranks.sh "$bin"

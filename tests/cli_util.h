@@ -34,6 +34,14 @@ inline RunResult run_cli(const std::string& args, const std::string& input = "")
   return run_command(std::string("'") + SX_BINARY + "' " + args, input);
 }
 
+// run_cli with each file the program writes limited to `bytes` (RLIMIT_FSIZE, util-linux's
+// prlimit) and SIGXFSZ ignored: a write past the limit fails with EFBIG ("File too large"), as
+// one on a full disk fails with ENOSPC, without a file system to fill.
+inline RunResult run_cli_with_file_limit(const std::string& args, size_t bytes) {
+  return run_command("trap '' XFSZ; exec prlimit --fsize=" + std::to_string(bytes) + " '" +
+                     SX_BINARY + "' " + args);
+}
+
 inline size_t count_lines(const std::string& s) {
   size_t n = 0;
   for (char c : s) n += c == '\n';

@@ -6,7 +6,10 @@
 #include "core/error.h"
 #include "core/files.h"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -70,5 +73,45 @@ class TempDir {
   }
   std::string path_;
 };
+
+// How a forked child ended: its exit code, or the signal that killed it (0 if none), and what
+// it wrote to stderr.
+struct ChildResult {
+  int exit_code = -1;
+  int signal = 0;
+  std::string err;
+};
+
+// Runs `body` in a forked child (no core dump; exit 0 when it returns, 3 when it throws) and
+// waits for it: for code that must end the process, as a crash or an _exit would.
+inline ChildResult run_in_child(const std::function<void()>& body) {
+  int err_pipe[2];
+  if (::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::close(err_pipe[0]);
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    const struct rlimit no_core { 0, 0 };
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    try {
+      body();
+    } catch (...) {
+      ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  ::close(err_pipe[1]);
+  ChildResult result;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(err_pipe[0], buffer, sizeof buffer)) > 0;)
+    result.err.append(buffer, static_cast<size_t>(n));
+  ::close(err_pipe[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+  return result;
+}
 
 }  // namespace sx::test

@@ -2,7 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
-#include <fstream>
+#include <memory>
 
 #include "app/commands.h"
 #include "app/inference.h"
@@ -11,6 +11,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/progress.h"
+#include "core/run_dir_lock.h"
 #include "data/datasets.h"
 #include "data/tokenizer.h"
 #include "dist/mpi_env.h"
@@ -44,9 +45,12 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
     return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   set_progress_options(config.run.progress, config.run.progress_interval);
-  // Rank 0 decides whether an earlier features.h5 may be replaced; every rank learns it.
+  // Rank 0 holds run.dir while the export works (no training or other export writes there)
+  // and decides whether an earlier features.h5 may be replaced; every rank learns it.
   const std::string out = files::join(config.run.dir, "features.h5");
+  std::unique_ptr<RunDirLock> lock;
   const dist::Outcome checked = dist::attempt([&] {
+    if (env.rank == 0) lock = std::make_unique<RunDirLock>(config.run.dir, "export");
     if (env.rank == 0 && files::is_directory(out))  // else an internal error after the export
       throw UserError("export: " + out + " is a directory, expected the features file to write");
     if (env.rank == 0 && !force && files::exists(out))
@@ -132,12 +136,7 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
   const std::string json_path = files::join(
       files::parent(after_path).empty() ? "." : files::parent(after_path), "evaluation.json");
   try {
-    files::write_atomically(json_path, [&](const std::string& tmp) {
-      std::ofstream out(tmp);
-      out << evaluate::to_json(after, before.get());
-      out.close();
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    });
+    files::write_file_atomically(json_path, evaluate::to_json(after, before.get()));
   } catch (const std::runtime_error& e) {
     throw UserError(std::string("evaluate: ") + e.what());
   }

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/run_dir_lock.h"
 #include "data/datasets.h"
 #include "data/tokenizer.h"
 #include "encode/encode_texts.h"
@@ -121,6 +122,40 @@ void check_test_csv_matches(const Config& config, const io::H5File& f) {
                     " bytes; run `siamese-xlmr export --force` for its rows");
 }
 
+// The rows of the test file that export left out as bad (data.bad_rows: skip) have no line in
+// the submission: said, by count, instead of a file that silently lacks their ids.
+void warn_of_skipped_test_rows(const io::H5File& f, const std::string& submission) {
+  const int64_t skipped = f.has_attr("test_rows_skipped") ? f.attr_int("test_rows_skipped") : 0;
+  if (skipped > 0)
+    spdlog::warn(
+        "{} lacks the ids of {} rows of {} that were left out as bad (data.bad_rows: skip; "
+        "export's log lists their lines): fix them, then `export --force` and `predict --force` "
+        "give every id",
+        submission, skipped, f.attr_string("test_csv"));
+}
+
+std::string submission_csv(const std::vector<int64_t>& ids, const std::vector<double>& p) {
+  std::string out = "id,toxic\n";
+  char line[64];
+  for (size_t i = 0; i < ids.size(); ++i) {
+    std::snprintf(line, sizeof line, "%lld,%.9g\n", static_cast<long long>(ids[i]), p[i]);
+    out += line;
+  }
+  return out;
+}
+
+// (path, contents) files that replace their earlier versions together or not at all.
+void write_outputs(const std::vector<std::pair<std::string, std::string>>& outputs) {
+  files::FileSet set;
+  for (const auto& [path, text] : outputs)
+    set.add(path, [&text = text](const std::string& tmp) { files::write_file(tmp, text); });
+  try {
+    set.commit();
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("predict: ") + e.what());
+  }
+}
+
 void refuse_overwrite(const std::string& path, bool force) {
   if (files::exists(path) && !force)
     throw UserError("predict: " + path + " exists; pass --force to overwrite it");
@@ -141,6 +176,7 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   } else {
     check_output_file("--out", submission);
   }
+  const RunDirLock lock(config.run.dir, "predict");  // no training or export writes there now
   refuse_overwrite(classifier_path, a.force);
   refuse_overwrite(submission, a.force);
 
@@ -163,27 +199,14 @@ int predict_submission(const Config& config, const PredictArgs& a) {
                     " columns, train/embeddings " + std::to_string(classifier.weights.size()));
   const auto p = evaluate::probabilities(classifier, x.data(), static_cast<int64_t>(ids.size()));
 
-  files::create_directories(config.run.dir);
-  files::write_atomically(classifier_path, [&](const std::string& tmp) {
-    std::ofstream out(tmp);
-    out << evaluate::to_json(classifier);
-    if (!out.flush()) throw UserError("cannot write " + tmp);
-  });
-  files::write_atomically(submission, [&](const std::string& tmp) {
-    std::ofstream out(tmp);
-    out << "id,toxic\n";
-    char line[64];
-    for (size_t i = 0; i < ids.size(); ++i) {
-      std::snprintf(line, sizeof line, "%lld,%.9g\n", static_cast<long long>(ids[i]), p[i]);
-      out << line;
-    }
-    if (!out.flush()) throw UserError("cannot write " + tmp);
-  });
+  write_outputs(
+      {{classifier_path, evaluate::to_json(classifier)}, {submission, submission_csv(ids, p)}});
   std::printf("classifier: logistic regression on %lld labeled rows (%lld toxic) of %s\n",
               static_cast<long long>(classifier.fitted_on.rows),
               static_cast<long long>(classifier.fitted_on.toxic), features.c_str());
   std::printf("written: %s\nwritten: %s (%zu test rows)\n", classifier_path.c_str(),
               submission.c_str(), ids.size());
+  warn_of_skipped_test_rows(f, submission);
   return 0;
 }
 

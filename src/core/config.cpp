@@ -319,7 +319,8 @@ const std::vector<Field>& schema() {
                       "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
                       "batch is padded to a multiple of 256 tokens with dummy sequences, which "
                       "changes only dropout's random numbers. With several ranks the gradient "
-                      "all-reduce runs after the replay instead of overlapping backward. Ignored, "
+                      "all-reduce runs after the replay instead of overlapping backward. With "
+                      "train.accumulation_steps > 1 each micro-batch replays a graph. Ignored, "
                       "with a warning, elsewhere."));
     s.push_back(entry(SX_MEMBER(train, epoch_auc), Kind::kBool, "true",
                       "At each epoch's end, embed the multilingual labeled set (every rank a "

@@ -14,14 +14,12 @@ std::string number(double v) {
 }
 
 // Why train.cuda_graphs cannot run here ("" = it can).
-std::string cuda_graphs_obstacle(const Config& c, const Platform& p) {
+std::string cuda_graphs_obstacle(const Platform& p) {
   if (!p.cuda_graphs) return "this build has no CUDA graphs (CUDA and libtorch >= 2 needed)";
   if (!p.cuda) return "the replica runs on the CPU";
   if (!p.flash_attention)
     return "attention is not the variable-length flash kernel (needs model.attention: sdpa "
            "and model.autocast_bf16: true)";
-  if (c.train.accumulation_steps > 1)
-    return "train.accumulation_steps > 1 (a graph replays one batch from zeroed gradients)";
   return "";
 }
 
@@ -50,7 +48,7 @@ void check_key_rules(const Config& c, const std::string& where) {
 }
 
 bool cuda_graphs_usable(const Config& c, const Platform& p) {
-  return c.train.cuda_graphs && cuda_graphs_obstacle(c, p).empty();
+  return c.train.cuda_graphs && cuda_graphs_obstacle(p).empty();
 }
 
 std::vector<std::string> check_platform_rules(const Config& c, const Platform& p, bool training) {
@@ -64,7 +62,7 @@ std::vector<std::string> check_platform_rules(const Config& c, const Platform& p
   if (!training) return warnings;
   check_backend(c, p);
   if (c.train.cuda_graphs)
-    if (const std::string why = cuda_graphs_obstacle(c, p); !why.empty())
+    if (const std::string why = cuda_graphs_obstacle(p); !why.empty())
       warnings.push_back("train.cuda_graphs: not used, " + why);
   return warnings;
 }

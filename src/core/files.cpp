@@ -30,13 +30,34 @@ uint64_t size(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
-void create_directories(const std::string& path) {
+namespace {
+
+[[noreturn]] void fail(const std::string& what, const std::string& path, int error) {
+  throw std::runtime_error(what + " " + path + ": " + std::strerror(error));
+}
+
+// create_directories that appends each directory it made to `created` (parents first).
+void make_directories(const std::string& path, std::vector<std::string>* created) {
   if (path.empty() || is_directory(path)) return;
   std::string p = parent(path);
-  if (!p.empty() && p != path) create_directories(p);
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
-    throw std::runtime_error("cannot create directory " + path + ": " + std::strerror(errno));
+  if (!p.empty() && p != path) make_directories(p, created);
+  if (::mkdir(path.c_str(), 0755) == 0) {
+    if (created) created->push_back(path);
+  } else if (errno != EEXIST) {
+    fail("cannot create directory", path, errno);
+  }
   if (!is_directory(path)) throw std::runtime_error(path + " exists and is not a directory");
+}
+
+std::string directory_of(const std::string& path) {
+  const std::string dir = parent(path);
+  return dir.empty() ? "." : dir;
+}
+
+}  // namespace
+
+void create_directories(const std::string& path) {
+  make_directories(path, nullptr);
 }
 
 void remove_all(const std::string& path) {
@@ -61,19 +82,93 @@ void fsync_path(const std::string& path) {
   if (rc != 0) throw std::runtime_error("cannot sync " + path + ": " + std::strerror(error));
 }
 
-void write_atomically(const std::string& path,
-                      const std::function<void(const std::string&)>& write) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+FileWriter::FileWriter(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("cannot create", path, errno);
+}
+
+FileWriter::~FileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileWriter::write(const void* data, size_t size) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, p, std::min<size_t>(size, size_t{1} << 30));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("cannot write", path_, n < 0 ? errno : EIO);
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+void FileWriter::close() {
+  const int fd = fd_;
+  fd_ = -1;
+  if (::fsync(fd) != 0) {
+    const int error = errno;
+    ::close(fd);
+    fail("cannot sync", path_, error);
+  }
+  if (::close(fd) != 0) fail("cannot close", path_, errno);
+}
+
+void write_file(const std::string& path, std::string_view bytes) {
+  FileWriter out(path);
+  out.write(bytes);
+  out.close();
+}
+
+void FileSet::add(const std::string& path, Writer write) {
+  entries_.push_back({path, path + ".tmp." + std::to_string(::getpid()), std::move(write)});
+}
+
+void FileSet::commit() {
+  std::vector<std::string> created;
   try {
-    write(tmp);
-    fsync_path(tmp);
-    rename(tmp, path);
+    write_all(created);
   } catch (...) {
-    ::unlink(tmp.c_str());
+    for (const Entry& e : entries_) ::unlink(e.tmp.c_str());
+    for (auto dir = created.rbegin(); dir != created.rend(); ++dir) ::rmdir(dir->c_str());
     throw;
   }
-  std::string dir = parent(path);
-  fsync_path(dir.empty() ? "." : dir);
+  rename_all(created);
+}
+
+void FileSet::write_all(std::vector<std::string>& created) {
+  for (const Entry& e : entries_) {
+    if (parents_ == Parents::kCreate) make_directories(parent(e.path), &created);
+    e.write(e.tmp);
+    fsync_path(e.tmp);
+  }
+}
+
+void FileSet::rename_all(const std::vector<std::string>& created) {
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    try {
+      rename(entries_[i].tmp, entries_[i].path);
+    } catch (...) {
+      for (size_t j = i; j < entries_.size(); ++j) ::unlink(entries_[j].tmp.c_str());
+      throw;
+    }
+    dirs.push_back(directory_of(entries_[i].path));
+  }
+  for (const std::string& dir : created) dirs.push_back(directory_of(dir));
+  std::sort(dirs.begin(), dirs.end());
+  dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+  for (const std::string& dir : dirs) fsync_path(dir);
+}
+
+void write_atomically(const std::string& path,
+                      const std::function<void(const std::string&)>& write) {
+  FileSet set;
+  set.add(path, write);
+  set.commit();
+}
+
+void write_file_atomically(const std::string& path, std::string_view bytes) {
+  write_atomically(path, [&](const std::string& tmp) { write_file(tmp, bytes); });
 }
 
 std::vector<std::string> list(const std::string& dir) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sx::files {
@@ -22,12 +23,60 @@ void create_directories(const std::string& path);
 void remove_all(const std::string& path);
 // Atomic within one file system; throws std::runtime_error on failure.
 void rename(const std::string& from, const std::string& to);
+// A file written from the start (created, or truncated when it exists). Every failure, of
+// open, write, fsync or close, throws std::runtime_error naming the path and the system's
+// reason ("cannot write F: No space left on device").
+class FileWriter {
+ public:
+  explicit FileWriter(const std::string& path);
+  ~FileWriter();  // closes without a check when close() was not reached (an exception)
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+  void write(const void* data, size_t size);
+  void write(std::string_view text) { write(text.data(), text.size()); }
+  // Syncs the file to its device and closes it.
+  void close();
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// FileWriter over the whole of `bytes`.
+void write_file(const std::string& path, std::string_view bytes);
+
+// Files that replace their targets together or not at all as far as writing goes (a full
+// disk, an I/O error, a writer that throws): commit() has each writer fill a temporary next to
+// its target (PATH.tmp.PID) and syncs it; only once every one is written are they renamed over
+// their targets, in the order added, and the directories synced. When a write fails, every
+// temporary (and, with Parents::kCreate, every directory commit() made) is removed, no target
+// has changed, and the exception passes on. A crash between two of the renames can leave some
+// targets new and the others old, each of them whole.
+class FileSet {
+ public:
+  using Writer = std::function<void(const std::string& tmp)>;
+  enum class Parents { kMustExist, kCreate };  // the targets' directories
+  explicit FileSet(Parents parents = Parents::kMustExist) : parents_(parents) {}
+  void add(const std::string& path, Writer write);
+  void commit();
+
+ private:
+  struct Entry {
+    std::string path, tmp;
+    Writer write;
+  };
+  void write_all(std::vector<std::string>& created);
+  void rename_all(const std::vector<std::string>& created);
+  Parents parents_;
+  std::vector<Entry> entries_;
+};
+
 // Writes `path` so that it is either the old file or the whole new one, even across a crash:
-// `write` fills a temporary file in the same directory, which is fsynced, renamed over `path`,
-// and the directory fsynced. If `write` (or any step) throws, the temporary is removed and the
-// exception passes on; `path` is untouched.
+// a FileSet of one file (its directory must exist).
 void write_atomically(const std::string& path,
                       const std::function<void(const std::string&)>& write);
+// write_atomically of `bytes` (write_file).
+void write_file_atomically(const std::string& path, std::string_view bytes);
 // fsync(2) of a file or a directory; throws std::runtime_error on failure.
 void fsync_path(const std::string& path);
 // Entries of a directory (names only, no "." or ".."), sorted.

@@ -169,6 +169,8 @@ struct TestCorpus {
   TextColumn texts;
   LangColumn langs;
   Column<int64_t> rows;
+  // Rows of the file left out as bad (data.bad_rows: skip): ids a submission will lack.
+  uint64_t skipped = 0;
 
   size_t size() const { return texts.size(); }
 };

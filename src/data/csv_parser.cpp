@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/mapping_guard.h"
 
 namespace sx::data {
 
@@ -36,12 +37,14 @@ MappedFile::MappedFile(const std::string& path) {
     if (p == MAP_FAILED) throw UserError(path + ": cannot map: " + std::strerror(err));
     ::madvise(p, size_, MADV_WILLNEED);  // read ahead; the parsing threads fault pages in
     data_ = static_cast<const char*>(p);
+    guard_ = guard_mapping(data_, size_, path);
   } else {
     ::close(fd);
   }
 }
 
 MappedFile::~MappedFile() {
+  unguard_mapping(guard_);
   if (data_) ::munmap(const_cast<char*>(data_), size_);
 }
 

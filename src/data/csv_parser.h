@@ -24,7 +24,9 @@
 namespace sx::data {
 
 // A file mapped read-only (private, shared with the page cache). Throws UserError naming the
-// path when it cannot be opened; an empty file maps to an empty view.
+// path when it cannot be opened; an empty file maps to an empty view. While it is mapped, a
+// read past the end of the file shrunk under it (truncated or rewritten in place during a run)
+// ends the process with one line naming the file (core/mapping_guard.h), not a SIGBUS crash.
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);
@@ -36,6 +38,7 @@ class MappedFile {
  private:
   const char* data_ = nullptr;
   size_t size_ = 0;
+  int guard_ = -1;
 };
 
 enum class CsvFieldKind : uint8_t {

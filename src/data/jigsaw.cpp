@@ -427,6 +427,7 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
   file.keep_storage(corpus.texts);
   file.finish();
   report.rows_kept = corpus.size();
+  corpus.skipped = report.rows_read - report.rows_kept;
   if (corpus.size() == 0)
     throw UserError(file.where() + ": no usable rows (header only, or every row is bad)");
   return corpus;

@@ -181,6 +181,7 @@ void write_test(ImageWriter& w, const TestCorpus& c, const std::vector<TextFile>
   write_texts(w, c.texts, files);
   write_langs(w, c.langs);
   write_column(w, c.rows);
+  w.u64(c.skipped);
 }
 
 TestCorpus read_test(ImageReader& r, const std::vector<std::shared_ptr<MappedFile>>& maps) {
@@ -189,6 +190,7 @@ TestCorpus read_test(ImageReader& r, const std::vector<std::shared_ptr<MappedFil
   c.texts = read_texts(r, maps);
   c.langs = read_langs(r);
   c.rows = r.column<int64_t>();
+  c.skipped = r.u64();
   return c;
 }
 

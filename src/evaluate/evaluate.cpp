@@ -14,6 +14,10 @@
 #include "io/hdf5.h"
 
 namespace sx::evaluate {
+namespace {
+constexpr const char* kNoMean =
+    "no fold had both labels in its training and held-out rows: the mean AUC is undefined";
+}  // namespace
 
 LogisticFit fit_logistic(const std::vector<float>& train, const std::vector<int>& train_labels,
                          int64_t cols, double c) {
@@ -185,6 +189,11 @@ Evaluation evaluate_features(const std::string& path) {
 }
 
 namespace {
+
+nlohmann::json number_or_null(const std::optional<double>& value) {
+  return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+}
+
 nlohmann::json json_of(const Evaluation& e) {
   nlohmann::json folds = nlohmann::json::array();
   for (const auto& f : e.folds) {
@@ -199,13 +208,38 @@ nlohmann::json json_of(const Evaluation& e) {
       j["auc_logistic_regression"] = f.auc_logistic, j["auc_centroid"] = f.auc_centroid;
     folds.push_back(j);
   }
-  return {{"features", e.path},
-          {"hidden_size", e.hidden_size},
-          {"folds", folds},
-          {"mean_auc_logistic_regression", e.mean_logistic},
-          {"mean_auc_centroid", e.mean_centroid},
-          {"evaluated_folds", e.evaluated}};
+  nlohmann::json j{{"features", e.path},
+                   {"hidden_size", e.hidden_size},
+                   {"folds", folds},
+                   {"mean_auc_logistic_regression", number_or_null(e.mean_logistic)},
+                   {"mean_auc_centroid", number_or_null(e.mean_centroid)},
+                   {"evaluated_folds", e.evaluated}};
+  if (!e.evaluated) j["why_no_mean"] = kNoMean;
+  return j;
 }
+
+// The table's last line: the means (before -> after with `before`), or why there are none.
+std::string mean_line(const Evaluation& after, const Evaluation* before) {
+  char line[256];
+  const bool none_after = !after.evaluated, none_before = before && !before->evaluated;
+  if (none_after || none_before) {
+    std::string which;  // the side without a mean, when the other has one
+    if (before && none_after != none_before) which = none_after ? "after: " : "before: ";
+    std::snprintf(line, sizeof line, "%-8s %6s %6s   %s%s\n", "mean", "", "", which.c_str(),
+                  kNoMean);
+  } else if (before) {
+    std::snprintf(line, sizeof line,
+                  "%-8s %6s %6s   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n", "mean", "",
+                  "", *before->mean_logistic, *after.mean_logistic,
+                  *after.mean_logistic - *before->mean_logistic, *before->mean_centroid,
+                  *after.mean_centroid, *after.mean_centroid - *before->mean_centroid);
+  } else {
+    std::snprintf(line, sizeof line, "%-8s %6s %6s   %10.4f   %12.4f\n", "mean", "", "",
+                  *after.mean_logistic, *after.mean_centroid);
+  }
+  return line;
+}
+
 }  // namespace
 
 std::string to_json(const Evaluation& after, const Evaluation* before) {
@@ -237,12 +271,7 @@ std::string to_table(const Evaluation& after, const Evaluation* before) {
       }
       out += line;
     }
-    std::snprintf(line, sizeof line,
-                  "%-8s %6s %6s   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n", "mean", "",
-                  "", before->mean_logistic, after.mean_logistic,
-                  after.mean_logistic - before->mean_logistic, before->mean_centroid,
-                  after.mean_centroid, after.mean_centroid - before->mean_centroid);
-    return out + line;
+    return out + mean_line(after, before);
   }
   out += "language   rows  toxic   AUC logreg   AUC centroid\n";
   for (const auto& a : after.folds) {
@@ -255,9 +284,7 @@ std::string to_table(const Evaluation& after, const Evaluation* before) {
                     a.auc_centroid);
     out += line;
   }
-  std::snprintf(line, sizeof line, "%-8s %6s %6s   %10.4f   %12.4f\n", "mean", "", "",
-                after.mean_logistic, after.mean_centroid);
-  return out + line;
+  return out + mean_line(after, nullptr);
 }
 
 }  // namespace sx::evaluate

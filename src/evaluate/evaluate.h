@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,7 +26,9 @@ struct Evaluation {
   std::string path;
   int64_t hidden_size = 0;
   std::vector<FoldResult> folds;
-  double mean_logistic = 0, mean_centroid = 0;  // over evaluated folds
+  // Over the evaluated folds; none (null in JSON, the reason in its place in the table) when
+  // no fold could be scored.
+  std::optional<double> mean_logistic, mean_centroid;
   int64_t evaluated = 0;
 };
 

@@ -38,6 +38,14 @@ std::vector<uint64_t> shape(size_t rows, int64_t cols) {
   return {rows, static_cast<uint64_t>(cols)};
 }
 
+// What predict checks and reports of the test set: that data.test_csv is still this file, and
+// how many of its rows were left out as bad (their ids are missing).
+void describe_test_set(io::H5File& f, const Config& config, const data::TestCorpus& test) {
+  f.set_attr("test_csv", config.data.test_csv);
+  f.set_attr("test_csv_bytes", static_cast<int64_t>(files::size(config.data.test_csv)));
+  f.set_attr("test_rows_skipped", static_cast<int64_t>(test.skipped));
+}
+
 }  // namespace
 
 void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
@@ -62,10 +70,7 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.set_attr("max_len", config.tokenizer.max_len);
     f.set_attr("pretokenize", std::string(name_of(config.tokenizer.pretokenize)));
     f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
-    if (inputs.test) {  // predict checks that data.test_csv is still this file
-      f.set_attr("test_csv", config.data.test_csv);
-      f.set_attr("test_csv_bytes", static_cast<int64_t>(files::size(config.data.test_csv)));
-    }
+    if (inputs.test) describe_test_set(f, config, *inputs.test);
 
     // The training matrix: every labeled row, grouped by language, the languages sorted as
     // the notebook sorts them (so fold and row indices match its cv_splitting), rows of a
@@ -123,6 +128,11 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
   spdlog::info("features: {} ({} labeled rows in {} languages{})", path, ml.size(),
                ml.languages().size(),
                inputs.test ? ", " + std::to_string(inputs.test->size()) + " test rows" : "");
+  if (inputs.test && inputs.test->skipped)
+    spdlog::warn(
+        "features: {}: the test set lacks {} rows of data.test_csv {} left out as bad "
+        "(data.bad_rows: skip): a submission made from it will lack their ids",
+        path, inputs.test->skipped, config.data.test_csv);
 }
 
 }  // namespace sx::exporting

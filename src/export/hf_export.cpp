@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -16,32 +18,25 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-// Writes `text` to dir/name atomically, creating dir/ and parents.
-void write_text(const std::string& dir, const std::string& name, const std::string& text) {
-  const std::string path = files::join(dir, name);
-  try {
-    files::create_directories(files::parent(path));
-    files::write_atomically(path, [&](const std::string& tmp) {
-      std::ofstream out(tmp, std::ios::binary);
-      out << text;
-      out.close();
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    });
-  } catch (const std::runtime_error& e) {
-    throw UserError(std::string("export-hf: ") + e.what());
-  }
+// dir/name among the files of the directory, with `text`.
+void add_text(files::FileSet& out, const std::string& dir, const std::string& name,
+              std::string text) {
+  out.add(files::join(dir, name),
+          [text = std::move(text)](const std::string& tmp) { files::write_file(tmp, text); });
 }
 
-void write_tensors(const std::string& dir, const std::string& name,
-                   const std::map<std::string, torch::Tensor>& tensors) {
-  const std::string path = files::join(dir, name);
-  files::create_directories(files::parent(path));
-  model::write_safetensors(path, tensors);  // atomically
+void add_tensors(files::FileSet& out, const std::string& dir, const std::string& name,
+                 std::map<std::string, torch::Tensor> tensors) {
+  out.add(files::join(dir, name), [tensors = std::move(tensors)](const std::string& tmp) {
+    model::write_safetensors(tmp, tensors);
+  });
 }
 
 std::string read_binary(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw UserError("export-hf: cannot read the tokenizer model " + path);
+  if (!in)
+    throw UserError("export-hf: cannot read the tokenizer model " + path + ": " +
+                    std::strerror(errno));
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
@@ -54,8 +49,9 @@ json special_tokens() {
 }
 
 // sentence-transformers: Transformer -> mean Pooling -> LayerNorm, each a module directory.
-void write_sentence_transformers(const std::string& dir, int64_t hidden, int64_t max_len,
-                                 const std::map<std::string, torch::Tensor>& pool_ln) {
+void add_sentence_transformers(files::FileSet& out, const std::string& dir, int64_t hidden,
+                               int64_t max_len,
+                               const std::map<std::string, torch::Tensor>& pool_ln) {
   json modules = json::array();
   modules.push_back({{"idx", 0},
                      {"name", "0"},
@@ -69,9 +65,9 @@ void write_sentence_transformers(const std::string& dir, int64_t hidden, int64_t
                      {"name", "2"},
                      {"path", "2_LayerNorm"},
                      {"type", "sentence_transformers.models.LayerNorm"}});
-  write_text(dir, "modules.json", modules.dump(2) + "\n");
-  write_text(dir, "sentence_bert_config.json",
-             json{{"max_seq_length", max_len}, {"do_lower_case", false}}.dump(2) + "\n");
+  add_text(out, dir, "modules.json", modules.dump(2) + "\n");
+  add_text(out, dir, "sentence_bert_config.json",
+           json{{"max_seq_length", max_len}, {"do_lower_case", false}}.dump(2) + "\n");
   json pooling{{"word_embedding_dimension", hidden},
                {"pooling_mode_cls_token", false},
                {"pooling_mode_mean_tokens", true},
@@ -80,10 +76,10 @@ void write_sentence_transformers(const std::string& dir, int64_t hidden, int64_t
                {"pooling_mode_weightedmean_tokens", false},
                {"pooling_mode_lasttoken", false},
                {"include_prompt", true}};
-  write_text(dir, "1_Pooling/config.json", pooling.dump(2) + "\n");
-  write_text(dir, "2_LayerNorm/config.json", json{{"dimension", hidden}}.dump(2) + "\n");
-  write_tensors(
-      dir, "2_LayerNorm/model.safetensors",
+  add_text(out, dir, "1_Pooling/config.json", pooling.dump(2) + "\n");
+  add_text(out, dir, "2_LayerNorm/config.json", json{{"dimension", hidden}}.dump(2) + "\n");
+  add_tensors(
+      out, dir, "2_LayerNorm/model.safetensors",
       {{"norm.weight", pool_ln.at("pool_ln.weight")}, {"norm.bias", pool_ln.at("pool_ln.bias")}});
 }
 
@@ -191,7 +187,6 @@ std::string hf_config_json(const model::XlmrConfig& c, const std::string& dtype)
 void export_hf(model::SiameseEncoderImpl& model, const HfExportInputs& in) {
   if (in.dtype != "fp32" && in.dtype != "bf16")
     throw UserError("export-hf: --dtype " + in.dtype + " (expected fp32 or bf16)");
-  const std::string tokenizer = read_binary(in.tokenizer_model);
   std::map<std::string, torch::Tensor> encoder, pool_ln;
   for (auto& [name, t] : model::named_parameters(model)) {
     torch::Tensor cpu = t.detach().to(torch::kCPU);
@@ -201,18 +196,26 @@ void export_hf(model::SiameseEncoderImpl& model, const HfExportInputs& in) {
       encoder[name] = cpu.to(in.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat);
   }
   const int64_t hidden = model.config().hidden_size;
-  write_text(in.out_dir, "config.json", hf_config_json(model.config(), in.dtype));
-  write_tensors(in.out_dir, "model.safetensors", encoder);
-  write_text(in.out_dir, "sentencepiece.bpe.model", tokenizer);
+  const size_t tensors = encoder.size();
+  // Every file is written before any appears: a failure leaves no part of the directory.
+  files::FileSet out(files::FileSet::Parents::kCreate);
+  add_text(out, in.out_dir, "config.json", hf_config_json(model.config(), in.dtype));
+  add_tensors(out, in.out_dir, "model.safetensors", std::move(encoder));
+  add_text(out, in.out_dir, "sentencepiece.bpe.model", read_binary(in.tokenizer_model));
   json tokenizer_config = special_tokens();
   tokenizer_config["tokenizer_class"] = "XLMRobertaTokenizer";
   tokenizer_config["model_max_length"] = in.max_len;
-  write_text(in.out_dir, "tokenizer_config.json", tokenizer_config.dump(2) + "\n");
-  write_text(in.out_dir, "special_tokens_map.json", special_tokens().dump(2) + "\n");
-  write_sentence_transformers(in.out_dir, hidden, in.max_len, pool_ln);
-  write_text(in.out_dir, "README.md", model_card(in, model.config()));
+  add_text(out, in.out_dir, "tokenizer_config.json", tokenizer_config.dump(2) + "\n");
+  add_text(out, in.out_dir, "special_tokens_map.json", special_tokens().dump(2) + "\n");
+  add_sentence_transformers(out, in.out_dir, hidden, in.max_len, pool_ln);
+  add_text(out, in.out_dir, "README.md", model_card(in, model.config()));
+  try {
+    out.commit();
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("export-hf: ") + e.what());
+  }
   spdlog::info("export-hf: {} ({} tensors, {}; sentence-transformers modules; model card)",
-               in.out_dir, encoder.size(), in.dtype);
+               in.out_dir, tensors, in.dtype);
 }
 
 }  // namespace sx::exporting

@@ -23,8 +23,10 @@ struct HfExportInputs {
   std::string evaluation_json;      // run.dir/evaluation.json when there is one, else ""
 };
 
-// Writes the directory (created; files written atomically). Throws UserError when a file
-// cannot be written or the tokenizer model is missing.
+// Writes the directory (created with its subdirectories when missing; files of an existing
+// one replaced, others kept), every file written before any of them appears (files::FileSet):
+// a failure (a full disk) leaves no part of the new directory. Throws UserError, with the
+// system's reason, when a file cannot be written or the tokenizer model cannot be read.
 void export_hf(model::SiameseEncoderImpl& model, const HfExportInputs& inputs);
 
 // The HF config.json of `config` (XLMRobertaModel).

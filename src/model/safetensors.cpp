@@ -204,23 +204,16 @@ void write_safetensors(const std::string& path,
   }
   std::string h = header.dump();
   while ((8 + h.size()) % 8) h += ' ';  // align the data section as HF does
-  try {
-    files::write_atomically(path, [&](const std::string& tmp) {
-      std::ofstream out(tmp, std::ios::binary);
-      uint64_t len = h.size();
-      for (int i = 0; i < 8; ++i) out.put(static_cast<char>((len >> (8 * i)) & 0xFF));
-      out << h;
-      for (const auto& [name, t] : tensors) {
-        uint64_t n = dtype_size(t.dtype);
-        for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-        out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(n));
-      }
-      out.close();
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    });
-  } catch (const std::runtime_error& e) {
-    throw UserError(path + ": " + e.what());
+  std::string start(8, '\0');           // the header's length, little-endian
+  for (int i = 0; i < 8; ++i) start[i] = static_cast<char>((h.size() >> (8 * i)) & 0xFF);
+  files::FileWriter out(path);
+  out.write(start + h);
+  for (const auto& [name, t] : tensors) {
+    uint64_t n = dtype_size(t.dtype);
+    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+    out.write(t.data, n);
   }
+  out.close();
 }
 
 }  // namespace sx::model

@@ -54,7 +54,8 @@ struct StTensorData {
   std::vector<int64_t> shape;
   const void* data;
 };
-// Written atomically (files::write_atomically); a failure is a UserError naming `path`.
+// Writes `path` in place (to replace a file whole, write it through files::FileSet); a failure
+// throws std::runtime_error naming `path` and the system's reason.
 void write_safetensors(const std::string& path, const std::map<std::string, StTensorData>& tensors);
 
 }  // namespace sx::model

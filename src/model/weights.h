@@ -14,6 +14,7 @@ namespace sx::model {
 // Every entry of a safetensors file as a tensor of `dtype` (F32, F16, BF16, F64 convert).
 std::map<std::string, torch::Tensor> read_safetensors(const std::string& path,
                                                       torch::Dtype dtype = torch::kFloat);
+// Writes `path` in place (safetensors.h); a failure names it and the system's reason.
 void write_safetensors(const std::string& path,
                        const std::map<std::string, torch::Tensor>& tensors);
 

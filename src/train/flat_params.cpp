@@ -47,4 +47,14 @@ void FlatParameters::collect_grads() {
   }
 }
 
+std::string FlatParameters::stray_grad() const {
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const torch::Tensor& g = parameters_[i].grad();
+    const Entry& e = entries_[i];
+    if (g.defined() && g.data_ptr() != grads_.narrow(0, e.offset, e.numel).data_ptr())
+      return e.name;
+  }
+  return "";
+}
+
 }  // namespace sx::train

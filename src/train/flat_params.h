@@ -50,6 +50,10 @@ class FlatParameters {
   // Makes sure every parameter's gradient lives in the flat buffer (autograd accumulates
   // in place into the views; if it ever replaced one, copy it back).
   void collect_grads();
+  // The name of the first parameter whose gradient is defined but is not the view of its flat
+  // slot ("" when every one is). A CUDA graph captured while autograd replaced a gradient would
+  // write the replacement on every replay and leave the slot stale: checked after each capture.
+  std::string stray_grad() const;
 
  private:
   std::vector<torch::Tensor> parameters_;

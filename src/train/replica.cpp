@@ -276,7 +276,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
 // another training uses it) and a fresh run claims it (run_dir.h). Returns where --force moved
 // an earlier run's files, or "".
 std::string prepare_run_dir(const Config& config, const TrainOptions& options, Replica& r) {
-  r.run_dir_lock = std::make_unique<RunDirLock>(config.run.dir);
+  r.run_dir_lock = std::make_unique<RunDirLock>(config.run.dir, "train");
   const std::string moved = options.resume.empty()
                                 ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
                                 : "";

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/run_dir_lock.h"
 #include "data/corpus.h"
 #include "data/datasets.h"
 #include "data/pairs.h"

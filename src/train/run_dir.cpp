@@ -1,12 +1,6 @@
 #include "train/run_dir.h"
 
-#include <fcntl.h>
-#include <spdlog/spdlog.h>
-#include <sys/file.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include <chrono>
 #include <ctime>
@@ -115,44 +109,6 @@ void check_run_outputs_are_files(const std::string& run_dir) {
                       " is a directory, expected a file this run writes (move it away, or give "
                       "this run another run.dir)");
   }
-}
-
-RunDirLock::RunDirLock(const std::string& run_dir) {
-  try {
-    files::create_directories(run_dir);
-  } catch (const std::runtime_error& e) {
-    throw UserError(std::string("run.dir: ") + e.what());
-  }
-  const std::string path = files::join(run_dir, ".lock");
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw UserError("run.dir: cannot open " + path + ": " + std::strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
-    char host[256] = "?";
-    gethostname(host, sizeof host - 1);
-    const std::string holder =
-        "pid " + std::to_string(static_cast<long>(getpid())) + " on " + host + "\n";
-    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, holder.data(), holder.size(), 0) < 0)
-      spdlog::warn("run.dir: cannot write {}: {}", path, std::strerror(errno));
-    return;
-  }
-  const int error = errno;
-  if (error == EWOULDBLOCK) {
-    char holder[256] = {};
-    const ssize_t n = ::pread(fd_, holder, sizeof holder - 1, 0);
-    std::string who = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "another process";
-    while (!who.empty() && (who.back() == '\n' || who.back() == '\r')) who.pop_back();
-    ::close(fd_);
-    throw UserError("run.dir " + run_dir + " is in use by a training that is still running (" +
-                    who + "): wait for it to end, or give this run another run.dir");
-  }
-  spdlog::warn("run.dir: {} cannot be locked ({}): nothing stops a second training into {}", path,
-               std::strerror(error), run_dir);
-  ::close(fd_);
-  fd_ = -1;
-}
-
-RunDirLock::~RunDirLock() {
-  if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays (removing it would race)
 }
 
 std::string new_lineage_id() {

@@ -26,28 +26,12 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
 
 // Removes the temporary files of checkpoint writers that were killed (checkpoints/*.h5.tmp.PID,
 // as large as a checkpoint each); returns their paths. Only for the run that holds run_dir
-// (RunDirLock): no other training writes there then.
+// (core/run_dir_lock.h): no other command writes there then.
 std::vector<std::string> remove_stale_temporaries(const std::string& run_dir);
 
 // A UserError when a file the run writes (features, evaluation, metrics, best weights) is a
 // directory in run_dir: the write would fail only at the end of the training.
 void check_run_outputs_are_files(const std::string& run_dir);
-
-// Held by rank 0 of a training from before it claims run_dir until the process ends (the
-// kernel drops it then, however the process ends): an flock on run_dir/.lock holding
-// "pid P on HOST". A second training into the same directory, fresh, --force or resumed, is
-// refused while the first lives, instead of mixing its files with a live run's. Creates
-// run_dir. Where the file system has no locks, logs a warning and holds nothing.
-class RunDirLock {
- public:
-  explicit RunDirLock(const std::string& run_dir);
-  ~RunDirLock();
-  RunDirLock(const RunDirLock&) = delete;
-  RunDirLock& operator=(const RunDirLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 // A new id for a fresh run's lineage (its resumes keep it): time, host, pid and randomness.
 std::string new_lineage_id();

@@ -117,9 +117,9 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
   TORCH_CHECK(!micro_batches.empty(), "train_step without a batch");
   const size_t count = micro_batches.size();
   mark(Phase::kStart);
-  // CUDA graphs (train.cuda_graphs, one replica) replay one batch's forward and backward from
-  // zeroed gradients, so they serve steps of a single micro-batch; the graph fills its inputs.
-  const bool graphed = t.graphs && count == 1;
+  // CUDA graphs (train.cuda_graphs) replay each micro-batch's forward and backward (the first
+  // from zeroed gradients); the graph fills its inputs.
+  const bool graphed = t.graphs != nullptr;
   std::vector<DeviceBatch> device_batches;
   if (!graphed)
     for (const HostBatch& batch : micro_batches)
@@ -135,10 +135,16 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
     touched.emplace_back(batch.text.ids);
     if (graphed) touched.emplace_back(pad_row);
   }
-  if (graphed) {  // one replay: forward and backward (the split shows both as "forward")
-    torch::manual_seed(settings.dropout_seed);
-    loss_sum = t.graphs->forward_backward(t, micro_batches.front(), settings.margin).detach();
-    tokens = micro_batches.front().text.tokens();
+  if (graphed) {  // one replay per micro-batch (the split shows forward and backward as forward)
+    for (size_t a = 0; a < count; ++a) {
+      torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
+      const StepGraphs::MicroBatch micro{static_cast<int64_t>(a), static_cast<int64_t>(count)};
+      // Read before the next replay: the graphs share one pool.
+      torch::Tensor loss =
+          t.graphs->forward_backward(t, micro_batches[a], settings.margin, micro).detach();
+      loss_sum = a == 0 ? (count == 1 ? loss : loss.clone()) : loss_sum + loss;
+      tokens += micro_batches[a].text.tokens();
+    }
     // Several ranks: a replay runs no autograd hooks, so the reducer starts after it (the row
     // exchange on the host overlaps the replay on the device) and finish_step launches every
     // bucket; the all-reduce follows backward instead of overlapping it.

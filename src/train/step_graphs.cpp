@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #if defined(SX_WITH_CUDA) && TORCH_VERSION_MAJOR >= 2 && !defined(SX_NO_CUDA_GRAPHS)
 #define SX_HAVE_CUDA_GRAPHS 1
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -27,22 +30,39 @@ bool StepGraphs::compiled() {
   return SX_HAVE_CUDA_GRAPHS;
 }
 
-#if SX_HAVE_CUDA_GRAPHS
+int64_t StepGraphs::bucket_for(int64_t tokens) {
+  return std::max<int64_t>(1, (tokens + kBucketTokens - 1) / kBucketTokens) * kBucketTokens;
+}
 
 namespace {
-
 // Dummy sequences that fill a batch up to its bucket (each at most max_seqlen long).
 int64_t dummy_sequences(int64_t max_seqlen) {
   return (StepGraphs::kBucketTokens + max_seqlen - 1) / max_seqlen;
 }
+}  // namespace
+
+std::vector<int32_t> StepGraphs::filler_ends(int64_t tokens, int64_t bucket, int64_t max_seqlen) {
+  std::vector<int32_t> ends;
+  int64_t end = tokens;
+  for (int64_t d = 0; d < dummy_sequences(max_seqlen); ++d) {
+    end = std::min(bucket, end + max_seqlen);
+    ends.push_back(static_cast<int32_t>(end));
+  }
+  return ends;
+}
+
+#if SX_HAVE_CUDA_GRAPHS
+
+namespace {
 
 // A captured step's fixed inputs and output.
 struct Graph {
   at::cuda::CUDAGraph graph;
-  torch::Tensor ids;     // [bucket] int32: the real tokens, then pads
-  torch::Tensor cu;      // [2B + 1 + dummies] int32
-  torch::Tensor labels;  // [B] float32
-  torch::Tensor loss;    // the captured loss (in the graphs' pool)
+  torch::Tensor ids;                  // [bucket] int32: the real tokens, then pads
+  torch::Tensor cu;                   // [2B + 1 + dummies] int32
+  torch::Tensor labels;               // [B] float32
+  torch::Tensor loss;                 // the captured loss (in the graphs' pool)
+  StepGraphs::MicroBatch kind{0, 1};  // zeroes the gradients when first; scales when count > 1
   bool captured = false;
   int64_t seen = 0;
 };
@@ -53,12 +73,13 @@ struct StepGraphs::Impl {
   int64_t max_seqlen = 0;
   int32_t pad_id = 1;
   decltype(at::cuda::graph_pool_handle()) pool;
-  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Graph>> graphs;  // (pairs, bucket)
+  // (pairs, bucket, micro-batches per step, first of them)
+  std::map<std::tuple<int64_t, int64_t, int64_t, bool>, std::unique_ptr<Graph>> graphs;
   int64_t captured = 0;
 
   // The step's body: the same kernels whether run eagerly or captured.
   torch::Tensor body(Trainee& t, Graph& g, double margin) const {
-    t.flat->zero_grads();
+    if (g.kind.index == 0) t.flat->zero_grads();
     model::PackedIds packed;
     packed.ids = g.ids.to(torch::kLong);
     packed.cu_seqlens = g.cu;
@@ -67,18 +88,21 @@ struct StepGraphs::Impl {
     packed.offsets.back() = g.ids.size(0);
     packed.max_seqlen = max_seqlen;
     torch::Tensor loss = model::pair_loss(*t.model, packed, g.labels, margin);
+    if (g.kind.count > 1) loss = loss / static_cast<double>(g.kind.count);
     loss.backward();
     return loss.detach();
   }
 
-  Graph& graph_for(int64_t pairs, int64_t bucket, const torch::Device& device) {
-    auto& slot = graphs[{pairs, bucket}];
+  Graph& graph_for(int64_t pairs, int64_t bucket, StepGraphs::MicroBatch micro,
+                   const torch::Device& device) {
+    auto& slot = graphs[{pairs, bucket, micro.count, micro.index == 0}];
     if (!slot) {
       slot = std::make_unique<Graph>();
       const auto on = torch::TensorOptions().device(device);
       slot->ids = torch::empty({bucket}, on.dtype(torch::kInt));
       slot->cu = torch::empty({2 * pairs + 1 + dummy_sequences(max_seqlen)}, on.dtype(torch::kInt));
       slot->labels = torch::empty({pairs}, on.dtype(torch::kFloat));
+      slot->kind = {micro.index == 0 ? 0 : 1, micro.count};
     }
     return *slot;
   }
@@ -93,11 +117,8 @@ struct StepGraphs::Impl {
                                     torch::TensorOptions().dtype(torch::kInt).pinned_memory(true));
     int32_t* c = cu.data_ptr<int32_t>();
     for (int64_t i = 0; i <= sequences; ++i) c[i] = static_cast<int32_t>(batch.text.offsets[i]);
-    int64_t end = tokens;
-    for (int64_t d = 1; d <= dummies; ++d) {
-      end = std::min(bucket, end + max_seqlen);
-      c[sequences + d] = static_cast<int32_t>(end);
-    }
+    const std::vector<int32_t> ends = filler_ends(tokens, bucket, max_seqlen);
+    std::copy(ends.begin(), ends.end(), c + sequences + 1);
     g.cu.copy_(cu, /*non_blocking=*/true);
     g.labels.copy_(batch.labels, /*non_blocking=*/true);
   }
@@ -114,6 +135,12 @@ struct StepGraphs::Impl {
                                            "train.cuda_graphs: false to train without): ") +
                                e.what());
     }
+    // A replay writes where the capture wrote: a gradient autograd replaced instead of
+    // accumulating into its flat slot would leave the slot stale on every replay.
+    if (const std::string stray = t.flat->stray_grad(); !stray.empty())
+      throw std::runtime_error("capturing the step as a CUDA graph moved the gradient of " + stray +
+                               " out of the flat buffer (set train.cuda_graphs: false to train "
+                               "without)");
     g.captured = true;
     ++captured;
   }
@@ -136,7 +163,16 @@ int64_t StepGraphs::captured() const {
   return impl_->captured;
 }
 
-torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, double margin) {
+int64_t StepGraphs::idle_pool_bytes() const {
+  int64_t idle = 0;
+  for (const auto& segment : c10::cuda::CUDACachingAllocator::snapshot().segments)
+    if (segment.owner_private_pool_id == impl_->pool)
+      idle += static_cast<int64_t>(segment.total_size - segment.allocated_size);
+  return idle;
+}
+
+torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, double margin,
+                                           MicroBatch micro) {
   Impl& m = *impl_;
   const int64_t pairs = batch.text.pairs, tokens = batch.text.tokens();
   TORCH_CHECK(batch.text.max_length() <= m.max_seqlen, "a graphed step needs texts of up to ",
@@ -144,8 +180,7 @@ torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, d
   TORCH_CHECK(c10::cuda::getCurrentCUDAStream(t.device.index()) !=
                   c10::cuda::getDefaultCUDAStream(t.device.index()),
               "graphed steps run on a stream of their own: call StepGraphs::use_own_stream first");
-  const int64_t bucket = (tokens / kBucketTokens + 1) * kBucketTokens;
-  Graph& g = m.graph_for(pairs, bucket, t.device);
+  Graph& g = m.graph_for(pairs, bucket_for(tokens), micro, t.device);
   m.fill_inputs(g, batch);
   ++g.seen;
   if (!g.captured && g.seen == 1) return m.body(t, g, margin);  // the warm-up, eagerly
@@ -163,7 +198,10 @@ StepGraphs::~StepGraphs() = default;
 int64_t StepGraphs::captured() const {
   return 0;
 }
-torch::Tensor StepGraphs::forward_backward(Trainee&, const HostBatch&, double) {
+int64_t StepGraphs::idle_pool_bytes() const {
+  return 0;
+}
+torch::Tensor StepGraphs::forward_backward(Trainee&, const HostBatch&, double, MicroBatch) {
   TORCH_CHECK(false, "this build has no CUDA graphs");
   return torch::Tensor();
 }

@@ -3,12 +3,17 @@
 // replaying a captured graph launches them all at once.
 //
 // A graph needs fixed shapes, so a packed batch is padded to a token bucket: its T real tokens
-// plus dummy sequences of pad tokens up to the next multiple of kBucketTokens. The dummy
-// sequences attend only to themselves and are left out of pooling, so they change nothing but
-// the random numbers dropout draws (the embeddings, loss and gradients are those of the real
-// batch). One graph per (pairs, bucket), captured the second time that shape is seen (the
-// first runs the same code eagerly, as the warm-up capture needs); all graphs share one
-// memory pool, which is safe because nothing a graph leaves behind is read after the step.
+// plus dummy sequences of pad tokens up to the next multiple of kBucketTokens (none, that is
+// dummies of length 0, when T is a multiple). The dummy sequences attend only to themselves and
+// are left out of pooling, so they change nothing but the random numbers dropout draws (the
+// embeddings, loss and gradients are those of the real batch). One graph per (pairs, bucket,
+// micro-batch kind), captured the second time that shape is seen (the first runs the same
+// code eagerly, as the warm-up capture needs); all graphs share one memory pool, which is safe
+// because what a graph leaves behind (its loss) is read before another graph replays.
+//
+// Gradient accumulation (train.accumulation_steps = A > 1): the first micro-batch's graph
+// zeroes the gradients, the others' accumulate into them, and each scales its loss by 1/A, as
+// the eager step does.
 //
 // For CUDA replicas with flash attention. With several ranks the
 // gradient all-reduce stays outside the graph (its touched-row union changes shape every step)
@@ -19,6 +24,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/xlmr.h"
 
@@ -47,12 +53,29 @@ class StepGraphs {
   // run is a configuration rule (core/config_rules.h: train.cuda_graphs).
   static bool compiled();
 
-  // Zeroes the gradients, then forward, DBL loss and backward of `batch` on the current
-  // stream's behalf, through the graph of the batch's shape. Returns the loss (a device
-  // scalar, valid until the next call). Throws if a capture fails.
-  torch::Tensor forward_backward(Trainee& t, const HostBatch& batch, double margin);
+  // The smallest multiple of kBucketTokens that holds `tokens` (at least one bucket).
+  static int64_t bucket_for(int64_t tokens);
+  // Where the dummy sequences that fill `tokens` up to `bucket` end, each at most `max_seqlen`
+  // long: as many as a bucket's worth of filler needs, trailing ones of length 0.
+  static std::vector<int32_t> filler_ends(int64_t tokens, int64_t bucket, int64_t max_seqlen);
+
+  // Which of a step's micro-batches a replay runs: the first zeroes the gradients, the others
+  // accumulate; with count > 1 the loss is scaled by 1/count.
+  struct MicroBatch {
+    int64_t index;
+    int64_t count;
+  };
+
+  // Forward, DBL loss and backward of `batch` on the current stream's behalf, through the
+  // graph of the batch's shape and kind. Returns the (scaled) loss: a device scalar, valid
+  // until the next call. Throws if a capture fails.
+  torch::Tensor forward_backward(Trainee& t, const HostBatch& batch, double margin,
+                                 MicroBatch micro = {0, 1});
 
   int64_t captured() const;  // graphs captured so far
+  // Bytes the graphs' pool holds beyond the tensors alive in it: the memory replays write,
+  // which the allocator's allocated-bytes statistics do not count between replays.
+  int64_t idle_pool_bytes() const;
 
  private:
   struct Impl;

@@ -3,6 +3,8 @@
 
 #include <fstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "core/files.h"
 #include "test_util.h"
@@ -41,6 +43,70 @@ TEST(WriteAtomically, AWriterThatWroteNothingIsAnError) {
   test::TempDir dir;
   EXPECT_THROW(write_atomically(dir.path("x"), [](const std::string&) {}), std::runtime_error);
   EXPECT_TRUE(list(dir.path()).empty());
+}
+
+TEST(FileWriter, AFullDeviceIsAnErrorNamingThePathAndTheSystemsReason) {
+  try {
+    write_file("/dev/full", "some bytes");  // every write: ENOSPC
+    ADD_FAILURE() << "a write to /dev/full succeeded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()), "cannot write /dev/full: No space left on device");
+  }
+}
+
+// Issue #25: predict left classifier.json without submission.csv on a full disk, export-hf a
+// directory with config.json alone.
+TEST(FileSet, EveryTargetIsReplacedOnlyOnceEveryFileIsWritten) {
+  test::TempDir dir;
+  put(dir.path("a.txt"), "old a");
+  put(dir.path("b.txt"), "old b");
+  std::vector<std::string> seen;  // what the targets held while each writer ran
+  FileSet set;
+  for (const char* name : {"a.txt", "b.txt"})
+    set.add(dir.path(name), [&, name](const std::string& tmp) {
+      seen.push_back(test::read_file(dir.path("a.txt")) + "|" + test::read_file(dir.path("b.txt")));
+      write_file(tmp, std::string("new ") + name);
+    });
+  set.commit();
+  EXPECT_EQ(seen, (std::vector<std::string>{"old a|old b", "old a|old b"}));
+  EXPECT_EQ(test::read_file(dir.path("a.txt")), "new a.txt");
+  EXPECT_EQ(test::read_file(dir.path("b.txt")), "new b.txt");
+  EXPECT_EQ(list(dir.path()), (std::vector<std::string>{"a.txt", "b.txt"}));
+}
+
+TEST(FileSet, AFailedWriteChangesNoTargetAndLeavesNothingBehind) {
+  test::TempDir dir;
+  put(dir.path("a.txt"), "old a");
+  FileSet set(FileSet::Parents::kCreate);
+  set.add(dir.path("a.txt"), [](const std::string& tmp) { write_file(tmp, "new a"); });
+  set.add(dir.path("new/deeper/b.txt"), [](const std::string& tmp) { write_file(tmp, "new b"); });
+  set.add(dir.path("new/c.txt"), [](const std::string& tmp) {
+    write_file(tmp, "half");
+    throw std::runtime_error("cannot write " + tmp + ": No space left on device");
+  });
+  EXPECT_THROW(set.commit(), std::runtime_error);
+  EXPECT_EQ(test::read_file(dir.path("a.txt")), "old a");
+  // No temporary, and none of the directories the set made.
+  EXPECT_EQ(list(dir.path()), (std::vector<std::string>{"a.txt"}));
+}
+
+TEST(FileSet, DirectoriesAreMadeOnlyWhenAsked) {
+  test::TempDir dir;
+  FileSet strict;
+  strict.add(dir.path("missing/x.txt"), [](const std::string& tmp) { write_file(tmp, "x"); });
+  try {
+    strict.commit();
+    ADD_FAILURE() << "wrote into a missing directory";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing/x.txt.tmp."), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(": No such file or directory"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(list(dir.path()).empty());
+  FileSet making(FileSet::Parents::kCreate);
+  making.add(dir.path("made/x.txt"), [](const std::string& tmp) { write_file(tmp, "x"); });
+  making.commit();
+  EXPECT_EQ(test::read_file(dir.path("made/x.txt")), "x");
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 // Loading the Jigsaw files: labels, languages, and every bad-row reason in fail and skip.
+#include <cstdio>
+
 #include "core/error.h"
 #include "data/jigsaw.h"
 #include "data/text.h"
@@ -254,6 +256,7 @@ TEST(JigsawTest, IdsContentLanguageAndDuplicates) {
   auto t = load_test_csv(path, {}, o, &report);
   EXPECT_EQ(t.ids, (std::vector<int64_t>{0, 1, 2}));
   EXPECT_EQ(t.rows, (std::vector<int64_t>{0, 1, 4}));
+  EXPECT_EQ(t.skipped, 2u);  // the ids a submission will lack
   EXPECT_EQ(report.bad_rows.at("duplicate id").first_lines, (std::vector<uint64_t>{4}));
   EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines,
             (std::vector<uint64_t>{5}));
@@ -269,6 +272,31 @@ TEST(JigsawTest, AnEmptyIdIsABadRow) {
   EXPECT_EQ(t.ids, (std::vector<int64_t>{1}));
   EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines,
             (std::vector<uint64_t>{2}));
+}
+
+TEST(Jigsaw, AFileShrunkWhileItsTextsAreReadEndsWithOneLineNamingIt) {
+  // The texts are views of the file's mapping: a file rewritten shorter in place (as `cp` or an
+  // editor does) during a run made the next read of a text a SIGBUS crash with a backtrace.
+  test::TempDir dir;
+  std::string csv = "comment_text,toxic\n";
+  for (int i = 0; i < 400; ++i) csv += "text number " + std::to_string(i) + " of the file,0\n";
+  const std::string path = dir.write("t.csv", csv);
+  const test::ChildResult r = test::run_in_child([&] {
+    const LabeledCorpus corpus =
+        load_labeled_csv(path, {"comment_text", {"toxic"}, "lang"}, options(BadRows::kFail));
+    test::write_file(path, "comment_text,toxic\n");  // replaced in place by a shorter file
+    unsigned sum = 0;
+    for (std::string_view text : corpus.texts)
+      for (char c : text) sum += static_cast<unsigned char>(c);
+    std::printf("%u\n", sum);  // not reached
+  });
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_EQ(r.exit_code, kExitUserError);
+  EXPECT_EQ(r.err, "siamese-xlmr: error: " + path +
+                       " changed on disk while it was being read (now " + "19 bytes, " +
+                       std::to_string(csv.size()) +
+                       " when opened: truncated or rewritten in place); leave data files "
+                       "unchanged while a command uses them (replacing one with mv is safe)\n");
 }
 
 }  // namespace

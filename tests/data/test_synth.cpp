@@ -222,6 +222,7 @@ TEST(NodeShare, SharedCorporaAndPairsReadAsTheLoadedOnesOnBuilderAndMappers) {
   auto en = load_labeled_csv(s.train_csv, columns, {});
   auto ml = load_labeled_csv(s.multilingual_csv, columns, {});
   std::optional<TestCorpus> test = load_test_csv(s.test_csv, {"id", "content", "lang"}, {});
+  test->skipped = 2;  // as if two bad rows had been left out: the count is shared too
   const CorpusSplit loaded = split_corpus(en, ml, 3, 0.1);
   PairOptions options;
   options.n_pairs = 300;
@@ -250,6 +251,7 @@ TEST(NodeShare, SharedCorporaAndPairsReadAsTheLoadedOnesOnBuilderAndMappers) {
     ASSERT_TRUE(t->has_value());
     EXPECT_EQ((*t)->ids, test->ids);
     EXPECT_EQ((*t)->rows, test->rows);
+    EXPECT_EQ((*t)->skipped, 2u);
     EXPECT_EQ((*t)->langs.strings(), test->langs.strings());
     EXPECT_EQ((*t)->texts.views(), test->texts.views());
   }

@@ -1,6 +1,8 @@
 // ROC-AUC, the logistic regression and the evaluation of features files.
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 
 #include "core/error.h"
@@ -81,8 +83,8 @@ TEST(Evaluate, ScoresEveryFoldAndWritesJson) {
   Evaluation e = evaluate_features(write_features(dir, "f.h5", 6, false));
   ASSERT_EQ(e.folds.size(), 2u);
   EXPECT_EQ(e.evaluated, 2);
-  EXPECT_GT(e.mean_logistic, 0.9);
-  EXPECT_GT(e.mean_centroid, 0.9);
+  EXPECT_GT(e.mean_logistic.value_or(0), 0.9);
+  EXPECT_GT(e.mean_centroid.value_or(0), 0.9);
   std::string json = to_json(e, &e);
   EXPECT_NE(json.find("\"before\""), std::string::npos);
   EXPECT_NE(to_table(e, &e).find("->"), std::string::npos);
@@ -124,6 +126,32 @@ TEST(Evaluate, SingleClassFoldIsMarkedSkipped) {
   EXPECT_EQ(e.folds[0].why, "training rows have one class");
   EXPECT_EQ(e.evaluated, 0);
   EXPECT_NE(to_table(e, nullptr).find("skipped: held-out rows have one class"), std::string::npos);
+}
+
+// Issue #25: with no fold scored, evaluate printed and wrote a mean AUC of 0.
+TEST(Evaluate, NoScoredFoldGivesNoMeanAndSaysWhy) {
+  test::TempDir dir;
+  const Evaluation none = evaluate_features(write_features(dir, "none.h5", 6, true));
+  const Evaluation both = evaluate_features(write_features(dir, "both.h5", 6, false));
+  const std::string why =
+      "no fold had both labels in its training and held-out rows: the mean AUC is undefined";
+  const auto json = nlohmann::json::parse(to_json(none, &both));
+  for (const char* key : {"mean_auc_logistic_regression", "mean_auc_centroid"}) {
+    EXPECT_TRUE(json["after"][key].is_null()) << json["after"][key];
+    EXPECT_TRUE(json["before"][key].is_number()) << json["before"][key];
+  }
+  EXPECT_EQ(json["after"]["why_no_mean"], why);
+  EXPECT_FALSE(json["before"].contains("why_no_mean"));
+
+  // The table's last line says why, with no number.
+  auto last_line = [](const std::string& table) {
+    return table.substr(table.rfind('\n', table.size() - 2) + 1);
+  };
+  const std::string mean_row = "mean                     " + why + "\n";
+  EXPECT_EQ(last_line(to_table(none, nullptr)), mean_row);
+  EXPECT_EQ(last_line(to_table(none, &none)), mean_row);
+  EXPECT_NE(last_line(to_table(none, &both)).find("   after: " + why), std::string::npos);
+  EXPECT_NE(last_line(to_table(both, &none)).find("   before: " + why), std::string::npos);
 }
 
 TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {

@@ -137,5 +137,24 @@ TEST(ExportHf, Bf16WeightsAndARefusedOverwrite) {
   EXPECT_EQ(test::run_cli(base + " --force").exit_code, 0);
 }
 
+// Issue #25: on a full disk export-hf left a directory holding config.json alone.
+TEST(ExportHf, AFailedWriteLeavesNoPartOfTheDirectoryAndSaysWhy) {
+  test::TempDir dir;
+  const std::string checkpoint = write_trained_checkpoint(dir);
+  const std::string out = dir.path("hf");
+  // Room for config.json, not for model.safetensors.
+  auto r = test::run_cli_with_file_limit(
+      "export-hf model.pretrained=" + test::fixtures_dir() +
+          "/hf-tiny-xlmr tokenizer.model=" + test::fixtures_dir() + kTokenizer +
+          " run.dir=" + dir.path("run") + " --checkpoint " + checkpoint + " --out " + out,
+      4096);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("export-hf: cannot write " + out + "/model.safetensors.tmp."),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find(": File too large"), std::string::npos) << r.err;
+  EXPECT_FALSE(files::exists(out)) << files::list(out).size() << " files left";
+}
+
 }  // namespace
 }  // namespace sx

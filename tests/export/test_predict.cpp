@@ -1,12 +1,17 @@
 // predict and embed on a tiny run: a checkpoint of the fixture model with every parameter
 // moved, its features exported, the final classifier fitted (classifier.json, submission.csv).
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <sstream>
 
+#include "core/run_dir_lock.h"
 #include "data/jigsaw.h"
 #include "evaluate/evaluate.h"
 #include "fixtures.h"
@@ -357,6 +362,168 @@ TEST_F(Predict, RefusesATestCsvOtherThanTheFeatures) {
   EXPECT_NE(r.err.find("but data.test_csv " + other + " has 35 bytes"), std::string::npos) << r.err;
   EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
   EXPECT_FALSE(files::exists(dir.path("s.csv")));
+}
+
+TEST_F(Predict, SaysHowManyTestIdsTheSubmissionLacks) {
+  // With data.bad_rows: skip, a bad row of the test file was left out of features.h5 and so of
+  // submission.csv, which lacked its id without a word.
+  test::TempDir dir;
+  const std::string bad_test =
+      dir.write("test.csv", test::read_file(data_->test_csv) + "x1,an id that is no number,en\n" +
+                                "900001,a row with,one field too many,en\n");
+  const std::string run =
+      " run.log_level=warn run.dir=" + dir.path("run") + " data.test_csv=" + bad_test;
+  const std::string exported = cli("export --checkpoint " + run_file("checkpoints/best.h5")) + run;
+  auto refused = test::run_cli(exported);  // data.bad_rows: fail, the default, stops at them
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find(bad_test + ": 2 bad rows"), std::string::npos) << refused.err;
+
+  auto e = test::run_cli(exported + " data.bad_rows=skip");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_NE(e.err.find("the test set lacks 2 rows of data.test_csv " + bad_test), std::string::npos)
+      << e.err;
+  io::H5File features = io::H5File::open(dir.path("run/features.h5"));
+  EXPECT_EQ(features.attr_int("test_rows_skipped"), 2);
+  EXPECT_EQ(features.read_int64("test/ids").size(), test_set().size());
+
+  auto p = test::run_cli(cli("predict") + run + " data.bad_rows=skip");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.err.find("[warning] " + dir.path("run/submission.csv") +
+                       " lacks the ids of 2 rows of " + bad_test + " that were left out as bad"),
+            std::string::npos)
+      << p.err;
+  EXPECT_EQ(test::count_lines(p.err), 1u) << p.err;
+}
+
+// ---- one command at a time in a run.dir (issue #25)
+
+// A command of the program started in the background (its output in `log`), which the test
+// waits for or signals by its pid.
+class Started {
+ public:
+  Started(const std::string& args, const std::string& log) {
+    const std::string command =
+        "exec '" + std::string(SX_BINARY) + "' " + args + " >'" + log + "' 2>&1 </dev/null";
+    const char* argv[] = {"sh", "-c", command.c_str(), nullptr};
+    EXPECT_EQ(posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, const_cast<char**>(argv), environ),
+              0);
+  }
+  ~Started() {  // a test that failed early leaves nothing running
+    if (ended()) return;
+    kill(pid_, SIGKILL);
+    exit_code();
+  }
+  pid_t pid() const { return pid_; }
+  // Whether it has ended (collected without waiting).
+  bool ended() {
+    int status = 0;
+    if (code_ < 0 && waitpid(pid_, &status, WNOHANG) == pid_) code_ = code_of(status);
+    return code_ >= 0;
+  }
+  int exit_code() {
+    int status = 0;
+    if (code_ < 0 && waitpid(pid_, &status, 0) == pid_) code_ = code_of(status);
+    return code_;
+  }
+
+ private:
+  static int code_of(int status) {
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  pid_t pid_ = -1;
+  int code_ = -1;
+};
+
+// Waits until run_dir/.lock names `started` as holding it for `command` (then stops it there,
+// holding the lock, with SIGSTOP); false if it ended first or 120 s passed.
+bool stop_holding(Started& started, const std::string& run_dir, const std::string& command) {
+  const std::string holder =
+      "`" + command + "` (pid " + std::to_string(static_cast<long>(started.pid())) + " on ";
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < end && !started.ended()) {
+    if (test::read_file(files::join(run_dir, ".lock")).rfind(holder, 0) == 0)
+      return kill(started.pid(), SIGSTOP) == 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+std::string in_use_by(const std::string& run_dir, const std::string& command, pid_t pid) {
+  return "run.dir " + run_dir + " is in use by `" + command + "` (pid " +
+         std::to_string(static_cast<long>(pid)) + " on ";
+}
+
+TEST_F(Predict, ExportAndPredictAreRefusedWhileAnotherCommandHoldsTheRunDir) {
+  const std::string features = test::read_file(run_file("features.h5"));
+  const std::string classifier = test::read_file(run_file("classifier.json"));
+  const RunDirLock training(data_->run, "train");  // as a live training's rank 0 holds it
+  for (const char* command : {"export --force", "predict --force"}) {
+    auto r = test::run_cli(cli(command));
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find(in_use_by(data_->run, "train", getpid())), std::string::npos)
+        << command << "\n"
+        << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << command << "\n" << r.err;
+  }
+  EXPECT_TRUE(test::read_file(run_file("features.h5")) == features) << "features.h5 replaced";
+  EXPECT_TRUE(test::read_file(run_file("classifier.json")) == classifier)
+      << "classifier.json replaced";
+}
+
+TEST_F(Predict, ASecondExportIsRefusedWhileTheFirstWorks) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  const std::string export_into_run =
+      cli("export") + " run.dir=" + run + " --checkpoint " + run_file("checkpoints/best.h5");
+  // export.batch_size=1: the lock is held from before the data is loaded until features.h5 is
+  // written, one text at a time (seconds); the test stops the export as soon as it holds it.
+  Started first(export_into_run + " export.batch_size=1", dir.path("first.log"));
+  ASSERT_TRUE(stop_holding(first, run, "export"))
+      << "the first export never held " << run << ": " << test::read_file(dir.path("first.log"));
+  auto second = test::run_cli(export_into_run + " --force");
+  kill(first.pid(), SIGCONT);
+  EXPECT_EQ(second.exit_code, 2) << second.err;
+  EXPECT_NE(second.err.find(in_use_by(run, "export", first.pid())), std::string::npos)
+      << second.err;
+  EXPECT_EQ(first.exit_code(), 0) << test::read_file(dir.path("first.log"));
+  EXPECT_TRUE(files::exists(files::join(run, "features.h5")));
+}
+
+TEST_F(Predict, ExportIsRefusedWhileATrainingRunsInTheRunDir) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  // A training of about a minute here; the test stops it as soon as it holds run.dir.
+  Started training(cli("train") + " run.dir=" + run +
+                       " train.pairs_per_rank=4 data.train_pairs=800 data.val_pairs=64",
+                   dir.path("train.log"));
+  ASSERT_TRUE(stop_holding(training, run, "train"))
+      << "the training never held " << run << ": " << test::read_file(dir.path("train.log"));
+  auto r = test::run_cli(cli("export") + " run.dir=" + run + " --checkpoint " +
+                         run_file("checkpoints/best.h5"));
+  kill(training.pid(), SIGKILL);  // stopped: the test ends it
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find(in_use_by(run, "train", training.pid())), std::string::npos) << r.err;
+  EXPECT_FALSE(files::exists(files::join(run, "features.h5")));
+}
+
+// ---- a full disk (issue #25): outputs appear together or not at all, with the system's reason
+
+TEST_F(Predict, AFailedWriteLeavesNeitherOutputAndSaysWhy) {
+  test::TempDir dir;
+  const std::string run = dir.path("run"), out = dir.path("s.csv");
+  // Room for classifier.json (the first file written), not for submission.csv.
+  const size_t limit = files::size(run_file("classifier.json"));
+  ASSERT_LT(limit, files::size(run_file("submission.csv")));
+  auto r = test::run_cli_with_file_limit(cli("predict") + " run.dir=" + run + " --features " +
+                                             run_file("features.h5") + " --out " + out,
+                                         limit);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("predict: cannot write " + out + ".tmp."), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(": File too large"), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(files::exists(files::join(run, "classifier.json")));
+  EXPECT_EQ(files::list(dir.path()), (std::vector<std::string>{"run"}));  // no temporary
+  EXPECT_EQ(files::list(run), (std::vector<std::string>{".lock"}));
 }
 
 }  // namespace

@@ -4,12 +4,15 @@
 // hooks while backward runs; unused parameters do not block; bf16 on the wire stays within
 // bf16 rounding and leaves the replicas identical; begun after backward (CUDA graphs), it
 // launches every bucket at finish_step with the same result. On one GPU (train.reducer_gpu, label
-// "gpu"; skipped without CUDA): the overlapped NCCL reduction equals the plain gradient.
+// "gpu"; skipped without CUDA): the overlapped NCCL reduction equals the plain gradient; and
+// with 2 ranks sharing that GPU through real NCCL (train.reducer_nccl_one_gpu), the same
+// average over ranks as on the CPU, different touched rows per rank, both wires.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <random>
 #include <set>
+#include <string>
 
 #include "dist/communicator.h"
 #include "dist/deadline.h"
@@ -89,13 +92,25 @@ int64_t union_size(int world) {
   return static_cast<int64_t>(rows.size());
 }
 
-class Reducer : public ::testing::TestWithParam<dist::WireType> {};
+// The wire, and where the replicas run: the CPU over MPI, or one GPU shared by every rank over
+// NCCL (train.reducer_nccl_one_gpu: each rank its own NCCL_HOSTID, launch/nccl-one-gpu.sh).
+struct WireOn {
+  dist::WireType wire;
+  bool gpu;
+};
+
+class Reducer : public ::testing::TestWithParam<WireOn> {};
 
 TEST_P(Reducer, AveragesLikeTheDenseGradientWithSparseRowsAndOverlapsBackward) {
-  const dist::WireType wire = GetParam();
+  const auto [wire, gpu] = GetParam();
+  if (gpu && !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device device = gpu ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  // On a GPU the embedding's backward adds with atomics: a rank's gradient computed twice
+  // agrees to float rounding, not bit for bit (1e-6 of these gradients' scale, ~1).
+  const double noise = gpu ? 1e-6 : 1e-12;
   torch::manual_seed(1);  // same weights on every rank
-  Replica r(torch::kCPU);
-  auto comm = dist::make_communicator(Backend::kMpi, torch::kCPU, g_env);
+  Replica r(device);
+  auto comm = dist::make_communicator(gpu ? Backend::kNccl : Backend::kMpi, device, g_env);
   GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(wire));
   torch::Tensor abs_sum;
   const torch::Tensor expected = r.dense_average(g_env.world, &abs_sum);  // hooks idle here
@@ -119,12 +134,12 @@ TEST_P(Reducer, AveragesLikeTheDenseGradientWithSparseRowsAndOverlapsBackward) {
   EXPECT_EQ(stats.sparse_rows, union_size(g_env.world));
   const torch::Tensor got = r.flat->grads();
   if (wire == dist::WireType::kFloat32) {
-    EXPECT_LT((got - expected).abs().max().item<double>(), 1e-6);
+    EXPECT_LT((got - expected).abs().max().item<double>(), 1e-6 + noise);
   } else {
     // bf16 keeps 8 significant bits: each rounding is off by at most 2^-8 of its value. Both
     // inputs and their sum are rounded: at most ~2 x 2^-8 x sum|g|, bounded here by 3 x.
     torch::Tensor excess = (got - expected).abs() - abs_sum * (3.0 / 256 / g_env.world);
-    EXPECT_LE(excess.max().item<double>(), 1e-12);
+    EXPECT_LE(excess.max().item<double>(), noise);
     // And it really was bf16: the sum (average x world) is a bf16 number.
     torch::Tensor sum = got * g_env.world;
     EXPECT_TRUE(torch::equal(sum, sum.to(torch::kBFloat16).to(torch::kFloat)));
@@ -148,11 +163,17 @@ TEST_P(Reducer, AveragesLikeTheDenseGradientWithSparseRowsAndOverlapsBackward) {
   EXPECT_TRUE(torch::equal(theirs, got));
 }
 
-INSTANTIATE_TEST_SUITE_P(Wire, Reducer,
-                         ::testing::Values(dist::WireType::kFloat32, dist::WireType::kBFloat16),
-                         [](const auto& info) {
-                           return info.param == dist::WireType::kFloat32 ? "fp32" : "bf16";
-                         });
+std::string wire_name(const ::testing::TestParamInfo<WireOn>& info) {
+  return info.param.wire == dist::WireType::kFloat32 ? "fp32" : "bf16";
+}
+INSTANTIATE_TEST_SUITE_P(Cpu, Reducer,
+                         ::testing::Values(WireOn{dist::WireType::kFloat32, false},
+                                           WireOn{dist::WireType::kBFloat16, false}),
+                         wire_name);
+INSTANTIATE_TEST_SUITE_P(Nccl, Reducer,
+                         ::testing::Values(WireOn{dist::WireType::kFloat32, true},
+                                           WireOn{dist::WireType::kBFloat16, true}),
+                         wire_name);
 
 // Two layers, the second used only on rank 0: its bucket cannot complete during backward on
 // the other ranks, and finish_step must still finish it there (its gradient being zero).

@@ -147,5 +147,34 @@ TEST(Deadline, AStoppedRankEndsTheJobWithinTheTimeoutNamingTheCollectiveAndStep)
   EXPECT_TRUE(std::regex_search(out, named)) << out;
 }
 
+TEST(DataFiles, AFileRewrittenShorterDuringTrainingEndsTheJobWithOneLineNamingIt) {
+  // The ranks read texts through their mappings of the CSV files as batches need them: a file
+  // rewritten shorter in place (cp, an editor) during training killed a rank with SIGBUS and
+  // Open MPI's backtrace.
+  TempDir dir;
+  const std::string train_csv = dir.write(
+      "train.csv",
+      test::read_file(files::join(test::synth_data_dir(), "jigsaw-unintended-bias-train.csv")));
+  auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
+  test::BackgroundRun run(2, config, dir.path(), "data.train_csv=" + train_csv);
+  const std::string metrics = dir.path("run/metrics.jsonl");
+  // Training is under way: rank 0 has logged two steps.
+  for (int i = 0; i < 1200 && test::count_occurrences(test::read_file(metrics), "\"step\"") < 2;
+       ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GE(test::count_occurrences(test::read_file(metrics), "\"step\""), 2u)
+      << test::read_file(dir.path("out"));
+  test::write_file(train_csv, "id,comment_text,toxic\n");
+  const int rc = run.wait(60);
+  const std::string out = test::read_file(dir.path("out"));
+  ASSERT_NE(rc, -1) << "job still running a minute after its training file shrank\n" << out;
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("siamese-xlmr: error: " + train_csv +
+                     " changed on disk while it was being read (now 22 bytes, "),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("Process received signal"), std::string::npos) << out;  // Open MPI's
+}
+
 }  // namespace
 }  // namespace sx

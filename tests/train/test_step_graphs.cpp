@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include <memory>
+#include <vector>
 
 #include "data/text_batch.h"
 #include "dist/communicator.h"
@@ -41,6 +42,41 @@ TEST(StepGraphs, AreCompiledIntoEveryCudaBuildOfLibtorch2) {
 #else
   EXPECT_FALSE(StepGraphs::compiled());
 #endif
+}
+
+// A batch fills the smallest bucket that holds it: one whose token count is a multiple of the
+// bucket size gets no filler (its dummy sequences have length 0), not a whole wasted bucket.
+TEST(StepGraphs, ABatchFillsTheSmallestBucketThatHoldsIt) {
+  const int64_t b = StepGraphs::kBucketTokens;
+  EXPECT_EQ(StepGraphs::bucket_for(1), b);
+  EXPECT_EQ(StepGraphs::bucket_for(b - 1), b);
+  EXPECT_EQ(StepGraphs::bucket_for(b), b);
+  EXPECT_EQ(StepGraphs::bucket_for(b + 1), 2 * b);
+  EXPECT_EQ(StepGraphs::bucket_for(3 * b), 3 * b);
+  EXPECT_EQ(StepGraphs::bucket_for(0), b);
+}
+
+TEST(StepGraphs, FillerSequencesCoverTheBucketAndMayBeEmpty) {
+  const int64_t b = StepGraphs::kBucketTokens;
+  for (const int64_t max_len : {16, 64, 100, 128, 512}) {
+    for (const int64_t tokens : {int64_t{1}, b - 1, b, b + 7, 2 * b}) {
+      const int64_t bucket = StepGraphs::bucket_for(tokens);
+      const std::vector<int32_t> ends = StepGraphs::filler_ends(tokens, bucket, max_len);
+      ASSERT_EQ(static_cast<int64_t>(ends.size()), (b + max_len - 1) / max_len) << max_len;
+      int64_t start = tokens;
+      for (const int32_t end : ends) {  // in order, each at most max_len, none negative
+        EXPECT_GE(end, start) << tokens << " " << max_len;
+        EXPECT_LE(end - start, max_len) << tokens << " " << max_len;
+        start = end;
+      }
+      EXPECT_EQ(ends.back(), bucket) << tokens << " " << max_len;  // the bucket is covered
+      if (tokens == bucket) {  // an exact multiple: every dummy has length 0
+        for (const int32_t end : ends) {
+          EXPECT_EQ(end, tokens);
+        }
+      }
+    }
+  }
 }
 
 double cosine(const torch::Tensor& a, const torch::Tensor& b) {
@@ -122,9 +158,9 @@ TEST_F(StepGraphsGpu, ReplaysComputeWhatTheEagerStepComputes) {
   expect_same(eager, captured, "capture");
   expect_same(eager, replayed, "replay");
   // Another batch of the same bucket replays the same graph with its own inputs.
-  const int64_t bucket = first.text.tokens() / StepGraphs::kBucketTokens;
+  const int64_t bucket = StepGraphs::bucket_for(first.text.tokens());
   uint64_t seed = 2;
-  while (batch(seed).text.tokens() / StepGraphs::kBucketTokens != bucket) ++seed;
+  while (StepGraphs::bucket_for(batch(seed).text.tokens()) != bucket) ++seed;
   const HostBatch second = batch(seed);
   const Outcome replay2 = graphed(graphs, second, 5);
   EXPECT_EQ(graphs.captured(), 1);
@@ -135,6 +171,48 @@ TEST_F(StepGraphsGpu, ReplaysComputeWhatTheEagerStepComputes) {
   const Outcome reference = plain(second, 5);
   EXPECT_NEAR(reference.loss, replay2.loss, 1e-2 * std::abs(reference.loss));
   EXPECT_GT(cosine(reference.grads, replay2.grads), 0.999);
+}
+
+// A batch whose token count is a multiple of the bucket: its dummies have length 0, and the
+// replay agrees with the plain step.
+TEST_F(StepGraphsGpu, ABatchThatFillsItsBucketExactlyNeedsNoFiller) {
+  make(0.0);
+  uint64_t seed = 1;
+  while (batch(seed).text.tokens() % StepGraphs::kBucketTokens != 0) {
+    ASSERT_LT(seed, 20000u) << "no batch of an exact multiple of the bucket";
+    ++seed;
+  }
+  const HostBatch exact = batch(seed);
+  StepGraphs graphs(kMaxLen, data::XlmrTokenizer::kPad);
+  graphed(graphs, exact, 5);
+  const Outcome replayed = graphed(graphs, exact, 5);
+  ASSERT_EQ(graphs.captured(), 1);
+  const Outcome reference = plain(exact, 5);
+  EXPECT_NEAR(reference.loss, replayed.loss, 1e-2 * std::abs(reference.loss));
+  EXPECT_GT(cosine(reference.grads, replayed.grads), 0.999);
+}
+
+// Gradient accumulation through graphs: the first micro-batch's graph zeroes the gradients,
+// the next accumulates, each scaled by 1/A; the sum equals the eager accumulation.
+TEST_F(StepGraphsGpu, AccumulatedMicroBatchesEqualTheEagerAccumulation) {
+  make(0.0);
+  StepGraphs graphs(kMaxLen, data::XlmrTokenizer::kPad);
+  const HostBatch first = batch(1), second = batch(2);
+  auto both = [&](StepGraphs& g) {
+    torch::manual_seed(5);
+    const double a = g.forward_backward(trainee_, first, 1.0, {0, 2}).item<double>();
+    torch::manual_seed(6);
+    const double b = g.forward_backward(trainee_, second, 1.0, {1, 2}).item<double>();
+    return Outcome{trainee_.flat->grads().to(torch::kCPU).clone(), a + b};
+  };
+  both(graphs);  // eager first sight
+  const Outcome captured = both(graphs);
+  EXPECT_EQ(graphs.captured(), 2);  // one graph per kind of micro-batch
+  const Outcome replayed = both(graphs);
+  expect_same(captured, replayed, "replay");
+  const Outcome p1 = plain(first, 5), p2 = plain(second, 6);
+  EXPECT_NEAR(replayed.loss, (p1.loss + p2.loss) / 2, 1e-2 * std::abs(replayed.loss));
+  EXPECT_GT(cosine((p1.grads + p2.grads) / 2, replayed.grads), 0.999);
 }
 
 TEST_F(StepGraphsGpu, DropoutFollowsTheSeedSetBeforeEachReplay) {

@@ -541,27 +541,6 @@ TEST(Checkpoint, FormatTwoFilesStillLoadWithoutTheNewerFields) {
   EXPECT_EQ(checkpoint_lineage(dir.path("two.h5")), "");
 }
 
-// Issue #12: a fresh run overwrote an earlier run's best.h5 and features in the same run.dir.
-TEST(RunDir, ASecondTrainingIsRefusedWhileTheFirstHoldsTheDirectory) {
-  test::TempDir dir;
-  const std::string run = dir.path("run");
-  {
-    RunDirLock first(run);  // creates run.dir
-    EXPECT_TRUE(files::exists(run + "/.lock"));
-    try {
-      RunDirLock second(run);  // its own open file: flock conflicts within one process too
-      ADD_FAILURE() << "a second lock was granted";
-    } catch (const UserError& e) {
-      const std::string message = e.what();
-      EXPECT_NE(message.find("is in use by a training that is still running (pid " +
-                             std::to_string(static_cast<long>(getpid())) + " on "),
-                std::string::npos)
-          << message;
-    }
-  }
-  RunDirLock again(run);  // the first one's end released it
-}
-
 TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
   test::TempDir dir;
   const std::string run = dir.path("run");
@@ -685,6 +664,30 @@ TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {
   flat.zero_grads();
   for (auto& [name, p] : model::named_parameters(*m))
     EXPECT_EQ(p.grad().abs().sum().item<double>(), 0) << name;
+}
+
+// What a CUDA graph's capture is checked against: a gradient autograd replaced (not
+// accumulated into its slot) is named, and collect_grads puts it back.
+TEST(FlatParameters, AGradientThatLeftItsSlotIsNamed) {
+  model::XlmrConfig c;
+  c.vocab_size = 50, c.hidden_size = 8, c.num_hidden_layers = 1, c.num_attention_heads = 2;
+  c.intermediate_size = 16, c.max_position_embeddings = 20;
+  model::SiameseEncoder m(c);
+  model::init_weights(*m, 1);
+  FlatParameters flat(*m);
+  EXPECT_EQ(flat.stray_grad(), "");
+  m->forward(torch::tensor({0, 5, 6, 2, 1}, torch::kLong).view({1, 5})).sum().backward();
+  EXPECT_EQ(flat.stray_grad(), "");  // backward accumulated in place
+  torch::Tensor p = flat.parameters()[3];
+  p.mutable_grad() = torch::ones_like(p);
+  EXPECT_EQ(flat.stray_grad(), flat.entries()[3].name);
+  flat.collect_grads();
+  EXPECT_EQ(flat.stray_grad(), "");
+  EXPECT_EQ(flat.grads()
+                .narrow(0, flat.entries()[3].offset, flat.entries()[3].numel)
+                .sum()
+                .item<double>(),
+            static_cast<double>(flat.entries()[3].numel));
 }
 
 }  // namespace

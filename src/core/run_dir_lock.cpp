@@ -1,0 +1,66 @@
+#include "core/run_dir_lock.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/files.h"
+
+namespace sx {
+
+RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command) {
+  try {
+    files::create_directories(run_dir);
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("run.dir: ") + e.what());
+  }
+  const std::string path = files::join(run_dir, ".lock");
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw UserError("run.dir: cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
+    record_holder(path, command);
+    return;
+  }
+  const int error = errno;
+  if (error == EWOULDBLOCK) refuse(run_dir);
+  spdlog::warn("run.dir: {} cannot be locked ({}): nothing stops a second command writing {}", path,
+               std::strerror(error), run_dir);
+  ::close(fd_);
+  fd_ = -1;
+}
+
+RunDirLock::~RunDirLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays (removing it would race)
+}
+
+void RunDirLock::record_holder(const std::string& path, const std::string& command) {
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  const std::string holder = "`" + command + "` (pid " +
+                             std::to_string(static_cast<long>(getpid())) + " on " + host + ")\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, holder.data(), holder.size(), 0) < 0)
+    spdlog::warn("run.dir: cannot write {}: {}", path, std::strerror(errno));
+}
+
+void RunDirLock::refuse(const std::string& run_dir) {
+  char text[256] = {};
+  const ssize_t n = ::pread(fd_, text, sizeof text - 1, 0);
+  ::close(fd_);
+  fd_ = -1;
+  std::string who = n > 0 ? std::string(text, static_cast<size_t>(n)) : "";
+  while (!who.empty() && (who.back() == '\n' || who.back() == '\r')) who.pop_back();
+  if (who.empty())  // the holder has not written itself yet
+    who = "another command";
+  else if (who.rfind("pid ", 0) == 0)  // "pid P on HOST": a training of an earlier version
+    who = "a training (" + who + ")";
+  throw UserError("run.dir " + run_dir + " is in use by " + who +
+                  ", which is still running: wait for it to end, or give this command another "
+                  "run.dir");
+}
+
+}  // namespace sx

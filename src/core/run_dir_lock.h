@@ -1,0 +1,29 @@
+// One command at a time writes a run directory: train (rank 0, for the whole run), export and
+// predict (while they work) each hold an flock on run_dir/.lock, which says who holds it:
+// "`COMMAND` (pid P on HOST)". A second one into the same directory is refused with one line
+// naming the holder, instead of mixing its files with a live command's or replacing them in
+// turn. The kernel drops the lock however the holder ends, so a requeued job never finds a
+// stale one.
+#pragma once
+
+#include <string>
+
+namespace sx {
+
+class RunDirLock {
+ public:
+  // Creates run_dir and takes its lock for `command` (train, export, predict), or throws a
+  // UserError: "run.dir D is in use by `train` (pid P on HOST), which is still running: ...".
+  // Where the file system has no locks, logs a warning and holds nothing.
+  RunDirLock(const std::string& run_dir, const std::string& command);
+  ~RunDirLock();
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+
+ private:
+  void record_holder(const std::string& path, const std::string& command);
+  [[noreturn]] void refuse(const std::string& run_dir);
+  int fd_ = -1;
+};
+
+}  // namespace sx
