@@ -83,6 +83,7 @@ struct BenchDataArgs {
   std::string python_script = "tools/bench_data_python.py";
   long long texts = 200000;
   long long threads = 2;
+  long long load_repeats = 3;  // the CSV load is timed this many times, the fastest kept
   long long pairs = 500000;    // --setup: data.train_pairs
   bool setup = false;          // time the data set-up of `train` instead
   bool no_word_cache = false;  // tokenize without the word cache (for comparison)

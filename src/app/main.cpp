@@ -193,6 +193,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1LL, 100000000LL));
   bench_data->add_option("--threads", bench_args.threads, "CSV parsing and tokenizer threads")
       ->check(CLI::Range(1LL, 1024LL));
+  bench_data
+      ->add_option("--load-repeats", bench_args.load_repeats,
+                   "times the CSV load is timed (here and in --compare's Python); the fastest "
+                   "is reported, as timeit does")
+      ->check(CLI::Range(1LL, 100LL))
+      ->capture_default_str();
   bench_data->add_flag("--setup", bench_args.setup,
                        "time the data set-up of `train` phase by phase (load the three files, "
                        "split, pairs, tokenize the first epoch), with memory");

@@ -86,6 +86,7 @@ TEST(Cli, BenchDataOnATextCorpusPrintsTheRatiosOfItsComparison) {
   dir.write("texts.csv", "lang,text\nen,\"Hello world.\nSecond line\"\nde,Guten Tag\nen,third\n");
   // A stand-in for tools/bench_data_python.py: the Python side at 1 text/s, HF at 2 texts/s.
   dir.write("peer.sh",
+            "echo \"peer args: $*\"\n"
             "echo 'python tokenize (1 thread): ...'\n"
             "echo '{\"rows\": 3, \"load_s\": 30.0, \"texts\": 3, \"tokenize_s\": 3.0, "
             "\"hf_tokenize_s\": 1.5, \"hf_threads\": 2}'\n");
@@ -95,6 +96,9 @@ TEST(Cli, BenchDataOnATextCorpusPrintsTheRatiosOfItsComparison) {
               dir.path("texts.csv") + " --compare /bin/sh --python-script " + dir.path("peer.sh"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("csv load (2 threads): 3 rows"), std::string::npos) << r.out;
+  // Both sides keep the fastest of the same number of loads.
+  EXPECT_NE(r.out.find("MiB/s (fastest of 3)\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" --load-repeats 3 --hf\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("python tokenize (1 thread): ..."), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("x the notebook way (csv module)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("x the notebook way (1 thread), "), std::string::npos) << r.out;
