@@ -225,6 +225,37 @@ TEST(ReducerAfterBackward, LaunchesEveryBucketAtFinishWithTheSameAverage) {
   EXPECT_LT((r.flat->grads() - expected).abs().max().item<double>(), 1e-6);
 }
 
+// train.graph_allreduce: inside, its bookkeeping on the CPU (no graph here: what a capture
+// records, run eagerly over MPI): between begin_capture and end_capture the hooks launch the
+// dense buckets as backward finishes them, never the word embeddings'; begin_step with
+// dense_in_graph then leaves the dense ones alone, and finish_step reduces the touched rows and
+// the slots and waits for all. The average is the plain one; the next ordinary step is too.
+TEST(ReducerAroundCapture, DenseBucketsInTheCaptureTouchedRowsAfter) {
+  torch::manual_seed(1);  // same weights on every rank
+  Replica r(torch::kCPU);
+  auto comm = dist::make_communicator(Backend::kMpi, torch::kCPU, g_env);
+  GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(dist::WireType::kFloat32));
+  const torch::Tensor expected = r.dense_average(g_env.world);
+  const std::vector<int32_t> ids = batch_ids(g_env.rank);
+  r.flat->zero_grads();
+  reducer.begin_capture();
+  r.backward(ids);
+  reducer.end_capture();
+  reducer.begin_step(1, {ids}, /*dense_in_graph=*/true);
+  reducer.finish_step();
+  const ReducerStats& stats = reducer.stats();
+  EXPECT_GT(stats.buckets, 5);
+  EXPECT_EQ(stats.launched_in_backward, stats.buckets - 1);  // all but the embeddings'
+  EXPECT_EQ(stats.sparse_rows, union_size(g_env.world));
+  EXPECT_LT((r.flat->grads() - expected).abs().max().item<double>(), 1e-6);
+  r.flat->zero_grads();
+  reducer.begin_step(2, {ids});
+  r.backward(ids);
+  reducer.finish_step();
+  EXPECT_EQ(reducer.stats().launched_in_backward, reducer.stats().buckets);
+  EXPECT_LT((r.flat->grads() - expected).abs().max().item<double>(), 1e-6);
+}
+
 TEST(ReducerGpu, OverlappedNcclEqualsThePlainGradient) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   if (g_env.world != 1) GTEST_SKIP() << "one rank only";
