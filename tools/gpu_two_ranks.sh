@@ -2,7 +2,10 @@
 # Two ranks on the ONE GPU through real NCCL (launch/nccl-one-gpu.sh: each rank its own
 # NCCL_HOSTID), run ON the GPU machine by launch/gpu-check-extra.sh (issue #22):
 #   - 2 ranks x 8 pairs end where 1 rank x 16 pairs ends (tiny model, dropout 0), fp32 eager
-#     (1e-5), and bf16 + flash attention with CUDA graphs and the bf16 wire (bf16 tolerance);
+#     (1e-5), and bf16 + flash attention with CUDA graphs and the bf16 wire (bf16 tolerance),
+#     the dense all-reduce after the replay and inside the graph (train.graph_allreduce), and
+#     the same eagerly; 2 ranks with the all-reduce inside the graph end where 2 ranks end
+#     eagerly (bf16 tolerance);
 #   - a 2-rank run stopped at step 3 and resumed with --resume auto ends where the
 #     uninterrupted 2-rank run ends (to float rounding on a GPU);
 #   - a rank killed mid-run ends the job within dist.collective_timeout + 5 s, one line naming it.
@@ -63,8 +66,11 @@ echo "--- 2 ranks x 8 pairs against 1 rank x 16 pairs, 6 steps"
 # bf16: GEMMs over other row counts (8 pairs a rank against 16, other graph buckets) round
 # differently, and Adam's normalized update turns that into up to ~lr a step on parameters
 # whose gradient is near zero: bf16 tolerance relative to each tensor's largest value.
+bf16=(model.attention=sdpa model.autocast_bf16=true dist.grad_dtype=bf16)
 modes=("fp32 1e-5 model.attention=math model.autocast_bf16=false"
-  "bf16-graphs 5e-2 model.attention=sdpa model.autocast_bf16=true train.cuda_graphs=true dist.grad_dtype=bf16")
+  "bf16-graphs 5e-2 ${bf16[*]} train.cuda_graphs=true"
+  "bf16-inside 5e-2 ${bf16[*]} train.cuda_graphs=true train.graph_allreduce=inside"
+  "bf16-eager 5e-2 ${bf16[*]}")
 [ "$device" = cuda ] || modes=("${modes[0]}")  # bf16 flash attention and graphs need the GPU
 for mode in "${modes[@]}"; do
   set -- $mode
@@ -76,6 +82,12 @@ for mode in "${modes[@]}"; do
   weights "one-$name" && weights "two-$name"
   compare "one-$name" "two-$name" "$tol" || fail "$name: 2 ranks differ from 1 rank"
 done
+if [ "$device" = cuda ]; then
+  # The 2-rank run put the dense all-reduce inside its graphs (no line says it was not used).
+  ! grep -q "graph_allreduce: inside not used" "$work/two-bf16-inside/log/rank-0.log" ||
+    fail "bf16-inside: train.graph_allreduce: inside was not used with 2 ranks"
+  compare two-bf16-eager two-bf16-inside 5e-2 || fail "bf16-inside: differs from the eager 2-rank run"
+fi
 
 echo "--- 2 ranks stopped at step 3 and resumed, against the uninterrupted 2-rank run"
 train 2 resumed train.max_steps=3 model.attention=math model.autocast_bf16=false

@@ -7,6 +7,7 @@
 #include <torch/version.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -143,6 +144,8 @@ json run_setting(Bench& b, int64_t per_rank) {
             train::make_host_batch(data::select_pairs(global, assignment[rank]), b.device);
         h.consumed = k;
         h.imbalance = data::token_imbalance(tokens, assignment);
+        const std::vector<int64_t> shares = data::rank_tokens(tokens, assignment);
+        h.most_rank_tokens = *std::max_element(shares.begin(), shares.end());
         h.prep_s = std::chrono::duration<double>(Clock::now() - start).count();
         return h;
       },

@@ -47,6 +47,7 @@ SX_ENUM_NAMES(ResidualDtype, "fp32", "bf16")
 SX_ENUM_NAMES(Backend, "auto", "nccl", "mpi")
 SX_ENUM_NAMES(WireType, "fp32", "bf16")
 SX_ENUM_NAMES(StopSignal, "USR1", "USR2", "TERM")
+SX_ENUM_NAMES(GraphAllReduce, "after", "inside")
 #undef SX_ENUM_NAMES
 
 namespace {
@@ -322,6 +323,13 @@ const std::vector<Field>& schema() {
                       "all-reduce runs after the replay instead of overlapping backward. With "
                       "train.accumulation_steps > 1 each micro-batch replays a graph. Ignored, "
                       "with a warning, elsewhere."));
+    s.push_back(entry(SX_MEMBER(train, graph_allreduce), Kind::kEnum, "after",
+                      "With train.cuda_graphs and several ranks over NCCL: where the dense "
+                      "gradient buckets are all-reduced. after: once the replay is done. "
+                      "inside: captured into the step's graph on the communication stream, so "
+                      "that they overlap backward as in the eager step (the word-embedding rows "
+                      "are still reduced after the replay). Not yet verified on a GPU. Ignored, "
+                      "with a warning, where graphs or several ranks over NCCL are not used."));
     s.push_back(entry(SX_MEMBER(train, epoch_auc), Kind::kBool, "true",
                       "At each epoch's end, embed the multilingual labeled set (every rank a "
                       "share, eval mode) and log its centroid ROC-AUC per held-out language and "

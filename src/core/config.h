@@ -26,6 +26,7 @@ enum class ResidualDtype { kFp32, kBf16 };                     // model.residual
 enum class Backend { kAuto, kNccl, kMpi };                     // dist.backend
 enum class WireType { kFloat32, kBFloat16 };                   // dist.grad_dtype
 enum class StopSignal { kUsr1, kUsr2, kTerm };                 // dist.stop_signal
+enum class GraphAllReduce { kAfter, kInside };                 // train.graph_allreduce
 
 // The spellings of an enumeration's values in the configuration, in the order of its values.
 template <class E>
@@ -52,6 +53,7 @@ SX_DECLARE_ENUM(ResidualDtype)
 SX_DECLARE_ENUM(Backend)
 SX_DECLARE_ENUM(WireType)
 SX_DECLARE_ENUM(StopSignal)
+SX_DECLARE_ENUM(GraphAllReduce)
 #undef SX_DECLARE_ENUM
 
 struct RunConfig {
@@ -125,6 +127,7 @@ struct TrainConfig {
   int64_t max_bad_steps;
   bool balance_ranks;
   bool cuda_graphs;
+  GraphAllReduce graph_allreduce;  // where graphed steps all-reduce the dense gradients
   bool epoch_auc;  // centroid AUC of the multilingual labeled set at each epoch's end
 };
 

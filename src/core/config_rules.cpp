@@ -23,6 +23,16 @@ std::string cuda_graphs_obstacle(const Platform& p) {
   return "";
 }
 
+// Why train.graph_allreduce: inside cannot run here ("" = it can).
+std::string graph_allreduce_obstacle(const Config& c, const Platform& p) {
+  if (!c.train.cuda_graphs) return "it needs train.cuda_graphs: true";
+  if (const std::string why = cuda_graphs_obstacle(p); !why.empty())
+    return "CUDA graphs are not used (" + why + ")";
+  if (p.world < 2) return "one rank has no gradient all-reduce";
+  if (!p.nccl) return "it needs the NCCL wire";
+  return "";
+}
+
 void check_backend(const Config& c, const Platform& p) {
   const Backend backend = c.dist.backend;
   if (backend == Backend::kNccl && !p.cuda)
@@ -51,6 +61,11 @@ bool cuda_graphs_usable(const Config& c, const Platform& p) {
   return c.train.cuda_graphs && cuda_graphs_obstacle(p).empty();
 }
 
+bool graph_allreduce_inside(const Config& c, const Platform& p) {
+  return c.train.graph_allreduce == GraphAllReduce::kInside &&
+         graph_allreduce_obstacle(c, p).empty();
+}
+
 std::vector<std::string> check_platform_rules(const Config& c, const Platform& p, bool training) {
   if (c.model.attention == Attention::kSdpa && !p.sdpa)
     throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
@@ -64,6 +79,10 @@ std::vector<std::string> check_platform_rules(const Config& c, const Platform& p
   if (c.train.cuda_graphs)
     if (const std::string why = cuda_graphs_obstacle(p); !why.empty())
       warnings.push_back("train.cuda_graphs: not used, " + why);
+  if (c.train.graph_allreduce == GraphAllReduce::kInside)
+    if (const std::string why = graph_allreduce_obstacle(c, p); !why.empty())
+      warnings.push_back("train.graph_allreduce: inside not used, " + why +
+                         "; the gradients are all-reduced as with after");
   return warnings;
 }
 

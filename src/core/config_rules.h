@@ -23,6 +23,7 @@ struct Platform {
   bool nccl = false;             // this build has NCCL
   bool flash_attention = false;  // the configured packed attention is the flash kernel here
   bool cuda_graphs = false;      // this build can capture CUDA graphs
+  int world = 1;                 // ranks training together
 };
 
 // Throws a UserError prefixed by `where` (the configuration file, or "config").
@@ -35,5 +36,9 @@ std::vector<std::string> check_platform_rules(const Config& config, const Platfo
 
 // Whether train.cuda_graphs asks for CUDA graphs and they can run on `platform`.
 bool cuda_graphs_usable(const Config& config, const Platform& platform);
+
+// Whether train.graph_allreduce: inside asks for the dense all-reduce inside the graphs and it
+// can run: CUDA graphs usable, several ranks (over NCCL, as a replica on a GPU always is).
+bool graph_allreduce_inside(const Config& config, const Platform& platform);
 
 }  // namespace sx

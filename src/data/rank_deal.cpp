@@ -42,15 +42,22 @@ std::vector<std::vector<uint32_t>> consecutive_assignment(int world, int64_t per
   return ranks;
 }
 
-double token_imbalance(const std::vector<int64_t>& pair_tokens,
-                       const std::vector<std::vector<uint32_t>>& assignment) {
-  int64_t total = 0, most = 0;
+std::vector<int64_t> rank_tokens(const std::vector<int64_t>& pair_tokens,
+                                 const std::vector<std::vector<uint32_t>>& assignment) {
+  std::vector<int64_t> sums;
   for (const auto& rank : assignment) {
     int64_t sum = 0;
     for (uint32_t k : rank) sum += pair_tokens[k];
-    total += sum;
-    most = std::max(most, sum);
+    sums.push_back(sum);
   }
+  return sums;
+}
+
+double token_imbalance(const std::vector<int64_t>& pair_tokens,
+                       const std::vector<std::vector<uint32_t>>& assignment) {
+  const std::vector<int64_t> sums = rank_tokens(pair_tokens, assignment);
+  const int64_t total = std::accumulate(sums.begin(), sums.end(), int64_t{0});
+  const int64_t most = sums.empty() ? 0 : *std::max_element(sums.begin(), sums.end());
   if (total == 0) return 1.0;
   return static_cast<double>(most) * static_cast<double>(assignment.size()) /
          static_cast<double>(total);
@@ -58,12 +65,11 @@ double token_imbalance(const std::vector<int64_t>& pair_tokens,
 
 std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank, int world,
                                      int64_t per_rank, bool balance, TokenStore& store,
-                                     size_t max_len, double* imbalance) {
+                                     size_t max_len, DealSummary* deal) {
   std::vector<uint64_t> out;
-  if (!balance && (world == 1 || imbalance == nullptr)) {
+  if (!balance && deal == nullptr) {
     const PairRange range = rank_range(consumed, rank, static_cast<uint64_t>(per_rank));
     for (uint64_t k = 0; k < range.count; ++k) out.push_back(range.begin + k);
-    if (imbalance) *imbalance = 1.0;
     return out;
   }
   // Token counts of every pair of the global batch.
@@ -83,7 +89,11 @@ std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, i
   }
   const auto assignment = balance ? balanced_assignment(pair_tokens, world, per_rank)
                                   : consecutive_assignment(world, per_rank);
-  if (imbalance) *imbalance = token_imbalance(pair_tokens, assignment);
+  if (deal) {
+    const std::vector<int64_t> sums = rank_tokens(pair_tokens, assignment);
+    deal->imbalance = token_imbalance(pair_tokens, assignment);
+    deal->most_tokens = *std::max_element(sums.begin(), sums.end());
+  }
   for (uint32_t k : assignment[static_cast<size_t>(rank)]) out.push_back(consumed + k);
   return out;
 }

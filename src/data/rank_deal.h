@@ -29,16 +29,27 @@ std::vector<std::vector<uint32_t>> balanced_assignment(const std::vector<int64_t
 // The consecutive split: rank r takes [r per_rank, (r + 1) per_rank).
 std::vector<std::vector<uint32_t>> consecutive_assignment(int world, int64_t per_rank);
 
+// Each rank's token count under `assignment`, by rank.
+std::vector<int64_t> rank_tokens(const std::vector<int64_t>& pair_tokens,
+                                 const std::vector<std::vector<uint32_t>>& assignment);
+
 // max over ranks of their token count / the mean (1 = perfectly even).
 double token_imbalance(const std::vector<int64_t>& pair_tokens,
                        const std::vector<std::vector<uint32_t>>& assignment);
 
+// What the whole deal of a global batch looks like: every rank sees every rank's share, so
+// every rank computes the same values, without a collective.
+struct DealSummary {
+  double imbalance = 1.0;   // token_imbalance() of the split used
+  int64_t most_tokens = 0;  // the most real tokens any rank's share holds
+};
+
 // The global positions rank `rank` of `world` consumes in the global batch at `consumed`:
 // balanced over the token counts (tokenizing the whole global batch's texts, which
-// TokenStore caches) or consecutive (data::rank_range). `imbalance` (optional) receives
-// token_imbalance() of the split used.
+// TokenStore caches) or consecutive (data::rank_range). `deal` (optional) receives the
+// summary of the split used (the consecutive split then tokenizes the global batch too).
 std::vector<uint64_t> rank_positions(const PairList& pairs, uint64_t consumed, int rank, int world,
                                      int64_t per_rank, bool balance, TokenStore& store,
-                                     size_t max_len, double* imbalance = nullptr);
+                                     size_t max_len, DealSummary* deal = nullptr);
 
 }  // namespace sx::data

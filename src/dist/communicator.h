@@ -43,6 +43,12 @@ class Communicator {
   // Lets issued collectives progress without blocking (MPI moves non-blocking collectives
   // only inside MPI calls); a no-op where the network progresses on its own.
   virtual void progress() {}
+  // Makes the caller's current stream wait for the collectives issued so far, without
+  // blocking the host and without the checks of wait(): what a CUDA graph's capture ends with
+  // when collectives were captured on the communication stream (joining that stream's branch
+  // back into the graph). No host sync, event query or error poll: all are illegal during a
+  // capture; the next wait() still owes them. A no-op where collectives run on the host (MPI).
+  virtual void join_stream() {}
   // Copies rank `root`'s tensor to every rank, in place (blocking, under the deadline).
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   // Waits for every collective issued so far. On a deadline overrun or a backend error,

@@ -2,7 +2,10 @@
 // creating the communicator and every wait are under the collective deadline (deadline.h).
 // Collectives run on a communication stream of their own, ordered after the caller's current
 // stream by an event, so gradient buckets all-reduce while backward goes on; they may be
-// issued from autograd's device thread. wait() polls a CUDA event on that stream together
+// issued from autograd's device thread, also while autograd's backward is being captured into
+// a CUDA graph (train.graph_allreduce: inside): the event makes the comm stream a fork of the
+// capture, join_stream() joins it back, and nothing in between syncs, queries events or
+// polls NCCL's errors. wait() polls a CUDA event on that stream together
 // with ncclCommGetAsyncError and the deadline, aborts the communicator and the job when
 // either says a peer is gone, and then orders the caller's stream after the collectives.
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -67,6 +70,8 @@ class NcclCommunicator final : public Communicator {
     check_cuda(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming), "event create",
                env_.rank);
     check_cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "event create", env_.rank);
+    check_cuda(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming), "event create",
+               env_.rank);
     int version = 0;
     ncclGetVersion(&version);
     spdlog::info("NCCL {} communicator on {} (rank {}/{}), average {}", version, device_.str(),
@@ -76,6 +81,7 @@ class NcclCommunicator final : public Communicator {
   ~NcclCommunicator() override {
     cudaEventDestroy(queued_);
     cudaEventDestroy(done_);
+    cudaEventDestroy(joined_);
     ncclCommDestroy(comm_);
   }
 
@@ -110,6 +116,15 @@ class NcclCommunicator final : public Communicator {
                  "broadcast", env_.rank);
     });
     wait("broadcast of a " + std::to_string(tensor.numel()) + "-element tensor");
+  }
+
+  void join_stream() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    c10::cuda::CUDAGuard guard(device_);
+    check_cuda(cudaEventRecord(joined_, stream_.stream()), "event record", env_.rank);
+    check_cuda(
+        cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_.index()).stream(), joined_, 0),
+        "stream wait", env_.rank);
   }
 
   void wait(const std::string& what) override {
@@ -213,7 +228,7 @@ class NcclCommunicator final : public Communicator {
   MpiEnv env_;
   c10::cuda::CUDAStream stream_;
   ncclComm_t comm_ = nullptr;
-  cudaEvent_t queued_ = nullptr, done_ = nullptr;
+  cudaEvent_t queued_ = nullptr, done_ = nullptr, joined_ = nullptr;
   bool pending_ = false;
   std::mutex mutex_;  // the engine's device thread issues, the main thread waits
 };

@@ -109,15 +109,21 @@ std::vector<HostBatch> Loop::training_batches(uint64_t consumed) const {
   const size_t max_len = r_.tokenizer->max_len();
   const int64_t per_rank = config_.train.pairs_per_rank;
   const auto block = static_cast<uint64_t>(per_rank * env_.world);
+  // CUDA graphs on several ranks replay the bucket of the largest share, which the deal tells.
+  const bool global_bucket = r_.trainee.graphs != nullptr && env_.world > 1;
   std::vector<HostBatch> micro;
   for (int64_t a = 0; a < config_.train.accumulation_steps; ++a) {
     const uint64_t at = consumed + static_cast<uint64_t>(a) * block;
+    data::DealSummary deal;
     auto positions = data::rank_positions(r_.train_pairs, at, env_.rank, env_.world, per_rank,
-                                          config_.train.balance_ranks, *r_.train_tokens, max_len);
+                                          config_.train.balance_ranks, *r_.train_tokens, max_len,
+                                          global_bucket ? &deal : nullptr);
     micro.push_back(
         make_host_batch(data::make_text_batch(r_.train_pairs, positions, *r_.train_tokens, max_len),
                         r_.trainee.device));
     micro.back().consumed = at;
+    micro.back().imbalance = deal.imbalance;
+    micro.back().most_rank_tokens = deal.most_tokens;
   }
   return micro;
 }

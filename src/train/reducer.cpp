@@ -86,17 +86,53 @@ std::vector<std::pair<int64_t, int64_t>> GradientReducer::bucket_ranges() const 
   return out;
 }
 
-void GradientReducer::begin_step(int64_t step, const std::vector<TokenIds>& token_ids) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  TORCH_CHECK(!active_, "GradientReducer::begin_step twice without finish_step");
-  dist::set_step(step);  // named by a collective that misses its deadline
+void GradientReducer::reset_ready_locked() {
   std::fill(param_ready_.begin(), param_ready_.end(), 0);
   for (auto& b : buckets_) b.ready = 0, b.launched = false;
   next_ = 0;
+}
+
+void GradientReducer::begin_step(int64_t step, const std::vector<TokenIds>& token_ids,
+                                 bool dense_in_graph) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TORCH_CHECK(!active_, "GradientReducer::begin_step twice without finish_step");
+  dist::set_step(step);  // named by a collective that misses its deadline
+  reset_ready_locked();
   stats_ = {};
   stats_.buckets = static_cast<int64_t>(buckets_.size());
+  if (dense_in_graph) {  // the replay has run them, during its backward
+    for (size_t i = 0; i < param_ready_.size(); ++i)
+      if (!buckets_[bucket_of_[i]].sparse) param_ready_[i] = 1, ++buckets_[bucket_of_[i]].ready;
+    for (auto& b : buckets_) {
+      if (b.sparse) continue;
+      b.launched = true;
+      ++stats_.launched_in_backward;
+      stats_.elements += b.numel;
+    }
+  }
   if (sparse_param_ >= 0) exchange_rows(token_ids);
   active_ = true;
+}
+
+void GradientReducer::begin_capture() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TORCH_CHECK(!active_, "GradientReducer::begin_capture during a step");
+  reset_ready_locked();
+  capturing_ = true;
+  active_ = true;
+}
+
+void GradientReducer::end_capture() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  TORCH_CHECK(capturing_, "GradientReducer::end_capture without begin_capture");
+  for (size_t i = 0; i < param_ready_.size(); ++i) mark_ready_locked(i);
+  launch_ready_locked(/*from_hook=*/false);
+  TORCH_CHECK(next_ == buckets_.size(), "dense gradient buckets left unlaunched in the capture");
+  const bool any_dense =
+      std::any_of(buckets_.begin(), buckets_.end(), [](const Bucket& b) { return !b.sparse; });
+  if (any_dense) comm_.join_stream();  // the comm stream forked only where a bucket launched
+  capturing_ = false;
+  active_ = false;
 }
 
 // The union over ranks of the rows touched, as a bitmap OR-ed over MPI on the host.
@@ -109,8 +145,7 @@ void GradientReducer::exchange_rows(const std::vector<TokenIds>& token_ids) {
                   options_.sparse_rows_param);
       bits[static_cast<size_t>(id) / 64] |= uint64_t{1} << (id % 64);
     }
-  if (env_.world > 1)
-    dist::allreduce_or(bits, "exchange of touched embedding rows");
+  if (env_.world > 1) dist::allreduce_or(bits, "exchange of touched embedding rows");
   std::vector<int64_t> union_rows;
   for (size_t w = 0; w < bits.size(); ++w)
     for (uint64_t word = bits[w]; word; word &= word - 1)
@@ -165,11 +200,14 @@ void GradientReducer::launch_ready_locked(bool from_hook) {
   const bool may_launch = comm_.any_thread() || std::this_thread::get_id() == owner_;
   if (!may_launch) return;
   while (next_ < buckets_.size() && buckets_[next_].ready == buckets_[next_].params) {
-    if (next_ == 0)
+    Bucket& bucket = buckets_[next_];
+    const bool first = next_++ == 0;
+    // Launched by a graph's replay (dense_in_graph), or the sparse one, left out of a capture.
+    if (bucket.launched || (capturing_ && bucket.sparse)) continue;
+    if (first)
       stats_.pending_at_first_launch = std::count(param_ready_.begin(), param_ready_.end(), 0);
-    launch_locked(buckets_[next_]);
-    if (from_hook) ++stats_.launched_in_backward;
-    ++next_;
+    launch_locked(bucket);
+    if (from_hook && !capturing_) ++stats_.launched_in_backward;
   }
   if (from_hook) comm_.progress();
 }
@@ -198,6 +236,7 @@ void GradientReducer::finish_step() {
     for (size_t i = 0; i < param_ready_.size(); ++i) mark_ready_locked(i);
     launch_ready_locked(/*from_hook=*/false);
     TORCH_CHECK(next_ == buckets_.size(), "gradient buckets left unlaunched");
+    for (const Bucket& b : buckets_) TORCH_CHECK(b.launched, "a gradient bucket left unlaunched");
     // The step's scalars: always float32 (a bf16 token count would be off by tens).
     comm_.all_reduce_average(flat_.slots(), dist::WireType::kFloat32);
     stats_.elements += kStepSlots;

@@ -17,6 +17,14 @@
 // rows, on the host), and only the union's rows cross the wire; the result equals the dense
 // reduction.
 //
+// Inside a CUDA graph (train.graph_allreduce: inside, train/step_graphs.h): begin_capture and
+// end_capture bracket the capture of a step's backward; the hooks then launch the dense
+// buckets on the communicator's stream, forked from the capturing stream, and end_capture
+// joins that stream back, so the all-reduces become nodes of the graph that overlap its
+// backward. The sparse parameter's rows change every step: its bucket stays out of the graph.
+// After a replay of such a graph, begin_step(..., dense_in_graph = true) makes finish_step
+// launch only the sparse bucket and the slots.
+//
 // Thread rules: begin_step/finish_step on the thread that made the reducer (MPI's main
 // thread); the hooks may run on autograd's device threads, where they launch only if the
 // communicator allows it (NCCL) and otherwise leave the launch to finish_step.
@@ -78,12 +86,24 @@ class GradientReducer {
   // earlier micro-batches' backward passes just accumulate into the flat buffer.
   // It may also come after backward (a CUDA graph's replay runs no hooks): finish_step then
   // launches every bucket, with the same result.
-  void begin_step(int64_t step, const std::vector<TokenIds>& token_ids);
+  // `dense_in_graph`: the dense buckets were all-reduced already by the replay of a graph
+  // captured between begin_capture and end_capture; finish_step leaves them alone.
+  void begin_step(int64_t step, const std::vector<TokenIds>& token_ids,
+                  bool dense_in_graph = false);
   // After loss.backward() and after writing this rank's StepSlot values: launches what is
   // left (unused parameters' buckets, the slots), waits for everything under
   // dist.collective_timeout (dist/deadline.h: naming the step on expiry). Leaves the
   // AVERAGED gradient in flat.grads() and the averaged slots in flat.slots().
   void finish_step();
+
+  // Around the capture of a step's forward and backward into a CUDA graph, on the capturing
+  // thread, outside begin_step..finish_step: begin_capture before it (the hooks launch the
+  // dense buckets as backward finishes them), end_capture after backward and before the
+  // capture ends (launches the dense buckets still due, unused parameters', and joins the
+  // communication stream back into the capturing one). Nothing waits for them here: the
+  // replay runs them; wait() in the next finish_step covers the replay.
+  void begin_capture();
+  void end_capture();
 
   const ReducerStats& stats() const { return stats_; }
   // Dense bucket boundaries in elements of the flat buffer ({offset, numel}), layout order.
@@ -105,6 +125,7 @@ class GradientReducer {
   void on_gradient_ready(size_t param);      // from the hooks
   void mark_ready_locked(size_t param);      // mutex_ held
   void launch_ready_locked(bool from_hook);  // mutex_ held
+  void reset_ready_locked();                 // mutex_ held
   void launch_locked(Bucket& bucket);        // mutex_ held
 
   FlatParameters& flat_;
@@ -120,7 +141,8 @@ class GradientReducer {
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
   std::thread::id owner_;
   std::mutex mutex_;
-  bool active_ = false;  // between begin_step and finish_step
+  bool active_ = false;     // between begin_step and finish_step, or while capturing
+  bool capturing_ = false;  // between begin_capture and end_capture: dense buckets only
   ReducerStats stats_;
 };
 

@@ -38,6 +38,7 @@ Trainee build_trainee(const Config& config, const dist::MpiEnv& env,
   Platform platform = model::platform_of(t.model->config(), t.model->compute(), t.device);
   platform.nccl = dist::nccl_compiled();
   platform.cuda_graphs = StepGraphs::compiled();
+  platform.world = env.world;
   for (const std::string& warning : check_platform_rules(config, platform, /*training=*/true))
     if (env.rank == 0) spdlog::warn("{}", warning);
   t.model->train();
@@ -49,7 +50,8 @@ Trainee build_trainee(const Config& config, const dist::MpiEnv& env,
                                  config.train.adam_epsilon});
   if (cuda_graphs_usable(config, platform)) {
     StepGraphs::use_own_stream(t.device);  // before anything registers gradient hooks
-    t.graphs = std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad);
+    t.graphs = std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad,
+                                            graph_allreduce_inside(config, platform));
   }
   return t;
 }

@@ -147,8 +147,9 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
     }
     // Several ranks: a replay runs no autograd hooks, so the reducer starts after it (the row
     // exchange on the host overlaps the replay on the device) and finish_step launches every
-    // bucket; the all-reduce follows backward instead of overlapping it.
-    if (t.reducer) t.reducer->begin_step(settings.step, touched);
+    // bucket, the all-reduce following backward; or, where the replay's graph holds the dense
+    // buckets' all-reduces (train.graph_allreduce: inside), only the sparse rows and slots.
+    if (t.reducer) t.reducer->begin_step(settings.step, touched, t.graphs->reduced_in_graph());
     mark(Phase::kForward);
   } else {
     t.flat->zero_grads();

@@ -44,8 +44,12 @@ struct HostBatch {
   torch::Tensor cu_seqlens;  // [2B + 1] int32 (text.offsets)
   torch::Tensor labels;      // [B] float32
   uint64_t consumed = 0;     // position in the pair sequence of the pairs it is a rank's share of
-  double imbalance = 1.0;    // of the global batch's split over ranks (data::token_imbalance)
-  double prep_s = 0;         // how long making it took (on the prefetch thread)
+  // The most real tokens any rank's share of the same global batch holds (data::DealSummary,
+  // the same on every rank); CUDA graphs pick their token bucket from it so that every rank
+  // replays the graph of the same bucket. 0: this batch's own count (one rank, no graphs).
+  int64_t most_rank_tokens = 0;
+  double imbalance = 1.0;  // of the global batch's split over ranks (data::token_imbalance)
+  double prep_s = 0;       // how long making it took (on the prefetch thread)
 };
 
 // Wraps `text` into tensors for a replica on `device`: in pinned memory when it is a GPU, so

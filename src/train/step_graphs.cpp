@@ -34,17 +34,22 @@ int64_t StepGraphs::bucket_for(int64_t tokens) {
   return std::max<int64_t>(1, (tokens + kBucketTokens - 1) / kBucketTokens) * kBucketTokens;
 }
 
+int64_t StepGraphs::bucket_for(const HostBatch& batch) {
+  return bucket_for(std::max(batch.text.tokens(), batch.most_rank_tokens));
+}
+
 namespace {
-// Dummy sequences that fill a batch up to its bucket (each at most max_seqlen long).
-int64_t dummy_sequences(int64_t max_seqlen) {
-  return (StepGraphs::kBucketTokens + max_seqlen - 1) / max_seqlen;
+// Dummy sequences that fill a batch up to `bucket` (each at most max_seqlen long): enough for
+// any batch of the bucket, since another rank's larger share may have chosen it.
+int64_t dummy_sequences(int64_t bucket, int64_t max_seqlen) {
+  return std::max<int64_t>(1, (bucket + max_seqlen - 1) / max_seqlen);
 }
 }  // namespace
 
 std::vector<int32_t> StepGraphs::filler_ends(int64_t tokens, int64_t bucket, int64_t max_seqlen) {
   std::vector<int32_t> ends;
   int64_t end = tokens;
-  for (int64_t d = 0; d < dummy_sequences(max_seqlen); ++d) {
+  for (int64_t d = 0; d < dummy_sequences(bucket, max_seqlen); ++d) {
     end = std::min(bucket, end + max_seqlen);
     ends.push_back(static_cast<int32_t>(end));
   }
@@ -63,6 +68,7 @@ struct Graph {
   torch::Tensor labels;               // [B] float32
   torch::Tensor loss;                 // the captured loss (in the graphs' pool)
   StepGraphs::MicroBatch kind{0, 1};  // zeroes the gradients when first; scales when count > 1
+  bool reduces = false;               // the dense gradient all-reduces are captured in it
   bool captured = false;
   int64_t seen = 0;
 };
@@ -72,10 +78,12 @@ struct Graph {
 struct StepGraphs::Impl {
   int64_t max_seqlen = 0;
   int32_t pad_id = 1;
+  bool allreduce_inside = false;
   decltype(at::cuda::graph_pool_handle()) pool;
-  // (pairs, bucket, micro-batches per step, first of them)
-  std::map<std::tuple<int64_t, int64_t, int64_t, bool>, std::unique_ptr<Graph>> graphs;
+  // (pairs, bucket, micro-batches per step, first of them, with the all-reduce)
+  std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, std::unique_ptr<Graph>> graphs;
   int64_t captured = 0;
+  bool reduced = false;  // by the last replay
 
   // The step's body: the same kernels whether run eagerly or captured.
   torch::Tensor body(Trainee& t, Graph& g, double margin) const {
@@ -93,16 +101,18 @@ struct StepGraphs::Impl {
     return loss.detach();
   }
 
-  Graph& graph_for(int64_t pairs, int64_t bucket, StepGraphs::MicroBatch micro,
+  Graph& graph_for(int64_t pairs, int64_t bucket, StepGraphs::MicroBatch micro, bool reduces,
                    const torch::Device& device) {
-    auto& slot = graphs[{pairs, bucket, micro.count, micro.index == 0}];
+    auto& slot = graphs[{pairs, bucket, micro.count, micro.index == 0, reduces}];
     if (!slot) {
       slot = std::make_unique<Graph>();
       const auto on = torch::TensorOptions().device(device);
       slot->ids = torch::empty({bucket}, on.dtype(torch::kInt));
-      slot->cu = torch::empty({2 * pairs + 1 + dummy_sequences(max_seqlen)}, on.dtype(torch::kInt));
+      slot->cu = torch::empty({2 * pairs + 1 + dummy_sequences(bucket, max_seqlen)},
+                              on.dtype(torch::kInt));
       slot->labels = torch::empty({pairs}, on.dtype(torch::kFloat));
       slot->kind = {micro.index == 0 ? 0 : 1, micro.count};
+      slot->reduces = reduces;
     }
     return *slot;
   }
@@ -110,7 +120,8 @@ struct StepGraphs::Impl {
   // The batch into the graph's inputs, on the current stream.
   void fill_inputs(Graph& g, const HostBatch& batch) const {
     const int64_t tokens = batch.text.tokens(), bucket = g.ids.size(0);
-    const int64_t sequences = batch.text.sequences(), dummies = dummy_sequences(max_seqlen);
+    const int64_t sequences = batch.text.sequences();
+    const int64_t dummies = dummy_sequences(bucket, max_seqlen);
     g.ids.narrow(0, 0, tokens).copy_(batch.ids, /*non_blocking=*/true);
     g.ids.narrow(0, tokens, bucket - tokens).fill_(pad_id);
     torch::Tensor cu = torch::empty({sequences + 1 + dummies},
@@ -126,9 +137,12 @@ struct StepGraphs::Impl {
   // Captures the body on the current stream. A failed capture leaves CUDA's and torch's
   // capture state behind, so it ends the run with a way out rather than training on.
   void capture(Trainee& t, Graph& g, double margin) {
+    // Thread-local mode: the reducer's hooks launch NCCL from autograd's device thread.
     g.graph.capture_begin(pool, cudaStreamCaptureModeThreadLocal);
     try {
+      if (g.reduces) t.reducer->begin_capture();  // the hooks launch the dense buckets
       g.loss = body(t, g, margin);
+      if (g.reduces) t.reducer->end_capture();  // the comm stream joins the capture
       g.graph.capture_end();
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("capturing the step as a CUDA graph failed (set "
@@ -151,9 +165,11 @@ void StepGraphs::use_own_stream(const torch::Device& device) {
   c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, device.index()));
 }
 
-StepGraphs::StepGraphs(int64_t max_seqlen, int32_t pad_id) : impl_(std::make_unique<Impl>()) {
+StepGraphs::StepGraphs(int64_t max_seqlen, int32_t pad_id, bool allreduce_inside)
+    : impl_(std::make_unique<Impl>()) {
   impl_->max_seqlen = max_seqlen;
   impl_->pad_id = pad_id;
+  impl_->allreduce_inside = allreduce_inside;
   impl_->pool = at::cuda::graph_pool_handle();
 }
 
@@ -161,6 +177,10 @@ StepGraphs::~StepGraphs() = default;
 
 int64_t StepGraphs::captured() const {
   return impl_->captured;
+}
+
+bool StepGraphs::reduced_in_graph() const {
+  return impl_->reduced;
 }
 
 int64_t StepGraphs::idle_pool_bytes() const {
@@ -174,18 +194,22 @@ int64_t StepGraphs::idle_pool_bytes() const {
 torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, double margin,
                                            MicroBatch micro) {
   Impl& m = *impl_;
-  const int64_t pairs = batch.text.pairs, tokens = batch.text.tokens();
+  const int64_t pairs = batch.text.pairs;
   TORCH_CHECK(batch.text.max_length() <= m.max_seqlen, "a graphed step needs texts of up to ",
               m.max_seqlen, " tokens");
   TORCH_CHECK(c10::cuda::getCurrentCUDAStream(t.device.index()) !=
                   c10::cuda::getDefaultCUDAStream(t.device.index()),
               "graphed steps run on a stream of their own: call StepGraphs::use_own_stream first");
-  Graph& g = m.graph_for(pairs, bucket_for(tokens), micro, t.device);
+  // The last micro-batch's backward all-reduces, as in the eager step.
+  const bool reduces = m.allreduce_inside && t.reducer && micro.index + 1 == micro.count;
+  Graph& g = m.graph_for(pairs, bucket_for(batch), micro, reduces, t.device);
   m.fill_inputs(g, batch);
   ++g.seen;
+  m.reduced = false;
   if (!g.captured && g.seen == 1) return m.body(t, g, margin);  // the warm-up, eagerly
   if (!g.captured) m.capture(t, g, margin);
   g.graph.replay();
+  m.reduced = g.reduces;
   return g.loss;
 }
 
@@ -193,10 +217,13 @@ torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, d
 
 struct StepGraphs::Impl {};
 void StepGraphs::use_own_stream(const torch::Device&) {}
-StepGraphs::StepGraphs(int64_t, int32_t) : impl_(std::make_unique<Impl>()) {}
+StepGraphs::StepGraphs(int64_t, int32_t, bool) : impl_(std::make_unique<Impl>()) {}
 StepGraphs::~StepGraphs() = default;
 int64_t StepGraphs::captured() const {
   return 0;
+}
+bool StepGraphs::reduced_in_graph() const {
+  return false;
 }
 int64_t StepGraphs::idle_pool_bytes() const {
   return 0;

@@ -1,5 +1,6 @@
 // The configuration schema: defaults, file + overrides, and the one-line errors users get.
 #include "core/config.h"
+#include "core/config_rules.h"
 #include "core/error.h"
 #include "core/strings.h"
 #include "test_util.h"
@@ -234,6 +235,41 @@ TEST(Config, EnumerationsParseOnceAndRoundTrip) {
   const Config back = load_config(dir.write("resolved.yaml", config_to_yaml(c)), {});
   EXPECT_EQ(config_result_hash(back), config_result_hash(c));
   EXPECT_EQ(back.dist.stop_signal, StopSignal::kUsr2);
+}
+
+// train.graph_allreduce: inside runs only where graphs run with several ranks over NCCL;
+// elsewhere one warning line says why it is not used (never an error), and after, the
+// default, says nothing.
+TEST(ConfigRules, GraphAllReduceInsideNeedsGraphsAndSeveralRanksOverNccl) {
+  EXPECT_EQ(default_config().train.graph_allreduce, GraphAllReduce::kAfter);
+  Platform gpu;
+  gpu.device = "cuda:0", gpu.cuda = true, gpu.sdpa = true, gpu.nccl = true;
+  gpu.flash_attention = true, gpu.cuda_graphs = true, gpu.world = 2;
+  Config c = load_config("", {"train.cuda_graphs=true", "train.graph_allreduce=inside"});
+  EXPECT_EQ(c.train.graph_allreduce, GraphAllReduce::kInside);
+  EXPECT_TRUE(graph_allreduce_inside(c, gpu));
+  EXPECT_TRUE(check_platform_rules(c, gpu, true).empty());
+  auto warned = [&](const Config& config, const Platform& p, const std::string& why) {
+    EXPECT_FALSE(graph_allreduce_inside(config, p)) << why;
+    int lines = 0;
+    for (const std::string& w : check_platform_rules(config, p, true))
+      if (w.rfind("train.graph_allreduce: inside not used", 0) == 0) {
+        ++lines;
+        EXPECT_NE(w.find(why), std::string::npos) << w;
+        EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+      }
+    EXPECT_EQ(lines, 1) << why;
+  };
+  Platform one = gpu;
+  one.world = 1;
+  warned(c, one, "one rank");
+  Platform cpu;  // MPI on the CPU: no graphs
+  cpu.world = 2;
+  warned(c, cpu, "CUDA graphs are not used");
+  warned(load_config("", {"train.graph_allreduce=inside"}), gpu, "train.cuda_graphs: true");
+  c.train.graph_allreduce = GraphAllReduce::kAfter;
+  EXPECT_FALSE(graph_allreduce_inside(c, gpu));
+  EXPECT_TRUE(check_platform_rules(c, cpu, true).size() == 1);  // cuda_graphs' own line only
 }
 
 // Retired keys: their surviving value still loads (an older config.resolved.yaml), any other

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <string>
 
 #include "data/jigsaw.h"
 #include "data/rank_deal.h"
@@ -83,19 +84,38 @@ TEST(TextBatch, RandomBatchesAreShapedLikeTheReferenceBenchmarks) {
                            b.ids.begin() + b.offsets[i == 0 ? 5 : 21]));
 }
 
+PairList synthetic_pairs(const LabeledCorpus& corpus, int64_t n_pairs) {
+  PairOptions options;
+  options.n_pairs = n_pairs, options.seed = 1, options.min_chars = 10;
+  return build_pairs(corpus, options);
+}
+
+// Pairs of a synthetic corpus through the lazy token store, as the trainer makes them.
+struct StoredPairs {
+  StoredPairs(size_t max_len, int64_t n_pairs)
+      : synth(write_synthetic_jigsaw(dir.path(), 400, 5)),
+        en(load_labeled_csv(synth.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{})),
+        tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len,
+             Pretokenize::kWordpunct, true}),
+        pairs(synthetic_pairs(en, n_pairs)),
+        store(tok, en.texts, 2) {}
+  test::TempDir dir;
+  SynthSummary synth;
+  LabeledCorpus en;
+  XlmrTokenizer tok;
+  PairList pairs;
+  TokenStore store;
+};
+
 // The training path (pairs through the lazy token store) and the encode path (plain texts
 // tokenized directly) make the same packed batch from the same texts.
 TEST(TextBatch, PairsFromTheTokenStoreEqualTheirTextsTokenizedDirectly) {
-  test::TempDir dir;
-  auto s = write_synthetic_jigsaw(dir.path(), 400, 5);
-  auto en = load_labeled_csv(s.train_csv, {"comment_text", {"toxic"}, "lang"}, LoadOptions{});
   const size_t max_len = 24;
-  XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len,
-                     Pretokenize::kWordpunct, true});
-  PairOptions options;
-  options.n_pairs = 100, options.seed = 1, options.min_chars = 10;
-  auto pairs = build_pairs(en, options);
-  TokenStore store(tok, en.texts, 2);
+  StoredPairs f(max_len, 100);
+  const LabeledCorpus& en = f.en;
+  const XlmrTokenizer& tok = f.tok;
+  const PairList& pairs = f.pairs;
+  TokenStore& store = f.store;
   TextBatch packed = make_text_batch(pairs, {12, 13, 14, 15}, store, max_len);
   ASSERT_EQ(packed.pairs, 4);
   std::vector<std::string_view> texts;  // left texts, then right texts
@@ -114,13 +134,45 @@ TEST(TextBatch, PairsFromTheTokenStoreEqualTheirTextsTokenizedDirectly) {
   // The ranks' positions: consecutive slices, or a balanced deal of the same global batch.
   EXPECT_EQ(rank_positions(pairs, 8, 1, 2, 4, false, store, max_len),
             (std::vector<uint64_t>{12, 13, 14, 15}));
-  double imbalance = 0;
+  DealSummary deal;
+  deal.imbalance = 0;
   std::set<uint64_t> global;
   for (int rank = 0; rank < 2; ++rank)
-    for (uint64_t p : rank_positions(pairs, 8, rank, 2, 4, true, store, max_len, &imbalance))
+    for (uint64_t p : rank_positions(pairs, 8, rank, 2, 4, true, store, max_len, &deal))
       global.insert(p);
   EXPECT_EQ(global, (std::set<uint64_t>{8, 9, 10, 11, 12, 13, 14, 15}));
-  EXPECT_GE(imbalance, 1.0);
+  EXPECT_GE(deal.imbalance, 1.0);
+}
+
+// Every rank learns from the deal the most tokens any rank's share holds (what CUDA graphs
+// pick a common bucket from): the same value on every rank, without a collective, at least
+// each rank's own count and equal to the largest, balanced or not, though the ranks' own
+// counts differ.
+TEST(RankDeal, EveryRankComputesTheSameLargestShare) {
+  const size_t max_len = 32;
+  StoredPairs f(max_len, 200);
+  const PairList& pairs = f.pairs;
+  TokenStore& store = f.store;
+  int differing = 0;
+  for (const bool balance : {true, false})
+    for (const int world : {1, 2, 3})
+      for (uint64_t consumed : {0, 24, 48}) {
+        const int64_t per_rank = 4;
+        std::vector<int64_t> own, most;
+        for (int rank = 0; rank < world; ++rank) {
+          DealSummary deal;
+          const auto positions = rank_positions(pairs, consumed, rank, world, per_rank, balance,
+                                                store, max_len, &deal);
+          own.push_back(make_text_batch(pairs, positions, store, max_len).tokens());
+          most.push_back(deal.most_tokens);
+        }
+        const std::string what = std::to_string(world) + " ranks at " + std::to_string(consumed) +
+                                 (balance ? " balanced" : " consecutive");
+        for (int64_t m : most) EXPECT_EQ(m, most.front()) << what;
+        EXPECT_EQ(most.front(), *std::max_element(own.begin(), own.end())) << what;
+        if (*std::min_element(own.begin(), own.end()) < most.front()) ++differing;
+      }
+  EXPECT_GT(differing, 0) << "no global batch gave the ranks different token counts";
 }
 
 }  // namespace

@@ -204,25 +204,66 @@ TEST(ReducerUnused, UnusedParametersDoNotBlockAndAverageWithZero) {
   EXPECT_EQ(reducer.stats().sparse_rows, -1);  // no embedding here: all dense
 }
 
+// A replica on the CPU with its reducer over MPI, the plain average of every rank's gradient,
+// and this rank's batch.
+torch::Device seeded_cpu() {
+  torch::manual_seed(1);  // the same weights on every rank
+  return torch::kCPU;
+}
+struct CpuStep {
+  CpuStep()
+      : r(seeded_cpu()),
+        comm(dist::make_communicator(Backend::kMpi, torch::kCPU, g_env)),
+        reducer(*r.flat, *comm, g_env, tiny_buckets(dist::WireType::kFloat32)),
+        expected(r.dense_average(g_env.world)),
+        ids(batch_ids(g_env.rank)) {}
+  Replica r;
+  std::unique_ptr<dist::Communicator> comm;
+  GradientReducer reducer;
+  torch::Tensor expected;
+  std::vector<int32_t> ids;
+};
+
 // CUDA graphs replay backward without running autograd's hooks, so with several ranks the step
 // begins the reducer after backward: finish_step then launches every bucket, and the average is
 // the same as when the hooks launch them during backward.
 TEST(ReducerAfterBackward, LaunchesEveryBucketAtFinishWithTheSameAverage) {
-  torch::manual_seed(1);  // same weights on every rank
-  Replica r(torch::kCPU);
-  auto comm = dist::make_communicator(Backend::kMpi, torch::kCPU, g_env);
-  GradientReducer reducer(*r.flat, *comm, g_env, tiny_buckets(dist::WireType::kFloat32));
-  const torch::Tensor expected = r.dense_average(g_env.world);
-  const std::vector<int32_t> ids = batch_ids(g_env.rank);
-  r.flat->zero_grads();
-  r.backward(ids);  // the hooks fire, idle: no step has begun
-  reducer.begin_step(1, {ids});
-  EXPECT_EQ(reducer.stats().launched_in_backward, 0);
-  reducer.finish_step();
-  EXPECT_GT(reducer.stats().buckets, 5);
-  EXPECT_EQ(reducer.stats().launched_in_backward, 0);
-  EXPECT_EQ(reducer.stats().sparse_rows, union_size(g_env.world));
-  EXPECT_LT((r.flat->grads() - expected).abs().max().item<double>(), 1e-6);
+  CpuStep c;
+  c.r.flat->zero_grads();
+  c.r.backward(c.ids);  // the hooks fire, idle: no step has begun
+  c.reducer.begin_step(1, {c.ids});
+  EXPECT_EQ(c.reducer.stats().launched_in_backward, 0);
+  c.reducer.finish_step();
+  EXPECT_GT(c.reducer.stats().buckets, 5);
+  EXPECT_EQ(c.reducer.stats().launched_in_backward, 0);
+  EXPECT_EQ(c.reducer.stats().sparse_rows, union_size(g_env.world));
+  EXPECT_LT((c.r.flat->grads() - c.expected).abs().max().item<double>(), 1e-6);
+}
+
+// train.graph_allreduce: inside, its bookkeeping on the CPU (no graph here: what a capture
+// records, run eagerly over MPI): between begin_capture and end_capture the hooks launch the
+// dense buckets as backward finishes them, never the word embeddings'; begin_step with
+// dense_in_graph then leaves the dense ones alone, and finish_step reduces the touched rows and
+// the slots and waits for all. The average is the plain one; the next ordinary step is too.
+TEST(ReducerAroundCapture, DenseBucketsInTheCaptureTouchedRowsAfter) {
+  CpuStep c;
+  c.r.flat->zero_grads();
+  c.reducer.begin_capture();
+  c.r.backward(c.ids);
+  c.reducer.end_capture();
+  c.reducer.begin_step(1, {c.ids}, /*dense_in_graph=*/true);
+  c.reducer.finish_step();
+  const ReducerStats& stats = c.reducer.stats();
+  EXPECT_GT(stats.buckets, 5);
+  EXPECT_EQ(stats.launched_in_backward, stats.buckets - 1);  // all but the embeddings'
+  EXPECT_EQ(stats.sparse_rows, union_size(g_env.world));
+  EXPECT_LT((c.r.flat->grads() - c.expected).abs().max().item<double>(), 1e-6);
+  c.r.flat->zero_grads();
+  c.reducer.begin_step(2, {c.ids});
+  c.r.backward(c.ids);
+  c.reducer.finish_step();
+  EXPECT_EQ(c.reducer.stats().launched_in_backward, c.reducer.stats().buckets);
+  EXPECT_LT((c.r.flat->grads() - c.expected).abs().max().item<double>(), 1e-6);
 }
 
 TEST(ReducerGpu, OverlappedNcclEqualsThePlainGradient) {

@@ -5,10 +5,16 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
+#include "data/jigsaw.h"
+#include "data/pairs.h"
+#include "data/rank_deal.h"
+#include "data/synth.h"
 #include "data/text_batch.h"
+#include "data/token_store.h"
 #include "dist/communicator.h"
 #include "dist/deadline.h"
 #include "dist/mpi_env.h"
@@ -60,22 +66,80 @@ TEST(StepGraphs, FillerSequencesCoverTheBucketAndMayBeEmpty) {
   const int64_t b = StepGraphs::kBucketTokens;
   for (const int64_t max_len : {16, 64, 100, 128, 512}) {
     for (const int64_t tokens : {int64_t{1}, b - 1, b, b + 7, 2 * b}) {
-      const int64_t bucket = StepGraphs::bucket_for(tokens);
-      const std::vector<int32_t> ends = StepGraphs::filler_ends(tokens, bucket, max_len);
-      ASSERT_EQ(static_cast<int64_t>(ends.size()), (b + max_len - 1) / max_len) << max_len;
-      int64_t start = tokens;
-      for (const int32_t end : ends) {  // in order, each at most max_len, none negative
-        EXPECT_GE(end, start) << tokens << " " << max_len;
-        EXPECT_LE(end - start, max_len) << tokens << " " << max_len;
-        start = end;
-      }
-      EXPECT_EQ(ends.back(), bucket) << tokens << " " << max_len;  // the bucket is covered
-      if (tokens == bucket) {  // an exact multiple: every dummy has length 0
-        for (const int32_t end : ends) {
-          EXPECT_EQ(end, tokens);
+      // This rank's own bucket, or a larger one another rank's share chose.
+      for (const int64_t bucket : {StepGraphs::bucket_for(tokens), 4 * b}) {
+        const std::vector<int32_t> ends = StepGraphs::filler_ends(tokens, bucket, max_len);
+        ASSERT_EQ(static_cast<int64_t>(ends.size()),
+                  std::max<int64_t>(1, (bucket + max_len - 1) / max_len))
+            << max_len;
+        int64_t start = tokens;
+        for (const int32_t end : ends) {  // in order, each at most max_len, none negative
+          EXPECT_GE(end, start) << tokens << " " << max_len;
+          EXPECT_LE(end - start, max_len) << tokens << " " << max_len;
+          start = end;
+        }
+        EXPECT_EQ(ends.back(), bucket) << tokens << " " << max_len;  // the bucket is covered
+        if (tokens == bucket) {  // an exact multiple: every dummy has length 0
+          for (const int32_t end : ends) {
+            EXPECT_EQ(end, tokens);
+          }
         }
       }
     }
+  }
+}
+
+// The bucket of a rank's micro-batch holds the largest share of its global batch: ranks with
+// different token counts pick the same bucket from the same deal.
+TEST(StepGraphs, EveryRankPicksTheBucketOfTheLargestShare) {
+  const int64_t b = StepGraphs::kBucketTokens;
+  HostBatch small, large;
+  small.text = data::random_text_batch(2, 1, 10, 20);   // far under one bucket
+  large.text = data::random_text_batch(16, 2, 60, 64);  // over three
+  ASSERT_GT(large.text.tokens(), 3 * b);
+  EXPECT_EQ(StepGraphs::bucket_for(small), b);  // alone: its own bucket
+  small.most_rank_tokens = large.most_rank_tokens = large.text.tokens();
+  EXPECT_EQ(StepGraphs::bucket_for(small), StepGraphs::bucket_for(large));
+  EXPECT_EQ(StepGraphs::bucket_for(large), StepGraphs::bucket_for(large.text.tokens()));
+}
+
+// Two ranks (or one): each deals the same global batches from the same pairs and picks its
+// micro-batch's bucket; all ranks' buckets are equal and hold every rank's own tokens.
+TEST(GlobalBucket, EveryRankReplaysTheSameBucket) {
+  test::TempDir dir;
+  auto synth = data::write_synthetic_jigsaw(dir.path(), 400, 5);
+  auto en = data::load_labeled_csv(synth.train_csv, {"comment_text", {"toxic"}, "lang"},
+                                   data::LoadOptions{});
+  const size_t max_len = 64;
+  data::XlmrTokenizer tok({test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len,
+                           Pretokenize::kWordpunct, true});
+  data::PairOptions options;
+  options.n_pairs = 400, options.seed = 1, options.min_chars = 10;
+  const auto pairs = data::build_pairs(en, options);
+  data::TokenStore store(tok, en.texts, 2);
+  const int64_t per_rank = 24;
+  int64_t differing = 0;
+  for (const bool balance : {true, false})
+    for (uint64_t step = 0; step < 6; ++step) {
+      const uint64_t consumed = step * static_cast<uint64_t>(per_rank * g_env.world);
+      data::DealSummary deal;
+      const auto positions = data::rank_positions(pairs, consumed, g_env.rank, g_env.world,
+                                                  per_rank, balance, store, max_len, &deal);
+      HostBatch batch;
+      batch.text = data::make_text_batch(pairs, positions, store, max_len);
+      batch.most_rank_tokens = deal.most_tokens;
+      const int64_t bucket = StepGraphs::bucket_for(batch);
+      // Over the ranks: the largest and the smallest bucket, the largest own token count.
+      const std::vector<int64_t> most =
+          dist::allreduce_max({bucket, -bucket, batch.text.tokens()}, "buckets");
+      EXPECT_EQ(most[0], -most[1]) << "the ranks' buckets differ at step " << step;
+      EXPECT_GE(bucket, most[2]) << step;
+      EXPECT_EQ(bucket, StepGraphs::bucket_for(most[2])) << step;
+      if (StepGraphs::bucket_for(batch.text.tokens()) != bucket) ++differing;
+    }
+  // With several ranks, some step's shares fall into different buckets of their own.
+  if (g_env.world > 1) {
+    EXPECT_GT(dist::allreduce_max({differing}, "differing buckets")[0], 0);
   }
 }
 
@@ -130,6 +194,16 @@ class StepGraphsGpu : public ::testing::Test {
                                          b.labels.to(device_), 1.0);
     loss.backward();
     return {trainee_.flat->grads().to(torch::kCPU).clone(), loss.item<double>()};
+  }
+  // Adam at learning rate 0 (the weights stay as they are: every step sees the same model),
+  // and the settings of such steps.
+  StepSettings frozen_steps() {
+    trainee_.adam = std::make_unique<model::KerasAdam>(trainee_.flat->params(),
+                                                       model::AdamOptions{0.9, 0.999, 1e-7});
+    StepSettings settings;
+    settings.dropout_seed = 5;
+    settings.lr = 0;
+    return settings;
   }
   static constexpr int64_t kMaxLen = 64;
   torch::Device device_{torch::kCUDA, 0};
@@ -242,12 +316,8 @@ TEST_F(StepGraphsGpu, WithAReducerEveryBucketIsReducedAfterTheReplay) {
   auto spare_graphs = std::make_unique<StepGraphs>(kMaxLen, data::XlmrTokenizer::kPad);
   GradientReducer& reducer = *spare_reducer;
   StepGraphs& graphs = *spare_graphs;
-  trainee_.adam = std::make_unique<model::KerasAdam>(trainee_.flat->params(),
-                                                     model::AdamOptions{0.9, 0.999, 1e-7});
+  StepSettings settings = frozen_steps();
   const std::vector<HostBatch> b{batch(1)};
-  StepSettings settings;
-  settings.dropout_seed = 5;
-  settings.lr = 0;  // the weights stay as they are: every step sees the same model
   auto step = [&](bool with_graphs, bool with_reducer) {
     if (with_graphs != (trainee_.graphs != nullptr)) std::swap(trainee_.graphs, spare_graphs);
     if (with_reducer != (trainee_.reducer != nullptr)) std::swap(trainee_.reducer, spare_reducer);
@@ -269,6 +339,54 @@ TEST_F(StepGraphsGpu, WithAReducerEveryBucketIsReducedAfterTheReplay) {
   EXPECT_EQ(reducer.stats().launched_in_backward, reducer.stats().buckets);
   EXPECT_NEAR(eager.loss, alone.loss, 1e-2 * std::abs(alone.loss));
   EXPECT_GT(cosine(eager.grads, alone.grads), 0.999);
+}
+
+// train.graph_allreduce: inside, on one rank over NCCL: the capture arms the reducer's hooks,
+// which launch the dense buckets on the communication stream (forked from the capture and
+// joined back), so the replay all-reduces them inside the graph and finish_step reduces only
+// the word-embedding rows and the slots. The step equals the eager, overlapped step within
+// bf16 tolerance, on the fp32 and the bf16 wire (whose scratch lives in the graphs' pool).
+TEST_F(StepGraphsGpu, AllReduceInsideTheGraphEqualsTheEagerStep) {
+  make(0.0);
+  auto comm = dist::make_communicator(Backend::kNccl, device_, g_env);
+  StepSettings settings = frozen_steps();
+  const std::vector<HostBatch> b{batch(1)};
+  for (const WireType wire : {WireType::kFloat32, WireType::kBFloat16}) {
+    ReducerOptions options;
+    options.wire = wire;
+    trainee_.reducer = std::make_unique<GradientReducer>(*trainee_.flat, *comm, g_env, options);
+    GradientReducer& reducer = *trainee_.reducer;
+    auto step = [&] {
+      ++settings.step;
+      const StepResult r = train_step(trainee_, b, settings, nullptr);
+      EXPECT_TRUE(r.applied);
+      return Outcome{trainee_.flat->grads().to(torch::kCPU).clone(), r.loss};
+    };
+    trainee_.graphs = std::make_unique<StepGraphs>(kMaxLen, data::XlmrTokenizer::kPad, true);
+    std::vector<Outcome> graphed;
+    for (int i = 0; i < 3; ++i) {  // eager first sight, capture, replay
+      graphed.push_back(step());
+      const bool inside = i > 0;
+      EXPECT_EQ(trainee_.graphs->reduced_in_graph(), inside) << i;
+      // Inside: every bucket but the word embeddings' ran in the graph, during its backward.
+      EXPECT_EQ(reducer.stats().launched_in_backward, inside ? reducer.stats().buckets - 1 : 0)
+          << i;
+      EXPECT_GT(reducer.stats().sparse_rows, 0) << i;
+    }
+    EXPECT_EQ(trainee_.graphs->captured(), 1);
+    trainee_.graphs.reset();
+    const Outcome eager = step();  // no graphs: the hooks launch every bucket in backward
+    EXPECT_EQ(reducer.stats().launched_in_backward, reducer.stats().buckets);
+    const char* what = wire == WireType::kFloat32 ? "fp32 wire" : "bf16 wire";
+    for (size_t i = 1; i < graphed.size(); ++i) {
+      // The same kernels as the first sight's (fp32: to rounding; bf16 rounds the wire).
+      if (wire == WireType::kFloat32) expect_same(graphed[0], graphed[i], what);
+      EXPECT_GT(cosine(graphed[0].grads, graphed[i].grads), 0.9999) << what;
+      EXPECT_NEAR(eager.loss, graphed[i].loss, 1e-2 * std::abs(eager.loss)) << what;
+      EXPECT_GT(cosine(eager.grads, graphed[i].grads), 0.999) << what;
+    }
+    trainee_.reducer.reset();
+  }
 }
 
 }  // namespace
