@@ -4,7 +4,7 @@
 //                         commands that place an encoder apply it (model::place_encoder), with
 //                         the training rules for train and `bench train` (train/replica).
 // A broken rule is a UserError naming the keys; a training speed-up that cannot run here
-// (train.cuda_graphs) is a warning and the step runs without it.
+// (train.cuda_graphs, model.fused_kernels) is a warning and the step runs without it.
 #pragma once
 
 #include <string>
@@ -23,17 +23,23 @@ struct Platform {
   bool nccl = false;             // this build has NCCL
   bool flash_attention = false;  // the configured packed attention is the flash kernel here
   bool cuda_graphs = false;      // this build can capture CUDA graphs
+  bool fused_kernels = false;    // this build has the fused CUDA kernels (model.fused_kernels)
 };
 
 // Throws a UserError prefixed by `where` (the configuration file, or "config").
 void check_key_rules(const Config& config, const std::string& where);
 
 // Throws a UserError for a combination this platform cannot run. With `training`, also the
-// rules of the training keys (dist.backend, train.cuda_graphs); returns the warnings.
+// rules of the training keys (dist.backend, train.cuda_graphs, model.fused_kernels); returns
+// the warnings.
 std::vector<std::string> check_platform_rules(const Config& config, const Platform& platform,
                                               bool training);
 
 // Whether train.cuda_graphs asks for CUDA graphs and they can run on `platform`.
 bool cuda_graphs_usable(const Config& config, const Platform& platform);
+
+// Whether model.fused_kernels asks for the fused kernels and they can run on `platform` (a CUDA
+// replica, a build with the kernels, model.autocast_bf16 with the fp32 residual stream).
+bool fused_kernels_usable(const Config& config, const Platform& platform);
 
 }  // namespace sx

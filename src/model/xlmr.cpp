@@ -2,6 +2,8 @@
 
 #include <torch/version.h>
 
+#include "model/dropout_add_norm.h"
+
 #include <cmath>
 #include <limits>
 
@@ -308,6 +310,7 @@ std::array<torch::Tensor, 3> XlmrLayerImpl::project(const torch::Tensor& hidden,
 
 torch::Tensor XlmrLayerImpl::finish(const torch::Tensor& context, const torch::Tensor& hidden,
                                     const ComputeOptions& compute) {
+  if (compute.fused_kernels) return finish_fused(context, hidden, compute);
   const double hidden_dropout = is_training() ? config_.hidden_dropout_prob : 0.0;
   const torch::ScalarType residual = residual_dtype(compute);
   torch::Tensor attended = linear(attention_dense_, context, compute).to(residual);
@@ -319,6 +322,19 @@ torch::Tensor XlmrLayerImpl::finish(const torch::Tensor& context, const torch::T
   torch::Tensor out = linear(output_dense_, inner, compute).to(residual);
   out = F::dropout(out, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
   return norm(output_norm_, out + attended);
+}
+
+torch::Tensor XlmrLayerImpl::finish_fused(const torch::Tensor& context, const torch::Tensor& hidden,
+                                          const ComputeOptions& compute) {
+  const double p = is_training() ? config_.hidden_dropout_prob : 0.0;
+  auto add_norm = [p](const torch::Tensor& x, const torch::Tensor& residual,
+                      torch::nn::LayerNorm& ln) {
+    return fused_dropout_add_norm(x, residual, ln->weight, ln->bias, p, ln->options.eps());
+  };
+  FusedNorm attended =
+      add_norm(linear(attention_dense_, context, compute), hidden, attention_norm_);
+  torch::Tensor inner = torch::gelu(linear(intermediate_dense_, attended.y_bf16, compute));
+  return add_norm(linear(output_dense_, inner, compute), attended.y, output_norm_).y;
 }
 
 torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& key_mask,
