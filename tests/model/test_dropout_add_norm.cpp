@@ -61,7 +61,9 @@ void expect_close(const torch::Tensor& got, const torch::Tensor& want, double to
 
 std::vector<Case> cases() {
   std::vector<Case> out;
-  const std::vector<std::vector<int64_t>> shapes = {{1, 1},   {3, 7},   {5, 13},   {2, 3, 31},
+  // H = 1 is left out: its centred value is 0 and ATen's backward rounding, amplified by
+  // rstd = 1/sqrt(eps), is all a comparison would measure.
+  const std::vector<std::vector<int64_t>> shapes = {{1, 2},   {3, 7},   {5, 13},   {2, 3, 31},
                                                     {4, 768}, {9, 768}, {33, 1025}};
   for (auto dtype : {torch::kFloat, torch::kDouble})
     for (const auto& shape : shapes)
@@ -96,7 +98,7 @@ TEST(DropoutAddNormReference, BackwardIsAutogradOfTheCompositeOps) {
     expect_close(g.weight, want[2], 1e-5, name_of(c) + " dweight");
     expect_close(g.bias, want[3], 1e-5, name_of(c) + " dbias");
     if (c.p > 0) {  // dropped elements get no gradient
-      EXPECT_EQ(g.x.masked_select(~in.keep).abs().max().item<double>(), 0.0) << name_of(c);
+      EXPECT_TRUE(g.x.masked_select(~in.keep).eq(0).all().item<bool>()) << name_of(c);
     }
   }
 }
