@@ -3,6 +3,7 @@
 #include <torch/version.h>
 
 #include "model/dropout_add_norm.h"
+#include "model/embedding_grad.h"
 
 #include <cmath>
 #include <limits>
@@ -392,8 +393,12 @@ SiameseEncoderImpl::SiameseEncoderImpl(const XlmrConfig& config, double pool_ln_
 }
 
 torch::Tensor SiameseEncoderImpl::embed(const torch::Tensor& ids, const torch::Tensor& positions) {
-  torch::Tensor x = word_embeddings_->forward(ids) + position_embeddings_->forward(positions) +
-                    token_type_embeddings_->weight[0];
+  // With the fused kernels and one replica, the word embeddings' gradient is added into its slot.
+  const bool direct = compute_.fused_kernels && compute_.direct_weight_grads;
+  torch::Tensor words = direct ? embedding_direct_grad(word_embeddings_->weight, ids)
+                               : word_embeddings_->forward(ids);
+  torch::Tensor x =
+      words + position_embeddings_->forward(positions) + token_type_embeddings_->weight[0];
   x = embedding_norm_->forward(x).to(residual_dtype(compute_));
   return F::dropout(x,
                     F::DropoutFuncOptions().p(config_.hidden_dropout_prob).training(is_training()));

@@ -5,11 +5,15 @@
 // against a libtorch without CUDA); the encoder with the kernels on vs off is in test_gpu.cpp.
 #include <torch/torch.h>
 
+#include <array>
+
 #include "model/dropout_add_norm.h"
+#include "model/embedding_grad.h"
 #include "test_util.h"
 
 #if SX_WITH_KERNELS
 #include "model/kernels/dropout_add_norm.h"
+#include "model/kernels/embedding_grad.h"
 #endif
 
 namespace sx::model {
@@ -136,6 +140,45 @@ TEST_F(GpuFused, DropoutFollowsTheGeneratorsSeed) {
   auto second = kernels::dropout_add_norm_forward(in.x, in.r, in.weight, in.bias, 0.1, kEps);
   EXPECT_FALSE(torch::equal(kernels::dropout_keep_mask(first.rng, 64, 768, 0.1),
                             kernels::dropout_keep_mask(second.rng, 64, 768, 0.1)));
+}
+
+// ---- the word embeddings' gradient added into its slot ----
+
+TEST_F(GpuFused, EmbeddingGradAddFollowsTheIndexAdd) {
+  torch::manual_seed(13);
+  auto o = torch::dtype(torch::kFloat).device(torch::kCUDA);
+  for (auto [vocab, tokens, cols] : std::vector<std::array<int64_t, 3>>{
+           {1, 1, 1}, {7, 100, 13}, {1000, 4416, 768}, {250002, 17000, 768}}) {
+    // Repeats as in real batches: a long run of one id (<s>), some frequent ids, many rare ones.
+    torch::Tensor ids =
+        torch::cat({torch::zeros({tokens / 10}, o.dtype(torch::kLong)),
+                    torch::randint(vocab, {tokens - tokens / 10}, o.dtype(torch::kLong))});
+    ids = ids.index_select(0, torch::randperm(tokens, o.dtype(torch::kLong)));
+    torch::Tensor dout = torch::randn({tokens, cols}, o), grad = torch::randn({vocab, cols}, o);
+    torch::Tensor want = grad.to(torch::kCPU).to(torch::kDouble);
+    embedding_grad_add_reference(want, ids.to(torch::kCPU),
+                                 dout.to(torch::kCPU).to(torch::kDouble));
+    kernels::embedding_grad_add(grad, ids, dout);
+    EXPECT_LT(relative(grad, want), 1e-5) << vocab << " " << tokens << " " << cols;
+  }
+}
+
+TEST_F(GpuFused, EmbeddingDirectGradIsDeterministicAndAddsIntoTheGrad) {
+  torch::manual_seed(14);
+  auto o = torch::dtype(torch::kFloat).device(torch::kCUDA);
+  torch::Tensor ids = torch::randint(300, {2000}, o.dtype(torch::kLong));
+  torch::Tensor dout = torch::randn({2000, 768}, o);
+  auto run = [&] {
+    torch::Tensor w = torch::randn({300, 768}, o).requires_grad_(true);
+    w.mutable_grad() = torch::zeros_like(w);
+    embedding_direct_grad(w, ids).backward(dout);
+    return w.grad();
+  };
+  torch::Tensor a = run(), b = run();
+  EXPECT_TRUE(torch::equal(a, b));  // no atomics: the same sums in the same order
+  torch::Tensor w = torch::zeros({300, 768}, o).requires_grad_(true);
+  at::embedding(w, ids).backward(dout);
+  EXPECT_LT(relative(a, w.grad()), 1e-5);
 }
 
 #else
