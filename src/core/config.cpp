@@ -245,6 +245,15 @@ const std::vector<Field>& schema() {
               "With autocast_bf16: the hidden states between layers (residual adds, dropout, "
               "LayerNorm outputs) in fp32 as autocast keeps them, or bf16 (faster; rounds the "
               "residual stream to bf16)."));
+    s.push_back(entry(SX_MEMBER(model, fused_kernels), Kind::kBool, "false",
+                      "With autocast_bf16 and the fp32 residual stream on CUDA: each dropout + "
+                      "residual add + LayerNorm of the encoder layers as one CUDA kernel forward "
+                      "and one backward, which also writes the next matmul's bf16 input "
+                      "(the same formula; rounding and dropout's random numbers differ); with one "
+                      "rank, the word embeddings' gradient added into its slot by a kernel "
+                      "instead of a dense gradient. Needs a "
+                      "build against a libtorch with CUDA (launch/build-cuda.sh). Ignored, with a "
+                      "warning in train and bench train, elsewhere."));
     s.push_back(results(range(entry(SX_MEMBER(model, pool_ln_eps), Kind::kFloat, "1e-3",
                                     "Epsilon of the pooling LayerNorm (Keras' default)."),
                               0, 1)));

@@ -103,6 +103,7 @@ struct ModelConfig {
   Attention attention;
   bool autocast_bf16;
   ResidualDtype residual_dtype;  // bf16 needs autocast_bf16
+  bool fused_kernels;            // CUDA kernels for dropout + residual add + LayerNorm
   double pool_ln_eps;
 };
 

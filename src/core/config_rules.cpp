@@ -33,6 +33,18 @@ std::string graph_allreduce_obstacle(const Config& c, const Platform& p) {
   return "";
 }
 
+// Why model.fused_kernels cannot run here ("" = it can).
+std::string fused_kernels_obstacle(const Config& c, const Platform& p) {
+  if (!p.fused_kernels)
+    return "this build has no fused CUDA kernels (build against a libtorch with CUDA: "
+           "launch/build-cuda.sh)";
+  if (!p.cuda) return "the replica runs on the CPU";
+  if (!c.model.autocast_bf16) return "it needs model.autocast_bf16: true";
+  if (c.model.residual_dtype != ResidualDtype::kFp32)
+    return "it keeps the fp32 residual stream (model.residual_dtype is bf16)";
+  return "";
+}
+
 void check_backend(const Config& c, const Platform& p) {
   const Backend backend = c.dist.backend;
   if (backend == Backend::kNccl && !p.cuda)
@@ -66,6 +78,10 @@ bool graph_allreduce_inside(const Config& c, const Platform& p) {
          graph_allreduce_obstacle(c, p).empty();
 }
 
+bool fused_kernels_usable(const Config& c, const Platform& p) {
+  return c.model.fused_kernels && fused_kernels_obstacle(c, p).empty();
+}
+
 std::vector<std::string> check_platform_rules(const Config& c, const Platform& p, bool training) {
   if (c.model.attention == Attention::kSdpa && !p.sdpa)
     throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
@@ -83,6 +99,9 @@ std::vector<std::string> check_platform_rules(const Config& c, const Platform& p
     if (const std::string why = graph_allreduce_obstacle(c, p); !why.empty())
       warnings.push_back("train.graph_allreduce: inside not used, " + why +
                          "; the gradients are all-reduced as with after");
+  if (c.model.fused_kernels)
+    if (const std::string why = fused_kernels_obstacle(c, p); !why.empty())
+      warnings.push_back("model.fused_kernels: not used, " + why);
   return warnings;
 }
 

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "model/dropout_add_norm.h"
 #include "model/weights.h"
 
 namespace sx::model {
@@ -69,13 +70,16 @@ Platform platform_of(const XlmrConfig& model, const ComputeOptions& compute,
   p.torch_version = TORCH_VERSION;
   p.sdpa = sdpa_available();
   p.flash_attention = packed_attention(compute, model, device) == PackedAttention::kFlash;
+  p.fused_kernels = fused_kernels_compiled();
   return p;
 }
 
 torch::Device place_encoder(SiameseEncoder& encoder, const Config& config, int local_rank) {
   const torch::Device device = resolve_device(config.model.device, local_rank);
-  const ComputeOptions compute = compute_options(config);
-  check_platform_rules(config, platform_of(encoder->config(), compute, device), false);
+  ComputeOptions compute = compute_options(config);
+  const Platform platform = platform_of(encoder->config(), compute, device);
+  check_platform_rules(config, platform, false);
+  compute.fused_kernels = fused_kernels_usable(config, platform);
   encoder->to(device);
   encoder->set_compute(compute);
   return device;

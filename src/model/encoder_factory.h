@@ -28,7 +28,8 @@ void check_tokenizer_fits(const Config& config, const XlmrConfig& model, int64_t
 // model.device: auto = CUDA device `local_rank % device_count` when CUDA is available.
 torch::Device resolve_device(DeviceChoice device, int local_rank);
 
-// model.attention / model.autocast_bf16 / model.residual_dtype as the encoder's options.
+// model.attention / model.autocast_bf16 / model.residual_dtype as the encoder's options
+// (model.fused_kernels needs the platform: place_encoder sets it where it can run).
 ComputeOptions compute_options(const Config& config);
 
 // What `device` offers an encoder of `model` computing with `compute` (core/config_rules.h), as

@@ -2,6 +2,9 @@
 
 #include <torch/version.h>
 
+#include "model/dropout_add_norm.h"
+#include "model/embedding_grad.h"
+
 #include <cmath>
 #include <limits>
 
@@ -308,6 +311,7 @@ std::array<torch::Tensor, 3> XlmrLayerImpl::project(const torch::Tensor& hidden,
 
 torch::Tensor XlmrLayerImpl::finish(const torch::Tensor& context, const torch::Tensor& hidden,
                                     const ComputeOptions& compute) {
+  if (compute.fused_kernels) return finish_fused(context, hidden, compute);
   const double hidden_dropout = is_training() ? config_.hidden_dropout_prob : 0.0;
   const torch::ScalarType residual = residual_dtype(compute);
   torch::Tensor attended = linear(attention_dense_, context, compute).to(residual);
@@ -319,6 +323,19 @@ torch::Tensor XlmrLayerImpl::finish(const torch::Tensor& context, const torch::T
   torch::Tensor out = linear(output_dense_, inner, compute).to(residual);
   out = F::dropout(out, F::DropoutFuncOptions().p(hidden_dropout).training(is_training()));
   return norm(output_norm_, out + attended);
+}
+
+torch::Tensor XlmrLayerImpl::finish_fused(const torch::Tensor& context, const torch::Tensor& hidden,
+                                          const ComputeOptions& compute) {
+  const double p = is_training() ? config_.hidden_dropout_prob : 0.0;
+  auto add_norm = [p](const torch::Tensor& x, const torch::Tensor& residual,
+                      torch::nn::LayerNorm& ln) {
+    return fused_dropout_add_norm(x, residual, ln->weight, ln->bias, p, ln->options.eps());
+  };
+  FusedNorm attended =
+      add_norm(linear(attention_dense_, context, compute), hidden, attention_norm_);
+  torch::Tensor inner = torch::gelu(linear(intermediate_dense_, attended.y_bf16, compute));
+  return add_norm(linear(output_dense_, inner, compute), attended.y, output_norm_).y;
 }
 
 torch::Tensor XlmrLayerImpl::forward(const torch::Tensor& hidden, const torch::Tensor& key_mask,
@@ -376,8 +393,12 @@ SiameseEncoderImpl::SiameseEncoderImpl(const XlmrConfig& config, double pool_ln_
 }
 
 torch::Tensor SiameseEncoderImpl::embed(const torch::Tensor& ids, const torch::Tensor& positions) {
-  torch::Tensor x = word_embeddings_->forward(ids) + position_embeddings_->forward(positions) +
-                    token_type_embeddings_->weight[0];
+  // With the fused kernels and one replica, the word embeddings' gradient is added into its slot.
+  const bool direct = compute_.fused_kernels && compute_.direct_weight_grads;
+  torch::Tensor words = direct ? embedding_direct_grad(word_embeddings_->weight, ids)
+                               : word_embeddings_->forward(ids);
+  torch::Tensor x =
+      words + position_embeddings_->forward(positions) + token_type_embeddings_->weight[0];
   x = embedding_norm_->forward(x).to(residual_dtype(compute_));
   return F::dropout(x,
                     F::DropoutFuncOptions().p(config_.hidden_dropout_prob).training(is_training()));

@@ -35,6 +35,10 @@ struct ComputeOptions {
   // cast back and forth around each linear. LayerNorm statistics are still accumulated in
   // fp32; the last hidden state is returned in fp32 for pooling.
   bool bf16_residual = false;
+  // model.fused_kernels (CUDA, bf16, fp32 residual; core/config_rules.h decides): each
+  // dropout + residual add + LayerNorm of a layer is one CUDA kernel forward and one backward
+  // (model/dropout_add_norm.h), which also writes the bf16 input of the next matmul.
+  bool fused_kernels = false;
 };
 
 // y = x W^T + b in bf16 from fp32 master weights, as autocast computes it, for one or more
@@ -117,6 +121,9 @@ class XlmrLayerImpl : public torch::nn::Module {
   // context and hidden [..., H].
   torch::Tensor finish(const torch::Tensor& context, const torch::Tensor& hidden,
                        const ComputeOptions& compute);
+  // finish() with compute.fused_kernels: each dropout + add + LayerNorm one CUDA kernel.
+  torch::Tensor finish_fused(const torch::Tensor& context, const torch::Tensor& hidden,
+                             const ComputeOptions& compute);
 
   XlmrConfig config_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr};

@@ -285,5 +285,36 @@ TEST(ConfigErrors, RetiredKeysNameTheirReplacement) {
                {"tokenizer.share_node was removed", "found 'true'"});
 }
 
+// model.fused_kernels runs only where everything it needs is there; elsewhere training warns in
+// one line why it is not used, and nothing else changes.
+TEST(ConfigRules, FusedKernelsNeedACudaReplicaTheKernelsAndBf16WithAnFp32Residual) {
+  Config c = load_config("", {"model.fused_kernels=true", "model.autocast_bf16=true"});
+  Platform gpu;
+  gpu.device = "cuda:0", gpu.cuda = true, gpu.nccl = true, gpu.fused_kernels = true;
+  EXPECT_TRUE(fused_kernels_usable(c, gpu));
+  EXPECT_TRUE(check_platform_rules(c, gpu, true).empty());
+  auto warned = [&](const Config& config, const Platform& p) {
+    EXPECT_FALSE(fused_kernels_usable(config, p));
+    const auto warnings = check_platform_rules(config, p, true);
+    return warnings.size() == 1 ? warnings[0] : "(" + std::to_string(warnings.size()) + ")";
+  };
+  Platform no_kernels = gpu;
+  no_kernels.fused_kernels = false;
+  EXPECT_EQ(warned(c, no_kernels),
+            "model.fused_kernels: not used, this build has no fused CUDA kernels (build against "
+            "a libtorch with CUDA: launch/build-cuda.sh)");
+  Config residual = load_config(
+      "", {"model.fused_kernels=true", "model.autocast_bf16=true", "model.residual_dtype=bf16"});
+  EXPECT_NE(warned(residual, gpu).find("fp32 residual stream"), std::string::npos);
+  Config fp32 = load_config("", {"model.fused_kernels=true"});
+  EXPECT_NE(warned(fp32, gpu).find("model.autocast_bf16: true"), std::string::npos);
+  Config cpu_config = load_config("", {"model.fused_kernels=true"});
+  EXPECT_NE(warned(cpu_config, Platform{}).find("no fused CUDA kernels"), std::string::npos);
+  Platform cpu;
+  cpu.fused_kernels = true;
+  EXPECT_EQ(warned(cpu_config, cpu), "model.fused_kernels: not used, the replica runs on the CPU");
+  EXPECT_FALSE(fused_kernels_usable(default_config(), gpu));  // off by default
+}
+
 }  // namespace
 }  // namespace sx

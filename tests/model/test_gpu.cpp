@@ -6,6 +6,7 @@
 
 #include <limits>
 
+#include "model/dropout_add_norm.h"
 #include "model/keras_adam.h"
 #include "model/siamese_loss.h"
 #include "model/weights.h"
@@ -124,6 +125,22 @@ TEST_F(Gpu, Bf16TrainingStepGradientsFollowFp32) {
   EXPECT_GT(torch::cosine_similarity(bf16_residual, fp32, 0).item<double>(), 0.99);
 }
 
+TEST_F(Gpu, FusedKernelsWithinBf16ToleranceOfUnfused) {
+  // model.fused_kernels: dropout + residual add + LayerNorm as one kernel (dropout is off in eval
+  // mode), the same formula with other roundings: within the bf16 tolerance of the unfused
+  // bf16 path and of fp32.
+  if (!fused_kernels_compiled()) GTEST_SKIP() << "this build has no fused CUDA kernels";
+  ComputeOptions unfused;
+  unfused.bf16 = true;
+  unfused.sdpa = sdpa_available();
+  ComputeOptions fused = unfused;
+  fused.fused_kernels = true;
+  torch::Tensor a = embed(unfused), b = embed(fused), fp32 = embed({});
+  EXPECT_LT(max_abs(b, a), 5e-2);
+  EXPECT_GT(torch::cosine_similarity(b.flatten(), a.flatten(), 0).item<double>(), 0.999);
+  EXPECT_LT(max_abs(b, fp32), 5e-2);
+}
+
 // ---- packed layout ----
 
 // Embeddings and every gradient of the fixture's training step under `compute`.
@@ -146,6 +163,15 @@ class GpuPacked : public Gpu {
     for (auto& [name, p] : named_parameters(*model_))
       g.push_back(p.grad().flatten().to(torch::kCPU).to(torch::kDouble));
     return {e.detach().to(torch::kCPU).to(torch::kDouble), torch::cat(g)};
+  }
+  // b within bf16 rounding of a (relative step 2^-8): embeddings and gradients.
+  static void expect_within_bf16(const StepOut& b, const StepOut& a) {
+    EXPECT_LT(max_abs(b.embeddings, a.embeddings), 5e-2);
+    EXPECT_GT(
+        torch::cosine_similarity(b.embeddings.flatten(), a.embeddings.flatten(), 0).item<double>(),
+        0.999);
+    EXPECT_TRUE(torch::isfinite(b.grads).all().item<bool>());
+    EXPECT_GT(torch::cosine_similarity(b.grads, a.grads, 0).item<double>(), 0.99);
   }
 };
 
@@ -173,14 +199,18 @@ TEST_F(GpuPacked, Bf16FlashFollowsFp32) {
   ASSERT_EQ(packed_attention(packed, model_->config(), torch::kCUDA), PackedAttention::kFlash);
   // bf16 against fp32: they differ by bf16 rounding (relative step 2^-8).
   StepOut a = step(fp32), b = step(packed);
-  EXPECT_LT(max_abs(b.embeddings, a.embeddings), 5e-2);
-  EXPECT_GT(
-      torch::cosine_similarity(b.embeddings.flatten(), a.embeddings.flatten(), 0).item<double>(),
-      0.999);
-  EXPECT_TRUE(torch::isfinite(b.grads).all().item<bool>());
-  EXPECT_GT(torch::cosine_similarity(b.grads, a.grads, 0).item<double>(), 0.99);
+  expect_within_bf16(b, a);
   // And against fp32 (the HF values): the packed bf16 embeddings stay within bf16 tolerance.
   EXPECT_LT(max_abs(embed(packed), ref_["embedding"]), 5e-2);
+}
+
+TEST_F(GpuPacked, FusedKernelsStepFollowsUnfused) {
+  if (!fused_kernels_compiled()) GTEST_SKIP() << "this build has no fused CUDA kernels";
+  ComputeOptions unfused{true, sdpa_available()};
+  ComputeOptions fused = unfused;
+  fused.fused_kernels = true;
+  StepOut a = step(unfused), b = step(fused);
+  expect_within_bf16(b, a);
 }
 
 TEST_F(GpuPacked, FlashTrainsWithDropout) {
@@ -191,15 +221,21 @@ TEST_F(GpuPacked, FlashTrainsWithDropout) {
   init_weights(*model, 1);
   model->to(torch::kCUDA);
   model->train();
-  model->set_compute({true, true, true});
   PackedIds packed = make_packed(torch::randint(4, c.vocab_size, {90}, torch::kLong),
                                  {0, 30, 31, 90}, torch::kCUDA);
-  torch::Tensor e = model->forward(packed);
-  ASSERT_EQ(e.sizes(), (std::vector<int64_t>{3, c.hidden_size}));
-  e.sum().backward();
-  for (auto& [name, p] : named_parameters(*model)) {
-    ASSERT_TRUE(p.grad().defined()) << name;
-    EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>()) << name;
+  // Unfused, then with the fused dropout + add + LayerNorm kernels where this build has them.
+  for (bool fused : {false, fused_kernels_compiled()}) {
+    ComputeOptions compute{true, true, true};
+    compute.fused_kernels = fused;
+    model->set_compute(compute);
+    model->zero_grad();
+    torch::Tensor e = model->forward(packed);
+    ASSERT_EQ(e.sizes(), (std::vector<int64_t>{3, c.hidden_size}));
+    e.sum().backward();
+    for (auto& [name, p] : named_parameters(*model)) {
+      ASSERT_TRUE(p.grad().defined()) << name << " fused " << fused;
+      EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>()) << name << " fused " << fused;
+    }
   }
 }
 
