@@ -23,7 +23,9 @@ time is reported and the others still run; --rows picks some):
                             segment sum (index_add); torch.compile(mode=--packed-mode, default
                             "default"). T is filled with pad tokens (a segment of their own, not
                             pooled) up to a multiple of 256 and marked dynamic, so ONE compile
-                            serves every batch of a row. flex_attention cannot drop attention
+                            serves every batch of a row (should that compile fail, the row fills
+                            every batch to its longest and compiles that one shape instead, and
+                            says so in packed_shapes). flex_attention cannot drop attention
                             probabilities, so these rows run with attention_probs_dropout 0
                             (hidden dropout kept): a little less work than the padded rows.
   varlen_b32, varlen_b128   (not run by default: --rows ...) the same packed step with
@@ -48,8 +50,11 @@ real_tflops_per_s for every row; mfu = real TFLOP/s / the GPU's dense bf16 peak 
 H200: 989.4; H100 NVL 835.6; H100 PCIe 756.5; --peak-tflops sets it for others).
 
 At start-up a check on a tiny config (2 layers, hidden 64, fp32, dropout off, on the device):
-the packed step (flex attention, and the varlen layout through a per-segment SDPA stand-in)
-gives the padded eager step's loss, pooled embeddings and gradients within 1e-4.
+the packed step (flex attention, also with 256 more fill tokens, and the varlen layout through
+a per-segment SDPA stand-in) gives the padded eager step's loss, pooled embeddings and
+gradients within 1e-4 (flex forward only on a CPU: FlexAttention has no backward there).
+--check-compile adds the flex packed forward compiled as the rows compile it, on two token
+counts: equal to eager within 1e-4, one compiled graph.
 
 Output: one `peers_row {json}` line per row, OUT/bench.json (all rows, the check, the device),
 and a markdown table at the end.
@@ -360,7 +365,7 @@ def fill_to(b, cap):
     out = dict(b)
     fill = cap - b["flat"].numel()
     for k, value in (("flat", PAD), ("pos", PAD), ("seg", b["lengths"].numel())):
-        t = torch.cat([b[k], torch.full((fill,), value, dtype=b[k].dtype)])
+        t = torch.cat([b[k], torch.full((fill,), value, dtype=b[k].dtype, device=b[k].device)])
         out[k] = t.pin_memory() if b[k].is_pinned() else t
     return out
 
