@@ -5,7 +5,8 @@
 # eager, torch.compile(mode="reduce-overhead") and a packed flex-attention step, compiled, at 32
 # and 128 pairs) on the same GPU, and prints one table with the ratios.
 # SX_BENCH_PEERS=0 runs the fixed reference (../shared/bench/pytorch_reference.py: eager, then
-# torch.compile at 128 pairs) instead, as before; SX_BENCH_REFERENCE=1 runs it after the peers.
+# torch.compile at 128 pairs) instead, as before; SX_BENCH_REFERENCE=1 runs it after the peers;
+# SX_BENCH_PEERS_ROWS=a,b picks the peers' rows (bench_gpu_peers.py --rows: varlen_b32, ...).
 # Not yet run with the peers on a GPU: about 8-9 minutes on an H100 once build-gpu/ exists
 # (run launch/gpu-check.sh in an earlier call on the same warm machine: a build from scratch
 # takes minutes more), the peers' compiles most of it; every phase is cut to fit
@@ -70,6 +71,7 @@ if [ "$peers" != 0 ]; then
   if (( limit > 60 )); then
     PYTHONUNBUFFERED=1 timeout -k 5 "$limit" python3 tools/bench_gpu_peers.py "$out/peers" \
       --budget $((limit - 15)) --warmup "$warmup" --steps "$steps" \
+      ${SX_BENCH_PEERS_ROWS:+--rows "$SX_BENCH_PEERS_ROWS"} \
       || echo "peers FAILED or timed out (exit $?); using what they wrote"
   else
     echo "peers skipped: out of time"
@@ -166,6 +168,9 @@ for name in ("ours_packed", "ours_graphs", "ours_graphs_bf16res"):
                   pairs_per_s(p, pairs), peer(f"graphs_b{pairs}"), 1.5)
             ratio(f"{name}, {pairs} pairs vs peers packed flex compiled, {pairs}",
                   pairs_per_s(p, pairs), peer(f"packed_b{pairs}"), 1.2)
+            if peer(f"varlen_b{pairs}"):
+                ratio(f"{name}, {pairs} pairs vs peers packed varlen compiled, {pairs}",
+                      pairs_per_s(p, pairs), peer(f"varlen_b{pairs}"), 1.2)
             ratio(f"{name}, {pairs} pairs vs peers eager, {pairs}", pairs_per_s(p, pairs),
                   peer(f"eager_b{pairs}"), 1.0)
     if ref:

@@ -510,11 +510,13 @@ def row_result(name, pairs, cfg, n_nonemb, timed, per_step, wall_ms, extra, args
 # ---- the parent: the check, then each row in a child with a time limit, then the table
 
 def row_limit(names, i, started, args):
-    """Seconds row i may take: its cap, less what the rows after it keep back."""
+    """Seconds row i may take: its cap, less what the rows after it keep back, but at least
+    its own reserve while the budget lasts."""
     scale = 1 if args.device == "cuda" else 3  # 2 shared cores here
     left = args.budget - (time.monotonic() - started)
     keep = sum(ROW_RESERVE[ROWS[n][2]] for n in names[i + 1:])
-    return min(ROW_CAP[ROWS[names[i]][2]] * scale, left - keep)
+    mode = ROWS[names[i]][2]
+    return min(ROW_CAP[mode] * scale, max(left - keep, min(left, ROW_RESERVE[mode])))
 
 
 RUNNING = []  # the row's child process, while one runs
