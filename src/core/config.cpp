@@ -327,11 +327,17 @@ const std::vector<Field>& schema() {
     s.push_back(entry(SX_MEMBER(train, cuda_graphs), Kind::kBool, "false",
                       "Replay each step's forward and backward as a CUDA graph (CUDA, packed "
                       "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
-                      "batch is padded to a multiple of 256 tokens with dummy sequences, which "
-                      "changes only dropout's random numbers. With several ranks the gradient "
-                      "all-reduce runs after the replay instead of overlapping backward. With "
-                      "train.accumulation_steps > 1 each micro-batch replays a graph. Ignored, "
-                      "with a warning, elsewhere."));
+                      "batch is padded to a multiple of train.graph_bucket_tokens tokens with "
+                      "dummy sequences, which changes only dropout's random numbers. With several "
+                      "ranks the gradient all-reduce runs after the replay instead of overlapping "
+                      "backward (see train.graph_allreduce). With train.accumulation_steps > 1 "
+                      "each micro-batch replays a graph. Ignored, with a warning, elsewhere."));
+    s.push_back(range(entry(SX_MEMBER(train, graph_bucket_tokens), Kind::kInt, "256",
+                            "With train.cuda_graphs: the token bucket a graphed batch is padded "
+                            "up to a multiple of, a multiple of 64. One graph is captured per "
+                            "bucket a batch falls in: 128 wastes half the padding of 256 and "
+                            "captures about twice as many graphs (more start-up and pool memory)."),
+                      64, 16384));
     s.push_back(entry(SX_MEMBER(train, graph_allreduce), Kind::kEnum, "after",
                       "With train.cuda_graphs and several ranks over NCCL: where the dense "
                       "gradient buckets are all-reduced. after: once the replay is done. "

@@ -128,6 +128,7 @@ struct TrainConfig {
   int64_t max_bad_steps;
   bool balance_ranks;
   bool cuda_graphs;
+  int64_t graph_bucket_tokens;     // graphed batches are padded to a multiple of this
   GraphAllReduce graph_allreduce;  // where graphed steps all-reduce the dense gradients
   bool epoch_auc;  // centroid AUC of the multilingual labeled set at each epoch's end
 };

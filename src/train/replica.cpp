@@ -51,7 +51,8 @@ Trainee build_trainee(const Config& config, const dist::MpiEnv& env,
   if (cuda_graphs_usable(config, platform)) {
     StepGraphs::use_own_stream(t.device);  // before anything registers gradient hooks
     t.graphs = std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad,
-                                            graph_allreduce_inside(config, platform));
+                                            graph_allreduce_inside(config, platform),
+                                            config.train.graph_bucket_tokens);
   }
   return t;
 }

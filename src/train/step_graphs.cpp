@@ -30,12 +30,12 @@ bool StepGraphs::compiled() {
   return SX_HAVE_CUDA_GRAPHS;
 }
 
-int64_t StepGraphs::bucket_for(int64_t tokens) {
-  return std::max<int64_t>(1, (tokens + kBucketTokens - 1) / kBucketTokens) * kBucketTokens;
+int64_t StepGraphs::bucket_for(int64_t tokens, int64_t bucket_tokens) {
+  return std::max<int64_t>(1, (tokens + bucket_tokens - 1) / bucket_tokens) * bucket_tokens;
 }
 
-int64_t StepGraphs::bucket_for(const HostBatch& batch) {
-  return bucket_for(std::max(batch.text.tokens(), batch.most_rank_tokens));
+int64_t StepGraphs::bucket_for(const HostBatch& batch, int64_t bucket_tokens) {
+  return bucket_for(std::max(batch.text.tokens(), batch.most_rank_tokens), bucket_tokens);
 }
 
 namespace {
@@ -79,6 +79,7 @@ struct StepGraphs::Impl {
   int64_t max_seqlen = 0;
   int32_t pad_id = 1;
   bool allreduce_inside = false;
+  int64_t bucket_tokens = kDefaultBucketTokens;
   decltype(at::cuda::graph_pool_handle()) pool;
   // (pairs, bucket, micro-batches per step, first of them, with the all-reduce)
   std::map<std::tuple<int64_t, int64_t, int64_t, bool, bool>, std::unique_ptr<Graph>> graphs;
@@ -165,11 +166,14 @@ void StepGraphs::use_own_stream(const torch::Device& device) {
   c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, device.index()));
 }
 
-StepGraphs::StepGraphs(int64_t max_seqlen, int32_t pad_id, bool allreduce_inside)
+StepGraphs::StepGraphs(int64_t max_seqlen, int32_t pad_id, bool allreduce_inside,
+                       int64_t bucket_tokens)
     : impl_(std::make_unique<Impl>()) {
+  TORCH_CHECK(bucket_tokens > 0, "graph token buckets must hold at least one token");
   impl_->max_seqlen = max_seqlen;
   impl_->pad_id = pad_id;
   impl_->allreduce_inside = allreduce_inside;
+  impl_->bucket_tokens = bucket_tokens;
   impl_->pool = at::cuda::graph_pool_handle();
 }
 
@@ -202,7 +206,7 @@ torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, d
               "graphed steps run on a stream of their own: call StepGraphs::use_own_stream first");
   // The last micro-batch's backward all-reduces, as in the eager step.
   const bool reduces = m.allreduce_inside && t.reducer && micro.index + 1 == micro.count;
-  Graph& g = m.graph_for(pairs, bucket_for(batch), micro, reduces, t.device);
+  Graph& g = m.graph_for(pairs, bucket_for(batch, m.bucket_tokens), micro, reduces, t.device);
   m.fill_inputs(g, batch);
   ++g.seen;
   m.reduced = false;
@@ -217,7 +221,7 @@ torch::Tensor StepGraphs::forward_backward(Trainee& t, const HostBatch& batch, d
 
 struct StepGraphs::Impl {};
 void StepGraphs::use_own_stream(const torch::Device&) {}
-StepGraphs::StepGraphs(int64_t, int32_t, bool) : impl_(std::make_unique<Impl>()) {}
+StepGraphs::StepGraphs(int64_t, int32_t, bool, int64_t) : impl_(std::make_unique<Impl>()) {}
 StepGraphs::~StepGraphs() = default;
 int64_t StepGraphs::captured() const {
   return 0;

@@ -3,16 +3,18 @@
 // replaying a captured graph launches them all at once.
 //
 // A graph needs fixed shapes, so a packed batch is padded to a token bucket: its T real tokens
-// plus dummy sequences of pad tokens up to the next multiple of kBucketTokens (none, that is
-// dummies of length 0, when T is a multiple). With several ranks the bucket is global: the
-// one that holds the largest rank's share of the global batch, which every rank computes alike
-// from the deal (HostBatch::most_rank_tokens, data/rank_deal.h), so that every rank replays
-// the graph of the same shape (NCCL requires it of graphs holding collectives). The dummy sequences
-// attend only to themselves and are left out of pooling, so they change nothing but the random
-// numbers dropout draws (the embeddings, loss and gradients are those of the real batch). One graph
-// per (pairs, bucket, micro-batch kind), captured the second time that shape is seen (the first
-// runs the same code eagerly, as the warm-up capture needs); all graphs share one memory pool,
-// which is safe because what a graph leaves behind (its loss) is read before another graph replays.
+// plus dummy sequences of pad tokens up to the next multiple of the bucket size
+// (train.graph_bucket_tokens, 256 by default; none, that is dummies of length 0, when T is a
+// multiple). Smaller buckets waste fewer tokens per step and capture more graphs. With several
+// ranks the bucket is global: the one that holds the largest rank's share of the global batch,
+// which every rank computes alike from the deal (HostBatch::most_rank_tokens, data/rank_deal.h), so
+// that every rank replays the graph of the same shape (NCCL requires it of graphs holding
+// collectives). The dummy sequences attend only to themselves and are left out of pooling, so they
+// change nothing but the random numbers dropout draws (the embeddings, loss and gradients are those
+// of the real batch). One graph per (pairs, bucket, micro-batch kind), captured the second time
+// that shape is seen (the first runs the same code eagerly, as the warm-up capture needs); all
+// graphs share one memory pool, which is safe because what a graph leaves behind (its loss) is read
+// before another graph replays.
 //
 // Gradient accumulation (train.accumulation_steps = A > 1): the first micro-batch's graph
 // zeroes the gradients, the others' accumulate into them, and each scales its loss by 1/A, as
@@ -49,11 +51,13 @@ struct HostBatch;
 
 class StepGraphs {
  public:
-  static constexpr int64_t kBucketTokens = 256;
+  static constexpr int64_t kDefaultBucketTokens = 256;  // train.graph_bucket_tokens
 
   // `max_seqlen`: the longest text a batch may hold (data.max_len); fixed in the graphs.
   // `allreduce_inside`: train.graph_allreduce: inside (used where the trainee has a reducer).
-  StepGraphs(int64_t max_seqlen, int32_t pad_id, bool allreduce_inside = false);
+  // `bucket_tokens`: train.graph_bucket_tokens, the token buckets' size.
+  StepGraphs(int64_t max_seqlen, int32_t pad_id, bool allreduce_inside = false,
+             int64_t bucket_tokens = kDefaultBucketTokens);
   ~StepGraphs();
   StepGraphs(const StepGraphs&) = delete;
   StepGraphs& operator=(const StepGraphs&) = delete;
@@ -68,11 +72,11 @@ class StepGraphs {
   // run is a configuration rule (core/config_rules.h: train.cuda_graphs).
   static bool compiled();
 
-  // The smallest multiple of kBucketTokens that holds `tokens` (at least one bucket).
-  static int64_t bucket_for(int64_t tokens);
+  // The smallest multiple of `bucket_tokens` that holds `tokens` (at least one bucket).
+  static int64_t bucket_for(int64_t tokens, int64_t bucket_tokens);
   // The bucket of a rank's micro-batch: the one that holds the largest share of its global
   // batch (HostBatch::most_rank_tokens), so that every rank replays the same graph.
-  static int64_t bucket_for(const HostBatch& batch);
+  static int64_t bucket_for(const HostBatch& batch, int64_t bucket_tokens);
   // Where the dummy sequences that fill `tokens` up to `bucket` end, each at most `max_seqlen`
   // long: as many as filling the whole bucket would need (ceil(bucket / max_seqlen), at least
   // one; another rank's larger share may have chosen the bucket), trailing ones of length 0.

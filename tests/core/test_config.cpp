@@ -237,6 +237,17 @@ TEST(Config, EnumerationsParseOnceAndRoundTrip) {
   EXPECT_EQ(back.dist.stop_signal, StopSignal::kUsr2);
 }
 
+// train.graph_bucket_tokens: 256 by default; a multiple of 64 from 64 up, else one line naming
+// the key and what was found.
+TEST(ConfigRules, GraphBucketTokensIsAMultipleOf64) {
+  EXPECT_EQ(default_config().train.graph_bucket_tokens, 256);
+  EXPECT_EQ(load_config("", {"train.graph_bucket_tokens=128"}).train.graph_bucket_tokens, 128);
+  expect_error("train:\n  graph_bucket_tokens: 100\n", {},
+               {"config.yaml: train.graph_bucket_tokens must be a multiple of 64, found 100"});
+  expect_error("", {"train.graph_bucket_tokens=32"}, {"train.graph_bucket_tokens", "32"});
+  expect_error("", {"train.graph_bucket_tokens=0"}, {"train.graph_bucket_tokens", "0"});
+}
+
 // train.graph_allreduce: inside runs only where graphs run with several ranks over NCCL;
 // elsewhere one warning line says why it is not used (never an error), and after, the
 // default, says nothing.

@@ -31,6 +31,8 @@
 
 namespace sx::train {
 namespace {
+// The default bucket size (train.graph_bucket_tokens), which every test but the first uses.
+constexpr int64_t kBucket = StepGraphs::kDefaultBucketTokens;
 
 // This rank (the shared MPI main sets it).
 const dist::MpiEnv& g_env = test::mpi_env();
@@ -53,21 +55,25 @@ TEST(StepGraphs, AreCompiledIntoEveryCudaBuildOfLibtorch2) {
 // A batch fills the smallest bucket that holds it: one whose token count is a multiple of the
 // bucket size gets no filler (its dummy sequences have length 0), not a whole wasted bucket.
 TEST(StepGraphs, ABatchFillsTheSmallestBucketThatHoldsIt) {
-  const int64_t b = StepGraphs::kBucketTokens;
-  EXPECT_EQ(StepGraphs::bucket_for(1), b);
-  EXPECT_EQ(StepGraphs::bucket_for(b - 1), b);
-  EXPECT_EQ(StepGraphs::bucket_for(b), b);
-  EXPECT_EQ(StepGraphs::bucket_for(b + 1), 2 * b);
-  EXPECT_EQ(StepGraphs::bucket_for(3 * b), 3 * b);
-  EXPECT_EQ(StepGraphs::bucket_for(0), b);
+  for (const int64_t b : {int64_t{64}, int64_t{128}, StepGraphs::kDefaultBucketTokens}) {
+    EXPECT_EQ(StepGraphs::bucket_for(1, b), b);
+    EXPECT_EQ(StepGraphs::bucket_for(b - 1, b), b);
+    EXPECT_EQ(StepGraphs::bucket_for(b, b), b);
+    EXPECT_EQ(StepGraphs::bucket_for(b + 1, b), 2 * b);
+    EXPECT_EQ(StepGraphs::bucket_for(3 * b, b), 3 * b);
+    EXPECT_EQ(StepGraphs::bucket_for(0, b), b);
+  }
+  // A smaller bucket never wastes more padding than a larger one that divides into it.
+  for (int64_t tokens = 1; tokens < 2000; tokens += 37)
+    EXPECT_LE(StepGraphs::bucket_for(tokens, 128), StepGraphs::bucket_for(tokens, 256)) << tokens;
 }
 
 TEST(StepGraphs, FillerSequencesCoverTheBucketAndMayBeEmpty) {
-  const int64_t b = StepGraphs::kBucketTokens;
+  const int64_t b = kBucket;
   for (const int64_t max_len : {16, 64, 100, 128, 512}) {
     for (const int64_t tokens : {int64_t{1}, b - 1, b, b + 7, 2 * b}) {
       // This rank's own bucket, or a larger one another rank's share chose.
-      for (const int64_t bucket : {StepGraphs::bucket_for(tokens), 4 * b}) {
+      for (const int64_t bucket : {StepGraphs::bucket_for(tokens, kBucket), 4 * b}) {
         const std::vector<int32_t> ends = StepGraphs::filler_ends(tokens, bucket, max_len);
         ASSERT_EQ(static_cast<int64_t>(ends.size()),
                   std::max<int64_t>(1, (bucket + max_len - 1) / max_len))
@@ -92,15 +98,16 @@ TEST(StepGraphs, FillerSequencesCoverTheBucketAndMayBeEmpty) {
 // The bucket of a rank's micro-batch holds the largest share of its global batch: ranks with
 // different token counts pick the same bucket from the same deal.
 TEST(StepGraphs, EveryRankPicksTheBucketOfTheLargestShare) {
-  const int64_t b = StepGraphs::kBucketTokens;
+  const int64_t b = kBucket;
   HostBatch small, large;
   small.text = data::random_text_batch(2, 1, 10, 20);   // far under one bucket
   large.text = data::random_text_batch(16, 2, 60, 64);  // over three
   ASSERT_GT(large.text.tokens(), 3 * b);
-  EXPECT_EQ(StepGraphs::bucket_for(small), b);  // alone: its own bucket
+  EXPECT_EQ(StepGraphs::bucket_for(small, kBucket), b);  // alone: its own bucket
   small.most_rank_tokens = large.most_rank_tokens = large.text.tokens();
-  EXPECT_EQ(StepGraphs::bucket_for(small), StepGraphs::bucket_for(large));
-  EXPECT_EQ(StepGraphs::bucket_for(large), StepGraphs::bucket_for(large.text.tokens()));
+  EXPECT_EQ(StepGraphs::bucket_for(small, kBucket), StepGraphs::bucket_for(large, kBucket));
+  EXPECT_EQ(StepGraphs::bucket_for(large, kBucket),
+            StepGraphs::bucket_for(large.text.tokens(), kBucket));
 }
 
 // Two ranks (or one): each deals the same global batches from the same pairs and picks its
@@ -128,14 +135,14 @@ TEST(GlobalBucket, EveryRankReplaysTheSameBucket) {
       HostBatch batch;
       batch.text = data::make_text_batch(pairs, positions, store, max_len);
       batch.most_rank_tokens = deal.most_tokens;
-      const int64_t bucket = StepGraphs::bucket_for(batch);
+      const int64_t bucket = StepGraphs::bucket_for(batch, kBucket);
       // Over the ranks: the largest and the smallest bucket, the largest own token count.
       const std::vector<int64_t> most =
           dist::allreduce_max({bucket, -bucket, batch.text.tokens()}, "buckets");
       EXPECT_EQ(most[0], -most[1]) << "the ranks' buckets differ at step " << step;
       EXPECT_GE(bucket, most[2]) << step;
-      EXPECT_EQ(bucket, StepGraphs::bucket_for(most[2])) << step;
-      if (StepGraphs::bucket_for(batch.text.tokens()) != bucket) ++differing;
+      EXPECT_EQ(bucket, StepGraphs::bucket_for(most[2], kBucket)) << step;
+      if (StepGraphs::bucket_for(batch.text.tokens(), kBucket) != bucket) ++differing;
     }
   // With several ranks, some step's shares fall into different buckets of their own.
   if (g_env.world > 1) {
@@ -232,9 +239,9 @@ TEST_F(StepGraphsGpu, ReplaysComputeWhatTheEagerStepComputes) {
   expect_same(eager, captured, "capture");
   expect_same(eager, replayed, "replay");
   // Another batch of the same bucket replays the same graph with its own inputs.
-  const int64_t bucket = StepGraphs::bucket_for(first.text.tokens());
+  const int64_t bucket = StepGraphs::bucket_for(first.text.tokens(), kBucket);
   uint64_t seed = 2;
-  while (StepGraphs::bucket_for(batch(seed).text.tokens()) != bucket) ++seed;
+  while (StepGraphs::bucket_for(batch(seed).text.tokens(), kBucket) != bucket) ++seed;
   const HostBatch second = batch(seed);
   const Outcome replay2 = graphed(graphs, second, 5);
   EXPECT_EQ(graphs.captured(), 1);
@@ -252,7 +259,7 @@ TEST_F(StepGraphsGpu, ReplaysComputeWhatTheEagerStepComputes) {
 TEST_F(StepGraphsGpu, ABatchThatFillsItsBucketExactlyNeedsNoFiller) {
   make(0.0);
   uint64_t seed = 1;
-  while (batch(seed).text.tokens() % StepGraphs::kBucketTokens != 0) {
+  while (batch(seed).text.tokens() % kBucket != 0) {
     ASSERT_LT(seed, 20000u) << "no batch of an exact multiple of the bucket";
     ++seed;
   }
@@ -262,6 +269,26 @@ TEST_F(StepGraphsGpu, ABatchThatFillsItsBucketExactlyNeedsNoFiller) {
   const Outcome replayed = graphed(graphs, exact, 5);
   ASSERT_EQ(graphs.captured(), 1);
   const Outcome reference = plain(exact, 5);
+  EXPECT_NEAR(reference.loss, replayed.loss, 1e-2 * std::abs(reference.loss));
+  EXPECT_GT(cosine(reference.grads, replayed.grads), 0.999);
+}
+
+// train.graph_bucket_tokens: 128: a batch falls in the smaller bucket (less filler), and the
+// replay still agrees with the plain step.
+TEST_F(StepGraphsGpu, SmallerBucketsReplayWhatThePlainStepComputes) {
+  make(0.0);
+  uint64_t seed = 1;  // a batch whose 128-token bucket is smaller than its 256-token one
+  while (StepGraphs::bucket_for(batch(seed).text.tokens(), 128) ==
+         StepGraphs::bucket_for(batch(seed).text.tokens(), 256)) {
+    ASSERT_LT(seed, 20000u) << "no batch with a smaller 128-token bucket";
+    ++seed;
+  }
+  const HostBatch b = batch(seed);
+  StepGraphs graphs(kMaxLen, data::XlmrTokenizer::kPad, false, 128);
+  graphed(graphs, b, 5);
+  const Outcome replayed = graphed(graphs, b, 5);
+  ASSERT_EQ(graphs.captured(), 1);
+  const Outcome reference = plain(b, 5);
   EXPECT_NEAR(reference.loss, replayed.loss, 1e-2 * std::abs(reference.loss));
   EXPECT_GT(cosine(reference.grads, replayed.grads), 0.999);
 }
