@@ -251,7 +251,8 @@ const std::vector<Field>& schema() {
                       "and one backward, which also writes the next matmul's bf16 input "
                       "(the same formula; rounding and dropout's random numbers differ); with one "
                       "rank, the word embeddings' gradient added into its slot by a kernel "
-                      "instead of a dense gradient. Needs a "
+                      "instead of a dense gradient; pooling sums each text's tokens by segment "
+                      "instead of through a padded copy. Needs a "
                       "build against a libtorch with CUDA (launch/build-cuda.sh). Ignored, with a "
                       "warning in train and bench train, elsewhere."));
     s.push_back(results(range(entry(SX_MEMBER(model, pool_ln_eps), Kind::kFloat, "1e-3",

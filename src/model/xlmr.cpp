@@ -456,15 +456,28 @@ torch::Tensor SiameseEncoderImpl::forward(const PackedIds& packed) {
   PackedLayout layout = layout_of(packed);
   torch::Tensor hidden = encode(packed, layout);
   const int64_t batch = packed.batch(), len = packed.max_seqlen, h = config_.hidden_size;
-  // Per-sequence sums in the order the padded layout sums in (deterministic, unlike atomics):
-  // each token to its slot of a zero [B, Lmax, H], then a sum over the positions.
-  torch::Tensor sums = torch::zeros({batch * len, h}, hidden.options())
-                           .index_copy(0, layout.slot, hidden)
-                           .view({batch, len, h})
-                           .sum(1);
+  torch::Tensor sums;
+  if (compute_.fused_kernels) {
+    sums = segment_sums(hidden, packed.cu_seqlens);
+  } else {
+    // Per-sequence sums in the order the padded layout sums in (deterministic, unlike
+    // atomics): each token to its slot of a zero [B, Lmax, H], then a sum over the positions.
+    sums = torch::zeros({batch * len, h}, hidden.options())
+               .index_copy(0, layout.slot, hidden)
+               .view({batch, len, h})
+               .sum(1);
+  }
   torch::Tensor cu = packed.cu_seqlens.to(hidden.scalar_type());
   torch::Tensor counts = (cu.narrow(0, 1, batch) - cu.narrow(0, 0, batch)).clamp_min(1.0);
   return pool_ln_->forward(sums / counts.unsqueeze(1));
+}
+
+torch::Tensor segment_sums(const torch::Tensor& tokens, const torch::Tensor& cu_seqlens) {
+  TORCH_CHECK(tokens.dim() == 2 && cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 1,
+              "segment sums need tokens [T, H] and cu_seqlens [B + 1]");
+  return torch::segment_reduce(tokens, "sum", /*lengths=*/{}, /*indices=*/{},
+                               cu_seqlens.to(torch::kLong), /*axis=*/0, /*unsafe=*/true,
+                               /*initial=*/0);
 }
 
 void init_weights(SiameseEncoderImpl& model, uint64_t seed) {

@@ -37,7 +37,8 @@ struct ComputeOptions {
   bool bf16_residual = false;
   // model.fused_kernels (CUDA, bf16, fp32 residual; core/config_rules.h decides): each
   // dropout + residual add + LayerNorm of a layer is one CUDA kernel forward and one backward
-  // (model/dropout_add_norm.h), which also writes the bf16 input of the next matmul.
+  // (model/dropout_add_norm.h), which also writes the bf16 input of the next matmul; and
+  // pooling sums each sequence by segment (segment_sums) rather than through a padded copy.
   bool fused_kernels = false;
 };
 
@@ -169,6 +170,13 @@ class SiameseEncoderImpl : public torch::nn::Module {
   torch::Tensor encode(const PackedIds& packed, const PackedLayout& layout);
 };
 TORCH_MODULE(SiameseEncoder);
+
+// Each sequence's sum of its tokens' rows: tokens [T, H] packed as `cu_seqlens` [B + 1]
+// (cumulative lengths from 0 to T, on tokens' device) -> [B, H], an empty sequence's row zero.
+// One pass over the tokens (no [B, Lmax, H] padded copy), deterministic (no atomics); its
+// summation order differs from the padded layout's, so results agree to float rounding. The
+// pooling of model.fused_kernels; `unsafe`: the offsets are trusted (make_packed checked them).
+torch::Tensor segment_sums(const torch::Tensor& tokens, const torch::Tensor& cu_seqlens);
 
 // RoBERTa position ids: padding_idx + 1 + running count of non-pad tokens; pads get padding_idx.
 torch::Tensor roberta_position_ids(const torch::Tensor& ids, int64_t padding_idx);

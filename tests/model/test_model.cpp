@@ -187,6 +187,37 @@ TEST(PackedIdsTest, PackPaddedKeepsRealTokensAndOffsets) {
   EXPECT_THROW(make_packed(p.ids, {0, 3, 9}, torch::kCPU), c10::Error);
 }
 
+// Pooling by segment (model.fused_kernels): each sequence's sum of its rows, forward and
+// backward, empty sequences included, against a sum per sequence; and within float rounding of
+// the padded layout's sums (another summation order).
+TEST(SegmentSums, EachSequenceSumsItsOwnRowsAndEmptyOnesAreZero) {
+  torch::manual_seed(11);
+  const std::vector<int64_t> lengths{3, 0, 7, 1, 0, 12, 5};
+  std::vector<int64_t> offsets{0};
+  for (const int64_t n : lengths) offsets.push_back(offsets.back() + n);
+  const int64_t tokens = offsets.back(), hidden = 16;
+  const torch::Tensor cu = torch::tensor(offsets, torch::kLong).to(torch::kInt);
+  torch::Tensor x = torch::randn({tokens, hidden}, torch::kDouble).requires_grad_();
+  torch::Tensor sums = segment_sums(x, cu);
+  ASSERT_EQ(sums.sizes(), (std::vector<int64_t>{static_cast<int64_t>(lengths.size()), hidden}));
+  const torch::Tensor g = torch::randn_like(sums);
+  const torch::Tensor dx = torch::autograd::grad({sums}, {x}, {g})[0];
+  for (size_t b = 0; b < lengths.size(); ++b) {
+    const torch::Tensor rows = x.detach().narrow(0, offsets[b], lengths[b]);
+    EXPECT_TRUE(torch::allclose(sums[b].detach(), rows.sum(0), 0, 1e-12)) << b;
+    // d(sum)/d(row) = 1: every row of sequence b gets g[b].
+    EXPECT_TRUE(torch::equal(dx.narrow(0, offsets[b], lengths[b]),
+                             g[b].unsqueeze(0).expand({lengths[b], hidden})))
+        << b;
+  }
+  // float32, as the trainer pools: the padded layout's order agrees to rounding.
+  const torch::Tensor xf = x.detach().to(torch::kFloat);
+  torch::Tensor padded = torch::zeros({static_cast<int64_t>(lengths.size()), 12, hidden});
+  for (size_t b = 0; b < lengths.size(); ++b)
+    padded[b].narrow(0, 0, lengths[b]).copy_(xf.narrow(0, offsets[b], lengths[b]));
+  EXPECT_TRUE(torch::allclose(segment_sums(xf, cu), padded.sum(1), 1e-6, 1e-6));
+}
+
 // A random model of other sizes, sequences of uniform random lengths: each sequence's
 // packed hidden states equal the sequence run alone (positions restart, attention stays
 // within the sequence), and the packed embeddings equal the padded ones.
