@@ -129,6 +129,7 @@ struct TrainConfig {
   bool balance_ranks;
   bool cuda_graphs;
   GraphAllReduce graph_allreduce;  // where graphed steps all-reduce the dense gradients
+  bool touched_rows_only;          // zero and check the dense gradients and the touched rows only
   bool epoch_auc;  // centroid AUC of the multilingual labeled set at each epoch's end
 };
 
