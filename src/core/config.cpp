@@ -346,6 +346,11 @@ const std::vector<Field>& schema() {
                       "that they overlap backward as in the eager step (the word-embedding rows "
                       "are still reduced after the replay). Not yet verified on a GPU. Ignored, "
                       "with a warning, where graphs or several ranks over NCCL are not used."));
+    s.push_back(entry(SX_MEMBER(train, touched_rows_only), Kind::kBool, "false",
+                      "Each step zeroes the gradients and checks them for non-finite values "
+                      "over the dense parameters and the word-embedding rows the last step "
+                      "wrote only, instead of the whole buffer (the word embeddings are ~70% of "
+                      "XLM-R base's parameters). The results are bitwise the same."));
     s.push_back(entry(SX_MEMBER(train, epoch_auc), Kind::kBool, "true",
                       "At each epoch's end, embed the multilingual labeled set (every rank a "
                       "share, eval mode) and log its centroid ROC-AUC per held-out language and "

@@ -130,6 +130,7 @@ struct TrainConfig {
   bool cuda_graphs;
   int64_t graph_bucket_tokens;     // graphed batches are padded to a multiple of this
   GraphAllReduce graph_allreduce;  // where graphed steps all-reduce the dense gradients
+  bool touched_rows_only;          // zero and check the dense gradients and the touched rows only
   bool epoch_auc;  // centroid AUC of the multilingual labeled set at each epoch's end
 };
 

@@ -138,30 +138,11 @@ void GradientReducer::end_capture() {
 // The union over ranks of the rows touched, as a bitmap OR-ed over MPI on the host.
 void GradientReducer::exchange_rows(const std::vector<TokenIds>& token_ids) {
   const int64_t rows = flat_.entries()[static_cast<size_t>(sparse_param_)].shape[0];
-  std::vector<uint64_t> bits(static_cast<size_t>((rows + 63) / 64), 0);
-  for (const auto& ids : token_ids)
-    for (int32_t id : ids.get()) {
-      TORCH_CHECK(id >= 0 && id < rows, "token id ", id, " outside the ", rows, " rows of ",
-                  options_.sparse_rows_param);
-      bits[static_cast<size_t>(id) / 64] |= uint64_t{1} << (id % 64);
-    }
+  std::vector<uint64_t> bits = row_bitmap(token_ids, rows, options_.sparse_rows_param);
   if (env_.world > 1) dist::allreduce_or(bits, "exchange of touched embedding rows");
-  std::vector<int64_t> union_rows;
-  for (size_t w = 0; w < bits.size(); ++w)
-    for (uint64_t word = bits[w]; word; word &= word - 1)
-      union_rows.push_back(static_cast<int64_t>(w * 64) + __builtin_ctzll(word));
-  // No rows named anywhere: reduce the whole matrix rather than trust an empty set.
-  if (union_rows.empty()) {
-    sparse_rows_ = torch::Tensor();
-    return;
-  }
-  const auto device = flat_.grads().device();
-  torch::Tensor host =
-      torch::from_blob(union_rows.data(), {static_cast<int64_t>(union_rows.size())}, torch::kLong);
-  // On a GPU from pinned memory, asynchronously: a pageable copy would wait for the stream to
-  // drain (the previous step's optimizer) before forward is even queued.
-  sparse_rows_ =
-      device.is_cuda() ? host.pin_memory().to(device, /*non_blocking=*/true) : host.clone();
+  // No rows named anywhere: undefined, so the whole matrix is reduced rather than trust an
+  // empty set.
+  sparse_rows_ = row_indices(bits, flat_.grads().device());
 }
 
 std::string describe(const ReducerStats& stats) {

@@ -42,6 +42,7 @@
 
 #include "dist/communicator.h"
 #include "train/flat_params.h"
+#include "train/touched_rows.h"
 
 namespace sx::train {
 
@@ -106,6 +107,10 @@ class GradientReducer {
   void end_capture();
 
   const ReducerStats& stats() const { return stats_; }
+  // The rows of the sparse parameter the last begin_step's step reduces (int64 on the device,
+  // ascending): the union of the ranks' touched rows, the only ones that hold gradient after
+  // finish_step. Undefined where the whole parameter is reduced (no sparse parameter, no rows).
+  const torch::Tensor& reduced_rows() const { return sparse_rows_; }
   // Dense bucket boundaries in elements of the flat buffer ({offset, numel}), layout order.
   std::vector<std::pair<int64_t, int64_t>> bucket_ranges() const;
 

@@ -48,6 +48,8 @@ Trainee build_trainee(const Config& config, const dist::MpiEnv& env,
   t.adam = std::make_unique<model::KerasAdam>(
       params, model::AdamOptions{config.train.adam_beta1, config.train.adam_beta2,
                                  config.train.adam_epsilon});
+  if (config.train.touched_rows_only)  // the reducer's row-sparse parameter
+    t.touched_rows = TouchedRows::find(*t.flat, ReducerOptions{}.sparse_rows_param);
   if (cuda_graphs_usable(config, platform)) {
     StepGraphs::use_own_stream(t.device);  // before anything registers gradient hooks
     t.graphs = std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad,

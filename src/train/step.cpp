@@ -89,7 +89,24 @@ torch::Tensor micro_loss(Trainee& t, const HostBatch& batch, const DeviceBatch& 
   return model::pair_loss(*t.model, packed, d.labels, margin);
 }
 
+// [1] float on the device: whether the gradients hold a NaN or an infinity. With
+// train.touched_rows_only, first records the word-embedding rows this step wrote (the reducer's
+// union with several ranks, else this rank's `touched` ids): the only ones the check reads and
+// the next step zeroes.
+torch::Tensor grads_non_finite(Trainee& t, const std::vector<GradientReducer::TokenIds>& touched) {
+  if (!t.touched_rows) return model::non_finite_flag(t.flat->grads());
+  t.touched_rows->record(t.reducer ? t.reducer->reduced_rows() : t.touched_rows->rows_of(touched));
+  return t.touched_rows->non_finite_flag();
+}
+
 }  // namespace
+
+void zero_first_gradients(Trainee& t) {
+  if (t.touched_rows)
+    t.touched_rows->zero_dense();
+  else
+    t.flat->zero_grads();
+}
 
 HostBatch make_host_batch(data::TextBatch text, const torch::Device& device) {
   const bool pin = device.is_cuda();
@@ -135,6 +152,9 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
     touched.emplace_back(batch.text.ids);
     if (graphed) touched.emplace_back(pad_row);
   }
+  // train.touched_rows_only: the rows the last step wrote are zeroed eagerly (their number
+  // changes every step, so a graph cannot hold them); the dense part with the first micro-batch.
+  if (t.touched_rows) t.touched_rows->zero_rows();
   if (graphed) {  // one replay per micro-batch (the split shows forward and backward as forward)
     for (size_t a = 0; a < count; ++a) {
       torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
@@ -152,7 +172,7 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
     if (t.reducer) t.reducer->begin_step(settings.step, touched, t.graphs->reduced_in_graph());
     mark(Phase::kForward);
   } else {
-    t.flat->zero_grads();
+    zero_first_gradients(t);
     for (size_t a = 0; a < count; ++a) {
       const bool last = a + 1 == count;
       // Dropout randomness from (seed, rank, step, micro-batch) alone: a resumed run draws the
@@ -187,7 +207,7 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
     mark(Phase::kAllReduce);
     torch::Tensor slots = t.flat->slots();
     // A non-finite loss or gradient skips the update on the device: no host round trip first.
-    torch::Tensor non_finite = model::non_finite_flag(grads).add_(model::non_finite_flag(slots));
+    torch::Tensor non_finite = grads_non_finite(t, touched).add_(model::non_finite_flag(slots));
     HostCopy stats(torch::cat({slots, non_finite}), t.device);  // loss, tokens, flag
     t.adam->step(grads, out.lr, non_finite);
     // The step's one host sync: the 3 floats, while the optimizer's kernels run.

@@ -33,6 +33,7 @@
 #include "train/flat_params.h"
 #include "train/reducer.h"
 #include "train/step_graphs.h"
+#include "train/touched_rows.h"
 
 namespace sx::train {
 
@@ -67,6 +68,9 @@ struct Trainee {
   std::unique_ptr<dist::Communicator> comm;
   std::unique_ptr<GradientReducer> reducer;  // averages over the ranks; only with several
   std::unique_ptr<StepGraphs> graphs;        // forward and backward through CUDA graphs
+  // train.touched_rows_only: zeroing and the finiteness check cover the dense gradients and
+  // the word embeddings' rows the last step wrote (null: the whole buffer).
+  std::unique_ptr<TouchedRows> touched_rows;
 };
 
 struct StepSettings {
@@ -108,6 +112,11 @@ class PhaseTimer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// What the first micro-batch of a step zeroes before its backward (eagerly, or in its CUDA
+// graph): the whole gradient buffer, or with Trainee::touched_rows its dense part only (the
+// rows the last step wrote are zeroed before, outside any graph).
+void zero_first_gradients(Trainee& t);
 
 // One optimizer step over this rank's micro-batches (in order; one without accumulation, all
 // of the same number of pairs). Every rank passes the same number.

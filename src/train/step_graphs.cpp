@@ -88,7 +88,7 @@ struct StepGraphs::Impl {
 
   // The step's body: the same kernels whether run eagerly or captured.
   torch::Tensor body(Trainee& t, Graph& g, double margin) const {
-    if (g.kind.index == 0) t.flat->zero_grads();
+    if (g.kind.index == 0) zero_first_gradients(t);
     model::PackedIds packed;
     packed.ids = g.ids.to(torch::kLong);
     packed.cu_seqlens = g.cu;

@@ -28,6 +28,7 @@
 #include "train/reducer.h"
 #include "train/step.h"
 #include "train/step_graphs.h"
+#include "train/touched_rows.h"
 
 namespace sx::train {
 namespace {
@@ -327,6 +328,46 @@ TEST_F(StepGraphsGpu, DropoutFollowsTheSeedSetBeforeEachReplay) {
   const Outcome other = graphed(graphs, b, 12);
   expect_same(a, again, "same seed");
   EXPECT_GT(max_abs(a.grads - other.grads), 100 * max_abs(a.grads - again.grads) + 1e-6);
+}
+
+// train.touched_rows_only under graphs: the captured zeroing is the dense part only, the rows
+// the last step wrote (its ids and the pad row of the dummies) are zeroed eagerly before each
+// replay. Over the first sight, the capture and replays of two batches of one bucket (whose
+// rows differ, so a row left unzeroed would show), the steps equal those without the option to
+// flash attention's rounding, and every row outside the record holds zero gradient.
+TEST_F(StepGraphsGpu, TouchedRowsOnlyZeroesTheLastStepsRowsBeforeEachReplay) {
+  make(0.0);
+  StepSettings settings = frozen_steps();
+  const HostBatch first = batch(1);
+  const int64_t bucket = StepGraphs::bucket_for(first.text.tokens());
+  uint64_t seed = 2;
+  while (StepGraphs::bucket_for(batch(seed).text.tokens()) != bucket) ++seed;
+  const HostBatch second = batch(seed);
+  auto run = [&](bool rows_only) {
+    trainee_.touched_rows =
+        rows_only ? TouchedRows::find(*trainee_.flat, ReducerOptions{}.sparse_rows_param) : nullptr;
+    EXPECT_EQ(trainee_.touched_rows != nullptr, rows_only);
+    trainee_.graphs = std::make_unique<StepGraphs>(kMaxLen, data::XlmrTokenizer::kPad);
+    std::vector<Outcome> out;
+    for (const HostBatch* b : {&first, &first, &second, &first, &second}) {
+      ++settings.step;
+      const StepResult r = train_step(trainee_, {*b}, settings, nullptr);
+      EXPECT_TRUE(r.applied);
+      out.push_back({trainee_.flat->grads().to(torch::kCPU).clone(), r.loss});
+      if (!rows_only) continue;
+      const TouchedRows& rows = *trainee_.touched_rows;
+      EXPECT_TRUE(rows.recorded().defined());
+      torch::Tensor row_sums = rows.block().abs().sum(1);
+      EXPECT_EQ(row_sums.index_fill_(0, rows.recorded(), 0).count_nonzero().item<int64_t>(), 0)
+          << "gradient outside the recorded rows at step " << settings.step;
+    }
+    EXPECT_EQ(trainee_.graphs->captured(), 1);
+    return out;
+  };
+  const std::vector<Outcome> off = run(false), on = run(true);
+  for (size_t i = 0; i < off.size(); ++i) expect_same(off[i], on[i], "touched rows only");
+  trainee_.touched_rows.reset();
+  trainee_.graphs.reset();
 }
 
 // What several ranks run, on one GPU: train_step with a reducer (one rank over NCCL) behind the
