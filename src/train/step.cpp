@@ -126,85 +126,101 @@ HostBatch make_host_batch(data::TextBatch text, const torch::Device& device) {
   return b;
 }
 
-StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
-                      const StepSettings& settings, PhaseTimer* timer) {
-  auto mark = [&](Phase p) {
-    if (timer) timer->mark(p);
-  };
-  TORCH_CHECK(!micro_batches.empty(), "train_step without a batch");
-  const size_t count = micro_batches.size();
-  mark(Phase::kStart);
-  // CUDA graphs (train.cuda_graphs) replay each micro-batch's forward and backward (the first
-  // from zeroed gradients); the graph fills its inputs.
-  const bool graphed = t.graphs != nullptr;
-  std::vector<DeviceBatch> device_batches;
-  if (!graphed)
-    for (const HostBatch& batch : micro_batches)
-      device_batches.push_back(to_device(batch, t.device));
-  mark(Phase::kH2D);
-  torch::Tensor loss_sum;  // sum over micro-batches of loss / count, on the device
-  int64_t tokens = 0;
-  // The word-embedding rows the micro-batches touch (the reducer reduces only their union): the
-  // ids, and the pad row too where pad tokens are looked up (a graph's dummies).
-  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
-  std::vector<GradientReducer::TokenIds> touched;
-  for (const HostBatch& batch : micro_batches) {
-    touched.emplace_back(batch.text.ids);
-    if (graphed) touched.emplace_back(pad_row);
-  }
-  // train.touched_rows_only: the rows the last step wrote are zeroed eagerly (their number
-  // changes every step, so a graph cannot hold them); the dense part with the first micro-batch.
-  if (t.touched_rows) t.touched_rows->zero_rows();
-  if (graphed) {  // one replay per micro-batch (the split shows forward and backward as forward)
-    for (size_t a = 0; a < count; ++a) {
-      torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
-      const StepGraphs::MicroBatch micro{static_cast<int64_t>(a), static_cast<int64_t>(count)};
-      // Read before the next replay: the graphs share one pool.
-      torch::Tensor loss =
-          t.graphs->forward_backward(t, micro_batches[a], settings.margin, micro).detach();
-      loss_sum = a == 0 ? (count == 1 ? loss : loss.clone()) : loss_sum + loss;
-      tokens += micro_batches[a].text.tokens();
-    }
-    // Several ranks: a replay runs no autograd hooks, so the reducer starts after it (the row
-    // exchange on the host overlaps the replay on the device) and finish_step launches every
-    // bucket, the all-reduce following backward; or, where the replay's graph holds the dense
-    // buckets' all-reduces (train.graph_allreduce: inside), only the sparse rows and slots.
-    if (t.reducer) t.reducer->begin_step(settings.step, touched, t.graphs->reduced_in_graph());
-    mark(Phase::kForward);
-  } else {
-    zero_first_gradients(t);
-    for (size_t a = 0; a < count; ++a) {
-      const bool last = a + 1 == count;
-      // Dropout randomness from (seed, rank, step, micro-batch) alone: a resumed run draws the
-      // same.
-      torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
-      // With several ranks the reducer's hooks launch the bucket all-reduces during the last
-      // micro-batch's backward (the hooks are idle before begin_step).
-      if (last && t.reducer) t.reducer->begin_step(settings.step, touched);
-      torch::Tensor loss = micro_loss(t, micro_batches[a], device_batches[a], settings.margin);
-      if (count > 1) loss = loss / static_cast<double>(count);  // the mean over the global batch
-      if (last) mark(Phase::kForward);
-      loss.backward();  // accumulates into the flat gradient buffer
-      loss_sum = a == 0 ? loss.detach() : loss_sum + loss.detach();
-      tokens += micro_batches[a].text.tokens();
-    }
-  }
-  mark(Phase::kBackward);
+namespace {
 
+void mark(PhaseTimer* timer, Phase p) {
+  if (timer) timer->mark(p);
+}
+
+// train.touched_rows_only: the word-embedding rows the last step wrote are zeroed eagerly
+// (their number changes every step, so a graph cannot hold them); the dense part is zeroed with
+// the first micro-batch (zero_first_gradients).
+void zero_last_rows(Trainee& t) {
+  if (t.touched_rows) t.touched_rows->zero_rows();
+}
+
+// The sum over a step's micro-batches of loss / count (a device scalar) and of their real tokens.
+struct Forward {
+  torch::Tensor loss_sum;
+  int64_t tokens = 0;
+};
+
+// CUDA graphs (train.cuda_graphs): one replay per micro-batch, the first from zeroed
+// gradients; the graph fills its inputs. The split shows forward and backward as forward.
+Forward replay_micro_batches(Trainee& t, const std::vector<HostBatch>& micro_batches,
+                             const StepSettings& settings,
+                             const std::vector<GradientReducer::TokenIds>& touched,
+                             PhaseTimer* timer) {
+  const size_t count = micro_batches.size();
+  zero_last_rows(t);
+  Forward f;
+  for (size_t a = 0; a < count; ++a) {
+    torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
+    const StepGraphs::MicroBatch micro{static_cast<int64_t>(a), static_cast<int64_t>(count)};
+    // Read before the next replay: the graphs share one pool.
+    torch::Tensor loss =
+        t.graphs->forward_backward(t, micro_batches[a], settings.margin, micro).detach();
+    f.loss_sum = a == 0 ? (count == 1 ? loss : loss.clone()) : f.loss_sum + loss;
+    f.tokens += micro_batches[a].text.tokens();
+  }
+  // Several ranks: a replay runs no autograd hooks, so the reducer starts after it (the row
+  // exchange on the host overlaps the replay on the device) and finish_step launches every
+  // bucket, the all-reduce following backward; or, where the replay's graph holds the dense
+  // buckets' all-reduces (train.graph_allreduce: inside), only the sparse rows and slots.
+  if (t.reducer) t.reducer->begin_step(settings.step, touched, t.graphs->reduced_in_graph());
+  mark(timer, Phase::kForward);
+  return f;
+}
+
+// The eager step: each micro-batch's forward and backward accumulate into the flat gradients.
+Forward run_micro_batches(Trainee& t, const std::vector<HostBatch>& micro_batches,
+                          const StepSettings& settings,
+                          const std::vector<GradientReducer::TokenIds>& touched,
+                          PhaseTimer* timer) {
+  const size_t count = micro_batches.size();
+  std::vector<DeviceBatch> device_batches;
+  for (const HostBatch& batch : micro_batches) device_batches.push_back(to_device(batch, t.device));
+  mark(timer, Phase::kH2D);
+  zero_last_rows(t);
+  zero_first_gradients(t);
+  Forward f;
+  for (size_t a = 0; a < count; ++a) {
+    const bool last = a + 1 == count;
+    // Dropout randomness from (seed, rank, step, micro-batch) alone: a resumed run draws the
+    // same.
+    torch::manual_seed(a == 0 ? settings.dropout_seed : mix_seed({settings.dropout_seed, a}));
+    // With several ranks the reducer's hooks launch the bucket all-reduces during the last
+    // micro-batch's backward (the hooks are idle before begin_step).
+    if (last && t.reducer) t.reducer->begin_step(settings.step, touched);
+    torch::Tensor loss = micro_loss(t, micro_batches[a], device_batches[a], settings.margin);
+    if (count > 1) loss = loss / static_cast<double>(count);  // the mean over the global batch
+    if (last) mark(timer, Phase::kForward);
+    loss.backward();  // accumulates into the flat gradient buffer
+    f.loss_sum = a == 0 ? loss.detach() : f.loss_sum + loss.detach();
+    f.tokens += micro_batches[a].text.tokens();
+  }
+  return f;
+}
+
+// The all-reduce (or, with one rank, gathering the gradients), the non-finite check and Keras
+// Adam, with the step's one host sync.
+StepResult reduce_and_update(Trainee& t, const Forward& f, const StepSettings& settings,
+                             const std::vector<GradientReducer::TokenIds>& touched,
+                             PhaseTimer* timer) {
   StepResult out;
   out.lr = settings.lr;
   torch::Tensor grads = t.flat->grads();
   {
     torch::NoGradGuard no_grad;
-    t.flat->slot(StepSlot::kLoss).copy_(loss_sum);
-    t.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(tokens));
+    t.flat->slot(StepSlot::kLoss).copy_(f.loss_sum);
+    t.flat->slot(StepSlot::kTokens).fill_(static_cast<double>(f.tokens));
     const auto comm_start = Clock::now();  // from here on only the wait is exposed
     if (t.reducer)
       t.reducer->finish_step();  // averaged gradients and slots
     else
       t.flat->collect_grads();
     out.allreduce_s = std::chrono::duration<double>(Clock::now() - comm_start).count();
-    mark(Phase::kAllReduce);
+    mark(timer, Phase::kAllReduce);
     torch::Tensor slots = t.flat->slots();
     // A non-finite loss or gradient skips the update on the device: no host round trip first.
     torch::Tensor non_finite = grads_non_finite(t, touched).add_(model::non_finite_flag(slots));
@@ -217,8 +233,30 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
     out.applied = std::isfinite(out.loss) && s[kStepSlots] == 0.0f;
   }
   if (!out.applied) t.adam->note_skipped();  // iterations count applied updates only
-  mark(Phase::kOptimizer);
+  mark(timer, Phase::kOptimizer);
   return out;
+}
+
+}  // namespace
+
+StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
+                      const StepSettings& settings, PhaseTimer* timer) {
+  TORCH_CHECK(!micro_batches.empty(), "train_step without a batch");
+  mark(timer, Phase::kStart);
+  const bool graphed = t.graphs != nullptr;
+  if (graphed) mark(timer, Phase::kH2D);  // a graph copies its inputs itself
+  // The word-embedding rows the micro-batches touch (the reducer reduces only their union): the
+  // ids, and the pad row too where pad tokens are looked up (a graph's dummies).
+  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
+  std::vector<GradientReducer::TokenIds> touched;
+  for (const HostBatch& batch : micro_batches) {
+    touched.emplace_back(batch.text.ids);
+    if (graphed) touched.emplace_back(pad_row);
+  }
+  const Forward f = graphed ? replay_micro_batches(t, micro_batches, settings, touched, timer)
+                            : run_micro_batches(t, micro_batches, settings, touched, timer);
+  mark(timer, Phase::kBackward);
+  return reduce_and_update(t, f, settings, touched, timer);
 }
 
 // ---- PhaseTimer

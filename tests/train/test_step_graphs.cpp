@@ -339,9 +339,9 @@ TEST_F(StepGraphsGpu, TouchedRowsOnlyZeroesTheLastStepsRowsBeforeEachReplay) {
   make(0.0);
   StepSettings settings = frozen_steps();
   const HostBatch first = batch(1);
-  const int64_t bucket = StepGraphs::bucket_for(first.text.tokens());
+  const int64_t bucket = StepGraphs::bucket_for(first.text.tokens(), kBucket);
   uint64_t seed = 2;
-  while (StepGraphs::bucket_for(batch(seed).text.tokens()) != bucket) ++seed;
+  while (StepGraphs::bucket_for(batch(seed).text.tokens(), kBucket) != bucket) ++seed;
   const HostBatch second = batch(seed);
   auto run = [&](bool rows_only) {
     trainee_.touched_rows =
