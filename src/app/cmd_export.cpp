@@ -119,8 +119,8 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
   init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
   const std::string& after_path = features.front();
   std::string before_file = before_path;
-  const std::string sibling = files::join(
-      files::parent(after_path).empty() ? "." : files::parent(after_path), "features_before.h5");
+  const std::string dir = files::parent(after_path).empty() ? "." : files::parent(after_path);
+  const std::string sibling = files::join(dir, "features_before.h5");
   if (before_file.empty() && files::exists(sibling) && sibling != after_path) before_file = sibling;
   evaluate::Evaluation after = evaluate::evaluate_features(after_path);
   std::unique_ptr<evaluate::Evaluation> before;
@@ -131,10 +131,12 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
                       "-dimensional embeddings but " + after_path + " holds " +
                       std::to_string(after.hidden_size) + ": they come from different models");
   }
+  // evaluation.json is one of the run's files (train --force moves it aside): written while no
+  // training, export or predict works in the directory (which exists: the features were read).
+  const RunDirLock lock(dir, "evaluate");
   if (before) std::printf("before: %s\nafter:  %s\n", before_file.c_str(), after_path.c_str());
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);
-  const std::string json_path = files::join(
-      files::parent(after_path).empty() ? "." : files::parent(after_path), "evaluation.json");
+  const std::string json_path = files::join(dir, "evaluation.json");
   try {
     files::write_file_atomically(json_path, evaluate::to_json(after, before.get()));
   } catch (const std::runtime_error& e) {

@@ -814,12 +814,7 @@ std::string write_resolved_config(const Config& config) {
   }
   std::string path = files::join(config.run.dir, "config.resolved.yaml");
   try {
-    files::write_atomically(path, [&](const std::string& tmp) {
-      std::ofstream out(tmp);
-      out << config_to_yaml(config);
-      out.close();
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    });
+    files::write_file_atomically(path, config_to_yaml(config));
   } catch (const std::exception& e) {
     throw UserError(std::string("run.dir: ") + e.what());
   }

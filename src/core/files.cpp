@@ -13,6 +13,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/error.h"
+
 namespace sx::files {
 
 bool exists(const std::string& path) {
@@ -33,7 +35,7 @@ uint64_t size(const std::string& path) {
 namespace {
 
 [[noreturn]] void fail(const std::string& what, const std::string& path, int error) {
-  throw std::runtime_error(what + " " + path + ": " + std::strerror(error));
+  throw UserError(what + " " + path + ": " + std::strerror(error));
 }
 
 // create_directories that appends each directory it made to `created` (parents first).
@@ -46,7 +48,7 @@ void make_directories(const std::string& path, std::vector<std::string>* created
   } else if (errno != EEXIST) {
     fail("cannot create directory", path, errno);
   }
-  if (!is_directory(path)) throw std::runtime_error(path + " exists and is not a directory");
+  if (!is_directory(path)) throw UserError(path + " exists and is not a directory");
 }
 
 std::string directory_of(const std::string& path) {
@@ -70,16 +72,16 @@ void remove_all(const std::string& path) {
 
 void rename(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0)
-    throw std::runtime_error("cannot rename " + from + " to " + to + ": " + std::strerror(errno));
+    throw UserError("cannot rename " + from + " to " + to + ": " + std::strerror(errno));
 }
 
 void fsync_path(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open " + path + " to sync: " + std::strerror(errno));
+  if (fd < 0) throw UserError("cannot open " + path + " to sync: " + std::strerror(errno));
   const int rc = ::fsync(fd);
   const int error = errno;
   ::close(fd);
-  if (rc != 0) throw std::runtime_error("cannot sync " + path + ": " + std::strerror(error));
+  if (rc != 0) throw UserError("cannot sync " + path + ": " + std::strerror(error));
 }
 
 FileWriter::FileWriter(const std::string& path) : path_(path) {
@@ -93,6 +95,20 @@ FileWriter::~FileWriter() {
 
 void FileWriter::write(const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
+  if (buffer_.size() + size < kBlock) {
+    buffer_.append(p, size);
+    return;
+  }
+  flush();
+  write_through(p, size);
+}
+
+void FileWriter::flush() {
+  write_through(buffer_.data(), buffer_.size());
+  buffer_.clear();
+}
+
+void FileWriter::write_through(const char* p, size_t size) {
   while (size > 0) {
     const ssize_t n = ::write(fd_, p, std::min<size_t>(size, size_t{1} << 30));
     if (n < 0 && errno == EINTR) continue;
@@ -103,6 +119,7 @@ void FileWriter::write(const void* data, size_t size) {
 }
 
 void FileWriter::close() {
+  flush();
   const int fd = fd_;
   fd_ = -1;
   if (::fsync(fd) != 0) {

@@ -4,6 +4,10 @@
 // internals; in a process linked with it, path operations bound to that copy crashed
 // (seen on the GPU machine with torch 2.11). These few helpers need nothing from libstdc++'s
 // filesystem, so they behave the same whatever libtorch is linked.
+//
+// Their failures throw sx::UserError (a std::runtime_error) naming the path and the system's
+// reason: a full disk, a missing directory or a permission is for the user or operator to fix,
+// and the program exits 2 (core/error.h).
 #pragma once
 
 #include <cstdint>
@@ -17,15 +21,17 @@ namespace sx::files {
 bool exists(const std::string& path);
 bool is_directory(const std::string& path);
 uint64_t size(const std::string& path);  // 0 when missing
-// Creates `path` and its parents; throws std::runtime_error with the reason on failure.
+// Creates `path` and its parents; throws UserError with the reason on failure.
 void create_directories(const std::string& path);
 // Removes a file or a whole tree; missing is fine.
 void remove_all(const std::string& path);
-// Atomic within one file system; throws std::runtime_error on failure.
+// Atomic within one file system; throws UserError on failure.
 void rename(const std::string& from, const std::string& to);
 // A file written from the start (created, or truncated when it exists). Every failure, of
-// open, write, fsync or close, throws std::runtime_error naming the path and the system's
-// reason ("cannot write F: No space left on device").
+// open, write, fsync or close, throws UserError naming the path and the system's
+// reason ("cannot write F: No space left on device"). Small writes are gathered into blocks
+// of kBlock bytes (a CSV written a field at a time), so a failure may be reported by a later
+// write() or by close().
 class FileWriter {
  public:
   explicit FileWriter(const std::string& path);
@@ -34,12 +40,20 @@ class FileWriter {
   FileWriter& operator=(const FileWriter&) = delete;
   void write(const void* data, size_t size);
   void write(std::string_view text) { write(text.data(), text.size()); }
-  // Syncs the file to its device and closes it.
+  void put(char c) {
+    buffer_ += c;
+    if (buffer_.size() >= kBlock) flush();
+  }
+  // Writes what is gathered, syncs the file to its device and closes it.
   void close();
 
  private:
+  static constexpr size_t kBlock = size_t{1} << 20;
+  void flush();
+  void write_through(const char* p, size_t size);
   std::string path_;
   int fd_ = -1;
+  std::string buffer_;
 };
 
 // FileWriter over the whole of `bytes`.
@@ -77,7 +91,7 @@ void write_atomically(const std::string& path,
                       const std::function<void(const std::string&)>& write);
 // write_atomically of `bytes` (write_file).
 void write_file_atomically(const std::string& path, std::string_view bytes);
-// fsync(2) of a file or a directory; throws std::runtime_error on failure.
+// fsync(2) of a file or a directory; throws UserError on failure.
 void fsync_path(const std::string& path);
 // Entries of a directory (names only, no "." or ".."), sorted.
 std::vector<std::string> list(const std::string& dir);

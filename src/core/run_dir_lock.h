@@ -1,5 +1,6 @@
 // One command at a time writes a run directory: train (rank 0, for the whole run), export and
-// predict (while they work) each hold an flock on run_dir/.lock, which says who holds it:
+// predict (while they work) and evaluate (while it writes evaluation.json) each hold an flock on
+// run_dir/.lock, which says who holds it:
 // "`COMMAND` (pid P on HOST)". A second one into the same directory is refused with one line
 // naming the holder, instead of mixing its files with a live command's or replacing them in
 // turn. The kernel drops the lock however the holder ends, so a requeued job never finds a

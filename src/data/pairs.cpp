@@ -345,22 +345,19 @@ std::string csv_field(const std::string& value) {
 }  // namespace
 
 void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus, const PairList& pairs) {
-  try {
-    files::write_atomically(path, [&](const std::string& tmp) {
-      std::ofstream out(tmp, std::ios::binary);
-      out << "index,left_row,right_row,left_lang,right_lang,label,category\n";
-      for (size_t i = 0; i < pairs.size(); ++i) {
-        const Pair& p = pairs[i];
-        out << i << ',' << corpus.rows[p.left] << ',' << corpus.rows[p.right] << ','
-            << csv_field(corpus.langs[p.left]) << ',' << csv_field(corpus.langs[p.right]) << ','
-            << int(p.label) << ',' << category_name(category_of(corpus, p)) << '\n';
-      }
-      out.close();
-      if (!out) throw std::runtime_error("cannot write " + tmp);
-    });
-  } catch (const std::runtime_error& e) {
-    throw UserError(path + ": cannot write the pairs file (" + e.what() + ")");
-  }
+  // A failure is a UserError naming the file and the system's reason (files.h).
+  files::write_atomically(path, [&](const std::string& tmp) {
+    files::FileWriter out(tmp);
+    out.write("index,left_row,right_row,left_lang,right_lang,label,category\n");
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      const Pair& p = pairs[i];
+      out.write(std::to_string(i) + ',' + std::to_string(corpus.rows[p.left]) + ',' +
+                std::to_string(corpus.rows[p.right]) + ',' + csv_field(corpus.langs[p.left]) + ',' +
+                csv_field(corpus.langs[p.right]) + ',' + std::to_string(int(p.label)) + ',' +
+                category_name(category_of(corpus, p)) + '\n');
+    }
+    out.close();
+  });
 }
 
 std::string pairs_fingerprint(const LabeledCorpus& corpus, const PairList& pairs) {

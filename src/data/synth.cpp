@@ -88,36 +88,25 @@ const std::map<std::string, Vocabulary>& vocabularies() {
 
 class CsvWriter {
  public:
-  explicit CsvWriter(const std::string& path) : path_(path) {
-    file_ = std::fopen(path_.c_str(), "wb");
-    if (!file_) throw UserError("--out: cannot write " + path_ + ": " + std::strerror(errno));
-    std::setvbuf(file_, nullptr, _IOFBF, 1 << 20);
-  }
-  ~CsvWriter() {
-    if (file_) std::fclose(file_);
-  }
+  explicit CsvWriter(const std::string& path) : file_(path) {}
   void field(const std::string& value, bool last = false) {
     bool quote = value.find_first_of(",\"\n\r") != std::string::npos;
     if (quote) {
-      std::fputc('"', file_);
+      file_.put('"');
       for (char c : value) {
-        if (c == '"') std::fputc('"', file_);
-        std::fputc(c, file_);
+        if (c == '"') file_.put('"');
+        file_.put(c);
       }
-      std::fputc('"', file_);
+      file_.put('"');
     } else {
-      std::fwrite(value.data(), 1, value.size(), file_);
+      file_.write(value);
     }
-    std::fputc(last ? '\n' : ',', file_);
+    file_.put(last ? '\n' : ',');
   }
-  void close() {
-    if (std::fclose(file_) != 0) throw UserError("--out: cannot write " + path_);
-    file_ = nullptr;
-  }
+  void close() { file_.close(); }
 
  private:
-  std::string path_;
-  std::FILE* file_ = nullptr;
+  files::FileWriter file_;
 };
 
 // Writes `path` atomically (files::write_atomically) with the rows `fill` gives a CsvWriter.

@@ -17,13 +17,37 @@ namespace sx::io {
 namespace {
 
 // HDF5 prints its error stack to stderr by default; our messages say what went wrong.
+// Nor does it close its files at exit: after a file's flush or close failed (a full disk),
+// HDF5 1.10's clean-up at exit dereferenced the half-closed file and crashed (SIGSEGV after
+// the error line); every file this program writes is closed, or abandoned as a temporary, by
+// then.
 struct SilenceHdf5 {
-  SilenceHdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+  SilenceHdf5() {
+    H5dont_atexit();  // before any other HDF5 call
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
 };
 const SilenceHdf5 silence;
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw UserError(path + ": " + what);
+}
+
+// HDF5's file driver records the errno of a failed open, read or write in the error stack
+// ("..., errno = 28, error message = 'No space left on device', ...").
+herr_t find_errno(unsigned, const H5E_error2_t* e, void* error) {
+  const char* at = e->desc ? std::strstr(e->desc, "errno = ") : nullptr;
+  if (!at) return 0;
+  *static_cast<int*>(error) = std::atoi(at + std::strlen("errno = "));
+  return 1;  // found: stop the walk
+}
+
+// A failed write: `what` with the system's reason when HDF5 recorded one ("cannot write dataset
+// 'x': No space left on device"). Call it before any other HDF5 call, which clears the stack.
+[[noreturn]] void fail_write(const std::string& path, const std::string& what) {
+  int error = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, &find_errno, &error);
+  fail(path, error > 0 ? what + ": " + std::strerror(error) : what);
 }
 
 // Owns one HDF5 identifier (negative: none) and closes it with the matching H5?close on every
@@ -84,15 +108,14 @@ template <class T>
 void write_dataset(hid_t file, const std::string& path, const std::string& name, hid_t type,
                    const T* data, const std::vector<uint64_t>& dims) {
   std::vector<hsize_t> d(dims.begin(), dims.end());
-  hid_t space = H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr);
-  hid_t plist = link_create_plist();
-  hid_t set = H5Dcreate2(file, name.c_str(), type, space, plist, H5P_DEFAULT, H5P_DEFAULT);
-  H5Pclose(plist);
-  H5Sclose(space);
-  if (set < 0) fail(path, "cannot create dataset '" + name + "'");
-  herr_t status = H5Dwrite(set, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-  H5Dclose(set);
-  if (status < 0) fail(path, "cannot write dataset '" + name + "'");
+  const Hid space(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), H5Sclose);
+  const Hid plist(link_create_plist(), H5Pclose);
+  const Hid set(
+      H5Dcreate2(file, name.c_str(), type, space.get(), plist.get(), H5P_DEFAULT, H5P_DEFAULT),
+      H5Dclose);
+  if (!set.valid()) fail_write(path, "cannot create dataset '" + name + "'");
+  if (H5Dwrite(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    fail_write(path, "cannot write dataset '" + name + "'");
 }
 
 // Everything a reader is told by the file is checked before it is believed: the type class,
@@ -271,7 +294,7 @@ hid_t string_type() {
 
 H5File H5File::create(const std::string& path) {
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (id < 0) fail(path, "cannot create HDF5 file");
+  if (id < 0) fail_write(path, "cannot create HDF5 file");
   return H5File(id, path);
 }
 
@@ -298,13 +321,13 @@ H5File::~H5File() {
 void H5File::close() {
   if (id_ >= 0 && H5Fclose(id_) < 0) {
     id_ = -1;
-    fail(path_, "cannot close (write error?)");
+    fail_write(path_, "cannot write the file's last blocks");
   }
   id_ = -1;
 }
 
 void H5File::flush() {
-  if (H5Fflush(id_, H5F_SCOPE_GLOBAL) < 0) fail(path_, "cannot flush");
+  if (H5Fflush(id_, H5F_SCOPE_GLOBAL) < 0) fail_write(path_, "cannot write its buffers");
 }
 
 void H5File::write(const std::string& name, const float* data, const std::vector<uint64_t>& dims) {
@@ -423,13 +446,11 @@ template <class T>
 void set_attr_impl(hid_t file, const std::string& path, const std::string& name, hid_t type,
                    const T* value) {
   if (H5Aexists(file, name.c_str()) > 0) H5Adelete(file, name.c_str());
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(file, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
-  H5Sclose(space);
-  if (a < 0) fail(path, "cannot create attribute '" + name + "'");
-  herr_t s = H5Awrite(a, type, value);
-  H5Aclose(a);
-  if (s < 0) fail(path, "cannot write attribute '" + name + "'");
+  const Hid space(H5Screate(H5S_SCALAR), H5Sclose);
+  const Hid a(H5Acreate2(file, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+              H5Aclose);
+  if (!a.valid()) fail_write(path, "cannot create attribute '" + name + "'");
+  if (H5Awrite(a.get(), type, value) < 0) fail_write(path, "cannot write attribute '" + name + "'");
 }
 // Reads a one-value attribute after checking that it holds exactly one value of the expected
 // class: an array attribute must never be copied into the single variable `value`.

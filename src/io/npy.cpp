@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/files.h"
 
 namespace sx::io {
 namespace {
@@ -22,19 +23,15 @@ void write_npy(const std::string& path, const float* data, uint64_t rows, uint64
   const size_t unpadded = 10 + header.size() + 1;
   header.append((64 - unpadded % 64) % 64, ' ');
   header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) throw UserError("cannot write " + path);
-  out.write(kMagic, 6);
-  const char version[2] = {1, 0};
-  out.write(version, 2);
   const uint16_t length = static_cast<uint16_t>(header.size());
-  const char le[2] = {static_cast<char>(length & 0xFF), static_cast<char>(length >> 8)};
-  out.write(le, 2);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(reinterpret_cast<const char*>(data),
-            static_cast<std::streamsize>(rows * cols * sizeof(float)));
-  out.flush();
-  if (!out) throw UserError("cannot write " + path + " (disk full?)");
+  const char version_and_length[4] = {1, 0, static_cast<char>(length & 0xFF),
+                                      static_cast<char>(length >> 8)};
+  files::FileWriter out(path);  // a failure names the path and the system's reason
+  out.write(kMagic, 6);
+  out.write(version_and_length, 4);
+  out.write(header);
+  out.write(data, rows * cols * sizeof(float));
+  out.close();
 }
 
 NpyMatrix read_npy(const std::string& path) {

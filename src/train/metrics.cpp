@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 
 #include "core/error.h"
@@ -44,12 +46,11 @@ MetricsRepair repair_metrics(const std::string& path, int64_t keep_through_step)
     }
   }
   if (repair.dropped() == 0) return repair;
-  files::write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    out << kept;
-    out.close();
-    if (!out) throw UserError("run.dir: cannot write " + tmp);
-  });
+  try {
+    files::write_file_atomically(path, kept);
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("run.dir: ") + e.what());
+  }
   return repair;
 }
 
@@ -71,10 +72,10 @@ void log_repair(const std::string& path, const MetricsRepair& r, int64_t keep_th
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) {
+MetricsLog::MetricsLog(const std::string& path, int64_t keep_through_step) : path_(path) {
   log_repair(path, repair_metrics(path, keep_through_step), keep_through_step);
   file_ = std::fopen(path.c_str(), "a");
-  if (!file_) throw UserError("run.dir: cannot write " + path);
+  if (!file_) throw UserError("run.dir: cannot write " + path + ": " + std::strerror(errno));
 }
 
 MetricsLog::~MetricsLog() {
@@ -83,9 +84,11 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::line(const std::string& json) {
   if (!file_) return;
-  std::fputs(json.c_str(), file_);
-  std::fputc('\n', file_);
-  std::fflush(file_);
+  // A line that cannot be written (a full disk) ends the run rather than losing the metrics
+  // silently; a torn last line is dropped by the repair of a resumed run.
+  if (std::fputs(json.c_str(), file_) < 0 || std::fputc('\n', file_) == EOF ||
+      std::fflush(file_) != 0)
+    throw UserError("run.dir: cannot write " + path_ + ": " + std::strerror(errno));
 }
 
 void MetricsLog::step(int64_t step, int64_t epoch, double loss, double lr, double pairs_per_s,

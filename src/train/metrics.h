@@ -60,6 +60,7 @@ class MetricsLog {
 
  private:
   void line(const std::string& json);
+  std::string path_;
   std::FILE* file_ = nullptr;
 };
 

@@ -78,6 +78,9 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
   } catch (const std::exception& e) {
     spdlog::critical("rank {}: {}", env.rank, e.what());
     flush_logs();
+    // Alone, there is no other rank to stop: main prints the error and exits with its code,
+    // without MPI_Abort's banner.
+    if (env.world == 1) throw;
     std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
     dist::abort_job(dynamic_cast<const UserError*>(&e) ? kExitUserError : kExitInternal);
   }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/files.h"
 #include "test_util.h"
 
@@ -52,6 +53,39 @@ TEST(FileWriter, AFullDeviceIsAnErrorNamingThePathAndTheSystemsReason) {
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()), "cannot write /dev/full: No space left on device");
   }
+}
+
+// A file's failures are the user's or operator's to fix: main exits 2 with the line.
+TEST(FileWriter, AFailureIsAUserError) {
+  EXPECT_THROW(write_file("/dev/full", "x"), UserError);
+  EXPECT_THROW(write_file("/nope/x", "x"), UserError);
+}
+
+// Small writes are gathered into blocks: the file holds them all in order, across a block's
+// end and around a large write, and a full device still fails (at close at the latest).
+TEST(FileWriter, GathersSmallWritesAndKeepsTheirOrder) {
+  test::TempDir dir;
+  const std::string path = dir.path("out");
+  std::string want;
+  {
+    FileWriter out(path);
+    for (int i = 0; i < 200000; ++i) {
+      const std::string piece = std::to_string(i) + ',';
+      out.write(piece);
+      out.put('\n');
+      want += piece + '\n';
+      if (i == 100000) {
+        const std::string large(3 << 20, 'L');
+        out.write(large);
+        want += large;
+      }
+    }
+    out.close();
+  }
+  EXPECT_TRUE(test::read_file(path) == want);
+  FileWriter full("/dev/full");
+  full.put('x');
+  EXPECT_THROW(full.close(), UserError);
 }
 
 // Issue #25: predict left classifier.json without submission.csv on a full disk, export-hf a
