@@ -47,6 +47,55 @@ torch::ScalarType residual_dtype(const ComputeOptions& compute) {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Whether `parts` lie back to back in memory in their order: contiguous, of one dtype, device
+// and trailing sizes (the flat buffer lays the fused projection's parameters out so).
+bool back_to_back(const std::vector<torch::Tensor>& parts) {
+  const torch::Tensor& first = parts.front();
+  if (!first.defined()) return false;
+  const char* next = static_cast<const char*>(first.data_ptr());
+  for (const torch::Tensor& t : parts) {
+    if (!t.defined() || !t.is_contiguous() || t.dim() == 0 ||
+        t.scalar_type() != first.scalar_type() || t.device() != first.device() ||
+        t.dim() != first.dim() || t.sizes().slice(1) != first.sizes().slice(1) ||
+        static_cast<const char*>(t.data_ptr()) != next)
+      return false;
+    next += t.nbytes();
+  }
+  return true;
+}
+
+}  // namespace
+
+torch::Tensor stacked(const std::vector<torch::Tensor>& parts) {
+  const torch::Tensor& first = parts.front();
+  if (parts.size() == 1) return first;
+  if (!back_to_back(parts)) return torch::cat(parts);
+  std::vector<int64_t> sizes = first.sizes().vec(), strides(sizes.size(), 1);
+  sizes[0] = 0;
+  for (const torch::Tensor& t : parts) sizes[0] += t.size(0);
+  for (size_t d = sizes.size() - 1; d > 0; --d) strides[d - 1] = strides[d] * sizes[d];
+  return first.as_strided(sizes, strides, first.storage_offset());
+}
+
+namespace {
+
+// Backward with `direct` gradients: when the weights' .grads lie back to back, and the biases'
+// too, grad_w and grad_b are added into them in one pass each. False (nothing added) otherwise.
+bool add_into_adjacent_grads(const std::vector<torch::Tensor>& params, const torch::Tensor& grad_w,
+                             const torch::Tensor& grad_b) {
+  std::vector<torch::Tensor> weight_grads, bias_grads;
+  for (size_t i = 0; i + 1 < params.size(); i += 2) {
+    weight_grads.push_back(params[i].grad());
+    bias_grads.push_back(params[i + 1].grad());
+  }
+  if (weight_grads.size() < 2 || !back_to_back(weight_grads) || !back_to_back(bias_grads))
+    return false;
+  torch::NoGradGuard no_grad;
+  stacked(weight_grads).add_(grad_w);
+  stacked(bias_grads).add_(grad_b);
+  return true;
+}
+
 // Autograd's C++ functions differentiate Tensor arguments only (a TensorList is one
 // non-differentiable argument), so the (weight, bias) pairs are passed one by one, as many as
 // there are linears: every argument is a defined tensor (torch 2.x refuses undefined ones).
@@ -61,8 +110,8 @@ struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
       weights.push_back(list[i]);
       biases.push_back(list[i + 1]);
     }
-    torch::Tensor w = (weights.size() == 1 ? weights[0] : torch::cat(weights)).to(torch::kBFloat16);
-    torch::Tensor b = (biases.size() == 1 ? biases[0] : torch::cat(biases)).to(torch::kBFloat16);
+    torch::Tensor w = stacked(weights).to(torch::kBFloat16);
+    torch::Tensor b = stacked(biases).to(torch::kBFloat16);
     torch::Tensor x2 = x.to(torch::kBFloat16).reshape({-1, x.size(-1)});
     ctx->save_for_backward({x2, w});
     ctx->saved_data["x_sizes"] = x.sizes().vec();
@@ -87,6 +136,7 @@ struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
     torch::Tensor grad_w = g.t().mm(x2);
     torch::Tensor grad_b = torch::mv(g.t(), torch::ones({g.size(0)}, g.options()));
     const bool direct = ctx->saved_data["direct"].toBool();
+    if (direct && add_into_adjacent_grads(params, grad_w, grad_b)) return grads;
     int64_t row = 0;
     for (size_t i = 0; i + 1 < params.size(); i += 2) {
       const int64_t rows = params[i].size(0);
@@ -390,6 +440,16 @@ SiameseEncoderImpl::SiameseEncoderImpl(const XlmrConfig& config, double pool_ln_
     list->push_back(layers_.back());
   }
   pool_ln_ = register_module("pool_ln", layer_norm(h, pool_ln_eps));
+}
+
+std::vector<std::vector<std::string>> SiameseEncoderImpl::adjacent_parameters() const {
+  std::vector<std::vector<std::string>> groups;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string self = "encoder.layer." + std::to_string(i) + ".attention.self.";
+    for (const char* kind : {"weight", "bias"})
+      groups.push_back({self + "query." + kind, self + "key." + kind, self + "value." + kind});
+  }
+  return groups;
 }
 
 torch::Tensor SiameseEncoderImpl::embed(const torch::Tensor& ids, const torch::Tensor& positions) {

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/xlmr_config.h"
@@ -154,6 +155,11 @@ class SiameseEncoderImpl : public torch::nn::Module {
   void set_compute(const ComputeOptions& compute) { compute_ = compute; }
   const ComputeOptions& compute() const { return compute_; }
   torch::nn::LayerNorm pool_ln() const { return pool_ln_; }
+  // Parameters the bf16 path reads together, by their named_parameters() names: each layer's
+  // query, key and value weights, and their biases, which it projects with one GEMM. Laid out
+  // back to back in this order (train/flat_params.h does), the GEMM reads them as one [3H, H]
+  // view instead of concatenating them every step, and adds their gradient in one pass.
+  std::vector<std::vector<std::string>> adjacent_parameters() const;
 
  private:
   XlmrConfig config_;
@@ -170,6 +176,11 @@ class SiameseEncoderImpl : public torch::nn::Module {
   torch::Tensor encode(const PackedIds& packed, const PackedLayout& layout);
 };
 TORCH_MODULE(SiameseEncoder);
+
+// `parts` stacked along dim 0: a view of their memory when they lie back to back in it
+// (contiguous, of one dtype, device and trailing sizes, each starting where the one before
+// ends), else a concatenated copy. How the fused q/k/v projection reads its weights.
+torch::Tensor stacked(const std::vector<torch::Tensor>& parts);
 
 // Each sequence's sum of its tokens' rows: tokens [T, H] packed as `cu_seqlens` [B + 1]
 // (cumulative lengths from 0 to T, on tokens' device) -> [B, H], an empty sequence's row zero.

@@ -62,6 +62,7 @@ std::string checksum_with(const Checkpoint& c, int64_t format) {
   }
   for (const torch::Tensor* t : {&c.adam_m, &c.adam_v})
     if (t->defined()) h.update(t->data_ptr(), t->nbytes());
+  for (const std::string& name : c.moment_layout) h.update(name);
   return h.hex();
 }
 
@@ -76,6 +77,7 @@ Checkpoint to_cpu(const Checkpoint& c) {
     out.params[name] = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   if (c.adam_m.defined()) out.adam_m = c.adam_m.detach().to(torch::kCPU).contiguous();
   if (c.adam_v.defined()) out.adam_v = c.adam_v.detach().to(torch::kCPU).contiguous();
+  if (c.adam_m.defined()) out.moment_layout = c.moment_layout;
   return out;
 }
 
@@ -90,6 +92,7 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
     if (c.adam_m.defined()) {
       f.write("optimizer/m", c.adam_m.data_ptr<float>(), dims_of(c.adam_m));
       f.write("optimizer/v", c.adam_v.data_ptr<float>(), dims_of(c.adam_v));
+      if (!c.moment_layout.empty()) f.write_strings("optimizer/layout", c.moment_layout);
     }
     f.set_attr("format", kFormat);
     for_each_field(c.state,
@@ -138,6 +141,21 @@ int64_t format_of(const io::H5File& f) {
   }
 }
 
+// optimizer/layout: every parameter of `params` named once.
+std::vector<std::string> read_layout(const io::H5File& f,
+                                     const std::map<std::string, torch::Tensor>& params) {
+  std::vector<std::string> layout = f.read_strings("optimizer/layout");
+  std::map<std::string, int> seen;
+  for (const std::string& name : layout)
+    if (!params.count(name) || ++seen[name] > 1)
+      throw UserError(f.path() + ": optimizer/layout names '" + name +
+                      (params.count(name) ? "' twice" : "', which params/ lacks"));
+  if (layout.size() != params.size())
+    throw UserError(f.path() + ": optimizer/layout names " + std::to_string(layout.size()) +
+                    " parameters, params/ holds " + std::to_string(params.size()));
+  return layout;
+}
+
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
@@ -177,6 +195,7 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
         throw UserError(path + ": optimizer moments hold " + std::to_string(c.adam_m.numel()) +
                         " and " + std::to_string(c.adam_v.numel()) +
                         " values, expected one per parameter (" + std::to_string(n) + ")");
+      if (f.has("optimizer/layout")) c.moment_layout = read_layout(f, c.params);
     }
     if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");

@@ -4,6 +4,9 @@
 // Layout (h5py: f["params"]["encoder.layer.0.attention.self.query.weight"][...]):
 //   params/<HF name>       float32, the parameter's shape
 //   optimizer/m, /v        float32 [N], Adam's moments over the flat parameter buffer
+//   optimizer/layout       strings: the parameter names in the order of m's and v's values
+//                          (absent in files written before it was recorded: their order is
+//                          FlatParameters::registration_order())
 //   root attributes        format, checksum, and one per TrainState field, named as the
 //                          field (train/train_state.h: step, epoch, pairs_consumed, ...)
 // Format 3 also stores the schedule in pairs (PairPlan) and the learning rate's position, the
@@ -33,6 +36,8 @@ struct Checkpoint {
   TrainState state;
   std::map<std::string, torch::Tensor> params;  // by HF name, CPU float32
   torch::Tensor adam_m, adam_v;                 // flat, CPU float32 (may be undefined for best.h5)
+  // The names of params in the order of adam_m's and adam_v's values; empty: not recorded.
+  std::vector<std::string> moment_layout;
 };
 
 void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);

@@ -1,15 +1,56 @@
 #include "train/flat_params.h"
 
 #include <algorithm>
+#include <unordered_map>
+
+#include "core/error.h"
 
 namespace sx::train {
 
-FlatParameters::FlatParameters(torch::nn::Module& module) {
+namespace {
+
+using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// `ordered` with each group of `adjacent` moved to where its first member in `ordered` was, its
+// members in the group's order. Names a group lists that the module lacks are ignored.
+Named with_groups_adjacent(const Named& ordered,
+                           const std::vector<std::vector<std::string>>& adjacent) {
+  std::unordered_map<std::string, size_t> index, group_of;
+  for (size_t i = 0; i < ordered.size(); ++i) index[ordered[i].first] = i;
+  for (size_t g = 0; g < adjacent.size(); ++g)
+    for (const std::string& name : adjacent[g])
+      if (index.count(name)) group_of[name] = g;
+  Named out;
+  std::vector<bool> placed(ordered.size(), false);
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    if (placed[i]) continue;
+    auto group = group_of.find(ordered[i].first);
+    if (group == group_of.end()) {
+      out.push_back(ordered[i]);
+      placed[i] = true;
+      continue;
+    }
+    for (const std::string& name : adjacent[group->second]) {
+      auto at = index.find(name);
+      if (at == index.end() || placed[at->second]) continue;
+      out.push_back(ordered[at->second]);
+      placed[at->second] = true;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+FlatParameters::FlatParameters(torch::nn::Module& module,
+                               const std::vector<std::vector<std::string>>& adjacent) {
   torch::NoGradGuard no_grad;
   auto named = module.named_parameters();
-  std::vector<std::pair<std::string, torch::Tensor>> ordered;
-  for (const auto& item : named) ordered.emplace_back(item.key(), item.value());
-  std::reverse(ordered.begin(), ordered.end());
+  Named reversed;
+  for (const auto& item : named) reversed.emplace_back(item.key(), item.value());
+  std::reverse(reversed.begin(), reversed.end());
+  for (const auto& item : reversed) registration_order_.push_back(item.first);
+  Named ordered = with_groups_adjacent(reversed, adjacent);
   for (const auto& [name, p] : ordered) {
     entries_.push_back({name, n_, p.numel(), p.sizes().vec()});
     n_ += p.numel();
@@ -26,6 +67,37 @@ FlatParameters::FlatParameters(torch::nn::Module& module) {
     p.mutable_grad() = grads_.narrow(0, e.offset, e.numel).view(e.shape);
     parameters_.push_back(p);
   }
+}
+
+std::vector<std::string> FlatParameters::names() const {
+  std::vector<std::string> out;
+  for (const Entry& e : entries_) out.push_back(e.name);
+  return out;
+}
+
+torch::Tensor FlatParameters::rearranged(const torch::Tensor& values,
+                                         const std::vector<std::string>& order) const {
+  std::unordered_map<std::string, const Entry*> by_name;
+  for (const Entry& e : entries_) by_name[e.name] = &e;
+  if (order.size() != entries_.size())
+    throw UserError("its layout lists " + std::to_string(order.size()) +
+                    " parameters, the model has " + std::to_string(entries_.size()));
+  torch::Tensor out = torch::empty({n_}, values.options());
+  int64_t from = 0;
+  for (const std::string& name : order) {
+    auto at = by_name.find(name);
+    if (at == by_name.end())
+      throw UserError("its layout lists '" + name + "' twice or a parameter the model lacks");
+    const Entry& e = *at->second;
+    by_name.erase(at);
+    if (from + e.numel > values.numel()) break;
+    out.narrow(0, e.offset, e.numel).copy_(values.narrow(0, from, e.numel));
+    from += e.numel;
+  }
+  if (from != values.numel() || values.numel() != n_)
+    throw UserError("its layout covers " + std::to_string(values.numel()) +
+                    " values, the model's parameters " + std::to_string(n_));
+  return out;
 }
 
 void FlatParameters::zero_grads() {

@@ -2,7 +2,13 @@
 // parameter and its gradient is a view into one buffer, so the all-reduce runs over a few
 // large buckets and the optimizer steps over two tensors. The layout is in reverse
 // registration order, the order in which backward produces gradients, so buckets complete
-// front to back (train/reducer.h cuts the buckets).
+// front to back (train/reducer.h cuts the buckets); a group of parameters the model reads
+// together (model: adjacent_parameters(), the fused q/k/v projection) is laid out back to back
+// in its own order, at the place of its member that comes first.
+//
+// Anything stored over the flat layout (Adam's moments in a checkpoint) records the names in
+// layout order (names()) and is read back by name (rearranged()), so a file stays usable when
+// the layout changes.
 //
 // Behind the gradients ride a few named per-step scalars (StepSlot), so that the reduction
 // that averages the gradients over ranks carries them too.
@@ -33,7 +39,9 @@ class FlatParameters {
     std::vector<int64_t> shape;
   };
 
-  explicit FlatParameters(torch::nn::Module& module);
+  // `adjacent`: groups of parameter names laid out back to back in the given order.
+  explicit FlatParameters(torch::nn::Module& module,
+                          const std::vector<std::vector<std::string>>& adjacent = {});
 
   torch::Tensor params() const { return params_; }                 // [N]
   torch::Tensor grads() const { return grads_.narrow(0, 0, n_); }  // [N]
@@ -44,6 +52,15 @@ class FlatParameters {
   const std::vector<Entry>& entries() const { return entries_; }
   const std::vector<torch::Tensor>& parameters() const { return parameters_; }
   int64_t size() const { return n_; }
+  // The parameter names in layout order.
+  std::vector<std::string> names() const;
+  // The names in plain reverse registration order: the layout of checkpoints written before
+  // they recorded theirs.
+  const std::vector<std::string>& registration_order() const { return registration_order_; }
+  // `values` [N], laid out parameter by parameter in `order` (names, each parameter's size as
+  // here), rearranged into this layout. A UserError unless `order` names every parameter once.
+  torch::Tensor rearranged(const torch::Tensor& values,
+                           const std::vector<std::string>& order) const;
 
   // Zeroes the gradients and the slots.
   void zero_grads();
@@ -58,6 +75,7 @@ class FlatParameters {
  private:
   std::vector<torch::Tensor> parameters_;
   std::vector<Entry> entries_;
+  std::vector<std::string> registration_order_;
   torch::Tensor params_, grads_;
   int64_t n_ = 0;
 };

@@ -52,6 +52,7 @@ Checkpoint snapshot(Replica& r, bool with_optimizer) {
   if (with_optimizer) {
     c.adam_m = r.trainee.adam->m();
     c.adam_v = r.trainee.adam->v();
+    c.moment_layout = r.trainee.flat->names();
   }
   return c;
 }

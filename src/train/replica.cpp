@@ -42,7 +42,7 @@ Trainee build_trainee(const Config& config, const dist::MpiEnv& env,
   for (const std::string& warning : check_platform_rules(config, platform, /*training=*/true))
     if (env.rank == 0) spdlog::warn("{}", warning);
   t.model->train();
-  t.flat = std::make_unique<FlatParameters>(*t.model);
+  t.flat = std::make_unique<FlatParameters>(*t.model, t.model->adjacent_parameters());
   torch::Tensor params = t.flat->params();
   params.mutable_grad() = t.flat->grads();
   t.adam = std::make_unique<model::KerasAdam>(
@@ -244,6 +244,21 @@ void write_run_files(const Config& config) {
   write_resolved_config(config);
 }
 
+// Adam's moments from `checkpoint` (read from `path`), by parameter name: the file's layout
+// may differ from this build's (files without a recorded layout have the plain reverse
+// registration order).
+void load_moments(const Checkpoint& checkpoint, const std::string& path, Trainee& t) {
+  const std::vector<std::string>& order =
+      checkpoint.moment_layout.empty() ? t.flat->registration_order() : checkpoint.moment_layout;
+  try {
+    t.adam->m().copy_(t.flat->rearranged(checkpoint.adam_m, order).to(t.device));
+    t.adam->v().copy_(t.flat->rearranged(checkpoint.adam_v, order).to(t.device));
+  } catch (const UserError& e) {
+    throw UserError("checkpoint " + path +
+                    ": its optimizer state does not fit the model: " + e.what());
+  }
+}
+
 // One rank without any collective: data, tokenizer, trainee, and on rank 0 the checkpoint to
 // resume from. A mistake here is reported after all ranks agree on success (a collective
 // inside would deadlock against a rank that already failed).
@@ -271,8 +286,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   if (!r.resumed_from.empty()) {
     check_best_checkpoint(config.run.dir, r.trainee.model);
     model::load_state(*r.trainee.model, checkpoint.params, "checkpoint " + r.resumed_from);
-    r.trainee.adam->m().copy_(checkpoint.adam_m.to(r.trainee.device));
-    r.trainee.adam->v().copy_(checkpoint.adam_v.to(r.trainee.device));
+    load_moments(checkpoint, r.resumed_from, r.trainee);
   }
   write_run_files(config);
 }

@@ -626,6 +626,78 @@ INSTANTIATE_TEST_SUITE_P(LayoutsAndResidual, Bf16Residual,
                                   (std::get<1>(info.param) ? "Bf16Residual" : "Fp32Residual");
                          });
 
+// Parameters laid out back to back in one buffer, weights then biases, with their gradients
+// likewise (as train/flat_params.h lays out the fused query/key/value projection): the fused
+// linear reads the weights as one view and adds the gradients in one pass each, and computes
+// bitwise what it computes for separate tensors, directly accumulated or not. A layout that is
+// not back to back (the biases in another order) still computes the same.
+TEST(Bf16LinearLayout, BackToBackParametersGiveBitwiseWhatSeparateOnesGive) {
+  torch::manual_seed(5);
+  const int64_t rows = 4, cols = 8;
+  const torch::Tensor values = torch::randn({3 * rows * cols + 3 * rows});
+  const torch::Tensor x0 = torch::randn({2, 5, cols}), upstream = torch::randn({2, 5, 3 * rows});
+  // (weight, bias) pairs as views of one parameter buffer and one gradient buffer, in `order`.
+  auto laid_out = [&](torch::Tensor& buffer, torch::Tensor& grads,
+                      const std::vector<int64_t>& bias_order) {
+    buffer = values.clone();
+    grads = torch::zeros_like(values);
+    std::vector<torch::Tensor> params(6);
+    for (int64_t i = 0; i < 3; ++i) {
+      const int64_t w = i * rows * cols, b = 3 * rows * cols + bias_order[i] * rows;
+      params[2 * i] = buffer.narrow(0, w, rows * cols).view({rows, cols}).detach().requires_grad_();
+      params[2 * i + 1] = buffer.narrow(0, b, rows).detach().requires_grad_();
+      params[2 * i].mutable_grad() = grads.narrow(0, w, rows * cols).view({rows, cols});
+      params[2 * i + 1].mutable_grad() = grads.narrow(0, b, rows);
+    }
+    return params;
+  };
+  auto run = [&](std::vector<torch::Tensor> params, bool direct) {
+    if (!direct)
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();
+    torch::Tensor x = x0.clone().requires_grad_();
+    torch::Tensor y = bf16_linear(x, params, direct);
+    (y.to(torch::kFloat) * upstream).sum().backward();
+    std::vector<torch::Tensor> out{y.detach().to(torch::kFloat), x.grad()};
+    for (auto& p : params) out.push_back(p.grad().clone());
+    return out;
+  };
+  std::vector<torch::Tensor> separate;
+  for (int64_t i = 0; i < 3; ++i) {
+    separate.push_back(values.narrow(0, i * rows * cols, rows * cols).view({rows, cols}).clone());
+    separate.push_back(values.narrow(0, 3 * rows * cols + i * rows, rows).clone());
+  }
+  for (auto& p : separate) p.requires_grad_();
+  const auto reference = run(separate, false);
+  for (const std::vector<int64_t>& bias_order :
+       {std::vector<int64_t>{0, 1, 2}, std::vector<int64_t>{2, 0, 1}}) {
+    for (const bool direct : {false, true}) {
+      torch::Tensor buffer, grads;
+      std::vector<torch::Tensor> params = laid_out(buffer, grads, {0, 1, 2});
+      if (bias_order[0] != 0) {  // only the biases move: still the same values per parameter
+        params = laid_out(buffer, grads, bias_order);
+        for (int64_t i = 0; i < 3; ++i)
+          params[2 * i + 1].detach().copy_(separate[2 * i + 1].detach());
+      }
+      const std::vector<torch::Tensor> weights{params[0], params[2], params[4]},
+          biases{params[1], params[3], params[5]};
+      EXPECT_EQ(stacked(weights).data_ptr(), buffer.data_ptr());  // a view, no copy
+      EXPECT_EQ(stacked(biases).data_ptr() == params[1].data_ptr(), bias_order[0] == 0);
+      EXPECT_TRUE(torch::equal(stacked(biases), torch::cat(biases)));
+      const auto got = run(params, direct);
+      ASSERT_EQ(got.size(), reference.size());
+      for (size_t i = 0; i < got.size(); ++i)
+        EXPECT_TRUE(torch::equal(got[i], reference[i]))
+            << "output " << i << ", direct " << direct << ", biases " << bias_order[0];
+      if (!direct) continue;
+      for (size_t i = 0; i < params.size(); ++i)  // added into the gradient buffer itself
+        EXPECT_EQ(params[i].grad().data_ptr(),
+                  static_cast<void*>(grads.data_ptr<float>() +
+                                     (params[i].data_ptr<float>() - buffer.data_ptr<float>())))
+            << i;
+    }
+  }
+}
+
 TEST(Bf16LinearArguments, OtherCountsAndUndefinedParametersAreRefused) {
   const torch::Tensor x = torch::randn({2, 8}), w = torch::randn({4, 8}), b = torch::randn({4});
   EXPECT_THROW(bf16_linear(x, {w, b, w, b}, false), c10::Error);

@@ -9,9 +9,11 @@
 #include "core/config.h"
 #include "core/files.h"
 #include "fixtures.h"
+#include "model/encoder_factory.h"
 #include "model/siamese_loss.h"
 #include "mpi_main.h"
 #include "train/checkpoint.h"
+#include "train/flat_params.h"
 #include "train/loop.h"
 #include "train/replica.h"
 #include "train/signals.h"
@@ -245,6 +247,45 @@ TEST(Loop, AResumeWhereEveryStepCheckpointIsUnusableSaysWhatToDo) {
   EXPECT_EQ(set_up_replica(config, test::mpi_env(), resume, fresh, checkpoint), kExitOk);
   EXPECT_TRUE(fresh.resumed_from.empty());
   EXPECT_TRUE(list_step_checkpoints(config.run.dir).empty());
+}
+
+// Checkpoints record the order of Adam's moments (optimizer/layout) and a resume reads them by
+// name. Today's layout (each layer's q, k and v back to back) differs from the plain reverse
+// registration order of files written before the record, so reading those by position would
+// hand one parameter's moments to another: the same state written either way resumes to the
+// same moments.
+TEST(Loop, AResumeReadsAdamsMomentsByNameInTheFilesLayout) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  train_steps(config, 3);
+  const std::string path = step_checkpoint_path(config.run.dir, 3);
+  const Checkpoint written = read_checkpoint(path);
+  TrainOptions resume;
+  resume.resume = "auto";
+  torch::Tensor m, v;
+  {
+    Running s(config, resume);
+    ASSERT_EQ(s.r.resumed_from, path);
+    EXPECT_EQ(written.moment_layout, s.r.trainee.flat->names());
+    EXPECT_NE(written.moment_layout, s.r.trainee.flat->registration_order());
+    m = s.r.trainee.adam->m().clone();
+    v = s.r.trainee.adam->v().clone();
+    EXPECT_TRUE(torch::equal(m, written.adam_m));
+    EXPECT_GT(v.abs().sum().item<double>(), 0);
+  }
+  // The same state as the earlier releases wrote it.
+  model::SiameseEncoder plain_model = model::build_encoder(config).encoder;
+  FlatParameters plain(*plain_model);
+  Checkpoint legacy = written;
+  legacy.moment_layout.clear();
+  legacy.adam_m = plain.rearranged(written.adam_m, written.moment_layout);
+  legacy.adam_v = plain.rearranged(written.adam_v, written.moment_layout);
+  ASSERT_FALSE(torch::equal(legacy.adam_v, written.adam_v));
+  write_checkpoint(path, legacy);
+  Running s(config, resume);
+  ASSERT_EQ(s.r.resumed_from, path);
+  EXPECT_TRUE(torch::equal(s.r.trainee.adam->m(), m));
+  EXPECT_TRUE(torch::equal(s.r.trainee.adam->v(), v));
 }
 
 // Temporary files of killed checkpoint writers are removed when a run takes the directory.

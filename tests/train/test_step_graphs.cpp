@@ -180,7 +180,8 @@ class StepGraphsGpu : public ::testing::Test {
     trainee_ = Trainee{};
     trainee_.model = model_;
     trainee_.device = device_;
-    trainee_.flat = std::make_unique<FlatParameters>(*model_);
+    // Laid out as build_trainee lays it out: q, k, v back to back, read as one view.
+    trainee_.flat = std::make_unique<FlatParameters>(*model_, model_->adjacent_parameters());
     ASSERT_TRUE(StepGraphs::compiled());
   }
   HostBatch batch(uint64_t seed) const {

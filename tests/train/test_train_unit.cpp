@@ -8,7 +8,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "core/checksum.h"
 #include "core/error.h"
@@ -468,6 +471,70 @@ TEST(Checkpoint, OptimizerMomentsMustCoverEveryParameter) {
   }
 }
 
+// optimizer/layout names the parameters in the order of the moments' values: written, read,
+// covered by the checksum (a file that lost it is corrupt, not taken for one without it),
+// and refused when it does not name every parameter once. A file without it (written before it
+// was recorded) loads with an empty layout.
+TEST(Checkpoint, TheMomentsLayoutRoundTripsAndIsChecked) {
+  test::TempDir dir;
+  Checkpoint c = sample();
+  c.moment_layout = {"pool_ln.bias", "encoder.layer.0.attention.self.query.weight"};
+  write_checkpoint(dir.path("c.h5"), c);
+  EXPECT_EQ(read_checkpoint(dir.path("c.h5")).moment_layout, c.moment_layout);
+  {
+    io::H5File f = io::H5File::open(dir.path("c.h5"));
+    EXPECT_EQ(f.read_strings("optimizer/layout"), c.moment_layout);
+  }
+  Checkpoint unrecorded = c;  // the same values, no layout
+  unrecorded.moment_layout.clear();
+  write_checkpoint(dir.path("none.h5"), unrecorded);
+  EXPECT_TRUE(read_checkpoint(dir.path("none.h5")).moment_layout.empty());
+  Checkpoint weights_only = c;
+  weights_only.adam_m = weights_only.adam_v = torch::Tensor();
+  write_checkpoint(dir.path("best.h5"), weights_only);
+  EXPECT_TRUE(read_checkpoint(dir.path("best.h5"), false).moment_layout.empty());
+
+  auto refusal = [&](const std::string& path) {
+    try {
+      read_checkpoint(path);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  for (const auto& [file, layout, says] :
+       std::vector<std::tuple<std::string, std::vector<std::string>, std::string>>{
+           {"twice.h5", {"pool_ln.bias", "pool_ln.bias"}, "names 'pool_ln.bias' twice"},
+           {"foreign.h5",
+            {"pool_ln.bias", "pool_ln.weight"},
+            "names 'pool_ln.weight', which params/ lacks"},
+           {"short.h5", {"pool_ln.bias"}, "names 1 parameters, params/ holds 2"}}) {
+    Checkpoint bad = sample();
+    bad.moment_layout = layout;
+    write_checkpoint(dir.path(file), bad);
+    const std::string message = refusal(dir.path(file));
+    EXPECT_NE(
+        message.find("checkpoint " + dir.path(file) + " is unusable: optimizer/layout " + says),
+        std::string::npos)
+        << message;
+  }
+  // c.h5 without its layout: none.h5's datasets (the same but for the layout) under c.h5's
+  // checksum. The checksum covers the layout, so the file is refused, not read as unrecorded.
+  auto checksum_of = [&](const std::string& path) {
+    return io::H5File::open(path).attr_string("checksum");
+  };
+  std::string stripped = test::read_file(dir.path("none.h5"));
+  const std::string own = checksum_of(dir.path("none.h5")),
+                    with_layout = checksum_of(dir.path("c.h5"));
+  ASSERT_EQ(own.size(), with_layout.size());
+  ASSERT_NE(own, with_layout);
+  const size_t at = stripped.find(own);
+  ASSERT_NE(at, std::string::npos);
+  stripped.replace(at, own.size(), with_layout);
+  test::write_file(dir.path("stripped.h5"), stripped);
+  EXPECT_NE(refusal(dir.path("stripped.h5")).find("checksum mismatch"), std::string::npos);
+}
+
 TEST(Checkpoint, FormatOneFilesWithFnvChecksumsStillLoad) {
   test::TempDir dir;
   Checkpoint c = sample();
@@ -664,6 +731,83 @@ TEST(FlatParameters, ParametersAndGradientsAreViewsOfTwoBuffers) {
   flat.zero_grads();
   for (auto& [name, p] : model::named_parameters(*m))
     EXPECT_EQ(p.grad().abs().sum().item<double>(), 0) << name;
+}
+
+// The fused projection's groups (model: adjacent_parameters) are laid out back to back in their
+// order, at the place of their first member in reverse registration order; everything else keeps
+// that order. Values stored over one layout are read back into another by name.
+TEST(FlatParameters, AdjacentGroupsLieBackToBackAndValuesMoveBetweenLayoutsByName) {
+  model::XlmrConfig c;
+  c.vocab_size = 50, c.hidden_size = 8, c.num_hidden_layers = 2, c.num_attention_heads = 2;
+  c.intermediate_size = 16, c.max_position_embeddings = 20;
+  model::SiameseEncoder grouped_model(c), plain_model(c);
+  const auto groups = grouped_model->adjacent_parameters();
+  ASSERT_EQ(groups.size(), 4u);  // per layer: the weights, the biases
+  EXPECT_EQ(groups[1], (std::vector<std::string>{"encoder.layer.0.attention.self.query.bias",
+                                                 "encoder.layer.0.attention.self.key.bias",
+                                                 "encoder.layer.0.attention.self.value.bias"}));
+  FlatParameters grouped(*grouped_model, groups), plain(*plain_model);
+  EXPECT_EQ(plain.names(), plain.registration_order());
+  EXPECT_EQ(grouped.registration_order(), plain.registration_order());
+  EXPECT_NE(grouped.names(), plain.names());
+  std::map<std::string, const FlatParameters::Entry*> entry;
+  for (const auto& e : grouped.entries()) entry[e.name] = &e;
+  for (const auto& group : groups)
+    for (size_t i = 1; i < group.size(); ++i)
+      EXPECT_EQ(entry.at(group[i])->offset,
+                entry.at(group[i - 1])->offset + entry.at(group[i - 1])->numel)
+          << group[i];
+  // Outside the groups the order is the plain one.
+  std::vector<std::string> rest_grouped, rest_plain;
+  std::set<std::string> in_group;
+  for (const auto& group : groups) in_group.insert(group.begin(), group.end());
+  for (const auto& n : grouped.names())
+    if (!in_group.count(n)) rest_grouped.push_back(n);
+  for (const auto& n : plain.names())
+    if (!in_group.count(n)) rest_plain.push_back(n);
+  EXPECT_EQ(rest_grouped, rest_plain);
+
+  // A value per element naming its parameter and position, in the plain layout, read into the
+  // grouped one: every parameter's slice holds its own values.
+  torch::Tensor in_plain = torch::empty({plain.size()});
+  for (size_t i = 0; i < plain.entries().size(); ++i) {
+    const auto& e = plain.entries()[i];
+    in_plain.narrow(0, e.offset, e.numel)
+        .copy_(torch::arange(e.numel, torch::kFloat) + 1000.0f * static_cast<float>(i));
+  }
+  const torch::Tensor in_grouped = grouped.rearranged(in_plain, plain.names());
+  for (size_t i = 0; i < plain.entries().size(); ++i) {
+    const auto& e = plain.entries()[i];
+    EXPECT_TRUE(torch::equal(in_grouped.narrow(0, entry.at(e.name)->offset, e.numel),
+                             in_plain.narrow(0, e.offset, e.numel)))
+        << e.name;
+  }
+  EXPECT_TRUE(torch::equal(plain.rearranged(in_grouped, grouped.names()), in_plain));
+  EXPECT_TRUE(torch::equal(grouped.rearranged(in_grouped, grouped.names()), in_grouped));
+
+  // A layout that is not this model's is refused, saying how.
+  std::vector<std::string> twice = plain.names();
+  twice[1] = twice[0];
+  std::vector<std::string> shorter = plain.names();
+  shorter.pop_back();
+  std::vector<std::string> foreign = plain.names();
+  foreign[2] = "encoder.layer.9.output.dense.weight";
+  auto message = [&](const std::vector<std::string>& order, const torch::Tensor& values) {
+    try {
+      grouped.rearranged(values, order);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(twice, in_plain).find("twice or a parameter the model lacks"),
+            std::string::npos);
+  EXPECT_NE(message(foreign, in_plain).find("'encoder.layer.9.output.dense.weight' twice or"),
+            std::string::npos);
+  EXPECT_NE(message(shorter, in_plain).find("lists"), std::string::npos);
+  EXPECT_NE(message(plain.names(), in_plain.narrow(0, 1, plain.size() - 1))
+                .find("values, the model's parameters"),
+            std::string::npos);
 }
 
 // What a CUDA graph's capture is checked against: a gradient autograd replaced (not
