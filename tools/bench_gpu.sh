@@ -54,10 +54,15 @@ run_ours() {  # run_ours NAME LAYOUT WARMUP [overrides...]
     --json "$out/$name.json" model.device=cuda model.autocast_bf16=true model.attention=sdpa \
     "$@" || echo "bench train $name FAILED (exit $?)"
 }
-run_ours ours_packed packed "$warmup"
 # CUDA graphs: one per token bucket, captured the second time a bucket is seen; the longer
 # warm-up captures the common buckets before the measured steps (the JSON counts the rest).
 run_ours ours_graphs packed $((warmup + 55)) train.cuda_graphs=true
+# The same with issue #23's opt-in work: the fused dropout + add + LayerNorm and embedding
+# gradient kernels with segment-sum pooling (model.fused_kernels), zeroing and checking only the
+# touched rows, 128-token buckets (SX_BENCH_OPT=0 skips it).
+[ "${SX_BENCH_OPT:-1}" = 0 ] ||
+  run_ours ours_graphs_opt packed $((warmup + 55)) train.cuda_graphs=true model.fused_kernels=true \
+    train.touched_rows_only=true train.graph_bucket_tokens=128
 # The same with the residual stream in bf16 (model.residual_dtype: bf16, see performance.md);
 # off by default since the peers came (issue #23's targets are at the default numerics and the
 # peers' compiles need the time): SX_BENCH_BF16_RESIDUAL=1 adds it.
@@ -88,7 +93,9 @@ if [ "$peers" = 0 ] || [ "${SX_BENCH_REFERENCE:-0}" = 1 ]; then
   WITH_COMPILE=1 timeout -k 5 "$limit" python3 "$reference" "$out/reference" \
     || echo "reference FAILED or timed out (exit $?); using what it wrote"
 fi
-# The padded layout for comparison, if time is left (SX_BENCH_PADDED=0 skips it).
+# The eager step (no graphs) and the padded layout for comparison, if time is left
+# (SX_BENCH_EAGER=0, SX_BENCH_PADDED=0 skip them).
+[ "${SX_BENCH_EAGER:-1}" = 0 ] || run_ours ours_packed packed "$warmup"
 [ "${SX_BENCH_PADDED:-1}" = 0 ] || run_ours ours_padded padded "$warmup"
 
 step "table"
@@ -110,7 +117,8 @@ peers = peers or {}
 peer_rows = {r["row"]: r for r in peers.get("rows", [])}
 peak = next((r["peak_tflops"] for r in peer_rows.values() if r.get("peak_tflops")), None)
 ours = {name: load(os.path.join(out, name + ".json"))
-        for name in ("ours_packed", "ours_graphs", "ours_graphs_bf16res", "ours_padded")
+        for name in ("ours_packed", "ours_graphs", "ours_graphs_opt", "ours_graphs_bf16res",
+                     "ours_padded")
         if os.path.exists(os.path.join(out, name + ".json"))}
 print(f"device: {ref.get('device') or peers.get('device', '?')}, "
       f"torch {ref.get('torch') or peers.get('torch', '?')}; MFU = real-token TFLOP/s / "
@@ -158,7 +166,7 @@ def ratio(label, a, b, target):
 def peer(name):
     return peer_rows.get(name, {}).get("pairs_per_s")
 print()
-for name in ("ours_packed", "ours_graphs", "ours_graphs_bf16res"):
+for name in ("ours_packed", "ours_graphs", "ours_graphs_opt", "ours_graphs_bf16res"):
     p = ours.get(name)
     if not p:
         continue
