@@ -15,11 +15,13 @@
 namespace sx::train {
 namespace {
 
-// Format 3 adds TrainState fields (train_state.h says which); format 2 checksums with XXH3
+// Format 4 adds optimizer/layout; format 3 adds TrainState fields (train_state.h says which);
+// format 2 checksums with XXH3
 // (memory speed on multi-GB files); files of formats 1 (FNV-1a) and 2 from earlier releases are
 // still read for their weights.
 constexpr int64_t kFormat = kCheckpointFormat;
 constexpr int64_t kFormatFnv = 1;
+constexpr int64_t kFormatLayout = 4;
 
 std::vector<uint64_t> dims_of(const torch::Tensor& t) {
   std::vector<uint64_t> d;
@@ -195,7 +197,8 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
         throw UserError(path + ": optimizer moments hold " + std::to_string(c.adam_m.numel()) +
                         " and " + std::to_string(c.adam_v.numel()) +
                         " values, expected one per parameter (" + std::to_string(n) + ")");
-      if (f.has("optimizer/layout")) c.moment_layout = read_layout(f, c.params);
+      if (format >= kFormatLayout && f.has("optimizer/layout"))
+        c.moment_layout = read_layout(f, c.params);
     }
     if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
@@ -210,11 +213,12 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
 }
 
 void check_resumable(const Checkpoint& c, const std::string& path) {
-  if (c.format < kFormat)
+  if (c.format < kFirstResumableFormat)
     throw UserError("checkpoint " + path + " is of format " + std::to_string(c.format) +
                     " (an earlier release), which training no longer resumes from; its weights "
                     "still load in export, embed, predict and export-hf: start a fresh run, or "
-                    "resume from a checkpoint this release wrote");
+                    "resume from a checkpoint of format " +
+                    std::to_string(kFirstResumableFormat) + " or later");
   if (c.state.plan().empty() || !c.adam_m.defined())
     throw UserError("checkpoint " + path +
                     " was not written by training (it has no schedule or optimizer state), so "

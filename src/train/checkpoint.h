@@ -5,7 +5,7 @@
 //   params/<HF name>       float32, the parameter's shape
 //   optimizer/m, /v        float32 [N], Adam's moments over the flat parameter buffer
 //   optimizer/layout       strings: the parameter names in the order of m's and v's values
-//                          (absent in files written before it was recorded: their order is
+//                          (format 4; in files of format 3 the order is
 //                          FlatParameters::registration_order())
 //   root attributes        format, checksum, and one per TrainState field, named as the
 //                          field (train/train_state.h: step, epoch, pairs_consumed, ...)
@@ -28,8 +28,11 @@
 
 namespace sx::train {
 
-// The format write_checkpoint writes.
-inline constexpr int64_t kCheckpointFormat = 3;
+// The format write_checkpoint writes: 4 adds optimizer/layout (files of format 3, without it,
+// have the moments in the plain reverse registration order and still resume).
+inline constexpr int64_t kCheckpointFormat = 4;
+// The oldest format training resumes from.
+inline constexpr int64_t kFirstResumableFormat = 3;
 
 struct Checkpoint {
   int64_t format = kCheckpointFormat;  // of the file read; write_checkpoint writes the current
@@ -44,8 +47,8 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 // Reads and verifies a checkpoint; a truncated or corrupted file is a UserError naming it.
 Checkpoint read_checkpoint(const std::string& path, bool with_optimizer = true);
 
-// A UserError unless training can resume from `checkpoint` (read from `path`): a file of the
-// current format written by training (with its schedule in pairs and optimizer state).
+// A UserError unless training can resume from `checkpoint` (read from `path`): a file of format
+// 3 or later written by training (with its schedule in pairs and optimizer state).
 void check_resumable(const Checkpoint& checkpoint, const std::string& path);
 
 std::string checkpoint_dir(const std::string& run_dir);

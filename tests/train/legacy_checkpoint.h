@@ -1,6 +1,6 @@
-// Checkpoints as releases before format 3 wrote them (tests of loading old files): format 1
-// (FNV-1a checksum, the first release) or 2 (XXH3), with lr_step_size, the learning-rate
-// half-cycle in steps, and no schedule in pairs.
+// Checkpoints as earlier releases wrote them (tests of loading old files): format 1 (FNV-1a
+// checksum, the first release) or 2 (XXH3), with lr_step_size, the learning-rate half-cycle in
+// steps, and no schedule in pairs; format 3, without optimizer/layout.
 #pragma once
 
 #include <cstdio>
@@ -62,6 +62,29 @@ inline void write_legacy_checkpoint(const std::string& path, const train::Checkp
   f.set_attr("config_hash", s.config_hash);
   f.set_attr("checksum", format == 1 ? legacy_checksum<Fnv1a>(c, lr_step_size)
                                      : legacy_checksum<Xxh3>(c, lr_step_size));
+  f.close();
+}
+
+// `c` as the releases of format 3 wrote it (before optimizer/layout): the moments in the order
+// `c` holds them, no layout, format 3. Format 3's checksum covers what today's covers without a
+// layout, so today's writer gives it.
+inline void write_format3_checkpoint(const std::string& path, train::Checkpoint c) {
+  c.moment_layout.clear();
+  const std::string today = path + ".format4";
+  train::write_checkpoint(today, c);
+  const std::string checksum = io::H5File::open(today).attr_string("checksum");
+  std::remove(today.c_str());
+  io::H5File f = io::H5File::create(path);
+  for (const auto& [name, t] : c.params) {
+    std::vector<uint64_t> dims(t.sizes().begin(), t.sizes().end());
+    f.write("params/" + name, t.data_ptr<float>(), dims);
+  }
+  f.write("optimizer/m", c.adam_m.data_ptr<float>(), {uint64_t(c.adam_m.numel())});
+  f.write("optimizer/v", c.adam_v.data_ptr<float>(), {uint64_t(c.adam_v.numel())});
+  f.set_attr("format", int64_t{3});
+  train::for_each_field(c.state,
+                        [&](const char* name, const auto& value, int) { f.set_attr(name, value); });
+  f.set_attr("checksum", checksum);
   f.close();
 }
 

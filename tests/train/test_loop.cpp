@@ -14,6 +14,7 @@
 #include "mpi_main.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
+#include "train/legacy_checkpoint.h"
 #include "train/loop.h"
 #include "train/replica.h"
 #include "train/signals.h"
@@ -249,11 +250,11 @@ TEST(Loop, AResumeWhereEveryStepCheckpointIsUnusableSaysWhatToDo) {
   EXPECT_TRUE(list_step_checkpoints(config.run.dir).empty());
 }
 
-// Checkpoints record the order of Adam's moments (optimizer/layout) and a resume reads them by
-// name. Today's layout (each layer's q, k and v back to back) differs from the plain reverse
-// registration order of files written before the record, so reading those by position would
-// hand one parameter's moments to another: the same state written either way resumes to the
-// same moments.
+// Checkpoints record the order of Adam's moments (optimizer/layout, format 4) and a resume reads
+// them by name. Today's layout (each layer's q, k and v back to back) differs from the plain
+// reverse registration order of format 3 files (earlier releases), so reading those by position
+// would hand one parameter's moments to another: the same state written either way resumes to
+// the same moments.
 TEST(Loop, AResumeReadsAdamsMomentsByNameInTheFilesLayout) {
   TempDir dir;
   const Config config = tiny_config(dir, {});
@@ -273,15 +274,15 @@ TEST(Loop, AResumeReadsAdamsMomentsByNameInTheFilesLayout) {
     EXPECT_TRUE(torch::equal(m, written.adam_m));
     EXPECT_GT(v.abs().sum().item<double>(), 0);
   }
-  // The same state as the earlier releases wrote it.
+  // The same state as the releases of format 3 wrote it.
   model::SiameseEncoder plain_model = model::build_encoder(config).encoder;
   FlatParameters plain(*plain_model);
   Checkpoint legacy = written;
-  legacy.moment_layout.clear();
   legacy.adam_m = plain.rearranged(written.adam_m, written.moment_layout);
   legacy.adam_v = plain.rearranged(written.adam_v, written.moment_layout);
   ASSERT_FALSE(torch::equal(legacy.adam_v, written.adam_v));
-  write_checkpoint(path, legacy);
+  test::write_format3_checkpoint(path, legacy);
+  ASSERT_EQ(read_checkpoint(path).format, 3);
   Running s(config, resume);
   ASSERT_EQ(s.r.resumed_from, path);
   EXPECT_TRUE(torch::equal(s.r.trainee.adam->m(), m));

@@ -553,7 +553,7 @@ TEST(Checkpoint, FormatOneFilesWithFnvChecksumsStillLoad) {
 // Formats 1 and 2 were retired for training: their weights load (export, embed, predict), a
 // resume from them is refused in one line that says what still works; so is a resume from a
 // checkpoint that training did not write.
-TEST(Checkpoint, TrainingResumesOnlyFromCheckpointsOfTheCurrentFormatThatTrainingWrote) {
+TEST(Checkpoint, TrainingResumesOnlyFromCheckpointsOfFormat3OrLaterThatTrainingWrote) {
   test::TempDir dir;
   Checkpoint c = sample();
   EXPECT_NO_THROW(check_resumable(c, "c.h5"));
@@ -566,6 +566,12 @@ TEST(Checkpoint, TrainingResumesOnlyFromCheckpointsOfTheCurrentFormatThatTrainin
     EXPECT_NE(e.find("is of format " + std::to_string(format)), std::string::npos) << e;
     EXPECT_NE(e.find("weights still load in export"), std::string::npos) << e;
   }
+  test::write_format3_checkpoint(dir.path("old3.h5"), c);  // the release before layouts
+  const Checkpoint three = read_checkpoint(dir.path("old3.h5"));
+  EXPECT_EQ(three.format, 3);
+  EXPECT_TRUE(three.moment_layout.empty());
+  EXPECT_TRUE(torch::equal(three.adam_v, c.adam_v));
+  EXPECT_NO_THROW(check_resumable(three, dir.path("old3.h5")));
   Checkpoint weights_only = sample();
   weights_only.state.set_plan({});
   weights_only.state.lr_pairs = 0;
