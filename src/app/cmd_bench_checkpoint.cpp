@@ -33,6 +33,7 @@ train::Checkpoint synthetic_checkpoint(int64_t params) {
   }
   c.adam_m = torch::rand({params});
   c.adam_v = torch::rand({params});
+  for (const auto& item : c.params) c.moment_layout.push_back(item.first);  // as training writes
   c.state.config_hash = "bench";
   return c;
 }

@@ -47,15 +47,18 @@ torch::ScalarType residual_dtype(const ComputeOptions& compute) {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Whether `parts` lie back to back in memory in their order: contiguous, of one dtype, device
-// and trailing sizes (the flat buffer lays the fused projection's parameters out so).
+// Whether `parts` lie back to back in one storage in their order: contiguous, of one dtype,
+// device and trailing sizes (the flat buffer lays the fused projection's parameters out so).
+// Tensors of separate storages never are, even where an allocator put them next to each other:
+// a view over both would reach past the first one's storage.
 bool back_to_back(const std::vector<torch::Tensor>& parts) {
   const torch::Tensor& first = parts.front();
   if (!first.defined()) return false;
+  const c10::StorageImpl* storage = first.storage().unsafeGetStorageImpl();
   const char* next = static_cast<const char*>(first.data_ptr());
   for (const torch::Tensor& t : parts) {
     if (!t.defined() || !t.is_contiguous() || t.dim() == 0 ||
-        t.scalar_type() != first.scalar_type() || t.device() != first.device() ||
+        t.storage().unsafeGetStorageImpl() != storage || t.scalar_type() != first.scalar_type() ||
         t.dim() != first.dim() || t.sizes().slice(1) != first.sizes().slice(1) ||
         static_cast<const char*>(t.data_ptr()) != next)
       return false;
@@ -69,7 +72,12 @@ bool back_to_back(const std::vector<torch::Tensor>& parts) {
 torch::Tensor stacked(const std::vector<torch::Tensor>& parts) {
   const torch::Tensor& first = parts.front();
   if (parts.size() == 1) return first;
-  if (!back_to_back(parts)) return torch::cat(parts);
+  // With autograd recording, a view of several parameters through the first one's geometry
+  // would send the others' gradients nowhere: concatenate (the fused linear's forward and the
+  // direct gradient add run with it off).
+  bool recorded = false;
+  for (const torch::Tensor& t : parts) recorded = recorded || t.requires_grad();
+  if ((recorded && torch::GradMode::is_enabled()) || !back_to_back(parts)) return torch::cat(parts);
   std::vector<int64_t> sizes = first.sizes().vec(), strides(sizes.size(), 1);
   sizes[0] = 0;
   for (const torch::Tensor& t : parts) sizes[0] += t.size(0);

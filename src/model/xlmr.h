@@ -177,9 +177,10 @@ class SiameseEncoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SiameseEncoder);
 
-// `parts` stacked along dim 0: a view of their memory when they lie back to back in it
+// `parts` stacked along dim 0: a view of their memory when they lie back to back in one storage
 // (contiguous, of one dtype, device and trailing sizes, each starting where the one before
-// ends), else a concatenated copy. How the fused q/k/v projection reads its weights.
+// ends) and autograd is not recording them, else a concatenated copy. How the fused q/k/v
+// projection reads its weights.
 torch::Tensor stacked(const std::vector<torch::Tensor>& parts);
 
 // Each sequence's sum of its tokens' rows: tokens [T, H] packed as `cu_seqlens` [B + 1]

@@ -64,7 +64,11 @@ std::string checksum_with(const Checkpoint& c, int64_t format) {
   }
   for (const torch::Tensor* t : {&c.adam_m, &c.adam_v})
     if (t->defined()) h.update(t->data_ptr(), t->nbytes());
-  for (const std::string& name : c.moment_layout) h.update(name);
+  for (const std::string& name : c.moment_layout) {
+    const uint64_t size = name.size();  // each name's length first: the list has one reading
+    h.update(&size, sizeof size);
+    h.update(name);
+  }
   return h.hex();
 }
 
@@ -96,7 +100,9 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
       f.write("optimizer/v", c.adam_v.data_ptr<float>(), dims_of(c.adam_v));
       if (!c.moment_layout.empty()) f.write_strings("optimizer/layout", c.moment_layout);
     }
-    f.set_attr("format", kFormat);
+    // Format 4 only where it says more than 3 (moments with their layout): best.h5 and the
+    // like stay readable by the releases before it.
+    f.set_attr("format", c.moment_layout.empty() ? kFormatLayout - 1 : kFormatLayout);
     for_each_field(c.state,
                    [&](const char* name, const auto& value, int) { f.set_attr(name, value); });
     f.set_attr("checksum", checksum(c));
@@ -146,15 +152,19 @@ int64_t format_of(const io::H5File& f) {
 // optimizer/layout: every parameter of `params` named once.
 std::vector<std::string> read_layout(const io::H5File& f,
                                      const std::map<std::string, torch::Tensor>& params) {
+  if (!f.has("optimizer/layout"))
+    throw UserError(f.path() + ": holds optimizer moments but no optimizer/layout (their order)");
+  const std::vector<uint64_t> dims = f.dims("optimizer/layout");
+  if (dims.size() != 1 || dims[0] != params.size())  // before reading: a crafted count
+    throw UserError(f.path() + ": optimizer/layout names " +
+                    (dims.size() == 1 ? std::to_string(dims[0]) : std::string("a table of")) +
+                    " parameters, params/ holds " + std::to_string(params.size()));
   std::vector<std::string> layout = f.read_strings("optimizer/layout");
   std::map<std::string, int> seen;
   for (const std::string& name : layout)
     if (!params.count(name) || ++seen[name] > 1)
       throw UserError(f.path() + ": optimizer/layout names '" + name +
                       (params.count(name) ? "' twice" : "', which params/ lacks"));
-  if (layout.size() != params.size())
-    throw UserError(f.path() + ": optimizer/layout names " + std::to_string(layout.size()) +
-                    " parameters, params/ holds " + std::to_string(params.size()));
   return layout;
 }
 
@@ -197,8 +207,7 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
         throw UserError(path + ": optimizer moments hold " + std::to_string(c.adam_m.numel()) +
                         " and " + std::to_string(c.adam_v.numel()) +
                         " values, expected one per parameter (" + std::to_string(n) + ")");
-      if (format >= kFormatLayout && f.has("optimizer/layout"))
-        c.moment_layout = read_layout(f, c.params);
+      if (format >= kFormatLayout) c.moment_layout = read_layout(f, c.params);
     }
     if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");

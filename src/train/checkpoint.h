@@ -28,14 +28,15 @@
 
 namespace sx::train {
 
-// The format write_checkpoint writes: 4 adds optimizer/layout (files of format 3, without it,
-// have the moments in the plain reverse registration order and still resume).
+// The newest format: 4 adds optimizer/layout (files of format 3, without it, have the moments
+// in the plain reverse registration order and still resume). write_checkpoint writes 4 where
+// the moments come with their layout, else 3 (best.h5: older releases still read it).
 inline constexpr int64_t kCheckpointFormat = 4;
 // The oldest format training resumes from.
 inline constexpr int64_t kFirstResumableFormat = 3;
 
 struct Checkpoint {
-  int64_t format = kCheckpointFormat;  // of the file read; write_checkpoint writes the current
+  int64_t format = kCheckpointFormat;  // of the file read (write_checkpoint picks its own)
   TrainState state;
   std::map<std::string, torch::Tensor> params;  // by HF name, CPU float32
   torch::Tensor adam_m, adam_v;                 // flat, CPU float32 (may be undefined for best.h5)

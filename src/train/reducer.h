@@ -2,14 +2,14 @@
 // DDP's reducer does (issue #10, item 5).
 //
 // The flat gradient buffer (train/flat_params.h) is cut into buckets of whole parameters, in
-// layout order, which is reverse registration order: the order in which backward finishes
-// them. A hook on each parameter's gradient accumulator fires once autograd has added the
-// parameter's gradient into its slot; when every parameter of a bucket has fired, the bucket
-// is all-reduced (averaged) at once, while backward computes the earlier layers' gradients.
-// Buckets are launched strictly in index order, so every rank issues the same collectives in
-// the same order. On CUDA the collectives run on the communicator's own stream; on CPU they
-// are non-blocking MPI all-reduces issued from the hook (backward of a CPU graph runs on the
-// calling thread).
+// layout order, which is reverse registration order (each layer's q, k, v back to back, which
+// one backward node finishes together): the order in which backward finishes them. A hook on each
+// parameter's gradient accumulator fires once autograd has added the parameter's gradient into its
+// slot; when every parameter of a bucket has fired, the bucket is all-reduced (averaged) at once,
+// while backward computes the earlier layers' gradients. Buckets are launched strictly in index
+// order, so every rank issues the same collectives in the same order. On CUDA the collectives run
+// on the communicator's own stream; on CPU they are non-blocking MPI all-reduces issued from the
+// hook (backward of a CPU graph runs on the calling thread).
 //
 // Row-sparse parameter (the word embeddings, 192M of XLM-R's 278M parameters): only the rows
 // some rank's batch looked up carry gradient, every other row is zero on every rank. Each

@@ -142,7 +142,8 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
                       "resume from another checkpoint, or --force as well to move them into " +
                       files::join(config.run.dir, "previous-<time>/") + " and start afresh");
     if (path.empty()) {
-      const std::string moved = claim_run_dir(config.run.dir, options.force, /*with_logs=*/false);
+      const std::string moved = claim_run_dir(config.run.dir, options.force, /*with_logs=*/false,
+                                              /*resume_found_nothing=*/true);
       spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh{}", config.run.dir,
                    moved.empty() ? "" : " (the earlier run's files moved into " + moved + ")");
     }
@@ -250,9 +251,11 @@ void write_run_files(const Config& config) {
 void load_moments(const Checkpoint& checkpoint, const std::string& path, Trainee& t) {
   const std::vector<std::string>& order =
       checkpoint.moment_layout.empty() ? t.flat->registration_order() : checkpoint.moment_layout;
+  const bool same = order == t.flat->names();  // then no rearranged copy (1 GB for XLM-R base)
+  auto in_layout = [&](const torch::Tensor& v) { return same ? v : t.flat->rearranged(v, order); };
   try {
-    t.adam->m().copy_(t.flat->rearranged(checkpoint.adam_m, order).to(t.device));
-    t.adam->v().copy_(t.flat->rearranged(checkpoint.adam_v, order).to(t.device));
+    t.adam->m().copy_(in_layout(checkpoint.adam_m).to(t.device));
+    t.adam->v().copy_(in_layout(checkpoint.adam_v).to(t.device));
   } catch (const UserError& e) {
     throw UserError("checkpoint " + path +
                     ": its optimizer state does not fit the model: " + e.what());

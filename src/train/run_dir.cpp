@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <random>
@@ -69,7 +70,8 @@ std::string move_aside(const std::string& run_dir, const std::vector<std::string
 
 }  // namespace
 
-std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs) {
+std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
+                          bool resume_found_nothing) {
   const auto results = earlier_run_results(run_dir);
   // A run that stopped before its first checkpoint leaves only its metrics: a fresh start's
   // metrics.jsonl is its own (one start event, steps once), the dead run's goes aside.
@@ -77,10 +79,22 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
     return files::exists(files::join(run_dir, "metrics.jsonl"))
                ? move_aside(run_dir, {"metrics.jsonl", "features_before.h5"})
                : "";
+  const std::string aside = files::join(run_dir, "previous-<time>/");
+  if (!force && resume_found_nothing) {
+    const bool best =
+        std::find(results.begin(), results.end(), "checkpoints/best.h5") != results.end();
+    throw UserError("--resume auto: run.dir " + run_dir +
+                    " holds no step checkpoint to resume from, only an earlier run's results (" +
+                    listing(results) + "): " +
+                    (best ? "best.h5 keeps the weights without the optimizer state a resume "
+                            "needs, so "
+                          : "") +
+                    "pass --force as well to move them into " + aside + " and start afresh");
+  }
   if (!force)
     throw UserError("run.dir " + run_dir + " holds an earlier run (" + listing(results) +
                     "): pass --resume auto to continue it, or --force to move its files into " +
-                    files::join(run_dir, "previous-<time>/") + " and start afresh");
+                    aside + " and start afresh");
   std::vector<std::string> names = {"checkpoints", "features.h5", "features_before.h5",
                                     "metrics.jsonl", "evaluation.json"};
   if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});

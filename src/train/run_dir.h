@@ -21,8 +21,10 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir);
 // --force; with it, the earlier run's files are moved into a new run_dir/previous-<UTC time>/
 // folder, whose path is returned: its results, checkpoints/, features_before.h5,
 // metrics.jsonl and evaluation.json, and with `with_logs` also log/ and config.resolved.yaml
-// (false once this run has started writing those).
-std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs);
+// (false once this run has started writing those). `resume_found_nothing`: asked by --resume
+// auto, which found no step checkpoint; the refusal then says to add --force.
+std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
+                          bool resume_found_nothing = false);
 
 // Removes the temporary files of checkpoint writers that were killed (checkpoints/*.h5.tmp.PID,
 // as large as a checkpoint each); returns their paths. Only for the run that holds run_dir

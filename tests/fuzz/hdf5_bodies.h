@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "core/error.h"
@@ -47,6 +48,15 @@ inline void checkpoint_one_input(const std::string& path, const uint8_t* data, s
     if (static_cast<uint64_t>(n) * sizeof(float) > size) __builtin_trap();
     if (c.adam_m.defined() != c.adam_v.defined()) __builtin_trap();
     if (c.adam_m.defined() && (c.adam_m.numel() != n || c.adam_v.numel() != n)) __builtin_trap();
+    // A layout, where there is one, names every parameter once (format 4 with moments has one).
+    if (!c.moment_layout.empty()) {
+      std::set<std::string> names(c.moment_layout.begin(), c.moment_layout.end());
+      if (names.size() != c.moment_layout.size() || names.size() != c.params.size())
+        __builtin_trap();
+      for (const auto& name : names)
+        if (!c.params.count(name)) __builtin_trap();
+    }
+    if (c.adam_m.defined() && c.format >= 4 && c.moment_layout.empty()) __builtin_trap();
     if (!c.adam_m.defined()) {  // best.h5-like: refused where the optimizer is needed
       try {
         train::read_checkpoint(path, /*with_optimizer=*/true);

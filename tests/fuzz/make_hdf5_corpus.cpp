@@ -144,6 +144,27 @@ void checkpoints(const std::string& dir) {
     replace_dataset(f, "optimizer/m", H5Screate_simple(1, &n, nullptr), H5T_NATIVE_FLOAT, v);
   });
   crafted("no_checksum", [](hid_t f) { H5Adelete(f, "checksum"); });
+
+  // Format 4: the moments' layout (optimizer/layout), valid and crafted.
+  auto with_layout = [&](const char* name, const std::function<void(hid_t)>& change) {
+    Checkpoint c = sample(true);
+    for (const auto& item : c.params) c.moment_layout.push_back(item.first);
+    sx::train::write_checkpoint(path(name), c);
+    edit(path(name), change);
+  };
+  with_layout("valid_layout", [](hid_t) {});
+  with_layout("layout_ints", [](hid_t f) {
+    int64_t v[3] = {1, 2, 3};
+    hsize_t n = 3;
+    replace_dataset(f, "optimizer/layout", H5Screate_simple(1, &n, nullptr), H5T_NATIVE_INT64, v);
+  });
+  with_layout("layout_huge_count", [](hid_t f) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    declared_only(f, "optimizer/layout", {1ull << 40}, type);
+    H5Tclose(type);
+  });
+  with_layout("layout_missing", [](hid_t f) { H5Ldelete(f, "optimizer/layout", H5P_DEFAULT); });
 }
 
 // A features file in export's layout (docs/formats.md): two languages, `hidden` columns.

@@ -39,6 +39,9 @@ TEST(FuzzCorpus, CheckpointSeedsLoadAndFindingsAreRefused) {
   const std::string dir = corpus_dir("checkpoint");
   EXPECT_EQ(train::read_checkpoint(dir + "/valid").state.step, 12);
   EXPECT_FALSE(train::read_checkpoint(dir + "/valid_best", false).adam_m.defined());
+  const train::Checkpoint layout = train::read_checkpoint(dir + "/valid_layout");
+  EXPECT_EQ(layout.format, 4);
+  EXPECT_EQ(layout.moment_layout.size(), 3u);
   const std::pair<const char*, const char*> findings[] = {
       {"array_format", "attribute 'format' holds 64 values, expected one"},
       {"null_param", "dataset 'params/pool_ln.bias' has no array shape"},
@@ -49,7 +52,10 @@ TEST(FuzzCorpus, CheckpointSeedsLoadAndFindingsAreRefused) {
       {"huge_header_chunk", "cannot open HDF5 file"},
       {"leak_cont_msg", "cannot open HDF5 file"},
       {"attribute_data_overflow", "has an attribute message shorter than its parts"},
-      {"huge_root_header", "cannot open HDF5 file"}};
+      {"huge_root_header", "cannot open HDF5 file"},
+      {"layout_missing", "holds optimizer moments but no optimizer/layout (their order)"},
+      {"layout_huge_count", "dataset 'optimizer/layout' declares 1099511627776 elements"},
+      {"layout_ints", "optimizer/layout"}};
   for (const auto& [name, expected] : findings) {
     const std::string e = test::error_of([&] { train::read_checkpoint(dir + "/" + name); });
     EXPECT_NE(e.find(expected), std::string::npos) << name << ": " << e;

@@ -680,9 +680,12 @@ TEST(Bf16LinearLayout, BackToBackParametersGiveBitwiseWhatSeparateOnesGive) {
       }
       const std::vector<torch::Tensor> weights{params[0], params[2], params[4]},
           biases{params[1], params[3], params[5]};
-      EXPECT_EQ(stacked(weights).data_ptr(), buffer.data_ptr());  // a view, no copy
-      EXPECT_EQ(stacked(biases).data_ptr() == params[1].data_ptr(), bias_order[0] == 0);
-      EXPECT_TRUE(torch::equal(stacked(biases), torch::cat(biases)));
+      {
+        torch::NoGradGuard off;  // as in the fused linear's forward
+        EXPECT_EQ(stacked(weights).data_ptr(), buffer.data_ptr());  // a view, no copy
+        EXPECT_EQ(stacked(biases).data_ptr() == params[1].data_ptr(), bias_order[0] == 0);
+        EXPECT_TRUE(torch::equal(stacked(biases), torch::cat(biases)));
+      }
       const auto got = run(params, direct);
       ASSERT_EQ(got.size(), reference.size());
       for (size_t i = 0; i < got.size(); ++i)
@@ -696,6 +699,33 @@ TEST(Bf16LinearLayout, BackToBackParametersGiveBitwiseWhatSeparateOnesGive) {
             << i;
     }
   }
+}
+
+// stacked() views only memory it may: tensors that merely sit next to each other (separate
+// storages, as an allocator may place two parameters) are concatenated, and so are parameters
+// autograd records (a view through the first one's geometry would lose the others' gradients).
+TEST(Bf16LinearLayout, StackedCopiesWhatItMayNotView) {
+  std::vector<float> memory(12);
+  for (size_t i = 0; i < memory.size(); ++i) memory[i] = static_cast<float>(i);
+  const torch::Tensor a = torch::from_blob(memory.data(), {2, 3}),
+                      b = torch::from_blob(memory.data() + 6, {2, 3});  // adjacent, own storage
+  ASSERT_NE(a.storage().unsafeGetStorageImpl(), b.storage().unsafeGetStorageImpl());
+  const torch::Tensor ab = stacked({a, b});
+  EXPECT_NE(ab.data_ptr(), a.data_ptr());
+  EXPECT_TRUE(torch::equal(ab, torch::cat({a, b})));
+
+  const torch::Tensor flat = torch::arange(12, torch::kFloat);
+  torch::Tensor p = flat.narrow(0, 0, 6).view({2, 3}).detach().requires_grad_(),
+                q = flat.narrow(0, 6, 6).view({2, 3}).detach().requires_grad_();
+  {
+    torch::NoGradGuard off;
+    EXPECT_EQ(stacked({p, q}).data_ptr(), flat.data_ptr());
+  }
+  const torch::Tensor recorded = stacked({p, q});
+  EXPECT_NE(recorded.data_ptr(), flat.data_ptr());
+  (recorded * torch::arange(12, torch::kFloat).view({4, 3})).sum().backward();
+  EXPECT_TRUE(torch::equal(p.grad(), torch::arange(6, torch::kFloat).view({2, 3})));
+  EXPECT_TRUE(torch::equal(q.grad(), torch::arange(6, 12, torch::kFloat).view({2, 3})));
 }
 
 TEST(Bf16LinearArguments, OtherCountsAndUndefinedParametersAreRefused) {

@@ -65,12 +65,13 @@ inline void write_legacy_checkpoint(const std::string& path, const train::Checkp
   f.close();
 }
 
-// `c` as the releases of format 3 wrote it (before optimizer/layout): the moments in the order
-// `c` holds them, no layout, format 3. Format 3's checksum covers what today's covers without a
-// layout, so today's writer gives it.
-inline void write_format3_checkpoint(const std::string& path, train::Checkpoint c) {
+// `c` without optimizer/layout under the format attribute `format`: 3 is how the releases
+// before the layout wrote it (the moments in the order `c` holds them); 4 is a crafted file.
+// The checksum of formats 3 and 4 covers the same fields, so today's writer gives it.
+inline void write_checkpoint_without_layout(const std::string& path, train::Checkpoint c,
+                                            int64_t format = 3) {
   c.moment_layout.clear();
-  const std::string today = path + ".format4";
+  const std::string today = path + ".today";
   train::write_checkpoint(today, c);
   const std::string checksum = io::H5File::open(today).attr_string("checksum");
   std::remove(today.c_str());
@@ -81,7 +82,7 @@ inline void write_format3_checkpoint(const std::string& path, train::Checkpoint 
   }
   f.write("optimizer/m", c.adam_m.data_ptr<float>(), {uint64_t(c.adam_m.numel())});
   f.write("optimizer/v", c.adam_v.data_ptr<float>(), {uint64_t(c.adam_v.numel())});
-  f.set_attr("format", int64_t{3});
+  f.set_attr("format", format);
   train::for_each_field(c.state,
                         [&](const char* name, const auto& value, int) { f.set_attr(name, value); });
   f.set_attr("checksum", checksum);

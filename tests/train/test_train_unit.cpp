@@ -480,19 +480,25 @@ TEST(Checkpoint, TheMomentsLayoutRoundTripsAndIsChecked) {
   Checkpoint c = sample();
   c.moment_layout = {"pool_ln.bias", "encoder.layer.0.attention.self.query.weight"};
   write_checkpoint(dir.path("c.h5"), c);
-  EXPECT_EQ(read_checkpoint(dir.path("c.h5")).moment_layout, c.moment_layout);
+  const Checkpoint back = read_checkpoint(dir.path("c.h5"));
+  EXPECT_EQ(back.moment_layout, c.moment_layout);
+  EXPECT_EQ(back.format, 4);
   {
     io::H5File f = io::H5File::open(dir.path("c.h5"));
     EXPECT_EQ(f.read_strings("optimizer/layout"), c.moment_layout);
   }
-  Checkpoint unrecorded = c;  // the same values, no layout
+  // Without a layout (moments of an unknown order) or without moments (best.h5): format 3, as
+  // before the layout, so that earlier releases still read best.h5.
+  Checkpoint unrecorded = c;
   unrecorded.moment_layout.clear();
   write_checkpoint(dir.path("none.h5"), unrecorded);
   EXPECT_TRUE(read_checkpoint(dir.path("none.h5")).moment_layout.empty());
+  EXPECT_EQ(read_checkpoint(dir.path("none.h5")).format, 3);
   Checkpoint weights_only = c;
   weights_only.adam_m = weights_only.adam_v = torch::Tensor();
   write_checkpoint(dir.path("best.h5"), weights_only);
   EXPECT_TRUE(read_checkpoint(dir.path("best.h5"), false).moment_layout.empty());
+  EXPECT_EQ(read_checkpoint(dir.path("best.h5"), false).format, 3);
 
   auto refusal = [&](const std::string& path) {
     try {
@@ -518,21 +524,24 @@ TEST(Checkpoint, TheMomentsLayoutRoundTripsAndIsChecked) {
         std::string::npos)
         << message;
   }
-  // c.h5 without its layout: none.h5's datasets (the same but for the layout) under c.h5's
-  // checksum. The checksum covers the layout, so the file is refused, not read as unrecorded.
+  // A format 4 file whose layout is gone: refused, not read in format 3's order.
+  test::write_checkpoint_without_layout(dir.path("stripped.h5"), c, 4);
+  EXPECT_NE(refusal(dir.path("stripped.h5"))
+                .find("holds optimizer moments but no optimizer/layout (their order)"),
+            std::string::npos)
+      << refusal(dir.path("stripped.h5"));
+  // c.h5's layout under none.h5's checksum: the checksum covers the layout.
   auto checksum_of = [&](const std::string& path) {
     return io::H5File::open(path).attr_string("checksum");
   };
-  std::string stripped = test::read_file(dir.path("none.h5"));
-  const std::string own = checksum_of(dir.path("none.h5")),
-                    with_layout = checksum_of(dir.path("c.h5"));
-  ASSERT_EQ(own.size(), with_layout.size());
-  ASSERT_NE(own, with_layout);
-  const size_t at = stripped.find(own);
+  const std::string own = checksum_of(dir.path("c.h5")), without = checksum_of(dir.path("none.h5"));
+  ASSERT_NE(own, without);
+  std::string bytes = test::read_file(dir.path("c.h5"));
+  const size_t at = bytes.find(own);
   ASSERT_NE(at, std::string::npos);
-  stripped.replace(at, own.size(), with_layout);
-  test::write_file(dir.path("stripped.h5"), stripped);
-  EXPECT_NE(refusal(dir.path("stripped.h5")).find("checksum mismatch"), std::string::npos);
+  bytes.replace(at, own.size(), without);
+  test::write_file(dir.path("relabelled.h5"), bytes);
+  EXPECT_NE(refusal(dir.path("relabelled.h5")).find("checksum mismatch"), std::string::npos);
 }
 
 TEST(Checkpoint, FormatOneFilesWithFnvChecksumsStillLoad) {
@@ -566,7 +575,7 @@ TEST(Checkpoint, TrainingResumesOnlyFromCheckpointsOfFormat3OrLaterThatTrainingW
     EXPECT_NE(e.find("is of format " + std::to_string(format)), std::string::npos) << e;
     EXPECT_NE(e.find("weights still load in export"), std::string::npos) << e;
   }
-  test::write_format3_checkpoint(dir.path("old3.h5"), c);  // the release before layouts
+  test::write_checkpoint_without_layout(dir.path("old3.h5"), c);  // the release before layouts
   const Checkpoint three = read_checkpoint(dir.path("old3.h5"));
   EXPECT_EQ(three.format, 3);
   EXPECT_TRUE(three.moment_layout.empty());
@@ -660,6 +669,33 @@ TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
   EXPECT_NE(again, previous);
   EXPECT_TRUE(files::exists(again + "/features.h5"));
   EXPECT_TRUE(files::exists(run + "/log"));
+}
+
+// --resume auto that finds no step checkpoint, only best.h5 (a disk that filled at the first
+// epoch's step checkpoint, after best.h5): the refusal says why best.h5 is no resume point and
+// to add --force, not to pass the --resume auto the user passed.
+TEST(RunDir, AResumeThatFindsOnlyBestH5SaysToAddForce) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  files::create_directories(run + "/checkpoints");
+  write_checkpoint(best_checkpoint_path(run), sample());
+  test::write_file(run + "/metrics.jsonl", "{}");
+  const std::string e = test::error_of([&] { claim_run_dir(run, false, false, true); });
+  EXPECT_EQ(e, "--resume auto: run.dir " + run +
+                   " holds no step checkpoint to resume from, only an earlier run's results "
+                   "(checkpoints/best.h5): best.h5 keeps the weights without the optimizer state "
+                   "a resume needs, so pass --force as well to move them into " +
+                   run + "/previous-<time>/ and start afresh");
+  EXPECT_TRUE(files::exists(best_checkpoint_path(run)));
+  files::remove_all(best_checkpoint_path(run));
+  test::write_file(run + "/features.h5", "features");
+  EXPECT_EQ(test::error_of([&] { claim_run_dir(run, false, false, true); }),
+            "--resume auto: run.dir " + run +
+                " holds no step checkpoint to resume from, only an earlier run's results "
+                "(features.h5): pass --force as well to move them into " +
+                run + "/previous-<time>/ and start afresh");
+  EXPECT_FALSE(claim_run_dir(run, true, false, true).empty());  // with --force: moved aside
+  EXPECT_TRUE(earlier_run_results(run).empty());
 }
 
 // A directory where the run writes a result made the training fail only when it ended (found
