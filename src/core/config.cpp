@@ -76,6 +76,7 @@ struct Field {
   std::string doc;
   double min = -kInf;
   double max = kInf;
+  int64_t multiple_of = 1;  // an integer's values: multiples of this
   std::vector<std::string> choices;
   bool affects_results = false;
   std::function<void(Config&, const Value&)> set;
@@ -123,6 +124,10 @@ Field entry(Section Config::*section, T Section::*member, const char* key, Kind 
 Field range(Field f, double min, double max = kInf) {
   f.min = min;
   f.max = max;
+  return f;
+}
+Field multiple_of(Field f, int64_t step) {
+  f.multiple_of = step;
   return f;
 }
 Field results(Field f) {
@@ -333,12 +338,14 @@ const std::vector<Field>& schema() {
                       "ranks the gradient all-reduce runs after the replay instead of overlapping "
                       "backward (see train.graph_allreduce). With train.accumulation_steps > 1 "
                       "each micro-batch replays a graph. Ignored, with a warning, elsewhere."));
-    s.push_back(range(entry(SX_MEMBER(train, graph_bucket_tokens), Kind::kInt, "256",
-                            "With train.cuda_graphs: the token bucket a graphed batch is padded "
-                            "up to a multiple of, a multiple of 64. One graph is captured per "
-                            "bucket a batch falls in: 128 wastes half the padding of 256 and "
-                            "captures about twice as many graphs (more start-up and pool memory)."),
-                      64, 16384));
+    s.push_back(multiple_of(
+        range(entry(SX_MEMBER(train, graph_bucket_tokens), Kind::kInt, "256",
+                    "With train.cuda_graphs: the token bucket a graphed batch is padded up to a "
+                    "multiple of. One graph is captured per bucket a batch falls in: 128 wastes "
+                    "half the padding of 256 and captures about twice as many graphs (more "
+                    "start-up and pool memory)."),
+              64, 16384),
+        64));
     s.push_back(entry(SX_MEMBER(train, graph_allreduce), Kind::kEnum, "after",
                       "With train.cuda_graphs and several ranks over NCCL: where the dense "
                       "gradient buckets are all-reduced. after: once the replay is done. "
@@ -422,6 +429,7 @@ std::string type_description(const Field& f) {
       s += " >= " + fmt_number(f.min);
     else if (has_max)
       s += " <= " + fmt_number(f.max);
+    if (f.multiple_of > 1) s += ", a multiple of " + std::to_string(f.multiple_of);
     return s;
   };
   switch (f.kind) {
@@ -512,7 +520,7 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
   switch (f.kind) {
     case Kind::kInt: {
       int64_t v;
-      if (!parse_int(text, v)) fail_value(origin, f, text);
+      if (!parse_int(text, v) || v % f.multiple_of != 0) fail_value(origin, f, text);
       check_range(static_cast<double>(v));
       return v;
     }

@@ -64,9 +64,6 @@ void check_key_rules(const Config& c, const std::string& where) {
     throw UserError(where + ": train.lr_min (" + number(c.train.lr_min) +
                     ") must not exceed train.lr_max (" + number(c.train.lr_max) + ")");
   if (c.run.dir.empty()) throw UserError(where + ": run.dir must not be empty");
-  if (c.train.graph_bucket_tokens % 64 != 0)
-    throw UserError(where + ": train.graph_bucket_tokens must be a multiple of 64, found " +
-                    std::to_string(c.train.graph_bucket_tokens));
   if (c.model.residual_dtype == ResidualDtype::kBf16 && !c.model.autocast_bf16)
     throw UserError(where +
                     ": model.residual_dtype: bf16 needs model.autocast_bf16: true (it is false)");

@@ -242,10 +242,16 @@ TEST(Config, EnumerationsParseOnceAndRoundTrip) {
 TEST(ConfigRules, GraphBucketTokensIsAMultipleOf64) {
   EXPECT_EQ(default_config().train.graph_bucket_tokens, 256);
   EXPECT_EQ(load_config("", {"train.graph_bucket_tokens=128"}).train.graph_bucket_tokens, 128);
-  expect_error("train:\n  graph_bucket_tokens: 100\n", {},
-               {"config.yaml: train.graph_bucket_tokens must be a multiple of 64, found 100"});
-  expect_error("", {"train.graph_bucket_tokens=32"}, {"train.graph_bucket_tokens", "32"});
-  expect_error("", {"train.graph_bucket_tokens=0"}, {"train.graph_bucket_tokens", "0"});
+  // Checked where the value is read, so the line names where it came from: the file's line, or
+  // the override that set it over the file's valid one.
+  const std::string expects =
+      "train.graph_bucket_tokens expects an integer in [64, 16384], a multiple of 64, found ";
+  expect_error("train:\n  graph_bucket_tokens: 100\n", {}, {"config.yaml:2", expects + "'100'"});
+  expect_error("train:\n  graph_bucket_tokens: 128\n", {"train.graph_bucket_tokens=70"},
+               {"override 'train.graph_bucket_tokens=70'", expects + "'70'"});
+  expect_error("", {"train.graph_bucket_tokens=32"}, {expects + "'32'"});
+  expect_error("", {"train.graph_bucket_tokens=0"}, {expects + "'0'"});
+  expect_error("", {"train.graph_bucket_tokens=16448"}, {expects + "'16448'"});
 }
 
 // train.graph_allreduce: inside runs only where graphs run with several ranks over NCCL;
