@@ -113,6 +113,26 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
   return 0;
 }
 
+namespace {
+
+// evaluation.json beside the features: one of the run's files (train --force moves it aside),
+// written while no training, export or predict works in the directory. The table is printed
+// before, so a refusal (the directory in use, read-only or full) costs the file only, and says so.
+void write_evaluation_json(const std::string& dir, const std::string& json) {
+  const std::string path = files::join(dir, "evaluation.json");
+  try {
+    const RunDirLock lock(dir, "evaluate",
+                          "copy the features files to another folder and evaluate them there");
+    files::write_file_atomically(path, json);
+  } catch (const std::runtime_error& e) {
+    throw UserError("evaluate: the table above is complete, but " + path +
+                    " was not written: " + e.what());
+  }
+  std::printf("written: %s\n", path.c_str());
+}
+
+}  // namespace
+
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before_path) {
   if (features.size() != 1)
     throw UserError("evaluate: give one features file (features.h5); --before for the other");
@@ -131,18 +151,10 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
                       "-dimensional embeddings but " + after_path + " holds " +
                       std::to_string(after.hidden_size) + ": they come from different models");
   }
-  // evaluation.json is one of the run's files (train --force moves it aside): written while no
-  // training, export or predict works in the directory (which exists: the features were read).
-  const RunDirLock lock(dir, "evaluate");
   if (before) std::printf("before: %s\nafter:  %s\n", before_file.c_str(), after_path.c_str());
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);
-  const std::string json_path = files::join(dir, "evaluation.json");
-  try {
-    files::write_file_atomically(json_path, evaluate::to_json(after, before.get()));
-  } catch (const std::runtime_error& e) {
-    throw UserError(std::string("evaluate: ") + e.what());
-  }
-  std::printf("written: %s\n", json_path.c_str());
+  std::fflush(stdout);
+  write_evaluation_json(dir, evaluate::to_json(after, before.get()));
   return 0;
 }
 

@@ -13,7 +13,8 @@
 
 namespace sx {
 
-RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command) {
+RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command,
+                       const std::string& way_out) {
   try {
     files::create_directories(run_dir);
   } catch (const std::runtime_error& e) {
@@ -27,7 +28,7 @@ RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command) {
     return;
   }
   const int error = errno;
-  if (error == EWOULDBLOCK) refuse(run_dir);
+  if (error == EWOULDBLOCK) refuse(run_dir, way_out);
   spdlog::warn("run.dir: {} cannot be locked ({}): nothing stops a second command writing {}", path,
                std::strerror(error), run_dir);
   ::close(fd_);
@@ -47,7 +48,7 @@ void RunDirLock::record_holder(const std::string& path, const std::string& comma
     spdlog::warn("run.dir: cannot write {}: {}", path, std::strerror(errno));
 }
 
-void RunDirLock::refuse(const std::string& run_dir) {
+void RunDirLock::refuse(const std::string& run_dir, const std::string& way_out) {
   char text[256] = {};
   const ssize_t n = ::pread(fd_, text, sizeof text - 1, 0);
   ::close(fd_);
@@ -59,8 +60,7 @@ void RunDirLock::refuse(const std::string& run_dir) {
   else if (who.rfind("pid ", 0) == 0)  // "pid P on HOST": a training of an earlier version
     who = "a training (" + who + ")";
   throw UserError("run.dir " + run_dir + " is in use by " + who +
-                  ", which is still running: wait for it to end, or give this command another "
-                  "run.dir");
+                  ", which is still running: wait for it to end, or " + way_out);
 }
 
 }  // namespace sx

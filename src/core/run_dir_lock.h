@@ -13,17 +13,19 @@ namespace sx {
 
 class RunDirLock {
  public:
-  // Creates run_dir and takes its lock for `command` (train, export, predict), or throws a
-  // UserError: "run.dir D is in use by `train` (pid P on HOST), which is still running: ...".
-  // Where the file system has no locks, logs a warning and holds nothing.
-  RunDirLock(const std::string& run_dir, const std::string& command);
+  // Creates run_dir and takes its lock for `command` (train, export, predict, evaluate), or
+  // throws a UserError: "run.dir D is in use by `train` (pid P on HOST), which is still running:
+  // wait for it to end, or <way_out>". Where the file system has no locks, logs a warning and
+  // holds nothing.
+  RunDirLock(const std::string& run_dir, const std::string& command,
+             const std::string& way_out = "give this command another run.dir");
   ~RunDirLock();
   RunDirLock(const RunDirLock&) = delete;
   RunDirLock& operator=(const RunDirLock&) = delete;
 
  private:
   void record_holder(const std::string& path, const std::string& command);
-  [[noreturn]] void refuse(const std::string& run_dir);
+  [[noreturn]] void refuse(const std::string& run_dir, const std::string& way_out);
   int fd_ = -1;
 };
 

@@ -470,6 +470,32 @@ TEST_F(Predict, ExportAndPredictAreRefusedWhileAnotherCommandHoldsTheRunDir) {
       << "classifier.json replaced";
 }
 
+// evaluate in a run.dir another command holds: the table is printed (evaluating reads only),
+// then one line says evaluation.json was not written and why, and what to do instead; exit 2.
+TEST_F(Predict, EvaluatePrintsItsTableAndSaysWhyEvaluationJsonWasNotWritten) {
+  const std::string json = run_file("evaluation.json");
+  const bool had_json = files::exists(json);
+  const std::string before = had_json ? test::read_file(json) : "";
+  const RunDirLock training(data_->run, "train");
+  auto r = test::run_cli("evaluate " + run_file("features.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.out.find("language   rows  toxic"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("written:"), std::string::npos) << r.out;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("evaluate: the table above is complete, but " + json +
+                       " was not written: " + in_use_by(data_->run, "train", getpid())),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("wait for it to end, or copy the features files to another folder and "
+                       "evaluate them there"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(files::exists(json), had_json);
+  if (had_json) {
+    EXPECT_EQ(test::read_file(json), before);
+  }
+}
+
 TEST_F(Predict, ASecondExportIsRefusedWhileTheFirstWorks) {
   test::TempDir dir;
   const std::string run = dir.path("run");
