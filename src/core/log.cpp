@@ -78,4 +78,12 @@ void flush_logs() {
   spdlog::default_logger()->flush();
 }
 
+void log_error_to_files(const std::string& text) {
+  const auto logger = spdlog::default_logger();
+  const spdlog::details::log_msg msg(logger->name(), spdlog::level::critical, text);
+  for (const auto& sink : logger->sinks())
+    if (!dynamic_cast<ConsoleSink*>(sink.get()) && sink->should_log(msg.level)) sink->log(msg);
+  logger->flush();
+}
+
 }  // namespace sx

@@ -21,5 +21,8 @@ void init_logging(const LogOptions& options);
 // Adds run_dir/log/rank-<r>.log to the current logger (every level of `level` and above).
 std::string add_rank_log_file(const std::string& run_dir, int rank, int world, LogLevel level);
 void flush_logs();
+// A fatal error's text, as a critical line in the log files only (flushed): the terminal gets
+// the command's own one-line error instead of the same text twice.
+void log_error_to_files(const std::string& text);
 
 }  // namespace sx

@@ -61,7 +61,9 @@ void log_repair(const std::string& path, const MetricsRepair& r, int64_t keep_th
     spdlog::info("{}: dropped {} lines past step {} (the checkpoint this run resumes)", path,
                  r.past_step, keep_through_step);
   if (r.torn_tail)
-    spdlog::warn("{}: dropped its torn last line (its writer was killed mid-line)", path);
+    spdlog::warn(
+        "{}: dropped its torn last line (its writer was killed, or its disk filled, mid-line)",
+        path);
   if (!r.corrupt_lines.empty()) {
     std::string numbers;
     for (size_t n : r.corrupt_lines) numbers += (numbers.empty() ? "" : ", ") + std::to_string(n);

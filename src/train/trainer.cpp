@@ -76,8 +76,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     }
     return loop.finish(reason, write_features);
   } catch (const std::exception& e) {
-    spdlog::critical("rank {}: {}", env.rank, e.what());
-    flush_logs();
+    log_error_to_files("rank " + std::to_string(env.rank) + ": " + e.what());
     // Alone, there is no other rank to stop: main prints the error and exits with its code,
     // without MPI_Abort's banner.
     if (env.world == 1) throw;

@@ -77,8 +77,7 @@ expect_full() {
   shift 2
   "$@" >"$work/out" 2>"$work/err" </dev/null
   local rc=$? err
-  # train's rank-0 log also shows its error, as a [critical] line.
-  err=$(grep -v '\[critical\]' "$work/err")
+  err=$(cat "$work/err")
   [ "$rc" = 2 ] || fail "$name: exit $rc, expected 2: $(cat "$work/err")"
   [ "$(printf '%s\n' "$err" | wc -l)" = 1 ] || fail "$name: more than one line: $(cat "$work/err")"
   [[ "$err" == "siamese-xlmr: error: "*"$target"*": No space left on device" ]] ||
