@@ -35,17 +35,22 @@ std::string legacy_checksum(const train::Checkpoint& c, double lr_step_size) {
   return h.hex();
 }
 
-// `c` with CPU float32 tensors and optimizer moments; format 1 or 2.
-inline void write_legacy_checkpoint(const std::string& path, const train::Checkpoint& c,
-                                    int64_t format, double lr_step_size) {
-  const train::TrainState& s = c.state;
-  io::H5File f = io::H5File::create(path);
+// params/ and optimizer/m, /v of `c` (CPU float32), as every format stores them.
+inline void write_tensors(io::H5File& f, const train::Checkpoint& c) {
   for (const auto& [name, t] : c.params) {
     std::vector<uint64_t> dims(t.sizes().begin(), t.sizes().end());
     f.write("params/" + name, t.data_ptr<float>(), dims);
   }
   f.write("optimizer/m", c.adam_m.data_ptr<float>(), {uint64_t(c.adam_m.numel())});
   f.write("optimizer/v", c.adam_v.data_ptr<float>(), {uint64_t(c.adam_v.numel())});
+}
+
+// `c` with CPU float32 tensors and optimizer moments; format 1 or 2.
+inline void write_legacy_checkpoint(const std::string& path, const train::Checkpoint& c,
+                                    int64_t format, double lr_step_size) {
+  const train::TrainState& s = c.state;
+  io::H5File f = io::H5File::create(path);
+  write_tensors(f, c);
   f.set_attr("format", format);
   const std::pair<const char*, int64_t> ints[] = {
       {"step", s.step},
@@ -76,12 +81,7 @@ inline void write_checkpoint_without_layout(const std::string& path, train::Chec
   const std::string checksum = io::H5File::open(today).attr_string("checksum");
   std::remove(today.c_str());
   io::H5File f = io::H5File::create(path);
-  for (const auto& [name, t] : c.params) {
-    std::vector<uint64_t> dims(t.sizes().begin(), t.sizes().end());
-    f.write("params/" + name, t.data_ptr<float>(), dims);
-  }
-  f.write("optimizer/m", c.adam_m.data_ptr<float>(), {uint64_t(c.adam_m.numel())});
-  f.write("optimizer/v", c.adam_v.data_ptr<float>(), {uint64_t(c.adam_v.numel())});
+  write_tensors(f, c);
   f.set_attr("format", format);
   train::for_each_field(c.state,
                         [&](const char* name, const auto& value, int) { f.set_attr(name, value); });
