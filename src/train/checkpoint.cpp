@@ -16,9 +16,8 @@ namespace sx::train {
 namespace {
 
 // Format 4 adds optimizer/layout; format 3 adds TrainState fields (train_state.h says which);
-// format 2 checksums with XXH3
-// (memory speed on multi-GB files); files of formats 1 (FNV-1a) and 2 from earlier releases are
-// still read for their weights.
+// format 2 checksums with XXH3 (memory speed on multi-GB files); files of formats 1 (FNV-1a)
+// and 2 from earlier releases are still read for their weights.
 constexpr int64_t kFormat = kCheckpointFormat;
 constexpr int64_t kFormatFnv = 1;
 constexpr int64_t kFormatLayout = 4;

@@ -77,11 +77,16 @@ std::vector<std::string> FlatParameters::names() const {
 
 torch::Tensor FlatParameters::rearranged(const torch::Tensor& values,
                                          const std::vector<std::string>& order) const {
-  std::unordered_map<std::string, const Entry*> by_name;
-  for (const Entry& e : entries_) by_name[e.name] = &e;
+  if (values.numel() != n_)
+    throw UserError("its layout covers " + std::to_string(values.numel()) +
+                    " values, the model's parameters " + std::to_string(n_));
   if (order.size() != entries_.size())
     throw UserError("its layout lists " + std::to_string(order.size()) +
                     " parameters, the model has " + std::to_string(entries_.size()));
+  std::unordered_map<std::string, const Entry*> by_name;
+  for (const Entry& e : entries_) by_name[e.name] = &e;
+  // `order` names each parameter once (checked here), so its sizes sum to n_ and the copies
+  // stay inside `values`.
   torch::Tensor out = torch::empty({n_}, values.options());
   int64_t from = 0;
   for (const std::string& name : order) {
@@ -90,13 +95,9 @@ torch::Tensor FlatParameters::rearranged(const torch::Tensor& values,
       throw UserError("its layout lists '" + name + "' twice or a parameter the model lacks");
     const Entry& e = *at->second;
     by_name.erase(at);
-    if (from + e.numel > values.numel()) break;
     out.narrow(0, e.offset, e.numel).copy_(values.narrow(0, from, e.numel));
     from += e.numel;
   }
-  if (from != values.numel() || values.numel() != n_)
-    throw UserError("its layout covers " + std::to_string(values.numel()) +
-                    " values, the model's parameters " + std::to_string(n_));
   return out;
 }
 
