@@ -59,11 +59,13 @@ run_ours() {  # run_ours NAME LAYOUT WARMUP [overrides...]
 run_ours ours_graphs packed $((warmup + 55)) train.cuda_graphs=true
 # The same with issue #23's opt-in work: the fused dropout + add + LayerNorm and embedding
 # gradient kernels with segment-sum pooling (model.fused_kernels), zeroing and checking only the
-# touched rows, 128-token buckets (SX_BENCH_OPT=0 skips it). Half-size buckets mean about twice
-# as many graphs to capture: twice the warm-up (the JSON counts captures while measuring).
+# touched rows, 128-token buckets, the embedding rows' Adam on a side stream during the next replay
+# (SX_BENCH_OVERLAP=0 leaves that out; SX_BENCH_OPT=0 skips the row). Half-size buckets mean about
+# twice as many graphs to capture: twice the warm-up (the JSON counts captures while measuring).
 [ "${SX_BENCH_OPT:-1}" = 0 ] ||
   run_ours ours_graphs_opt packed $((warmup + 115)) train.cuda_graphs=true model.fused_kernels=true \
-    train.touched_rows_only=true train.graph_bucket_tokens=128
+    train.touched_rows_only=true train.graph_bucket_tokens=128 \
+    train.embedding_adam_overlap="$([ "${SX_BENCH_OVERLAP:-1}" = 0 ] && echo false || echo true)"
 # The same with the residual stream in bf16 (model.residual_dtype: bf16, see performance.md);
 # off by default since the peers came (issue #23's targets are at the default numerics and the
 # peers' compiles need the time): SX_BENCH_BF16_RESIDUAL=1 adds it.

@@ -152,7 +152,15 @@ json run_setting(Bench& b, int64_t per_rank) {
       1);
   train::StepSettings settings;
   settings.margin = b.config.train.margin;
-  settings.lr = 5e-5;  // the reference's constant rate
+  settings.lr = 5e-5;                      // the reference's constant rate
+  std::vector<train::HostBatch> next_one;  // train.embedding_adam_overlap: the next step's batch
+  if (b.trainee.rows_adam)
+    settings.next_batches = [&]() -> const std::vector<train::HostBatch>* {
+      const train::HostBatch* next = batches.ready_next();
+      if (!next) return nullptr;
+      next_one.assign(1, *next);
+      return &next_one;
+    };
   uint64_t k = 0;
   auto one_step = [&](train::PhaseTimer* timer, double* waited, double* prep, double* loss) {
     std::vector<train::HostBatch> micro_batches;  // one: no accumulation here

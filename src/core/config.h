@@ -131,6 +131,7 @@ struct TrainConfig {
   int64_t graph_bucket_tokens;     // graphed batches are padded to a multiple of this
   GraphAllReduce graph_allreduce;  // where graphed steps all-reduce the dense gradients
   bool touched_rows_only;          // zero and check the dense gradients and the touched rows only
+  bool embedding_adam_overlap;     // the embeddings' Adam rows not looked up next on a side stream
   bool epoch_auc;  // centroid AUC of the multilingual labeled set at each epoch's end
 };
 

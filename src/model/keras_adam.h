@@ -15,8 +15,16 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace sx::model {
+
+// A row-major [rows, width] block of the flat buffer, from element `offset` (the word embeddings).
+struct RowBlock {
+  int64_t offset = 0, rows = 0, width = 0;
+  int64_t numel() const { return rows * width; }
+};
 
 struct AdamOptions {
   double beta1 = 0.9;
@@ -40,6 +48,20 @@ class KerasAdam {
   void step(const torch::Tensor& grads, double lr, const torch::Tensor& found_inf = {});
   void note_skipped();
 
+  // One update in parts (train.embedding_adam_overlap, train/rows_adam.h): step_outside()
+  // updates every element outside `block`, counts the update as step() does and returns its
+  // alpha; update_rows() then updates, with that alpha, the block's rows whose byte in `now` is
+  // nonzero (`selected` true) or zero (false), and sets the gradient of those of them whose byte
+  // in `consume` is nonzero to zero (also when found_inf skips the update). Each row must be
+  // updated exactly once per update; the calls may run on different streams. On the CPU the parts
+  // give bitwise what step() gives; on CUDA the rows' kernel (model/kernels/adam_rows.cu) rounds
+  // as the CPU loop does, the dense part is step()'s fused kernel.
+  double step_outside(const torch::Tensor& grads, double lr, const torch::Tensor& found_inf,
+                      const RowBlock& block);
+  void update_rows(torch::Tensor& grads, double alpha, const torch::Tensor& found_inf,
+                   const RowBlock& block, const torch::Tensor& now, bool selected,
+                   const torch::Tensor& consume);
+
   // The flat moments, exposed directly (checkpoints, broadcast); same shape and device as params.
   torch::Tensor& m() { return m_; }
   torch::Tensor& v() { return v_; }
@@ -50,9 +72,23 @@ class KerasAdam {
   double alpha(double lr) const;
 
  private:
-  void step_cpu(const torch::Tensor& grads, double alpha, const torch::Tensor& found_inf);
-  void step_tensor_ops(const torch::Tensor& grads, double alpha, const torch::Tensor& found_inf);
-  void step_fused(const torch::Tensor& grads, double alpha, const torch::Tensor& found_inf);
+  // [begin, end) ranges of the flat buffer.
+  using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+  void check_grads(const torch::Tensor& grads) const;
+  void step_ranges(const torch::Tensor& grads, double alpha, const torch::Tensor& found_inf,
+                   const Ranges& ranges);
+  void step_cpu(const torch::Tensor& grads, double alpha, const torch::Tensor& found_inf,
+                const Ranges& ranges);
+  void step_tensor_ops(const torch::Tensor& grads, double alpha, const torch::Tensor& found_inf,
+                       const Ranges& ranges);
+  void step_fused(const torch::Tensor& grads, double alpha, const torch::Tensor& found_inf,
+                  const Ranges& ranges);
+  void update_rows_cpu(torch::Tensor& grads, double alpha, const torch::Tensor& found_inf,
+                       const RowBlock& block, const torch::Tensor& now, bool selected,
+                       const torch::Tensor& consume);
+  void update_rows_tensor_ops(torch::Tensor& grads, double alpha, const torch::Tensor& found_inf,
+                              const RowBlock& block, const torch::Tensor& now, bool selected,
+                              const torch::Tensor& consume);
 
   torch::Tensor params_, m_, v_;
   torch::Tensor fused_step_;  // the fused kernel's step count (CUDA), constant

@@ -129,7 +129,14 @@ std::vector<HostBatch> Loop::training_batches(uint64_t consumed) const {
   return micro;
 }
 
+// train.embedding_adam_overlap: the last step's deferred embedding rows are done before
+// anything but the next step reads the parameters or the moments.
+void Loop::settle_optimizer() {
+  if (r_.trainee.rows_adam) r_.trainee.rows_adam->join();
+}
+
 void Loop::write_step_checkpoint() {
+  settle_optimizer();
   if (!lead() || last_checkpoint_step_ == r_.state.step) return;
   r_.state.train_seconds = elapsed();
   write_checkpoint(step_checkpoint_path(config_.run.dir, r_.state.step), snapshot(r_, true));
@@ -191,6 +198,7 @@ StopReason Loop::step() {
       mix_seed({static_cast<uint64_t>(config_.run.seed), static_cast<uint64_t>(env_.rank),
                 static_cast<uint64_t>(r_.state.step)});
   settings.lr = schedule_(static_cast<double>(r_.state.lr_pairs));
+  if (r_.trainee.rows_adam) settings.next_batches = [this] { return batches_.ready_next(); };
   const StepResult s = train_step(r_.trainee, micro_batches, settings);
   if (lead() && r_.trainee.reducer && !reduction_logged_) {  // what the reducer does, once
     spdlog::info("all-reduce of step {}: {}", settings.step, describe(r_.trainee.reducer->stats()));
@@ -266,6 +274,7 @@ double Loop::validation_loss() {
 }
 
 StopReason Loop::end_epoch() {
+  settle_optimizer();
   TrainState& s = r_.state;
   ++s.epoch;
   const double val_loss = validation_loss();
@@ -318,6 +327,7 @@ void Loop::reload_best_weights() {
 }
 
 int Loop::finish(StopReason reason, const FeatureExport& export_features) {
+  settle_optimizer();
   budget_.end_of(JobBudget::kTraining, program_seconds());
   progress_.finish();
   spdlog::info("training stopped at step {} (epoch {}): {}", r_.state.step, r_.state.epoch,

@@ -61,6 +61,7 @@ class Loop {
   bool lead() const { return env_.rank == 0; }
   double elapsed() const;
   std::vector<HostBatch> training_batches(uint64_t consumed) const;
+  void settle_optimizer();
   void write_step_checkpoint();
   bool checkpoint_time_due() const;
   bool checkpoint_steps_due() const;

@@ -34,7 +34,10 @@ class Prefetcher {
         batch.emplace(next_.get());  // rethrows what the thread threw
       else
         next_.wait();  // made for another position: never used
+    } else if (ahead_ && next_at_ == consumed) {
+      batch.emplace(std::move(*ahead_));
     }
+    ahead_.reset();
     if (!batch) batch.emplace(make_(consumed));
     if (waited_s)
       *waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -43,10 +46,25 @@ class Prefetcher {
     return std::move(*batch);
   }
 
+  // The batch the next take() returns if the thread has made it already (null otherwise, or
+  // where making it threw: take() makes it again and throws there). Does not block; valid until
+  // the next take().
+  const Batch* ready_next() {
+    if (next_.valid() && next_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      try {
+        ahead_.emplace(next_.get());
+      } catch (...) {
+        return nullptr;  // next_ is spent: take() makes the batch in place and throws there
+      }
+    }
+    return ahead_ ? &*ahead_ : nullptr;
+  }
+
  private:
   Make make_;
   uint64_t stride_;
   std::future<Batch> next_;
+  std::optional<Batch> ahead_;  // next_'s batch, taken out by ready_next()
   uint64_t next_at_ = 0;
 };
 

@@ -48,7 +48,8 @@ Trainee build_trainee(const Config& config, const dist::MpiEnv& env,
   t.adam = std::make_unique<model::KerasAdam>(
       params, model::AdamOptions{config.train.adam_beta1, config.train.adam_beta2,
                                  config.train.adam_epsilon});
-  if (config.train.touched_rows_only)  // the reducer's row-sparse parameter
+  // The reducer's row-sparse parameter; train.embedding_adam_overlap consumes its record.
+  if (config.train.touched_rows_only || config.train.embedding_adam_overlap)
     t.touched_rows = TouchedRows::find(*t.flat, ReducerOptions{}.sparse_rows_param);
   if (cuda_graphs_usable(config, platform)) {
     StepGraphs::use_own_stream(t.device);  // before anything registers gradient hooks
@@ -70,6 +71,13 @@ void connect_trainee(Trainee& t, const Config& config, const dist::MpiEnv& env) 
     options.bucket_mb = config.train.bucket_mb;
     options.wire = config.dist.grad_dtype;
     t.reducer = std::make_unique<GradientReducer>(*t.flat, *t.comm, env, options);
+  }
+  if (config.train.embedding_adam_overlap && t.touched_rows) {
+    // The join may wait until after backward where the embeddings' gradient goes straight into
+    // the rows a step looks up (model/embedding_grad.h), not autograd's dense gradient.
+    const model::ComputeOptions compute = t.model->compute();
+    const bool rows_only = compute.fused_kernels && compute.direct_weight_grads;
+    t.rows_adam = std::make_unique<RowsAdamOverlap>(*t.flat, *t.touched_rows, *t.adam, rows_only);
   }
   if (env.rank == 0)
     spdlog::info(

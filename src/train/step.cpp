@@ -202,6 +202,30 @@ Forward run_micro_batches(Trainee& t, const std::vector<HostBatch>& micro_batche
   return f;
 }
 
+// The word-embedding rows `micro_batches` look up: their ids, and the pad row too where a graph
+// pads with it.
+std::vector<GradientReducer::TokenIds> lookups(const std::vector<HostBatch>& micro_batches,
+                                               bool graphed) {
+  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
+  std::vector<GradientReducer::TokenIds> ids;
+  for (const HostBatch& batch : micro_batches) {
+    ids.emplace_back(batch.text.ids);
+    if (graphed) ids.emplace_back(pad_row);
+  }
+  return ids;
+}
+
+// Keras Adam: in one pass, or with train.embedding_adam_overlap the rows the next step looks up
+// first and the other embedding rows on a side stream.
+void update_parameters(Trainee& t, const torch::Tensor& grads, const StepSettings& settings,
+                       const torch::Tensor& non_finite) {
+  if (!t.rows_adam) return t.adam->step(grads, settings.lr, non_finite);
+  const std::vector<HostBatch>* next = settings.next_batches ? settings.next_batches() : nullptr;
+  if (!next) return t.rows_adam->update(non_finite, settings.lr, nullptr);
+  const std::vector<GradientReducer::TokenIds> ids = lookups(*next, t.graphs != nullptr);
+  t.rows_adam->update(non_finite, settings.lr, &ids);
+}
+
 // The all-reduce (or, with one rank, gathering the gradients), the non-finite check and Keras
 // Adam, with the step's one host sync.
 StepResult reduce_and_update(Trainee& t, const Forward& f, const StepSettings& settings,
@@ -225,7 +249,7 @@ StepResult reduce_and_update(Trainee& t, const Forward& f, const StepSettings& s
     // A non-finite loss or gradient skips the update on the device: no host round trip first.
     torch::Tensor non_finite = grads_non_finite(t, touched).add_(model::non_finite_flag(slots));
     HostCopy stats(torch::cat({slots, non_finite}), t.device);  // loss, tokens, flag
-    t.adam->step(grads, out.lr, non_finite);
+    update_parameters(t, grads, settings, non_finite);
     // The step's one host sync: the 3 floats, while the optimizer's kernels run.
     const float* s = stats.wait();
     out.loss = s[static_cast<int>(StepSlot::kLoss)];
@@ -245,16 +269,13 @@ StepResult train_step(Trainee& t, const std::vector<HostBatch>& micro_batches,
   mark(timer, Phase::kStart);
   const bool graphed = t.graphs != nullptr;
   if (graphed) mark(timer, Phase::kH2D);  // a graph copies its inputs itself
-  // The word-embedding rows the micro-batches touch (the reducer reduces only their union): the
-  // ids, and the pad row too where pad tokens are looked up (a graph's dummies).
-  static const std::vector<int32_t> pad_row{data::XlmrTokenizer::kPad};
-  std::vector<GradientReducer::TokenIds> touched;
-  for (const HostBatch& batch : micro_batches) {
-    touched.emplace_back(batch.text.ids);
-    if (graphed) touched.emplace_back(pad_row);
-  }
+  // The word-embedding rows the micro-batches touch (the reducer reduces only their union).
+  const std::vector<GradientReducer::TokenIds> touched = lookups(micro_batches, graphed);
+  // The last step's deferred embedding rows: done before this step unless it may wait.
+  if (t.rows_adam) t.rows_adam->before_step(touched);
   const Forward f = graphed ? replay_micro_batches(t, micro_batches, settings, touched, timer)
                             : run_micro_batches(t, micro_batches, settings, touched, timer);
+  if (t.rows_adam) t.rows_adam->join();  // before the gradients are reduced and checked
   mark(timer, Phase::kBackward);
   return reduce_and_update(t, f, settings, touched, timer);
 }

@@ -22,6 +22,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "model/xlmr.h"
 #include "train/flat_params.h"
 #include "train/reducer.h"
+#include "train/rows_adam.h"
 #include "train/step_graphs.h"
 #include "train/touched_rows.h"
 
@@ -71,6 +73,9 @@ struct Trainee {
   // train.touched_rows_only: zeroing and the finiteness check cover the dense gradients and
   // the word embeddings' rows the last step wrote (null: the whole buffer).
   std::unique_ptr<TouchedRows> touched_rows;
+  // train.embedding_adam_overlap: the embeddings' rows of Adam the next step does not look up
+  // are updated while it runs (null: KerasAdam::step updates everything).
+  std::unique_ptr<RowsAdamOverlap> rows_adam;
 };
 
 struct StepSettings {
@@ -80,6 +85,9 @@ struct StepSettings {
   uint64_t dropout_seed = 0;
   double margin = 1.0;  // DBL loss margin
   double lr = 0;        // learning rate of this update (the caller's schedule)
+  // With Trainee::rows_adam: the next step's micro-batches where they are already made (the
+  // prefetcher's), else null; asked once, after this step's backward. Unset: null.
+  std::function<const std::vector<HostBatch>*()> next_batches;
 };
 
 struct StepResult {

@@ -52,7 +52,7 @@ class TouchedRows {
   // Zeroes the recorded rows (all of them while the record is "every row").
   void zero_rows();
   // The rows that may hold gradient from now on: int64 row indices on the buffer's device (any
-  // order, duplicates fine); undefined = every row.
+  // order, duplicates fine); undefined = every row, empty = none (train/rows_adam.h consumed them).
   void record(torch::Tensor rows);
   // The rows of `token_ids` on the buffer's device (one rank: the rows its step wrote).
   torch::Tensor rows_of(const TokenIdLists& token_ids) const;
@@ -62,6 +62,8 @@ class TouchedRows {
 
   const std::string& name() const { return name_; }
   int64_t rows() const { return rows_; }
+  int64_t offset() const { return offset_; }  // of the entry in the flat buffer, in elements
+  int64_t width() const { return width_; }
   const torch::Tensor& recorded() const { return recorded_; }  // undefined: every row
   torch::Tensor block() const;                                 // [rows, width] gradient view
 

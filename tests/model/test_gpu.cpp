@@ -258,6 +258,45 @@ TEST_F(Gpu, FusedAdamMatchesTheKerasFixture) {
   EXPECT_LT(max_abs(params.to(torch::kCPU), torch::cat(want)), 1e-6);
 }
 
+// The rows' kernel of train.embedding_adam_overlap (model/kernels/adam_rows.cu) rounds every
+// operation as the CPU loop does: bitwise the CPU's parts, whichever rows go first, a skipped
+// update included; the consumed rows' gradient is zero after.
+TEST_F(Gpu, TheRowsKernelIsBitwiseTheCpuLoop) {
+  if (!fused_kernels_compiled()) GTEST_SKIP() << "this build has no fused kernels";
+  torch::manual_seed(6);
+  const RowBlock block{101, 1000, 768};
+  const int64_t n = block.offset + block.numel() + 77;
+  torch::Tensor cpu = torch::randn({n}), gpu = cpu.to(torch::kCUDA);
+  const AdamOptions o{0.9, 0.999, 1e-7};
+  KerasAdam a(cpu, o), b(gpu, o);
+  for (int t = 1; t <= 4; ++t) {
+    torch::Tensor g = torch::randn({n}) * (t % 2 ? 1e-3 : 1.0);
+    if (t == 2) g[block.offset + 3] = NAN;
+    torch::Tensor g_gpu = g.to(torch::kCUDA);
+    const torch::Tensor first = torch::randint(0, 2, {block.rows}, torch::kByte);
+    const torch::Tensor consume = torch::randint(0, 2, {block.rows}, torch::kByte);
+    const double alpha = a.step_outside(g, 1e-3, non_finite_flag(g), block);
+    a.update_rows(g, alpha, non_finite_flag(g), block, first, true, consume);
+    a.update_rows(g, alpha, non_finite_flag(g), block, first, false, consume);
+    const torch::Tensor flag = non_finite_flag(g_gpu);
+    b.step_outside(g_gpu, 1e-3, flag, block);
+    b.update_rows(g_gpu, alpha, flag, block, first.to(torch::kCUDA), true,
+                  consume.to(torch::kCUDA));
+    b.update_rows(g_gpu, alpha, flag, block, first.to(torch::kCUDA), false,
+                  consume.to(torch::kCUDA));
+    const auto rows = [&](const torch::Tensor& flat) {
+      return flat.narrow(0, block.offset, block.numel()).to(torch::kCPU);
+    };
+    EXPECT_TRUE(torch::equal(rows(gpu), rows(cpu))) << "step " << t;
+    EXPECT_TRUE(torch::equal(rows(b.m()), rows(a.m()))) << "step " << t;
+    EXPECT_TRUE(torch::equal(rows(b.v()), rows(a.v()))) << "step " << t;
+    EXPECT_TRUE(rows(g_gpu).nan_to_num(0).equal(rows(g).nan_to_num(0))) << "the same rows consumed";
+    if (t == 2) a.note_skipped(), b.note_skipped();
+  }
+  // The dense part is the fused kernel's: within its rounding of the CPU loop.
+  EXPECT_LT(max_abs(gpu.to(torch::kCPU), cpu), 5e-6);
+}
+
 TEST_F(Gpu, FusedAdamFollowsTheCpuLoopAndSkipsOnFoundInf) {
   torch::manual_seed(5);
   const int64_t n = 1000003;

@@ -377,6 +377,53 @@ TEST(KerasAdam, FoundInfSkipsTheUpdateAndNoteSkippedKeepsIterationsExact) {
   EXPECT_EQ(adam.iterations(), 2);
 }
 
+// train.embedding_adam_overlap's parts of one update: outside a row block, then the block's rows
+// in two sets (any split), give bitwise what step() gives; the rows marked consumed end with zero
+// gradient, also when found_inf skips the update.
+TEST(KerasAdam, AnUpdateInPartsIsBitwiseTheWholeStepAndConsumesTheMarkedRows) {
+  torch::manual_seed(11);
+  const RowBlock block{37, 50, 9};  // dense values before and after the block
+  const int64_t n = block.offset + block.numel() + 23;
+  torch::Tensor whole = torch::randn({n}), parts = whole.clone();
+  const AdamOptions o{0.8, 0.99, 1e-6};
+  KerasAdam a(whole, o), b(parts, o);
+  for (int t = 1; t <= 4; ++t) {
+    torch::Tensor g = torch::randn({n}) * (t % 2 ? 1e-3 : 1.0);
+    if (t == 3) g[block.offset + 5 * block.width + 2] = NAN;  // skipped, on both sides
+    const torch::Tensor flag = non_finite_flag(g);
+    torch::Tensor first = torch::randint(0, 2, {block.rows}, torch::kByte);
+    torch::Tensor consume = torch::randint(0, 2, {block.rows}, torch::kByte);
+    torch::Tensor g_parts = g.clone();
+    const double want_alpha = a.alpha(1e-2 / t);
+    a.step(g, 1e-2 / t, flag);
+    const double alpha = b.step_outside(g_parts, 1e-2 / t, flag, block);
+    EXPECT_EQ(alpha, want_alpha) << "step " << t;
+    b.update_rows(g_parts, alpha, flag, block, first, /*selected=*/true, consume);
+    b.update_rows(g_parts, alpha, flag, block, first, /*selected=*/false, consume);
+    if (t == 3) a.note_skipped(), b.note_skipped();
+    EXPECT_TRUE(torch::equal(whole, parts)) << "step " << t;
+    EXPECT_TRUE(torch::equal(a.m(), b.m())) << "step " << t;
+    EXPECT_TRUE(torch::equal(a.v(), b.v())) << "step " << t;
+    EXPECT_EQ(a.iterations(), b.iterations());
+    // The consumed rows' gradient is zero, everything else untouched.
+    torch::Tensor rows_after =
+        g_parts.narrow(0, block.offset, block.numel()).view({block.rows, -1});
+    torch::Tensor rows_before = g.narrow(0, block.offset, block.numel()).view({block.rows, -1});
+    for (int64_t r = 0; r < block.rows; ++r) {
+      if (consume[r].item<uint8_t>())
+        EXPECT_TRUE(torch::equal(rows_after[r], torch::zeros({block.width}))) << r;
+      else
+        EXPECT_TRUE(rows_after[r].nan_to_num(0).equal(rows_before[r].nan_to_num(0))) << r;
+    }
+    EXPECT_TRUE(torch::equal(g_parts.narrow(0, 0, block.offset), g.narrow(0, 0, block.offset)));
+  }
+  torch::Tensor g = torch::zeros({n});
+  const torch::Tensor mask = torch::ones({block.rows}, torch::kByte);
+  EXPECT_THROW(b.update_rows(g, 0.1, {}, block, torch::ones({3}, torch::kByte), true, mask),
+               c10::Error);  // a mask of the wrong length
+  EXPECT_THROW(b.step_outside(g, 0.1, {}, RowBlock{n - 5, 2, 3}), c10::Error);  // past the end
+}
+
 TEST(KerasAdam, StateRoundTripsThroughTheFlatMoments) {
   torch::Tensor p = torch::ones({3});
   torch::Tensor g = torch::tensor({0.1f, -0.2f, 0.3f});

@@ -289,6 +289,50 @@ TEST(Loop, AResumeReadsAdamsMomentsByNameInTheFilesLayout) {
   EXPECT_TRUE(torch::equal(s.r.trainee.adam->v(), v));
 }
 
+// train.embedding_adam_overlap through the loop (train/rows_adam.h): the epoch's validation, the
+// checkpoints, a stop and a resume all see the whole update, deferred rows included. 7 steps (an
+// epoch of 5, stopped after 3 and resumed) end with the parameters, the moments, the validation
+// loss and best.h5 bitwise those of 7 uninterrupted steps without it.
+TEST(Loop, TheEmbeddingAdamOverlapTrainsAndResumesBitwiseAsWithout) {
+  TempDir off_dir, on_dir;
+  const Config off = tiny_config(off_dir, {});
+  const Config on = tiny_config(on_dir, {"train.embedding_adam_overlap=true"});
+  train_steps(off, 7);
+  train_steps(on, 3);
+  {
+    Config c = on;
+    c.train.max_steps = 7;
+    TrainOptions resume;
+    resume.resume = "auto";
+    Running s(c, resume);
+    ASSERT_EQ(s.r.resumed_from, step_checkpoint_path(on.run.dir, 3));
+    ASSERT_NE(s.r.trainee.rows_adam, nullptr);
+    Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+  }
+  using PathOf = std::string (*)(const std::string&);
+  const PathOf step_7 = [](const std::string& dir) { return step_checkpoint_path(dir, 7); };
+  for (const auto& [path_of, with_optimizer] :
+       {std::pair{step_7, true}, std::pair{PathOf(&best_checkpoint_path), false}}) {
+    const std::string file = path_of("");
+    const Checkpoint a = read_checkpoint(path_of(off.run.dir), with_optimizer);
+    const Checkpoint b = read_checkpoint(path_of(on.run.dir), with_optimizer);
+    ASSERT_EQ(a.params.size(), b.params.size());
+    for (const auto& [name, t] : a.params)
+      EXPECT_TRUE(torch::equal(t, b.params.at(name))) << file << ": " << name;
+    if (!with_optimizer) continue;
+    EXPECT_TRUE(torch::equal(a.adam_m, b.adam_m)) << file;
+    EXPECT_TRUE(torch::equal(a.adam_v, b.adam_v)) << file;
+  }
+  const auto val_loss = [](const std::string& dir) {
+    for (const auto& j : metrics(dir))
+      if (j["type"] == "epoch") return j["val_loss"].get<double>();
+    return -1.0;
+  };
+  EXPECT_EQ(val_loss(off.run.dir), val_loss(on.run.dir));
+  EXPECT_GT(val_loss(off.run.dir), 0);
+}
+
 // Temporary files of killed checkpoint writers are removed when a run takes the directory.
 TEST(Loop, ARunRemovesTheTemporaryFilesOfKilledCheckpointWriters) {
   TempDir dir;

@@ -5,6 +5,9 @@
 // touch different rows (train.touched_rows_mpi, label "mpi"); a NaN put into one row's gradient
 // skips the step as it does without the option, and the next steps still agree; every row
 // outside the record holds zero gradient after each step.
+// train.embedding_adam_overlap (train/rows_adam.h), which consumes that record: the same bitwise
+// results with the embedding rows the next step does not look up updated after it has run (on
+// the CPU the deferred part runs as late as a GPU's side stream could finish it).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -20,6 +23,7 @@
 #include "mpi_main.h"
 #include "test_util.h"
 #include "train/replica.h"
+#include "train/rows_adam.h"
 #include "train/step.h"
 #include "train/touched_rows.h"
 
@@ -31,20 +35,33 @@ const dist::MpiEnv& g_env = test::mpi_env();
 constexpr int64_t kSteps = 4;
 constexpr int32_t kVocabEnd = 4000;  // the fixture's 4002 rows; a few dozen touched per batch
 
+// How the step zeroes, checks and updates.
+enum class Mode { kWholeBuffer, kTouchedRows, kOverlap };
+
 // The tiny fixture model with dropout (the step's seeds must match too), trained as `train`
 // trains it: build_trainee and connect_trainee (a reducer over MPI with several ranks).
-Trainee make_trainee(bool touched_rows_only) {
+Trainee make_trainee(Mode mode) {
   Config config = default_config();
   config.model.device = DeviceChoice::kCpu;
-  config.train.touched_rows_only = touched_rows_only;
+  config.train.touched_rows_only = mode == Mode::kTouchedRows;
+  config.train.embedding_adam_overlap = mode == Mode::kOverlap;  // implies touched rows
   model::XlmrConfig c = model::read_xlmr_config(test::fixtures_dir() + "/hf-tiny-xlmr/config.json");
   c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.1;
   model::SiameseEncoder encoder(c);
   model::init_weights(*encoder, 7);
   Trainee t = build_trainee(config, g_env, encoder);
   connect_trainee(t, config, g_env);
-  EXPECT_EQ(t.touched_rows != nullptr, touched_rows_only);
+  EXPECT_EQ(t.touched_rows != nullptr, mode != Mode::kWholeBuffer);
+  EXPECT_EQ(t.rows_adam != nullptr, mode == Mode::kOverlap);
   return t;
+}
+
+torch::Tensor word_embeddings(Trainee& t) {
+  for (size_t i = 0; i < t.flat->entries().size(); ++i)
+    if (t.flat->entries()[i].name == "embeddings.word_embeddings.weight")
+      return t.flat->parameters()[i];
+  ADD_FAILURE() << "no word embeddings";
+  return {};
 }
 
 // This rank's micro-batches of step `step`: every rank and step its own ids.
@@ -77,32 +94,40 @@ void expect_zero_outside_record(const TouchedRows& rows, int64_t step) {
 }
 
 // kSteps steps; `poison` (a step, or 0) puts a NaN into row `poison_row` of the word
-// embeddings' gradient on rank 0 during that step's backward.
-Trace run(bool touched_rows_only, int64_t accumulation, int64_t poison = 0,
-          int32_t poison_row = 0) {
-  Trainee t = make_trainee(touched_rows_only);
+// embeddings' gradient on rank 0 during that step's backward. With the overlap, each step is
+// told the next one's batches, except step 3 (as when the prefetcher is late).
+Trace run(Mode mode, int64_t accumulation, int64_t poison = 0, int32_t poison_row = 0) {
+  Trainee t = make_trainee(mode);
   int64_t step = 0;
-  torch::Tensor words;
-  for (size_t i = 0; i < t.flat->entries().size(); ++i)
-    if (t.flat->entries()[i].name == "embeddings.word_embeddings.weight")
-      words = t.flat->parameters()[i];
-  words.register_hook([&](torch::Tensor g) {
+  word_embeddings(t).register_hook([&](torch::Tensor g) {
     if (step != poison || g_env.rank != 0) return g;
     g = g.clone();
     g[poison_row].fill_(std::nanf(""));
     return g;
   });
+  std::vector<std::vector<HostBatch>> steps(kSteps + 2);
+  for (int64_t s = 1; s <= kSteps + 1; ++s) steps[s] = batches(s, accumulation);
   Trace trace;
   for (step = 1; step <= kSteps; ++step) {
     StepSettings settings;
     settings.step = step;
     settings.dropout_seed = static_cast<uint64_t>(50 + step);
     settings.lr = 1e-3;
-    const StepResult r = train_step(t, batches(step, accumulation), settings);
+    if (step != 3) settings.next_batches = [&steps, step] { return &steps[step + 1]; };
+    const StepResult r = train_step(t, steps[step], settings);
     trace.losses.push_back(r.loss);
     trace.applied.push_back(r.applied);
-    trace.grads.push_back(t.flat->grads().clone());
-    if (t.touched_rows) expect_zero_outside_record(*t.touched_rows, step);
+    if (t.rows_adam) {
+      // Deferred unless the next batches were unknown; the gradients are consumed once joined.
+      EXPECT_EQ(t.rows_adam->pending(), step != 3) << step;
+      t.rows_adam->join();
+      EXPECT_TRUE(torch::equal(t.touched_rows->block(), torch::zeros_like(t.touched_rows->block())))
+          << "step " << step;
+      trace.grads.push_back(t.flat->grads().narrow(0, 0, t.touched_rows->offset()).clone());
+    } else {
+      trace.grads.push_back(t.flat->grads().clone());
+      if (t.touched_rows) expect_zero_outside_record(*t.touched_rows, step);
+    }
   }
   trace.params = t.flat->params().clone();
   trace.m = t.adam->m().clone();
@@ -122,7 +147,9 @@ void expect_bitwise_equal(const Trace& on, const Trace& off) {
     EXPECT_TRUE(same_bits(torch::tensor(on.losses[i]), torch::tensor(off.losses[i])))
         << "loss of step " << i + 1 << ": " << on.losses[i] << " vs " << off.losses[i];
     EXPECT_EQ(on.applied[i], off.applied[i]) << "step " << i + 1;
-    EXPECT_TRUE(same_bits(on.grads[i], off.grads[i])) << "gradients of step " << i + 1;
+    // The overlap's trace holds the gradients before the embeddings (it consumes theirs).
+    const torch::Tensor off_grads = off.grads[i].narrow(0, 0, on.grads[i].numel());
+    EXPECT_TRUE(same_bits(on.grads[i], off_grads)) << "gradients of step " << i + 1;
   }
   EXPECT_TRUE(torch::equal(on.params, off.params));
   EXPECT_TRUE(torch::equal(on.m, off.m));
@@ -134,8 +161,16 @@ class TouchedRowsStep : public ::testing::TestWithParam<int64_t> {};
 
 TEST_P(TouchedRowsStep, EqualsZeroingAndCheckingTheWholeBufferBitwise) {
   const int64_t accumulation = GetParam();
-  const Trace off = run(false, accumulation);
-  const Trace on = run(true, accumulation);
+  const Trace off = run(Mode::kWholeBuffer, accumulation);
+  const Trace on = run(Mode::kTouchedRows, accumulation);
+  for (bool applied : on.applied) EXPECT_TRUE(applied);
+  expect_bitwise_equal(on, off);
+}
+
+TEST_P(TouchedRowsStep, TheEmbeddingAdamOverlapEqualsTheWholeStepBitwise) {
+  const int64_t accumulation = GetParam();
+  const Trace off = run(Mode::kWholeBuffer, accumulation);
+  const Trace on = run(Mode::kOverlap, accumulation);
   for (bool applied : on.applied) EXPECT_TRUE(applied);
   expect_bitwise_equal(on, off);
 }
@@ -165,16 +200,18 @@ int32_t row_of_step_2_only() {
 
 TEST(TouchedRowsNonFinite, ANanInOneRowSkipsTheStepAsWithoutTheOptionAndIsZeroedAfter) {
   const int32_t row = row_of_step_2_only();
-  const Trace off = run(false, 1, /*poison=*/2, row);
-  const Trace on = run(true, 1, /*poison=*/2, row);
-  ASSERT_EQ(on.applied, (std::vector<bool>{true, false, true, true}));
-  EXPECT_EQ(on.iterations, kSteps - 1);
-  expect_bitwise_equal(on, off);
+  const Trace off = run(Mode::kWholeBuffer, 1, /*poison=*/2, row);
+  for (Mode mode : {Mode::kTouchedRows, Mode::kOverlap}) {
+    const Trace on = run(mode, 1, /*poison=*/2, row);
+    ASSERT_EQ(on.applied, (std::vector<bool>{true, false, true, true}));
+    EXPECT_EQ(on.iterations, kSteps - 1);
+    expect_bitwise_equal(on, off);
+  }
 }
 
 // The record on several ranks is the union the reducer reduced: more rows than this rank's.
 TEST(TouchedRowsRecord, IsTheReducersUnionOnSeveralRanksAndThisRanksIdsOnOne) {
-  Trainee t = make_trainee(true);
+  Trainee t = make_trainee(Mode::kTouchedRows);
   StepSettings settings;
   settings.step = 1;
   settings.lr = 1e-3;
@@ -189,6 +226,64 @@ TEST(TouchedRowsRecord, IsTheReducersUnionOnSeveralRanksAndThisRanksIdsOnOne) {
     EXPECT_TRUE(torch::equal(t.touched_rows->recorded(), t.reducer->reduced_rows()));
     EXPECT_GT(t.touched_rows->recorded().numel(), own.numel());
   }
+}
+
+// The late join (one replica whose backward adds the embeddings' gradient into the rows it looks
+// up): the deferred rows are updated only after the next step's backward, yet the rows that step
+// looks up hold their updated values before its forward, and the result is bitwise a plain Keras
+// Adam step's. A step told the wrong rows joins before it starts.
+TEST(RowsAdamOverlap, TheRowsLookedUpNextAreReadyBeforeTheStepAndTheRestAfterItsBackward) {
+  Trainee ref = make_trainee(Mode::kWholeBuffer);
+  Trainee t = make_trainee(Mode::kTouchedRows);
+  RowsAdamOverlap overlap(*t.flat, *t.touched_rows, *t.adam, /*late_join=*/true);
+  TouchedRows& rows = *t.touched_rows;
+  const int64_t offset = rows.offset(), end = offset + rows.rows() * rows.width();
+  const int64_t n = t.flat->grads().numel();
+  constexpr int64_t kLast = 6;
+  std::vector<std::vector<int32_t>> ids(kLast + 2);
+  for (int64_t s = 1; s <= kLast + 1; ++s)
+    ids[s] =
+        data::random_text_batch(3, static_cast<uint64_t>(77 * s + g_env.rank), 3, 10, kVocabEnd)
+            .ids;
+  torch::manual_seed(9);
+  torch::NoGradGuard no_grad;
+  for (int64_t s = 1; s <= kLast; ++s) {
+    const TokenIdLists looked_up{std::cref(ids[s])};
+    overlap.before_step(looked_up);
+    // Step 4 was told step 6's rows: it joined. Otherwise the last update is still half done.
+    EXPECT_EQ(overlap.pending(), s > 1 && s != 4) << "step " << s;
+    const torch::Tensor at = torch::tensor(ids[s], torch::kLong);
+    EXPECT_TRUE(torch::equal(word_embeddings(t).index_select(0, at),
+                             word_embeddings(ref).index_select(0, at)))
+        << "step " << s << " looks up rows not yet updated";
+    if (overlap.pending()) {
+      EXPECT_FALSE(torch::equal(t.flat->params(), ref.flat->params())) << "nothing was deferred";
+    }
+    // The step: zeroing, then a backward that writes the dense gradients and adds into the rows
+    // it looks up.
+    rows.zero_rows();
+    rows.zero_dense();
+    ref.flat->zero_grads();
+    const torch::Tensor dense = torch::randn({n}) * 1e-2;
+    const torch::Tensor dout = torch::randn({at.numel(), rows.width()}) * 1e-2;
+    for (Trainee* x : {&t, &ref}) {
+      torch::Tensor g = x->flat->grads();
+      g.narrow(0, 0, offset).copy_(dense.narrow(0, 0, offset));
+      g.narrow(0, end, n - end).copy_(dense.narrow(0, end, n - end));
+      g.narrow(0, offset, end - offset).view({rows.rows(), rows.width()}).index_add_(0, at, dout);
+    }
+    overlap.join();
+    rows.record(rows.rows_of(looked_up));
+    const std::vector<int32_t>& told = ids[s == 3 ? 6 : s + 1];
+    const TokenIdLists next{std::cref(told)};
+    overlap.update(rows.non_finite_flag(), 1e-3, s < kLast ? &next : nullptr);
+    ref.adam->step(ref.flat->grads(), 1e-3, model::non_finite_flag(ref.flat->grads()));
+  }
+  overlap.join();
+  EXPECT_TRUE(torch::equal(t.flat->params(), ref.flat->params()));
+  EXPECT_TRUE(torch::equal(t.adam->m(), ref.adam->m()));
+  EXPECT_TRUE(torch::equal(t.adam->v(), ref.adam->v()));
+  EXPECT_EQ(t.adam->iterations(), ref.adam->iterations());
 }
 
 }  // namespace
