@@ -645,9 +645,10 @@ Origin origin_of(const std::string& file, const YAML::Node& node) {
   return {file + (mark.line >= 0 ? ":" + std::to_string(mark.line + 1) : "")};
 }
 
+// `seen`: the line of each key given so far in the file, dotted or nested alike (yaml-cpp keeps a
+// repeated key twice; "train.patience: 5" and "train: {patience: 6}" name one key).
 void apply_map(Config& config, const YAML::Node& map, const std::string& prefix,
-               const std::string& file) {
-  std::map<std::string, int> seen;  // line of each key: yaml-cpp keeps a repeated key twice
+               const std::string& file, std::map<std::string, int>& seen) {
   for (const auto& item : map) {
     const YAML::Node& key_node = item.first;
     const YAML::Node& value = item.second;
@@ -655,14 +656,14 @@ void apply_map(Config& config, const YAML::Node& map, const std::string& prefix,
     std::string key = prefix.empty() ? key_node.Scalar() : prefix + "." + key_node.Scalar();
     Origin origin = origin_of(file, key_node);
     if (auto [first, fresh] = seen.emplace(key, key_node.Mark().line + 1); !fresh)
-      fail(origin, "'" + key + "' is given twice in this mapping (first at line " +
+      fail(origin, "'" + key + "' is given twice in this file (first at line " +
                        std::to_string(first->second) + "), expected once");
     if (const Field* f = find_field(key)) {
       apply(config, *f, value, origin);
     } else if (is_section_prefix(key)) {
       if (value.IsNull()) continue;  // an empty section keeps its defaults
       if (!value.IsMap()) fail(origin, "'" + key + "' is a section and expects a mapping of keys");
-      apply_map(config, value, key, file);
+      apply_map(config, value, key, file, seen);
     } else if (!accept_retired(key, value, origin)) {
       unknown_key(origin, key);
     }
@@ -718,7 +719,12 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
       throw UserError("--config: " + path + " is a directory, expected a YAML file");
     YAML::Node root;
     try {
-      root = YAML::LoadFile(path);
+      const std::vector<YAML::Node> documents = YAML::LoadAllFromFile(path);
+      if (documents.size() > 1)
+        throw UserError(path + ":" + std::to_string(documents[1].Mark().line + 1) + ": holds " +
+                        std::to_string(documents.size()) +
+                        " YAML documents (separated by ---), expected one");
+      if (!documents.empty()) root = documents.front();
     } catch (const YAML::ParserException& e) {
       throw UserError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
@@ -726,7 +732,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
       throw UserError("--config: cannot read " + path);
     }
     if (root.IsMap()) {
-      apply_map(config, root, "", path);
+      std::map<std::string, int> seen;
+      apply_map(config, root, "", path, seen);
     } else if (!root.IsNull()) {
       throw UserError(path +
                       ": expected a mapping of sections (run:, data:, ...) at the top level");
@@ -843,6 +850,16 @@ std::string config_result_hash(const Config& config) {
   for (const auto& f : schema())
     if (f.affects_results) hash.update(f.key + "=" + value_to_yaml(f.get(config)) + "\n");
   return hash.hex();
+}
+
+std::vector<std::string> config_result_changes(const Config& then, const Config& now) {
+  std::vector<std::string> out;
+  for (const auto& f : schema()) {
+    if (!f.affects_results) continue;
+    const std::string a = value_to_yaml(f.get(then)), b = value_to_yaml(f.get(now));
+    if (a != b) out.push_back(f.key + ": " + a + " then, " + b + " now");
+  }
+  return out;
 }
 
 std::string config_reference_markdown() {

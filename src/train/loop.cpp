@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -166,10 +167,17 @@ StopReason Loop::stop_check() {
   dist::set_step(s.step + 1);  // deadline messages name the step
   // Whether rank 0 is out of time before the next step: rank 0 alone decides.
   const bool out_of_time = lead() && budget_.should_stop(program_seconds(), last_step_seconds_);
-  auto flags = dist::allreduce_max(
-      {stop_requested() ? 1 : 0, out_of_time ? 1 : 0, checkpoint_time_due() ? 1 : 0},
-      "stop-flag reduction");
-  if (flags[0]) return StopReason::kSignal;
+  // A resumed run that early stopping had ended (rank 0 keeps the decision): it stops again.
+  const bool early_stop = lead() && early_.should_stop();
+  auto flags =
+      dist::allreduce_max({stop_requested() ? std::max(1, stop_signal_number()) : 0,
+                           out_of_time ? 1 : 0, checkpoint_time_due() ? 1 : 0, early_stop ? 1 : 0},
+                          "stop-flag reduction");
+  if (flags[0]) {
+    stop_signal_ = static_cast<int>(flags[0]);  // whichever rank was signalled
+    return StopReason::kSignal;
+  }
+  if (flags[3]) return StopReason::kEarlyStopping;
   if (flags[1]) return StopReason::kTime;
   if ((flags[2] || checkpoint_steps_due()) && last_checkpoint_step_ != s.step) {
     if (lead())
@@ -183,7 +191,7 @@ StopReason Loop::stop_check() {
 // Where the last step lies in its epoch (1-based), in steps of this run's global batch.
 int64_t Loop::step_in_epoch() const {
   const TrainState& s = r_.state;
-  const int64_t into = s.pairs_consumed - s.epoch * s.plan().pairs_per_epoch;
+  const int64_t into = s.pairs_consumed - saturated_product(s.epoch, s.plan().pairs_per_epoch);
   return (into + r_.global_batch - 1) / r_.global_batch;
 }
 
@@ -315,12 +323,20 @@ void Loop::reload_best_weights() {
   std::string best =
       lead() && files::exists(best_checkpoint_path(dir)) ? best_checkpoint_path(dir) : "";
   dist::broadcast(best, 0, "broadcast of the best checkpoint's path");
-  if (best.empty()) return;
+  if (best.empty()) {
+    if (lead() && std::isfinite(r_.state.best_val_loss))
+      spdlog::warn(
+          "{} is missing, though validation recorded a best val_loss of {:.5f}: the features "
+          "are exported from the last weights (step {}), not the best ones",
+          best_checkpoint_path(dir), r_.state.best_val_loss, r_.state.step);
+    return;
+  }
   Trainee& t = r_.trainee;
   if (lead())
     model::load_state(*t.model, read_checkpoint(best, false).params, "checkpoint " + best);
   torch::Tensor params = t.flat->params();
   t.comm->broadcast(params, 0);
+  r_.model_description = "weights of " + best;  // what the features say they come from
   if (lead())
     spdlog::info("reloaded the best weights (val_loss {:.5f}) from {}", r_.state.best_val_loss,
                  best);
@@ -342,7 +358,7 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
       spdlog::warn(
           "stopped by signal {}; checkpoint written, exiting with {} so the job can be requeued "
           "(resume with --resume auto)",
-          stop_signal_number(), kExitRequeue);
+          stop_signal_, kExitRequeue);
     return kExitRequeue;
   }
   if (reason == StopReason::kNonFinite) {

@@ -58,9 +58,13 @@ std::string move_aside(const std::string& run_dir, const std::vector<std::string
   const std::string previous = free_previous_dir(run_dir);
   try {
     files::create_directories(previous);
-    for (const auto& name : names)
-      if (files::exists(files::join(run_dir, name)))
-        files::rename(files::join(run_dir, name), files::join(previous, name));
+    for (const auto& name : names) {
+      if (!files::exists(files::join(run_dir, name))) continue;
+      const size_t slash = name.rfind('/');  // "checkpoints/step-...": its folder too
+      if (slash != std::string::npos)
+        files::create_directories(files::join(previous, name.substr(0, slash)));
+      files::rename(files::join(run_dir, name), files::join(previous, name));
+    }
     files::fsync_path(run_dir);
   } catch (const std::runtime_error& e) {
     throw UserError(std::string("run.dir: cannot move the earlier run's files aside: ") + e.what());
@@ -99,6 +103,16 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
                                     "metrics.jsonl", "evaluation.json"};
   if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
   return move_aside(run_dir, names);
+}
+
+std::string set_aside_later_checkpoints(const std::string& run_dir, int64_t step) {
+  std::vector<std::string> later;
+  const std::string dir = checkpoint_dir(run_dir);
+  for (const auto& path : list_step_checkpoints(run_dir)) {
+    const std::string name = path.substr(dir.size() + 1);  // step-<10 digits>.h5
+    if (std::stoll(name.substr(5, name.size() - 8)) > step) later.push_back("checkpoints/" + name);
+  }
+  return later.empty() ? "" : move_aside(run_dir, later);
 }
 
 std::vector<std::string> remove_stale_temporaries(const std::string& run_dir) {

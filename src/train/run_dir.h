@@ -3,6 +3,7 @@
 // earlier run's files are first moved into run.dir/previous-<UTC time>/ (nothing is deleted).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir);
 // auto, which found no step checkpoint; the refusal then says to add --force.
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
                           bool resume_found_nothing = false);
+
+// --resume PATH from step `step`: the step checkpoints in run_dir past it continue another
+// timeline, which --resume auto would pick at the next requeue (and the pruning keep over this
+// one's). Moves them into a new run_dir/previous-<UTC time>/checkpoints/ (returned; "" when there
+// are none).
+std::string set_aside_later_checkpoints(const std::string& run_dir, int64_t step);
 
 // Removes the temporary files of checkpoint writers that were killed (checkpoints/*.h5.tmp.PID,
 // as large as a checkpoint each); returns their paths. Only for the run that holds run_dir

@@ -66,6 +66,14 @@ inline EpochPlan plan_epochs(int64_t train_pairs, int64_t val_pairs, int64_t glo
   return p;
 }
 
+// a x b for non-negative counts, saturating at the largest int64: a cap the configuration allows
+// (train.max_steps, max_epochs, steps_per_epoch up to 2^63 - 1) is then never reached rather than
+// wrapped around to a negative or tiny one.
+inline int64_t saturated_product(int64_t a, int64_t b) {
+  int64_t out = 0;
+  return __builtin_mul_overflow(a, b, &out) ? std::numeric_limits<int64_t>::max() : out;
+}
+
 // The run's schedule measured in pairs of the global pair sequence. It is made once, when a
 // run starts, from the EpochPlan of its global batch, and checkpoints keep it: a run resumed
 // with another global batch (world size, accumulation steps) ends its epochs, cycles its
@@ -83,21 +91,25 @@ struct PairPlan {
   // After a step, with `consumed` pairs consumed and `epochs` epochs completed: whether that
   // step reached (or crossed) the end of the next epoch.
   bool ends_epoch(int64_t consumed, int64_t epochs) const {
-    return consumed >= (epochs + 1) * pairs_per_epoch;
+    return consumed >= saturated_product(epochs + 1, pairs_per_epoch);
   }
-  bool epochs_done(int64_t consumed) const { return consumed >= max_epochs * pairs_per_epoch; }
+  bool epochs_done(int64_t consumed) const {
+    return consumed >= saturated_product(max_epochs, pairs_per_epoch);
+  }
   // train.max_steps (0 = none), in steps of the plan's global batch.
   bool steps_done(int64_t consumed, int64_t max_steps) const {
-    return max_steps > 0 && consumed >= max_steps * global_batch;
+    return max_steps > 0 && consumed >= saturated_product(max_steps, global_batch);
   }
   // Steps an epoch takes at global batch `batch` (the last one may cross the epoch's end).
-  int64_t steps_per_epoch(int64_t batch) const { return (pairs_per_epoch + batch - 1) / batch; }
+  int64_t steps_per_epoch(int64_t batch) const {
+    return pairs_per_epoch / batch + (pairs_per_epoch % batch != 0 ? 1 : 0);
+  }
 };
 
 inline PairPlan plan_in_pairs(const EpochPlan& p, double lr_step_epochs) {
   PairPlan plan;
   plan.global_batch = p.global_batch;
-  plan.pairs_per_epoch = p.steps_per_epoch * p.global_batch;
+  plan.pairs_per_epoch = saturated_product(p.steps_per_epoch, p.global_batch);
   plan.max_epochs = p.max_epochs;
   plan.lr_step_pairs = lr_step_epochs * static_cast<double>(plan.pairs_per_epoch);
   return plan;

@@ -8,6 +8,7 @@
 #include "core/files.h"
 #include "core/log.h"
 #include "core/program_clock.h"
+#include "core/strings.h"
 #include "dist/deadline.h"
 #include "train/loop.h"
 #include "train/replica.h"
@@ -59,10 +60,26 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
       budget.end_of(JobBudget::kExportBefore, program_seconds());
     }
     Loop loop(config, env, r, budget);
+    const int64_t first_step = r.state.step;
     StopReason reason = StopReason::kNone;
     while ((reason = loop.stop_check()) == StopReason::kNone) {
       if ((reason = loop.step()) != StopReason::kNone) break;
       if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
+    }
+    // A budget spent before this run's first step: nothing trained, nothing worth exporting.
+    if (reason == StopReason::kTime && r.state.step == first_step) {
+      if (env.rank == 0) {
+        const std::string why =
+            "run.max_duration: the job's budget of " + format_duration(config.run.max_duration) +
+            " ran out before its first training step (" + format_duration(program_seconds()) +
+            " used by the set-up" +
+            (r.resumed_from.empty() ? " and the export before training" : "") +
+            "; a step, a validation and the final export must fit too): nothing was trained or "
+            "exported; give the job more time";
+        log_error_to_files(why);
+        std::fprintf(stderr, "siamese-xlmr: error: %s\n", why.c_str());
+      }
+      return kExitUserError;
     }
     // The notebook's TimeStopping acts at epoch ends, so the weights it exports were validated:
     // a budget that ends the first epoch early ends it here (JobBudget reserved the time).

@@ -81,6 +81,16 @@ TEST(Config, ResultHashFollowsResultKeysOnly) {
   EXPECT_EQ(config_result_hash(a), config_result_hash(load_config("", {"run.dir=elsewhere"})));
 }
 
+// A resume refused for another configuration names the keys that change results and differ.
+TEST(ConfigHash, TheChangesNameTheKeysThatChangeResultsOnly) {
+  const Config then = load_config("", {"train.lr_max=0.001", "run.dir=a"});
+  const Config now = load_config("", {"train.lr_max=0.002", "train.margin=2", "run.dir=b"});
+  EXPECT_EQ(config_result_changes(then, now),
+            (std::vector<std::string>{"train.lr_max: 0.001 then, 0.002 now",
+                                      "train.margin: 1 then, 2 now"}));
+  EXPECT_TRUE(config_result_changes(then, then).empty());
+}
+
 // Ten-plus distinct mistakes, each with its one clear line.
 TEST(ConfigErrors, UnknownKeySuggestsClosest) {
   expect_error("train:\n  patiense: 3\n", {},
@@ -97,6 +107,15 @@ TEST(ConfigErrors, AKeyOrSectionGivenTwiceNamesBothLines) {
                {"config.yaml:3", "'train.patience' is given twice", "first at line 2"});
   expect_error("run:\n  seed: 1\ntrain:\n  patience: 3\nrun:\n  seed: 2\n", {},
                {"config.yaml:5", "'run' is given twice", "first at line 1"});
+  // Dotted and nested name the same key: the later one silently won.
+  expect_error(
+      "train.patience: 5\ntrain:\n  patience: 6\n", {},
+      {"config.yaml:3", "'train.patience' is given twice in this file", "first at line 1"});
+}
+// A second YAML document (after ---) was silently ignored.
+TEST(ConfigErrors, AFileOfSeveralYamlDocumentsIsRefused) {
+  expect_error("train:\n  patience: 5\n---\n- garbage\n", {},
+               {"config.yaml:", "holds 2 YAML documents", "expected one"});
 }
 TEST(ConfigErrors, WrongTypeNamesKeyValueAndExpectation) {
   expect_error("train:\n  patience: many\n", {},

@@ -91,6 +91,8 @@ TEST(Loop, RunsToMaxStepsThroughAnEpochAndFinishesWithFeatures) {
   // The epoch end wrote best.h5 and step 5, the stop step 7; training can resume from 7.
   EXPECT_TRUE(files::exists(best_checkpoint_path(s.config.run.dir)));
   EXPECT_TRUE(files::exists(step_checkpoint_path(s.config.run.dir, 5)));
+  // The features came from the reloaded best weights, and their "model" attribute says so.
+  EXPECT_EQ(s.r.model_description, "weights of " + best_checkpoint_path(s.config.run.dir));
   const std::string last = step_checkpoint_path(s.config.run.dir, 7);
   const Checkpoint c = read_checkpoint(last);
   EXPECT_NO_THROW(check_resumable(c, last));
@@ -331,6 +333,41 @@ TEST(Loop, TheEmbeddingAdamOverlapTrainsAndResumesBitwiseAsWithout) {
   };
   EXPECT_EQ(val_loss(off.run.dir), val_loss(on.run.dir));
   EXPECT_GT(val_loss(off.run.dir), 0);
+}
+
+// A run that early stopping ended, resumed (a requeue, or a crash in the final export): it stops
+// again before any step, as the epoch and step limits do, rather than train another epoch.
+TEST(Loop, AResumedRunThatEarlyStoppingEndedStopsBeforeAnyStep) {
+  TempDir dir;
+  Running s(tiny_config(dir, {"train.patience=2"}));
+  s.r.state.best_val_loss = 0.5;
+  s.r.state.epochs_without_improvement = 2;  // as the checkpoint of the stopping epoch says
+  Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+  EXPECT_EQ(loop.stop_check(), StopReason::kEarlyStopping);
+  s.r.state.epochs_without_improvement = 1;
+  Loop going_on(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+  EXPECT_EQ(going_on.stop_check(), StopReason::kNone);
+}
+
+// --resume PATH from an earlier step starts another history: the step checkpoints past it go
+// into previous-<time>/checkpoints/, so that a requeue's --resume auto continues the new history
+// (and the pruning does not drop the resumed file for the abandoned ones).
+TEST(Loop, AResumeFromAnEarlierStepSetsTheLaterCheckpointsAside) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  train_steps(config, 7);  // step checkpoints 5 (the epoch's end) and 7
+  const std::string five = step_checkpoint_path(config.run.dir, 5);
+  TrainOptions resume;
+  resume.resume = five;
+  Running s(config, resume);
+  ASSERT_EQ(s.r.resumed_from, five);
+  EXPECT_EQ(list_step_checkpoints(config.run.dir), std::vector<std::string>{five});
+  std::vector<std::string> aside;
+  for (const auto& name : files::list(config.run.dir))
+    if (name.rfind("previous-", 0) == 0)
+      for (const auto& file : files::list(config.run.dir + "/" + name + "/checkpoints"))
+        aside.push_back(file);
+  EXPECT_EQ(aside, std::vector<std::string>{"step-0000000007.h5"});
 }
 
 // Temporary files of killed checkpoint writers are removed when a run takes the directory.

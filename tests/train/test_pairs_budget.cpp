@@ -142,6 +142,19 @@ TEST(JobBudgetCli, SetUpTrainingAndTheFinalExportFitTheWholeBudget) {
   EXPECT_LT(wall, budget + 30) << "whole command took " << wall << " s";
 }
 
+// A budget the set-up alone spends: no step, so nothing trained or exported; one line saying
+// so and exit 2, not a "done" with the untrained encoder's features.
+TEST(JobBudgetCli, ABudgetSpentBeforeTheFirstStepIsOneLineAndExit2) {
+  test::TempDir dir;
+  auto r = test::train(1, test::train_config(dir.path()), "run.max_duration=0.05");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("siamese-xlmr: error: run.max_duration: the job's budget of "),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("ran out before its first training step"), std::string::npos) << r.err;
+  EXPECT_FALSE(files::exists(dir.path("run/features.h5")));
+}
+
 TEST(JobBudgetCli, ABudgetThatEndsTheFirstEpochStillValidatesTheWeightsItExports) {
   // The notebook's TimeStopping acts at epoch ends, so the weights it exports were validated.
   // An epoch far longer than the budget: the run ends it when the budget stops training, and

@@ -415,7 +415,9 @@ TEST_F(StepGraphsGpu, TheEmbeddingAdamOverlapFollowsThePlainUpdate) {
         return i + 1 < steps.size() ? &steps[i + 1] : nullptr;
       };
       EXPECT_TRUE(train_step(trainee_, steps[i], settings, nullptr).applied);
-      if (overlap) EXPECT_EQ(trainee_.rows_adam->pending(), i + 1 < steps.size());
+      if (overlap) {
+        EXPECT_EQ(trainee_.rows_adam->pending(), i + 1 < steps.size());
+      }
     }
     if (trainee_.rows_adam) trainee_.rows_adam->join();
     State out{trainee_.flat->params().to(torch::kCPU), trainee_.adam->m().to(torch::kCPU),

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -97,6 +98,26 @@ TEST(PairPlan, KeepsTheStepRulesAtItsOwnBatchAndThePairCountsAtAnother) {
   EXPECT_TRUE(plan.steps_done(56, 7));
   EXPECT_EQ(plan.steps_per_epoch(16), 3);
   EXPECT_EQ(plan.steps_per_epoch(32), 2);
+}
+
+// The caps the configuration accepts go up to 2^63 - 1 pairs' worth and beyond: counted in
+// pairs they must never be reached early by wrapping around (a huge train.max_steps once
+// stopped at step 0, a huge steps_per_epoch gave "0 steps per epoch" or a negative schedule).
+TEST(PairPlan, HugeCapsAreNeverReachedRatherThanWrappedAround) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const PairPlan plan = plan_in_pairs(plan_epochs(1000, 100, 8, 5, kMax), 2.0);
+  EXPECT_FALSE(plan.epochs_done(1 << 30));
+  EXPECT_FALSE(plan.steps_done(1 << 30, int64_t{1} << 61));
+  EXPECT_FALSE(plan.steps_done(1 << 30, kMax));
+  const PairPlan long_epochs = plan_in_pairs(plan_epochs(1000, 100, 8, kMax, 3), 2.0);
+  EXPECT_EQ(long_epochs.pairs_per_epoch, kMax);
+  EXPECT_FALSE(long_epochs.empty());
+  EXPECT_FALSE(long_epochs.ends_epoch(1 << 30, 0));
+  EXPECT_FALSE(long_epochs.ends_epoch(1 << 30, 5));
+  EXPECT_EQ(long_epochs.steps_per_epoch(8), kMax / 8 + 1);
+  const PairPlan odd = plan_in_pairs(plan_epochs(1000, 100, 8, (int64_t{1} << 60) + 1, 3), 2.0);
+  EXPECT_EQ(odd.pairs_per_epoch, kMax);  // 8 x (2^60 + 1) > 2^63 - 1
+  EXPECT_GT(odd.steps_per_epoch(8), 0);
 }
 
 // A simulated job: set-up, export, then steps of `step` seconds until the budget says stop,
