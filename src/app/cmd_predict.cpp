@@ -8,6 +8,7 @@
 
 #include "app/commands.h"
 #include "app/inference.h"
+#include "core/checksum.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "core/files.h"
@@ -110,7 +111,8 @@ int predict_texts(const Config& config, const PredictArgs& a) {
 }
 
 // submission.csv has the rows of the test set the features were exported with; a data.test_csv
-// changed since (another file: another size) would silently get the old set's rows.
+// changed since (another size, or the same size with other bytes: edited texts or ids) would
+// silently get the old set's rows. Files written before the hash came are checked by size.
 void check_test_csv_matches(const Config& config, const io::H5File& f) {
   const std::string& csv = config.data.test_csv;
   if (!f.has_attr("test_csv_bytes") || csv.empty() || !files::exists(csv)) return;
@@ -120,6 +122,18 @@ void check_test_csv_matches(const Config& config, const io::H5File& f) {
                     std::to_string(bytes) + " bytes) but data.test_csv " + csv + " has " +
                     std::to_string(files::size(csv)) +
                     " bytes; run `siamese-xlmr export --force` for its rows");
+  if (!f.has_attr("test_csv_xxh3")) return;
+  std::string now;
+  try {
+    now = file_checksum(csv);
+  } catch (const std::exception& e) {
+    throw UserError(std::string("data.test_csv: ") + e.what());
+  }
+  if (now != f.attr_string("test_csv_xxh3"))
+    throw UserError(
+        f.path() + " holds the test set of " + f.attr_string("test_csv") + " but data.test_csv " +
+        csv + " has changed since (same size, other bytes: XXH3 " + now + ", then " +
+        f.attr_string("test_csv_xxh3") + "); run `siamese-xlmr export --force` for its rows");
 }
 
 // The rows of the test file that export left out as bad (data.bad_rows: skip) have no line in

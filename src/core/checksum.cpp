@@ -64,6 +64,23 @@ void hash_range(Xxh3& hash, int fd, uint64_t offset, uint64_t size, const std::s
 
 }  // namespace
 
+std::string file_checksum(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  try {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0)
+      throw std::runtime_error("cannot stat " + path + ": " + std::strerror(errno));
+    Xxh3 hash;
+    hash_range(hash, fd, 0, static_cast<uint64_t>(st.st_size), path);
+    ::close(fd);
+    return hash.hex();
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
 std::string file_identity(const std::string& path) {
   constexpr uint64_t kMiB = 1 << 20;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

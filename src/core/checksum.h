@@ -30,5 +30,7 @@ class Xxh3 {
 // first and last MiB, as "<size>:<32 hex digits>" (whole files up to 2 MiB). Reads at most
 // 2 MiB; throws std::runtime_error when the file cannot be read.
 std::string file_identity(const std::string& path);
+// The XXH3 of a whole file (32 hex digits); throws std::runtime_error when it cannot be read.
+std::string file_checksum(const std::string& path);
 
 }  // namespace sx

@@ -98,6 +98,8 @@ PairList config_pairs(const Config& config, const LabeledCorpus& corpus, int64_t
 }  // namespace
 
 PairList training_pairs(const Config& config, const CorpusSplit& split, PairReport* report) {
+  // (A validation share of a small corpus may lack a label by chance; its loss is still defined.)
+  check_both_labels(split.train, "data.train_csv (its training corpus)");
   return config_pairs(config, split.train, config.data.train_pairs, 1,
                       "data.train_csv (its training corpus)", report);
 }

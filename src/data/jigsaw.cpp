@@ -84,6 +84,10 @@ class JigsawFile {
     report_.path = path;
     std::string_view bytes = mapping_->bytes();
     if (bytes.substr(0, 3) == "\xEF\xBB\xBF") bytes.remove_prefix(3);  // a UTF-8 BOM
+    if (bytes.substr(0, 2) == "\xFF\xFE" || bytes.substr(0, 2) == "\xFE\xFF")
+      throw UserError(where() +
+                      ":1: the file is UTF-16 (it starts with a UTF-16 byte order "
+                      "mark), expected UTF-8: convert it (iconv -f UTF-16 -t UTF-8)");
     CsvRow header;
     const char* body =
         parse_csv_record(bytes.data(), bytes.data() + bytes.size(), options.limits, header, line_);

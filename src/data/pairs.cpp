@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -313,6 +314,19 @@ PairList build_pairs(const LabeledCorpus& corpus, const PairOptions& options, Pa
   PairList out(std::move(pairs));
   rep.fingerprint = pairs_fingerprint(corpus, out);
   return out;
+}
+
+void check_both_labels(const LabeledCorpus& corpus, const std::string& source) {
+  std::map<std::string, std::array<size_t, 2>> per_language;  // texts per label
+  for (size_t i = 0; i < corpus.size(); ++i)
+    ++per_language[corpus.langs[i]][corpus.labels[i] ? 1 : 0];
+  for (const auto& [lang, counts] : per_language)
+    if (counts[0] == 0 || counts[1] == 0)
+      throw UserError(source + ": all " + std::to_string(counts[0] + counts[1]) + " texts in '" +
+                      lang + "' are " + (counts[0] ? "normal" : "toxic") +
+                      ", expected both labels: pairs of one label only teach the encoder nothing "
+                      "about toxicity (check data.train_label_fields, "
+                      "data.multilingual_label_fields and data.label_threshold)");
 }
 
 void check_notebook_text_lengths(const LabeledCorpus& corpus, const std::string& source) {

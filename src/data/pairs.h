@@ -89,6 +89,10 @@ struct PairOptions {
 PairList build_pairs(const LabeledCorpus& corpus, const PairOptions& options,
                      PairReport* report = nullptr);
 
+// A UserError naming `source` when a language of `corpus` has texts of one label only: its pairs
+// would all be of one category (a label field or threshold that marks nothing toxic).
+void check_both_labels(const LabeledCorpus& corpus, const std::string& source);
+
 // The notebook's generate_text_probabilities asserts max_chars_number > 100: in every language
 // and label of a corpus it samples, the longest text has more than 100 characters (code points
 // of the stripped text). Throws a UserError naming `source` ("data.train_csv, training

@@ -218,21 +218,52 @@ nlohmann::json json_of(const Evaluation& e) {
   return j;
 }
 
-// The table's last line: the means (before -> after with `before`), or why there are none.
+// The means before and after over the languages both files scored: a comparison of the same
+// folds (each file's own mean may cover other languages).
+struct PairedMeans {
+  int64_t languages = 0;
+  double logistic_before = 0, logistic_after = 0, centroid_before = 0, centroid_after = 0;
+};
+
+PairedMeans paired_means(const Evaluation& after, const Evaluation& before) {
+  PairedMeans m;
+  for (const auto& a : after.folds)
+    for (const auto& b : before.folds)
+      if (b.language == a.language && !a.skipped && !b.skipped) {
+        ++m.languages;
+        m.logistic_before += b.auc_logistic, m.logistic_after += a.auc_logistic;
+        m.centroid_before += b.auc_centroid, m.centroid_after += a.auc_centroid;
+      }
+  if (m.languages > 0) {
+    const double n = static_cast<double>(m.languages);
+    m.logistic_before /= n, m.logistic_after /= n, m.centroid_before /= n, m.centroid_after /= n;
+  }
+  return m;
+}
+
+// The table's last line: the means (before -> after with `before`, over the languages both
+// scored), or why there are none.
 std::string mean_line(const Evaluation& after, const Evaluation* before) {
-  char line[256];
+  char line[320];
   const bool none_after = !after.evaluated, none_before = before && !before->evaluated;
+  const PairedMeans paired = before ? paired_means(after, *before) : PairedMeans{};
   if (none_after || none_before) {
     std::string which;  // the side without a mean, when the other has one
     if (before && none_after != none_before) which = none_after ? "after: " : "before: ";
     std::snprintf(line, sizeof line, "%-8s %6s %6s   %s%s\n", "mean", "", "", which.c_str(),
                   kNoMean);
+  } else if (before && paired.languages == 0) {
+    std::snprintf(line, sizeof line, "%-8s %6s %6s   no language is scored in both files\n", "mean",
+                  "", "");
   } else if (before) {
-    std::snprintf(line, sizeof line,
-                  "%-8s %6s %6s   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)\n", "mean", "",
-                  "", *before->mean_logistic, *after.mean_logistic,
-                  *after.mean_logistic - *before->mean_logistic, *before->mean_centroid,
-                  *after.mean_centroid, *after.mean_centroid - *before->mean_centroid);
+    const bool all = paired.languages == after.evaluated && paired.languages == before->evaluated;
+    const std::string over =
+        all ? "" : " over the " + std::to_string(paired.languages) + " scored in both";
+    std::snprintf(
+        line, sizeof line, "%-8s %6s %6s   %6.4f -> %6.4f (%+.4f)   %6.4f -> %6.4f (%+.4f)%s\n",
+        "mean", "", "", paired.logistic_before, paired.logistic_after,
+        paired.logistic_after - paired.logistic_before, paired.centroid_before,
+        paired.centroid_after, paired.centroid_after - paired.centroid_before, over.c_str());
   } else {
     std::snprintf(line, sizeof line, "%-8s %6s %6s   %10.4f   %12.4f\n", "mean", "", "",
                   *after.mean_logistic, *after.mean_centroid);
@@ -244,7 +275,17 @@ std::string mean_line(const Evaluation& after, const Evaluation* before) {
 
 std::string to_json(const Evaluation& after, const Evaluation* before) {
   nlohmann::json j{{"after", json_of(after)}};
-  if (before) j["before"] = json_of(*before);
+  if (before) {
+    j["before"] = json_of(*before);
+    // The comparison: both means over the languages both files scored.
+    const PairedMeans m = paired_means(after, *before);
+    j["scored_in_both"] = {{"languages", m.languages},
+                           {"mean_auc_logistic_regression_before", m.logistic_before},
+                           {"mean_auc_logistic_regression_after", m.logistic_after},
+                           {"mean_auc_centroid_before", m.centroid_before},
+                           {"mean_auc_centroid_after", m.centroid_after}};
+    if (m.languages == 0) j["scored_in_both"] = {{"languages", 0}};
+  }
   return j.dump(2) + "\n";
 }
 

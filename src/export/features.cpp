@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 
+#include "core/checksum.h"
 #include "core/files.h"
 #include "encode/encode_texts.h"
 #include "io/hdf5.h"
@@ -43,6 +44,7 @@ std::vector<uint64_t> shape(size_t rows, int64_t cols) {
 void describe_test_set(io::H5File& f, const Config& config, const data::TestCorpus& test) {
   f.set_attr("test_csv", config.data.test_csv);
   f.set_attr("test_csv_bytes", static_cast<int64_t>(files::size(config.data.test_csv)));
+  f.set_attr("test_csv_xxh3", file_checksum(config.data.test_csv));
   f.set_attr("test_rows_skipped", static_cast<int64_t>(test.skipped));
 }
 

@@ -9,12 +9,35 @@
 
 namespace sx::model {
 
+namespace {
+
+// The encoder of `xc` (from `source`); a model too large for the memory is the configuration's
+// mistake, one line, not an allocator's stack trace.
+SiameseEncoder make_encoder(const XlmrConfig& xc, double pool_ln_eps, const std::string& source) {
+  try {
+    return SiameseEncoder(xc, pool_ln_eps);
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("alloc") == std::string::npos) throw;
+    throw UserError(source + ": the model it describes (hidden_size " +
+                    std::to_string(xc.hidden_size) + ", " + std::to_string(xc.num_hidden_layers) +
+                    " layers, intermediate_size " + std::to_string(xc.intermediate_size) +
+                    ", vocab_size " + std::to_string(xc.vocab_size) +
+                    ") does not fit in this machine's memory: " + what.substr(0, what.find('\n')));
+  } catch (const std::bad_alloc&) {
+    throw UserError(source + ": the model it describes does not fit in this machine's memory");
+  }
+}
+
+}  // namespace
+
 BuiltEncoder build_encoder(const Config& config) {
   BuiltEncoder out;
   if (!config.model.pretrained.empty()) {
     const std::string& dir = config.model.pretrained;
     XlmrConfig xc = read_xlmr_config(files::join(dir, "config.json"));
-    out.encoder = SiameseEncoder(xc, config.model.pool_ln_eps);
+    out.encoder = make_encoder(xc, config.model.pool_ln_eps,
+                               "model.pretrained " + files::join(dir, "config.json"));
     LoadReport report = load_state(*out.encoder, read_hf_weights(dir), "model.pretrained: " + dir);
     out.description = dir + " (" + std::to_string(report.tensors_loaded) + " tensors" +
                       (report.pool_ln_from_file ? "" : "; pooling LayerNorm starts at 1/0") + ")";
@@ -24,7 +47,7 @@ BuiltEncoder build_encoder(const Config& config) {
           "model.pretrained and model.config are both empty: name an HF model "
           "directory, or a config.json to initialise from");
     XlmrConfig xc = read_xlmr_config(config.model.config);
-    out.encoder = SiameseEncoder(xc, config.model.pool_ln_eps);
+    out.encoder = make_encoder(xc, config.model.pool_ln_eps, "model.config " + config.model.config);
     init_weights(*out.encoder, static_cast<uint64_t>(config.run.seed));
     out.description = "random initialisation from " + config.model.config;
   }

@@ -197,6 +197,19 @@ TEST(Jigsaw, MissingColumnNamesItAndTheHeader) {
   EXPECT_NE(msg.find("the header has: comment_text, toxic"), std::string::npos) << msg;
 }
 
+// A UTF-16 export (a spreadsheet's "Unicode text") was reported as a missing column with the
+// header's raw bytes cut at the first NUL.
+TEST(Jigsaw, AUtf16FileIsNamedAsSuch) {
+  test::TempDir dir;
+  for (const std::string& bom : {std::string("\xFF\xFE"), std::string("\xFE\xFF")}) {
+    auto path = dir.write("u.csv", bom + std::string("c\0o\0m\0", 6));
+    std::string msg =
+        test::error_of([&] { load_labeled_csv(path, kEnglish, options(BadRows::kSkip)); });
+    EXPECT_NE(msg.find(":1: the file is UTF-16"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("expected UTF-8"), std::string::npos) << msg;
+  }
+}
+
 TEST(Jigsaw, EmptyFileAndHeaderOnly) {
   test::TempDir dir;
   auto empty = dir.write("e.csv", "");

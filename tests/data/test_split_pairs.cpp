@@ -542,5 +542,27 @@ TEST(Pairs, ResumingWithAnotherWorldSizeContinuesTheSameSequence) {
   for (uint64_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], i);
 }
 
+// A label field or threshold that marks no text toxic leaves pairs of one category: refused,
+// naming the source and the language, rather than trained on silently.
+TEST(Pairs, ACorpusWithOneLabelOnlyIsRefusedNamingTheLanguage) {
+  EXPECT_NO_THROW(check_both_labels(corpus(50, "en", 1000000), "data.train_csv"));  // row 0 toxic
+  LabeledCorpus c;  // the same texts, none toxic
+  for (size_t i = 0; i < 50; ++i) {
+    c.texts.push_back("en text number " + std::to_string(i));
+    c.labels.push_back(0);
+    c.langs.push_back("en");
+    c.rows.push_back(static_cast<int64_t>(i));
+  }
+  try {
+    check_both_labels(c, "data.train_csv");
+    ADD_FAILURE() << "no error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.train_csv: all 50 texts in 'en' are normal, "
+                                         "expected both labels"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace sx::data

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdio>
 
 #include "core/error.h"
 #include "evaluate/evaluate.h"
@@ -152,6 +153,32 @@ TEST(Evaluate, NoScoredFoldGivesNoMeanAndSaysWhy) {
   EXPECT_EQ(last_line(to_table(none, &none)), mean_row);
   EXPECT_NE(last_line(to_table(none, &both)).find("   after: " + why), std::string::npos);
   EXPECT_NE(last_line(to_table(both, &none)).find("   before: " + why), std::string::npos);
+}
+
+// evaluate --before on files that scored other languages: the mean row compares the languages
+// both scored, and says so, rather than each file's own mean (a made-up change).
+TEST(Evaluate, TheMeansBeforeAndAfterCoverTheLanguagesBothScored) {
+  test::TempDir dir;
+  const Evaluation after = evaluate_features(write_features(dir, "after.h5", 6, false));
+  ASSERT_EQ(after.evaluated, 2);
+  Evaluation before = after;  // "es" missing before; "en" scored lower
+  before.folds.pop_back();
+  before.folds[0].auc_logistic = 0.5, before.folds[0].auc_centroid = 0.25;
+  before.evaluated = 1;
+  before.mean_logistic = 0.5, before.mean_centroid = 0.25;
+  const std::string table = to_table(after, &before);
+  const std::string mean = table.substr(table.rfind('\n', table.size() - 2) + 1);
+  char want[160];
+  std::snprintf(want, sizeof want, "%6.4f -> %6.4f (%+.4f)", 0.5, after.folds[0].auc_logistic,
+                after.folds[0].auc_logistic - 0.5);
+  EXPECT_NE(mean.find(want), std::string::npos) << mean;
+  EXPECT_NE(mean.find("over the 1 scored in both"), std::string::npos) << mean;
+  const auto json = nlohmann::json::parse(to_json(after, &before));
+  EXPECT_EQ(json["scored_in_both"]["languages"], 1);
+  EXPECT_EQ(json["scored_in_both"]["mean_auc_logistic_regression_before"], 0.5);
+  EXPECT_EQ(json["scored_in_both"]["mean_auc_centroid_after"], after.folds[0].auc_centroid);
+  // The same languages: the plain means, no remark.
+  EXPECT_EQ(to_table(after, &after).find("scored in both"), std::string::npos);
 }
 
 TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {

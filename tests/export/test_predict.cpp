@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cmath>
 #include <sstream>
 
@@ -361,6 +362,19 @@ TEST_F(Predict, RefusesATestCsvOtherThanTheFeatures) {
   EXPECT_NE(r.err.find("holds the test set of " + data_->test_csv), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("but data.test_csv " + other + " has 35 bytes"), std::string::npos) << r.err;
   EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(files::exists(dir.path("s.csv")));
+  // The same size with other bytes (two ids swapped, a text edited): refused too.
+  std::string edited = test::read_file(data_->test_csv);
+  size_t at = edited.find(',', edited.find('\n') + 1);  // in the first row's text
+  while (at < edited.size() && !std::isalpha(static_cast<unsigned char>(edited[at]))) ++at;
+  ASSERT_LT(at, edited.size());
+  edited[at] = edited[at] == 'x' ? 'y' : 'x';
+  const std::string same_size = dir.write("same.csv", edited);
+  auto s = test::run_cli(cli("predict --force --out " + dir.path("s.csv")) +
+                         " run.log_level=warn data.test_csv=" + same_size);
+  EXPECT_EQ(s.exit_code, 2) << s.err;
+  EXPECT_NE(s.err.find("has changed since (same size, other bytes"), std::string::npos) << s.err;
+  EXPECT_EQ(test::count_lines(s.err), 1u) << s.err;
   EXPECT_FALSE(files::exists(dir.path("s.csv")));
 }
 
