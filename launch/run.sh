@@ -12,9 +12,13 @@
 # mpirun runs as this script's child: signals sent to the script (SIGUSR1, SIGUSR2, SIGTERM)
 # are forwarded to it, and its stderr passes through a watch that notes how the job ends. When a
 # rank has ended the job but mpirun cannot finish (a host it cannot reach any more), the script
-# ends mpirun SX_ABORT_GRACE seconds (default 5) later. The exit code is the program's (0, 1,
-# 2, 4, 75; README); Open MPI's own codes for a lost host, a killed rank or daemons that did
-# not start become 1 (2 for daemons that did not start), with one line saying what happened.
+# ends mpirun SX_ABORT_GRACE seconds (default 5) later. Across hosts, Open MPI must start its
+# daemon on every host within SX_START_TIMEOUT seconds (default 120, 0: no limit), and it
+# declares a host lost once the link to its daemon has been dead for dist.collective_timeout
+# + 8 s (TCP keepalive), also after the ranks have finished. The exit code is the program's
+# (0, 1, 2, 4, 75; README); Open MPI's own codes for a lost host or a killed rank become 1,
+# daemons that did not start 2, and a stop that rank 0 reported after its checkpoint 75 (mpirun
+# exits 1 after a SIGTERM), each with one line saying what happened.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SX_BIN:-$root/build/src/app/siamese-xlmr}
@@ -22,47 +26,114 @@ bin=${SX_BIN:-$root/build/src/app/siamese-xlmr}
 config=$1
 shift
 [ -x "$bin" ] || { echo "launch/run.sh: $bin not built; run launch/build.sh" >&2; exit 2; }
-grace=${SX_ABORT_GRACE:-5}
 
+# number NAME MIN DEFAULT: the value of the environment knob NAME (DEFAULT when unset or
+# empty), a whole number >= MIN; anything else ends the script with one line and exit 2.
+number() {
+  local name=$1 min=$2 value=${!1:-$3}
+  if ! [[ $value =~ ^[0-9]{1,9}$ ]] || [ $((10#$value)) -lt "$min" ]; then
+    local want="a whole number >= $min"
+    [ "$min" = 1 ] && want="a positive integer"
+    echo "launch/run.sh: $name is '$value'; expected $want" >&2
+    exit 2
+  fi
+  echo $((10#$value))
+}
+grace=$(number SX_ABORT_GRACE 0 5)
+start_timeout=$(number SX_START_TIMEOUT 0 120)
+cpu_ranks=$(number SX_CPU_RANKS 1 2)
+
+# CUDA_VISIBLE_DEVICES, when set, is what CUDA sees: its device ids or GPU-/MIG- UUIDs up to the
+# first entry that is neither (CUDA stops there), so "", "-1" or "NoDevFiles" (Slurm without
+# GPUs) mean no GPU.
+visible_gpus() {
+  local n=0 entry
+  local IFS=,
+  for entry in $1; do
+    entry=${entry//[[:space:]]/}
+    [[ $entry =~ ^([0-9]+|(GPU|MIG)-[[:alnum:]/-]+)$ ]] || break
+    n=$((n + 1))
+  done
+  echo "$n"
+}
 gpus=0
-if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
-  gpus=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
+if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
+  gpus=$(visible_gpus "$CUDA_VISIBLE_DEVICES")
 elif command -v nvidia-smi >/dev/null 2>&1; then
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 fi
-per_node=${SX_RANKS_PER_NODE:-}
-if [ -z "$per_node" ]; then
-  if [ "$gpus" -gt 0 ]; then per_node=$gpus; else per_node=${SX_CPU_RANKS:-2}; fi
+if [ -n "${SX_RANKS_PER_NODE:-}" ]; then
+  per_node=$(number SX_RANKS_PER_NODE 1 1)
+elif [ "$gpus" -gt 0 ]; then
+  per_node=$gpus
+else
+  per_node=$cpu_ranks
 fi
-cores=$(nproc)
+# The cores this process may run on (nproc alone would answer OMP_NUM_THREADS).
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 per_rank=$(( cores / per_node )); [ "$per_rank" -ge 1 ] || per_rank=1
 
 # Every host of the hostfile must resolve before anything starts: a typo fails here, in one
-# line, instead of in Open MPI's daemon start-up.
+# line, instead of in Open MPI's daemon start-up. (getent ahosts: names and literal addresses;
+# `getent hosts` would want a reverse DNS entry for an address.)
 check_hostfile() {
   local file=$1 line=0 host rest
   [ -r "$file" ] || { echo "launch/run.sh: SX_HOSTFILE $file cannot be read" >&2; exit 2; }
   while read -r host rest || [ -n "$host" ]; do
     line=$((line + 1))
     case $host in '' | '#'*) continue ;; esac
-    getent hosts "$host" >/dev/null || {
-      echo "launch/run.sh: $file:$line: host '$host' does not resolve (getent hosts); expected one 'nodename slots=N' line per node" >&2
+    getent ahosts "$host" >/dev/null || {
+      echo "launch/run.sh: $file:$line: host '$host' does not resolve (getent ahosts); expected one 'nodename slots=N' line per node" >&2
       exit 2
     }
   done <"$file"
+  grep -q '^[[:space:]]*[^#[:space:]]' "$file" ||
+    { echo "launch/run.sh: SX_HOSTFILE $file names no host; expected one 'nodename slots=N' line per node" >&2; exit 2; }
+}
+
+# dist.collective_timeout of this job in whole seconds (the configuration and the key=value
+# arguments; 600, the default, when it cannot be read: the program itself will say why).
+collective_timeout() {
+  local arg skip=0 overrides=() value
+  for arg in "$@"; do
+    if [ "$skip" = 1 ]; then skip=0; continue; fi
+    case $arg in
+      --resume) skip=1 ;;
+      -*) ;;
+      *=*) overrides+=("$arg") ;;
+    esac
+  done
+  value=$("$bin" config --config "$config" --get dist.collective_timeout ${overrides[@]+"${overrides[@]}"} 2>/dev/null) || value=600
+  [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] || value=600
+  awk -v t="$value" 'BEGIN { s = int(t); if (s < t) s++; print s }'
 }
 
 # No -q: Open MPI's messages pass through watch_stderr below, which needs them.
 args=(--map-by "slot:PE=$per_rank" --bind-to core)
 [ "$per_rank" -eq 1 ] && [ "$per_node" -gt "$cores" ] && args=(--oversubscribe --bind-to none)
+remote=0 dead_after=""  # whether Open MPI starts daemons on other hosts
 if [ -n "${SX_HOSTFILE:-}" ]; then
   check_hostfile "$SX_HOSTFILE"
   nodes=$(grep -cv '^\s*\(#\|$\)' "$SX_HOSTFILE")
   args+=(--hostfile "$SX_HOSTFILE" -np $(( nodes * per_node )) --npernode "$per_node")
+  remote=1
 elif [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_NTASKS:-}" ]; then
   args+=(-np "$SLURM_NTASKS")   # nodes and slots come from the Slurm allocation
+  remote=1
 else
   args+=(-np "$per_node")
+fi
+# A host cut off from mpirun while nothing is sent to it (the ranks have finished, or wait in a
+# collective) breaks no connection: Open MPI would wait for its daemon until the link returns.
+# TCP keepalive on Open MPI's own connections, a probe after 1 s idle and the link declared dead
+# after dist.collective_timeout + 8 s of unanswered probes, ends that wait with Open MPI's "lost
+# contact" message; the ranks' own deadline (the timeout + 2 s) still speaks first mid-run. A
+# keepalive set in the environment (OMPI_MCA_oob_tcp_keepalive_*) is kept.
+if [ "$remote" = 1 ] && [ -z "${OMPI_MCA_oob_tcp_keepalive_time:-}" ]; then
+  dead_after=$(( $(collective_timeout "$@") + 8 ))
+  interval=$(( (dead_after + 99) / 100 ))  # Linux allows at most 127 probes
+  args+=(--mca oob_tcp_keepalive_time 1 --mca oob_tcp_keepalive_intvl "$interval"
+         --mca oob_tcp_keepalive_probes $(( (dead_after + interval - 1) / interval )))
 fi
 for v in PATH LD_LIBRARY_PATH $(compgen -e | grep -E '^(NCCL_|OMP_|SX_|CUDA_|TORCH_)' || true); do
   [ -n "${!v+set}" ] && args+=(-x "$v")   # mpirun warns about unset ones
@@ -96,9 +167,14 @@ watch_stderr() {
       *" more process"*"sent help message"* | *"orte_base_help_aggregate"*) continue ;;
     esac
     printf '%s\n' "$line" >&2
+    # a line from a rank ("[2024-05-01 10:00:00.000] [0/4] [info] ..."): the job has started
+    [ -f "$state/started" ] || [[ ! $line =~ ^\[[0-9-]+\ [0-9:.]+\]\ \[[0-9]+/[0-9]+\] ]] ||
+      : >"$state/started"
     case $line in
       *"] layout: "*" ranks on "*) line=${line#*layout: } && echo "${line#*: }" >"$state/layout" ;;
       *"Ending the job."*) job_ending ;;
+      *"exiting with 75 so the job can be requeued"*) : >"$state/requeue"; job_done ;;
+      *"] job time "*" s: set-up "*) job_done ;;  # rank 0's last line
     esac
   done
   [ "$in_block" -eq 0 ] || printf '%s' "$block" >&2
@@ -131,7 +207,19 @@ job_ending() {
   echo $! >"$state/ender"
 }
 
-# Ends mpirun if it is still running SECONDS after the job began to end. SIGKILL: mpirun stuck
+# Rank 0 has said its last line: the ranks are past their last collective. Open MPI's keepalive
+# ends the wait for a host cut off since (dist.collective_timeout + 8 s); should mpirun still
+# run SX_ABORT_GRACE seconds after that (it was sending to that host), the script ends it.
+job_done() {
+  [ "$remote" = 1 ] && [ -n "$dead_after" ] || return 0
+  [ -f "$state/done" ] && return 0
+  : >"$state/done"
+  end_mpirun_after $((dead_after + grace)) ended_after_done </dev/null >/dev/null 2>&1 &
+  echo $! >"$state/finisher"
+}
+
+# Ends mpirun if it is still running SECONDS after the job began to end, noting it in
+# $state/FLAG (default ended_by_us). SIGKILL: mpirun stuck
 # in an abort answers SIGTERM by crashing in its own clean-up (Open MPI 4.1); its daemons end
 # their ranks when they lose it.
 end_mpirun_after() {
@@ -139,8 +227,63 @@ end_mpirun_after() {
   local pid
   pid=$(cat "$state/pid" 2>/dev/null) || return 0
   kill -0 "$pid" 2>/dev/null || return 0
-  : >"$state/ended_by_us"
+  : >"$state/${2:-ended_by_us}"
   kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Ends mpirun when no rank has said a word SX_START_TIMEOUT seconds after it started and some
+# host's daemon has no connection to mpirun: Open MPI starts the ranks once the daemon of every
+# host has called back, and waits for ever for one that cannot (a firewall, an unroutable
+# interface), even when its launcher (ssh) worked. (Ranks that log nothing at start-up, with
+# run.log_level above info, are told from a stuck start by those connections; when the hosts
+# or the connections cannot be listed, nothing is ended.)
+watch_start() {
+  local end=$((SECONDS + start_timeout)) pid
+  pid=$(cat "$state/pid")
+  while [ "$SECONDS" -lt "$end" ]; do
+    [ -f "$state/started" ] && return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.5
+  done
+  [ -f "$state/started" ] && return 0
+  local silent
+  silent=$(silent_hosts) && [ -n "$silent" ] || return 0
+  echo "$silent" >"$state/start_timeout"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+# The hosts of the job (the hostfile, or Slurm's node list) whose daemon has no connection to
+# mpirun (ss), this host left out; fails when that cannot be told.
+job_hosts() {
+  if [ -n "${SX_HOSTFILE:-}" ]; then
+    grep -v '^[[:space:]]*\(#\|$\)' "$SX_HOSTFILE" | awk '{print $1}'
+  elif [ -n "${SLURM_JOB_NODELIST:-}" ] && command -v scontrol >/dev/null; then
+    scontrol show hostnames "$SLURM_JOB_NODELIST"
+  else
+    return 1
+  fi
+}
+silent_hosts() {
+  command -v ss >/dev/null || return 1
+  local hosts pid peers host addresses here silent=()
+  hosts=$(job_hosts) || return 1
+  pid=$(cat "$state/pid")
+  peers=$(ss -Htnp state established 2>/dev/null | grep "pid=$pid," | awk '{print $4}' |
+    sed 's/:[0-9]*$//; s/^\[//; s/\]$//; s/^::ffff://' | sort -u)
+  here=" $(hostname) $(hostname -s 2>/dev/null) $(hostname -f 2>/dev/null) localhost $(hostname -I 2>/dev/null) "
+  for host in $hosts; do
+    case $here in *" $host "*) continue ;; esac
+    addresses=$(getent ahosts "$host" | awk '{print $1}' | sed 's/^::ffff://' | sort -u)
+    case " ${addresses//$'\n'/ } " in *" 127."* | *" ::1 "*) continue ;; esac
+    comm -12 <(echo "$addresses") <(echo "$peers") | grep -q . || silent+=("$host")
+  done
+  local IFS=' '
+  echo "${silent[*]}"
 }
 
 # The ranks a host ran, from the layout line ("" if unknown).
@@ -158,11 +301,22 @@ ranks_on() {
 explain_end() {
   local rc=$1 code=1
   case $rc in 0 | 1 | 2 | 4 | 75) code=$rc ;; esac
-  if [ -f "$state/lost_host" ]; then
+  if [ -f "$state/start_timeout" ]; then
+    local hosts
+    hosts=$(cat "$state/start_timeout")
+    echo "launch/run.sh: Open MPI could not start on every host within $start_timeout s (SX_START_TIMEOUT): $hosts did not call back (check that each host reaches this one: firewall, OMPI_MCA_oob_tcp_if_include); exit 2" >&2
+    code=2
+  elif [ -f "$state/lost_host" ]; then
     local host ranks
     host=$(cat "$state/lost_host")
     ranks=$(ranks_on "$host")
     echo "launch/run.sh: lost host $host${ranks:+ ($ranks)}: Open MPI lost contact with its daemon there (host down or cut off) and ended the job; exit 1" >&2
+    code=1
+  elif [ -f "$state/requeue" ] && [ "$rc" != 75 ]; then
+    echo "launch/run.sh: rank 0 wrote the checkpoint and the ranks stopped with 75, but mpirun exited with $rc (Open MPI's code after a SIGTERM or Ctrl-C); exit 75 (resume with --resume auto)" >&2
+    code=75
+  elif [ -f "$state/ended_after_done" ]; then
+    echo "launch/run.sh: mpirun had not ended $((dead_after + grace)) s after rank 0's last line (a host it cannot reach? see the rank logs), so this script ended it; exit 1" >&2
     code=1
   elif [ -f "$state/ended_by_us" ]; then
     [ -f "$state/abort_code" ] && code=$(cat "$state/abort_code")
@@ -184,6 +338,11 @@ watcher=$!
 mpirun "${args[@]}" "$bin" train --config "$config" "$@" 2>"$state/stderr" &
 pid=$!
 echo "$pid" >"$state/pid"
+starter=""
+if [ "$remote" = 1 ] && [ "$start_timeout" -gt 0 ]; then
+  watch_start </dev/null >/dev/null 2>&1 &
+  starter=$!
+fi
 # Signals sent to this script (Slurm's warning signal, a kill) go to mpirun, which forwards
 # them to the ranks. A terminal's Ctrl-C or hang-up reaches mpirun itself (the whole process
 # group gets it): this script only keeps waiting, to say how the job ended.
@@ -202,4 +361,6 @@ for _ in $(seq 50); do
 done
 kill "$watcher" 2>/dev/null || true
 [ -f "$state/ender" ] && kill "$(cat "$state/ender")" 2>/dev/null || true
+[ -z "$starter" ] || kill "$starter" 2>/dev/null || true
+[ -f "$state/finisher" ] && kill "$(cat "$state/finisher")" 2>/dev/null || true
 explain_end "$rc"

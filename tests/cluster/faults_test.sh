@@ -13,14 +13,20 @@
 #               deadline and its MPI_Abort, which needs that daemon, never returns; rank 2 must
 #               end by itself within seconds all the same, and the job ends in time;
 #   slow        a 10 Mbit/s link: steps slow down, nothing trips, the run finishes;
-#   badhost     a hostfile naming a host that does not exist: exit 2 within seconds, one line.
+#   badhost     a hostfile naming a host that does not exist: exit 2 within seconds, one line;
+#   nocallback  host 2 cut off before the launch: its launcher (the rsh agent) works but its
+#               Open MPI daemon cannot call back: exit 2 once SX_START_TIMEOUT (10 s here) has
+#               passed, one line naming host 2;
+#   afterwork   2 hosts x 1 rank, host 2 cut off the moment rank 0 reports the final export
+#               (after the last collective): the launcher still ends within the bound, exit 1
+#               naming host 2 (or 0 if Open MPI had finished with host 2 before the cut).
 # Usage: faults_test.sh BINARY FIXTURES SOURCE_DIR [SCENARIO...]   (CTest label "cluster")
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$here/lib.sh" "$1" "$2" "$3" cluster-faults
 shift 3
-scenarios=${*:-badhost crash partition checkpoint runtime slow}
+scenarios=${*:-badhost nocallback crash partition checkpoint runtime slow afterwork}
 timeout=10                 # dist.collective_timeout of these runs
 bound=$((timeout + 15))    # the job must be over this long after the fault
 
@@ -120,6 +126,44 @@ scenario_badhost() {
   [ "$(grep -c . "$work/out")" = 1 ] || { cat "$work/out"; fail "bad host: expected one line"; }
   grep -q "$bad:2: host '$PREFIX-n9' does not resolve" "$work/out" || fail "bad host: $(cat "$work/out")"
   log "bad host: exit 2 within $took s: $(cat "$work/out")"
+}
+
+scenario_nocallback() {
+  "$cluster" partition "$cdir" n2
+  local start=$EPOCHREALTIME rc=0
+  SX_START_TIMEOUT=10 launch "$hosts" 2 run.dir="$work/nocallback" || rc=$?
+  local took
+  took=$(since "$start")
+  [ "$rc" = 2 ] || { cat "$work/out"; fail "no callback: exit $rc, expected 2"; }
+  awk -v t="$took" 'BEGIN { exit !(t >= 10 && t <= 20) }' || fail "no callback: took $took s, expected 10 to 20"
+  tail -n 1 "$work/out" | grep -q "^launch/run.sh: Open MPI could not start on every host within 10 s (SX_START_TIMEOUT): $h2 did not call back" ||
+    { cat "$work/out"; fail "no callback: the last line does not name $h2"; }
+  [ "$(grep -c '^launch/run.sh: ' "$work/out")" = 1 ] || { cat "$work/out"; fail "no callback: expected one line of the script"; }
+  log "no callback: exit 2 after $took s: $(tail -n 1 "$work/out")"
+  restore n2
+}
+
+scenario_afterwork() {
+  local one
+  one=$(hostfile one "$h1:1" "$h2:1")
+  launch_bg "$one" 1 run.dir="$work/afterwork" "dist.collective_timeout=$timeout" train.max_steps=3
+  wait_until 180 "rank 0 to report the final export" grep -q '\] features: ' "$work/out"
+  "$cluster" partition "$cdir" n2
+  local fault=$EPOCHREALTIME
+  wait_until "$bound" "the launcher to end after host 2 was cut off" test -f "$work/rc"
+  wait "$launched" || true
+  local rc took
+  took=$(since "$fault")
+  rc=$(cat "$work/rc")
+  case $rc in
+    1) tail -n 1 "$work/out" | grep -q "^launch/run.sh: lost host $h2 (rank 1)\|^launch/run.sh: mpirun had not ended" ||
+         { cat "$work/out"; fail "after the work: the last line does not say what happened"; } ;;
+    0) log "after the work: Open MPI had finished with host 2 before the cut" ;;
+    *) cat "$work/out"; fail "after the work: exit $rc, expected 1 (or 0)" ;;
+  esac
+  wait_until "$(left "$fault")" "every rank on n1 to end" no_ranks_left_on n1
+  log "after the work: launch/run.sh ended $took s after host 2 was cut off (dist.collective_timeout $timeout s), exit $rc: $(tail -n 1 "$work/out")"
+  restore n2
 }
 
 scenario_crash() {

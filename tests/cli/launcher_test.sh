@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# launch/run.sh's choices before anything starts, with a stand-in mpirun that records its
+# arguments: the cores it binds by (not OMP_NUM_THREADS), CUDA_VISIBLE_DEVICES values that name
+# no GPU, environment knobs that are not numbers (exit 2, one line naming the knob), hostfiles
+# with literal addresses, and the exit code when rank 0 reported its checkpoint but mpirun
+# exited 1 (as it does after a SIGTERM). No MPI, no cluster: runs anywhere.
+# Usage: launcher_test.sh SOURCE_DIR   (CTest label "cli")
+set -euo pipefail
+source_dir=$(cd "${1:?usage: launcher_test.sh SOURCE_DIR}" && pwd)
+# shellcheck disable=SC2034  # (used by script_util.sh)
+test_name=cli-launcher
+# shellcheck source=../script_util.sh
+source "$source_dir/tests/script_util.sh"
+work=$(mktemp -d /tmp/sx-launcher.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# The stand-in: writes its arguments (one a line) to $work/args, then what $work/script says.
+mkdir "$work/bin"
+cat >"$work/bin/mpirun" <<'SH'
+#!/usr/bin/env bash
+printf '%s\n' "$@" >"$SX_TEST_WORK/args"
+[ ! -f "$SX_TEST_WORK/script" ] || source "$SX_TEST_WORK/script"
+exit 0
+SH
+chmod +x "$work/bin/mpirun"
+rm -f "$work/bin/nvidia-smi"  # no GPU unless CUDA_VISIBLE_DEVICES says so
+
+# run ENV... : launch/run.sh with ENV (VAR=value, or -u VAR); its code in $rc, output in $out
+run() {
+  rc=0
+  out=$(env -u CUDA_VISIBLE_DEVICES -u SX_HOSTFILE -u SX_RANKS_PER_NODE -u SX_CPU_RANKS \
+    -u SLURM_JOB_ID "$@" PATH="$work/bin:$PATH" SX_TEST_WORK="$work" SX_BIN=/bin/true \
+    "$source_dir/launch/run.sh" "$work/config.yaml" 2>&1) || rc=$?
+}
+args() { tr '\n' ' ' <"$work/args"; }
+expect() {  # expect CODE WHAT
+  [ "$rc" = "$1" ] || fail "$2: exit $rc, expected $1; said: $out"
+}
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+
+# 1. Binding follows the cores, whatever OMP_NUM_THREADS says.
+binding() { args | sed 's/-x OMP_[A-Z_]* //g'; }  # (the OMP_* variables it forwards aside)
+run -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT SX_CPU_RANKS=1
+expect 0 "one rank"
+want=$(binding)
+for omp in 1 64; do
+  run SX_CPU_RANKS=1 OMP_NUM_THREADS=$omp OMP_THREAD_LIMIT=$omp
+  expect 0 "OMP_NUM_THREADS=$omp"
+  [ "$(binding)" = "$want" ] || fail "OMP_NUM_THREADS=$omp changed mpirun's arguments: $(args) (without: $want)"
+done
+grep -qx "slot:PE=$cores" "$work/args" || fail "one rank on $cores cores: $(args)"
+log "binding from $cores cores whatever OMP_NUM_THREADS says: $(args | grep -o -- '--map-by [^ ]*\|--oversubscribe')"
+
+# 3. CUDA_VISIBLE_DEVICES: what names no GPU gives the CPU ranks.
+ranks() { sed -n '/^-np$/{n;p}' "$work/args"; }
+for value in "" -1 NoDevFiles "-1,0" "none"; do
+  run CUDA_VISIBLE_DEVICES="$value" SX_CPU_RANKS=3
+  expect 0 "CUDA_VISIBLE_DEVICES='$value'"
+  [ "$(ranks)" = 3 ] || fail "CUDA_VISIBLE_DEVICES='$value': $(ranks) ranks, expected the 3 CPU ranks"
+done
+for spec in "0:1" "0,1:2" "1, 3:2" "GPU-8b1f4b2e-8e2a-4d6e-9c2a-0d8b0e4c1a11,GPU-0c4e:2" \
+  "MIG-GPU-8b1f4b2e/1/0:1" "0,1,-1,2:2"; do
+  run CUDA_VISIBLE_DEVICES="${spec%:*}" SX_CPU_RANKS=3
+  expect 0 "CUDA_VISIBLE_DEVICES='${spec%:*}'"
+  [ "$(ranks)" = "${spec##*:}" ] || fail "CUDA_VISIBLE_DEVICES='${spec%:*}': $(ranks) ranks, expected ${spec##*:}"
+done
+log "CUDA_VISIBLE_DEVICES: '', -1, NoDevFiles name no GPU; device ids and UUIDs count up to the first that is neither"
+
+# 4. Numeric knobs: one line naming the knob, what it was and what is expected; exit 2.
+for spec in SX_CPU_RANKS=0 SX_CPU_RANKS=abc SX_CPU_RANKS=-1 SX_CPU_RANKS=1.5 SX_RANKS_PER_NODE=0 \
+  SX_RANKS_PER_NODE=x SX_ABORT_GRACE=soon SX_START_TIMEOUT=-5; do
+  rm -f "$work/args"
+  run "$spec"
+  expect 2 "$spec"
+  [ "$(echo "$out" | grep -c .)" = 1 ] || fail "$spec: expected one line, said: $out"
+  echo "$out" | grep -q "^launch/run.sh: ${spec%%=*} is '${spec#*=}'; expected a" || fail "$spec: said: $out"
+  [ ! -f "$work/args" ] || fail "$spec: mpirun was started"
+done
+run SX_CPU_RANKS=08
+expect 0 "SX_CPU_RANKS=08"
+[ "$(ranks)" = 8 ] || fail "SX_CPU_RANKS=08: $(ranks) ranks"
+log "numeric knobs: $(run SX_CPU_RANKS=0; echo "$out")"
+
+# 2. A hostfile of literal addresses is taken; a name that does not resolve is not.
+printf '192.0.2.2 slots=2\n# a comment\n\n192.0.2.3 slots=2\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=2 SX_START_TIMEOUT=0 OMPI_MCA_oob_tcp_keepalive_time=300
+expect 0 "a hostfile of addresses"
+[ "$(ranks)" = 4 ] && grep -qx -- "--hostfile" "$work/args" || fail "a hostfile of addresses: $(args)"
+printf '192.0.2.2 slots=2\nsx-no-such-host.invalid slots=2\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=2
+expect 2 "an unknown host"
+[ "$out" = "launch/run.sh: $work/hosts:2: host 'sx-no-such-host.invalid' does not resolve (getent ahosts); expected one 'nodename slots=N' line per node" ] ||
+  fail "an unknown host: said: $out"
+printf '# nothing\n\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts"
+expect 2 "an empty hostfile"
+log "hostfiles: addresses taken; $out"
+
+# 6. Across hosts, Open MPI's connections get a keepalive of dist.collective_timeout + 8 s.
+printf '192.0.2.2 slots=1\n' >"$work/hosts"
+cat >"$work/bin/sx-config" <<'SH'
+#!/usr/bin/env bash
+# stands in for `siamese-xlmr config --config C --get dist.collective_timeout [overrides]`
+value=600
+for a in "$@"; do case $a in dist.collective_timeout=*) value=${a#*=} ;; --resume|--force) exit 2 ;; esac; done
+echo "$value"
+SH
+chmod +x "$work/bin/sx-config"
+rc=0
+out=$(env PATH="$work/bin:$PATH" SX_TEST_WORK="$work" SX_BIN="$work/bin/sx-config" SX_HOSTFILE="$work/hosts" \
+  SX_RANKS_PER_NODE=1 SX_START_TIMEOUT=0 "$source_dir/launch/run.sh" "$work/config.yaml" \
+  dist.collective_timeout=10 --resume auto 2>&1) || rc=$?
+expect 0 "keepalive"
+args | grep -q -- "--mca oob_tcp_keepalive_time 1 --mca oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 18 " ||
+  fail "keepalive for a 10 s timeout: $(args)"
+out=$(env PATH="$work/bin:$PATH" SX_TEST_WORK="$work" SX_BIN="$work/bin/sx-config" SX_HOSTFILE="$work/hosts" \
+  SX_RANKS_PER_NODE=1 SX_START_TIMEOUT=0 "$source_dir/launch/run.sh" "$work/config.yaml" 2>&1) || rc=$?
+args | grep -q -- "--mca oob_tcp_keepalive_time 1 --mca oob_tcp_keepalive_intvl 7 --mca oob_tcp_keepalive_probes 87 " ||
+  fail "keepalive for the default 600 s: $(args)"
+log "keepalive: $(args | grep -o -- '--mca oob_tcp_keepalive_time.*probes [0-9]*')"
+
+# 7. Rank 0 reported the checkpoint and the stop, mpirun exited 1 (SIGTERM): exit 75, one line.
+cat >"$work/script" <<'SH'
+echo "[2024-05-01 10:00:00.000] [0/2] [warning] stopped by signal 15; checkpoint written, exiting with 75 so the job can be requeued (resume with --resume auto)" >&2
+exit 1
+SH
+run
+expect 75 "a stop after the checkpoint, mpirun exiting 1"
+[ "$(echo "$out" | grep -c '^launch/run.sh: ')" = 1 ] || fail "the stop: expected one line of the script, said: $out"
+log "stop: $(echo "$out" | grep '^launch/run.sh: ')"
+printf 'exit 1\n' >"$work/script"
+run
+expect 1 "mpirun exiting 1 without a stop"
+rm -f "$work/script"
+log "passed"
