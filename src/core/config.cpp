@@ -429,15 +429,20 @@ std::string fmt_number(double v) {
 }
 
 std::string type_description(const Field& f) {
+  // An integer's bounds in full (1048576, not 1.04858e+06).
+  auto bound = [&](double v) {
+    return f.kind == Kind::kInt && std::abs(v) < 9e15 ? std::to_string(static_cast<int64_t>(v))
+                                                      : fmt_number(v);
+  };
   auto bounds = [&](const char* noun) {
     std::string s = noun;
     bool has_min = f.min != -kInf, has_max = f.max != kInf;
     if (has_min && has_max)
-      s += " in [" + fmt_number(f.min) + ", " + fmt_number(f.max) + "]";
+      s += " in [" + bound(f.min) + ", " + bound(f.max) + "]";
     else if (has_min)
-      s += " >= " + fmt_number(f.min);
+      s += " >= " + bound(f.min);
     else if (has_max)
-      s += " <= " + fmt_number(f.max);
+      s += " <= " + bound(f.max);
     if (f.multiple_of > 1) s += ", a multiple of " + std::to_string(f.multiple_of);
     return s;
   };
@@ -763,7 +768,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     if (node.IsNull() && f->kind == Kind::kString) node = YAML::Node(std::string());
     apply(config, *f, node, origin);
   }
-  check_key_rules(config, path.empty() ? "config" : path);
+  // Where the rules' values came from: the file, its overrides, or both.
+  std::string where = path.empty() ? "the overrides" : path;
+  if (!path.empty() && !overrides.empty()) where += " with its overrides";
+  check_key_rules(config, path.empty() && overrides.empty() ? "config" : where);
   return config;
 }
 

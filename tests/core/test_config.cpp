@@ -178,7 +178,10 @@ TEST(ConfigErrors, OverrideOfASection) {
 }
 TEST(ConfigErrors, CrossKeyRule) {
   expect_error("", {"train.lr_min=1", "train.lr_max=0.5"},
-               {"train.lr_min (1) must not exceed train.lr_max (0.5)"});
+               {"the overrides: train.lr_min (1) must not exceed train.lr_max (0.5)"});
+  // An override's value is not blamed on the file alone.
+  expect_error("train:\n  patience: 3\n", {"run.dir="},
+               {"config.yaml with its overrides: run.dir must not be empty"});
 }
 TEST(ConfigErrors, TopLevelNotAMapping) {
   expect_error("- a\n- b\n", {}, {"expected a mapping of sections"});
