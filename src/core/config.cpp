@@ -363,7 +363,8 @@ const std::vector<Field>& schema() {
                       "is split: the rows the next, prefetched batch looks up are updated before "
                       "the next step, the others on a second CUDA stream while it runs (with one "
                       "rank and model.fused_kernels during its forward and backward, otherwise "
-                      "before its backward). Implies train.touched_rows_only. Bitwise the same "
+                      "only until it starts). Implies train.touched_rows_only; on a GPU it needs "
+                      "the fused kernels' build (else not used, with a warning). Bitwise the same "
                       "results on the CPU; on a GPU the rows' kernel rounds as the CPU does, "
                       "within float rounding of the default fused Adam. Not yet verified on a "
                       "GPU."));
@@ -724,7 +725,11 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
       throw UserError("--config: " + path + " is a directory, expected a YAML file");
     YAML::Node root;
     try {
-      const std::vector<YAML::Node> documents = YAML::LoadAllFromFile(path);
+      // Empty documents (a leading or trailing ---) hold nothing; a second one with content
+      // was silently ignored.
+      std::vector<YAML::Node> documents;
+      for (const YAML::Node& document : YAML::LoadAllFromFile(path))
+        if (!document.IsNull()) documents.push_back(document);
       if (documents.size() > 1)
         throw UserError(path + ":" + std::to_string(documents[1].Mark().line + 1) + ": holds " +
                         std::to_string(documents.size()) +

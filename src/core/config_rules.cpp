@@ -82,6 +82,10 @@ bool fused_kernels_usable(const Config& c, const Platform& p) {
   return c.model.fused_kernels && fused_kernels_obstacle(c, p).empty();
 }
 
+bool embedding_adam_overlap_usable(const Config& c, const Platform& p) {
+  return c.train.embedding_adam_overlap && (!p.cuda || p.fused_kernels);
+}
+
 std::vector<std::string> check_platform_rules(const Config& c, const Platform& p, bool training) {
   if (c.model.attention == Attention::kSdpa && !p.sdpa)
     throw UserError("model.attention: sdpa needs libtorch 2.x; this build has libtorch " +
@@ -102,6 +106,10 @@ std::vector<std::string> check_platform_rules(const Config& c, const Platform& p
   if (c.model.fused_kernels)
     if (const std::string why = fused_kernels_obstacle(c, p); !why.empty())
       warnings.push_back("model.fused_kernels: not used, " + why);
+  if (c.train.embedding_adam_overlap && !embedding_adam_overlap_usable(c, p))
+    warnings.push_back(
+        "train.embedding_adam_overlap: not used, this build has no fused CUDA kernels (the rows' "
+        "Adam kernel; build against a libtorch with CUDA: launch/build-cuda.sh)");
   return warnings;
 }
 

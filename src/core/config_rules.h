@@ -47,4 +47,9 @@ bool graph_allreduce_inside(const Config& config, const Platform& platform);
 // replica, a build with the kernels, model.autocast_bf16 with the fp32 residual stream).
 bool fused_kernels_usable(const Config& config, const Platform& platform);
 
+// Whether train.embedding_adam_overlap asks for the split update and it can run: on the CPU, or
+// on a GPU with this build's rows kernel (without it the rows' fallback computes every row
+// twice, slower and larger than the plain update).
+bool embedding_adam_overlap_usable(const Config& config, const Platform& platform);
+
 }  // namespace sx

@@ -174,7 +174,7 @@ StopReason Loop::stop_check() {
                            out_of_time ? 1 : 0, checkpoint_time_due() ? 1 : 0, early_stop ? 1 : 0},
                           "stop-flag reduction");
   if (flags[0]) {
-    stop_signal_ = static_cast<int>(flags[0]);  // whichever rank was signalled
+    stop_signal_ = static_cast<int>(flags[0]);  // from whichever rank was signalled
     return StopReason::kSignal;
   }
   if (flags[3]) return StopReason::kEarlyStopping;

@@ -49,8 +49,16 @@ Trainee build_trainee(const Config& config, const dist::MpiEnv& env,
       params, model::AdamOptions{config.train.adam_beta1, config.train.adam_beta2,
                                  config.train.adam_epsilon});
   // The reducer's row-sparse parameter; train.embedding_adam_overlap consumes its record.
-  if (config.train.touched_rows_only || config.train.embedding_adam_overlap)
+  const bool overlap = embedding_adam_overlap_usable(config, platform);
+  if (config.train.touched_rows_only || overlap)
     t.touched_rows = TouchedRows::find(*t.flat, ReducerOptions{}.sparse_rows_param);
+  if (overlap && t.touched_rows) {
+    // The join may wait until after backward where the embeddings' gradient goes straight into
+    // the rows a step looks up (model/embedding_grad.h: the fused kernels with one replica, whose
+    // direct gradients connect_trainee turns on), not autograd's dense gradient.
+    const bool rows_only = t.model->compute().fused_kernels && env.world == 1;
+    t.rows_adam = std::make_unique<RowsAdamOverlap>(*t.flat, *t.touched_rows, *t.adam, rows_only);
+  }
   if (cuda_graphs_usable(config, platform)) {
     StepGraphs::use_own_stream(t.device);  // before anything registers gradient hooks
     t.graphs = std::make_unique<StepGraphs>(config.tokenizer.max_len, data::XlmrTokenizer::kPad,
@@ -71,13 +79,6 @@ void connect_trainee(Trainee& t, const Config& config, const dist::MpiEnv& env) 
     options.bucket_mb = config.train.bucket_mb;
     options.wire = config.dist.grad_dtype;
     t.reducer = std::make_unique<GradientReducer>(*t.flat, *t.comm, env, options);
-  }
-  if (config.train.embedding_adam_overlap && t.touched_rows) {
-    // The join may wait until after backward where the embeddings' gradient goes straight into
-    // the rows a step looks up (model/embedding_grad.h), not autograd's dense gradient.
-    const model::ComputeOptions compute = t.model->compute();
-    const bool rows_only = compute.fused_kernels && compute.direct_weight_grads;
-    t.rows_adam = std::make_unique<RowsAdamOverlap>(*t.flat, *t.touched_rows, *t.adam, rows_only);
   }
   if (env.rank == 0)
     spdlog::info(
@@ -187,16 +188,22 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
     return path;
   }
   check_same_results(checkpoint.state, state, config, path);
-  if (options.resume != "auto") {  // a branch: what run.dir holds past it is another timeline
-    const std::string aside = set_aside_later_checkpoints(config.run.dir, checkpoint.state.step);
-    if (!aside.empty())
-      spdlog::warn(
-          "--resume {}: the step checkpoints of {} past step {} continue another history; moved "
-          "into {} so that --resume auto (a requeue) continues this one",
-          path, checkpoint_dir(config.run.dir), checkpoint.state.step,
-          files::join(aside, "checkpoints/"));
-  }
   return path;
+}
+
+// Rank 0, once every rank has set up: --resume PATH starts another history at PATH's step;
+// run.dir's checkpoints of the one it abandons go aside (run_dir.h).
+void set_aside_after_branch(const Config& config, const TrainOptions& options, const Replica& r,
+                            const Checkpoint& checkpoint) {
+  if (r.resumed_from.empty() || options.resume == "auto") return;
+  const std::string aside =
+      set_aside_abandoned_history(config.run.dir, r.resumed_from, checkpoint.state);
+  if (!aside.empty())
+    spdlog::warn(
+        "--resume {}: the checkpoints of {} past its step {} (or of another run) belong to "
+        "another history; moved into {} so that --resume auto (a requeue) continues this one",
+        r.resumed_from, checkpoint_dir(config.run.dir), checkpoint.state.step,
+        files::join(aside, "checkpoints/"));
 }
 
 // With data.share_node and several ranks on this node, the node's first rank (local rank 0,
@@ -374,9 +381,14 @@ int set_up_replica(const Config& config, const dist::MpiEnv& env, const TrainOpt
     flush_logs();  // operators (and tests) look for the pid while the run is young
     set_up_locally(config, env, options, r, checkpoint);
   };
-  const int code = dist::agree(dist::attempt(prepare), "the run directory");
+  auto set_aside = [&] {
+    if (lead) set_aside_after_branch(config, options, r, checkpoint);
+  };
+  int code = dist::agree(dist::attempt(prepare), "the run directory");
   if (code != kExitOk) return code;
-  return dist::agree(dist::attempt(set_up_rank), "set-up");
+  code = dist::agree(dist::attempt(set_up_rank), "set-up");
+  if (code != kExitOk) return code;
+  return dist::agree(dist::attempt(set_aside), "setting the abandoned checkpoints aside");
 }
 
 // ---- the collective phase

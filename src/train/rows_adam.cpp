@@ -2,16 +2,30 @@
 
 #ifdef SX_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime.h>
 #endif
 
 namespace sx::train {
 
 struct RowsAdamOverlap::Side {
 #ifdef SX_WITH_CUDA
-  explicit Side(c10::DeviceIndex device)
-      : stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device)) {}
+  // A stream of its own (the pool's streams are shared round robin, so one could be the compute
+  // stream itself, and the overlap silently serial).
+  explicit Side(c10::DeviceIndex device) : stream(make_stream(device)) {}
+  ~Side() {
+    c10::cuda::CUDAGuard guard(stream.device_index());
+    cudaStreamSynchronize(stream.stream());
+    cudaStreamDestroy(stream.stream());
+  }
+  static c10::cuda::CUDAStream make_stream(c10::DeviceIndex device) {
+    c10::cuda::CUDAGuard guard(device);
+    cudaStream_t raw = nullptr;
+    C10_CUDA_CHECK(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
+    return c10::cuda::getStreamFromExternal(raw, device);
+  }
   c10::cuda::CUDAStream stream;
   at::cuda::CUDAEvent ready;  // the compute stream's part is queued before it
   at::cuda::CUDAEvent done;   // the side stream's part is done
@@ -61,9 +75,10 @@ void RowsAdamOverlap::update(const torch::Tensor& found_inf, double lr, const To
   join();  // the last step's rows first (train_step has joined already)
   torch::NoGradGuard no_grad;
   torch::Tensor grads = flat_.grads();
-  const double alpha = adam_.step_outside(grads, lr, found_inf, block_);
-  const torch::Tensor consume = consumed_rows();
+  // The masks first: a bad id in `next` throws before anything is updated.
   const torch::Tensor first = first_rows(next);
+  const torch::Tensor consume = consumed_rows();
+  const double alpha = adam_.step_outside(grads, lr, found_inf, block_);
   adam_.update_rows(grads, alpha, found_inf, block_, first, /*selected=*/true, consume);
   if (next) defer(found_inf, alpha, first, consume);
   // Every row that held gradient is zero now (or will be once the deferred part has run, which

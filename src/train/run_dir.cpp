@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <random>
 
 #include "core/error.h"
@@ -105,14 +106,26 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
   return move_aside(run_dir, names);
 }
 
-std::string set_aside_later_checkpoints(const std::string& run_dir, int64_t step) {
-  std::vector<std::string> later;
+std::string set_aside_abandoned_history(const std::string& run_dir, const std::string& resumed_path,
+                                        const TrainState& resumed) {
+  std::vector<std::string> abandoned;
   const std::string dir = checkpoint_dir(run_dir);
   for (const auto& path : list_step_checkpoints(run_dir)) {
-    const std::string name = path.substr(dir.size() + 1);  // step-<10 digits>.h5
-    if (std::stoll(name.substr(5, name.size() - 8)) > step) later.push_back("checkpoints/" + name);
+    const std::string name = path.substr(dir.size() + 1);  // step-<digits>.h5
+    const int64_t step = std::stoll(name.substr(5, name.size() - 8));
+    std::error_code same_error;
+    const bool same = std::filesystem::equivalent(path, resumed_path, same_error);
+    if (step > resumed.step || (step == resumed.step && !same))
+      abandoned.push_back("checkpoints/" + name);
   }
-  return later.empty() ? "" : move_aside(run_dir, later);
+  // best.h5 of the later history, or of another run, is not this history's best.
+  const std::string best = best_checkpoint_path(run_dir);
+  if (files::exists(best)) {
+    const TrainState then = read_checkpoint(best, /*with_optimizer=*/false).state;
+    if (then.step > resumed.step || then.lineage != resumed.lineage)
+      abandoned.push_back("checkpoints/best.h5");
+  }
+  return abandoned.empty() ? "" : move_aside(run_dir, abandoned);
 }
 
 std::vector<std::string> remove_stale_temporaries(const std::string& run_dir) {

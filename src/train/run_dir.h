@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "train/train_state.h"
+
 namespace sx::train {
 
 // The earlier run's results in run_dir that a fresh run would overwrite, relative to run_dir:
@@ -27,11 +29,14 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir);
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
                           bool resume_found_nothing = false);
 
-// --resume PATH from step `step`: the step checkpoints in run_dir past it continue another
-// timeline, which --resume auto would pick at the next requeue (and the pruning keep over this
-// one's). Moves them into a new run_dir/previous-<UTC time>/checkpoints/ (returned; "" when there
-// are none).
-std::string set_aside_later_checkpoints(const std::string& run_dir, int64_t step);
+// --resume PATH (`resumed_path`, whose state is `resumed`) starts another history from its step:
+// what run_dir holds of the history it abandons would be taken for this one's (--resume auto at
+// the next requeue picks the newest step checkpoint, the end of the run reloads best.h5). Moves
+// into a new run_dir/previous-<UTC time>/checkpoints/ the step checkpoints past that step (and
+// one at that step other than PATH itself), and best.h5 when it was written past that step or by
+// another run. Returns the folder ("" when nothing was moved). Only once the run is accepted.
+std::string set_aside_abandoned_history(const std::string& run_dir, const std::string& resumed_path,
+                                        const TrainState& resumed);
 
 // Removes the temporary files of checkpoint writers that were killed (checkpoints/*.h5.tmp.PID,
 // as large as a checkpoint each); returns their paths. Only for the run that holds run_dir

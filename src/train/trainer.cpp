@@ -73,7 +73,9 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
             "run.max_duration: the job's budget of " + format_duration(config.run.max_duration) +
             " ran out before its first training step (" + format_duration(program_seconds()) +
             " used by the set-up" +
-            (r.resumed_from.empty() ? " and the export before training" : "") +
+            (r.resumed_from.empty() && config.export_.before_training
+                 ? " and the export before training"
+                 : "") +
             "; a step, a validation and the final export must fit too): nothing was trained or "
             "exported; give the job more time";
         log_error_to_files(why);

@@ -115,7 +115,11 @@ TEST(ConfigErrors, AKeyOrSectionGivenTwiceNamesBothLines) {
 // A second YAML document (after ---) was silently ignored.
 TEST(ConfigErrors, AFileOfSeveralYamlDocumentsIsRefused) {
   expect_error("train:\n  patience: 5\n---\n- garbage\n", {},
-               {"config.yaml:", "holds 2 YAML documents", "expected one"});
+               {"config.yaml:4", "holds 2 YAML documents", "expected one"});
+  // Empty documents around the one with content are no second document.
+  test::TempDir dir;
+  const Config c = load_config(dir.write("c.yaml", "---\ntrain:\n  patience: 5\n---\n"), {});
+  EXPECT_EQ(c.train.patience, 5);
 }
 TEST(ConfigErrors, WrongTypeNamesKeyValueAndExpectation) {
   expect_error("train:\n  patience: many\n", {},

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <sstream>
 
@@ -349,25 +350,43 @@ TEST(Loop, AResumedRunThatEarlyStoppingEndedStopsBeforeAnyStep) {
   EXPECT_EQ(going_on.stop_check(), StopReason::kNone);
 }
 
-// --resume PATH from an earlier step starts another history: the step checkpoints past it go
-// into previous-<time>/checkpoints/, so that a requeue's --resume auto continues the new history
-// (and the pruning does not drop the resumed file for the abandoned ones).
-TEST(Loop, AResumeFromAnEarlierStepSetsTheLaterCheckpointsAside) {
+// --resume PATH from an earlier step starts another history: once the run is accepted, the step
+// checkpoints past it and a best.h5 written past it go into previous-<time>/checkpoints/, so
+// that a requeue's --resume auto continues the new history (and the pruning does not drop the
+// resumed file for the abandoned ones), and the end of the run does not reload the abandoned
+// history's best weights.
+TEST(Loop, AResumeFromAnEarlierStepSetsTheLaterHistoryAside) {
   TempDir dir;
-  const Config config = tiny_config(dir, {});
-  train_steps(config, 7);  // step checkpoints 5 (the epoch's end) and 7
-  const std::string five = step_checkpoint_path(config.run.dir, 5);
+  const Config config = tiny_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=9"});
+  train_steps(config, 7);  // step checkpoints 2, 4, 5 (the epoch's end, best.h5 too), 6 and 7
+  const std::string four = step_checkpoint_path(config.run.dir, 4);
+  ASSERT_TRUE(files::exists(four));
+  const auto aside = [&] {
+    std::vector<std::string> names;
+    for (const auto& name : files::list(config.run.dir))
+      if (name.rfind("previous-", 0) == 0)
+        for (const auto& file : files::list(config.run.dir + "/" + name + "/checkpoints"))
+          names.push_back(file);
+    std::sort(names.begin(), names.end());
+    return names;
+  };
   TrainOptions resume;
-  resume.resume = five;
+  resume.resume = four;
+  {
+    Config refused = config;
+    refused.train.margin = 2.0;  // refused at set-up: nothing moves
+    Replica r;
+    Checkpoint checkpoint;
+    EXPECT_EQ(set_up_replica(refused, test::mpi_env(), resume, r, checkpoint), kExitUserError);
+    EXPECT_TRUE(aside().empty());
+  }
   Running s(config, resume);
-  ASSERT_EQ(s.r.resumed_from, five);
-  EXPECT_EQ(list_step_checkpoints(config.run.dir), std::vector<std::string>{five});
-  std::vector<std::string> aside;
-  for (const auto& name : files::list(config.run.dir))
-    if (name.rfind("previous-", 0) == 0)
-      for (const auto& file : files::list(config.run.dir + "/" + name + "/checkpoints"))
-        aside.push_back(file);
-  EXPECT_EQ(aside, std::vector<std::string>{"step-0000000007.h5"});
+  ASSERT_EQ(s.r.resumed_from, four);
+  EXPECT_EQ(list_step_checkpoints(config.run.dir),
+            (std::vector<std::string>{four, step_checkpoint_path(config.run.dir, 2)}));
+  EXPECT_FALSE(files::exists(best_checkpoint_path(config.run.dir)));
+  EXPECT_EQ(aside(), (std::vector<std::string>{"best.h5", "step-0000000005.h5",
+                                               "step-0000000006.h5", "step-0000000007.h5"}));
 }
 
 // Temporary files of killed checkpoint writers are removed when a run takes the directory.
