@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -64,32 +65,38 @@ void hash_range(Xxh3& hash, int fd, uint64_t offset, uint64_t size, const std::s
 
 }  // namespace
 
-std::string file_checksum(const std::string& path) {
+namespace {
+
+// use(fd, size) on `path` opened read-only; closes it however `use` ends.
+template <typename Use>
+std::string with_open_file(const std::string& path, Use use) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
-  try {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0)
-      throw std::runtime_error("cannot stat " + path + ": " + std::strerror(errno));
-    Xxh3 hash;
-    hash_range(hash, fd, 0, static_cast<uint64_t>(st.st_size), path);
-    ::close(fd);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    throw std::runtime_error("cannot stat " + path + ": " + std::strerror(errno));
+  return use(fd, static_cast<uint64_t>(st.st_size));
+}
+
+constexpr uint64_t kMiB = 1 << 20;
+
+}  // namespace
+
+std::string file_checksum(const std::string& path) {
+  return with_open_file(path, [&](int fd, uint64_t size) {
+    Xxh3 hash;  // a MiB at a time: the digest does not depend on how the bytes are split
+    for (uint64_t at = 0; at < size; at += kMiB)
+      hash_range(hash, fd, at, std::min(kMiB, size - at), path);
     return hash.hex();
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  });
 }
 
 std::string file_identity(const std::string& path) {
-  constexpr uint64_t kMiB = 1 << 20;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
-  try {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0)
-      throw std::runtime_error("cannot stat " + path + ": " + std::strerror(errno));
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
+  return with_open_file(path, [&](int fd, uint64_t size) {
     Xxh3 hash;
     if (size <= 2 * kMiB) {
       hash_range(hash, fd, 0, size, path);
@@ -97,12 +104,8 @@ std::string file_identity(const std::string& path) {
       hash_range(hash, fd, 0, kMiB, path);
       hash_range(hash, fd, size - kMiB, kMiB, path);
     }
-    ::close(fd);
     return std::to_string(size) + ":" + hash.hex();
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  });
 }
 
 }  // namespace sx

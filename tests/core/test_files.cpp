@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "test_util.h"
@@ -141,6 +142,28 @@ TEST(FileSet, DirectoriesAreMadeOnlyWhenAsked) {
   making.add(dir.path("made/x.txt"), [](const std::string& tmp) { write_file(tmp, "x"); });
   making.commit();
   EXPECT_EQ(test::read_file(dir.path("made/x.txt")), "x");
+}
+
+// file_checksum reads a MiB at a time: the digest is the XXH3 of the whole content, whatever the
+// size; file_identity hashes the first and last MiB only.
+TEST(Checksum, AFilesChecksumIsTheXxh3OfItsWholeContent) {
+  test::TempDir dir;
+  for (size_t size : {size_t{0}, size_t{5}, size_t{1} << 20, (size_t{5} << 19) + 7}) {
+    std::string bytes(size, '\0');
+    for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>((i * 131 + i / 7) & 0xFF);
+    const std::string path = dir.write("f.bin", bytes);
+    Xxh3 whole;
+    whole.update(bytes);
+    EXPECT_EQ(file_checksum(path), whole.hex()) << size;
+    if (size < 3) continue;
+    bytes[size / 2] = static_cast<char>(bytes[size / 2] ^ 1);  // the middle: identity misses it
+    const std::string edited = dir.write("g.bin", bytes);
+    EXPECT_NE(file_checksum(edited), whole.hex()) << size;
+    if (size > (size_t{2} << 20)) {
+      EXPECT_EQ(file_identity(edited), file_identity(path));
+    }
+  }
+  EXPECT_THROW(file_checksum(dir.path("missing")), std::runtime_error);
 }
 
 }  // namespace
