@@ -115,8 +115,7 @@ std::string set_aside_abandoned_history(const std::string& run_dir, const std::s
     const int64_t step = std::stoll(name.substr(5, name.size() - 8));
     std::error_code same_error;
     const bool same = std::filesystem::equivalent(path, resumed_path, same_error);
-    if (step > resumed.step || (step == resumed.step && !same))
-      abandoned.push_back("checkpoints/" + name);
+    if (!same && step >= resumed.step) abandoned.push_back("checkpoints/" + name);
   }
   // best.h5 of the later history, or of another run, is not this history's best.
   const std::string best = best_checkpoint_path(run_dir);

@@ -32,9 +32,9 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
 // --resume PATH (`resumed_path`, whose state is `resumed`) starts another history from its step:
 // what run_dir holds of the history it abandons would be taken for this one's (--resume auto at
 // the next requeue picks the newest step checkpoint, the end of the run reloads best.h5). Moves
-// into a new run_dir/previous-<UTC time>/checkpoints/ the step checkpoints past that step (and
-// one at that step other than PATH itself), and best.h5 when it was written past that step or by
-// another run. Returns the folder ("" when nothing was moved). Only once the run is accepted.
+// into a new run_dir/previous-<UTC time>/checkpoints/ the step checkpoints at or past that step
+// other than PATH itself, and best.h5 when it was written past that step or by another run. Returns
+// the folder ("" when nothing was moved). Only once the run is accepted.
 std::string set_aside_abandoned_history(const std::string& run_dir, const std::string& resumed_path,
                                         const TrainState& resumed);
 
