@@ -161,6 +161,23 @@ XlmrTokenizer::XlmrTokenizer(const TokenizerOptions& options)
   if (!sp_->load(options_.model_path.c_str(), error, sizeof error))
     throw UserError("tokenizer.model: cannot load sentencepiece model " + options_.model_path +
                     ": " + error);
+  chunks_exact_ = parts_encode_as_whole();
+}
+
+// A model that keeps extra spaces, or whose pieces span one, is encoded whole.
+bool XlmrTokenizer::parts_encode_as_whole() const {
+  for (std::string_view whole : {"ab cd", "ab  cd", "1 .",
+                                 "a \xCC\x88"
+                                 "b",
+                                 "x \xE3\x80\x80 y"}) {
+    std::vector<int32_t> one, parts;
+    append_pieces(whole, one);
+    const size_t space = whole.find(' ');
+    append_pieces(whole.substr(0, space), parts);
+    append_pieces(whole.substr(space), parts);
+    if (one != parts) return false;
+  }
+  return true;
 }
 
 XlmrTokenizer::~XlmrTokenizer() = default;
@@ -186,12 +203,28 @@ void XlmrTokenizer::append_pieces(std::string_view text, std::vector<int32_t>& i
 // there too, and the ids are HF's (tests/hf/tokenizer_parity.py).
 void XlmrTokenizer::append_text(std::string_view text, std::vector<int32_t>& ids) const {
   constexpr std::string_view kNextLine = "\xC2\x85";
-  if (text.find(kNextLine) == std::string_view::npos) return append_pieces(text, ids);
+  if (text.find(kNextLine) == std::string_view::npos) return append_chunks(text, ids);
   thread_local std::string spaced;
   spaced.assign(text);
   for (size_t at = 0; (at = spaced.find(kNextLine, at)) != std::string::npos; at += 2)
     spaced.replace(at, 2, "  ");
-  append_pieces(spaced, ids);
+  append_chunks(spaced, ids);
+}
+
+// XLM-R's pieces never hold a space but at their start, so sentencepiece's pieces of a text are
+// those of its parts cut before ASCII spaces, each part normalized on its own (the space that
+// begins a part becomes the piece prefix the whole text would give it). A long text is encoded
+// a part of at least text_chunk_bytes at a time until the ids pass max_len, whose rest would be
+// cut: a megabyte line costs what its first words cost, not the whole lattice.
+void XlmrTokenizer::append_chunks(std::string_view text, std::vector<int32_t>& ids) const {
+  if (!chunks_exact_) return append_pieces(text, ids);
+  const size_t chunk = std::max<size_t>(options_.text_chunk_bytes, 1);
+  while (!text.empty() && ids.size() <= options_.max_len) {
+    size_t end = text.size() <= chunk ? text.size() : text.find(' ', chunk);
+    if (end == std::string_view::npos) end = text.size();
+    append_pieces(text.substr(0, end), ids);
+    text.remove_prefix(end);
+  }
 }
 
 // Through the word cache; counts the lookup and whether it hit.

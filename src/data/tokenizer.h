@@ -32,6 +32,9 @@ struct TokenizerOptions {
   Pretokenize pretokenize = Pretokenize::kWordpunct;
   bool keep_eos = true;
   size_t word_cache_bytes = 64u << 20;  // bound of the word cache; 0 = no cache
+  // pretokenize none: a text is encoded in parts of at least this many bytes, cut before a space,
+  // until max_len is passed. The ids do not depend on it (tests set it small to show that).
+  size_t text_chunk_bytes = 4096;
 };
 
 struct WordCacheStats {
@@ -66,6 +69,9 @@ class XlmrTokenizer {
   // texts.size() x max_len ids, on `threads` threads (0 = all cores).
   void encode_many(const std::vector<std::string_view>& texts, int32_t* out, size_t threads) const;
   WordCacheStats word_cache_stats() const;
+  // pretokenize none: whether long texts are encoded in parts (the model keeps no extra spaces
+  // and no piece spans one; checked when loaded), else whole.
+  bool encodes_in_parts() const { return chunks_exact_; }
 
  private:
   struct WordCounts {
@@ -73,6 +79,8 @@ class XlmrTokenizer {
   };
   void append_pieces(std::string_view text, std::vector<int32_t>& ids) const;
   void append_text(std::string_view text, std::vector<int32_t>& ids) const;
+  void append_chunks(std::string_view text, std::vector<int32_t>& ids) const;
+  bool parts_encode_as_whole() const;
   void append_word(std::string_view word, size_t hash, std::vector<int32_t>& ids,
                    WordCounts& counts) const;
   void append_cached_words(std::string_view text, std::vector<int32_t>& ids) const;
@@ -80,6 +88,7 @@ class XlmrTokenizer {
   TokenizerOptions options_;
   std::unique_ptr<SentencePieceEncoder> sp_;
   std::unique_ptr<WordCache> cache_;  // null without wordpunct or with word_cache_bytes 0
+  bool chunks_exact_ = false;  // parts cut before spaces encode as the whole text (append_chunks)
 };
 
 }  // namespace sx::data

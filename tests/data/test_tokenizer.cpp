@@ -63,6 +63,38 @@ TEST(Tokenizer, WholeTextMatchesSentencepieceIds) {
   }
 }
 
+// pretokenize none encodes a text in parts cut before spaces and stops past max_len; the ids
+// must be the whole text's whatever the parts (1 byte: a part per space).
+TEST(Tokenizer, WholeTextInPartsIsTheWholeTextsIds) {
+  auto with_parts = [](size_t bytes, size_t max_len) {
+    TokenizerOptions o{test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model", max_len,
+                       Pretokenize::kNone, true};
+    o.text_chunk_bytes = bytes;
+    return XlmrTokenizer(o);
+  };
+  std::vector<std::string> texts;
+  for (const auto& c : reference()["cases"]) texts.push_back(c["text"].get<std::string>());
+  for (const char* odd : {"  lead and trail  ", "two  spaces\tand\ttabs", "a \xCC\x88 b . ,",
+                          "x\xE3\x80\x80y \xEF\xBC\xA1\xEF\xBC\xA2 \xE2\x91\xA0", " ", ""})
+    texts.emplace_back(odd);
+  for (size_t max_len : {size_t{16}, size_t{128}}) {
+    auto whole = with_parts(size_t{1} << 30, max_len), parts = with_parts(1, max_len);
+    auto some = with_parts(7, max_len);
+    ASSERT_TRUE(parts.encodes_in_parts());  // else the comparisons below show nothing
+    for (const auto& t : texts) {
+      EXPECT_EQ(parts.encode(t), whole.encode(t)) << max_len << " [" << t << "]";
+      EXPECT_EQ(some.encode(t), whole.encode(t)) << max_len << " [" << t << "]";
+    }
+  }
+  // A long line costs its first words: a megabyte of them gives the ids of its start.
+  std::string start;
+  for (int i = 0; i < 200; ++i) start += "word" + std::to_string(i) + " ";
+  std::string long_line = start;
+  while (long_line.size() < (size_t{1} << 20)) long_line += start;
+  auto tok = with_parts(4096, 128);
+  EXPECT_EQ(tok.encode(long_line), tok.encode(start));
+}
+
 TEST(Tokenizer, WholeTextSplitsWordsAtNextLineAsHfDoes) {
   // HF splits at U+0085; sentencepiece's normalization keeps it inside the word.
   auto tok = make(128, Pretokenize::kNone, true);
