@@ -9,7 +9,9 @@
 #include <string>
 
 #include "app/commands.h"
+#include "app/inference.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "core/strings.h"
 #include "data/datasets.h"
@@ -97,6 +99,7 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
                    const std::string& out_path) {
   Config config = load_config(args.config_path, args.overrides);
   check_inputs(config, {"data"});
+  if (out_path != "-") check_output_file("--out", out_path);
   init_logging({0, 1, config.run.log_level, config.run.other_ranks_log_level, ""});
   auto loaded = data::load_datasets(config, /*with_test=*/false);
   data::CorpusSplit split = data::split_corpus(loaded.english, loaded.multilingual, config.run.seed,
@@ -109,24 +112,34 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
                                : data::validation_pairs(config, split, &report);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  data::write_pairs_csv(out_path, corpus, pairs);
+  // `--out -` writes the CSV on stdout and the summary on stderr, so the two do not mix.
+  std::FILE* summary = stdout;
+  if (out_path == "-") {
+    data::each_pairs_csv_line(corpus, pairs, [](std::string_view line) {
+      std::fwrite(line.data(), 1, line.size(), stdout);
+    });
+    summary = stderr;  // main checks that stdout was written
+  } else {
+    data::write_pairs_csv(out_path, corpus, pairs);
+  }
   const char* name = train ? "training" : "validation";
   for (const auto& c : report.per_language_pair)
-    std::printf(
-        "%s pairs %s-%s: toxic-toxic %llu of %llu, normal-normal %llu of %llu, "
-        "normal-toxic %llu of %llu\n",
-        name, c.left_lang.c_str(), c.right_lang.c_str(),
-        static_cast<unsigned long long>(c.toxic_toxic),
-        static_cast<unsigned long long>(c.wanted_toxic_toxic),
-        static_cast<unsigned long long>(c.normal_normal),
-        static_cast<unsigned long long>(c.wanted_normal_normal),
-        static_cast<unsigned long long>(c.normal_toxic),
-        static_cast<unsigned long long>(c.wanted_normal_toxic));
-  std::printf("%s pairs: %llu (%llu same) from %zu texts, sampler %s, in %.3f s; fingerprint %s\n",
-              name, static_cast<unsigned long long>(report.total()),
-              static_cast<unsigned long long>(report.same()), corpus.size(),
-              name_of(config.data.pair_sampler).c_str(), seconds, report.fingerprint.c_str());
-  std::printf("wrote %s\n", out_path.c_str());
+    std::fprintf(summary,
+                 "%s pairs %s-%s: toxic-toxic %llu of %llu, normal-normal %llu of %llu, "
+                 "normal-toxic %llu of %llu\n",
+                 name, c.left_lang.c_str(), c.right_lang.c_str(),
+                 static_cast<unsigned long long>(c.toxic_toxic),
+                 static_cast<unsigned long long>(c.wanted_toxic_toxic),
+                 static_cast<unsigned long long>(c.normal_normal),
+                 static_cast<unsigned long long>(c.wanted_normal_normal),
+                 static_cast<unsigned long long>(c.normal_toxic),
+                 static_cast<unsigned long long>(c.wanted_normal_toxic));
+  std::fprintf(summary,
+               "%s pairs: %llu (%llu same) from %zu texts, sampler %s, in %.3f s; fingerprint %s\n",
+               name, static_cast<unsigned long long>(report.total()),
+               static_cast<unsigned long long>(report.same()), corpus.size(),
+               name_of(config.data.pair_sampler).c_str(), seconds, report.fingerprint.c_str());
+  if (out_path != "-") std::printf("wrote %s\n", out_path.c_str());
   return 0;
 }
 

@@ -2,7 +2,9 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <limits>
 
@@ -31,6 +33,14 @@ void add_weights_args(CLI::App* cmd, sx::app::WeightsChoice& weights) {
   cmd->add_flag("--allow-random", weights.allow_random,
                 "accept model.config's random initialisation when there are no trained weights");
 }
+
+// An empty --out named the current directory (export-hf replaced files there; data synth
+// wrote its CSVs there).
+const CLI::Validator kNotEmpty(
+    [](const std::string& value) {
+      return value.empty() ? std::string("expected a path, found an empty value") : std::string();
+    },
+    "PATH");
 
 }  // namespace
 
@@ -70,7 +80,7 @@ int main(int argc, char** argv) {
   add_config_args(export_hf, cfg);
   export_hf->add_option("--checkpoint", hf_args.checkpoint,
                         "checkpoint to export (default: best.h5 in run.dir)");
-  export_hf->add_option("--out", hf_args.out, "output directory")->required();
+  export_hf->add_option("--out", hf_args.out, "output directory")->required()->check(kNotEmpty);
   export_hf->add_option("--dtype", hf_args.dtype, "weights in model.safetensors")
       ->check(CLI::IsMember({"fp32", "bf16"}));
   export_hf->add_flag("--force", hf_args.force, "overwrite the files of a non-empty --out");
@@ -129,13 +139,15 @@ int main(int argc, char** argv) {
   std::string pairs_split = "train", pairs_out;
   add_config_args(pairs, cfg);
   pairs->add_option("--split", pairs_split, "train or val")->check(CLI::IsMember({"train", "val"}));
-  pairs->add_option("--out", pairs_out, "output CSV file")->required();
+  pairs->add_option("--out", pairs_out, "output CSV file (replaced if it exists), or - for stdout")
+      ->required()
+      ->check(kNotEmpty);
   pairs->callback(
       [&] { action = [&] { return sx::app::cmd_data_pairs(cfg, pairs_split, pairs_out); }; });
   auto* synth = data->add_subcommand("synth", "Write synthetic Jigsaw-shaped CSV files");
   std::string synth_out;
   long long synth_rows = 0, synth_seed = 42;
-  synth->add_option("--out", synth_out, "output directory")->required();
+  synth->add_option("--out", synth_out, "output directory")->required()->check(kNotEmpty);
   synth->add_option("--rows", synth_rows, "rows of the English training file")
       ->required()
       ->check(CLI::Range(1LL, 100000000LL));
@@ -253,7 +265,17 @@ int main(int argc, char** argv) {
   }
 
   try {
-    return action();
+    const int code = action();
+    // Text on stdout (tokenize, embed, predict --texts, data pairs --out -) that did not all
+    // reach its file, a full disk for instance, must not end as a success.
+    errno = 0;
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      const int error = errno;
+      std::fprintf(stderr, "siamese-xlmr: error: writing to stdout failed%s%s\n", error ? ": " : "",
+                   error ? std::strerror(error) : "");
+      return code == 0 ? sx::kExitUserError : code;
+    }
+    return code;
   } catch (const sx::UserError& e) {
     std::fprintf(stderr, "siamese-xlmr: error: %s\n", e.what());
     return sx::kExitUserError;

@@ -358,18 +358,23 @@ std::string csv_field(const std::string& value) {
 
 }  // namespace
 
+void each_pairs_csv_line(const LabeledCorpus& corpus, const PairList& pairs,
+                         const std::function<void(std::string_view)>& sink) {
+  sink("index,left_row,right_row,left_lang,right_lang,label,category\n");
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const Pair& p = pairs[i];
+    sink(std::to_string(i) + ',' + std::to_string(corpus.rows[p.left]) + ',' +
+         std::to_string(corpus.rows[p.right]) + ',' + csv_field(corpus.langs[p.left]) + ',' +
+         csv_field(corpus.langs[p.right]) + ',' + std::to_string(int(p.label)) + ',' +
+         category_name(category_of(corpus, p)) + '\n');
+  }
+}
+
 void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus, const PairList& pairs) {
   // A failure is a UserError naming the file and the system's reason (files.h).
   files::write_atomically(path, [&](const std::string& tmp) {
     files::FileWriter out(tmp);
-    out.write("index,left_row,right_row,left_lang,right_lang,label,category\n");
-    for (size_t i = 0; i < pairs.size(); ++i) {
-      const Pair& p = pairs[i];
-      out.write(std::to_string(i) + ',' + std::to_string(corpus.rows[p.left]) + ',' +
-                std::to_string(corpus.rows[p.right]) + ',' + csv_field(corpus.langs[p.left]) + ',' +
-                csv_field(corpus.langs[p.right]) + ',' + std::to_string(int(p.label)) + ',' +
-                category_name(category_of(corpus, p)) + '\n');
-    }
+    each_pairs_csv_line(corpus, pairs, [&](std::string_view line) { out.write(line); });
     out.close();
   });
 }

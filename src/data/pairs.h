@@ -25,7 +25,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/config.h"
@@ -102,6 +104,9 @@ void check_notebook_text_lengths(const LabeledCorpus& corpus, const std::string&
 // The pair sequence as CSV: index, left_row, right_row (data-row numbers in the source file),
 // left_lang, right_lang, label, category. Throws UserError when the file cannot be written.
 void write_pairs_csv(const std::string& path, const LabeledCorpus& corpus, const PairList& pairs);
+// The same CSV's lines, header first, each ending in '\n', handed to `sink` in order.
+void each_pairs_csv_line(const LabeledCorpus& corpus, const PairList& pairs,
+                         const std::function<void(std::string_view)>& sink);
 // FNV-1a (64 bit, hex) of the lines "left_row,right_row,label\n" of the sequence in order: the
 // trainer logs it, so a CSV written by `data pairs` can be checked against what it consumed.
 std::string pairs_fingerprint(const LabeledCorpus& corpus, const PairList& pairs);

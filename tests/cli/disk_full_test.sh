@@ -135,6 +135,19 @@ fresh_fs 4m && fill
 expect_full "data synth" "$mnt/synth/" "$bin" data synth --out "$mnt/synth" --rows 500
 [ -z "$(ls -A "$mnt/synth" 2>/dev/null)" ] || fail "data synth left files: $(ls "$mnt/synth")"
 
+# Text on stdout into a full disk: exit 2 and one line, not a success with a cut file.
+seq 1 3000 | sed 's/^/text number /' >"$work/lines.txt"
+for sub in "tokenize" "embed --checkpoint $best" "predict --texts - --features $work/run/features.h5"; do
+  fresh_fs 4m && fill
+  # shellcheck disable=SC2086  # the words of $sub are its arguments
+  cli $sub <"$work/lines.txt" >"$mnt/out.txt" 2>"$work/err"
+  rc=$?
+  [ "$rc" = 2 ] || fail "$sub > a full disk: exit $rc, expected 2: $(cat "$work/err")"
+  [ "$(grep -c . "$work/err")" = 1 ] && grep -q "^siamese-xlmr: error: writing to stdout failed" "$work/err" ||
+    fail "$sub > a full disk: expected one line saying stdout was not written: $(cat "$work/err")"
+  log "$sub > a full disk: $(cat "$work/err")"
+done
+
 fresh_fs 4m .lock && fill
 expect_full "train (config.resolved.yaml)" "$mnt/run/config.resolved.yaml.tmp." \
   cli train run.dir="$mnt/run"

@@ -31,6 +31,18 @@ TEST(Cli, MissingRequiredArgumentsFailWithUsage) {
   }
 }
 
+// An empty --out was the current directory: export-hf replaced a README.md and config.json
+// there, data synth wrote its CSVs there.
+TEST(Cli, AnEmptyOutIsRefused) {
+  for (const char* args :
+       {"export-hf --out ''", "data synth --rows 10 --out ''", "data pairs --out ''"}) {
+    auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << args << r.err;
+    EXPECT_NE(r.err.find("--out: expected a path, found an empty value"), std::string::npos)
+        << args << r.err;
+  }
+}
+
 TEST(Cli, EvaluateOfAMissingFileIsOneLine) {
   auto r = run_cli("evaluate /nope/features.h5");
   EXPECT_EQ(r.exit_code, 2);

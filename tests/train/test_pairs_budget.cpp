@@ -89,6 +89,24 @@ TEST(PairsCli, DataPairsWritesTheSequencesBothRanksConsume) {
   }
 }
 
+TEST(PairsCli, DataPairsOnStdoutIsTheFileAndADirectoryIsOneLine) {
+  test::TempDir dir;
+  const std::string config = test::train_config(dir.path());
+  auto to_file = test::run_cli("data pairs --config '" + config + "' --out " + dir.path("t.csv"));
+  ASSERT_EQ(to_file.exit_code, 0) << to_file.err;
+  // `-` was taken as a file named "-"; now the CSV is stdout and the counts go to stderr.
+  auto to_stdout = test::run_cli("data pairs --config '" + config + "' --out -");
+  ASSERT_EQ(to_stdout.exit_code, 0) << to_stdout.err;
+  EXPECT_EQ(to_stdout.out, test::read_file(dir.path("t.csv")));
+  EXPECT_NE(to_stdout.err.find("fingerprint"), std::string::npos) << to_stdout.err;
+  // A directory gave the system's rename error after the whole set-up.
+  files::create_directories(dir.path("d.csv"));
+  auto into_dir = test::run_cli("data pairs --config '" + config + "' --out " + dir.path("d.csv"));
+  EXPECT_EQ(into_dir.exit_code, 2);
+  EXPECT_EQ(into_dir.err, "siamese-xlmr: error: --out " + dir.path("d.csv") +
+                              " is a directory, expected a file to write\n");
+}
+
 TEST(PairsCli, DataPairsRejectsAnUnknownSplit) {
   test::TempDir dir;
   auto r = test::run_cli("data pairs --config '" + test::train_config(dir.path()) +
@@ -153,6 +171,10 @@ TEST(JobBudgetCli, ABudgetSpentBeforeTheFirstStepIsOneLineAndExit2) {
       << r.err;
   EXPECT_NE(r.err.find("ran out before its first training step"), std::string::npos) << r.err;
   EXPECT_FALSE(files::exists(dir.path("run/features.h5")));
+  // metrics.jsonl ends with the stop, as every other end of training does.
+  const std::string metrics = test::read_file(dir.path("run/metrics.jsonl"));
+  EXPECT_NE(metrics.find("\"event\":\"stop\""), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("time budget spent before the first step"), std::string::npos) << metrics;
 }
 
 TEST(JobBudgetCli, ABudgetThatEndsTheFirstEpochStillValidatesTheWeightsItExports) {
