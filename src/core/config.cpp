@@ -76,6 +76,7 @@ struct Field {
   std::string doc;
   double min = -kInf;
   double max = kInf;
+  bool min_open = false;    // min itself is refused: (min, max]
   int64_t multiple_of = 1;  // an integer's values: multiples of this
   std::vector<std::string> choices;
   bool affects_results = false;
@@ -124,6 +125,12 @@ Field entry(Section Config::*section, T Section::*member, const char* key, Kind 
 Field range(Field f, double min, double max = kInf) {
   f.min = min;
   f.max = max;
+  return f;
+}
+// (min, max]: values above min only.
+Field range_above(Field f, double min, double max = kInf) {
+  f = range(std::move(f), min, max);
+  f.min_open = true;
   return f;
 }
 Field multiple_of(Field f, int64_t step) {
@@ -305,9 +312,10 @@ const std::vector<Field>& schema() {
         entry(SX_MEMBER(train, adam_beta1), Kind::kFloat, "0.9", "Adam beta1."), 0, 0.999999)));
     s.push_back(results(range(
         entry(SX_MEMBER(train, adam_beta2), Kind::kFloat, "0.999", "Adam beta2."), 0, 0.99999999)));
-    s.push_back(results(range(entry(SX_MEMBER(train, adam_epsilon), Kind::kFloat, "1e-7",
-                                    "Adam epsilon (Keras' epsilon hat)."),
-                              0, 1)));
+    // 0 divides 0 by 0 on every parameter without a gradient (rows no batch looked up).
+    s.push_back(results(range_above(entry(SX_MEMBER(train, adam_epsilon), Kind::kFloat, "1e-7",
+                                          "Adam epsilon (Keras' epsilon hat)."),
+                                    0, 1)));
     s.push_back(results(range(
         entry(SX_MEMBER(train, margin), Kind::kFloat, "1.0", "Margin m of the DBL loss."), 0)));
     s.push_back(entry(SX_MEMBER(train, checkpoint_every), Kind::kStepsOrDuration, "0",
@@ -439,9 +447,10 @@ std::string type_description(const Field& f) {
     std::string s = noun;
     bool has_min = f.min != -kInf, has_max = f.max != kInf;
     if (has_min && has_max)
-      s += " in [" + bound(f.min) + ", " + bound(f.max) + "]";
+      s +=
+          std::string(" in ") + (f.min_open ? "(" : "[") + bound(f.min) + ", " + bound(f.max) + "]";
     else if (has_min)
-      s += " >= " + bound(f.min);
+      s += (f.min_open ? " > " : " >= ") + bound(f.min);
     else if (has_max)
       s += " <= " + bound(f.max);
     if (f.multiple_of > 1) s += ", a multiple of " + std::to_string(f.multiple_of);
@@ -530,7 +539,7 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
   if (!node.IsScalar()) fail_value(origin, f, node.IsMap() ? "a mapping" : "a list");
   const std::string text = node.Scalar();
   auto check_range = [&](double v) {
-    if (v < f.min || v > f.max) fail_value(origin, f, text);
+    if (v < f.min || v > f.max || (f.min_open && v == f.min)) fail_value(origin, f, text);
   };
   switch (f.kind) {
     case Kind::kInt: {
@@ -757,12 +766,17 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     std::string key = trim(ov.substr(0, eq));
     YAML::Node node;
     std::string text = ov.substr(eq + 1);
+    bool yaml = true;
     try {
       node = YAML::Load(text);
     } catch (const YAML::ParserException&) {
       node = YAML::Node(text);  // not YAML: take it as a plain string
+      yaml = false;
     }
     const Field* f = find_field(key);
+    // '[a, b' (no closing bracket) would otherwise be the items "[a" and "b".
+    if (!yaml && f && f->kind == Kind::kStringList && !trim(text).empty() && trim(text)[0] == '[')
+      fail(origin, "the list is not closed; expected [a, b] or a, b");
     if (!f) {
       if (is_section_prefix(key))
         fail(origin,

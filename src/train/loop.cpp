@@ -39,6 +39,8 @@ const char* describe(StopReason r) {
       return "a stop signal";
     case StopReason::kNonFinite:
       return "too many non-finite steps in a row";
+    case StopReason::kNonFiniteValidation:
+      return "a validation loss that is not finite";
   }
   return "?";
 }
@@ -285,7 +287,15 @@ StopReason Loop::end_epoch() {
   settle_optimizer();
   TrainState& s = r_.state;
   ++s.epoch;
-  const double val_loss = validation_loss();
+  const double val_loss = validation_loss();  // the same on every rank
+  // Finite steps can still leave weights that are not (an overflowing update): early stopping
+  // would count it as no improvement and the run would export NaN features.
+  if (!std::isfinite(val_loss)) {
+    if (lead())
+      spdlog::error("epoch {}: val_loss {}: the weights no longer give a finite loss", s.epoch,
+                    val_loss);
+    return StopReason::kNonFiniteValidation;
+  }
   const bool with_auc = config_.train.epoch_auc;
   CentroidAuc auc;
   if (with_auc)
@@ -342,6 +352,10 @@ void Loop::reload_best_weights() {
                  best);
 }
 
+void Loop::record_stop(StopReason reason, const std::string& detail) {
+  if (lead()) metrics_.event("stop", r_.state.step, detail.empty() ? describe(reason) : detail);
+}
+
 int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   settle_optimizer();
   budget_.end_of(JobBudget::kTraining, program_seconds());
@@ -349,8 +363,18 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   spdlog::info("training stopped at step {} (epoch {}): {}", r_.state.step, r_.state.epoch,
                describe(reason));
   flush_logs();
-  if (lead()) metrics_.event("stop", r_.state.step, describe(reason));
+  record_stop(reason, "");
   dist::set_step(r_.state.step);
+  if (reason == StopReason::kNonFiniteValidation) {
+    // Weights that give no finite loss are worth no checkpoint; the earlier ones stay the newest.
+    if (lead())
+      spdlog::error(
+          "training stopped at epoch {}: its validation loss is not finite; the weights are not "
+          "saved, checkpoints of earlier epochs hold the last validated ones (lower "
+          "train.lr_max, or check the data)",
+          r_.state.epoch);
+    return kExitNonFinite;
+  }
   write_step_checkpoint();
   dist::barrier("barrier after the last checkpoint");
   if (reason == StopReason::kSignal) {

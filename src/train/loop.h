@@ -37,7 +37,16 @@ namespace sx::train {
 // Writes the run's features to a path (every rank calls it).
 using FeatureExport = std::function<void(const std::string& path)>;
 
-enum class StopReason { kNone, kMaxSteps, kMaxEpochs, kEarlyStopping, kTime, kSignal, kNonFinite };
+enum class StopReason {
+  kNone,
+  kMaxSteps,
+  kMaxEpochs,
+  kEarlyStopping,
+  kTime,
+  kSignal,
+  kNonFinite,
+  kNonFiniteValidation  // the weights no longer give a finite validation loss
+};
 const char* describe(StopReason reason);
 
 class Loop {
@@ -51,6 +60,9 @@ class Loop {
   StopReason end_epoch();
   // `export_features` writes run.dir/features.h5 from the best weights (every rank calls it).
   int finish(StopReason reason, const FeatureExport& export_features);
+  // Only the "stop" event in metrics.jsonl, for a run that ends before its first step (a budget
+  // the set-up spent): no checkpoint, no export.
+  void record_stop(StopReason reason, const std::string& detail);
 
   // Mean DBL loss over the validation pairs; each rank evaluates its share, sums meet on all.
   double validation_loss();

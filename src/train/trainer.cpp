@@ -68,6 +68,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     }
     // A budget spent before this run's first step: nothing trained, nothing worth exporting.
     if (reason == StopReason::kTime && r.state.step == first_step) {
+      loop.record_stop(reason, "time budget spent before the first step");
       if (env.rank == 0) {
         const std::string why =
             "run.max_duration: the job's budget of " + format_duration(config.run.max_duration) +
@@ -91,7 +92,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
             "run.max_duration ends training in its first epoch, at step {}: ending the epoch "
             "here to validate the weights the run exports",
             r.state.step);
-      loop.end_epoch();
+      if (loop.end_epoch() == StopReason::kNonFiniteValidation)
+        reason = StopReason::kNonFiniteValidation;
     }
     return loop.finish(reason, write_features);
   } catch (const std::exception& e) {

@@ -199,6 +199,19 @@ TEST(ConfigErrors, MissingConfigFile) {
               std::string::npos);
   }
 }
+// An unclosed list was split on its comma into the items "[a" and "b".
+TEST(ConfigErrors, AnUnclosedListOverrideIsRefused) {
+  expect_error("", {"data.train_label_fields=[a, b"},
+               {"override 'data.train_label_fields=[a, b'", "the list is not closed"});
+  EXPECT_EQ(load_config("", {"data.train_label_fields=a, b"}).data.train_label_fields,
+            (std::vector<std::string>{"a", "b"}));
+}
+// Adam's epsilon 0 turned every parameter without a gradient into 0/0 = NaN.
+TEST(ConfigErrors, AnAdamEpsilonOfZeroIsRefused) {
+  expect_error("", {"train.adam_epsilon=0"},
+               {"train.adam_epsilon expects a number in (0, 1]", "found '0'"});
+  EXPECT_DOUBLE_EQ(load_config("", {"train.adam_epsilon=1e-12"}).train.adam_epsilon, 1e-12);
+}
 TEST(ConfigErrors, EmptyListRejected) {
   expect_error("", {"data.train_label_fields=[]"},
                {"data.train_label_fields expects a list of strings"});

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <limits>
 #include <sstream>
 
 #include "core/config.h"
@@ -98,6 +99,32 @@ TEST(Loop, RunsToMaxStepsThroughAnEpochAndFinishesWithFeatures) {
   const Checkpoint c = read_checkpoint(last);
   EXPECT_NO_THROW(check_resumable(c, last));
   EXPECT_EQ(c.state.pairs_consumed, 28);
+}
+
+// Weights that give no finite validation loss (finite steps can still overflow them) end the
+// run with exit 4 and no checkpoint of them. Early stopping took NaN for "no improvement" and
+// the run exported NaN features with exit 0.
+TEST(Loop, ANonFiniteValidationLossStopsWithoutSavingTheWeights) {
+  TempDir dir;
+  Running s(tiny_config(dir, {"train.max_steps=20"}));  // epochs of 5 steps
+  Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+  while (!loop.epoch_ended()) {
+    ASSERT_EQ(loop.stop_check(), StopReason::kNone);
+    ASSERT_EQ(loop.step(), StopReason::kNone);
+  }
+  s.r.trainee.flat->params().fill_(std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(loop.end_epoch(), StopReason::kNonFiniteValidation);
+  bool exported = false;
+  EXPECT_EQ(
+      loop.finish(StopReason::kNonFiniteValidation, [&](const std::string&) { exported = true; }),
+      kExitNonFinite);
+  EXPECT_FALSE(exported);
+  EXPECT_FALSE(files::exists(best_checkpoint_path(s.config.run.dir)));
+  EXPECT_FALSE(files::exists(step_checkpoint_path(s.config.run.dir, 5)));
+  const auto lines = metrics(s.config.run.dir);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.back()["event"], "stop");
+  EXPECT_EQ(lines.back()["detail"], "a validation loss that is not finite");
 }
 
 // Validation goes through the packed text batch and the model's one encode path; its mean DBL
