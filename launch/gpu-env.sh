@@ -11,7 +11,7 @@ need() {  # need HEADER DEB...
   local header=$1; shift
   if [ -e "/usr/include/$header" ] || [ -e "/usr/local/include/$header" ]; then return; fi
   echo "not on this machine: $header -> using Debian's $*"
-  for deb in "$@"; do dpkg -x .gpu-deps/debs/${deb}_*.deb "$deps_root"; done
+  for deb in "$@"; do dpkg -x .gpu-deps/debs/"${deb}"_*.deb "$deps_root"; done
 }
 need CLI/CLI.hpp libcli11-dev
 need nlohmann/json.hpp nlohmann-json3-dev
@@ -28,12 +28,22 @@ export LD_LIBRARY_PATH=$deps_root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$L
 fixtures=$PWD/../shared/fixtures
 [ -d "$fixtures" ] || fixtures=$PWD/.fixtures
 
-# gpu_build [TARGET...]: configure build-gpu/ against the machine's torch and build
-# the targets (default: everything). Returns non-zero on failure.
+# gpu_build [TARGET...]: configure build-gpu/ against the machine's torch and build the targets
+# (default: everything). CUDA is required (SX_REQUIRE_CUDA: the configure fails if this torch has
+# none); the kernels are built for this GPU's compute capability (9.0 if nvidia-smi cannot say).
+# Returns non-zero on failure.
 gpu_build() {
+  local arch
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' ')
+  [[ $arch =~ ^[0-9]+\.[0-9]+$ ]] || arch=9.0
+  echo "gpu_build: TORCH_CUDA_ARCH_LIST=$arch, Python3 $(command -v python3)"
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$torch_prefix;$deps_root/usr" -DSX_FIXTURES_DIR="$fixtures" || return 1
+    -DCMAKE_PREFIX_PATH="$torch_prefix;$deps_root/usr" -DSX_FIXTURES_DIR="$fixtures" \
+    -DSX_REQUIRE_CUDA=ON -DTORCH_CUDA_ARCH_LIST="$arch" -DPython3_EXECUTABLE="$(command -v python3)" ||
+    { echo "gpu_build: configure FAILED (SX_REQUIRE_CUDA: a torch without CUDA fails here)"; return 1; }
   local targets=()
   for t in "$@"; do targets+=(--target "$t"); done
-  /usr/bin/time -f "build wall %e s" cmake --build build-gpu --parallel "$(nproc)" "${targets[@]}"
+  local t0=$SECONDS
+  cmake --build build-gpu --parallel "$(nproc)" "${targets[@]}" || return 1
+  echo "build wall $((SECONDS - t0)) s"
 }

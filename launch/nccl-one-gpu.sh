@@ -9,4 +9,7 @@ rank=${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-${SLURM_PROCID:-0}}}
 export NCCL_HOSTID="sx-one-gpu-rank-$rank"
 export NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-lo}
 export NCCL_IB_DISABLE=1
+# The fake hosts are one machine: no multi-node NVLink (NCCL 2.27+ may try it across "hosts").
+export NCCL_MNNVL_ENABLE=0
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
 exec "$@"

@@ -14,13 +14,17 @@
 # rows each to their own limit (bench_gpu_peers.py --budget).
 #
 # Prepare HERE first: launch/gpu-prepare.sh (copies ../shared/bench into .bench/), then carry
-# .gpu-deps, .fixtures and .bench. Logs and JSON go to $OUT. A variant that fails is reported
-# and the others still run: the table shows what there is.
+# .gpu-deps, .fixtures and .bench. To $OUT (the device call returns at most 8 files, 2 folders
+# down) go three files: bench-gpu.log, bench-gpu.json (every JSON the runs wrote, keyed by its
+# path: ours_*.json, peers/bench.json, peers/rows/*.json, reference/bench.json) and
+# bench-gpu-results.tgz (the results folder as it is). A variant that fails is reported and the
+# others still run: the table shows what there is.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-/tmp/bench-gpu}
 mkdir -p "$out"
-exec > >(tee "$out/bench-gpu.log") 2>&1
+# The runs' JSON: here, then bundled into $OUT (few files come back from a device call).
+res=$(mktemp -d /tmp/bench-gpu-results.XXXXXX)
 step() { echo "=== $* ($(date +%T))"; }
 steps=${SX_BENCH_STEPS:-20}
 warmup=${SX_BENCH_WARMUP:-5}
@@ -31,12 +35,14 @@ left() {  # left CAP: seconds the next phase may take (CAP at most), 0 when out 
   local rest=$(( budget - (SECONDS - started) - 15 ))
   (( rest > $1 )) && rest=$1
   (( rest < 0 )) && rest=0
-  echo $rest
+  echo "$rest"
 }
 
+main() {
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda)'
+# shellcheck source=launch/gpu-env.sh
 source launch/gpu-env.sh
 step "build siamese-xlmr (libtorch from $torch_prefix)"
 gpu_build siamese-xlmr || echo "BUILD FAILED: only the reference will run"
@@ -51,7 +57,7 @@ run_ours() {  # run_ours NAME LAYOUT WARMUP [overrides...]
   (( limit > 20 )) || { echo "skipped: out of time"; return 1; }
   timeout -k 5 "$limit" "$bin" bench train --model configs/models/xlmr-base/config.json \
     --pairs 32,128 --warmup "$warm" --steps "$steps" --max-len 128 --layout "$layout" \
-    --json "$out/$name.json" model.device=cuda model.autocast_bf16=true model.attention=sdpa \
+    --json "$res/$name.json" model.device=cuda model.autocast_bf16=true model.attention=sdpa \
     "$@" || echo "bench train $name FAILED (exit $?)"
 }
 # CUDA graphs: one per token bucket, captured the second time a bucket is seen; the longer
@@ -77,7 +83,7 @@ if [ "$peers" != 0 ]; then
   step "PyTorch peers (tools/bench_gpu_peers.py: eager, reduce-overhead, packed flex; compiled)"
   limit=$(left 400)
   if (( limit > 60 )); then
-    PYTHONUNBUFFERED=1 timeout -k 5 "$limit" python3 tools/bench_gpu_peers.py "$out/peers" \
+    PYTHONUNBUFFERED=1 timeout -k 5 "$limit" python3 tools/bench_gpu_peers.py "$res/peers" \
       --budget $((limit - 15)) --warmup "$warmup" --steps "$steps" \
       ${SX_BENCH_PEERS_ROWS:+--rows "$SX_BENCH_PEERS_ROWS"} \
       || echo "peers FAILED or timed out (exit $?); using what they wrote"
@@ -90,10 +96,10 @@ if [ "$peers" = 0 ] || [ "${SX_BENCH_REFERENCE:-0}" = 1 ]; then
   step "PyTorch reference (eager, then WITH_COMPILE=1 adds torch.compile at 128 pairs)"
   reference=.bench/pytorch_reference.py
   [ -f "$reference" ] || reference=../shared/bench/pytorch_reference.py
-  mkdir -p "$out/reference"
+  mkdir -p "$res/reference"
   # One process: its eager settings write bench.json first, the compiled one is added after.
   limit=$(left 300)
-  WITH_COMPILE=1 timeout -k 5 "$limit" python3 "$reference" "$out/reference" \
+  WITH_COMPILE=1 timeout -k 5 "$limit" python3 "$reference" "$res/reference" \
     || echo "reference FAILED or timed out (exit $?); using what it wrote"
 fi
 # The eager step (no graphs) and the padded layout for comparison, if time is left
@@ -102,7 +108,7 @@ fi
 [ "${SX_BENCH_PADDED:-1}" = 0 ] || run_ours ours_padded padded "$warmup"
 
 step "table"
-python3 - "$out" <<'PY'
+python3 - "$res" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 def load(path):
@@ -200,4 +206,25 @@ for name, j in ours.items():
         split = ", ".join(f"{k} {v:.2f}" for k, v in s["split_ms"].items())
         print(f"  {name} {s['pairs_per_step']:4d}: {split}")
 PY
+step "results to $out: bench-gpu.json, bench-gpu-results.tgz"
+python3 - "$res" "$out/bench-gpu.json" <<'PY'
+import json, os, sys
+res, combined = sys.argv[1], {}
+for root, _, files in os.walk(res):
+    for name in sorted(files):
+        if name.endswith(".json"):
+            path = os.path.join(root, name)
+            try:
+                combined[os.path.relpath(path, res)] = json.load(open(path))
+            except Exception as e:
+                combined[os.path.relpath(path, res)] = {"unreadable": str(e)}
+json.dump(combined, open(sys.argv[2], "w"), indent=1)
+print(f"{len(combined)} JSON files: {', '.join(sorted(combined))}")
+PY
+tar -czf "$out/bench-gpu-results.tgz" -C "$res" . && rm -rf "$res"
 step "done"
+}
+
+# A pipe into tee that the script waits for (a process substitution could lose the last lines).
+main 2>&1 | tee "$out/bench-gpu.log"
+exit "${PIPESTATUS[0]}"
