@@ -2,6 +2,7 @@
 // the run's features) and its probabilities for the test set (submission.csv) or for texts.
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -195,6 +196,10 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   refuse_overwrite(submission, a.force);
 
   io::H5File f = io::H5File::open(features);
+  if (!f.has("train/embeddings"))  // a checkpoint, say: "has no test set" misled
+    throw UserError(features +
+                    " is not a features file (no train/embeddings); expected the features.h5 "
+                    "that `siamese-xlmr export` writes");
   if (!f.has("test/embeddings") || !f.has("test/ids"))
     throw UserError(features +
                     " has no test set (data.test_csv was empty when it was written); set "
@@ -205,6 +210,11 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   if (dims.size() != 2 || dims[0] != ids.size())
     throw UserError(features + ": test/embeddings does not hold one row per test/ids entry");
   const std::vector<float> x = f.read_float("test/embeddings");
+  // A NaN row gave "-nan" in submission.csv with exit 0.
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!std::isfinite(x[i]))
+      throw UserError(features + ": test/embeddings holds a non-finite value at row " +
+                      std::to_string(i / dims[1]) + ", column " + std::to_string(i % dims[1]));
 
   const evaluate::Classifier classifier =
       evaluate::fit_classifier(features, config.data.multilingual_csv);

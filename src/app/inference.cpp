@@ -39,6 +39,12 @@ std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice
                     " has no checkpoint and model.pretrained is empty, so the encoder would be "
                     "model.config's random initialisation; train first, pass --checkpoint PATH, "
                     "set model.pretrained, or pass --allow-random");
+  // After `train --force` moved the run aside, this was an info line only.
+  if (!config.model.pretrained.empty())
+    spdlog::warn(
+        "run.dir {} has no checkpoint: using model.pretrained's weights ({}), not "
+        "fine-tuned ones (--pretrained says this is meant)",
+        config.run.dir, config.model.pretrained);
   return "";
 }
 

@@ -2,11 +2,13 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <string>
 
 #include "app/commands.h"
 #include "core/error.h"
@@ -41,6 +43,28 @@ const CLI::Validator kNotEmpty(
       return value.empty() ? std::string("expected a path, found an empty value") : std::string();
     },
     "PATH");
+
+// "unknown command 'X'; expected one of ..." when the first word after the deepest command
+// given is no option and no subcommand of it; "" otherwise.
+std::string unknown_subcommand(const CLI::App& app, int argc, char** argv) {
+  const CLI::App* at = &app;
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') return "";
+    const auto subs = at->get_subcommands([](const CLI::App*) { return true; });
+    if (subs.empty()) return "";
+    const auto found = std::find_if(subs.begin(), subs.end(),
+                                    [&](const CLI::App* s) { return s->get_name() == word; });
+    if (found == subs.end()) {
+      std::string names;
+      for (const CLI::App* s : subs) names += (names.empty() ? "" : ", ") + s->get_name();
+      const std::string parent = at == &app ? "" : at->get_name() + " ";
+      return "unknown command '" + parent + word + "'; expected one of " + names;
+    }
+    at = *found;
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -260,6 +284,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    // "A subcommand is required" for a mistyped one (`predcit`): name it and the choices.
+    if (const std::string unknown = unknown_subcommand(app, argc, argv); !unknown.empty()) {
+      std::fprintf(stderr, "siamese-xlmr: error: %s\n", unknown.c_str());
+      return sx::kExitUserError;
+    }
     app.exit(e);
     return sx::kExitUserError;
   }

@@ -68,6 +68,7 @@ enum class Kind {
 };
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kMaxDuration = 1e9;  // seconds
 
 struct Field {
   std::string key;
@@ -152,10 +153,14 @@ const std::vector<Field>& schema() {
     s.push_back(results(range(entry(SX_MEMBER(run, seed), Kind::kInt, "42",
                                     "Seed of every random choice (split, pairs, init, dropout)."),
                               0)));
-    s.push_back(entry(SX_MEMBER(run, max_duration), Kind::kDuration, "0",
-                      "Time budget of the whole job from the program's start (seconds, or 90m, "
-                      "2h, 1h30m): training stops, checked every step, when set-up, training and "
-                      "the final export would not fit. 0 = no limit."));
+    // Durations end at about 31 years: 2^63 seconds printed as a negative budget and overflow
+    // the clocks' deadlines.
+    s.push_back(
+        range(entry(SX_MEMBER(run, max_duration), Kind::kDuration, "0",
+                    "Time budget of the whole job from the program's start (seconds, or 90m, "
+                    "2h, 1h30m): training stops, checked every step, when set-up, training and "
+                    "the final export would not fit. 0 = no limit."),
+              0, kMaxDuration));
     s.push_back(entry(SX_MEMBER(run, log_level), Kind::kEnum, "info", "Log level of rank 0."));
     s.push_back(entry(SX_MEMBER(run, other_ranks_log_level), Kind::kEnum, "warn",
                       "Log level of ranks other than 0."));
@@ -167,7 +172,7 @@ const std::vector<Field>& schema() {
               "every run.progress_interval otherwise; lines = lines always; off = neither."));
     s.push_back(range(entry(SX_MEMBER(run, progress_interval), Kind::kDuration, "30s",
                             "Interval of progress lines when stderr is not a terminal."),
-                      0.1));
+                      0.1, kMaxDuration));
     s.push_back(range(entry(SX_MEMBER(run, threads), Kind::kInt, "0",
                             "CPU threads per rank for torch; 0 = the node's cores / its ranks."),
                       0, 4096));
@@ -390,7 +395,7 @@ const std::vector<Field>& schema() {
               "Deadline of every collective (MPI and NCCL, communicator creation and start-up "
               "agreement included), counted from when a rank enters it: a rank that waits "
               "longer for its peers names the collective and the step and aborts the job."),
-        1));
+        1, kMaxDuration));
     s.push_back(
         entry(SX_MEMBER(dist, grad_dtype), Kind::kEnum, "fp32",
               "Gradient all-reduce on the wire: fp32, or bf16 (half the bytes; the averaged "

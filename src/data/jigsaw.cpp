@@ -63,11 +63,12 @@ bool parse_label(std::string_view text, double& value) {
 
 bool parse_id(std::string_view text, int64_t& value) {
   std::string_view t = trim_view(text);
-  if (t.empty() || t.size() > 18) return false;
+  if (t.empty()) return false;
   for (char c : t)
     if (c < '0' || c > '9') return false;
-  std::from_chars(t.data(), t.data() + t.size(), value);
-  return true;
+  // Any id up to 2^63 - 1 (19 digits; 18 were the limit before), none past it.
+  const auto [end, error] = std::from_chars(t.data(), t.data() + t.size(), value);
+  return error == std::errc() && end == t.data() + t.size();
 }
 
 // A Jigsaw file: mapped, its header read, its rows parsed in parallel; bad rows reported

@@ -60,11 +60,16 @@ void check_notebook_multilingual(const LabeledCorpus& multilingual) {
     ++per_language[multilingual.langs[i]][multilingual.labels[i] ? 1 : 0];
     if (multilingual.langs[i] == "en" && english++ == 0) first_english_row = multilingual.rows[i];
   }
+  // Every row English: most likely no column named data.lang_field, whose rows count as 'en'.
+  const std::string no_column =
+      english == multilingual.size()
+          ? " (every row: a file without the column named by data.lang_field is English)"
+          : "";
   if (english > 0)
     throw UserError("data.multilingual_csv: " + std::to_string(english) +
                     " rows are in language 'en' (the first is data row " +
-                    std::to_string(first_english_row) +
-                    "), expected none: with data.pair_sampler: notebook the English texts come "
+                    std::to_string(first_english_row) + ")" + no_column +
+                    ", expected none: with data.pair_sampler: notebook the English texts come "
                     "from data.train_csv alone, as in the notebook");
   for (const auto& [lang, counts] : per_language)
     if (counts[0] == 0 || counts[1] == 0)

@@ -211,7 +211,10 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer) {
     if (checksum(c, format) != f.attr_string("checksum"))
       throw UserError(path + ": checksum mismatch (the file is corrupt)");
     check_plan(c.state);
-    if (with_optimizer && !has_optimizer) throw UserError(path + ": holds no optimizer state");
+    if (with_optimizer && !has_optimizer)
+      throw UserError(path +
+                      ": holds no optimizer state (best.h5 keeps the weights only); resume from "
+                      "a step checkpoint, checkpoints/step-*.h5, or with --resume auto");
     return c;
   } catch (const UserError& e) {
     std::string msg = e.what();

@@ -23,6 +23,22 @@ TEST(Cli, NoSubcommandIsAnError) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+// A mistyped command said "A subcommand is required".
+TEST(Cli, AnUnknownCommandIsNamedWithTheChoices) {
+  auto r = run_cli("predcit");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(
+      r.err.rfind("siamese-xlmr: error: unknown command 'predcit'; expected one of train, ", 0), 0u)
+      << r.err;
+  EXPECT_NE(r.err.find(", predict, "), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  auto nested = run_cli("data stat");
+  EXPECT_EQ(nested.exit_code, 2);
+  EXPECT_EQ(nested.err,
+            "siamese-xlmr: error: unknown command 'data stat'; expected one of stats, pairs, "
+            "synth\n");
+}
+
 TEST(Cli, MissingRequiredArgumentsFailWithUsage) {
   for (const char* sub : {"evaluate", "bench", "bench data", "data"}) {
     auto r = run_cli(sub);

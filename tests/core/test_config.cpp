@@ -212,6 +212,13 @@ TEST(ConfigErrors, AnAdamEpsilonOfZeroIsRefused) {
                {"train.adam_epsilon expects a number in (0, 1]", "found '0'"});
   EXPECT_DOUBLE_EQ(load_config("", {"train.adam_epsilon=1e-12"}).train.adam_epsilon, 1e-12);
 }
+// 2^63 - 1 seconds was taken and logged as a budget of "-2562047788015215h-30m-8s".
+TEST(ConfigErrors, ADurationPastThirtyYearsIsRefused) {
+  expect_error("", {"run.max_duration=9223372036854775807"},
+               {"run.max_duration expects a duration", "in [0, 1e+09]"});
+  expect_error("", {"dist.collective_timeout=20000d"}, {"dist.collective_timeout", "20000d"});
+  EXPECT_DOUBLE_EQ(load_config("", {"run.max_duration=1000000000"}).run.max_duration, 1e9);
+}
 TEST(ConfigErrors, EmptyListRejected) {
   expect_error("", {"data.train_label_fields=[]"},
                {"data.train_label_fields expects a list of strings"});

@@ -277,6 +277,19 @@ TEST(JigsawTest, IdsContentLanguageAndDuplicates) {
   EXPECT_NE(msg.find("line 4: duplicate id (1, first on line 3)"), std::string::npos) << msg;
 }
 
+// 19-digit ids were refused though they fit (the limit was 18 digits); past 2^63 - 1 they are not.
+TEST(JigsawTest, EveryIdUpTo2To63Minus1IsTaken) {
+  test::TempDir dir;
+  auto path = dir.write("test.csv",
+                        "id,content,lang\n9223372036854775807,uno,es\n1000000000000000000,due,it\n"
+                        "9223372036854775808,tre,it\n007,sette,tr\n");
+  LoadReport report;
+  auto t = load_test_csv(path, {}, options(BadRows::kSkip), &report);
+  EXPECT_EQ(t.ids, (std::vector<int64_t>{9223372036854775807LL, 1000000000000000000LL, 7}));
+  EXPECT_EQ(report.bad_rows.at("id is not a non-negative integer").first_lines,
+            (std::vector<uint64_t>{4}));
+}
+
 TEST(JigsawTest, AnEmptyIdIsABadRow) {
   test::TempDir dir;
   auto path = dir.write("test.csv", "id,content,lang\n,uno,es\n1,due,it\n");

@@ -187,6 +187,15 @@ TEST(NotebookFiles, TheMultilingualFileHoldsNoEnglishAndBothLabelsInEveryLanguag
   std::string e = test::error_of([&] { load_datasets(c, false, false); });
   EXPECT_NE(e.find("data.multilingual_csv: 1 rows are in language 'en'"), std::string::npos) << e;
   EXPECT_NE(e.find("expected none"), std::string::npos) << e;
+  EXPECT_EQ(e.find("every row"), std::string::npos) << e;
+  // A language column under another name: every row counts as English, and the message says
+  // why rather than only "rows are in language 'en'".
+  c = files_config(dir, english, "comment_text,toxic,language\nuno,0,es\ndos,1,es\n");
+  e = test::error_of([&] { load_datasets(c, false, false); });
+  EXPECT_NE(e.find("2 rows are in language 'en' (the first is data row 0) (every row: a file "
+                   "without the column named by data.lang_field is English)"),
+            std::string::npos)
+      << e;
   c = files_config(dir, english, "comment_text,toxic,lang\nuno,0,es\ndos,1,es\ntre,1,it\n");
   e = test::error_of([&] { load_datasets(c, false, false); });
   EXPECT_NE(e.find("data.multilingual_csv: language 'it' has 1 rows, all toxic, expected both"),

@@ -322,6 +322,35 @@ TEST_F(Predict, FeaturesGivenAsACheckpointAreNamedAsSuch) {
   }
 }
 
+// A NaN test row was written to submission.csv as "-nan" with exit 0; a checkpoint given as
+// --features "had no test set".
+TEST_F(Predict, ANonFiniteTestRowOrACheckpointAsFeaturesIsOneLine) {
+  test::TempDir dir;
+  {
+    io::H5File f = io::H5File::create(dir.path("nan.h5"));
+    const std::vector<float> x{0.5f, 1.0f, -0.5f, 2.0f, 1.5f, std::nanf("")};
+    const std::vector<int64_t> labels{0, 1}, ids{7, 8, 9};
+    f.write("train/embeddings", x.data(), {2, 2});
+    f.write("train/labels", labels.data(), {2});
+    f.write("test/embeddings", x.data(), {3, 2});
+    f.write("test/ids", ids.data(), {3});
+    f.close();
+  }
+  const std::string best = run_file("checkpoints/best.h5");
+  for (const auto& [features, why] :
+       {std::pair{dir.path("nan.h5"), dir.path("nan.h5") +
+                                          ": test/embeddings holds a non-finite value at row 2, "
+                                          "column 1"},
+        std::pair{best, best + " is not a features file (no train/embeddings)"}}) {
+    auto r = test::run_cli(cli("predict --features " + features + " --out " + dir.path("s.csv")) +
+                           " run.log_level=warn run.dir=" + dir.path("run"));
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+    EXPECT_FALSE(files::exists(dir.path("s.csv")));
+  }
+}
+
 TEST_F(Predict, ExportRefusesAFeaturesPathThatIsADirectory) {
   // Was "internal error: cannot rename ..." (exit 1) after embedding both sets.
   test::TempDir dir;

@@ -575,14 +575,21 @@ TEST(TrainMpi, AFreshRunIntoAUsedRunDirIsRefusedAndForceMovesTheOldFilesAside) {
   EXPECT_EQ(test::read_file(step_checkpoint_path(run, 5)), old_step);
   EXPECT_EQ(test::read_file(run + "/features.h5"), old_features);
 
+  // predict's outputs of the earlier run go aside too (a fresh run kept its submission.csv).
+  files::write_file(run + "/submission.csv", "id,toxic\n1,0.5\n");
+  files::write_file(run + "/classifier.json", "{}");
   auto forced = test::train(2, config, "train.max_steps=5 export.before_training=false --force");
   ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_FALSE(files::exists(run + "/submission.csv"));
+  EXPECT_FALSE(files::exists(run + "/classifier.json"));
   std::vector<std::string> previous;
   for (const auto& name : files::list(run))
     if (name.rfind("previous-", 0) == 0) previous.push_back(files::join(run, name));
   ASSERT_EQ(previous.size(), 1u);
   EXPECT_EQ(test::read_file(step_checkpoint_path(previous[0], 5)), old_step);
   EXPECT_EQ(test::read_file(previous[0] + "/features.h5"), old_features);
+  EXPECT_EQ(test::read_file(previous[0] + "/submission.csv"), "id,toxic\n1,0.5\n");
+  EXPECT_TRUE(files::exists(previous[0] + "/classifier.json"));
   EXPECT_TRUE(files::exists(previous[0] + "/log/rank-1.log"));
   const std::string new_lineage = checkpoint_lineage(step_checkpoint_path(run, 5));
   EXPECT_FALSE(new_lineage.empty());
