@@ -88,7 +88,13 @@ void await(const std::string& what, const std::function<bool()>& done,
            const std::function<void()>& before_abort) {
   using Clock = std::chrono::steady_clock;
   const double timeout = collective_timeout();
-  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout);
+  auto deadline = Clock::now() + std::chrono::duration<double>(timeout);
+  // A process that is stopped (Slurm's suspend, SIGSTOP, a paused VM) is not waiting for its
+  // peers: a gap between two polls longer than kPaused moves the deadline on by the gap, so a
+  // job continued after a suspension longer than the timeout carries on. Polls are at most
+  // 200 us apart otherwise.
+  constexpr auto kPaused = std::chrono::seconds(1);
+  auto last = Clock::now();
   // Quick polls first: most collectives complete within microseconds, and MPI moves a
   // transfer on only inside its calls. Then sleeps, short enough to add little latency.
   constexpr int kQuickPolls = 64;
@@ -96,7 +102,10 @@ void await(const std::string& what, const std::function<bool()>& done,
                  kLongestSleep = std::chrono::microseconds(200);
   auto sleep = kFirstSleep;
   for (int polls = 0; !done(); ++polls) {
-    if (Clock::now() > deadline) end_job_past_deadline(what, timeout, before_abort);
+    const auto now = Clock::now();
+    if (now - last > kPaused) deadline += now - last;
+    last = now;
+    if (now > deadline) end_job_past_deadline(what, timeout, before_abort);
     if (polls < kQuickPolls) {
       std::this_thread::yield();
       continue;

@@ -3,8 +3,10 @@
 // start-up agreement, and the comparison of what ranks hold.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <climits>
 #include <numeric>
+#include <thread>
 
 #include "core/error.h"
 #include "dist/chunks.h"
@@ -131,6 +133,24 @@ TEST(Agreement, RanksHoldingDifferentItemsAreRefusedNamingTheDifference) {
               "siamese-xlmr: error: rank 1: config key train.lr_max differs from rank 0's "
               "(0.002 vs 0.001)\n");
   }
+}
+
+// A job suspended (scontrol suspend, SIGSTOP) while a rank waited in a collective was ended
+// as "lost or stuck" when it was continued: the pause counted against dist.collective_timeout.
+// Here the wait's poll is held up for 2 s, as a stopped process is, against a 1 s timeout.
+TEST(Deadline, TimeTheProcessWasStoppedDoesNotCount) {
+  const double before = collective_timeout();
+  set_collective_timeout(1);
+  int polls = 0;
+  await(
+      "test wait",
+      [&] {
+        if (polls++ == 1) std::this_thread::sleep_for(std::chrono::seconds(2));
+        return polls > 2;
+      },
+      nullptr);
+  set_collective_timeout(before);
+  EXPECT_EQ(polls, 3);
 }
 
 TEST(Peers, EveryRankKnowsEachRanksHost) {
