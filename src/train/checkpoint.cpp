@@ -15,7 +15,8 @@
 namespace sx::train {
 namespace {
 
-// Format 4 adds optimizer/layout; format 3 adds TrainState fields (train_state.h says which);
+// Format 5 adds the epoch's training loss so far to the state; format 4 adds optimizer/layout;
+// format 3 adds TrainState fields (train_state.h says which);
 // format 2 checksums with XXH3 (memory speed on multi-GB files); files of formats 1 (FNV-1a)
 // and 2 from earlier releases are still read for their weights.
 constexpr int64_t kFormat = kCheckpointFormat;
@@ -99,12 +100,14 @@ void write_checkpoint(const std::string& path, const Checkpoint& checkpoint_in) 
       f.write("optimizer/v", c.adam_v.data_ptr<float>(), dims_of(c.adam_v));
       if (!c.moment_layout.empty()) f.write_strings("optimizer/layout", c.moment_layout);
     }
-    // Format 4 only where it says more than 3 (moments with their layout): best.h5 and the
-    // like stay readable by the releases before it.
-    f.set_attr("format", c.moment_layout.empty() ? kFormatLayout - 1 : kFormatLayout);
-    for_each_field(c.state,
-                   [&](const char* name, const auto& value, int) { f.set_attr(name, value); });
-    f.set_attr("checksum", checksum(c));
+    // The newest format only where it says more than 3 (moments with their layout, the epoch's
+    // loss so far): best.h5 and the like stay readable by the releases before format 4.
+    const int64_t format = c.moment_layout.empty() ? kFormatLayout - 1 : kFormat;
+    f.set_attr("format", format);
+    for_each_field(c.state, [&](const char* name, const auto& value, int since) {
+      if (since <= format) f.set_attr(name, value);
+    });
+    f.set_attr("checksum", checksum(c, format));
     f.flush();
     f.close();
   });

@@ -224,8 +224,8 @@ StopReason Loop::step() {
 void Loop::account(const StepResult& s, int64_t step_number) {
   if (s.applied) {
     consecutive_bad_ = 0;
-    epoch_loss_sum_ += s.loss;
-    ++epoch_loss_count_;
+    r_.state.epoch_loss_sum += s.loss;
+    ++r_.state.epoch_loss_steps;
     r_.state.lr_pairs += r_.global_batch;
   } else {
     ++r_.state.bad_steps;
@@ -309,8 +309,13 @@ StopReason Loop::end_epoch() {
   dist::broadcast(decision, 0, "broadcast of the early-stopping decision");
   s.best_val_loss = early_.best;
   s.epochs_without_improvement = early_.epochs_without_improvement;
+  if (decision[0]) s.best_step = s.step;  // best.h5 and this epoch-end checkpoint hold its weights
+  // The next epoch's sum starts here, before the epoch-end checkpoint that a resume reads.
+  const double train_loss =
+      s.epoch_loss_steps ? s.epoch_loss_sum / static_cast<double>(s.epoch_loss_steps) : NAN;
+  s.epoch_loss_sum = 0;
+  s.epoch_loss_steps = 0;
   if (lead()) {
-    const double train_loss = epoch_loss_count_ ? epoch_loss_sum_ / epoch_loss_count_ : NAN;
     spdlog::info("epoch {}: loss {:.5f}, val_loss {:.5f}{} (best {:.5f}), {}{}", s.epoch,
                  train_loss, val_loss, decision[0] ? " improved" : "", early_.best,
                  format_duration(elapsed()), with_auc ? ", centroid AUC " + auc_text(auc) : "");
@@ -322,8 +327,6 @@ StopReason Loop::end_epoch() {
     }
     write_step_checkpoint();
   }
-  epoch_loss_sum_ = 0;
-  epoch_loss_count_ = 0;
   return decision[1] ? StopReason::kEarlyStopping : StopReason::kNone;
 }
 
@@ -366,12 +369,13 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   record_stop(reason, "");
   dist::set_step(r_.state.step);
   if (reason == StopReason::kNonFiniteValidation) {
-    // Weights that give no finite loss are worth no checkpoint; the earlier ones stay the newest.
+    // Weights that give no finite loss are worth no checkpoint.
     if (lead())
       spdlog::error(
-          "training stopped at epoch {}: its validation loss is not finite; the weights are not "
-          "saved, checkpoints of earlier epochs hold the last validated ones (lower "
-          "train.lr_max, or check the data)",
+          "training stopped at epoch {}: its validation loss is not finite, so its weights are "
+          "not saved; the step checkpoints written since the last epoch end (train.checkpoint_"
+          "every) may hold such weights too: resume from an epoch-end one, or start afresh with "
+          "a lower train.lr_max",
           r_.state.epoch);
     return kExitNonFinite;
   }

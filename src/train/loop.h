@@ -101,8 +101,6 @@ class Loop {
   int64_t consecutive_bad_ = 0, last_checkpoint_step_ = -1;
   bool reduction_logged_ = false;
   int stop_signal_ = 0;  // a signal some rank received (the largest, stop_check's reduction), or 0
-  double epoch_loss_sum_ = 0;
-  int64_t epoch_loss_count_ = 0;
 };
 
 }  // namespace sx::train

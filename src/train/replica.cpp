@@ -204,6 +204,11 @@ void set_aside_after_branch(const Config& config, const TrainOptions& options, c
         "another history; moved into {} so that --resume auto (a requeue) continues this one",
         r.resumed_from, checkpoint_dir(config.run.dir), checkpoint.state.step,
         files::join(aside, "checkpoints/"));
+  const std::string best =
+      restore_best_of_history(config.run.dir, r.resumed_from, checkpoint.state);
+  if (!best.empty())
+    spdlog::info("{}: the best weights of this history (val_loss {:.5f}), from {}",
+                 best_checkpoint_path(config.run.dir), checkpoint.state.best_val_loss, best);
 }
 
 // With data.share_node and several ranks on this node, the node's first rank (local rank 0,
@@ -350,7 +355,7 @@ std::string prepare_run_dir(const Config& config, const TrainOptions& options, R
                                 : "";
   check_run_outputs_are_files(config.run.dir);  // else the training fails only when it ends
   for (const std::string& path : remove_stale_temporaries(config.run.dir))
-    spdlog::info("removed {}, left by a checkpoint writer that was killed", path);
+    spdlog::info("removed {}, left by a writer that was killed", path);
   return moved;
 }
 

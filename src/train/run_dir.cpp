@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <random>
 
 #include "core/error.h"
@@ -129,16 +131,63 @@ std::string set_aside_abandoned_history(const std::string& run_dir, const std::s
   return abandoned.empty() ? "" : move_aside(run_dir, abandoned);
 }
 
+std::string restore_best_of_history(const std::string& run_dir, const std::string& resumed_path,
+                                    const TrainState& resumed) {
+  const std::string best = best_checkpoint_path(run_dir);
+  if (files::exists(best) || resumed.best_step <= 0 || resumed.best_step > resumed.step ||
+      !std::isfinite(resumed.best_val_loss))
+    return "";
+  const std::string name = step_checkpoint_path("", resumed.best_step);
+  const std::string source =
+      files::join(files::parent(resumed_path), name.substr(name.rfind('/') + 1));
+  if (!files::exists(source)) return "";
+  try {
+    Checkpoint c = read_checkpoint(source, /*with_optimizer=*/false);
+    if (c.state.lineage != resumed.lineage || c.state.step != resumed.best_step) return "";
+    files::create_directories(checkpoint_dir(run_dir));  // a new run.dir has none yet
+    write_checkpoint(best, c);
+  } catch (const UserError&) {
+    return "";  // unusable: the run goes on without best.h5 and says so when it ends
+  }
+  return source;
+}
+
+namespace {
+
+// "NAME.tmp.PID" (files::write_atomically's temporary of NAME) where `is_ours(NAME)`.
+bool is_temporary_of(const std::string& name, const std::function<bool(const std::string&)>& ours) {
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string::npos || at + 5 == name.size()) return false;
+  for (size_t i = at + 5; i < name.size(); ++i)
+    if (name[i] < '0' || name[i] > '9') return false;
+  return ours(name.substr(0, at));
+}
+
+}  // namespace
+
 std::vector<std::string> remove_stale_temporaries(const std::string& run_dir) {
   std::vector<std::string> removed;
-  const std::string dir = checkpoint_dir(run_dir);
-  if (!files::is_directory(dir)) return removed;
-  for (const auto& name : files::list(dir)) {
-    const size_t at = name.find(".h5.tmp.");
-    if (at == std::string::npos) continue;
-    const std::string path = files::join(dir, name);
-    if (::unlink(path.c_str()) == 0) removed.push_back(path);
-  }
+  const auto remove_in = [&](const std::string& dir,
+                             const std::function<bool(const std::string&)>& ours) {
+    if (!files::is_directory(dir)) return;
+    for (const auto& name : files::list(dir)) {
+      if (!is_temporary_of(name, ours)) continue;
+      const std::string path = files::join(dir, name);
+      if (::unlink(path.c_str()) == 0) removed.push_back(path);
+    }
+  };
+  remove_in(checkpoint_dir(run_dir), [](const std::string& name) {
+    return name.size() > 3 && name.compare(name.size() - 3, 3, ".h5") == 0;
+  });
+  // The files of run.dir itself that the run, export and predict write (features.h5 of a
+  // killed export: as large as the features).
+  remove_in(run_dir, [](const std::string& name) {
+    for (const char* ours :
+         {"features.h5", "features_before.h5", "metrics.jsonl", "evaluation.json",
+          "config.resolved.yaml", "classifier.json", "submission.csv"})
+      if (name == ours) return true;
+    return false;
+  });
   return removed;
 }
 

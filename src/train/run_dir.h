@@ -38,9 +38,17 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
 std::string set_aside_abandoned_history(const std::string& run_dir, const std::string& resumed_path,
                                         const TrainState& resumed);
 
-// Removes the temporary files of checkpoint writers that were killed (checkpoints/*.h5.tmp.PID,
-// as large as a checkpoint each); returns their paths. Only for the run that holds run_dir
-// (core/run_dir_lock.h): no other command writes there then.
+// After --resume PATH, where run.dir has no best.h5 (set aside above, or a new run.dir) while
+// the resumed history validated a best: that best is the epoch-end step checkpoint at
+// resumed.best_step beside PATH (same lineage), if it was kept. Writes best.h5 from it and
+// returns its path, else "" (the run then exports its last weights, with a warning).
+std::string restore_best_of_history(const std::string& run_dir, const std::string& resumed_path,
+                                    const TrainState& resumed);
+
+// Removes the temporary files of writers that were killed (checkpoints/*.h5.tmp.PID, as large
+// as a checkpoint each, and run.dir's features.h5.tmp.PID, metrics.jsonl.tmp.PID and the like
+// of the files the run, export and predict write); returns their paths. Only for the run that holds
+// run_dir (core/run_dir_lock.h): no other command writes there then.
 std::vector<std::string> remove_stale_temporaries(const std::string& run_dir);
 
 // A UserError when a file the run writes (features, evaluation, metrics, best weights) is a

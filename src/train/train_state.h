@@ -34,7 +34,11 @@ namespace sx::train {
   X(int64_t, pairs_per_epoch, 0, 3)                                                                \
   X(int64_t, max_epochs, 0, 3)                                                                     \
   X(double, lr_step_pairs, 0, 3)                                                                   \
-  X(int64_t, lr_pairs, 0, 3) /* pairs of the updates applied so far: the rate's position */
+  X(int64_t, lr_pairs, 0, 3) /* pairs of the updates applied so far: the rate's position */        \
+  /* the epoch's training loss so far (a resume mid-epoch continues its mean) */                   \
+  X(double, epoch_loss_sum, 0, 5)                                                                  \
+  X(int64_t, epoch_loss_steps, 0, 5)                                                               \
+  X(int64_t, best_step, 0, 5) /* the step whose weights best.h5 holds (0: none or unknown) */
 
 struct TrainState {
 #define SX_DECLARE_STATE_FIELD(type, name, initial, since) type name = initial;

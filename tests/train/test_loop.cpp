@@ -363,6 +363,36 @@ TEST(Loop, TheEmbeddingAdamOverlapTrainsAndResumesBitwiseAsWithout) {
   EXPECT_GT(val_loss(off.run.dir), 0);
 }
 
+// An epoch resumed mid-way reported the mean training loss of its steps after the resume only:
+// the sum so far travels in the step checkpoint (format 5), and the epoch lines of a run stopped
+// at step 3 and 7 and resumed equal the uninterrupted run's.
+TEST(Loop, AnEpochResumedMidwayReportsTheLossOfAllItsSteps) {
+  TempDir whole_dir, parts_dir;
+  const Config whole = tiny_config(whole_dir, {});
+  const Config parts = tiny_config(parts_dir, {});
+  train_steps(whole, 12);  // epochs of 5 steps: ends at 5 and 10
+  train_steps(parts, 3);
+  for (int64_t steps : {7, 12}) {
+    Config c = parts;
+    c.train.max_steps = steps;
+    TrainOptions resume;
+    resume.resume = "auto";
+    Running s(c, resume);
+    Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+  }
+  EXPECT_EQ(read_checkpoint(step_checkpoint_path(parts.run.dir, 7)).format, kCheckpointFormat);
+  const auto epoch_losses = [](const std::string& dir) {
+    std::vector<double> losses;
+    for (const auto& j : metrics(dir))
+      if (j["type"] == "epoch") losses.push_back(j["loss"].get<double>());
+    return losses;
+  };
+  const std::vector<double> expected = epoch_losses(whole.run.dir);
+  ASSERT_EQ(expected.size(), 2u);
+  EXPECT_EQ(epoch_losses(parts.run.dir), expected);
+}
+
 // A run that early stopping ended, resumed (a requeue, or a crash in the final export): it stops
 // again before any step, as the epoch and step limits do, rather than train another epoch.
 TEST(Loop, AResumedRunThatEarlyStoppingEndedStopsBeforeAnyStep) {
@@ -417,16 +447,53 @@ TEST(Loop, AResumeFromAnEarlierStepSetsTheLaterHistoryAside) {
 }
 
 // Temporary files of killed checkpoint writers are removed when a run takes the directory.
+// A rollback with --resume PATH set the later history's best.h5 aside and exported the last
+// weights ("best.h5 is missing"); the best of the resumed history is its epoch-end checkpoint
+// at best_step (format 5), restored as best.h5, in run.dir and in a new run.dir alike.
+TEST(Loop, ARollbackRestoresTheBestWeightsOfItsHistory) {
+  TempDir dir, other;
+  const Config config = tiny_config(dir, {});
+  train_steps(config, 12);  // epochs end at 5 and 10
+  const std::string from = step_checkpoint_path(config.run.dir, 5);
+  const Checkpoint at_5 = read_checkpoint(from, false);
+  ASSERT_EQ(at_5.state.best_step, 5);  // the first validation always improves
+  for (const std::string& run_dir : {config.run.dir, other.path("run")}) {
+    Config c = config;
+    c.run.dir = run_dir;
+    Config resumed = c;
+    resumed.train.max_steps = 7;  // no further epoch end: the export reloads best.h5
+    TrainOptions options;
+    options.resume = from;
+    Running s(resumed, options);
+    const Checkpoint best = read_checkpoint(best_checkpoint_path(c.run.dir), false);
+    EXPECT_EQ(best.state.step, 5) << c.run.dir;
+    for (const auto& [name, t] : at_5.params)
+      EXPECT_TRUE(torch::equal(t, best.params.at(name))) << c.run.dir << ": " << name;
+    Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+    EXPECT_EQ(s.r.model_description, "weights of " + best_checkpoint_path(c.run.dir));
+  }
+}
+
 TEST(Loop, ARunRemovesTheTemporaryFilesOfKilledCheckpointWriters) {
   TempDir dir;
   const Config config = tiny_config(dir, {});
   train_steps(config, 3);
   const std::string stale = step_checkpoint_path(config.run.dir, 4) + ".tmp.12345";
   test::write_file(stale, std::string(1 << 16, 'x'));
+  // A killed export's and metrics writer's, in run.dir itself; a user's file that only looks
+  // alike stays.
+  const std::string features = config.run.dir + "/features.h5.tmp.777";
+  const std::string metrics_tmp = config.run.dir + "/metrics.jsonl.tmp.778";
+  const std::string users = config.run.dir + "/notes.txt.tmp.779";
+  for (const auto& path : {features, metrics_tmp, users}) test::write_file(path, "x");
   TrainOptions resume;
   resume.resume = "auto";
   Running s(config, resume);
   EXPECT_FALSE(files::exists(stale));
+  EXPECT_FALSE(files::exists(features));
+  EXPECT_FALSE(files::exists(metrics_tmp));
+  EXPECT_TRUE(files::exists(users));
   EXPECT_EQ(s.r.resumed_from, step_checkpoint_path(config.run.dir, 3));
 }
 
