@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -76,6 +77,34 @@ void check_tokenizer_matches(const Config& config, const std::string& features) 
             config.tokenizer.keep_eos ? "true" : "false");
 }
 
+// The classifier was fitted on features of some weights; texts embedded with others get
+// probabilities that are not the submission's (a run's encoder with another run's features).
+// `features_model` is the features' "model" attribute ("weights of PATH" or the model's
+// description), `weights` the encoder's ("checkpoint PATH" or the same description).
+void warn_if_other_weights(const std::string& features, const std::string& weights) {
+  std::string model;
+  {
+    const io::H5File f = io::H5File::open(features);
+    if (!f.has_attr("model")) return;
+    model = f.attr_string("model");
+  }
+  const std::string of = "weights of ", checkpoint = "checkpoint ";
+  const bool paths = model.rfind(of, 0) == 0 && weights.rfind(checkpoint, 0) == 0;
+  if (paths) {
+    std::error_code error;
+    if (std::filesystem::equivalent(model.substr(of.size()), weights.substr(checkpoint.size()),
+                                    error))
+      return;
+  } else if (model == weights) {
+    return;
+  }
+  spdlog::warn(
+      "the classifier was fitted on features of {} ({}) but the texts are embedded with {}: "
+      "their probabilities are not what submission.csv gives such texts; pass --checkpoint or "
+      "--features of the same weights",
+      model, features, weights);
+}
+
 int predict_texts(const Config& config, const PredictArgs& a) {
   if (!a.out.empty())
     throw UserError("--out " + a.out +
@@ -90,6 +119,7 @@ int predict_texts(const Config& config, const PredictArgs& a) {
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
   InferenceEncoder loaded = load_inference_encoder(config, a.weights, 0);
   model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer.vocab_size());
+  warn_if_other_weights(features, loaded.weights);
   const int64_t hidden = loaded.encoder->config().hidden_size;
   if (static_cast<size_t>(hidden) != classifier.weights.size())
     throw UserError("the classifier has " + std::to_string(classifier.weights.size()) +
@@ -143,9 +173,9 @@ void warn_of_skipped_test_rows(const io::H5File& f, const std::string& submissio
   const int64_t skipped = f.has_attr("test_rows_skipped") ? f.attr_int("test_rows_skipped") : 0;
   if (skipped > 0)
     spdlog::warn(
-        "{} lacks the ids of {} rows of {} that were left out as bad (data.bad_rows: skip; "
-        "export's log lists their lines): fix them, then `export --force` and `predict --force` "
-        "give every id",
+        "{} lacks {} rows of {} that were left out as bad (data.bad_rows: skip; export's log "
+        "lists their lines; a duplicate id keeps its first row): fix them, then `export --force` "
+        "and `predict --force` give every row",
         submission, skipped, f.attr_string("test_csv"));
 }
 
@@ -189,6 +219,10 @@ int predict_submission(const Config& config, const PredictArgs& a) {
     if (files::is_directory(submission))
       throw UserError("run.dir: " + submission + " is a directory, expected a file to write");
   } else {
+    if (a.out == "-")  // was a file named "-" (embed's --out - is stdout)
+      throw UserError(
+          "--out -: predict writes the submission as a file; give a path (predict --texts "
+          "prints probabilities on stdout)");
     check_output_file("--out", submission);
   }
   const RunDirLock lock(config.run.dir, "predict");  // no training or export writes there now
@@ -240,6 +274,15 @@ int cmd_predict(const ConfigArgs& args, const PredictArgs& a) {
   Config config = load_config(args.config_path, args.overrides);
   init_logging({0, 1, config.run.log_level, config.run.log_level, ""});
   if (!a.texts.empty()) return predict_texts(config, a);
+  // The submission is scored from the features alone; these were silently ignored.
+  for (const auto& [given, flag] : {std::pair{!a.weights.checkpoint.empty(), "--checkpoint"},
+                                    std::pair{a.weights.pretrained, "--pretrained"},
+                                    std::pair{a.weights.allow_random, "--allow-random"}})
+    if (given)
+      throw UserError(std::string(flag) +
+                      " chooses the weights predict --texts embeds with; the submission is "
+                      "scored from the features (--features, default run.dir/features.h5): "
+                      "run `siamese-xlmr export --checkpoint PATH` for other weights' features");
   return predict_submission(config, a);
 }
 

@@ -153,6 +153,29 @@ TEST_F(Predict, TextsFromStdinGetTheirSubmissionProbability) {
     EXPECT_NEAR(p, rows[chosen[n]].second, 1e-6) << n;
   }
   EXPECT_EQ(n, 6u);
+  EXPECT_EQ(r.err.find("the classifier was fitted on features of"), std::string::npos) << r.err;
+}
+
+// Texts embedded with other weights than the classifier's features gave other probabilities
+// than the submission's, silently; a submission ignored --checkpoint and the like.
+TEST_F(Predict, OtherWeightsThanTheFeaturesAreSaid) {
+  auto texts = test::run_cli(cli("predict --texts - --pretrained"), "hello\n");
+  ASSERT_EQ(texts.exit_code, 0) << texts.err;
+  EXPECT_NE(texts.err.find("the classifier was fitted on features of weights of " +
+                           run_file("checkpoints/best.h5")),
+            std::string::npos)
+      << texts.err;
+  auto dash = test::run_cli(cli("predict --force --out -"));
+  EXPECT_EQ(dash.exit_code, 2);
+  EXPECT_NE(dash.err.find("--out -: predict writes the submission as a file"), std::string::npos)
+      << dash.err;
+  for (const char* flag : {"--pretrained", "--allow-random", "--checkpoint x.h5"}) {
+    auto r = test::run_cli(cli(std::string("predict --force ") + flag));
+    EXPECT_EQ(r.exit_code, 2) << flag;
+    EXPECT_NE(r.err.find(" chooses the weights predict --texts embeds with"), std::string::npos)
+        << flag << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << flag << r.err;
+  }
 }
 
 TEST_F(Predict, RefusesToOverwriteItsOutputsWithoutForce) {
@@ -431,8 +454,8 @@ TEST_F(Predict, SaysHowManyTestIdsTheSubmissionLacks) {
 
   auto p = test::run_cli(cli("predict") + run + " data.bad_rows=skip");
   ASSERT_EQ(p.exit_code, 0) << p.err;
-  EXPECT_NE(p.err.find("[warning] " + dir.path("run/submission.csv") +
-                       " lacks the ids of 2 rows of " + bad_test + " that were left out as bad"),
+  EXPECT_NE(p.err.find("[warning] " + dir.path("run/submission.csv") + " lacks 2 rows of " +
+                       bad_test + " that were left out as bad"),
             std::string::npos)
       << p.err;
   EXPECT_EQ(test::count_lines(p.err), 1u) << p.err;
