@@ -92,7 +92,9 @@ int main(int argc, char** argv) {
   auto* exp = app.add_subcommand("export", "Export embeddings of the labeled and test sets (HDF5)");
   std::string checkpoint;
   add_config_args(exp, cfg);
-  exp->add_option("--checkpoint", checkpoint, "checkpoint to load (default: best in run.dir)");
+  exp->add_option("--checkpoint", checkpoint,
+                  "checkpoint to load (default: best.h5 in run.dir, else its newest step "
+                  "checkpoint)");
   bool export_force = false;
   exp->add_flag("--force", export_force, "overwrite an existing run.dir/features.h5");
   exp->callback(
@@ -103,7 +105,8 @@ int main(int argc, char** argv) {
   sx::app::HfExportArgs hf_args;
   add_config_args(export_hf, cfg);
   export_hf->add_option("--checkpoint", hf_args.checkpoint,
-                        "checkpoint to export (default: best.h5 in run.dir)");
+                        "checkpoint to export (default: best.h5 in run.dir, else its newest step "
+                        "checkpoint)");
   export_hf->add_option("--out", hf_args.out, "output directory")->required()->check(kNotEmpty);
   export_hf->add_option("--dtype", hf_args.dtype, "weights in model.safetensors")
       ->check(CLI::IsMember({"fp32", "bf16"}));

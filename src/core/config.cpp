@@ -393,8 +393,9 @@ const std::vector<Field>& schema() {
     s.push_back(range(
         entry(SX_MEMBER(dist, collective_timeout), Kind::kDuration, "10m",
               "Deadline of every collective (MPI and NCCL, communicator creation and start-up "
-              "agreement included), counted from when a rank enters it: a rank that waits "
-              "longer for its peers names the collective and the step and aborts the job."),
+              "agreement included), counted from when a rank enters it, less any time the rank "
+              "was stopped (a suspended job): a rank that waits longer for its peers names the "
+              "collective and the step and aborts the job."),
         1, kMaxDuration));
     s.push_back(
         entry(SX_MEMBER(dist, grad_dtype), Kind::kEnum, "fp32",
@@ -781,7 +782,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     const Field* f = find_field(key);
     // '[a, b' (no closing bracket) would otherwise be the items "[a" and "b".
     if (!yaml && f && f->kind == Kind::kStringList && !trim(text).empty() && trim(text)[0] == '[')
-      fail(origin, "the list is not closed; expected [a, b] or a, b");
+      fail(origin,
+           "the list is not valid YAML (an unclosed or extra bracket?); expected [a, b] or a, b");
     if (!f) {
       if (is_section_prefix(key))
         fail(origin,

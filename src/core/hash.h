@@ -27,6 +27,8 @@ class Fnv1a {
   }
 
  private:
+  // One digit short of FNV's standard offset basis (14695981039346656037): kept, as pair
+  // fingerprints and format-1 checkpoints hash with it (docs/formats.md says so).
   uint64_t h_ = 1469598103934665603ull;
 };
 

@@ -251,6 +251,8 @@ const char* parse_csv_record(const char* p, const char* end, const CsvLimits& li
     if (p < end && *p == '"' && !(p = scan_quoted(p, end, f, line))) {
       row.unterminated_quote = true;  // end of input inside the quotes ends the record
       add(f, end, CsvFieldKind::kEscaped);
+      const bool final_newline = end[-1] == '\n' || end[-1] == '\r';  // ends the last line only
+      row.lines = line - row.line + (final_newline ? 0 : 1);
       return end;
     }
     const char* tail = p;  // unquoted text, or text after the closing quote
@@ -260,6 +262,7 @@ const char* parse_csv_record(const char* p, const char* end, const CsvLimits& li
       if (f.kind == CsvFieldKind::kQuoted) f.kind = CsvFieldKind::kEscaped;
     }
     add(f, p, f.kind);
+    row.lines = line - row.line + 1;
     if (p == end) return end;
     const char c = *p++;
     if (c == ',') continue;

@@ -68,6 +68,7 @@ struct CsvRow {
   std::vector<CsvField> fields;  // the first max_fields; reused from row to row
   size_t field_count = 0;
   uint64_t line = 0;
+  uint64_t lines = 1;  // the physical lines the record runs over (quoted newlines, a stray quote)
   bool field_too_long = false;
   bool unterminated_quote = false;
 };

@@ -37,6 +37,7 @@ enum class Problem : uint8_t {
 // What a parsing thread makes of one record; the sequential pass does the bookkeeping.
 struct RowResult {
   uint64_t line = 0;
+  uint64_t lines = 1;     // physical lines of the record
   std::string_view text;  // cleaned and stripped; for kLabel/kId the offending value
   std::string_view lang;  // stripped
   std::string_view key;   // the id of a text table (stripped)
@@ -69,6 +70,13 @@ bool parse_id(std::string_view text, int64_t& value) {
   // Any id up to 2^63 - 1 (19 digits; 18 were the limit before), none past it.
   const auto [end, error] = std::from_chars(t.data(), t.data() + t.size(), value);
   return error == std::errc() && end == t.data() + t.size();
+}
+
+// "line 7", or "lines 7-101 (one record: a stray quote?)" for a record over several lines.
+std::string line_span(uint64_t line, uint64_t lines) {
+  return lines > 1 ? "lines " + std::to_string(line) + "-" + std::to_string(line + lines - 1) +
+                         " (one record: a stray quote?)"
+                   : "line " + std::to_string(line);
 }
 
 // A Jigsaw file: mapped, its header read, its rows parsed in parallel; bad rows reported
@@ -125,6 +133,7 @@ class JigsawFile {
         [&](const CsvRow& row, size_t slot) {
           RowResult r;
           r.line = row.line;
+          r.lines = row.lines;
           r.field_count = static_cast<uint32_t>(row.field_count);
           if (row.unterminated_quote)
             r.problem = Problem::kUnterminated;
@@ -181,7 +190,7 @@ class JigsawFile {
       case Problem::kNone:
         return false;
       case Problem::kUnterminated:
-        bad(r.line, "quoted field not closed before the end of the file");
+        bad(r.line, "quoted field not closed before the end of the file", "", r.lines);
         return true;
       case Problem::kTooLong:
         bad(r.line,
@@ -190,7 +199,8 @@ class JigsawFile {
       case Problem::kFieldCount:
         bad(r.line, "wrong number of fields",
             "(expected " + std::to_string(header_count_) + ", found " +
-                std::to_string(r.field_count) + ")");
+                std::to_string(r.field_count) + ")",
+            r.lines);
         return true;
       case Problem::kLabel:
         bad(r.line, "label is not a number in [0, 1]",
@@ -229,12 +239,18 @@ class JigsawFile {
   int64_t data_row() const { return data_row_; }
 
   // Reports a bad row under `reason` (the detail text names the specific value).
-  void bad(uint64_t line, const std::string& reason, const std::string& detail = "") {
+  // `lines`: the physical lines of the record. A stray quote makes one record of the lines up
+  // to the next quote (or the end of the file), every one of them lost with it: said.
+  void bad(uint64_t line, const std::string& reason, const std::string& detail = "",
+           uint64_t lines = 1) {
     auto& stat = report_.bad_rows[reason];
     ++stat.count;
-    if (stat.first_lines.size() < kProblemsListed) stat.first_lines.push_back(line);
+    if (stat.first_lines.size() < kProblemsListed) {
+      stat.first_lines.push_back(line);
+      stat.first_spans.push_back(lines);
+    }
     if (problems_.size() < kProblemsListed)
-      problems_.push_back("line " + std::to_string(line) + ": " + reason +
+      problems_.push_back(line_span(line, lines) + ": " + reason +
                           (detail.empty() ? "" : " " + detail));
     if (options_.bad_rows == BadRows::kFail && problems_.size() >= kProblemsListed) {
       stopped_early_ = true;
@@ -293,7 +309,12 @@ void LoadReport::log() const {
                  path, invalid_utf8_bytes, texts_with_invalid_utf8);
   for (const auto& [reason, stat] : bad_rows) {
     std::vector<std::string> lines;
-    for (auto l : stat.first_lines) lines.push_back(std::to_string(l));
+    for (size_t i = 0; i < stat.first_lines.size(); ++i) {
+      const uint64_t line = stat.first_lines[i], span = stat.first_spans[i];
+      lines.push_back(span > 1 ? std::to_string(line) + "-" + std::to_string(line + span - 1) +
+                                     " (one record)"
+                               : std::to_string(line));
+    }
     spdlog::warn("{}: skipped {} rows: {} (lines {}{})", path, stat.count, reason,
                  join(lines, ", "), stat.count > stat.first_lines.size() ? ", ..." : "");
   }

@@ -59,6 +59,7 @@ struct LoadOptions {
 struct BadRowStat {
   uint64_t count = 0;
   std::vector<uint64_t> first_lines;  // up to 5
+  std::vector<uint64_t> first_spans;  // the physical lines each of those records runs over
 };
 
 struct LoadReport {

@@ -26,6 +26,8 @@ class Encoder final : public sx::data::SentencePieceEncoder {
   }
   int piece_size() const override { return processor_.GetPieceSize(); }
   int unk_id() const override { return processor_.unk_id(); }
+  int bos_id() const override { return processor_.bos_id(); }
+  int eos_id() const override { return processor_.eos_id(); }
 
  private:
   sentencepiece::SentencePieceProcessor processor_;

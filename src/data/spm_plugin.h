@@ -28,6 +28,9 @@ class SentencePieceEncoder {
   virtual size_t encode(const char* text, size_t length, int* ids, size_t capacity) const = 0;
   virtual int piece_size() const = 0;
   virtual int unk_id() const = 0;
+  // The ids of <s> and </s> in the model (-1 when it has none).
+  virtual int bos_id() const = 0;
+  virtual int eos_id() const = 0;
 };
 
 // Opens the module (once per process) and creates an encoder. Throws UserError if the

@@ -161,6 +161,15 @@ XlmrTokenizer::XlmrTokenizer(const TokenizerOptions& options)
   if (!sp_->load(options_.model_path.c_str(), error, sizeof error))
     throw UserError("tokenizer.model: cannot load sentencepiece model " + options_.model_path +
                     ": " + error);
+  // fairseq's mapping (piece i -> id i+1) assumes <unk> <s> </s> are pieces 0, 1 and 2: a model
+  // without <s> and </s> (spm_train --bos_id=-1) put ordinary pieces on ids 2 and 3, so a comma
+  // became </s>.
+  if (sp_->unk_id() != 0 || sp_->bos_id() != 1 || sp_->eos_id() != 2)
+    throw UserError("tokenizer.model " + options_.model_path + " has <unk>, <s>, </s> at " +
+                    std::to_string(sp_->unk_id()) + ", " + std::to_string(sp_->bos_id()) + ", " +
+                    std::to_string(sp_->eos_id()) +
+                    " (-1: none), expected 0, 1, 2 as XLM-R's (spm_train's defaults): its ids "
+                    "would collide with <s>, <pad>, </s> and <unk>");
   chunks_exact_ = parts_encode_as_whole();
 }
 

@@ -59,7 +59,8 @@ class XlmrTokenizer {
   int32_t vocab_size() const;  // including <mask>
   int32_t mask_id() const { return vocab_size() - 1; }
 
-  // <s> pieces </s> without cut or padding.
+  // <s> pieces </s> without padding; past max_len it may stop early (wordpunct after the word,
+  // none after the part, that passes it): finish() cuts it to the same max_len ids.
   std::vector<int32_t> encode_unpadded(std::string_view text) const;
   // Exactly max_len ids into out.
   void encode_into(std::string_view text, int32_t* out) const;
@@ -70,7 +71,7 @@ class XlmrTokenizer {
   void encode_many(const std::vector<std::string_view>& texts, int32_t* out, size_t threads) const;
   WordCacheStats word_cache_stats() const;
   // pretokenize none: whether long texts are encoded in parts (the model keeps no extra spaces
-  // and no piece spans one; checked when loaded), else whole.
+  // and no piece spans one: probed on a few texts when loaded), else whole.
   bool encodes_in_parts() const { return chunks_exact_; }
 
  private:

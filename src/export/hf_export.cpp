@@ -138,7 +138,8 @@ std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config
        "st[2].norm.eps = "
     << eps
     << "                         # see below\nembeddings = st.encode([\"a comment\"])\n```\n\n"
-       "`siamese-xlmr embed model.pretrained=DIR` reads this directory back (the pooling LayerNorm "
+       "`siamese-xlmr embed --pretrained model.pretrained=DIR` reads this directory back (the "
+       "pooling LayerNorm "
        "from `2_LayerNorm/`).\n\n## What Python tools do not reproduce by themselves\n\n"
        "- **Pooling LayerNorm epsilon**: training used "
     << eps

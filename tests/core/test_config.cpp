@@ -202,7 +202,9 @@ TEST(ConfigErrors, MissingConfigFile) {
 // An unclosed list was split on its comma into the items "[a" and "b".
 TEST(ConfigErrors, AnUnclosedListOverrideIsRefused) {
   expect_error("", {"data.train_label_fields=[a, b"},
-               {"override 'data.train_label_fields=[a, b'", "the list is not closed"});
+               {"override 'data.train_label_fields=[a, b'", "the list is not valid YAML"});
+  expect_error("", {"data.train_label_fields=[a, b]]"},
+               {"override 'data.train_label_fields=[a, b]]'", "the list is not valid YAML"});
   EXPECT_EQ(load_config("", {"data.train_label_fields=a, b"}).data.train_label_fields,
             (std::vector<std::string>{"a", "b"}));
 }

@@ -157,6 +157,32 @@ TEST(Jigsaw, UnterminatedQuoteReportsItsLine) {
       << msg;
 }
 
+// A stray quote made one bad record of every line up to the end of the file, reported as
+// "1 row (line 7)" while 95 rows were lost; the span is now said.
+TEST(Jigsaw, AStrayQuoteNamesTheLinesItsRecordRunsOver) {
+  test::TempDir dir;
+  std::string text = "id,content,lang\n";
+  for (int i = 0; i < 100; ++i)
+    text += i == 5 ? "5,\"roto,es\n" : std::to_string(i) + ",texto " + std::to_string(i) + ",es\n";
+  auto path = dir.write("test.csv", text);
+  LoadReport report;
+  auto t = load_test_csv(path, {}, options(BadRows::kSkip), &report);
+  EXPECT_EQ(t.size(), 5u);
+  const BadRowStat& stat = report.bad_rows.at("quoted field not closed before the end of the file");
+  EXPECT_EQ(stat.first_lines, (std::vector<uint64_t>{7}));
+  EXPECT_EQ(stat.first_spans, (std::vector<uint64_t>{95}));  // lines 7-101
+  std::string msg = test::error_of([&] { load_test_csv(path, {}, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("lines 7-101 (one record: a stray quote?): quoted field not closed"),
+            std::string::npos)
+      << msg;
+  // A quote opened on line 2 takes the two lines after it as well.
+  auto two = dir.write("two.csv", "id,content,lang\n1,\"a\nb,es\n2,x,es\n");
+  msg = test::error_of([&] { load_test_csv(two, {}, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("lines 2-4 (one record: a stray quote?): quoted field not closed"),
+            std::string::npos)
+      << msg;
+}
+
 TEST(Jigsaw, EmptyLanguageIsABadRow) {
   test::TempDir dir;
   auto path = dir.write("v.csv", "comment_text,lang,toxic\nhola,es,1\nciao,,0\n");

@@ -2,6 +2,8 @@
 // the notebook's tokenize_all): every case must match exactly.
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/datasets.h"
@@ -223,6 +225,29 @@ TEST(Tokenizer, ModelDefaultsToTheOneInModelPretrained) {
       EXPECT_NE(std::string(e.what()).find("tokenizer.model: not set"), std::string::npos)
           << e.what();
     }
+  }
+}
+
+// A model without <s> and </s> put ordinary pieces on XLM-R's special ids (a comma became
+// </s>); it is refused when loaded, naming what it has.
+TEST(Tokenizer, AModelWithoutXlmrsSpecialPiecesIsRefused) {
+  test::TempDir dir;
+  std::string lines;
+  for (int i = 0; i < 200; ++i) lines += "hola, amigo " + std::to_string(i) + ". ciao mondo\n";
+  const std::string input = dir.write("in.txt", lines);
+  const std::string command = "spm_train --input=" + input +
+                              " --model_prefix=" + dir.path("nobos") +
+                              " --vocab_size=40 --hard_vocab_limit=false --bos_id=-1 --eos_id=-1 "
+                              "--unk_id=0 --minloglevel=2 >/dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  try {
+    XlmrTokenizer tok({dir.path("nobos.model"), 16, Pretokenize::kNone, true});
+    FAIL() << "expected an error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("has <unk>, <s>, </s> at 0, -1, -1 (-1: none), "
+                                         "expected 0, 1, 2"),
+              std::string::npos)
+        << e.what();
   }
 }
 
