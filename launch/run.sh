@@ -20,6 +20,10 @@
 # daemons that did not start 2, and a stop that rank 0 reported after its checkpoint 75 (mpirun
 # exits 1 after a SIGTERM), each with one line saying what happened.
 set -euo pipefail
+# A stop signal before mpirun starts (Slurm's warning while this script reads the configuration)
+# killed the script, as the signal's default action does: it is held here, and no rank starts.
+pending=""
+for sig in USR1 USR2 TERM; do trap "pending=$sig" "$sig"; done
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SX_BIN:-$root/build/src/app/siamese-xlmr}
 [ $# -ge 1 ] || { echo "usage: launch/run.sh CONFIG [key=value ...] [--resume auto|PATH]" >&2; exit 2; }
@@ -333,6 +337,10 @@ explain_end() {
   return "$code"
 }
 
+if [ -n "$pending" ]; then
+  echo "launch/run.sh: SIG$pending came before the ranks started: nothing to checkpoint, not starting them; exit 1" >&2
+  exit 1
+fi
 watch_stderr <"$state/stderr" &
 watcher=$!
 mpirun "${args[@]}" "$bin" train --config "$config" "$@" 2>"$state/stderr" &
@@ -348,6 +356,7 @@ fi
 # group gets it): this script only keeps waiting, to say how the job ended.
 for sig in USR1 USR2 TERM; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
 trap : INT HUP
+[ -z "$pending" ] || kill -s "$pending" "$pid" 2>/dev/null || true  # came during the launch
 rc=0
 while :; do
   wait "$pid" 2>/dev/null && rc=0 || rc=$?  # (bash's own notice of a killed mpirun: not needed)

@@ -27,6 +27,9 @@ while [ $# -gt 0 ]; do
     --ranks-per-node) ranks=$2; shift 2 ;;
     --cpus-per-rank) cpus=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
+    run.max_duration=*)  # came last and won: training then overran the time limit
+      echo "submit: $1: run.max_duration comes from --time (the limit less 900 s); give --time instead" >&2
+      exit 2 ;;
     *) overrides+=("$1"); shift ;;
   esac
 done

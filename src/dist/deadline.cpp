@@ -1,6 +1,7 @@
 #include "dist/deadline.h"
 
 #include <mpi.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -20,6 +21,28 @@ namespace {
 
 std::atomic<double> g_timeout{-1};  // < 0: not set yet
 std::atomic<int64_t> g_step{-1};
+std::atomic<uint64_t> g_continued{0};  // SIGCONTs received: the process was stopped
+
+extern "C" void note_continue(int) {
+  g_continued.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Counts SIGCONTs from the first wait on, unless the program handles SIGCONT itself.
+uint64_t continues() {
+  static const bool watched = [] {
+    struct sigaction old {};
+    if (sigaction(SIGCONT, nullptr, &old) != 0 || (old.sa_flags & SA_SIGINFO) ||
+        old.sa_handler != SIG_DFL)
+      return false;
+    struct sigaction sa {};
+    sa.sa_handler = note_continue;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return sigaction(SIGCONT, &sa, nullptr) == 0;
+  }();
+  (void)watched;
+  return g_continued.load(std::memory_order_relaxed);
+}
 
 int world_rank() {
   int initialized = 0, rank = 0;
@@ -89,12 +112,14 @@ void await(const std::string& what, const std::function<bool()>& done,
   using Clock = std::chrono::steady_clock;
   const double timeout = collective_timeout();
   auto deadline = Clock::now() + std::chrono::duration<double>(timeout);
-  // A process that is stopped (Slurm's suspend, SIGSTOP, a paused VM) is not waiting for its
-  // peers: a gap between two polls longer than kPaused moves the deadline on by the gap, so a
-  // job continued after a suspension longer than the timeout carries on. Polls are at most
-  // 200 us apart otherwise.
+  // Time the process spent stopped (Slurm's suspend, SIGSTOP, a paused VM) is no wait for its
+  // peers, so a job continued after a suspension longer than the timeout carries on: the
+  // deadline moves on by the time since the last poll when a SIGCONT came in between, and by
+  // a sleep between polls that took over kPaused (a cgroup freezer or a paused VM sends no
+  // signal). A done() that blocks moves nothing: a hang there still ends the job.
   constexpr auto kPaused = std::chrono::seconds(1);
   auto last = Clock::now();
+  uint64_t seen = continues();
   // Quick polls first: most collectives complete within microseconds, and MPI moves a
   // transfer on only inside its calls. Then sleeps, short enough to add little latency.
   constexpr int kQuickPolls = 64;
@@ -103,15 +128,19 @@ void await(const std::string& what, const std::function<bool()>& done,
   auto sleep = kFirstSleep;
   for (int polls = 0; !done(); ++polls) {
     const auto now = Clock::now();
-    if (now - last > kPaused) deadline += now - last;
-    last = now;
+    if (const uint64_t c = continues(); c != seen) {
+      seen = c;
+      deadline += now - last;
+    }
     if (now > deadline) end_job_past_deadline(what, timeout, before_abort);
     if (polls < kQuickPolls) {
       std::this_thread::yield();
-      continue;
+    } else {
+      std::this_thread::sleep_for(sleep);
+      sleep = std::min(sleep * 2, kLongestSleep);
     }
-    std::this_thread::sleep_for(sleep);
-    sleep = std::min(sleep * 2, kLongestSleep);
+    last = Clock::now();
+    if (last - now > kPaused) deadline += last - now;
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <climits>
+#include <csignal>
 #include <numeric>
 #include <thread>
 
@@ -137,7 +138,8 @@ TEST(Agreement, RanksHoldingDifferentItemsAreRefusedNamingTheDifference) {
 
 // A job suspended (scontrol suspend, SIGSTOP) while a rank waited in a collective was ended
 // as "lost or stuck" when it was continued: the pause counted against dist.collective_timeout.
-// Here the wait's poll is held up for 2 s, as a stopped process is, against a 1 s timeout.
+// Here a poll is held up for 2 s against a 1 s timeout and ends with the SIGCONT a continued
+// process gets. (Without the SIGCONT the job would end: a blocking poll is no pause.)
 TEST(Deadline, TimeTheProcessWasStoppedDoesNotCount) {
   const double before = collective_timeout();
   set_collective_timeout(1);
@@ -145,7 +147,10 @@ TEST(Deadline, TimeTheProcessWasStoppedDoesNotCount) {
   await(
       "test wait",
       [&] {
-        if (polls++ == 1) std::this_thread::sleep_for(std::chrono::seconds(2));
+        if (polls++ == 1) {
+          std::this_thread::sleep_for(std::chrono::seconds(2));
+          std::raise(SIGCONT);
+        }
         return polls > 2;
       },
       nullptr);

@@ -33,6 +33,9 @@ done
 rc=0; "$source/slurm/submit.sh" cfg.yaml --time 10 --dry-run >/dev/null 2>&1 || rc=$?
 check "refuses a limit too short to train" "2" "$rc"
 check "keeps overrides" "1" "$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run a.b=c | grep -c 'a.b=c')"
+# A run.max_duration of the user's came after the computed one and won over the time limit.
+rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run run.max_duration=5h 2>&1) || rc=$?
+check "run.max_duration given: refused" "2:1" "$rc:$(grep -c 'comes from --time' <<<"$out")"
 check "CPU nodes: ranks and CPUs per node" \
   "--nodes=2 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1" \
   "$("$source/slurm/submit.sh" cfg.yaml --nodes 2 --gpus-per-node 0 --ranks-per-node 2 --cpus-per-rank 1 --dry-run |
@@ -48,6 +51,11 @@ cat > "$work/bin/fake-trainer" <<'FAKE'
 #!/usr/bin/env bash
 # config --config C --get KEY [overrides]  |  train --config C [overrides] --resume auto
 if [ "$1" = config ]; then
+  if [ -n "${FAKE_SIGNAL_BATCH:-}" ] && [ "$5" = dist.stop_signal ]; then
+    # Slurm's warning while the batch shell reads its configuration.
+    for _ in $(seq 100); do [ -s "$FAKE_RUN_DIR/batch.pid" ] && break; sleep 0.1; done
+    kill -USR1 "$(cat "$FAKE_RUN_DIR/batch.pid")"
+  fi
   case $5 in
     dist.stop_signal) echo "${FAKE_SIGNAL:-USR1}" ;;
     run.dir) echo "$FAKE_RUN_DIR" ;;
@@ -86,12 +94,35 @@ check "no new checkpoint: not requeued" "absent" "$([ -f "$work/run/scontrol.cal
 check "no new checkpoint: job fails" "1" "$rc"
 grep -q "without a new checkpoint" "$work/out" || check "no-progress message" "without a new checkpoint" "$(cat "$work/out")"
 
+# The newest checkpoint written again under its own name (the start found it corrupt) is
+# progress: it was compared by name only.
+rc=0; sbatch_run SLURM_JOB_ID=7 SLURM_RESTART_COUNT=1 FAKE_WRITE=step-0000000020.h5 || rc=$?
+check "the same step written again: requeued" "requeue 7" "$(cat "$work/run/scontrol.calls" 2>/dev/null)"
+rm -f "$work/run/scontrol.calls"
+
 rc=0; sbatch_run SLURM_JOB_ID=7 SLURM_RESTART_COUNT=3 SX_MAX_RESTARTS=3 FAKE_WRITE=step-0000000030.h5 || rc=$?
 check "restart cap: not requeued" "absent" "$([ -f "$work/run/scontrol.calls" ] && echo present || echo absent)"
 grep -q "SX_MAX_RESTARTS=3" "$work/out" || check "restart-cap message" "SX_MAX_RESTARTS=3" "$(cat "$work/out")"
 
 rc=0; sbatch_run SLURM_JOB_ID=7 FAKE_RC=0 || rc=$?
 check "a finished run exits 0 without requeue" "0:absent" "$rc:$([ -f "$work/run/scontrol.calls" ] && echo present || echo absent)"
+
+# dist.stop_signal: TERM tore checkpoints (mpirun kills the ranks ~2 s after a SIGTERM).
+rc=0; sbatch_run SLURM_JOB_ID=7 FAKE_SIGNAL=TERM || rc=$?
+check "stop signal TERM: refused" "2" "$rc"
+grep -q "dist.stop_signal: TERM cannot ask the ranks" "$work/out" || check "TERM message" "dist.stop_signal: TERM cannot ask the ranks" "$(cat "$work/out")"
+
+# A warning before the launch killed the batch shell (its traps came after its first
+# commands); now it is held and no rank starts.
+rm -f "$work/run/batch.pid" "$work/run/ready"
+(cd "$work" && exec env FAKE_SIGNAL_BATCH=1 FAKE_WAIT_SIGNAL=USR1 SLURM_JOB_ID=7 \
+  bash "$source/slurm/train.sbatch" cfg.yaml >"$work/out" 2>&1) &
+batch=$!
+echo "$batch" >"$work/run/batch.pid"
+rc=0; wait "$batch" || rc=$?
+check "a warning before the launch: exit 1, no rank started" "1:absent" "$rc:$([ -f "$work/run/ready" ] && echo present || echo absent)"
+grep -q "came before the launch: not starting the ranks" "$work/out" || check "early-warning message" "came before the launch" "$(cat "$work/out")"
+rm -f "$work/run/batch.pid"
 
 # The warning signal (USR1 from Slurm) reaches the ranks as the configured stop signal.
 rm -f "$work/run/ready" "$work/run/signal"
