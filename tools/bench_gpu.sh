@@ -38,7 +38,30 @@ left() {  # left CAP: seconds the next phase may take (CAP at most), 0 when out 
   echo "$rest"
 }
 
+# The JSON written so far into $OUT: bench-gpu.json and bench-gpu-results.tgz (also when main
+# is stopped early, from its EXIT trap).
+bundle() {
+  [ -d "$res" ] || return 0
+  step "results to $out: bench-gpu.json, bench-gpu-results.tgz"
+  python3 - "$res" "$out/bench-gpu.json" <<'PY'
+import json, os, sys
+res, combined = sys.argv[1], {}
+for root, _, files in os.walk(res):
+    for name in sorted(files):
+        if name.endswith(".json"):
+            path = os.path.join(root, name)
+            try:
+                combined[os.path.relpath(path, res)] = json.load(open(path))
+            except Exception as e:
+                combined[os.path.relpath(path, res)] = {"unreadable": str(e)}
+json.dump(combined, open(sys.argv[2], "w"), indent=1)
+print(f"{len(combined)} JSON files: {', '.join(sorted(combined))}")
+PY
+  tar -czf "$out/bench-gpu-results.tgz" -C "$res" . && rm -rf "$res"
+}
+
 main() {
+trap bundle EXIT
 step "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda)'
@@ -206,22 +229,7 @@ for name, j in ours.items():
         split = ", ".join(f"{k} {v:.2f}" for k, v in s["split_ms"].items())
         print(f"  {name} {s['pairs_per_step']:4d}: {split}")
 PY
-step "results to $out: bench-gpu.json, bench-gpu-results.tgz"
-python3 - "$res" "$out/bench-gpu.json" <<'PY'
-import json, os, sys
-res, combined = sys.argv[1], {}
-for root, _, files in os.walk(res):
-    for name in sorted(files):
-        if name.endswith(".json"):
-            path = os.path.join(root, name)
-            try:
-                combined[os.path.relpath(path, res)] = json.load(open(path))
-            except Exception as e:
-                combined[os.path.relpath(path, res)] = {"unreadable": str(e)}
-json.dump(combined, open(sys.argv[2], "w"), indent=1)
-print(f"{len(combined)} JSON files: {', '.join(sorted(combined))}")
-PY
-tar -czf "$out/bench-gpu-results.tgz" -C "$res" . && rm -rf "$res"
+bundle
 step "done"
 }
 
