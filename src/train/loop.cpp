@@ -337,11 +337,21 @@ void Loop::reload_best_weights() {
       lead() && files::exists(best_checkpoint_path(dir)) ? best_checkpoint_path(dir) : "";
   dist::broadcast(best, 0, "broadcast of the best checkpoint's path");
   if (best.empty()) {
+    // The features come from the weights trained so far: their "model" attribute said the
+    // initial encoder (a random initialisation, or model.pretrained).
+    if (r_.state.step > 0)
+      r_.model_description = "the last weights, step " + std::to_string(r_.state.step) + " (no " +
+                             best_checkpoint_path(dir) + ")";
     if (lead() && std::isfinite(r_.state.best_val_loss))
       spdlog::warn(
           "{} is missing, though validation recorded a best val_loss of {:.5f}: the features "
           "are exported from the last weights (step {}), not the best ones",
           best_checkpoint_path(dir), r_.state.best_val_loss, r_.state.step);
+    else if (lead() && r_.state.step > 0)
+      spdlog::warn(
+          "no validation ran before training stopped: the features are exported from the last "
+          "weights (step {}), which no validation has scored",
+          r_.state.step);
     return;
   }
   Trainee& t = r_.trainee;

@@ -102,10 +102,12 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
     throw UserError("run.dir " + run_dir + " holds an earlier run (" + listing(results) +
                     "): pass --resume auto to continue it, or --force to move its files into " +
                     aside + " and start afresh");
-  // predict's outputs too: a fresh run kept the earlier run's submission.csv beside its own.
-  std::vector<std::string> names = {"checkpoints",   "features.h5",     "features_before.h5",
-                                    "metrics.jsonl", "evaluation.json", "classifier.json",
-                                    "submission.csv"};
+  // predict's outputs, and the pictures and table of tools/plot_run.py and the demo, too: a
+  // fresh run kept the earlier run's beside its own.
+  std::vector<std::string> names = {"checkpoints",    "features.h5",        "features_before.h5",
+                                    "metrics.jsonl",  "evaluation.json",    "classifier.json",
+                                    "submission.csv", "evaluation.txt",     "tsne_before.png",
+                                    "tsne_after.png", "learning_curves.png"};
   if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
   return move_aside(run_dir, names);
 }

@@ -127,6 +127,17 @@ TEST(Loop, ANonFiniteValidationLossStopsWithoutSavingTheWeights) {
   EXPECT_EQ(lines.back()["detail"], "a validation loss that is not finite");
 }
 
+// A run that stopped before its first validation exports its last weights; the features' "model"
+// attribute said the initial encoder (a random initialisation, or model.pretrained).
+TEST(Loop, FeaturesOfARunWithoutBestH5SayTheyAreTheLastWeights) {
+  TempDir dir;
+  Running s(tiny_config(dir, {"train.max_steps=3"}));  // epochs of 5 steps: no validation
+  Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+  ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+  EXPECT_EQ(s.r.model_description,
+            "the last weights, step 3 (no " + best_checkpoint_path(s.config.run.dir) + ")");
+}
+
 // Validation goes through the packed text batch and the model's one encode path; its mean DBL
 // loss equals each pair's texts tokenized alone, padded, and encoded as HF's rows.
 TEST(Loop, ValidationLossIsTheMeanDblLossOfTheValidationPairs) {

@@ -578,10 +578,12 @@ TEST(TrainMpi, AFreshRunIntoAUsedRunDirIsRefusedAndForceMovesTheOldFilesAside) {
   // predict's outputs of the earlier run go aside too (a fresh run kept its submission.csv).
   files::write_file(run + "/submission.csv", "id,toxic\n1,0.5\n");
   files::write_file(run + "/classifier.json", "{}");
+  files::write_file(run + "/learning_curves.png", "png");  // tools/plot_run.py's
   auto forced = test::train(2, config, "train.max_steps=5 export.before_training=false --force");
   ASSERT_EQ(forced.exit_code, 0) << forced.err;
   EXPECT_FALSE(files::exists(run + "/submission.csv"));
   EXPECT_FALSE(files::exists(run + "/classifier.json"));
+  EXPECT_FALSE(files::exists(run + "/learning_curves.png"));
   std::vector<std::string> previous;
   for (const auto& name : files::list(run))
     if (name.rfind("previous-", 0) == 0) previous.push_back(files::join(run, name));
