@@ -21,6 +21,7 @@ Usage: tools/check_hf_export.py BINARY DIR [--config C [--checkpoint P]] [--text
 Exit 0 when every check passes, 1 on a mismatch, 77 when torch/transformers/
 sentence-transformers cannot be imported."""
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -91,13 +92,21 @@ class Ours:
         else:
             self.common = [f"model.pretrained={model_dir}",
                            f"tokenizer.model={model_dir}/sentencepiece.bpe.model"]
+            # The length the export was cut to (the default, 128, may pass the model's positions).
+            with open(os.path.join(model_dir, "tokenizer_config.json")) as f:
+                max_len = json.load(f).get("model_max_length")
+            if isinstance(max_len, int):
+                self.common.append(f"tokenizer.max_len={max_len}")
             self.weights = ["--pretrained"]
         self.common += ["model.device=cpu", "run.log_level=warn", *overrides]
 
     def _run(self, command, texts, extra):
-        return subprocess.run([self.binary, command, *self.common, *extra],
-                              input="\n".join(texts) + "\n", capture_output=True, text=True,
-                              check=True).stdout
+        done = subprocess.run([self.binary, command, *self.common, *extra],
+                              input="\n".join(texts) + "\n", capture_output=True, text=True)
+        if done.returncode != 0:  # its one line, not a traceback that hides it
+            sys.exit(f"check_hf_export: `siamese-xlmr {command}` exited {done.returncode}: "
+                     f"{done.stderr.strip()}")
+        return done.stdout
 
     def ids(self, texts, extra=()):
         rows = [[int(v) for v in line.split()]

@@ -82,6 +82,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
 }
 
 int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
+  refuse_several_processes("export-hf");
   Config config = load_config(args.config_path, args.overrides);
   check_inputs(config, {"tokenizer", "model"});
   init_logging({0, 1, config.run.log_level, config.run.log_level, ""});

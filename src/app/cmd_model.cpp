@@ -159,7 +159,7 @@ int cmd_embed(const ConfigArgs& args, const EmbedArgs& a) {
   try {
     check_embed_args(a, env.rank);
     data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
-    InferenceEncoder loaded = load_inference_encoder(config, a.weights, env.local_rank);
+    InferenceEncoder loaded = load_inference_encoder(config, a.weights, env.rank, env.local_rank);
     model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer.vocab_size());
     const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
     if (env.world == 1 && a.csv.empty() && a.out.empty()) {

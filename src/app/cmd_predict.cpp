@@ -117,7 +117,7 @@ int predict_texts(const Config& config, const PredictArgs& a) {
   check_tokenizer_matches(config, features);
   const evaluate::Classifier classifier = classifier_for(config, features);
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
-  InferenceEncoder loaded = load_inference_encoder(config, a.weights, 0);
+  InferenceEncoder loaded = load_inference_encoder(config, a.weights, 0, 0);
   model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer.vocab_size());
   warn_if_other_weights(features, loaded.weights);
   const int64_t hidden = loaded.encoder->config().hidden_size;
@@ -271,6 +271,7 @@ int predict_submission(const Config& config, const PredictArgs& a) {
 }  // namespace
 
 int cmd_predict(const ConfigArgs& args, const PredictArgs& a) {
+  refuse_several_processes("predict");
   Config config = load_config(args.config_path, args.overrides);
   init_logging({0, 1, config.run.log_level, config.run.log_level, ""});
   if (!a.texts.empty()) return predict_texts(config, a);

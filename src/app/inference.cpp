@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+
 #include "core/error.h"
 #include "core/files.h"
 #include "data/text.h"
@@ -21,7 +23,7 @@ std::string run_checkpoint(const std::string& run_dir) {
 namespace {
 
 // The checkpoint to load over the configured model, or "" for the model's own weights.
-std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice) {
+std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice, bool lead) {
   if (!choice.checkpoint.empty()) {
     if (!files::exists(choice.checkpoint))
       throw UserError("--checkpoint: file not found: " + choice.checkpoint);
@@ -40,7 +42,7 @@ std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice
                     "model.config's random initialisation; train first, pass --checkpoint PATH, "
                     "set model.pretrained, or pass --allow-random");
   // After `train --force` moved the run aside, this was an info line only.
-  if (!config.model.pretrained.empty())
+  if (lead && !config.model.pretrained.empty())
     spdlog::warn(
         "run.dir {} has no checkpoint: using model.pretrained's weights ({}), not "
         "fine-tuned ones (--pretrained says this is meant)",
@@ -50,9 +52,9 @@ std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice
 
 }  // namespace
 
-InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice,
+InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice, int rank,
                                         int local_rank) {
-  const std::string checkpoint = checkpoint_to_load(config, choice);
+  const std::string checkpoint = checkpoint_to_load(config, choice, rank == 0);
   model::BuiltEncoder built = model::build_encoder(config);
   InferenceEncoder out{built.encoder, built.description};
   if (!checkpoint.empty()) {
@@ -79,6 +81,16 @@ std::vector<std::string> read_lines(std::istream& in) {
     lines.push_back(clean_text(std::move(line)));
   }
   return lines;
+}
+
+void refuse_several_processes(const std::string& command) {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+    const char* value = std::getenv(name);
+    if (value && std::atoi(value) > 1)
+      throw UserError(command + " runs as one process, found " + name + "=" + value +
+                      ": run it without mpirun (embed, export and train are the commands that "
+                      "spread over ranks)");
+  }
 }
 
 void check_output_file(const std::string& key, const std::string& path) {

@@ -21,8 +21,9 @@ struct InferenceEncoder {
 
 // The encoder on its device in eval mode. Weights: --checkpoint; else the run's (see
 // run_checkpoint) unless --pretrained; else model.pretrained; a random initialisation
-// (model.config alone) is a UserError unless allow_random. Logs the weights (info, rank 0).
-InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice,
+// (model.config alone) is a UserError unless allow_random. Logs the weights (info, rank 0),
+// and warns on rank 0 when run.dir has no checkpoint and model.pretrained's are used.
+InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice, int rank,
                                         int local_rank);
 
 // A text as the Jigsaw loaders read one: invalid UTF-8 dropped, then Python's str.strip().
@@ -34,5 +35,10 @@ std::vector<std::string> read_lines(std::istream& in);
 // directory that exists; else a UserError, before any work is done (write_atomically would
 // fail only at its end, naming its temporary file).
 void check_output_file(const std::string& key, const std::string& path);
+
+// `command` (predict, export-hf) runs as one process: under `mpirun -np 2` each rank ran it
+// whole, one wrote, the other failed on the lock or the output. A UserError when a launcher
+// started several (OMPI_COMM_WORLD_SIZE, PMI_SIZE).
+void refuse_several_processes(const std::string& command);
 
 }  // namespace sx::app

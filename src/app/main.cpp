@@ -242,9 +242,8 @@ int main(int argc, char** argv) {
                        "time the data set-up of `train` phase by phase (load the three files, "
                        "split, pairs, tokenize the first epoch), with memory");
   bench_data->add_flag("--share", bench_args.share,
-                       "--setup (run it under mpirun): tokenize every text once per node into "
-                       "memory the node's ranks share, as `train` does with several ranks on a "
-                       "node; each rank prints its private memory");
+                       "retired (refused): token ids are no longer shared per node; see "
+                       "docs/performance.md");
   bench_data->add_flag("--share-data", bench_args.share_data,
                        "--setup (run it under mpirun): the node's first rank loads, splits and "
                        "builds the pairs once into memory the node's ranks share, as `train` "

@@ -138,8 +138,11 @@ std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config
        "st[2].norm.eps = "
     << eps
     << "                         # see below\nembeddings = st.encode([\"a comment\"])\n```\n\n"
-       "`siamese-xlmr embed --pretrained model.pretrained=DIR` reads this directory back (the "
-       "pooling LayerNorm "
+       "`siamese-xlmr embed --pretrained model.pretrained=DIR tokenizer.model=DIR/"
+       "sentencepiece.bpe.model tokenizer.max_len="
+    << in.max_len << " tokenizer.keep_eos=" << (in.keep_eos ? "true" : "false")
+    << " tokenizer.pretokenize=" << name_of(in.pretokenize)
+    << "` reads this directory back, tokenizing as the training did (the pooling LayerNorm "
        "from `2_LayerNorm/`).\n\n## What Python tools do not reproduce by themselves\n\n"
        "- **Pooling LayerNorm epsilon**: training used "
     << eps

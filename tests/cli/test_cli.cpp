@@ -49,6 +49,17 @@ TEST(Cli, MissingRequiredArgumentsFailWithUsage) {
 
 // An empty --out was the current directory: export-hf replaced a README.md and config.json
 // there, data synth wrote its CSVs there.
+// Under `mpirun -np 2` each rank ran predict or export-hf whole: one wrote, the other failed.
+TEST(Cli, PredictAndExportHfUnderSeveralRanksAreRefused) {
+  for (const char* command : {"predict", "export-hf --out x"}) {
+    auto r =
+        test::run_command(std::string("OMPI_COMM_WORLD_SIZE=2 '") + SX_BINARY + "' " + command);
+    EXPECT_EQ(r.exit_code, 2) << command << r.err;
+    EXPECT_NE(r.err.find("runs as one process, found OMPI_COMM_WORLD_SIZE=2"), std::string::npos)
+        << command << r.err;
+  }
+}
+
 TEST(Cli, AnEmptyOutIsRefused) {
   for (const char* args :
        {"export-hf --out ''", "data synth --rows 10 --out ''", "data pairs --out ''"}) {

@@ -22,6 +22,10 @@ TEST(EmbedMpi, TwoRanksEqualOneRank) {
   ASSERT_EQ(two.exit_code, 0) << two.err;
   EXPECT_NE(two.err.find("weights: " + test::fixtures_dir() + "/hf-tiny-xlmr"), std::string::npos)
       << two.err;
+  // The warning that no fine-tuned weights are used: once, from rank 0, not once a rank.
+  EXPECT_EQ(test::count_occurrences(two.err, "has no checkpoint: using model.pretrained's weights"),
+            1u)
+      << two.err;
   const io::NpyMatrix a = io::read_npy(dir.path("one.npy"));
   io::H5File b = io::H5File::open(dir.path("two.h5"));
   ASSERT_GT(a.rows, 50u);
