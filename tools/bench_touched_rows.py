@@ -2,7 +2,14 @@
 buffer (train.touched_rows_only: false) vs the dense part + the touched rows (true), with the
 ATen ops of src/train/touched_rows.cpp. Usage: python tools/bench_touched_rows.py [threads]
 (run under the CPU lock; compare the ratio, the times are noisy on shared cores)."""
-import sys, time, torch
+import sys, time
+if len(sys.argv) > 1 and not sys.argv[1].isdigit():  # --help, or not a thread count
+    sys.exit(__doc__)
+try:
+    import torch
+except ImportError:
+    sys.exit(f"bench_touched_rows: {sys.executable} lacks torch: run it with the venv's python "
+             "(launch/install-py-deps.sh)")
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
 V, H = 250002, 768
 dense = 277_500_000 - V * H + 2  # about XLM-R base's parameters but the word embeddings, + 2 slots

@@ -64,9 +64,9 @@ def count(path, chunk_bytes=1 << 24):
 
 
 def main(paths):
-    if not paths:
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
+    if not paths or paths[0] in ("-h", "--help"):
+        print(__doc__.strip(), file=sys.stderr if not paths else sys.stdout)
+        return 2 if not paths else 0
     for path in paths:
         rows, split, per_char = count(path)
         chars = ", ".join(f"{name} {n}" for name, n in per_char.items() if n) or "none"

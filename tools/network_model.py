@@ -67,6 +67,9 @@ def setting(folder, name):
 
 
 def main():
+    if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
     config, folder, *rates = sys.argv[1:]
     dense, hidden, vocab = dense_and_vocab(config)
     one_step, _, pairs, max_len, repeats = setting(folder, "one-rank")

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Pictures of a siamese-xlmr run: t-SNE projections of the labeled embeddings before and
 after training (normal green, toxic red, as the notebook draws them) and the learning curves
 (loss, validation loss and learning rate by epoch, from metrics.jsonl, and the per-epoch
@@ -14,13 +14,17 @@ import json
 import os
 import sys
 
-import h5py
-import matplotlib
+try:
+    import h5py
+    import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: E402
+    import numpy as np  # noqa: E402
+    from sklearn.manifold import TSNE  # noqa: E402
+except ImportError as e:  # one line, not a traceback: which interpreter lacks what
+    sys.exit(f"plot_run: {sys.executable} lacks {e.name}: run it with Debian's /usr/bin/python3 "
+             "(python3-h5py, python3-matplotlib, python3-sklearn; launch/install-deps.sh)")
 
 
 def stratified_sample(labels, langs, limit, rng):
@@ -87,9 +91,11 @@ def plot_curves(metrics_path, out_path):
     if epochs:
         a.plot(epochs, nan_if_none(r.get("loss") for r in records), "o-", label="loss")
         a.plot(epochs, nan_if_none(r.get("val_loss") for r in records), "o-", label="val_loss")
+        a.legend()
+    else:  # a run stopped before its first validation
+        a.text(0.5, 0.5, "no epoch ended yet", ha="center", va="center", transform=a.transAxes)
     a.set_xlabel("epoch")
     a.set_ylabel("DBL loss")
-    a.legend()
     a.set_title("learning curves")
     lr_epochs = sorted(lr_by_epoch)
     b.plot(lr_epochs, [np.mean(lr_by_epoch[e]) for e in lr_epochs], "o-", color="purple")
@@ -115,11 +121,14 @@ def plot_curves(metrics_path, out_path):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("run_dir")
-    p.add_argument("--samples", type=int, default=1500)
+    p.add_argument("--samples", type=int, default=1500,
+                   help="labeled texts in each t-SNE picture, at least 5 (default 1500)")
     p.add_argument("--seed", type=int, default=42)
     a = p.parse_args()
+    if a.samples < 5:  # t-SNE needs more texts than its perplexity (at least 2)
+        p.error(f"--samples {a.samples}: expected at least 5")
     written = []
     for name, title in (("features_before.h5", "before training"), ("features.h5", "after training")):
         path = os.path.join(a.run_dir, name)
