@@ -124,16 +124,39 @@ stop_slurm_test() {
     [ "$i" -gt 20 ] && kill -KILL $pids 2>/dev/null || true
     sleep 0.1
   done
-  local file
+  local file daemons=()
   for file in "$work"/slurmctld.pid "$work"/slurmd-*.pid "$work/munge/munged.pid"; do
-    [ -f "$file" ] && kill "$(cat "$file")" 2>/dev/null || true
+    [ -f "$file" ] && daemons+=("$(cat "$file")")
   done
+  [ "${#daemons[@]}" -gt 0 ] || return 0
+  kill "${daemons[@]}" 2>/dev/null || true
+  # slurmctld saves its state into $work/state as it ends: the test's directory can go only
+  # once every daemon has gone (an rm racing with that save failed, "Directory not empty").
+  # They are not the test's children, so their /proc entries are what is waited on.
+  for i in $(seq 300); do
+    alive_pids "${daemons[@]}" || return 0
+    [ "$i" -eq 200 ] && kill -KILL "${daemons[@]}" 2>/dev/null
+    sleep 0.1
+  done
+  echo "$test_name: the Slurm daemons ${daemons[*]} did not end" >&2
+}
+
+# alive_pids PID...: whether any of them still runs (a zombie counts as ended).
+alive_pids() {
+  local pid state
+  for pid; do
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || continue
+    [ -n "$state" ] && [ "$state" != Z ] && return 0
+  done
+  return 1
 }
 
 # Someone else's training on this machine, known by its name only: a clean-up that ends
 # processes by name ends it too. bystander_left_alone says whether it survived (and ends it).
 start_bystander() {
-  bash -c 'exec -a "siamese-xlmr train --config someone-elses.yaml" sleep 3600' &
+  # Its output goes nowhere: a bystander left running must not hold CTest's pipe open.
+  bash -c 'exec -a "siamese-xlmr train --config someone-elses.yaml" sleep 3600' \
+    </dev/null >/dev/null 2>&1 &
   bystander=$!
 }
 bystander_left_alone() {

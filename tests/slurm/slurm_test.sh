@@ -17,9 +17,12 @@ work=$(mktemp -d /tmp/sx-slurm.XXXXXX)
 token=sx-slurm-test-$$-$RANDOM
 job=""
 finish() {
+  local rc=$?
+  set +e
   stop_slurm_test
-  rm -rf "$work"
-  bystander_left_alone || fail "the clean-up ended a process it did not start"
+  bystander_left_alone || { echo "$test_name: the clean-up ended a process it did not start"; rc=1; }
+  rm -rf "$work" || rc=1
+  exit "$rc"
 }
 trap finish EXIT
 start_bystander
