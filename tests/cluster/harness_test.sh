@@ -37,13 +37,14 @@ ranks=$(on head env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
 [ "$ranks" = "$h1 $h2 " ] || fail "mpirun ran on '$ranks'"
 log "mpirun through the rsh agent: $ranks"
 
-# TCP from n1 to n2: SEND bytes; prints the seconds they took. The receiver listens first.
+# TCP from n1 to n2: SEND bytes; the seconds they took go to $work/took (a function called at
+# the top level, so that its fail ends the test). The receiver listens first, for 60 s at most.
 send() {
   on n2 "$python" -c '
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 5001)); s.listen(1); print("ready", flush=True)
-c, _ = s.accept(); n = 0
+s.bind(("0.0.0.0", 5001)); s.listen(1); s.settimeout(60); print("ready", flush=True)
+c, _ = s.accept(); c.settimeout(60); n = 0
 while True:
     b = c.recv(1 << 16)
     if not b: break
@@ -55,16 +56,19 @@ print(n)' >"$work/received" &
 import socket, sys, time
 s = socket.create_connection(("'"$h2"'", 5001), timeout=10)
 t = time.monotonic(); s.sendall(b"x" * int(sys.argv[1])); s.shutdown(socket.SHUT_WR); s.recv(1)
-print(f"{time.monotonic() - t:.3f}")' "$1"
-  wait "$receiver"
+print(f"{time.monotonic() - t:.3f}")' "$1" >"$work/took" ||
+    { kill "$receiver" 2>/dev/null; fail "sending $1 bytes from n1 to n2 failed"; }
+  wait "$receiver" || fail "the receiver on n2 failed"
   [ "$(tail -n 1 "$work/received")" = "$1" ] || fail "sent $1 bytes, received $(tail -n 1 "$work/received")"
 }
 "$cluster" link "$cdir" n1 10mbit
-took=$(send 2000000)
+send 2000000
+took=$(cat "$work/took")
 # 2 MB at 10 Mbit/s take at least 1.6 s less the bucket's 32 KiB; a busy machine only adds time.
 awk -v t="$took" 'BEGIN{exit !(t >= 1.5)}' || fail "2 MB crossed a 10 Mbit/s link in $took s"
 "$cluster" link "$cdir" n1 off
-log "link shaped: 2 MB at 10 Mbit/s took $took s; unshaped $(send 2000000) s"
+send 2000000
+log "link shaped: 2 MB at 10 Mbit/s took $took s; unshaped $(cat "$work/took") s"
 
 # A partition drops everything; healing restores it.
 connects() {  # connects SECONDS: whether n1 gets an answer from the head (a refusal counts)
@@ -87,18 +91,21 @@ log "partition: no answer while cut off, answers as soon as healed"
 
 # A crash ends every process of the host and nothing else.
 processes_on() { [ "$("$cluster" pids "$cdir" "$1" | wc -l)" -ge "$2" ]; }
-"$cluster" exec "$cdir" n2 sleep 1000 &
+# (None of these sleeps holds the test's output: one left behind must not keep CTest waiting.)
+"$cluster" exec "$cdir" n2 sleep 1000 </dev/null >/dev/null 2>&1 &
 disown $!  # (no notice when the crash kills it)
-"$cluster" exec "$cdir" n2 sleep 1000 &
+"$cluster" exec "$cdir" n2 sleep 1000 </dev/null >/dev/null 2>&1 &
 disown $!
-sleep 1000 &
+sleep 1000 </dev/null >/dev/null 2>&1 &
 bystander=$!
-before_teardown() { kill "$bystander" 2>/dev/null || true; }
+owner=""
+before_teardown() { kill ${bystander:+"$bystander"} ${owner:+"$owner"} 2>/dev/null || true; }
 wait_until 30 "two processes on n2" processes_on n2 2
 "$cluster" crash "$cdir" n2
 ! processes_on n2 1 || fail "processes left on n2 after a crash"
 kill -0 "$bystander" || fail "a crash of n2 killed a process of the machine"
 kill "$bystander"
+bystander=""  # (so that the clean-up signals no pid the system has given to another process)
 wait 2>/dev/null || true
 log "crash: every process of n2 ended, the machine's own untouched"
 
@@ -113,12 +120,14 @@ cdir=""
 log "teardown: removed $(echo "$made" | wc -l) made things"
 
 # A killed owner: its guardian tears the cluster down.
-bash -c "\"$cluster\" up 1 >\"$work/killed.dir\"; exec sleep 1000" &
+bash -c "\"$cluster\" up 1 >\"$work/killed.dir\"; exec sleep 1000" </dev/null >/dev/null \
+  2>"$work/owner.err" &
 owner=$!
 disown "$owner"
 wait_until 30 "the owner's cluster" test -s "$work/killed.dir"
 killed=$(cat "$work/killed.dir")
 kill -KILL "$owner"
+owner=""
 wait_until 30 "the guardian to tear $killed down" test ! -e "$killed"
 ! ip netns list | grep -q "^$(basename "$killed" | sed 's/^sx-cluster-//')" || fail "namespaces left after the owner was killed"
 log "owner killed: its cluster was torn down"

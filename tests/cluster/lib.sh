@@ -15,11 +15,15 @@ if ! why=$("$cluster" check); then
 fi
 work=$(mktemp -d "/tmp/sx-$test_name.XXXXXX")
 cdir=""
+# Runs to its end whatever fails in it (set +e), and a second TERM or INT (a user's, a
+# launcher's) does not cut it short.
 on_exit() {
   local rc=$?
+  set +e
+  trap '' TERM INT
   if declare -F before_teardown >/dev/null; then (before_teardown) || rc=1; fi
   if [ -n "$cdir" ]; then
-    "$cluster" down "$cdir"
+    "$cluster" down "$cdir" || rc=1
     # nothing of the cluster's left: its directory, Open MPI's files named after its hosts
     local left="" pattern
     for pattern in "$cdir" "${TMPDIR:-/tmp}/ompi.$PREFIX-*" "/dev/shm/*$PREFIX-*"; do
@@ -30,12 +34,13 @@ on_exit() {
   # SX_KEEP_WORK=failed keeps the scratch directory of a failed test, =all every one
   case ${SX_KEEP_WORK:-}:$rc in
     all:* | failed:[1-9]*) log "kept $work" ;;
-    *) rm -rf "$work" ;;
+    *) rm -rf "$work" || rc=1 ;;
   esac
   exit "$rc"
 }
+# (No TERM trap: bash runs the EXIT trap at once on a TERM, where a trap would wait for the
+# command in the foreground, a launch of minutes.)
 trap on_exit EXIT
-trap 'exit 143' TERM INT
 
 # What helps when a test fails (script_util.sh's fail calls it): the launcher's last lines.
 dump() {

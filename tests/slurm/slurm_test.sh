@@ -19,6 +19,7 @@ job=""
 finish() {
   local rc=$?
   set +e
+  trap '' TERM INT
   stop_slurm_test
   bystander_left_alone || { echo "$test_name: the clean-up ended a process it did not start"; rc=1; }
   rm -rf "$work" || rc=1
