@@ -136,8 +136,25 @@ void write_file(const std::string& path, std::string_view bytes) {
   out.close();
 }
 
+namespace {
+constexpr std::string_view kTemporaryInfix = ".tmp.";
+}  // namespace
+
+std::string temporary_path(const std::string& path) {
+  return path + std::string(kTemporaryInfix) + std::to_string(::getpid());
+}
+
+std::string temporary_target(const std::string& name) {
+  const size_t at = name.rfind(kTemporaryInfix);
+  const size_t digits = at == std::string::npos ? 0 : at + kTemporaryInfix.size();
+  if (at == std::string::npos || at == 0 || digits == name.size()) return "";
+  for (size_t i = digits; i < name.size(); ++i)
+    if (name[i] < '0' || name[i] > '9') return "";
+  return name.substr(0, at);
+}
+
 void FileSet::add(const std::string& path, Writer write) {
-  entries_.push_back({path, path + ".tmp." + std::to_string(::getpid()), std::move(write)});
+  entries_.push_back({path, temporary_path(path), std::move(write)});
 }
 
 void FileSet::commit() {

@@ -91,6 +91,11 @@ void write_atomically(const std::string& path,
                       const std::function<void(const std::string&)>& write);
 // write_atomically of `bytes` (write_file).
 void write_file_atomically(const std::string& path, std::string_view bytes);
+// The temporary a FileSet of this process fills beside `path`: "PATH.tmp.PID".
+std::string temporary_path(const std::string& path);
+// The target of a FileSet temporary's file name ("NAME.tmp.PID", any pid): NAME; "" when
+// `name` is not one.
+std::string temporary_target(const std::string& name);
 // fsync(2) of a file or a directory; throws UserError on failure.
 void fsync_path(const std::string& path);
 // Entries of a directory (names only, no "." or ".."), sorted.

@@ -243,10 +243,14 @@ std::string checkpoint_dir(const std::string& run_dir) {
   return files::join(run_dir, "checkpoints");
 }
 
-std::string step_checkpoint_path(const std::string& run_dir, int64_t step) {
+std::string step_checkpoint_name(int64_t step) {
   char name[64];
   std::snprintf(name, sizeof name, "step-%010lld.h5", static_cast<long long>(step));
-  return files::join(checkpoint_dir(run_dir), name);
+  return name;
+}
+
+std::string step_checkpoint_path(const std::string& run_dir, int64_t step) {
+  return files::join(checkpoint_dir(run_dir), step_checkpoint_name(step));
 }
 
 std::string best_checkpoint_path(const std::string& run_dir) {

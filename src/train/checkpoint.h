@@ -53,6 +53,8 @@ Checkpoint read_checkpoint(const std::string& path, bool with_optimizer = true);
 void check_resumable(const Checkpoint& checkpoint, const std::string& path);
 
 std::string checkpoint_dir(const std::string& run_dir);
+// "step-0000000042.h5": the file name of step 42's checkpoint.
+std::string step_checkpoint_name(int64_t step);
 std::string step_checkpoint_path(const std::string& run_dir, int64_t step);
 std::string best_checkpoint_path(const std::string& run_dir);
 // step-*.h5 files of run_dir, newest (highest step) first.

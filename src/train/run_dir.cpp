@@ -139,9 +139,8 @@ std::string restore_best_of_history(const std::string& run_dir, const std::strin
   if (files::exists(best) || resumed.best_step <= 0 || resumed.best_step > resumed.step ||
       !std::isfinite(resumed.best_val_loss))
     return "";
-  const std::string name = step_checkpoint_path("", resumed.best_step);
   const std::string source =
-      files::join(files::parent(resumed_path), name.substr(name.rfind('/') + 1));
+      files::join(files::parent(resumed_path), step_checkpoint_name(resumed.best_step));
   if (!files::exists(source)) return "";
   try {
     Checkpoint c = read_checkpoint(source, /*with_optimizer=*/false);
@@ -154,26 +153,14 @@ std::string restore_best_of_history(const std::string& run_dir, const std::strin
   return source;
 }
 
-namespace {
-
-// "NAME.tmp.PID" (files::write_atomically's temporary of NAME) where `is_ours(NAME)`.
-bool is_temporary_of(const std::string& name, const std::function<bool(const std::string&)>& ours) {
-  const size_t at = name.rfind(".tmp.");
-  if (at == std::string::npos || at + 5 == name.size()) return false;
-  for (size_t i = at + 5; i < name.size(); ++i)
-    if (name[i] < '0' || name[i] > '9') return false;
-  return ours(name.substr(0, at));
-}
-
-}  // namespace
-
 std::vector<std::string> remove_stale_temporaries(const std::string& run_dir) {
   std::vector<std::string> removed;
   const auto remove_in = [&](const std::string& dir,
                              const std::function<bool(const std::string&)>& ours) {
     if (!files::is_directory(dir)) return;
     for (const auto& name : files::list(dir)) {
-      if (!is_temporary_of(name, ours)) continue;
+      const std::string target = files::temporary_target(name);
+      if (target.empty() || !ours(target)) continue;
       const std::string path = files::join(dir, name);
       if (::unlink(path.c_str()) == 0) removed.push_back(path);
     }

@@ -146,6 +146,23 @@ TEST(FileSet, DirectoriesAreMadeOnlyWhenAsked) {
 
 // file_checksum reads a MiB at a time: the digest is the XXH3 of the whole content, whatever the
 // size; file_identity hashes the first and last MiB only.
+TEST(FileSet, ItsTemporariesAreKnownByNameWhateverTheirProcess) {
+  test::TempDir dir;
+  const std::string target = dir.path("features.h5");
+  std::string seen;
+  write_atomically(target, [&](const std::string& tmp) {
+    seen = tmp;
+    put(tmp, "x");
+  });
+  EXPECT_EQ(seen, temporary_path(target));
+  EXPECT_EQ(temporary_target(seen.substr(seen.rfind('/') + 1)), "features.h5");
+  EXPECT_EQ(temporary_target("metrics.jsonl.tmp.778"), "metrics.jsonl");
+  EXPECT_EQ(temporary_target("a.tmp.b.tmp.12"), "a.tmp.b");
+  for (const char* other : {"features.h5", "features.h5.tmp.", "features.h5.tmp.12x", ".tmp.12",
+                            "notes.tmp", "x.tmp.-1"})
+    EXPECT_EQ(temporary_target(other), "") << other;
+}
+
 TEST(Checksum, AFilesChecksumIsTheXxh3OfItsWholeContent) {
   test::TempDir dir;
   for (size_t size : {size_t{0}, size_t{5}, size_t{1} << 20, (size_t{5} << 19) + 7}) {
