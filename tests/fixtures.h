@@ -7,8 +7,11 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
+
+#include <sys/types.h>
 
 #include "cli_util.h"
 #include "core/files.h"
@@ -86,16 +89,47 @@ inline RunResult train(int ranks, const std::string& config, const std::string& 
   return run_command(mpirun(ranks) + " train --config '" + config + "' " + args);
 }
 
-// A train run in the background: its exit code lands in `rc_file`.
+// A train run in the background: its exit code lands in `rc_file`. The shell that waits for it
+// has no stdio of the test's (a run left behind must not hold CTest's pipe open), and a run
+// that has not ended when the test does (a failed ASSERT) is ended: TERM to its `timeout`,
+// which passes it on to mpirun's process group, then KILL to that group.
 struct BackgroundRun {
-  std::string rc_file;
+  std::string rc_file, pid_file;
+  // `ranks` 0: one process without mpirun, with SIGINT's default action (a command started in
+  // the background ignores it) under timeout(1), which passes a SIGINT on as a terminal would.
   BackgroundRun(int ranks, const std::string& config, const std::string& work_dir,
                 const std::string& args = "") {
     rc_file = files::join(work_dir, "rc");
-    std::string cmd = "(" + mpirun(ranks) + " train --config '" + config + "' " + args + " >'" +
-                      files::join(work_dir, "out") + "' 2>&1 </dev/null; echo $? >'" + rc_file +
-                      ".tmp'; mv '" + rc_file + ".tmp' '" + rc_file + "') &";
+    pid_file = files::join(work_dir, "pid");
+    const std::string launch =
+        ranks > 0 ? mpirun(ranks)
+                  : "timeout -k 10 240 env --default-signal=INT '" + std::string(SX_BINARY) + "'";
+    std::string cmd = "(" + launch + " train --config '" + config + "' " + args + " >'" +
+                      files::join(work_dir, "out") + "' 2>&1 </dev/null & echo $! >'" + pid_file +
+                      "'; wait $!; echo $? >'" + rc_file + ".tmp'; mv '" + rc_file + ".tmp' '" +
+                      rc_file + "') </dev/null >/dev/null 2>&1 &";
     std::system(cmd.c_str());
+  }
+  BackgroundRun(const BackgroundRun&) = delete;
+  BackgroundRun& operator=(const BackgroundRun&) = delete;
+  ~BackgroundRun() {
+    if (files::exists(rc_file)) return;
+    const pid_t pid = this->pid();
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    if (wait(20) == -1) ::kill(-pid, SIGKILL);  // timeout(1) leads its own process group
+  }
+  // The pid of the run's timeout(1), which leads the process group of mpirun and its ranks
+  // (0 when it did not start within 10 s).
+  pid_t pid() const {
+    for (int i = 0; i < 200; ++i) {
+      if (files::exists(pid_file)) {
+        const long pid = std::atol(read_file(pid_file).c_str());
+        if (pid > 0) return static_cast<pid_t>(pid);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return 0;
   }
   // Exit code, or -1 if it has not ended within `seconds`.
   int wait(double seconds) const {
@@ -152,10 +186,11 @@ struct InferenceData {
                            files::join(data, "jigsaw-unintended-bias-train.csv") +
                            "\n  multilingual_csv: " + files::join(data, "validation.csv") +
                            "\n  test_csv: " + test_csv +
-                           // 20 rows per language: seed 3 gives 'it' no toxic row, which the
-                           // notebook sampler's assertions refuse (docs/differences.md).
+                           // 20 rows per language, few of them toxic ('it' has one), fewer
+                           // than the notebook sampler's assertions take (docs/differences.md).
                            "\n  pair_sampler: balanced"
-                           "\ntokenizer:\n  model: " + fixtures_dir() +
+                           "\ntokenizer:\n  model: " +
+                           fixtures_dir() +
                            "/tokenizer/sentencepiece.bpe.model\n  max_len: 32\n"
                            "model:\n  pretrained: " +
                            fixtures_dir() + "/hf-tiny-xlmr\nexport:\n  batch_size: 16\n");

@@ -12,6 +12,7 @@
 #include "dist/deadline.h"
 #include "train/loop.h"
 #include "train/replica.h"
+#include "train/signals.h"
 
 namespace sx::train {
 
@@ -29,6 +30,19 @@ JobBudget job_budget(const Config& config, const dist::MpiEnv& env, const Replic
   budget.reserve_validation(2.0 * static_cast<double>(r.val_pairs.size()) / env.world +
                             (config.train.epoch_auc ? labeled : 0));
   return budget;
+}
+
+// Whether the run ends before its first step anyway, so the export before training (minutes at
+// scale) would only delay that end: run.max_duration spent by the set-up, on rank 0's clock (it
+// decides every stop), or a stop signal on any rank (a Slurm warning leaves little time). The
+// loop's first check then ends the run; every rank learns the answer here.
+bool ends_before_the_first_step(const dist::MpiEnv& env, const JobBudget& budget) {
+  const bool spent = env.rank == 0 && budget.limited() && program_seconds() >= budget.budget();
+  const auto flags = dist::allreduce_max({spent ? 1 : 0, stop_requested() ? 1 : 0},
+                                         "stop check before the export before training");
+  if (env.rank == 0 && flags[1] && !flags[0])
+    spdlog::warn("a stop signal came during the set-up: the export before training is skipped");
+  return flags[0] || flags[1];
 }
 
 }  // namespace
@@ -54,7 +68,10 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     const FeatureExport write_features = features_writer(true);
     // The notebook projects the data before training too: the untrained encoder's features
     // (of the labeled set alone with export.before_training_test: false, as the notebook's).
-    if (config.export_.before_training && r.resumed_from.empty()) {
+    // Not when the set-up has spent the budget: the loop's first check ends the run then.
+    const bool export_before = config.export_.before_training && r.resumed_from.empty() &&
+                               !ends_before_the_first_step(env, budget);
+    if (export_before) {
       features_writer(config.export_.before_training_test)(
           files::join(config.run.dir, "features_before.h5"));
       budget.end_of(JobBudget::kExportBefore, program_seconds());
@@ -73,10 +90,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
         const std::string why =
             "run.max_duration: the job's budget of " + format_duration(config.run.max_duration) +
             " ran out before its first training step (" + format_duration(program_seconds()) +
-            " used by the set-up" +
-            (r.resumed_from.empty() && config.export_.before_training
-                 ? " and the export before training"
-                 : "") +
+            " used by the set-up" + (export_before ? " and the export before training" : "") +
             "; a step, a validation and the final export must fit too): nothing was trained or "
             "exported; give the job more time";
         log_error_to_files(why);

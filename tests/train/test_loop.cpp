@@ -20,6 +20,7 @@
 #include "train/loop.h"
 #include "train/replica.h"
 #include "train/signals.h"
+#include "train/trainer.h"
 
 namespace sx::train {
 namespace {
@@ -186,6 +187,26 @@ TEST(Loop, AStopSignalCheckpointsAndAsksForARequeue) {
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.back()["event"], "stop");
   EXPECT_EQ(lines.back()["detail"], describe(StopReason::kSignal));
+}
+
+// A stop signal during the set-up (a Slurm warning leaves little time): the export before
+// training, minutes at scale, is skipped; the run checkpoints at once and asks for a requeue.
+TEST(Trainer, AStopSignalDuringTheSetUpSkipsTheExportBeforeTraining) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  ASSERT_TRUE(config.export_.before_training);
+  install_stop_handlers(StopSignal::kUsr1);
+  std::raise(SIGUSR1);
+  std::vector<std::string> written;
+  TrainOptions options;
+  options.write_features = [&](const FeatureSource&, const std::string& path) {
+    written.push_back(path);
+  };
+  const int code = run_training(config, test::mpi_env(), options);
+  clear_stop_request();
+  EXPECT_EQ(code, kExitRequeue);
+  EXPECT_EQ(written, std::vector<std::string>{});
+  EXPECT_EQ(read_checkpoint(step_checkpoint_path(config.run.dir, 0)).state.step, 0);
 }
 
 // Trains `steps` steps in run.dir (an epoch is 5) and ends as a finished run does.

@@ -171,6 +171,9 @@ TEST(JobBudgetCli, ABudgetSpentBeforeTheFirstStepIsOneLineAndExit2) {
       << r.err;
   EXPECT_NE(r.err.find("ran out before its first training step"), std::string::npos) << r.err;
   EXPECT_FALSE(files::exists(dir.path("run/features.h5")));
+  // Nor the export before training: the set-up had spent the budget when it would have begun.
+  EXPECT_FALSE(files::exists(dir.path("run/features_before.h5")));
+  EXPECT_NE(r.err.find(" used by the set-up; a step"), std::string::npos) << r.err;
   // metrics.jsonl ends with the stop, as every other end of training does.
   const std::string metrics = test::read_file(dir.path("run/metrics.jsonl"));
   EXPECT_NE(metrics.find("\"event\":\"stop\""), std::string::npos) << metrics;

@@ -1,10 +1,13 @@
 // Training pieces without MPI: stop rules, the epoch plan, checkpoints, flat buffers.
+#include <sys/wait.h>
+#include <time.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +31,7 @@
 #include "train/progress.h"
 #include "train/run_dir.h"
 #include "train/run_inputs.h"
+#include "train/signals.h"
 #include "train/state_fields.h"
 #include "train/stopping.h"
 
@@ -898,6 +902,52 @@ TEST(FlatParameters, AGradientThatLeftItsSlotIsNamed) {
                 .sum()
                 .item<double>(),
             static_cast<double>(flat.entries()[3].numel));
+}
+
+// Ctrl-C is a stop request as SIGTERM is, except in a process started with SIGINT ignored
+// (`nohup`, `cmd &` in a script), which keeps ignoring it.
+TEST(Signals, CtrlCIsAStopRequestUnlessItWasIgnoredAtTheStart) {
+  struct sigaction saved {};
+  ASSERT_EQ(sigaction(SIGINT, nullptr, &saved), 0);
+  std::signal(SIGINT, SIG_DFL);  // whatever this test binary was started with
+  install_stop_handlers(StopSignal::kUsr1);
+  std::raise(SIGINT);
+  EXPECT_TRUE(stop_requested());
+  EXPECT_EQ(stop_signal_number(), SIGINT);
+  clear_stop_request();
+
+  std::signal(SIGINT, SIG_IGN);
+  install_early_stop_handlers();
+  install_stop_handlers(StopSignal::kUsr1);
+  std::raise(SIGINT);
+  EXPECT_FALSE(stop_requested());
+  clear_stop_request();
+  sigaction(SIGINT, &saved, nullptr);
+}
+
+// The stop names the first signal, and a second Ctrl-C a second or more after the first ends
+// the process at once (a set-up or an export can take minutes); one within the second is the
+// same Ctrl-C delivered twice (timeout(1) sends it to its child and to the child's group).
+TEST(Signals, TheFirstSignalIsKeptAndALaterSecondCtrlCEndsTheProcess) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // async-signal-safe calls only, in a fork of a threaded process
+    std::signal(SIGINT, SIG_DFL);
+    install_stop_handlers(StopSignal::kUsr1);
+    std::raise(SIGINT);
+    std::raise(SIGTERM);
+    if (stop_signal_number() != SIGINT) ::_exit(3);
+    std::raise(SIGINT);  // the same Ctrl-C again: still a stop request
+    if (stop_signal_number() != SIGINT) ::_exit(4);
+    const timespec later{1, 200 * 1000 * 1000};
+    ::nanosleep(&later, nullptr);
+    std::raise(SIGINT);
+    ::_exit(5);  // not reached when the second Ctrl-C ended the process
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
 }
 
 }  // namespace
