@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/run_dir_lock.h"
+#include "core/strings.h"
 #include "data/datasets.h"
 #include "data/tokenizer.h"
 #include "dist/mpi_env.h"
@@ -90,6 +91,13 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
     throw UserError("export-hf: " + hf.out +
                     " exists and is not empty; choose another --out or pass --force to overwrite "
                     "its files");
+  if (const auto foreign = exporting::files_loaded_with_an_export(hf.out); !foreign.empty())
+    throw UserError("export-hf: " + hf.out + " holds " + join(foreign, ", ") +
+                    ", which export-hf does not write but transformers or sentence-transformers "
+                    "may load with its files (another tokenizer, weights or adapter than the "
+                    "exported ones); "
+                    "remove " +
+                    (foreign.size() == 1 ? "it" : "them") + " or choose another --out");
   model::BuiltEncoder built = model::build_encoder(config);
   // The directory's tokenizer and max_seq_length are this configuration's.
   model::check_tokenizer_fits(config, built.encoder->config(),
@@ -106,6 +114,7 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
   in.keep_eos = config.tokenizer.keep_eos;
   in.pool_ln_eps = config.model.pool_ln_eps;
   in.weights_description = "checkpoint " + path;
+  in.weights_path = path;
   const std::string evaluation = files::join(config.run.dir, "evaluation.json");
   if (files::exists(evaluation)) in.evaluation_json = evaluation;
   exporting::export_hf(*built.encoder, in);
@@ -135,6 +144,7 @@ void write_evaluation_json(const std::string& dir, const std::string& json) {
 }  // namespace
 
 int cmd_evaluate(const std::vector<std::string>& features, const std::string& before_path) {
+  refuse_several_processes("evaluate");
   if (features.size() != 1)
     throw UserError("evaluate: give one features file (features.h5); --before for the other");
   init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
@@ -27,8 +28,10 @@ LogisticFit fit_logistic(const std::vector<float>& train, const std::vector<int>
                         .to(torch::kDouble);
   torch::Tensor y =
       torch::tensor(std::vector<double>(train_labels.begin(), train_labels.end()), torch::kDouble);
-  // Standardise with the training rows' statistics.
-  torch::Tensor mean = x.mean(0), std = x.std(0).clamp_min(1e-8);
+  // Standardise with the training rows' statistics as sklearn's StandardScaler does: the
+  // population std (n, not n - 1), and 1 for a column (near) constant in these rows.
+  torch::Tensor mean = x.mean(0), std = (x - mean).square().mean(0).sqrt();
+  std = torch::where(std < 10 * std::numeric_limits<double>::epsilon(), torch::ones_like(std), std);
   x = (x - mean) / std;
   // With fewer rows than columns the weights lie in the span of the rows (the penalty removes
   // any part orthogonal to it, which no row sees): Newton's method runs in an orthonormal basis
@@ -135,6 +138,7 @@ Evaluation evaluate_features(const std::string& path) {
     throw UserError(path + ": missing 'folds' (not a features file written by export?)");
   Evaluation ev;
   ev.path = path;
+  if (f.has_attr("model")) ev.model = f.attr_string("model");
   const int64_t rows = features.rows, cols = features.cols;
   ev.hidden_size = cols;
   const std::vector<float>& x = features.x;
@@ -209,6 +213,7 @@ nlohmann::json json_of(const Evaluation& e) {
     folds.push_back(j);
   }
   nlohmann::json j{{"features", e.path},
+                   {"model", e.model},
                    {"hidden_size", e.hidden_size},
                    {"folds", folds},
                    {"mean_auc_logistic_regression", number_or_null(e.mean_logistic)},

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -83,16 +84,22 @@ void add_sentence_transformers(files::FileSet& out, const std::string& dir, int6
       {{"norm.weight", pool_ln.at("pool_ln.weight")}, {"norm.bias", pool_ln.at("pool_ln.bias")}});
 }
 
-// The run's evaluation (evaluation.json of `evaluate`) as a Markdown table, or a note.
-std::string evaluation_table(const std::string& path) {
-  if (path.empty() || !files::exists(path)) return "No evaluation was found next to the weights.\n";
-  json j;
-  try {
-    std::ifstream in(path);
-    j = json::parse(in);
-  } catch (const json::exception&) {
-    return "The run's evaluation.json could not be read.\n";
-  }
+// Whether the features an evaluation scored ("model": "weights of PATH", as export and training
+// write it) came from the checkpoint `weights`: the same file, however its path is spelled.
+bool scored_these_weights(const std::string& model, const std::string& weights) {
+  const std::string prefix = "weights of ";
+  if (model.rfind(prefix, 0) != 0 || weights.empty()) return false;
+  const std::string scored = model.substr(prefix.size());
+  char* a = ::realpath(scored.c_str(), nullptr);
+  char* b = ::realpath(weights.c_str(), nullptr);
+  const bool same = a && b ? std::strcmp(a, b) == 0 : scored == weights;
+  std::free(a);
+  std::free(b);
+  return same;
+}
+
+// The table of an evaluation.json that scored these weights.
+std::string table_of(const json& evaluation) {
   auto row = [](const json& fold, const char* key) {
     if (!fold.contains(key)) return std::string("-");
     char b[32];
@@ -103,8 +110,8 @@ std::string evaluation_table(const std::string& path) {
       "Per-language ROC-AUC of the final classifier on the exported embeddings (train on the other "
       "languages, test on this one):\n\n| language | logistic regression | class centroids |"
       " before training (logistic) |\n| --- | --- | --- | --- |\n";
-  const json& after = j.value("after", json::object());
-  const json& before = j.value("before", json::object());
+  const json& after = evaluation.value("after", json::object());
+  const json& before = evaluation.value("before", json::object());
   for (const auto& fold : after.value("folds", json::array())) {
     std::string prior = "-";
     for (const auto& b : before.value("folds", json::array()))
@@ -115,6 +122,32 @@ std::string evaluation_table(const std::string& path) {
            prior + " |\n";
   }
   return out;
+}
+
+// The run's evaluation (evaluation.json of `evaluate`) as a Markdown table, or a note: none when
+// its "after" scored the features of other weights than these (`evaluate features_before.h5`,
+// an export of another checkpoint) or does not say which.
+std::string evaluation_table(const std::string& path, const std::string& weights) {
+  if (path.empty() || !files::exists(path)) return "No evaluation was found next to the weights.\n";
+  try {
+    std::ifstream in(path);
+    const json j = json::parse(in);
+    const std::string model = j.at("after").value("model", std::string());
+    if (model.empty())
+      return "The run's evaluation.json does not say which weights it scored (an earlier "
+             "siamese-xlmr wrote it), so its table is left out: `siamese-xlmr evaluate "
+             "RUN_DIR/features.h5` writes it again.\n";
+    if (!scored_these_weights(model, weights))
+      return "The run's evaluation.json scored the features of " + model +
+             ", not these weights, so its table is left out: `siamese-xlmr export --config C "
+             "--checkpoint " +
+             weights +
+             " --force`, then `siamese-xlmr evaluate RUN_DIR/features.h5`, scores "
+             "these.\n";
+    return table_of(j);
+  } catch (const json::exception&) {
+    return "The run's evaluation.json could not be read.\n";
+  }
 }
 
 std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config) {
@@ -159,11 +192,21 @@ std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config
     << (in.keep_eos ? ", keeping `</s>` at the end of a cut sequence."
                     : "; a cut sequence has no `</s>` (the notebook's `tokenize_all`).")
     << "\n\n## Evaluation\n\n"
-    << evaluation_table(in.evaluation_json);
+    << evaluation_table(in.evaluation_json, in.weights_path);
   return s.str();
 }
 
 }  // namespace
+
+std::vector<std::string> files_loaded_with_an_export(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const char* name :
+       {"tokenizer.json", "added_tokens.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+        "model.safetensors.index.json", "tf_model.h5", "flax_model.msgpack", "adapter_config.json",
+        "adapter_model.safetensors", "adapter_model.bin", "config_sentence_transformers.json"})
+    if (files::exists(files::join(dir, name))) found.emplace_back(name);
+  return found;
+}
 
 std::string hf_config_json(const model::XlmrConfig& c, const std::string& dtype) {
   json j{{"architectures", {"XLMRobertaModel"}},

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "model/xlmr.h"
@@ -20,6 +21,7 @@ struct HfExportInputs {
   bool keep_eos = false;                              // tokenizer.keep_eos
   double pool_ln_eps = 1e-3;                          // model.pool_ln_eps
   std::string weights_description;  // where the weights came from (checkpoint path)
+  std::string weights_path;         // the checkpoint exported
   std::string evaluation_json;      // run.dir/evaluation.json when there is one, else ""
 };
 
@@ -28,6 +30,12 @@ struct HfExportInputs {
 // a failure (a full disk) leaves no part of the new directory. Throws UserError, with the
 // system's reason, when a file cannot be written or the tokenizer model cannot be read.
 void export_hf(model::SiameseEncoderImpl& model, const HfExportInputs& inputs);
+
+// Files in `dir` that export_hf does not write but transformers or sentence-transformers would
+// read with its files: a fast tokenizer (tokenizer.json, taken before sentencepiece.bpe.model),
+// added tokens, other or sharded weights, an adapter, sentence-transformers' prompts. An
+// export into a directory that keeps one of them would not load as the weights exported.
+std::vector<std::string> files_loaded_with_an_export(const std::string& dir);
 
 // The HF config.json of `config` (XLMRobertaModel).
 std::string hf_config_json(const model::XlmrConfig& config, const std::string& dtype);

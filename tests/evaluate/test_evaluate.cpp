@@ -38,6 +38,18 @@ TEST(LogisticRegression, SeparatesALearnableProblem) {
   EXPECT_GT(roc_auc(s, ys), 0.99);
 }
 
+// The standardisation is sklearn's StandardScaler's: the population std (rows 0 and 2: 1, not
+// sqrt 2), and 1 for a column constant in the training rows (where dividing by a tiny number
+// turned any other value in a held-out row into a score of millions).
+TEST(LogisticRegression, StandardisesAsSklearnsStandardScaler) {
+  const std::vector<float> x = {0, 5, 2, 5, 0, 5, 2, 5};  // column 1 constant
+  const LogisticFit fit = fit_logistic(x, {0, 1, 0, 1}, 2);
+  EXPECT_DOUBLE_EQ(fit.mean[0], 1.0);
+  EXPECT_DOUBLE_EQ(fit.std[0], 1.0);
+  EXPECT_DOUBLE_EQ(fit.std[1], 1.0);
+  EXPECT_DOUBLE_EQ(fit.weights[1], 0.0);
+}
+
 // What a crafted features file may change in an otherwise valid one.
 struct Tweak {
   int64_t label0 = -1;         // >= 0: the first row's label

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli_util.h"
+#include "core/files.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
 #include "model/xlmr_config.h"
@@ -135,6 +136,60 @@ TEST(ExportHf, Bf16WeightsAndARefusedOverwrite) {
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.err.find("exists and is not empty"), std::string::npos) << again.err;
   EXPECT_EQ(test::run_cli(base + " --force").exit_code, 0);
+
+  // A file HF would load with the export's (a fast tokenizer is taken before the sentencepiece
+  // model; another tokenizer's gave other ids, silently) makes --force refuse, naming it.
+  test::write_file(dir.path("hf/tokenizer.json"), "{}");
+  test::write_file(dir.path("hf/notes.txt"), "mine");
+  auto stale = test::run_cli(base + " --force");
+  EXPECT_EQ(stale.exit_code, 2);
+  EXPECT_NE(stale.err.find("export-hf: " + dir.path("hf") +
+                           " holds tokenizer.json, which export-hf does not write"),
+            std::string::npos)
+      << stale.err;
+  EXPECT_NE(stale.err.find("remove it or choose another --out"), std::string::npos) << stale.err;
+  files::remove_all(dir.path("hf/tokenizer.json"));
+  EXPECT_EQ(test::run_cli(base + " --force").exit_code, 0);  // notes.txt is left alone
+  EXPECT_EQ(test::read_file(dir.path("hf/notes.txt")), "mine");
+}
+
+// The model card shows run.dir/evaluation.json's table only when that evaluation scored the
+// features of the weights exported ("after"."model", however the path is spelled): an
+// evaluation of features_before.h5 or of another checkpoint is left out, saying so.
+TEST(ExportHf, TheModelCardsTableIsTheEvaluationOfTheseWeightsOnly) {
+  test::TempDir dir;
+  const std::string checkpoint = write_trained_checkpoint(dir);
+  files::create_directories(dir.path("run"));
+  const auto card_with = [&](const std::string& model) {
+    nlohmann::json fold{{"language", "es"},    {"train_rows", 8},
+                        {"test_rows", 4},      {"test_toxic", 2},
+                        {"skipped", false},    {"auc_logistic_regression", 0.8125},
+                        {"auc_centroid", 0.75}};
+    nlohmann::json after{{"features", "f.h5"}, {"folds", {fold}}};
+    if (!model.empty()) after["model"] = model;
+    test::write_file(dir.path("run/evaluation.json"), nlohmann::json{{"after", after}}.dump());
+    const std::string out = dir.path("hf");
+    auto r = test::run_cli("export-hf model.pretrained=" + test::fixtures_dir() +
+                           "/hf-tiny-xlmr tokenizer.model=" + test::fixtures_dir() + kTokenizer +
+                           " run.dir=" + dir.path("run") + " --checkpoint " + checkpoint +
+                           " --out " + out + " --force");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return test::read_file(out + "/README.md");
+  };
+  const std::string table = "| es | 0.8125 | 0.7500 | - |";
+  EXPECT_NE(card_with("weights of " + checkpoint).find(table), std::string::npos);
+  EXPECT_NE(card_with("weights of " + dir.path("run/../best.h5")).find(table), std::string::npos);
+  for (const std::string& other : {"weights of " + dir.path("run/checkpoints/best.h5"),
+                                   test::fixtures_dir() + "/hf-tiny-xlmr (39 tensors)"}) {
+    const std::string card = card_with(other);
+    EXPECT_EQ(card.find(table), std::string::npos) << other;
+    EXPECT_NE(card.find("scored the features of " + other + ", not these weights"),
+              std::string::npos)
+        << card;
+  }
+  const std::string unnamed = card_with("");
+  EXPECT_EQ(unnamed.find(table), std::string::npos);
+  EXPECT_NE(unnamed.find("does not say which weights it scored"), std::string::npos) << unnamed;
 }
 
 // Issue #25: on a full disk export-hf left a directory holding config.json alone.
