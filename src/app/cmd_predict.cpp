@@ -57,24 +57,36 @@ evaluate::Classifier classifier_for(const Config& config, const std::string& fea
   return evaluate::fit_classifier(features, config.data.multilingual_csv);
 }
 
-// The tokenizer settings the features were made with must be this configuration's, or texts
-// would not be embedded as the classifier's training rows were.
+// The tokenizer and pooling settings the features were made with must be this configuration's,
+// or texts would not be embedded as the classifier's training rows were.
 void check_tokenizer_matches(const Config& config, const std::string& features) {
   io::H5File f = io::H5File::open(features);
-  auto differs = [&](const char* attr, const std::string& theirs, const std::string& ours) {
+  auto differs = [&](const char* key, const std::string& theirs, const std::string& ours) {
     if (theirs != ours)
-      throw UserError(features + " was exported with tokenizer." + attr + " = " + theirs +
+      throw UserError(features + " was exported with " + key + " = " + theirs +
                       " but the configuration has " + ours +
                       "; use the run's configuration so texts are embedded alike");
   };
   if (f.has_attr("max_len"))
-    differs("max_len", std::to_string(f.attr_int("max_len")),
+    differs("tokenizer.max_len", std::to_string(f.attr_int("max_len")),
             std::to_string(config.tokenizer.max_len));
   if (f.has_attr("pretokenize"))
-    differs("pretokenize", f.attr_string("pretokenize"), name_of(config.tokenizer.pretokenize));
+    differs("tokenizer.pretokenize", f.attr_string("pretokenize"),
+            name_of(config.tokenizer.pretokenize));
   if (f.has_attr("keep_eos"))
-    differs("keep_eos", f.attr_int("keep_eos") ? "true" : "false",
+    differs("tokenizer.keep_eos", f.attr_int("keep_eos") ? "true" : "false",
             config.tokenizer.keep_eos ? "true" : "false");
+  if (f.has_attr("pool_ln_eps") && f.attr_double("pool_ln_eps") != config.model.pool_ln_eps) {
+    // %g, or every digit where %g would print the two alike.
+    const double theirs = f.attr_double("pool_ln_eps"), ours = config.model.pool_ln_eps;
+    const auto number = [](double v, const char* format) {
+      char text[40];
+      std::snprintf(text, sizeof text, format, v);
+      return std::string(text);
+    };
+    const char* format = number(theirs, "%g") == number(ours, "%g") ? "%.17g" : "%g";
+    differs("model.pool_ln_eps", number(theirs, format), number(ours, format));
+  }
 }
 
 // The classifier was fitted on features of some weights; texts embedded with others get
@@ -163,8 +175,8 @@ void check_test_csv_matches(const Config& config, const io::H5File& f) {
   if (now != f.attr_string("test_csv_xxh3"))
     throw UserError(
         f.path() + " holds the test set of " + f.attr_string("test_csv") + " but data.test_csv " +
-        csv + " has changed since (same size, other bytes: XXH3 " + now + ", then " +
-        f.attr_string("test_csv_xxh3") + "); run `siamese-xlmr export --force` for its rows");
+        csv + " has changed since (same size, other bytes: XXH3 " + f.attr_string("test_csv_xxh3") +
+        " at export, " + now + " now); run `siamese-xlmr export --force` for its rows");
 }
 
 // The rows of the test file that export left out as bad (data.bad_rows: skip) have no line in

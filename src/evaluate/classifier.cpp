@@ -39,12 +39,19 @@ Classifier fit_classifier(const std::string& features_path, const std::string& d
     io::H5File f = io::H5File::open(features_path);
     if (f.has_attr("model")) on.encoder = f.attr_string("model");
     if (f.has_attr("max_len")) on.max_len = f.attr_int("max_len");
+    // The labeled file the features were exported from (files since it was recorded); for
+    // older ones, the configuration's.
+    if (f.has_attr("multilingual_csv") && f.has_attr("multilingual_csv_bytes")) {
+      on.dataset = f.attr_string("multilingual_csv");
+      on.dataset_bytes = static_cast<uint64_t>(f.attr_int("multilingual_csv_bytes"));
+    } else {
+      on.dataset = dataset;
+      on.dataset_bytes = files::size(dataset);
+    }
   }
   on.rows = features.rows;
   on.toxic = std::count(features.labels.begin(), features.labels.end(), 1);
   for (const auto& lang : features.langs) ++on.languages[lang];
-  on.dataset = dataset;
-  on.dataset_bytes = files::size(dataset);
   if (on.toxic == 0 || on.toxic == on.rows)
     throw UserError(features_path + ": the " + std::to_string(on.rows) +
                     " labeled rows are all of one class; a classifier needs both");

@@ -72,6 +72,11 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.set_attr("max_len", config.tokenizer.max_len);
     f.set_attr("pretokenize", std::string(name_of(config.tokenizer.pretokenize)));
     f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
+    f.set_attr("pool_ln_eps", config.model.pool_ln_eps);
+    // The labeled rows' file: what classifier.json says it was fitted on.
+    f.set_attr("multilingual_csv", config.data.multilingual_csv);
+    f.set_attr("multilingual_csv_bytes",
+               static_cast<int64_t>(files::size(config.data.multilingual_csv)));
     if (inputs.test) describe_test_set(f, config, *inputs.test);
 
     // The training matrix: every labeled row, grouped by language, the languages sorted as

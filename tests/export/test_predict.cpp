@@ -12,6 +12,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/checksum.h"
 #include "core/run_dir_lock.h"
 #include "data/jigsaw.h"
 #include "evaluate/evaluate.h"
@@ -265,6 +266,41 @@ TEST_F(Predict, EmbedWithoutOutPrintsTextAsBefore) {
   EXPECT_LT(test::max_abs_diff(got, rows), 1e-6);
 }
 
+// Texts are embedded as the features' rows were, or their probabilities are not the
+// submission's: each setting the features record is checked, model.pool_ln_eps too (it was
+// not: 0.5 gave 4.7e-6 where the features' 1e-3 gave 1.3e-4, silently).
+TEST_F(Predict, TextsWithOtherEmbeddingSettingsThanTheFeaturesAreRefused) {
+  for (const std::string& setting :
+       {std::string("tokenizer.max_len=16"), std::string("tokenizer.keep_eos=false"),
+        std::string("model.pool_ln_eps=0.5")}) {
+    auto r = test::run_cli(cli("predict --texts -") + " run.log_level=warn " + setting, "hola\n");
+    EXPECT_EQ(r.exit_code, 2) << setting << r.err;
+    const std::string key = setting.substr(0, setting.find('='));
+    EXPECT_NE(r.err.find(run_file("features.h5") + " was exported with " + key + " = "),
+              std::string::npos)
+        << r.err;
+    EXPECT_NE(r.err.find(" but the configuration has " + setting.substr(setting.find('=') + 1)),
+              std::string::npos)
+        << r.err;
+    EXPECT_TRUE(r.out.empty()) << setting;
+  }
+}
+
+// classifier.json names the labeled file its features came from, not the configuration's
+// (features exported with another data.multilingual_csv said the configuration's).
+TEST_F(Predict, TheClassifierNamesTheLabeledFileOfItsFeatures) {
+  test::TempDir dir;
+  const std::string other = dir.write("other.csv", "id,comment_text,lang,toxic\n1,x,es,1\n");
+  auto r = test::run_cli(
+      cli("predict --features " + run_file("features.h5") + " --out " + dir.path("s.csv")) +
+      " run.log_level=warn run.dir=" + dir.path("run") + " data.multilingual_csv=" + other);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(test::read_file(dir.path("run/classifier.json")));
+  const std::string labeled = files::join(data_->data, "validation.csv");
+  EXPECT_EQ(j["fitted_on"]["dataset"], labeled);
+  EXPECT_EQ(j["fitted_on"]["dataset_bytes"], files::size(labeled));
+}
+
 TEST_F(Predict, ATokenizerTheModelCannotTakeIsOneLineNotATorchError) {
   // The fixture model has 130 positions and 4002 ids: a longer tokenizer.max_len, or a
   // tokenizer with more ids than a model's vocabulary, failed in the forward with torch's
@@ -425,7 +461,11 @@ TEST_F(Predict, RefusesATestCsvOtherThanTheFeatures) {
   auto s = test::run_cli(cli("predict --force --out " + dir.path("s.csv")) +
                          " run.log_level=warn data.test_csv=" + same_size);
   EXPECT_EQ(s.exit_code, 2) << s.err;
-  EXPECT_NE(s.err.find("has changed since (same size, other bytes"), std::string::npos) << s.err;
+  EXPECT_NE(s.err.find("has changed since (same size, other bytes: XXH3 " +
+                       file_checksum(data_->test_csv) + " at export, " + file_checksum(same_size) +
+                       " now)"),
+            std::string::npos)
+      << s.err;
   EXPECT_EQ(test::count_lines(s.err), 1u) << s.err;
   EXPECT_FALSE(files::exists(dir.path("s.csv")));
 }
