@@ -56,6 +56,7 @@ void print_labeled(const char* title, const data::LabeledCorpus& corpus) {
 }  // namespace
 
 int cmd_data_stats(const ConfigArgs& args) {
+  refuse_several_processes("data stats");
   Config config = load_config(args.config_path, args.overrides);
   check_inputs(config, {"data"});
   init_logging({0, 1, config.run.log_level, config.run.other_ranks_log_level, ""});
@@ -97,6 +98,7 @@ int cmd_data_stats(const ConfigArgs& args) {
 
 int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
                    const std::string& out_path) {
+  refuse_several_processes("data pairs");  // every rank wrote the same file
   Config config = load_config(args.config_path, args.overrides);
   check_inputs(config, {"data"});
   if (out_path != "-") check_output_file("--out", out_path);
@@ -145,6 +147,7 @@ int cmd_data_pairs(const ConfigArgs& args, const std::string& split_name,
 
 int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, int toxic_percent,
                    bool force) {
+  refuse_several_processes("data synth");
   auto summary = data::write_synthetic_jigsaw(out_dir, static_cast<size_t>(rows),
                                               static_cast<uint64_t>(seed), toxic_percent, force);
   std::printf("%s: %zu rows\n%s: %zu rows\n%s: %zu rows\n", summary.train_csv.c_str(),
@@ -154,6 +157,7 @@ int cmd_data_synth(const std::string& out_dir, long long rows, long long seed, i
 }
 
 int cmd_tokenize(const ConfigArgs& args) {
+  refuse_several_processes("tokenize");  // every rank printed every line
   Config config = load_config(args.config_path, args.overrides);
   check_inputs(config, {"tokenizer"});
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));

@@ -139,6 +139,12 @@ void check_embed_args(const EmbedArgs& a, int rank) {
     throw UserError("--csv " + a.csv + ": name the column to embed with --text-column");
   if (a.csv.empty() && (!a.text_column.empty() || !a.id_column.empty()))
     throw UserError("--text-column and --id-column read a CSV file: give it with --csv");
+  // The ids were dropped silently; refusing would break scripts that work, so it is said.
+  if (!a.id_column.empty() && out_format(a.out) != OutFormat::kHdf5 && rank == 0)
+    spdlog::warn(
+        "--id-column: only an HDF5 --out (FILE.h5, FILE.hdf5) keeps the ids; {} has "
+        "no place for them",
+        a.out.empty() || a.out == "-" ? std::string("text on stdout") : a.out);
   if (out_format(a.out) == OutFormat::kText) return;
   // Rank 0 writes the file (its directory may be local to its node).
   if (rank == 0) check_output_file("--out", a.out);

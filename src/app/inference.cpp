@@ -88,8 +88,8 @@ void refuse_several_processes(const std::string& command) {
     const char* value = std::getenv(name);
     if (value && std::atoi(value) > 1)
       throw UserError(command + " runs as one process, found " + name + "=" + value +
-                      ": run it without mpirun (embed, export and train are the commands that "
-                      "spread over ranks)");
+                      ": run it without mpirun (train, export, embed and bench are the commands "
+                      "that spread over ranks)");
   }
 }
 

@@ -10,6 +10,8 @@
 #include <limits>
 #include <string>
 
+#include <unistd.h>
+
 #include "app/commands.h"
 #include "core/error.h"
 #include "core/program_clock.h"
@@ -27,11 +29,12 @@ void add_config_args(CLI::App* cmd, ConfigArgs& args) {
 
 // Which weights embed and predict --texts embed with (app/inference.h).
 void add_weights_args(CLI::App* cmd, sx::app::WeightsChoice& weights) {
-  cmd->add_option("--checkpoint", weights.checkpoint,
-                  "checkpoint to load (default: best.h5 in run.dir, else its newest step "
-                  "checkpoint, else model.pretrained)");
+  auto* checkpoint = cmd->add_option("--checkpoint", weights.checkpoint,
+                                     "checkpoint to load (default: best.h5 in run.dir, else its "
+                                     "newest step checkpoint, else model.pretrained)");
   cmd->add_flag("--pretrained", weights.pretrained,
-                "the weights of model.pretrained even when run.dir has checkpoints");
+                "the weights of model.pretrained even when run.dir has checkpoints")
+      ->excludes(checkpoint);
   cmd->add_flag("--allow-random", weights.allow_random,
                 "accept model.config's random initialisation when there are no trained weights");
 }
@@ -64,6 +67,14 @@ std::string unknown_subcommand(const CLI::App& app, int argc, char** argv) {
     at = *found;
   }
   return "";
+}
+
+// Whether closing a duplicate of `stream`'s descriptor succeeds (a closed or bad descriptor
+// counts as success: nothing was written through it).
+bool close_reports_no_error(std::FILE* stream) {
+  const int fd = ::dup(::fileno(stream));
+  if (fd < 0) return true;
+  return ::close(fd) == 0 || errno == EINTR;
 }
 
 }  // namespace
@@ -175,7 +186,11 @@ int main(int argc, char** argv) {
   std::string synth_out;
   long long synth_rows = 0, synth_seed = 42;
   synth->add_option("--out", synth_out, "output directory")->required()->check(kNotEmpty);
-  synth->add_option("--rows", synth_rows, "rows of the English training file")
+  synth
+      ->add_option("--rows", synth_rows,
+                   "rows of the English training file (the multilingual file gets max(20, N/100) "
+                   "rows per language, Turkish 20% more; training needs 10 English rows for each "
+                   "row of the largest language, so N >= 240)")
       ->required()
       ->check(CLI::Range(1LL, 100000000LL));
   // CLI11 clamps a value past long long to its maximum, which the range's end (one less) refuses
@@ -271,9 +286,10 @@ int main(int argc, char** argv) {
   auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");
   bool docs = false;
   add_config_args(config, cfg);
-  config->add_flag("--docs", docs, "print the reference of every key (Markdown)");
+  auto* docs_flag = config->add_flag("--docs", docs, "print the reference of every key (Markdown)");
   std::string get_key;
-  config->add_option("--get", get_key, "print only the value of this key (e.g. run.dir)");
+  config->add_option("--get", get_key, "print only the value of this key (e.g. run.dir)")
+      ->excludes(docs_flag);
   config->callback([&] { action = [&] { return sx::app::cmd_config(cfg, docs, get_key); }; });
 
   auto* version = app.add_subcommand("version", "Versions of siamese-xlmr and its libraries");
@@ -299,8 +315,10 @@ int main(int argc, char** argv) {
     const int code = action();
     // Text on stdout (tokenize, embed, predict --texts, data pairs --out -) that did not all
     // reach its file, a full disk for instance, must not end as a success.
+    // Closing a duplicate of its descriptor also reports what a file system says only at
+    // close (NFS write-back, quota), with stdout itself left open for whatever prints later.
     errno = 0;
-    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    if (std::fflush(stdout) != 0 || std::ferror(stdout) || !close_reports_no_error(stdout)) {
       const int error = errno;
       std::fprintf(stderr, "siamese-xlmr: error: writing to stdout failed%s%s\n", error ? ": " : "",
                    error ? std::strerror(error) : "");

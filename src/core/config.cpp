@@ -403,7 +403,7 @@ const std::vector<Field>& schema() {
               "gradient is rounded to bf16, the master weights and Adam stay fp32)."));
     s.push_back(entry(SX_MEMBER(dist, stop_signal), Kind::kEnum, "USR1",
                       "Signal that asks for a checkpoint and a requeueable stop "
-                      "(SIGTERM always does too)."));
+                      "(SIGTERM and a first Ctrl-C always do too)."));
     // export
     s.push_back(range(entry(SX_MEMBER(export_, batch_size), Kind::kInt, "128",
                             "Texts per forward pass when exporting features."),
@@ -474,7 +474,7 @@ std::string type_description(const Field& f) {
     case Kind::kEnum:
       return "one of " + join(f.choices, "|");
     case Kind::kDuration:
-      return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m)");
+      return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m, 1d)");
     case Kind::kStepsOrDuration:
       return "a number of steps (500) or a duration (90s, 30m, 2h)";
     case Kind::kFile:
@@ -498,6 +498,25 @@ struct Origin {
 
 [[noreturn]] void fail_value(const Origin& origin, const Field& f, const std::string& found) {
   fail(origin, f.key + " expects " + type_description(f) + ", found " + quote_value(found));
+}
+
+// A NUL ("a\0.old" in YAML) would cut the value short at every system call that takes it.
+[[noreturn]] void fail_nul(const Origin& origin, const Field& f, const std::string& text) {
+  fail(origin, f.key + " holds a NUL character after " +
+                   quote_value(text.substr(0, text.find('\0'))) + "; expected text without one");
+}
+
+// "; line N indents with a tab ..." when a line up to `last` does (yaml-cpp's message for it,
+// "illegal map value" and the like, does not say so), else "".
+std::string tab_hint(const std::string& path, int last) {
+  std::ifstream in(path);
+  std::string line;
+  for (int n = 1; n <= last && std::getline(in, line); ++n) {
+    const size_t text = line.find_first_not_of(" \t");
+    if (text != std::string::npos && line.find('\t') < text)
+      return "; line " + std::to_string(n) + " indents with a tab, and YAML indents with spaces";
+  }
+  return "";
 }
 
 bool parse_int(const std::string& s, int64_t& out) {
@@ -535,6 +554,11 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
       fail_value(origin, f, node.IsMap() ? "a mapping" : "nothing");
     }
     if (items.empty()) fail_value(origin, f, "an empty list");
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (items[i].find('\0') != std::string::npos) fail_nul(origin, f, items[i]);
+      if (std::find(items.begin(), items.begin() + i, items[i]) != items.begin() + i)
+        fail(origin, f.key + " lists " + quote_value(items[i]) + " twice; give each once");
+    }
     return items;
   }
   if (node.IsNull()) {
@@ -593,6 +617,8 @@ Value parse_value(const Field& f, const YAML::Node& node, const Origin& origin) 
     case Kind::kString:
     case Kind::kFile:
     case Kind::kDir:
+      // A path or name holding a NUL ("a\0.old" in YAML) was cut at it by every system call.
+      if (text.find('\0') != std::string::npos) fail_nul(origin, f, text);
       return text;
     case Kind::kStringList:
       break;
@@ -752,7 +778,8 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
       if (!documents.empty()) root = documents.front();
     } catch (const YAML::ParserException& e) {
       throw UserError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg +
+                      tab_hint(path, e.mark.line + 1));
     } catch (const YAML::BadFile&) {
       throw UserError("--config: cannot read " + path);
     }

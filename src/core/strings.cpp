@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 
 namespace sx {
@@ -121,6 +122,7 @@ double parse_duration(std::string_view text) {
   double total = 0;
   size_t i = 0;
   bool any = false;
+  double previous_unit = std::numeric_limits<double>::infinity();
   while (i < s.size()) {
     size_t start = i;
     while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
@@ -148,6 +150,9 @@ double parse_duration(std::string_view text) {
     } else if (any) {
       throw std::invalid_argument("missing unit");
     }
+    // "1h30m", not "30m1h" or "1h1h": each unit once, largest first.
+    if (unit >= previous_unit) throw std::invalid_argument("units out of order or repeated");
+    previous_unit = unit;
     total += value * unit;
     any = true;
   }

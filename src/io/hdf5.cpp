@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "core/error.h"
+#include "core/files.h"
 #include "io/hdf5_heap.h"
 
 namespace sx::io {
@@ -301,6 +302,7 @@ H5File H5File::create(const std::string& path) {
 H5File H5File::open(const std::string& path) {
   if (access(path.c_str(), R_OK) != 0)
     fail(path, "cannot read: " + std::string(std::strerror(errno)));
+  if (files::is_directory(path)) fail(path, "is a directory, expected an HDF5 file");
   if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file (or truncated)");
   hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) fail(path, "cannot open HDF5 file (truncated or corrupt?)");

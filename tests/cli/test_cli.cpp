@@ -50,8 +50,12 @@ TEST(Cli, MissingRequiredArgumentsFailWithUsage) {
 // An empty --out was the current directory: export-hf replaced a README.md and config.json
 // there, data synth wrote its CSVs there.
 // Under `mpirun -np 2` each rank ran predict or export-hf whole: one wrote, the other failed.
-TEST(Cli, PredictAndExportHfUnderSeveralRanksAreRefused) {
-  for (const char* command : {"predict", "export-hf --out x"}) {
+// Commands of one process under mpirun ran whole on each rank: every rank wrote the same files
+// or printed every line.
+TEST(Cli, OneProcessCommandsUnderSeveralRanksAreRefused) {
+  for (const char* command :
+       {"predict", "export-hf --out x", "evaluate x.h5", "tokenize", "data stats",
+        "data pairs --out x.csv", "data synth --rows 10 --out x"}) {
     auto r =
         test::run_command(std::string("OMPI_COMM_WORLD_SIZE=2 '") + SX_BINARY + "' " + command);
     EXPECT_EQ(r.exit_code, 2) << command << r.err;
@@ -70,11 +74,39 @@ TEST(Cli, AnEmptyOutIsRefused) {
   }
 }
 
+// Options that cannot act together were silently ignored: the ids of an .npy or text embed (now
+// a warning), --pretrained beside --checkpoint (the checkpoint won), --get beside --docs.
+TEST(Cli, OptionsThatCannotActTogetherAreRefused) {
+  test::TempDir dir;
+  const std::string csv = dir.write("t.csv", "id,text\n1,hola\n");
+  for (const std::string& out : {" --out " + dir.path("e.npy"), std::string()}) {
+    auto r = run_cli("embed tokenizer.model=" + test::fixtures_dir() +
+                     "/tokenizer/sentencepiece.bpe.model model.pretrained=" + test::fixtures_dir() +
+                     "/hf-tiny-xlmr --csv " + csv + " --text-column text --id-column id" + out);
+    EXPECT_EQ(r.exit_code, 0) << r.err;  // scripts that did this still work, and are told
+    EXPECT_NE(r.err.find("--id-column: only an HDF5 --out (FILE.h5, FILE.hdf5) keeps the ids"),
+              std::string::npos)
+        << r.err;
+  }
+  for (const char* args :
+       {"embed --checkpoint x.h5 --pretrained", "predict --texts - --checkpoint x.h5 --pretrained",
+        "config --docs --get run.dir"}) {
+    auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << args << r.err;
+    EXPECT_NE(r.err.find("excludes"), std::string::npos) << args << r.err;
+  }
+}
+
 TEST(Cli, EvaluateOfAMissingFileIsOneLine) {
   auto r = run_cli("evaluate /nope/features.h5");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
             "siamese-xlmr: error: /nope/features.h5: cannot read: No such file or directory\n");
+  test::TempDir dir;
+  auto d = run_cli("evaluate " + dir.path());
+  EXPECT_EQ(d.exit_code, 2);
+  EXPECT_EQ(d.err,
+            "siamese-xlmr: error: " + dir.path() + ": is a directory, expected an HDF5 file\n");
 }
 
 TEST(Cli, PredictAndEmbedMistakesAreOneLine) {

@@ -221,6 +221,20 @@ TEST(ConfigErrors, ADurationPastThirtyYearsIsRefused) {
   expect_error("", {"dist.collective_timeout=20000d"}, {"dist.collective_timeout", "20000d"});
   EXPECT_DOUBLE_EQ(load_config("", {"run.max_duration=1000000000"}).run.max_duration, 1e9);
 }
+// A NUL in a path cut it short ("data/test.csv\0.old" loaded data/test.csv); a list naming an
+// item twice was taken as it stood.
+TEST(ConfigErrors, ANulInTextAndAListItemGivenTwiceAreRefused) {
+  expect_error("data:\n  test_csv: \"data/test.csv\\x00.old\"\n", {},
+               {"data.test_csv holds a NUL character after 'data/test.csv'"});
+  expect_error("run:\n  dir: \"run1\\0zzz\"\n", {}, {"run.dir holds a NUL character"});
+  expect_error("", {"data.train_label_fields=[toxic, insult, toxic]"},
+               {"data.train_label_fields lists 'toxic' twice"});
+  expect_error("", {"run.max_duration=30m1h"}, {"run.max_duration expects a duration", "30m1h"});
+}
+TEST(ConfigErrors, ATabInTheIndentationIsNamed) {
+  expect_error("train:\n  patience: 3\n\tlr_max: 1e-3\n", {},
+               {"YAML syntax error", "line 3 indents with a tab, and YAML indents with spaces"});
+}
 TEST(ConfigErrors, EmptyListRejected) {
   expect_error("", {"data.train_label_fields=[]"},
                {"data.train_label_fields expects a list of strings"});

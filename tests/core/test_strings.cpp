@@ -87,6 +87,10 @@ TEST(Strings, Durations) {
   EXPECT_THROW(parse_duration("2x"), std::invalid_argument);
   EXPECT_THROW(parse_duration("1h30"), std::invalid_argument);
   EXPECT_THROW(parse_duration(""), std::invalid_argument);
+  EXPECT_DOUBLE_EQ(parse_duration("1d2h3m4s"), 93784);
+  // Each unit once, largest first: "30m1h" and "1h1h" were 5400 and 7200.
+  EXPECT_THROW(parse_duration("30m1h"), std::invalid_argument);
+  EXPECT_THROW(parse_duration("1h1h"), std::invalid_argument);
   EXPECT_EQ(format_duration(5400), "1h30m");
   EXPECT_EQ(format_duration(0), "0s");
 }
