@@ -337,28 +337,6 @@ TEST(TrainMpi, SigtermOnOneRankStopsBothWithACheckpointAndTheRequeueCode) {
   EXPECT_EQ(read_checkpoint(step_checkpoint_path(run_dir, s0)).state.step, s0);
 }
 
-// Ctrl-C in a terminal reaches mpirun (the ranks lead process groups of their own), which passes
-// it on to the ranks as SIGTERM: they checkpoint (Open MPI then ends the job itself, so mpirun's
-// code is not 75; docs/operations.md).
-TEST(TrainMpi, CtrlCToMpirunStopsBothRanksWithACheckpoint) {
-  TempDir dir;
-  auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
-  test::BackgroundRun run(2, config, dir.path());
-  const std::string run_dir = dir.path("run");
-  const auto steps = [&] {
-    return test::count_occurrences(test::read_file(run_dir + "/metrics.jsonl"), "\"step\"");
-  };
-  for (int i = 0; i < 1200 && steps() < 3; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(steps(), 3u) << test::read_file(dir.path("out"));
-  ASSERT_EQ(::kill(run.pid(), SIGINT), 0);
-  ASSERT_NE(run.wait(60), -1) << test::read_file(dir.path("out"));
-  const long s0 = test::stopped_step(run_dir, 0);
-  EXPECT_GT(s0, 0) << test::read_file(dir.path("out"));
-  EXPECT_EQ(test::stopped_step(run_dir, 1), s0);
-  EXPECT_EQ(read_checkpoint(step_checkpoint_path(run_dir, s0)).state.step, s0);
-}
-
 // Ctrl-C to one process without mpirun: it ended at once with 130 and no checkpoint; now it
 // stops as for SIGTERM, naming the signal, and exits 75.
 TEST(TrainMpi, CtrlCWithoutMpirunCheckpointsAndExits75) {
