@@ -32,17 +32,26 @@ JobBudget job_budget(const Config& config, const dist::MpiEnv& env, const Replic
   return budget;
 }
 
-// Whether the run ends before its first step anyway, so the export before training (minutes at
-// scale) would only delay that end: run.max_duration spent by the set-up, on rank 0's clock (it
-// decides every stop), or a stop signal on any rank (a Slurm warning leaves little time). The
-// loop's first check then ends the run; every rank learns the answer here.
-bool ends_before_the_first_step(const dist::MpiEnv& env, const JobBudget& budget) {
-  const bool spent = env.rank == 0 && budget.limited() && program_seconds() >= budget.budget();
-  const auto flags = dist::allreduce_max({spent ? 1 : 0, stop_requested() ? 1 : 0},
+// Whether this run writes features_before.h5, the untrained encoder's features (the notebook
+// projects the data before training too): with export.before_training, at a fresh start, or at
+// a resume from step 0 when the file is missing (a stop during the set-up checkpoints step 0
+// and skips the export). Not when the run ends before its first step anyway, since the export
+// (minutes at scale) would only delay that end: run.max_duration spent by the set-up, on rank
+// 0's clock (it decides every stop), or a stop signal on any rank (a Slurm warning leaves
+// little time); the loop's first check then ends the run. Every rank learns the answer here.
+bool exports_before_training(const Config& config, const dist::MpiEnv& env, const Replica& r,
+                             const JobBudget& budget) {
+  if (!config.export_.before_training || r.state.step != 0) return false;
+  const bool lead = env.rank == 0;
+  const bool missing = lead && (r.resumed_from.empty() ||
+                                !files::exists(files::join(config.run.dir, "features_before.h5")));
+  const bool spent = lead && budget.limited() && program_seconds() >= budget.budget();
+  const auto flags = dist::allreduce_max({missing ? 1 : 0, spent ? 1 : 0, stop_requested() ? 1 : 0},
                                          "stop check before the export before training");
-  if (env.rank == 0 && flags[1] && !flags[0])
+  if (!flags[0]) return false;
+  if (lead && flags[2] && !flags[1])
     spdlog::warn("a stop signal came during the set-up: the export before training is skipped");
-  return flags[0] || flags[1];
+  return !flags[1] && !flags[2];
 }
 
 }  // namespace
@@ -66,11 +75,8 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
       };
     };
     const FeatureExport write_features = features_writer(true);
-    // The notebook projects the data before training too: the untrained encoder's features
-    // (of the labeled set alone with export.before_training_test: false, as the notebook's).
-    // Not when the set-up has spent the budget: the loop's first check ends the run then.
-    const bool export_before = config.export_.before_training && r.resumed_from.empty() &&
-                               !ends_before_the_first_step(env, budget);
+    // Of the labeled set alone with export.before_training_test: false, as the notebook's.
+    const bool export_before = exports_before_training(config, env, r, budget);
     if (export_before) {
       features_writer(config.export_.before_training_test)(
           files::join(config.run.dir, "features_before.h5"));

@@ -14,6 +14,7 @@
 #include "model/encoder_factory.h"
 #include "model/siamese_loss.h"
 #include "mpi_main.h"
+#include "stop_signal_scope.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
 #include "train/legacy_checkpoint.h"
@@ -173,6 +174,7 @@ TEST(Loop, AStopSignalCheckpointsAndAsksForARequeue) {
   Running s(tiny_config(dir, {}));
   int code = -1;
   {
+    test::StopSignalScope scope;
     Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
     ASSERT_EQ(loop.stop_check(), StopReason::kNone);
     ASSERT_EQ(loop.step(), StopReason::kNone);
@@ -180,7 +182,6 @@ TEST(Loop, AStopSignalCheckpointsAndAsksForARequeue) {
     EXPECT_EQ(loop.stop_check(), StopReason::kSignal);
     code = loop.finish(StopReason::kSignal, [](const std::string&) { FAIL() << "exported"; });
   }
-  clear_stop_request();
   EXPECT_EQ(code, kExitRequeue);
   EXPECT_EQ(read_checkpoint(step_checkpoint_path(s.config.run.dir, 1)).state.step, 1);
   const auto lines = metrics(s.config.run.dir);
@@ -189,12 +190,10 @@ TEST(Loop, AStopSignalCheckpointsAndAsksForARequeue) {
   EXPECT_EQ(lines.back()["detail"], describe(StopReason::kSignal));
 }
 
-// A stop signal during the set-up (a Slurm warning leaves little time): the export before
-// training, minutes at scale, is skipped; the run checkpoints at once and asks for a requeue.
-TEST(Trainer, AStopSignalDuringTheSetUpSkipsTheExportBeforeTraining) {
-  TempDir dir;
-  const Config config = tiny_config(dir, {});
-  ASSERT_TRUE(config.export_.before_training);
+// Runs the trainer in run.dir with a stop signal that came during the set-up (a Slurm warning
+// leaves little time), and returns the paths it wrote features to.
+std::vector<std::string> train_stopped_at_set_up(const Config& config) {
+  test::StopSignalScope scope;
   install_stop_handlers(StopSignal::kUsr1);
   std::raise(SIGUSR1);
   std::vector<std::string> written;
@@ -202,11 +201,47 @@ TEST(Trainer, AStopSignalDuringTheSetUpSkipsTheExportBeforeTraining) {
   options.write_features = [&](const FeatureSource&, const std::string& path) {
     written.push_back(path);
   };
-  const int code = run_training(config, test::mpi_env(), options);
-  clear_stop_request();
-  EXPECT_EQ(code, kExitRequeue);
-  EXPECT_EQ(written, std::vector<std::string>{});
+  EXPECT_EQ(run_training(config, test::mpi_env(), options), kExitRequeue);
+  return written;
+}
+
+// Resumes the run in run.dir for one step and returns the paths it wrote features to.
+std::vector<std::string> resume_for_one_step(const Config& config) {
+  Config c = config;
+  c.train.max_steps = 1;
+  std::vector<std::string> written;
+  TrainOptions options;
+  options.resume = "auto";
+  options.write_features = [&](const FeatureSource&, const std::string& path) {
+    written.push_back(path);
+  };
+  EXPECT_EQ(run_training(c, test::mpi_env(), options), kExitOk);
+  return written;
+}
+
+// A stop signal during the set-up: the export before training, minutes at scale, is skipped;
+// the run checkpoints at once and asks for a requeue. Its resume, from step 0, writes the
+// features before training it skipped: the run's results are those of a run never stopped.
+TEST(Trainer, AStopSignalDuringTheSetUpSkipsTheExportBeforeTrainingUntilTheResume) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  ASSERT_TRUE(config.export_.before_training);
+  EXPECT_EQ(train_stopped_at_set_up(config), std::vector<std::string>{});
   EXPECT_EQ(read_checkpoint(step_checkpoint_path(config.run.dir, 0)).state.step, 0);
+  const std::string before = files::join(config.run.dir, "features_before.h5");
+  const std::string after = files::join(config.run.dir, "features.h5");
+  EXPECT_EQ(resume_for_one_step(config), (std::vector<std::string>{before, after}));
+}
+
+// A resume from step 0 keeps a features_before.h5 that is there: it has the same weights.
+TEST(Trainer, AResumeFromStepZeroKeepsTheFeaturesBeforeTrainingThatAreThere) {
+  TempDir dir;
+  const Config config = tiny_config(dir, {});
+  EXPECT_EQ(train_stopped_at_set_up(config), std::vector<std::string>{});
+  const std::string before = files::join(config.run.dir, "features_before.h5");
+  test::write_file(before, "written by the run");
+  EXPECT_EQ(resume_for_one_step(config),
+            std::vector<std::string>{files::join(config.run.dir, "features.h5")});
 }
 
 // Trains `steps` steps in run.dir (an epoch is 5) and ends as a finished run does.

@@ -23,6 +23,7 @@
 #include "io/hdf5.h"
 #include "model/weights.h"
 #include "model/xlmr.h"
+#include "stop_signal_scope.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
@@ -907,8 +908,7 @@ TEST(FlatParameters, AGradientThatLeftItsSlotIsNamed) {
 // Ctrl-C is a stop request as SIGTERM is, except in a process started with SIGINT ignored
 // (`nohup`, `cmd &` in a script), which keeps ignoring it.
 TEST(Signals, CtrlCIsAStopRequestUnlessItWasIgnoredAtTheStart) {
-  struct sigaction saved {};
-  ASSERT_EQ(sigaction(SIGINT, nullptr, &saved), 0);
+  test::StopSignalScope scope;
   std::signal(SIGINT, SIG_DFL);  // whatever this test binary was started with
   install_stop_handlers(StopSignal::kUsr1);
   std::raise(SIGINT);
@@ -921,31 +921,42 @@ TEST(Signals, CtrlCIsAStopRequestUnlessItWasIgnoredAtTheStart) {
   install_stop_handlers(StopSignal::kUsr1);
   std::raise(SIGINT);
   EXPECT_FALSE(stop_requested());
-  clear_stop_request();
-  sigaction(SIGINT, &saved, nullptr);
 }
 
 // The stop names the first signal, and a second Ctrl-C a second or more after the first ends
 // the process at once (a set-up or an export can take minutes); one within the second is the
-// same Ctrl-C delivered twice (timeout(1) sends it to its child and to the child's group).
+// same Ctrl-C delivered twice (timeout(1) sends it to its child and to the child's group). The
+// child reports each check through a pipe, so a Ctrl-C that ended it too early shows.
 TEST(Signals, TheFirstSignalIsKeptAndALaterSecondCtrlCEndsTheProcess) {
+  int report[2];
+  ASSERT_EQ(::pipe(report), 0);
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {  // async-signal-safe calls only, in a fork of a threaded process
+    ::close(report[0]);
     std::signal(SIGINT, SIG_DFL);
     install_stop_handlers(StopSignal::kUsr1);
     std::raise(SIGINT);
     std::raise(SIGTERM);
-    if (stop_signal_number() != SIGINT) ::_exit(3);
+    const char first = stop_signal_number() == SIGINT ? 'f' : 'F';
+    if (::write(report[1], &first, 1) != 1) ::_exit(3);
     std::raise(SIGINT);  // the same Ctrl-C again: still a stop request
-    if (stop_signal_number() != SIGINT) ::_exit(4);
+    const char again = stop_signal_number() == SIGINT ? 'a' : 'A';
+    if (::write(report[1], &again, 1) != 1) ::_exit(3);
     const timespec later{1, 200 * 1000 * 1000};
     ::nanosleep(&later, nullptr);
     std::raise(SIGINT);
     ::_exit(5);  // not reached when the second Ctrl-C ended the process
   }
+  ::close(report[1]);
+  std::string reported;
+  char c = 0;
+  while (::read(report[0], &c, 1) == 1) reported += c;
+  ::close(report[0]);
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_EQ(reported, "fa") << "f: the first signal is kept, a: a Ctrl-C within the second is "
+                               "the same one (capitals: the check failed; missing: it ended)";
   ASSERT_TRUE(WIFSIGNALED(status)) << "exit " << WEXITSTATUS(status);
   EXPECT_EQ(WTERMSIG(status), SIGINT);
 }
