@@ -115,12 +115,14 @@ struct BackgroundRun {
   ~BackgroundRun() {
     if (files::exists(rc_file)) return;
     const pid_t pid = this->pid();
-    if (pid <= 0) return;
+    if (pid <= 0) return;  // never kill(0) or kill(-1): CTest's group, everything
     ::kill(pid, SIGTERM);
-    if (wait(20) == -1) ::kill(-pid, SIGKILL);  // timeout(1) leads its own process group
+    if (wait(20) != -1) return;
+    ::kill(-pid, SIGKILL);  // timeout(1) leads its own process group
+    wait(5);                // the shell records the exit: the test's directory can go
   }
   // The pid of the run's timeout(1), which leads the process group of mpirun and its ranks
-  // (0 when it did not start within 10 s).
+  // (-1 when it did not start within 10 s).
   pid_t pid() const {
     for (int i = 0; i < 200; ++i) {
       if (files::exists(pid_file)) {
@@ -129,7 +131,7 @@ struct BackgroundRun {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    return 0;
+    return -1;
   }
   // Exit code, or -1 if it has not ended within `seconds`.
   int wait(double seconds) const {
@@ -142,6 +144,12 @@ struct BackgroundRun {
   }
 };
 
+inline size_t count_occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
 // The pid a rank logged ("pid N on host"), or -1 when it has not started yet.
 inline long rank_pid(const std::string& run_dir, int rank) {
   std::string log = read_file(files::join(run_dir, "log/rank-" + std::to_string(rank) + ".log"));
@@ -150,18 +158,44 @@ inline long rank_pid(const std::string& run_dir, int rank) {
   return std::stol(log.substr(pos + 5));
 }
 
+// Polls `ready` every 50 ms until it holds or `seconds` have passed; returns whether it held.
+template <class Ready>
+bool wait_until(Ready ready, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+// The pid a rank logged, waiting up to `seconds` for it to start (a busy machine's start can
+// take a while), or -1.
+inline long wait_for_rank_pid(const std::string& run_dir, int rank, double seconds = 60) {
+  long pid = -1;
+  wait_until([&] { return (pid = rank_pid(run_dir, rank)) > 0; }, seconds);
+  return pid;
+}
+
+// The step lines in run.dir's metrics.jsonl, once there are `steps` of them or `seconds` have
+// passed.
+inline size_t wait_for_steps(const std::string& run_dir, size_t steps, double seconds = 60) {
+  size_t n = 0;
+  wait_until(
+      [&] {
+        n = count_occurrences(read_file(files::join(run_dir, "metrics.jsonl")), "\"step\"");
+        return n >= steps;
+      },
+      seconds);
+  return n;
+}
+
 // The step at which a rank's log says training stopped, or -1.
 inline long stopped_step(const std::string& run_dir, int rank) {
   std::string log = read_file(files::join(run_dir, "log/rank-" + std::to_string(rank) + ".log"));
   auto pos = log.find("training stopped at step ");
   if (pos == std::string::npos) return -1;
   return std::stol(log.substr(pos + 25));
-}
-
-inline size_t count_occurrences(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
-  return n;
 }
 
 // ---- the predict / embed tests: data, a config and no training

@@ -121,16 +121,10 @@ TEST(Deadline, AStoppedRankEndsTheJobWithinTheTimeoutNamingTheCollectiveAndStep)
   test::BackgroundRun run(2, config, dir.path(),
                           "dist.collective_timeout=" + std::to_string(timeout));
   const std::string run_dir = dir.path("run");
-  long pid = -1;
-  for (int i = 0; i < 1200 && (pid = test::rank_pid(run_dir, 1)) < 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const long pid = test::wait_for_rank_pid(run_dir, 1);
   ASSERT_GT(pid, 0) << test::read_file(dir.path("out"));
   // Training is under way: rank 0 has logged two steps.
-  for (int i = 0; i < 1200 && test::count_occurrences(test::read_file(run_dir + "/metrics.jsonl"),
-                                                      "\"step\"") < 2;
-       ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(test::count_occurrences(test::read_file(run_dir + "/metrics.jsonl"), "\"step\""), 2u);
+  ASSERT_GE(test::wait_for_steps(run_dir, 2), 2u) << test::read_file(dir.path("out"));
   const auto stopped = Clock::now();
   ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGSTOP), 0);
   const int rc = run.wait(timeout + 60);
@@ -160,13 +154,8 @@ TEST(DataFiles, AFileRewrittenShorterDuringTrainingEndsTheJobWithOneLineNamingIt
       test::read_file(files::join(test::synth_data_dir(), "jigsaw-unintended-bias-train.csv")));
   auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
   test::BackgroundRun run(2, config, dir.path(), "data.train_csv=" + train_csv);
-  const std::string metrics = dir.path("run/metrics.jsonl");
   // Training is under way: rank 0 has logged two steps.
-  for (int i = 0; i < 1200 && test::count_occurrences(test::read_file(metrics), "\"step\"") < 2;
-       ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(test::count_occurrences(test::read_file(metrics), "\"step\""), 2u)
-      << test::read_file(dir.path("out"));
+  ASSERT_GE(test::wait_for_steps(dir.path("run"), 2), 2u) << test::read_file(dir.path("out"));
   test::write_file(train_csv, "id,comment_text,toxic\n");
   const int rc = run.wait(60);
   const std::string out = test::read_file(dir.path("out"));

@@ -265,14 +265,10 @@ TEST(TrainMpi, CheckpointEveryDurationWritesCheckpointsBetweenEpochEnds) {
                           "train.steps_per_epoch=1000000 train.checkpoint_every=1s "
                           "train.keep_checkpoints=100");
   const std::string run_dir = dir.path("run");
-  long pid = -1;
-  for (int i = 0; i < 1200 && (pid = test::rank_pid(run_dir, 1)) < 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const long pid = test::wait_for_rank_pid(run_dir, 1);
   ASSERT_GT(pid, 0) << test::read_file(dir.path("out"));
-  std::vector<std::string> written;
-  for (int i = 0; i < 2400 && (written = list_step_checkpoints(run_dir)).empty(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_FALSE(written.empty()) << "no interval checkpoint within 120 s";
+  ASSERT_TRUE(test::wait_until([&] { return !list_step_checkpoints(run_dir).empty(); }, 120))
+      << "no interval checkpoint within 120 s";
   ::kill(static_cast<pid_t>(pid), SIGTERM);
   EXPECT_EQ(run.wait(60), 75) << test::read_file(dir.path("out"));
   const long stopped = test::stopped_step(run_dir, 0);
@@ -317,17 +313,10 @@ TEST(TrainMpi, SigtermOnOneRankStopsBothWithACheckpointAndTheRequeueCode) {
   auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
   test::BackgroundRun run(2, config, dir.path());
   const std::string run_dir = dir.path("run");
-  long pid = -1;
-  for (int i = 0; i < 1200 && (pid = test::rank_pid(run_dir, 1)) < 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const long pid = test::wait_for_rank_pid(run_dir, 1);
   ASSERT_GT(pid, 0) << test::read_file(dir.path("out"));
   // Let it train a few steps first (on a busy machine the start can take a while).
-  const auto steps = [&] {
-    return test::count_occurrences(test::read_file(run_dir + "/metrics.jsonl"), "\"step\"");
-  };
-  for (int i = 0; i < 1200 && steps() < 3; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(steps(), 3u) << test::read_file(dir.path("out"));
+  ASSERT_GE(test::wait_for_steps(run_dir, 3), 3u) << test::read_file(dir.path("out"));
   ::kill(static_cast<pid_t>(pid), SIGTERM);
   int rc = run.wait(60);
   EXPECT_EQ(rc, 75) << test::read_file(dir.path("out"));
@@ -344,13 +333,11 @@ TEST(TrainMpi, CtrlCWithoutMpirunCheckpointsAndExits75) {
   auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
   test::BackgroundRun run(0, config, dir.path());
   const std::string run_dir = dir.path("run");
-  const auto steps = [&] {
-    return test::count_occurrences(test::read_file(run_dir + "/metrics.jsonl"), "\"step\"");
-  };
-  for (int i = 0; i < 1200 && steps() < 3; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(steps(), 3u) << test::read_file(dir.path("out"));
-  ASSERT_EQ(::kill(run.pid(), SIGINT), 0);
+  ASSERT_GE(test::wait_for_steps(run_dir, 3), 3u) << test::read_file(dir.path("out"));
+  // To the process itself (the shell and timeout(1) of a terminal would pass it on).
+  const long pid = test::rank_pid(run_dir, 0);
+  ASSERT_GT(pid, 0) << test::read_file(dir.path("out"));
+  ASSERT_EQ(::kill(static_cast<pid_t>(pid), SIGINT), 0);
   EXPECT_EQ(run.wait(60), 75) << test::read_file(dir.path("out"));
   const long s0 = test::stopped_step(run_dir, 0);
   EXPECT_GT(s0, 0) << test::read_file(dir.path("out"));
@@ -399,18 +386,11 @@ TEST(TrainMpi, AKilledRankEndsTheJobWithin30Seconds) {
   TempDir dir;
   auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
   test::BackgroundRun run(2, config, dir.path());
-  long pid = -1;
   const std::string run_dir = dir.path("run");
-  for (int i = 0; i < 1200 && (pid = test::rank_pid(run_dir, 1)) < 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const long pid = test::wait_for_rank_pid(run_dir, 1);
   ASSERT_GT(pid, 0) << test::read_file(dir.path("out"));
   // Killed while training (both ranks past their set-up), not while starting.
-  for (int i = 0; i < 1200 &&
-                  test::read_file(run_dir + "/metrics.jsonl").find("\"step\"") == std::string::npos;
-       ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_NE(test::read_file(run_dir + "/metrics.jsonl").find("\"step\""), std::string::npos)
-      << test::read_file(dir.path("out"));
+  ASSERT_GE(test::wait_for_steps(run_dir, 1), 1u) << test::read_file(dir.path("out"));
   const auto start = std::chrono::steady_clock::now();
   ::kill(static_cast<pid_t>(pid), SIGKILL);
   int rc = run.wait(30);
