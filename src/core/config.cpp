@@ -474,7 +474,8 @@ std::string type_description(const Field& f) {
     case Kind::kEnum:
       return "one of " + join(f.choices, "|");
     case Kind::kDuration:
-      return bounds("a duration (seconds, or 90s, 30m, 2h, 1h30m, 1d)");
+      return bounds(
+          "a duration (seconds, or 90s, 30m, 2h, 1h30m, 1d: each unit once, largest first)");
     case Kind::kStepsOrDuration:
       return "a number of steps (500) or a duration (90s, 30m, 2h)";
     case Kind::kFile:
@@ -513,7 +514,8 @@ std::string tab_hint(const std::string& path, int last) {
   std::string line;
   for (int n = 1; n <= last && std::getline(in, line); ++n) {
     const size_t text = line.find_first_not_of(" \t");
-    if (text != std::string::npos && line.find('\t') < text)
+    // A comment's indentation is free (YAML ignores it).
+    if (text != std::string::npos && line[text] != '#' && line.find('\t') < text)
       return "; line " + std::to_string(n) + " indents with a tab, and YAML indents with spaces";
   }
   return "";

@@ -43,7 +43,11 @@ Classifier fit_classifier(const std::string& features_path, const std::string& d
     // older ones, the configuration's.
     if (f.has_attr("multilingual_csv") && f.has_attr("multilingual_csv_bytes")) {
       on.dataset = f.attr_string("multilingual_csv");
-      on.dataset_bytes = static_cast<uint64_t>(f.attr_int("multilingual_csv_bytes"));
+      const int64_t bytes = f.attr_int("multilingual_csv_bytes");
+      if (bytes < 0)
+        throw UserError(features_path + ": attribute multilingual_csv_bytes is " +
+                        std::to_string(bytes) + ", expected a file size (0 or more)");
+      on.dataset_bytes = static_cast<uint64_t>(bytes);
     } else {
       on.dataset = dataset;
       on.dataset_bytes = files::size(dataset);

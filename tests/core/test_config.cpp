@@ -234,6 +234,9 @@ TEST(ConfigErrors, ANulInTextAndAListItemGivenTwiceAreRefused) {
 TEST(ConfigErrors, ATabInTheIndentationIsNamed) {
   expect_error("train:\n  patience: 3\n\tlr_max: 1e-3\n", {},
                {"YAML syntax error", "line 3 indents with a tab, and YAML indents with spaces"});
+  // A comment indented with a tab is not what YAML refused: the tab that is comes after it.
+  expect_error("train:\n\t# a comment\n  patience: 3\n\tlr_max: 1e-3\n", {},
+               {"YAML syntax error", "line 4 indents with a tab"});
 }
 TEST(ConfigErrors, EmptyListRejected) {
   expect_error("", {"data.train_label_fields=[]"},
