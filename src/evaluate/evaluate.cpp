@@ -139,6 +139,7 @@ Evaluation evaluate_features(const std::string& path) {
   Evaluation ev;
   ev.path = path;
   if (f.has_attr("model")) ev.model = f.attr_string("model");
+  if (f.has_attr("model_xxh3")) ev.model_xxh3 = f.attr_string("model_xxh3");
   const int64_t rows = features.rows, cols = features.cols;
   ev.hidden_size = cols;
   const std::vector<float>& x = features.x;
@@ -212,13 +213,15 @@ nlohmann::json json_of(const Evaluation& e) {
       j["auc_logistic_regression"] = f.auc_logistic, j["auc_centroid"] = f.auc_centroid;
     folds.push_back(j);
   }
-  nlohmann::json j{{"features", e.path},
-                   {"model", e.model},
-                   {"hidden_size", e.hidden_size},
-                   {"folds", folds},
-                   {"mean_auc_logistic_regression", number_or_null(e.mean_logistic)},
-                   {"mean_auc_centroid", number_or_null(e.mean_centroid)},
-                   {"evaluated_folds", e.evaluated}};
+  nlohmann::json j{
+      {"features", e.path},
+      {"model", e.model},
+      {"model_xxh3", e.model_xxh3.empty() ? nlohmann::json() : nlohmann::json(e.model_xxh3)},
+      {"hidden_size", e.hidden_size},
+      {"folds", folds},
+      {"mean_auc_logistic_regression", number_or_null(e.mean_logistic)},
+      {"mean_auc_centroid", number_or_null(e.mean_centroid)},
+      {"evaluated_folds", e.evaluated}};
   if (!e.evaluated) j["why_no_mean"] = kNoMean;
   return j;
 }

@@ -24,7 +24,8 @@ struct FoldResult {
 
 struct Evaluation {
   std::string path;
-  std::string model;  // the features' "model" attribute: the weights they came from ("": none)
+  std::string model;       // the features' "model" attribute: the weights they came from ("": none)
+  std::string model_xxh3;  // their checkpoint's XXH3 when they came from one ("": not recorded)
   int64_t hidden_size = 0;
   std::vector<FoldResult> folds;
   // Over the evaluated folds; none (null in JSON, the reason in its place in the table) when

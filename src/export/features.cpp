@@ -26,6 +26,11 @@ std::vector<float> embed_distributed(model::SiameseEncoder& model,
                            "gather of the embeddings (" + label + ")");
 }
 
+std::string weights_file_of(const std::string& model_description) {
+  const std::string prefix = "weights of ";
+  return model_description.rfind(prefix, 0) == 0 ? model_description.substr(prefix.size()) : "";
+}
+
 namespace {
 
 std::vector<float> embed_column(model::SiameseEncoder& model, const data::XlmrTokenizer& tokenizer,
@@ -48,6 +53,18 @@ void describe_test_set(io::H5File& f, const Config& config, const data::TestCorp
   f.set_attr("test_rows_skipped", static_cast<int64_t>(test.skipped));
 }
 
+// The checkpoint's content (attribute model_xxh3), so that what scores these features is known
+// to score that content, whatever later happens to the file (a continued run rewrites best.h5).
+void record_weights_checksum(io::H5File& f, const std::string& model_description) {
+  const std::string weights = weights_file_of(model_description);
+  if (weights.empty()) return;
+  try {
+    f.set_attr("model_xxh3", file_checksum(weights));
+  } catch (const std::runtime_error& e) {
+    spdlog::warn("features: no checksum of {} recorded ({})", weights, e.what());
+  }
+}
+
 }  // namespace
 
 void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
@@ -68,6 +85,7 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
     f.set_attr("format", std::string("siamese-xlmr features 1"));
     f.set_attr("hidden_size", hidden);
     f.set_attr("model", inputs.model_description);
+    record_weights_checksum(f, inputs.model_description);
     f.set_attr("config_hash", config_result_hash(config));
     f.set_attr("max_len", config.tokenizer.max_len);
     f.set_attr("pretokenize", std::string(name_of(config.tokenizer.pretokenize)));

@@ -20,6 +20,10 @@ struct ExportInputs {
   std::string model_description;                      // stored as an attribute
 };
 
+// The checkpoint a model description names ("weights of PATH", as export and training write
+// it), or "" for weights of no checkpoint (pretrained ones, a run's last weights).
+std::string weights_file_of(const std::string& model_description);
+
 // Writes `path` on rank 0 (temporary file + rename). Must be called on every rank.
 void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
                      const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs,

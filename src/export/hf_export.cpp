@@ -10,8 +10,10 @@
 #include <map>
 #include <sstream>
 
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "export/features.h"
 #include "model/weights.h"
 
 namespace sx::exporting {
@@ -87,9 +89,8 @@ void add_sentence_transformers(files::FileSet& out, const std::string& dir, int6
 // Whether the features an evaluation scored ("model": "weights of PATH", as export and training
 // write it) came from the checkpoint `weights`: the same file, however its path is spelled.
 bool scored_these_weights(const std::string& model, const std::string& weights) {
-  const std::string prefix = "weights of ";
-  if (model.rfind(prefix, 0) != 0 || weights.empty()) return false;
-  const std::string scored = model.substr(prefix.size());
+  const std::string scored = weights_file_of(model);
+  if (scored.empty() || weights.empty()) return false;
   char* a = ::realpath(scored.c_str(), nullptr);
   char* b = ::realpath(weights.c_str(), nullptr);
   const bool same = a && b ? std::strcmp(a, b) == 0 : scored == weights;
@@ -144,9 +145,23 @@ std::string evaluation_table(const std::string& path, const std::string& weights
              weights +
              " --force`, then `siamese-xlmr evaluate RUN_DIR/features.h5`, scores "
              "these.\n";
+    // The same file, but maybe not the same weights (a run continued since rewrote best.h5);
+    // evaluations older than the checksum are taken by the path alone.
+    const json& scored = j.at("after").value("model_xxh3", json());
+    if (scored.is_string() && scored.get<std::string>() != file_checksum(weights))
+      return "The run's evaluation.json scored the features of " + weights +
+             " as it was then (XXH3 " + scored.get<std::string>() +
+             "), and the file has changed since, so its table is left out: `siamese-xlmr "
+             "export --config C --checkpoint " +
+             weights +
+             " --force`, then `siamese-xlmr evaluate RUN_DIR/features.h5`, scores these "
+             "weights.\n";
     return table_of(j);
   } catch (const json::exception&) {
     return "The run's evaluation.json could not be read.\n";
+  } catch (const std::runtime_error& e) {
+    return std::string("The weights could not be read back to match the run's evaluation (") +
+           e.what() + "), so its table is left out.\n";
   }
 }
 

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli_util.h"
+#include "core/checksum.h"
 #include "core/files.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
@@ -160,13 +161,14 @@ TEST(ExportHf, TheModelCardsTableIsTheEvaluationOfTheseWeightsOnly) {
   test::TempDir dir;
   const std::string checkpoint = write_trained_checkpoint(dir);
   files::create_directories(dir.path("run"));
-  const auto card_with = [&](const std::string& model) {
+  const auto card_with = [&](const std::string& model, const std::string& xxh3 = "") {
     nlohmann::json fold{{"language", "es"},    {"train_rows", 8},
                         {"test_rows", 4},      {"test_toxic", 2},
                         {"skipped", false},    {"auc_logistic_regression", 0.8125},
                         {"auc_centroid", 0.75}};
     nlohmann::json after{{"features", "f.h5"}, {"folds", {fold}}};
     if (!model.empty()) after["model"] = model;
+    if (!xxh3.empty()) after["model_xxh3"] = xxh3;
     test::write_file(dir.path("run/evaluation.json"), nlohmann::json{{"after", after}}.dump());
     const std::string out = dir.path("hf");
     auto r = test::run_cli("export-hf model.pretrained=" + test::fixtures_dir() +
@@ -187,6 +189,15 @@ TEST(ExportHf, TheModelCardsTableIsTheEvaluationOfTheseWeightsOnly) {
               std::string::npos)
         << card;
   }
+  // The file's content is the one scored, or the file has changed since (a continued run).
+  EXPECT_NE(card_with("weights of " + checkpoint, file_checksum(checkpoint)).find(table),
+            std::string::npos);
+  const std::string changed = card_with("weights of " + checkpoint, std::string(32, '0'));
+  EXPECT_EQ(changed.find(table), std::string::npos);
+  EXPECT_NE(changed.find("scored the features of " + checkpoint + " as it was then (XXH3 " +
+                         std::string(32, '0') + "), and the file has changed since"),
+            std::string::npos)
+      << changed;
   const std::string unnamed = card_with("");
   EXPECT_EQ(unnamed.find(table), std::string::npos);
   EXPECT_NE(unnamed.find("does not say which weights it scored"), std::string::npos) << unnamed;

@@ -301,6 +301,22 @@ TEST_F(Predict, TheClassifierNamesTheLabeledFileOfItsFeatures) {
   EXPECT_EQ(j["fitted_on"]["dataset_bytes"], files::size(labeled));
 }
 
+// Features of a checkpoint record its content, and their evaluation repeats it: export-hf
+// then knows whether an evaluation scored the weights it exports, not just a file of that name.
+TEST_F(Predict, FeaturesAndTheirEvaluationRecordTheCheckpointsContent) {
+  const std::string best = run_file("checkpoints/best.h5");
+  const io::H5File features = io::H5File::open(run_file("features.h5"));
+  ASSERT_EQ(features.attr_string("model"), "weights of " + best);
+  EXPECT_EQ(features.attr_string("model_xxh3"), file_checksum(best));
+  test::TempDir dir;
+  const std::string copy = dir.path("features.h5");
+  test::write_file(copy, test::read_file(run_file("features.h5")));
+  auto r = test::run_cli("evaluate " + copy);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(test::read_file(dir.path("evaluation.json")));
+  EXPECT_EQ(j["after"]["model_xxh3"], file_checksum(best));
+}
+
 TEST_F(Predict, ATokenizerTheModelCannotTakeIsOneLineNotATorchError) {
   // The fixture model has 130 positions and 4002 ids: a longer tokenizer.max_len, or a
   // tokenizer with more ids than a model's vocabulary, failed in the forward with torch's
