@@ -10,7 +10,11 @@
 # Inside a Slurm allocation mpirun takes the nodes from Slurm; see slurm/train.sbatch.
 #
 # mpirun runs as this script's child: signals sent to the script (SIGUSR1, SIGUSR2, SIGTERM)
-# are forwarded to it, and its stderr passes through a watch that notes how the job ends. When a
+# are forwarded to it, and its stderr passes through a watch that notes how the job ends. A
+# Ctrl-C (SIGINT) asks the ranks to checkpoint and stop (dist.stop_signal, exit 75); a second
+# one ends the job without waiting (SIGTERM). Run from a terminal, mpirun gets a session of its
+# own, so that the terminal's Ctrl-C reaches this script alone: Open MPI passes a Ctrl-C on to
+# the ranks as SIGTERM and kills them a second later, too soon for a checkpoint. When a
 # rank has ended the job but mpirun cannot finish (a host it cannot reach any more), the script
 # ends mpirun SX_ABORT_GRACE seconds (default 5) later. Across hosts, Open MPI must start its
 # daemon on every host within SX_START_TIMEOUT seconds (default 120, 0: no limit), and it
@@ -95,10 +99,12 @@ check_hostfile() {
     { echo "launch/run.sh: SX_HOSTFILE $file names no host; expected one 'nodename slots=N' line per node" >&2; exit 2; }
 }
 
-# dist.collective_timeout of this job in whole seconds (the configuration and the key=value
-# arguments; 600, the default, when it cannot be read: the program itself will say why).
-collective_timeout() {
-  local arg skip=0 overrides=() value
+# config_value KEY DEFAULT ARGS...: KEY of this job's configuration (the file and the
+# key=value arguments among ARGS), or DEFAULT when it cannot be read (the program itself will
+# say why).
+config_value() {
+  local key=$1 default=$2 arg skip=0 overrides=()
+  shift 2
   for arg in "$@"; do
     if [ "$skip" = 1 ]; then skip=0; continue; fi
     case $arg in
@@ -107,9 +113,46 @@ collective_timeout() {
       *=*) overrides+=("$arg") ;;
     esac
   done
-  value=$("$bin" config --config "$config" --get dist.collective_timeout ${overrides[@]+"${overrides[@]}"} 2>/dev/null) || value=600
+  "$bin" config --config "$config" --get "$key" ${overrides[@]+"${overrides[@]}"} 2>/dev/null ||
+    echo "$default"
+}
+
+# dist.collective_timeout of this job in whole seconds (600, the default, when unreadable).
+collective_timeout() {
+  local value
+  value=$(config_value dist.collective_timeout 600 "$@")
   [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] || value=600
   awk -v t="$value" 'BEGIN { s = int(t); if (s < t) s++; print s }'
+}
+
+# Whether this script runs in the foreground of its terminal, where a Ctrl-C reaches its whole
+# process group (/proc/PID/stat: its group, terminal and the terminal's foreground group).
+in_terminal_foreground() {
+  local stat fields
+  stat=$(cat "/proc/$$/stat" 2>/dev/null) || return 1
+  read -r -a fields <<<"${stat##*) }"
+  [ "${fields[4]:-0}" != 0 ] && [ "${fields[2]:-}" = "${fields[5]:-}" ]
+}
+
+# A Ctrl-C (SIGINT): the first asks the ranks to checkpoint and stop with dist.stop_signal,
+# which mpirun forwards (TERM, which it does not wait for, when the configuration says TERM);
+# one a second or more later ends the job at once (within the second: the same Ctrl-C sent to
+# the script and to its process group, as timeout(1) does).
+first_interrupt=""
+on_interrupt() {
+  local now=${EPOCHREALTIME/[.,]/}  # microseconds
+  if [ -n "$first_interrupt" ]; then
+    [ $((now - first_interrupt)) -ge 1000000 ] || return 0
+    echo "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" >&2 || true
+    kill -s TERM "$pid" 2>/dev/null || true
+    return 0
+  fi
+  first_interrupt=$now
+  local sig
+  sig=$(config_value dist.stop_signal USR1 "${train_args[@]+"${train_args[@]}"}")
+  case $sig in USR1 | USR2 | TERM) ;; *) sig=USR1 ;; esac
+  echo "launch/run.sh: Ctrl-C: the ranks checkpoint at the next step boundary and stop (SIG$sig, dist.stop_signal); Ctrl-C again ends the job without waiting" >&2 || true
+  kill -s "$sig" "$pid" 2>/dev/null || true
 }
 
 # No -q: Open MPI's messages pass through watch_stderr below, which needs them.
@@ -158,6 +201,11 @@ mkfifo "$state/stderr"
 # already said (MPI_Abort, a rank's non-zero exit) are held back; any other block passes. The
 # first sign that the job is ending starts the deadline for mpirun to finish.
 watch_stderr() {
+  # A Ctrl-C is the script's to handle (on_interrupt); a reader of the output that has gone
+  # (`| tee` ended by the same Ctrl-C) must not end the watch: mpirun writes to it, and what
+  # it notes decides the exit code.
+  trap '' INT QUIT PIPE
+  set +e
   local line block="" in_block=0
   while IFS= read -r line || [ -n "$line" ]; do
     if [[ $line =~ ^-{60,}$ ]]; then
@@ -227,6 +275,7 @@ job_done() {
 # in an abort answers SIGTERM by crashing in its own clean-up (Open MPI 4.1); its daemons end
 # their ranks when they lose it.
 end_mpirun_after() {
+  trap '' INT QUIT  # a Ctrl-C is the script's to handle (on_interrupt)
   sleep "$1"
   local pid
   pid=$(cat "$state/pid" 2>/dev/null) || return 0
@@ -242,6 +291,7 @@ end_mpirun_after() {
 # run.log_level above info, are told from a stuck start by those connections; when the hosts
 # or the connections cannot be listed, nothing is ended.)
 watch_start() {
+  trap '' INT QUIT  # a Ctrl-C is the script's to handle (on_interrupt)
   local end=$((SECONDS + start_timeout)) pid
   pid=$(cat "$state/pid")
   while [ "$SECONDS" -lt "$end" ]; do
@@ -343,7 +393,19 @@ if [ -n "$pending" ]; then
 fi
 watch_stderr <"$state/stderr" &
 watcher=$!
-mpirun "${args[@]}" "$bin" train --config "$config" "$@" 2>"$state/stderr" &
+train_args=("$@")
+# From a terminal, mpirun runs in a session of its own (see the top: the terminal's Ctrl-C is
+# this script's). It keeps its pid ($!): a background child of a script leads no process
+# group, so setsid execs in place, and so does the shell that starts a watch ending mpirun
+# (SIGTERM) should this script die without passing a signal on (SIGKILL), since the terminal
+# would no longer end it. The watch is nobody's child and holds none of mpirun's output.
+detach=()
+if in_terminal_foreground; then
+  # shellcheck disable=SC2016  # expanded by the inner shell
+  detach=(setsid bash -c '( (while kill -0 $$; do kill -0 "$0" || { kill -TERM $$; exit; }
+    sleep 1; done) </dev/null >/dev/null 2>&1 & ); exec "$@"' "$$")
+fi
+${detach[@]+"${detach[@]}"} mpirun "${args[@]}" "$bin" train --config "$config" "$@" 2>"$state/stderr" &
 pid=$!
 echo "$pid" >"$state/pid"
 starter=""
@@ -352,10 +414,18 @@ if [ "$remote" = 1 ] && [ "$start_timeout" -gt 0 ]; then
   starter=$!
 fi
 # Signals sent to this script (Slurm's warning signal, a kill) go to mpirun, which forwards
-# them to the ranks. A terminal's Ctrl-C or hang-up reaches mpirun itself (the whole process
-# group gets it): this script only keeps waiting, to say how the job ended.
+# them to the ranks; a Ctrl-C asks for a stop (on_interrupt). Detached from the terminal,
+# mpirun no longer gets its hang-up or Ctrl-\ (SIGQUIT): they are passed on as SIGHUP and
+# SIGTERM. The script keeps waiting, to say how the job ended.
 for sig in USR1 USR2 TERM; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
-trap : INT HUP
+trap on_interrupt INT
+trap '' PIPE  # (now that mpirun has started:) an output whose reader has gone fails, not kills
+if [ ${#detach[@]} -gt 0 ]; then
+  trap 'kill -s HUP $pid 2>/dev/null || true' HUP
+  trap 'kill -s TERM $pid 2>/dev/null || true' QUIT
+else
+  trap : HUP
+fi
 [ -z "$pending" ] || kill -s "$pending" "$pid" 2>/dev/null || true  # came during the launch
 rc=0
 while :; do
@@ -372,4 +442,5 @@ kill "$watcher" 2>/dev/null || true
 [ -f "$state/ender" ] && kill "$(cat "$state/ender")" 2>/dev/null || true
 [ -z "$starter" ] || kill "$starter" 2>/dev/null || true
 [ -f "$state/finisher" ] && kill "$(cat "$state/finisher")" 2>/dev/null || true
+set +e  # its lines may find no reader: the code is what matters
 explain_end "$rc"
