@@ -15,6 +15,7 @@
 #include "app/commands.h"
 #include "core/error.h"
 #include "core/program_clock.h"
+#include "train/signals.h"
 
 namespace {
 
@@ -76,6 +77,17 @@ bool close_reports_no_error(std::FILE* stream) {
   if (fd < 0) return true;
   return ::close(fd) == 0 || errno == EINTR;
 }
+
+// `train` takes a stop signal as a request from its first instant: a function of the ELF
+// .preinit_array runs before the shared libraries' initializers, which take about half a second
+// (libtorch's registrations), and a SIGUSR1 or SIGTERM then ended the process instead of
+// stopping it with a checkpoint. (The dynamic loader's own few milliseconds stay before it.)
+// Other commands keep the default actions.
+void install_train_stop_handlers_first(int argc, char** argv, char**) {
+  if (argc > 1 && std::strcmp(argv[1], "train") == 0) sx::train::install_early_stop_handlers();
+}
+__attribute__((section(".preinit_array"), used)) void (*const preinit_stop_handlers)(
+    int, char**, char**) = &install_train_stop_handlers_first;
 
 }  // namespace
 

@@ -18,6 +18,21 @@ TEST(Cli, HelpForEverySubcommand) {
   }
 }
 
+// A stop signal while the libraries load (about half a second, libtorch's initializers) ended
+// `train` instead of asking it to stop: its handlers are in place before them. Other commands
+// keep the default actions.
+TEST(Cli, TrainTakesStopSignalsBeforeItsLibrariesLoad) {
+  const std::string probe = std::string("LD_PRELOAD='") + SX_PREINIT_PROBE + "' ";
+  auto train = test::run_command(probe + "'" + SX_BINARY + "' train --help");
+  EXPECT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_NE(train.err.find("preinit probe: SIGUSR1 handled, SIGTERM handled"), std::string::npos)
+      << train.err;
+  auto embed = test::run_command(probe + "'" + SX_BINARY + "' embed --help");
+  EXPECT_EQ(embed.exit_code, 0) << embed.err;
+  EXPECT_NE(embed.err.find("preinit probe: SIGUSR1 default, SIGTERM default"), std::string::npos)
+      << embed.err;
+}
+
 TEST(Cli, NoSubcommandIsAnError) {
   auto r = run_cli("");
   EXPECT_NE(r.exit_code, 0);
