@@ -239,4 +239,8 @@ std::string plain_name_expected(std::string_view name) {
          std::to_string(kMaxPlainName);
 }
 
+std::string count_of(int64_t n, std::string_view noun) {
+  return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
+}
+
 }  // namespace sx

@@ -34,6 +34,9 @@ struct StepsOrDuration {
 StepsOrDuration parse_steps_or_duration(std::string_view text);
 std::string format_duration(double seconds);
 
+// "1 rank", "2 ranks": a count and its noun (plural with an s).
+std::string count_of(int64_t n, std::string_view noun);
+
 // std::from_chars of a double over the whole text: true when it read all of it and the value
 // is in range. A plain decimal ("0.0236186", "1": digits, at most one '.' between digits, up
 // to 19 digits, below 2^53 without the point) is computed directly; its value is exact the

@@ -89,16 +89,16 @@ Loop::Loop(const Config& config, const dist::MpiEnv& env, Replica& replica, JobB
 void Loop::log_start() const {
   const PairPlan plan = r_.state.plan();
   const int64_t accumulation = config_.train.accumulation_steps;
-  spdlog::info(
-      "training: global batch {} ({} ranks x {}{}), {} steps per epoch, at most {} epochs{}{}",
-      r_.global_batch, env_.world, config_.train.pairs_per_rank,
-      accumulation > 1 ? " x " + std::to_string(accumulation) + " accumulation steps" : "",
-      plan.steps_per_epoch(r_.global_batch), plan.max_epochs,
-      config_.train.max_steps ? ", at most " + std::to_string(config_.train.max_steps) + " steps"
-                              : "",
-      budget_.limited() ? ", whole-job time budget " + format_duration(budget_.budget()) +
-                              " from the program's start"
-                        : "");
+  spdlog::info("training: global batch {} ({} x {}{}), {} steps per epoch, at most {} epochs{}{}",
+               r_.global_batch, count_of(env_.world, "rank"), config_.train.pairs_per_rank,
+               accumulation > 1 ? " x " + std::to_string(accumulation) + " accumulation steps" : "",
+               plan.steps_per_epoch(r_.global_batch), plan.max_epochs,
+               config_.train.max_steps
+                   ? ", at most " + std::to_string(config_.train.max_steps) + " steps"
+                   : "",
+               budget_.limited() ? ", whole-job time budget " + format_duration(budget_.budget()) +
+                                       " from the program's start"
+                                 : "");
 }
 
 double Loop::elapsed() const {

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "core/log.h"
+#include "core/strings.h"
 #include "data/node_memory.h"
 #include "data/node_share.h"
 #include "dist/communicator.h"
@@ -82,9 +83,9 @@ void connect_trainee(Trainee& t, const Config& config, const dist::MpiEnv& env) 
   }
   if (env.rank == 0)
     spdlog::info(
-        "replica on {}, {} parameters in {} all-reduce buckets over {} ({} ranks, {} on the wire)",
+        "replica on {}, {} parameters in {} all-reduce buckets over {} ({}, {} on the wire)",
         t.device.str(), t.flat->size(), t.reducer ? t.reducer->bucket_ranges().size() : 0,
-        t.comm->name(), env.world, name_of(config.dist.grad_dtype));
+        t.comm->name(), count_of(env.world, "rank"), name_of(config.dist.grad_dtype));
   torch::Tensor params = t.flat->params();  // replicas start identical: rank 0's parameters
   t.comm->broadcast(params, 0);
 }

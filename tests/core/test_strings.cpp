@@ -67,6 +67,12 @@ TEST(Strings, ParseDoubleIsFromCharsOnPlainDecimalsAndEverythingElse) {
   }
 }
 
+TEST(Strings, CountOfNamesOneInTheSingular) {
+  EXPECT_EQ(count_of(1, "rank"), "1 rank");
+  EXPECT_EQ(count_of(0, "rank"), "0 ranks");
+  EXPECT_EQ(count_of(8, "rank"), "8 ranks");
+}
+
 TEST(Strings, Levenshtein) {
   EXPECT_EQ(levenshtein("kitten", "sitting"), 3u);
   EXPECT_EQ(levenshtein("", "abc"), 3u);
