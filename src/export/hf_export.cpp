@@ -127,36 +127,39 @@ std::string table_of(const json& evaluation) {
 
 // The run's evaluation (evaluation.json of `evaluate`) as a Markdown table, or a note: none when
 // its "after" scored the features of other weights than these (`evaluate features_before.h5`,
-// an export of another checkpoint) or does not say which.
+// an export of another checkpoint, a best.h5 a continued run rewrote) or does not say which.
+// The checkpoint's content decides where the evaluation recorded it (a run directory copied or
+// moved keeps its table); older evaluations are matched by the file's path.
 std::string evaluation_table(const std::string& path, const std::string& weights) {
   if (path.empty() || !files::exists(path)) return "No evaluation was found next to the weights.\n";
   try {
     std::ifstream in(path);
     const json j = json::parse(in);
-    const std::string model = j.at("after").value("model", std::string());
+    const json& after = j.at("after");
+    const std::string model = after.value("model", std::string());
     if (model.empty())
       return "The run's evaluation.json does not say which weights it scored (an earlier "
              "siamese-xlmr wrote it), so its table is left out: `siamese-xlmr evaluate "
              "RUN_DIR/features.h5` writes it again.\n";
-    if (!scored_these_weights(model, weights))
-      return "The run's evaluation.json scored the features of " + model +
-             ", not these weights, so its table is left out: `siamese-xlmr export --config C "
-             "--checkpoint " +
-             weights +
-             " --force`, then `siamese-xlmr evaluate RUN_DIR/features.h5`, scores "
-             "these.\n";
-    // The same file, but maybe not the same weights (a run continued since rewrote best.h5);
-    // evaluations older than the checksum are taken by the path alone.
-    const json& scored = j.at("after").value("model_xxh3", json());
-    if (scored.is_string() && scored.get<std::string>() != file_checksum(weights))
-      return "The run's evaluation.json scored the features of " + weights +
-             " as it was then (XXH3 " + scored.get<std::string>() +
-             "), and the file has changed since, so its table is left out: `siamese-xlmr "
-             "export --config C --checkpoint " +
-             weights +
-             " --force`, then `siamese-xlmr evaluate RUN_DIR/features.h5`, scores these "
-             "weights.\n";
-    return table_of(j);
+    const std::string redo =
+        ", so its table is left out: `siamese-xlmr export --config C "
+        "--checkpoint " +
+        weights +
+        " --force`, then `siamese-xlmr evaluate RUN_DIR/features.h5`, "
+        "scores these weights.\n";
+    const json& scored = after.value("model_xxh3", json());
+    if (scored.is_string()) {
+      if (!weights.empty() && scored.get<std::string>() == file_checksum(weights))
+        return table_of(j);
+      if (scored_these_weights(model, weights))
+        return "The run's evaluation.json scored the features of " + weights +
+               " as it was then (XXH3 " + scored.get<std::string>() +
+               "), and the file has changed since" + redo;
+    } else if (scored_these_weights(model, weights)) {
+      return table_of(j);
+    }
+    return "The run's evaluation.json scored the features of " + model + ", not these weights" +
+           redo;
   } catch (const json::exception&) {
     return "The run's evaluation.json could not be read.\n";
   } catch (const std::runtime_error& e) {

@@ -189,9 +189,13 @@ TEST(ExportHf, TheModelCardsTableIsTheEvaluationOfTheseWeightsOnly) {
               std::string::npos)
         << card;
   }
-  // The file's content is the one scored, or the file has changed since (a continued run).
+  // The file's content is the one scored, wherever it was then (a run directory moved), or
+  // the file has changed since (a continued run).
   EXPECT_NE(card_with("weights of " + checkpoint, file_checksum(checkpoint)).find(table),
             std::string::npos);
+  EXPECT_NE(
+      card_with("weights of /moved/run/checkpoints/best.h5", file_checksum(checkpoint)).find(table),
+      std::string::npos);
   const std::string changed = card_with("weights of " + checkpoint, std::string(32, '0'));
   EXPECT_EQ(changed.find(table), std::string::npos);
   EXPECT_NE(changed.find("scored the features of " + checkpoint + " as it was then (XXH3 " +
