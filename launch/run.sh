@@ -24,6 +24,10 @@
 # daemons that did not start 2, and a stop that rank 0 reported after its checkpoint 75 (mpirun
 # exits 1 after a SIGTERM), each with one line saying what happened.
 set -euo pipefail
+# The whole script is one compound command (down to the closing brace at its end), which bash
+# reads before running any of it: a checkout updated while a job runs (git pull) would
+# otherwise feed the running script the new file's bytes at the old offsets.
+{
 # A stop signal before mpirun starts (Slurm's warning while this script reads the configuration)
 # killed the script, as the signal's default action does: it is held here, and no rank starts.
 pending=""
@@ -444,3 +448,5 @@ kill "$watcher" 2>/dev/null || true
 [ -f "$state/finisher" ] && kill "$(cat "$state/finisher")" 2>/dev/null || true
 set +e  # its lines may find no reader: the code is what matters
 explain_end "$rc"
+exit
+}

@@ -132,4 +132,19 @@ printf 'exit 1\n' >"$work/script"
 run
 expect 1 "mpirun exiting 1 without a stop"
 rm -f "$work/script"
+
+# 8. The script rewritten in place while mpirun runs (cp over it, an editor; a job's checkout
+# updated): the running one goes on as it was read, not with the new file's bytes.
+mkdir -p "$work/copy/launch"
+cp "$source_dir/launch/run.sh" "$work/copy/launch/run.sh"
+{ printf '#!/usr/bin/env bash\n'; for _ in $(seq 200); do echo "# a longer header, shifting every offset"; done
+  tail -n +2 "$source_dir/launch/run.sh"; } >"$work/run.sh.new"
+printf 'cat "$SX_TEST_WORK/run.sh.new" >"$SX_TEST_WORK/copy/launch/run.sh"\nexit 0\n' >"$work/script"
+rc=0
+out=$(env PATH="$work/bin:$PATH" SX_TEST_WORK="$work" SX_BIN=/bin/true SX_CPU_RANKS=1 \
+  "$work/copy/launch/run.sh" "$work/config.yaml" 2>&1) || rc=$?
+expect 0 "the script rewritten while mpirun ran"
+cmp -s "$work/run.sh.new" "$work/copy/launch/run.sh" || fail "the stand-in did not rewrite the script"
+rm -f "$work/script"
+log "rewritten while running: exit $rc"
 log "passed"
