@@ -98,6 +98,13 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
                     "exported ones); "
                     "remove " +
                     (foreign.size() == 1 ? "it" : "them") + " or choose another --out");
+  // The run's own weights are final once no training writes run.dir: its best.h5 mid-run
+  // would be published without a word. (--checkpoint PATH exports what the user names.)
+  std::unique_ptr<RunDirLock> reading;
+  if (hf.checkpoint.empty())
+    reading = std::make_unique<RunDirLock>(
+        RunDirLock::Reading{}, config.run.dir,
+        "pass --checkpoint PATH to export one of its checkpoints as it is now");
   model::BuiltEncoder built = model::build_encoder(config);
   // The directory's tokenizer and max_seq_length are this configuration's.
   model::check_tokenizer_fits(config, built.encoder->config(),

@@ -35,6 +35,16 @@ RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command,
   fd_ = -1;
 }
 
+RunDirLock::RunDirLock(Reading, const std::string& run_dir, const std::string& way_out) {
+  const std::string path = files::join(run_dir, ".lock");
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) return;  // no holder ever, or nothing this reader may open: nothing to wait for
+  if (::flock(fd_, LOCK_SH | LOCK_NB) == 0) return;
+  if (errno == EWOULDBLOCK) refuse(run_dir, way_out);
+  ::close(fd_);
+  fd_ = -1;
+}
+
 RunDirLock::~RunDirLock() {
   if (fd_ >= 0) ::close(fd_);  // releases the lock; the file stays (removing it would race)
 }

@@ -19,6 +19,11 @@ class RunDirLock {
   // holds nothing.
   RunDirLock(const std::string& run_dir, const std::string& command,
              const std::string& way_out = "give this command another run.dir");
+  // A reader's hold (export-hf publishing the run's weights): refused as above while a writer
+  // holds run_dir, shared with other readers, and nothing is created or written (the
+  // directory may be read-only); a directory without a .lock has no holder.
+  struct Reading {};
+  RunDirLock(Reading, const std::string& run_dir, const std::string& way_out);
   ~RunDirLock();
   RunDirLock(const RunDirLock&) = delete;
   RunDirLock& operator=(const RunDirLock&) = delete;

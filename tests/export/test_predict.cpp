@@ -592,6 +592,28 @@ TEST_F(Predict, ExportAndPredictAreRefusedWhileAnotherCommandHoldsTheRunDir) {
       << "classifier.json replaced";
 }
 
+// export-hf of a run under way would publish its best.h5 of the moment: refused, with the way
+// to export a checkpoint as it is now; another export-hf reading the run does not stop it.
+TEST_F(Predict, ExportHfOfTheRunsWeightsWaitsForItsTraining) {
+  test::TempDir dir;
+  {
+    const RunDirLock training(data_->run, "train");
+    auto r = test::run_cli(cli("export-hf --out " + dir.path("hf")));
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(in_use_by(data_->run, "train", getpid())), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("pass --checkpoint PATH to export one of its checkpoints as it is now"),
+              std::string::npos)
+        << r.err;
+    EXPECT_FALSE(files::exists(dir.path("hf")));
+    auto named = test::run_cli(cli("export-hf --out " + dir.path("named") + " --checkpoint " +
+                                   run_file("checkpoints/best.h5")));
+    EXPECT_EQ(named.exit_code, 0) << named.err;
+  }
+  const RunDirLock reading(RunDirLock::Reading{}, data_->run, "unused");
+  auto r = test::run_cli(cli("export-hf --out " + dir.path("hf")));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 // evaluate in a run.dir another command holds: the table is printed (evaluating reads only),
 // then one line says evaluation.json was not written and why, and what to do instead; exit 2.
 TEST_F(Predict, EvaluatePrintsItsTableAndSaysWhyEvaluationJsonWasNotWritten) {
