@@ -15,7 +15,7 @@
 namespace sx::app {
 
 int cmd_train(const ConfigArgs& args, const std::string& resume, bool force) {
-  train::install_early_stop_handlers();  // (main.cpp installs them before the libraries load)
+  train::install_stop_handlers();  // (main.cpp's did already when `train` was the first argument)
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
   Config config;

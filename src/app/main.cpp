@@ -84,7 +84,7 @@ bool close_reports_no_error(std::FILE* stream) {
 // stopping it with a checkpoint. (The dynamic loader's own few milliseconds stay before it.)
 // Other commands keep the default actions.
 void install_train_stop_handlers_first(int argc, char** argv, char**) {
-  if (argc > 1 && std::strcmp(argv[1], "train") == 0) sx::train::install_early_stop_handlers();
+  if (argc > 1 && std::strcmp(argv[1], "train") == 0) sx::train::install_stop_handlers();
 }
 __attribute__((section(".preinit_array"), used)) void (*const preinit_stop_handlers)(
     int, char**, char**) = &install_train_stop_handlers_first;

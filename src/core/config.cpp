@@ -402,8 +402,9 @@ const std::vector<Field>& schema() {
               "Gradient all-reduce on the wire: fp32, or bf16 (half the bytes; the averaged "
               "gradient is rounded to bf16, the master weights and Adam stay fp32)."));
     s.push_back(entry(SX_MEMBER(dist, stop_signal), Kind::kEnum, "USR1",
-                      "Signal that asks for a checkpoint and a requeueable stop "
-                      "(SIGTERM and a first Ctrl-C always do too)."));
+                      "Signal that slurm/train.sbatch and launch/run.sh (on Ctrl-C) send for a "
+                      "checkpoint and a requeueable stop; train takes SIGUSR1, SIGUSR2, SIGTERM "
+                      "and a first Ctrl-C as such a request whatever this says."));
     // export
     s.push_back(range(entry(SX_MEMBER(export_, batch_size), Kind::kInt, "128",
                             "Texts per forward pass when exporting features."),

@@ -379,7 +379,7 @@ int set_up_replica(const Config& config, const dist::MpiEnv& env, const TrainOpt
     // Each rank's file keeps info and above; the terminal shows other ranks at their quieter level.
     add_rank_log_file(config.run.dir, env.rank, env.world, config.run.log_level);
     if (!moved.empty()) spdlog::warn("the earlier run's files were moved into {}", moved);
-    install_stop_handlers(config.dist.stop_signal);
+    install_stop_handlers();
     char host[256] = "?";
     gethostname(host, sizeof host - 1);
     spdlog::info("rank {}/{} (local {}/{}) pid {} on {}", env.rank, env.world, env.local_rank,

@@ -56,19 +56,8 @@ void handle_interrupt() {
 }
 }  // namespace
 
-void install_early_stop_handlers() {
+void install_stop_handlers() {
   for (int sig : {SIGTERM, SIGUSR1, SIGUSR2}) handle(sig, on_stop_signal);
-  handle_interrupt();
-}
-
-void install_stop_handlers(StopSignal stop_signal) {
-  const int extra = stop_signal == StopSignal::kUsr2   ? SIGUSR2
-                    : stop_signal == StopSignal::kTerm ? SIGTERM
-                                                       : SIGUSR1;
-  for (int sig : {SIGUSR1, SIGUSR2})
-    if (sig != extra) handle(sig, SIG_DFL);  // the other warning signal keeps its default
-  handle(SIGTERM, on_stop_signal);
-  handle(extra, on_stop_signal);
   handle_interrupt();
 }
 

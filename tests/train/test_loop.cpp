@@ -194,7 +194,7 @@ TEST(Loop, AStopSignalCheckpointsAndAsksForARequeue) {
 // leaves little time), and returns the paths it wrote features to.
 std::vector<std::string> train_stopped_at_set_up(const Config& config) {
   test::StopSignalScope scope;
-  install_stop_handlers(StopSignal::kUsr1);
+  install_stop_handlers();
   std::raise(SIGUSR1);
   std::vector<std::string> written;
   TrainOptions options;

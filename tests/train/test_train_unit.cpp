@@ -910,17 +910,30 @@ TEST(FlatParameters, AGradientThatLeftItsSlotIsNamed) {
 TEST(Signals, CtrlCIsAStopRequestUnlessItWasIgnoredAtTheStart) {
   test::StopSignalScope scope;
   std::signal(SIGINT, SIG_DFL);  // whatever this test binary was started with
-  install_stop_handlers(StopSignal::kUsr1);
+  install_stop_handlers();
   std::raise(SIGINT);
   EXPECT_TRUE(stop_requested());
   EXPECT_EQ(stop_signal_number(), SIGINT);
   clear_stop_request();
 
   std::signal(SIGINT, SIG_IGN);
-  install_early_stop_handlers();
-  install_stop_handlers(StopSignal::kUsr1);
+  install_stop_handlers();
   std::raise(SIGINT);
   EXPECT_FALSE(stop_requested());
+}
+
+// Both warning signals ask for a stop, whichever dist.stop_signal names: the other one, left to
+// its default action, ended a rank without a checkpoint (scancel --signal=USR1 to a job that
+// configured USR2).
+TEST(Signals, BothWarningSignalsAndSigtermAreStopRequests) {
+  test::StopSignalScope scope;
+  install_stop_handlers();
+  for (int sig : {SIGUSR1, SIGUSR2, SIGTERM}) {
+    std::raise(sig);
+    EXPECT_TRUE(stop_requested()) << sig;
+    EXPECT_EQ(stop_signal_number(), sig);
+    clear_stop_request();
+  }
 }
 
 // The stop names the first signal, and a second Ctrl-C a second or more after the first ends
@@ -935,7 +948,7 @@ TEST(Signals, TheFirstSignalIsKeptAndALaterSecondCtrlCEndsTheProcess) {
   if (child == 0) {  // async-signal-safe calls only, in a fork of a threaded process
     ::close(report[0]);
     std::signal(SIGINT, SIG_DFL);
-    install_stop_handlers(StopSignal::kUsr1);
+    install_stop_handlers();
     std::raise(SIGINT);
     std::raise(SIGTERM);
     const char first = stop_signal_number() == SIGINT ? 'f' : 'F';
