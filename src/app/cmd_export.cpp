@@ -168,6 +168,11 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
       throw UserError(before_file + " holds " + std::to_string(before->hidden_size) +
                       "-dimensional embeddings but " + after_path + " holds " +
                       std::to_string(after.hidden_size) + ": they come from different models");
+    if (const std::string differs = evaluate::labeled_rows_difference(*before, after);
+        !differs.empty())
+      throw UserError("evaluate: " + before_file + " and " + after_path +
+                      " hold the features of different labeled sets (" + differs +
+                      "): before and after compare one data set; evaluate each file alone");
   }
   if (before) std::printf("before: %s\nafter:  %s\n", before_file.c_str(), after_path.c_str());
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);

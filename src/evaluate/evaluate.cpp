@@ -281,6 +281,18 @@ std::string mean_line(const Evaluation& after, const Evaluation* before) {
 
 }  // namespace
 
+std::string labeled_rows_difference(const Evaluation& a, const Evaluation& b) {
+  const auto rows = [](const FoldResult& f) {
+    return std::to_string(f.test_rows) + " rows (" + std::to_string(f.test_toxic) + " toxic) of " +
+           std::to_string(f.train_rows + f.test_rows);
+  };
+  for (const FoldResult& x : a.folds)
+    for (const FoldResult& y : b.folds)
+      if (x.language == y.language && rows(x) != rows(y))
+        return x.language + ": " + rows(x) + " against " + rows(y);
+  return "";
+}
+
 std::string to_json(const Evaluation& after, const Evaluation* before) {
   nlohmann::json j{{"after", json_of(after)}};
   if (before) {

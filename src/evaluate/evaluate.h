@@ -63,6 +63,10 @@ LabeledFeatures read_labeled_features(const std::string& path);
 
 // Reads a features.h5 written by `export`; bad or missing content is a UserError.
 Evaluation evaluate_features(const std::string& path);
+// Where two evaluations scored different labeled rows: the first language whose folds differ in
+// rows ("es: 44 rows (20 toxic) of 1760 against 12 rows (6 toxic) of 132"), or "" when every
+// language both scored agrees (features of one data set, before and after training).
+std::string labeled_rows_difference(const Evaluation& a, const Evaluation& b);
 std::string to_json(const Evaluation& after, const Evaluation* before);
 // A table; with `before`, before and after side by side.
 std::string to_table(const Evaluation& after, const Evaluation* before);

@@ -193,6 +193,18 @@ TEST(Evaluate, TheMeansBeforeAndAfterCoverTheLanguagesBothScored) {
   EXPECT_EQ(to_table(after, &after).find("scored in both"), std::string::npos);
 }
 
+// evaluate --before on the features of another data set mixed the two in one table; the
+// difference is named, and cmd_evaluate refuses it.
+TEST(Evaluate, BeforeAndAfterOfDifferentLabeledRowsAreTold) {
+  test::TempDir dir;
+  const Evaluation a = evaluate_features(write_features(dir, "a.h5", 6, false));
+  const Evaluation b = evaluate_features(write_features(dir, "b.h5", 6, true));
+  EXPECT_EQ(labeled_rows_difference(a, a), "");
+  const std::string differs = labeled_rows_difference(a, b);
+  EXPECT_EQ(differs.rfind("es: ", 0), 0u) << differs;
+  EXPECT_NE(differs.find(" toxic) of 40 against "), std::string::npos) << differs;
+}
+
 TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {
   test::TempDir dir;
   {
