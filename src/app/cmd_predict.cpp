@@ -94,27 +94,36 @@ void check_tokenizer_matches(const Config& config, const std::string& features) 
 // `features_model` is the features' "model" attribute ("weights of PATH" or the model's
 // description), `weights` the encoder's ("checkpoint PATH" or the same description).
 void warn_if_other_weights(const std::string& features, const std::string& weights) {
-  std::string model;
+  std::string model, model_xxh3;
   {
     const io::H5File f = io::H5File::open(features);
     if (!f.has_attr("model")) return;
     model = f.attr_string("model");
+    if (f.has_attr("model_xxh3")) model_xxh3 = f.attr_string("model_xxh3");
   }
-  const std::string of = "weights of ", checkpoint = "checkpoint ";
-  const bool paths = model.rfind(of, 0) == 0 && weights.rfind(checkpoint, 0) == 0;
-  if (paths) {
-    std::error_code error;
-    if (std::filesystem::equivalent(model.substr(of.size()), weights.substr(checkpoint.size()),
-                                    error))
-      return;
+  const std::string scored = exporting::weights_file_of(model), checkpoint = "checkpoint ";
+  std::string changed;
+  if (!scored.empty() && weights.rfind(checkpoint, 0) == 0) {
+    const std::string path = weights.substr(checkpoint.size());
+    if (!model_xxh3.empty()) {  // the content decides: a run directory moved keeps its match
+      const std::string now = file_checksum(path);
+      if (now == model_xxh3) return;
+      std::error_code error;
+      if (std::filesystem::equivalent(scored, path, error))
+        changed = ", which has changed since the export (XXH3 " + model_xxh3 + " then, " + now +
+                  " now: a run continued since?)";
+    } else {
+      std::error_code error;
+      if (std::filesystem::equivalent(scored, path, error)) return;
+    }
   } else if (model == weights) {
     return;
   }
   spdlog::warn(
-      "the classifier was fitted on features of {} ({}) but the texts are embedded with {}: "
+      "the classifier was fitted on features of {} ({}) but the texts are embedded with {}{}: "
       "their probabilities are not what submission.csv gives such texts; pass --checkpoint or "
       "--features of the same weights",
-      model, features, weights);
+      model, features, weights, changed);
 }
 
 int predict_texts(const Config& config, const PredictArgs& a) {

@@ -179,6 +179,37 @@ TEST_F(Predict, OtherWeightsThanTheFeaturesAreSaid) {
   }
 }
 
+// The weights' content decides: a copy of the exported checkpoint elsewhere (a run directory
+// moved) embeds as the features did, and a checkpoint rewritten since the export (a run
+// continued) is said to have changed.
+TEST_F(Predict, TextsEmbeddedWithAChangedCheckpointAreSaid) {
+  test::TempDir dir;
+  const std::string weights = dir.path("weights.h5"), moved = dir.path("moved.h5");
+  test::write_file(weights, test::read_file(run_file("checkpoints/best.h5")));
+  test::write_file(moved, test::read_file(weights));
+  auto exported = test::run_cli(cli("export --checkpoint " + weights) +
+                                " run.dir=" + dir.path("run") + " run.log_level=warn");
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const auto texts = [&](const std::string& checkpoint) {
+    return cli("predict --texts - --features " + dir.path("run/features.h5") + " --checkpoint " +
+               checkpoint);
+  };
+  auto same = test::run_cli(texts(moved), "hello\n");
+  ASSERT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_EQ(same.err.find("the classifier was fitted on"), std::string::npos) << same.err;
+  train::Checkpoint other = train::read_checkpoint(weights, false);  // other weights
+  for (auto& [name, tensor] : other.params) tensor.mul_(0.5);
+  train::write_checkpoint(weights, other);
+  ASSERT_NE(file_checksum(weights), file_checksum(moved));
+  auto changed = test::run_cli(texts(weights), "hello\n");
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  EXPECT_NE(changed.err.find("embedded with checkpoint " + weights +
+                             ", which has changed since the export (XXH3 " + file_checksum(moved) +
+                             " then, " + file_checksum(weights) + " now"),
+            std::string::npos)
+      << changed.err;
+}
+
 TEST_F(Predict, RefusesToOverwriteItsOutputsWithoutForce) {
   const std::string before = test::read_file(run_file("submission.csv"));
   auto again = test::run_cli(cli("predict"));
