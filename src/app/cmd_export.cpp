@@ -67,8 +67,15 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
     model::BuiltEncoder built = model::build_encoder(config);
     model::check_tokenizer_fits(config, built.encoder->config(), tokenizer.vocab_size());
     const std::string path = choose_checkpoint(config, checkpoint);
-    model::load_state(*built.encoder, train::read_checkpoint(path, false).params,
-                      "checkpoint " + path);
+    const train::Checkpoint read = train::read_checkpoint(path, false);
+    model::load_state(*built.encoder, read.params, "checkpoint " + path);
+    const std::string changed = embedding_settings_changed(config, path, read.state.config_hash);
+    if (env.rank == 0 && !changed.empty())
+      spdlog::warn(
+          "export: the settings that make embeddings differ from the training of {} ({}): the "
+          "features are not those of the encoder it validated; set them as in its run's "
+          "config.resolved.yaml",
+          path, changed);
     model::place_encoder(built.encoder, config, env.local_rank);
     files::create_directories(config.run.dir);
     exporting::ExportInputs inputs{&split.multilingual, datasets.test ? &*datasets.test : nullptr,
@@ -110,8 +117,17 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
   model::check_tokenizer_fits(config, built.encoder->config(),
                               data::XlmrTokenizer(data::tokenizer_options(config)).vocab_size());
   const std::string path = choose_checkpoint(config, hf.checkpoint);
-  model::load_state(*built.encoder, train::read_checkpoint(path, false).params,
-                    "checkpoint " + path);
+  const train::Checkpoint read = train::read_checkpoint(path, false);
+  // The directory says how to embed as the training did (its max_seq_length, pooling
+  // LayerNorm, the model card's "training used"): from this configuration, so it must be the
+  // training's.
+  if (const std::string changed = embedding_settings_changed(config, path, read.state.config_hash);
+      !changed.empty())
+    throw UserError("export-hf: the settings that make embeddings differ from the training of " +
+                    path + " (" + changed +
+                    "): the directory and its model card would describe another model than the "
+                    "trained one; set them as in its run's config.resolved.yaml");
+  model::load_state(*built.encoder, read.params, "checkpoint " + path);
   exporting::HfExportInputs in;
   in.out_dir = hf.out;
   in.dtype = hf.dtype;

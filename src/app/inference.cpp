@@ -10,6 +10,7 @@
 #include "model/encoder_factory.h"
 #include "model/weights.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 
 namespace sx::app {
 
@@ -52,15 +53,32 @@ std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice
 
 }  // namespace
 
+std::string embedding_settings_changed(const Config& config, const std::string& path,
+                                       const std::string& hash) {
+  std::string out;
+  for (const std::string& change : train::config_changes_since(path, hash, config))
+    for (const char* key : {"tokenizer.max_len:", "tokenizer.keep_eos:", "tokenizer.pretokenize:",
+                            "model.pool_ln_eps:"})
+      if (change.rfind(key, 0) == 0) out += (out.empty() ? "" : "; ") + change;
+  return out;
+}
+
 InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice, int rank,
                                         int local_rank) {
   const std::string checkpoint = checkpoint_to_load(config, choice, rank == 0);
   model::BuiltEncoder built = model::build_encoder(config);
   InferenceEncoder out{built.encoder, built.description};
   if (!checkpoint.empty()) {
-    model::load_state(*built.encoder, train::read_checkpoint(checkpoint, false).params,
-                      "checkpoint " + checkpoint);
+    const train::Checkpoint read = train::read_checkpoint(checkpoint, false);
+    model::load_state(*built.encoder, read.params, "checkpoint " + checkpoint);
     out.weights = "checkpoint " + checkpoint;
+    const std::string changed =
+        embedding_settings_changed(config, checkpoint, read.state.config_hash);
+    if (rank == 0 && !changed.empty())
+      spdlog::warn(
+          "the settings that make embeddings differ from the training of {} ({}): the "
+          "embeddings are not those it was trained and validated with",
+          checkpoint, changed);
   }
   spdlog::info("weights: {}", out.weights);
   model::place_encoder(out.encoder, config, local_rank);

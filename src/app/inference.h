@@ -26,6 +26,13 @@ struct InferenceEncoder {
 InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoice& choice, int rank,
                                         int local_rank);
 
+// The settings that make embeddings from trained weights (tokenizer.max_len, keep_eos and
+// pretokenize, model.pool_ln_eps) where they differ from those of the training that wrote the
+// checkpoint at `path` (`hash`: its configuration hash; see train::config_changes_since):
+// "tokenizer.max_len: 128 then, 64 now; ...", or "" (the same, or not known).
+std::string embedding_settings_changed(const Config& config, const std::string& path,
+                                       const std::string& hash);
+
 // A text as the Jigsaw loaders read one: invalid UTF-8 dropped, then Python's str.strip().
 std::string clean_text(std::string line);
 // Every line of `in` (a final '\r' dropped), cleaned.

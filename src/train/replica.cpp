@@ -102,30 +102,13 @@ int64_t threads_for(const Config& config, const dist::MpiEnv& env) {
   return std::max<int64_t>(1, cores / std::max(1, env.local_world));
 }
 
-// The keys that changed since the run that wrote the checkpoint at `path`, read from its run
-// directory's config.resolved.yaml where that is still the configuration the checkpoint's hash
-// names ("" where it cannot be told).
-std::string changed_keys(const std::string& path, const std::string& then_hash, const Config& now) {
-  const std::string run_dir = files::parent(files::parent(path));  // run.dir/checkpoints/step-N
-  try {
-    const Config then = load_config(files::join(run_dir, "config.resolved.yaml"), {});
-    if (config_result_hash(then) != then_hash) return "";
-    std::string out;
-    for (const std::string& change : config_result_changes(then, now))
-      out += (out.empty() ? "" : "; ") + change;
-    return out;
-  } catch (const std::exception&) {
-    return "";  // gone, or another release's: the hashes alone then
-  }
-}
-
 // Throws a UserError when the checkpoint at `path` comes from a run whose results would differ
 // from this one's (`now`, of `config`): another configuration, or other data, tokenizer or model
 // files.
 void check_same_results(const TrainState& then, const TrainState& now, const Config& config,
                         const std::string& path) {
   if (then.config_hash != now.config_hash) {
-    const std::string changes = changed_keys(path, then.config_hash, config);
+    const std::string changes = join(config_changes_since(path, then.config_hash, config), "; ");
     throw UserError(
         "checkpoint " + path +
         " was written with a different configuration of the keys that change "

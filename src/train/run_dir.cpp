@@ -10,6 +10,7 @@
 #include <functional>
 #include <random>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "core/hash.h"
@@ -76,6 +77,18 @@ std::string move_aside(const std::string& run_dir, const std::vector<std::string
 }
 
 }  // namespace
+
+std::vector<std::string> config_changes_since(const std::string& path, const std::string& then_hash,
+                                              const Config& now) {
+  const std::string run_dir = files::parent(files::parent(path));  // run.dir/checkpoints/step-N
+  try {
+    const Config then = load_config(files::join(run_dir, "config.resolved.yaml"), {});
+    if (config_result_hash(then) != then_hash) return {};
+    return config_result_changes(then, now);
+  } catch (const std::exception&) {
+    return {};  // gone, or another release's: the hashes alone then
+  }
+}
 
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
                           bool resume_found_nothing) {

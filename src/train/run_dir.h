@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "train/train_state.h"
 
 namespace sx::train {
@@ -26,6 +27,13 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir);
 // metrics.jsonl and evaluation.json, and with `with_logs` also log/ and config.resolved.yaml
 // (false once this run has started writing those). `resume_found_nothing`: asked by --resume
 // auto, which found no step checkpoint; the refusal then says to add --force.
+// The keys that change results and changed since the run that wrote the checkpoint at `path`
+// ("tokenizer.max_len: 128 then, 64 now"), read from its run directory's config.resolved.yaml
+// where that is still the configuration the checkpoint's hash `then_hash` names; none where it
+// cannot be told (the file gone, another release's, a checkpoint outside its run directory).
+std::vector<std::string> config_changes_since(const std::string& path, const std::string& then_hash,
+                                              const Config& now);
+
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
                           bool resume_found_nothing = false);
 

@@ -210,6 +210,38 @@ TEST_F(Predict, TextsEmbeddedWithAChangedCheckpointAreSaid) {
       << changed.err;
 }
 
+// Settings that make embeddings other than the training's: export-hf would describe another
+// model than the trained one (refused); export and embed say so. (A run directory as training
+// leaves it: the checkpoint's configuration hash, config.resolved.yaml.)
+TEST_F(Predict, EmbeddingSettingsOtherThanTheTrainingsAreSaid) {
+  test::TempDir dir;
+  const std::string run = dir.path("trained"), best = train::best_checkpoint_path(run);
+  train::Checkpoint trained = train::read_checkpoint(run_file("checkpoints/best.h5"), false);
+  trained.state.config_hash = config_result_hash(load_config(data_->config, {}));
+  files::create_directories(train::checkpoint_dir(run));
+  train::write_checkpoint(best, trained);
+  test::write_file(run + "/config.resolved.yaml", test::read_file(data_->config));
+  const std::string at = " run.dir=" + run,
+                    other = at + " tokenizer.max_len=16 model.pool_ln_eps=0.5";
+  const std::string said = "the settings that make embeddings differ from the training of " + best +
+                           " (tokenizer.max_len: 32 then, 16 now; model.pool_ln_eps: ";
+  auto hf = test::run_cli(cli("export-hf --out " + dir.path("hf")) + other);
+  EXPECT_EQ(hf.exit_code, 2) << hf.err;
+  EXPECT_NE(hf.err.find("export-hf: " + said), std::string::npos) << hf.err;
+  EXPECT_EQ(test::count_lines(hf.err), 1u) << hf.err;
+  EXPECT_FALSE(files::exists(dir.path("hf")));
+  auto features = test::run_cli(cli("export") + other);
+  EXPECT_EQ(features.exit_code, 0) << features.err;
+  EXPECT_NE(features.err.find("export: " + said), std::string::npos) << features.err;
+  auto embed = test::run_cli(cli("embed") + other, "hello\n");
+  EXPECT_EQ(embed.exit_code, 0) << embed.err;
+  EXPECT_NE(embed.err.find(said), std::string::npos) << embed.err;
+  auto same = test::run_cli(cli("export-hf --out " + dir.path("same")) + at);
+  EXPECT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_EQ(same.err.find("the settings that make embeddings differ"), std::string::npos)
+      << same.err;
+}
+
 TEST_F(Predict, RefusesToOverwriteItsOutputsWithoutForce) {
   const std::string before = test::read_file(run_file("submission.csv"));
   auto again = test::run_cli(cli("predict"));
