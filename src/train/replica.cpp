@@ -252,8 +252,10 @@ void load_data(const Config& config, const dist::MpiEnv& env, Replica& r) {
 }
 
 // A resumed run's best.h5 is read back when training ends (the notebook's load_weights): an
-// unusable one is refused now, not after the whole run (reading it costs one file read).
-void check_best_checkpoint(const std::string& run_dir, model::SiameseEncoder& model) {
+// unusable one is refused now, not after the whole run (reading it costs one file read),
+// naming the step checkpoint of the best epoch (`resumed`.best_step) where it is still there.
+void check_best_checkpoint(const std::string& run_dir, model::SiameseEncoder& model,
+                           const TrainState& resumed) {
   const std::string path = best_checkpoint_path(run_dir);
   if (!files::exists(path)) return;
   try {
@@ -265,10 +267,17 @@ void check_best_checkpoint(const std::string& run_dir, model::SiameseEncoder& mo
                         (it == best.params.end() ? " is missing" : " has another shape"));
     }
   } catch (const UserError& e) {
+    const std::string same =
+        resumed.best_step > 0 ? step_checkpoint_path(run_dir, resumed.best_step) : "";
     throw UserError(std::string(e.what()) +
                     "; the run would fail when it ends, reloading its best weights: restore the "
-                    "file, or delete it (the run then ends with the weights of its next improved "
-                    "epoch, or its last)");
+                    "file" +
+                    (files::exists(same) ? ", or copy " + same +
+                                               " over it (the best epoch's step checkpoint, the "
+                                               "same weights)"
+                                         : "") +
+                    "; deleting it ends the run with the weights of its next improved epoch, or "
+                    "its last");
   }
 }
 
@@ -322,7 +331,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   if (!lead) return;
   r.resumed_from = pick_checkpoint(config, options, r.state, checkpoint);
   if (!r.resumed_from.empty()) {
-    check_best_checkpoint(config.run.dir, r.trainee.model);
+    check_best_checkpoint(config.run.dir, r.trainee.model, checkpoint.state);
     model::load_state(*r.trainee.model, checkpoint.params, "checkpoint " + r.resumed_from);
     load_moments(checkpoint, r.resumed_from, r.trainee);
   }

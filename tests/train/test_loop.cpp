@@ -286,8 +286,16 @@ TEST(Loop, AResumeWithACorruptBestCheckpointIsRefusedAtSetUp) {
   resume.resume = "auto";
   Replica r;
   Checkpoint checkpoint;
+  testing::internal::CaptureStderr();
   EXPECT_EQ(set_up_replica(config, test::mpi_env(), resume, r, checkpoint), kExitUserError);
+  const std::string log = testing::internal::GetCapturedStderr();
   EXPECT_EQ(r.state.step, 0);  // nothing was resumed
+  // The way out names the best epoch's step checkpoint, which holds the same weights (deleting
+  // best.h5 instead ended the run with other weights than its best).
+  EXPECT_NE(log.find("or copy " + step_checkpoint_path(config.run.dir, 5) +
+                     " over it (the best epoch's step checkpoint, the same weights)"),
+            std::string::npos)
+      << log;
 }
 
 // A run killed before its first checkpoint leaves only metrics.jsonl; the next fresh start
