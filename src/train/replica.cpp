@@ -102,12 +102,24 @@ int64_t threads_for(const Config& config, const dist::MpiEnv& env) {
   return std::max<int64_t>(1, cores / std::max(1, env.local_world));
 }
 
+// Whether `config` is the checkpoint's configuration but for train.max_epochs: training for
+// more (or fewer) epochs continues the same run, and settle_plan takes the new cap. The first
+// run's value was 0 (the notebook's rule, which made its plan's cap) or that cap.
+bool only_max_epochs_changed(const TrainState& then, const Config& config) {
+  for (const int64_t was : {int64_t{0}, then.max_epochs}) {
+    Config c = config;
+    c.train.max_epochs = was;
+    if (config_result_hash(c) == then.config_hash) return true;
+  }
+  return false;
+}
+
 // Throws a UserError when the checkpoint at `path` comes from a run whose results would differ
 // from this one's (`now`, of `config`): another configuration, or other data, tokenizer or model
 // files.
 void check_same_results(const TrainState& then, const TrainState& now, const Config& config,
                         const std::string& path) {
-  if (then.config_hash != now.config_hash) {
+  if (then.config_hash != now.config_hash && !only_max_epochs_changed(then, config)) {
     const std::string changes = join(config_changes_since(path, then.config_hash, config), "; ");
     throw UserError(
         "checkpoint " + path +
@@ -438,9 +450,40 @@ int64_t global_batch_of(const Config& config, int64_t ranks, int64_t accumulatio
   return config.train.pairs_per_rank * ranks * accumulation_steps;
 }
 
+// A resumed run with another train.max_epochs (check_same_results lets it through) trains to
+// that cap: a finished run continues for more epochs. (0, the notebook's rule, keeps the plan's.)
+void settle_max_epochs(const Config& config, const dist::MpiEnv& env, TrainState& s) {
+  const int64_t cap = config.train.max_epochs;
+  if (cap <= 0 || cap == s.max_epochs) return;
+  if (env.rank == 0)
+    spdlog::info(
+        "train.max_epochs {}: the run continues to epoch {} (its checkpoint planned {}; "
+        "{} completed)",
+        cap, cap, s.max_epochs, s.epoch);
+  s.max_epochs = cap;
+}
+
+// Rank 0, when the global batch differs from the checkpoint's: what changed and what is kept.
+void warn_of_another_batch(const Config& config, const dist::MpiEnv& env, const TrainState& s,
+                           int64_t before, int64_t batch) {
+  spdlog::warn(
+      "resuming with a global batch of {} pairs ({} ranks x {} pairs x {} accumulation "
+      "steps) instead of the checkpoint's {} ({} x {} x {}): the pair sequence continues at "
+      "pair {} and the schedule is kept in pairs: epochs of {} pairs ({} steps now), a "
+      "learning-rate half-cycle of {} pairs (at pair {} of it), at most {} epochs{}",
+      batch, env.world, config.train.pairs_per_rank, config.train.accumulation_steps, before,
+      s.world_size, config.train.pairs_per_rank, s.accumulation_steps, s.pairs_consumed,
+      s.plan().pairs_per_epoch, s.plan().steps_per_epoch(batch), s.plan().lr_step_pairs, s.lr_pairs,
+      s.plan().max_epochs,
+      config.train.max_steps > 0 ? ", train.max_steps counted in steps of " +
+                                       std::to_string(s.plan().global_batch) + " pairs"
+                                 : "");
+}
+
 // The schedule in pairs (stopping.h): a fresh run makes it at its global batch; a resumed run
-// keeps its checkpoint's and, when the global batch changed, says in one line what changed and
-// what is kept. Every rank does the same from the same (broadcast) state.
+// keeps its checkpoint's (but for a new train.max_epochs) and, when the global batch changed,
+// says in one line what changed and what is kept. Every rank does the same from the same
+// (broadcast) state.
 void settle_plan(const Config& config, const dist::MpiEnv& env, Replica& r) {
   TrainState& s = r.state;
   const int64_t batch = r.global_batch;
@@ -449,20 +492,10 @@ void settle_plan(const Config& config, const dist::MpiEnv& env, Replica& r) {
                                          static_cast<int64_t>(r.val_pairs.size()), batch,
                                          config.train.steps_per_epoch, config.train.max_epochs),
                              config.train.lr_step_epochs));
-  } else if (const int64_t before = global_batch_of(config, s.world_size, s.accumulation_steps);
-             env.rank == 0 && before != batch) {
-    spdlog::warn(
-        "resuming with a global batch of {} pairs ({} ranks x {} pairs x {} accumulation "
-        "steps) instead of the checkpoint's {} ({} x {} x {}): the pair sequence continues at "
-        "pair {} and the schedule is kept in pairs: epochs of {} pairs ({} steps now), a "
-        "learning-rate half-cycle of {} pairs (at pair {} of it), at most {} epochs{}",
-        batch, env.world, config.train.pairs_per_rank, config.train.accumulation_steps, before,
-        s.world_size, config.train.pairs_per_rank, s.accumulation_steps, s.pairs_consumed,
-        s.plan().pairs_per_epoch, s.plan().steps_per_epoch(batch), s.plan().lr_step_pairs,
-        s.lr_pairs, s.plan().max_epochs,
-        config.train.max_steps > 0 ? ", train.max_steps counted in steps of " +
-                                         std::to_string(s.plan().global_batch) + " pairs"
-                                   : "");
+  } else {
+    settle_max_epochs(config, env, s);
+    const int64_t before = global_batch_of(config, s.world_size, s.accumulation_steps);
+    if (env.rank == 0 && before != batch) warn_of_another_batch(config, env, s, before, batch);
   }
   s.world_size = env.world;
   s.accumulation_steps = config.train.accumulation_steps;

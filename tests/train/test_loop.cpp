@@ -244,6 +244,25 @@ TEST(Trainer, AResumeFromStepZeroKeepsTheFeaturesBeforeTrainingThatAreThere) {
             std::vector<std::string>{files::join(config.run.dir, "features.h5")});
 }
 
+// A finished run continued for more epochs (train.max_epochs raised, the only change) trains on
+// from its last checkpoint to the new cap; it was refused as another configuration, and so was
+// the advice's other run.dir. Any other change is still refused (ARefusedResume...).
+TEST(Trainer, AFinishedRunContinuesForMoreEpochs) {
+  TempDir dir;
+  const Config one = tiny_config(dir, {"train.max_epochs=1"});  // epochs of 5 steps
+  TrainOptions options;
+  options.write_features = [](const FeatureSource&, const std::string&) {};
+  ASSERT_EQ(run_training(one, test::mpi_env(), options), kExitOk);
+  ASSERT_EQ(list_step_checkpoints(one.run.dir).front(), step_checkpoint_path(one.run.dir, 5));
+  options.resume = "auto";
+  ASSERT_EQ(run_training(tiny_config(dir, {"train.max_epochs=2"}), test::mpi_env(), options),
+            kExitOk);
+  const Checkpoint last = read_checkpoint(list_step_checkpoints(one.run.dir).front());
+  EXPECT_EQ(last.state.step, 10);
+  EXPECT_EQ(last.state.epoch, 2);
+  EXPECT_EQ(last.state.max_epochs, 2);
+}
+
 // Trains `steps` steps in run.dir (an epoch is 5) and ends as a finished run does.
 void train_steps(const Config& config, int64_t steps) {
   Config c = config;
