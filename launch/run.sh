@@ -22,7 +22,8 @@
 # + 8 s (TCP keepalive), also after the ranks have finished. The exit code is the program's
 # (0, 1, 2, 4, 75; README); Open MPI's own codes for a lost host or a killed rank become 1,
 # daemons that did not start 2, and a stop that rank 0 reported after its checkpoint 75 (mpirun
-# exits 1 after a SIGTERM), each with one line saying what happened.
+# exits 1 after a SIGTERM), each with one line saying what happened; a SIGTERM passed on without
+# that report (the ranks killed while writing) stays 1, with a line saying so.
 set -euo pipefail
 # The whole script is one compound command (down to the closing brace at its end), which bash
 # reads before running any of it: a checkout updated while a job runs (git pull) would
@@ -148,7 +149,7 @@ on_interrupt() {
   if [ -n "$first_interrupt" ]; then
     [ $((now - first_interrupt)) -ge 1000000 ] || return 0
     echo "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" >&2 || true
-    kill -s TERM "$pid" 2>/dev/null || true
+    forward TERM
     return 0
   fi
   first_interrupt=$now
@@ -156,7 +157,13 @@ on_interrupt() {
   sig=$(config_value dist.stop_signal USR1 "${train_args[@]+"${train_args[@]}"}")
   case $sig in USR1 | USR2 | TERM) ;; *) sig=USR1 ;; esac
   echo "launch/run.sh: Ctrl-C: the ranks checkpoint at the next step boundary and stop (SIG$sig, dist.stop_signal); Ctrl-C again ends the job without waiting" >&2 || true
-  kill -s "$sig" "$pid" 2>/dev/null || true
+  forward "$sig"
+}
+
+# forward SIG: passes SIG on to mpirun, noting a SIGTERM (explain_end says what it costs).
+forward() {
+  [ "$1" != TERM ] || : >"$state/terminated"
+  kill -s "$1" "$pid" 2>/dev/null || true
 }
 
 # No -q: Open MPI's messages pass through watch_stderr below, which needs them.
@@ -373,6 +380,8 @@ explain_end() {
   elif [ -f "$state/requeue" ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: rank 0 wrote the checkpoint and the ranks stopped with 75, but mpirun exited with $rc (Open MPI's code after a SIGTERM or Ctrl-C); exit 75 (resume with --resume auto)" >&2
     code=75
+  elif [ -f "$state/terminated" ] && [ "$rc" != 0 ]; then
+    echo "launch/run.sh: mpirun exited with $rc after a SIGTERM passed on to it (Open MPI kills the ranks a second later): a checkpoint or features file they were writing is incomplete or missing; resume with --resume auto; exit $code" >&2
   elif [ -f "$state/ended_after_done" ]; then
     echo "launch/run.sh: mpirun had not ended $((dead_after + grace)) s after rank 0's last line (a host it cannot reach? see the rank logs), so this script ended it; exit 1" >&2
     code=1
@@ -421,16 +430,16 @@ fi
 # them to the ranks; a Ctrl-C asks for a stop (on_interrupt). Detached from the terminal,
 # mpirun no longer gets its hang-up or Ctrl-\ (SIGQUIT): they are passed on as SIGHUP and
 # SIGTERM. The script keeps waiting, to say how the job ended.
-for sig in USR1 USR2 TERM; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
+for sig in USR1 USR2 TERM; do trap "forward $sig" "$sig"; done
 trap on_interrupt INT
 trap '' PIPE  # (now that mpirun has started:) an output whose reader has gone fails, not kills
 if [ ${#detach[@]} -gt 0 ]; then
   trap 'kill -s HUP $pid 2>/dev/null || true' HUP
-  trap 'kill -s TERM $pid 2>/dev/null || true' QUIT
+  trap 'forward TERM' QUIT
 else
   trap : HUP
 fi
-[ -z "$pending" ] || kill -s "$pending" "$pid" 2>/dev/null || true  # came during the launch
+[ -z "$pending" ] || forward "$pending"  # came during the launch
 rc=0
 while :; do
   wait "$pid" 2>/dev/null && rc=0 || rc=$?  # (bash's own notice of a killed mpirun: not needed)

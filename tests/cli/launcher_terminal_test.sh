@@ -77,6 +77,8 @@ for stop in USR1 USR2; do
     fail "stop signal $stop: the first Ctrl-C's line is missing"
   grep -q "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" "$work/out" ||
     fail "stop signal $stop: the second Ctrl-C's line is missing"
+  grep -q "launch/run.sh: mpirun exited with 1 after a SIGTERM passed on to it .*; resume with --resume auto; exit 1" "$work/out" ||
+    fail "stop signal $stop: no line saying what the SIGTERM cost"
   log "Ctrl-C twice, dist.stop_signal $stop: mpirun got $(signals)"
 done
 
