@@ -59,8 +59,20 @@ limit=$(slurm_seconds "$time") || {
 }
 budget=$(( limit - 900 ))
 [ "$budget" -gt 300 ] || { echo "submit: --time $time ($limit s) leaves no time to train (at least 1201 s needed: training stops 900 s before the limit)" >&2; exit 2; }
+[ "$nodes" -ge 1 ] || { echo "submit: --nodes $nodes: expected 1 or more" >&2; exit 2; }
+[ -z "$ranks" ] || [ "$ranks" -ge 1 ] || { echo "submit: --ranks-per-node $ranks: expected 1 or more" >&2; exit 2; }
 ranks=${ranks:-$gpus}
 [ "$ranks" -ge 1 ] || { echo "submit: --gpus-per-node 0 needs --ranks-per-node (ranks on each CPU node)" >&2; exit 2; }
+# The configuration as the job will read it (from this directory, as sbatch runs the job): a
+# missing file, an unknown key or a bad value is said here, in the program's one line, not
+# when the job starts after its wait in the queue; so is the stop signal train.sbatch refuses.
+bin=${SX_BIN:-build/src/app/siamese-xlmr}
+[ -x "$bin" ] || { echo "submit: $bin is not built (launch/build.sh): the job runs it" >&2; exit 2; }
+stop_signal=$("$bin" config --config "$config" --get dist.stop_signal ${overrides[@]+"${overrides[@]}"}) || exit 2
+if [ "$stop_signal" = TERM ]; then
+  echo "submit: dist.stop_signal: TERM cannot ask the ranks for a checkpoint through mpirun (it kills them a second later); use USR1 or USR2" >&2
+  exit 2
+fi
 cmd=(sbatch --time="$time" --nodes="$nodes" --ntasks-per-node="$ranks" --gpus-per-node="$gpus")
 [ -n "$cpus" ] && cmd+=(--cpus-per-task="$cpus")
 cmd+=(slurm/train.sbatch "$config" run.max_duration="${budget}s" ${overrides[@]+"${overrides[@]}"})

@@ -14,6 +14,42 @@ check() {  # check NAME EXPECTED ACTUAL
   if [ "$2" = "$3" ]; then echo "ok: $1"; else echo "FAIL: $1: expected [$2], got [$3]"; failures=$((failures + 1)); fi
 }
 
+# The trainer and scontrol stood in for (submit.sh reads the configuration with `config --get`).
+mkdir -p "$work/bin" "$work/run/checkpoints"
+cat > "$work/bin/fake-trainer" <<'FAKE'
+#!/usr/bin/env bash
+# config --config C --get KEY [overrides]  |  train --config C [overrides] --resume auto
+if [ "$1" = config ]; then
+  if [ -n "${FAKE_CONFIG_ERROR:-}" ]; then echo "$FAKE_CONFIG_ERROR" >&2; exit 2; fi
+  if [ -n "${FAKE_SIGNAL_BATCH:-}" ] && [ "$5" = dist.stop_signal ]; then
+    # Slurm's warning while the batch shell reads its configuration.
+    for _ in $(seq 100); do [ -s "$FAKE_RUN_DIR/batch.pid" ] && break; sleep 0.1; done
+    kill -USR1 "$(cat "$FAKE_RUN_DIR/batch.pid")"
+  fi
+  case $5 in
+    dist.stop_signal) echo "${FAKE_SIGNAL:-USR1}" ;;
+    run.dir) echo "$FAKE_RUN_DIR" ;;
+  esac
+  exit 0
+fi
+[ "${OMPI_COMM_WORLD_RANK:-0}" = 0 ] || exit "${FAKE_RC:-75}"
+[ -n "${FAKE_WRITE:-}" ] && touch "$FAKE_RUN_DIR/checkpoints/$FAKE_WRITE"
+if [ -n "${FAKE_WAIT_SIGNAL:-}" ]; then   # a run that stops on its stop signal
+  trap 'echo "got SIG$FAKE_WAIT_SIGNAL" >"$FAKE_RUN_DIR/signal"; exit 75' "$FAKE_WAIT_SIGNAL"
+  touch "$FAKE_RUN_DIR/ready"
+  for _ in $(seq 600); do sleep 0.1; done
+  exit 1
+fi
+exit "${FAKE_RC:-75}"
+FAKE
+cat > "$work/bin/scontrol" <<'FAKE'
+#!/usr/bin/env bash
+echo "$*" >>"$FAKE_RUN_DIR/scontrol.calls"
+FAKE
+chmod +x "$work/bin/fake-trainer" "$work/bin/scontrol"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SX_CPU_RANKS=1
+export SX_BIN=$work/bin/fake-trainer FAKE_RUN_DIR=$work/run SX_REPO=$source PATH=$work/bin:$PATH
+
 # --- submit.sh: time formats -> run.max_duration = limit - 900 s
 budget_for() {
   "$source/slurm/submit.sh" cfg.yaml --time "$1" --dry-run 2>&1 | grep -o 'run.max_duration=[0-9]*s' || true
@@ -44,41 +80,21 @@ rc=0; "$source/slurm/submit.sh" cfg.yaml --gpus-per-node 0 --dry-run >/dev/null 
 check "refuses CPU nodes without --ranks-per-node" "2" "$rc"
 rc=0; "$source/slurm/submit.sh" cfg.yaml --nodes two --dry-run >/dev/null 2>&1 || rc=$?
 check "refuses --nodes that is not a number" "2" "$rc"
+rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --nodes 0 --dry-run 2>&1) || rc=$?
+check "refuses --nodes 0, naming it" "2:1" "$rc:$(grep -c -- '--nodes 0: expected 1 or more' <<<"$out")"
+rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --ranks-per-node 0 --dry-run 2>&1) || rc=$?
+check "refuses --ranks-per-node 0, naming it" "2:1" "$rc:$(grep -c -- '--ranks-per-node 0: expected 1 or more' <<<"$out")"
+# The configuration is read before anything is queued: its mistakes showed only when the job
+# started, after the queue's wait.
+rc=0; out=$(FAKE_CONFIG_ERROR="siamese-xlmr: error: cfg.yaml:3: unknown key train.patiense" \
+  "$source/slurm/submit.sh" cfg.yaml --dry-run 2>&1) || rc=$?
+check "a configuration error: exit 2, its line, nothing submitted" "2:1:0" \
+  "$rc:$(grep -c 'unknown key train.patiense' <<<"$out"):$(grep -c sbatch <<<"$out")"
+rc=0; out=$(FAKE_SIGNAL=TERM "$source/slurm/submit.sh" cfg.yaml --dry-run 2>&1) || rc=$?
+check "dist.stop_signal TERM: refused at submission" "2:1" \
+  "$rc:$(grep -c 'dist.stop_signal: TERM cannot ask the ranks' <<<"$out")"
 
 # --- train.sbatch with a stand-in trainer and scontrol
-mkdir -p "$work/bin" "$work/run/checkpoints"
-cat > "$work/bin/fake-trainer" <<'FAKE'
-#!/usr/bin/env bash
-# config --config C --get KEY [overrides]  |  train --config C [overrides] --resume auto
-if [ "$1" = config ]; then
-  if [ -n "${FAKE_SIGNAL_BATCH:-}" ] && [ "$5" = dist.stop_signal ]; then
-    # Slurm's warning while the batch shell reads its configuration.
-    for _ in $(seq 100); do [ -s "$FAKE_RUN_DIR/batch.pid" ] && break; sleep 0.1; done
-    kill -USR1 "$(cat "$FAKE_RUN_DIR/batch.pid")"
-  fi
-  case $5 in
-    dist.stop_signal) echo "${FAKE_SIGNAL:-USR1}" ;;
-    run.dir) echo "$FAKE_RUN_DIR" ;;
-  esac
-  exit 0
-fi
-[ "${OMPI_COMM_WORLD_RANK:-0}" = 0 ] || exit "${FAKE_RC:-75}"
-[ -n "${FAKE_WRITE:-}" ] && touch "$FAKE_RUN_DIR/checkpoints/$FAKE_WRITE"
-if [ -n "${FAKE_WAIT_SIGNAL:-}" ]; then   # a run that stops on its stop signal
-  trap 'echo "got SIG$FAKE_WAIT_SIGNAL" >"$FAKE_RUN_DIR/signal"; exit 75' "$FAKE_WAIT_SIGNAL"
-  touch "$FAKE_RUN_DIR/ready"
-  for _ in $(seq 600); do sleep 0.1; done
-  exit 1
-fi
-exit "${FAKE_RC:-75}"
-FAKE
-cat > "$work/bin/scontrol" <<'FAKE'
-#!/usr/bin/env bash
-echo "$*" >>"$FAKE_RUN_DIR/scontrol.calls"
-FAKE
-chmod +x "$work/bin/fake-trainer" "$work/bin/scontrol"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SX_CPU_RANKS=1
-export SX_BIN=$work/bin/fake-trainer FAKE_RUN_DIR=$work/run SX_REPO=$source PATH=$work/bin:$PATH
 sbatch_run() { (cd "$work" && env "$@" bash "$source/slurm/train.sbatch" cfg.yaml >"$work/out" 2>&1); }
 
 rc=0; sbatch_run -u SLURM_JOB_ID FAKE_WRITE=step-0000000010.h5 || rc=$?
