@@ -7,6 +7,7 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 
@@ -143,7 +144,20 @@ std::string set_aside_abandoned_history(const std::string& run_dir, const std::s
     if (then.step > resumed.step || then.lineage != resumed.lineage)
       abandoned.push_back("checkpoints/best.h5");
   }
-  return abandoned.empty() ? "" : move_aside(run_dir, abandoned);
+  if (abandoned.empty()) return "";
+  // The outputs of its end (features_before.h5 is both histories'), and a copy of its metrics:
+  // this run keeps the lines up to its step and drops the abandoned history's later ones.
+  abandoned.insert(abandoned.end(),
+                   {"features.h5", "evaluation.json", "classifier.json", "submission.csv",
+                    "evaluation.txt", "tsne_after.png", "learning_curves.png"});
+  const std::string aside = move_aside(run_dir, abandoned);
+  const std::string metrics = files::join(run_dir, "metrics.jsonl");
+  if (files::exists(metrics)) {
+    std::ifstream in(metrics, std::ios::binary);
+    const std::string lines((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    files::write_file_atomically(files::join(aside, "metrics.jsonl"), lines);
+  }
+  return aside;
 }
 
 std::string restore_best_of_history(const std::string& run_dir, const std::string& resumed_path,

@@ -531,6 +531,10 @@ TEST(Loop, AResumeFromAnEarlierStepSetsTheLaterHistoryAside) {
     EXPECT_EQ(set_up_replica(refused, test::mpi_env(), resume, r, checkpoint), kExitUserError);
     EXPECT_TRUE(aside().empty());
   }
+  // The outputs of the abandoned history's end stayed beside the new history's checkpoints,
+  // and its metrics lines past the step were dropped: they go aside with its checkpoints.
+  test::write_file(config.run.dir + "/features.h5", "the abandoned history's features");
+  test::write_file(config.run.dir + "/classifier.json", "{}");
   Running s(config, resume);
   ASSERT_EQ(s.r.resumed_from, four);
   EXPECT_EQ(list_step_checkpoints(config.run.dir),
@@ -538,6 +542,17 @@ TEST(Loop, AResumeFromAnEarlierStepSetsTheLaterHistoryAside) {
   EXPECT_FALSE(files::exists(best_checkpoint_path(config.run.dir)));
   EXPECT_EQ(aside(), (std::vector<std::string>{"best.h5", "step-0000000005.h5",
                                                "step-0000000006.h5", "step-0000000007.h5"}));
+  std::string previous;
+  for (const auto& name : files::list(config.run.dir))
+    if (name.rfind("previous-", 0) == 0) previous = config.run.dir + "/" + name;
+  for (const char* name : {"features.h5", "classifier.json"}) {
+    EXPECT_FALSE(files::exists(config.run.dir + "/" + name)) << name;
+    EXPECT_TRUE(files::exists(previous + "/" + name)) << name;
+  }
+  bool step_7 = false;
+  for (const auto& line : metrics(previous))
+    step_7 = step_7 || (line.value("type", "") == "step" && line.value("step", 0) == 7);
+  EXPECT_TRUE(step_7) << "the abandoned history's metrics are not in " << previous;
 }
 
 // Temporary files of killed checkpoint writers are removed when a run takes the directory.
