@@ -227,6 +227,21 @@ void refuse_overwrite(const std::string& path, bool force) {
     throw UserError("predict: " + path + " exists; pass --force to overwrite it");
 }
 
+// The submission is of the weights the features came from: where that checkpoint has changed
+// since (a run continued, stopped before its final export), say so (features of model_xxh3).
+void warn_if_weights_changed_since(const io::H5File& f) {
+  if (!f.has_attr("model") || !f.has_attr("model_xxh3")) return;
+  const std::string weights = exporting::weights_file_of(f.attr_string("model"));
+  if (weights.empty() || !files::exists(weights)) return;
+  const std::string then = f.attr_string("model_xxh3"), now = file_checksum(weights);
+  if (now != then)
+    spdlog::warn(
+        "{} holds the embeddings of {} as it was when they were exported (XXH3 {}); it has "
+        "changed since ({} now: a run continued?): the submission is of the earlier weights; "
+        "`siamese-xlmr export --force` embeds with the current ones",
+        f.path(), weights, then, now);
+}
+
 int predict_submission(const Config& config, const PredictArgs& a) {
   const std::string features = features_path(config, a);
   const std::string classifier_path = files::join(config.run.dir, "classifier.json");
@@ -251,6 +266,7 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   refuse_overwrite(submission, a.force);
 
   io::H5File f = io::H5File::open(features);
+  warn_if_weights_changed_since(f);
   if (!f.has("train/embeddings"))  // a checkpoint, say: "has no test set" misled
     throw UserError(features +
                     " is not a features file (no train/embeddings); expected the features.h5 "

@@ -182,7 +182,7 @@ TEST_F(Predict, OtherWeightsThanTheFeaturesAreSaid) {
 // The weights' content decides: a copy of the exported checkpoint elsewhere (a run directory
 // moved) embeds as the features did, and a checkpoint rewritten since the export (a run
 // continued) is said to have changed.
-TEST_F(Predict, TextsEmbeddedWithAChangedCheckpointAreSaid) {
+TEST_F(Predict, ACheckpointChangedSinceTheFeaturesIsSaid) {
   test::TempDir dir;
   const std::string weights = dir.path("weights.h5"), moved = dir.path("moved.h5");
   test::write_file(weights, test::read_file(run_file("checkpoints/best.h5")));
@@ -201,6 +201,16 @@ TEST_F(Predict, TextsEmbeddedWithAChangedCheckpointAreSaid) {
   for (auto& [name, tensor] : other.params) tensor.mul_(0.5);
   train::write_checkpoint(weights, other);
   ASSERT_NE(file_checksum(weights), file_checksum(moved));
+  // A submission from the features of the checkpoint as it was: said, not refused.
+  auto submission = test::run_cli(
+      cli("predict --features " + dir.path("run/features.h5") + " --out " + dir.path("s.csv")) +
+      " run.dir=" + dir.path("run"));
+  ASSERT_EQ(submission.exit_code, 0) << submission.err;
+  EXPECT_NE(submission.err.find("holds the embeddings of " + weights +
+                                " as it was when they were exported (XXH3 " + file_checksum(moved) +
+                                "); it has changed since"),
+            std::string::npos)
+      << submission.err;
   auto changed = test::run_cli(texts(weights), "hello\n");
   ASSERT_EQ(changed.exit_code, 0) << changed.err;
   EXPECT_NE(changed.err.find("embedded with checkpoint " + weights +
