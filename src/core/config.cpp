@@ -478,7 +478,8 @@ std::string type_description(const Field& f) {
       return "one of " + join(f.choices, "|");
     case Kind::kDuration:
       return bounds(
-          "a duration (seconds, or 90s, 30m, 2h, 1h30m, 1d: each unit once, largest first)");
+          "a duration (seconds, or 90s, 30m, 2h, 1h30m, 1d: each unit once, largest first, a part "
+          "below the unit before it)");
     case Kind::kStepsOrDuration:
       return "a number of steps (500) or a duration (90s, 30m, 2h)";
     case Kind::kFile:

@@ -150,8 +150,11 @@ double parse_duration(std::string_view text) {
     } else if (any) {
       throw std::invalid_argument("missing unit");
     }
-    // "1h30m", not "30m1h" or "1h1h": each unit once, largest first.
+    // "1h30m", not "30m1h" or "1h1h": each unit once, largest first; and not "1h90m": a
+    // part below the unit before it (as a clock reads).
     if (unit >= previous_unit) throw std::invalid_argument("units out of order or repeated");
+    if (any && value * unit >= previous_unit)
+      throw std::invalid_argument("a part as large as the unit before it");
     previous_unit = unit;
     total += value * unit;
     any = true;

@@ -97,6 +97,11 @@ TEST(Strings, Durations) {
   // Each unit once, largest first: "30m1h" and "1h1h" were 5400 and 7200.
   EXPECT_THROW(parse_duration("30m1h"), std::invalid_argument);
   EXPECT_THROW(parse_duration("1h1h"), std::invalid_argument);
+  // A part below the unit before it, as a clock reads: "1h90m" (9000 s) was taken.
+  EXPECT_THROW(parse_duration("1h90m"), std::invalid_argument);
+  EXPECT_THROW(parse_duration("1m60s"), std::invalid_argument);
+  EXPECT_THROW(parse_duration("1d24h"), std::invalid_argument);
+  EXPECT_DOUBLE_EQ(parse_duration("1h59.5m"), 3600 + 59.5 * 60);
   EXPECT_EQ(format_duration(5400), "1h30m");
   EXPECT_EQ(format_duration(0), "0s");
 }
