@@ -151,8 +151,8 @@ namespace {
 // evaluation.json beside the features: one of the run's files (train --force moves it aside),
 // written while no training, export or predict works in the directory. The table is printed
 // before, so a refusal (the directory in use, read-only or full) costs the file only, and says so.
-void write_evaluation_json(const std::string& dir, const std::string& json) {
-  const std::string path = files::join(dir, "evaluation.json");
+void write_evaluation_json(const std::string& path, const std::string& json) {
+  const std::string dir = files::parent(path);
   try {
     const RunDirLock lock(dir, "evaluate",
                           "copy the features files to another folder and evaluate them there");
@@ -193,7 +193,12 @@ int cmd_evaluate(const std::vector<std::string>& features, const std::string& be
   if (before) std::printf("before: %s\nafter:  %s\n", before_file.c_str(), after_path.c_str());
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);
   std::fflush(stdout);
-  write_evaluation_json(dir, evaluate::to_json(after, before.get()));
+  // features_before.h5 scored alone does not replace the run's evaluation of features.h5 (the
+  // one the model card reads): evaluation_before.json.
+  const bool untrained =
+      after_path.substr(after_path.find_last_of('/') + 1) == "features_before.h5";
+  write_evaluation_json(files::join(dir, untrained ? "evaluation_before.json" : "evaluation.json"),
+                        evaluate::to_json(after, before.get()));
   return 0;
 }
 

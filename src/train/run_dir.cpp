@@ -118,10 +118,10 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
                     aside + " and start afresh");
   // predict's outputs, and the pictures and table of tools/plot_run.py and the demo, too: a
   // fresh run kept the earlier run's beside its own.
-  std::vector<std::string> names = {"checkpoints",    "features.h5",        "features_before.h5",
-                                    "metrics.jsonl",  "evaluation.json",    "classifier.json",
-                                    "submission.csv", "evaluation.txt",     "tsne_before.png",
-                                    "tsne_after.png", "learning_curves.png"};
+  std::vector<std::string> names = {
+      "checkpoints",     "features.h5",     "features_before.h5",  "metrics.jsonl",
+      "evaluation.json", "classifier.json", "submission.csv",      "evaluation.txt",
+      "tsne_before.png", "tsne_after.png",  "learning_curves.png", "evaluation_before.json"};
   if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
   return move_aside(run_dir, names);
 }
@@ -200,7 +200,7 @@ std::vector<std::string> remove_stale_temporaries(const std::string& run_dir) {
   remove_in(run_dir, [](const std::string& name) {
     for (const char* ours :
          {"features.h5", "features_before.h5", "metrics.jsonl", "evaluation.json",
-          "config.resolved.yaml", "classifier.json", "submission.csv"})
+          "evaluation_before.json", "config.resolved.yaml", "classifier.json", "submission.csv"})
       if (name == ours) return true;
     return false;
   });

@@ -689,6 +689,23 @@ TEST_F(Predict, ExportHfOfTheRunsWeightsWaitsForItsTraining) {
 
 // evaluate in a run.dir another command holds: the table is printed (evaluating reads only),
 // then one line says evaluation.json was not written and why, and what to do instead; exit 2.
+// `evaluate features_before.h5` replaced the run's evaluation.json (the one the model card
+// reads) with the untrained encoder's: it writes evaluation_before.json.
+TEST_F(Predict, EvaluatingTheFeaturesBeforeTrainingKeepsTheRunsEvaluation) {
+  test::TempDir dir;
+  const std::string bytes = test::read_file(run_file("features.h5"));
+  test::write_file(dir.path("features.h5"), bytes);
+  test::write_file(dir.path("features_before.h5"), bytes);
+  auto after = test::run_cli("evaluate " + dir.path("features.h5"));
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  const std::string evaluation = test::read_file(dir.path("evaluation.json"));
+  auto before = test::run_cli("evaluate " + dir.path("features_before.h5"));
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_NE(before.out.find("written: " + dir.path("evaluation_before.json")), std::string::npos)
+      << before.out;
+  EXPECT_EQ(test::read_file(dir.path("evaluation.json")), evaluation);
+}
+
 TEST_F(Predict, EvaluatePrintsItsTableAndSaysWhyEvaluationJsonWasNotWritten) {
   const std::string json = run_file("evaluation.json");
   const bool had_json = files::exists(json);
