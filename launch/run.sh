@@ -139,15 +139,26 @@ in_terminal_foreground() {
   [ "${fields[4]:-0}" != 0 ] && [ "${fields[2]:-}" = "${fields[5]:-}" ]
 }
 
-# A Ctrl-C (SIGINT): the first asks the ranks to checkpoint and stop with dist.stop_signal,
-# which mpirun forwards (TERM, which it does not wait for, when the configuration says TERM);
-# one a second or more later ends the job at once (within the second: the same Ctrl-C sent to
-# the script and to its process group, as timeout(1) does).
+# Microseconds of the wall clock (bash 5's EPOCHREALTIME, else date).
+# shellcheck disable=SC2317  # (run from a trap)
+now_us() {
+  if [ -n "${EPOCHREALTIME:-}" ]; then echo "${EPOCHREALTIME/[.,]/}"; else echo $(($(date +%s%N) / 1000)); fi
+}
+
+# A Ctrl-C (SIGINT): the first asks the ranks to checkpoint and stop with dist.stop_signal
+# (USR1 or USR2, which mpirun forwards; USR1 for TERM, which mpirun follows with a kill a second
+# later); one a second or more later ends the job at once (within the second: the same Ctrl-C
+# sent to the script and to its process group, as timeout(1) does).
 first_interrupt=""
+# shellcheck disable=SC2317  # (run from a trap)
 on_interrupt() {
-  local now=${EPOCHREALTIME/[.,]/}  # microseconds
+  local now
+  now=$(now_us)
   if [ -n "$first_interrupt" ]; then
-    [ $((now - first_interrupt)) -ge 1000000 ] || return 0
+    if [ $((now - first_interrupt)) -lt 1000000 ]; then
+      echo "launch/run.sh: Ctrl-C again within a second: taken for the same one (press it again to end the job at once)" >&2 || true
+      return 0
+    fi
     echo "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" >&2 || true
     forward TERM
     return 0
@@ -155,15 +166,18 @@ on_interrupt() {
   first_interrupt=$now
   local sig
   sig=$(config_value dist.stop_signal USR1 "${train_args[@]+"${train_args[@]}"}")
-  case $sig in USR1 | USR2 | TERM) ;; *) sig=USR1 ;; esac
-  echo "launch/run.sh: Ctrl-C: the ranks checkpoint at the next step boundary and stop (SIG$sig, dist.stop_signal); Ctrl-C again ends the job without waiting" >&2 || true
+  case $sig in USR1 | USR2) ;; *) sig=USR1 ;; esac
+  echo "launch/run.sh: Ctrl-C: the ranks checkpoint at the next step boundary and stop (SIG$sig); Ctrl-C again ends the job without waiting" >&2 || true
   forward "$sig"
 }
 
-# forward SIG: passes SIG on to mpirun, noting a SIGTERM (explain_end says what it costs).
+# forward SIG: passes SIG on to mpirun, noting a SIGTERM that reached it (explain_end says what
+# it costs); before mpirun has started, SIG is held for it (pending).
+# shellcheck disable=SC2317  # (run from traps)
 forward() {
+  if [ -z "$pid" ]; then pending=$1 && return 0; fi
+  kill -s "$1" "$pid" 2>/dev/null || return 0
   [ "$1" != TERM ] || : >"$state/terminated"
-  kill -s "$1" "$pid" 2>/dev/null || true
 }
 
 # No -q: Open MPI's messages pass through watch_stderr below, which needs them.
@@ -303,7 +317,7 @@ end_mpirun_after() {
 # or the connections cannot be listed, nothing is ended.)
 watch_start() {
   trap '' INT QUIT  # a Ctrl-C is the script's to handle (on_interrupt)
-  local end=$((SECONDS + start_timeout)) pid
+  local end=$((SECONDS + start_timeout + 1)) pid  # SECONDS counts whole seconds: (T, T + 1]
   pid=$(cat "$state/pid")
   while [ "$SECONDS" -lt "$end" ]; do
     [ -f "$state/started" ] && return 0
@@ -380,7 +394,7 @@ explain_end() {
   elif [ -f "$state/requeue" ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: rank 0 wrote the checkpoint and the ranks stopped with 75, but mpirun exited with $rc (Open MPI's code after a SIGTERM or Ctrl-C); exit 75 (resume with --resume auto)" >&2
     code=75
-  elif [ -f "$state/terminated" ] && [ "$rc" != 0 ]; then
+  elif [ -f "$state/terminated" ] && [ ! -f "$state/requeue" ] && [ "$rc" != 0 ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: mpirun exited with $rc after a SIGTERM passed on to it (Open MPI kills the ranks a second later): a checkpoint or features file they were writing is incomplete or missing; resume with --resume auto; exit $code" >&2
   elif [ -f "$state/ended_after_done" ]; then
     echo "launch/run.sh: mpirun had not ended $((dead_after + grace)) s after rank 0's last line (a host it cannot reach? see the rank logs), so this script ended it; exit 1" >&2
@@ -407,13 +421,22 @@ fi
 watch_stderr <"$state/stderr" &
 watcher=$!
 train_args=("$@")
+# Signals sent to this script (Slurm's warning signal, a kill) go to mpirun, which forwards
+# them to the ranks (held until it has started); a Ctrl-C asks for a stop (on_interrupt).
+# Detached from the terminal, mpirun no longer gets its hang-up or Ctrl-\ (SIGQUIT): they are
+# passed on as SIGHUP and SIGTERM. Ctrl-Z stops this script alone (and the watch of mpirun's
+# output, whose writes then wait): training goes on, and `fg` resumes the script. The script
+# keeps waiting, to say how the job ended.
+pid=""
+for sig in USR1 USR2 TERM; do trap "forward $sig" "$sig"; done
+trap on_interrupt INT
 # From a terminal, mpirun runs in a session of its own (see the top: the terminal's Ctrl-C is
 # this script's). It keeps its pid ($!): a background child of a script leads no process
 # group, so setsid execs in place, and so does the shell that starts a watch ending mpirun
 # (SIGTERM) should this script die without passing a signal on (SIGKILL), since the terminal
 # would no longer end it. The watch is nobody's child and holds none of mpirun's output.
 detach=()
-if in_terminal_foreground; then
+if in_terminal_foreground && command -v setsid >/dev/null; then
   # shellcheck disable=SC2016  # expanded by the inner shell
   detach=(setsid bash -c '( (while kill -0 $$; do kill -0 "$0" || { kill -TERM $$; exit; }
     sleep 1; done) </dev/null >/dev/null 2>&1 & ); exec "$@"' "$$")
@@ -426,12 +449,6 @@ if [ "$remote" = 1 ] && [ "$start_timeout" -gt 0 ]; then
   watch_start </dev/null >/dev/null 2>&1 &
   starter=$!
 fi
-# Signals sent to this script (Slurm's warning signal, a kill) go to mpirun, which forwards
-# them to the ranks; a Ctrl-C asks for a stop (on_interrupt). Detached from the terminal,
-# mpirun no longer gets its hang-up or Ctrl-\ (SIGQUIT): they are passed on as SIGHUP and
-# SIGTERM. The script keeps waiting, to say how the job ended.
-for sig in USR1 USR2 TERM; do trap "forward $sig" "$sig"; done
-trap on_interrupt INT
 trap '' PIPE  # (now that mpirun has started:) an output whose reader has gone fails, not kills
 if [ ${#detach[@]} -gt 0 ]; then
   trap 'kill -s HUP $pid 2>/dev/null || true' HUP

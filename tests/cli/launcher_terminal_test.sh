@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # launch/run.sh run from a terminal (a pseudo-terminal of tests/cli/pty_run.py, on which Ctrl-C
 # is typed as an operator types it):
-#   1. with a stand-in mpirun that records the signals it gets: the first Ctrl-C reaches it as
-#      dist.stop_signal (USR1, or USR2 when configured), never as SIGINT (it runs in a session
-#      of its own); a second one a second later as SIGTERM; the script says what each does;
+#   1. with a stand-in mpirun that records the signals it gets and its session: the first Ctrl-C
+#      reaches it as dist.stop_signal (USR1, or USR2 when configured); a second one a second
+#      later as SIGTERM; it runs in a session of its own (so the terminal's Ctrl-C is not
+#      its); the script says what each does and what the SIGTERM cost;
 #   2. the script killed (SIGKILL) leaves no mpirun behind: the watch ends it with SIGTERM;
 #   3. with the real mpirun and two CPU ranks: one Ctrl-C, the ranks checkpoint and the job
 #      exits 75, their last lines on the terminal (Open MPI alone passes a Ctrl-C on as a
@@ -31,7 +32,8 @@ trap finish EXIT
 dump() { [ -f "$work/out" ] && tail -30 "$work/out"; }
 
 # The stand-ins: mpirun records each signal it gets (a second after it, so that the test's
-# next Ctrl-C comes a second after the first), and its parent's pid (launch/run.sh's);
+# next Ctrl-C comes a second after the first; started in the background, it cannot trap
+# SIGINT, hence the sessions), its session and its parent's (launch/run.sh's);
 # `siamese-xlmr config --get` answers dist.stop_signal from $SX_TEST_STOP_SIGNAL.
 mkdir "$work/bin"
 cat >"$work/bin/mpirun" <<'SH'
@@ -39,7 +41,8 @@ cat >"$work/bin/mpirun" <<'SH'
 record() { sleep 1.1; echo "$1" >>"$SX_TEST_WORK/signals"; }
 for sig in INT USR1 USR2 HUP QUIT; do trap "record $sig" "$sig"; done
 trap 'record TERM; exit 1' TERM
-echo "$PPID" >"$SX_TEST_WORK/parent"
+session() { local f; read -r -a f <<<"$(sed 's/.*) //' "/proc/$1/stat")"; echo "${f[3]}"; }
+echo "$(session $$) $(session $PPID)" >"$SX_TEST_WORK/sessions"
 echo "$$" >"$SX_TEST_WORK/mpirun.pid"
 echo ready >"$SX_TEST_WORK/ready"
 while :; do sleep 0.1; done
@@ -59,7 +62,7 @@ stand_in() {
   shift
   while [ $# -gt 0 ] && [ "$1" != -- ]; do options+=("$1") && shift; done
   [ $# -gt 0 ] || set -- -- "$source_dir/launch/run.sh" "$work/config.yaml"
-  rm -f "$work/signals" "$work/parent" "$work/mpirun.pid" "$work/ready"
+  rm -f "$work/signals" "$work/sessions" "$work/mpirun.pid" "$work/ready"
   rc=0
   env PATH="$work/bin:$PATH" SX_TEST_WORK="$work" SX_BIN="$work/bin/sx" SX_CPU_RANKS=1 \
     SX_TEST_STOP_SIGNAL="$stop" "${pty_run[@]}" --limit 60 ${options[@]+"${options[@]}"} "$@" \
@@ -67,13 +70,18 @@ stand_in() {
 }
 signals() { tr '\n' ' ' <"$work/signals" 2>/dev/null; }
 
-# 1. Ctrl-C, then Ctrl-C again.
-for stop in USR1 USR2; do
-  stand_in "$stop" --ctrl-c-when "$work/ready:ready:1" --ctrl-c-when "$work/signals:$stop:1"
+# 1. Ctrl-C, then Ctrl-C again (TERM configured: USR1, since mpirun kills the ranks a second
+# after passing on a SIGTERM).
+for stop in USR1 USR2 TERM; do
+  want=$stop
+  [ "$stop" != TERM ] || want=USR1
+  stand_in "$stop" --ctrl-c-when "$work/ready:ready:1" --ctrl-c-when "$work/signals:$want:1"
   [ "$rc" = 1 ] || fail "stop signal $stop: exit $rc, expected mpirun's 1 after its SIGTERM"
-  [ "$(signals)" = "$stop TERM " ] ||
-    fail "stop signal $stop: mpirun got '$(signals)', expected '$stop TERM ' (no INT: a session of its own)"
-  grep -q "launch/run.sh: Ctrl-C: the ranks checkpoint at the next step boundary and stop (SIG$stop, dist.stop_signal)" "$work/out" ||
+  [ "$(signals)" = "$want TERM " ] ||
+    fail "stop signal $stop: mpirun got '$(signals)', expected '$want TERM '"
+  read -r own parents <"$work/sessions"
+  [ "$own" != "$parents" ] || fail "stop signal $stop: mpirun runs in its script's session $own"
+  grep -q "launch/run.sh: Ctrl-C: the ranks checkpoint at the next step boundary and stop (SIG$want)" "$work/out" ||
     fail "stop signal $stop: the first Ctrl-C's line is missing"
   grep -q "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" "$work/out" ||
     fail "stop signal $stop: the second Ctrl-C's line is missing"

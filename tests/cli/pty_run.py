@@ -19,6 +19,11 @@ import sys
 import time
 
 
+def exit_code(status):  # as a shell reports it: 128 + N for a command ended by signal N
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--ctrl-c-when", action="append", default=[])
@@ -78,8 +83,7 @@ def main():
             if done:
                 print(f"\npty_run.py: the command ended before {path} held {text!r} {want} times",
                       flush=True)
-                status = st
-                sys.exit(os.waitstatus_to_exitcode(status) or 124)
+                sys.exit(exit_code(st) or 124)
         os.write(fd, b"\x03")
     while status is None:
         if time.monotonic() > end:
@@ -93,8 +97,7 @@ def main():
             status = st
     while open_ and pump(0.2):  # what it wrote before it ended
         pass
-    code = os.waitstatus_to_exitcode(status)
-    sys.exit(code if code >= 0 else 128 - code)
+    sys.exit(exit_code(status))
 
 
 if __name__ == "__main__":
