@@ -101,21 +101,17 @@ void warn_if_other_weights(const std::string& features, const std::string& weigh
     model = f.attr_string("model");
     if (f.has_attr("model_xxh3")) model_xxh3 = f.attr_string("model_xxh3");
   }
-  const std::string scored = exporting::weights_file_of(model), checkpoint = "checkpoint ";
+  const std::string checkpoint = "checkpoint ";
   std::string changed;
-  if (!scored.empty() && weights.rfind(checkpoint, 0) == 0) {
-    const std::string path = weights.substr(checkpoint.size());
-    if (!model_xxh3.empty()) {  // the content decides: a run directory moved keeps its match
-      const std::string now = file_checksum(path);
-      if (now == model_xxh3) return;
-      std::error_code error;
-      if (std::filesystem::equivalent(scored, path, error))
-        changed = ", which has changed since the export (XXH3 " + model_xxh3 + " then, " + now +
-                  " now: a run continued since?)";
-    } else {
-      std::error_code error;
-      if (std::filesystem::equivalent(scored, path, error)) return;
-    }
+  if (weights.rfind(checkpoint, 0) == 0) {
+    const auto match =
+        exporting::match_weights(model, model_xxh3, weights.substr(checkpoint.size()));
+    if (match.kind == exporting::WeightsMatch::kSame ||
+        match.kind == exporting::WeightsMatch::kUnknown)
+      return;
+    if (match.kind == exporting::WeightsMatch::kChanged)
+      changed = ", which has changed since the export (XXH3 " + model_xxh3 + " then, " +
+                match.now_xxh3 + " now: a run continued since?)";
   } else if (model == weights) {
     return;
   }
@@ -231,15 +227,16 @@ void refuse_overwrite(const std::string& path, bool force) {
 // since (a run continued, stopped before its final export), say so (features of model_xxh3).
 void warn_if_weights_changed_since(const io::H5File& f) {
   if (!f.has_attr("model") || !f.has_attr("model_xxh3")) return;
-  const std::string weights = exporting::weights_file_of(f.attr_string("model"));
+  const std::string model = f.attr_string("model"), then = f.attr_string("model_xxh3");
+  const std::string weights = exporting::weights_file_of(model);
   if (weights.empty() || !files::exists(weights)) return;
-  const std::string then = f.attr_string("model_xxh3"), now = file_checksum(weights);
-  if (now != then)
+  const auto match = exporting::match_weights(model, then, weights);
+  if (match.kind == exporting::WeightsMatch::kChanged)
     spdlog::warn(
         "{} holds the embeddings of {} as it was when they were exported (XXH3 {}); it has "
         "changed since ({} now: a run continued?): the submission is of the earlier weights; "
         "`siamese-xlmr export --force` embeds with the current ones",
-        f.path(), weights, then, now);
+        f.path(), weights, then, match.now_xxh3);
 }
 
 int predict_submission(const Config& config, const PredictArgs& a) {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "core/checksum.h"
@@ -29,6 +30,28 @@ std::vector<float> embed_distributed(model::SiameseEncoder& model,
 std::string weights_file_of(const std::string& model_description) {
   const std::string prefix = "weights of ";
   return model_description.rfind(prefix, 0) == 0 ? model_description.substr(prefix.size()) : "";
+}
+
+WeightsMatch match_weights(const std::string& model, const std::string& recorded_xxh3,
+                           const std::string& path) {
+  WeightsMatch match;
+  const std::string scored = weights_file_of(model);
+  std::error_code error;
+  const bool same_file =
+      !scored.empty() && !path.empty() && std::filesystem::equivalent(scored, path, error);
+  if (recorded_xxh3.empty()) {  // features from before the checksum: the path alone
+    match.kind = same_file ? WeightsMatch::kSame : WeightsMatch::kOther;
+    return match;
+  }
+  try {
+    match.now_xxh3 = file_checksum(path);
+  } catch (const std::runtime_error&) {
+    return match;  // kUnknown
+  }
+  match.kind = match.now_xxh3 == recorded_xxh3 ? WeightsMatch::kSame
+               : same_file                     ? WeightsMatch::kChanged
+                                               : WeightsMatch::kOther;
+  return match;
 }
 
 namespace {

@@ -24,6 +24,18 @@ struct ExportInputs {
 // it), or "" for weights of no checkpoint (pretrained ones, a run's last weights).
 std::string weights_file_of(const std::string& model_description);
 
+// How the checkpoint file at `path` relates to the weights that features (or an evaluation of
+// them) came from, given their "model" description and recorded XXH3 ("" when not recorded).
+struct WeightsMatch {
+  // kSame: the recorded content, wherever the file lies now (without a record: the same file);
+  // kChanged: the file the description names, with other content since (a run continued);
+  // kOther: other weights; kUnknown: the file could not be read, so no verdict.
+  enum Kind { kSame, kChanged, kOther, kUnknown } kind = kUnknown;
+  std::string now_xxh3;  // the file's XXH3, where it was read
+};
+WeightsMatch match_weights(const std::string& model, const std::string& recorded_xxh3,
+                           const std::string& path);
+
 // Writes `path` on rank 0 (temporary file + rename). Must be called on every rank.
 void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
                      const data::XlmrTokenizer& tokenizer, const ExportInputs& inputs,

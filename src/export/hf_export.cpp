@@ -4,13 +4,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
 
-#include "core/checksum.h"
 #include "core/error.h"
 #include "core/files.h"
 #include "export/features.h"
@@ -86,19 +84,6 @@ void add_sentence_transformers(files::FileSet& out, const std::string& dir, int6
       {{"norm.weight", pool_ln.at("pool_ln.weight")}, {"norm.bias", pool_ln.at("pool_ln.bias")}});
 }
 
-// Whether the features an evaluation scored ("model": "weights of PATH", as export and training
-// write it) came from the checkpoint `weights`: the same file, however its path is spelled.
-bool scored_these_weights(const std::string& model, const std::string& weights) {
-  const std::string scored = weights_file_of(model);
-  if (scored.empty() || weights.empty()) return false;
-  char* a = ::realpath(scored.c_str(), nullptr);
-  char* b = ::realpath(weights.c_str(), nullptr);
-  const bool same = a && b ? std::strcmp(a, b) == 0 : scored == weights;
-  std::free(a);
-  std::free(b);
-  return same;
-}
-
 // The table of an evaluation.json that scored these weights.
 std::string table_of(const json& evaluation) {
   auto row = [](const json& fold, const char* key) {
@@ -148,23 +133,25 @@ std::string evaluation_table(const std::string& path, const std::string& weights
         " --force`, then `siamese-xlmr evaluate RUN_DIR/features.h5`, "
         "scores these weights.\n";
     const json& scored = after.value("model_xxh3", json());
-    if (scored.is_string()) {
-      if (!weights.empty() && scored.get<std::string>() == file_checksum(weights))
+    const auto match =
+        match_weights(model, scored.is_string() ? scored.get<std::string>() : "", weights);
+    switch (match.kind) {
+      case WeightsMatch::kSame:
         return table_of(j);
-      if (scored_these_weights(model, weights))
+      case WeightsMatch::kChanged:
         return "The run's evaluation.json scored the features of " + weights +
                " as it was then (XXH3 " + scored.get<std::string>() +
                "), and the file has changed since" + redo;
-    } else if (scored_these_weights(model, weights)) {
-      return table_of(j);
+      case WeightsMatch::kOther:
+        return "The run's evaluation.json scored the features of " + model + ", not these weights" +
+               redo;
+      case WeightsMatch::kUnknown:
+        break;
     }
-    return "The run's evaluation.json scored the features of " + model + ", not these weights" +
-           redo;
+    return "The weights could not be read back to match the run's evaluation, so its table is "
+           "left out.\n";
   } catch (const json::exception&) {
     return "The run's evaluation.json could not be read.\n";
-  } catch (const std::runtime_error& e) {
-    return std::string("The weights could not be read back to match the run's evaluation (") +
-           e.what() + "), so its table is left out.\n";
   }
 }
 
