@@ -28,6 +28,16 @@ RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command,
     return;
   }
   const int error = errno;
+  if (error == EWOULDBLOCK && ::flock(fd_, LOCK_SH | LOCK_NB) == 0) {
+    // Readers alone hold it (export-hf publishing the run's weights): the holder in the file
+    // is the last writer, long gone.
+    ::close(fd_);
+    fd_ = -1;
+    throw UserError("run.dir " + run_dir +
+                    " is being read by `export-hf`, which is still running: wait for it to end, "
+                    "or " +
+                    way_out);
+  }
   if (error == EWOULDBLOCK) refuse(run_dir, way_out);
   spdlog::warn("run.dir: {} cannot be locked ({}): nothing stops a second command writing {}", path,
                std::strerror(error), run_dir);

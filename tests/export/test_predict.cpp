@@ -685,10 +685,15 @@ TEST_F(Predict, ExportHfOfTheRunsWeightsWaitsForItsTraining) {
   const RunDirLock reading(RunDirLock::Reading{}, data_->run, "unused");
   auto r = test::run_cli(cli("export-hf --out " + dir.path("hf")));
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // A writer meanwhile is told a reader holds the directory, not the last writer's name.
+  auto predict = test::run_cli(cli("predict --force"));
+  EXPECT_EQ(predict.exit_code, 2) << predict.err;
+  EXPECT_NE(predict.err.find("run.dir " + data_->run +
+                             " is being read by `export-hf`, which is still running"),
+            std::string::npos)
+      << predict.err;
 }
 
-// evaluate in a run.dir another command holds: the table is printed (evaluating reads only),
-// then one line says evaluation.json was not written and why, and what to do instead; exit 2.
 // `evaluate features_before.h5` replaced the run's evaluation.json (the one the model card
 // reads) with the untrained encoder's: it writes evaluation_before.json.
 TEST_F(Predict, EvaluatingTheFeaturesBeforeTrainingKeepsTheRunsEvaluation) {
@@ -706,6 +711,8 @@ TEST_F(Predict, EvaluatingTheFeaturesBeforeTrainingKeepsTheRunsEvaluation) {
   EXPECT_EQ(test::read_file(dir.path("evaluation.json")), evaluation);
 }
 
+// evaluate in a run.dir another command holds: the table is printed (evaluating reads only),
+// then one line says evaluation.json was not written and why, and what to do instead; exit 2.
 TEST_F(Predict, EvaluatePrintsItsTableAndSaysWhyEvaluationJsonWasNotWritten) {
   const std::string json = run_file("evaluation.json");
   const bool had_json = files::exists(json);
