@@ -268,7 +268,7 @@ void load_data(const Config& config, const dist::MpiEnv& env, Replica& r) {
 // unusable one is refused now, not after the whole run (reading it costs one file read),
 // naming the step checkpoint of the best epoch (`resumed`.best_step) where it is still there.
 void check_best_checkpoint(const std::string& run_dir, model::SiameseEncoder& model,
-                           const TrainState& resumed) {
+                           const std::string& resumed_path, const TrainState& resumed) {
   const std::string path = best_checkpoint_path(run_dir);
   if (!files::exists(path)) return;
   try {
@@ -280,15 +280,14 @@ void check_best_checkpoint(const std::string& run_dir, model::SiameseEncoder& mo
                         (it == best.params.end() ? " is missing" : " has another shape"));
     }
   } catch (const UserError& e) {
-    const std::string same =
-        resumed.best_step > 0 ? step_checkpoint_path(run_dir, resumed.best_step) : "";
+    const std::string same = best_step_checkpoint(resumed_path, resumed);
     throw UserError(std::string(e.what()) +
                     "; the run would fail when it ends, reloading its best weights: restore the "
                     "file" +
-                    (files::exists(same) ? ", or copy " + same +
-                                               " over it (the best epoch's step checkpoint, the "
-                                               "same weights)"
-                                         : "") +
+                    (!same.empty() ? ", or copy " + same +
+                                         " over it (the best epoch's step checkpoint, the "
+                                         "same weights)"
+                                   : "") +
                     "; deleting it ends the run with the weights of its next improved epoch, or "
                     "its last");
   }
@@ -344,7 +343,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   if (!lead) return;
   r.resumed_from = pick_checkpoint(config, options, r.state, checkpoint);
   if (!r.resumed_from.empty()) {
-    check_best_checkpoint(config.run.dir, r.trainee.model, checkpoint.state);
+    check_best_checkpoint(config.run.dir, r.trainee.model, r.resumed_from, checkpoint.state);
     model::load_state(*r.trainee.model, checkpoint.params, "checkpoint " + r.resumed_from);
     load_moments(checkpoint, r.resumed_from, r.trainee);
   }
@@ -453,14 +452,23 @@ int64_t global_batch_of(const Config& config, int64_t ranks, int64_t accumulatio
 
 // A resumed run with another train.max_epochs (check_same_results lets it through) trains to
 // that cap: a finished run continues for more epochs. (0, the notebook's rule, keeps the plan's.)
+// A run early stopping ended stops again at once, and so does one past the new cap: said so.
 void settle_max_epochs(const Config& config, const dist::MpiEnv& env, TrainState& s) {
   const int64_t cap = config.train.max_epochs;
   if (cap <= 0 || cap == s.max_epochs) return;
-  if (env.rank == 0)
-    spdlog::info(
-        "train.max_epochs {}: the run continues to epoch {} (its checkpoint planned {}; "
-        "{} completed)",
-        cap, cap, s.max_epochs, s.epoch);
+  if (env.rank == 0) {
+    const std::string then = " (its checkpoint planned " + std::to_string(s.max_epochs) + "; " +
+                             std::to_string(s.epoch) + " completed)";
+    if (s.epochs_without_improvement >= config.train.patience)
+      spdlog::warn(
+          "train.max_epochs {}{}: early stopping ended this run ({} epochs without a "
+          "lower validation loss, train.patience {}), so it stops again at once",
+          cap, then, s.epochs_without_improvement, config.train.patience);
+    else if (s.epoch >= cap)
+      spdlog::warn("train.max_epochs {}{}: the run is past it and stops at once", cap, then);
+    else
+      spdlog::info("train.max_epochs {}{}: the run continues to epoch {}", cap, then, cap);
+  }
   s.max_epochs = cap;
 }
 
@@ -468,14 +476,14 @@ void settle_max_epochs(const Config& config, const dist::MpiEnv& env, TrainState
 void warn_of_another_batch(const Config& config, const dist::MpiEnv& env, const TrainState& s,
                            int64_t before, int64_t batch) {
   spdlog::warn(
-      "resuming with a global batch of {} pairs ({} ranks x {} pairs x {} accumulation "
+      "resuming with a global batch of {} pairs ({} x {} pairs x {} accumulation "
       "steps) instead of the checkpoint's {} ({} x {} x {}): the pair sequence continues at "
       "pair {} and the schedule is kept in pairs: epochs of {} pairs ({} steps now), a "
       "learning-rate half-cycle of {} pairs (at pair {} of it), at most {} epochs{}",
-      batch, env.world, config.train.pairs_per_rank, config.train.accumulation_steps, before,
-      s.world_size, config.train.pairs_per_rank, s.accumulation_steps, s.pairs_consumed,
-      s.plan().pairs_per_epoch, s.plan().steps_per_epoch(batch), s.plan().lr_step_pairs, s.lr_pairs,
-      s.plan().max_epochs,
+      batch, count_of(env.world, "rank"), config.train.pairs_per_rank,
+      config.train.accumulation_steps, before, s.world_size, config.train.pairs_per_rank,
+      s.accumulation_steps, s.pairs_consumed, s.plan().pairs_per_epoch,
+      s.plan().steps_per_epoch(batch), s.plan().lr_step_pairs, s.lr_pairs, s.plan().max_epochs,
       config.train.max_steps > 0 ? ", train.max_steps counted in steps of " +
                                        std::to_string(s.plan().global_batch) + " pairs"
                                  : "");

@@ -160,10 +160,9 @@ std::string set_aside_abandoned_history(const std::string& run_dir, const std::s
   return aside;
 }
 
-std::string restore_best_of_history(const std::string& run_dir, const std::string& resumed_path,
-                                    const TrainState& resumed) {
-  const std::string best = best_checkpoint_path(run_dir);
-  if (files::exists(best) || resumed.best_step <= 0 || resumed.best_step > resumed.step ||
+std::string best_step_checkpoint(const std::string& resumed_path, const TrainState& resumed,
+                                 Checkpoint* read) {
+  if (resumed.best_step <= 0 || resumed.best_step > resumed.step ||
       !std::isfinite(resumed.best_val_loss))
     return "";
   const std::string source =
@@ -172,11 +171,22 @@ std::string restore_best_of_history(const std::string& run_dir, const std::strin
   try {
     Checkpoint c = read_checkpoint(source, /*with_optimizer=*/false);
     if (c.state.lineage != resumed.lineage || c.state.step != resumed.best_step) return "";
-    files::create_directories(checkpoint_dir(run_dir));  // a new run.dir has none yet
-    write_checkpoint(best, c);
+    if (read) *read = std::move(c);
   } catch (const UserError&) {
-    return "";  // unusable: the run goes on without best.h5 and says so when it ends
+    return "";  // unusable
   }
+  return source;
+}
+
+std::string restore_best_of_history(const std::string& run_dir, const std::string& resumed_path,
+                                    const TrainState& resumed) {
+  const std::string best = best_checkpoint_path(run_dir);
+  if (files::exists(best)) return "";
+  Checkpoint c;
+  const std::string source = best_step_checkpoint(resumed_path, resumed, &c);
+  if (source.empty()) return "";  // the run goes on without best.h5 and says so when it ends
+  files::create_directories(checkpoint_dir(run_dir));  // a new run.dir has none yet
+  write_checkpoint(best, c);
   return source;
 }
 

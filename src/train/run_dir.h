@@ -12,6 +12,8 @@
 
 namespace sx::train {
 
+struct Checkpoint;
+
 // The earlier run's results in run_dir that a fresh run would overwrite, relative to run_dir:
 // its step checkpoints, checkpoints/best.h5 and features.h5. (features_before.h5 alone is not
 // one: the untrained encoder's features, made again from the configuration; it is what a job
@@ -47,6 +49,12 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
 // drops). Returns the folder ("" when nothing was moved). Only once the run is accepted.
 std::string set_aside_abandoned_history(const std::string& run_dir, const std::string& resumed_path,
                                         const TrainState& resumed);
+
+// The step checkpoint of the best epoch of the history `resumed` (read from `resumed_path`)
+// belongs to: beside resumed_path, at resumed.best_step, of its lineage and readable (into
+// `read` when given); "" when there is none.
+std::string best_step_checkpoint(const std::string& resumed_path, const TrainState& resumed,
+                                 Checkpoint* read = nullptr);
 
 // After --resume PATH, where run.dir has no best.h5 (set aside above, or a new run.dir) while
 // the resumed history validated a best: that best is the epoch-end step checkpoint at
