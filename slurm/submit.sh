@@ -7,7 +7,11 @@
 #   T in any of Slurm's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (default 08:30:00).
 #   R ranks (tasks) per node, default G (one per GPU; G 0 needs R: CPU nodes); C CPUs per rank,
 #   default train.sbatch's 8. --dry-run prints the sbatch command instead of running it.
+#   The configuration is read first (also with --dry-run), by build/src/app/siamese-xlmr or
+#   SX_BIN, from the checkout's root as the job reads it.
 set -euo pipefail
+# SX_BIN as the caller gave it, before the cd below.
+[ -z "${SX_BIN:-}" ] || SX_BIN=$(realpath -m -- "$SX_BIN")
 cd "$(dirname "$0")/.."
 usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R] [--cpus-per-rank C] [--dry-run] [key=value ...]"
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
@@ -61,6 +65,7 @@ budget=$(( limit - 900 ))
 [ "$budget" -gt 300 ] || { echo "submit: --time $time ($limit s) leaves no time to train (at least 1201 s needed: training stops 900 s before the limit)" >&2; exit 2; }
 [ "$nodes" -ge 1 ] || { echo "submit: --nodes $nodes: expected 1 or more" >&2; exit 2; }
 [ -z "$ranks" ] || [ "$ranks" -ge 1 ] || { echo "submit: --ranks-per-node $ranks: expected 1 or more" >&2; exit 2; }
+[ -z "$cpus" ] || [ "$cpus" -ge 1 ] || { echo "submit: --cpus-per-rank $cpus: expected 1 or more" >&2; exit 2; }
 ranks=${ranks:-$gpus}
 [ "$ranks" -ge 1 ] || { echo "submit: --gpus-per-node 0 needs --ranks-per-node (ranks on each CPU node)" >&2; exit 2; }
 # The configuration as the job will read it (from this directory, as sbatch runs the job): a

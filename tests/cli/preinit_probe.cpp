@@ -1,6 +1,7 @@
 // Preloaded into siamese-xlmr (LD_PRELOAD) by Cli.TrainTakesStopSignalsBeforeItsLibrariesLoad:
-// its initializer runs among the shared libraries' ones, after the executable's .preinit_array
-// and before libtorch's, and prints what SIGUSR1 and SIGTERM would do then.
+// its initializer runs among the shared libraries' ones (after the executable's .preinit_array;
+// where among the others is the loader's choice, and nothing before main sets the handlers
+// but that hook), and prints what SIGUSR1 and SIGTERM would do then.
 #include <signal.h>
 
 #include <cstdio>

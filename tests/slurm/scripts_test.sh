@@ -84,6 +84,8 @@ rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --nodes 0 --dry-run 2>&1) || rc=$
 check "refuses --nodes 0, naming it" "2:1" "$rc:$(grep -c -- '--nodes 0: expected 1 or more' <<<"$out")"
 rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --ranks-per-node 0 --dry-run 2>&1) || rc=$?
 check "refuses --ranks-per-node 0, naming it" "2:1" "$rc:$(grep -c -- '--ranks-per-node 0: expected 1 or more' <<<"$out")"
+rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --cpus-per-rank 0 --dry-run 2>&1) || rc=$?
+check "refuses --cpus-per-rank 0, naming it" "2:1" "$rc:$(grep -c -- '--cpus-per-rank 0: expected 1 or more' <<<"$out")"
 # The configuration is read before anything is queued: its mistakes showed only when the job
 # started, after the queue's wait.
 rc=0; out=$(FAKE_CONFIG_ERROR="siamese-xlmr: error: cfg.yaml:3: unknown key train.patiense" \
