@@ -296,12 +296,14 @@ const std::vector<Field>& schema() {
                                     "Steps per epoch; 0 = the notebook's rule min(20 x validation "
                                     "batches, training batches)."),
                               0)));
-    s.push_back(results(range(entry(SX_MEMBER(train, max_epochs), Kind::kInt, "0",
-                                    "Epoch cap; 0 = the notebook's rule max(30, round(10 x "
-                                    "training batches / steps per epoch)). The one key that "
-                                    "changes results a resume may change: a finished run "
-                                    "resumed with a larger cap trains on to it."),
-                              0)));
+    s.push_back(results(
+        range(entry(SX_MEMBER(train, max_epochs), Kind::kInt, "0",
+                    "Epoch cap; 0 = the notebook's rule max(30, round(10 x "
+                    "training batches / steps per epoch)). The one key that "
+                    "changes results a resume may change: a finished run "
+                    "resumed with a larger cap trains on to it (one early stopping ended stops "
+                    "again at once)."),
+              0)));
     s.push_back(results(range(entry(SX_MEMBER(train, patience), Kind::kInt, "9",
                                     "Early stopping: epochs without a strictly lower validation "
                                     "loss before training stops."),
