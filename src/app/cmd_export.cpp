@@ -69,7 +69,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
     const std::string path = choose_checkpoint(config, checkpoint);
     const train::Checkpoint read = train::read_checkpoint(path, false);
     model::load_state(*built.encoder, read.params, "checkpoint " + path);
-    const std::string changed = embedding_settings_changed(config, path, read.state.config_hash);
+    const std::string changed = embedding_settings_changed(config, path, read.state);
     if (env.rank == 0 && !changed.empty())
       spdlog::warn(
           "export: the settings that make embeddings differ from the training of {} ({}): the "
@@ -121,7 +121,7 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
   // The directory says how to embed as the training did (its max_seq_length, pooling
   // LayerNorm, the model card's "training used"): from this configuration, so it must be the
   // training's.
-  if (const std::string changed = embedding_settings_changed(config, path, read.state.config_hash);
+  if (const std::string changed = embedding_settings_changed(config, path, read.state);
       !changed.empty())
     throw UserError("export-hf: the settings that make embeddings differ from the training of " +
                     path + " (" + changed +

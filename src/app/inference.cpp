@@ -54,9 +54,9 @@ std::string checkpoint_to_load(const Config& config, const WeightsChoice& choice
 }  // namespace
 
 std::string embedding_settings_changed(const Config& config, const std::string& path,
-                                       const std::string& hash) {
+                                       const train::TrainState& then) {
   std::string out;
-  for (const std::string& change : train::config_changes_since(path, hash, config))
+  for (const std::string& change : train::config_changes_since(path, then, config))
     for (const char* key : {"tokenizer.max_len:", "tokenizer.keep_eos:", "tokenizer.pretokenize:",
                             "model.pool_ln_eps:"})
       if (change.rfind(key, 0) == 0) out += (out.empty() ? "" : "; ") + change;
@@ -72,8 +72,7 @@ InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoic
     const train::Checkpoint read = train::read_checkpoint(checkpoint, false);
     model::load_state(*built.encoder, read.params, "checkpoint " + checkpoint);
     out.weights = "checkpoint " + checkpoint;
-    const std::string changed =
-        embedding_settings_changed(config, checkpoint, read.state.config_hash);
+    const std::string changed = embedding_settings_changed(config, checkpoint, read.state);
     if (rank == 0 && !changed.empty())
       spdlog::warn(
           "the settings that make embeddings differ from the training of {} ({}): the "

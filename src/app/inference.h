@@ -8,6 +8,7 @@
 #include "app/commands.h"
 #include "core/config.h"
 #include "model/xlmr.h"
+#include "train/train_state.h"
 
 namespace sx::app {
 
@@ -28,10 +29,10 @@ InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoic
 
 // The settings that make embeddings from trained weights (tokenizer.max_len, keep_eos and
 // pretokenize, model.pool_ln_eps) where they differ from those of the training that wrote the
-// checkpoint at `path` (`hash`: its configuration hash; see train::config_changes_since):
+// checkpoint at `path` (of state `then`; see train::config_changes_since):
 // "tokenizer.max_len: 128 then, 64 now; ...", or "" (the same, or not known).
 std::string embedding_settings_changed(const Config& config, const std::string& path,
-                                       const std::string& hash);
+                                       const train::TrainState& then);
 
 // A text as the Jigsaw loaders read one: invalid UTF-8 dropped, then Python's str.strip().
 std::string clean_text(std::string line);

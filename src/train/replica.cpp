@@ -102,31 +102,21 @@ int64_t threads_for(const Config& config, const dist::MpiEnv& env) {
   return std::max<int64_t>(1, cores / std::max(1, env.local_world));
 }
 
-// Whether `config` is the checkpoint's configuration but for train.max_epochs: training for
-// more (or fewer) epochs continues the same run, and settle_plan takes the new cap. The first
-// run's value was 0 (the notebook's rule, which made its plan's cap) or that cap.
-bool only_max_epochs_changed(const TrainState& then, const Config& config) {
-  for (const int64_t was : {int64_t{0}, then.max_epochs}) {
-    Config c = config;
-    c.train.max_epochs = was;
-    if (config_result_hash(c) == then.config_hash) return true;
-  }
-  return false;
-}
-
 // Throws a UserError when the checkpoint at `path` comes from a run whose results would differ
 // from this one's (`now`, of `config`): another configuration, or other data, tokenizer or model
 // files.
 void check_same_results(const TrainState& then, const TrainState& now, const Config& config,
                         const std::string& path) {
-  if (then.config_hash != now.config_hash && !only_max_epochs_changed(then, config)) {
-    const std::string changes = join(config_changes_since(path, then.config_hash, config), "; ");
-    throw UserError(
-        "checkpoint " + path +
-        " was written with a different configuration of the keys that change "
-        "results (" +
-        (changes.empty() ? "hash " + then.config_hash + ", now " + now.config_hash : changes) +
-        "); resume with the same configuration or use another run.dir");
+  if (then.config_hash != now.config_hash && !same_results_but_max_epochs(then, config)) {
+    std::vector<std::string> changes;  // train.max_epochs alone may change: not a reason
+    for (const std::string& change : config_changes_since(path, then, config))
+      if (change.rfind("train.max_epochs:", 0) != 0) changes.push_back(change);
+    throw UserError("checkpoint " + path +
+                    " was written with a different configuration of the keys that change "
+                    "results (" +
+                    (changes.empty() ? "hash " + then.config_hash + ", now " + now.config_hash
+                                     : join(changes, "; ")) +
+                    "); resume with the same configuration or use another run.dir");
   }
   const std::string change = describe_inputs_change(then.inputs, now.inputs);
   if (!change.empty())
@@ -451,11 +441,18 @@ int64_t global_batch_of(const Config& config, int64_t ranks, int64_t accumulatio
 }
 
 // A resumed run with another train.max_epochs (check_same_results lets it through) trains to
-// that cap: a finished run continues for more epochs. (0, the notebook's rule, keeps the plan's.)
-// A run early stopping ended stops again at once, and so does one past the new cap: said so.
-void settle_max_epochs(const Config& config, const dist::MpiEnv& env, TrainState& s) {
-  const int64_t cap = config.train.max_epochs;
-  if (cap <= 0 || cap == s.max_epochs) return;
+// that cap: a finished run continues for more epochs. 0 is the notebook's rule as the first run
+// computed it (the same pairs, its global batch). A run early stopping ended stops again at
+// once, and so does one past the new cap: said so.
+void settle_max_epochs(const Config& config, const dist::MpiEnv& env, const Replica& r,
+                       TrainState& s) {
+  const int64_t cap = config.train.max_epochs > 0
+                          ? config.train.max_epochs
+                          : plan_epochs(static_cast<int64_t>(r.train_pairs.size()),
+                                        static_cast<int64_t>(r.val_pairs.size()),
+                                        s.plan_global_batch, config.train.steps_per_epoch, 0)
+                                .max_epochs;
+  if (cap == s.max_epochs) return;
   if (env.rank == 0) {
     const std::string then = " (its checkpoint planned " + std::to_string(s.max_epochs) + "; " +
                              std::to_string(s.epoch) + " completed)";
@@ -502,7 +499,7 @@ void settle_plan(const Config& config, const dist::MpiEnv& env, Replica& r) {
                                          config.train.steps_per_epoch, config.train.max_epochs),
                              config.train.lr_step_epochs));
   } else {
-    settle_max_epochs(config, env, s);
+    settle_max_epochs(config, env, r, s);
     const int64_t before = global_batch_of(config, s.world_size, s.accumulation_steps);
     if (env.rank == 0 && before != batch) warn_of_another_batch(config, env, s, before, batch);
   }

@@ -20,6 +20,12 @@
 namespace sx::train {
 namespace {
 
+// What the end of a history leaves in run.dir besides its checkpoints: the final export, and
+// what evaluate, predict and tools/plot_run.py make of it.
+const char* const kOutputsOfAnEnd[] = {"features.h5",        "evaluation.json", "classifier.json",
+                                       "submission.csv",     "evaluation.txt",  "tsne_after.png",
+                                       "learning_curves.png"};
+
 std::string utc_time(const char* format) {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -79,13 +85,24 @@ std::string move_aside(const std::string& run_dir, const std::vector<std::string
 
 }  // namespace
 
-std::vector<std::string> config_changes_since(const std::string& path, const std::string& then_hash,
+bool same_results_but_max_epochs(const TrainState& then, const Config& config) {
+  for (const int64_t was : {int64_t{0}, then.max_epochs}) {
+    Config c = config;
+    c.train.max_epochs = was;
+    if (config_result_hash(c) == then.config_hash) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> config_changes_since(const std::string& path, const TrainState& then,
                                               const Config& now) {
   const std::string run_dir = files::parent(files::parent(path));  // run.dir/checkpoints/step-N
   try {
-    const Config then = load_config(files::join(run_dir, "config.resolved.yaml"), {});
-    if (config_result_hash(then) != then_hash) return {};
-    return config_result_changes(then, now);
+    const Config resolved = load_config(files::join(run_dir, "config.resolved.yaml"), {});
+    if (config_result_hash(resolved) != then.config_hash &&
+        !same_results_but_max_epochs(then, resolved))
+      return {};
+    return config_result_changes(resolved, now);
   } catch (const std::exception&) {
     return {};  // gone, or another release's: the hashes alone then
   }
@@ -118,10 +135,9 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
                     aside + " and start afresh");
   // predict's outputs, and the pictures and table of tools/plot_run.py and the demo, too: a
   // fresh run kept the earlier run's beside its own.
-  std::vector<std::string> names = {
-      "checkpoints",     "features.h5",     "features_before.h5",  "metrics.jsonl",
-      "evaluation.json", "classifier.json", "submission.csv",      "evaluation.txt",
-      "tsne_before.png", "tsne_after.png",  "learning_curves.png", "evaluation_before.json"};
+  std::vector<std::string> names = {"checkpoints", "features_before.h5", "metrics.jsonl",
+                                    "evaluation_before.json", "tsne_before.png"};
+  names.insert(names.end(), std::begin(kOutputsOfAnEnd), std::end(kOutputsOfAnEnd));
   if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
   return move_aside(run_dir, names);
 }
@@ -145,17 +161,23 @@ std::string set_aside_abandoned_history(const std::string& run_dir, const std::s
       abandoned.push_back("checkpoints/best.h5");
   }
   if (abandoned.empty()) return "";
-  // The outputs of its end (features_before.h5 is both histories'), and a copy of its metrics:
-  // this run keeps the lines up to its step and drops the abandoned history's later ones.
-  abandoned.insert(abandoned.end(),
-                   {"features.h5", "evaluation.json", "classifier.json", "submission.csv",
-                    "evaluation.txt", "tsne_after.png", "learning_curves.png"});
+  // The outputs of its end (features_before.h5 is both histories').
+  abandoned.insert(abandoned.end(), std::begin(kOutputsOfAnEnd), std::end(kOutputsOfAnEnd));
   const std::string aside = move_aside(run_dir, abandoned);
-  const std::string metrics = files::join(run_dir, "metrics.jsonl");
-  if (files::exists(metrics)) {
-    std::ifstream in(metrics, std::ios::binary);
-    const std::string lines((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    files::write_file_atomically(files::join(aside, "metrics.jsonl"), lines);
+  // Copies, since this run goes on with them: the metrics (this run keeps the lines up to its
+  // step) and the configuration (what the checkpoints set aside were trained with).
+  for (const char* name : {"metrics.jsonl", "config.resolved.yaml"}) {
+    const std::string path = files::join(run_dir, name);
+    if (!files::exists(path)) continue;
+    std::ifstream in(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    try {
+      if (in.bad()) throw std::runtime_error("cannot read " + path);
+      files::write_file_atomically(files::join(aside, name), bytes);
+    } catch (const std::runtime_error& e) {
+      throw UserError("run.dir: cannot keep a copy of the abandoned history's " +
+                      std::string(name) + ": " + e.what());
+    }
   }
   return aside;
 }

@@ -29,11 +29,17 @@ std::vector<std::string> earlier_run_results(const std::string& run_dir);
 // metrics.jsonl and evaluation.json, and with `with_logs` also log/ and config.resolved.yaml
 // (false once this run has started writing those). `resume_found_nothing`: asked by --resume
 // auto, which found no step checkpoint; the refusal then says to add --force.
+// Whether `config` is the configuration of the run that wrote a checkpoint of state `then`, but
+// for train.max_epochs (a finished run continued for more epochs; its first value was 0, the
+// notebook's rule that made the plan's cap, or that cap).
+bool same_results_but_max_epochs(const TrainState& then, const Config& config);
+
 // The keys that change results and changed since the run that wrote the checkpoint at `path`
-// ("tokenizer.max_len: 128 then, 64 now"), read from its run directory's config.resolved.yaml
-// where that is still the configuration the checkpoint's hash `then_hash` names; none where it
-// cannot be told (the file gone, another release's, a checkpoint outside its run directory).
-std::vector<std::string> config_changes_since(const std::string& path, const std::string& then_hash,
+// (state `then`): "tokenizer.max_len: 128 then, 64 now", read from its run directory's
+// config.resolved.yaml where that is still that run's configuration (its hash, or a
+// continuation's with another train.max_epochs); none where it cannot be told (the file gone,
+// another release's, a checkpoint outside its run directory).
+std::vector<std::string> config_changes_since(const std::string& path, const TrainState& then,
                                               const Config& now);
 
 std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,

@@ -20,6 +20,7 @@
 #include "train/legacy_checkpoint.h"
 #include "train/loop.h"
 #include "train/replica.h"
+#include "train/run_dir.h"
 #include "train/signals.h"
 #include "train/trainer.h"
 
@@ -261,6 +262,17 @@ TEST(Trainer, AFinishedRunContinuesForMoreEpochs) {
   EXPECT_EQ(last.state.step, 10);
   EXPECT_EQ(last.state.epoch, 2);
   EXPECT_EQ(last.state.max_epochs, 2);
+  // The first run's checkpoints are still known by the continued run's config.resolved.yaml:
+  // the check of the settings that make embeddings skipped them (another hash).
+  const std::string first = step_checkpoint_path(one.run.dir, 5);
+  ASSERT_TRUE(files::exists(first));
+  const TrainState then = read_checkpoint(first, false).state;
+  ASSERT_NE(then.config_hash, last.state.config_hash);
+  const auto changes =
+      config_changes_since(first, then, tiny_config(dir, {"tokenizer.max_len=16"}));
+  EXPECT_TRUE(std::any_of(changes.begin(), changes.end(), [](const std::string& change) {
+    return change.rfind("tokenizer.max_len: 32 then, 16 now", 0) == 0;
+  })) << changes.size();
 }
 
 // Trains `steps` steps in run.dir (an epoch is 5) and ends as a finished run does.
