@@ -179,12 +179,12 @@ std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config
        "`siamese-xlmr embed --pretrained model.pretrained=DIR tokenizer.model=DIR/"
        "sentencepiece.bpe.model tokenizer.max_len="
     << in.max_len << " tokenizer.keep_eos=" << (in.keep_eos ? "true" : "false")
-    << " tokenizer.pretokenize=" << name_of(in.pretokenize)
-    << "` reads this directory back, tokenizing as the training did (the pooling LayerNorm "
-       "from `2_LayerNorm/`).\n\n## What Python tools do not reproduce by themselves\n\n"
+    << " tokenizer.pretokenize=" << name_of(in.pretokenize) << " model.pool_ln_eps=" << eps
+    << "` reads this directory back, tokenizing and pooling as the training did (the pooling "
+       "LayerNorm from `2_LayerNorm/`).\n\n## What Python tools do not reproduce by themselves\n\n"
        "- **Pooling LayerNorm epsilon**: training used "
-    << eps
-    << " (Keras' default); sentence-transformers' LayerNorm module is built with PyTorch's 1e-5. "
+    << eps << (in.pool_ln_eps == 1e-3 ? " (Keras' default)" : " (Keras' default is 0.001)")
+    << "; sentence-transformers' LayerNorm module is built with PyTorch's 1e-5. "
        "Set `st[2].norm.eps` as above for identical embeddings.\n"
        "- **Tokenization**: "
     << (in.pretokenize == Pretokenize::kWordpunct

@@ -89,10 +89,10 @@ Loop::Loop(const Config& config, const dist::MpiEnv& env, Replica& replica, JobB
 void Loop::log_start() const {
   const PairPlan plan = r_.state.plan();
   const int64_t accumulation = config_.train.accumulation_steps;
-  spdlog::info("training: global batch {} ({} x {}{}), {} steps per epoch, at most {} epochs{}{}",
+  spdlog::info("training: global batch {} ({} x {}{}), {} steps per epoch, at most {}{}{}",
                r_.global_batch, count_of(env_.world, "rank"), config_.train.pairs_per_rank,
                accumulation > 1 ? " x " + std::to_string(accumulation) + " accumulation steps" : "",
-               plan.steps_per_epoch(r_.global_batch), plan.max_epochs,
+               plan.steps_per_epoch(r_.global_batch), count_of(plan.max_epochs, "epoch"),
                config_.train.max_steps
                    ? ", at most " + std::to_string(config_.train.max_steps) + " steps"
                    : "",

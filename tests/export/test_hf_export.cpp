@@ -112,6 +112,10 @@ TEST(ExportHf, RoundTripGivesTheCheckpointsWeightsAndEmbeddings) {
   EXPECT_EQ(read_json(out + "/sentence_bert_config.json")["max_seq_length"], 128);
   const std::string card = test::read_file(out + "/README.md");
   EXPECT_NE(card.find("st[2].norm.eps = 0.001"), std::string::npos);
+  // The read-back line pools as the training did (another model.pool_ln_eps than the default
+  // gave other embeddings from it).
+  EXPECT_NE(card.find(" model.pool_ln_eps=0.001` reads this directory back"), std::string::npos)
+      << card;
   EXPECT_NE(card.find("wordpunct_tokenize"), std::string::npos);
 }
 
