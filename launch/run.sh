@@ -460,7 +460,15 @@ fi
 rc=0
 while :; do
   wait "$pid" 2>/dev/null && rc=0 || rc=$?  # (bash's own notice of a killed mpirun: not needed)
-  kill -0 "$pid" 2>/dev/null || break  # wait returned for a trap: keep waiting
+  kill -0 "$pid" 2>/dev/null && continue  # wait returned for a trap: keep waiting
+  # Ended. A trap that cut the wait short (128 + its signal) as mpirun ended left mpirun's own
+  # status to collect; a wait that had collected it finds no such child (127).
+  if [ "$rc" -gt 128 ]; then
+    again=0
+    wait "$pid" 2>/dev/null || again=$?
+    [ "$again" = 127 ] || rc=$again
+  fi
+  break
 done
 # The watch ends when every writer of mpirun's stderr has closed it; a daemon left behind on
 # a lost host may keep it open, so wait a moment at most.

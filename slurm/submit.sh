@@ -10,13 +10,13 @@
 #   The configuration is read first (also with --dry-run), by build/src/app/siamese-xlmr or
 #   SX_BIN, from the checkout's root as the job reads it.
 set -euo pipefail
-# SX_BIN as the caller gave it, before the cd below.
-[ -z "${SX_BIN:-}" ] || SX_BIN=$(realpath -m -- "$SX_BIN")
-cd "$(dirname "$0")/.."
 usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R] [--cpus-per-rank C] [--dry-run] [key=value ...]"
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
-config=$1
+# CONFIG and SX_BIN as the caller gave them, before the cd below (the job gets CONFIG's full path).
+config=$(realpath -m -- "$1")
 shift
+[ -z "${SX_BIN:-}" ] || SX_BIN=$(realpath -m -- "$SX_BIN")
+cd "$(dirname "$0")/.."
 time=08:30:00 nodes=1 gpus=8 ranks="" cpus="" dry_run=0
 overrides=()
 while [ $# -gt 0 ]; do
@@ -31,9 +31,15 @@ while [ $# -gt 0 ]; do
     --ranks-per-node) ranks=$2; shift 2 ;;
     --cpus-per-rank) cpus=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
-    run.max_duration=*)  # came last and won: training then overran the time limit
-      echo "submit: $1: run.max_duration comes from --time (the limit less 900 s); give --time instead" >&2
-      exit 2 ;;
+    --*) echo "submit: unknown option $1; $usage" >&2; exit 2 ;;
+    *=*)
+      key=${1%%=*}
+      if [ "${key//[[:space:]]/}" = run.max_duration ]; then  # (the program trims the key)
+        # It came last and won: training then overran the time limit.
+        echo "submit: $1: run.max_duration comes from --time (the limit less 900 s); give --time instead" >&2
+        exit 2
+      fi
+      overrides+=("$1"); shift ;;
     *) overrides+=("$1"); shift ;;
   esac
 done

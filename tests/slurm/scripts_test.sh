@@ -72,6 +72,14 @@ check "keeps overrides" "1" "$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00
 # A run.max_duration of the user's came after the computed one and won over the time limit.
 rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run run.max_duration=5h 2>&1) || rc=$?
 check "run.max_duration given: refused" "2:1" "$rc:$(grep -c 'comes from --time' <<<"$out")"
+for spelled in " run.max_duration=5h" "run.max_duration =5h"; do
+  rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run "$spelled" 2>&1) || rc=$?
+  check "run.max_duration given as '$spelled': refused" "2:1" "$rc:$(grep -c 'comes from --time' <<<"$out")"
+done
+rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --bogus --dry-run 2>&1) || rc=$?
+check "an unknown option: refused with the usage" "2:1" "$rc:$(grep -c 'unknown option --bogus; usage:' <<<"$out")"
+check "the job gets the configuration's full path" "1" \
+  "$(cd "$work" && "$source/slurm/submit.sh" cfg.yaml --dry-run | grep -c -- " $work/cfg.yaml ")"
 check "CPU nodes: ranks and CPUs per node" \
   "--nodes=2 --ntasks-per-node=2 --gpus-per-node=0 --cpus-per-task=1" \
   "$("$source/slurm/submit.sh" cfg.yaml --nodes 2 --gpus-per-node 0 --ranks-per-node 2 --cpus-per-rank 1 --dry-run |
