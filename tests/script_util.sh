@@ -29,3 +29,24 @@ steps() {
   echo "${n:-0}"
 }
 at_least_steps() { [ "$(steps "$1")" -ge "$2" ]; }
+
+# tiny_job BINARY FIXTURES DIR ROWS: a training job of seconds, synthetic data (ROWS rows of
+# English) and the fixture tokenizer and model, its config in DIR/config.yaml (run.dir given by
+# the caller's override, or the default).
+tiny_job() {
+  local bin=$1 fixtures=$2 dir=$3 rows=$4
+  "$bin" data synth --out "$dir/data" --rows "$rows" --seed 9 >/dev/null
+  cat >"$dir/config.yaml" <<CONF
+run: {seed: 11, threads: 1, progress: lines, progress_interval: 1000s}
+data:
+  train_csv: $dir/data/jigsaw-unintended-bias-train.csv
+  multilingual_csv: $dir/data/validation.csv
+  test_csv: $dir/data/test.csv
+  train_pairs: 2000
+  val_pairs: 32
+tokenizer: {model: $fixtures/tokenizer/sentencepiece.bpe.model, max_len: 32}
+model: {pretrained: $fixtures/hf-tiny-xlmr}
+train: {pairs_per_rank: 4, steps_per_epoch: 200, log_every: 1000}
+export: {before_training: false}
+CONF
+}

@@ -112,24 +112,13 @@ log "the script killed: its mpirun got $(signals)and ended"
 rm -f "$work/mpirun.pid"
 
 # 3. The real mpirun: one Ctrl-C after three steps.
-"$bin" data synth --out "$work/data" --rows 3000 --seed 9 >/dev/null
-cat >"$work/train.yaml" <<CONF
-run: {seed: 11, threads: 1, progress: lines, progress_interval: 1000s, dir: $work/run}
-data:
-  train_csv: $work/data/jigsaw-unintended-bias-train.csv
-  multilingual_csv: $work/data/validation.csv
-  test_csv: $work/data/test.csv
-  train_pairs: 1000
-  val_pairs: 32
-tokenizer: {model: $fixtures/tokenizer/sentencepiece.bpe.model, max_len: 32}
-model: {pretrained: $fixtures/hf-tiny-xlmr}
-train: {pairs_per_rank: 4, steps_per_epoch: 100000, log_every: 1000}
-export: {before_training: false}
-CONF
+mkdir "$work/job"
+tiny_job "$bin" "$fixtures" "$work/job" 3000
 rc=0
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SX_BIN="$bin" SX_CPU_RANKS=2 \
   "${pty_run[@]}" --limit 150 --ctrl-c-when "$work/run/metrics.jsonl:\"type\":\"step\":3" -- \
-  "$source_dir/launch/run.sh" "$work/train.yaml" >"$work/out" 2>&1 || rc=$?
+  "$source_dir/launch/run.sh" "$work/job/config.yaml" run.dir="$work/run" \
+  train.steps_per_epoch=100000 >"$work/out" 2>&1 || rc=$?
 [ "$rc" = 75 ] || fail "real mpirun: exit $rc after a Ctrl-C, expected 75"
 stopped=$(sed -n 's/.*training stopped at step \([0-9]*\).*/\1/p' "$work/out" | head -1)
 [ -n "$stopped" ] || fail "real mpirun: the ranks' 'training stopped' line is not on the terminal"

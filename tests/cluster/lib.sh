@@ -73,23 +73,8 @@ hostfile() {
   echo "$file"
 }
 
-# The tiny training job: synthetic data, the fixture tokenizer and model; a config in $work.
-make_job() {
-  "$bin" data synth --out "$work/data" --rows 6000 --seed 9 >/dev/null
-  cat >"$work/config.yaml" <<CONF
-run: {seed: 11, threads: 1, progress: lines, progress_interval: 1000s}
-data:
-  train_csv: $work/data/jigsaw-unintended-bias-train.csv
-  multilingual_csv: $work/data/validation.csv
-  test_csv: $work/data/test.csv
-  train_pairs: 2000
-  val_pairs: 32
-tokenizer: {model: $fixtures/tokenizer/sentencepiece.bpe.model, max_len: 32}
-model: {pretrained: $fixtures/hf-tiny-xlmr}
-train: {pairs_per_rank: 4, steps_per_epoch: 200, log_every: 1000}
-export: {before_training: false}
-CONF
-}
+# The tiny training job (script_util.sh's tiny_job): data and a config in $work.
+make_job() { tiny_job "$bin" "$fixtures" "$work" 6000; }
 
 # launch HOSTFILE RANKS_PER_HOST [train args...]: launch/run.sh on the head node, as an operator
 # runs it; blocks; its exit code is returned, its output in $work/out.
