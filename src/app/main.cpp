@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
@@ -89,224 +90,277 @@ void install_train_stop_handlers_first(int argc, char** argv, char**) {
 __attribute__((section(".preinit_array"), used)) void (*const preinit_stop_handlers)(
     int, char**, char**) = &install_train_stop_handlers_first;
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  sx::mark_program_start();  // run.max_duration counts from here
-  CLI::App app{
-      "siamese-xlmr: distributed Siamese XLM-RoBERTa fine-tuning for cross-lingual "
-      "toxic-comment classification"};
-  app.require_subcommand(1);
-  app.set_help_all_flag("--help-all", "Help for every subcommand");
-
-  std::function<int()> action;
-  ConfigArgs cfg;
-
-  auto* train = app.add_subcommand("train", "Train the Siamese model (MPI ranks, one per GPU)");
+// Every command's arguments, bound to their options, and the action the parsed command chose.
+struct TrainArgs {
   std::string resume;
-  add_config_args(train, cfg);
-  train->add_option("--resume", resume, "auto (newest valid checkpoint in run.dir) or a PATH");
-  bool train_force = false;
-  train->add_flag("--force", train_force,
-                  "start afresh in a run.dir holding an earlier run: move its files into "
-                  "run.dir/previous-<time>/");
-  train->callback([&] { action = [&] { return sx::app::cmd_train(cfg, resume, train_force); }; });
-
-  auto* exp = app.add_subcommand("export", "Export embeddings of the labeled and test sets (HDF5)");
+  bool force = false;
+};
+struct ExportArgs {
   std::string checkpoint;
-  add_config_args(exp, cfg);
-  exp->add_option("--checkpoint", checkpoint,
+  bool force = false;
+};
+struct EvaluateArgs {
+  std::vector<std::string> features;
+  std::string before;
+};
+struct DataPairsArgs {
+  std::string split = "train", out;
+};
+struct DataSynthArgs {
+  std::string out;
+  long long rows = 0, seed = 42;
+  int toxic_percent = 12;
+  bool force = false;
+};
+struct BenchCheckpointArgs {
+  std::string dir = "runs/bench-checkpoint";
+  long long params = 277454592;  // XLM-R base encoder + pooling LayerNorm
+};
+struct ConfigCommandArgs {
+  bool docs = false;
+  std::string get_key;
+};
+struct CommandLine {
+  ConfigArgs cfg;
+  TrainArgs train;
+  ExportArgs exp;
+  sx::app::HfExportArgs hf;
+  EvaluateArgs evaluate;
+  sx::app::EmbedArgs embed;
+  sx::app::PredictArgs predict;
+  DataPairsArgs pairs;
+  DataSynthArgs synth;
+  sx::app::BenchDataArgs bench_data;
+  BenchCheckpointArgs bench_checkpoint;
+  sx::app::BenchTrainArgs bench_train;
+  ConfigCommandArgs config;
+  std::function<int()> action;
+};
+
+void add_train(CLI::App& app, CommandLine& cl) {
+  auto* cmd = app.add_subcommand("train", "Train the Siamese model (MPI ranks, one per GPU)");
+  add_config_args(cmd, cl.cfg);
+  cmd->add_option("--resume", cl.train.resume,
+                  "auto (newest valid checkpoint in run.dir) or a PATH");
+  cmd->add_flag("--force", cl.train.force,
+                "start afresh in a run.dir holding an earlier run: move its files into "
+                "run.dir/previous-<time>/");
+  cmd->callback([&cl] {
+    cl.action = [&cl] { return sx::app::cmd_train(cl.cfg, cl.train.resume, cl.train.force); };
+  });
+}
+
+void add_export(CLI::App& app, CommandLine& cl) {
+  auto* cmd = app.add_subcommand("export", "Export embeddings of the labeled and test sets (HDF5)");
+  add_config_args(cmd, cl.cfg);
+  cmd->add_option("--checkpoint", cl.exp.checkpoint,
                   "checkpoint to load (default: best.h5 in run.dir, else its newest step "
                   "checkpoint)");
-  bool export_force = false;
-  exp->add_flag("--force", export_force, "overwrite an existing run.dir/features.h5");
-  exp->callback(
-      [&] { action = [&] { return sx::app::cmd_export(cfg, checkpoint, export_force); }; });
+  cmd->add_flag("--force", cl.exp.force, "overwrite an existing run.dir/features.h5");
+  cmd->callback([&cl] {
+    cl.action = [&cl] { return sx::app::cmd_export(cl.cfg, cl.exp.checkpoint, cl.exp.force); };
+  });
+}
 
-  auto* export_hf = app.add_subcommand(
+void add_export_hf(CLI::App& app, CommandLine& cl) {
+  auto* cmd = app.add_subcommand(
       "export-hf", "The trained encoder as an HF transformers / sentence-transformers directory");
-  sx::app::HfExportArgs hf_args;
-  add_config_args(export_hf, cfg);
-  export_hf->add_option("--checkpoint", hf_args.checkpoint,
-                        "checkpoint to export (default: best.h5 in run.dir, else its newest step "
-                        "checkpoint)");
-  export_hf->add_option("--out", hf_args.out, "output directory")->required()->check(kNotEmpty);
-  export_hf->add_option("--dtype", hf_args.dtype, "weights in model.safetensors")
+  add_config_args(cmd, cl.cfg);
+  cmd->add_option("--checkpoint", cl.hf.checkpoint,
+                  "checkpoint to export (default: best.h5 in run.dir, else its newest step "
+                  "checkpoint)");
+  cmd->add_option("--out", cl.hf.out, "output directory")->required()->check(kNotEmpty);
+  cmd->add_option("--dtype", cl.hf.dtype, "weights in model.safetensors")
       ->check(CLI::IsMember({"fp32", "bf16"}));
-  export_hf->add_flag("--force", hf_args.force, "overwrite the files of a non-empty --out");
-  export_hf->callback([&] { action = [&] { return sx::app::cmd_export_hf(cfg, hf_args); }; });
+  cmd->add_flag("--force", cl.hf.force, "overwrite the files of a non-empty --out");
+  cmd->callback([&cl] { cl.action = [&cl] { return sx::app::cmd_export_hf(cl.cfg, cl.hf); }; });
+}
 
-  auto* evaluate = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
-  std::vector<std::string> feature_files;
-  std::string before_file;
-  evaluate->add_option("features", feature_files, "features.h5 written by train or export")
+void add_evaluate(CLI::App& app, CommandLine& cl) {
+  auto* cmd = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
+  cmd->add_option("features", cl.evaluate.features, "features.h5 written by train or export")
       ->required();
-  evaluate->add_option("--before", before_file,
-                       "features of the untrained encoder (default: features_before.h5 beside it)");
-  evaluate->callback(
-      [&] { action = [&] { return sx::app::cmd_evaluate(feature_files, before_file); }; });
+  cmd->add_option("--before", cl.evaluate.before,
+                  "features of the untrained encoder (default: features_before.h5 beside it)");
+  cmd->callback([&cl] {
+    cl.action = [&cl] { return sx::app::cmd_evaluate(cl.evaluate.features, cl.evaluate.before); };
+  });
+}
 
-  auto* embed = app.add_subcommand(
+void add_embed(CLI::App& app, CommandLine& cl) {
+  auto* cmd = app.add_subcommand(
       "embed", "Embed texts from stdin (one per line) or a CSV column; text, HDF5 or .npy out");
-  sx::app::EmbedArgs embed_args;
-  add_config_args(embed, cfg);
-  add_weights_args(embed, embed_args.weights);
-  embed->add_option("--csv", embed_args.csv, "CSV file to embed instead of stdin's lines");
-  embed->add_option("--text-column", embed_args.text_column, "--csv: the column of texts");
-  embed->add_option("--id-column", embed_args.id_column,
-                    "--csv: a column of ids, kept beside the embeddings (HDF5 `ids`)");
-  embed->add_option("--out", embed_args.out,
-                    "FILE.h5, FILE.hdf5 or FILE.npy (by extension); - or none: text on stdout");
-  embed->add_flag("--force", embed_args.force, "overwrite an existing --out file");
-  embed->callback([&] { action = [&] { return sx::app::cmd_embed(cfg, embed_args); }; });
+  add_config_args(cmd, cl.cfg);
+  add_weights_args(cmd, cl.embed.weights);
+  cmd->add_option("--csv", cl.embed.csv, "CSV file to embed instead of stdin's lines");
+  cmd->add_option("--text-column", cl.embed.text_column, "--csv: the column of texts");
+  cmd->add_option("--id-column", cl.embed.id_column,
+                  "--csv: a column of ids, kept beside the embeddings (HDF5 `ids`)");
+  cmd->add_option("--out", cl.embed.out,
+                  "FILE.h5, FILE.hdf5 or FILE.npy (by extension); - or none: text on stdout");
+  cmd->add_flag("--force", cl.embed.force, "overwrite an existing --out file");
+  cmd->callback([&cl] { cl.action = [&cl] { return sx::app::cmd_embed(cl.cfg, cl.embed); }; });
+}
 
-  auto* predict = app.add_subcommand(
+void add_predict(CLI::App& app, CommandLine& cl) {
+  auto* cmd = app.add_subcommand(
       "predict", "Fit the final classifier on the run's features; submission.csv for the test set");
-  sx::app::PredictArgs predict_args;
-  add_config_args(predict, cfg);
-  predict->add_option("--features", predict_args.features,
-                      "features file to fit on (default: features.h5 in run.dir)");
-  predict->add_option("--out", predict_args.out,
-                      "submission file (default: submission.csv in run.dir)");
-  predict->add_option("--texts", predict_args.texts,
-                      "- (stdin) or FILE: one text a line; print p(toxic) of each, write nothing");
-  predict->add_flag("--force", predict_args.force,
-                    "overwrite an existing classifier.json and submission file");
-  add_weights_args(predict, predict_args.weights);
-  predict->callback([&] { action = [&] { return sx::app::cmd_predict(cfg, predict_args); }; });
+  add_config_args(cmd, cl.cfg);
+  cmd->add_option("--features", cl.predict.features,
+                  "features file to fit on (default: features.h5 in run.dir)");
+  cmd->add_option("--out", cl.predict.out, "submission file (default: submission.csv in run.dir)");
+  cmd->add_option("--texts", cl.predict.texts,
+                  "- (stdin) or FILE: one text a line; print p(toxic) of each, write nothing");
+  cmd->add_flag("--force", cl.predict.force,
+                "overwrite an existing classifier.json and submission file");
+  add_weights_args(cmd, cl.predict.weights);
+  cmd->callback([&cl] { cl.action = [&cl] { return sx::app::cmd_predict(cl.cfg, cl.predict); }; });
+}
 
-  auto* tokenize = app.add_subcommand("tokenize", "Token ids of texts from stdin, one per line");
-  add_config_args(tokenize, cfg);
-  tokenize->callback([&] { action = [&] { return sx::app::cmd_tokenize(cfg); }; });
+void add_tokenize(CLI::App& app, CommandLine& cl) {
+  auto* cmd = app.add_subcommand("tokenize", "Token ids of texts from stdin, one per line");
+  add_config_args(cmd, cl.cfg);
+  cmd->callback([&cl] { cl.action = [&cl] { return sx::app::cmd_tokenize(cl.cfg); }; });
+}
 
-  auto* data = app.add_subcommand("data", "Inspect or synthesize Jigsaw-shaped data");
-  data->require_subcommand(1);
-  auto* stats = data->add_subcommand("stats", "Rows, languages, labels, lengths, split and pairs");
-  add_config_args(stats, cfg);
-  stats->callback([&] { action = [&] { return sx::app::cmd_data_stats(cfg); }; });
-  auto* pairs = data->add_subcommand(
-      "pairs", "Write the training or validation pair sequence the trainer consumes (CSV)");
-  std::string pairs_split = "train", pairs_out;
-  add_config_args(pairs, cfg);
-  pairs->add_option("--split", pairs_split, "train or val")->check(CLI::IsMember({"train", "val"}));
-  pairs->add_option("--out", pairs_out, "output CSV file (replaced if it exists), or - for stdout")
-      ->required()
-      ->check(kNotEmpty);
-  pairs->callback(
-      [&] { action = [&] { return sx::app::cmd_data_pairs(cfg, pairs_split, pairs_out); }; });
-  auto* synth = data->add_subcommand("synth", "Write synthetic Jigsaw-shaped CSV files");
-  std::string synth_out;
-  long long synth_rows = 0, synth_seed = 42;
-  synth->add_option("--out", synth_out, "output directory")->required()->check(kNotEmpty);
-  synth
-      ->add_option("--rows", synth_rows,
-                   "rows of the English training file (the multilingual file gets max(20, N/100) "
-                   "rows per language, Turkish 20% more; training needs 10 English rows for each "
-                   "row of the largest language, so N >= 240)")
+void add_data_synth(CLI::App* data, CommandLine& cl) {
+  DataSynthArgs& a = cl.synth;
+  auto* cmd = data->add_subcommand("synth", "Write synthetic Jigsaw-shaped CSV files");
+  cmd->add_option("--out", a.out, "output directory")->required()->check(kNotEmpty);
+  cmd->add_option("--rows", a.rows,
+                  "rows of the English training file (the multilingual file gets max(20, N/100) "
+                  "rows per language, Turkish 20% more; training needs 10 English rows for each "
+                  "row of the largest language, so N >= 240)")
       ->required()
       ->check(CLI::Range(1LL, 100000000LL));
   // CLI11 clamps a value past long long to its maximum, which the range's end (one less) refuses
   // rather than seeding with a number the user did not give (NonNegativeNumber printed a
   // 300-digit bound).
-  synth->add_option("--seed", synth_seed, "random seed")
+  cmd->add_option("--seed", a.seed, "random seed")
       ->check(CLI::Range(0LL, std::numeric_limits<long long>::max() - 1));
-  int synth_toxic_percent = 12;
-  bool synth_force = false;
-  synth->add_flag("--force", synth_force, "overwrite the CSV files already in --out");
-  synth
-      ->add_option("--toxic-percent", synth_toxic_percent,
-                   "percentage of toxic English rows (Jigsaw's: about 8)")
+  cmd->add_flag("--force", a.force, "overwrite the CSV files already in --out");
+  cmd->add_option("--toxic-percent", a.toxic_percent,
+                  "percentage of toxic English rows (Jigsaw's: about 8)")
       ->check(CLI::Range(0, 100));
-  synth->callback([&] {
-    action = [&] {
-      return sx::app::cmd_data_synth(synth_out, synth_rows, synth_seed, synth_toxic_percent,
-                                     synth_force);
+  cmd->callback([&cl] {
+    cl.action = [&a = cl.synth] {
+      return sx::app::cmd_data_synth(a.out, a.rows, a.seed, a.toxic_percent, a.force);
     };
   });
+}
 
-  auto* bench = app.add_subcommand("bench", "Benchmarks (tools/ has the training and Python ones)");
-  bench->require_subcommand(1);
-  auto* bench_data =
+void add_data(CLI::App& app, CommandLine& cl) {
+  auto* data = app.add_subcommand("data", "Inspect or synthesize Jigsaw-shaped data");
+  data->require_subcommand(1);
+  auto* stats = data->add_subcommand("stats", "Rows, languages, labels, lengths, split and pairs");
+  add_config_args(stats, cl.cfg);
+  stats->callback([&cl] { cl.action = [&cl] { return sx::app::cmd_data_stats(cl.cfg); }; });
+  auto* pairs = data->add_subcommand(
+      "pairs", "Write the training or validation pair sequence the trainer consumes (CSV)");
+  add_config_args(pairs, cl.cfg);
+  pairs->add_option("--split", cl.pairs.split, "train or val")
+      ->check(CLI::IsMember({"train", "val"}));
+  pairs
+      ->add_option("--out", cl.pairs.out,
+                   "output CSV file (replaced if it exists), or - for stdout")
+      ->required()
+      ->check(kNotEmpty);
+  pairs->callback([&cl] {
+    cl.action = [&cl] { return sx::app::cmd_data_pairs(cl.cfg, cl.pairs.split, cl.pairs.out); };
+  });
+  add_data_synth(data, cl);
+}
+
+void add_bench_data_setup_options(CLI::App* cmd, sx::app::BenchDataArgs& a) {
+  cmd->add_flag("--setup", a.setup,
+                "time the data set-up of `train` phase by phase (load the three files, "
+                "split, pairs, tokenize the first epoch), with memory");
+  cmd->add_flag("--share", a.share,
+                "retired (refused): token ids are no longer shared per node; see "
+                "docs/performance.md");
+  cmd->add_flag("--share-data", a.share_data,
+                "--setup (run it under mpirun): the node's first rank loads, splits and "
+                "builds the pairs once into memory the node's ranks share, as `train` "
+                "does with data.share_node");
+  cmd->add_option("--pairs", a.pairs, "--setup: training pairs (data.train_pairs)")
+      ->check(CLI::Range(1LL, 100000000LL));
+  cmd->add_flag("--no-word-cache", a.no_word_cache,
+                "tokenize without the word cache (for comparison)");
+}
+
+void add_bench_data(CLI::App* bench, CommandLine& cl) {
+  sx::app::BenchDataArgs& a = cl.bench_data;
+  auto* cmd =
       bench->add_subcommand("data", "CSV load and tokenization throughput on Jigsaw-sized data");
-  sx::app::BenchDataArgs bench_args;
-  bench_data->add_option("--tokenizer", bench_args.tokenizer, "sentencepiece model (XLM-R's)")
+  cmd->add_option("--tokenizer", a.tokenizer, "sentencepiece model (XLM-R's)")
       ->required()
       ->check(CLI::ExistingFile);
-  bench_data->add_option("--dir", bench_args.dir,
-                         "where the benchmark's CSV files are (written if missing; default "
-                         "runs/bench-data-text, or runs/bench-data with --synthetic)");
-  bench_data
-      ->add_option("--corpus", bench_args.corpus,
-                   "the real texts (lang,text CSV) the files are written from, made by "
-                   "tools/make_text_corpus.py")
+  cmd->add_option("--dir", a.dir,
+                  "where the benchmark's CSV files are (written if missing; default "
+                  "runs/bench-data-text, or runs/bench-data with --synthetic)");
+  cmd->add_option("--corpus", a.corpus,
+                  "the real texts (lang,text CSV) the files are written from, made by "
+                  "tools/make_text_corpus.py")
       ->capture_default_str();
-  bench_data->add_flag("--synthetic", bench_args.synthetic,
-                       "write the synthesizer's texts instead (148 distinct words: every word "
-                       "cache lookup hits)");
-  bench_data
-      ->add_option("--rows", bench_args.rows,
-                   "rows to write (default: each corpus text once; 1,900,000 with "
-                   "--synthetic)")
+  cmd->add_flag("--synthetic", a.synthetic,
+                "write the synthesizer's texts instead (148 distinct words: every word "
+                "cache lookup hits)");
+  cmd->add_option("--rows", a.rows,
+                  "rows to write (default: each corpus text once; 1,900,000 with "
+                  "--synthetic)")
       ->check(CLI::Range(1LL, 100000000LL));
-  bench_data->add_option("--compare", bench_args.compare,
-                         "a python (with sentencepiece; tokenizers and transformers for the HF "
-                         "ratio, e.g. .venv/bin/python) to run tools/bench_data_python.py with "
-                         "after this program's measures; prints the ratios");
-  bench_data
-      ->add_option("--python-script", bench_args.python_script, "--compare: the Python benchmark")
+  cmd->add_option("--compare", a.compare,
+                  "a python (with sentencepiece; tokenizers and transformers for the HF "
+                  "ratio, e.g. .venv/bin/python) to run tools/bench_data_python.py with "
+                  "after this program's measures; prints the ratios");
+  cmd->add_option("--python-script", a.python_script, "--compare: the Python benchmark")
       ->capture_default_str();
-  bench_data->add_option("--texts", bench_args.texts, "texts to tokenize")
-      ->check(CLI::Range(1LL, 100000000LL));
-  bench_data->add_option("--threads", bench_args.threads, "CSV parsing and tokenizer threads")
+  cmd->add_option("--texts", a.texts, "texts to tokenize")->check(CLI::Range(1LL, 100000000LL));
+  cmd->add_option("--threads", a.threads, "CSV parsing and tokenizer threads")
       ->check(CLI::Range(1LL, 1024LL));
-  bench_data
-      ->add_option("--load-repeats", bench_args.load_repeats,
-                   "times the CSV load is timed (here and in --compare's Python); the fastest "
-                   "is reported, as timeit does")
+  cmd->add_option("--load-repeats", a.load_repeats,
+                  "times the CSV load is timed (here and in --compare's Python); the fastest "
+                  "is reported, as timeit does")
       ->check(CLI::Range(1LL, 100LL))
       ->capture_default_str();
-  bench_data->add_flag("--setup", bench_args.setup,
-                       "time the data set-up of `train` phase by phase (load the three files, "
-                       "split, pairs, tokenize the first epoch), with memory");
-  bench_data->add_flag("--share", bench_args.share,
-                       "retired (refused): token ids are no longer shared per node; see "
-                       "docs/performance.md");
-  bench_data->add_flag("--share-data", bench_args.share_data,
-                       "--setup (run it under mpirun): the node's first rank loads, splits and "
-                       "builds the pairs once into memory the node's ranks share, as `train` "
-                       "does with data.share_node");
-  bench_data->add_option("--pairs", bench_args.pairs, "--setup: training pairs (data.train_pairs)")
-      ->check(CLI::Range(1LL, 100000000LL));
-  bench_data->add_flag("--no-word-cache", bench_args.no_word_cache,
-                       "tokenize without the word cache (for comparison)");
-  bench_data->callback([&] { action = [&] { return sx::app::cmd_bench_data(bench_args); }; });
-  auto* bench_checkpoint = bench->add_subcommand(
+  add_bench_data_setup_options(cmd, a);
+  cmd->callback([&cl] { cl.action = [&cl] { return sx::app::cmd_bench_data(cl.bench_data); }; });
+}
+
+void add_bench(CLI::App& app, CommandLine& cl) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks (tools/ has the training and Python ones)");
+  bench->require_subcommand(1);
+  add_bench_data(bench, cl);
+  auto* checkpoint = bench->add_subcommand(
       "checkpoint", "Write and read an XLM-R-base-sized checkpoint; checksum cost");
-  std::string bench_checkpoint_dir = "runs/bench-checkpoint";
-  long long bench_checkpoint_params = 277454592;  // XLM-R base encoder + pooling LayerNorm
-  bench_checkpoint->add_option("--dir", bench_checkpoint_dir, "where to write it (removed after)");
-  bench_checkpoint->add_option("--params", bench_checkpoint_params, "parameters")
+  checkpoint->add_option("--dir", cl.bench_checkpoint.dir, "where to write it (removed after)");
+  checkpoint->add_option("--params", cl.bench_checkpoint.params, "parameters")
       ->check(CLI::Range(1LL, 4000000000LL));
-  bench_checkpoint->callback([&] {
-    action = [&] {
-      return sx::app::cmd_bench_checkpoint(bench_checkpoint_dir, bench_checkpoint_params);
+  checkpoint->callback([&cl] {
+    cl.action = [&a = cl.bench_checkpoint] {
+      return sx::app::cmd_bench_checkpoint(a.dir, a.params);
     };
   });
-  sx::app::BenchTrainArgs bench_train_args;
-  sx::app::add_bench_train(bench, bench_train_args, action);
+  sx::app::add_bench_train(bench, cl.bench_train, cl.action);
+}
 
+void add_config_and_version(CLI::App& app, CommandLine& cl) {
   auto* config = app.add_subcommand("config", "Print the resolved configuration, or --docs");
-  bool docs = false;
-  add_config_args(config, cfg);
-  auto* docs_flag = config->add_flag("--docs", docs, "print the reference of every key (Markdown)");
-  std::string get_key;
-  config->add_option("--get", get_key, "print only the value of this key (e.g. run.dir)")
+  add_config_args(config, cl.cfg);
+  auto* docs_flag =
+      config->add_flag("--docs", cl.config.docs, "print the reference of every key (Markdown)");
+  config->add_option("--get", cl.config.get_key, "print only the value of this key (e.g. run.dir)")
       ->excludes(docs_flag);
-  config->callback([&] { action = [&] { return sx::app::cmd_config(cfg, docs, get_key); }; });
-
+  config->callback([&cl] {
+    cl.action = [&cl] { return sx::app::cmd_config(cl.cfg, cl.config.docs, cl.config.get_key); };
+  });
   auto* version = app.add_subcommand("version", "Versions of siamese-xlmr and its libraries");
-  version->callback([&] { action = [] { return sx::app::cmd_version(); }; });
+  version->callback([&cl] { cl.action = [] { return sx::app::cmd_version(); }; });
+}
 
+// Parses argv into `cl.action`; a return value other than -1 is the exit code (help, or a
+// mistake on the command line).
+int parse_command_line(CLI::App& app, int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -322,7 +376,11 @@ int main(int argc, char** argv) {
     app.exit(e);
     return sx::kExitUserError;
   }
+  return -1;
+}
 
+// Runs the chosen command: its exit code, with errors turned into one line each.
+int run_action(const std::function<int()>& action) {
   try {
     const int code = action();
     // Text on stdout (tokenize, embed, predict --texts, data pairs --out -) that did not all
@@ -344,4 +402,28 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "siamese-xlmr: internal error: %s\n", e.what());
     return sx::kExitInternal;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  sx::mark_program_start();  // run.max_duration counts from here
+  CLI::App app{
+      "siamese-xlmr: distributed Siamese XLM-RoBERTa fine-tuning for cross-lingual "
+      "toxic-comment classification"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every subcommand");
+  CommandLine cl;
+  add_train(app, cl);
+  add_export(app, cl);
+  add_export_hf(app, cl);
+  add_evaluate(app, cl);
+  add_embed(app, cl);
+  add_predict(app, cl);
+  add_tokenize(app, cl);
+  add_data(app, cl);
+  add_bench(app, cl);
+  add_config_and_version(app, cl);
+  if (const int code = parse_command_line(app, argc, argv); code != -1) return code;
+  return run_action(cl.action);
 }
