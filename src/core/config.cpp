@@ -766,31 +766,71 @@ Config default_config() {
   return defaults;
 }
 
+namespace {
+
+// The configuration file's one YAML document (null when it holds none).
+YAML::Node read_config_file(const std::string& path) {
+  if (!files::exists(path)) throw UserError("--config: file not found: " + path);
+  if (files::is_directory(path))
+    throw UserError("--config: " + path + " is a directory, expected a YAML file");
+  try {
+    // Empty documents (a leading or trailing ---) hold nothing; a second one with content was
+    // silently ignored.
+    std::vector<YAML::Node> documents;
+    for (const YAML::Node& document : YAML::LoadAllFromFile(path))
+      if (!document.IsNull()) documents.push_back(document);
+    if (documents.size() > 1)
+      throw UserError(path + ":" + std::to_string(documents[1].Mark().line + 1) + ": holds " +
+                      std::to_string(documents.size()) +
+                      " YAML documents (separated by ---), expected one");
+    return documents.empty() ? YAML::Node() : documents.front();
+  } catch (const YAML::ParserException& e) {
+    throw UserError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                    std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg +
+                    tab_hint(path, e.mark.line + 1));
+  } catch (const YAML::BadFile&) {
+    throw UserError("--config: cannot read " + path);
+  }
+}
+
+// One dotted.key=value override.
+void apply_override(Config& config, const std::string& ov) {
+  Origin origin{"override " + quote_value(ov)};
+  auto eq = ov.find('=');
+  if (eq == std::string::npos || eq == 0)
+    fail(origin, "expected dotted.key=value (for example train.patience=5)");
+  std::string key = trim(ov.substr(0, eq));
+  YAML::Node node;
+  std::string text = ov.substr(eq + 1);
+  bool yaml = true;
+  try {
+    node = YAML::Load(text);
+  } catch (const YAML::ParserException&) {
+    node = YAML::Node(text);  // not YAML: take it as a plain string
+    yaml = false;
+  }
+  const Field* f = find_field(key);
+  // '[a, b' (no closing bracket) would otherwise be the items "[a" and "b".
+  if (!yaml && f && f->kind == Kind::kStringList && !trim(text).empty() && trim(text)[0] == '[')
+    fail(origin,
+         "the list is not valid YAML (an unclosed or extra bracket?); expected [a, b] or a, b");
+  if (!f) {
+    if (is_section_prefix(key))
+      fail(origin,
+           "'" + key + "' is a section; override one of its keys (" + key + ".<name>=value)");
+    if (accept_retired(key, node, origin)) return;
+    unknown_key(origin, key);
+  }
+  if (node.IsNull() && f->kind == Kind::kString) node = YAML::Node(std::string());
+  apply(config, *f, node, origin);
+}
+
+}  // namespace
+
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   Config config = default_config();
   if (!path.empty()) {
-    if (!files::exists(path)) throw UserError("--config: file not found: " + path);
-    if (files::is_directory(path))
-      throw UserError("--config: " + path + " is a directory, expected a YAML file");
-    YAML::Node root;
-    try {
-      // Empty documents (a leading or trailing ---) hold nothing; a second one with content
-      // was silently ignored.
-      std::vector<YAML::Node> documents;
-      for (const YAML::Node& document : YAML::LoadAllFromFile(path))
-        if (!document.IsNull()) documents.push_back(document);
-      if (documents.size() > 1)
-        throw UserError(path + ":" + std::to_string(documents[1].Mark().line + 1) + ": holds " +
-                        std::to_string(documents.size()) +
-                        " YAML documents (separated by ---), expected one");
-      if (!documents.empty()) root = documents.front();
-    } catch (const YAML::ParserException& e) {
-      throw UserError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg +
-                      tab_hint(path, e.mark.line + 1));
-    } catch (const YAML::BadFile&) {
-      throw UserError("--config: cannot read " + path);
-    }
+    const YAML::Node root = read_config_file(path);
     if (root.IsMap()) {
       std::map<std::string, int> seen;
       apply_map(config, root, "", path, seen);
@@ -799,36 +839,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
                       ": expected a mapping of sections (run:, data:, ...) at the top level");
     }
   }
-  for (const auto& ov : overrides) {
-    Origin origin{"override " + quote_value(ov)};
-    auto eq = ov.find('=');
-    if (eq == std::string::npos || eq == 0)
-      fail(origin, "expected dotted.key=value (for example train.patience=5)");
-    std::string key = trim(ov.substr(0, eq));
-    YAML::Node node;
-    std::string text = ov.substr(eq + 1);
-    bool yaml = true;
-    try {
-      node = YAML::Load(text);
-    } catch (const YAML::ParserException&) {
-      node = YAML::Node(text);  // not YAML: take it as a plain string
-      yaml = false;
-    }
-    const Field* f = find_field(key);
-    // '[a, b' (no closing bracket) would otherwise be the items "[a" and "b".
-    if (!yaml && f && f->kind == Kind::kStringList && !trim(text).empty() && trim(text)[0] == '[')
-      fail(origin,
-           "the list is not valid YAML (an unclosed or extra bracket?); expected [a, b] or a, b");
-    if (!f) {
-      if (is_section_prefix(key))
-        fail(origin,
-             "'" + key + "' is a section; override one of its keys (" + key + ".<name>=value)");
-      if (accept_retired(key, node, origin)) continue;
-      unknown_key(origin, key);
-    }
-    if (node.IsNull() && f->kind == Kind::kString) node = YAML::Node(std::string());
-    apply(config, *f, node, origin);
-  }
+  for (const auto& ov : overrides) apply_override(config, ov);
   // Where the rules' values came from: the file, its overrides, or both.
   std::string where = path.empty() ? "the overrides" : path;
   if (!path.empty() && !overrides.empty()) where += " with its overrides";

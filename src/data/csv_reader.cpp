@@ -55,32 +55,79 @@ void CsvReader::append(std::string& field, const char* begin, const char* end, C
   field.append(begin, n);
 }
 
+void CsvReader::skip(size_t bytes) {
+  pos_ += bytes;
+  consumed_ += bytes;
+}
+
+void CsvReader::push_capped(std::string& field, char c, CsvRecord& record) {
+  if (field.size() < limits_.max_field_bytes)
+    field.push_back(c);
+  else
+    record.field_too_long = true;
+}
+
+bool CsvReader::skip_to_record() {
+  if (at_start_) {  // a UTF-8 byte-order mark is not part of the first header name
+    at_start_ = false;
+    if (peek() == 0xEF && end_ - pos_ >= 3 && std::memcmp(pos_, "\xEF\xBB\xBF", 3) == 0) skip(3);
+  }
+  while (true) {  // blank lines
+    const int c = peek();
+    if (c == -1) return false;
+    if (c != '\n' && c != '\r') return true;
+    skip(1);
+    if (c == '\r' && peek() == '\n') skip(1);
+    ++line_;
+  }
+}
+
+bool CsvReader::read_quoted(std::string& field, CsvRecord& record) {
+  skip(1);  // the opening quote
+  while (true) {
+    if (pos_ == end_ && !fill()) return false;
+    const char* start = pos_;
+    while (pos_ < end_ && *pos_ != '"' && *pos_ != '\n') ++pos_;
+    append(field, start, pos_, record);
+    consumed_ += static_cast<uint64_t>(pos_ - start);
+    if (pos_ == end_) continue;
+    if (*pos_ == '\n') {
+      ++line_;
+      push_capped(field, '\n', record);
+      skip(1);
+      continue;
+    }
+    skip(1);  // a quote: doubled means a literal quote, else the quoted part ends
+    if (peek() != '"') return true;
+    push_capped(field, '"', record);
+    skip(1);
+  }
+}
+
+bool CsvReader::read_unquoted(std::string& field, CsvRecord& record) {
+  while (true) {
+    if (pos_ == end_ && !fill()) return false;  // end of input ends the record
+    const char* start = pos_;
+    while (pos_ < end_ && *pos_ != ',' && *pos_ != '\n' && *pos_ != '\r') ++pos_;
+    append(field, start, pos_, record);
+    consumed_ += static_cast<uint64_t>(pos_ - start);
+    if (pos_ == end_) continue;
+    const char c = *pos_;
+    skip(1);
+    if (c == ',') return true;  // next field
+    // End of record: \n, \r\n or \r.
+    if (c == '\r' && peek() == '\n') skip(1);
+    ++line_;
+    return false;
+  }
+}
+
 bool CsvReader::next(CsvRecord& record) {
   record.fields.clear();
   record.field_count = 0;
   record.field_too_long = false;
   record.unterminated_quote = false;
-
-  if (at_start_) {  // a UTF-8 byte-order mark is not part of the first header name
-    at_start_ = false;
-    if (peek() == 0xEF && end_ - pos_ >= 3 && std::memcmp(pos_, "\xEF\xBB\xBF", 3) == 0) {
-      pos_ += 3;
-      consumed_ += 3;
-    }
-  }
-
-  while (true) {  // skip blank lines
-    int c = peek();
-    if (c == -1) return false;
-    if (c == '\n' || c == '\r') {
-      ++pos_;
-      ++consumed_;
-      if (c == '\r' && peek() == '\n') ++pos_, ++consumed_;
-      ++line_;
-      continue;
-    }
-    break;
-  }
+  if (!skip_to_record()) return false;
   record.line = line_;
 
   std::string scratch;  // fields past max_fields are scanned into this and dropped
@@ -92,57 +139,12 @@ bool CsvReader::next(CsvRecord& record) {
       field = &record.fields.back();
     }
     scratch.clear();
-
-    bool quoted = peek() == '"';
-    if (quoted) {
-      ++pos_;
-      ++consumed_;
-      while (true) {  // inside quotes
-        if (pos_ == end_ && !fill()) {
-          record.unterminated_quote = true;
-          return true;
-        }
-        const char* start = pos_;
-        while (pos_ < end_ && *pos_ != '"' && *pos_ != '\n') ++pos_;
-        append(*field, start, pos_, record);
-        consumed_ += static_cast<uint64_t>(pos_ - start);
-        if (pos_ == end_) continue;
-        if (*pos_ == '\n') {
-          ++line_;
-          field->size() < limits_.max_field_bytes ? field->push_back('\n')
-                                                  : void(record.field_too_long = true);
-          ++pos_;
-          ++consumed_;
-          continue;
-        }
-        ++pos_;  // a quote: doubled means a literal quote, else the quoted part ends
-        ++consumed_;
-        if (peek() == '"') {
-          field->size() < limits_.max_field_bytes ? field->push_back('"')
-                                                  : void(record.field_too_long = true);
-          ++pos_;
-          ++consumed_;
-          continue;
-        }
-        break;
-      }
-    }
-    // Unquoted text, or text after a closing quote (kept as Python's csv module keeps it).
-    while (true) {
-      if (pos_ == end_ && !fill()) return true;  // end of input ends the record
-      const char* start = pos_;
-      while (pos_ < end_ && *pos_ != ',' && *pos_ != '\n' && *pos_ != '\r') ++pos_;
-      append(*field, start, pos_, record);
-      consumed_ += static_cast<uint64_t>(pos_ - start);
-      if (pos_ == end_) continue;
-      char c = *pos_++;
-      ++consumed_;
-      if (c == ',') break;  // next field
-      // End of record: \n, \r\n or \r.
-      if (c == '\r' && peek() == '\n') ++pos_, ++consumed_;
-      ++line_;
+    if (peek() == '"' && !read_quoted(*field, record)) {
+      record.unterminated_quote = true;
       return true;
     }
+    // Unquoted text, or text after a closing quote (kept as Python's csv module keeps it).
+    if (!read_unquoted(*field, record)) return true;
   }
 }
 

@@ -46,6 +46,13 @@ class CsvReader {
   bool fill();  // refill buffer_ from file_; false at end of input
   int peek();   // next byte or -1
   void append(std::string& field, const char* begin, const char* end, CsvRecord& record);
+  void push_capped(std::string& field, char c, CsvRecord& record);  // one byte, within the limit
+  void skip(size_t bytes);                                          // past bytes in the buffer
+  bool skip_to_record();  // past a byte-order mark and blank lines; false at end of input
+  // The rest of a quoted part, from its opening quote; false at end of input inside it.
+  bool read_quoted(std::string& field, CsvRecord& record);
+  // Up to the field's end: true after a comma, false at the record's or the input's end.
+  bool read_unquoted(std::string& field, CsvRecord& record);
 
   std::FILE* file_ = nullptr;
   CsvLimits limits_;

@@ -88,6 +88,78 @@ void record_weights_checksum(io::H5File& f, const std::string& model_description
   }
 }
 
+// The attributes: where the features came from and how the texts were read.
+void describe_features(io::H5File& f, const Config& config, const ExportInputs& inputs,
+                       int64_t hidden) {
+  f.set_attr("format", std::string("siamese-xlmr features 1"));
+  f.set_attr("hidden_size", hidden);
+  f.set_attr("model", inputs.model_description);
+  record_weights_checksum(f, inputs.model_description);
+  f.set_attr("config_hash", config_result_hash(config));
+  f.set_attr("max_len", config.tokenizer.max_len);
+  f.set_attr("pretokenize", std::string(name_of(config.tokenizer.pretokenize)));
+  f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
+  f.set_attr("pool_ln_eps", config.model.pool_ln_eps);
+  // The labeled rows' file: what classifier.json says it was fitted on.
+  f.set_attr("multilingual_csv", config.data.multilingual_csv);
+  f.set_attr("multilingual_csv_bytes",
+             static_cast<int64_t>(files::size(config.data.multilingual_csv)));
+  if (inputs.test) describe_test_set(f, config, *inputs.test);
+}
+
+// The training matrix: every labeled row, grouped by language, the languages sorted as the
+// notebook sorts them (so fold and row indices match its cv_splitting), rows of a language in
+// their order in the multilingual set; then each language's rows and its fold.
+void write_labeled(io::H5File& f, const data::LabeledCorpus& ml, const std::vector<float>& emb,
+                   int64_t hidden) {
+  std::vector<std::string> languages = ml.languages();
+  std::sort(languages.begin(), languages.end());
+  std::vector<size_t> order;
+  for (const auto& lang : languages)
+    for (size_t i = 0; i < ml.size(); ++i)
+      if (ml.langs[i] == lang) order.push_back(i);
+  std::vector<float> train(order.size() * hidden);
+  std::vector<int64_t> labels, rows;
+  std::vector<std::string> langs;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t i = order[k];
+    std::copy(emb.begin() + i * hidden, emb.begin() + (i + 1) * hidden, train.begin() + k * hidden);
+    labels.push_back(ml.labels[i]);
+    rows.push_back(ml.rows[i]);
+    langs.push_back(ml.langs[i]);
+  }
+  f.write("train/embeddings", train.data(), shape(order.size(), hidden));
+  f.write("train/labels", labels.data(), {labels.size()});
+  f.write("train/rows", rows.data(), {rows.size()});
+  f.write_strings("train/langs", langs);
+
+  size_t start = 0;
+  for (const auto& lang : languages) {
+    size_t count = 0;
+    while (start + count < langs.size() && langs[start + count] == lang) ++count;
+    const std::string g = "languages/" + lang;
+    f.write(g + "/embeddings", train.data() + start * hidden, shape(count, hidden));
+    f.write(g + "/labels", labels.data() + start, {count});
+    f.write(g + "/rows", rows.data() + start, {count});
+    // Cross-validation as generate_featured_data: train on every other language, test on this
+    // one.
+    std::vector<int64_t> fold_train, fold_test;
+    for (size_t k = 0; k < langs.size(); ++k)
+      (langs[k] == lang ? fold_test : fold_train).push_back(static_cast<int64_t>(k));
+    f.write("folds/" + lang + "/train_index", fold_train.data(), {fold_train.size()});
+    f.write("folds/" + lang + "/test_index", fold_test.data(), {fold_test.size()});
+    start += count;
+  }
+}
+
+void write_test(io::H5File& f, const data::TestCorpus& t, const std::vector<float>& emb,
+                int64_t hidden) {
+  f.write("test/embeddings", emb.data(), shape(t.size(), hidden));
+  f.write("test/ids", t.ids.data(), {t.size()});
+  f.write("test/rows", t.rows.data(), {t.size()});
+  f.write_strings("test/langs", t.langs.strings());
+}
+
 }  // namespace
 
 void export_features(const Config& config, const dist::MpiEnv& env, model::SiameseEncoder& model,
@@ -105,71 +177,9 @@ void export_features(const Config& config, const dist::MpiEnv& env, model::Siame
 
   files::write_atomically(path, [&](const std::string& tmp) {
     io::H5File f = io::H5File::create(tmp);
-    f.set_attr("format", std::string("siamese-xlmr features 1"));
-    f.set_attr("hidden_size", hidden);
-    f.set_attr("model", inputs.model_description);
-    record_weights_checksum(f, inputs.model_description);
-    f.set_attr("config_hash", config_result_hash(config));
-    f.set_attr("max_len", config.tokenizer.max_len);
-    f.set_attr("pretokenize", std::string(name_of(config.tokenizer.pretokenize)));
-    f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
-    f.set_attr("pool_ln_eps", config.model.pool_ln_eps);
-    // The labeled rows' file: what classifier.json says it was fitted on.
-    f.set_attr("multilingual_csv", config.data.multilingual_csv);
-    f.set_attr("multilingual_csv_bytes",
-               static_cast<int64_t>(files::size(config.data.multilingual_csv)));
-    if (inputs.test) describe_test_set(f, config, *inputs.test);
-
-    // The training matrix: every labeled row, grouped by language, the languages sorted as
-    // the notebook sorts them (so fold and row indices match its cv_splitting), rows of a
-    // language in their order in the multilingual set.
-    std::vector<std::string> languages = ml.languages();
-    std::sort(languages.begin(), languages.end());
-    std::vector<size_t> order;
-    for (const auto& lang : languages)
-      for (size_t i = 0; i < ml.size(); ++i)
-        if (ml.langs[i] == lang) order.push_back(i);
-    std::vector<float> train(order.size() * hidden);
-    std::vector<int64_t> labels, rows;
-    std::vector<std::string> langs;
-    for (size_t k = 0; k < order.size(); ++k) {
-      const size_t i = order[k];
-      std::copy(ml_emb.begin() + i * hidden, ml_emb.begin() + (i + 1) * hidden,
-                train.begin() + k * hidden);
-      labels.push_back(ml.labels[i]);
-      rows.push_back(ml.rows[i]);
-      langs.push_back(ml.langs[i]);
-    }
-    f.write("train/embeddings", train.data(), shape(order.size(), hidden));
-    f.write("train/labels", labels.data(), {labels.size()});
-    f.write("train/rows", rows.data(), {rows.size()});
-    f.write_strings("train/langs", langs);
-
-    size_t start = 0;
-    for (const auto& lang : languages) {
-      size_t count = 0;
-      while (start + count < langs.size() && langs[start + count] == lang) ++count;
-      const std::string g = "languages/" + lang;
-      f.write(g + "/embeddings", train.data() + start * hidden, shape(count, hidden));
-      f.write(g + "/labels", labels.data() + start, {count});
-      f.write(g + "/rows", rows.data() + start, {count});
-      // Cross-validation as generate_featured_data: train on every other language, test on this
-      // one.
-      std::vector<int64_t> fold_train, fold_test;
-      for (size_t k = 0; k < langs.size(); ++k)
-        (langs[k] == lang ? fold_test : fold_train).push_back(static_cast<int64_t>(k));
-      f.write("folds/" + lang + "/train_index", fold_train.data(), {fold_train.size()});
-      f.write("folds/" + lang + "/test_index", fold_test.data(), {fold_test.size()});
-      start += count;
-    }
-
-    if (inputs.test) {
-      const data::TestCorpus& t = *inputs.test;
-      f.write("test/embeddings", test_emb.data(), shape(t.size(), hidden));
-      f.write("test/ids", t.ids.data(), {t.size()});
-      f.write("test/rows", t.rows.data(), {t.size()});
-      f.write_strings("test/langs", t.langs.strings());
-    }
+    describe_features(f, config, inputs, hidden);
+    write_labeled(f, ml, ml_emb, hidden);
+    if (inputs.test) write_test(f, *inputs.test, test_emb, hidden);
     f.flush();
     f.close();
   });

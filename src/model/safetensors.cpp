@@ -86,10 +86,11 @@ uint64_t StTensorInfo::numel() const {
   return n;
 }
 
-std::map<std::string, StTensorInfo> parse_safetensors_header(std::string_view prefix,
-                                                             uint64_t file_size,
-                                                             const std::string& what,
-                                                             uint64_t& data_start) {
+namespace {
+
+// The JSON header's object, from the 8-byte length and the header after it.
+nlohmann::json read_header_json(std::string_view prefix, uint64_t file_size,
+                                const std::string& what, uint64_t& data_start) {
   if (file_size < 8 || prefix.size() < 8) bad(what, "shorter than the 8-byte header length");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i)
@@ -101,8 +102,6 @@ std::map<std::string, StTensorInfo> parse_safetensors_header(std::string_view pr
                   std::to_string(file_size));
   if (prefix.size() < 8 + header_len) bad(what, "truncated header");
   data_start = 8 + header_len;
-  const uint64_t data_size = file_size - data_start;
-
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(prefix.substr(8, header_len));
@@ -110,50 +109,73 @@ std::map<std::string, StTensorInfo> parse_safetensors_header(std::string_view pr
     bad(what, std::string("header is not JSON (") + e.what() + ")");
   }
   if (!header.is_object()) bad(what, "header is not a JSON object");
+  return header;
+}
 
+// An entry's shape, and its element count (checked not to overflow).
+uint64_t read_shape(const nlohmann::json& e, const std::string& name, const std::string& what,
+                    std::vector<int64_t>& out) {
+  auto shape = e.find("shape");
+  if (shape == e.end() || !shape->is_array() || shape->size() > 16)
+    bad(what, "entry '" + name + "' has no valid shape");
+  uint64_t numel = 1;
+  for (const auto& d : *shape) {
+    if (!d.is_number_unsigned())
+      bad(what, "entry '" + name + "' has a negative or non-integer dimension");
+    uint64_t v = d.get<uint64_t>();
+    if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+        (v && numel > std::numeric_limits<uint64_t>::max() / v))
+      bad(what, "entry '" + name + "' has a shape too large");
+    numel *= v;
+    out.push_back(static_cast<int64_t>(v));
+  }
+  return numel;
+}
+
+// One tensor's entry: dtype, shape and its bytes within the data section, their count what
+// dtype and shape need.
+StTensorInfo read_entry(const nlohmann::json& e, const std::string& name, const std::string& what,
+                        uint64_t data_size) {
+  if (!e.is_object()) bad(what, "entry '" + name + "' is not an object");
+  StTensorInfo info;
+  auto dtype = e.find("dtype");
+  if (dtype == e.end() || !dtype->is_string() ||
+      !parse_dtype(dtype->get<std::string>(), info.dtype))
+    bad(what, "entry '" + name + "' has no known dtype");
+  const uint64_t numel = read_shape(e, name, what, info.shape);
+  auto offsets = e.find("data_offsets");
+  if (offsets == e.end() || !offsets->is_array() || offsets->size() != 2 ||
+      !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned())
+    bad(what, "entry '" + name + "' has no valid data_offsets");
+  info.begin = (*offsets)[0].get<uint64_t>();
+  info.end = (*offsets)[1].get<uint64_t>();
+  if (info.begin > info.end || info.end > data_size)
+    bad(what, "entry '" + name + "' lies outside the data section (offsets " +
+                  std::to_string(info.begin) + ".." + std::to_string(info.end) + ", data " +
+                  std::to_string(data_size) + " bytes)");
+  if (numel > std::numeric_limits<uint64_t>::max() / dtype_size(info.dtype) ||
+      numel * dtype_size(info.dtype) != info.end - info.begin)
+    bad(what, "entry '" + name + "' has " + std::to_string(info.end - info.begin) +
+                  " bytes, but its dtype and shape need " +
+                  std::to_string(numel * dtype_size(info.dtype)));
+  return info;
+}
+
+}  // namespace
+
+std::map<std::string, StTensorInfo> parse_safetensors_header(std::string_view prefix,
+                                                             uint64_t file_size,
+                                                             const std::string& what,
+                                                             uint64_t& data_start) {
+  const nlohmann::json header = read_header_json(prefix, file_size, what, data_start);
+  const uint64_t data_size = file_size - data_start;
   std::map<std::string, StTensorInfo> tensors;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
-    const std::string& name = it.key();
-    const auto& e = it.value();
-    if (!e.is_object()) bad(what, "entry '" + name + "' is not an object");
-    StTensorInfo info;
-    auto dtype = e.find("dtype");
-    if (dtype == e.end() || !dtype->is_string() ||
-        !parse_dtype(dtype->get<std::string>(), info.dtype))
-      bad(what, "entry '" + name + "' has no known dtype");
-    auto shape = e.find("shape");
-    if (shape == e.end() || !shape->is_array() || shape->size() > 16)
-      bad(what, "entry '" + name + "' has no valid shape");
-    uint64_t numel = 1;
-    for (const auto& d : *shape) {
-      if (!d.is_number_unsigned())
-        bad(what, "entry '" + name + "' has a negative or non-integer dimension");
-      uint64_t v = d.get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-          (v && numel > std::numeric_limits<uint64_t>::max() / v))
-        bad(what, "entry '" + name + "' has a shape too large");
-      numel *= v;
-      info.shape.push_back(static_cast<int64_t>(v));
-    }
-    auto offsets = e.find("data_offsets");
-    if (offsets == e.end() || !offsets->is_array() || offsets->size() != 2 ||
-        !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned())
-      bad(what, "entry '" + name + "' has no valid data_offsets");
-    info.begin = (*offsets)[0].get<uint64_t>();
-    info.end = (*offsets)[1].get<uint64_t>();
-    if (info.begin > info.end || info.end > data_size)
-      bad(what, "entry '" + name + "' lies outside the data section (offsets " +
-                    std::to_string(info.begin) + ".." + std::to_string(info.end) + ", data " +
-                    std::to_string(data_size) + " bytes)");
-    if (numel > std::numeric_limits<uint64_t>::max() / dtype_size(info.dtype) ||
-        numel * dtype_size(info.dtype) != info.end - info.begin)
-      bad(what, "entry '" + name + "' has " + std::to_string(info.end - info.begin) +
-                    " bytes, but its dtype and shape need " +
-                    std::to_string(numel * dtype_size(info.dtype)));
+    StTensorInfo info = read_entry(it.value(), it.key(), what, data_size);
     ranges.emplace_back(info.begin, info.end);
-    tensors.emplace(name, std::move(info));
+    tensors.emplace(it.key(), std::move(info));
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
