@@ -54,6 +54,75 @@ bool exports_before_training(const Config& config, const dist::MpiEnv& env, cons
   return !flags[1] && !flags[2];
 }
 
+// Steps and epochs until a stop condition.
+StopReason run_steps(Loop& loop) {
+  StopReason reason = StopReason::kNone;
+  while ((reason = loop.stop_check()) == StopReason::kNone) {
+    if ((reason = loop.step()) != StopReason::kNone) break;
+    if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
+  }
+  return reason;
+}
+
+// A budget spent before this run's first step: nothing trained, nothing worth exporting.
+int refuse_unspent_run(const Config& config, const dist::MpiEnv& env, Loop& loop,
+                       bool export_before) {
+  loop.record_stop(StopReason::kTime, "time budget spent before the first step");
+  if (env.rank == 0) {
+    const std::string why =
+        "run.max_duration: the job's budget of " + format_duration(config.run.max_duration) +
+        " ran out before its first training step (" + format_duration(program_seconds()) +
+        " used by the set-up" + (export_before ? " and the export before training" : "") +
+        "; a step, a validation and the final export must fit too): nothing was trained or "
+        "exported; give the job more time";
+    log_error_to_files(why);
+    std::fprintf(stderr, "siamese-xlmr: error: %s\n", why.c_str());
+  }
+  return kExitUserError;
+}
+
+// The notebook's TimeStopping acts at epoch ends, so the weights it exports were validated: a
+// budget that ends the first epoch early ends it here (JobBudget reserved the time).
+StopReason end_first_epoch_early(Loop& loop, const dist::MpiEnv& env, const Replica& r) {
+  if (env.rank == 0)
+    spdlog::warn(
+        "run.max_duration ends training in its first epoch, at step {}: ending the epoch "
+        "here to validate the weights the run exports",
+        r.state.step);
+  return loop.end_epoch() == StopReason::kNonFiniteValidation ? StopReason::kNonFiniteValidation
+                                                              : StopReason::kTime;
+}
+
+// The connected replica's run: the export before training, the steps, the end.
+int train_replica(const Config& config, const dist::MpiEnv& env, const TrainOptions& options,
+                  Replica& r) {
+  JobBudget budget = job_budget(config, env, r);
+  budget.end_of(JobBudget::kSetUp, program_seconds());
+  const auto features_writer = [&](bool with_test) {
+    return [&, with_test](const std::string& path) {
+      const FeatureSource source{r.trainee.model, r.tokenizer.get(), &r.split.multilingual,
+                                 with_test && r.datasets.test ? &*r.datasets.test : nullptr,
+                                 r.model_description};
+      options.write_features(source, path);
+    };
+  };
+  // Of the labeled set alone with export.before_training_test: false, as the notebook's.
+  const bool export_before = exports_before_training(config, env, r, budget);
+  if (export_before) {
+    features_writer(config.export_.before_training_test)(
+        files::join(config.run.dir, "features_before.h5"));
+    budget.end_of(JobBudget::kExportBefore, program_seconds());
+  }
+  Loop loop(config, env, r, budget);
+  const int64_t first_step = r.state.step;
+  StopReason reason = run_steps(loop);
+  if (reason == StopReason::kTime && r.state.step == first_step)
+    return refuse_unspent_run(config, env, loop, export_before);
+  if (reason == StopReason::kTime && r.state.epoch == 0 && r.state.step > 0)
+    reason = end_first_epoch_early(loop, env, r);
+  return loop.finish(reason, features_writer(true));
+}
+
 }  // namespace
 
 int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptions& options) {
@@ -64,58 +133,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
   try {
     connect_replica(config, env, r, checkpoint);
     checkpoint = {};  // its tensors are in the replica now
-    JobBudget budget = job_budget(config, env, r);
-    budget.end_of(JobBudget::kSetUp, program_seconds());
-    const auto features_writer = [&](bool with_test) {
-      return [&, with_test](const std::string& path) {
-        const FeatureSource source{r.trainee.model, r.tokenizer.get(), &r.split.multilingual,
-                                   with_test && r.datasets.test ? &*r.datasets.test : nullptr,
-                                   r.model_description};
-        options.write_features(source, path);
-      };
-    };
-    const FeatureExport write_features = features_writer(true);
-    // Of the labeled set alone with export.before_training_test: false, as the notebook's.
-    const bool export_before = exports_before_training(config, env, r, budget);
-    if (export_before) {
-      features_writer(config.export_.before_training_test)(
-          files::join(config.run.dir, "features_before.h5"));
-      budget.end_of(JobBudget::kExportBefore, program_seconds());
-    }
-    Loop loop(config, env, r, budget);
-    const int64_t first_step = r.state.step;
-    StopReason reason = StopReason::kNone;
-    while ((reason = loop.stop_check()) == StopReason::kNone) {
-      if ((reason = loop.step()) != StopReason::kNone) break;
-      if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
-    }
-    // A budget spent before this run's first step: nothing trained, nothing worth exporting.
-    if (reason == StopReason::kTime && r.state.step == first_step) {
-      loop.record_stop(reason, "time budget spent before the first step");
-      if (env.rank == 0) {
-        const std::string why =
-            "run.max_duration: the job's budget of " + format_duration(config.run.max_duration) +
-            " ran out before its first training step (" + format_duration(program_seconds()) +
-            " used by the set-up" + (export_before ? " and the export before training" : "") +
-            "; a step, a validation and the final export must fit too): nothing was trained or "
-            "exported; give the job more time";
-        log_error_to_files(why);
-        std::fprintf(stderr, "siamese-xlmr: error: %s\n", why.c_str());
-      }
-      return kExitUserError;
-    }
-    // The notebook's TimeStopping acts at epoch ends, so the weights it exports were validated:
-    // a budget that ends the first epoch early ends it here (JobBudget reserved the time).
-    if (reason == StopReason::kTime && r.state.epoch == 0 && r.state.step > 0) {
-      if (env.rank == 0)
-        spdlog::warn(
-            "run.max_duration ends training in its first epoch, at step {}: ending the epoch "
-            "here to validate the weights the run exports",
-            r.state.step);
-      if (loop.end_epoch() == StopReason::kNonFiniteValidation)
-        reason = StopReason::kNonFiniteValidation;
-    }
-    return loop.finish(reason, write_features);
+    return train_replica(config, env, options, r);
   } catch (const std::exception& e) {
     log_error_to_files("rank " + std::to_string(env.rank) + ": " + e.what());
     // Alone, there is no other rank to stop: main prints the error and exits with its code,
