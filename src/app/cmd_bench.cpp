@@ -100,6 +100,41 @@ struct Phase {
 int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,
                 const data::XlmrTokenizer& tokenizer, size_t tokenized, const dist::MpiEnv& env);
 
+// The phases timed so far, each with the process's memory at its end.
+struct PhaseLog {
+  std::vector<Phase> phases{{"(process before set-up)", 0, memory_now()}};
+  Clock::time_point t0 = Clock::now();
+  void done(const std::string& name) {
+    phases.push_back({name, seconds_since(t0), memory_now()});
+    t0 = Clock::now();
+  }
+};
+
+// Tokenizes the texts of the first epoch: the notebook's min(20 x validation pairs, training
+// pairs) training pairs and every validation pair; the phase ends with the token stores still
+// in memory. Returns how many texts were tokenized.
+size_t tokenize_first_epoch(const data::XlmrTokenizer& tokenizer, const data::CorpusSplit& split,
+                            const data::PairList& train_pairs, const data::PairList& val_pairs,
+                            size_t threads, PhaseLog& log) {
+  data::TokenStore train_tokens(tokenizer, split.train.texts, threads);
+  data::TokenStore val_tokens(tokenizer, split.validation.texts, threads);
+  const size_t epoch = std::min(train_pairs.size(), 20 * val_pairs.size());
+  std::vector<uint32_t> train_texts, val_texts;
+  for (size_t p = 0; p < epoch; ++p) {
+    train_texts.push_back(train_pairs[p].left);
+    train_texts.push_back(train_pairs[p].right);
+  }
+  for (const auto& p : val_pairs) {
+    val_texts.push_back(p.left);
+    val_texts.push_back(p.right);
+  }
+  train_tokens.ensure(train_texts);
+  val_tokens.ensure(val_texts);
+  const size_t tokenized = train_tokens.tokenized() + val_tokens.tokenized();
+  log.done("tokenize first epoch (" + std::to_string(tokenized) + " texts)");
+  return tokenized;
+}
+
 // The data set-up of `train` (train/replica.cpp's set_up_locally and the token stores of
 // connect_replica), phase by phase. Under mpirun every rank runs it and prints its own table.
 int bench_setup(const BenchDataArgs& a) {
@@ -121,59 +156,35 @@ int bench_setup(const BenchDataArgs& a) {
            "data.test_csv=" + files::join(a.dir, "test.csv"), "tokenizer.model=" + a.tokenizer,
            "data.train_pairs=" + std::to_string(a.pairs),
            "tokenizer.threads=" + std::to_string(a.threads)});
-  std::vector<Phase> phases;
-  phases.push_back({"(process before set-up)", 0, memory_now()});
-  auto t0 = Clock::now();
-  auto done = [&](const std::string& name) {
-    phases.push_back({name, seconds_since(t0), memory_now()});
-    t0 = Clock::now();
-  };
-
+  PhaseLog log;
   data::Datasets datasets;
   data::CorpusSplit split;
   data::PairList train_pairs, val_pairs;
   const bool share_data = a.share_data && env.local_world > 1;
   if (!share_data || node->builder()) {
     datasets = data::load_datasets(config, /*with_test=*/true, /*progress=*/false);
-    done("load (3 files)");
+    log.done("load (3 files)");
     split = data::split_corpus(datasets.english, datasets.multilingual,
                                static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
     datasets.english = {};  // as train does: the split holds every row it uses
     datasets.multilingual = {};
-    done("split");
+    log.done("split");
     train_pairs = data::training_pairs(config, split);
     val_pairs = data::validation_pairs(config, split);
-    done("pairs (" + std::to_string(train_pairs.size()) + " + " + std::to_string(val_pairs.size()) +
-         ")");
+    log.done("pairs (" + std::to_string(train_pairs.size()) + " + " +
+             std::to_string(val_pairs.size()) + ")");
   }
   if (share_data) {  // as train's connect() does
     data::share_corpora(split, datasets.test, *node);
     train_pairs = data::share_pairs(train_pairs, *node);
     val_pairs = data::share_pairs(val_pairs, *node);
-    done("share corpora and pairs (node)");
+    log.done("share corpora and pairs (node)");
   }
   data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
-  const size_t threads = static_cast<size_t>(a.threads);
-  done("tokenizer");
-  data::TokenStore train_tokens(tokenizer, split.train.texts, threads);
-  data::TokenStore val_tokens(tokenizer, split.validation.texts, threads);
-  // The first epoch: the notebook's min(20 x validation pairs, training pairs) training pairs
-  // and every validation pair.
-  const size_t epoch = std::min(train_pairs.size(), 20 * val_pairs.size());
-  std::vector<uint32_t> train_texts, val_texts;
-  for (size_t p = 0; p < epoch; ++p) {
-    train_texts.push_back(train_pairs[p].left);
-    train_texts.push_back(train_pairs[p].right);
-  }
-  for (const auto& p : val_pairs) {
-    val_texts.push_back(p.left);
-    val_texts.push_back(p.right);
-  }
-  train_tokens.ensure(train_texts);
-  val_tokens.ensure(val_texts);
-  done("tokenize first epoch (" +
-       std::to_string(train_tokens.tokenized() + val_tokens.tokenized()) + " texts)");
-  return print_setup(a, phases, tokenizer, train_tokens.tokenized() + val_tokens.tokenized(), env);
+  log.done("tokenizer");
+  const size_t tokenized = tokenize_first_epoch(tokenizer, split, train_pairs, val_pairs,
+                                                static_cast<size_t>(a.threads), log);
+  return print_setup(a, log.phases, tokenizer, tokenized, env);
 }
 
 int print_setup(const BenchDataArgs& a, const std::vector<Phase>& phases,

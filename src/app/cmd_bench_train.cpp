@@ -121,80 +121,84 @@ struct Bench {
   int64_t n_nonemb = 0;
 };
 
-// One setting: `per_rank` pairs per rank and step, warm-up then measured steps.
-json run_setting(Bench& b, int64_t per_rank) {
-  const int world = b.env.world, rank = b.env.rank;
-  const bool balance = b.config.train.balance_ranks;
-  const uint64_t seed = static_cast<uint64_t>(b.config.run.seed);
-  // The reference's ids are uniform in [5, 250000); smaller vocabularies cap them.
-  const int32_t vocab_end =
-      static_cast<int32_t>(std::min<int64_t>(250000, b.trainee.model->config().vocab_size));
-  auto global_batch = [&](uint64_t k) {
-    return data::random_text_batch(world * per_rank, seed * 1000003 + k, 10, b.args.max_len,
-                                   vocab_end);
-  };
-  train::Prefetcher<train::HostBatch> batches(
-      [&](uint64_t k) {
-        const auto start = Clock::now();
-        data::TextBatch global = global_batch(k);
-        const auto tokens = data::pair_token_counts(global);
-        const auto assignment = balance ? data::balanced_assignment(tokens, world, per_rank)
-                                        : data::consecutive_assignment(world, per_rank);
-        train::HostBatch h =
-            train::make_host_batch(data::select_pairs(global, assignment[rank]), b.device);
-        h.consumed = k;
-        h.imbalance = data::token_imbalance(tokens, assignment);
-        const std::vector<int64_t> shares = data::rank_tokens(tokens, assignment);
-        h.most_rank_tokens = *std::max_element(shares.begin(), shares.end());
-        h.prep_s = std::chrono::duration<double>(Clock::now() - start).count();
-        return h;
-      },
-      1);
-  train::StepSettings settings;
-  settings.margin = b.config.train.margin;
-  settings.lr = 5e-5;                      // the reference's constant rate
-  std::vector<train::HostBatch> next_one;  // train.embedding_adam_overlap: the next step's batch
-  if (b.trainee.rows_adam)
-    settings.next_batches = [&]() -> const std::vector<train::HostBatch>* {
-      const train::HostBatch* next = batches.ready_next();
-      if (!next) return nullptr;
-      next_one.assign(1, *next);
-      return &next_one;
-    };
-  uint64_t k = 0;
-  auto one_step = [&](train::PhaseTimer* timer, double* waited, double* prep, double* loss) {
-    std::vector<train::HostBatch> micro_batches;  // one: no accumulation here
-    micro_batches.push_back(batches.take(k, waited));
-    settings.step = static_cast<int64_t>(k) + 1;
-    settings.dropout_seed = seed * 7919 + k * 131 + static_cast<uint64_t>(rank);
-    const train::StepResult r = train::train_step(b.trainee, micro_batches, settings, timer);
-    *prep = micro_batches.front().prep_s;
-    *loss = r.loss;
-    ++k;
-  };
-  double waited = 0, prep = 0, loss = 0;
-  for (int64_t i = 0; i < b.args.warmup; ++i) one_step(nullptr, &waited, &prep, &loss);
-  synchronize(b.device);
-  reset_peak_memory(b.device);
-  train::PhaseTimer timer(b.device);
-  double waited_sum = 0, prep_sum = 0;
-  const uint64_t first_measured = k;
-  const int64_t graphs_before = b.trainee.graphs ? b.trainee.graphs->captured() : 0;
-  const auto start = Clock::now();
-  for (int64_t i = 0; i < b.args.steps; ++i) {
-    one_step(&timer, &waited, &prep, &loss);
-    waited_sum += waited;
-    prep_sum += prep;
+// The steps of one setting, `per_rank` pairs per rank: batches made ahead and split over the
+// ranks as train's are, the step's settings, and what the last step reported.
+class SettingSteps {
+ public:
+  SettingSteps(Bench& b, int64_t per_rank)
+      : b_(b),
+        per_rank_(per_rank),
+        seed_(static_cast<uint64_t>(b.config.run.seed)),
+        // The reference's ids are uniform in [5, 250000); smaller vocabularies cap them.
+        vocab_end_(
+            static_cast<int32_t>(std::min<int64_t>(250000, b.trainee.model->config().vocab_size))),
+        batches_([this](uint64_t k) { return host_batch(k); }, 1) {
+    settings_.margin = b.config.train.margin;
+    settings_.lr = 5e-5;  // the reference's constant rate
+    if (b.trainee.rows_adam)
+      settings_.next_batches = [this]() -> const std::vector<train::HostBatch>* {
+        const train::HostBatch* next = batches_.ready_next();
+        if (!next) return nullptr;
+        next_one_.assign(1, *next);
+        return &next_one_;
+      };
   }
-  synchronize(b.device);
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  const double step_s = seconds / static_cast<double>(b.args.steps);
 
-  // The measured steps' global batches again, for tokens, FLOPs and the split's balance.
+  data::TextBatch global_batch(uint64_t k) const {
+    return data::random_text_batch(b_.env.world * per_rank_, seed_ * 1000003 + k, 10,
+                                   b_.args.max_len, vocab_end_);
+  }
+
+  void step(train::PhaseTimer* timer) {
+    std::vector<train::HostBatch> micro_batches;  // one: no accumulation here
+    micro_batches.push_back(batches_.take(k, &waited));
+    settings_.step = static_cast<int64_t>(k) + 1;
+    settings_.dropout_seed = seed_ * 7919 + k * 131 + static_cast<uint64_t>(b_.env.rank);
+    const train::StepResult r = train::train_step(b_.trainee, micro_batches, settings_, timer);
+    prep = micro_batches.front().prep_s;
+    loss = r.loss;
+    ++k;
+  }
+
+  uint64_t k = 0;                         // steps taken
+  double waited = 0, prep = 0, loss = 0;  // of the last step
+
+ private:
+  train::HostBatch host_batch(uint64_t k) const {
+    const auto start = Clock::now();
+    const int world = b_.env.world;
+    data::TextBatch global = global_batch(k);
+    const auto tokens = data::pair_token_counts(global);
+    const auto assignment = b_.config.train.balance_ranks
+                                ? data::balanced_assignment(tokens, world, per_rank_)
+                                : data::consecutive_assignment(world, per_rank_);
+    train::HostBatch h =
+        train::make_host_batch(data::select_pairs(global, assignment[b_.env.rank]), b_.device);
+    h.consumed = k;
+    h.imbalance = data::token_imbalance(tokens, assignment);
+    const std::vector<int64_t> shares = data::rank_tokens(tokens, assignment);
+    h.most_rank_tokens = *std::max_element(shares.begin(), shares.end());
+    h.prep_s = std::chrono::duration<double>(Clock::now() - start).count();
+    return h;
+  }
+
+  Bench& b_;
+  const int64_t per_rank_;
+  const uint64_t seed_;
+  const int32_t vocab_end_;
+  train::StepSettings settings_;
+  std::vector<train::HostBatch> next_one_;  // train.embedding_adam_overlap: the next step's batch
+  train::Prefetcher<train::HostBatch> batches_;  // last: its thread uses the members above
+};
+
+// Tokens, FLOPs and the ranks' token balance of the steps [first, end), made again.
+void describe_batches(const Bench& b, const SettingSteps& steps, uint64_t first, uint64_t end,
+                      int64_t per_rank, double step_s, json& j) {
+  const int world = b.env.world;
   int64_t real_tokens = 0, sum_sq = 0;
   double imbalance_balanced = 0, imbalance_consecutive = 0;
-  for (uint64_t s = first_measured; s < k; ++s) {
-    data::TextBatch global = global_batch(s);
+  for (uint64_t s = first; s < end; ++s) {
+    data::TextBatch global = steps.global_batch(s);
     const auto tokens = data::pair_token_counts(global);
     real_tokens += global.tokens();
     sum_sq += global.sum_squared_lengths();
@@ -203,25 +207,68 @@ json run_setting(Bench& b, int64_t per_rank) {
     imbalance_consecutive +=
         data::token_imbalance(tokens, data::consecutive_assignment(world, per_rank));
   }
-  const double steps = static_cast<double>(b.args.steps);
+  const double n = static_cast<double>(end - first);
+  const int64_t n_steps = static_cast<int64_t>(end - first);
   const int64_t global_pairs = world * per_rank;
   const Flops flops = step_flops(b.trainee.model->config(), b.n_nonemb, 2 * global_pairs,
-                                 b.args.max_len, real_tokens / b.args.steps, sum_sq / b.args.steps);
-  json j;
-  j["pairs_per_rank"] = per_rank;
-  j["pairs_per_step"] = global_pairs;
-  j["ranks"] = world;
-  j["layout"] = b.args.layout;
-  j["balanced"] = balance;
-  j["step_ms"] = step_s * 1e3;
-  j["pairs_per_s"] = global_pairs / step_s;
-  j["real_tokens_per_s"] = real_tokens / steps / step_s;
+                                 b.args.max_len, real_tokens / n_steps, sum_sq / n_steps);
+  j["real_tokens_per_s"] = real_tokens / n / step_s;
   j["padded_tokens_per_s"] = 2.0 * global_pairs * b.args.max_len / step_s;
   j["model_tflops_per_s"] = flops.reference / step_s / 1e12;
   j["model_tflops_per_s_real_tokens"] = flops.real / step_s / 1e12;
+  j["token_imbalance_balanced"] = imbalance_balanced / n;
+  j["token_imbalance_consecutive"] = imbalance_consecutive / n;
+}
+
+// --profile: a few more steps under kineto (rank 0 writes the trace; the others step along).
+void profile_setting(Bench& b, SettingSteps& steps, int64_t global_pairs) {
+  if (b.args.profile.empty()) return;
+  if (b.env.rank != 0) {
+    for (int64_t i = 0; i < b.args.profile_steps; ++i) steps.step(nullptr);
+    return;
+  }
+  const std::string trace =
+      b.args.profile + "/trace-" + std::to_string(global_pairs) + "-" + b.args.layout + ".json";
+  profile_steps(
+      std::to_string(global_pairs) + " pairs, " + b.args.layout, trace,
+      static_cast<int>(b.args.profile_steps), [&] { steps.step(nullptr); },
+      [&] { synchronize(b.device); });
+}
+
+// One setting: `per_rank` pairs per rank and step, warm-up then measured steps.
+json run_setting(Bench& b, int64_t per_rank) {
+  SettingSteps steps(b, per_rank);
+  for (int64_t i = 0; i < b.args.warmup; ++i) steps.step(nullptr);
+  synchronize(b.device);
+  reset_peak_memory(b.device);
+  train::PhaseTimer timer(b.device);
+  double waited_sum = 0, prep_sum = 0;
+  const uint64_t first_measured = steps.k;
+  const int64_t graphs_before = b.trainee.graphs ? b.trainee.graphs->captured() : 0;
+  const auto start = Clock::now();
+  for (int64_t i = 0; i < b.args.steps; ++i) {
+    steps.step(&timer);
+    waited_sum += steps.waited;
+    prep_sum += steps.prep;
+  }
+  synchronize(b.device);
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double step_s = seconds / static_cast<double>(b.args.steps);
+  const double n = static_cast<double>(b.args.steps);
+  const int64_t global_pairs = b.env.world * per_rank;
+
+  json j;
+  j["pairs_per_rank"] = per_rank;
+  j["pairs_per_step"] = global_pairs;
+  j["ranks"] = b.env.world;
+  j["layout"] = b.args.layout;
+  j["balanced"] = b.config.train.balance_ranks;
+  j["step_ms"] = step_s * 1e3;
+  j["pairs_per_s"] = global_pairs / step_s;
+  describe_batches(b, steps, first_measured, steps.k, per_rank, step_s, j);
   json split;
-  split["prep_thread"] = prep_sum / steps * 1e3;
-  split["prep_wait"] = waited_sum / steps * 1e3;
+  split["prep_thread"] = prep_sum / n * 1e3;
+  split["prep_wait"] = waited_sum / n * 1e3;
   for (const auto& [name, ms] : timer.averages_ms()) split[name] = ms;
   j["split_ms"] = split;
   j["split_clock"] = b.device.is_cuda() ? "cuda events (rank 0)" : "wall clock (rank 0)";
@@ -231,23 +278,12 @@ json run_setting(Bench& b, int64_t per_rank) {
       b.trainee.graphs ? static_cast<double>(b.trainee.graphs->idle_pool_bytes()) / (1 << 30) : 0;
   j[b.device.is_cuda() ? "peak_mem_gib" : "peak_host_rss_gib"] =
       peak_memory_gib(b.device) + pool_gib;
-  j["token_imbalance_balanced"] = imbalance_balanced / steps;
-  j["token_imbalance_consecutive"] = imbalance_consecutive / steps;
-  j["loss"] = loss;
+  j["loss"] = steps.loss;
   if (b.trainee.graphs) {
     j["cuda_graphs"] = b.trainee.graphs->captured();  // captured so far
     j["cuda_graphs_captured_while_measuring"] = b.trainee.graphs->captured() - graphs_before;
   }
-  if (!b.args.profile.empty() && rank == 0) {
-    const std::string trace =
-        b.args.profile + "/trace-" + std::to_string(global_pairs) + "-" + b.args.layout + ".json";
-    profile_steps(
-        std::to_string(global_pairs) + " pairs, " + b.args.layout, trace,
-        static_cast<int>(b.args.profile_steps), [&] { one_step(nullptr, &waited, &prep, &loss); },
-        [&] { synchronize(b.device); });
-  } else if (!b.args.profile.empty()) {
-    for (int64_t i = 0; i < b.args.profile_steps; ++i) one_step(nullptr, &waited, &prep, &loss);
-  }
+  profile_setting(b, steps, global_pairs);
   return j;
 }
 
@@ -271,6 +307,53 @@ void print_table(const json& results) {
     std::printf("       token imbalance over ranks (max/mean): %.4f balanced, %.4f consecutive\n",
                 j["token_imbalance_balanced"].get<double>(),
                 j["token_imbalance_consecutive"].get<double>());
+  }
+}
+
+// The job's configuration: the options' model (an HF config.json, randomly initialised;
+// overrides may still name others) and longest text, which the graphs are captured for.
+int load_bench_config(const BenchTrainArgs& a, const dist::MpiEnv& env, Config& config) {
+  ConfigArgs config_args = a.config;
+  config_args.overrides.insert(config_args.overrides.begin(),
+                               {"model.pretrained=", "model.config=" + a.model});
+  config_args.overrides.push_back("tokenizer.max_len=" + std::to_string(a.max_len));
+  if (a.layout != "packed")
+    throw UserError("--layout " + a.layout +
+                    ": the padded layout was retired with model.layout: padded; the trainer "
+                    "steps packed batches only (--layout packed)");
+  return load_job_config(config_args, {"model"}, env, config);
+}
+
+// What every setting shares: device, model, numerics, steps.
+json describe_bench(const Bench& b) {
+  const Config& config = b.config;
+  json results;
+  results["device"] = b.device.str();
+  results["torch"] = TORCH_VERSION;
+  results["model"] = b.args.model;
+  results["n_nonemb_params"] = b.n_nonemb;
+  results["parameters"] = b.trainee.flat->size();
+  results["bf16"] = config.model.autocast_bf16;
+  results["attention"] = name_of(config.model.attention);
+  results["grad_dtype"] = name_of(config.dist.grad_dtype);
+  results["cuda_graphs"] = b.trainee.graphs != nullptr;
+  results["max_len"] = b.args.max_len;
+  results["warmup_steps"] = b.args.warmup;
+  results["measured_steps"] = b.args.steps;
+  results["settings"] = json::array();
+  return results;
+}
+
+void write_json(const std::string& path, const json& results) {
+  try {
+    files::write_atomically(path, [&](const std::string& tmp) {
+      std::ofstream out(tmp);
+      out << results.dump(1) << "\n";
+      out.close();
+      if (!out) throw std::runtime_error("cannot write " + tmp);
+    });
+  } catch (const std::runtime_error& e) {
+    throw UserError(std::string("--json: ") + e.what());
   }
 }
 
@@ -308,19 +391,8 @@ void add_bench_train(CLI::App* bench, BenchTrainArgs& a, std::function<int()>& a
 int cmd_bench_train(const BenchTrainArgs& a) {
   dist::MpiSession mpi(nullptr, nullptr);
   const auto& env = mpi.env();
-  ConfigArgs config_args = a.config;
-  // The model: an HF config.json, randomly initialised (overrides may still name others).
-  config_args.overrides.insert(config_args.overrides.begin(),
-                               {"model.pretrained=", "model.config=" + a.model});
-  // The graphs' fixed longest text is the benchmark's.
-  config_args.overrides.push_back("tokenizer.max_len=" + std::to_string(a.max_len));
-  if (a.layout != "packed")
-    throw UserError("--layout " + a.layout +
-                    ": the padded layout was retired with model.layout: padded; the trainer "
-                    "steps packed batches only (--layout packed)");
   Config config;
-  if (const int code = load_job_config(config_args, {"model"}, env, config); code != kExitOk)
-    return code;
+  if (const int code = load_bench_config(a, env, config); code != kExitOk) return code;
   init_logging({env.rank, env.world, LogLevel::kWarn, LogLevel::kWarn, ""});
   const std::vector<int64_t> pairs = parse_pairs(a.pairs);
   if (!a.profile.empty()) {
@@ -341,23 +413,9 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   train::connect_trainee(trainee, config, env);
   const torch::Device device = trainee.device;
   const int64_t n_nonemb = non_embedding_parameters(*trainee.model);
-  const int64_t n_params = trainee.flat->size();
   Bench b{config, a, env, device, std::move(trainee), n_nonemb};
 
-  json results;
-  results["device"] = device.str();
-  results["torch"] = TORCH_VERSION;
-  results["model"] = a.model;
-  results["n_nonemb_params"] = b.n_nonemb;
-  results["parameters"] = n_params;
-  results["bf16"] = config.model.autocast_bf16;
-  results["attention"] = name_of(config.model.attention);
-  results["grad_dtype"] = name_of(config.dist.grad_dtype);
-  results["cuda_graphs"] = b.trainee.graphs != nullptr;
-  results["max_len"] = a.max_len;
-  results["warmup_steps"] = a.warmup;
-  results["measured_steps"] = a.steps;
-  results["settings"] = json::array();
+  json results = describe_bench(b);
   for (int64_t p : pairs) {
     json j = run_setting(b, p);
     if (env.rank == 0) std::printf("bench_train %s\n", j.dump().c_str());
@@ -366,18 +424,7 @@ int cmd_bench_train(const BenchTrainArgs& a) {
   }
   if (env.rank == 0) {
     print_table(results);
-    if (!a.json.empty()) {
-      try {
-        files::write_atomically(a.json, [&](const std::string& tmp) {
-          std::ofstream out(tmp);
-          out << results.dump(1) << "\n";
-          out.close();
-          if (!out) throw std::runtime_error("cannot write " + tmp);
-        });
-      } catch (const std::runtime_error& e) {
-        throw UserError(std::string("--json: ") + e.what());
-      }
-    }
+    if (!a.json.empty()) write_json(a.json, results);
   }
   return 0;
 }
