@@ -144,4 +144,10 @@ std::vector<std::string> LabeledCorpus::languages() const {
   return langs.names();
 }
 
+std::map<std::string, std::array<size_t, 2>> LabeledCorpus::label_counts() const {
+  std::map<std::string, std::array<size_t, 2>> counts;
+  for (size_t i = 0; i < size(); ++i) ++counts[langs[i]][labels[i] ? 1 : 0];
+  return counts;
+}
+
 }  // namespace sx::data

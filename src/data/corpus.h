@@ -11,8 +11,10 @@
 // process maps the files at its own address. Such corpora read the same and are read-only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -162,6 +164,8 @@ struct LabeledCorpus {
   void push_back_from(const LabeledCorpus& other, size_t i, std::string_view lang);
   // The distinct languages in order of first appearance.
   std::vector<std::string> languages() const;
+  // Texts per language (sorted) and label: [0] normal, [1] toxic.
+  std::map<std::string, std::array<size_t, 2>> label_counts() const;
 };
 
 struct TestCorpus {

@@ -317,10 +317,7 @@ PairList build_pairs(const LabeledCorpus& corpus, const PairOptions& options, Pa
 }
 
 void check_both_labels(const LabeledCorpus& corpus, const std::string& source) {
-  std::map<std::string, std::array<size_t, 2>> per_language;  // texts per label
-  for (size_t i = 0; i < corpus.size(); ++i)
-    ++per_language[corpus.langs[i]][corpus.labels[i] ? 1 : 0];
-  for (const auto& [lang, counts] : per_language)
+  for (const auto& [lang, counts] : corpus.label_counts())
     if (counts[0] == 0 || counts[1] == 0)
       throw UserError(source + ": all " + std::to_string(counts[0] + counts[1]) + " texts in '" +
                       lang + "' are " + (counts[0] ? "normal" : "toxic") +

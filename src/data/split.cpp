@@ -53,13 +53,12 @@ CorpusSplit split_corpus(const LabeledCorpus& english, const LabeledCorpus& mult
 }
 
 void check_notebook_multilingual(const LabeledCorpus& multilingual) {
-  std::map<std::string, std::array<size_t, 2>> per_language;  // rows per label
-  size_t english = 0;
+  const auto per_language = multilingual.label_counts();  // rows per label
+  const auto en = per_language.find("en");
+  const size_t english = en == per_language.end() ? 0 : en->second[0] + en->second[1];
   int64_t first_english_row = -1;
-  for (size_t i = 0; i < multilingual.size(); ++i) {
-    ++per_language[multilingual.langs[i]][multilingual.labels[i] ? 1 : 0];
-    if (multilingual.langs[i] == "en" && english++ == 0) first_english_row = multilingual.rows[i];
-  }
+  for (size_t i = 0; i < multilingual.size() && first_english_row < 0; ++i)
+    if (multilingual.langs[i] == "en") first_english_row = multilingual.rows[i];
   // Every row English: most likely no column named data.lang_field, whose rows count as 'en'.
   const std::string no_column =
       english == multilingual.size()

@@ -64,9 +64,7 @@ torch::Tensor RowsAdamOverlap::first_rows(const TokenIdLists* next) {
   torch::Tensor host =
       torch::zeros({block_.rows}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(cuda));
   uint8_t* first = host.data_ptr<uint8_t>();
-  for (size_t w = 0; w < first_bits_.size(); ++w)
-    for (uint64_t word = first_bits_[w]; word; word &= word - 1)
-      first[w * 64 + static_cast<size_t>(__builtin_ctzll(word))] = 1;
+  for_each_set_bit(first_bits_, [first](size_t row) { first[row] = 1; });
   // From pinned memory, asynchronously: a pageable copy would wait for the stream to drain.
   return cuda ? host.to(device, /*non_blocking=*/true) : host;
 }

@@ -15,9 +15,7 @@ std::vector<uint64_t> row_bitmap(const TokenIdLists& token_ids, int64_t rows,
 
 torch::Tensor row_indices(const std::vector<uint64_t>& bits, const torch::Device& device) {
   std::vector<int64_t> rows;
-  for (size_t w = 0; w < bits.size(); ++w)
-    for (uint64_t word = bits[w]; word; word &= word - 1)
-      rows.push_back(static_cast<int64_t>(w * 64) + __builtin_ctzll(word));
+  for_each_set_bit(bits, [&](size_t row) { rows.push_back(static_cast<int64_t>(row)); });
   if (rows.empty()) return torch::Tensor();
   torch::Tensor host =
       torch::from_blob(rows.data(), {static_cast<int64_t>(rows.size())}, torch::kLong);

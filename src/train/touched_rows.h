@@ -37,6 +37,13 @@ using TokenIdLists = std::vector<std::reference_wrapper<const std::vector<int32_
 // `what` when an id is outside [0, rows).
 std::vector<uint64_t> row_bitmap(const TokenIdLists& token_ids, int64_t rows,
                                  const std::string& what);
+// Calls f(i) for each set bit i of `bits`, ascending.
+template <typename F>
+void for_each_set_bit(const std::vector<uint64_t>& bits, F&& f) {
+  for (size_t w = 0; w < bits.size(); ++w)
+    for (uint64_t word = bits[w]; word; word &= word - 1)
+      f(w * 64 + static_cast<size_t>(__builtin_ctzll(word)));
+}
 // The set rows of `bits`, ascending, as int64 on `device` (copied asynchronously from pinned
 // memory on a GPU); undefined when no bit is set.
 torch::Tensor row_indices(const std::vector<uint64_t>& bits, const torch::Device& device);
