@@ -159,8 +159,8 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
                       "resume from another checkpoint, or --force as well to move them into " +
                       files::join(config.run.dir, "previous-<time>/") + " and start afresh");
     if (path.empty()) {
-      const std::string moved = claim_run_dir(config.run.dir, options.force, /*with_logs=*/false,
-                                              /*resume_found_nothing=*/true);
+      const std::string moved =
+          claim_run_dir(config.run.dir, options.force, Claimant::kResumeFoundNothing);
       spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh{}", config.run.dir,
                    moved.empty() ? "" : " (the earlier run's files moved into " + moved + ")");
     }
@@ -345,9 +345,9 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
 // an earlier run's files, or "".
 std::string prepare_run_dir(const Config& config, const TrainOptions& options, Replica& r) {
   r.run_dir_lock = std::make_unique<RunDirLock>(config.run.dir, "train");
-  const std::string moved = options.resume.empty()
-                                ? claim_run_dir(config.run.dir, options.force, /*with_logs=*/true)
-                                : "";
+  const std::string moved =
+      options.resume.empty() ? claim_run_dir(config.run.dir, options.force, Claimant::kFreshStart)
+                             : "";
   check_run_outputs_are_files(config.run.dir);  // else the training fails only when it ends
   for (const std::string& path : remove_stale_temporaries(config.run.dir))
     spdlog::info("removed {}, left by a writer that was killed", path);

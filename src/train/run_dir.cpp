@@ -108,8 +108,7 @@ std::vector<std::string> config_changes_since(const std::string& path, const Tra
   }
 }
 
-std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
-                          bool resume_found_nothing) {
+std::string claim_run_dir(const std::string& run_dir, bool force, Claimant claimant) {
   const auto results = earlier_run_results(run_dir);
   // A run that stopped before its first checkpoint leaves only its metrics: a fresh start's
   // metrics.jsonl is its own (one start event, steps once), the dead run's goes aside.
@@ -118,7 +117,7 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
                ? move_aside(run_dir, {"metrics.jsonl", "features_before.h5"})
                : "";
   const std::string aside = files::join(run_dir, "previous-<time>/");
-  if (!force && resume_found_nothing) {
+  if (!force && claimant == Claimant::kResumeFoundNothing) {
     const bool best =
         std::find(results.begin(), results.end(), "checkpoints/best.h5") != results.end();
     throw UserError("--resume auto: run.dir " + run_dir +
@@ -138,7 +137,7 @@ std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs
   std::vector<std::string> names = {"checkpoints", "features_before.h5", "metrics.jsonl",
                                     "evaluation_before.json", "tsne_before.png"};
   names.insert(names.end(), std::begin(kOutputsOfAnEnd), std::end(kOutputsOfAnEnd));
-  if (with_logs) names.insert(names.end(), {"log", "config.resolved.yaml"});
+  if (claimant == Claimant::kFreshStart) names.insert(names.end(), {"log", "config.resolved.yaml"});
   return move_aside(run_dir, names);
 }
 

@@ -20,15 +20,21 @@ struct Checkpoint;
 // killed before its first checkpoint leaves, and its requeue with --resume auto starts afresh.)
 std::vector<std::string> earlier_run_results(const std::string& run_dir);
 
+// Who claims run_dir: `train` without --resume, before it writes anything there; or --resume
+// auto that found no step checkpoint, once this run writes its log/ and config.resolved.yaml
+// there (they stay).
+enum class Claimant { kFreshStart, kResumeFoundNothing };
+
 // Makes run_dir ready for a fresh run. When it holds no earlier run's results, only the
 // metrics.jsonl (and features_before.h5) of a run that stopped before its first checkpoint
 // are moved into run_dir/previous-<UTC time>/ (returned; "" when there are none). Otherwise,
-// without `force`, a UserError saying to pass --resume auto or
-// --force; with it, the earlier run's files are moved into a new run_dir/previous-<UTC time>/
-// folder, whose path is returned: its results, checkpoints/, features_before.h5,
-// metrics.jsonl and evaluation.json, and with `with_logs` also log/ and config.resolved.yaml
-// (false once this run has started writing those). `resume_found_nothing`: asked by --resume
-// auto, which found no step checkpoint; the refusal then says to add --force.
+// without `force`, a UserError saying to pass --resume auto or --force (to a
+// kResumeFoundNothing: to add --force); with it, the earlier run's files are moved into a new
+// run_dir/previous-<UTC time>/ folder, whose path is returned: its results, checkpoints/,
+// features_before.h5, metrics.jsonl and evaluation.json, and for a kFreshStart also log/ and
+// config.resolved.yaml.
+std::string claim_run_dir(const std::string& run_dir, bool force, Claimant claimant);
+
 // Whether `config` is the configuration of the run that wrote a checkpoint of state `then`, but
 // for train.max_epochs (a finished run continued for more epochs; its first value was 0, the
 // notebook's rule that made the plan's cap, or that cap).
@@ -41,9 +47,6 @@ bool same_results_but_max_epochs(const TrainState& then, const Config& config);
 // another release's, a checkpoint outside its run directory).
 std::vector<std::string> config_changes_since(const std::string& path, const TrainState& then,
                                               const Config& now);
-
-std::string claim_run_dir(const std::string& run_dir, bool force, bool with_logs,
-                          bool resume_found_nothing = false);
 
 // --resume PATH (`resumed_path`, whose state is `resumed`) starts another history from its step:
 // what run_dir holds of the history it abandons would be taken for this one's (--resume auto at

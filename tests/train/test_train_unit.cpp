@@ -662,7 +662,7 @@ TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
   test::write_file(run + "/log/rank-0.log", "log");
   test::write_file(run + "/config.resolved.yaml", "run: {}");
   test::write_file(run + "/features_before.h5", "features before");
-  EXPECT_EQ(claim_run_dir(run, false, true), "");
+  EXPECT_EQ(claim_run_dir(run, false, Claimant::kFreshStart), "");
   test::write_file(run + "/features.h5", "features");
   test::write_file(run + "/metrics.jsonl", "{}");
   test::write_file(run + "/my-notes.txt", "the user's own file");
@@ -672,7 +672,7 @@ TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
             (std::vector<std::string>{"checkpoints/step-0000000010.h5", "checkpoints/best.h5",
                                       "features.h5"}));
   try {
-    claim_run_dir(run, false, true);
+    claim_run_dir(run, false, Claimant::kFreshStart);
     FAIL() << "a used run.dir was claimed without --force";
   } catch (const UserError& e) {
     const std::string what = e.what();
@@ -683,7 +683,7 @@ TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
   }
   EXPECT_TRUE(files::exists(best_checkpoint_path(run)));  // untouched
 
-  const std::string previous = claim_run_dir(run, true, true);
+  const std::string previous = claim_run_dir(run, true, Claimant::kFreshStart);
   EXPECT_EQ(files::parent(previous), run);
   EXPECT_EQ(files::list(previous),
             (std::vector<std::string>{"checkpoints", "config.resolved.yaml", "features.h5",
@@ -691,10 +691,10 @@ TEST(RunDir, AFreshStartIntoAUsedRunDirIsRefusedOrWithForceMovesItsFilesAside) {
   EXPECT_EQ(read_checkpoint(step_checkpoint_path(previous, 10)).state.step, 12);
   EXPECT_TRUE(earlier_run_results(run).empty());
   EXPECT_EQ(test::read_file(run + "/my-notes.txt"), "the user's own file");  // not the run's
-  // Again within the same second: a folder of its own. Without the logs: they stay.
+  // Again within the same second: a folder of its own. A resume's claim leaves the logs.
   test::write_file(run + "/features.h5", "features");
   files::create_directories(run + "/log");
-  const std::string again = claim_run_dir(run, true, false);
+  const std::string again = claim_run_dir(run, true, Claimant::kResumeFoundNothing);
   EXPECT_NE(again, previous);
   EXPECT_TRUE(files::exists(again + "/features.h5"));
   EXPECT_TRUE(files::exists(run + "/log"));
@@ -709,7 +709,8 @@ TEST(RunDir, AResumeThatFindsOnlyBestH5SaysToAddForce) {
   files::create_directories(run + "/checkpoints");
   write_checkpoint(best_checkpoint_path(run), sample());
   test::write_file(run + "/metrics.jsonl", "{}");
-  const std::string e = test::error_of([&] { claim_run_dir(run, false, false, true); });
+  const std::string e =
+      test::error_of([&] { claim_run_dir(run, false, Claimant::kResumeFoundNothing); });
   EXPECT_EQ(e, "--resume auto: run.dir " + run +
                    " holds no step checkpoint to resume from, only an earlier run's results "
                    "(checkpoints/best.h5): best.h5 keeps the weights without the optimizer state "
@@ -718,12 +719,13 @@ TEST(RunDir, AResumeThatFindsOnlyBestH5SaysToAddForce) {
   EXPECT_TRUE(files::exists(best_checkpoint_path(run)));
   files::remove_all(best_checkpoint_path(run));
   test::write_file(run + "/features.h5", "features");
-  EXPECT_EQ(test::error_of([&] { claim_run_dir(run, false, false, true); }),
+  EXPECT_EQ(test::error_of([&] { claim_run_dir(run, false, Claimant::kResumeFoundNothing); }),
             "--resume auto: run.dir " + run +
                 " holds no step checkpoint to resume from, only an earlier run's results "
                 "(features.h5): pass --force as well to move them into " +
                 run + "/previous-<time>/ and start afresh");
-  EXPECT_FALSE(claim_run_dir(run, true, false, true).empty());  // with --force: moved aside
+  EXPECT_FALSE(claim_run_dir(run, true, Claimant::kResumeFoundNothing)
+                   .empty());  // with --force: moved aside
   EXPECT_TRUE(earlier_run_results(run).empty());
 }
 
