@@ -8,7 +8,9 @@
 #   R ranks (tasks) per node, default G (one per GPU; G 0 needs R: CPU nodes); C CPUs per rank,
 #   default train.sbatch's 8. --dry-run prints the sbatch command instead of running it.
 #   The configuration is read first (also with --dry-run), by build/src/app/siamese-xlmr or
-#   SX_BIN, from the checkout's root as the job reads it.
+#   SX_BIN, from the checkout's root as the job reads it: relative paths inside it (run.dir,
+#   data files, the tokenizer and model) are the checkout's, where the job runs, and the input
+#   files it names must exist.
 set -euo pipefail
 usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R] [--cpus-per-rank C] [--dry-run] [key=value ...]"
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
@@ -75,11 +77,13 @@ budget=$(( limit - 900 ))
 ranks=${ranks:-$gpus}
 [ "$ranks" -ge 1 ] || { echo "submit: --gpus-per-node 0 needs --ranks-per-node (ranks on each CPU node)" >&2; exit 2; }
 # The configuration as the job will read it (from this directory, as sbatch runs the job): a
-# missing file, an unknown key or a bad value is said here, in the program's one line, not
-# when the job starts after its wait in the queue; so is the stop signal train.sbatch refuses.
+# missing file (the configuration or an input it names), an unknown key or a bad value is said
+# here, in the program's one line, not when the job starts after its wait in the queue; so is
+# the stop signal train.sbatch refuses.
 bin=${SX_BIN:-build/src/app/siamese-xlmr}
 [ -x "$bin" ] || { echo "submit: $bin is not built (launch/build.sh): the job runs it" >&2; exit 2; }
-stop_signal=$("$bin" config --config "$config" --get dist.stop_signal ${overrides[@]+"${overrides[@]}"}) || exit 2
+stop_signal=$("$bin" config --config "$config" --get dist.stop_signal --check-inputs \
+  ${overrides[@]+"${overrides[@]}"}) || exit 2
 if [ "$stop_signal" = TERM ]; then
   echo "submit: dist.stop_signal: TERM cannot ask the ranks for a checkpoint through mpirun (it kills them a second later); use USR1 or USR2" >&2
   exit 2

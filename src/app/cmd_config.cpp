@@ -31,12 +31,14 @@ std::string resolved_value(const std::string& yaml, const std::string& key) {
 
 }  // namespace
 
-int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key) {
+int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key, bool inputs) {
   if (docs) {
     std::fputs(config_reference_markdown().c_str(), stdout);
     return 0;
   }
   Config config = load_config(args.config_path, args.overrides);
+  if (inputs)
+    check_inputs(config, {"run", "data", "tokenizer", "model", "train", "dist", "export"});
   const std::string yaml = config_to_yaml(config);
   if (!get_key.empty()) {
     std::string value = resolved_value(yaml, get_key);

@@ -36,7 +36,9 @@ int load_job_config(const ConfigArgs& args, const std::vector<std::string>& sect
 std::string program_version();
 
 // Prints the resolved configuration (YAML), the key reference (--docs), or one key's value.
-int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key);
+// `check_inputs`: also the files and folders the configuration names for train (as train
+// checks them before it starts).
+int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key, bool check_inputs);
 int cmd_tokenize(const ConfigArgs& args);
 int cmd_data_stats(const ConfigArgs& args);
 // Writes the training (split "train") or validation ("val") pair sequence as CSV.

@@ -117,7 +117,7 @@ struct BenchCheckpointArgs {
   long long params = 277454592;  // XLM-R base encoder + pooling LayerNorm
 };
 struct ConfigCommandArgs {
-  bool docs = false;
+  bool docs = false, check_inputs = false;
   std::string get_key;
 };
 struct CommandLine {
@@ -351,8 +351,15 @@ void add_config_and_version(CLI::App& app, CommandLine& cl) {
       config->add_flag("--docs", cl.config.docs, "print the reference of every key (Markdown)");
   config->add_option("--get", cl.config.get_key, "print only the value of this key (e.g. run.dir)")
       ->excludes(docs_flag);
+  config
+      ->add_flag("--check-inputs", cl.config.check_inputs,
+                 "also check that the files and folders it names for train exist (one line "
+                 "naming the key, exit 2, where one does not)")
+      ->excludes(docs_flag);
   config->callback([&cl] {
-    cl.action = [&cl] { return sx::app::cmd_config(cl.cfg, cl.config.docs, cl.config.get_key); };
+    cl.action = [&cl] {
+      return sx::app::cmd_config(cl.cfg, cl.config.docs, cl.config.get_key, cl.config.check_inputs);
+    };
   });
   auto* version = app.add_subcommand("version", "Versions of siamese-xlmr and its libraries");
   version->callback([&cl] { cl.action = [] { return sx::app::cmd_version(); }; });

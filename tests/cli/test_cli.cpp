@@ -207,6 +207,30 @@ TEST(Cli, ConfigGetPrintsOneValueForScripts) {
   EXPECT_NE(r.err.find("no key 'run.nope'"), std::string::npos) << r.err;
 }
 
+// slurm/submit.sh reads the configuration with --check-inputs before queueing: a data file
+// that is not there is said then, not after the wait in the queue.
+TEST(Cli, ConfigCheckInputsNamesAMissingInputFile) {
+  test::TempDir dir;
+  const std::string csv = dir.write("train.csv", "id,comment_text,toxic\n1,hola,0\n");
+  const std::string others =
+      " data.multilingual_csv=" + csv + " data.test_csv=" + csv +
+      " tokenizer.model=" + test::fixtures_dir() +
+      "/tokenizer/sentencepiece.bpe.model model.pretrained=" + test::fixtures_dir() +
+      "/hf-tiny-xlmr";
+  auto r = run_cli("config --get run.dir --check-inputs run.dir=r data.train_csv=" + csv + others);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "r\n");
+  r = run_cli("config --get run.dir --check-inputs data.train_csv=" + dir.path("nope.csv") +
+              others);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "siamese-xlmr: error: data.train_csv: file not found: " + dir.path("nope.csv") + "\n");
+  // Without the flag the configuration alone is read, as before.
+  r = run_cli("config --get run.dir data.train_csv=" + dir.path("nope.csv") + others);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST(Cli, ConfigMistakeIsOneLineAndExitTwo) {
   auto r = run_cli("config train.patiense=3");
   EXPECT_EQ(r.exit_code, 2);
