@@ -21,6 +21,7 @@ cat > "$work/bin/fake-trainer" <<'FAKE'
 # config --config C --get KEY [overrides]  |  train --config C [overrides] --resume auto
 if [ "$1" = config ]; then
   if [ -n "${FAKE_CONFIG_ERROR:-}" ]; then echo "$FAKE_CONFIG_ERROR" >&2; exit 2; fi
+  [ -z "${FAKE_ARGS_LOG:-}" ] || echo "$*" >>"$FAKE_ARGS_LOG"
   if [ -n "${FAKE_SIGNAL_BATCH:-}" ] && [ "$5" = dist.stop_signal ]; then
     # Slurm's warning while the batch shell reads its configuration.
     for _ in $(seq 100); do [ -s "$FAKE_RUN_DIR/batch.pid" ] && break; sleep 0.1; done
@@ -68,6 +69,11 @@ for bad in "" abc 1:2:3:4 1- -5 08:30:xx; do
 done
 rc=0; "$source/slurm/submit.sh" cfg.yaml --time 10 --dry-run >/dev/null 2>&1 || rc=$?
 check "refuses a limit too short to train" "2" "$rc"
+# The inputs are checked before queueing (the program's --check-inputs), with the overrides.
+: >"$work/config-args"
+FAKE_ARGS_LOG=$work/config-args "$source/slurm/submit.sh" cfg.yaml --dry-run a.b=c >/dev/null
+check "reads the configuration with --check-inputs and the overrides" "1" \
+  "$(grep -c -- '--get dist.stop_signal --check-inputs a.b=c$' "$work/config-args")"
 check "keeps overrides" "1" "$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run a.b=c | grep -c 'a.b=c')"
 # A run.max_duration of the user's came after the computed one and won over the time limit.
 rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run run.max_duration=5h 2>&1) || rc=$?
@@ -129,6 +135,14 @@ rm -f "$work/run/scontrol.calls"
 rc=0; sbatch_run SLURM_JOB_ID=7 SLURM_RESTART_COUNT=3 SX_MAX_RESTARTS=3 FAKE_WRITE=step-0000000030.h5 || rc=$?
 check "restart cap: not requeued" "absent" "$([ -f "$work/run/scontrol.calls" ] && echo present || echo absent)"
 grep -q "SX_MAX_RESTARTS=3" "$work/out" || check "restart-cap message" "SX_MAX_RESTARTS=3" "$(cat "$work/out")"
+
+# A cap that is no number made the test '[ 3 -ge abc ]' fail, and the job requeued without end.
+rc=0; sbatch_run SLURM_JOB_ID=7 SLURM_RESTART_COUNT=50 SX_MAX_RESTARTS=abc FAKE_WRITE=step-0000000031.h5 || rc=$?
+check "SX_MAX_RESTARTS abc: exit 2 naming it, no launch, no requeue" "2:1:absent" \
+  "$rc:$(grep -c "SX_MAX_RESTARTS 'abc': expected a whole number" "$work/out"):$([ -f "$work/run/scontrol.calls" ] && echo present || echo absent)"
+# Outside the checkout without SX_REPO: one line naming the folder and the variable.
+rc=0; out=$(cd "$work" && env -u SX_REPO SLURM_SUBMIT_DIR="$work" bash "$source/slurm/train.sbatch" cfg.yaml 2>&1) || rc=$?
+check "outside the checkout: exit 2, one line naming SX_REPO" "2:1" "$rc:$(grep -c "is not a siamese-xlmr checkout.*set SX_REPO" <<<"$out")"
 
 rc=0; sbatch_run SLURM_JOB_ID=7 FAKE_RC=0 || rc=$?
 check "a finished run exits 0 without requeue" "0:absent" "$rc:$([ -f "$work/run/scontrol.calls" ] && echo present || echo absent)"
