@@ -30,9 +30,16 @@ namespace {
 std::string features_path(const Config& config, const PredictArgs& a) {
   const std::string path =
       a.features.empty() ? files::join(config.run.dir, "features.h5") : a.features;
-  if (!files::exists(path))
+  if (!files::exists(path)) {
+    // A training or an export at work in run.dir writes features.h5 at its end: name it (the
+    // reader's hold throws, naming the holder, while a writer holds run.dir).
+    if (a.features.empty() && files::is_directory(config.run.dir)) {
+      const RunDirLock probe(RunDirLock::Reading{}, config.run.dir,
+                             "pass --features FILE to use the features of another run");
+    }
     throw UserError((a.features.empty() ? "run.dir: " : "--features: ") + path +
                     " not found; train the run or run `siamese-xlmr export` first");
+  }
   return path;
 }
 

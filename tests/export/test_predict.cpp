@@ -756,7 +756,7 @@ TEST_F(Predict, ASecondExportIsRefusedWhileTheFirstWorks) {
   EXPECT_TRUE(files::exists(files::join(run, "features.h5")));
 }
 
-TEST_F(Predict, ExportIsRefusedWhileATrainingRunsInTheRunDir) {
+TEST_F(Predict, ExportAndPredictAreRefusedWhileATrainingRunsInTheRunDir) {
   test::TempDir dir;
   const std::string run = dir.path("run");
   // A training of about a minute here; the test stops it as soon as it holds run.dir.
@@ -767,10 +767,19 @@ TEST_F(Predict, ExportIsRefusedWhileATrainingRunsInTheRunDir) {
       << "the training never held " << run << ": " << test::read_file(dir.path("train.log"));
   auto r = test::run_cli(cli("export") + " run.dir=" + run + " --checkpoint " +
                          run_file("checkpoints/best.h5"));
+  // predict, whose features.h5 the training writes at its end, names the training too (it said
+  // that features.h5 was not found).
+  auto p = test::run_cli(cli("predict") + " run.dir=" + run);
   kill(training.pid(), SIGKILL);  // stopped: the test ends it
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find(in_use_by(run, "train", training.pid())), std::string::npos) << r.err;
   EXPECT_FALSE(files::exists(files::join(run, "features.h5")));
+  EXPECT_EQ(p.exit_code, 2) << p.err;
+  EXPECT_NE(p.err.find(in_use_by(run, "train", training.pid())), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("pass --features FILE to use the features of another run"),
+            std::string::npos)
+      << p.err;
+  EXPECT_EQ(test::count_lines(p.err), 1u) << p.err;
 }
 
 // ---- a full disk (issue #25): outputs appear together or not at all, with the system's reason
