@@ -4,8 +4,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+
 #include "core/error.h"
 #include "core/files.h"
+#include "core/mapping_guard.h"
 #include "core/progress.h"
 
 namespace sx {
@@ -51,8 +54,10 @@ void init_logging(const LogOptions& options) {
     file->set_pattern(pattern(options.rank, options.world));
     logger->sinks().push_back(file);
   }
-  logger->flush_on(spdlog::level::warn);
-  spdlog::flush_every(std::chrono::seconds(5));  // log files of long runs stay current
+  // Every line but debug and trace ones reaches the files at once: a process that ends without
+  // running its destructors (a fatal signal, MPI_Abort) lost up to the last 5 s of its log.
+  logger->flush_on(spdlog::level::info);
+  spdlog::flush_every(std::chrono::seconds(5));  // and those within 5 s
 }
 
 std::string add_rank_log_file(const std::string& run_dir, int rank, int world, LogLevel level) {
@@ -71,6 +76,10 @@ std::string add_rank_log_file(const std::string& run_dir, int rank, int world, L
   } catch (const spdlog::spdlog_ex& e) {
     throw UserError("run.dir: cannot open log file " + path + ": " + e.what());
   }
+  // The one fatal line written from a signal handler (a data file that shrank under its
+  // mapping) goes into the log too, through a descriptor of its own that the process keeps.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd >= 0) also_report_faults_to(fd);
   return path;
 }
 

@@ -29,6 +29,7 @@ static_assert(std::atomic<int>::is_always_lock_free && std::atomic<uintptr_t>::i
               "the registry is read from a signal handler");
 
 Slot g_slots[kMaxGuardedMappings];
+std::atomic<int> g_also_to{-1};  // also_report_faults_to
 struct sigaction g_previous {};  // the SIGBUS action before ours
 std::mutex g_install_mutex;      // registration only, never the handler
 
@@ -51,6 +52,14 @@ struct Line {
   }
 };
 
+void write_all(int fd, const Line& line) {
+  for (size_t at = 0; at < line.size;) {
+    const ssize_t n = ::write(fd, line.text + at, line.size - at);
+    if (n <= 0) break;
+    at += static_cast<size_t>(n);
+  }
+}
+
 [[noreturn]] void report_and_exit(const Slot& slot) {
   const uint64_t mapped = slot.end.load() - slot.begin.load();
   Line line;
@@ -71,11 +80,9 @@ struct Line {
   line.add(
       "; leave data files unchanged while a command uses them (replacing one with mv is "
       "safe)\n");
-  for (size_t at = 0; at < line.size;) {
-    const ssize_t n = ::write(STDERR_FILENO, line.text + at, line.size - at);
-    if (n <= 0) break;
-    at += static_cast<size_t>(n);
-  }
+  write_all(STDERR_FILENO, line);
+  const int also = g_also_to.load();
+  if (also >= 0) write_all(also, line);
   ::_exit(kExitUserError);
 }
 
@@ -149,6 +156,10 @@ void unguard_mapping(int handle) {
   slot.begin.store(0);
   slot.end.store(0);
   slot.state.store(kFree, std::memory_order_release);
+}
+
+void also_report_faults_to(int fd) {
+  g_also_to.store(fd);
 }
 
 }  // namespace sx

@@ -9,7 +9,8 @@
 //
 // The SIGBUS handler does only what is safe in a signal handler: the registry is a fixed array
 // whose entries are published through atomics when a file is mapped, the line is put together
-// on the stack (stat(2) for the file's size now) and written with write(2), and the process
+// on the stack (stat(2) for the file's size now) and written with write(2) to stderr (and a
+// rank's log, also_report_faults_to), and the process
 // ends with _exit(2). A SIGBUS at any other address, or one sent by kill, goes to the action
 // that was installed before (Open MPI's backtrace, or the default: a core dump) as if this
 // handler were not there. A rewrite that keeps the file's size changes the texts without a
@@ -30,5 +31,8 @@ inline constexpr int kMaxGuardedMappings = 64;
 int guard_mapping(const void* begin, size_t size, const std::string& path);
 // Forgets the mapping of `handle` (-1: nothing).
 void unguard_mapping(int handle);
+// Where the line is written besides stderr: `fd`, a file open for appending (a rank's log, so
+// that the log holds its rank's last words); -1 for nowhere else.
+void also_report_faults_to(int fd);
 
 }  // namespace sx
