@@ -254,6 +254,17 @@ void Loop::report_step(const StepResult& s, double seconds) {
                  budget_.limited() ? std::max(0.0, budget_.budget() - program_seconds()) : -1);
 }
 
+// "in epoch 2, 60/500" (the step log's 1-based count), "after epoch 3" at an epoch's end,
+// "before the first step".
+std::string Loop::where_in_training() const {
+  const TrainState& s = r_.state;
+  const int64_t in_epoch = step_in_epoch();
+  if (in_epoch == 0)
+    return s.epoch == 0 ? "before the first step" : "after epoch " + std::to_string(s.epoch);
+  return "in epoch " + std::to_string(s.epoch + 1) + ", " + std::to_string(in_epoch) + "/" +
+         std::to_string(s.plan().steps_per_epoch(r_.global_batch));
+}
+
 bool Loop::epoch_ended() const {
   return r_.state.plan().ends_epoch(r_.state.pairs_consumed, r_.state.epoch);
 }
@@ -373,7 +384,7 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   settle_optimizer();
   budget_.end_of(JobBudget::kTraining, program_seconds());
   progress_.finish();
-  spdlog::info("training stopped at step {} (epoch {}): {}", r_.state.step, r_.state.epoch,
+  spdlog::info("training stopped at step {} ({}): {}", r_.state.step, where_in_training(),
                describe(reason));
   flush_logs();
   record_stop(reason, "");

@@ -77,6 +77,7 @@ class Loop {
   void write_step_checkpoint();
   bool checkpoint_time_due() const;
   bool checkpoint_steps_due() const;
+  std::string where_in_training() const;
   int64_t step_in_epoch() const;
   void log_start() const;
   void account(const StepResult& s, int64_t step_number);
