@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "app/commands.h"
 #include "app/inference.h"
@@ -162,19 +163,33 @@ int cmd_embed(const ConfigArgs& args, const EmbedArgs& a) {
     return code;
   // stderr carries the log (the weights used, at info); stdout only the embeddings.
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
+  // The set-up, agreed by every rank: a mistake is one line from rank 0 and the same exit code
+  // everywhere (each rank printed it, then MPI_Abort's banner).
+  std::optional<data::XlmrTokenizer> tokenizer;
+  InferenceEncoder loaded;
+  if (const int code = dist::agree(
+          dist::attempt([&] {
+            check_embed_args(a, env.rank);
+            tokenizer.emplace(data::tokenizer_options(config));
+            loaded = load_inference_encoder(config, a.weights, env.rank, env.local_rank);
+            model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer->vocab_size());
+          }),
+          "the set-up of embed");
+      code != kExitOk)
+    return code;
+  const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
+  if (env.world == 1 && a.csv.empty() && a.out.empty()) {
+    stream_stdin(loaded.encoder, *tokenizer, batch_size);
+    return 0;
+  }
+  data::TextTable table;
+  if (const int code = dist::agree(dist::attempt([&] { table = read_texts(config, a, env.rank); }),
+                                   "reading the texts");
+      code != kExitOk)
+    return code;
   try {
-    check_embed_args(a, env.rank);
-    data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
-    InferenceEncoder loaded = load_inference_encoder(config, a.weights, env.rank, env.local_rank);
-    model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer.vocab_size());
-    const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
-    if (env.world == 1 && a.csv.empty() && a.out.empty()) {
-      stream_stdin(loaded.encoder, tokenizer, batch_size);
-      return 0;
-    }
-    const data::TextTable table = read_texts(config, a, env.rank);
     std::vector<float> e =
-        exporting::embed_distributed(loaded.encoder, tokenizer, table.texts.views(), batch_size,
+        exporting::embed_distributed(loaded.encoder, *tokenizer, table.texts.views(), batch_size,
                                      env, "embedding " + std::to_string(table.size()) + " texts");
     if (env.rank == 0)
       write_embeddings(config, a, table, e, loaded.encoder->config().hidden_size, loaded.weights);
