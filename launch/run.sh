@@ -91,10 +91,16 @@ per_rank=$(( cores / per_node )); [ "$per_rank" -ge 1 ] || per_rank=1
 # `getent hosts` would want a reverse DNS entry for an address.)
 check_hostfile() {
   local file=$1 line=0 host rest
+  local -A first_line=()  # a host listed twice: Open MPI's multi-line error, and -np counted it twice
   [ -r "$file" ] || { echo "launch/run.sh: SX_HOSTFILE $file cannot be read" >&2; exit 2; }
   while read -r host rest || [ -n "$host" ]; do
     line=$((line + 1))
     case $host in '' | '#'*) continue ;; esac
+    [ -z "${first_line[$host]:-}" ] || {
+      echo "launch/run.sh: $file:$line: host '$host' is listed again (first on line ${first_line[$host]}); expected one 'nodename slots=N' line per node" >&2
+      exit 2
+    }
+    first_line[$host]=$line
     getent ahosts "$host" >/dev/null || {
       echo "launch/run.sh: $file:$line: host '$host' does not resolve (getent ahosts); expected one 'nodename slots=N' line per node" >&2
       exit 2

@@ -91,6 +91,11 @@ run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=2
 expect 2 "an unknown host"
 [ "$out" = "launch/run.sh: $work/hosts:2: host 'sx-no-such-host.invalid' does not resolve (getent ahosts); expected one 'nodename slots=N' line per node" ] ||
   fail "an unknown host: said: $out"
+printf '192.0.2.2 slots=2\n192.0.2.3 slots=2\n192.0.2.2 slots=2\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=2
+expect 2 "a host listed twice"
+[ "$out" = "launch/run.sh: $work/hosts:3: host '192.0.2.2' is listed again (first on line 1); expected one 'nodename slots=N' line per node" ] ||
+  fail "a host listed twice: said: $out"
 printf '# nothing\n\n' >"$work/hosts"
 run SX_HOSTFILE="$work/hosts"
 expect 2 "an empty hostfile"
