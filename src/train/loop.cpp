@@ -198,6 +198,7 @@ int64_t Loop::step_in_epoch() const {
 }
 
 StopReason Loop::step() {
+  at_epoch_end_ = false;
   const auto step_start = Clock::now();
   const std::vector<HostBatch> micro_batches =
       batches_.take(static_cast<uint64_t>(r_.state.pairs_consumed));
@@ -254,15 +255,16 @@ void Loop::report_step(const StepResult& s, double seconds) {
                  budget_.limited() ? std::max(0.0, budget_.budget() - program_seconds()) : -1);
 }
 
-// "in epoch 2, 60/500" (the step log's 1-based count), "after epoch 3" at an epoch's end,
+// "in epoch 2, 60/500" (the step log's 1-based count), "after epoch 3" once an epoch ended
+// (its last step may have gone past its end, or the time budget ended the first one early),
 // "before the first step".
 std::string Loop::where_in_training() const {
   const TrainState& s = r_.state;
-  const int64_t in_epoch = step_in_epoch();
-  if (in_epoch == 0)
-    return s.epoch == 0 ? "before the first step" : "after epoch " + std::to_string(s.epoch);
-  return "in epoch " + std::to_string(s.epoch + 1) + ", " + std::to_string(in_epoch) + "/" +
-         std::to_string(s.plan().steps_per_epoch(r_.global_batch));
+  const int64_t in_epoch = step_in_epoch(), steps = s.plan().steps_per_epoch(r_.global_batch);
+  if (at_epoch_end_ || in_epoch <= 0)
+    return s.step == 0 ? "before the first step" : "after epoch " + std::to_string(s.epoch);
+  return "in epoch " + std::to_string(s.epoch + 1) + ", " +
+         std::to_string(std::min(in_epoch, steps)) + "/" + std::to_string(steps);
 }
 
 bool Loop::epoch_ended() const {
@@ -298,6 +300,7 @@ StopReason Loop::end_epoch() {
   settle_optimizer();
   TrainState& s = r_.state;
   ++s.epoch;
+  at_epoch_end_ = true;
   const double val_loss = validation_loss();  // the same on every rank
   // Finite steps can still leave weights that are not (an overflowing update): early stopping
   // would count it as no improvement and the run would export NaN features.

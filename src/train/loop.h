@@ -101,6 +101,7 @@ class Loop {
   int64_t first_step_ = 0;  // the step this run started (or resumed) at
   int64_t consecutive_bad_ = 0, last_checkpoint_step_ = -1;
   bool reduction_logged_ = false;
+  bool at_epoch_end_ = false;  // end_epoch() ran after the last step
   int stop_signal_ = 0;  // a signal some rank received (the largest, stop_check's reduction), or 0
 };
 

@@ -191,6 +191,9 @@ TEST(JobBudgetCli, ABudgetThatEndsTheFirstEpochStillValidatesTheWeightsItExports
   const std::string log = test::read_file(dir.path("run/log/rank-0.log"));
   EXPECT_NE(log.find("time-based stopping"), std::string::npos) << log;
   EXPECT_NE(log.find("ending the epoch here to validate"), std::string::npos) << log;
+  // Its stop line says so (the step count into the next epoch was negative: "-439/500").
+  EXPECT_NE(log.find("training stopped at step "), std::string::npos) << log;
+  EXPECT_NE(log.find(" (after epoch 1): "), std::string::npos) << log;
   const std::string metrics = test::read_file(dir.path("run/metrics.jsonl"));
   EXPECT_EQ(test::count_occurrences(metrics, "\"type\":\"epoch\""), 1u) << metrics;
   EXPECT_TRUE(files::exists(dir.path("run/checkpoints/best.h5")));
