@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <optional>
 
@@ -81,25 +82,24 @@ OutFormat out_format(const std::string& out) {
   throw UserError("--out " + out + ": expected a file ending in .h5, .hdf5 or .npy, or - (text)");
 }
 
-// The texts to embed, on every rank: the CSV's (every rank maps the file), or stdin's lines
-// (rank 0 reads them, the others receive them).
-data::TextTable read_texts(const Config& config, const EmbedArgs& a, int rank) {
-  data::TextTable table;
-  if (!a.csv.empty()) {
-    data::LoadOptions options;
-    options.key = "--csv";
-    options.bad_rows = config.data.bad_rows;
-    options.progress = rank == 0;
-    options.progress_interval = config.run.progress_interval;
-    data::LoadReport report;
-    table = data::load_text_csv(a.csv, {a.text_column, a.id_column}, options, &report);
-    if (rank == 0) report.log();
-    return table;
-  }
-  std::string all;
-  if (rank == 0)
-    for (const auto& line : read_lines(std::cin)) all += line + '\n';
+// The CSV's texts to embed, on every rank (every rank maps the file).
+data::TextTable read_csv_texts(const Config& config, const EmbedArgs& a, int rank) {
+  data::LoadOptions options;
+  options.key = "--csv";
+  options.bad_rows = config.data.bad_rows;
+  options.progress = rank == 0;
+  options.progress_interval = config.run.progress_interval;
+  data::LoadReport report;
+  data::TextTable table =
+      data::load_text_csv(a.csv, {a.text_column, a.id_column}, options, &report);
+  if (rank == 0) report.log();
+  return table;
+}
+
+// Stdin's lines (`all`, read by rank 0) on every rank.
+data::TextTable share_stdin_texts(std::string all) {
   dist::broadcast(all, 0, "broadcast of the texts from stdin");
+  data::TextTable table;
   size_t row = 0;
   for (size_t start = 0; start < all.size(); ++row) {
     const size_t nl = all.find('\n', start);
@@ -108,6 +108,18 @@ data::TextTable read_texts(const Config& config, const EmbedArgs& a, int rank) {
     start = nl + 1;
   }
   return table;
+}
+
+// A set-up phase: alone, run as it is (main prints its error); under several ranks, agreed by
+// every rank, so that a mistake is one line from rank 0 and the same exit code everywhere (each
+// rank printed it, then MPI_Abort's banner). `phase` must join no collective.
+int set_up_phase(const dist::MpiEnv& env, const std::string& what,
+                 const std::function<void()>& phase) {
+  if (env.world == 1) {
+    phase();
+    return kExitOk;
+  }
+  return dist::agree(dist::attempt(phase), what);
 }
 
 void write_embeddings(const Config& config, const EmbedArgs& a, const data::TextTable& table,
@@ -163,18 +175,16 @@ int cmd_embed(const ConfigArgs& args, const EmbedArgs& a) {
     return code;
   // stderr carries the log (the weights used, at info); stdout only the embeddings.
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
-  // The set-up, agreed by every rank: a mistake is one line from rank 0 and the same exit code
-  // everywhere (each rank printed it, then MPI_Abort's banner).
   std::optional<data::XlmrTokenizer> tokenizer;
   InferenceEncoder loaded;
-  if (const int code = dist::agree(
-          dist::attempt([&] {
+  if (const int code = set_up_phase(
+          env, "the set-up of embed",
+          [&] {
             check_embed_args(a, env.rank);
             tokenizer.emplace(data::tokenizer_options(config));
             loaded = load_inference_encoder(config, a.weights, env.rank, env.local_rank);
             model::check_tokenizer_fits(config, loaded.encoder->config(), tokenizer->vocab_size());
-          }),
-          "the set-up of embed");
+          });
       code != kExitOk)
     return code;
   const size_t batch_size = static_cast<size_t>(config.export_.batch_size);
@@ -183,10 +193,18 @@ int cmd_embed(const ConfigArgs& args, const EmbedArgs& a) {
     return 0;
   }
   data::TextTable table;
-  if (const int code = dist::agree(dist::attempt([&] { table = read_texts(config, a, env.rank); }),
-                                   "reading the texts");
+  std::string stdin_text;  // rank 0's
+  if (const int code = set_up_phase(env, "reading the texts",
+                                    [&] {
+                                      if (!a.csv.empty())
+                                        table = read_csv_texts(config, a, env.rank);
+                                      else if (env.rank == 0)
+                                        for (const auto& line : read_lines(std::cin))
+                                          stdin_text += line + '\n';
+                                    });
       code != kExitOk)
     return code;
+  if (a.csv.empty()) table = share_stdin_texts(std::move(stdin_text));
   try {
     std::vector<float> e =
         exporting::embed_distributed(loaded.encoder, *tokenizer, table.texts.views(), batch_size,
