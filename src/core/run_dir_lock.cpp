@@ -29,13 +29,13 @@ RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command,
   }
   const int error = errno;
   if (error == EWOULDBLOCK && ::flock(fd_, LOCK_SH | LOCK_NB) == 0) {
-    // Readers alone hold it (export-hf publishing the run's weights): the holder in the file
-    // is the last writer, long gone.
+    // Readers alone hold it (export-hf publishing the run's weights, or predict looking for a
+    // training's features for an instant): the holder in the file is the last writer, long gone.
     ::close(fd_);
     fd_ = -1;
     throw UserError("run.dir " + run_dir +
-                    " is being read by `export-hf`, which is still running: wait for it to end, "
-                    "or " +
+                    " is being read by `export-hf` (or `predict`), which is still running: wait "
+                    "for it to end, or " +
                     way_out);
   }
   if (error == EWOULDBLOCK) refuse(run_dir, way_out);

@@ -665,6 +665,25 @@ TEST_F(Predict, ExportAndPredictAreRefusedWhileAnotherCommandHoldsTheRunDir) {
       << "classifier.json replaced";
 }
 
+// predict without features.h5 names a holder that will write one (train, export); another
+// holder (an evaluate, a predict on other features) will not: features.h5 is simply missing.
+TEST_F(Predict, AMissingFeaturesFileNamesOnlyAHolderThatWillWriteIt) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  for (const char* holder : {"train", "export", "evaluate", "predict"}) {
+    const RunDirLock lock(run, holder);
+    auto r = test::run_cli(cli("predict") + " run.dir=" + run);
+    EXPECT_EQ(r.exit_code, 2) << holder << "\n" << r.err;
+    const bool writer = std::string(holder) == "train" || std::string(holder) == "export";
+    EXPECT_EQ(r.err.find(in_use_by(run, holder, getpid())) != std::string::npos, writer)
+        << holder << "\n"
+        << r.err;
+    EXPECT_EQ(r.err.find("features.h5 not found") != std::string::npos, !writer) << holder << "\n"
+                                                                                 << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << holder << "\n" << r.err;
+  }
+}
+
 // export-hf of a run under way would publish its best.h5 of the moment: refused, with the way
 // to export a checkpoint as it is now; another export-hf reading the run does not stop it.
 TEST_F(Predict, ExportHfOfTheRunsWeightsWaitsForItsTraining) {
@@ -688,9 +707,10 @@ TEST_F(Predict, ExportHfOfTheRunsWeightsWaitsForItsTraining) {
   // A writer meanwhile is told a reader holds the directory, not the last writer's name.
   auto predict = test::run_cli(cli("predict --force"));
   EXPECT_EQ(predict.exit_code, 2) << predict.err;
-  EXPECT_NE(predict.err.find("run.dir " + data_->run +
-                             " is being read by `export-hf`, which is still running"),
-            std::string::npos)
+  EXPECT_NE(
+      predict.err.find("run.dir " + data_->run +
+                       " is being read by `export-hf` (or `predict`), which is still running"),
+      std::string::npos)
       << predict.err;
 }
 
