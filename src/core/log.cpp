@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/files.h"
@@ -79,7 +80,10 @@ std::string add_rank_log_file(const std::string& run_dir, int rank, int world, L
   // The one fatal line written from a signal handler (a data file that shrank under its
   // mapping) goes into the log too, through a descriptor of its own that the process keeps.
   const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  if (fd >= 0) also_report_faults_to(fd);
+  if (fd >= 0) {
+    const int replaced = also_report_faults_to(fd);  // (tests set up several runs)
+    if (replaced >= 0) ::close(replaced);
+  }
   return path;
 }
 

@@ -158,8 +158,8 @@ void unguard_mapping(int handle) {
   slot.state.store(kFree, std::memory_order_release);
 }
 
-void also_report_faults_to(int fd) {
-  g_also_to.store(fd);
+int also_report_faults_to(int fd) {
+  return g_also_to.exchange(fd);
 }
 
 }  // namespace sx

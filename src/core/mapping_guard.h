@@ -32,7 +32,8 @@ int guard_mapping(const void* begin, size_t size, const std::string& path);
 // Forgets the mapping of `handle` (-1: nothing).
 void unguard_mapping(int handle);
 // Where the line is written besides stderr: `fd`, a file open for appending (a rank's log, so
-// that the log holds its rank's last words); -1 for nowhere else.
-void also_report_faults_to(int fd);
+// that the log holds its rank's last words); -1 for nowhere else. Returns the descriptor it
+// replaces (-1 when none), for the caller to close.
+int also_report_faults_to(int fd);
 
 }  // namespace sx

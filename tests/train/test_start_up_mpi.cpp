@@ -166,6 +166,13 @@ TEST(DataFiles, AFileRewrittenShorterDuringTrainingEndsTheJobWithOneLineNamingIt
             std::string::npos)
       << out;
   EXPECT_EQ(out.find("Process received signal"), std::string::npos) << out;  // Open MPI's
+  // The rank that faulted left the line in its log too (rank logs ended without it).
+  const std::string logs = test::read_file(dir.path("run/log/rank-0.log")) +
+                           test::read_file(dir.path("run/log/rank-1.log"));
+  EXPECT_NE(
+      logs.find("siamese-xlmr: error: " + train_csv + " changed on disk while it was being read"),
+      std::string::npos)
+      << logs;
 }
 
 }  // namespace
