@@ -431,4 +431,13 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   return kExitOk;
 }
 
+StopReason run_until_stop(Loop& loop) {
+  StopReason reason = StopReason::kNone;
+  while ((reason = loop.stop_check()) == StopReason::kNone) {
+    if ((reason = loop.step()) != StopReason::kNone) break;
+    if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
+  }
+  return reason;
+}
+
 }  // namespace sx::train

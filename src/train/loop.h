@@ -105,4 +105,8 @@ class Loop {
   int stop_signal_ = 0;  // a signal some rank received (the largest, stop_check's reduction), or 0
 };
 
+// The loop of the comment at the top: steps and epochs until a stop condition, whose reason it
+// returns for finish().
+StopReason run_until_stop(Loop& loop);
+
 }  // namespace sx::train

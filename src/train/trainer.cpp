@@ -54,16 +54,6 @@ bool exports_before_training(const Config& config, const dist::MpiEnv& env, cons
   return !flags[1] && !flags[2];
 }
 
-// Steps and epochs until a stop condition.
-StopReason run_steps(Loop& loop) {
-  StopReason reason = StopReason::kNone;
-  while ((reason = loop.stop_check()) == StopReason::kNone) {
-    if ((reason = loop.step()) != StopReason::kNone) break;
-    if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
-  }
-  return reason;
-}
-
 // A budget spent before this run's first step: nothing trained, nothing worth exporting.
 int refuse_unspent_run(const Config& config, const dist::MpiEnv& env, Loop& loop,
                        bool export_before) {
@@ -115,7 +105,7 @@ int train_replica(const Config& config, const dist::MpiEnv& env, const TrainOpti
   }
   Loop loop(config, env, r, budget);
   const int64_t first_step = r.state.step;
-  StopReason reason = run_steps(loop);
+  StopReason reason = run_until_stop(loop);
   if (reason == StopReason::kTime && r.state.step == first_step)
     return refuse_unspent_run(config, env, loop, export_before);
   if (reason == StopReason::kTime && r.state.epoch == 0 && r.state.step > 0)

@@ -52,15 +52,6 @@ std::vector<nlohmann::json> metrics(const std::string& run_dir) {
   return out;
 }
 
-StopReason run_loop(Loop& loop) {
-  StopReason reason = StopReason::kNone;
-  while ((reason = loop.stop_check()) == StopReason::kNone) {
-    if ((reason = loop.step()) != StopReason::kNone) break;
-    if (loop.epoch_ended() && (reason = loop.end_epoch()) != StopReason::kNone) break;
-  }
-  return reason;
-}
-
 TEST(Loop, RunsToMaxStepsThroughAnEpochAndFinishesWithFeatures) {
   TempDir dir;
   Running s(tiny_config(dir, {"train.max_steps=7"}));  // epochs of 5 steps of 4 pairs
@@ -69,7 +60,7 @@ TEST(Loop, RunsToMaxStepsThroughAnEpochAndFinishesWithFeatures) {
   int code = -1;
   {
     Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
-    EXPECT_EQ(run_loop(loop), StopReason::kMaxSteps);
+    EXPECT_EQ(run_until_stop(loop), StopReason::kMaxSteps);
     code = loop.finish(StopReason::kMaxSteps, [&](const std::string& p) { exported.push_back(p); });
   }
   EXPECT_EQ(code, kExitOk);
@@ -136,7 +127,7 @@ TEST(Loop, FeaturesOfARunWithoutBestH5SayTheyAreTheLastWeights) {
   TempDir dir;
   Running s(tiny_config(dir, {"train.max_steps=3"}));  // epochs of 5 steps: no validation
   Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
-  ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+  ASSERT_EQ(loop.finish(run_until_stop(loop), [](const std::string&) {}), kExitOk);
   EXPECT_EQ(s.r.model_description,
             "the last weights, step 3 (no " + best_checkpoint_path(s.config.run.dir) + ")");
 }
@@ -281,7 +272,7 @@ void train_steps(const Config& config, int64_t steps) {
   c.train.max_steps = steps;
   Running s(c);
   Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
-  ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+  ASSERT_EQ(loop.finish(run_until_stop(loop), [](const std::string&) {}), kExitOk);
 }
 
 // A resume refused at set-up (another configuration) leaves run.dir as it was: its
@@ -346,7 +337,7 @@ TEST(Loop, AFreshStartAfterARunKilledBeforeItsFirstCheckpointHasItsOwnMetrics) {
     options.resume = resume;
     Running s(c, options);
     Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
-    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+    ASSERT_EQ(loop.finish(run_until_stop(loop), [](const std::string&) {}), kExitOk);
     int64_t starts = 0;
     std::vector<int64_t> steps;
     for (const auto& j : metrics(c.run.dir)) {
@@ -444,7 +435,7 @@ TEST(Loop, TheEmbeddingAdamOverlapTrainsAndResumesBitwiseAsWithout) {
     ASSERT_EQ(s.r.resumed_from, step_checkpoint_path(on.run.dir, 3));
     ASSERT_NE(s.r.trainee.rows_adam, nullptr);
     Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
-    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+    ASSERT_EQ(loop.finish(run_until_stop(loop), [](const std::string&) {}), kExitOk);
   }
   using PathOf = std::string (*)(const std::string&);
   const PathOf step_7 = [](const std::string& dir) { return step_checkpoint_path(dir, 7); };
@@ -485,7 +476,7 @@ TEST(Loop, AnEpochResumedMidwayReportsTheLossOfAllItsSteps) {
     resume.resume = "auto";
     Running s(c, resume);
     Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
-    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+    ASSERT_EQ(loop.finish(run_until_stop(loop), [](const std::string&) {}), kExitOk);
   }
   EXPECT_EQ(read_checkpoint(step_checkpoint_path(parts.run.dir, 7)).format, kCheckpointFormat);
   const auto epoch_losses = [](const std::string& dir) {
@@ -591,7 +582,7 @@ TEST(Loop, ARollbackRestoresTheBestWeightsOfItsHistory) {
     for (const auto& [name, t] : at_5.params)
       EXPECT_TRUE(torch::equal(t, best.params.at(name))) << c.run.dir << ": " << name;
     Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
-    ASSERT_EQ(loop.finish(run_loop(loop), [](const std::string&) {}), kExitOk);
+    ASSERT_EQ(loop.finish(run_until_stop(loop), [](const std::string&) {}), kExitOk);
     EXPECT_EQ(s.r.model_description, "weights of " + best_checkpoint_path(c.run.dir));
   }
 }
