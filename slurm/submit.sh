@@ -3,23 +3,24 @@
 # stops by itself 15 minutes before the limit (time-based stopping, then export), and the
 # warning signal 10 minutes before it is the safety net.
 # Usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R]
-#                          [--cpus-per-rank C] [--dry-run] [key=value ...]
+#                          [--cpus-per-rank C] [--no-input-check] [--dry-run] [key=value ...]
 #   T in any of Slurm's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (default 08:30:00).
 #   R ranks (tasks) per node, default G (one per GPU; G 0 needs R: CPU nodes); C CPUs per rank,
 #   default train.sbatch's 8. --dry-run prints the sbatch command instead of running it.
 #   The configuration is read first (also with --dry-run), by build/src/app/siamese-xlmr or
 #   SX_BIN, from the checkout's root as the job reads it: relative paths inside it (run.dir,
 #   data files, the tokenizer and model) are the checkout's, where the job runs, and the input
-#   files it names must exist.
+#   files it names must exist (--no-input-check: inputs only the compute nodes see, such as
+#   node-local staging, are not looked for here).
 set -euo pipefail
-usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R] [--cpus-per-rank C] [--dry-run] [key=value ...]"
+usage="usage: slurm/submit.sh CONFIG [--time T] [--nodes N] [--gpus-per-node G] [--ranks-per-node R] [--cpus-per-rank C] [--no-input-check] [--dry-run] [key=value ...]"
 [ $# -ge 1 ] || { echo "$usage" >&2; exit 2; }
 # CONFIG and SX_BIN as the caller gave them, before the cd below (the job gets CONFIG's full path).
 config=$(realpath -m -- "$1")
 shift
 [ -z "${SX_BIN:-}" ] || SX_BIN=$(realpath -m -- "$SX_BIN")
 cd "$(dirname "$0")/.."
-time=08:30:00 nodes=1 gpus=8 ranks="" cpus="" dry_run=0
+time=08:30:00 nodes=1 gpus=8 ranks="" cpus="" dry_run=0 check_inputs=(--check-inputs)
 overrides=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --ranks-per-node) ranks=$2; shift 2 ;;
     --cpus-per-rank) cpus=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
+    --no-input-check) check_inputs=(); shift ;;
     --*) echo "submit: unknown option $1; $usage" >&2; exit 2 ;;
     *=*)
       key=${1%%=*}
@@ -82,7 +84,7 @@ ranks=${ranks:-$gpus}
 # the stop signal train.sbatch refuses.
 bin=${SX_BIN:-build/src/app/siamese-xlmr}
 [ -x "$bin" ] || { echo "submit: $bin is not built (launch/build.sh): the job runs it" >&2; exit 2; }
-stop_signal=$("$bin" config --config "$config" --get dist.stop_signal --check-inputs \
+stop_signal=$("$bin" config --config "$config" --get dist.stop_signal ${check_inputs[@]+"${check_inputs[@]}"} \
   ${overrides[@]+"${overrides[@]}"}) || exit 2
 if [ "$stop_signal" = TERM ]; then
   echo "submit: dist.stop_signal: TERM cannot ask the ranks for a checkpoint through mpirun (it kills them a second later); use USR1 or USR2" >&2

@@ -74,6 +74,10 @@ check "refuses a limit too short to train" "2" "$rc"
 FAKE_ARGS_LOG=$work/config-args "$source/slurm/submit.sh" cfg.yaml --dry-run a.b=c >/dev/null
 check "reads the configuration with --check-inputs and the overrides" "1" \
   "$(grep -c -- '--get dist.stop_signal --check-inputs a.b=c$' "$work/config-args")"
+: >"$work/config-args"
+FAKE_ARGS_LOG=$work/config-args "$source/slurm/submit.sh" cfg.yaml --no-input-check --dry-run a.b=c >/dev/null
+check "--no-input-check: the configuration alone" "1" \
+  "$(grep -c -- '--get dist.stop_signal a.b=c$' "$work/config-args")"
 check "keeps overrides" "1" "$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run a.b=c | grep -c 'a.b=c')"
 # A run.max_duration of the user's came after the computed one and won over the time limit.
 rc=0; out=$("$source/slurm/submit.sh" cfg.yaml --time 2:00:00 --dry-run run.max_duration=5h 2>&1) || rc=$?
