@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "app/commands.h"
 #include "app/inference.h"
@@ -58,29 +59,40 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
       throw UserError("export: " + out + " exists; pass --force to overwrite it");
   });
   if (const int code = dist::agree(checked, "the output file"); code != kExitOk) return code;
+  data::Datasets datasets;
+  data::CorpusSplit split;
+  std::optional<data::XlmrTokenizer> tokenizer;
+  model::BuiltEncoder built;
+  std::string path;
+  if (const int code = set_up_phase(
+          env, "the set-up of export",
+          [&] {
+            datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
+            split = data::split_corpus(datasets.english, datasets.multilingual,
+                                       static_cast<uint64_t>(config.run.seed),
+                                       config.data.val_fraction);
+            tokenizer.emplace(data::tokenizer_options(config));
+            built = model::build_encoder(config);
+            model::check_tokenizer_fits(config, built.encoder->config(), tokenizer->vocab_size());
+            path = choose_checkpoint(config, checkpoint);
+            const train::Checkpoint read = train::read_checkpoint(path, false);
+            model::load_state(*built.encoder, read.params, "checkpoint " + path);
+            const std::string changed = embedding_settings_changed(config, path, read.state);
+            if (env.rank == 0 && !changed.empty())
+              spdlog::warn(
+                  "export: the settings that make embeddings differ from the training of {} "
+                  "({}): the features are not those of the encoder it validated; set them as in "
+                  "its run's config.resolved.yaml",
+                  path, changed);
+            model::place_encoder(built.encoder, config, env.local_rank);
+            files::create_directories(config.run.dir);
+          });
+      code != kExitOk)
+    return code;
   try {
-    auto datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
-    auto split =
-        data::split_corpus(datasets.english, datasets.multilingual,
-                           static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
-    data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
-    model::BuiltEncoder built = model::build_encoder(config);
-    model::check_tokenizer_fits(config, built.encoder->config(), tokenizer.vocab_size());
-    const std::string path = choose_checkpoint(config, checkpoint);
-    const train::Checkpoint read = train::read_checkpoint(path, false);
-    model::load_state(*built.encoder, read.params, "checkpoint " + path);
-    const std::string changed = embedding_settings_changed(config, path, read.state);
-    if (env.rank == 0 && !changed.empty())
-      spdlog::warn(
-          "export: the settings that make embeddings differ from the training of {} ({}): the "
-          "features are not those of the encoder it validated; set them as in its run's "
-          "config.resolved.yaml",
-          path, changed);
-    model::place_encoder(built.encoder, config, env.local_rank);
-    files::create_directories(config.run.dir);
     exporting::ExportInputs inputs{&split.multilingual, datasets.test ? &*datasets.test : nullptr,
                                    "weights of " + path};
-    exporting::export_features(config, env, built.encoder, tokenizer, inputs, out);
+    exporting::export_features(config, env, built.encoder, *tokenizer, inputs, out);
   } catch (const std::exception& e) {
     if (env.world == 1) throw;
     std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());

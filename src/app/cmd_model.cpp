@@ -5,7 +5,6 @@
 #include <torch/version.h>
 
 #include <cstdio>
-#include <functional>
 #include <iostream>
 #include <optional>
 
@@ -108,18 +107,6 @@ data::TextTable share_stdin_texts(std::string all) {
     start = nl + 1;
   }
   return table;
-}
-
-// A set-up phase: alone, run as it is (main prints its error); under several ranks, agreed by
-// every rank, so that a mistake is one line from rank 0 and the same exit code everywhere (each
-// rank printed it, then MPI_Abort's banner). `phase` must join no collective.
-int set_up_phase(const dist::MpiEnv& env, const std::string& what,
-                 const std::function<void()>& phase) {
-  if (env.world == 1) {
-    phase();
-    return kExitOk;
-  }
-  return dist::agree(dist::attempt(phase), what);
 }
 
 void write_embeddings(const Config& config, const EmbedArgs& a, const data::TextTable& table,

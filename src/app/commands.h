@@ -32,6 +32,12 @@ struct ConfigArgs {
 // Sets the collective deadline (dist.collective_timeout) from the configuration.
 int load_job_config(const ConfigArgs& args, const std::vector<std::string>& sections,
                     const dist::MpiEnv& env, Config& config);
+// A set-up phase of an MPI subcommand (embed, export): alone, run as it is (a UserError escapes
+// to main); under several ranks, agreed by every rank (dist::attempt, dist::agree), so that a
+// mistake is one line from rank 0 and the same exit code everywhere, where each rank printed
+// it and MPI_Abort its banner. Returns 0 or that code. `phase` must join no collective.
+int set_up_phase(const dist::MpiEnv& env, const std::string& what,
+                 const std::function<void()>& phase);
 // "siamese-xlmr 1.2.0, libtorch 2.4.0": what ranks of one job must run alike.
 std::string program_version();
 

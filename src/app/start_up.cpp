@@ -73,4 +73,13 @@ int load_job_config(const ConfigArgs& args, const std::vector<std::string>& sect
                               "comparison of the configuration and inputs with rank 0's");
 }
 
+int set_up_phase(const dist::MpiEnv& env, const std::string& what,
+                 const std::function<void()>& phase) {
+  if (env.world == 1) {
+    phase();
+    return kExitOk;
+  }
+  return dist::agree(dist::attempt(phase), what);
+}
+
 }  // namespace sx::app

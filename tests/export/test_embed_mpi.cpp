@@ -47,5 +47,26 @@ TEST(EmbedMpi, TwoRanksEqualOneRank) {
   EXPECT_LT(test::max_abs_diff(x.values, y.values), 1e-6);
 }
 
+// A set-up mistake under two ranks (an --out that exists, a --csv that does not, a checkpoint
+// that is not there) was printed by each rank, then by MPI_Abort's banner: one line from rank 0
+// now, and exit 2. export's set-up likewise.
+TEST(EmbedMpi, ASetUpMistakeIsOneLineFromRankZero) {
+  test::InferenceData data;
+  test::TempDir dir;
+  const std::string exists = dir.write("e.h5", "x");
+  for (const std::string& args :
+       {" embed --config " + data.config + " --csv " + data.test_csv +
+            " --text-column content --out " + exists,
+        " embed --config " + data.config + " --csv " + dir.path("nope.csv") +
+            " --text-column content --out " + dir.path("n.h5"),
+        " export --config " + data.config + " run.dir=" + dir.path("run") + " --checkpoint " +
+            dir.path("nope.h5")}) {
+    auto r = test::run_command(mpirun(2) + args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(test::count_occurrences(r.err, "siamese-xlmr: error: "), 1u) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.find("MPI_ABORT"), std::string::npos) << args << "\n" << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace sx
