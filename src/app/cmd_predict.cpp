@@ -31,20 +31,13 @@ std::string features_path(const Config& config, const PredictArgs& a) {
   const std::string path =
       a.features.empty() ? files::join(config.run.dir, "features.h5") : a.features;
   if (!files::exists(path)) {
-    // A training or an export at work in run.dir writes features.h5 at its end: name it (the
-    // reader's hold throws, naming the holder, while a writer holds run.dir; other holders,
-    // predict or evaluate, will write no features.h5).
-    if (a.features.empty() && files::is_directory(config.run.dir)) {
-      try {
-        const RunDirLock probe(RunDirLock::Reading{}, config.run.dir,
-                               "pass --features FILE to use the features of another run");
-      } catch (const UserError& e) {
-        const std::string what = e.what();
-        for (const char* writer :
-             {"in use by `train`", "in use by `export`", "in use by a training"})
-          if (what.find(writer) != std::string::npos) throw;
-      }
-    }
+    // A training or an export at work in run.dir writes features.h5 at its end: name it (other
+    // holders, predict or evaluate, will write none).
+    if (a.features.empty())
+      if (const auto holder = RunDirLock::writer(config.run.dir);
+          holder && (holder->command == "train" || holder->command == "export"))
+        throw UserError(holder->refusal(config.run.dir,
+                                        "pass --features FILE to use the features of another run"));
     throw UserError((a.features.empty() ? "run.dir: " : "--features: ") + path +
                     " not found; train the run or run `siamese-xlmr export` first");
   }

@@ -68,19 +68,44 @@ void RunDirLock::record_holder(const std::string& path, const std::string& comma
     spdlog::warn("run.dir: cannot write {}: {}", path, std::strerror(errno));
 }
 
-void RunDirLock::refuse(const std::string& run_dir, const std::string& way_out) {
+namespace {
+
+// The holder `fd` (run_dir/.lock) records.
+RunDirLock::Holder read_holder(int fd) {
   char text[256] = {};
-  const ssize_t n = ::pread(fd_, text, sizeof text - 1, 0);
+  const ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+  std::string record = n > 0 ? std::string(text, static_cast<size_t>(n)) : "";
+  while (!record.empty() && (record.back() == '\n' || record.back() == '\r')) record.pop_back();
+  if (record.empty()) return {"", "another command"};  // not written yet
+  if (record.rfind("pid ", 0) == 0) return {"train", "a training (" + record + ")"};
+  const size_t end =
+      record.size() > 1 && record[0] == '`' ? record.find('`', 1) : std::string::npos;
+  return {end == std::string::npos ? "" : record.substr(1, end - 1), record};
+}
+
+}  // namespace
+
+std::string RunDirLock::Holder::refusal(const std::string& run_dir,
+                                        const std::string& way_out) const {
+  return "run.dir " + run_dir + " is in use by " + who +
+         ", which is still running: wait for it to end, or " + way_out;
+}
+
+std::optional<RunDirLock::Holder> RunDirLock::writer(const std::string& run_dir) {
+  const std::string path = files::join(run_dir, ".lock");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::optional<Holder> holder;
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) holder = read_holder(fd);
+  ::close(fd);  // and with it a shared hold taken above
+  return holder;
+}
+
+void RunDirLock::refuse(const std::string& run_dir, const std::string& way_out) {
+  const Holder holder = read_holder(fd_);
   ::close(fd_);
   fd_ = -1;
-  std::string who = n > 0 ? std::string(text, static_cast<size_t>(n)) : "";
-  while (!who.empty() && (who.back() == '\n' || who.back() == '\r')) who.pop_back();
-  if (who.empty())  // the holder has not written itself yet
-    who = "another command";
-  else if (who.rfind("pid ", 0) == 0)  // "pid P on HOST": a training of an earlier version
-    who = "a training (" + who + ")";
-  throw UserError("run.dir " + run_dir + " is in use by " + who +
-                  ", which is still running: wait for it to end, or " + way_out);
+  throw UserError(holder.refusal(run_dir, way_out));
 }
 
 }  // namespace sx

@@ -7,6 +7,7 @@
 // stale one.
 #pragma once
 
+#include <optional>
 #include <string>
 
 namespace sx {
@@ -25,6 +26,18 @@ class RunDirLock {
   struct Reading {};
   RunDirLock(Reading, const std::string& run_dir, const std::string& way_out);
   ~RunDirLock();
+
+  // Who holds run_dir as a writer, found without holding anything; nullopt when no writer does.
+  struct Holder {
+    // "train", "export", "predict" or "evaluate" ("train" too for a training of an earlier
+    // version, which wrote "pid P on HOST" alone); "" when the holder has not written itself yet.
+    std::string command;
+    std::string who;  // as refusals name it: "`train` (pid P on HOST)"
+    // "run.dir D is in use by <who>, which is still running: wait for it to end, or <way_out>"
+    std::string refusal(const std::string& run_dir, const std::string& way_out) const;
+  };
+  static std::optional<Holder> writer(const std::string& run_dir);
+
   RunDirLock(const RunDirLock&) = delete;
   RunDirLock& operator=(const RunDirLock&) = delete;
 
