@@ -24,15 +24,36 @@ void follow_the_notebooks_files(Datasets& d) {
   check_notebook_multilingual(d.multilingual);
 }
 
+LoadOptions load_options(const Config& config, bool progress) {
+  LoadOptions options;
+  options.bad_rows = config.data.bad_rows;
+  options.label_threshold = config.data.label_threshold;
+  options.progress = progress;
+  options.progress_interval = config.run.progress_interval;
+  return options;
+}
+
 }  // namespace
+
+void check_headers(const Config& config, bool with_test) {
+  const DataConfig& d = config.data;
+  LoadOptions options = load_options(config, false);
+  options.key = "data.train_csv";
+  check_header(d.train_csv, LabeledColumns{d.text_field, d.train_label_fields, d.lang_field},
+               options);
+  options.key = "data.multilingual_csv";
+  check_header(d.multilingual_csv,
+               LabeledColumns{d.text_field, d.multilingual_label_fields, d.lang_field}, options);
+  if (with_test && !d.test_csv.empty()) {
+    options.key = "data.test_csv";
+    check_header(d.test_csv, TestColumns{d.test_id_field, d.test_text_field, d.test_lang_field},
+                 options);
+  }
+}
 
 Datasets load_datasets(const Config& config, bool with_test, bool progress) {
   const DataConfig& d = config.data;
-  LoadOptions options;
-  options.bad_rows = d.bad_rows;
-  options.label_threshold = d.label_threshold;
-  options.progress = progress;
-  options.progress_interval = config.run.progress_interval;
+  LoadOptions options = load_options(config, progress);
 
   Datasets out;
   LoadReport report;

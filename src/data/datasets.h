@@ -26,6 +26,10 @@ struct Datasets {
 // file with `en` rows or a language of one label is a UserError (split.h).
 Datasets load_datasets(const Config& config, bool with_test, bool progress = true);
 
+// load_datasets' checks of each file's header line alone (check_header, jigsaw.h): a wrong file
+// refused in an instant.
+void check_headers(const Config& config, bool with_test);
+
 // tokenizer.model, or when it is not set sentencepiece.bpe.model in model.pretrained (where HF
 // keeps it; the choice is logged). Throws UserError when neither gives a file.
 TokenizerOptions tokenizer_options(const Config& config);

@@ -320,16 +320,57 @@ void LoadReport::log() const {
   }
 }
 
+namespace {
+
+struct LabeledIndex {
+  size_t text;
+  std::vector<size_t> labels;
+  std::optional<size_t> lang;
+};
+
+LabeledIndex find_columns(JigsawFile& file, const LabeledColumns& columns) {
+  LabeledIndex at{*file.column(columns.text, "data.text_field", false), {}, std::nullopt};
+  for (const auto& name : columns.labels)
+    at.labels.push_back(*file.column(name, "label fields", false));
+  at.lang = file.column(columns.lang, "data.lang_field", true);
+  return at;
+}
+
+struct TestIndex {
+  size_t id, text;
+  std::optional<size_t> lang;
+};
+
+TestIndex find_columns(JigsawFile& file, const TestColumns& columns) {
+  const size_t id = *file.column(columns.id, "data.test_id_field", false);
+  const size_t text = *file.column(columns.text, "data.test_text_field", false);
+  return {id, text, file.column(columns.lang, "data.test_lang_field", true)};
+}
+
+}  // namespace
+
+void check_header(const std::string& path, const LabeledColumns& columns,
+                  const LoadOptions& options) {
+  LoadReport report;
+  JigsawFile file(path, options, report);
+  find_columns(file, columns);
+}
+
+void check_header(const std::string& path, const TestColumns& columns, const LoadOptions& options) {
+  LoadReport report;
+  JigsawFile file(path, options, report);
+  find_columns(file, columns);
+}
+
 LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& columns,
                                const LoadOptions& options, LoadReport* report_out) {
   LoadReport local;
   LoadReport& report = report_out ? *report_out : local;
   JigsawFile file(path, options, report);
-  const size_t text_col = *file.column(columns.text, "data.text_field", false);
-  std::vector<size_t> label_cols;
-  for (const auto& name : columns.labels)
-    label_cols.push_back(*file.column(name, "label fields", false));
-  const std::optional<size_t> lang_col = file.column(columns.lang, "data.lang_field", true);
+  const LabeledIndex at = find_columns(file, columns);
+  const size_t text_col = at.text;
+  const std::vector<size_t>& label_cols = at.labels;
+  const std::optional<size_t> lang_col = at.lang;
 
   LabeledCorpus corpus;
   auto convert = [&](const CsvRow& row, Slot& slot, RowResult& r) {
@@ -412,9 +453,9 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
   LoadReport local;
   LoadReport& report = report_out ? *report_out : local;
   JigsawFile file(path, options, report);
-  const size_t id_col = *file.column(columns.id, "data.test_id_field", false);
-  const size_t text_col = *file.column(columns.text, "data.test_text_field", false);
-  const std::optional<size_t> lang_col = file.column(columns.lang, "data.test_lang_field", true);
+  const TestIndex at = find_columns(file, columns);
+  const size_t id_col = at.id, text_col = at.text;
+  const std::optional<size_t> lang_col = at.lang;
 
   auto convert = [&](const CsvRow& row, Slot& slot, RowResult& r) {
     const CsvField& id = row.fields[id_col];

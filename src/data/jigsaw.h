@@ -77,6 +77,13 @@ struct LoadReport {
 
 LabeledCorpus load_labeled_csv(const std::string& path, const LabeledColumns& columns,
                                const LoadOptions& options, LoadReport* report = nullptr);
+// The checks of load_labeled_csv / load_test_csv that read the header line alone (the file is
+// not empty nor UTF-16, its header is well formed and has the columns named), with the same
+// UserError: a wrong file is refused before the work that a whole load would come after.
+void check_header(const std::string& path, const LabeledColumns& columns,
+                  const LoadOptions& options);
+void check_header(const std::string& path, const TestColumns& columns, const LoadOptions& options);
+
 // Rows with a structural problem (unterminated quote, over-long field, wrong field count)
 // are handled as options.bad_rows says; `key` names the option giving the file.
 TextTable load_text_csv(const std::string& path, const TextColumns& columns,

@@ -31,22 +31,27 @@ SiameseEncoder make_encoder(const XlmrConfig& xc, double pool_ln_eps, const std:
 
 }  // namespace
 
+XlmrConfig read_model_config(const Config& config) {
+  if (!config.model.pretrained.empty())
+    return read_xlmr_config(files::join(config.model.pretrained, "config.json"));
+  if (config.model.config.empty())
+    throw UserError(
+        "model.pretrained and model.config are both empty: name an HF model "
+        "directory, or a config.json to initialise from");
+  return read_xlmr_config(config.model.config);
+}
+
 BuiltEncoder build_encoder(const Config& config) {
   BuiltEncoder out;
+  const XlmrConfig xc = read_model_config(config);
   if (!config.model.pretrained.empty()) {
     const std::string& dir = config.model.pretrained;
-    XlmrConfig xc = read_xlmr_config(files::join(dir, "config.json"));
     out.encoder = make_encoder(xc, config.model.pool_ln_eps,
                                "model.pretrained " + files::join(dir, "config.json"));
     LoadReport report = load_state(*out.encoder, read_hf_weights(dir), "model.pretrained: " + dir);
     out.description = dir + " (" + std::to_string(report.tensors_loaded) + " tensors" +
                       (report.pool_ln_from_file ? "" : "; pooling LayerNorm starts at 1/0") + ")";
   } else {
-    if (config.model.config.empty())
-      throw UserError(
-          "model.pretrained and model.config are both empty: name an HF model "
-          "directory, or a config.json to initialise from");
-    XlmrConfig xc = read_xlmr_config(config.model.config);
     out.encoder = make_encoder(xc, config.model.pool_ln_eps, "model.config " + config.model.config);
     init_weights(*out.encoder, static_cast<uint64_t>(config.run.seed));
     out.description = "random initialisation from " + config.model.config;

@@ -19,6 +19,10 @@ struct BuiltEncoder {
 
 BuiltEncoder build_encoder(const Config& config);
 
+// The model's shape alone, as build_encoder reads it: model.pretrained's config.json, else
+// model.config (a UserError when neither is set or the file is not an XLM-R config).
+XlmrConfig read_model_config(const Config& config);
+
 // The texts the configuration tokenizes fit `model`: tokenizer.max_len within its positions and
 // the tokenizer's `tokenizer_vocab` ids within its vocabulary; else a UserError naming the key
 // (past either table, torch fails deep in the forward: "index out of range" on CPU, a

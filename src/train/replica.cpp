@@ -143,6 +143,19 @@ std::string newest_usable_checkpoint(const std::string& run_dir, Checkpoint& che
   return "";
 }
 
+// claim_run_dir, but first, where --force will move an earlier run's files aside, the set-up's
+// checks that read the start of each input alone (the CSVs' headers, the model's config.json,
+// the tokenizer against it): a wrong file named in the configuration is refused while run.dir
+// is still as it was. (A bad row deep in a CSV is still found after the move.)
+std::string claim(const Config& config, bool force, Claimant claimant) {
+  if (force && !earlier_run_results(config.run.dir).empty()) {
+    data::check_headers(config, /*with_test=*/true);
+    const data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
+    model::check_tokenizer_fits(config, model::read_model_config(config), tokenizer.vocab_size());
+  }
+  return claim_run_dir(config.run.dir, force, claimant);
+}
+
 // Rank 0: the checkpoint to resume from, read into `checkpoint`, or "" for a fresh start, which
 // claims run.dir (run_dir.h; --resume auto finding no usable checkpoint is one too) and gets a
 // new lineage in `state`.
@@ -159,8 +172,7 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
                       "resume from another checkpoint, or --force as well to move them into " +
                       files::join(config.run.dir, "previous-<time>/") + " and start afresh");
     if (path.empty()) {
-      const std::string moved =
-          claim_run_dir(config.run.dir, options.force, Claimant::kResumeFoundNothing);
+      const std::string moved = claim(config, options.force, Claimant::kResumeFoundNothing);
       spdlog::info("--resume auto: no usable checkpoint in {}; starting fresh{}", config.run.dir,
                    moved.empty() ? "" : " (the earlier run's files moved into " + moved + ")");
     }
@@ -346,8 +358,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
 std::string prepare_run_dir(const Config& config, const TrainOptions& options, Replica& r) {
   r.run_dir_lock = std::make_unique<RunDirLock>(config.run.dir, "train");
   const std::string moved =
-      options.resume.empty() ? claim_run_dir(config.run.dir, options.force, Claimant::kFreshStart)
-                             : "";
+      options.resume.empty() ? claim(config, options.force, Claimant::kFreshStart) : "";
   check_run_outputs_are_files(config.run.dir);  // else the training fails only when it ends
   for (const std::string& path : remove_stale_temporaries(config.run.dir))
     spdlog::info("removed {}, left by a writer that was killed", path);

@@ -587,6 +587,26 @@ TEST(TrainMpi, AFreshRunIntoAUsedRunDirIsRefusedAndForceMovesTheOldFilesAside) {
   EXPECT_EQ(test::read_file(step_checkpoint_path(run, 5)), old_step);
   EXPECT_EQ(test::read_file(run + "/features.h5"), old_features);
 
+  // --force first checks what the start of each input tells: a wrong file named in the
+  // configuration is refused with the earlier run still in place.
+  const std::string small_vocab = test::write_dir_file(
+      dir.path(), "small-vocab.json",
+      R"({"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "intermediate_size": 64, "max_position_embeddings": 70, "type_vocab_size": 1, "pad_token_id": 1,
+    "layer_norm_eps": 1e-5, "hidden_act": "gelu"})");
+  const std::pair<std::string, std::string> wrong_inputs[] = {
+      {"data.train_csv=" + files::join(test::synth_data_dir(), "test.csv"),
+       "missing column 'comment_text'"},
+      {"model.pretrained= model.config=" + small_vocab, "the model's vocabulary has 100"}};
+  for (const auto& [wrong, said] : wrong_inputs) {
+    auto checked = test::train(2, config, wrong + " train.max_steps=5 --force");
+    EXPECT_EQ(checked.exit_code, 2) << wrong << "\n" << checked.err;
+    EXPECT_NE(checked.err.find(said), std::string::npos) << wrong << "\n" << checked.err;
+    EXPECT_EQ(test::read_file(step_checkpoint_path(run, 5)), old_step) << wrong;
+    for (const auto& name : files::list(run))
+      EXPECT_NE(name.rfind("previous-", 0), 0u) << wrong << ": " << name;
+  }
+
   // predict's outputs of the earlier run go aside too (a fresh run kept its submission.csv).
   files::write_file(run + "/submission.csv", "id,toxic\n1,0.5\n");
   files::write_file(run + "/classifier.json", "{}");
