@@ -232,6 +232,7 @@ const char* parse_csv_record(const char* p, const char* end, const CsvLimits& li
   row.line = line;
   row.field_too_long = false;
   row.unterminated_quote = false;
+  row.text_after_quote = false;
   auto add = [&](const FieldScan& s, const char* e, CsvFieldKind kind) {
     ++row.field_count;
     if (row.fields.size() < limits.max_fields) {
@@ -248,6 +249,7 @@ const char* parse_csv_record(const char* p, const char* end, const CsvLimits& li
   StopBlock block;
   while (true) {  // one field per iteration
     FieldScan f{p};
+    const uint64_t quote_line = line;
     if (p < end && *p == '"' && !(p = scan_quoted(p, end, f, line))) {
       row.unterminated_quote = true;  // end of input inside the quotes ends the record
       add(f, end, CsvFieldKind::kEscaped);
@@ -259,7 +261,10 @@ const char* parse_csv_record(const char* p, const char* end, const CsvLimits& li
     p = unquoted_end(p, end, block, f.ascii);
     if (p != tail) {
       f.length += size_t(p - tail);
-      if (f.kind == CsvFieldKind::kQuoted) f.kind = CsvFieldKind::kEscaped;
+      if (f.kind != CsvFieldKind::kPlain) {
+        f.kind = CsvFieldKind::kEscaped;
+        if (line != quote_line) row.text_after_quote = true;
+      }
     }
     add(f, p, f.kind);
     row.lines = line - row.line + 1;

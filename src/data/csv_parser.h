@@ -71,6 +71,9 @@ struct CsvRow {
   uint64_t lines = 1;  // the physical lines the record runs over (quoted newlines, a stray quote)
   bool field_too_long = false;
   bool unterminated_quote = false;
+  // A quoted part ran over lines and text followed its closing quote (`"a\nb" c`): the sign of
+  // a stray quote that joined records (Python's csv module keeps the text; the row is suspect).
+  bool text_after_quote = false;
 };
 
 // Parses the record at p (after skipping blank lines) into row; returns the position after

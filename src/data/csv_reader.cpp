@@ -127,6 +127,7 @@ bool CsvReader::next(CsvRecord& record) {
   record.field_count = 0;
   record.field_too_long = false;
   record.unterminated_quote = false;
+  record.text_after_quote = false;
   if (!skip_to_record()) return false;
   record.line = line_;
 
@@ -139,9 +140,15 @@ bool CsvReader::next(CsvRecord& record) {
       field = &record.fields.back();
     }
     scratch.clear();
-    if (peek() == '"' && !read_quoted(*field, record)) {
+    const uint64_t quote_line = line_;
+    const bool quoted = peek() == '"';
+    if (quoted && !read_quoted(*field, record)) {
       record.unterminated_quote = true;
       return true;
+    }
+    if (quoted && line_ != quote_line) {
+      const int c = peek();
+      if (c != -1 && c != ',' && c != '\n' && c != '\r') record.text_after_quote = true;
     }
     // Unquoted text, or text after a closing quote (kept as Python's csv module keeps it).
     if (!read_unquoted(*field, record)) return true;

@@ -24,6 +24,7 @@ struct CsvRecord {
   uint64_t line = 0;                // 1-based physical line where the record starts
   bool field_too_long = false;      // some field exceeded max_field_bytes and was cut
   bool unterminated_quote = false;  // end of input inside a quoted field
+  bool text_after_quote = false;    // as CsvRow's (csv_parser.h)
 };
 
 class CsvReader {

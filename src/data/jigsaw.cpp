@@ -24,6 +24,7 @@ constexpr size_t kProblemsListed = 5;
 enum class Problem : uint8_t {
   kNone,
   kUnterminated,
+  kTextAfterQuote,
   kTooLong,
   kFieldCount,
   kLabel,
@@ -137,6 +138,8 @@ class JigsawFile {
           r.field_count = static_cast<uint32_t>(row.field_count);
           if (row.unterminated_quote)
             r.problem = Problem::kUnterminated;
+          else if (row.text_after_quote)
+            r.problem = Problem::kTextAfterQuote;
           else if (row.field_too_long)
             r.problem = Problem::kTooLong;
           else if (row.field_count != header_count_ || row.fields.size() != header_count_)
@@ -191,6 +194,9 @@ class JigsawFile {
         return false;
       case Problem::kUnterminated:
         bad(r.line, "quoted field not closed before the end of the file", "", r.lines);
+        return true;
+      case Problem::kTextAfterQuote:  // else silently one row of several (csv_parser.h)
+        bad(r.line, "text after the closing quote of a field that runs over lines", "", r.lines);
         return true;
       case Problem::kTooLong:
         bad(r.line,

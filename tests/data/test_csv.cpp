@@ -57,6 +57,24 @@ TEST(Csv, UnterminatedQuoteIsFlagged) {
   EXPECT_TRUE(rows[1].unterminated_quote);
 }
 
+// A stray quote joins records until the next quote; text after that quote is its sign.
+TEST(Csv, TextAfterTheClosingQuoteOfAFieldOverLinesIsFlagged) {
+  const std::string text =
+      "id,t,l\n0,\"open,it,1\n1,x,it,0\n2,\"q\" tail,it,0\n3,\"a\nb\",it,0\n4,\"q\"tail,it,0\n";
+  auto rows = read_all(text);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_TRUE(rows[1].text_after_quote);  // lines 2-4, one record
+  EXPECT_EQ(rows[1].fields[1], "open,it,1\n1,x,it,0\n2,q\" tail");
+  EXPECT_FALSE(rows[2].text_after_quote);  // over lines, closed cleanly: a text with a newline
+  EXPECT_FALSE(rows[3].text_after_quote);  // text after a quote on one line joins nothing
+  EXPECT_EQ(rows[3].fields[1], "qtail");
+  auto parsed = fuzz::parse_parallel(text, {}, 3, 2);
+  ASSERT_EQ(parsed.size(), 4u);
+  EXPECT_TRUE(parsed[1].text_after_quote);
+  EXPECT_FALSE(parsed[2].text_after_quote);
+  EXPECT_FALSE(parsed[3].text_after_quote);
+}
+
 TEST(Csv, HugeFieldIsCutAndFlaggedNotStored) {
   std::string text = "a,b\n1,\"" + std::string(5'000'000, 'x') + "\"\n2,ok\n";
   auto rows = read_all(text, CsvLimits{1000, 16});

@@ -183,6 +183,25 @@ TEST(Jigsaw, AStrayQuoteNamesTheLinesItsRecordRunsOver) {
       << msg;
 }
 
+// A stray quote that closes at a later quote joined three rows into one with the last one's
+// label, reported nowhere (a user's hand-edited file).
+TEST(Jigsaw, AStrayQuoteThatClosesLaterIsABadRowNotAJoinedOne) {
+  test::TempDir dir;
+  auto path = dir.write("ml.csv",
+                        "id,comment_text,lang,toxic\n0,\"Questo testo tossico,it,1\n"
+                        "1,Un testo normale,it,0\n2,\"Citazione\" finale,it,0\n3,ciao,it,1\n");
+  const LabeledColumns columns{"comment_text", {"toxic"}, "lang"};
+  std::string msg =
+      test::error_of([&] { load_labeled_csv(path, columns, options(BadRows::kFail)); });
+  EXPECT_NE(msg.find("lines 2-4 (one record: a stray quote?): text after the closing quote"),
+            std::string::npos)
+      << msg;
+  LoadReport report;
+  auto corpus = load_labeled_csv(path, columns, options(BadRows::kSkip), &report);
+  EXPECT_EQ(corpus.size(), 1u);
+  EXPECT_EQ(report.bad_row_count(), 1u);
+}
+
 TEST(Jigsaw, EmptyLanguageIsABadRow) {
   test::TempDir dir;
   auto path = dir.write("v.csv", "comment_text,lang,toxic\nhola,es,1\nciao,,0\n");

@@ -20,12 +20,13 @@ struct ParsedRecord {
   size_t field_count = 0;
   bool field_too_long = false;
   bool unterminated_quote = false;
+  bool text_after_quote = false;
   std::vector<std::string> fields;
   bool ascii_flags_hold = true;  // each stored field's `ascii` says whether its bytes are ASCII
   bool operator==(const ParsedRecord& o) const {
     return line == o.line && field_count == o.field_count && field_too_long == o.field_too_long &&
-           unterminated_quote == o.unterminated_quote && fields == o.fields &&
-           ascii_flags_hold == o.ascii_flags_hold;
+           unterminated_quote == o.unterminated_quote && text_after_quote == o.text_after_quote &&
+           fields == o.fields && ascii_flags_hold == o.ascii_flags_hold;
   }
 };
 
@@ -43,7 +44,7 @@ inline std::vector<ParsedRecord> parse_sequential(std::string_view input, data::
   std::vector<ParsedRecord> out;
   while (out.size() < max_records && reader.next(record))
     out.push_back({record.line, record.field_count, record.field_too_long,
-                   record.unterminated_quote, record.fields});
+                   record.unterminated_quote, record.text_after_quote, record.fields});
   return out;
 }
 
@@ -54,7 +55,12 @@ inline std::vector<ParsedRecord> parse_parallel(std::string_view input, data::Cs
   if (input.substr(0, 3) == "\xEF\xBB\xBF") input.remove_prefix(3);
   return data::parse_csv_rows<ParsedRecord>(
       input, 1, limits, {threads, chunk_bytes}, [&](const data::CsvRow& row, size_t) {
-        ParsedRecord r{row.line, row.field_count, row.field_too_long, row.unterminated_quote, {}};
+        ParsedRecord r{row.line,
+                       row.field_count,
+                       row.field_too_long,
+                       row.unterminated_quote,
+                       row.text_after_quote,
+                       {}};
         for (const data::CsvField& f : row.fields) {
           r.fields.emplace_back();
           data::decode_csv_field(f, r.fields.back(), limits.max_field_bytes);
