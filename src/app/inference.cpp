@@ -11,6 +11,7 @@
 #include "model/weights.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
+#include "train/run_inputs.h"
 
 namespace sx::app {
 
@@ -60,6 +61,10 @@ std::string embedding_settings_changed(const Config& config, const std::string& 
     for (const char* key : {"tokenizer.max_len:", "tokenizer.keep_eos:", "tokenizer.pretokenize:",
                             "model.pool_ln_eps:"})
       if (change.rfind(key, 0) == 0) out += (out.empty() ? "" : "; ") + change;
+  // Another file's ids are other tokens for every row; its path alone changing is no change.
+  if (const std::string tokenizer = train::tokenizer_change(then.inputs, config);
+      !tokenizer.empty())
+    out += (out.empty() ? "" : "; ") + tokenizer;
   return out;
 }
 

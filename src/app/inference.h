@@ -28,9 +28,10 @@ InferenceEncoder load_inference_encoder(const Config& config, const WeightsChoic
                                         int local_rank);
 
 // The settings that make embeddings from trained weights (tokenizer.max_len, keep_eos and
-// pretokenize, model.pool_ln_eps) where they differ from those of the training that wrote the
-// checkpoint at `path` (of state `then`; see train::config_changes_since):
-// "tokenizer.max_len: 128 then, 64 now; ...", or "" (the same, or not known).
+// pretokenize, model.pool_ln_eps, and the tokenizer.model file by its content) where they
+// differ from those of the training that wrote the checkpoint at `path` (of state `then`; see
+// train::config_changes_since, train::tokenizer_change): "tokenizer.max_len: 128 then, 64 now;
+// tokenizer.model differs: ...", or "" (the same, or not known).
 std::string embedding_settings_changed(const Config& config, const std::string& path,
                                        const train::TrainState& then);
 

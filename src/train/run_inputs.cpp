@@ -89,4 +89,14 @@ std::string describe_inputs_change(const std::string& then, const std::string& n
   return "";
 }
 
+std::string tokenizer_change(const std::string& then, const Config& config) {
+  const std::string name = "tokenizer.model";
+  std::vector<std::string> order;
+  const auto recorded = parse(then, order);
+  const auto it = recorded.find(name);
+  if (it == recorded.end()) return "";
+  return describe_inputs_change(name + "=" + it->second,
+                                identity_line(name, data::tokenizer_model_path(config)));
+}
+
 }  // namespace sx::train

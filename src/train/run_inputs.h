@@ -22,4 +22,8 @@ std::string result_inputs(const Config& config);
 // checkpoint; now 1240 bytes, hash cd..").
 std::string describe_inputs_change(const std::string& then, const std::string& now);
 
+// describe_inputs_change for tokenizer.model alone: "" when `then` records none (an earlier
+// version's checkpoint) or the file the configuration names now (tokenizer_model_path).
+std::string tokenizer_change(const std::string& then, const Config& config);
+
 }  // namespace sx::train

@@ -250,6 +250,34 @@ TEST_F(Predict, EmbeddingSettingsOtherThanTheTrainingsAreSaid) {
   EXPECT_EQ(same.exit_code, 0) << same.err;
   EXPECT_EQ(same.err.find("the settings that make embeddings differ"), std::string::npos)
       << same.err;
+
+  // The tokenizer by its content (a helper's other sentencepiece model went unsaid): the
+  // checkpoint records the training's file; a copy of that file elsewhere is the same one.
+  const std::string tokenizer = test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model";
+  trained.state.inputs =
+      "tokenizer.model=" + file_identity(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json");
+  train::write_checkpoint(best, trained);
+  const std::string other_file =
+      "tokenizer.model differs: " +
+      std::to_string(files::size(test::fixtures_dir() + "/tokenizer/tokenizer_ref.json")) +
+      " bytes";
+  auto hf_other = test::run_cli(cli("export-hf --out " + dir.path("hf-other")) + at);
+  EXPECT_EQ(hf_other.exit_code, 2) << hf_other.err;
+  EXPECT_NE(hf_other.err.find(other_file), std::string::npos) << hf_other.err;
+  EXPECT_EQ(test::count_lines(hf_other.err), 1u) << hf_other.err;
+  for (const std::string& command : {cli("embed") + at, cli("export --force") + at}) {
+    auto warned = test::run_cli(command, "hello\n");
+    EXPECT_EQ(warned.exit_code, 0) << command << "\n" << warned.err;
+    EXPECT_NE(warned.err.find(other_file), std::string::npos) << command << "\n" << warned.err;
+  }
+  trained.state.inputs = "tokenizer.model=" + file_identity(tokenizer) + "\n";
+  train::write_checkpoint(best, trained);
+  files::create_directories(dir.path("copy"));
+  const std::string copy = dir.write("copy/sentencepiece.bpe.model", test::read_file(tokenizer));
+  auto copied =
+      test::run_cli(cli("export-hf --out " + dir.path("copied")) + at + " tokenizer.model=" + copy);
+  EXPECT_EQ(copied.exit_code, 0) << copied.err;
+  EXPECT_EQ(copied.err.find("differ"), std::string::npos) << copied.err;
 }
 
 TEST_F(Predict, RefusesToOverwriteItsOutputsWithoutForce) {
