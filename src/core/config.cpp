@@ -203,7 +203,9 @@ const std::vector<Field>& schema() {
     s.push_back(results(entry(SX_MEMBER(data, lang_field), Kind::kString, "lang",
                               "Language column; a file without it is English.")));
     s.push_back(
-        entry(SX_MEMBER(data, test_id_field), Kind::kString, "id", "Id column of the test file."));
+        entry(SX_MEMBER(data, test_id_field), Kind::kString, "id",
+              "Id column of the test file: non-negative integers, as Jigsaw's; written back as "
+              "numbers (`007` as `7`, which a warning says)."));
     s.push_back(entry(SX_MEMBER(data, test_text_field), Kind::kString, "content",
                       "Text column of the test file."));
     s.push_back(entry(SX_MEMBER(data, test_lang_field), Kind::kString, "lang",

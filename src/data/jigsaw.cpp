@@ -41,7 +41,7 @@ struct RowResult {
   uint64_t lines = 1;     // physical lines of the record
   std::string_view text;  // cleaned and stripped; for kLabel/kId the offending value
   std::string_view lang;  // stripped
-  std::string_view key;   // the id of a text table (stripped)
+  std::string_view key;   // the id of a text table (stripped); a test id with leading zeros
   int64_t id = 0;
   uint32_t field_count = 0;
   uint32_t invalid_utf8 = 0;  // bytes dropped from the text
@@ -313,6 +313,12 @@ void LoadReport::log() const {
   if (invalid_utf8_bytes)
     spdlog::warn("{}: dropped {} invalid UTF-8 bytes in {} texts (as Python's errors='ignore')",
                  path, invalid_utf8_bytes, texts_with_invalid_utf8);
+  if (zero_padded_ids)
+    spdlog::warn(
+        "{}: {} written with leading zeros (the first on line {}: {}): ids are numbers, so "
+        "test/ids and submission.csv hold {}",
+        path, zero_padded_ids == 1 ? "1 id is" : std::to_string(zero_padded_ids) + " ids are",
+        first_zero_padded.first, first_zero_padded.second, std::stoll(first_zero_padded.second));
   for (const auto& [reason, stat] : bad_rows) {
     std::vector<std::string> lines;
     for (size_t i = 0; i < stat.first_lines.size(); ++i) {
@@ -465,11 +471,15 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
 
   auto convert = [&](const CsvRow& row, Slot& slot, RowResult& r) {
     const CsvField& id = row.fields[id_col];
-    if (!parse_id(csv_field_value(id, slot.value, options.limits.max_field_bytes), r.id)) {
+    const std::string_view written =
+        csv_field_value(id, slot.value, options.limits.max_field_bytes);
+    if (!parse_id(written, r.id)) {
       r.problem = Problem::kId;
       r.text = file.copied(id, slot);
       return;
     }
+    if (const std::string_view digits = trim_view(written); digits.size() > 1 && digits[0] == '0')
+      r.key = slot.arena->copy(digits);  // a number: written back without its zeros
     file.lang_and_text(row, lang_col, text_col, slot, r);
   };
   TestCorpus corpus;
@@ -492,6 +502,8 @@ TestCorpus load_test_csv(const std::string& path, const TestColumns& columns,
           return;
         file.count_text(r);
         if (file.report_problem(r)) return;
+        if (!r.key.empty() && report.zero_padded_ids++ == 0)
+          report.first_zero_padded = {r.line, std::string(r.key)};
         corpus.ids.push_back(r.id);
         corpus.texts.push_back_view(r.text);
         corpus.langs.push_back(r.lang);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -69,6 +70,10 @@ struct LoadReport {
   uint64_t invalid_utf8_bytes = 0;
   uint64_t texts_with_invalid_utf8 = 0;
   std::map<std::string, BadRowStat> bad_rows;  // by reason
+  // Test ids written with leading zeros ("007", read as the number 7), and the first (line, id
+  // as written).
+  uint64_t zero_padded_ids = 0;
+  std::pair<uint64_t, std::string> first_zero_padded;
 
   uint64_t bad_row_count() const;
   // Logs the counts (info) and each skip reason (warn).

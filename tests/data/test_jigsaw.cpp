@@ -202,6 +202,17 @@ TEST(Jigsaw, AStrayQuoteThatClosesLaterIsABadRowNotAJoinedOne) {
   EXPECT_EQ(report.bad_row_count(), 1u);
 }
 
+// Ids are numbers (test/ids, submission.csv): "007" became 7 without a word.
+TEST(Jigsaw, TestIdsWithLeadingZerosAreCountedForAWarning) {
+  test::TempDir dir;
+  auto path = dir.write("test.csv", "id,content,lang\n5,a,es\n007, b,es\n0,c,es\n 0008 ,d,es\n");
+  LoadReport report;
+  auto t = load_test_csv(path, {}, options(BadRows::kFail), &report);
+  EXPECT_EQ(t.ids.to_vector(), (std::vector<int64_t>{5, 7, 0, 8}));
+  EXPECT_EQ(report.zero_padded_ids, 2u);
+  EXPECT_EQ(report.first_zero_padded, (std::pair<uint64_t, std::string>{3, "007"}));
+}
+
 TEST(Jigsaw, EmptyLanguageIsABadRow) {
   test::TempDir dir;
   auto path = dir.write("v.csv", "comment_text,lang,toxic\nhola,es,1\nciao,,0\n");
