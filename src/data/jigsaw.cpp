@@ -104,6 +104,10 @@ class JigsawFile {
     if (!body) throw UserError(where() + ": the file is empty, expected a header line and rows");
     if (header.unterminated_quote || header.field_too_long)
       throw UserError(where() + ":1: the header line is malformed");
+    if (header.field_count > options.limits.max_fields)  // else every row has "too many fields"
+      throw UserError(where() + ":1: the header has " + std::to_string(header.field_count) +
+                      " columns; at most " + std::to_string(options.limits.max_fields) +
+                      " are read: keep the columns the configuration names");
     std::string scratch;
     for (const CsvField& f : header.fields)
       header_.emplace_back(csv_field_value(f, scratch, options.limits.max_field_bytes));

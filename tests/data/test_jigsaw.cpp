@@ -213,6 +213,19 @@ TEST(Jigsaw, TestIdsWithLeadingZerosAreCountedForAWarning) {
   EXPECT_EQ(report.first_zero_padded, (std::pair<uint64_t, std::string>{3, "007"}));
 }
 
+// Every row of a file of 1103 columns was "wrong number of fields (expected 1024, found 1103)",
+// and a column past the 1024th "missing" with the whole header listed.
+TEST(Jigsaw, AHeaderOfMoreColumnsThanAreReadIsOneLine) {
+  test::TempDir dir;
+  std::string header = "id,content,lang", row = "1,texto,es";
+  for (int i = 0; i < 1100; ++i) header += ",c" + std::to_string(i), row += ",0";
+  auto path = dir.write("wide.csv", header + "\n" + row + "\n");
+  std::string msg = test::error_of([&] { load_test_csv(path, {}, options(BadRows::kFail)); });
+  EXPECT_EQ(msg, "data.train_csv: " + path +
+                     ":1: the header has 1103 columns; at most 1024 are read: keep the columns the "
+                     "configuration names");
+}
+
 TEST(Jigsaw, EmptyLanguageIsABadRow) {
   test::TempDir dir;
   auto path = dir.write("v.csv", "comment_text,lang,toxic\nhola,es,1\nciao,,0\n");
