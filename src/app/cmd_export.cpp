@@ -176,32 +176,60 @@ void write_evaluation_json(const std::string& path, const std::string& json) {
   std::printf("written: %s\n", path.c_str());
 }
 
+// Why `before` cannot be compared with `after` ("" when it can).
+std::string mismatch(const evaluate::Evaluation& before, const std::string& before_file,
+                     const evaluate::Evaluation& after, const std::string& after_path) {
+  if (before.hidden_size != after.hidden_size)
+    return before_file + " holds " + std::to_string(before.hidden_size) +
+           "-dimensional embeddings but " + after_path + " holds " +
+           std::to_string(after.hidden_size) + ": they come from different models";
+  if (const std::string differs = evaluate::labeled_rows_difference(before, after);
+      !differs.empty())
+    return before_file + " and " + after_path + " hold the features of different labeled sets (" +
+           differs + ")";
+  return "";
+}
+
+// What `after` is compared with, in `before_file`: --before, else features_before.h5 beside it
+// unless --no-before; none (nullptr) else. A --before that cannot be compared is refused; a
+// features_before.h5 that cannot (features exported again on other data) is left out, said.
+std::unique_ptr<evaluate::Evaluation> evaluate_before(const std::string& after_path,
+                                                      const evaluate::Evaluation& after,
+                                                      const EvaluateChoice& choice,
+                                                      std::string& before_file) {
+  before_file = choice.before;
+  const std::string dir = files::parent(after_path).empty() ? "." : files::parent(after_path);
+  const std::string sibling = files::join(dir, "features_before.h5");
+  const bool beside =
+      before_file.empty() && !choice.no_before && files::exists(sibling) && sibling != after_path;
+  if (beside) before_file = sibling;
+  if (before_file.empty()) return nullptr;
+  auto before = std::make_unique<evaluate::Evaluation>(evaluate::evaluate_features(before_file));
+  const std::string why = mismatch(*before, before_file, after, after_path);
+  if (why.empty()) return before;
+  if (!beside)
+    throw UserError("evaluate: " + why +
+                    ": before and after compare one data set; evaluate each file alone");
+  spdlog::warn("evaluate: {}: {} is evaluated alone (--no-before says so)", why, after_path);
+  before_file.clear();
+  return nullptr;
+}
+
 }  // namespace
 
-int cmd_evaluate(const std::vector<std::string>& features, const std::string& before_path) {
+int cmd_evaluate(const std::vector<std::string>& features, const EvaluateChoice& choice) {
   refuse_several_processes("evaluate");
   if (features.size() != 1)
     throw UserError("evaluate: give one features file (features.h5); --before for the other");
+  if (choice.no_before && !choice.before.empty())
+    throw UserError("evaluate: --before and --no-before contradict each other; give one");
   init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
   const std::string& after_path = features.front();
-  std::string before_file = before_path;
   const std::string dir = files::parent(after_path).empty() ? "." : files::parent(after_path);
-  const std::string sibling = files::join(dir, "features_before.h5");
-  if (before_file.empty() && files::exists(sibling) && sibling != after_path) before_file = sibling;
   evaluate::Evaluation after = evaluate::evaluate_features(after_path);
-  std::unique_ptr<evaluate::Evaluation> before;
-  if (!before_file.empty()) {
-    before = std::make_unique<evaluate::Evaluation>(evaluate::evaluate_features(before_file));
-    if (before->hidden_size != after.hidden_size)
-      throw UserError(before_file + " holds " + std::to_string(before->hidden_size) +
-                      "-dimensional embeddings but " + after_path + " holds " +
-                      std::to_string(after.hidden_size) + ": they come from different models");
-    if (const std::string differs = evaluate::labeled_rows_difference(*before, after);
-        !differs.empty())
-      throw UserError("evaluate: " + before_file + " and " + after_path +
-                      " hold the features of different labeled sets (" + differs +
-                      "): before and after compare one data set; evaluate each file alone");
-  }
+  std::string before_file;
+  const std::unique_ptr<evaluate::Evaluation> before =
+      evaluate_before(after_path, after, choice, before_file);
   if (before) std::printf("before: %s\nafter:  %s\n", before_file.c_str(), after_path.c_str());
   std::fputs(evaluate::to_table(after, before.get()).c_str(), stdout);
   std::fflush(stdout);

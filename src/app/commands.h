@@ -127,6 +127,10 @@ struct HfExportArgs {
 };
 // The trained encoder as an HF transformers / sentence-transformers model directory.
 int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf);
-int cmd_evaluate(const std::vector<std::string>& features, const std::string& before);
+struct EvaluateChoice {
+  std::string before;      // --before: the untrained encoder's features to compare with
+  bool no_before = false;  // --no-before: not features_before.h5 beside the features either
+};
+int cmd_evaluate(const std::vector<std::string>& features, const EvaluateChoice& choice);
 
 }  // namespace sx::app

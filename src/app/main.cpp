@@ -101,7 +101,7 @@ struct ExportArgs {
 };
 struct EvaluateArgs {
   std::vector<std::string> features;
-  std::string before;
+  sx::app::EvaluateChoice choice;
 };
 struct DataPairsArgs {
   std::string split = "train", out;
@@ -180,10 +180,14 @@ void add_evaluate(CLI::App& app, CommandLine& cl) {
   auto* cmd = app.add_subcommand("evaluate", "Per-language ROC-AUC of exported features");
   cmd->add_option("features", cl.evaluate.features, "features.h5 written by train or export")
       ->required();
-  cmd->add_option("--before", cl.evaluate.before,
-                  "features of the untrained encoder (default: features_before.h5 beside it)");
+  auto* before =
+      cmd->add_option("--before", cl.evaluate.choice.before,
+                      "features of the untrained encoder (default: features_before.h5 beside it)");
+  cmd->add_flag("--no-before", cl.evaluate.choice.no_before,
+                "evaluate the features alone, whatever lies beside them")
+      ->excludes(before);
   cmd->callback([&cl] {
-    cl.action = [&cl] { return sx::app::cmd_evaluate(cl.evaluate.features, cl.evaluate.before); };
+    cl.action = [&cl] { return sx::app::cmd_evaluate(cl.evaluate.features, cl.evaluate.choice); };
   });
 }
 

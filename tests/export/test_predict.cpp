@@ -280,6 +280,37 @@ TEST_F(Predict, EmbeddingSettingsOtherThanTheTrainingsAreSaid) {
   EXPECT_EQ(copied.err.find("differ"), std::string::npos) << copied.err;
 }
 
+// Features exported again on other data beside the run's features_before.h5: `evaluate
+// features.h5` was refused ("evaluate each file alone") with no way to do so but moving a file.
+TEST_F(Predict, EvaluateLeavesOutAFeaturesBeforeOfAnotherLabeledSetSayingSo) {
+  test::TempDir dir;
+  const std::string run = dir.path("run"), features = run + "/features.h5";
+  auto other = test::run_cli("data synth --out " + dir.path("other") + " --rows 2000 --seed 4");
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  auto exported = test::run_cli(cli("export --checkpoint " + run_file("checkpoints/best.h5")) +
+                                " run.dir=" + run +
+                                " data.multilingual_csv=" + dir.path("other/validation.csv"));
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  test::write_file(run + "/features_before.h5", test::read_file(run_file("features.h5")));
+  auto alone = test::run_cli("evaluate " + features);
+  EXPECT_EQ(alone.exit_code, 0) << alone.err;
+  EXPECT_NE(alone.err.find("hold the features of different labeled sets"), std::string::npos)
+      << alone.err;
+  EXPECT_NE(alone.err.find(features + " is evaluated alone (--no-before says so)"),
+            std::string::npos)
+      << alone.err;
+  EXPECT_EQ(alone.out.find("before:"), std::string::npos) << alone.out;
+  auto refused = test::run_cli("evaluate " + features + " --before " + run + "/features_before.h5");
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("evaluate each file alone"), std::string::npos) << refused.err;
+  auto quiet = test::run_cli("evaluate " + features + " --no-before");
+  EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err, "");
+  EXPECT_EQ(quiet.out, alone.out);
+  auto both = test::run_cli("evaluate " + features + " --no-before --before " + features);
+  EXPECT_EQ(both.exit_code, 2) << both.err;
+}
+
 TEST_F(Predict, RefusesToOverwriteItsOutputsWithoutForce) {
   const std::string before = test::read_file(run_file("submission.csv"));
   auto again = test::run_cli(cli("predict"));
