@@ -4,7 +4,9 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -444,10 +446,18 @@ bool is_section_prefix(const std::string& path) {
   return false;
 }
 
+// A number as the configuration reads it back, exactly: the fewest significant digits from 6
+// (the form of earlier releases, so the result hashes of their checkpoints stay) that give v
+// again, and a whole number below 1e15 without an exponent (durations take no exponent).
 std::string fmt_number(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
+  char text[40];
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof text, "%.*g", digits, v);
+    if (std::strtod(text, nullptr) == v) break;
+  }
+  if (std::strchr(text, 'e') && v == std::floor(v) && std::abs(v) < 1e15)
+    std::snprintf(text, sizeof text, "%.0f", v);
+  return text;
 }
 
 std::string type_description(const Field& f) {
