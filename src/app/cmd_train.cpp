@@ -25,7 +25,8 @@ int cmd_train(const ConfigArgs& args, const std::string& resume, bool force) {
     return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   set_progress_options(config.run.progress, config.run.progress_interval);
-  if (env.rank == 0 && env.world > 1) spdlog::info("layout: {}", dist::describe_layout());
+  if (env.rank == 0 && env.world > 1)
+    log_for_launcher(LogLevel::kInfo, "layout: " + dist::describe_layout());
   train::TrainOptions options{resume, force, {}};
   options.write_features = [&](const train::FeatureSource& source, const std::string& path) {
     model::SiameseEncoder model = source.model;

@@ -141,7 +141,8 @@ void add_train(CLI::App& app, CommandLine& cl) {
   auto* cmd = app.add_subcommand("train", "Train the Siamese model (MPI ranks, one per GPU)");
   add_config_args(cmd, cl.cfg);
   cmd->add_option("--resume", cl.train.resume,
-                  "auto (newest valid checkpoint in run.dir) or a PATH");
+                  "auto (newest valid checkpoint in run.dir) or a PATH")
+      ->check(kNotEmpty);
   cmd->add_flag("--force", cl.train.force,
                 "start afresh in a run.dir holding an earlier run: move its files into "
                 "run.dir/previous-<time>/");

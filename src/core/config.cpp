@@ -163,7 +163,9 @@ const std::vector<Field>& schema() {
                     "2h, 1h30m): training stops, checked every step, when set-up, training and "
                     "the final export would not fit. 0 = no limit."),
               0, kMaxDuration));
-    s.push_back(entry(SX_MEMBER(run, log_level), Kind::kEnum, "info", "Log level of rank 0."));
+    s.push_back(entry(SX_MEMBER(run, log_level), Kind::kEnum, "info",
+                      "Log level of rank 0 (the lines launch/run.sh reads show at any level: "
+                      "the layout, a stop's checkpoint, the job time)."));
     s.push_back(entry(SX_MEMBER(run, other_ranks_log_level), Kind::kEnum, "warn",
                       "Log level of ranks other than 0."));
     s.push_back(

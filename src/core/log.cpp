@@ -91,6 +91,14 @@ void flush_logs() {
   spdlog::default_logger()->flush();
 }
 
+void log_for_launcher(LogLevel level, const std::string& text) {
+  const auto logger = spdlog::default_logger();
+  const spdlog::details::log_msg msg(logger->name(), spdlog::level::from_str(name_of(level)), text);
+  for (const auto& sink : logger->sinks())
+    if (dynamic_cast<ConsoleSink*>(sink.get()) || sink->should_log(msg.level)) sink->log(msg);
+  logger->flush();
+}
+
 void log_error_to_files(const std::string& text) {
   const auto logger = spdlog::default_logger();
   const spdlog::details::log_msg msg(logger->name(), spdlog::level::critical, text);

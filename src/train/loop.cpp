@@ -407,10 +407,10 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   dist::barrier("barrier after the last checkpoint");
   if (reason == StopReason::kSignal) {
     if (lead())
-      spdlog::warn(
-          "stopped by signal {}; checkpoint written, exiting with {} so the job can be requeued "
-          "(resume with --resume auto)",
-          stop_signal_, kExitRequeue);
+      log_for_launcher(LogLevel::kWarn,
+                       fmt::format("stopped by signal {}; checkpoint written, exiting with {} so "
+                                   "the job can be requeued (resume with --resume auto)",
+                                   stop_signal_, kExitRequeue));
     return kExitRequeue;
   }
   if (reason == StopReason::kNonFinite) {
@@ -425,7 +425,7 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   export_features(files::join(config_.run.dir, "features.h5"));
   budget_.end_of(JobBudget::kWrapUp, program_seconds());
   if (lead()) {
-    spdlog::info("{}", budget_.summary());
+    log_for_launcher(LogLevel::kInfo, budget_.summary());
     metrics_.event("job_time", r_.state.step, budget_.summary());
   }
   return kExitOk;

@@ -347,6 +347,30 @@ TEST(TrainMpi, CtrlCWithoutMpirunCheckpointsAndExits75) {
             std::string::npos);
 }
 
+// run.log_level error kept from the terminal the lines launch/run.sh reads (the layout, the stop
+// after the checkpoint, the job-time line at the end): the launcher took a stop for a failure.
+TEST(TrainMpi, TheLinesTheLauncherReadsAreShownAtAnyLogLevel) {
+  TempDir dir;
+  auto config = test::train_config(dir.path(), "  max_epochs: 100000\n");
+  auto done = test::train(2, config, "run.log_level=error train.max_steps=2");
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  EXPECT_NE(done.err.find("[0/2] [info] layout: "), std::string::npos) << done.err;
+  EXPECT_NE(done.err.find("[0/2] [info] job time "), std::string::npos) << done.err;
+  EXPECT_EQ(done.err.find("[0/2] [info] rank "), std::string::npos) << done.err;  // else quiet
+
+  TempDir other;
+  test::BackgroundRun run(0, test::train_config(other.path(), "  max_epochs: 100000\n"),
+                          other.path(), "run.log_level=error");
+  ASSERT_GE(test::wait_for_steps(other.path("run"), 2), 2u) << test::read_file(other.path("out"));
+  const long timeout_pid = std::stol(test::read_file(run.pid_file));  // passes SIGTERM on
+  ASSERT_EQ(::kill(static_cast<pid_t>(timeout_pid), SIGTERM), 0);
+  EXPECT_EQ(run.wait(60), 75) << test::read_file(other.path("out"));
+  EXPECT_NE(test::read_file(other.path("out"))
+                .find("[warning] stopped by signal 15; checkpoint written, exiting with 75"),
+            std::string::npos)
+      << test::read_file(other.path("out"));
+}
+
 TEST(TrainMpi, TruncatedCheckpointIsRefusedAndAutoFallsBack) {
   TempDir dir;
   auto config = test::train_config(dir.path());
