@@ -59,6 +59,9 @@ void handle_interrupt() {
 void install_stop_handlers() {
   for (int sig : {SIGTERM, SIGUSR1, SIGUSR2}) handle(sig, on_stop_signal);
   handle_interrupt();
+  // A terminal pipe closed under the run (`train ... | head`) ended it with no checkpoint (exit
+  // 141); the lines still reach the rank's log file, and a failed write to a pipe costs nothing.
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 bool stop_requested() {

@@ -17,7 +17,8 @@ inline constexpr int kExitNonFinite = 4;
 
 // From the start of `train` (main.cpp's .preinit_array, before the libraries initialize): a
 // signal sent while the job starts (a Slurm warning, a requeue) is kept for the first step
-// boundary instead of killing the rank. Calling it again changes nothing.
+// boundary instead of killing the rank; SIGPIPE is ignored (a closed terminal pipe). Calling it
+// again changes nothing.
 void install_stop_handlers();
 bool stop_requested();
 int stop_signal_number();  // the signal that asked, or 0

@@ -371,6 +371,19 @@ TEST(TrainMpi, TheLinesTheLauncherReadsAreShownAtAnyLogLevel) {
       << test::read_file(other.path("out"));
 }
 
+// `train ... 2>&1 | head` ended the run with SIGPIPE (exit 141) once head had its lines.
+TEST(TrainMpi, AClosedTerminalPipeDoesNotEndTheRun) {
+  TempDir dir;
+  const std::string config = test::train_config(dir.path());
+  const std::string script = dir.write(
+      "pipe.sh", "'" + std::string(SX_BINARY) + "' train --config '" + config +
+                     "' train.max_steps=3 2>&1 | head -c 1 >/dev/null\nexit ${PIPESTATUS[0]}\n");
+  auto r = test::run_command("bash '" + script + "'");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(files::exists(dir.path("run/features.h5")));
+  EXPECT_NE(test::read_file(dir.path("run/log/rank-0.log")).find("job time"), std::string::npos);
+}
+
 TEST(TrainMpi, TruncatedCheckpointIsRefusedAndAutoFallsBack) {
   TempDir dir;
   auto config = test::train_config(dir.path());
