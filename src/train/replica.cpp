@@ -200,8 +200,8 @@ void set_aside_after_branch(const Config& config, const TrainOptions& options, c
     spdlog::warn(
         "--resume {}: the checkpoints of {} past its step {} (or of another run) belong to "
         "another history; moved into {} with that history's outputs (features.h5, "
-        "classifier.json, ...) and a copy of its metrics.jsonl, so that --resume auto (a "
-        "requeue) continues this one",
+        "classifier.json, ...) and its metrics.jsonl (a copy, or another run's file), so that "
+        "--resume auto (a requeue) continues this one",
         r.resumed_from, checkpoint_dir(config.run.dir), checkpoint.state.step, aside);
   const std::string best =
       restore_best_of_history(config.run.dir, r.resumed_from, checkpoint.state);

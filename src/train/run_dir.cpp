@@ -144,22 +144,31 @@ std::string claim_run_dir(const std::string& run_dir, bool force, Claimant claim
 std::string set_aside_abandoned_history(const std::string& run_dir, const std::string& resumed_path,
                                         const TrainState& resumed) {
   std::vector<std::string> abandoned;
+  bool another_run = false;  // run_dir held another run than the resumed one: its files all go
+  auto of_another_run = [&](const std::string& lineage) {
+    const bool other = !lineage.empty() && !resumed.lineage.empty() && lineage != resumed.lineage;
+    another_run = another_run || other;
+    return other;
+  };
   const std::string dir = checkpoint_dir(run_dir);
   for (const auto& path : list_step_checkpoints(run_dir)) {
     const std::string name = path.substr(dir.size() + 1);  // step-<digits>.h5
     const int64_t step = std::stoll(name.substr(5, name.size() - 8));
     std::error_code same_error;
-    const bool same = std::filesystem::equivalent(path, resumed_path, same_error);
-    if (!same && step >= resumed.step) abandoned.push_back("checkpoints/" + name);
+    if (std::filesystem::equivalent(path, resumed_path, same_error)) continue;
+    if (of_another_run(checkpoint_lineage(path)) || step >= resumed.step)
+      abandoned.push_back("checkpoints/" + name);
   }
   // best.h5 of the later history, or of another run, is not this history's best.
   const std::string best = best_checkpoint_path(run_dir);
   if (files::exists(best)) {
     const TrainState then = read_checkpoint(best, /*with_optimizer=*/false).state;
-    if (then.step > resumed.step || then.lineage != resumed.lineage)
+    if (of_another_run(then.lineage) || then.step > resumed.step || then.lineage != resumed.lineage)
       abandoned.push_back("checkpoints/best.h5");
   }
   if (abandoned.empty()) return "";
+  // Another run's metrics are none of this history's: moved, not copied and kept up to the step.
+  if (another_run) abandoned.push_back("metrics.jsonl");
   // The outputs of its end (features_before.h5 is both histories').
   abandoned.insert(abandoned.end(), std::begin(kOutputsOfAnEnd), std::end(kOutputsOfAnEnd));
   const std::string aside = move_aside(run_dir, abandoned);

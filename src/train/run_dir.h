@@ -52,10 +52,11 @@ std::vector<std::string> config_changes_since(const std::string& path, const Tra
 // what run_dir holds of the history it abandons would be taken for this one's (--resume auto at
 // the next requeue picks the newest step checkpoint, the end of the run reloads best.h5). Moves
 // into a new run_dir/previous-<UTC time>/checkpoints/ the step checkpoints at or past that step
-// other than PATH itself, and best.h5 when it was written past that step or by another run;
-// with them, the outputs of that history's end (features.h5, evaluation.json, classifier.json,
-// submission.csv and the pictures) and a copy of metrics.jsonl (whose later lines this run
-// drops). Returns the folder ("" when nothing was moved). Only once the run is accepted.
+// other than PATH itself, those of another run (lineage) at any step, and best.h5 when it was
+// written past that step or by another run; with them, the outputs of that history's end
+// (features.h5, evaluation.json, classifier.json, submission.csv and the pictures) and
+// metrics.jsonl: a copy (this run drops its later lines), or the file itself when another run
+// wrote it. Returns the folder ("" when nothing was moved). Only once the run is accepted.
 std::string set_aside_abandoned_history(const std::string& run_dir, const std::string& resumed_path,
                                         const TrainState& resumed);
 

@@ -558,6 +558,34 @@ TEST(Loop, AResumeFromAnEarlierStepSetsTheLaterHistoryAside) {
   EXPECT_TRUE(step_7) << "the abandoned history's metrics are not in " << previous;
 }
 
+// --resume PATH of another run into a run.dir holding a run of its own: that run's step
+// checkpoints below PATH's step stayed, so a requeue's --resume auto before this run's first
+// checkpoint continued that other run, and its metrics lines stayed in this run's file.
+TEST(Loop, AResumeOfAnotherRunsCheckpointSetsTheRunDirsOwnRunAside) {
+  TempDir dir, other;
+  const Config a = tiny_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=9"});
+  train_steps(a, 7);
+  Config b = a;
+  b.run.dir = other.path("run");
+  train_steps(b, 3);  // step checkpoints 2 and 3 of another lineage
+  ASSERT_EQ(list_step_checkpoints(b.run.dir).size(), 2u);
+  TrainOptions resume;
+  resume.resume = step_checkpoint_path(a.run.dir, 7);
+  Running s(b, resume);
+  EXPECT_TRUE(list_step_checkpoints(b.run.dir).empty());
+  std::string previous;
+  for (const auto& name : files::list(b.run.dir))
+    if (name.rfind("previous-", 0) == 0) previous = b.run.dir + "/" + name;
+  ASSERT_FALSE(previous.empty());
+  EXPECT_EQ(list_step_checkpoints(previous).size(), 2u);
+  for (const auto& line : metrics(b.run.dir))
+    EXPECT_NE(line.value("type", ""), "step") << line.dump();
+  bool step_3 = false;
+  for (const auto& line : metrics(previous))
+    step_3 = step_3 || (line.value("type", "") == "step" && line.value("step", 0) == 3);
+  EXPECT_TRUE(step_3) << "the other run's metrics are not in " << previous;
+}
+
 // Temporary files of killed checkpoint writers are removed when a run takes the directory.
 // A rollback with --resume PATH set the later history's best.h5 aside and exported the last
 // weights ("best.h5 is missing"); the best of the resumed history is its epoch-end checkpoint
