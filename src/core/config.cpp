@@ -417,7 +417,8 @@ const std::vector<Field>& schema() {
                       "and a first Ctrl-C as such a request whatever this says."));
     // export
     s.push_back(range(entry(SX_MEMBER(export_, batch_size), Kind::kInt, "128",
-                            "Texts per forward pass when exporting features."),
+                            "Texts per forward pass when exporting features (validation takes "
+                            "train.pairs_per_rank pairs a pass, so that this changes no result)."),
                       1, 1 << 20));
     s.push_back(entry(SX_MEMBER(export_, before_training), Kind::kBool, "true",
                       "train also writes features_before.h5 with the untrained encoder."));

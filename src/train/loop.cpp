@@ -277,7 +277,10 @@ double Loop::validation_loss() {
   model->eval();
   const uint64_t n = r_.val_pairs.size();
   const uint64_t begin = n * env_.rank / env_.world, end = n * (env_.rank + 1) / env_.world;
-  const uint64_t chunk = static_cast<uint64_t>(config_.export_.batch_size);
+  // Batches of a training step's pairs (which fit, with their backward): a batch's shape moves
+  // the last bits of the forward (the GEMMs' blocking), so export.batch_size, not a key that
+  // changes results, changed the loss's eighth digit and could tip early stopping in a tie.
+  const uint64_t chunk = static_cast<uint64_t>(config_.train.pairs_per_rank);
   double sum = 0;
   std::vector<uint64_t> positions;
   for (uint64_t start = begin; start < end; start += chunk) {

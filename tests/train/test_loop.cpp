@@ -460,6 +460,23 @@ TEST(Loop, TheEmbeddingAdamOverlapTrainsAndResumesBitwiseAsWithout) {
   EXPECT_GT(val_loss(off.run.dir), 0);
 }
 
+// export.batch_size only sizes the validation batches: the loss was each chunk's float mean
+// times its pairs and changed in the eighth digit with it (0.6666669249 at 128, 0.6666669385
+// at 3), enough to tip early stopping in a near tie and to break a bitwise resume.
+TEST(Loop, TheValidationLossDoesNotDependOnExportBatchSize) {
+  std::vector<double> losses;
+  for (const char* size :
+       {"export.batch_size=3", "export.batch_size=16", "export.batch_size=128"}) {
+    TempDir dir;
+    Running s(tiny_config(dir, {size}));
+    Loop loop(s.config, test::mpi_env(), s.r, JobBudget(0, 1, 1));
+    losses.push_back(loop.validation_loss());
+  }
+  EXPECT_GT(losses[0], 0);
+  EXPECT_EQ(losses[1], losses[0]);
+  EXPECT_EQ(losses[2], losses[0]);
+}
+
 // An epoch resumed mid-way reported the mean training loss of its steps after the resume only:
 // the sum so far travels in the step checkpoint (format 5), and the epoch lines of a run stopped
 // at step 3 and 7 and resumed equal the uninterrupted run's.
