@@ -4,6 +4,8 @@
 #include "app/commands.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/files.h"
+#include "train/run_inputs.h"
 
 namespace sx::app {
 
@@ -37,8 +39,12 @@ int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key, bo
     return 0;
   }
   Config config = load_config(args.config_path, args.overrides);
-  if (inputs)
+  if (inputs) {
     check_inputs(config, {"run", "data", "tokenizer", "model", "train", "dist", "export"});
+    if (files::exists(config.run.dir) && !files::is_directory(config.run.dir))
+      throw UserError("run.dir: " + config.run.dir + " is a file, expected a directory");
+    train::check_input_starts(config);
+  }
   const std::string yaml = config_to_yaml(config);
   if (!get_key.empty()) {
     std::string value = resolved_value(yaml, get_key);

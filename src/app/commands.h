@@ -43,7 +43,7 @@ std::string program_version();
 
 // Prints the resolved configuration (YAML), the key reference (--docs), or one key's value.
 // `check_inputs`: also the files and folders the configuration names for train (as train
-// checks them before it starts).
+// checks them before it starts, and train::check_input_starts), and run.dir is no file.
 int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key, bool check_inputs);
 int cmd_tokenize(const ConfigArgs& args);
 int cmd_data_stats(const ConfigArgs& args);

@@ -358,8 +358,9 @@ void add_config_and_version(CLI::App& app, CommandLine& cl) {
       ->excludes(docs_flag);
   config
       ->add_flag("--check-inputs", cl.config.check_inputs,
-                 "also check that the files and folders it names for train exist (one line "
-                 "naming the key, exit 2, where one does not)")
+                 "also check the files and folders it names for train: they exist, and their "
+                 "starts (CSV headers, the model's config.json, the tokenizer against it) are "
+                 "right (one line naming the key, exit 2, where not)")
       ->excludes(docs_flag);
   config->callback([&cl] {
     cl.action = [&cl] {

@@ -143,16 +143,11 @@ std::string newest_usable_checkpoint(const std::string& run_dir, Checkpoint& che
   return "";
 }
 
-// claim_run_dir, but first, where --force will move an earlier run's files aside, the set-up's
-// checks that read the start of each input alone (the CSVs' headers, the model's config.json,
-// the tokenizer against it): a wrong file named in the configuration is refused while run.dir
-// is still as it was. (A bad row deep in a CSV is still found after the move.)
+// claim_run_dir, but first, where --force will move an earlier run's files aside, the checks
+// of the inputs' starts (check_input_starts): a wrong file named in the configuration is
+// refused while run.dir is still as it was. (A bad row deep in a CSV is found after the move.)
 std::string claim(const Config& config, bool force, Claimant claimant) {
-  if (force && !earlier_run_results(config.run.dir).empty()) {
-    data::check_headers(config, /*with_test=*/true);
-    const data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
-    model::check_tokenizer_fits(config, model::read_model_config(config), tokenizer.vocab_size());
-  }
+  if (force && !earlier_run_results(config.run.dir).empty()) check_input_starts(config);
   return claim_run_dir(config.run.dir, force, claimant);
 }
 

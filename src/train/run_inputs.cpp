@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "data/datasets.h"
+#include "model/encoder_factory.h"
 
 namespace sx::train {
 namespace {
@@ -87,6 +88,12 @@ std::string describe_inputs_change(const std::string& then, const std::string& n
     if (x != y) return name + " differs: " + readable(x) + " in the checkpoint; now " + readable(y);
   }
   return "";
+}
+
+void check_input_starts(const Config& config) {
+  data::check_headers(config, /*with_test=*/true);
+  const data::XlmrTokenizer tokenizer(data::tokenizer_options(config));
+  model::check_tokenizer_fits(config, model::read_model_config(config), tokenizer.vocab_size());
 }
 
 std::string tokenizer_change(const std::string& then, const Config& config) {

@@ -22,6 +22,11 @@ std::string result_inputs(const Config& config);
 // checkpoint; now 1240 bytes, hash cd..").
 std::string describe_inputs_change(const std::string& then, const std::string& now);
 
+// The set-up's checks that read the start of each input alone, in an instant: the CSVs'
+// headers (data::check_headers), the model's config.json, the tokenizer against it. Throws the
+// set-up's UserError. (`train --force` before it moves a run aside; `config --check-inputs`.)
+void check_input_starts(const Config& config);
+
 // describe_inputs_change for tokenizer.model alone: "" when `then` records none (an earlier
 // version's checkpoint) or the file the configuration names now (tokenizer_model_path).
 std::string tokenizer_change(const std::string& then, const Config& config);

@@ -211,9 +211,13 @@ TEST(Cli, ConfigGetPrintsOneValueForScripts) {
 // that is not there is said then, not after the wait in the queue.
 TEST(Cli, ConfigCheckInputsNamesAMissingInputFile) {
   test::TempDir dir;
-  const std::string csv = dir.write("train.csv", "id,comment_text,toxic\n1,hola,0\n");
+  const std::string csv =
+      dir.write("train.csv",
+                "id,comment_text,toxic,severe_toxicity,obscene,identity_attack,insult,threat\n"
+                "1,hola,0,0,0,0,0,0\n");
+  const std::string test_csv = dir.write("test.csv", "id,content,lang\n1,hola,es\n");
   const std::string others =
-      " data.multilingual_csv=" + csv + " data.test_csv=" + csv +
+      " data.multilingual_csv=" + csv + " data.test_csv=" + test_csv +
       " tokenizer.model=" + test::fixtures_dir() +
       "/tokenizer/sentencepiece.bpe.model model.pretrained=" + test::fixtures_dir() +
       "/hf-tiny-xlmr";
@@ -229,6 +233,21 @@ TEST(Cli, ConfigCheckInputsNamesAMissingInputFile) {
   // Without the flag the configuration alone is read, as before.
   r = run_cli("config --get run.dir data.train_csv=" + dir.path("nope.csv") + others);
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // What would stop train in its first instant: a queued job that could not start.
+  files::create_directories(dir.path("empty-model"));
+  const std::string a_file = dir.write("a-file", "x");
+  for (const auto& [wrong, said] :
+       {std::pair{" data.test_csv=" + csv,
+                  "data.test_csv: " + csv + ":1: missing column 'content'"},
+        std::pair{" model.pretrained=" + dir.path("empty-model"),
+                  dir.path("empty-model") + "/config.json"},
+        std::pair{" run.dir=" + a_file,
+                  "run.dir: " + a_file + " is a file, expected a directory"}}) {
+    r = run_cli("config --get run.dir --check-inputs data.train_csv=" + csv + others + wrong);
+    EXPECT_EQ(r.exit_code, 2) << wrong << "\n" << r.err;
+    EXPECT_EQ(test::count_lines(r.err), 1u) << wrong << "\n" << r.err;
+    EXPECT_NE(r.err.find(said), std::string::npos) << wrong << "\n" << r.err;
+  }
 }
 
 TEST(Cli, ConfigMistakeIsOneLineAndExitTwo) {
