@@ -179,6 +179,11 @@ StepsOrDuration parse_steps_or_duration(std::string_view text) {
 }
 
 std::string format_duration(double seconds) {
+  if (seconds > 0 && seconds < 60 && seconds != std::round(seconds)) {  // 0.5s, not "1s"
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3gs", seconds);
+    return text;
+  }
   long s = std::lround(seconds);
   long h = s / 3600, m = (s % 3600) / 60, sec = s % 60;
   std::string out;
