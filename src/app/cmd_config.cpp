@@ -5,6 +5,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/files.h"
+#include "core/log.h"
 #include "train/run_inputs.h"
 
 namespace sx::app {
@@ -40,6 +41,9 @@ int cmd_config(const ConfigArgs& args, bool docs, const std::string& get_key, bo
   }
   Config config = load_config(args.config_path, args.overrides);
   if (inputs) {
+    // The checks' log lines (the tokenizer found in model.pretrained) on stderr, warnings only:
+    // stdout is the value or YAML that scripts read.
+    init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
     check_inputs(config, {"run", "data", "tokenizer", "model", "train", "dist", "export"});
     if (files::exists(config.run.dir) && !files::is_directory(config.run.dir))
       throw UserError("run.dir: " + config.run.dir + " is a file, expected a directory");

@@ -207,10 +207,9 @@ std::unique_ptr<evaluate::Evaluation> evaluate_before(const std::string& after_p
   auto before = std::make_unique<evaluate::Evaluation>(evaluate::evaluate_features(before_file));
   const std::string why = mismatch(*before, before_file, after, after_path);
   if (why.empty()) return before;
-  if (!beside)
-    throw UserError("evaluate: " + why +
-                    ": before and after compare one data set; evaluate each file alone");
-  spdlog::warn("evaluate: {}: {} is evaluated alone (--no-before says so)", why, after_path);
+  if (!beside) throw UserError("evaluate: " + why + "; evaluate each file alone (--no-before)");
+  spdlog::warn("evaluate: {}; {} is evaluated alone (--no-before leaves {} out without a word)",
+               why, after_path, before_file);
   before_file.clear();
   return nullptr;
 }

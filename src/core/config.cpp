@@ -450,10 +450,15 @@ bool is_section_prefix(const std::string& path) {
 }
 
 // A number as the configuration reads it back, exactly: the fewest significant digits from 6
-// (the form of earlier releases, so the result hashes of their checkpoints stay) that give v
-// again, and a whole number below 1e15 without an exponent (durations take no exponent).
-std::string fmt_number(double v) {
+// (the form of earlier releases) that give v again, and a whole number below 1e15 without an
+// exponent (durations take no exponent). `six_digits`: as earlier releases wrote every number
+// (%.6g, which lost digits), for the result hashes of their checkpoints.
+std::string fmt_number(double v, bool six_digits = false) {
   char text[40];
+  if (six_digits) {
+    std::snprintf(text, sizeof text, "%.6g", v);
+    return text;
+  }
   for (int digits = 6; digits <= 17; ++digits) {
     std::snprintf(text, sizeof text, "%.*g", digits, v);
     if (std::strtod(text, nullptr) == v) break;
@@ -740,7 +745,7 @@ void apply_map(Config& config, const YAML::Node& map, const std::string& prefix,
   }
 }
 
-std::string value_to_yaml(const Value& v) {
+std::string value_to_yaml(const Value& v, bool six_digits = false) {
   YAML::Emitter out;
   std::visit(
       [&](const auto& x) {
@@ -750,7 +755,7 @@ std::string value_to_yaml(const Value& v) {
           for (const auto& s : x) out << s;
           out << YAML::EndSeq;
         } else if constexpr (std::is_same_v<T, double>) {
-          out << fmt_number(x);
+          out << fmt_number(x, six_digits);
         } else {
           out << x;
         }
@@ -940,11 +945,24 @@ std::string write_resolved_config(const Config& config) {
   return path;
 }
 
-std::string config_result_hash(const Config& config) {
+namespace {
+
+std::string result_hash(const Config& config, bool six_digits) {
   Fnv1a hash;  // over "key=value" lines of the keys that change results
   for (const auto& f : schema())
-    if (f.affects_results) hash.update(f.key + "=" + value_to_yaml(f.get(config)) + "\n");
+    if (f.affects_results)
+      hash.update(f.key + "=" + value_to_yaml(f.get(config), six_digits) + "\n");
   return hash.hex();
+}
+
+}  // namespace
+
+std::string config_result_hash(const Config& config) {
+  return result_hash(config, false);
+}
+
+std::string config_result_hash_of_six_digits(const Config& config) {
+  return result_hash(config, true);
 }
 
 std::vector<std::string> config_result_changes(const Config& then, const Config& now) {

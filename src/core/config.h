@@ -191,6 +191,9 @@ std::vector<std::pair<std::string, std::string>> input_paths(
 std::string write_resolved_config(const Config& config);
 // A stable hash of the keys that change results (checkpoints refuse to mix runs).
 std::string config_result_hash(const Config& config);
+// The hash as releases before checkpoint format 6 computed it, of every number cut to 6
+// significant digits (train::config_hash_matches accepts it from their checkpoints only).
+std::string config_result_hash_of_six_digits(const Config& config);
 // The keys that change results whose values differ, as "key: <then> then, <now> now".
 std::vector<std::string> config_result_changes(const Config& then, const Config& now);
 // Markdown table of every key (docs/configuration.md is checked against it).

@@ -178,12 +178,16 @@ StepsOrDuration parse_steps_or_duration(std::string_view text) {
   return out;
 }
 
-std::string format_duration(double seconds) {
-  if (seconds > 0 && seconds < 60 && seconds != std::round(seconds)) {  // 0.5s, not "1s"
+std::string format_budget(double seconds) {
+  if (seconds > 0 && seconds < 9.95 && seconds != std::round(seconds)) {  // 0.5s, not "1s"
     char text[32];
-    std::snprintf(text, sizeof text, "%.3gs", seconds);
+    std::snprintf(text, sizeof text, "%.2gs", seconds);
     return text;
   }
+  return format_duration(seconds);
+}
+
+std::string format_duration(double seconds) {
   long s = std::lround(seconds);
   long h = s / 3600, m = (s % 3600) / 60, sec = s % 60;
   std::string out;

@@ -33,6 +33,8 @@ struct StepsOrDuration {
 };
 StepsOrDuration parse_steps_or_duration(std::string_view text);
 std::string format_duration(double seconds);
+// format_duration, but a budget under 10 s keeps its fraction: "0.5s", not "1s".
+std::string format_budget(double seconds);
 
 // "1 rank", "2 ranks": a count and its noun (plural with an s).
 std::string count_of(int64_t n, std::string_view noun);

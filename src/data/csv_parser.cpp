@@ -18,7 +18,7 @@
 
 namespace sx::data {
 
-MappedFile::MappedFile(const std::string& path) {
+MappedFile::MappedFile(const std::string& path, bool read_ahead) {
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
     throw UserError(path + ": is a directory, expected a CSV file");
@@ -35,7 +35,7 @@ MappedFile::MappedFile(const std::string& path) {
     const int err = errno;
     ::close(fd);
     if (p == MAP_FAILED) throw UserError(path + ": cannot map: " + std::strerror(err));
-    ::madvise(p, size_, MADV_WILLNEED);  // read ahead; the parsing threads fault pages in
+    if (read_ahead) ::madvise(p, size_, MADV_WILLNEED);  // the parsing threads fault pages in
     data_ = static_cast<const char*>(p);
     guard_ = guard_mapping(data_, size_, path);
   } else {

@@ -29,7 +29,8 @@ namespace sx::data {
 // ends the process with one line naming the file (core/mapping_guard.h), not a SIGBUS crash.
 class MappedFile {
  public:
-  explicit MappedFile(const std::string& path);
+  // `read_ahead`: ask the kernel to read the whole file ahead (a full parse), not for a header.
+  explicit MappedFile(const std::string& path, bool read_ahead = true);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

@@ -84,11 +84,13 @@ std::string line_span(uint64_t line, uint64_t lines) {
 // (file, line, reason) under the fail/skip policy, nothing dropped silently.
 class JigsawFile {
  public:
-  JigsawFile(const std::string& path, const LoadOptions& options, LoadReport& report)
+  // `header_only`: the header is all that will be read (no read-ahead of a multi-GB file).
+  JigsawFile(const std::string& path, const LoadOptions& options, LoadReport& report,
+             bool header_only = false)
       : path_(path),
         options_(options),
         report_(report),
-        mapping_(std::make_shared<MappedFile>(path)),
+        mapping_(std::make_shared<MappedFile>(path, !header_only)),
         progress_("loading " + path, mapping_->bytes().size(), options.progress_interval,
                   options.progress) {
     report_.path = path;
@@ -102,7 +104,7 @@ class JigsawFile {
     const char* body =
         parse_csv_record(bytes.data(), bytes.data() + bytes.size(), options.limits, header, line_);
     if (!body) throw UserError(where() + ": the file is empty, expected a header line and rows");
-    if (header.unterminated_quote || header.field_too_long)
+    if (header.unterminated_quote || header.field_too_long || header.text_after_quote)
       throw UserError(where() + ":1: the header line is malformed");
     if (header.field_count > options.limits.max_fields)  // else every row has "too many fields"
       throw UserError(where() + ":1: the header has " + std::to_string(header.field_count) +
@@ -368,13 +370,13 @@ TestIndex find_columns(JigsawFile& file, const TestColumns& columns) {
 void check_header(const std::string& path, const LabeledColumns& columns,
                   const LoadOptions& options) {
   LoadReport report;
-  JigsawFile file(path, options, report);
+  JigsawFile file(path, options, report, /*header_only=*/true);
   find_columns(file, columns);
 }
 
 void check_header(const std::string& path, const TestColumns& columns, const LoadOptions& options) {
   LoadReport report;
-  JigsawFile file(path, options, report);
+  JigsawFile file(path, options, report, /*header_only=*/true);
   find_columns(file, columns);
 }
 

@@ -15,7 +15,8 @@
 namespace sx::train {
 namespace {
 
-// Format 5 adds the epoch's training loss so far to the state; format 4 adds optimizer/layout;
+// Format 6 adds config_hash_form (its hash is of exact numbers); format 5 adds the epoch's
+// training loss so far to the state; format 4 adds optimizer/layout;
 // format 3 adds TrainState fields (train_state.h says which);
 // format 2 checksums with XXH3 (memory speed on multi-GB files); files of formats 1 (FNV-1a)
 // and 2 from earlier releases are still read for their weights.

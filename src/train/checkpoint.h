@@ -31,7 +31,8 @@ namespace sx::train {
 // The newest format: 4 adds optimizer/layout (files of format 3, without it, have the moments
 // in the plain reverse registration order and still resume). write_checkpoint writes 4 where
 // the moments come with their layout, else 3 (best.h5: older releases still read it).
-inline constexpr int64_t kCheckpointFormat = 5;
+// 5 adds the epoch's loss so far; 6 says which form of config_hash the state holds.
+inline constexpr int64_t kCheckpointFormat = 6;
 // The oldest format training resumes from.
 inline constexpr int64_t kFirstResumableFormat = 3;
 

@@ -96,7 +96,7 @@ void Loop::log_start() const {
                config_.train.max_steps
                    ? ", at most " + std::to_string(config_.train.max_steps) + " steps"
                    : "",
-               budget_.limited() ? ", whole-job time budget " + format_duration(budget_.budget()) +
+               budget_.limited() ? ", whole-job time budget " + format_budget(budget_.budget()) +
                                        " from the program's start"
                                  : "");
 }

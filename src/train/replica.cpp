@@ -107,7 +107,7 @@ int64_t threads_for(const Config& config, const dist::MpiEnv& env) {
 // files.
 void check_same_results(const TrainState& then, const TrainState& now, const Config& config,
                         const std::string& path) {
-  if (then.config_hash != now.config_hash && !same_results_but_max_epochs(then, config)) {
+  if (!config_hash_matches(then, config) && !same_results_but_max_epochs(then, config)) {
     std::vector<std::string> changes;  // train.max_epochs alone may change: not a reason
     for (const std::string& change : config_changes_since(path, then, config))
       if (change.rfind("train.max_epochs:", 0) != 0) changes.push_back(change);
@@ -333,6 +333,7 @@ void set_up_locally(const Config& config, const dist::MpiEnv& env, const TrainOp
   r.trainee = build_trainee(config, env, built.encoder);
   r.state.world_size = env.world;
   r.state.config_hash = config_result_hash(config);
+  r.state.config_hash_form = kConfigHashOfExactNumbers;
   r.state.inputs = result_inputs(config);
   r.state.best_val_loss = kInf;
 
@@ -439,6 +440,7 @@ void share_resumed_state(const dist::MpiEnv& env, Replica& r, const Checkpoint& 
     spdlog::info("resumed from {}: step {}, epoch {}, pair {} of the global sequence",
                  r.resumed_from, r.state.step, r.state.epoch, r.state.pairs_consumed);
   r.state.config_hash = now.config_hash;
+  r.state.config_hash_form = now.config_hash_form;
   r.state.inputs = now.inputs;
 }
 

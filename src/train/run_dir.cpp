@@ -85,11 +85,17 @@ std::string move_aside(const std::string& run_dir, const std::vector<std::string
 
 }  // namespace
 
+bool config_hash_matches(const TrainState& then, const Config& config) {
+  if (config_result_hash(config) == then.config_hash) return true;
+  return then.config_hash_form < kConfigHashOfExactNumbers &&
+         config_result_hash_of_six_digits(config) == then.config_hash;
+}
+
 bool same_results_but_max_epochs(const TrainState& then, const Config& config) {
   for (const int64_t was : {int64_t{0}, then.max_epochs}) {
     Config c = config;
     c.train.max_epochs = was;
-    if (config_result_hash(c) == then.config_hash) return true;
+    if (config_hash_matches(then, c)) return true;
   }
   return false;
 }
@@ -99,8 +105,7 @@ std::vector<std::string> config_changes_since(const std::string& path, const Tra
   const std::string run_dir = files::parent(files::parent(path));  // run.dir/checkpoints/step-N
   try {
     const Config resolved = load_config(files::join(run_dir, "config.resolved.yaml"), {});
-    if (config_result_hash(resolved) != then.config_hash &&
-        !same_results_but_max_epochs(then, resolved))
+    if (!config_hash_matches(then, resolved) && !same_results_but_max_epochs(then, resolved))
       return {};
     return config_result_changes(resolved, now);
   } catch (const std::exception&) {
@@ -167,8 +172,11 @@ std::string set_aside_abandoned_history(const std::string& run_dir, const std::s
       abandoned.push_back("checkpoints/best.h5");
   }
   if (abandoned.empty()) return "";
-  // Another run's metrics are none of this history's: moved, not copied and kept up to the step.
-  if (another_run) abandoned.push_back("metrics.jsonl");
+  // Another run's metrics are none of this history's: moved, not copied and kept up to the step
+  // (PATH from elsewhere; a PATH in run_dir is of the run whose metrics these are).
+  std::error_code same_error;
+  if (another_run && !std::filesystem::equivalent(files::parent(resumed_path), dir, same_error))
+    abandoned.push_back("metrics.jsonl");
   // The outputs of its end (features_before.h5 is both histories').
   abandoned.insert(abandoned.end(), std::begin(kOutputsOfAnEnd), std::end(kOutputsOfAnEnd));
   const std::string aside = move_aside(run_dir, abandoned);

@@ -35,6 +35,16 @@ enum class Claimant { kFreshStart, kResumeFoundNothing };
 // config.resolved.yaml.
 std::string claim_run_dir(const std::string& run_dir, bool force, Claimant claimant);
 
+// train_state.h's config_hash_form of this release.
+inline constexpr int64_t kConfigHashOfExactNumbers = 2;
+
+// Whether `config` hashes as the run that wrote a checkpoint of state `then`: the hash of exact
+// numbers, or from a checkpoint of an earlier release (format 5 or before) the hash of numbers
+// cut to 6 significant digits it computed (a sweep's train.lr_max 3.1622776601683795e-05,
+// requeued across an upgrade, still resumes). A newer checkpoint's hash is exact: a change past
+// the sixth digit stays a change.
+bool config_hash_matches(const TrainState& then, const Config& config);
+
 // Whether `config` is the configuration of the run that wrote a checkpoint of state `then`, but
 // for train.max_epochs (a finished run continued for more epochs; its first value was 0, the
 // notebook's rule that made the plan's cap, or that cap).

@@ -38,7 +38,9 @@ namespace sx::train {
   /* the epoch's training loss so far (a resume mid-epoch continues its mean) */                   \
   X(double, epoch_loss_sum, 0, 5)                                                                  \
   X(int64_t, epoch_loss_steps, 0, 5)                                                               \
-  X(int64_t, best_step, 0, 5) /* the step whose weights best.h5 holds (0: none or unknown) */
+  X(int64_t, best_step, 0, 5) /* the step whose weights best.h5 holds (0: none or unknown) */      \
+  /* config_hash of exact numbers (2), or of 6 significant digits (1: files before format 6) */    \
+  X(int64_t, config_hash_form, 1, 6)
 
 struct TrainState {
 #define SX_DECLARE_STATE_FIELD(type, name, initial, since) type name = initial;

@@ -60,8 +60,8 @@ int refuse_unspent_run(const Config& config, const dist::MpiEnv& env, Loop& loop
   loop.record_stop(StopReason::kTime, "time budget spent before the first step");
   if (env.rank == 0) {
     const std::string why =
-        "run.max_duration: the job's budget of " + format_duration(config.run.max_duration) +
-        " ran out before its first training step (" + format_duration(program_seconds()) +
+        "run.max_duration: the job's budget of " + format_budget(config.run.max_duration) +
+        " ran out before its first training step (" + format_budget(program_seconds()) +
         " used by the set-up" + (export_before ? " and the export before training" : "") +
         "; a step, a validation and the final export must fit too): nothing was trained or "
         "exported; give the job more time";

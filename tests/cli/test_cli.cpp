@@ -233,6 +233,18 @@ TEST(Cli, ConfigCheckInputsNamesAMissingInputFile) {
   // Without the flag the configuration alone is read, as before.
   r = run_cli("config --get run.dir data.train_csv=" + dir.path("nope.csv") + others);
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The tokenizer found in model.pretrained is logged on stderr: stdout is the value alone.
+  const std::string model = dir.path("model");
+  files::create_directories(model);
+  test::write_file(model + "/config.json",
+                   test::read_file(test::fixtures_dir() + "/hf-tiny-xlmr/config.json"));
+  test::write_file(model + "/sentencepiece.bpe.model",
+                   test::read_file(test::fixtures_dir() + "/tokenizer/sentencepiece.bpe.model"));
+  r = run_cli("config --get run.dir --check-inputs run.dir=r data.train_csv=" + csv +
+              " data.multilingual_csv=" + csv + " data.test_csv=" + test_csv +
+              " model.pretrained=" + model);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "r\n");
   // What would stop train in its first instant: a queued job that could not start.
   files::create_directories(dir.path("empty-model"));
   const std::string a_file = dir.write("a-file", "x");

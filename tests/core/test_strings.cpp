@@ -104,9 +104,12 @@ TEST(Strings, Durations) {
   EXPECT_DOUBLE_EQ(parse_duration("1h59.5m"), 3600 + 59.5 * 60);
   EXPECT_EQ(format_duration(5400), "1h30m");
   EXPECT_EQ(format_duration(0), "0s");
-  // A budget of 0.5 s "ran out" as one of 1s.
-  EXPECT_EQ(format_duration(0.5), "0.5s");
-  EXPECT_EQ(format_duration(90.4), "1m30s");
+  // A budget of 0.5 s "ran out" as one of 1s; progress lines keep whole seconds.
+  EXPECT_EQ(format_budget(0.5), "0.5s");
+  EXPECT_EQ(format_budget(3.25), "3.2s");
+  EXPECT_EQ(format_budget(59.97), "1m");
+  EXPECT_EQ(format_budget(90.4), "1m30s");
+  EXPECT_EQ(format_duration(0.5), "1s");
 }
 
 TEST(Strings, StepsOrDurations) {

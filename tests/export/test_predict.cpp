@@ -296,13 +296,13 @@ TEST_F(Predict, EvaluateLeavesOutAFeaturesBeforeOfAnotherLabeledSetSayingSo) {
   EXPECT_EQ(alone.exit_code, 0) << alone.err;
   EXPECT_NE(alone.err.find("hold the features of different labeled sets"), std::string::npos)
       << alone.err;
-  EXPECT_NE(alone.err.find(features + " is evaluated alone (--no-before says so)"),
-            std::string::npos)
+  EXPECT_NE(alone.err.find(features + " is evaluated alone (--no-before leaves"), std::string::npos)
       << alone.err;
   EXPECT_EQ(alone.out.find("before:"), std::string::npos) << alone.out;
   auto refused = test::run_cli("evaluate " + features + " --before " + run + "/features_before.h5");
   EXPECT_EQ(refused.exit_code, 2) << refused.err;
-  EXPECT_NE(refused.err.find("evaluate each file alone"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("evaluate each file alone (--no-before)"), std::string::npos)
+      << refused.err;
   auto quiet = test::run_cli("evaluate " + features + " --no-before");
   EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
   EXPECT_EQ(quiet.err, "");

@@ -470,6 +470,26 @@ TEST(Checkpoint, EveryStateFieldRoundTrips) {
   EXPECT_NE(io::H5File::open(dir.path("d.h5")).attr_string("checksum"), checksum);
 }
 
+// Releases before format 6 hashed numbers cut to 6 significant digits: a sweep's train.lr_max
+// of 17 digits, requeued across the upgrade, was refused as changed ("3.16228e-05 then,
+// 3.1622776601683795e-05 now"). Their checkpoints still match that hash; a checkpoint of this
+// release holds the exact one, so a change past the sixth digit is one.
+TEST(Checkpoint, AnEarlierReleasesHashOfSixDigitsStillMatchesItsCheckpoints) {
+  const Config config = load_config("", {"train.lr_max=3.1622776601683795e-05"});
+  TrainState earlier;  // as read from a file of format 5: config_hash_form 1
+  earlier.config_hash = config_result_hash_of_six_digits(config);
+  ASSERT_NE(earlier.config_hash, config_result_hash(config));
+  EXPECT_TRUE(config_hash_matches(earlier, config));
+  EXPECT_TRUE(config_hash_matches(earlier, load_config("", {"train.lr_max=3.16228e-05"})));
+  TrainState exact = earlier;
+  exact.config_hash_form = kConfigHashOfExactNumbers;
+  EXPECT_FALSE(config_hash_matches(exact, config));
+  exact.config_hash = config_result_hash(config);
+  EXPECT_TRUE(config_hash_matches(exact, config));
+  EXPECT_FALSE(config_hash_matches(exact, load_config("", {"train.lr_max=3.1622777e-05"})));
+  EXPECT_FALSE(config_hash_matches(exact, load_config("", {"train.lr_max=3.16228e-05"})));
+}
+
 TEST(Checkpoint, NamesThatAreNotStepNumbersAreNeverTheNewest) {
   test::TempDir dir;
   files::create_directories(checkpoint_dir(dir.path()));
