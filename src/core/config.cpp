@@ -965,12 +965,14 @@ std::string config_result_hash_of_six_digits(const Config& config) {
   return result_hash(config, true);
 }
 
-std::vector<std::string> config_result_changes(const Config& then, const Config& now) {
+std::vector<std::string> config_result_changes(const Config& then, const Config& now,
+                                               bool six_digits) {
   std::vector<std::string> out;
   for (const auto& f : schema()) {
     if (!f.affects_results) continue;
-    const std::string a = value_to_yaml(f.get(then)), b = value_to_yaml(f.get(now));
-    if (a != b) out.push_back(f.key + ": " + a + " then, " + b + " now");
+    if (value_to_yaml(f.get(then), six_digits) == value_to_yaml(f.get(now), six_digits)) continue;
+    out.push_back(f.key + ": " + value_to_yaml(f.get(then)) + " then, " +
+                  value_to_yaml(f.get(now)) + " now");
   }
   return out;
 }

@@ -195,7 +195,10 @@ std::string config_result_hash(const Config& config);
 // significant digits (train::config_hash_matches accepts it from their checkpoints only).
 std::string config_result_hash_of_six_digits(const Config& config);
 // The keys that change results whose values differ, as "key: <then> then, <now> now".
-std::vector<std::string> config_result_changes(const Config& then, const Config& now);
+// `six_digits`: numbers compared as earlier releases wrote them (a checkpoint of theirs, whose
+// config.resolved.yaml holds 3.16228e-05 for 3.1622776601683795e-05, is no change).
+std::vector<std::string> config_result_changes(const Config& then, const Config& now,
+                                               bool six_digits = false);
 // Markdown table of every key (docs/configuration.md is checked against it).
 std::string config_reference_markdown();
 

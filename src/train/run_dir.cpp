@@ -107,7 +107,8 @@ std::vector<std::string> config_changes_since(const std::string& path, const Tra
     const Config resolved = load_config(files::join(run_dir, "config.resolved.yaml"), {});
     if (!config_hash_matches(then, resolved) && !same_results_but_max_epochs(then, resolved))
       return {};
-    return config_result_changes(resolved, now);
+    // An earlier release's file holds numbers cut to 6 digits: compared so, they are no change.
+    return config_result_changes(resolved, now, then.config_hash_form < kConfigHashOfExactNumbers);
   } catch (const std::exception&) {
     return {};  // gone, or another release's: the hashes alone then
   }
@@ -175,7 +176,8 @@ std::string set_aside_abandoned_history(const std::string& run_dir, const std::s
   // Another run's metrics are none of this history's: moved, not copied and kept up to the step
   // (PATH from elsewhere; a PATH in run_dir is of the run whose metrics these are).
   std::error_code same_error;
-  if (another_run && !std::filesystem::equivalent(files::parent(resumed_path), dir, same_error))
+  const auto resumed_dir = std::filesystem::absolute(resumed_path, same_error).parent_path();
+  if (another_run && !std::filesystem::equivalent(resumed_dir, dir, same_error))
     abandoned.push_back("metrics.jsonl");
   // The outputs of its end (features_before.h5 is both histories').
   abandoned.insert(abandoned.end(), std::begin(kOutputsOfAnEnd), std::end(kOutputsOfAnEnd));

@@ -490,6 +490,26 @@ TEST(Checkpoint, AnEarlierReleasesHashOfSixDigitsStillMatchesItsCheckpoints) {
   EXPECT_FALSE(config_hash_matches(exact, load_config("", {"train.lr_max=3.16228e-05"})));
 }
 
+// The refusal of such a run's resume with one real change also listed "train.lr_max: 3.16228e-05
+// then, 3.1622776601683795e-05 now": its config.resolved.yaml holds the six digits.
+TEST(Checkpoint, AnEarlierReleasesResolvedConfigShowsOnlyRealChanges) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  files::create_directories(checkpoint_dir(run));
+  test::write_file(run + "/config.resolved.yaml", "train:\n  lr_max: 3.16228e-05\n");
+  TrainState earlier;  // config_hash_form 1
+  earlier.config_hash =
+      config_result_hash_of_six_digits(load_config("", {"train.lr_max=3.1622776601683795e-05"}));
+  const std::string path = step_checkpoint_path(run, 5);
+  EXPECT_EQ(
+      config_changes_since(path, earlier, load_config("", {"train.lr_max=3.1622776601683795e-05"})),
+      std::vector<std::string>{});
+  EXPECT_EQ(config_changes_since(
+                path, earlier,
+                load_config("", {"train.lr_max=3.1622776601683795e-05", "train.patience=7"})),
+            (std::vector<std::string>{"train.patience: 9 then, 7 now"}));
+}
+
 TEST(Checkpoint, NamesThatAreNotStepNumbersAreNeverTheNewest) {
   test::TempDir dir;
   files::create_directories(checkpoint_dir(dir.path()));
