@@ -87,6 +87,11 @@ TEST(Cli, AnEmptyOutIsRefused) {
     EXPECT_NE(r.err.find("--out: expected a path, found an empty value"), std::string::npos)
         << args << r.err;
   }
+  // An unset $CKPT in a script (--resume "") started a fresh run, exit 0.
+  auto r = run_cli("train --resume ''");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--resume: expected a path, found an empty value"), std::string::npos)
+      << r.err;
 }
 
 // Options that cannot act together were silently ignored: the ids of an .npy or text embed (now
