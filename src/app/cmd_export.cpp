@@ -220,8 +220,6 @@ int cmd_evaluate(const std::vector<std::string>& features, const EvaluateChoice&
   refuse_several_processes("evaluate");
   if (features.size() != 1)
     throw UserError("evaluate: give one features file (features.h5); --before for the other");
-  if (choice.no_before && !choice.before.empty())
-    throw UserError("evaluate: --before and --no-before contradict each other; give one");
   init_logging({0, 1, LogLevel::kWarn, LogLevel::kWarn, ""});
   const std::string& after_path = features.front();
   const std::string dir = files::parent(after_path).empty() ? "." : files::parent(after_path);
