@@ -513,6 +513,18 @@ TEST_F(Predict, PathMistakesAreOneLineBeforeAnyWork) {
   }
 }
 
+TEST_F(Predict, ExportIntoARunDirThatDoesNotExistIsOneLineAndMakesNothing) {
+  // A mistyped run.dir was created, with its .lock, and every CSV read before "no checkpoint".
+  test::TempDir dir;
+  const std::string typo = dir.path("rnus/demo");
+  auto r = test::run_cli(cli("export") + " run.dir=" + typo);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("run.dir: " + typo + " does not exist"), std::string::npos) << r.err;
+  EXPECT_EQ(test::count_lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(files::exists(dir.path("rnus")));
+  EXPECT_EQ(r.out.find("rows read"), std::string::npos) << r.out;
+}
+
 TEST_F(Predict, FeaturesGivenAsACheckpointAreNamedAsSuch) {
   // Was "attribute 'format' holds string values, expected integer".
   test::TempDir dir;
