@@ -91,20 +91,28 @@ void flush_logs() {
   spdlog::default_logger()->flush();
 }
 
-void log_for_launcher(LogLevel level, const std::string& text) {
+namespace {
+// Writes one message to the default logger's sinks that `keep` picks, past the logger's level.
+template <class Keep>
+void log_to_sinks(spdlog::level::level_enum level, const std::string& text, Keep keep) {
   const auto logger = spdlog::default_logger();
-  const spdlog::details::log_msg msg(logger->name(), spdlog::level::from_str(name_of(level)), text);
+  const spdlog::details::log_msg msg(logger->name(), level, text);
   for (const auto& sink : logger->sinks())
-    if (dynamic_cast<ConsoleSink*>(sink.get()) || sink->should_log(msg.level)) sink->log(msg);
+    if (keep(*sink, dynamic_cast<ConsoleSink*>(sink.get()) != nullptr)) sink->log(msg);
   logger->flush();
+}
+}  // namespace
+
+void log_for_launcher(LogLevel level, const std::string& text) {
+  const auto lvl = spdlog::level::from_str(name_of(level));
+  log_to_sinks(lvl, text,
+               [&](spdlog::sinks::sink& s, bool console) { return console || s.should_log(lvl); });
 }
 
 void log_error_to_files(const std::string& text) {
-  const auto logger = spdlog::default_logger();
-  const spdlog::details::log_msg msg(logger->name(), spdlog::level::critical, text);
-  for (const auto& sink : logger->sinks())
-    if (!dynamic_cast<ConsoleSink*>(sink.get()) && sink->should_log(msg.level)) sink->log(msg);
-  logger->flush();
+  log_to_sinks(spdlog::level::critical, text, [](spdlog::sinks::sink& s, bool console) {
+    return !console && s.should_log(spdlog::level::critical);
+  });
 }
 
 }  // namespace sx
