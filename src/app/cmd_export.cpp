@@ -211,7 +211,16 @@ std::unique_ptr<evaluate::Evaluation> evaluate_before(const std::string& after_p
   if (before_file.empty()) return nullptr;
   auto before = std::make_unique<evaluate::Evaluation>(evaluate::evaluate_features(before_file));
   const std::string why = mismatch(*before, before_file, after, after_path);
-  if (why.empty()) return before;
+  if (why.empty()) {
+    if (const std::string differs =
+            evaluate::embedding_difference(before->embedding, after.embedding);
+        !differs.empty())
+      spdlog::warn(
+          "evaluate: {} and {} were embedded with other settings ({}, before vs after): the "
+          "before -> after change is not the training's alone",
+          before_file, after_path, differs);
+    return before;
+  }
   if (!beside) throw UserError("evaluate: " + why + "; evaluate each file alone (--no-before)");
   spdlog::warn("evaluate: {}; {} is evaluated alone (--no-before leaves {} out without a word)",
                why, after_path, before_file);

@@ -27,12 +27,24 @@ struct Evaluation {
   std::string model;       // the features' "model" attribute: the weights they came from ("": none)
   std::string model_xxh3;  // their checkpoint's XXH3 when they came from one ("": not recorded)
   int64_t hidden_size = 0;
+  // The settings the features were embedded with (their attributes), unset for features that
+  // predate them: the embeddings of other settings are another encoder's, whatever the weights.
+  struct Embedding {
+    std::optional<int64_t> max_len;          // tokenizer.max_len
+    std::optional<std::string> pretokenize;  // tokenizer.pretokenize
+    std::optional<bool> keep_eos;            // tokenizer.keep_eos
+    std::optional<double> pool_ln_eps;       // model.pool_ln_eps
+  } embedding;
   std::vector<FoldResult> folds;
   // Over the evaluated folds; none (null in JSON, the reason in its place in the table) when
   // no fold could be scored.
   std::optional<double> mean_logistic, mean_centroid;
   int64_t evaluated = 0;
 };
+
+// How the embedding settings of `a` and `b` differ ("tokenizer.max_len 16 vs 64; ..."), over
+// those both record; "" when they agree.
+std::string embedding_difference(const Evaluation::Embedding& a, const Evaluation::Embedding& b);
 
 // L2-regularised logistic regression (sklearn's default C = 1, on standardised features),
 // fitted by Newton's method. The decision score of a row x is

@@ -110,16 +110,36 @@ std::string table_of(const json& evaluation) {
   return out;
 }
 
+// How the settings that evaluation.json's features were embedded with (its "embedding", from
+// the features' attributes) differ from the directory's: "tokenizer.max_len 16, not 64"; ""
+// when they agree or were not recorded (an earlier siamese-xlmr).
+std::string embedding_difference(const json& after, const HfExportInputs& in) {
+  const json& theirs = after.value("embedding", json::object());
+  const json ours{{"tokenizer.max_len", in.max_len},
+                  {"tokenizer.pretokenize", name_of(in.pretokenize)},
+                  {"tokenizer.keep_eos", in.keep_eos},
+                  {"model.pool_ln_eps", in.pool_ln_eps}};
+  const auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  std::string out;
+  for (const auto& [key, value] : ours.items())
+    if (theirs.contains(key) && theirs[key] != value)
+      out += (out.empty() ? "" : "; ") + key + " " + text(theirs[key]) + ", not " + text(value);
+  return out;
+}
+
 // The run's evaluation (evaluation.json of `evaluate`) as a Markdown table, or a note: none when
 // its "after" scored the features of other weights than these (`evaluate features_before.h5`,
-// an export of another checkpoint, a best.h5 a continued run rewrote) or does not say which.
-// The checkpoint's content decides where the evaluation recorded it (a run directory copied or
-// moved keeps its table); older evaluations are matched by the file's path.
-std::string evaluation_table(const std::string& path, const std::string& weights) {
+// an export of another checkpoint, a best.h5 a continued run rewrote) or does not say which,
+// or features embedded with other settings than the directory's (an export with another
+// tokenizer.max_len). The checkpoint's content decides where the evaluation recorded it (a run
+// directory copied or moved keeps its table); older evaluations are matched by the file's path.
+std::string evaluation_table(const HfExportInputs& in) {
+  const std::string& path = in.evaluation_json;
+  const std::string& weights = in.weights_path;
   if (path.empty() || !files::exists(path)) return "No evaluation was found next to the weights.\n";
   try {
-    std::ifstream in(path);
-    const json j = json::parse(in);
+    std::ifstream file(path);
+    const json j = json::parse(file);
     const json& after = j.at("after");
     const std::string model = after.value("model", std::string());
     if (model.empty())
@@ -137,6 +157,13 @@ std::string evaluation_table(const std::string& path, const std::string& weights
         match_weights(model, scored.is_string() ? scored.get<std::string>() : "", weights);
     switch (match.kind) {
       case WeightsMatch::kSame:
+        if (const std::string differs = embedding_difference(after, in); !differs.empty())
+          return "The run's evaluation.json scored features of these weights embedded with other "
+                 "settings than this directory's (" +
+                 differs + "), so its table is left out: `siamese-xlmr export --config C " +
+                 "--checkpoint " + weights +
+                 " --force` with the training's settings, then `siamese-xlmr evaluate "
+                 "RUN_DIR/features.h5`, scores this model.\n";
         return table_of(j);
       case WeightsMatch::kChanged:
         return "The run's evaluation.json scored the features of " + weights +
@@ -197,7 +224,7 @@ std::string model_card(const HfExportInputs& in, const model::XlmrConfig& config
     << (in.keep_eos ? ", keeping `</s>` at the end of a cut sequence."
                     : "; a cut sequence has no `</s>` (the notebook's `tokenize_all`).")
     << "\n\n## Evaluation\n\n"
-    << evaluation_table(in.evaluation_json, in.weights_path);
+    << evaluation_table(in);
   return s.str();
 }
 

@@ -57,6 +57,7 @@ struct Tweak {
   int64_t fold_index = -1;     // >= 0: the first held-out index of en
   const char* es_fold = "es";  // the name of the es fold
   const char* lang0 = "en";    // the first row's language
+  int64_t max_len = -1;        // >= 0: the embedding settings' attributes, export's
 };
 
 // A features file with two languages; `hidden` columns; es fold single-class when asked.
@@ -87,6 +88,12 @@ std::string write_features(const test::TempDir& dir, const std::string& name, in
   const std::string es = std::string("folds/") + tweak.es_fold;
   f.write(es + "/train_index", first.data(), {20});
   f.write(es + "/test_index", second.data(), {20});
+  if (tweak.max_len >= 0) {
+    f.set_attr("max_len", tweak.max_len);
+    f.set_attr("pretokenize", std::string("wordpunct"));
+    f.set_attr("keep_eos", int64_t{0});
+    f.set_attr("pool_ln_eps", 1e-3);
+  }
   f.close();
   return dir.path(name);
 }
@@ -203,6 +210,24 @@ TEST(Evaluate, BeforeAndAfterOfDifferentLabeledRowsAreTold) {
   const std::string differs = labeled_rows_difference(a, b);
   EXPECT_EQ(differs.rfind("es: ", 0), 0u) << differs;
   EXPECT_NE(differs.find(" toxic) of 40 against "), std::string::npos) << differs;
+}
+
+// export-hf leaves the run's table out of the model card when these differ from the directory's.
+TEST(Evaluate, TheEmbeddingSettingsOfTheFeaturesAreRecordedAndCompared) {
+  test::TempDir dir;
+  Tweak t64, t16;
+  t64.max_len = 64, t16.max_len = 16;
+  const Evaluation a = evaluate_features(write_features(dir, "a.h5", 6, false, t64));
+  const Evaluation b = evaluate_features(write_features(dir, "b.h5", 6, false, t16));
+  const Evaluation older = evaluate_features(write_features(dir, "c.h5", 6, false));
+  const auto after = nlohmann::json::parse(to_json(a, nullptr)).at("after").at("embedding");
+  EXPECT_EQ(after, nlohmann::json::parse(R"({"tokenizer.max_len": 64, "tokenizer.pretokenize":
+      "wordpunct", "tokenizer.keep_eos": false, "model.pool_ln_eps": 0.001})"));
+  EXPECT_EQ(nlohmann::json::parse(to_json(older, nullptr)).at("after").at("embedding"),
+            nlohmann::json::object());
+  EXPECT_EQ(embedding_difference(a.embedding, a.embedding), "");
+  EXPECT_EQ(embedding_difference(b.embedding, a.embedding), "tokenizer.max_len 16 vs 64");
+  EXPECT_EQ(embedding_difference(older.embedding, a.embedding), "");  // nothing to compare
 }
 
 TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {

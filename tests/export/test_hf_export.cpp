@@ -165,7 +165,8 @@ TEST(ExportHf, TheModelCardsTableIsTheEvaluationOfTheseWeightsOnly) {
   test::TempDir dir;
   const std::string checkpoint = write_trained_checkpoint(dir);
   files::create_directories(dir.path("run"));
-  const auto card_with = [&](const std::string& model, const std::string& xxh3 = "") {
+  const auto card_with = [&](const std::string& model, const std::string& xxh3 = "",
+                             const nlohmann::json& embedding = nullptr) {
     nlohmann::json fold{{"language", "es"},    {"train_rows", 8},
                         {"test_rows", 4},      {"test_toxic", 2},
                         {"skipped", false},    {"auc_logistic_regression", 0.8125},
@@ -173,6 +174,7 @@ TEST(ExportHf, TheModelCardsTableIsTheEvaluationOfTheseWeightsOnly) {
     nlohmann::json after{{"features", "f.h5"}, {"folds", {fold}}};
     if (!model.empty()) after["model"] = model;
     if (!xxh3.empty()) after["model_xxh3"] = xxh3;
+    if (!embedding.is_null()) after["embedding"] = embedding;
     test::write_file(dir.path("run/evaluation.json"), nlohmann::json{{"after", after}}.dump());
     const std::string out = dir.path("hf");
     auto r = test::run_cli("export-hf model.pretrained=" + test::fixtures_dir() +
@@ -209,6 +211,23 @@ TEST(ExportHf, TheModelCardsTableIsTheEvaluationOfTheseWeightsOnly) {
   const std::string unnamed = card_with("");
   EXPECT_EQ(unnamed.find(table), std::string::npos);
   EXPECT_NE(unnamed.find("does not say which weights it scored"), std::string::npos) << unnamed;
+  // These weights, but features exported with another tokenizer.max_len: another model's scores
+  // (they were published as this directory's). The directory's own settings keep the table.
+  const std::string max_len = test::run_cli("config --get tokenizer.max_len").out;
+  const std::string eps = test::run_cli("config --get model.pool_ln_eps").out;
+  const std::string shorter =
+      card_with("weights of " + checkpoint, "", {{"tokenizer.max_len", 16}});
+  EXPECT_EQ(shorter.find(table), std::string::npos);
+  EXPECT_NE(shorter.find("embedded with other settings than this directory's "
+                         "(tokenizer.max_len 16, not " +
+                         max_len.substr(0, max_len.find('\n')) + ")"),
+            std::string::npos)
+      << shorter;
+  EXPECT_NE(
+      card_with("weights of " + checkpoint, "",
+                {{"tokenizer.max_len", std::stoll(max_len)}, {"model.pool_ln_eps", std::stod(eps)}})
+          .find(table),
+      std::string::npos);
 }
 
 // Issue #25: on a full disk export-hf left a directory holding config.json alone.
