@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's first command: installs what is missing, builds, and runs the whole job on the
-# embedded default (configs/demo.yaml) on CPU with 2 MPI ranks: synthesize data, train a
+# demo configuration (configs/demo.yaml) on CPU with 2 MPI ranks: synthesize data, train a
 # tokenizer, train the Siamese model with validation, checkpoints and early/time stopping,
 # reload the best weights, export features, evaluate before/after, draw the pictures, export the
 # encoder as an HF model directory and write the test set's submission.csv.

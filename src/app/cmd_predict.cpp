@@ -278,7 +278,8 @@ int predict_submission(const Config& config, const PredictArgs& a) {
                     "that `siamese-xlmr export` writes");
   if (!f.has("test/embeddings") || !f.has("test/ids"))
     throw UserError(features +
-                    " has no test set (data.test_csv was empty when it was written); set "
+                    " has no test set: it was written without one (data.test_csv was empty, "
+                    "or it is a features_before.h5 of export.before_training_test: false); set "
                     "data.test_csv and run `siamese-xlmr export`");
   check_test_csv_matches(config, f);
   const std::vector<int64_t> ids = f.read_int64("test/ids");

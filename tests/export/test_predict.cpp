@@ -458,7 +458,8 @@ TEST_F(Predict, ATokenizerTheModelCannotTakeIsOneLineNotATorchError) {
   const std::string too_long = quiet + " tokenizer.max_len=200";
   for (const std::string& command :
        {cli("embed") + too_long, cli("embed --out " + dir.path("e.npy")) + too_long,
-        cli("export") + too_long + " run.dir=" + dir.path("run"),
+        cli("export --checkpoint " + run_file("checkpoints/best.h5")) + too_long +
+            " run.dir=" + dir.path("run"),
         cli("export-hf --out " + dir.path("hf")) + too_long}) {
     auto r = test::run_cli(command, "hello\nworld\n");
     EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
