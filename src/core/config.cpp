@@ -83,6 +83,7 @@ struct Field {
   int64_t multiple_of = 1;  // an integer's values: multiples of this
   std::vector<std::string> choices;
   bool affects_results = false;
+  bool changes_numbers = false;  // rounding or dropout's draw, not the hash: see numbers()
   std::function<void(Config&, const Value&)> set;
   std::function<Value(const Config&)> get;
 
@@ -144,6 +145,13 @@ Field results(Field f) {
   f.affects_results = true;
   return f;
 }
+// A key that leaves what is computed alone but changes its numbers: rounding (threads, kernels,
+// the all-reduce's order or wire) or which rank's dropout stream a pair gets. Not in the hash:
+// a resume that changes one continues, with a warning that it is no longer bit for bit.
+Field numbers(Field f) {
+  f.changes_numbers = true;
+  return f;
+}
 
 // The schema: every key, its type, the notebook's default and what it means.
 const std::vector<Field>& schema() {
@@ -177,9 +185,10 @@ const std::vector<Field>& schema() {
     s.push_back(range(entry(SX_MEMBER(run, progress_interval), Kind::kDuration, "30s",
                             "Interval of progress lines when stderr is not a terminal."),
                       0.1, kMaxDuration));
-    s.push_back(range(entry(SX_MEMBER(run, threads), Kind::kInt, "0",
+    s.push_back(
+        numbers(range(entry(SX_MEMBER(run, threads), Kind::kInt, "0",
                             "CPU threads per rank for torch; 0 = the node's cores / its ranks."),
-                      0, 4096));
+                      0, 4096)));
     // data
     s.push_back(entry(SX_MEMBER(data, train_csv), Kind::kFile,
                       "data/jigsaw-unintended-bias-train.csv",
@@ -257,18 +266,20 @@ const std::vector<Field>& schema() {
     s.push_back(entry(SX_MEMBER(model, config), Kind::kFile, "",
                       "HF config.json used for random initialisation when model.pretrained is "
                       "empty."));
-    s.push_back(entry(SX_MEMBER(model, device), Kind::kEnum, "auto",
-                      "Where the replica runs: auto = the rank's GPU if any, else CPU."));
-    s.push_back(entry(SX_MEMBER(model, attention), Kind::kEnum, "math",
-                      "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x)."));
-    s.push_back(entry(SX_MEMBER(model, autocast_bf16), Kind::kBool, "false",
-                      "bf16 autocast of the encoder on CUDA (libtorch 2.x)."));
+    s.push_back(numbers(entry(SX_MEMBER(model, device), Kind::kEnum, "auto",
+                              "Where the replica runs: auto = the rank's GPU if any, else CPU.")));
     s.push_back(
+        numbers(entry(SX_MEMBER(model, attention), Kind::kEnum, "math",
+                      "Attention kernel: math (any libtorch) or sdpa (fused, libtorch 2.x).")));
+    s.push_back(numbers(entry(SX_MEMBER(model, autocast_bf16), Kind::kBool, "false",
+                              "bf16 autocast of the encoder on CUDA (libtorch 2.x).")));
+    s.push_back(numbers(
         entry(SX_MEMBER(model, residual_dtype), Kind::kEnum, "fp32",
               "With autocast_bf16: the hidden states between layers (residual adds, dropout, "
               "LayerNorm outputs) in fp32 as autocast keeps them, or bf16 (faster; rounds the "
-              "residual stream to bf16)."));
-    s.push_back(entry(SX_MEMBER(model, fused_kernels), Kind::kBool, "false",
+              "residual stream to bf16).")));
+    s.push_back(
+        numbers(entry(SX_MEMBER(model, fused_kernels), Kind::kBool, "false",
                       "With autocast_bf16 and the fp32 residual stream on CUDA: each dropout + "
                       "residual add + LayerNorm of the encoder layers as one CUDA kernel forward "
                       "and one backward, which also writes the next matmul's bf16 input "
@@ -277,7 +288,7 @@ const std::vector<Field>& schema() {
                       "instead of a dense gradient; pooling sums each text's tokens by segment "
                       "instead of through a padded copy. Needs a "
                       "build against a libtorch with CUDA (launch/build-cuda.sh). Ignored, with a "
-                      "warning in train and bench train, elsewhere."));
+                      "warning in train and bench train, elsewhere.")));
     s.push_back(results(range(entry(SX_MEMBER(model, pool_ln_eps), Kind::kFloat, "1e-3",
                                     "Epsilon of the pooling LayerNorm (Keras' default)."),
                               0, 1)));
@@ -340,35 +351,38 @@ const std::vector<Field>& schema() {
     s.push_back(range(entry(SX_MEMBER(train, keep_checkpoints), Kind::kInt, "3",
                             "Step checkpoints kept besides the best one."),
                       1, 1000));
-    s.push_back(range(entry(SX_MEMBER(train, bucket_mb), Kind::kFloat, "25",
-                            "Gradient all-reduce bucket size in MiB."),
-                      0.001, 1 << 16));
+    s.push_back(numbers(range(entry(SX_MEMBER(train, bucket_mb), Kind::kFloat, "25",
+                                    "Gradient all-reduce bucket size in MiB."),
+                              0.001, 1 << 16)));
     s.push_back(range(entry(SX_MEMBER(train, log_every), Kind::kInt, "50",
                             "Log a training line every this many steps."),
                       1));
     s.push_back(range(entry(SX_MEMBER(train, max_bad_steps), Kind::kInt, "10",
                             "Consecutive non-finite steps (skipped) before training stops."),
                       1));
-    s.push_back(entry(SX_MEMBER(train, balance_ranks), Kind::kBool, "true",
+    s.push_back(
+        numbers(entry(SX_MEMBER(train, balance_ranks), Kind::kBool, "true",
                       "Deal each global batch's pairs out so that the ranks' token counts are "
-                      "close (each still takes train.pairs_per_rank pairs; the global batch and "
-                      "its loss are unchanged). false: rank r takes the r-th consecutive slice."));
-    s.push_back(entry(SX_MEMBER(train, cuda_graphs), Kind::kBool, "false",
+                      "close (each still takes train.pairs_per_rank pairs; the global batch is "
+                      "unchanged, but a pair's dropout follows the rank it lands on, as with "
+                      "another world size). false: rank r takes the r-th consecutive slice.")));
+    s.push_back(
+        numbers(entry(SX_MEMBER(train, cuda_graphs), Kind::kBool, "false",
                       "Replay each step's forward and backward as a CUDA graph (CUDA, packed "
                       "layout, flash attention; libtorch 2.x): far fewer kernel launches. Each "
                       "batch is padded to a multiple of train.graph_bucket_tokens tokens with "
                       "dummy sequences, which changes only dropout's random numbers. With several "
                       "ranks the gradient all-reduce runs after the replay instead of overlapping "
                       "backward (see train.graph_allreduce). With train.accumulation_steps > 1 "
-                      "each micro-batch replays a graph. Ignored, with a warning, elsewhere."));
-    s.push_back(multiple_of(
+                      "each micro-batch replays a graph. Ignored, with a warning, elsewhere.")));
+    s.push_back(numbers(multiple_of(
         range(entry(SX_MEMBER(train, graph_bucket_tokens), Kind::kInt, "256",
                     "With train.cuda_graphs: the token bucket a graphed batch is padded up to a "
                     "multiple of. One graph is captured per bucket a batch falls in: 128 wastes "
                     "half the padding of 256 and captures about twice as many graphs (more "
                     "start-up and pool memory)."),
               64, 16384),
-        64));
+        64)));
     s.push_back(entry(SX_MEMBER(train, graph_allreduce), Kind::kEnum, "after",
                       "With train.cuda_graphs and several ranks over NCCL: where the dense "
                       "gradient buckets are all-reduced. after: once the replay is done. "
@@ -397,9 +411,9 @@ const std::vector<Field>& schema() {
                       "the mean (as `evaluate`'s AUC centroid) in metrics.jsonl and the epoch "
                       "line. Does not change the training."));
     // dist
-    s.push_back(entry(SX_MEMBER(dist, backend), Kind::kEnum, "auto",
-                      "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
-                      "replica is on a GPU."));
+    s.push_back(numbers(entry(SX_MEMBER(dist, backend), Kind::kEnum, "auto",
+                              "Gradient all-reduce: nccl (GPU), mpi (CPU), auto = nccl when the "
+                              "replica is on a GPU.")));
     s.push_back(range(
         entry(SX_MEMBER(dist, collective_timeout), Kind::kDuration, "10m",
               "Deadline of every collective (MPI and NCCL, communicator creation and start-up "
@@ -407,10 +421,10 @@ const std::vector<Field>& schema() {
               "was stopped (a suspended job): a rank that waits longer for its peers names the "
               "collective and the step and aborts the job."),
         1, kMaxDuration));
-    s.push_back(
+    s.push_back(numbers(
         entry(SX_MEMBER(dist, grad_dtype), Kind::kEnum, "fp32",
               "Gradient all-reduce on the wire: fp32, or bf16 (half the bytes; the averaged "
-              "gradient is rounded to bf16, the master weights and Adam stay fp32)."));
+              "gradient is rounded to bf16, the master weights and Adam stay fp32).")));
     s.push_back(entry(SX_MEMBER(dist, stop_signal), Kind::kEnum, "USR1",
                       "Signal that slurm/train.sbatch and launch/run.sh (on Ctrl-C) send for a "
                       "checkpoint and a requeueable stop; train takes SIGUSR1, SIGUSR2, SIGTERM "
@@ -769,7 +783,8 @@ std::string value_to_yaml(const Value& v, bool six_digits = false) {
 std::vector<ConfigFieldInfo> config_fields() {
   std::vector<ConfigFieldInfo> out;
   for (const auto& f : schema())
-    out.push_back({f.key, type_description(f), f.default_yaml, f.doc, f.affects_results});
+    out.push_back(
+        {f.key, type_description(f), f.default_yaml, f.doc, f.affects_results, f.changes_numbers});
   return out;
 }
 
@@ -977,6 +992,15 @@ std::vector<std::string> config_result_changes(const Config& then, const Config&
   return out;
 }
 
+std::vector<std::string> config_number_changes(const Config& then, const Config& now) {
+  std::vector<std::string> out;
+  for (const auto& f : schema())
+    if (f.changes_numbers && value_to_yaml(f.get(then)) != value_to_yaml(f.get(now)))
+      out.push_back(f.key + ": " + value_to_yaml(f.get(then)) + " then, " +
+                    value_to_yaml(f.get(now)) + " now");
+  return out;
+}
+
 std::string config_reference_markdown() {
   std::string out = "| key | type | default | meaning |\n| --- | --- | --- | --- |\n";
   for (const auto& f : schema()) {
@@ -985,7 +1009,8 @@ std::string config_reference_markdown() {
     for (size_t pos = 0; (pos = type.find('|', pos)) != std::string::npos; pos += 2)
       type.replace(pos, 1, "\\|");  // a bare | would end the table cell
     out += "| `" + f.key + "` | " + type + " | `" + def + "` | " + f.doc +
-           (f.affects_results ? " *(affects results)*" : "") + " |\n";
+           (f.affects_results ? " *(affects results)*" : "") +
+           (f.changes_numbers ? " *(changes rounding)*" : "") + " |\n";
   }
   return out;
 }

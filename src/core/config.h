@@ -165,6 +165,7 @@ struct ConfigFieldInfo {
   std::string default_yaml;
   std::string doc;
   bool affects_results;
+  bool changes_numbers;  // changes rounding or dropout's draw; not in the hash
 };
 
 // All keys with their types, defaults and docs, in schema order.
@@ -199,6 +200,9 @@ std::string config_result_hash_of_six_digits(const Config& config);
 // config.resolved.yaml holds 3.16228e-05 for 3.1622776601683795e-05, is no change).
 std::vector<std::string> config_result_changes(const Config& then, const Config& now,
                                                bool six_digits = false);
+// The keys marked *changes rounding* whose values differ, as "key: X then, Y now": a resume
+// with them continues, no longer bit for bit.
+std::vector<std::string> config_number_changes(const Config& then, const Config& now);
 // Markdown table of every key (docs/configuration.md is checked against it).
 std::string config_reference_markdown();
 

@@ -181,6 +181,12 @@ std::string pick_checkpoint(const Config& config, const TrainOptions& options, T
     return path;
   }
   check_same_results(checkpoint.state, state, config, path);
+  if (const auto changed = number_changes_since(path, checkpoint.state, config); !changed.empty())
+    spdlog::warn(
+        "resuming from {} with {}: keys that change the numbers but not what is computed "
+        "(rounding, or which rank's dropout stream a pair gets), so the run continues no "
+        "longer bit for bit as it would have",
+        path, join(changed, "; "));
   return path;
 }
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 
 #include "core/config.h"
@@ -100,18 +101,35 @@ bool same_results_but_max_epochs(const TrainState& then, const Config& config) {
   return false;
 }
 
-std::vector<std::string> config_changes_since(const std::string& path, const TrainState& then,
-                                              const Config& now) {
+namespace {
+// The configuration of the run that wrote the checkpoint at `path` (state `then`): its run
+// directory's config.resolved.yaml while that is still the run's (its hash, or a continuation's
+// with another train.max_epochs); none where it cannot be told.
+std::optional<Config> config_of_checkpoint(const std::string& path, const TrainState& then) {
   const std::string run_dir = files::parent(files::parent(path));  // run.dir/checkpoints/step-N
   try {
-    const Config resolved = load_config(files::join(run_dir, "config.resolved.yaml"), {});
+    Config resolved = load_config(files::join(run_dir, "config.resolved.yaml"), {});
     if (!config_hash_matches(then, resolved) && !same_results_but_max_epochs(then, resolved))
-      return {};
-    // An earlier release's file holds numbers cut to 6 digits: compared so, they are no change.
-    return config_result_changes(resolved, now, then.config_hash_form < kConfigHashOfExactNumbers);
+      return std::nullopt;
+    return resolved;
   } catch (const std::exception&) {
-    return {};  // gone, or another release's: the hashes alone then
+    return std::nullopt;  // gone, or another release's: the hashes alone then
   }
+}
+}  // namespace
+
+std::vector<std::string> config_changes_since(const std::string& path, const TrainState& then,
+                                              const Config& now) {
+  const std::optional<Config> resolved = config_of_checkpoint(path, then);
+  if (!resolved) return {};
+  // An earlier release's file holds numbers cut to 6 digits: compared so, they are no change.
+  return config_result_changes(*resolved, now, then.config_hash_form < kConfigHashOfExactNumbers);
+}
+
+std::vector<std::string> number_changes_since(const std::string& path, const TrainState& then,
+                                              const Config& now) {
+  const std::optional<Config> resolved = config_of_checkpoint(path, then);
+  return resolved ? config_number_changes(*resolved, now) : std::vector<std::string>{};
 }
 
 std::string claim_run_dir(const std::string& run_dir, bool force, Claimant claimant) {

@@ -57,6 +57,10 @@ bool same_results_but_max_epochs(const TrainState& then, const Config& config);
 // another release's, a checkpoint outside its run directory).
 std::vector<std::string> config_changes_since(const std::string& path, const TrainState& then,
                                               const Config& now);
+// Likewise, the keys that change rounding or dropout's draw (*changes rounding*), which a
+// resume accepts: it then continues no longer bit for bit.
+std::vector<std::string> number_changes_since(const std::string& path, const TrainState& then,
+                                              const Config& now);
 
 // --resume PATH (`resumed_path`, whose state is `resumed`) starts another history from its step:
 // what run_dir holds of the history it abandons would be taken for this one's (--resume auto at

@@ -510,6 +510,30 @@ TEST(Checkpoint, AnEarlierReleasesResolvedConfigShowsOnlyRealChanges) {
             (std::vector<std::string>{"train.patience: 9 then, 7 now"}));
 }
 
+// train.balance_ranks, dist.grad_dtype, run.threads, ... are not in the hash: a resume that
+// changed one was accepted without a word, and no longer continued bit for bit.
+TEST(Checkpoint, KeysThatChangeRoundingAreToldAfterTheirRun) {
+  test::TempDir dir;
+  const std::string run = dir.path("run");
+  files::create_directories(checkpoint_dir(run));
+  test::write_file(run + "/config.resolved.yaml", "train:\n  balance_ranks: true\n");
+  TrainState then;
+  then.config_hash = config_result_hash(load_config("", {}));
+  then.config_hash_form = kConfigHashOfExactNumbers;
+  const std::string path = step_checkpoint_path(run, 5);
+  const Config now =
+      load_config("", {"train.balance_ranks=false", "dist.grad_dtype=bf16", "run.log_level=warn"});
+  ASSERT_TRUE(config_hash_matches(then, now));
+  EXPECT_EQ(number_changes_since(path, then, now),
+            (std::vector<std::string>{"train.balance_ranks: true then, false now",
+                                      "dist.grad_dtype: fp32 then, bf16 now"}));
+  EXPECT_EQ(number_changes_since(path, then, load_config("", {"run.log_level=warn"})),
+            std::vector<std::string>{});
+  // Another run's file (its hash differs) tells nothing.
+  test::write_file(run + "/config.resolved.yaml", "train:\n  patience: 3\n");
+  EXPECT_EQ(number_changes_since(path, then, now), std::vector<std::string>{});
+}
+
 TEST(Checkpoint, NamesThatAreNotStepNumbersAreNeverTheNewest) {
   test::TempDir dir;
   files::create_directories(checkpoint_dir(dir.path()));
