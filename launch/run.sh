@@ -22,8 +22,9 @@
 # + 8 s (TCP keepalive), also after the ranks have finished. The exit code is the program's
 # (0, 1, 2, 4, 75; README); Open MPI's own codes for a lost host or a killed rank become 1,
 # daemons that did not start 2, and a stop that rank 0 reported after its checkpoint 75 (mpirun
-# exits 1 after a SIGTERM), each with one line saying what happened; a SIGTERM passed on without
-# that report (the ranks killed while writing) stays 1, with a line saying so.
+# exits 1 after a SIGTERM), and a job rank 0 finished (its job time line) before a SIGTERM 0,
+# each with one line saying what happened; a SIGTERM passed on without either report (the
+# ranks killed while writing) stays 1, with a line saying so.
 set -euo pipefail
 # The whole script is one compound command (down to the closing brace at its end), which bash
 # reads before running any of it: a checkout updated while a job runs (git pull) would
@@ -257,7 +258,7 @@ watch_stderr() {
       *"] layout: "*" ranks on "*) line=${line#*layout: } && echo "${line#*: }" >"$state/layout" ;;
       *"Ending the job."*) job_ending ;;
       *"exiting with 75 so the job can be requeued"*) : >"$state/requeue"; job_done ;;
-      *"] job time "*" s: set-up "*) job_done ;;  # rank 0's last line
+      *"] job time "*" s: set-up "*) : >"$state/finished"; job_done ;;  # rank 0's last line
     esac
   done
   [ "$in_block" -eq 0 ] || printf '%s' "$block" >&2
@@ -400,6 +401,10 @@ explain_end() {
   elif [ -f "$state/requeue" ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: rank 0 wrote the checkpoint and the ranks stopped with 75, but mpirun exited with $rc (Open MPI's code after a SIGTERM or Ctrl-C); exit 75 (resume with --resume auto)" >&2
     code=75
+  elif [ -f "$state/terminated" ] && [ -f "$state/finished" ] && [ "$rc" != 0 ] && [ "$rc" != 75 ]; then
+    # Rank 0 logs its job time after the final export, on the way to exit 0: nothing was lost.
+    echo "launch/run.sh: mpirun exited with $rc after a SIGTERM passed on to it, but rank 0 had finished the job (its job time line above: every file written); exit 0" >&2
+    code=0
   elif [ -f "$state/terminated" ] && [ ! -f "$state/requeue" ] && [ "$rc" != 0 ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: mpirun exited with $rc after a SIGTERM passed on to it (Open MPI kills the ranks a second later): a checkpoint or features file they were writing is incomplete or missing; resume with --resume auto; exit $code" >&2
   elif [ -f "$state/ended_after_done" ]; then

@@ -136,6 +136,21 @@ log "stop: $(echo "$out" | grep '^launch/run.sh: ')"
 printf 'exit 1\n' >"$work/script"
 run
 expect 1 "mpirun exiting 1 without a stop"
+# 7b. A SIGTERM to the script after rank 0's last line (the job time, after the final export):
+# mpirun's 1 was reported as "a checkpoint or features file ... is incomplete", exit 1, for a
+# job that had written every file.
+cat >"$work/script" <<'SH'
+echo "[2024-05-01 10:00:00.000] [0/2] [info] job time 6.546 s: set-up 0.298 s, export before training 0.331 s, training 5.621 s, wrap-up and final export 0.296 s" >&2
+trap 'exit 1' TERM
+kill -TERM "$PPID"
+for _ in $(seq 300); do sleep 0.1; done  # until launch/run.sh passes the SIGTERM on
+exit 1
+SH
+run
+expect 0 "a SIGTERM after rank 0's job time line"
+echo "$out" | grep -q "^launch/run.sh: mpirun exited with 1 after a SIGTERM passed on to it, but rank 0 had finished the job" ||
+  fail "a SIGTERM after the job time line: said: $out"
+log "SIGTERM after the job: $(echo "$out" | grep '^launch/run.sh: ')"
 rm -f "$work/script"
 
 # 8. The script rewritten in place while mpirun runs (cp over it, an editor; a job's checkout
