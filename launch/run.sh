@@ -166,7 +166,11 @@ on_interrupt() {
       echo "launch/run.sh: Ctrl-C again within a second: taken for the same one (press it again to end the job at once)" >&2 || true
       return 0
     fi
-    echo "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" >&2 || true
+    if [ -f "$state/requeue" ]; then  # rank 0 has said "checkpoint written, exiting with 75"
+      echo "launch/run.sh: Ctrl-C again: the checkpoint is already written and the ranks are ending; ending mpirun now (SIGTERM)" >&2 || true
+    else
+      echo "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" >&2 || true
+    fi
     forward TERM
     return 0
   fi
@@ -238,7 +242,7 @@ watch_stderr() {
   # it notes decides the exit code.
   trap '' INT QUIT PIPE
   set +e
-  local line block="" in_block=0
+  local line rest block="" in_block=0
   while IFS= read -r line || [ -n "$line" ]; do
     if [[ $line =~ ^-{60,}$ ]]; then
       if [ "$in_block" -eq 0 ]; then in_block=1 block=""; continue; fi
@@ -250,16 +254,17 @@ watch_stderr() {
     case $line in  # Open MPI's count of messages it held back
       *" more process"*"sent help message"* | *"orte_base_help_aggregate"*) continue ;;
     esac
-    printf '%s\n' "$line" >&2
-    # a line from a rank ("[2024-05-01 10:00:00.000] [0/4] [info] ..."): the job has started
+    # Noted before it is shown: whoever reacts to the line finds what it says noted.
+    # A line from a rank ("[2024-05-01 10:00:00.000] [0/4] [info] ..."): the job has started.
     [ -f "$state/started" ] || [[ ! $line =~ ^\[[0-9-]+\ [0-9:.]+\]\ \[[0-9]+/[0-9]+\] ]] ||
       : >"$state/started"
     case $line in
-      *"] layout: "*" ranks on "*) line=${line#*layout: } && echo "${line#*: }" >"$state/layout" ;;
+      *"] layout: "*" ranks on "*) rest=${line#*layout: } && echo "${rest#*: }" >"$state/layout" ;;
       *"Ending the job."*) job_ending ;;
       *"exiting with 75 so the job can be requeued"*) : >"$state/requeue"; job_done ;;
       *"] job time "*" s: set-up "*) : >"$state/finished"; job_done ;;  # rank 0's last line
     esac
+    printf '%s\n' "$line" >&2
   done
   [ "$in_block" -eq 0 ] || printf '%s' "$block" >&2
 }

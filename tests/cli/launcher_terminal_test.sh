@@ -41,6 +41,9 @@ cat >"$work/bin/mpirun" <<'SH'
 record() { sleep 1.1; echo "$1" >>"$SX_TEST_WORK/signals"; }
 for sig in INT USR1 USR2 HUP QUIT; do trap "record $sig" "$sig"; done
 trap 'record TERM; exit 1' TERM
+if [ -n "${SX_TEST_REPORT_STOP:-}" ]; then  # rank 0's line after its checkpoint (a second on)
+  trap 'sleep 1.1; echo "[2024-05-01 10:00:00.000] [0/2] [warning] stopped by signal 10; checkpoint written, exiting with 75 so the job can be requeued (resume with --resume auto)" >&2; record USR1' USR1
+fi
 session() { local f; read -r -a f <<<"$(sed 's/.*) //' "/proc/$1/stat")"; echo "${f[3]}"; }
 echo "$(session $$) $(session $PPID)" >"$SX_TEST_WORK/sessions"
 echo "$$" >"$SX_TEST_WORK/mpirun.pid"
@@ -99,6 +102,17 @@ grep -q "exit codes 1 130\b" "$work/out" ||
   fail "through | tee: expected the script's 1 and tee's 130, said: $(tail -3 "$work/out")"
 [ "$(signals)" = "USR1 TERM " ] || fail "through | tee: mpirun got '$(signals)', expected 'USR1 TERM '"
 log "Ctrl-C twice through | tee: mpirun got $(signals)"
+
+# ... and once rank 0 has said its checkpoint is written, the second Ctrl-C says so (it said
+# "without waiting for the checkpoint"), and the exit is 75.
+SX_TEST_REPORT_STOP=1 stand_in USR1 --ctrl-c-when "$work/ready:ready:1" \
+  --ctrl-c-when "$work/out:exiting with 75 so the job can be requeued:1"
+[ "$rc" = 75 ] || fail "Ctrl-C after the checkpoint: exit $rc, expected 75"
+grep -q "launch/run.sh: Ctrl-C again: the checkpoint is already written and the ranks are ending" "$work/out" ||
+  fail "Ctrl-C after the checkpoint: the second Ctrl-C's line is missing"
+! grep -q "without waiting for the checkpoint (SIGTERM" "$work/out" ||
+  fail "Ctrl-C after the checkpoint: said it did not wait for the checkpoint"
+log "Ctrl-C again after rank 0's checkpoint: exit $rc, mpirun got $(signals)"
 
 # 2. The script killed: the watch ends mpirun. (pty_run.py kills the script, the session's
 # leader, with its process group when --limit passes; mpirun is in another session.)
