@@ -48,8 +48,8 @@ add_library(sx_torch_pch OBJECT ${PROJECT_SOURCE_DIR}/src/model/torch_pch.cpp)
 target_link_libraries(sx_torch_pch PRIVATE sx_torch spdlog::spdlog MPI::MPI_CXX)
 target_precompile_headers(sx_torch_pch PRIVATE ${PROJECT_SOURCE_DIR}/src/model/torch_pch.h)
 # EXCEPT: the target's sources that include no torch header. Loading the precompiled header
-# costs them ~20 s each (measured on metrics.cpp: 35 s with it, 13 s without), which their
-# own headers do not.
+# costs them about as much as their own code (metrics.cpp: 22 s of CPU with it, 11 s
+# without).
 function(sx_use_torch_pch target)
   cmake_parse_arguments(ARG "" "" "EXCEPT" ${ARGN})
   target_precompile_headers(${target} REUSE_FROM sx_torch_pch)

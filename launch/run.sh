@@ -168,6 +168,8 @@ on_interrupt() {
     fi
     if [ -f "$state/requeue" ]; then  # rank 0 has said "checkpoint written, exiting with 75"
       echo "launch/run.sh: Ctrl-C again: the checkpoint is already written and the ranks are ending; ending mpirun now (SIGTERM)" >&2 || true
+    elif [ -f "$state/finished" ]; then  # rank 0's job time line: every file written
+      echo "launch/run.sh: Ctrl-C again: the job has finished (every file written) and the ranks are ending; ending mpirun now (SIGTERM)" >&2 || true
     else
       echo "launch/run.sh: Ctrl-C again: ending the job without waiting for the checkpoint (SIGTERM to mpirun)" >&2 || true
     fi

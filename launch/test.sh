@@ -22,16 +22,27 @@ launch/build.sh
 
 # The CUDA tree compiles at the lowest priority while build/'s tests run: much of their time
 # they wait on processes, timeouts and network namespaces, and a nice-19 compile takes only the
-# cores they leave idle (the tests pass on busy machines; tools/soak.sh checks that).
+# cores they leave idle (the tests pass on busy machines; tools/soak.sh checks that). It stays
+# in this script's session and process group: a new session is a scheduling group of its own
+# (autogroup), where nice would not lower it against the tests, and a kill of the group (CI
+# cancelling, Ctrl-C) ends it with the tests.
 cuda_pid=
+# kill_tree PID: PID and every process below it.
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
 if [ "${SX_SKIP_CUDA_BUILD:-0}" != 1 ]; then
   cuda_log=$(mktemp /tmp/sx-build-cuda.XXXXXX)
-  # Its own process group (setsid), so that a test.sh that is stopped ends the whole build.
-  trap 'rm -f "$cuda_log"; [ -z "$cuda_pid" ] || kill -- "-$cuda_pid" 2>/dev/null || true' EXIT
+  trap 'rm -f "$cuda_log"; [ -z "$cuda_pid" ] || kill_tree "$cuda_pid"' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
   phase "build-cuda/ (PyPI libtorch with CUDA) started beside the tests, at nice 19"
-  SX_BUILD_DIR=build-cuda setsid nice -n 19 launch/build-cuda.sh >"$cuda_log" 2>&1 &
+  idle_io=()
+  command -v ionice >/dev/null && idle_io=(ionice -c 3)
+  SX_BUILD_DIR=build-cuda nice -n 19 ${idle_io[@]+"${idle_io[@]}"} launch/build-cuda.sh \
+    >"$cuda_log" 2>&1 &
   cuda_pid=$!
 fi
 

@@ -55,8 +55,10 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
     // A mistyped run.dir was made, .lock and all, and the data read, before "no checkpoint".
     if (checkpoint.empty() && !files::is_directory(config.run.dir))
       throw UserError("run.dir: " + config.run.dir +
-                      " does not exist, so it holds no checkpoint to export; train first or "
-                      "pass --checkpoint PATH");
+                      (files::exists(config.run.dir) ? " is a file, expected a run directory"
+                                                     : " does not exist") +
+                      ", so it holds no checkpoint to export; train first or pass --checkpoint "
+                      "PATH");
     if (env.rank == 0) lock = std::make_unique<RunDirLock>(config.run.dir, "export");
     if (env.rank == 0 && files::is_directory(out))  // else an internal error after the export
       throw UserError("export: " + out + " is a directory, expected the features file to write");

@@ -395,7 +395,8 @@ const std::vector<Field>& schema() {
                       "over the dense parameters and the word-embedding rows the last step "
                       "wrote only, instead of the whole buffer (the word embeddings are ~70% of "
                       "XLM-R base's parameters). The results are bitwise the same."));
-    s.push_back(entry(SX_MEMBER(train, embedding_adam_overlap), Kind::kBool, "false",
+    s.push_back(
+        numbers(entry(SX_MEMBER(train, embedding_adam_overlap), Kind::kBool, "false",
                       "Keras Adam's pass over the word embeddings (every row moves every step) "
                       "is split: the rows the next, prefetched batch looks up are updated before "
                       "the next step, the others on a second CUDA stream while it runs (with one "
@@ -404,7 +405,7 @@ const std::vector<Field>& schema() {
                       "the fused kernels' build (else not used, with a warning). Bitwise the same "
                       "results on the CPU; on a GPU the rows' kernel rounds as the CPU does, "
                       "within float rounding of the default fused Adam. Not yet verified on a "
-                      "GPU."));
+                      "GPU.")));
     s.push_back(entry(SX_MEMBER(train, epoch_auc), Kind::kBool, "true",
                       "At each epoch's end, embed the multilingual labeled set (every rank a "
                       "share, eval mode) and log its centroid ROC-AUC per held-out language and "

@@ -427,9 +427,9 @@ int Loop::finish(StopReason reason, const FeatureExport& export_features) {
   reload_best_weights();
   export_features(files::join(config_.run.dir, "features.h5"));
   budget_.end_of(JobBudget::kWrapUp, program_seconds());
-  if (lead()) {
-    log_for_launcher(LogLevel::kInfo, budget_.summary());
+  if (lead()) {  // the job time line last: launch/run.sh takes it for a job with every file
     metrics_.event("job_time", r_.state.step, budget_.summary());
+    log_for_launcher(LogLevel::kInfo, budget_.summary());
   }
   return kExitOk;
 }
