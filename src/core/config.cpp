@@ -981,25 +981,29 @@ std::string config_result_hash_of_six_digits(const Config& config) {
   return result_hash(config, true);
 }
 
-std::vector<std::string> config_result_changes(const Config& then, const Config& now,
-                                               bool six_digits) {
+namespace {
+// The keys whose `marked` flag is set and whose values differ, as "key: X then, Y now"
+// (compared as `six_digits` says, shown exactly).
+std::vector<std::string> changed_keys(const Config& then, const Config& now, bool Field::*marked,
+                                      bool six_digits) {
   std::vector<std::string> out;
   for (const auto& f : schema()) {
-    if (!f.affects_results) continue;
+    if (!(f.*marked)) continue;
     if (value_to_yaml(f.get(then), six_digits) == value_to_yaml(f.get(now), six_digits)) continue;
     out.push_back(f.key + ": " + value_to_yaml(f.get(then)) + " then, " +
                   value_to_yaml(f.get(now)) + " now");
   }
   return out;
 }
+}  // namespace
+
+std::vector<std::string> config_result_changes(const Config& then, const Config& now,
+                                               bool six_digits) {
+  return changed_keys(then, now, &Field::affects_results, six_digits);
+}
 
 std::vector<std::string> config_number_changes(const Config& then, const Config& now) {
-  std::vector<std::string> out;
-  for (const auto& f : schema())
-    if (f.changes_numbers && value_to_yaml(f.get(then)) != value_to_yaml(f.get(now)))
-      out.push_back(f.key + ": " + value_to_yaml(f.get(then)) + " then, " +
-                    value_to_yaml(f.get(now)) + " now");
-  return out;
+  return changed_keys(then, now, &Field::changes_numbers, false);
 }
 
 std::string config_reference_markdown() {
