@@ -20,6 +20,7 @@
 #include "data/tokenizer.h"
 #include "encode/encode_texts.h"
 #include "evaluate/classifier.h"
+#include "export/embedding_settings.h"
 #include "export/features.h"
 #include "io/hdf5.h"
 #include "model/encoder_factory.h"
@@ -68,32 +69,14 @@ evaluate::Classifier classifier_for(const Config& config, const std::string& fea
 // The tokenizer and pooling settings the features were made with must be this configuration's,
 // or texts would not be embedded as the classifier's training rows were.
 void check_tokenizer_matches(const Config& config, const std::string& features) {
-  io::H5File f = io::H5File::open(features);
-  auto differs = [&](const char* key, const std::string& theirs, const std::string& ours) {
-    if (theirs != ours)
-      throw UserError(features + " was exported with " + key + " = " + theirs +
-                      " but the configuration has " + ours +
-                      "; use the run's configuration so texts are embedded alike");
-  };
-  if (f.has_attr("max_len"))
-    differs("tokenizer.max_len", std::to_string(f.attr_int("max_len")),
-            std::to_string(config.tokenizer.max_len));
-  if (f.has_attr("pretokenize"))
-    differs("tokenizer.pretokenize", f.attr_string("pretokenize"),
-            name_of(config.tokenizer.pretokenize));
-  if (f.has_attr("keep_eos"))
-    differs("tokenizer.keep_eos", f.attr_int("keep_eos") ? "true" : "false",
-            config.tokenizer.keep_eos ? "true" : "false");
-  if (f.has_attr("pool_ln_eps") && f.attr_double("pool_ln_eps") != config.model.pool_ln_eps) {
-    // %g, or every digit where %g would print the two alike.
-    const double theirs = f.attr_double("pool_ln_eps"), ours = config.model.pool_ln_eps;
-    const auto number = [](double v, const char* format) {
-      char text[40];
-      std::snprintf(text, sizeof text, format, v);
-      return std::string(text);
-    };
-    const char* format = number(theirs, "%g") == number(ours, "%g") ? "%.17g" : "%g";
-    differs("model.pool_ln_eps", number(theirs, format), number(ours, format));
+  const auto differences = exporting::embedding_differences(
+      exporting::read_embedding_settings(io::H5File::open(features)),
+      exporting::embedding_settings_of(config));
+  if (!differences.empty()) {
+    const exporting::SettingDifference& d = differences.front();
+    throw UserError(features + " was exported with " + d.key + " = " + d.a +
+                    " but the configuration has " + d.b +
+                    "; use the run's configuration so texts are embedded alike");
   }
 }
 

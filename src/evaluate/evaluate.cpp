@@ -141,10 +141,7 @@ Evaluation evaluate_features(const std::string& path) {
   ev.path = path;
   if (f.has_attr("model")) ev.model = f.attr_string("model");
   if (f.has_attr("model_xxh3")) ev.model_xxh3 = f.attr_string("model_xxh3");
-  if (f.has_attr("max_len")) ev.embedding.max_len = f.attr_int("max_len");
-  if (f.has_attr("pretokenize")) ev.embedding.pretokenize = f.attr_string("pretokenize");
-  if (f.has_attr("keep_eos")) ev.embedding.keep_eos = f.attr_int("keep_eos") != 0;
-  if (f.has_attr("pool_ln_eps")) ev.embedding.pool_ln_eps = f.attr_double("pool_ln_eps");
+  ev.embedding = exporting::read_embedding_settings(f);
   const int64_t rows = features.rows, cols = features.cols;
   ev.hidden_size = cols;
   const std::vector<float>& x = features.x;
@@ -204,16 +201,6 @@ nlohmann::json number_or_null(const std::optional<double>& value) {
   return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
 }
 
-// The settings recorded, under their configuration keys (none for older features).
-nlohmann::json embedding_json(const Evaluation::Embedding& e) {
-  nlohmann::json j = nlohmann::json::object();
-  if (e.max_len) j["tokenizer.max_len"] = *e.max_len;
-  if (e.pretokenize) j["tokenizer.pretokenize"] = *e.pretokenize;
-  if (e.keep_eos) j["tokenizer.keep_eos"] = *e.keep_eos;
-  if (e.pool_ln_eps) j["model.pool_ln_eps"] = *e.pool_ln_eps;
-  return j;
-}
-
 nlohmann::json json_of(const Evaluation& e) {
   nlohmann::json folds = nlohmann::json::array();
   for (const auto& f : e.folds) {
@@ -233,7 +220,7 @@ nlohmann::json json_of(const Evaluation& e) {
       {"model", e.model},
       {"model_xxh3", e.model_xxh3.empty() ? nlohmann::json() : nlohmann::json(e.model_xxh3)},
       {"hidden_size", e.hidden_size},
-      {"embedding", embedding_json(e.embedding)},
+      {"embedding", exporting::embedding_settings_json(e.embedding)},
       {"folds", folds},
       {"mean_auc_logistic_regression", number_or_null(e.mean_logistic)},
       {"mean_auc_centroid", number_or_null(e.mean_centroid)},
@@ -297,26 +284,9 @@ std::string mean_line(const Evaluation& after, const Evaluation* before) {
 
 }  // namespace
 
-std::string embedding_difference(const Evaluation::Embedding& a, const Evaluation::Embedding& b) {
-  std::string out;
-  const auto add = [&](const char* key, const std::string& x, const std::string& y) {
-    if (x != y) out += (out.empty() ? "" : "; ") + std::string(key) + " " + x + " vs " + y;
-  };
-  const auto flag = [](bool v) { return std::string(v ? "true" : "false"); };
-  if (a.max_len && b.max_len)
-    add("tokenizer.max_len", std::to_string(*a.max_len), std::to_string(*b.max_len));
-  if (a.pretokenize && b.pretokenize) add("tokenizer.pretokenize", *a.pretokenize, *b.pretokenize);
-  if (a.keep_eos && b.keep_eos) add("tokenizer.keep_eos", flag(*a.keep_eos), flag(*b.keep_eos));
-  if (a.pool_ln_eps && b.pool_ln_eps && *a.pool_ln_eps != *b.pool_ln_eps) {
-    const auto text = [](double v, const char* format) {
-      char buf[40];
-      std::snprintf(buf, sizeof buf, format, v);
-      return std::string(buf);
-    };  // %g, or every digit where %g prints the two alike
-    const char* format = text(*a.pool_ln_eps, "%g") == text(*b.pool_ln_eps, "%g") ? "%.17g" : "%g";
-    add("model.pool_ln_eps", text(*a.pool_ln_eps, format), text(*b.pool_ln_eps, format));
-  }
-  return out;
+std::string embedding_difference(const exporting::EmbeddingSettings& a,
+                                 const exporting::EmbeddingSettings& b) {
+  return exporting::describe_differences(exporting::embedding_differences(a, b), " vs ");
 }
 
 std::string labeled_rows_difference(const Evaluation& a, const Evaluation& b) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "evaluate/scores.h"
+#include "export/embedding_settings.h"
 
 namespace sx::evaluate {
 
@@ -29,12 +30,7 @@ struct Evaluation {
   int64_t hidden_size = 0;
   // The settings the features were embedded with (their attributes), unset for features that
   // predate them: the embeddings of other settings are another encoder's, whatever the weights.
-  struct Embedding {
-    std::optional<int64_t> max_len;          // tokenizer.max_len
-    std::optional<std::string> pretokenize;  // tokenizer.pretokenize
-    std::optional<bool> keep_eos;            // tokenizer.keep_eos
-    std::optional<double> pool_ln_eps;       // model.pool_ln_eps
-  } embedding;
+  exporting::EmbeddingSettings embedding;
   std::vector<FoldResult> folds;
   // Over the evaluated folds; none (null in JSON, the reason in its place in the table) when
   // no fold could be scored.
@@ -44,7 +40,8 @@ struct Evaluation {
 
 // How the embedding settings of `a` and `b` differ ("tokenizer.max_len 16 vs 64; ..."), over
 // those both record; "" when they agree.
-std::string embedding_difference(const Evaluation::Embedding& a, const Evaluation::Embedding& b);
+std::string embedding_difference(const exporting::EmbeddingSettings& a,
+                                 const exporting::EmbeddingSettings& b);
 
 // L2-regularised logistic regression (sklearn's default C = 1, on standardised features),
 // fitted by Newton's method. The decision score of a row x is

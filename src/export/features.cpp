@@ -10,6 +10,7 @@
 #include "core/checksum.h"
 #include "core/files.h"
 #include "encode/encode_texts.h"
+#include "export/embedding_settings.h"
 #include "io/hdf5.h"
 
 namespace sx::exporting {
@@ -96,10 +97,7 @@ void describe_features(io::H5File& f, const Config& config, const ExportInputs& 
   f.set_attr("model", inputs.model_description);
   record_weights_checksum(f, inputs.model_description);
   f.set_attr("config_hash", config_result_hash(config));
-  f.set_attr("max_len", config.tokenizer.max_len);
-  f.set_attr("pretokenize", std::string(name_of(config.tokenizer.pretokenize)));
-  f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
-  f.set_attr("pool_ln_eps", config.model.pool_ln_eps);
+  write_embedding_settings(f, embedding_settings_of(config));
   // The labeled rows' file: what classifier.json says it was fitted on.
   f.set_attr("multilingual_csv", config.data.multilingual_csv);
   f.set_attr("multilingual_csv_bytes",

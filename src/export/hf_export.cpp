@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/files.h"
+#include "export/embedding_settings.h"
 #include "export/features.h"
 #include "model/weights.h"
 
@@ -114,17 +115,10 @@ std::string table_of(const json& evaluation) {
 // the features' attributes) differ from the directory's: "tokenizer.max_len 16, not 64"; ""
 // when they agree or were not recorded (an earlier siamese-xlmr).
 std::string embedding_difference(const json& after, const HfExportInputs& in) {
-  const json& theirs = after.value("embedding", json::object());
-  const json ours{{"tokenizer.max_len", in.max_len},
-                  {"tokenizer.pretokenize", name_of(in.pretokenize)},
-                  {"tokenizer.keep_eos", in.keep_eos},
-                  {"model.pool_ln_eps", in.pool_ln_eps}};
-  const auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
-  std::string out;
-  for (const auto& [key, value] : ours.items())
-    if (theirs.contains(key) && theirs[key] != value)
-      out += (out.empty() ? "" : "; ") + key + " " + text(theirs[key]) + ", not " + text(value);
-  return out;
+  const EmbeddingSettings ours{in.max_len, name_of(in.pretokenize), in.keep_eos, in.pool_ln_eps};
+  const nlohmann::json theirs(after.value("embedding", json()));  // from ordered_json
+  return describe_differences(embedding_differences(embedding_settings_from_json(theirs), ours),
+                              ", not ");
 }
 
 // The run's evaluation (evaluation.json of `evaluate`) as a Markdown table, or a note: none when

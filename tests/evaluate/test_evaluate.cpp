@@ -230,6 +230,48 @@ TEST(Evaluate, TheEmbeddingSettingsOfTheFeaturesAreRecordedAndCompared) {
   EXPECT_EQ(embedding_difference(older.embedding, a.embedding), "");  // nothing to compare
 }
 
+// One comparison serves predict (features against the configuration), evaluate (before against
+// after) and export-hf (evaluation.json against the model): each setting is compared once,
+// spelled as a configuration spells it, and every field survives the file and the JSON.
+TEST(Evaluate, EmbeddingSettingsRoundTripAndDifferOncePerSetting) {
+  using exporting::EmbeddingSettings;
+  const EmbeddingSettings a{64, std::string("wordpunct"), false, 1e-3};
+  EmbeddingSettings b{16, std::string("none"), true, 1e-3 + 1e-12};
+  const auto d = exporting::embedding_differences(a, b);
+  ASSERT_EQ(d.size(), 4u);
+  EXPECT_EQ(d[0].key + " " + d[0].a + " " + d[0].b, "tokenizer.max_len 64 16");
+  EXPECT_EQ(d[1].key + " " + d[1].a + " " + d[1].b, "tokenizer.pretokenize wordpunct none");
+  EXPECT_EQ(d[2].key + " " + d[2].a + " " + d[2].b, "tokenizer.keep_eos false true");
+  // %g prints both 0.001: every digit then, so the line shows what differs
+  EXPECT_EQ(d[3].key + " " + d[3].a + " " + d[3].b, "model.pool_ln_eps 0.001 0.001000000001");
+  b.pool_ln_eps = 0.5;
+  EXPECT_EQ(exporting::embedding_differences(a, b)[3].b, "0.5");
+  EXPECT_EQ(exporting::describe_differences(exporting::embedding_differences(a, a), " vs "), "");
+  EXPECT_EQ(exporting::describe_differences(
+                exporting::embedding_differences(a, EmbeddingSettings{32, {}, {}, {}}), ", not "),
+            "tokenizer.max_len 64, not 32");  // unrecorded settings are not compared
+
+  const auto back = exporting::embedding_settings_from_json(exporting::embedding_settings_json(b));
+  EXPECT_TRUE(exporting::embedding_differences(back, b).empty());
+  EXPECT_EQ(back.pool_ln_eps, b.pool_ln_eps);
+  EXPECT_FALSE(exporting::embedding_settings_from_json(nlohmann::json::object()).max_len);
+  EXPECT_THROW(exporting::embedding_settings_from_json(
+                   nlohmann::json::parse(R"({"tokenizer.max_len": "16"})")),
+               nlohmann::json::exception);  // export-hf: "evaluation.json could not be read"
+
+  test::TempDir dir;
+  const std::string path = dir.path("settings.h5");
+  {
+    io::H5File f = io::H5File::create(path);
+    exporting::write_embedding_settings(f, b);
+  }
+  const EmbeddingSettings read = exporting::read_embedding_settings(io::H5File::open(path));
+  EXPECT_EQ(read.max_len, b.max_len);
+  EXPECT_EQ(read.pretokenize, b.pretokenize);
+  EXPECT_EQ(read.keep_eos, b.keep_eos);
+  EXPECT_EQ(read.pool_ln_eps, b.pool_ln_eps);
+}
+
 TEST(Evaluate, MissingDatasetOrNotAFeaturesFileIsAClearError) {
   test::TempDir dir;
   {
