@@ -36,6 +36,57 @@ std::string choose_checkpoint(const Config& config, const std::string& given) {
                   " (run.dir); train first or pass --checkpoint PATH");
 }
 
+// Rank 0 holds run.dir while the export works (no training or other export writes there) and
+// decides whether an earlier features.h5 may be replaced.
+std::unique_ptr<RunDirLock> claim_features_file(const Config& config, const std::string& checkpoint,
+                                                const std::string& out, bool force, int rank) {
+  // A mistyped run.dir was made, .lock and all, and the data read, before "no checkpoint".
+  if (checkpoint.empty() && !files::is_directory(config.run.dir))
+    throw UserError("run.dir: " + config.run.dir +
+                    (files::exists(config.run.dir) ? " is a file, expected a run directory"
+                                                   : " does not exist") +
+                    ", so it holds no checkpoint to export; train first or pass --checkpoint "
+                    "PATH");
+  if (rank != 0) return nullptr;
+  auto lock = std::make_unique<RunDirLock>(config.run.dir, "export");
+  if (files::is_directory(out))  // else an internal error after the export
+    throw UserError("export: " + out + " is a directory, expected the features file to write");
+  if (!force && files::exists(out))
+    throw UserError("export: " + out + " exists; pass --force to overwrite it");
+  return lock;
+}
+
+// What the export embeds (the labeled and test sets), with what (the checkpoint's weights).
+struct ExportSetUp {
+  data::Datasets datasets;
+  data::CorpusSplit split;
+  std::optional<data::XlmrTokenizer> tokenizer;
+  model::BuiltEncoder built;
+  std::string checkpoint;
+};
+
+void set_up_export(const Config& config, const std::string& checkpoint, const dist::MpiEnv& env,
+                   ExportSetUp& s) {
+  s.datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
+  s.split = data::split_corpus(s.datasets.english, s.datasets.multilingual,
+                               static_cast<uint64_t>(config.run.seed), config.data.val_fraction);
+  s.tokenizer.emplace(data::tokenizer_options(config));
+  s.built = model::build_encoder(config);
+  model::check_tokenizer_fits(config, s.built.encoder->config(), s.tokenizer->vocab_size());
+  s.checkpoint = choose_checkpoint(config, checkpoint);
+  const train::Checkpoint read = train::read_checkpoint(s.checkpoint, false);
+  model::load_state(*s.built.encoder, read.params, "checkpoint " + s.checkpoint);
+  const std::string changed = embedding_settings_changed(config, s.checkpoint, read.state);
+  if (env.rank == 0 && !changed.empty())
+    spdlog::warn(
+        "export: the settings that make embeddings differ from the training of {} ({}): the "
+        "features are not those of the encoder it validated; set them as in its run's "
+        "config.resolved.yaml",
+        s.checkpoint, changed);
+  model::place_encoder(s.built.encoder, config, env.local_rank);
+  files::create_directories(config.run.dir);
+}
+
 }  // namespace
 
 int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force) {
@@ -47,59 +98,21 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
     return code;
   init_logging({env.rank, env.world, config.run.log_level, config.run.other_ranks_log_level, ""});
   set_progress_options(config.run.progress, config.run.progress_interval);
-  // Rank 0 holds run.dir while the export works (no training or other export writes there)
-  // and decides whether an earlier features.h5 may be replaced; every rank learns it.
   const std::string out = files::join(config.run.dir, "features.h5");
-  std::unique_ptr<RunDirLock> lock;
-  const dist::Outcome checked = dist::attempt([&] {
-    // A mistyped run.dir was made, .lock and all, and the data read, before "no checkpoint".
-    if (checkpoint.empty() && !files::is_directory(config.run.dir))
-      throw UserError("run.dir: " + config.run.dir +
-                      (files::exists(config.run.dir) ? " is a file, expected a run directory"
-                                                     : " does not exist") +
-                      ", so it holds no checkpoint to export; train first or pass --checkpoint "
-                      "PATH");
-    if (env.rank == 0) lock = std::make_unique<RunDirLock>(config.run.dir, "export");
-    if (env.rank == 0 && files::is_directory(out))  // else an internal error after the export
-      throw UserError("export: " + out + " is a directory, expected the features file to write");
-    if (env.rank == 0 && !force && files::exists(out))
-      throw UserError("export: " + out + " exists; pass --force to overwrite it");
-  });
+  std::unique_ptr<RunDirLock> lock;  // every rank learns whether rank 0 could claim `out`
+  const dist::Outcome checked =
+      dist::attempt([&] { lock = claim_features_file(config, checkpoint, out, force, env.rank); });
   if (const int code = dist::agree(checked, "the output file"); code != kExitOk) return code;
-  data::Datasets datasets;
-  data::CorpusSplit split;
-  std::optional<data::XlmrTokenizer> tokenizer;
-  model::BuiltEncoder built;
-  std::string path;
-  if (const int code = set_up_phase(
-          env, "the set-up of export",
-          [&] {
-            datasets = data::load_datasets(config, /*with_test=*/true, env.rank == 0);
-            split = data::split_corpus(datasets.english, datasets.multilingual,
-                                       static_cast<uint64_t>(config.run.seed),
-                                       config.data.val_fraction);
-            tokenizer.emplace(data::tokenizer_options(config));
-            built = model::build_encoder(config);
-            model::check_tokenizer_fits(config, built.encoder->config(), tokenizer->vocab_size());
-            path = choose_checkpoint(config, checkpoint);
-            const train::Checkpoint read = train::read_checkpoint(path, false);
-            model::load_state(*built.encoder, read.params, "checkpoint " + path);
-            const std::string changed = embedding_settings_changed(config, path, read.state);
-            if (env.rank == 0 && !changed.empty())
-              spdlog::warn(
-                  "export: the settings that make embeddings differ from the training of {} "
-                  "({}): the features are not those of the encoder it validated; set them as in "
-                  "its run's config.resolved.yaml",
-                  path, changed);
-            model::place_encoder(built.encoder, config, env.local_rank);
-            files::create_directories(config.run.dir);
-          });
+  ExportSetUp s;
+  if (const int code = set_up_phase(env, "the set-up of export",
+                                    [&] { set_up_export(config, checkpoint, env, s); });
       code != kExitOk)
     return code;
   try {
-    exporting::ExportInputs inputs{&split.multilingual, datasets.test ? &*datasets.test : nullptr,
-                                   "weights of " + path};
-    exporting::export_features(config, env, built.encoder, *tokenizer, inputs, out);
+    exporting::ExportInputs inputs{&s.split.multilingual,
+                                   s.datasets.test ? &*s.datasets.test : nullptr,
+                                   "weights of " + s.checkpoint};
+    exporting::export_features(config, env, s.built.encoder, *s.tokenizer, inputs, out);
   } catch (const std::exception& e) {
     if (env.world == 1) throw;
     std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());

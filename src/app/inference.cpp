@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/files.h"
 #include "data/text.h"
+#include "export/embedding_settings.h"
 #include "model/encoder_factory.h"
 #include "model/weights.h"
 #include "train/checkpoint.h"
@@ -58,9 +59,8 @@ std::string embedding_settings_changed(const Config& config, const std::string& 
                                        const train::TrainState& then) {
   std::string out;
   for (const std::string& change : train::config_changes_since(path, then, config))
-    for (const char* key : {"tokenizer.max_len:", "tokenizer.keep_eos:", "tokenizer.pretokenize:",
-                            "model.pool_ln_eps:"})
-      if (change.rfind(key, 0) == 0) out += (out.empty() ? "" : "; ") + change;
+    for (const std::string& key : exporting::embedding_setting_keys())
+      if (change.rfind(key + ":", 0) == 0) out += (out.empty() ? "" : "; ") + change;
   // Another file's ids are other tokens for every row; its path alone changing is no change.
   if (const std::string tokenizer = train::tokenizer_change(then.inputs, config);
       !tokenizer.empty())

@@ -27,6 +27,11 @@ std::string number(double v, const char* format) {
 
 }  // namespace
 
+const std::vector<std::string>& embedding_setting_keys() {
+  static const std::vector<std::string> keys{kMaxLen, kPretokenize, kKeepEos, kPoolLnEps};
+  return keys;
+}
+
 EmbeddingSettings embedding_settings_of(const Config& config) {
   return {config.tokenizer.max_len, name_of(config.tokenizer.pretokenize),
           config.tokenizer.keep_eos, config.model.pool_ln_eps};

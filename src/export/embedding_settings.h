@@ -28,6 +28,9 @@ struct EmbeddingSettings {
   std::optional<double> pool_ln_eps;       // model.pool_ln_eps
 };
 
+// Their configuration keys, in the order above: "tokenizer.max_len", ..., "model.pool_ln_eps".
+const std::vector<std::string>& embedding_setting_keys();
+
 // The configuration's (every one set).
 EmbeddingSettings embedding_settings_of(const Config& config);
 
