@@ -230,13 +230,10 @@ void warn_if_weights_changed_since(const io::H5File& f) {
         f.path(), weights, then, match.now_xxh3);
 }
 
-int predict_submission(const Config& config, const PredictArgs& a) {
-  const std::string features = features_path(config, a);
-  const std::string classifier_path = files::join(config.run.dir, "classifier.json");
-  const std::string submission =
-      a.out.empty() ? files::join(config.run.dir, "submission.csv") : a.out;
-  // Both files are written after the fit; a path that cannot take them fails now (--force on a
-  // directory failed there, with classifier.json already replaced).
+// Both files are written after the fit: a path that cannot take them fails before it (--force
+// on a directory failed there, with classifier.json already replaced).
+void check_output_paths(const std::string& classifier_path, const std::string& submission,
+                        const PredictArgs& a) {
   if (files::is_directory(classifier_path))
     throw UserError("run.dir: " + classifier_path + " is a directory, expected a file to write");
   if (a.out.empty()) {
@@ -249,12 +246,9 @@ int predict_submission(const Config& config, const PredictArgs& a) {
           "prints probabilities on stdout)");
     check_output_file("--out", submission);
   }
-  const RunDirLock lock(config.run.dir, "predict");  // no training or export writes there now
-  refuse_overwrite(classifier_path, a.force);
-  refuse_overwrite(submission, a.force);
+}
 
-  io::H5File f = io::H5File::open(features);
-  warn_if_weights_changed_since(f);
+void check_has_test_set(const io::H5File& f, const std::string& features) {
   if (!f.has("train/embeddings"))  // a checkpoint, say: "has no test set" misled
     throw UserError(features +
                     " is not a features file (no train/embeddings); expected the features.h5 "
@@ -264,32 +258,61 @@ int predict_submission(const Config& config, const PredictArgs& a) {
                     " has no test set: it was written without one (data.test_csv was empty, "
                     "or it is a features_before.h5 of export.before_training_test: false); set "
                     "data.test_csv and run `siamese-xlmr export`");
-  check_test_csv_matches(config, f);
-  const std::vector<int64_t> ids = f.read_int64("test/ids");
-  const auto dims = f.dims("test/embeddings");
-  if (dims.size() != 2 || dims[0] != ids.size())
-    throw UserError(features + ": test/embeddings does not hold one row per test/ids entry");
-  const std::vector<float> x = f.read_float("test/embeddings");
-  // A NaN row gave "-nan" in submission.csv with exit 0.
-  for (size_t i = 0; i < x.size(); ++i)
-    if (!std::isfinite(x[i]))
-      throw UserError(features + ": test/embeddings holds a non-finite value at row " +
-                      std::to_string(i / dims[1]) + ", column " + std::to_string(i % dims[1]));
+}
 
+// The test rows of a features file, checked: ids, and one finite embedding row per id.
+struct TestEmbeddings {
+  std::vector<int64_t> ids;
+  std::vector<float> x;  // ids.size() x cols
+  uint64_t cols = 0;
+};
+
+TestEmbeddings read_test_embeddings(const io::H5File& f, const std::string& features) {
+  TestEmbeddings t;
+  t.ids = f.read_int64("test/ids");
+  const auto dims = f.dims("test/embeddings");
+  if (dims.size() != 2 || dims[0] != t.ids.size())
+    throw UserError(features + ": test/embeddings does not hold one row per test/ids entry");
+  t.cols = dims[1];
+  t.x = f.read_float("test/embeddings");
+  // A NaN row gave "-nan" in submission.csv with exit 0.
+  for (size_t i = 0; i < t.x.size(); ++i)
+    if (!std::isfinite(t.x[i]))
+      throw UserError(features + ": test/embeddings holds a non-finite value at row " +
+                      std::to_string(i / t.cols) + ", column " + std::to_string(i % t.cols));
+  return t;
+}
+
+int predict_submission(const Config& config, const PredictArgs& a) {
+  const std::string features = features_path(config, a);
+  const std::string classifier_path = files::join(config.run.dir, "classifier.json");
+  const std::string submission =
+      a.out.empty() ? files::join(config.run.dir, "submission.csv") : a.out;
+  check_output_paths(classifier_path, submission, a);
+  const RunDirLock lock(config.run.dir, "predict");  // no training or export writes there now
+  refuse_overwrite(classifier_path, a.force);
+  refuse_overwrite(submission, a.force);
+
+  io::H5File f = io::H5File::open(features);
+  warn_if_weights_changed_since(f);
+  check_has_test_set(f, features);
+  check_test_csv_matches(config, f);
+  const TestEmbeddings test = read_test_embeddings(f, features);
   const evaluate::Classifier classifier =
       evaluate::fit_classifier(features, config.data.multilingual_csv);
-  if (classifier.weights.size() != dims[1])
-    throw UserError(features + ": test/embeddings has " + std::to_string(dims[1]) +
+  if (classifier.weights.size() != test.cols)
+    throw UserError(features + ": test/embeddings has " + std::to_string(test.cols) +
                     " columns, train/embeddings " + std::to_string(classifier.weights.size()));
-  const auto p = evaluate::probabilities(classifier, x.data(), static_cast<int64_t>(ids.size()));
+  const auto p =
+      evaluate::probabilities(classifier, test.x.data(), static_cast<int64_t>(test.ids.size()));
 
-  write_outputs(
-      {{classifier_path, evaluate::to_json(classifier)}, {submission, submission_csv(ids, p)}});
+  write_outputs({{classifier_path, evaluate::to_json(classifier)},
+                 {submission, submission_csv(test.ids, p)}});
   std::printf("classifier: logistic regression on %lld labeled rows (%lld toxic) of %s\n",
               static_cast<long long>(classifier.fitted_on.rows),
               static_cast<long long>(classifier.fitted_on.toxic), features.c_str());
   std::printf("written: %s\nwritten: %s (%zu test rows)\n", classifier_path.c_str(),
-              submission.c_str(), ids.size());
+              submission.c_str(), test.ids.size());
   warn_of_skipped_test_rows(f, submission);
   return 0;
 }

@@ -234,30 +234,27 @@ std::vector<Pair> notebook_pairs(const LabeledCorpus& corpus, const PairOptions&
 
 // ---- balanced -------------------------------------------------------------------------
 
-std::vector<Pair> balanced_pairs(const LabeledCorpus& corpus, const PairOptions& o,
-                                 PairReport& report) {
-  const auto pools = make_pools(corpus, o.min_chars, o.threads);
-  std::map<const Pool*, std::unique_ptr<AliasTable>> tables;
-  for (const auto& [key, pool] : pools)
-    if (!pool.members.empty()) tables[&pool] = std::make_unique<AliasTable>(pool.probabilities);
-  const auto lang_pairs = language_pairs(corpus);
+// Draws distinct pairs from two pools, each text by its pool's sampling weight; every draw
+// shares one random stream and one set of the pairs made.
+class PairDrawer {
+ public:
+  PairDrawer(const std::map<const Pool*, std::unique_ptr<AliasTable>>& tables, uint64_t seed,
+             uint64_t n_pairs, size_t min_chars)
+      : tables_(tables), rng_(mix_seed({seed, 0x9a125})), min_chars_(min_chars) {
+    pairs_.reserve(n_pairs);
+    seen_.reserve(n_pairs * 2);
+  }
 
-  Rng rng(mix_seed({o.seed, 0x9a125}));
-  std::vector<Pair> pairs;
-  pairs.reserve(o.n_pairs);
-  std::unordered_set<uint64_t> seen;
-  seen.reserve(o.n_pairs * 2);
-
-  // Draws `count` distinct pairs from two pools; `random_order` randomises left/right.
-  auto draw = [&](const Pool& a, const Pool& b, const std::string& what, uint64_t count,
-                  uint8_t label, bool random_order) {
+  // `count` pairs of label `label`; `random_order` randomises left/right.
+  void draw(const Pool& a, const Pool& b, const std::string& what, uint64_t count, uint8_t label,
+            bool random_order) {
     if (count == 0) return;
     const double na = double(a.members.size()), nb = double(b.members.size());
     const double possible = &a == &b ? 0.5 * na * std::max(0.0, na - 1) : na * nb;
     if (possible < static_cast<double>(count))
       throw UserError("cannot build " + std::to_string(count) + " distinct " + what +
                       " pairs: too few sampleable texts (longer than " +
-                      std::to_string(o.min_chars) +
+                      std::to_string(min_chars_) +
                       " characters); use more data or fewer pairs (data.train_pairs, "
                       "data.val_pairs), or data.pair_sampler: notebook");
     uint64_t made = 0, attempts = 0;
@@ -268,13 +265,37 @@ std::vector<Pair> balanced_pairs(const LabeledCorpus& corpus, const PairOptions&
                         " pairs: the texts are too few for that many distinct pairs; use more "
                         "data or fewer pairs (data.train_pairs, data.val_pairs), or "
                         "data.pair_sampler: notebook");
-      uint32_t x = a.members[tables.at(&a)->draw(rng)], y = b.members[tables.at(&b)->draw(rng)];
-      if (x == y || !seen.insert(unordered_key(x, y)).second) continue;
-      if (random_order && (rng.next() & 1)) std::swap(x, y);
-      pairs.push_back({x, y, label});
+      uint32_t x = a.members[tables_.at(&a)->draw(rng_)];
+      uint32_t y = b.members[tables_.at(&b)->draw(rng_)];
+      if (x == y || !seen_.insert(unordered_key(x, y)).second) continue;
+      if (random_order && (rng_.next() & 1)) std::swap(x, y);
+      pairs_.push_back({x, y, label});
       ++made;
     }
-  };
+  }
+
+  // Every pair drawn, shuffled by the same stream.
+  std::vector<Pair> shuffled() {
+    rng_.shuffle(pairs_);
+    return std::move(pairs_);
+  }
+
+ private:
+  const std::map<const Pool*, std::unique_ptr<AliasTable>>& tables_;
+  Rng rng_;
+  size_t min_chars_;
+  std::vector<Pair> pairs_;
+  std::unordered_set<uint64_t> seen_;
+};
+
+std::vector<Pair> balanced_pairs(const LabeledCorpus& corpus, const PairOptions& o,
+                                 PairReport& report) {
+  const auto pools = make_pools(corpus, o.min_chars, o.threads);
+  std::map<const Pool*, std::unique_ptr<AliasTable>> tables;
+  for (const auto& [key, pool] : pools)
+    if (!pool.members.empty()) tables[&pool] = std::make_unique<AliasTable>(pool.probabilities);
+  const auto lang_pairs = language_pairs(corpus);
+  PairDrawer drawer(tables, o.seed, o.n_pairs, o.min_chars);
 
   const uint64_t per_lang_pair = o.n_pairs / lang_pairs.size();
   uint64_t remainder = o.n_pairs % lang_pairs.size();
@@ -283,17 +304,19 @@ std::vector<Pair> balanced_pairs(const LabeledCorpus& corpus, const PairOptions&
     uint64_t tt = n / 4, nn = n / 4, nt = n - tt - nn;
     report.per_language_pair.push_back({la, lb, tt, nn, nt, tt, nn, nt});
     const std::string names = la + "-" + lb;
-    draw(pool_of(pools, la, 1), pool_of(pools, lb, 1), names + " toxic-toxic", tt, 1, la != lb);
-    draw(pool_of(pools, la, 0), pool_of(pools, lb, 0), names + " normal-normal", nn, 1, la != lb);
+    drawer.draw(pool_of(pools, la, 1), pool_of(pools, lb, 1), names + " toxic-toxic", tt, 1,
+                la != lb);
+    drawer.draw(pool_of(pools, la, 0), pool_of(pools, lb, 0), names + " normal-normal", nn, 1,
+                la != lb);
     // Normal-toxic: which language gives the normal text is random per pair when they differ.
     uint64_t nt_ab = la == lb ? nt : nt / 2 + (nt % 2);
-    draw(pool_of(pools, la, 0), pool_of(pools, lb, 1), names + " normal-toxic", nt_ab, 0, true);
+    drawer.draw(pool_of(pools, la, 0), pool_of(pools, lb, 1), names + " normal-toxic", nt_ab, 0,
+                true);
     if (la != lb)
-      draw(pool_of(pools, la, 1), pool_of(pools, lb, 0), names + " toxic-normal", nt - nt_ab, 0,
-           true);
+      drawer.draw(pool_of(pools, la, 1), pool_of(pools, lb, 0), names + " toxic-normal", nt - nt_ab,
+                  0, true);
   }
-  rng.shuffle(pairs);
-  return pairs;
+  return drawer.shuffled();
 }
 
 }  // namespace

@@ -132,6 +132,35 @@ LabeledFeatures read_labeled_features(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// A fold's train and test row indexes, checked: inside the matrix, each row at most once.
+std::pair<std::vector<int64_t>, std::vector<int64_t>> read_fold(const io::H5File& f,
+                                                                const std::string& path,
+                                                                const std::string& lang,
+                                                                int64_t rows) {
+  std::vector<int64_t> train_index = f.read_int64("folds/" + lang + "/train_index");
+  std::vector<int64_t> test_index = f.read_int64("folds/" + lang + "/test_index");
+  for (auto i : train_index)
+    if (i < 0 || i >= rows)
+      throw UserError(path + ": folds/" + lang + "/train_index points outside the matrix");
+  for (auto i : test_index)
+    if (i < 0 || i >= rows)
+      throw UserError(path + ": folds/" + lang + "/test_index points outside the matrix");
+  // As export writes them, a fold's train and test rows are distinct rows: a row listed
+  // again would only multiply the work (a crafted file could list one row 8000 times).
+  std::vector<char> listed(static_cast<size_t>(rows), 0);
+  for (const auto* index : {&train_index, &test_index})
+    for (auto i : *index)
+      if (listed[static_cast<size_t>(i)]++)
+        throw UserError(path + ": folds/" + lang + " lists row " + std::to_string(i) +
+                        " twice, expected each row at most once in train_index and "
+                        "test_index together");
+  return {std::move(train_index), std::move(test_index)};
+}
+
+}  // namespace
+
 Evaluation evaluate_features(const std::string& path) {
   LabeledFeatures features = read_labeled_features(path);
   io::H5File f = io::H5File::open(path);
@@ -154,23 +183,7 @@ Evaluation evaluate_features(const std::string& path) {
                       plain_name_expected(lang) + ")");
     FoldResult r;
     r.language = lang;
-    std::vector<int64_t> train_index = f.read_int64("folds/" + lang + "/train_index");
-    std::vector<int64_t> test_index = f.read_int64("folds/" + lang + "/test_index");
-    for (auto i : train_index)
-      if (i < 0 || i >= rows)
-        throw UserError(path + ": folds/" + lang + "/train_index points outside the matrix");
-    for (auto i : test_index)
-      if (i < 0 || i >= rows)
-        throw UserError(path + ": folds/" + lang + "/test_index points outside the matrix");
-    // As export writes them, a fold's train and test rows are distinct rows: a row listed
-    // again would only multiply the work (a crafted file could list one row 8000 times).
-    std::vector<char> listed(static_cast<size_t>(rows), 0);
-    for (const auto* index : {&train_index, &test_index})
-      for (auto i : *index)
-        if (listed[static_cast<size_t>(i)]++)
-          throw UserError(path + ": folds/" + lang + " lists row " + std::to_string(i) +
-                          " twice, expected each row at most once in train_index and "
-                          "test_index together");
+    const auto [train_index, test_index] = read_fold(f, path, lang, rows);
     r.train_rows = static_cast<int64_t>(train_index.size());
     r.test_rows = static_cast<int64_t>(test_index.size());
     std::vector<int> y_train, y_test;
