@@ -115,8 +115,7 @@ int cmd_export(const ConfigArgs& args, const std::string& checkpoint, bool force
     exporting::export_features(config, env, s.built.encoder, *s.tokenizer, inputs, out);
   } catch (const std::exception& e) {
     if (env.world == 1) throw;
-    std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
-    dist::abort_job(dynamic_cast<const UserError*>(&e) ? kExitUserError : kExitInternal);
+    dist::abort_job_for(e, env.rank);
   }
   return 0;
 }

@@ -200,8 +200,7 @@ int cmd_embed(const ConfigArgs& args, const EmbedArgs& a) {
       write_embeddings(config, a, table, e, loaded.encoder->config().hidden_size, loaded.weights);
   } catch (const std::exception& e) {
     if (env.world == 1) throw;
-    std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
-    dist::abort_job(dynamic_cast<const UserError*>(&e) ? kExitUserError : kExitInternal);
+    dist::abort_job_for(e, env.rank);
   }
   return 0;
 }

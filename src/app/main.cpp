@@ -408,12 +408,12 @@ int run_action(const std::function<int()>& action) {
       return code == 0 ? sx::kExitUserError : code;
     }
     return code;
-  } catch (const sx::UserError& e) {
-    std::fprintf(stderr, "siamese-xlmr: error: %s\n", e.what());
-    return sx::kExitUserError;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "siamese-xlmr: internal error: %s\n", e.what());
-    return sx::kExitInternal;
+    const sx::Failure failure = sx::failure_of(e);
+    std::fprintf(stderr, "siamese-xlmr: %s: %s\n",
+                 failure.code == sx::kExitInternal ? "internal error" : "error",
+                 failure.text.c_str());
+    return failure.code;
   }
 }
 

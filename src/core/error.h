@@ -17,4 +17,18 @@ class UserError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What the program says of an exception that ends it, and its exit code:
+// - a UserError: its message, kExitUserError;
+// - out of memory (std::bad_alloc, libtorch's CPU or CUDA allocator): one line with the
+//   allocator's words and the keys that size the work, kExitUserError (the batch is too large
+//   for the machine; a requeue would fail alike);
+// - anything else: kExitInternal, its text without the stack trace libtorch appends (the log
+//   files keep the whole text).
+// `text` has no "error:" or "internal error:" prefix; the caller adds its own.
+struct Failure {
+  int code = kExitInternal;
+  std::string text;
+};
+Failure failure_of(const std::exception& e);
+
 }  // namespace sx

@@ -71,6 +71,12 @@ void abort_job(int exit_code) {
   std::_Exit(exit_code);
 }
 
+void abort_job_for(const std::exception& e, int rank) {
+  const Failure failure = failure_of(e);
+  std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", rank, failure.text.c_str());
+  abort_job(failure.code);
+}
+
 namespace {
 
 int world_rank() {
@@ -308,10 +314,10 @@ Outcome attempt(const std::function<void()>& phase) {
   try {
     phase();
     return {};
-  } catch (const UserError& e) {
-    return {kExitUserError, e.what()};
   } catch (const std::exception& e) {
-    return {kExitInternal, std::string("internal error: ") + e.what()};
+    const Failure failure = failure_of(e);
+    return {failure.code,
+            failure.code == kExitInternal ? "internal error: " + failure.text : failure.text};
   }
 }
 

@@ -43,6 +43,9 @@ class MpiSession {
 // may be waiting for it in a collective. This rank exits with `exit_code` within 3 s even when
 // MPI_Abort does not return (its runtime cut off from the others).
 [[noreturn]] void abort_job(int exit_code);
+// abort_job for a rank whose work threw `e`: says "siamese-xlmr: error: [rank R] ..." on stderr
+// (failure_of: one line) and ends the job with its exit code.
+[[noreturn]] void abort_job_for(const std::exception& e, int rank);
 
 // Element-wise max over ranks (stop flags, counters).
 std::vector<int64_t> allreduce_max(std::vector<int64_t> values, const std::string& what);

@@ -129,8 +129,7 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     // Alone, there is no other rank to stop: main prints the error and exits with its code,
     // without MPI_Abort's banner.
     if (env.world == 1) throw;
-    std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", env.rank, e.what());
-    dist::abort_job(dynamic_cast<const UserError*>(&e) ? kExitUserError : kExitInternal);
+    dist::abort_job_for(e, env.rank);
   }
 }
 

@@ -783,3 +783,17 @@ TEST(Bf16LinearArguments, OtherCountsAndUndefinedParametersAreRefused) {
 
 }  // namespace
 }  // namespace sx::model
+
+// libtorch's own words for a failed allocation (1.x and 2.x differ) are said as out of memory:
+// one line, exit 2, the keys that size the work.
+TEST(OutOfMemory, LibtorchsAllocatorFailureIsOneLine) {
+  try {
+    const torch::Tensor t = torch::empty({int64_t{1} << 60}, torch::kFloat);  // 4 EiB
+    FAIL() << "allocated " << t.numel() << " floats";
+  } catch (const std::exception& e) {
+    const sx::Failure f = sx::failure_of(e);
+    EXPECT_EQ(f.code, sx::kExitUserError) << e.what();
+    EXPECT_EQ(f.text.rfind("out of memory (DefaultCPUAllocator", 0), 0u) << f.text;
+    EXPECT_EQ(f.text.find('\n'), std::string::npos) << f.text;
+  }
+}
