@@ -12,7 +12,7 @@
 #                               (DIR below). Everything is torn down when PID (default: the
 #                               caller) exits, even if it is killed, unless `down` ran first.
 #   down DIR                    tears down exactly what `up` made (its journal, DIR/made)
-#   exec DIR HOST CMD [ARG...]  runs CMD inside HOST (n1, head, or its full hostname)
+#   exec DIR HOST CMD [ARG...]  runs CMD inside HOST (n1, head, its full hostname or address)
 #   rsh HOST CMD-STRING...      DIR from CLUSTER_DIR; what Open MPI's plm_rsh_agent calls
 #                               (DIR/rsh-agent): runs the words as one shell command in HOST
 #   host DIR HOST               the full hostname of HOST
@@ -57,9 +57,11 @@ load() {  # load DIR: the cluster's variables
 
 # The short name (n1, head) of HOST given as short or full name.
 short_name() {
-  local h=$1 s
+  local h=$1 s address
   for s in $HOSTS head; do
-    if [ "$h" = "$s" ] || [ "$h" = "$PREFIX-$s" ]; then echo "$s"; return; fi
+    address=$subnet.${s#n}
+    [ "$s" = head ] && address=$subnet.254
+    if [ "$h" = "$s" ] || [ "$h" = "$PREFIX-$s" ] || [ "$h" = "$address" ]; then echo "$s"; return; fi
   done
   echo "cluster: no host '$h' in cluster $PREFIX (hosts: $(echo "$HOSTS" | sed "s/\([^ ]*\)/$PREFIX-\1/g"))" >&2
   exit 255  # what ssh returns when it cannot reach a host

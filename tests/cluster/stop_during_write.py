@@ -4,7 +4,8 @@ created in DIR, stops PID (SIGSTOP) at once, and if the file is still there, i.e
 has not yet renamed it into place, prints its name and exits 0 with PID left stopped. If the
 write was already over, PID goes on (SIGCONT) and the next such file is tried.
 
-Usage: stop_during_write.py DIR PATTERN PID SECONDS   (exit 1 when SECONDS pass first)
+Usage: stop_during_write.py DIR PATTERN PID SECONDS [READY]   (exit 1 when SECONDS pass first)
+READY: a file made once DIR is watched, for a caller that then starts the write.
 """
 import ctypes
 import fnmatch
@@ -25,6 +26,8 @@ def main():
     fd = libc.inotify_init()
     if fd < 0 or libc.inotify_add_watch(fd, folder.encode(), IN_CREATE) < 0:
         sys.exit(f"stop_during_write: cannot watch {folder}: {os.strerror(ctypes.get_errno())}")
+    if len(sys.argv) > 5:
+        open(sys.argv[5], "w").close()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if not select.select([fd], [], [], max(0.0, end - time.monotonic()))[0]:
