@@ -15,16 +15,17 @@
 # one ends the job without waiting (SIGTERM). Run from a terminal, mpirun gets a session of its
 # own, so that the terminal's Ctrl-C reaches this script alone: Open MPI passes a Ctrl-C on to
 # the ranks as SIGTERM and kills them a second later, too soon for a checkpoint. When a
-# rank has ended the job but mpirun cannot finish (a host it cannot reach any more), the script
-# ends mpirun SX_ABORT_GRACE seconds (default 5) later. Across hosts, Open MPI must start its
-# daemon on every host within SX_START_TIMEOUT seconds (default 120, 0: no limit), and it
-# declares a host lost once the link to its daemon has been dead for dist.collective_timeout
-# + 8 s (TCP keepalive), also after the ranks have finished. The exit code is the program's
-# (0, 1, 2, 4, 75; README); Open MPI's own codes for a lost host or a killed rank become 1,
-# daemons that did not start 2, and a stop that rank 0 reported after its checkpoint 75 (mpirun
-# exits 1 after a SIGTERM), and a job rank 0 finished (its job time line) before a SIGTERM 0,
-# each with one line saying what happened; a SIGTERM passed on without either report (the
-# ranks killed while writing) stays 1, with a line saying so.
+# rank has ended the job, or a SIGTERM was passed on, but mpirun cannot finish (a host it
+# cannot reach any more), the script ends mpirun SX_ABORT_GRACE seconds (default 5) later.
+# Across hosts, Open MPI must start its daemon on every host within SX_START_TIMEOUT seconds
+# (default 120, 0: no limit), and it declares a host lost once the link to its daemon has been
+# dead for dist.collective_timeout + 8 s (TCP keepalive), also after the ranks have finished.
+# The exit code is the program's (0, 1, 2, 4, 75; README); Open MPI's own codes for a lost host
+# or a killed rank become 1, hostfile mistakes and daemons that did not start 2, a stop that
+# rank 0 reported after its checkpoint 75 (mpirun exits 1 after a SIGTERM, or lost a host
+# since), and a job rank 0 finished (its job time line) 0 (the same), each with one line
+# saying what happened; a SIGTERM passed on without either report (the ranks killed while
+# writing) stays 1, with a line saying so.
 set -euo pipefail
 # The whole script is one compound command (down to the closing brace at its end), which bash
 # reads before running any of it: a checkout updated while a job runs (git pull) would
@@ -78,34 +79,63 @@ elif command -v nvidia-smi >/dev/null 2>&1; then
 fi
 if [ -n "${SX_RANKS_PER_NODE:-}" ]; then
   per_node=$(number SX_RANKS_PER_NODE 1 1)
+  per_node_why="SX_RANKS_PER_NODE"
 elif [ "$gpus" -gt 0 ]; then
   per_node=$gpus
+  per_node_why="one per GPU visible here"
 else
   per_node=$cpu_ranks
+  per_node_why="SX_CPU_RANKS, no GPU here"
 fi
 # The cores this process may run on (nproc alone would answer OMP_NUM_THREADS).
 cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 per_rank=$(( cores / per_node )); [ "$per_rank" -ge 1 ] || per_rank=1
 
+# The addresses a host name (or a literal address) resolves to, one a line, sorted.
+addresses_of() {
+  getent ahosts "$1" 2>/dev/null | awk '{print $1}' | sed 's/^::ffff://' | sort -u
+}
+
 # Every host of the hostfile must resolve before anything starts: a typo fails here, in one
 # line, instead of in Open MPI's daemon start-up. (getent ahosts: names and literal addresses;
 # `getent hosts` would want a reverse DNS entry for an address.)
 check_hostfile() {
-  local file=$1 line=0 host rest
-  local -A first_line=()  # a host listed twice: Open MPI's multi-line error, and -np counted it twice
+  local file=$1 line=0 host rest address slots
+  # A host listed twice, by name or by another name or address of it: Open MPI's multi-line
+  # error, or two daemons of one host (-np counted it twice; the ranks crashed in MPI).
+  local -A first_line=() first_by_address=()
+  local expected="expected one 'nodename slots=N' line per node"
   [ -r "$file" ] || { echo "launch/run.sh: SX_HOSTFILE $file cannot be read" >&2; exit 2; }
+  if grep -q $'\r' "$file"; then  # Open MPI: a parse error, then "an internal error"
+    line=$(grep -n $'\r' "$file" | head -n 1 | cut -d: -f1)
+    echo "launch/run.sh: $file:$line: a carriage return (Windows line ends); $expected, with Unix line ends (dos2unix $file)" >&2
+    exit 2
+  fi
   while read -r host rest || [ -n "$host" ]; do
     line=$((line + 1))
     case $host in '' | '#'*) continue ;; esac
     [ -z "${first_line[$host]:-}" ] || {
-      echo "launch/run.sh: $file:$line: host '$host' is listed again (first on line ${first_line[$host]}); expected one 'nodename slots=N' line per node" >&2
+      echo "launch/run.sh: $file:$line: host '$host' is listed again (first on line ${first_line[$host]}); $expected" >&2
       exit 2
     }
     first_line[$host]=$line
     getent ahosts "$host" >/dev/null || {
-      echo "launch/run.sh: $file:$line: host '$host' does not resolve (getent ahosts); expected one 'nodename slots=N' line per node" >&2
+      echo "launch/run.sh: $file:$line: host '$host' does not resolve (getent ahosts); $expected" >&2
       exit 2
     }
+    for address in $(addresses_of "$host"); do
+      [ -z "${first_by_address[$address]:-}" ] || {
+        echo "launch/run.sh: $file:$line: host '$host' is line ${first_by_address[$address]}'s host again (both are $address); $expected" >&2
+        exit 2
+      }
+    done
+    for address in $(addresses_of "$host"); do first_by_address[$address]=$line; done
+    # Fewer slots than ranks per node: Open MPI's "not enough slots" page.
+    slots=$(sed -n 's/^\(.*[[:space:]]\)\{0,1\}slots=\([0-9]*\).*/\2/p' <<<"$rest")
+    if [ -n "$slots" ] && [ "$slots" -lt "$per_node" ]; then
+      echo "launch/run.sh: $file:$line: host '$host' has slots=$slots, fewer than the $per_node ranks per node ($per_node_why); give it slots=$per_node or more, or set SX_RANKS_PER_NODE" >&2
+      exit 2
+    fi
   done <"$file"
   grep -q '^[[:space:]]*[^#[:space:]]' "$file" ||
     { echo "launch/run.sh: SX_HOSTFILE $file names no host; expected one 'nodename slots=N' line per node" >&2; exit 2; }
@@ -190,7 +220,13 @@ on_interrupt() {
 forward() {
   if [ -z "$pid" ]; then pending=$1 && return 0; fi
   kill -s "$1" "$pid" 2>/dev/null || return 0
-  [ "$1" != TERM ] || : >"$state/terminated"
+  [ "$1" = TERM ] || return 0
+  : >"$state/terminated"
+  # Open MPI kills the ranks a second after a SIGTERM and ends; with a host it cannot reach it
+  # waits for that host's daemon ("Abort is in progress") until the link returns.
+  [ -f "$state/term_ender" ] && return 0
+  end_mpirun_after "$grace" ended_after_term </dev/null >/dev/null 2>&1 &
+  echo $! >"$state/term_ender"
 }
 
 # No -q: Open MPI's messages pass through watch_stderr below, which needs them.
@@ -315,7 +351,12 @@ job_done() {
 # their ranks when they lose it.
 end_mpirun_after() {
   trap '' INT QUIT  # a Ctrl-C is the script's to handle (on_interrupt)
-  sleep "$1"
+  # Ended early (the job ended first), it ends its sleep too, which would outlive the script.
+  local nap
+  sleep "$1" &
+  nap=$!
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  wait "$nap"
   local pid
   pid=$(cat "$state/pid" 2>/dev/null) || return 0
   kill -0 "$pid" 2>/dev/null || return 0
@@ -371,7 +412,7 @@ silent_hosts() {
   here=" $(hostname) $(hostname -s 2>/dev/null) $(hostname -f 2>/dev/null) localhost $(hostname -I 2>/dev/null) "
   for host in $hosts; do
     case $here in *" $host "*) continue ;; esac
-    addresses=$(getent ahosts "$host" | awk '{print $1}' | sed 's/^::ffff://' | sort -u)
+    addresses=$(addresses_of "$host")
     case " ${addresses//$'\n'/ } " in *" 127."* | *" ::1 "*) continue ;; esac
     comm -12 <(echo "$addresses") <(echo "$peers") | grep -q . || silent+=("$host")
   done
@@ -379,44 +420,72 @@ silent_hosts() {
   echo "${silent[*]}"
 }
 
-# The ranks a host ran, from the layout line ("" if unknown).
+# The ranks a host ran, from the layout line ("" if unknown). The layout names hosts as they
+# call themselves; a hostfile may name them by address (Open MPI then does too): the names
+# whose addresses include it match.
 ranks_on() {
-  local host=$1 part
+  local host=$1 part name wanted
   [ -f "$state/layout" ] || return 0
+  wanted=$(addresses_of "$host")
   local IFS=';'
   for part in $(cat "$state/layout"); do
     part=${part# }
-    [ "${part%% *}" = "$host" ] && { echo "${part#* }"; return 0; }
+    name=${part%% *}
+    if [ "$name" = "$host" ] || { [ -n "$wanted" ] && comm -12 <(echo "$wanted") <(addresses_of "$name") | grep -q .; }; then
+      echo "${part#* }"
+      return 0
+    fi
   done
 }
+
 
 # The script's exit code for mpirun's `rc`, and one line when Open MPI's code needs one.
 explain_end() {
   local rc=$1 code=1
   case $rc in 0 | 1 | 2 | 4 | 75) code=$rc ;; esac
+  local lost=""  # "lost host n2 (ranks 2, 3)"
+  if [ -f "$state/lost_host" ]; then
+    local host ranks
+    host=$(cat "$state/lost_host")
+    ranks=$(ranks_on "$host")
+    lost="lost host $host${ranks:+ ($ranks)}"
+  fi
+  # What ended mpirun after rank 0 had said its last line (a checkpoint for a requeue, or the
+  # job done): that line decides the code, this one says why mpirun's differs.
+  local after=""
+  if [ -n "$lost" ]; then
+    after="Open MPI then lost contact with a host it could no longer reach ($lost)"
+  elif [ -f "$state/ended_after_done" ]; then
+    after="mpirun had not ended $((dead_after + grace)) s after it (a host it cannot reach?), so this script ended it"
+  elif [ -f "$state/ended_after_term" ]; then
+    after="mpirun had not ended $grace s after a SIGTERM passed on to it (a host it cannot reach?), so this script ended it"
+  fi
   if [ -f "$state/start_timeout" ]; then
     local hosts
     hosts=$(cat "$state/start_timeout")
     echo "launch/run.sh: Open MPI could not start on every host within $start_timeout s (SX_START_TIMEOUT): $hosts did not call back (check that each host reaches this one: firewall, OMPI_MCA_oob_tcp_if_include); exit 2" >&2
     code=2
-  elif [ -f "$state/lost_host" ]; then
-    local host ranks
-    host=$(cat "$state/lost_host")
-    ranks=$(ranks_on "$host")
-    echo "launch/run.sh: lost host $host${ranks:+ ($ranks)}: Open MPI lost contact with its daemon there (host down or cut off) and ended the job; exit 1" >&2
-    code=1
+  elif [ -f "$state/requeue" ] && [ "$rc" != 75 ] && [ -n "$after" ]; then
+    echo "launch/run.sh: rank 0 wrote the checkpoint and said it exits with 75; $after; exit 75 (resume with --resume auto)" >&2
+    code=75
   elif [ -f "$state/requeue" ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: rank 0 wrote the checkpoint and the ranks stopped with 75, but mpirun exited with $rc (Open MPI's code after a SIGTERM or Ctrl-C); exit 75 (resume with --resume auto)" >&2
     code=75
+  elif [ -f "$state/finished" ] && [ "$rc" != 0 ] && [ "$rc" != 75 ] && [ -n "$after" ]; then
+    echo "launch/run.sh: rank 0 had finished the job (its job time line above: every file written); $after; exit 0" >&2
+    code=0
   elif [ -f "$state/terminated" ] && [ -f "$state/finished" ] && [ "$rc" != 0 ] && [ "$rc" != 75 ]; then
     # Rank 0 logs its job time after the final export, on the way to exit 0: nothing was lost.
     echo "launch/run.sh: mpirun exited with $rc after a SIGTERM passed on to it, but rank 0 had finished the job (its job time line above: every file written); exit 0" >&2
     code=0
+  elif [ -n "$lost" ] && [ ! -f "$state/requeue" ] && [ ! -f "$state/finished" ]; then
+    echo "launch/run.sh: $lost: Open MPI lost contact with its daemon there (host down or cut off) and ended the job; exit 1" >&2
+    code=1
+  elif [ -f "$state/ended_after_term" ]; then
+    echo "launch/run.sh: mpirun had not ended $grace s after a SIGTERM passed on to it (a host it cannot reach? Open MPI waits for its daemon there), so this script ended it: a checkpoint or features file the ranks were writing may be incomplete or missing; resume with --resume auto; exit 1" >&2
+    code=1
   elif [ -f "$state/terminated" ] && [ ! -f "$state/requeue" ] && [ "$rc" != 0 ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: mpirun exited with $rc after a SIGTERM passed on to it (Open MPI kills the ranks a second later): a checkpoint or features file they were writing is incomplete or missing; resume with --resume auto; exit $code" >&2
-  elif [ -f "$state/ended_after_done" ]; then
-    echo "launch/run.sh: mpirun had not ended $((dead_after + grace)) s after rank 0's last line (a host it cannot reach? see the rank logs), so this script ended it; exit 1" >&2
-    code=1
   elif [ -f "$state/ended_by_us" ]; then
     [ -f "$state/abort_code" ] && code=$(cat "$state/abort_code")
     echo "launch/run.sh: mpirun had not ended ${grace} s after the job failed (a host it cannot reach?), so this script ended it; exit $code" >&2
@@ -498,6 +567,7 @@ kill "$watcher" 2>/dev/null || true
 [ -f "$state/ender" ] && kill "$(cat "$state/ender")" 2>/dev/null || true
 [ -z "$starter" ] || kill "$starter" 2>/dev/null || true
 [ -f "$state/finisher" ] && kill "$(cat "$state/finisher")" 2>/dev/null || true
+[ -f "$state/term_ender" ] && kill "$(cat "$state/term_ender")" 2>/dev/null || true
 set +e  # its lines may find no reader: the code is what matters
 explain_end "$rc"
 exit

@@ -2,8 +2,10 @@
 # launch/run.sh's choices before anything starts, with a stand-in mpirun that records its
 # arguments: the cores it binds by (not OMP_NUM_THREADS), CUDA_VISIBLE_DEVICES values that name
 # no GPU, environment knobs that are not numbers (exit 2, one line naming the knob), hostfiles
-# with literal addresses, and the exit code when rank 0 reported its checkpoint but mpirun
-# exited 1 (as it does after a SIGTERM). No MPI, no cluster: runs anywhere.
+# with literal addresses and hostfile mistakes Open MPI takes badly, the exit code when rank 0
+# reported its checkpoint but mpirun exited 1 (as it does after a SIGTERM) or lost a host, a
+# SIGTERM mpirun does not finish, and no timer of the script outliving it. No MPI, no cluster:
+# runs anywhere.
 # Usage: launcher_test.sh SOURCE_DIR   (CTest label "cli")
 set -euo pipefail
 source_dir=$(cd "${1:?usage: launcher_test.sh SOURCE_DIR}" && pwd)
@@ -26,9 +28,10 @@ chmod +x "$work/bin/mpirun"
 rm -f "$work/bin/nvidia-smi"  # no GPU unless CUDA_VISIBLE_DEVICES says so
 
 # run ENV... : launch/run.sh with ENV (VAR=value, or -u VAR); its code in $rc, output in $out
+# (in a session of its own when $session is set)
 run() {
   rc=0
-  out=$(env -u CUDA_VISIBLE_DEVICES -u SX_HOSTFILE -u SX_RANKS_PER_NODE -u SX_CPU_RANKS \
+  out=$(${session:+setsid -w} env -u CUDA_VISIBLE_DEVICES -u SX_HOSTFILE -u SX_RANKS_PER_NODE -u SX_CPU_RANKS \
     -u SLURM_JOB_ID "$@" PATH="$work/bin:$PATH" SX_TEST_WORK="$work" SX_BIN=/bin/true \
     "$source_dir/launch/run.sh" "$work/config.yaml" 2>&1) || rc=$?
 }
@@ -100,6 +103,27 @@ printf '# nothing\n\n' >"$work/hosts"
 run SX_HOSTFILE="$work/hosts"
 expect 2 "an empty hostfile"
 log "hostfiles: addresses taken; $out"
+# What Open MPI took badly: Windows line ends (a parse error, then "an internal error"), one
+# host under two spellings (two daemons on it, ranks crashed in MPI), too few slots (its "not
+# enough slots" page); each was exit 1 without a line of the script.
+printf '192.0.2.2 slots=2\r\n192.0.2.3 slots=2\r\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=2
+expect 2 "Windows line ends"
+[ "$out" = "launch/run.sh: $work/hosts:1: a carriage return (Windows line ends); expected one 'nodename slots=N' line per node, with Unix line ends (dos2unix $work/hosts)" ] ||
+  fail "Windows line ends: said: $out"
+printf 'localhost slots=2\n127.0.0.1 slots=2\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=2
+expect 2 "a host by name and by address"
+[ "$out" = "launch/run.sh: $work/hosts:2: host '127.0.0.1' is line 1's host again (both are 127.0.0.1); expected one 'nodename slots=N' line per node" ] ||
+  fail "a host by name and by address: said: $out"
+printf '192.0.2.2 slots=4\n192.0.2.3 max_slots=8 slots=2 # small\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=3
+expect 2 "too few slots"
+[ "$out" = "launch/run.sh: $work/hosts:2: host '192.0.2.3' has slots=2, fewer than the 3 ranks per node (SX_RANKS_PER_NODE); give it slots=3 or more, or set SX_RANKS_PER_NODE" ] ||
+  fail "too few slots: said: $out"
+printf '192.0.2.2 slots=4\n192.0.2.3 max_slots=2\n' >"$work/hosts"
+run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=3 SX_START_TIMEOUT=0
+expect 0 "max_slots is not slots"
 
 # 6. Across hosts, Open MPI's connections get a keepalive of dist.collective_timeout + 8 s.
 printf '192.0.2.2 slots=1\n' >"$work/hosts"
@@ -151,6 +175,52 @@ expect 0 "a SIGTERM after rank 0's job time line"
 echo "$out" | grep -q "^launch/run.sh: mpirun exited with 1 after a SIGTERM passed on to it, but rank 0 had finished the job" ||
   fail "a SIGTERM after the job time line: said: $out"
 log "SIGTERM after the job: $(echo "$out" | grep '^launch/run.sh: ')"
+rm -f "$work/script"
+
+# 7c. A SIGTERM that mpirun cannot finish (a host it cannot reach: Open MPI's "Abort is in
+# progress" waits for its daemon until the link returns): the script ended it SX_ABORT_GRACE s
+# later, one line, instead of waiting with it.
+cat >"$work/script" <<'SH'
+trap '' TERM
+kill -TERM "$PPID"
+for _ in $(seq 300); do sleep 0.1; done
+exit 0
+SH
+start=$SECONDS
+run SX_ABORT_GRACE=1
+expect 1 "a SIGTERM mpirun does not end on"
+[ $((SECONDS - start)) -lt 20 ] || fail "a SIGTERM mpirun does not end on: the script took $((SECONDS - start)) s"
+echo "$out" | grep -q "^launch/run.sh: mpirun had not ended 1 s after a SIGTERM passed on to it .*; exit 1$" ||
+  fail "a SIGTERM mpirun does not end on: said: $out"
+log "SIGTERM that mpirun cannot finish: $(echo "$out" | grep '^launch/run.sh: ')"
+
+# 7d. Rank 0 wrote the stop's checkpoint, then Open MPI lost a host (its ranks waited in the
+# barrier after it): the checkpoint is whole, so 75 (it was 1: no requeue). Across hosts the
+# script's timers (sleep) must not outlive it: each run's session is searched afterwards.
+cat >"$work/script" <<'SH'
+ps -o sid= -p $$ | tr -d ' ' >"$SX_TEST_WORK/sid"
+echo "[2024-05-01 10:00:00.000] [0/4] [info] layout: 4 ranks on 2 hosts: sx-a ranks 0, 1; sx-b ranks 2, 3" >&2
+echo "[2024-05-01 10:00:01.000] [0/4] [warning] stopped by signal 10; checkpoint written, exiting with 75 so the job can be requeued (resume with --resume auto)" >&2
+printf '%s\n' "$(printf -- '-%.0s' $(seq 74))" "ORTE has lost communication with a remote daemon." "" \
+  "  HNP daemon   : [[1234,0],0] on node sx-head" "  Remote daemon: [[1234,0],2] on node sx-b" \
+  "$(printf -- '-%.0s' $(seq 74))" >&2
+exit 1
+SH
+printf '192.0.2.2 slots=2\n192.0.2.3 slots=2\n' >"$work/hosts"
+session=1 run SX_HOSTFILE="$work/hosts" SX_RANKS_PER_NODE=2 SX_START_TIMEOUT=0
+expect 75 "a host lost after rank 0's stop checkpoint"
+[ "$(echo "$out" | grep '^launch/run.sh: ')" = "launch/run.sh: rank 0 wrote the checkpoint and said it exits with 75; Open MPI then lost contact with a host it could no longer reach (lost host sx-b (ranks 2, 3)); exit 75 (resume with --resume auto)" ] ||
+  fail "a host lost after the stop's checkpoint: said: $out"
+left_in_session() { ps -eo sid=,pid=,args= | awk -v s="$(cat "$work/sid")" '$1 == s'; }
+no_process_left() { [ -z "$(left_in_session)" ]; }
+dump() {  # (and ends them: they are this test's)
+  echo "--- left in the script's session:"
+  left_in_session
+  left_in_session | awk '{print $2}' | xargs -r kill 2>/dev/null || true
+}
+wait_until 10 "no process of the script left in its session" no_process_left
+unset -f dump
+log "host lost after the stop's checkpoint: $(echo "$out" | grep '^launch/run.sh: ')"
 rm -f "$work/script"
 
 # 8. The script rewritten in place while mpirun runs (cp over it, an editor; a job's checkout

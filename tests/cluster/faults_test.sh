@@ -18,21 +18,37 @@
 #               Open MPI daemon cannot call back: exit 2 once SX_START_TIMEOUT (10 s here) has
 #               passed, one line naming host 2;
 #   afterwork   2 hosts x 1 rank, host 2 cut off the moment rank 0 reports the final export
-#               (after the last collective): the launcher still ends within the bound, exit 1
-#               naming host 2 (or 0 if Open MPI had finished with host 2 before the cut).
+#               (after the last collective): the launcher still ends in time, exit 0 (rank 0
+#               finished the job), its line naming host 2 (none if Open MPI had finished with
+#               host 2 before the cut);
+#   sigterm     host 2 cut off mid-run, then a SIGTERM to the launcher (a kill, a second
+#               Ctrl-C): Open MPI waits for host 2's daemon ("Abort is in progress") until the
+#               link returns; the launcher ends it SX_ABORT_GRACE s later, exit 1, one line;
+#   requeuelost a stop (SIGUSR1) whose checkpoint rank 0 writes while host 2 is cut off: the
+#               checkpoint is whole, so exit 75 (requeue), one line naming host 2; it resumes;
+#   hostfiles   a hostfile with Windows line ends, one naming a host by name and by address,
+#               one with fewer slots than ranks per node: exit 2 within seconds, one line each
+#               (Open MPI's parse error, crashed ranks, its "not enough slots" page before).
+# The crash scenario's hostfile names host 2 by its address (the lost host's line must still
+# name its ranks).
 # Usage: faults_test.sh BINARY FIXTURES SOURCE_DIR [SCENARIO...]   (CTest label "cluster")
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$here/lib.sh" "$1" "$2" "$3" cluster-faults
 shift 3
-scenarios=${*:-badhost nocallback crash partition checkpoint runtime slow afterwork}
+scenarios=${*:-badhost hostfiles nocallback crash partition checkpoint runtime slow afterwork sigterm requeuelost}
 timeout=10                 # dist.collective_timeout of these runs
 bound=$((timeout + 15))    # the job must be over this long after the fault
+# ... or, once rank 0 has said its last line (a stop's checkpoint, the job's time), this long:
+# run.sh waits for Open MPI to find the lost host (keepalive: the timeout + 8 s) and ends mpirun
+# SX_ABORT_GRACE (5) s after that; 10 s to spare on a busy machine.
+bound_after_last=$((timeout + 8 + 5 + 10))
 
 make_cluster 2
 make_job
 hosts=$(hostfile hosts "$h1:2" "$h2:2")
+address2=$("$cluster" exec "$cdir" head getent ahosts "$h2" | awk 'NR == 1 {print $1}')
 long_run=("dist.collective_timeout=$timeout" train.max_steps=100000 train.checkpoint_every=2)
 
 # Starts a long run on both hosts and waits until it has trained a few steps and written a
@@ -150,28 +166,32 @@ scenario_afterwork() {
   wait_until 180 "rank 0 to report the final export" grep -q '\] features: ' "$work/out"
   "$cluster" partition "$cdir" n2
   local fault=$EPOCHREALTIME
-  wait_until "$bound" "the launcher to end after host 2 was cut off" test -f "$work/rc"
+  wait_until "$bound_after_last" "the launcher to end after host 2 was cut off" test -f "$work/rc"
   wait "$launched" || true
   local rc took
   took=$(since "$fault")
   rc=$(cat "$work/rc")
-  case $rc in
-    1) tail -n 1 "$work/out" | grep -q "^launch/run.sh: lost host $h2 (rank 1)\|^launch/run.sh: mpirun had not ended" ||
-         { cat "$work/out"; fail "after the work: the last line does not say what happened"; } ;;
-    0) log "after the work: Open MPI had finished with host 2 before the cut" ;;
-    *) cat "$work/out"; fail "after the work: exit $rc, expected 1 (or 0)" ;;
-  esac
-  wait_until "$(left "$fault")" "every rank on n1 to end" no_ranks_left_on n1
+  [ "$rc" = 0 ] || { cat "$work/out"; fail "after the work: exit $rc, expected 0 (rank 0 finished the job)"; }
+  if tail -n 1 "$work/out" | grep -q "^launch/run.sh: "; then
+    tail -n 1 "$work/out" | grep -q "^launch/run.sh: rank 0 had finished the job (its job time line above: every file written); \(Open MPI then lost contact with a host it could no longer reach (lost host $h2 (rank 1))\|mpirun had not ended\)" ||
+      { cat "$work/out"; fail "after the work: the last line does not say what happened"; }
+  else
+    log "after the work: Open MPI had finished with host 2 before the cut"
+  fi
+  wait_until "$bound_after_last" "every rank on n1 to end" no_ranks_left_on n1
   log "after the work: launch/run.sh ended $took s after host 2 was cut off (dist.collective_timeout $timeout s), exit $rc: $(tail -n 1 "$work/out")"
   restore n2
 }
 
 scenario_crash() {
+  local saved=$hosts
+  hosts=$(hostfile by-address "$h1:2" "$address2:2")  # (Open MPI names the lost host so)
   start_training crash
   local fault=$EPOCHREALTIME
   "$cluster" crash "$cdir" n2
   expect_end "$fault" 1
-  grep -q "^launch/run.sh: lost host $h2 (ranks 2, 3)" "$work/out" || { cat "$work/out"; fail "crash: no line naming the lost host and ranks"; }
+  grep -q "^launch/run.sh: lost host $address2 (ranks 2, 3)" "$work/out" || { cat "$work/out"; fail "crash: no line naming the lost host and ranks"; }
+  hosts=$saved
   checkpoints_whole crash
   resumes crash
 }
@@ -248,6 +268,83 @@ assert mean >= 0.8 * floor, f"steps of {mean:.3f} s: the 10 Mbit/s link did not 
 print(f"cluster-faults: slow link (10 Mbit/s): 6 steps of {mean:.3f} s on average, at least "
       f"{floor:.3f} s to move {sys.argv[2]} floats; nothing tripped")
 PY
+}
+
+# The pid of launch/run.sh itself on the head node (not one of its subshells: timeout's child).
+launcher_pid() {
+  local pid parent
+  for pid in $("$cluster" pids "$cdir" head); do
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "^bash $source/launch/run.sh " || continue
+    parent=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null) || continue
+    [ "$(cat "/proc/$parent/comm" 2>/dev/null)" = timeout ] && { echo "$pid"; return 0; }
+  done
+  return 1
+}
+
+scenario_sigterm() {
+  start_training sigterm
+  "$cluster" partition "$cdir" n2
+  local launcher fault
+  launcher=$(launcher_pid) || fail "sigterm: no launch/run.sh on the head node"
+  fault=$EPOCHREALTIME
+  kill -TERM "$launcher"
+  expect_end "$fault" 1
+  tail -n 1 "$work/out" | grep -q "^launch/run.sh: mpirun had not ended 5 s after a SIGTERM passed on to it" ||
+    { cat "$work/out"; fail "sigterm: the last line does not say why mpirun was ended"; }
+  restore n2
+}
+
+scenario_requeuelost() {
+  local run=$work/requeuelost
+  launch_bg "$hosts" 2 run.dir="$run" "dist.collective_timeout=$timeout" train.max_steps=100000
+  wait_until 180 "training on 2 hosts" at_least_steps "$run" 3
+  local rank0 launcher catcher caught fault
+  rank0=$(rank_pid "$run" 0)
+  launcher=$(launcher_pid) || fail "requeuelost: no launch/run.sh on the head node"
+  mkdir -p "$run/checkpoints"
+  "$python" "$here/stop_during_write.py" "$run/checkpoints" 'step-*.h5.tmp.*' "$rank0" 120 \
+    "$work/watching" >"$work/caught" &
+  catcher=$!
+  wait_until 30 "the checkpoint watch" test -f "$work/watching"
+  kill -USR1 "$launcher"
+  wait "$catcher" || fail "requeuelost: rank 0 was never caught writing the stop's checkpoint"
+  caught=$(cat "$work/caught")
+  "$cluster" partition "$cdir" n2
+  fault=$EPOCHREALTIME
+  kill -CONT "$rank0"
+  log "requeuelost: host 2 cut off while rank 0 wrote the stop's $caught"
+  wait_until "$bound_after_last" "the launcher to end" test -f "$work/rc"
+  wait "$launched" || true
+  [ "$(cat "$work/rc")" = 75 ] || { cat "$work/out"; fail "requeuelost: exit $(cat "$work/rc"), expected 75 (the checkpoint is whole)"; }
+  tail -n 1 "$work/out" | grep -q "^launch/run.sh: rank 0 wrote the checkpoint and said it exits with 75; .*; exit 75 (resume with --resume auto)" ||
+    { cat "$work/out"; fail "requeuelost: the last line does not say why 75"; }
+  log "requeuelost: exit 75 $(since "$fault") s after the cut: $(tail -n 1 "$work/out")"
+  restore n2
+  checkpoints_whole requeuelost
+  resumes requeuelost
+}
+
+# hostfile_refused NAME FILE LINE_NO TEXT: launch/run.sh with FILE exits 2 within seconds, its
+# one line naming FILE:LINE_NO and saying TEXT, no rank started.
+hostfile_refused() {
+  local rc=0 start=$EPOCHREALTIME
+  launch "$2" 2 run.dir="$work/$1" || rc=$?
+  [ "$rc" = 2 ] || { cat "$work/out"; fail "$1: exit $rc, expected 2"; }
+  [ "$(grep -c . "$work/out")" = 1 ] || { cat "$work/out"; fail "$1: expected one line"; }
+  grep -qF "launch/run.sh: $2:$3: $4" "$work/out" || fail "$1: $(cat "$work/out")"
+  [ ! -e "$work/$1" ] || fail "$1: the run started"
+  log "$1: exit 2 after $(since "$start") s: $(cat "$work/out")"
+}
+
+scenario_hostfiles() {
+  local file
+  file=$(hostfile crlf "$h1:2" "$h2:2")
+  sed -i 's/$/\r/' "$file"
+  hostfile_refused crlf "$file" 1 "a carriage return (Windows line ends)"
+  file=$(hostfile twice "$h1:2" "$h2:2" "$address2:2")
+  hostfile_refused twice "$file" 3 "host '$address2' is line 2's host again (both are $address2)"
+  file=$(hostfile slots "$h1:2" "$h2:1")
+  hostfile_refused slots "$file" 2 "host '$h2' has slots=1, fewer than the 2 ranks per node (SX_RANKS_PER_NODE)"
 }
 
 for s in $scenarios; do
