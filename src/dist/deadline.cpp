@@ -66,8 +66,10 @@ constexpr double kProbeSeconds = 2;
   while (std::binary_search(silent.begin(), silent.end(), first_in_touch)) ++first_in_touch;
   std::string why;
   if (!silent.empty())
-    why = fmt::format("; no word within {:.0f} s from {}: lost (host down or cut off) or stuck",
-                      kProbeSeconds, describe_ranks(silent));
+    why = fmt::format(
+        "; no word within {:.0f} s from {}: lost (host down or cut off), stuck, or behind a link "
+        "too slow for this timeout",
+        kProbeSeconds, describe_ranks(silent));
   else if (!rank_hosts().empty())
     why = "; every rank answered, so they wait in different collectives or the transport is stuck";
   spdlog::log(rank == first_in_touch ? spdlog::level::critical : spdlog::level::info,

@@ -88,8 +88,12 @@ launch() {
 }
 
 # launch_bg ...: launch in the background; its pid in $launched, its code in $work/rc when done.
+# $work/out is emptied before it returns: a wait on the new run's output must not find the last
+# run's lines there before the background launch has opened the file (cluster.faults' afterwork
+# scenario cut host 2 before its run had started when it found the slow scenario's export line).
 launch_bg() {
   rm -f "$work/rc"
+  : >"$work/out"
   (launch "$@" && echo 0 >"$work/rc" || echo $? >"$work/rc") &
   launched=$!
 }
