@@ -162,6 +162,7 @@ int cmd_export_hf(const ConfigArgs& args, const HfExportArgs& hf) {
   exporting::HfExportInputs in;
   in.out_dir = hf.out;
   in.dtype = hf.dtype;
+  in.overwrite = hf.force;
   in.tokenizer_model = data::tokenizer_options(config).model_path;
   in.max_len = config.tokenizer.max_len;
   in.pretokenize = config.tokenizer.pretokenize;

@@ -20,6 +20,7 @@
 #include "data/tokenizer.h"
 #include "dist/mpi_env.h"
 #include "encode/encode_texts.h"
+#include "export/embedding_settings.h"
 #include "export/features.h"
 #include "io/hdf5.h"
 #include "io/npy.h"
@@ -113,24 +114,28 @@ void write_embeddings(const Config& config, const EmbedArgs& a, const data::Text
                       const std::vector<float>& e, int64_t hidden, const std::string& weights) {
   const OutFormat format = out_format(a.out);
   if (format == OutFormat::kText) return print_rows(e, table.size(), hidden);
-  files::write_atomically(a.out, [&](const std::string& tmp) {
-    if (format == OutFormat::kNpy)
-      return io::write_npy(tmp, e.data(), table.size(), static_cast<uint64_t>(hidden));
-    io::H5File f = io::H5File::create(tmp);
-    f.set_attr("format", std::string("siamese-xlmr embeddings 1"));
-    f.set_attr("hidden_size", hidden);
-    f.set_attr("model", weights);
-    f.set_attr("source", a.csv.empty() ? std::string("stdin") : a.csv);
-    f.set_attr("config_hash", config_result_hash(config));
-    f.set_attr("max_len", config.tokenizer.max_len);
-    f.set_attr("pretokenize", name_of(config.tokenizer.pretokenize));
-    f.set_attr("keep_eos", static_cast<int64_t>(config.tokenizer.keep_eos));
-    f.write("embeddings", e.data(), {table.size(), static_cast<uint64_t>(hidden)});
-    f.write("rows", table.rows.data(), {table.rows.size()});
-    if (!a.id_column.empty()) f.write_strings("ids", table.ids);
-    f.flush();
-    f.close();
-  });
+  // Without --force, an --out that another process wrote meanwhile is left as it is.
+  const auto replace =
+      a.force ? files::FileSet::Replace::kAllowed : files::FileSet::Replace::kRefuse;
+  files::write_atomically(
+      a.out,
+      [&](const std::string& tmp) {
+        if (format == OutFormat::kNpy)
+          return io::write_npy(tmp, e.data(), table.size(), static_cast<uint64_t>(hidden));
+        io::H5File f = io::H5File::create(tmp);
+        f.set_attr("format", std::string("siamese-xlmr embeddings 1"));
+        f.set_attr("hidden_size", hidden);
+        f.set_attr("model", weights);
+        f.set_attr("source", a.csv.empty() ? std::string("stdin") : a.csv);
+        f.set_attr("config_hash", config_result_hash(config));
+        exporting::write_embedding_settings(f, exporting::embedding_settings_of(config));
+        f.write("embeddings", e.data(), {table.size(), static_cast<uint64_t>(hidden)});
+        f.write("rows", table.rows.data(), {table.rows.size()});
+        if (!a.id_column.empty()) f.write_strings("ids", table.ids);
+        f.flush();
+        f.close();
+      },
+      replace);
   spdlog::info("written: {} ({} rows x {})", a.out, table.size(), hidden);
 }
 

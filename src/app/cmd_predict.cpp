@@ -197,9 +197,11 @@ std::string submission_csv(const std::vector<int64_t>& ids, const std::vector<do
   return out;
 }
 
-// (path, contents) files that replace their earlier versions together or not at all.
-void write_outputs(const std::vector<std::pair<std::string, std::string>>& outputs) {
-  files::FileSet set;
+// (path, contents) files that replace their earlier versions together or not at all; without
+// `force`, none written meanwhile by another process (another predict --out the same file).
+void write_outputs(const std::vector<std::pair<std::string, std::string>>& outputs, bool force) {
+  files::FileSet set(files::FileSet::Parents::kMustExist,
+                     force ? files::FileSet::Replace::kAllowed : files::FileSet::Replace::kRefuse);
   for (const auto& [path, text] : outputs)
     set.add(path, [&text = text](const std::string& tmp) { files::write_file(tmp, text); });
   try {
@@ -306,8 +308,9 @@ int predict_submission(const Config& config, const PredictArgs& a) {
   const auto p =
       evaluate::probabilities(classifier, test.x.data(), static_cast<int64_t>(test.ids.size()));
 
-  write_outputs({{classifier_path, evaluate::to_json(classifier)},
-                 {submission, submission_csv(test.ids, p)}});
+  write_outputs(
+      {{classifier_path, evaluate::to_json(classifier)}, {submission, submission_csv(test.ids, p)}},
+      a.force);
   std::printf("classifier: logistic regression on %lld labeled rows (%lld toxic) of %s\n",
               static_cast<long long>(classifier.fitted_on.rows),
               static_cast<long long>(classifier.fitted_on.toxic), features.c_str());

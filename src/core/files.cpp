@@ -43,7 +43,7 @@ void make_directories(const std::string& path, std::vector<std::string>* created
   if (path.empty() || is_directory(path)) return;
   std::string p = parent(path);
   if (!p.empty() && p != path) make_directories(p, created);
-  if (::mkdir(path.c_str(), 0755) == 0) {
+  if (::mkdir(path.c_str(), 0777) == 0) {
     if (created) created->push_back(path);
   } else if (errno != EEXIST) {
     fail("cannot create directory", path, errno);
@@ -75,6 +75,25 @@ void rename(const std::string& from, const std::string& to) {
     throw UserError("cannot rename " + from + " to " + to + ": " + std::strerror(errno));
 }
 
+void rename_no_replace(const std::string& from, const std::string& to) {
+  const auto appeared = [&] {
+    return UserError(to +
+                     " appeared while this command wrote it (another process writing the "
+                     "same output?); it is left as it is: pass --force to overwrite it");
+  };
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return;
+  if (errno == EEXIST) throw appeared();
+  if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)  // (the file system cannot)
+    throw UserError("cannot rename " + from + " to " + to + ": " + std::strerror(errno));
+  if (::link(from.c_str(), to.c_str()) == 0) {
+    ::unlink(from.c_str());
+    return;
+  }
+  if (errno == EEXIST) throw appeared();
+  if (exists(to)) throw appeared();  // no hard links either: checked, then renamed
+  rename(from, to);
+}
+
 void fsync_path(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw UserError("cannot open " + path + " to sync: " + std::strerror(errno));
@@ -85,7 +104,7 @@ void fsync_path(const std::string& path) {
 }
 
 FileWriter::FileWriter(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) fail("cannot create", path, errno);
 }
 
@@ -181,7 +200,10 @@ void FileSet::rename_all(const std::vector<std::string>& created) {
   std::vector<std::string> dirs;
   for (size_t i = 0; i < entries_.size(); ++i) {
     try {
-      rename(entries_[i].tmp, entries_[i].path);
+      if (replace_ == Replace::kRefuse)
+        rename_no_replace(entries_[i].tmp, entries_[i].path);
+      else
+        rename(entries_[i].tmp, entries_[i].path);
     } catch (...) {
       for (size_t j = i; j < entries_.size(); ++j) ::unlink(entries_[j].tmp.c_str());
       throw;
@@ -194,9 +216,9 @@ void FileSet::rename_all(const std::vector<std::string>& created) {
   for (const std::string& dir : dirs) fsync_path(dir);
 }
 
-void write_atomically(const std::string& path,
-                      const std::function<void(const std::string&)>& write) {
-  FileSet set;
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write,
+                      FileSet::Replace replace) {
+  FileSet set(FileSet::Parents::kMustExist, replace);
   set.add(path, write);
   set.commit();
 }

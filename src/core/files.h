@@ -27,6 +27,10 @@ void create_directories(const std::string& path);
 void remove_all(const std::string& path);
 // Atomic within one file system; throws UserError on failure.
 void rename(const std::string& from, const std::string& to);
+// rename() that never replaces: when `to` exists (another process wrote it meanwhile), throws
+// UserError saying so and leaves both files as they are. Where the file system cannot rename
+// without replacing (renameat2's RENAME_NOREPLACE) it links and unlinks, else it checks first.
+void rename_no_replace(const std::string& from, const std::string& to);
 // A file written from the start (created, or truncated when it exists). Every failure, of
 // open, write, fsync or close, throws UserError naming the path and the system's
 // reason ("cannot write F: No space left on device"). Small writes are gathered into blocks
@@ -66,11 +70,16 @@ void write_file(const std::string& path, std::string_view bytes);
 // temporary (and, with Parents::kCreate, every directory commit() made) is removed, no target
 // has changed, and the exception passes on. A crash between two of the renames can leave some
 // targets new and the others old, each of them whole.
+// With Replace::kRefuse (a command without --force that found no target) a target that
+// appears meanwhile is not replaced (rename_no_replace): of two processes writing the same set
+// at once, the one whose first rename comes second fails and leaves no file of its own.
 class FileSet {
  public:
   using Writer = std::function<void(const std::string& tmp)>;
   enum class Parents { kMustExist, kCreate };  // the targets' directories
-  explicit FileSet(Parents parents = Parents::kMustExist) : parents_(parents) {}
+  enum class Replace { kAllowed, kRefuse };    // targets that exist when they are renamed over
+  explicit FileSet(Parents parents = Parents::kMustExist, Replace replace = Replace::kAllowed)
+      : parents_(parents), replace_(replace) {}
   void add(const std::string& path, Writer write);
   void commit();
 
@@ -82,13 +91,14 @@ class FileSet {
   void write_all(std::vector<std::string>& created);
   void rename_all(const std::vector<std::string>& created);
   Parents parents_;
+  Replace replace_;
   std::vector<Entry> entries_;
 };
 
 // Writes `path` so that it is either the old file or the whole new one, even across a crash:
 // a FileSet of one file (its directory must exist).
-void write_atomically(const std::string& path,
-                      const std::function<void(const std::string&)>& write);
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write,
+                      FileSet::Replace replace = FileSet::Replace::kAllowed);
 // write_atomically of `bytes` (write_file).
 void write_file_atomically(const std::string& path, std::string_view bytes);
 // The temporary a FileSet of this process fills beside `path`: "PATH.tmp.PID".

@@ -21,7 +21,7 @@ RunDirLock::RunDirLock(const std::string& run_dir, const std::string& command,
     throw UserError(std::string("run.dir: ") + e.what());
   }
   const std::string path = files::join(run_dir, ".lock");
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
   if (fd_ < 0) throw UserError("run.dir: cannot open " + path + ": " + std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
     record_holder(path, command);

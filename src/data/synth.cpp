@@ -109,14 +109,19 @@ class CsvWriter {
   files::FileWriter file_;
 };
 
-// Writes `path` atomically (files::write_atomically) with the rows `fill` gives a CsvWriter.
-void write_csv(const std::string& path, const std::function<void(CsvWriter&)>& fill) {
+// Writes `path` atomically (files::write_atomically) with the rows `fill` gives a CsvWriter;
+// without `overwrite`, a file another process wrote there meanwhile is left as it is.
+void write_csv(const std::string& path, bool overwrite,
+               const std::function<void(CsvWriter&)>& fill) {
   try {
-    files::write_atomically(path, [&](const std::string& tmp) {
-      CsvWriter out(tmp);
-      fill(out);
-      out.close();
-    });
+    files::write_atomically(
+        path,
+        [&](const std::string& tmp) {
+          CsvWriter out(tmp);
+          fill(out);
+          out.close();
+        },
+        overwrite ? files::FileSet::Replace::kAllowed : files::FileSet::Replace::kRefuse);
   } catch (const UserError&) {
     throw;
   } catch (const std::exception& e) {
@@ -278,7 +283,7 @@ SynthSummary write_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed
                           bool overwrite, const CommentSource& source) {
   SynthSummary summary = prepare_outputs(out_dir, overwrite);
   Rng rng(mix_seed({seed, 0x5717}));
-  write_csv(summary.train_csv, [&](CsvWriter& out) {
+  write_csv(summary.train_csv, overwrite, [&](CsvWriter& out) {
     write_train_header(out);
     for (size_t i = 0; i < rows; ++i) {
       bool toxic = static_cast<int>(rng.below(100)) < toxic_percent;
@@ -288,7 +293,7 @@ SynthSummary write_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed
       ++summary.train_rows;
     }
   });
-  write_csv(summary.multilingual_csv, [&](CsvWriter& out) {
+  write_csv(summary.multilingual_csv, overwrite, [&](CsvWriter& out) {
     for (const char* f : {"id", "comment_text", "lang"}) out.field(f);
     out.field("toxic", true);
     const size_t per_language = std::max<size_t>(20, rows / 100);
@@ -310,7 +315,7 @@ SynthSummary write_jigsaw(const std::string& out_dir, size_t rows, uint64_t seed
       }
     }
   });
-  write_csv(summary.test_csv, [&](CsvWriter& out) {
+  write_csv(summary.test_csv, overwrite, [&](CsvWriter& out) {
     for (const char* f : {"id", "content"}) out.field(f);
     out.field("lang", true);
     const size_t per_language = std::max<size_t>(20, rows / 120);

@@ -271,7 +271,9 @@ void export_hf(model::SiameseEncoderImpl& model, const HfExportInputs& in) {
   const int64_t hidden = model.config().hidden_size;
   const size_t tensors = encoder.size();
   // Every file is written before any appears: a failure leaves no part of the directory.
-  files::FileSet out(files::FileSet::Parents::kCreate);
+  files::FileSet out(files::FileSet::Parents::kCreate, in.overwrite
+                                                           ? files::FileSet::Replace::kAllowed
+                                                           : files::FileSet::Replace::kRefuse);
   add_text(out, in.out_dir, "config.json", hf_config_json(model.config(), in.dtype));
   add_tensors(out, in.out_dir, "model.safetensors", std::move(encoder));
   add_text(out, in.out_dir, "sentencepiece.bpe.model", read_binary(in.tokenizer_model));

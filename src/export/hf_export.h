@@ -23,6 +23,9 @@ struct HfExportInputs {
   std::string weights_description;  // where the weights came from (checkpoint path)
   std::string weights_path;         // the checkpoint exported
   std::string evaluation_json;      // run.dir/evaluation.json when there is one, else ""
+  // --force: replace the directory's files. Without it a file that appears while they are
+  // written (another export-hf into the same --out) ends this one, its files all the other's.
+  bool overwrite = false;
 };
 
 // Writes the directory (created with its subdirectories when missing; files of an existing

@@ -1,5 +1,6 @@
 // File helpers: atomic writes leave the old file or the whole new one, never a temporary.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <stdexcept>
@@ -123,6 +124,51 @@ TEST(FileSet, AFailedWriteChangesNoTargetAndLeavesNothingBehind) {
   EXPECT_EQ(test::read_file(dir.path("a.txt")), "old a");
   // No temporary, and none of the directories the set made.
   EXPECT_EQ(list(dir.path()), (std::vector<std::string>{"a.txt"}));
+}
+
+// Two processes writing the same outputs at once without --force (export-hf into one --out):
+// the one whose first rename comes second leaves the other's files and none of its own.
+TEST(FileSet, WithoutReplacingATargetThatAppearedMeanwhileEndsTheSetUnchanged) {
+  test::TempDir dir;
+  FileSet set(FileSet::Parents::kMustExist, FileSet::Replace::kRefuse);
+  set.add(dir.path("config.json"), [&](const std::string& tmp) {
+    write_file(tmp, "mine");
+    write_file(dir.path("config.json"), "the other's");  // the other process renamed first
+    write_file(dir.path("model.bin"), "the other's too");
+  });
+  set.add(dir.path("model.bin"), [](const std::string& tmp) { write_file(tmp, "mine too"); });
+  try {
+    set.commit();
+    FAIL() << "a target that appeared was replaced";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.path("config.json") +
+                                         " appeared while this command wrote it"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(test::read_file(dir.path("config.json")), "the other's");
+  EXPECT_EQ(test::read_file(dir.path("model.bin")), "the other's too");
+  EXPECT_EQ(list(dir.path()), (std::vector<std::string>{"config.json", "model.bin"}));
+  // Targets that did not appear are written as with replacing.
+  write_atomically(
+      dir.path("new.txt"), [](const std::string& tmp) { write_file(tmp, "new"); },
+      FileSet::Replace::kRefuse);
+  EXPECT_EQ(test::read_file(dir.path("new.txt")), "new");
+}
+
+// A run directory shared by a group (umask 002) stays writable by it: the modes follow the
+// umask (they were 0755 and 0644 whatever it said).
+TEST(FileWriter, DirectoriesAndFilesFollowTheUmask) {
+  test::TempDir dir;
+  const mode_t saved = ::umask(002);
+  create_directories(dir.path("run/checkpoints"));
+  write_file(dir.path("run/config.resolved.yaml"), "x");
+  ::umask(saved);
+  struct stat st {};
+  ASSERT_EQ(::stat(dir.path("run/checkpoints").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0775u);
+  ASSERT_EQ(::stat(dir.path("run/config.resolved.yaml").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0664u);
 }
 
 TEST(FileSet, DirectoriesAreMadeOnlyWhenAsked) {
