@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
@@ -824,8 +826,11 @@ YAML::Node read_config_file(const std::string& path) {
     throw UserError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                     std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg +
                     tab_hint(path, e.mark.line + 1));
-  } catch (const YAML::BadFile&) {
-    throw UserError("--config: cannot read " + path);
+  } catch (const YAML::BadFile&) {  // (yaml-cpp keeps no reason: the open says it)
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const std::string why = fd < 0 ? std::string(": ") + std::strerror(errno) : "";
+    if (fd >= 0) ::close(fd);
+    throw UserError("--config: cannot read " + path + why);
   }
 }
 

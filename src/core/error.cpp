@@ -31,8 +31,11 @@ std::string allocator_words(const std::string& text) {
 }
 
 bool is_out_of_memory(const std::exception& e, const std::string& text) {
+  if (dynamic_cast<const std::bad_array_new_length*>(&e)) return false;  // a negative size: a bug
   if (dynamic_cast<const std::bad_alloc*>(&e)) return true;
   const std::string first = text.substr(0, text.find('\n'));
+  if (first.find("MPI_ERR") != std::string::npos)
+    return false;  // MPI's: locked memory, not a batch
   for (const char* words : {"out of memory", "can't allocate memory", "not enough memory"})
     if (first.find(words) != std::string::npos) return true;
   return false;
@@ -44,7 +47,8 @@ Failure failure_of(const std::exception& e) {
   if (dynamic_cast<const UserError*>(&e)) return {kExitUserError, e.what()};
   const std::string text = without_backtrace(e.what());
   if (is_out_of_memory(e, text)) {
-    const std::string words = dynamic_cast<const std::bad_alloc*>(&e) ? "" : allocator_words(text);
+    const bool plain = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+    const std::string words = plain ? "" : allocator_words(text);
     return {kExitUserError,
             "out of memory" + (words.empty() ? "" : " (" + words + ")") +
                 ": the work is larger than this machine holds; lower train.pairs_per_rank "

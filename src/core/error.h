@@ -22,8 +22,8 @@ class UserError : public std::runtime_error {
 // - out of memory (std::bad_alloc, libtorch's CPU or CUDA allocator): one line with the
 //   allocator's words and the keys that size the work, kExitUserError (the batch is too large
 //   for the machine; a requeue would fail alike);
-// - anything else: kExitInternal, its text without the stack trace libtorch appends (the log
-//   files keep the whole text).
+// - anything else: kExitInternal, its text without the stack trace libtorch appends (a rank's
+//   log file, where the command keeps one, gets the whole text: log_error_to_files).
 // `text` has no "error:" or "internal error:" prefix; the caller adds its own.
 struct Failure {
   int code = kExitInternal;

@@ -4,16 +4,19 @@
 
 #include <mpi.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <thread>
 
 #include "core/checksum.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "dist/chunks.h"
 #include "dist/deadline.h"
@@ -25,10 +28,31 @@ namespace {
 constexpr std::chrono::seconds kAbortGrace{3};
 }  // namespace
 
+namespace {
+
+// Open MPI keeps its session files under $TMPDIR: one that is not a writable directory failed
+// MPI_Init with some fifty lines of its internals and exit 1.
+void check_tmpdir() {
+  const char* dir = std::getenv("TMPDIR");
+  if (dir == nullptr || *dir == '\0') return;
+  const std::string why = !files::exists(dir)         ? "does not exist"
+                          : !files::is_directory(dir) ? "is not a directory"
+                          : ::access(dir, W_OK | X_OK) != 0
+                              ? std::string("is not writable (") + std::strerror(errno) + ")"
+                              : "";
+  if (!why.empty())
+    throw UserError(std::string("TMPDIR=") + dir + " " + why +
+                    ": Open MPI keeps its session files there; point TMPDIR at a writable "
+                    "directory or unset it");
+}
+
+}  // namespace
+
 MpiSession::MpiSession(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
+    check_tmpdir();
     int provided = 0;
     // Only the main thread calls MPI (NCCL's watchdog polls NCCL, not MPI).
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
@@ -72,6 +96,7 @@ void abort_job(int exit_code) {
 }
 
 void abort_job_for(const std::exception& e, int rank) {
+  log_error_to_files("rank " + std::to_string(rank) + ": " + e.what());  // the whole text
   const Failure failure = failure_of(e);
   std::fprintf(stderr, "siamese-xlmr: error: [rank %d] %s\n", rank, failure.text.c_str());
   abort_job(failure.code);
@@ -315,6 +340,7 @@ Outcome attempt(const std::function<void()>& phase) {
     phase();
     return {};
   } catch (const std::exception& e) {
+    log_error_to_files(e.what());  // the whole text, a stack trace included
     const Failure failure = failure_of(e);
     return {failure.code,
             failure.code == kExitInternal ? "internal error: " + failure.text : failure.text};

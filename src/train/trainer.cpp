@@ -125,11 +125,11 @@ int run_training(const Config& config, const dist::MpiEnv& env, const TrainOptio
     checkpoint = {};  // its tensors are in the replica now
     return train_replica(config, env, options, r);
   } catch (const std::exception& e) {
-    log_error_to_files("rank " + std::to_string(env.rank) + ": " + e.what());
     // Alone, there is no other rank to stop: main prints the error and exits with its code,
-    // without MPI_Abort's banner.
-    if (env.world == 1) throw;
-    dist::abort_job_for(e, env.rank);
+    // without MPI_Abort's banner (the log file gets the whole text, as abort_job_for gives it).
+    if (env.world > 1) dist::abort_job_for(e, env.rank);
+    log_error_to_files("rank " + std::to_string(env.rank) + ": " + e.what());
+    throw;
   }
 }
 

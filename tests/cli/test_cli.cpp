@@ -281,6 +281,22 @@ TEST(Cli, MissingInputFileIsOneLine) {
   EXPECT_EQ(r.err, "siamese-xlmr: error: tokenizer.model: file not found: /nope/spm.model\n");
 }
 
+// Open MPI keeps its session files under TMPDIR: a missing one or a file failed MPI_Init in some
+// fifty lines of its internals, exit 1.
+TEST(Cli, ATmpdirThatIsNoWritableDirectoryIsOneLine) {
+  test::TempDir dir;
+  const std::string file = dir.write("a-file", "");
+  for (const auto& [tmpdir, why] :
+       {std::pair<std::string, std::string>{dir.path("missing"), "does not exist"},
+        {file, "is not a directory"}}) {
+    auto r = test::run_command("TMPDIR='" + tmpdir + "' '" + SX_BINARY + "' export");
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(r.err, "siamese-xlmr: error: TMPDIR=" + tmpdir + " " + why +
+                         ": Open MPI keeps its session files there; point TMPDIR at a writable "
+                         "directory or unset it\n");
+  }
+}
+
 TEST(Cli, ConfigPrintsResolvedYamlAndDocs) {
   auto r = run_cli("config run.seed=5");
   EXPECT_EQ(r.exit_code, 0);

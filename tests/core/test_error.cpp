@@ -55,6 +55,11 @@ TEST(Failure, OutOfMemoryIsOneLineNamingTheKeysThatSizeTheWork) {
   const Failure plain = failure_of(std::bad_alloc());
   EXPECT_EQ(plain.code, kExitUserError);
   EXPECT_EQ(plain.text, "out of memory" + keys);
+  // A negative size is a bug, MPI's "out of memory" a locked-memory limit, not the batch.
+  EXPECT_EQ(failure_of(std::bad_array_new_length()).code, kExitInternal);
+  EXPECT_EQ(
+      failure_of(std::runtime_error("MPI_Win_allocate_shared: MPI_ERR_NO_MEM: out of memory")).code,
+      kExitInternal);
   // Words about memory in a later line are no verdict.
   EXPECT_EQ(failure_of(std::runtime_error("bad shape\nframe #0: out of memory handler")).code,
             kExitInternal);
