@@ -55,6 +55,9 @@ number() {
   echo $((10#$value))
 }
 grace=$(number SX_ABORT_GRACE 0 5)
+# After a SIGTERM passed on, mpirun gets at least 5 s: Open MPI kills the ranks 1 s after it, and
+# a mpirun ended sooner could leave ranks on this host running.
+term_grace=$(( grace > 5 ? grace : 5 ))
 start_timeout=$(number SX_START_TIMEOUT 0 120)
 cpu_ranks=$(number SX_CPU_RANKS 1 2)
 
@@ -130,9 +133,10 @@ check_hostfile() {
       }
     done
     for address in $(addresses_of "$host"); do first_by_address[$address]=$line; done
-    # Fewer slots than ranks per node: Open MPI's "not enough slots" page.
-    slots=$(sed -n 's/^\(.*[[:space:]]\)\{0,1\}slots=\([0-9]*\).*/\2/p' <<<"$rest")
-    if [ -n "$slots" ] && [ "$slots" -lt "$per_node" ]; then
+    # Fewer slots than ranks per node: Open MPI's "not enough slots" page (unless the ranks
+    # oversubscribe, which ignores slots).
+    slots=$(sed -n 's/^\(.*[[:space:]]\)\{0,1\}slots=\([0-9]*\).*/\2/p' <<<"${rest%%#*}")
+    if [ -n "$slots" ] && [ "$slots" -lt "$per_node" ] && [ "$oversubscribe" = 0 ]; then
       echo "launch/run.sh: $file:$line: host '$host' has slots=$slots, fewer than the $per_node ranks per node ($per_node_why); give it slots=$per_node or more, or set SX_RANKS_PER_NODE" >&2
       exit 2
     fi
@@ -225,13 +229,17 @@ forward() {
   # Open MPI kills the ranks a second after a SIGTERM and ends; with a host it cannot reach it
   # waits for that host's daemon ("Abort is in progress") until the link returns.
   [ -f "$state/term_ender" ] && return 0
-  end_mpirun_after "$grace" ended_after_term </dev/null >/dev/null 2>&1 &
+  end_mpirun_after "$term_grace" ended_after_term </dev/null >/dev/null 2>&1 &
   echo $! >"$state/term_ender"
 }
 
 # No -q: Open MPI's messages pass through watch_stderr below, which needs them.
 args=(--map-by "slot:PE=$per_rank" --bind-to core)
-[ "$per_rank" -eq 1 ] && [ "$per_node" -gt "$cores" ] && args=(--oversubscribe --bind-to none)
+oversubscribe=0
+if [ "$per_rank" -eq 1 ] && [ "$per_node" -gt "$cores" ]; then
+  args=(--oversubscribe --bind-to none)
+  oversubscribe=1
+fi
 remote=0 dead_after=""  # whether Open MPI starts daemons on other hosts
 if [ -n "${SX_HOSTFILE:-}" ]; then
   check_hostfile "$SX_HOSTFILE"
@@ -264,7 +272,19 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$per_rank}
 
-state=$(mktemp -d "${TMPDIR:-/tmp}/sx-run.XXXXXX")
+# Open MPI keeps its session files in TMPDIR: a full one made mpirun hang for ever with two
+# ranks (one aborted in MPI_Init, the other left a zombie), a missing one failed in fifty lines.
+tmp=${TMPDIR:-/tmp}
+if [ ! -d "$tmp" ] || [ ! -w "$tmp" ]; then
+  echo "launch/run.sh: TMPDIR=$tmp is not a writable directory: Open MPI keeps its session files there; point TMPDIR at one or unset it" >&2
+  exit 2
+fi
+free_kib=$(df -Pk "$tmp" 2>/dev/null | awk 'NR == 2 {print $4}')
+if [[ ${free_kib:-} =~ ^[0-9]+$ ]] && [ "$free_kib" -lt 32768 ]; then
+  echo "launch/run.sh: TMPDIR=$tmp has $((free_kib / 1024)) MiB free: Open MPI keeps its session files there and hangs when it fills up; free 32 MiB or more there, or point TMPDIR elsewhere" >&2
+  exit 2
+fi
+state=$(mktemp -d "$tmp/sx-run.XXXXXX")
 trap 'rm -rf "$state"' EXIT
 mkfifo "$state/stderr"
 
@@ -289,8 +309,9 @@ watch_stderr() {
       continue
     fi
     if [ "$in_block" -eq 1 ]; then block+=$line$'\n'; continue; fi
-    case $line in  # Open MPI's count of messages it held back
+    case $line in  # Open MPI's count of messages it held back; its own slip after an abort
       *" more process"*"sent help message"* | *"orte_base_help_aggregate"*) continue ;;
+      *"ORTE_ERROR_LOG: Data unpack would read past end of buffer in file "*"show_help.c"*) continue ;;
     esac
     # Noted before it is shown: whoever reacts to the line finds what it says noted.
     # A line from a rank ("[2024-05-01 10:00:00.000] [0/4] [info] ..."): the job has started.
@@ -351,11 +372,12 @@ job_done() {
 # their ranks when they lose it.
 end_mpirun_after() {
   trap '' INT QUIT  # a Ctrl-C is the script's to handle (on_interrupt)
-  # Ended early (the job ended first), it ends its sleep too, which would outlive the script.
-  local nap
+  # Ended early (the job ended first), it ends its sleep too, which would outlive the script
+  # (the trap is set before the sleep starts: a TERM in between finds no sleep to end).
+  local nap=""
+  trap '[ -z "$nap" ] || kill "$nap" 2>/dev/null; exit 0' TERM
   sleep "$1" &
   nap=$!
-  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
   wait "$nap"
   local pid
   pid=$(cat "$state/pid" 2>/dev/null) || return 0
@@ -426,16 +448,19 @@ silent_hosts() {
 ranks_on() {
   local host=$1 part name wanted
   [ -f "$state/layout" ] || return 0
-  wanted=$(addresses_of "$host")
   local IFS=';'
   for part in $(cat "$state/layout"); do
     part=${part# }
-    name=${part%% *}
-    if [ "$name" = "$host" ] || { [ -n "$wanted" ] && comm -12 <(echo "$wanted") <(addresses_of "$name") | grep -q .; }; then
-      echo "${part#* }"
-      return 0
-    fi
+    [ "${part%% *}" = "$host" ] && { echo "${part#* }"; return 0; }
   done
+  wanted=$(addresses_of "$host")  # (looked up only when no name matches)
+  [ -n "$wanted" ] || return 0
+  for part in $(cat "$state/layout"); do
+    part=${part# }
+    name=${part%% *}
+    comm -12 <(echo "$wanted") <(addresses_of "$name") | grep -q . && { echo "${part#* }"; return 0; }
+  done
+  return 0
 }
 
 
@@ -458,7 +483,7 @@ explain_end() {
   elif [ -f "$state/ended_after_done" ]; then
     after="mpirun had not ended $((dead_after + grace)) s after it (a host it cannot reach?), so this script ended it"
   elif [ -f "$state/ended_after_term" ]; then
-    after="mpirun had not ended $grace s after a SIGTERM passed on to it (a host it cannot reach?), so this script ended it"
+    after="mpirun had not ended $term_grace s after a SIGTERM passed on to it (a host it cannot reach?), so this script ended it"
   fi
   if [ -f "$state/start_timeout" ]; then
     local hosts
@@ -482,7 +507,7 @@ explain_end() {
     echo "launch/run.sh: $lost: Open MPI lost contact with its daemon there (host down or cut off) and ended the job; exit 1" >&2
     code=1
   elif [ -f "$state/ended_after_term" ]; then
-    echo "launch/run.sh: mpirun had not ended $grace s after a SIGTERM passed on to it (a host it cannot reach? Open MPI waits for its daemon there), so this script ended it: a checkpoint or features file the ranks were writing may be incomplete or missing; resume with --resume auto; exit 1" >&2
+    echo "launch/run.sh: mpirun had not ended $term_grace s after a SIGTERM passed on to it (a host it cannot reach? Open MPI waits for its daemon there), so this script ended it: a checkpoint or features file the ranks were writing may be incomplete or missing; resume with --resume auto; exit 1" >&2
     code=1
   elif [ -f "$state/terminated" ] && [ ! -f "$state/requeue" ] && [ "$rc" != 0 ] && [ "$rc" != 75 ]; then
     echo "launch/run.sh: mpirun exited with $rc after a SIGTERM passed on to it (Open MPI kills the ranks a second later): a checkpoint or features file they were writing is incomplete or missing; resume with --resume auto; exit $code" >&2
