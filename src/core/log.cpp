@@ -92,14 +92,21 @@ void flush_logs() {
 }
 
 namespace {
-// Writes one message to the default logger's sinks that `keep` picks, past the logger's level.
+// Writes one message to the default logger's sinks that `keep` picks, past the logger's level,
+// and flushes them. Best effort: a sink that cannot take it (a full disk under the log file)
+// adds no line of its own ("*** LOG ERROR ***") to the one the command ends with.
 template <class Keep>
 void log_to_sinks(spdlog::level::level_enum level, const std::string& text, Keep keep) {
   const auto logger = spdlog::default_logger();
   const spdlog::details::log_msg msg(logger->name(), level, text);
-  for (const auto& sink : logger->sinks())
-    if (keep(*sink, dynamic_cast<ConsoleSink*>(sink.get()) != nullptr)) sink->log(msg);
-  logger->flush();
+  for (const auto& sink : logger->sinks()) {
+    if (!keep(*sink, dynamic_cast<ConsoleSink*>(sink.get()) != nullptr)) continue;
+    try {
+      sink->log(msg);
+      sink->flush();
+    } catch (const std::exception&) {
+    }
+  }
 }
 }  // namespace
 
